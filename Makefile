@@ -1,0 +1,66 @@
+# Custos — the two commands a user needs are `make dev` and `make test`.
+# `make help` lists the rest.
+
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+GO ?= go
+CONTROLLER_GEN := $(GO) tool controller-gen
+# Builds (once) and prints the directory of kube-apiserver, etcd and kubectl.
+CONTROLPLANE := hack/controlplane.sh
+# Generated files `make verify` holds against what is committed.
+GENERATED := api config charts/custos/crds
+
+##@ Use
+
+.PHONY: dev
+dev: build controlplane ## Run Custos locally: control plane, CRDs, manager, samples. Ctrl-C stops everything.
+	$(GO) build -o bin/custos-dev ./hack/dev
+	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE))" bin/custos-dev
+
+.PHONY: test
+test: controlplane ## Run every test against a real kube-apiserver and etcd.
+	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE))" $(GO) test ./... -count=1
+
+##@ Develop
+
+.PHONY: build
+build: ## Build the manager into bin/manager.
+	$(GO) build -o bin/manager ./cmd/manager
+
+.PHONY: controlplane
+controlplane: ## Build kube-apiserver, etcd and kubectl into bin/k8s/ (only when missing).
+	$(CONTROLPLANE) >/dev/null
+
+.PHONY: generate
+generate: ## Generate deepcopy functions.
+	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
+
+.PHONY: manifests
+manifests: ## Generate CRDs, RBAC and webhook manifests, and the chart's CRDs.
+	$(CONTROLLER_GEN) rbac:roleName=custos-manager crd webhook paths=./... \
+		output:crd:artifacts:config=config/crd/bases \
+		output:rbac:artifacts:config=config/rbac \
+		output:webhook:artifacts:config=config/webhook
+	mkdir -p charts/custos/crds
+	rm -f charts/custos/crds/*.yaml
+	cp config/crd/bases/*.yaml charts/custos/crds/
+
+.PHONY: fmt
+fmt: ## Format the Go code.
+	gofmt -w $$(git ls-files --cached --others --exclude-standard '*.go')
+
+.PHONY: verify
+verify: generate manifests controlplane ## Fail when generated files are stale, code is unformatted or vet complains.
+	hack/verify.sh "$$($(CONTROLPLANE))/kubectl" $(GENERATED)
+
+.PHONY: clean
+clean: ## Remove built binaries (not the control plane) and make dev's state.
+	rm -rf bin/manager bin/custos-dev .dev
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} \
+		/^[a-zA-Z_-]+:.*?##/ { printf "  %-14s %s\n", $$1, $$2 } \
+		/^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)

@@ -1,0 +1,483 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// LifecycleState is the state an Agent's owner asks for.
+// +kubebuilder:validation:Enum=Active;Suspended;Decommissioned
+type LifecycleState string
+
+const (
+	// LifecycleActive: the agent runs, holds its leases and reaches its tools.
+	LifecycleActive LifecycleState = "Active"
+	// LifecycleSuspended: the agent is scaled to zero, its leases are revoked
+	// and its network is deny-all; it can be made Active again.
+	LifecycleSuspended LifecycleState = "Suspended"
+	// LifecycleDecommissioned: the agent is taken away for good: every lease
+	// revoked, every object removed. The state is final.
+	LifecycleDecommissioned LifecycleState = "Decommissioned"
+)
+
+// AgentPhase is where an Agent is in its life, as observed by Custos.
+// +kubebuilder:validation:Enum=Pending;Active;Suspended;Frozen;Decommissioning;Decommissioned
+type AgentPhase string
+
+const (
+	// AgentPhasePending: the agent is being onboarded; it is not Ready yet.
+	AgentPhasePending AgentPhase = "Pending"
+	// AgentPhaseActive: the agent was observed Ready.
+	AgentPhaseActive AgentPhase = "Active"
+	// AgentPhaseSuspended: the agent is suspended by its owner or on expiry.
+	AgentPhaseSuspended AgentPhase = "Suspended"
+	// AgentPhaseFrozen: the circuit breaker froze the agent.
+	AgentPhaseFrozen AgentPhase = "Frozen"
+	// AgentPhaseDecommissioning: the decommission path is under way.
+	AgentPhaseDecommissioning AgentPhase = "Decommissioning"
+	// AgentPhaseDecommissioned: the decommission path completed.
+	AgentPhaseDecommissioned AgentPhase = "Decommissioned"
+)
+
+// AgentSpec is what an agent's owner asks for.
+// +kubebuilder:validation:XValidation:rule="!has(self.credentials) || self.credentials.all(c, !has(c.awsSTS) || (has(self.identity) && has(self.identity.aws)))",message="awsSTS credentials need spec.identity.aws: a session is assumed from the agent's bound role",fieldPath=".credentials"
+// +kubebuilder:validation:XValidation:rule="!has(self.credentials) || self.credentials.all(c, !has(c.azureToken) || (has(self.identity) && has(self.identity.azure)))",message="azureToken credentials need spec.identity.azure: a token is issued for the agent's bound client ID",fieldPath=".credentials"
+type AgentSpec struct {
+	// owner is the accountable team for this agent and how to reach it.
+	// +required
+	Owner AgentOwner `json:"owner"`
+
+	// purpose says in a sentence what the agent does and why it needs the
+	// access it asks for. Reviewers and auditors read it.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	Purpose string `json:"purpose"`
+
+	// image is the agent's container image, by tag or digest. Custos resolves
+	// it to a digest, verifies its signature and runs the digest.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:XValidation:rule="!self.contains(' ')",message="must be an image reference without spaces"
+	Image string `json:"image"`
+
+	// runtime shapes the agent's workload.
+	// +optional
+	// +kubebuilder:default={replicas: 1}
+	Runtime AgentRuntime `json:"runtime,omitzero"`
+
+	// identity binds the agent's own ServiceAccount to at most one identity
+	// in each cloud.
+	// +optional
+	Identity *IdentityBindings `json:"identity,omitempty"`
+
+	// credentials are the short-lived leases issued for the agent, each from
+	// its own identity.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	Credentials []CredentialSpec `json:"credentials,omitempty"`
+
+	// toolsetRefs are the Toolsets the agent may use. Its egress is limited to
+	// their endpoints.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:XValidation:rule="self.all(r, self.exists_one(o, o.name == r.name && (has(o.__namespace__) ? o.__namespace__ : '') == (has(r.__namespace__) ? r.__namespace__ : '')))",message="each Toolset may be referenced once"
+	ToolsetRefs []ToolsetReference `json:"toolsetRefs,omitempty"`
+
+	// lifecycle is the state the owner asks for and when the agent expires.
+	// +optional
+	// +kubebuilder:default={state: Active}
+	Lifecycle AgentLifecycle `json:"lifecycle,omitzero"`
+}
+
+// AgentOwner is the accountable owner of an agent.
+type AgentOwner struct {
+	// team is the owning team's name.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Team string `json:"team"`
+
+	// contact is an e-mail address that reaches the owning team.
+	// +required
+	// +kubebuilder:validation:MinLength=3
+	// +kubebuilder:validation:MaxLength=254
+	// +kubebuilder:validation:Pattern=`^[^@\s]+@[^@\s]+\.[^@\s]+$`
+	Contact string `json:"contact"`
+}
+
+// AgentRuntime shapes the agent's Deployment. Security context, service
+// account and scheduling are Custos's, not the owner's.
+type AgentRuntime struct {
+	// replicas is the number of agent pods while the agent is Active.
+	// +optional
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=20
+	Replicas *int32 `json:"replicas,omitempty"`
+
+	// resources are the agent container's compute resources.
+	// +optional
+	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// env are plain environment variables. Secrets never travel here: they are
+	// credentials, issued as leases.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=64
+	Env []AgentEnvVar `json:"env,omitempty"`
+
+	// args are the arguments passed to the agent's entrypoint.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=4096
+	Args []string `json:"args,omitempty"`
+}
+
+// AgentEnvVar is one plain environment variable.
+type AgentEnvVar struct {
+	// name of the variable.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^[A-Za-z_][A-Za-z0-9_]*$`
+	Name string `json:"name"`
+
+	// value of the variable.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	Value string `json:"value,omitempty"`
+}
+
+// IdentityBindings binds the agent's ServiceAccount to cloud identities:
+// at most one per cloud.
+// +kubebuilder:validation:MinProperties=1
+type IdentityBindings struct {
+	// aws binds an IAM role through IRSA.
+	// +optional
+	AWS *AWSIdentity `json:"aws,omitempty"`
+
+	// azure binds an Entra ID application through Azure Workload Identity.
+	// +optional
+	Azure *AzureIdentity `json:"azure,omitempty"`
+
+	// gcp binds a Google service account through GKE Workload Identity.
+	// +optional
+	GCP *GCPIdentity `json:"gcp,omitempty"`
+}
+
+// AWSIdentity is an IAM role the agent assumes with its ServiceAccount token.
+type AWSIdentity struct {
+	// roleARN is the IAM role's ARN.
+	// +required
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:Pattern=`^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$`
+	RoleARN string `json:"roleARN"`
+}
+
+// AzureIdentity is an Entra ID application the agent federates with.
+type AzureIdentity struct {
+	// clientID is the application's (client) ID.
+	// +required
+	// +kubebuilder:validation:Pattern=`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`
+	// +kubebuilder:validation:MaxLength=36
+	ClientID string `json:"clientID"`
+
+	// tenantID is the Entra ID tenant's ID.
+	// +required
+	// +kubebuilder:validation:Pattern=`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`
+	// +kubebuilder:validation:MaxLength=36
+	TenantID string `json:"tenantID"`
+}
+
+// GCPIdentity is a Google service account the agent impersonates.
+type GCPIdentity struct {
+	// serviceAccount is the Google service account's e-mail.
+	// +required
+	// +kubebuilder:validation:MaxLength=254
+	// +kubebuilder:validation:Pattern=`^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z0-9-]+\.iam\.gserviceaccount\.com$`
+	ServiceAccount string `json:"serviceAccount"`
+}
+
+// CredentialSpec asks for one short-lived credential, issued as a lease from
+// exactly one backend.
+// +kubebuilder:validation:XValidation:rule="[has(self.kubernetesToken), has(self.awsSTS), has(self.azureToken)].filter(b, b).size() == 1",message="exactly one of kubernetesToken, awsSTS or azureToken must be set"
+// +kubebuilder:validation:XValidation:rule="!has(self.awsSTS) || duration(self.ttl) >= duration('15m')",message="awsSTS sessions last at least 15m (the STS minimum)",fieldPath=".ttl"
+type CredentialSpec struct {
+	// name identifies the credential; its lease Secret is named after it.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=40
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+
+	// kubernetesToken issues a bound ServiceAccount token for an audience.
+	// +optional
+	KubernetesToken *KubernetesTokenCredential `json:"kubernetesToken,omitempty"`
+
+	// awsSTS assumes the agent's bound IAM role with its ServiceAccount token.
+	// +optional
+	AWSSTS *AWSSTSCredential `json:"awsSTS,omitempty"`
+
+	// azureToken obtains an Entra ID access token for the agent's bound
+	// application.
+	// +optional
+	AzureToken *AzureTokenCredential `json:"azureToken,omitempty"`
+
+	// ttl is how long each lease lives; it is renewed before it expires.
+	// Between 10m (the TokenRequest minimum) and 12h.
+	// +optional
+	// +kubebuilder:default="15m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10m') && duration(self) <= duration('12h')",message="must be between 10m and 12h"
+	TTL metav1.Duration `json:"ttl,omitzero"`
+}
+
+// KubernetesTokenCredential is a bound ServiceAccount token.
+type KubernetesTokenCredential struct {
+	// audience the token is issued for.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	Audience string `json:"audience"`
+}
+
+// AWSSTSCredential is an STS session of the agent's bound role.
+type AWSSTSCredential struct {
+	// sessionName names the STS session; the agent's name when empty.
+	// +optional
+	// +kubebuilder:validation:MinLength=2
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9+=,.@_-]+$`
+	SessionName string `json:"sessionName,omitempty"`
+}
+
+// AzureTokenCredential is an Entra ID access token of the agent's bound
+// application.
+type AzureTokenCredential struct {
+	// scope the token is issued for, such as https://vault.azure.net/.default.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	Scope string `json:"scope"`
+}
+
+// ToolsetReference names a Toolset the agent may use.
+type ToolsetReference struct {
+	// name of the Toolset.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// namespace of the Toolset; the agent's own namespace when empty. A
+	// Toolset of another namespace must belong to the same tenant.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace,omitempty"`
+}
+
+// AgentLifecycle is the state the owner asks for and the agent's expiry.
+// +kubebuilder:validation:XValidation:rule="oldSelf.state != 'Decommissioned' || self.state == 'Decommissioned'",message="Decommissioned is final: a decommissioned agent cannot be brought back; create a new Agent",fieldPath=".state"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.expiresAt) || has(self.expiresAt)",message="expiresAt cannot be removed once set; move it instead",fieldPath=".expiresAt"
+type AgentLifecycle struct {
+	// state the owner asks for.
+	// +optional
+	// +kubebuilder:default=Active
+	State LifecycleState `json:"state,omitempty"`
+
+	// expiresAt is when the agent is suspended on its own. Agents should not
+	// live forever: set it and move it when the agent is renewed.
+	// +optional
+	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+}
+
+// AgentStatus is what Custos observed of an agent.
+type AgentStatus struct {
+	// observedGeneration is the generation last reconciled successfully; -1
+	// until the first success.
+	// +optional
+	// +kubebuilder:default=-1
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions: Ready, Reconciling, Stalled and one per reconcile step.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// identity is the agent's identity in the cluster.
+	// +optional
+	Identity *IdentityStatus `json:"identity,omitempty"`
+
+	// image is the verified image the agent runs.
+	// +optional
+	Image *ImageStatus `json:"image,omitempty"`
+
+	// leases is the ledger of the agent's credential leases; it never holds
+	// the material.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	Leases []LeaseStatus `json:"leases,omitempty"`
+
+	// lifecycle is the observed phase and its milestones.
+	// +optional
+	Lifecycle *LifecycleStatus `json:"lifecycle,omitempty"`
+}
+
+// IdentityStatus is the agent's identity.
+type IdentityStatus struct {
+	// serviceAccount is the name of the agent's own ServiceAccount.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	ServiceAccount string `json:"serviceAccount,omitempty"`
+
+	// spiffeID is the agent's SPIFFE ID,
+	// spiffe://<trust domain>/ns/<namespace>/sa/<service account>.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	SPIFFEID string `json:"spiffeID,omitempty"`
+}
+
+// ImageStatus is the verified image.
+type ImageStatus struct {
+	// digest spec.image resolved to, such as sha256:….
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	Digest string `json:"digest,omitempty"`
+
+	// signer is the identity whose signature verified.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Signer string `json:"signer,omitempty"`
+
+	// verifiedAt is when the signature last verified.
+	// +optional
+	VerifiedAt *metav1.Time `json:"verifiedAt,omitempty"`
+}
+
+// LeaseStatus is one entry of the lease ledger.
+type LeaseStatus struct {
+	// name of the credential in spec.credentials.
+	// +required
+	// +kubebuilder:validation:MaxLength=40
+	Name string `json:"name"`
+
+	// backend that issued the lease.
+	// +optional
+	// +kubebuilder:validation:Enum=kubernetesToken;awsSTS;azureToken
+	Backend string `json:"backend,omitempty"`
+
+	// secretName is the Secret that holds the current material.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	SecretName string `json:"secretName,omitempty"`
+
+	// issuedAt is when the current lease was issued.
+	// +optional
+	IssuedAt *metav1.Time `json:"issuedAt,omitempty"`
+
+	// expiresAt is when the current lease expires.
+	// +optional
+	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+
+	// renewAt is when Custos renews the lease.
+	// +optional
+	RenewAt *metav1.Time `json:"renewAt,omitempty"`
+
+	// lastError is the last issuance or renewal error, if any.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	LastError string `json:"lastError,omitempty"`
+}
+
+// LifecycleStatus is the observed phase and its milestones.
+type LifecycleStatus struct {
+	// phase is where the agent is in its life.
+	// +optional
+	Phase AgentPhase `json:"phase,omitempty"`
+
+	// onboardedAt is when the agent was first observed Ready.
+	// +optional
+	OnboardedAt *metav1.Time `json:"onboardedAt,omitempty"`
+
+	// expiresAt mirrors spec.lifecycle.expiresAt.
+	// +optional
+	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+
+	// decommissionedAt is when the decommission path completed.
+	// +optional
+	DecommissionedAt *metav1.Time `json:"decommissionedAt,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=ag;agt,categories=custos
+// +kubebuilder:printcolumn:name="Tenant",type=string,JSONPath=`.metadata.labels.custos\.dev/tenant`
+// +kubebuilder:printcolumn:name="Owner",type=string,JSONPath=`.spec.owner.team`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.lifecycle.phase`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1
+// +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.spec.lifecycle.expiresAt`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+
+// Agent is one AI agent run as a governed non-human identity: its own
+// ServiceAccount and cloud bindings, short-lived credentials, a verified
+// image, network and data boundaries, and a lifecycle that ends in a
+// complete decommission.
+type Agent struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is what the agent's owner asks for.
+	// +required
+	Spec AgentSpec `json:"spec"`
+
+	// status is what Custos observed.
+	// +optional
+	// +kubebuilder:default={}
+	Status AgentStatus `json:"status,omitzero"`
+}
+
+// +kubebuilder:object:root=true
+
+// AgentList is a list of Agents.
+type AgentList struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Agent `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&Agent{}, &AgentList{})
+}

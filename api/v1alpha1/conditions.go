@@ -1,0 +1,150 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package v1alpha1
+
+// Labels, annotations and finalizers Custos reads and writes. They are API:
+// platform tooling selects on them.
+const (
+	// TenantLabel names the tenant an object belongs to. It is required on
+	// Agents and Toolsets, must equal the tenant label of their namespace and
+	// cannot change once set.
+	TenantLabel = "custos.dev/tenant"
+
+	// AgentLabel is set on every object Custos creates for an Agent, with the
+	// Agent's name as value. Only pods carrying it reach the pod guard.
+	AgentLabel = "custos.dev/agent"
+
+	// AgentUIDLabel carries the UID of the Agent an object was made for, so
+	// that a child left behind by a deleted Agent of the same name is told
+	// apart from the children of its successor.
+	AgentUIDLabel = "custos.dev/agent-uid"
+
+	// ManagedByLabel is the standard label Custos sets to ManagedByValue on
+	// everything it creates; Custos deletes only objects carrying it.
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+
+	// ManagedByValue is the value of ManagedByLabel on objects Custos creates.
+	ManagedByValue = "custos"
+
+	// DecommissionFinalizer holds an Agent until its decommission path has
+	// revoked every lease and removed every object the agent had.
+	DecommissionFinalizer = "custos.dev/decommission"
+)
+
+// Condition types shared by every Custos kind. They follow kstatus: Ready is
+// always present once the controller has seen the object; Reconciling and
+// Stalled are present only while True.
+const (
+	// ReadyCondition is True when the object's last reconciliation succeeded
+	// and every condition it summarizes holds.
+	ReadyCondition = "Ready"
+
+	// ReconcilingCondition is True while the controller is working towards
+	// the desired state (a new generation, a pending rollout, a step waiting
+	// on another object). It is removed when the work is done.
+	ReconcilingCondition = "Reconciling"
+
+	// StalledCondition is True when the controller cannot make progress
+	// without a change to the object or to what it references (invalid
+	// configuration, a policy violation). It is removed when progress resumes.
+	StalledCondition = "Stalled"
+)
+
+// Condition types of an Agent. Each is owned by one step of the Agent
+// reconciler; Ready summarizes them.
+const (
+	// BoundaryCompliantCondition is True when the Agent's tenant has exactly
+	// one DataBoundary and the Agent's regions, roles, image and Toolsets lie
+	// inside it.
+	BoundaryCompliantCondition = "BoundaryCompliant"
+
+	// IdentityBoundCondition is True when the Agent's own ServiceAccount
+	// exists with the workload-identity bindings of every cloud in
+	// spec.identity, and status.identity names it and its SPIFFE ID.
+	IdentityBoundCondition = "IdentityBound"
+
+	// ImageVerifiedCondition is True when spec.image resolved to a digest
+	// whose signature was verified against a signer the DataBoundary trusts.
+	ImageVerifiedCondition = "ImageVerified"
+
+	// NetworkIsolatedCondition is True when the Agent's NetworkPolicy denies
+	// all traffic except DNS and egress to its Toolsets' endpoints allowed by
+	// the DataBoundary (or denies everything while the Agent is not Active).
+	NetworkIsolatedCondition = "NetworkIsolated"
+
+	// CredentialsIssuedCondition is True when every credential in
+	// spec.credentials has a current lease, and none is held that is not
+	// allowed any more.
+	CredentialsIssuedCondition = "CredentialsIssued"
+
+	// WorkloadAvailableCondition is True when the Agent's Deployment has the
+	// desired number of available, up-to-date replicas (zero while Suspended).
+	WorkloadAvailableCondition = "WorkloadAvailable"
+)
+
+// Condition types of a Toolset.
+const (
+	// SchemasValidCondition is True when every tool's input and output JSON
+	// Schema compiles.
+	SchemasValidCondition = "SchemasValid"
+)
+
+// Condition reasons. Reasons are API: tooling and alerts match on them, so
+// they are never renamed casually.
+const (
+	// SucceededReason: the step or the whole reconciliation succeeded.
+	SucceededReason = "Succeeded"
+
+	// ProgressingReason: work is under way towards the desired state.
+	ProgressingReason = "Progressing"
+
+	// InvalidSpecReason: the object's spec cannot be acted on as written.
+	InvalidSpecReason = "InvalidSpec"
+
+	// DependencyNotFoundReason: an object the spec references does not exist
+	// yet; the controller retries and watches for it.
+	DependencyNotFoundReason = "DependencyNotFound"
+
+	// BoundaryNotFoundReason: no DataBoundary covers the object's namespace.
+	BoundaryNotFoundReason = "BoundaryNotFound"
+
+	// BoundaryConflictReason: more than one DataBoundary covers the object's
+	// namespace, so none can be chosen.
+	BoundaryConflictReason = "BoundaryConflict"
+
+	// BoundaryViolationReason: the object asks for something its tenant's
+	// DataBoundary does not allow (a region, a role, an endpoint).
+	BoundaryViolationReason = "BoundaryViolation"
+
+	// SuspendedReason: the Agent is Suspended (by its owner or on expiry).
+	SuspendedReason = "Suspended"
+
+	// ExpiredReason: the Agent passed spec.lifecycle.expiresAt and was
+	// suspended.
+	ExpiredReason = "Expired"
+
+	// DecommissioningReason: the Agent is being decommissioned; a step of the
+	// decommission path is still under way.
+	DecommissioningReason = "Decommissioning"
+
+	// DecommissionedReason: every lease was revoked and every object the
+	// Agent had was removed.
+	DecommissionedReason = "Decommissioned"
+
+	// SchemaInvalidReason: a tool's JSON Schema does not compile.
+	SchemaInvalidReason = "SchemaInvalid"
+)

@@ -1,0 +1,196 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// DataBoundarySpec is a tenant's boundary: the namespaces it covers, where
+// its agents may run and reach, which cloud identities and images they may
+// use.
+type DataBoundarySpec struct {
+	// tenant is the tenant this boundary is for. Namespaces it covers and the
+	// Agents and Toolsets in them carry it as the custos.dev/tenant label.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="tenant is immutable: create a new DataBoundary for another tenant"
+	Tenant string `json:"tenant"`
+
+	// namespaceSelector selects the namespaces the boundary covers. It must
+	// select something: an empty selector would cover every namespace.
+	// +required
+	// +kubebuilder:validation:XValidation:rule="(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)",message="must not be empty: an empty selector would cover every namespace"
+	NamespaceSelector metav1.LabelSelector `json:"namespaceSelector"`
+
+	// regions the tenant's agents and tools may run in
+	// (topology.kubernetes.io/region), for data residency.
+	// +required
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=63
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Regions []string `json:"regions"`
+
+	// egress limits where the tenant's agents may connect. Without it, agents
+	// may reach only in-cluster Toolsets of their own tenant.
+	// +optional
+	Egress *EgressPolicy `json:"egress,omitempty"`
+
+	// cloudRoles lists the cloud identities the tenant's agents may bind.
+	// Without it, agents may bind none.
+	// +optional
+	CloudRoles *CloudRolePolicy `json:"cloudRoles,omitempty"`
+
+	// images limits where the tenant's agent images may come from. Without
+	// it, any registry is allowed (signature verification still applies).
+	// +optional
+	Images *ImagePolicy `json:"images,omitempty"`
+}
+
+// EgressPolicy is where a tenant's agents may connect.
+type EgressPolicy struct {
+	// cidrs are the external networks agents may reach, when a Toolset they
+	// use lives there.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=43
+	// +kubebuilder:validation:items:XValidation:rule="isCIDR(self)",message="must be a CIDR such as 203.0.113.0/24"
+	CIDRs []string `json:"cidrs,omitempty"`
+
+	// namespaces outside the tenant whose in-cluster Toolsets agents may
+	// reach (shared platform services).
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=63
+	Namespaces []string `json:"namespaces,omitempty"`
+}
+
+// CloudRolePolicy lists the cloud identities a tenant's agents may bind, as
+// exact values or glob patterns (* matches any run of characters).
+// +kubebuilder:validation:MinProperties=1
+type CloudRolePolicy struct {
+	// awsRoleARNs the agents may assume, such as
+	// arn:aws:iam::111122223333:role/acme-finance-*.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=2048
+	AWSRoleARNs []string `json:"awsRoleARNs,omitempty"`
+
+	// azureClientIDs the agents may federate with.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=36
+	AzureClientIDs []string `json:"azureClientIDs,omitempty"`
+
+	// gcpServiceAccounts the agents may impersonate, such as
+	// *@acme-finance.iam.gserviceaccount.com.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=254
+	GCPServiceAccounts []string `json:"gcpServiceAccounts,omitempty"`
+}
+
+// ImagePolicy limits where agent images come from.
+type ImagePolicy struct {
+	// registries agent images may come from, as prefixes
+	// (registry.acme.example/agents/) or glob patterns.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=512
+	Registries []string `json:"registries,omitempty"`
+}
+
+// DataBoundaryStatus is what Custos observed of a DataBoundary.
+type DataBoundaryStatus struct {
+	// observedGeneration is the generation last reconciled successfully; -1
+	// until the first success.
+	// +optional
+	// +kubebuilder:default=-1
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions: Ready, Reconciling, Stalled.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=8
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// namespaces the boundary covers now.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=1024
+	// +kubebuilder:validation:items:MaxLength=63
+	Namespaces []string `json:"namespaces,omitempty"`
+
+	// agents is the number of Agents in the covered namespaces.
+	// +optional
+	Agents int32 `json:"agents,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=db;dbnd,categories=custos
+// +kubebuilder:printcolumn:name="Tenant",type=string,JSONPath=`.spec.tenant`
+// +kubebuilder:printcolumn:name="Regions",type=string,JSONPath=`.spec.regions`
+// +kubebuilder:printcolumn:name="Agents",type=integer,JSONPath=`.status.agents`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+
+// DataBoundary is a tenant's boundary, written by the platform team: the
+// namespaces it covers, the regions its agents and tools may run in, where
+// they may connect, and which cloud identities and images they may use.
+// Custos enforces it at admission, at scheduling and in the network.
+type DataBoundary struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is the boundary.
+	// +required
+	Spec DataBoundarySpec `json:"spec"`
+
+	// status is what Custos observed.
+	// +optional
+	// +kubebuilder:default={}
+	Status DataBoundaryStatus `json:"status,omitzero"`
+}
+
+// +kubebuilder:object:root=true
+
+// DataBoundaryList is a list of DataBoundaries.
+type DataBoundaryList struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []DataBoundary `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&DataBoundary{}, &DataBoundaryList{})
+}

@@ -1,0 +1,277 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Command dev is `make dev`: it starts a local control plane, installs
+// Custos's API, runs the manager against it, applies config/samples and keeps
+// everything running until it is interrupted (SIGINT or SIGTERM), then stops
+// everything it started.
+//
+// Contract other tooling relies on: once the manager is ready and the samples
+// are applied, the kubeconfig is written to .dev/kubeconfig and the line
+// "custos dev: ready" is printed.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/custos-dev/custos/internal/controlplane"
+)
+
+const readyLine = "custos dev: ready"
+
+func main() {
+	root := flag.String("repo-root", ".", "Root of the Custos repository.")
+	manager := flag.String("manager", "bin/manager", "The manager binary (make build).")
+	flag.Parse()
+
+	// make forwards SIGTERM to us, but not every way of stopping make does;
+	// when our parent goes, we go too, and take everything with us.
+	if err := dieWithParent(); err != nil {
+		fmt.Fprintf(os.Stderr, "custos dev: %v\n", err)
+		os.Exit(1)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	if err := run(ctx, *root, *manager); err != nil {
+		fmt.Fprintf(os.Stderr, "custos dev: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, root, managerBin string) (err error) {
+	devDir := filepath.Join(root, ".dev")
+	kubeconfig := filepath.Join(devDir, "kubeconfig")
+	if err := os.MkdirAll(devDir, 0o700); err != nil {
+		return err
+	}
+	// A kubeconfig left by an earlier run points at a server that is gone;
+	// tooling waiting for the file must not pick it up.
+	if err := os.Remove(kubeconfig); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	kubectl := filepath.Join(os.Getenv(controlplane.AssetsEnv), "kubectl")
+
+	cpLog, err := os.Create(filepath.Join(devDir, "controlplane.log"))
+	if err != nil {
+		return err
+	}
+	defer cpLog.Close()
+
+	start := time.Now()
+	say("starting etcd and kube-apiserver (logs: %s)", cpLog.Name())
+	cp, err := controlplane.Start(ctx, controlplane.Options{RepoRoot: root, Output: cpLog})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		say("stopping the control plane")
+		if stopErr := cp.Stop(); stopErr != nil {
+			say("stopping the control plane: %v", stopErr)
+		}
+		_ = os.Remove(kubeconfig)
+	}()
+
+	// Until the manager is ready the kubeconfig lives under another name, so
+	// that .dev/kubeconfig appearing means "ready".
+	bootKubeconfig := filepath.Join(devDir, "kubeconfig.starting")
+	if err := os.WriteFile(bootKubeconfig, cp.Kubeconfig, 0o600); err != nil {
+		return err
+	}
+	defer os.Remove(bootKubeconfig)
+
+	mgr, err := startManager(ctx, managerBin, bootKubeconfig, devDir)
+	if err != nil {
+		return err
+	}
+	defer mgr.stop()
+
+	say("applying config/samples")
+	if err := runKubectl(ctx, kubectl, bootKubeconfig, "apply", "-k", filepath.Join(root, "config", "samples")); err != nil {
+		return err
+	}
+	if err := runKubectl(ctx, kubectl, bootKubeconfig, "get", "custos", "--all-namespaces"); err != nil {
+		return err
+	}
+	if err := os.Rename(bootKubeconfig, kubeconfig); err != nil {
+		return err
+	}
+
+	abs, _ := filepath.Abs(kubeconfig)
+	say("up in %s; manager logs: %s", time.Since(start).Round(100*time.Millisecond), mgr.logPath)
+	say("kubeconfig: %s", abs)
+	say("try: kubectl --kubeconfig %s get custos -A", abs)
+	fmt.Println(readyLine)
+
+	select {
+	case <-ctx.Done():
+		say("interrupted, shutting down")
+		return nil
+	case <-mgr.exited:
+		return fmt.Errorf("the manager exited unexpectedly: %v; see %s", mgr.err, mgr.logPath)
+	}
+}
+
+// managerProcess is the manager running as a child process.
+type managerProcess struct {
+	cmd     *exec.Cmd
+	logPath string
+	exited  chan struct{}
+	err     error
+}
+
+// startManager runs the manager with every listener on loopback and waits
+// until its readiness endpoint answers.
+func startManager(ctx context.Context, bin, kubeconfig, devDir string) (*managerProcess, error) {
+	ports, err := freePorts(3)
+	if err != nil {
+		return nil, err
+	}
+	logPath := filepath.Join(devDir, "manager.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	probeAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
+	cmd := exec.Command(bin,
+		"--kubeconfig", kubeconfig,
+		"--metrics-bind-address", "127.0.0.1:"+strconv.Itoa(ports[1]),
+		"--health-probe-bind-address", probeAddr,
+		"--webhook-host", "127.0.0.1",
+		"--webhook-port", strconv.Itoa(ports[2]),
+	)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// If we are killed outright, the kernel stops the manager for us.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	say("starting the manager (%s)", bin)
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("starting %s (run make build): %w", bin, err)
+	}
+	m := &managerProcess{cmd: cmd, logPath: logPath, exited: make(chan struct{})}
+	go func() {
+		m.err = cmd.Wait()
+		logFile.Close()
+		close(m.exited)
+	}()
+
+	deadline := time.NewTimer(2 * time.Minute)
+	defer deadline.Stop()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			m.stop()
+			return nil, ctx.Err()
+		case <-m.exited:
+			return nil, fmt.Errorf("the manager exited before it was ready: %v; see %s", m.err, logPath)
+		case <-deadline.C:
+			m.stop()
+			return nil, fmt.Errorf("the manager was not ready within 2 minutes; see %s", logPath)
+		case <-tick.C:
+			if ready("http://" + probeAddr + "/readyz") {
+				return m, nil
+			}
+		}
+	}
+}
+
+// stop asks the manager to shut down gracefully and kills it if it has not
+// within 30 seconds.
+func (m *managerProcess) stop() {
+	select {
+	case <-m.exited:
+		return
+	default:
+	}
+	say("stopping the manager")
+	_ = m.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-m.exited:
+	case <-time.After(30 * time.Second):
+		_ = m.cmd.Process.Kill()
+		<-m.exited
+	}
+}
+
+func ready(url string) bool {
+	c := http.Client{Timeout: time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+func runKubectl(ctx context.Context, kubectl, kubeconfig string, args ...string) error {
+	cmd := exec.CommandContext(ctx, kubectl, append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("kubectl %v: %w", args, err)
+	}
+	return nil
+}
+
+// freePorts returns n distinct free ports on loopback.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	var listeners []net.Listener
+	defer func() {
+		for _, l := range listeners {
+			l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		listeners = append(listeners, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// dieWithParent asks the kernel to send us SIGTERM when our parent exits.
+func dieWithParent() error {
+	ppid := os.Getppid()
+	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_PDEATHSIG, uintptr(syscall.SIGTERM), 0); errno != 0 {
+		return fmt.Errorf("prctl(PR_SET_PDEATHSIG): %w", errno)
+	}
+	if os.Getppid() != ppid {
+		return errors.New("the parent process exited while starting")
+	}
+	return nil
+}
+
+func say(format string, args ...any) {
+	fmt.Printf("custos dev: "+format+"\n", args...)
+}
