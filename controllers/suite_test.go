@@ -85,3 +85,7 @@ func tenantNamespace(t *testing.T, tenant string) string {
 	t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), ns) })
 	return ns.Name
 }
+
+func keyOf(obj client.Object) client.ObjectKey {
+	return client.ObjectKeyFromObject(obj)
+}

@@ -47,6 +47,7 @@ const readyLine = "custos dev: ready"
 func main() {
 	root := flag.String("repo-root", ".", "Root of the Custos repository.")
 	manager := flag.String("manager", "bin/manager", "The manager binary (make build).")
+	stateDir := flag.String("state-dir", ".dev", "Directory for the kubeconfig and the logs.")
 	flag.Parse()
 
 	// make forwards SIGTERM to us, but not every way of stopping make does;
@@ -59,14 +60,13 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	if err := run(ctx, *root, *manager); err != nil {
+	if err := run(ctx, *root, *stateDir, *manager); err != nil {
 		fmt.Fprintf(os.Stderr, "custos dev: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, root, managerBin string) (err error) {
-	devDir := filepath.Join(root, ".dev")
+func run(ctx context.Context, root, devDir, managerBin string) error {
 	kubeconfig := filepath.Join(devDir, "kubeconfig")
 	if err := os.MkdirAll(devDir, 0o700); err != nil {
 		return err

@@ -1,0 +1,93 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+)
+
+// A new object must read back as kstatus "in progress" (observedGeneration
+// -1) with the documented defaults, so that a user's minimal manifest means
+// what the API reference says.
+func TestAPIDefaults(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := tenantNamespace(t, "acme-finance")
+
+	agent := &custosv1alpha1.Agent{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: "minimal", Namespace: ns,
+			Labels: map[string]string{custosv1alpha1.TenantLabel: "acme-finance"},
+		},
+		Spec: custosv1alpha1.AgentSpec{
+			Owner:   custosv1alpha1.AgentOwner{Team: "finance-platform", Contact: "fp@acme.example"},
+			Purpose: "Answer questions about invoices.",
+			Image:   "registry.acme.example/agents/qa:1.0.0",
+			Credentials: []custosv1alpha1.CredentialSpec{{
+				Name:            "ledger-api",
+				KubernetesToken: &custosv1alpha1.KubernetesTokenCredential{Audience: "ledger-api"},
+			}},
+		},
+	}
+	g.Expect(k8sClient.Create(ctx, agent)).To(Succeed())
+	got := &custosv1alpha1.Agent{}
+	g.Expect(k8sClient.Get(ctx, keyOf(agent), got)).To(Succeed())
+	g.Expect(got.Status.ObservedGeneration).To(Equal(int64(-1)))
+	g.Expect(got.Spec.Lifecycle.State).To(Equal(custosv1alpha1.LifecycleActive))
+	g.Expect(got.Spec.Runtime.Replicas).To(HaveValue(Equal(int32(1))))
+	g.Expect(got.Spec.Credentials[0].TTL.Duration).To(Equal(15 * time.Minute))
+
+	toolset := &custosv1alpha1.Toolset{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: "minimal", Namespace: ns,
+			Labels: map[string]string{custosv1alpha1.TenantLabel: "acme-finance"},
+		},
+		Spec: custosv1alpha1.ToolsetSpec{
+			Endpoint: custosv1alpha1.ToolEndpoint{External: &custosv1alpha1.ExternalEndpoint{
+				Host: "ledger.acme.example", CIDRs: []string{"203.0.113.0/24"},
+			}},
+			Tools: []custosv1alpha1.Tool{{Name: "get_invoice", Access: custosv1alpha1.ToolAccessRead}},
+		},
+	}
+	g.Expect(k8sClient.Create(ctx, toolset)).To(Succeed())
+	gotToolset := &custosv1alpha1.Toolset{}
+	g.Expect(k8sClient.Get(ctx, keyOf(toolset), gotToolset)).To(Succeed())
+	g.Expect(gotToolset.Status.ObservedGeneration).To(Equal(int64(-1)))
+	g.Expect(gotToolset.Spec.DataClassification).To(Equal(custosv1alpha1.ClassificationInternal))
+	g.Expect(gotToolset.Spec.Endpoint.External.Port).To(Equal(int32(443)))
+
+	boundary := &custosv1alpha1.DataBoundary{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "minimal-"},
+		Spec: custosv1alpha1.DataBoundarySpec{
+			Tenant:            "acme-finance",
+			NamespaceSelector: metav1.LabelSelector{MatchLabels: map[string]string{custosv1alpha1.TenantLabel: "acme-finance"}},
+			Regions:           []string{"eu-west-1"},
+		},
+	}
+	g.Expect(k8sClient.Create(ctx, boundary)).To(Succeed())
+	t.Cleanup(func() { _ = k8sClient.Delete(ctx, boundary) })
+	gotBoundary := &custosv1alpha1.DataBoundary{}
+	g.Expect(k8sClient.Get(ctx, keyOf(boundary), gotBoundary)).To(Succeed())
+	g.Expect(gotBoundary.Status.ObservedGeneration).To(Equal(int64(-1)))
+}

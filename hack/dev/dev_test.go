@@ -1,0 +1,140 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package main
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+
+	"github.com/custos-dev/custos/internal/controlplane"
+)
+
+// TestDevReadyAndCleanShutdown walks `make dev` as tooling uses it: wait for
+// the ready line, use .dev/kubeconfig to list the samples, send SIGTERM, and
+// find no process of it left.
+func TestDevReadyAndCleanShutdown(t *testing.T) {
+	g := NewWithT(t)
+	assets := os.Getenv(controlplane.AssetsEnv)
+	g.Expect(assets).NotTo(BeEmpty(), "run through make test, which builds the control plane")
+	root, err := filepath.Abs("../..")
+	g.Expect(err).NotTo(HaveOccurred())
+
+	bin := t.TempDir()
+	for name, pkg := range map[string]string{"manager": "./cmd/manager", "custos-dev": "./hack/dev"} {
+		build := exec.Command("go", "build", "-o", filepath.Join(bin, name), pkg)
+		build.Dir = root
+		out, err := build.CombinedOutput()
+		g.Expect(err).NotTo(HaveOccurred(), "building %s: %s", pkg, out)
+	}
+
+	// Every process dev starts carries this directory on its command line
+	// (the kubeconfig, etcd's data and the API server's certificates live
+	// under it), so leftovers can be found even among other tests' servers.
+	marker := t.TempDir()
+	state := filepath.Join(marker, "state")
+	dev := exec.Command(filepath.Join(bin, "custos-dev"),
+		"--repo-root", root, "--state-dir", state, "--manager", filepath.Join(bin, "manager"))
+	dev.Env = append(os.Environ(), "TMPDIR="+marker)
+	stdout, err := dev.StdoutPipe()
+	g.Expect(err).NotTo(HaveOccurred())
+	dev.Stderr = os.Stderr
+	g.Expect(dev.Start()).To(Succeed())
+	t.Cleanup(func() { _ = dev.Process.Kill() })
+
+	lines := make(chan string, 256)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	var output []string
+	timeout := time.After(3 * time.Minute)
+waitReady:
+	for {
+		select {
+		case line, ok := <-lines:
+			g.Expect(ok).To(BeTrue(), "dev exited before it was ready:\n%s", strings.Join(output, "\n"))
+			output = append(output, line)
+			if line == readyLine {
+				break waitReady
+			}
+		case <-timeout:
+			t.Fatalf("no %q within 3 minutes:\n%s", readyLine, strings.Join(output, "\n"))
+		}
+	}
+	go func() {
+		for range lines { // keep the pipe drained
+		}
+	}()
+
+	kubeconfig := filepath.Join(state, "kubeconfig")
+	g.Expect(kubeconfig).To(BeAnExistingFile())
+	out, err := exec.Command(filepath.Join(assets, "kubectl"), "--kubeconfig", kubeconfig,
+		"get", "custos", "--all-namespaces", "--no-headers", "-o", "name").CombinedOutput()
+	g.Expect(err).NotTo(HaveOccurred(), "%s", out)
+	g.Expect(strings.Fields(string(out))).To(ConsistOf(
+		"agent.custos.dev/invoice-reconciler",
+		"toolset.custos.dev/ledger-readonly",
+		"databoundary.custos.dev/acme-finance",
+	))
+	running := processesMentioning(marker)
+	for _, name := range []string{"/etcd ", "/kube-apiserver ", "/manager "} {
+		g.Expect(running).To(ContainElement(ContainSubstring(name)), "the marker must find %s while it runs", name)
+	}
+
+	g.Expect(dev.Process.Signal(syscall.SIGTERM)).To(Succeed())
+	done := make(chan error, 1)
+	go func() { done <- dev.Wait() }()
+	select {
+	case err := <-done:
+		g.Expect(err).NotTo(HaveOccurred(), "dev must exit 0 on SIGTERM")
+	case <-time.After(time.Minute):
+		t.Fatal("dev did not exit within a minute of SIGTERM")
+	}
+	g.Expect(processesMentioning(marker)).To(BeEmpty(), "processes left behind after SIGTERM")
+	g.Expect(kubeconfig).NotTo(BeAnExistingFile(), "a kubeconfig of a stopped server must not be left")
+}
+
+// processesMentioning lists the command lines of running processes that
+// contain s.
+func processesMentioning(s string) []string {
+	var found []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if e.Name()[0] < '0' || e.Name()[0] > '9' {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		if c := strings.ReplaceAll(string(cmdline), "\x00", " "); strings.Contains(c, s) {
+			found = append(found, e.Name()+": "+c)
+		}
+	}
+	return found
+}
