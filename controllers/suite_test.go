@@ -20,7 +20,17 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"testing"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -68,7 +78,68 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "controllers: %v\n", err)
 		return 1
 	}
+
+	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.Level(logLevel()))))
+	if err := startManager(); err != nil {
+		fmt.Fprintf(os.Stderr, "controllers: %v\n", err)
+		return 1
+	}
+	defer func() { stopManager() }()
 	return m.Run()
+}
+
+// stopManager stops the running manager and waits until it has stopped.
+var stopManager func()
+
+// startManager starts the reconcilers as they run in the manager binary,
+// with a clock the tests move and a short sweep interval.
+func startManager() error {
+	mgr, err := ctrl.NewManager(cp.Config, ctrl.Options{
+		Scheme:                 testScheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache:                  CacheOptions(),
+		// Tests restart the manager; its controllers keep their names.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := SetupWithManager(ctx, mgr, Options{
+		TrustDomain:   testTrustDomain,
+		SweepInterval: 2 * time.Second,
+		Clock:         testClock,
+	}); err != nil {
+		cancel()
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	stopManager = func() {
+		cancel()
+		if err := <-done; err != nil {
+			fmt.Fprintf(os.Stderr, "controllers: the manager stopped with an error: %v\n", err)
+		}
+	}
+	return nil
+}
+
+const testTrustDomain = "custos.test"
+
+// testClock is the reconcilers' clock; tests step it past expiries.
+var testClock = clocktesting.NewFakeClock(time.Now())
+
+// logLevel is the manager's log verbosity in tests: quiet unless
+// CUSTOS_TEST_LOG is set (to a zap level such as -1 for debug).
+func logLevel() int {
+	if v := os.Getenv("CUSTOS_TEST_LOG"); v != "" {
+		if n, err := strconv.Atoi(v); err == nil {
+			return n
+		}
+		return 0
+	}
+	return int(zapcore.ErrorLevel)
 }
 
 // tenantNamespace creates a namespace of its own for the calling test,

@@ -429,6 +429,11 @@ type LifecycleStatus struct {
 	// +optional
 	OnboardedAt *metav1.Time `json:"onboardedAt,omitempty"`
 
+	// suspendedAt is when the agent was last suspended, by its owner or on
+	// expiry; cleared when it is Active again.
+	// +optional
+	SuspendedAt *metav1.Time `json:"suspendedAt,omitempty"`
+
 	// expiresAt mirrors spec.lifecycle.expiresAt.
 	// +optional
 	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
@@ -441,6 +446,7 @@ type LifecycleStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=ag;agt,categories=custos
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="metadata.name: must be no more than 63 characters: it is the value of the custos.dev/agent label on everything the agent owns"
 // +kubebuilder:printcolumn:name="Tenant",type=string,JSONPath=`.metadata.labels.custos\.dev/tenant`
 // +kubebuilder:printcolumn:name="Owner",type=string,JSONPath=`.spec.owner.team`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.lifecycle.phase`

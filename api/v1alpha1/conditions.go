@@ -49,8 +49,12 @@ const (
 // always present once the controller has seen the object; Reconciling and
 // Stalled are present only while True.
 const (
-	// ReadyCondition is True when the object's last reconciliation succeeded
-	// and every condition it summarizes holds.
+	// ReadyCondition is True when the object is in the state its spec asks
+	// for and every condition it summarizes holds. For an Agent that state is
+	// running (reason Succeeded), suspended (SuspendedBySpec, Expired) or
+	// decommissioned (Decommissioned): the reason says which, and the phase
+	// column shows it. kstatus, and so Flux and Argo CD, read a False Ready as
+	// "in progress".
 	ReadyCondition = "Ready"
 
 	// ReconcilingCondition is True while the controller is working towards
@@ -130,8 +134,9 @@ const (
 	// DataBoundary does not allow (a region, a role, an endpoint).
 	BoundaryViolationReason = "BoundaryViolation"
 
-	// SuspendedReason: the Agent is Suspended (by its owner or on expiry).
-	SuspendedReason = "Suspended"
+	// SuspendedBySpecReason: the Agent's owner set spec.lifecycle.state to
+	// Suspended.
+	SuspendedBySpecReason = "SuspendedBySpec"
 
 	// ExpiredReason: the Agent passed spec.lifecycle.expiresAt and was
 	// suspended.
@@ -141,9 +146,33 @@ const (
 	// decommission path is still under way.
 	DecommissioningReason = "Decommissioning"
 
+	// RevokingLeasesReason: decommission step 1, the Agent's credential
+	// leases are being revoked.
+	RevokingLeasesReason = "RevokingLeases"
+
+	// RemovingWorkloadReason: decommission step 2, the Agent's Deployment is
+	// being removed.
+	RemovingWorkloadReason = "RemovingWorkload"
+
+	// RemovingNetworkPolicyReason: decommission step 3, the Agent's
+	// NetworkPolicy is being removed.
+	RemovingNetworkPolicyReason = "RemovingNetworkPolicy"
+
+	// RemovingIdentityReason: decommission step 4, the Agent's ServiceAccount
+	// is being removed.
+	RemovingIdentityReason = "RemovingIdentity"
+
 	// DecommissionedReason: every lease was revoked and every object the
-	// Agent had was removed.
+	// Agent had was observed gone.
 	DecommissionedReason = "Decommissioned"
+
+	// IdentityNotBoundReason: the workload waits for the Agent's identity;
+	// no pod runs without its own ServiceAccount.
+	IdentityNotBoundReason = "IdentityNotBound"
+
+	// NameConflictReason: an object Custos would create already exists and
+	// is not Custos's; Custos never takes over what it did not create.
+	NameConflictReason = "NameConflict"
 
 	// SchemaInvalidReason: a tool's JSON Schema does not compile.
 	SchemaInvalidReason = "SchemaInvalid"

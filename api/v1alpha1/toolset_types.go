@@ -211,6 +211,13 @@ type ToolsetStatus struct {
 	// tools is the number of tools.
 	// +optional
 	Tools int32 `json:"tools,omitempty"`
+
+	// schemaDigest is the sha256 of the tools' names and input and output
+	// schemas in canonical JSON, so a change to any schema shows; empty while
+	// a schema is invalid.
+	// +optional
+	// +kubebuilder:validation:MaxLength=71
+	SchemaDigest string `json:"schemaDigest,omitempty"`
 }
 
 // +kubebuilder:object:root=true
@@ -220,6 +227,7 @@ type ToolsetStatus struct {
 // +kubebuilder:printcolumn:name="Access",type=string,JSONPath=`.status.access`
 // +kubebuilder:printcolumn:name="Class",type=string,JSONPath=`.spec.dataClassification`
 // +kubebuilder:printcolumn:name="Region",type=string,JSONPath=`.spec.region`
+// +kubebuilder:printcolumn:name="Tools",type=integer,JSONPath=`.status.tools`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 

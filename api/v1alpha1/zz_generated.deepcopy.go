@@ -706,6 +706,10 @@ func (in *LifecycleStatus) DeepCopyInto(out *LifecycleStatus) {
 		in, out := &in.OnboardedAt, &out.OnboardedAt
 		*out = (*in).DeepCopy()
 	}
+	if in.SuspendedAt != nil {
+		in, out := &in.SuspendedAt, &out.SuspendedAt
+		*out = (*in).DeepCopy()
+	}
 	if in.ExpiresAt != nil {
 		in, out := &in.ExpiresAt, &out.ExpiresAt
 		*out = (*in).DeepCopy()

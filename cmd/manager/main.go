@@ -21,6 +21,7 @@ package main
 import (
 	"flag"
 	"os"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -32,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/controllers"
 )
 
 // leaderElectionID names the Lease replicas of the manager compete for.
@@ -49,6 +51,11 @@ func main() {
 		webhookPort     int
 		webhookCertDir  string
 		leaderNamespace string
+		trustDomain     string
+		sweepInterval   time.Duration
+		concurrency     int
+		qps             float64
+		burst           int
 	)
 	// --kubeconfig is registered by controller-runtime's config loading.
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
@@ -58,6 +65,11 @@ func main() {
 	flag.StringVar(&webhookHost, "webhook-host", "", "Address the admission webhook server binds to; every interface when empty.")
 	flag.IntVar(&webhookPort, "webhook-port", 9443, "Port the admission webhook server listens on.")
 	flag.StringVar(&webhookCertDir, "webhook-cert-dir", "", "Directory holding tls.crt and tls.key for the webhook server; a temporary directory when empty.")
+	flag.StringVar(&trustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain of the agents' IDs: spiffe://<trust domain>/ns/<namespace>/sa/<service account>.")
+	flag.DurationVar(&sweepInterval, "sweep-interval", 10*time.Minute, "How often the sweeper looks for objects left behind by Agents that are gone; it also sweeps at start-up.")
+	flag.IntVar(&concurrency, "concurrency", 4, "How many Agents are reconciled at once.")
+	flag.Float64Var(&qps, "kube-api-qps", 50, "Requests per second the manager may send to the API server.")
+	flag.IntVar(&burst, "kube-api-burst", 100, "Requests the manager may send to the API server in a burst above --kube-api-qps.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -74,9 +86,11 @@ func main() {
 		log.Error(err, "Unable to load a connection to the API server; pass --kubeconfig when running outside a cluster")
 		os.Exit(1)
 	}
+	cfg.QPS, cfg.Burst = float32(qps), burst
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
+		Cache:                   controllers.CacheOptions(),
 		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress:  probeAddr,
 		LeaderElection:          leaderElect,
@@ -96,6 +110,16 @@ func main() {
 		os.Exit(1)
 	}
 
+	ctx := ctrl.SetupSignalHandler()
+	if err := controllers.SetupWithManager(ctx, mgr, controllers.Options{
+		TrustDomain:   trustDomain,
+		SweepInterval: sweepInterval,
+		Concurrency:   concurrency,
+	}); err != nil {
+		log.Error(err, "Unable to set up the controllers")
+		os.Exit(1)
+	}
+
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		log.Error(err, "Unable to add the health check")
 		os.Exit(1)
@@ -106,7 +130,7 @@ func main() {
 	}
 
 	log.Info("Starting the manager")
-	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+	if err := mgr.Start(ctx); err != nil {
 		log.Error(err, "The manager stopped with an error")
 		os.Exit(1)
 	}

@@ -1,0 +1,610 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/boundary"
+	"github.com/custos-dev/custos/internal/identity"
+	"github.com/custos-dev/custos/internal/netpol"
+	"github.com/custos-dev/custos/internal/workload"
+)
+
+// toolsetRefIndex indexes Agents by the "namespace/name" of each Toolset they
+// reference, so a Toolset change re-queues exactly its Agents.
+const toolsetRefIndex = "custos.dev/toolset-ref"
+
+// waitRequeue is how soon a step waiting on another object looks again, in
+// case no watch event tells it first.
+const waitRequeue = 30 * time.Second
+
+// teardownRequeue is how soon a decommission step checks that what it
+// deleted is gone.
+const teardownRequeue = 2 * time.Second
+
+// AgentReconciler turns an Agent into its identity, network policy and
+// workload, runs its lifecycle, and decommissions it completely.
+type AgentReconciler struct {
+	Client client.Client
+	// APIReader reads around the cache where a stale read would be unsafe:
+	// deciding that an object is gone, or that a name is free.
+	APIReader client.Reader
+	Recorder  recorder.EventRecorder
+	Options
+}
+
+// +kubebuilder:rbac:groups=custos.dev,resources=agents,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=custos.dev,resources=agents/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=custos.dev,resources=agents/finalizers,verbs=update
+// +kubebuilder:rbac:groups=custos.dev,resources=toolsets;databoundaries,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=list;delete
+// +kubebuilder:rbac:groups="",resources=pods,verbs=list;delete
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=apps,resources=replicasets,verbs=list;delete
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// SetupWithManager registers the reconciler, its index and its watches.
+func (r *AgentReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &custosv1alpha1.Agent{}, toolsetRefIndex, func(o client.Object) []string {
+		a := o.(*custosv1alpha1.Agent)
+		keys := make([]string, 0, len(a.Spec.ToolsetRefs))
+		for _, ref := range a.Spec.ToolsetRefs {
+			keys = append(keys, toolsetKey(a, ref))
+		}
+		return keys
+	}); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("agent").
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.Concurrency}).
+		For(&custosv1alpha1.Agent{}).
+		Owns(&corev1.ServiceAccount{}).
+		Owns(&networkingv1.NetworkPolicy{}).
+		Owns(&appsv1.Deployment{}).
+		Watches(&custosv1alpha1.Toolset{}, handler.EnqueueRequestsFromMapFunc(r.agentsForToolset)).
+		Watches(&custosv1alpha1.DataBoundary{}, handler.EnqueueRequestsFromMapFunc(r.agentsForBoundary)).
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.agentsInNamespace),
+			builder.WithPredicates(predicate.LabelChangedPredicate{})).
+		Complete(r)
+}
+
+func toolsetKey(a *custosv1alpha1.Agent, ref custosv1alpha1.ToolsetReference) string {
+	ns := ref.Namespace
+	if ns == "" {
+		ns = a.Namespace
+	}
+	return ns + "/" + ref.Name
+}
+
+func (r *AgentReconciler) agentsForToolset(ctx context.Context, o client.Object) []reconcile.Request {
+	var agents custosv1alpha1.AgentList
+	if err := r.Client.List(ctx, &agents, client.MatchingFields{toolsetRefIndex: o.GetNamespace() + "/" + o.GetName()}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing the Agents of a Toolset", "toolset", klog.KObj(o))
+		return nil
+	}
+	return requests(agents.Items)
+}
+
+func (r *AgentReconciler) agentsForBoundary(ctx context.Context, o client.Object) []reconcile.Request {
+	b := o.(*custosv1alpha1.DataBoundary)
+	var agents custosv1alpha1.AgentList
+	if err := r.Client.List(ctx, &agents, client.MatchingLabels{custosv1alpha1.TenantLabel: b.Spec.Tenant}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing the Agents of a DataBoundary", "dataBoundary", klog.KObj(o))
+		return nil
+	}
+	return requests(agents.Items)
+}
+
+func (r *AgentReconciler) agentsInNamespace(ctx context.Context, o client.Object) []reconcile.Request {
+	var agents custosv1alpha1.AgentList
+	if err := r.Client.List(ctx, &agents, client.InNamespace(o.GetName())); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing the Agents of a namespace", "namespace", o.GetName())
+		return nil
+	}
+	return requests(agents.Items)
+}
+
+func requests(agents []custosv1alpha1.Agent) []reconcile.Request {
+	reqs := make([]reconcile.Request, 0, len(agents))
+	for i := range agents {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&agents[i])})
+	}
+	return reqs
+}
+
+// Reconcile follows the house shape: get, defer the status patch, deletion,
+// finalizer, then the ordered steps.
+func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	agent := &custosv1alpha1.Agent{}
+	if err := r.Client.Get(ctx, req.NamespacedName, agent); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	before := agent.DeepCopy()
+	defer func() {
+		if retErr == nil || errors.Is(retErr, reconcile.TerminalError(nil)) {
+			// observedGeneration says the controller acted on this
+			// generation: set only when the run got to the end of its work.
+			agent.Status.ObservedGeneration = agent.Generation
+		}
+		r.recordTransitions(ctx, before, agent)
+		if err := r.patchStatus(ctx, before, agent); err != nil && !apierrors.IsNotFound(err) {
+			retErr = errors.Join(retErr, err)
+		}
+	}()
+
+	if !agent.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, agent)
+	}
+	if agent.Spec.Lifecycle.State == custosv1alpha1.LifecycleDecommissioned {
+		return r.reconcileDecommissioned(ctx, agent)
+	}
+	if !controllerutil.ContainsFinalizer(agent, custosv1alpha1.DecommissionFinalizer) {
+		patch := client.MergeFrom(agent.DeepCopy())
+		controllerutil.AddFinalizer(agent, custosv1alpha1.DecommissionFinalizer)
+		if err := r.Client.Patch(ctx, agent, patch); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	return r.reconcileNormal(ctx, agent)
+}
+
+// agentScope is what the steps of one reconciliation learn and share.
+type agentScope struct {
+	agent     *custosv1alpha1.Agent
+	namespace *corev1.Namespace
+	boundary  *custosv1alpha1.DataBoundary
+	// compliant: a boundary was found and the agent and its Toolsets lie
+	// inside it.
+	compliant bool
+	toolsets  []*custosv1alpha1.Toolset
+	missing   []string
+	// suspendReason is why the agent must not run although compliant:
+	// SuspendedBySpec or Expired; empty when it may run.
+	suspendReason string
+	identityBound bool
+}
+
+// active reports whether the agent may run and reach its tools.
+func (s *agentScope) active() bool {
+	return s.compliant && s.suspendReason == ""
+}
+
+func (r *AgentReconciler) reconcileNormal(ctx context.Context, agent *custosv1alpha1.Agent) (ctrl.Result, error) {
+	s := &agentScope{agent: agent}
+	now := r.Clock.Now()
+	var requeueAfter time.Duration
+
+	switch {
+	case agent.Spec.Lifecycle.State == custosv1alpha1.LifecycleSuspended:
+		s.suspendReason = custosv1alpha1.SuspendedBySpecReason
+	case agent.Spec.Lifecycle.ExpiresAt != nil && !now.Before(agent.Spec.Lifecycle.ExpiresAt.Time):
+		s.suspendReason = custosv1alpha1.ExpiredReason
+	case agent.Spec.Lifecycle.ExpiresAt != nil:
+		// Suspend at the moment of expiry, not at the next resync.
+		requeueAfter = agent.Spec.Lifecycle.ExpiresAt.Sub(now)
+	}
+
+	var errs []error
+	for _, step := range []func(context.Context, *agentScope) error{
+		r.reconcileBoundary,
+		r.reconcileIdentity,
+		r.reconcileNetwork,
+		r.reconcileWorkload,
+	} {
+		if err := step(ctx, s); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// A step that failed transiently is retried with backoff; the others'
+	// conditions still describe what they saw.
+	err := errors.Join(errs...)
+	summarize(agent, s.suspendReason, now)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if isTrue(agent, custosv1alpha1.StalledCondition) {
+		return ctrl.Result{}, reconcile.TerminalError(errors.New(conditionMessage(agent, custosv1alpha1.ReadyCondition)))
+	}
+	if isTrue(agent, custosv1alpha1.ReconcilingCondition) && (requeueAfter == 0 || requeueAfter > waitRequeue) {
+		requeueAfter = waitRequeue
+	}
+	return ctrl.Result{RequeueAfter: requeueAfter}, nil
+}
+
+// reconcileBoundary finds the tenant's DataBoundary and checks the agent and
+// its Toolsets against it (BoundaryCompliant).
+func (r *AgentReconciler) reconcileBoundary(ctx context.Context, s *agentScope) error {
+	agent := s.agent
+	ns := &corev1.Namespace{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Name: agent.Namespace}, ns); err != nil {
+		return err
+	}
+	s.namespace = ns
+
+	var boundaries custosv1alpha1.DataBoundaryList
+	if err := r.Client.List(ctx, &boundaries); err != nil {
+		return err
+	}
+	b, err := boundary.Select(boundaries.Items, ns)
+	var notFound *boundary.NotFoundError
+	var conflict *boundary.ConflictError
+	switch {
+	case errors.As(err, &notFound):
+		setCondition(agent, custosv1alpha1.BoundaryCompliantCondition, metav1.ConditionFalse, custosv1alpha1.BoundaryNotFoundReason,
+			"%s; the agent stays deny-all and does not run until one does", err)
+		return nil
+	case errors.As(err, &conflict):
+		setCondition(agent, custosv1alpha1.BoundaryCompliantCondition, metav1.ConditionFalse, custosv1alpha1.BoundaryConflictReason, "%s", err)
+		return nil
+	case err != nil:
+		return err
+	}
+	s.boundary = b
+
+	violations := boundary.CheckAgent(b, ns, agent)
+	for i, ref := range agent.Spec.ToolsetRefs {
+		ts := &custosv1alpha1.Toolset{}
+		key := types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}
+		if key.Namespace == "" {
+			key.Namespace = agent.Namespace
+		}
+		if err := r.Client.Get(ctx, key, ts); apierrors.IsNotFound(err) {
+			s.missing = append(s.missing, key.String())
+			continue
+		} else if err != nil {
+			return err
+		}
+		var endpointNS *corev1.Namespace
+		if in := ts.Spec.Endpoint.InCluster; in != nil {
+			endpointNS = &corev1.Namespace{}
+			if err := r.Client.Get(ctx, types.NamespacedName{Name: in.Namespace}, endpointNS); apierrors.IsNotFound(err) {
+				endpointNS = nil
+			} else if err != nil {
+				return err
+			}
+		}
+		for _, v := range boundary.CheckToolset(b, ts, endpointNS) {
+			v.Field = field.NewPath("spec", "toolsetRefs").Index(i).String() + " (Toolset " + key.String() + "): " + v.Field
+			violations = append(violations, v)
+		}
+		s.toolsets = append(s.toolsets, ts)
+	}
+	if len(violations) > 0 {
+		setCondition(agent, custosv1alpha1.BoundaryCompliantCondition, metav1.ConditionFalse, custosv1alpha1.BoundaryViolationReason,
+			"Outside DataBoundary %q: %s", b.Name, violations.ToAggregate().Error())
+		return nil
+	}
+	s.compliant = true
+	setCondition(agent, custosv1alpha1.BoundaryCompliantCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason,
+		"Within DataBoundary %q (regions %s)", b.Name, strings.Join(b.Spec.Regions, ", "))
+	return nil
+}
+
+// reconcileIdentity applies the agent's own ServiceAccount with its cloud
+// bindings (IdentityBound) and records its SPIFFE ID.
+func (r *AgentReconciler) reconcileIdentity(ctx context.Context, s *agentScope) error {
+	agent := s.agent
+	name := identity.ServiceAccountName(agent.Name)
+	if conflict, err := r.nameTaken(ctx, &corev1.ServiceAccount{}, agent, name); err != nil {
+		return err
+	} else if conflict {
+		setCondition(agent, custosv1alpha1.IdentityBoundCondition, metav1.ConditionFalse, custosv1alpha1.NameConflictReason,
+			"ServiceAccount %s/%s exists and was not made by Custos for this agent; rename or remove it", agent.Namespace, name)
+		return nil
+	}
+	sa := identity.ServiceAccount(name, agent.Namespace, agent.Spec.Identity).
+		WithLabels(childLabels(agent)).
+		WithOwnerReferences(ownerReference(agent))
+	if err := r.Client.Apply(ctx, sa, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+		setCondition(agent, custosv1alpha1.IdentityBoundCondition, metav1.ConditionFalse, custosv1alpha1.ProgressingReason,
+			"Applying ServiceAccount %s: %v", name, err)
+		return err
+	}
+	s.identityBound = true
+	agent.Status.Identity = &custosv1alpha1.IdentityStatus{
+		ServiceAccount: name,
+		SPIFFEID:       identity.SPIFFEID(r.TrustDomain, agent.Namespace, name),
+	}
+	setCondition(agent, custosv1alpha1.IdentityBoundCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason,
+		"ServiceAccount %s bound to %s", name, identity.Describe(agent.Spec.Identity))
+	return nil
+}
+
+// reconcileNetwork applies the agent's NetworkPolicy (NetworkIsolated):
+// deny-all unless the agent is active, then DNS and its Toolsets only.
+func (r *AgentReconciler) reconcileNetwork(ctx context.Context, s *agentScope) error {
+	agent := s.agent
+	name := childName(agent)
+	if conflict, err := r.nameTaken(ctx, &networkingv1.NetworkPolicy{}, agent, name); err != nil {
+		return err
+	} else if conflict {
+		setCondition(agent, custosv1alpha1.NetworkIsolatedCondition, metav1.ConditionFalse, custosv1alpha1.NameConflictReason,
+			"NetworkPolicy %s/%s exists and was not made by Custos for this agent; rename or remove it", agent.Namespace, name)
+		return nil
+	}
+	var egress *netpol.Egress
+	if s.active() {
+		egress = &netpol.Egress{}
+		for _, ts := range s.toolsets {
+			switch ep := ts.Spec.Endpoint; {
+			case ep.InCluster != nil:
+				egress.InCluster = append(egress.InCluster, netpol.InClusterPeer{
+					Namespace: ep.InCluster.Namespace, PodSelector: ep.InCluster.PodSelector, Port: ep.InCluster.Port,
+				})
+			case ep.External != nil:
+				egress.External = append(egress.External, netpol.ExternalPeer{CIDRs: ep.External.CIDRs, Port: ep.External.Port})
+			}
+		}
+	}
+	np := netpol.Render(name, agent.Namespace, selectorLabels(agent), r.DNS, egress).
+		WithLabels(childLabels(agent)).
+		WithOwnerReferences(ownerReference(agent))
+	if err := r.Client.Apply(ctx, np, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+		setCondition(agent, custosv1alpha1.NetworkIsolatedCondition, metav1.ConditionFalse, custosv1alpha1.ProgressingReason,
+			"Applying NetworkPolicy %s: %v", name, err)
+		return err
+	}
+	switch {
+	case len(s.missing) > 0:
+		setCondition(agent, custosv1alpha1.NetworkIsolatedCondition, metav1.ConditionFalse, custosv1alpha1.DependencyNotFoundReason,
+			"Toolset %s not found; its endpoint stays closed until it exists", strings.Join(s.missing, ", "))
+	case egress == nil:
+		setCondition(agent, custosv1alpha1.NetworkIsolatedCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason,
+			"NetworkPolicy %s denies all traffic while the agent is not active", name)
+	default:
+		setCondition(agent, custosv1alpha1.NetworkIsolatedCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason,
+			"NetworkPolicy %s denies all traffic except DNS and %d Toolset endpoint(s)", name, len(egress.InCluster)+len(egress.External))
+	}
+	return nil
+}
+
+// reconcileWorkload applies the agent's Deployment once its identity is
+// bound and its boundary known (WorkloadAvailable), and mirrors its
+// availability.
+func (r *AgentReconciler) reconcileWorkload(ctx context.Context, s *agentScope) error {
+	agent := s.agent
+	name := childName(agent)
+	if !s.identityBound {
+		setCondition(agent, custosv1alpha1.WorkloadAvailableCondition, metav1.ConditionFalse, custosv1alpha1.IdentityNotBoundReason,
+			"Waiting for the agent's ServiceAccount; no pod runs without its own identity")
+		return nil
+	}
+	if s.boundary == nil {
+		// Without a boundary there are no regions to pin the pods to. An
+		// existing Deployment is scaled to zero; none is created.
+		if err := r.scaleToZero(ctx, agent, name); err != nil {
+			return err
+		}
+		setCondition(agent, custosv1alpha1.WorkloadAvailableCondition, metav1.ConditionFalse, custosv1alpha1.BoundaryNotFoundReason,
+			"Not running: no single DataBoundary places the agent")
+		return nil
+	}
+	if conflict, err := r.nameTaken(ctx, &appsv1.Deployment{}, agent, name); err != nil {
+		return err
+	} else if conflict {
+		setCondition(agent, custosv1alpha1.WorkloadAvailableCondition, metav1.ConditionFalse, custosv1alpha1.NameConflictReason,
+			"Deployment %s/%s exists and was not made by Custos for this agent; rename or remove it", agent.Namespace, name)
+		return nil
+	}
+
+	replicas := ptr.Deref(agent.Spec.Runtime.Replicas, 1)
+	if !s.active() {
+		replicas = 0
+	}
+	podLabels := childLabels(agent)
+	for k, v := range identity.PodLabels(agent.Spec.Identity) {
+		podLabels[k] = v
+	}
+	deploy := workload.Deployment(workload.Params{
+		Name:           name,
+		Namespace:      agent.Namespace,
+		ServiceAccount: identity.ServiceAccountName(agent.Name),
+		Selector:       selectorLabels(agent),
+		PodLabels:      podLabels,
+		Image:          agent.Spec.Image,
+		Runtime:        agent.Spec.Runtime,
+		Replicas:       replicas,
+		Regions:        s.boundary.Spec.Regions,
+		ConfigHash:     workload.ConfigHash(agent.Spec.Identity, agent.Spec.Credentials),
+	}).WithLabels(childLabels(agent)).WithOwnerReferences(ownerReference(agent))
+	if err := r.Client.Apply(ctx, deploy, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+		setCondition(agent, custosv1alpha1.WorkloadAvailableCondition, metav1.ConditionFalse, custosv1alpha1.ProgressingReason,
+			"Applying Deployment %s: %v", name, err)
+		return err
+	}
+	d := &appsv1.Deployment{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: agent.Namespace, Name: name}, d); err != nil {
+		if apierrors.IsNotFound(err) {
+			// Just created; the cache has not seen it yet.
+			setCondition(agent, custosv1alpha1.WorkloadAvailableCondition, metav1.ConditionFalse, custosv1alpha1.ProgressingReason,
+				"Deployment %s created; waiting for it to roll out", name)
+			return nil
+		}
+		return err
+	}
+	setWorkloadAvailable(agent, d, replicas)
+	return nil
+}
+
+// scaleToZero stops an existing Deployment of the agent without deleting it.
+func (r *AgentReconciler) scaleToZero(ctx context.Context, agent *custosv1alpha1.Agent, name string) error {
+	d := &appsv1.Deployment{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: agent.Namespace, Name: name}, d); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if !ownedBy(d, agent) || ptr.Deref(d.Spec.Replicas, 1) == 0 {
+		return nil
+	}
+	patch := client.MergeFrom(d.DeepCopy())
+	d.Spec.Replicas = ptr.To[int32](0)
+	return r.Client.Patch(ctx, d, patch)
+}
+
+// nameTaken reports whether an object named name exists in the agent's
+// namespace that Custos did not make for this agent. The cache only holds
+// Custos's own objects, so absence there is confirmed with the API server.
+func (r *AgentReconciler) nameTaken(ctx context.Context, obj client.Object, agent *custosv1alpha1.Agent, name string) (bool, error) {
+	key := types.NamespacedName{Namespace: agent.Namespace, Name: name}
+	err := r.Client.Get(ctx, key, obj)
+	if apierrors.IsNotFound(err) {
+		err = r.APIReader.Get(ctx, key, obj)
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+	}
+	if err != nil {
+		return false, err
+	}
+	return !madeForAgent(obj, agent), nil
+}
+
+// madeForAgent: Custos made obj for an agent of this name. A child left by
+// an earlier agent of the same name is taken over (and its owner reference
+// replaced), which is what its successor's owner expects.
+func madeForAgent(obj client.Object, agent *custosv1alpha1.Agent) bool {
+	l := obj.GetLabels()
+	return l[custosv1alpha1.ManagedByLabel] == custosv1alpha1.ManagedByValue && l[custosv1alpha1.AgentLabel] == agent.Name
+}
+
+// ownedBy: obj carries this very agent's UID.
+func ownedBy(obj client.Object, agent *custosv1alpha1.Agent) bool {
+	return obj.GetLabels()[custosv1alpha1.AgentUIDLabel] == string(agent.UID)
+}
+
+// childName names an agent's Deployment and NetworkPolicy.
+func childName(agent *custosv1alpha1.Agent) string {
+	return "agent-" + agent.Name
+}
+
+// childLabels are the labels of everything Custos makes for an agent.
+func childLabels(agent *custosv1alpha1.Agent) map[string]string {
+	return map[string]string{
+		custosv1alpha1.AgentLabel:     agent.Name,
+		custosv1alpha1.AgentUIDLabel:  string(agent.UID),
+		custosv1alpha1.TenantLabel:    agent.Labels[custosv1alpha1.TenantLabel],
+		custosv1alpha1.ManagedByLabel: custosv1alpha1.ManagedByValue,
+	}
+}
+
+// selectorLabels select an agent's pods. They never change over the agent's
+// life: a Deployment's selector is immutable.
+func selectorLabels(agent *custosv1alpha1.Agent) map[string]string {
+	return map[string]string{
+		custosv1alpha1.AgentLabel:     agent.Name,
+		custosv1alpha1.ManagedByLabel: custosv1alpha1.ManagedByValue,
+	}
+}
+
+func ownerReference(agent *custosv1alpha1.Agent) *metav1ac.OwnerReferenceApplyConfiguration {
+	return metav1ac.OwnerReference().
+		WithAPIVersion(custosv1alpha1.GroupVersion.String()).
+		WithKind("Agent").
+		WithName(agent.Name).
+		WithUID(agent.UID).
+		WithController(true).
+		WithBlockOwnerDeletion(true)
+}
+
+// patchStatus patches the status when it changed, and only the status.
+func (r *AgentReconciler) patchStatus(ctx context.Context, before, agent *custosv1alpha1.Agent) error {
+	if equality.Semantic.DeepEqual(before.Status, agent.Status) {
+		return nil
+	}
+	base := agent.DeepCopy()
+	base.Status = before.Status
+	return r.Client.Status().Patch(ctx, agent, client.MergeFrom(base))
+}
+
+// event logs and records an Event on the agent: one helper, so the two
+// never disagree.
+func (r *AgentReconciler) event(ctx context.Context, agent *custosv1alpha1.Agent, eventType, reason, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	log := ctrl.LoggerFrom(ctx)
+	if eventType == corev1.EventTypeWarning {
+		log.Info(msg, "reason", reason, "agent", klog.KObj(agent))
+	} else {
+		log.V(1).Info(msg, "reason", reason, "agent", klog.KObj(agent))
+	}
+	r.Recorder.Eventf(agent, nil, eventType, reason, "Reconcile", "%s", msg)
+}
+
+// recordTransitions records an Event for every change of phase and of a
+// condition's reason, with the condition's reason as the Event's.
+func (r *AgentReconciler) recordTransitions(ctx context.Context, before, agent *custosv1alpha1.Agent) {
+	for _, c := range agent.Status.Conditions {
+		if slices.Contains([]string{custosv1alpha1.ReconcilingCondition, custosv1alpha1.StalledCondition}, c.Type) {
+			continue
+		}
+		old := findCondition(before, c.Type)
+		if old != nil && old.Status == c.Status && old.Reason == c.Reason {
+			continue
+		}
+		eventType := corev1.EventTypeNormal
+		if c.Status == metav1.ConditionFalse && isStalledReason(c.Reason) {
+			eventType = corev1.EventTypeWarning
+		}
+		if c.Type != custosv1alpha1.ReadyCondition && eventType == corev1.EventTypeNormal && c.Status == metav1.ConditionTrue && old == nil {
+			// Each step turning True on first reconcile is summed up by the
+			// Ready event; one event per step would only be noise.
+			continue
+		}
+		r.event(ctx, agent, eventType, c.Reason, "%s: %s", c.Type, c.Message)
+	}
+	beforePhase, phase := phaseOf(before), phaseOf(agent)
+	if beforePhase != phase && phase != "" {
+		r.event(ctx, agent, corev1.EventTypeNormal, "Phase"+string(phase), "Agent is %s", phase)
+	}
+}
+
+func phaseOf(a *custosv1alpha1.Agent) custosv1alpha1.AgentPhase {
+	if a.Status.Lifecycle == nil {
+		return ""
+	}
+	return a.Status.Lifecycle.Phase
+}

@@ -1,0 +1,218 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+)
+
+// agentSteps are the conditions of the Agent reconciler's steps, in order;
+// Ready summarizes them.
+var agentSteps = []string{
+	custosv1alpha1.BoundaryCompliantCondition,
+	custosv1alpha1.IdentityBoundCondition,
+	custosv1alpha1.NetworkIsolatedCondition,
+	custosv1alpha1.WorkloadAvailableCondition,
+}
+
+// isStalledReason: the reason needs a change by a person, not time.
+func isStalledReason(reason string) bool {
+	switch reason {
+	case custosv1alpha1.BoundaryConflictReason, custosv1alpha1.BoundaryViolationReason,
+		custosv1alpha1.NameConflictReason, custosv1alpha1.InvalidSpecReason:
+		return true
+	}
+	return false
+}
+
+func setCondition(agent *custosv1alpha1.Agent, conditionType string, status metav1.ConditionStatus, reason, format string, args ...any) {
+	meta.SetStatusCondition(&agent.Status.Conditions, metav1.Condition{
+		Type:               conditionType,
+		Status:             status,
+		Reason:             reason,
+		Message:            truncate(fmt.Sprintf(format, args...)),
+		ObservedGeneration: agent.Generation,
+	})
+}
+
+// truncate keeps a condition message within the API's 32768 characters
+// (and readable in kubectl); long violation lists are cut, not dropped.
+func truncate(msg string) string {
+	const maxLen = 4096
+	if len(msg) <= maxLen {
+		return msg
+	}
+	return msg[:maxLen-len("…")] + "…"
+}
+
+func findCondition(agent *custosv1alpha1.Agent, conditionType string) *metav1.Condition {
+	return meta.FindStatusCondition(agent.Status.Conditions, conditionType)
+}
+
+func isTrue(agent *custosv1alpha1.Agent, conditionType string) bool {
+	return meta.IsStatusConditionTrue(agent.Status.Conditions, conditionType)
+}
+
+func conditionMessage(agent *custosv1alpha1.Agent, conditionType string) string {
+	if c := findCondition(agent, conditionType); c != nil {
+		return c.Message
+	}
+	return ""
+}
+
+// setWorkloadAvailable mirrors the Deployment's rollout into
+// WorkloadAvailable: True only when every desired replica runs the current
+// template and is available, or, when the desired count is zero, when no
+// pod is left.
+func setWorkloadAvailable(agent *custosv1alpha1.Agent, d *appsv1.Deployment, replicas int32) {
+	st := d.Status
+	switch {
+	case st.ObservedGeneration < d.Generation:
+		setCondition(agent, custosv1alpha1.WorkloadAvailableCondition, metav1.ConditionFalse, custosv1alpha1.ProgressingReason,
+			"Deployment %s: waiting for the deployment controller to roll out generation %d", d.Name, d.Generation)
+	case replicas == 0 && st.Replicas == 0:
+		setCondition(agent, custosv1alpha1.WorkloadAvailableCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason,
+			"Deployment %s is scaled to zero", d.Name)
+	case replicas == 0:
+		setCondition(agent, custosv1alpha1.WorkloadAvailableCondition, metav1.ConditionFalse, custosv1alpha1.ProgressingReason,
+			"Deployment %s is scaling to zero: %d pod(s) left", d.Name, st.Replicas)
+	case st.UpdatedReplicas >= replicas && st.AvailableReplicas >= replicas && st.Replicas == st.UpdatedReplicas:
+		setCondition(agent, custosv1alpha1.WorkloadAvailableCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason,
+			"Deployment %s has %d/%d replicas available", d.Name, st.AvailableReplicas, replicas)
+	default:
+		setCondition(agent, custosv1alpha1.WorkloadAvailableCondition, metav1.ConditionFalse, custosv1alpha1.ProgressingReason,
+			"Deployment %s has %d/%d replicas available, %d up to date", d.Name, st.AvailableReplicas, replicas, st.UpdatedReplicas)
+	}
+}
+
+// summarize sets Ready, Reconciling and Stalled from the steps' conditions
+// and moves the lifecycle phase on. kstatus reads Reconciling and Stalled,
+// which are present only while True.
+func summarize(agent *custosv1alpha1.Agent, suspendReason string, now time.Time) {
+	var stalled, waiting *metav1.Condition
+	var ready int
+	for _, t := range agentSteps {
+		c := findCondition(agent, t)
+		switch {
+		case c == nil:
+		case c.Status == metav1.ConditionTrue:
+			ready++
+		case isStalledReason(c.Reason):
+			if stalled == nil {
+				stalled = c
+			}
+		case waiting == nil:
+			waiting = c
+		}
+	}
+
+	meta.RemoveStatusCondition(&agent.Status.Conditions, custosv1alpha1.StalledCondition)
+	meta.RemoveStatusCondition(&agent.Status.Conditions, custosv1alpha1.ReconcilingCondition)
+	switch {
+	case stalled != nil:
+		setCondition(agent, custosv1alpha1.StalledCondition, metav1.ConditionTrue, stalled.Reason, "%s", stalled.Message)
+		setCondition(agent, custosv1alpha1.ReadyCondition, metav1.ConditionFalse, stalled.Reason, "%s", stalled.Message)
+	case waiting != nil:
+		setCondition(agent, custosv1alpha1.ReconcilingCondition, metav1.ConditionTrue, waiting.Reason, "%s", waiting.Message)
+		setCondition(agent, custosv1alpha1.ReadyCondition, metav1.ConditionFalse, waiting.Reason, "%s", waiting.Message)
+	case suspendReason != "":
+		// Suspended is a state the spec asks for (or its expiry does): once
+		// reached, the agent is Ready in it, and kstatus sees it Current.
+		setCondition(agent, custosv1alpha1.ReadyCondition, metav1.ConditionTrue, suspendReason, "%s", suspendedMessage(agent, suspendReason))
+	case ready == len(agentSteps):
+		setCondition(agent, custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason,
+			"Agent runs with its own identity inside its DataBoundary: %s", conditionMessage(agent, custosv1alpha1.WorkloadAvailableCondition))
+	}
+
+	lc := agent.Status.Lifecycle
+	if lc == nil {
+		lc = &custosv1alpha1.LifecycleStatus{}
+		agent.Status.Lifecycle = lc
+	}
+	lc.ExpiresAt = agent.Spec.Lifecycle.ExpiresAt.DeepCopy()
+	switch {
+	case suspendReason != "":
+		lc.Phase = custosv1alpha1.AgentPhaseSuspended
+		if lc.SuspendedAt == nil {
+			lc.SuspendedAt = ptr.To(metav1.NewTime(now))
+		}
+	case isTrue(agent, custosv1alpha1.ReadyCondition):
+		lc.Phase = custosv1alpha1.AgentPhaseActive
+		lc.SuspendedAt = nil
+		if lc.OnboardedAt == nil {
+			lc.OnboardedAt = ptr.To(metav1.NewTime(now))
+		}
+	default:
+		lc.SuspendedAt = nil
+		lc.Phase = custosv1alpha1.AgentPhasePending
+		if lc.OnboardedAt != nil {
+			// An onboarded agent that is rolling or briefly unready is still
+			// an active agent; Ready says the rest.
+			lc.Phase = custosv1alpha1.AgentPhaseActive
+		}
+	}
+}
+
+func suspendedMessage(agent *custosv1alpha1.Agent, reason string) string {
+	if reason == custosv1alpha1.ExpiredReason {
+		return fmt.Sprintf("Expired at %s: suspended, scaled to zero and deny-all; move spec.lifecycle.expiresAt to renew it",
+			agent.Spec.Lifecycle.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	return "Suspended by spec.lifecycle.state: scaled to zero and deny-all; set it to Active to resume"
+}
+
+// setDecommissioning reports the decommission step under way.
+func setDecommissioning(agent *custosv1alpha1.Agent, reason, msg string) {
+	lc := ensureLifecycle(agent)
+	lc.Phase = custosv1alpha1.AgentPhaseDecommissioning
+	meta.RemoveStatusCondition(&agent.Status.Conditions, custosv1alpha1.StalledCondition)
+	setCondition(agent, custosv1alpha1.ReconcilingCondition, metav1.ConditionTrue, reason, "%s", msg)
+	setCondition(agent, custosv1alpha1.ReadyCondition, metav1.ConditionFalse, reason, "%s", msg)
+}
+
+// setDecommissioned reports a completed decommission: every step condition
+// says so, and the phase is final.
+func setDecommissioned(agent *custosv1alpha1.Agent, now time.Time) {
+	lc := ensureLifecycle(agent)
+	lc.Phase = custosv1alpha1.AgentPhaseDecommissioned
+	if lc.DecommissionedAt == nil {
+		lc.DecommissionedAt = ptr.To(metav1.NewTime(now))
+	}
+	meta.RemoveStatusCondition(&agent.Status.Conditions, custosv1alpha1.StalledCondition)
+	meta.RemoveStatusCondition(&agent.Status.Conditions, custosv1alpha1.ReconcilingCondition)
+	const msg = "Decommissioned: every lease revoked and every object the agent had removed"
+	for _, t := range agentSteps {
+		setCondition(agent, t, metav1.ConditionFalse, custosv1alpha1.DecommissionedReason, msg)
+	}
+	// The final state the spec asked for was reached.
+	setCondition(agent, custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.DecommissionedReason, msg)
+}
+
+func ensureLifecycle(agent *custosv1alpha1.Agent) *custosv1alpha1.LifecycleStatus {
+	if agent.Status.Lifecycle == nil {
+		agent.Status.Lifecycle = &custosv1alpha1.LifecycleStatus{}
+	}
+	return agent.Status.Lifecycle
+}

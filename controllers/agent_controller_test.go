@@ -1,0 +1,349 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/identity"
+	"github.com/custos-dev/custos/internal/workload"
+)
+
+// TestAgentLifecycle walks one agent through its whole life as its owner
+// would: onboard, Ready, new bindings, suspend, resume, expire, decommission
+// by state, delete. At each step it checks what a user sees.
+func TestAgentLifecycle(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	tenant := newTenant("life")
+	createBoundary(t, tenant, "eu-west-1", "eu-central-1")
+	ns := tenantNamespace(t, tenant)
+	createToolset(t, ns, "ledger-readonly", tenant)
+	agent := newAgent(ns, "reconciler", tenant,
+		withToolsets("ledger-readonly"),
+		withAWSRole("arn:aws:iam::111122223333:role/"+tenant+"-reconciler"))
+	g.Expect(k8sClient.Create(ctx, agent)).To(Succeed())
+
+	saKey := client.ObjectKey{Namespace: ns, Name: "agent-reconciler"}
+	childKey := client.ObjectKey{Namespace: ns, Name: "agent-reconciler"}
+
+	// Onboarding: identity, network and workload exist; not Ready until the
+	// Deployment is available.
+	g.Eventually(func(g Gomega) {
+		a := getAgent(g, agent)
+		expectCondition(g, a, custosv1alpha1.BoundaryCompliantCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason)
+		expectCondition(g, a, custosv1alpha1.IdentityBoundCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason)
+		expectCondition(g, a, custosv1alpha1.NetworkIsolatedCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason)
+		expectCondition(g, a, custosv1alpha1.WorkloadAvailableCondition, metav1.ConditionFalse, custosv1alpha1.ProgressingReason)
+		expectCondition(g, a, custosv1alpha1.ReadyCondition, metav1.ConditionFalse, custosv1alpha1.ProgressingReason)
+		expectCondition(g, a, custosv1alpha1.ReconcilingCondition, metav1.ConditionTrue, custosv1alpha1.ProgressingReason)
+		g.Expect(kstatusOf(g, a)).To(Equal(status.InProgressStatus))
+		g.Expect(a.Status.Lifecycle.Phase).To(Equal(custosv1alpha1.AgentPhasePending))
+		g.Expect(a.Finalizers).To(ContainElement(custosv1alpha1.DecommissionFinalizer))
+		g.Expect(a.Status.Identity).To(Equal(&custosv1alpha1.IdentityStatus{
+			ServiceAccount: "agent-reconciler",
+			SPIFFEID:       "spiffe://" + testTrustDomain + "/ns/" + ns + "/sa/agent-reconciler",
+		}))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+
+	a := getAgent(g, agent)
+	wantLabels := map[string]string{
+		custosv1alpha1.AgentLabel:     "reconciler",
+		custosv1alpha1.AgentUIDLabel:  string(a.UID),
+		custosv1alpha1.TenantLabel:    tenant,
+		custosv1alpha1.ManagedByLabel: custosv1alpha1.ManagedByValue,
+	}
+	sa := &corev1.ServiceAccount{}
+	g.Expect(k8sClient.Get(ctx, saKey, sa)).To(Succeed())
+	g.Expect(sa.Labels).To(Equal(wantLabels))
+	g.Expect(sa.Annotations).To(HaveKeyWithValue(identity.AWSRoleARNAnnotation, "arn:aws:iam::111122223333:role/"+tenant+"-reconciler"))
+	g.Expect(sa.AutomountServiceAccountToken).To(HaveValue(BeFalse()))
+	g.Expect(sa.OwnerReferences).To(ConsistOf(HaveField("UID", a.UID)))
+
+	np := &networkingv1.NetworkPolicy{}
+	g.Expect(k8sClient.Get(ctx, childKey, np)).To(Succeed())
+	g.Expect(np.Labels).To(Equal(wantLabels))
+	g.Expect(np.Spec.PolicyTypes).To(ConsistOf(networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress))
+	g.Expect(np.Spec.Ingress).To(BeEmpty())
+	g.Expect(np.Spec.Egress).To(HaveLen(2), "DNS and the Toolset")
+	g.Expect(np.Spec.Egress[1].To[0].NamespaceSelector.MatchLabels).To(Equal(map[string]string{"kubernetes.io/metadata.name": ns}))
+	g.Expect(np.Spec.Egress[1].To[0].PodSelector.MatchLabels).To(Equal(map[string]string{"app": "ledger-api"}))
+	g.Expect(np.Spec.Egress[1].Ports[0].Port.IntValue()).To(Equal(8080))
+
+	d := &appsv1.Deployment{}
+	g.Expect(k8sClient.Get(ctx, childKey, d)).To(Succeed())
+	g.Expect(d.Labels).To(Equal(wantLabels))
+	g.Expect(d.Spec.Replicas).To(HaveValue(Equal(int32(1))))
+	pod := d.Spec.Template.Spec
+	g.Expect(pod.ServiceAccountName).To(Equal("agent-reconciler"))
+	g.Expect(pod.AutomountServiceAccountToken).To(HaveValue(BeFalse()))
+	g.Expect(pod.SecurityContext.RunAsNonRoot).To(HaveValue(BeTrue()))
+	g.Expect(pod.SecurityContext.SeccompProfile.Type).To(Equal(corev1.SeccompProfileTypeRuntimeDefault))
+	sc := pod.Containers[0].SecurityContext
+	g.Expect(sc.AllowPrivilegeEscalation).To(HaveValue(BeFalse()))
+	g.Expect(sc.ReadOnlyRootFilesystem).To(HaveValue(BeTrue()))
+	g.Expect(sc.Capabilities.Drop).To(ConsistOf(corev1.Capability("ALL")))
+	terms := pod.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms
+	g.Expect(terms[0].MatchExpressions[0].Key).To(Equal(workload.RegionLabel))
+	g.Expect(terms[0].MatchExpressions[0].Values).To(ConsistOf("eu-west-1", "eu-central-1"))
+	g.Expect(d.Spec.Template.Labels).To(Equal(wantLabels))
+	firstHash := d.Spec.Template.Annotations[workload.ConfigHashAnnotation]
+	g.Expect(firstHash).NotTo(BeEmpty())
+
+	// Ready once the Deployment is available.
+	g.Eventually(func(g Gomega) { markDeploymentRolledOut(g, ns, childKey.Name) }).WithTimeout(eventually).Should(Succeed())
+	g.Eventually(func(g Gomega) {
+		a := getAgent(g, agent)
+		expectCondition(g, a, custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason)
+		g.Expect(a.Status.Conditions).NotTo(ContainElement(HaveField("Type", custosv1alpha1.ReconcilingCondition)))
+		g.Expect(a.Status.ObservedGeneration).To(Equal(a.Generation))
+		g.Expect(kstatusOf(g, a)).To(Equal(status.CurrentStatus))
+		g.Expect(a.Status.Lifecycle.Phase).To(Equal(custosv1alpha1.AgentPhaseActive))
+		g.Expect(a.Status.Lifecycle.OnboardedAt).NotTo(BeNil())
+		g.Expect(eventReasons(g, a)).To(ContainElement("PhaseActive"))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+
+	// New bindings roll the pods: the template's config hash changes.
+	updateAgent(g, agent, func(a *custosv1alpha1.Agent) {
+		a.Spec.Identity.GCP = &custosv1alpha1.GCPIdentity{ServiceAccount: "reconciler@" + tenant + ".iam.gserviceaccount.com"}
+	})
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, saKey, sa)).To(Succeed())
+		g.Expect(sa.Annotations).To(HaveKeyWithValue(identity.GCPServiceAccountAnnotation, "reconciler@"+tenant+".iam.gserviceaccount.com"))
+		g.Expect(k8sClient.Get(ctx, childKey, d)).To(Succeed())
+		g.Expect(d.Spec.Template.Annotations[workload.ConfigHashAnnotation]).NotTo(Equal(firstHash))
+		a := getAgent(g, agent)
+		expectCondition(g, a, custosv1alpha1.WorkloadAvailableCondition, metav1.ConditionFalse, custosv1alpha1.ProgressingReason)
+		g.Expect(kstatusOf(g, a)).To(Equal(status.InProgressStatus))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	g.Eventually(func(g Gomega) { markDeploymentRolledOut(g, ns, childKey.Name) }).WithTimeout(eventually).Should(Succeed())
+	g.Eventually(func(g Gomega) {
+		expectCondition(g, getAgent(g, agent), custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason)
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+
+	// Suspend: scaled to zero, deny-all, identity kept.
+	updateAgent(g, agent, func(a *custosv1alpha1.Agent) { a.Spec.Lifecycle.State = custosv1alpha1.LifecycleSuspended })
+	expectSuspended(t, g, agent, custosv1alpha1.SuspendedBySpecReason)
+
+	// Resume.
+	updateAgent(g, agent, func(a *custosv1alpha1.Agent) { a.Spec.Lifecycle.State = custosv1alpha1.LifecycleActive })
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, childKey, d)).To(Succeed())
+		g.Expect(d.Spec.Replicas).To(HaveValue(Equal(int32(1))))
+		g.Expect(k8sClient.Get(ctx, childKey, np)).To(Succeed())
+		g.Expect(np.Spec.Egress).To(HaveLen(2))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	g.Eventually(func(g Gomega) { markDeploymentRolledOut(g, ns, childKey.Name) }).WithTimeout(eventually).Should(Succeed())
+	g.Eventually(func(g Gomega) {
+		a := getAgent(g, agent)
+		expectCondition(g, a, custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason)
+		g.Expect(a.Status.Lifecycle.Phase).To(Equal(custosv1alpha1.AgentPhaseActive))
+		g.Expect(a.Status.Lifecycle.SuspendedAt).To(BeNil())
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+
+	// Expire: an hour from the reconcilers' now; then time passes.
+	expiry := metav1.NewTime(testClock.Now().Add(time.Hour).Truncate(time.Second))
+	updateAgent(g, agent, func(a *custosv1alpha1.Agent) { a.Spec.Lifecycle.ExpiresAt = &expiry })
+	g.Eventually(func(g Gomega) {
+		a := getAgent(g, agent)
+		g.Expect(a.Status.Lifecycle.ExpiresAt).NotTo(BeNil())
+		expectCondition(g, a, custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason)
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	testClock.Step(2 * time.Hour)
+	poke(g, agent)
+	expectSuspended(t, g, agent, custosv1alpha1.ExpiredReason)
+
+	// Decommission by state: everything goes, the Agent stays as a record.
+	updateAgent(g, agent, func(a *custosv1alpha1.Agent) { a.Spec.Lifecycle.State = custosv1alpha1.LifecycleDecommissioned })
+	g.Eventually(func(g Gomega) {
+		a := getAgent(g, agent)
+		expectCondition(g, a, custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.DecommissionedReason)
+		expectCondition(g, a, custosv1alpha1.WorkloadAvailableCondition, metav1.ConditionFalse, custosv1alpha1.DecommissionedReason)
+		g.Expect(a.Status.Lifecycle.Phase).To(Equal(custosv1alpha1.AgentPhaseDecommissioned))
+		g.Expect(a.Status.Lifecycle.DecommissionedAt).NotTo(BeNil())
+		g.Expect(a.Finalizers).To(BeEmpty())
+		g.Expect(kstatusOf(g, a)).To(Equal(status.CurrentStatus))
+		g.Expect(eventReasons(g, a)).To(ContainElement("PhaseDecommissioned"))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	expectNoChildren(g, ns, "reconciler")
+
+	g.Expect(k8sClient.Delete(ctx, agent)).To(Succeed())
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(k8sClient.Get(ctx, keyOf(agent), &custosv1alpha1.Agent{}))
+	}).WithTimeout(eventually).Should(BeTrue())
+}
+
+// expectSuspended waits for a suspended agent: zero replicas, deny-all,
+// identity kept, Ready True with the suspension's reason, kstatus Current
+// once scaled down.
+func expectSuspended(t *testing.T, g *WithT, agent *custosv1alpha1.Agent, reason string) {
+	t.Helper()
+	ctx := context.Background()
+	key := client.ObjectKey{Namespace: agent.Namespace, Name: "agent-" + agent.Name}
+	g.Eventually(func(g Gomega) {
+		d := &appsv1.Deployment{}
+		g.Expect(k8sClient.Get(ctx, key, d)).To(Succeed())
+		g.Expect(d.Spec.Replicas).To(HaveValue(Equal(int32(0))))
+		np := &networkingv1.NetworkPolicy{}
+		g.Expect(k8sClient.Get(ctx, key, np)).To(Succeed())
+		g.Expect(np.Spec.Egress).To(BeEmpty(), "a suspended agent reaches nothing, not even DNS")
+		g.Expect(k8sClient.Get(ctx, key, &corev1.ServiceAccount{})).To(Succeed(), "suspension keeps the identity")
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	g.Eventually(func(g Gomega) { markDeploymentRolledOut(g, key.Namespace, key.Name) }).WithTimeout(eventually).Should(Succeed())
+	g.Eventually(func(g Gomega) {
+		a := getAgent(g, agent)
+		expectCondition(g, a, custosv1alpha1.ReadyCondition, metav1.ConditionTrue, reason)
+		expectCondition(g, a, custosv1alpha1.WorkloadAvailableCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason)
+		g.Expect(a.Status.Lifecycle.Phase).To(Equal(custosv1alpha1.AgentPhaseSuspended))
+		g.Expect(a.Status.Lifecycle.SuspendedAt).NotTo(BeNil())
+		g.Expect(kstatusOf(g, a)).To(Equal(status.CurrentStatus))
+		g.Expect(eventReasons(g, a)).To(ContainElement(reason))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+}
+
+// updateAgent applies change to the current Agent, retrying on conflicts.
+func updateAgent(g *WithT, agent *custosv1alpha1.Agent, change func(*custosv1alpha1.Agent)) {
+	g.Eventually(func() error {
+		a := &custosv1alpha1.Agent{}
+		if err := k8sClient.Get(context.Background(), keyOf(agent), a); err != nil {
+			return err
+		}
+		change(a)
+		return k8sClient.Update(context.Background(), a)
+	}).WithTimeout(eventually).Should(Succeed())
+}
+
+// expectNoChildren asserts that nothing labelled for the agent is left.
+func expectNoChildren(g Gomega, ns, agentName string) {
+	sel := client.MatchingLabels{custosv1alpha1.AgentLabel: agentName}
+	for _, list := range []client.ObjectList{
+		&corev1.ServiceAccountList{}, &appsv1.DeploymentList{}, &networkingv1.NetworkPolicyList{}, &corev1.SecretList{},
+	} {
+		g.Expect(k8sClient.List(context.Background(), list, client.InNamespace(ns), sel)).To(Succeed())
+		g.Expect(list).To(HaveField("Items", BeEmpty()), "%T left behind", list)
+	}
+}
+
+// TestAgentDeletedDecommissions deletes a running agent: the finalizer holds
+// it until everything it had is gone.
+func TestAgentDeletedDecommissions(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	tenant := newTenant("del")
+	createBoundary(t, tenant, "eu-west-1")
+	ns := tenantNamespace(t, tenant)
+	agent := newAgent(ns, "doomed", tenant, withReplicas(2))
+	g.Expect(k8sClient.Create(ctx, agent)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "agent-doomed"}, &appsv1.Deployment{})).To(Succeed())
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+
+	g.Expect(k8sClient.Delete(ctx, agent)).To(Succeed())
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(k8sClient.Get(ctx, keyOf(agent), &custosv1alpha1.Agent{}))
+	}).WithTimeout(eventually).WithPolling(poll).Should(BeTrue())
+	expectNoChildren(g, ns, "doomed")
+}
+
+// TestAgentConvergesWhateverTheOrder applies an Agent before its namespace
+// label, DataBoundary and Toolset exist, as GitOps may: it waits, deny-all
+// and without a workload, and converges once they arrive.
+func TestAgentConvergesWhateverTheOrder(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	tenant := newTenant("order")
+	nsObj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "order-"}}
+	g.Expect(k8sClient.Create(ctx, nsObj)).To(Succeed())
+	t.Cleanup(func() { _ = k8sClient.Delete(ctx, nsObj) })
+	ns := nsObj.Name
+
+	agent := newAgent(ns, "early", tenant, withToolsets("late-tools"))
+	g.Expect(k8sClient.Create(ctx, agent)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		a := getAgent(g, agent)
+		expectCondition(g, a, custosv1alpha1.BoundaryCompliantCondition, metav1.ConditionFalse, custosv1alpha1.BoundaryNotFoundReason)
+		expectCondition(g, a, custosv1alpha1.ReconcilingCondition, metav1.ConditionTrue, custosv1alpha1.BoundaryNotFoundReason)
+		g.Expect(kstatusOf(g, a)).To(Equal(status.InProgressStatus))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	key := client.ObjectKey{Namespace: ns, Name: "agent-early"}
+	g.Expect(apierrors.IsNotFound(k8sClient.Get(ctx, key, &appsv1.Deployment{}))).To(BeTrue(), "no workload without a boundary")
+	np := &networkingv1.NetworkPolicy{}
+	g.Expect(k8sClient.Get(ctx, key, np)).To(Succeed())
+	g.Expect(np.Spec.Egress).To(BeEmpty())
+
+	createBoundary(t, tenant, "eu-west-1")
+	// The boundary selects namespaces by label; this one has none yet.
+	g.Consistently(func(g Gomega) {
+		expectCondition(g, getAgent(g, agent), custosv1alpha1.BoundaryCompliantCondition, metav1.ConditionFalse, custosv1alpha1.BoundaryNotFoundReason)
+	}).WithTimeout(time.Second).WithPolling(poll).Should(Succeed())
+
+	g.Expect(k8sClient.Get(ctx, client.ObjectKey{Name: ns}, nsObj)).To(Succeed())
+	nsObj.Labels[custosv1alpha1.TenantLabel] = tenant
+	g.Expect(k8sClient.Update(ctx, nsObj)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		a := getAgent(g, agent)
+		expectCondition(g, a, custosv1alpha1.BoundaryCompliantCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason)
+		expectCondition(g, a, custosv1alpha1.NetworkIsolatedCondition, metav1.ConditionFalse, custosv1alpha1.DependencyNotFoundReason)
+		g.Expect(k8sClient.Get(ctx, key, &appsv1.Deployment{})).To(Succeed())
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+
+	createToolset(t, ns, "late-tools", tenant)
+	g.Eventually(func(g Gomega) { markDeploymentRolledOut(g, ns, key.Name) }).WithTimeout(eventually).Should(Succeed())
+	g.Eventually(func(g Gomega) {
+		a := getAgent(g, agent)
+		expectCondition(g, a, custosv1alpha1.NetworkIsolatedCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason)
+		expectCondition(g, a, custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason)
+		g.Expect(k8sClient.Get(ctx, key, np)).To(Succeed())
+		g.Expect(np.Spec.Egress).To(HaveLen(2))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+}
+
+// TestAgentOutsideItsBoundaryIsStalled: an agent whose role the boundary
+// does not allow does not run, and says why.
+func TestAgentOutsideItsBoundaryIsStalled(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	tenant := newTenant("out")
+	createBoundary(t, tenant, "eu-west-1")
+	ns := tenantNamespace(t, tenant)
+	agent := newAgent(ns, "rogue", tenant, withAWSRole("arn:aws:iam::999999999999:role/someone-elses"))
+	g.Expect(k8sClient.Create(ctx, agent)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		a := getAgent(g, agent)
+		expectCondition(g, a, custosv1alpha1.BoundaryCompliantCondition, metav1.ConditionFalse, custosv1alpha1.BoundaryViolationReason)
+		expectCondition(g, a, custosv1alpha1.StalledCondition, metav1.ConditionTrue, custosv1alpha1.BoundaryViolationReason)
+		g.Expect(conditionMessage(a, custosv1alpha1.ReadyCondition)).To(ContainSubstring("spec.identity.aws.roleARN"))
+		g.Expect(kstatusOf(g, a)).To(Equal(status.FailedStatus))
+		g.Expect(eventReasons(g, a)).To(ContainElement(custosv1alpha1.BoundaryViolationReason))
+		d := &appsv1.Deployment{}
+		g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "agent-rogue"}, d)).To(Succeed())
+		g.Expect(d.Spec.Replicas).To(Equal(ptr.To[int32](0)), "an agent outside its boundary does not run")
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+}

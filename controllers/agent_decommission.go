@@ -1,0 +1,153 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+)
+
+// teardownStep is one step of the decommission path: the objects it deletes
+// and waits on, and the reason it reports while they exist.
+type teardownStep struct {
+	reason string
+	lists  []func() client.ObjectList
+}
+
+// teardown is the decommission path, in order: credentials first, so that
+// nothing the agent still runs can use them, then the workload, its network
+// and last its identity.
+var teardown = []teardownStep{
+	{custosv1alpha1.RevokingLeasesReason, []func() client.ObjectList{
+		func() client.ObjectList { return &corev1.SecretList{} },
+	}},
+	{custosv1alpha1.RemovingWorkloadReason, []func() client.ObjectList{
+		func() client.ObjectList { return &appsv1.DeploymentList{} },
+		func() client.ObjectList { return &appsv1.ReplicaSetList{} },
+		func() client.ObjectList { return &corev1.PodList{} },
+	}},
+	{custosv1alpha1.RemovingNetworkPolicyReason, []func() client.ObjectList{
+		func() client.ObjectList { return &networkingv1.NetworkPolicyList{} },
+	}},
+	{custosv1alpha1.RemovingIdentityReason, []func() client.ObjectList{
+		func() client.ObjectList { return &corev1.ServiceAccountList{} },
+	}},
+}
+
+// runTeardown advances the decommission path by at most one step. It
+// returns the reason of the step still under way and what it waits for, or
+// "" when everything the agent had is observed gone. Each call starts from
+// the first step and reads the API server directly, so it resumes correctly
+// after a crash at any point and never trusts a stale cache to say "gone".
+func (r *AgentReconciler) runTeardown(ctx context.Context, agent *custosv1alpha1.Agent) (string, string, error) {
+	selector := client.MatchingLabels{
+		custosv1alpha1.AgentLabel:     agent.Name,
+		custosv1alpha1.AgentUIDLabel:  string(agent.UID),
+		custosv1alpha1.ManagedByLabel: custosv1alpha1.ManagedByValue,
+	}
+	for _, step := range teardown {
+		var left []string
+		for _, newList := range step.lists {
+			list := newList()
+			if err := r.APIReader.List(ctx, list, client.InNamespace(agent.Namespace), selector); err != nil {
+				return "", "", err
+			}
+			items, err := meta.ExtractList(list)
+			if err != nil {
+				return "", "", err
+			}
+			for _, item := range items {
+				obj := item.(client.Object)
+				kind := strings.TrimSuffix(fmt.Sprintf("%T", list), "List")
+				kind = kind[strings.LastIndex(kind, ".")+1:]
+				left = append(left, kind+" "+obj.GetName())
+				if !obj.GetDeletionTimestamp().IsZero() {
+					continue
+				}
+				uid := obj.GetUID()
+				err := r.Client.Delete(ctx, obj,
+					client.Preconditions{UID: &uid},
+					client.PropagationPolicy(metav1.DeletePropagationBackground))
+				if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+					return "", "", err
+				}
+			}
+		}
+		if len(left) > 0 {
+			return step.reason, "Decommissioning: waiting for " + strings.Join(left, ", ") + " to be gone", nil
+		}
+	}
+	return "", "", nil
+}
+
+// reconcileDecommissioned runs the decommission path for an agent whose
+// owner set state Decommissioned; the Agent stays as a tombstone record.
+func (r *AgentReconciler) reconcileDecommissioned(ctx context.Context, agent *custosv1alpha1.Agent) (ctrl.Result, error) {
+	reason, msg, err := r.runTeardown(ctx, agent)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if reason != "" {
+		setDecommissioning(agent, reason, msg)
+		return ctrl.Result{RequeueAfter: teardownRequeue}, nil
+	}
+	setDecommissioned(agent, r.Clock.Now())
+	// Nothing is left to clean when the tombstone is deleted.
+	return ctrl.Result{}, r.removeFinalizer(ctx, agent)
+}
+
+// reconcileDelete runs the decommission path for a deleted Agent and lets
+// it go once everything it had is observed gone.
+func (r *AgentReconciler) reconcileDelete(ctx context.Context, agent *custosv1alpha1.Agent) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(agent, custosv1alpha1.DecommissionFinalizer) {
+		return ctrl.Result{}, nil
+	}
+	reason, msg, err := r.runTeardown(ctx, agent)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if reason != "" {
+		setDecommissioning(agent, reason, msg)
+		return ctrl.Result{RequeueAfter: teardownRequeue}, nil
+	}
+	setDecommissioned(agent, r.Clock.Now())
+	r.event(ctx, agent, corev1.EventTypeNormal, custosv1alpha1.DecommissionedReason,
+		"Agent decommissioned: every lease revoked and every object removed; releasing it")
+	return ctrl.Result{}, r.removeFinalizer(ctx, agent)
+}
+
+func (r *AgentReconciler) removeFinalizer(ctx context.Context, agent *custosv1alpha1.Agent) error {
+	if !controllerutil.ContainsFinalizer(agent, custosv1alpha1.DecommissionFinalizer) {
+		return nil
+	}
+	patch := client.MergeFrom(agent.DeepCopy())
+	controllerutil.RemoveFinalizer(agent, custosv1alpha1.DecommissionFinalizer)
+	return client.IgnoreNotFound(r.Client.Patch(ctx, agent, patch))
+}

@@ -1,0 +1,362 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+)
+
+// maxBoundaryNamespaces is the most namespaces status.namespaces can list
+// (its MaxItems).
+const maxBoundaryNamespaces = 1024
+
+// DataBoundaryReconciler reports what a DataBoundary covers: the namespaces
+// its selector selects and the Agents in them. It also tells when a
+// namespace is covered by two boundaries, which leaves the namespace's
+// Agents without a boundary to follow. It owns the conditions Ready,
+// Reconciling and Stalled of DataBoundaries.
+type DataBoundaryReconciler struct {
+	Client   client.Client
+	Recorder recorder.EventRecorder
+}
+
+// +kubebuilder:rbac:groups=custos.dev,resources=databoundaries,verbs=get;list;watch
+// +kubebuilder:rbac:groups=custos.dev,resources=databoundaries/status,verbs=patch
+// +kubebuilder:rbac:groups=custos.dev,resources=agents,verbs=list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// SetupWithManager registers the reconciler and its watches with mgr.
+func (r *DataBoundaryReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("databoundary").
+		For(&custosv1alpha1.DataBoundary{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// Another boundary appearing, changing its selector or going away
+		// can start or end a conflict. There are few boundaries (one per
+		// tenant), so every one is looked at again.
+		Watches(&custosv1alpha1.DataBoundary{}, handler.EnqueueRequestsFromMapFunc(r.allBoundaries),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// A namespace appearing, going or being relabelled can move in or out
+		// of any boundary.
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.allBoundaries),
+			builder.WithPredicates(predicate.LabelChangedPredicate{})).
+		// Only creations and deletions change the count of Agents; an Agent
+		// never moves to another namespace.
+		Watches(&custosv1alpha1.Agent{}, handler.EnqueueRequestsFromMapFunc(r.boundariesOfAgent),
+			builder.WithPredicates(predicate.Funcs{
+				UpdateFunc: func(event.UpdateEvent) bool { return false },
+			})).
+		Complete(r)
+}
+
+// allBoundaries maps any event to every DataBoundary.
+func (r *DataBoundaryReconciler) allBoundaries(ctx context.Context, _ client.Object) []reconcile.Request {
+	var list custosv1alpha1.DataBoundaryList
+	if err := r.Client.List(ctx, &list); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing DataBoundaries")
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for i := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+	}
+	return reqs
+}
+
+// boundariesOfAgent maps an Agent to the boundaries covering its namespace,
+// or to every boundary when the namespace cannot be read: counting too often
+// is harmless, missing a count is not.
+func (r *DataBoundaryReconciler) boundariesOfAgent(ctx context.Context, o client.Object) []reconcile.Request {
+	ns := &corev1.Namespace{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: o.GetNamespace()}, ns); err != nil {
+		return r.allBoundaries(ctx, o)
+	}
+	var list custosv1alpha1.DataBoundaryList
+	if err := r.Client.List(ctx, &list); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing DataBoundaries", "agent", klog.KObj(o))
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range list.Items {
+		sel, err := metav1.LabelSelectorAsSelector(&list.Items[i].Spec.NamespaceSelector)
+		if err != nil || !sel.Matches(labels.Set(ns.Labels)) {
+			continue
+		}
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+	}
+	return reqs
+}
+
+// boundaryCoverage is what a DataBoundary covers now.
+type boundaryCoverage struct {
+	// namespaces it selects, sorted.
+	namespaces []string
+	// agents in those namespaces.
+	agents int
+	// conflicts maps each covered namespace that another boundary covers
+	// too to the names of those boundaries, sorted.
+	conflicts map[string][]string
+}
+
+// Reconcile computes what the DataBoundary covers and patches its status.
+// An invalid selector is a terminal error; a conflict with another boundary
+// is not, but needs no retry either: the watch on DataBoundaries re-queues
+// this one when the other changes or goes.
+func (r *DataBoundaryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
+	db := &custosv1alpha1.DataBoundary{}
+	if err := r.Client.Get(ctx, req.NamespacedName, db); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !db.DeletionTimestamp.IsZero() {
+		// Custos holds no finalizer on DataBoundaries and owns nothing for
+		// them; the boundaries it conflicted with are re-queued by the watch.
+		return ctrl.Result{}, nil
+	}
+
+	before := db.DeepCopy()
+	defer func() {
+		if err := r.patchStatus(ctx, before, db); err != nil {
+			if apierrors.IsNotFound(err) {
+				return
+			}
+			// Not joined with retErr: a terminal error must not stop the
+			// retry of a status that was never written.
+			retErr = fmt.Errorf("patching the status of DataBoundary %s: %w", klog.KObj(db), err)
+			return
+		}
+		r.recordTransitions(ctx, before, db)
+	}()
+
+	sel, err := metav1.LabelSelectorAsSelector(&db.Spec.NamespaceSelector)
+	if err != nil {
+		specErr := fmt.Errorf("spec.namespaceSelector: %w", err)
+		setBoundaryInvalid(db, specErr)
+		return ctrl.Result{}, reconcile.TerminalError(specErr)
+	}
+	cov, err := r.coverage(ctx, db, sel)
+	if err != nil {
+		setBoundaryProgressing(db, err)
+		return ctrl.Result{}, err
+	}
+	setBoundaryStatus(db, cov)
+	return ctrl.Result{}, nil
+}
+
+// coverage reads the namespaces sel selects, counts their Agents and finds
+// the other boundaries that cover any of them.
+func (r *DataBoundaryReconciler) coverage(ctx context.Context, db *custosv1alpha1.DataBoundary, sel labels.Selector) (boundaryCoverage, error) {
+	cov := boundaryCoverage{conflicts: map[string][]string{}}
+
+	var namespaces corev1.NamespaceList
+	if err := r.Client.List(ctx, &namespaces, client.MatchingLabelsSelector{Selector: sel}); err != nil {
+		return cov, fmt.Errorf("listing the namespaces of DataBoundary %s: %w", klog.KObj(db), err)
+	}
+	for _, ns := range namespaces.Items {
+		cov.namespaces = append(cov.namespaces, ns.Name)
+		var agents custosv1alpha1.AgentList
+		if err := r.Client.List(ctx, &agents, client.InNamespace(ns.Name)); err != nil {
+			return cov, fmt.Errorf("listing the Agents of namespace %s: %w", ns.Name, err)
+		}
+		cov.agents += len(agents.Items)
+	}
+	slices.Sort(cov.namespaces)
+
+	var others custosv1alpha1.DataBoundaryList
+	if err := r.Client.List(ctx, &others); err != nil {
+		return cov, fmt.Errorf("listing DataBoundaries: %w", err)
+	}
+	for i := range others.Items {
+		other := &others.Items[i]
+		if other.Name == db.Name || !other.DeletionTimestamp.IsZero() {
+			continue
+		}
+		otherSel, err := metav1.LabelSelectorAsSelector(&other.Spec.NamespaceSelector)
+		if err != nil {
+			// An invalid boundary covers nothing; it reports that itself.
+			continue
+		}
+		for _, ns := range namespaces.Items {
+			if otherSel.Matches(labels.Set(ns.Labels)) {
+				cov.conflicts[ns.Name] = append(cov.conflicts[ns.Name], other.Name)
+			}
+		}
+	}
+	for _, names := range cov.conflicts {
+		slices.Sort(names)
+	}
+	return cov, nil
+}
+
+// patchStatus patches the status when it changed, and only the status.
+func (r *DataBoundaryReconciler) patchStatus(ctx context.Context, before, db *custosv1alpha1.DataBoundary) error {
+	if equality.Semantic.DeepEqual(before.Status, db.Status) {
+		return nil
+	}
+	base := db.DeepCopy()
+	base.Status = before.Status
+	return r.Client.Status().Patch(ctx, db, client.MergeFrom(base))
+}
+
+// recordTransitions records an Event when the boundary becomes Ready, and a
+// Warning when it stalls or stalls for a new reason; a reconcile that
+// changes nothing records nothing.
+func (r *DataBoundaryReconciler) recordTransitions(ctx context.Context, before, db *custosv1alpha1.DataBoundary) {
+	if stalled := meta.FindStatusCondition(db.Status.Conditions, custosv1alpha1.StalledCondition); stalled != nil {
+		if old := meta.FindStatusCondition(before.Status.Conditions, custosv1alpha1.StalledCondition); old == nil || old.Message != stalled.Message {
+			r.event(ctx, db, corev1.EventTypeWarning, stalled.Reason, stalled.Message)
+		}
+	}
+	if meta.IsStatusConditionTrue(db.Status.Conditions, custosv1alpha1.ReadyCondition) &&
+		!meta.IsStatusConditionTrue(before.Status.Conditions, custosv1alpha1.ReadyCondition) {
+		ready := meta.FindStatusCondition(db.Status.Conditions, custosv1alpha1.ReadyCondition)
+		r.event(ctx, db, corev1.EventTypeNormal, ready.Reason, ready.Message)
+	}
+}
+
+// event logs and records an Event on the boundary: one helper, so the two
+// never disagree.
+func (r *DataBoundaryReconciler) event(ctx context.Context, db *custosv1alpha1.DataBoundary, eventType, reason, msg string) {
+	log := ctrl.LoggerFrom(ctx)
+	if eventType == corev1.EventTypeWarning {
+		log.Info(msg, "reason", reason, "dataBoundary", klog.KObj(db))
+	} else {
+		log.V(1).Info(msg, "reason", reason, "dataBoundary", klog.KObj(db))
+	}
+	r.Recorder.Eventf(db, nil, eventType, reason, "Reconcile", "%s", clipMessage(msg, eventNoteLimit))
+}
+
+// setBoundaryStatus computes the status of db from what it covers: Ready,
+// or Stalled on a conflict. Both are final for this generation.
+func setBoundaryStatus(db *custosv1alpha1.DataBoundary, cov boundaryCoverage) {
+	db.Status.Namespaces = cov.namespaces
+	if len(db.Status.Namespaces) > maxBoundaryNamespaces {
+		db.Status.Namespaces = db.Status.Namespaces[:maxBoundaryNamespaces]
+	}
+	db.Status.Agents = int32(cov.agents)
+
+	if msg := boundaryConflictMessage(cov.conflicts); msg != "" {
+		setBoundaryCondition(db, custosv1alpha1.StalledCondition, metav1.ConditionTrue, custosv1alpha1.BoundaryConflictReason, msg)
+		setBoundaryCondition(db, custosv1alpha1.ReadyCondition, metav1.ConditionFalse, custosv1alpha1.BoundaryConflictReason, msg)
+	} else {
+		meta.RemoveStatusCondition(&db.Status.Conditions, custosv1alpha1.StalledCondition)
+		setBoundaryCondition(db, custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason, boundaryCoverageMessage(cov))
+	}
+	meta.RemoveStatusCondition(&db.Status.Conditions, custosv1alpha1.ReconcilingCondition)
+	db.Status.ObservedGeneration = db.Generation
+}
+
+// setBoundaryInvalid: a spec that cannot be acted on stalls the boundary
+// until it is edited. It covers nothing meanwhile, so its status lists
+// nothing.
+func setBoundaryInvalid(db *custosv1alpha1.DataBoundary, specErr error) {
+	db.Status.Namespaces = nil
+	db.Status.Agents = 0
+	msg := specErr.Error()
+	setBoundaryCondition(db, custosv1alpha1.StalledCondition, metav1.ConditionTrue, custosv1alpha1.InvalidSpecReason, msg)
+	setBoundaryCondition(db, custosv1alpha1.ReadyCondition, metav1.ConditionFalse, custosv1alpha1.InvalidSpecReason, msg)
+	meta.RemoveStatusCondition(&db.Status.Conditions, custosv1alpha1.ReconcilingCondition)
+	db.Status.ObservedGeneration = db.Generation
+}
+
+// setBoundaryProgressing: a transient error leaves the last known coverage
+// and Ready as they were, and says that the work is not done.
+// observedGeneration stays behind.
+func setBoundaryProgressing(db *custosv1alpha1.DataBoundary, err error) {
+	setBoundaryCondition(db, custosv1alpha1.ReconcilingCondition, metav1.ConditionTrue, custosv1alpha1.ProgressingReason,
+		"Retrying: "+err.Error())
+}
+
+func setBoundaryCondition(db *custosv1alpha1.DataBoundary, conditionType string, status metav1.ConditionStatus, reason, msg string) {
+	meta.SetStatusCondition(&db.Status.Conditions, metav1.Condition{
+		Type:               conditionType,
+		Status:             status,
+		Reason:             reason,
+		Message:            clipMessage(msg, conditionMessageLimit),
+		ObservedGeneration: db.Generation,
+	})
+}
+
+func boundaryCoverageMessage(cov boundaryCoverage) string {
+	n := len(cov.namespaces)
+	msg := fmt.Sprintf("Covers %s with %s", countOf(n, "namespace"), countOf(cov.agents, "Agent"))
+	if n > maxBoundaryNamespaces {
+		msg += fmt.Sprintf("; status.namespaces lists the first %d", maxBoundaryNamespaces)
+	}
+	return msg
+}
+
+// boundaryConflictMessage names each namespace covered by other boundaries
+// too, and those boundaries; empty when there is no conflict.
+func boundaryConflictMessage(conflicts map[string][]string) string {
+	if len(conflicts) == 0 {
+		return ""
+	}
+	const maxListed = 10
+	namespaces := slices.Sorted(maps.Keys(conflicts))
+	parts := make([]string, 0, min(len(namespaces), maxListed))
+	for _, ns := range namespaces[:min(len(namespaces), maxListed)] {
+		others := conflicts[ns]
+		kind := "DataBoundary"
+		if len(others) > 1 {
+			kind = "DataBoundaries"
+		}
+		parts = append(parts, fmt.Sprintf("namespace %s is also covered by %s %s", ns, kind, quoteAll(others)))
+	}
+	msg := strings.Join(parts, "; ")
+	if len(namespaces) > maxListed {
+		msg += fmt.Sprintf("; and %d more namespaces", len(namespaces)-maxListed)
+	}
+	return msg + ". A namespace must be covered by exactly one DataBoundary: change the namespaceSelector of one of them"
+}
+
+func quoteAll(names []string) string {
+	quoted := make([]string, len(names))
+	for i, n := range names {
+		quoted[i] = fmt.Sprintf("%q", n)
+	}
+	return strings.Join(quoted, ", ")
+}
+
+// countOf writes n things in English: "1 namespace", "2 namespaces".
+func countOf(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
+}

@@ -1,0 +1,333 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+)
+
+// uniqueTenant returns a tenant of the calling test's own: DataBoundaries
+// are cluster-scoped and see every namespace, so tests must not share
+// tenants.
+func uniqueTenant() string {
+	return fmt.Sprintf("t-%08x", rand.Uint32())
+}
+
+// boundaryOption shapes a test DataBoundary.
+type boundaryOption func(*custosv1alpha1.DataBoundary)
+
+// selectingNamespaces makes the boundary select namespaces by name instead
+// of by tenant label.
+func selectingNamespaces(names ...string) boundaryOption {
+	return func(b *custosv1alpha1.DataBoundary) {
+		b.Spec.NamespaceSelector = metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+			Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpIn, Values: names,
+		}}}
+	}
+}
+
+// createTestBoundary creates a DataBoundary for tenant, covering the
+// namespaces labelled with it unless an option says otherwise, and deletes
+// it when the test ends.
+func createTestBoundary(t *testing.T, tenant string, opts ...boundaryOption) *custosv1alpha1.DataBoundary {
+	t.Helper()
+	b := &custosv1alpha1.DataBoundary{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: tenant + "-"},
+		Spec: custosv1alpha1.DataBoundarySpec{
+			Tenant:            tenant,
+			NamespaceSelector: metav1.LabelSelector{MatchLabels: map[string]string{custosv1alpha1.TenantLabel: tenant}},
+			Regions:           []string{"eu-west-1"},
+		},
+	}
+	for _, o := range opts {
+		o(b)
+	}
+	if err := k8sClient.Create(context.Background(), b); err != nil {
+		t.Fatalf("creating a DataBoundary: %v", err)
+	}
+	t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), b) })
+	return b
+}
+
+func getBoundary(g Gomega, b *custosv1alpha1.DataBoundary) *custosv1alpha1.DataBoundary {
+	got := &custosv1alpha1.DataBoundary{}
+	g.Expect(k8sClient.Get(context.Background(), keyOf(b), got)).To(Succeed())
+	return got
+}
+
+// createTestAgent creates a valid Agent of tenant in ns.
+func createTestAgent(t *testing.T, ns, tenant string) {
+	t.Helper()
+	a := &custosv1alpha1.Agent{
+		ObjectMeta: metav1.ObjectMeta{
+			GenerateName: "agent-",
+			Namespace:    ns,
+			Labels:       map[string]string{custosv1alpha1.TenantLabel: tenant},
+		},
+		Spec: custosv1alpha1.AgentSpec{
+			Owner:   custosv1alpha1.AgentOwner{Team: "finance-platform", Contact: "finance-platform@acme.example"},
+			Purpose: "Reconcile supplier invoices against the ledger.",
+			Image:   "registry.acme.example/agents/invoice-reconciler:1.4.2",
+		},
+	}
+	if err := k8sClient.Create(context.Background(), a); err != nil {
+		t.Fatalf("creating an Agent: %v", err)
+	}
+	t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), a) })
+}
+
+// expectBoundaryReady waits until b is Ready and Current, covering the
+// namespaces with the number of agents.
+func expectBoundaryReady(g Gomega, b *custosv1alpha1.DataBoundary, namespaces []string, agents int32) {
+	slices.Sort(namespaces)
+	g.Eventually(func(g Gomega) {
+		got := getBoundary(g, b)
+		g.Expect(got.Status.Namespaces).To(Equal(namespaces))
+		g.Expect(got.Status.Agents).To(Equal(agents))
+		g.Expect(got.Status.Conditions).To(haveCondition(custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason,
+			fmt.Sprintf("Covers %s with %s", countOf(len(namespaces), "namespace"), countOf(int(agents), "Agent"))))
+		g.Expect(got.Status.Conditions).To(noCondition(custosv1alpha1.StalledCondition))
+		g.Expect(got.Status.Conditions).To(noCondition(custosv1alpha1.ReconcilingCondition))
+		g.Expect(got.Status.Conditions).To(HaveEach(HaveField("ObservedGeneration", got.Generation)))
+		g.Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
+		g.Expect(computeKstatus(g, got)).To(Equal(status.CurrentStatus))
+	}).WithTimeout(statusTimeout).WithPolling(statusPoll).Should(Succeed())
+}
+
+func TestDataBoundaryCoversLabelledNamespacesAndCountsAgents(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	tenant := uniqueTenant()
+	ns1, ns2 := tenantNamespace(t, tenant), tenantNamespace(t, tenant)
+	tenantNamespace(t, uniqueTenant()) // another tenant's, not covered
+	createTestAgent(t, ns1, tenant)
+	createTestAgent(t, ns1, tenant)
+	createTestAgent(t, ns2, tenant)
+
+	b := createTestBoundary(t, tenant)
+	expectBoundaryReady(g, b, []string{ns1, ns2}, 3)
+	g.Eventually(func(g Gomega) {
+		g.Expect(eventsRegarding(g, b)).To(haveEvent(corev1.EventTypeNormal, custosv1alpha1.SucceededReason, "Covers 2 namespaces with 3 Agents"))
+	}).WithTimeout(statusTimeout).WithPolling(statusPoll).Should(Succeed())
+
+	// A new Agent is counted.
+	createTestAgent(t, ns2, tenant)
+	expectBoundaryReady(g, b, []string{ns1, ns2}, 4)
+
+	// A new namespace of the tenant is covered.
+	ns3 := tenantNamespace(t, tenant)
+	expectBoundaryReady(g, b, []string{ns1, ns2, ns3}, 4)
+}
+
+func TestDataBoundaryFollowsNamespaceLabels(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	tenant := uniqueTenant()
+	ns1 := tenantNamespace(t, tenant)
+	later := tenantNamespace(t, uniqueTenant())
+	b := createTestBoundary(t, tenant)
+	expectBoundaryReady(g, b, []string{ns1}, 0)
+
+	relabel := func(tenantLabel string) {
+		ns := &corev1.Namespace{}
+		g.Expect(k8sClient.Get(context.Background(), client.ObjectKey{Name: later}, ns)).To(Succeed())
+		patch := client.MergeFrom(ns.DeepCopy())
+		ns.Labels[custosv1alpha1.TenantLabel] = tenantLabel
+		g.Expect(k8sClient.Patch(context.Background(), ns, patch)).To(Succeed())
+	}
+
+	// A namespace labelled for the tenant later is picked up...
+	relabel(tenant)
+	expectBoundaryReady(g, b, []string{ns1, later}, 0)
+
+	// ...and let go when it is labelled for another.
+	relabel(uniqueTenant())
+	expectBoundaryReady(g, b, []string{ns1}, 0)
+}
+
+func TestDataBoundaryConflictOnASharedNamespace(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	tenant := uniqueTenant()
+	shared, own := tenantNamespace(t, tenant), tenantNamespace(t, tenant)
+	createTestAgent(t, shared, tenant)
+
+	first := createTestBoundary(t, tenant)
+	expectBoundaryReady(g, first, []string{shared, own}, 1)
+
+	// A second boundary also covers one of the first one's namespaces:
+	// neither can be the namespace's boundary.
+	second := createTestBoundary(t, tenant, selectingNamespaces(shared))
+	for _, tc := range []struct {
+		b, other   *custosv1alpha1.DataBoundary
+		namespaces []string
+	}{
+		{b: first, other: second, namespaces: []string{shared, own}},
+		{b: second, other: first, namespaces: []string{shared}},
+	} {
+		wantInMessage := []string{"namespace " + shared + " is also covered by DataBoundary " + fmt.Sprintf("%q", tc.other.Name)}
+		g.Eventually(func(g Gomega) {
+			got := getBoundary(g, tc.b)
+			g.Expect(got.Status.Conditions).To(haveCondition(custosv1alpha1.StalledCondition, metav1.ConditionTrue, custosv1alpha1.BoundaryConflictReason, wantInMessage...))
+			g.Expect(got.Status.Conditions).To(haveCondition(custosv1alpha1.ReadyCondition, metav1.ConditionFalse, custosv1alpha1.BoundaryConflictReason, wantInMessage...))
+			g.Expect(got.Status.Conditions).To(noCondition(custosv1alpha1.ReconcilingCondition))
+			g.Expect(meta.FindStatusCondition(got.Status.Conditions, custosv1alpha1.StalledCondition).Message).
+				NotTo(ContainSubstring("namespace "+own+" "), "only the shared namespace conflicts")
+			g.Expect(got.Status.Namespaces).To(Equal(slices.Sorted(slices.Values(tc.namespaces))))
+			g.Expect(got.Status.Agents).To(Equal(int32(1)))
+			g.Expect(computeKstatus(g, got)).To(Equal(status.FailedStatus))
+		}).WithTimeout(statusTimeout).WithPolling(statusPoll).Should(Succeed())
+		g.Eventually(func(g Gomega) {
+			g.Expect(eventsRegarding(g, tc.b)).To(haveEvent(corev1.EventTypeWarning, custosv1alpha1.BoundaryConflictReason, wantInMessage...))
+		}).WithTimeout(statusTimeout).WithPolling(statusPoll).Should(Succeed())
+	}
+
+	// Deleting the second boundary resolves the conflict.
+	g.Expect(k8sClient.Delete(context.Background(), second)).To(Succeed())
+	expectBoundaryReady(g, first, []string{shared, own}, 1)
+}
+
+func TestDataBoundaryWithAnInvalidSelectorStalls(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	tenant := uniqueTenant()
+	tenantNamespace(t, tenant)
+	b := createTestBoundary(t, tenant, func(b *custosv1alpha1.DataBoundary) {
+		b.Spec.NamespaceSelector = metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+			Key: custosv1alpha1.TenantLabel, Operator: "Near", Values: []string{tenant},
+		}}}
+	})
+	wantInMessage := []string{"spec.namespaceSelector", `"Near"`}
+	g.Eventually(func(g Gomega) {
+		got := getBoundary(g, b)
+		g.Expect(got.Status.Conditions).To(haveCondition(custosv1alpha1.StalledCondition, metav1.ConditionTrue, custosv1alpha1.InvalidSpecReason, wantInMessage...))
+		g.Expect(got.Status.Conditions).To(haveCondition(custosv1alpha1.ReadyCondition, metav1.ConditionFalse, custosv1alpha1.InvalidSpecReason, wantInMessage...))
+		g.Expect(got.Status.Conditions).To(noCondition(custosv1alpha1.ReconcilingCondition))
+		g.Expect(got.Status.Namespaces).To(BeEmpty())
+		g.Expect(computeKstatus(g, got)).To(Equal(status.FailedStatus))
+	}).WithTimeout(statusTimeout).WithPolling(statusPoll).Should(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(eventsRegarding(g, b)).To(haveEvent(corev1.EventTypeWarning, custosv1alpha1.InvalidSpecReason, wantInMessage...))
+	}).WithTimeout(statusTimeout).WithPolling(statusPoll).Should(Succeed())
+
+	// Fixing the selector makes the boundary Ready.
+	got := getBoundary(g, b)
+	patch := client.MergeFrom(got.DeepCopy())
+	got.Spec.NamespaceSelector.MatchExpressions[0].Operator = metav1.LabelSelectorOpIn
+	g.Expect(k8sClient.Patch(context.Background(), got, patch)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		got := getBoundary(g, b)
+		g.Expect(got.Status.Conditions).To(haveCondition(custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason))
+		g.Expect(got.Status.Conditions).To(noCondition(custosv1alpha1.StalledCondition))
+		g.Expect(got.Status.Namespaces).To(HaveLen(1))
+		g.Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
+		g.Expect(computeKstatus(g, got)).To(Equal(status.CurrentStatus))
+	}).WithTimeout(statusTimeout).WithPolling(statusPoll).Should(Succeed())
+}
+
+func TestBoundaryConflictMessage(t *testing.T) {
+	many := map[string][]string{}
+	for i := range 12 {
+		many[fmt.Sprintf("ns-%02d", i)] = []string{"other"}
+	}
+	cases := []struct {
+		name      string
+		conflicts map[string][]string
+		want      []string
+		wantNot   []string
+	}{
+		{name: "no conflict", conflicts: map[string][]string{}},
+		{
+			name:      "one namespace, one other boundary",
+			conflicts: map[string][]string{"finance": {"acme"}},
+			want:      []string{`namespace finance is also covered by DataBoundary "acme". A namespace must be covered by exactly one DataBoundary`},
+		},
+		{
+			name:      "one namespace, two other boundaries",
+			conflicts: map[string][]string{"finance": {"acme", "globex"}},
+			want:      []string{`namespace finance is also covered by DataBoundaries "acme", "globex"`},
+		},
+		{
+			name:      "many namespaces are listed up to a limit",
+			conflicts: many,
+			want:      []string{"namespace ns-00 is also", "namespace ns-09 is also", "; and 2 more namespaces"},
+			wantNot:   []string{"ns-10", "ns-11"},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			msg := boundaryConflictMessage(tc.conflicts)
+			if len(tc.want) == 0 {
+				g.Expect(msg).To(BeEmpty())
+			}
+			for _, w := range tc.want {
+				g.Expect(msg).To(ContainSubstring(w))
+			}
+			for _, w := range tc.wantNot {
+				g.Expect(msg).NotTo(ContainSubstring(w))
+			}
+		})
+	}
+}
+
+func TestSetBoundaryStatus(t *testing.T) {
+	g := NewWithT(t)
+	db := &custosv1alpha1.DataBoundary{ObjectMeta: metav1.ObjectMeta{Generation: 2}}
+	db.Status.Conditions = []metav1.Condition{{Type: custosv1alpha1.ReconcilingCondition, Status: metav1.ConditionTrue, Reason: custosv1alpha1.ProgressingReason}}
+
+	// More namespaces than status.namespaces can hold are cut, and the
+	// message says so.
+	var namespaces []string
+	for i := range maxBoundaryNamespaces + 6 {
+		namespaces = append(namespaces, fmt.Sprintf("ns-%04d", i))
+	}
+	setBoundaryStatus(db, boundaryCoverage{namespaces: namespaces, agents: 1})
+	g.Expect(db.Status.Namespaces).To(HaveLen(maxBoundaryNamespaces))
+	g.Expect(db.Status.Agents).To(Equal(int32(1)))
+	g.Expect(db.Status.ObservedGeneration).To(Equal(int64(2)))
+	g.Expect(db.Status.Conditions).To(haveCondition(custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason,
+		"Covers 1030 namespaces with 1 Agent", "status.namespaces lists the first 1024"))
+	g.Expect(db.Status.Conditions).To(noCondition(custosv1alpha1.ReconcilingCondition))
+	g.Expect(db.Status.Conditions).To(noCondition(custosv1alpha1.StalledCondition))
+
+	// A conflict stalls the boundary; resolving it removes Stalled.
+	setBoundaryStatus(db, boundaryCoverage{namespaces: []string{"a"}, conflicts: map[string][]string{"a": {"other"}}})
+	g.Expect(db.Status.Conditions).To(haveCondition(custosv1alpha1.StalledCondition, metav1.ConditionTrue, custosv1alpha1.BoundaryConflictReason, `"other"`))
+	g.Expect(db.Status.Conditions).To(haveCondition(custosv1alpha1.ReadyCondition, metav1.ConditionFalse, custosv1alpha1.BoundaryConflictReason))
+	setBoundaryStatus(db, boundaryCoverage{namespaces: []string{"a"}})
+	g.Expect(db.Status.Conditions).To(noCondition(custosv1alpha1.StalledCondition))
+	g.Expect(db.Status.Conditions).To(haveCondition(custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason, "Covers 1 namespace with 0 Agents"))
+
+	// A transient error leaves Ready as it was and says work is under way.
+	setBoundaryProgressing(db, fmt.Errorf("the cache is not synced"))
+	g.Expect(db.Status.Conditions).To(haveCondition(custosv1alpha1.ReconcilingCondition, metav1.ConditionTrue, custosv1alpha1.ProgressingReason, "the cache is not synced"))
+	g.Expect(db.Status.Conditions).To(haveCondition(custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason))
+}

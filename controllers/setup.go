@@ -1,0 +1,126 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/netpol"
+)
+
+// FieldOwner is the server-side apply field manager of everything Custos
+// creates. It is fixed so that ownership of fields survives restarts and
+// upgrades.
+const FieldOwner = "custos"
+
+// eventSource names Custos in the events it records.
+const eventSource = "custos"
+
+// Options configure the reconcilers.
+type Options struct {
+	// TrustDomain is the SPIFFE trust domain of the agents' IDs.
+	TrustDomain string
+
+	// SweepInterval is how often the sweeper looks for objects whose Agent
+	// is gone; it also sweeps once at start-up.
+	SweepInterval time.Duration
+
+	// Clock tells the time; tests replace it to move past expiries.
+	Clock clock.PassiveClock
+
+	// DNS locates the cluster DNS that agents may always reach.
+	DNS netpol.DNS
+
+	// Concurrency is how many Agents are reconciled at once.
+	Concurrency int
+}
+
+func (o *Options) defaults() {
+	if o.TrustDomain == "" {
+		o.TrustDomain = "cluster.local"
+	}
+	if o.SweepInterval == 0 {
+		o.SweepInterval = 10 * time.Minute
+	}
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	if o.Concurrency == 0 {
+		o.Concurrency = 4
+	}
+	if o.DNS.Namespace == "" {
+		o.DNS = netpol.DefaultDNS
+	}
+}
+
+// SetupWithManager registers every Custos reconciler, its indexers and the
+// sweeper with mgr.
+func SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts Options) error {
+	opts.defaults()
+	if err := (&AgentReconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder(eventSource),
+		Options:   opts,
+	}).SetupWithManager(ctx, mgr); err != nil {
+		return err
+	}
+	if err := (&ToolsetReconciler{
+		Client:   mgr.GetClient(),
+		Recorder: mgr.GetEventRecorder(eventSource),
+	}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := (&DataBoundaryReconciler{
+		Client:   mgr.GetClient(),
+		Recorder: mgr.GetEventRecorder(eventSource),
+	}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	return mgr.Add(&Sweeper{
+		APIReader: mgr.GetAPIReader(),
+		Client:    mgr.GetClient(),
+		Recorder:  mgr.GetEventRecorder(eventSource),
+		Interval:  opts.SweepInterval,
+	})
+}
+
+// CacheOptions limit the manager's cache of the kinds Custos creates for
+// agents to the objects it made: an operator that watched every Deployment
+// and ServiceAccount of a large cluster would hold them all in memory. Secrets
+// are never cached at all (see the sweeper and the decommission path).
+func CacheOptions() cache.Options {
+	mine := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{
+		custosv1alpha1.ManagedByLabel: custosv1alpha1.ManagedByValue,
+	})}
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&corev1.ServiceAccount{}:      mine,
+		&appsv1.Deployment{}:          mine,
+		&networkingv1.NetworkPolicy{}: mine,
+	}}
+}

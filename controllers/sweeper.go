@@ -1,0 +1,170 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+)
+
+// reapedTotal counts the objects the sweeper deleted, by kind.
+var reapedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "custos_sweeper_reaped_total",
+	Help: "Objects made by Custos for an Agent that no longer exists (or was replaced or decommissioned), deleted by the sweeper.",
+}, []string{"kind"})
+
+func init() {
+	metrics.Registry.MustRegister(reapedTotal)
+}
+
+// sweptKinds are the kinds Custos creates for agents. ReplicaSets and Pods
+// are left to the garbage collector: their Deployment owns them.
+var sweptKinds = []struct {
+	kind    string
+	newList func() client.ObjectList
+}{
+	{"Secret", func() client.ObjectList { return &corev1.SecretList{} }},
+	{"Deployment", func() client.ObjectList { return &appsv1.DeploymentList{} }},
+	{"NetworkPolicy", func() client.ObjectList { return &networkingv1.NetworkPolicyList{} }},
+	{"ServiceAccount", func() client.ObjectList { return &corev1.ServiceAccountList{} }},
+}
+
+// Sweeper reaps zombies: objects made by Custos whose Agent is gone, was
+// replaced by another of the same name, or was decommissioned. A crash in
+// the middle of a decommission, or an Agent deleted while Custos was down
+// with its finalizer removed by hand, leaves such objects behind. The
+// sweeper never touches an object without Custos's labels.
+type Sweeper struct {
+	// APIReader lists and reads around the cache: the sweeper must not
+	// judge an Agent gone because the cache has not seen it yet.
+	APIReader client.Reader
+	Client    client.Client
+	Recorder  recorder.EventRecorder
+	Interval  time.Duration
+}
+
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=list;delete
+
+// NeedLeaderElection: only the leader sweeps.
+func (s *Sweeper) NeedLeaderElection() bool { return true }
+
+// Start sweeps at once, then every Interval, until ctx ends.
+func (s *Sweeper) Start(ctx context.Context) error {
+	log := ctrl.LoggerFrom(ctx).WithName("sweeper")
+	ctx = ctrl.LoggerInto(ctx, log)
+	t := time.NewTicker(s.Interval)
+	defer t.Stop()
+	for {
+		if err := s.Sweep(ctx); err != nil {
+			log.Error(err, "Sweeping for objects left behind by Agents")
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Sweep deletes every zombie it finds, once.
+func (s *Sweeper) Sweep(ctx context.Context) error {
+	managed, err := labels.NewRequirement(custosv1alpha1.ManagedByLabel, selection.Equals, []string{custosv1alpha1.ManagedByValue})
+	if err != nil {
+		return err
+	}
+	hasAgent, err := labels.NewRequirement(custosv1alpha1.AgentLabel, selection.Exists, nil)
+	if err != nil {
+		return err
+	}
+	selector := labels.NewSelector().Add(*managed, *hasAgent)
+	for _, k := range sweptKinds {
+		list := k.newList()
+		if err := s.APIReader.List(ctx, list, client.MatchingLabelsSelector{Selector: selector}); err != nil {
+			return fmt.Errorf("listing %s: %w", k.kind, err)
+		}
+		items, err := meta.ExtractList(list)
+		if err != nil {
+			return err
+		}
+		for _, item := range items {
+			obj := item.(client.Object)
+			why, err := s.zombie(ctx, obj)
+			if err != nil {
+				return err
+			}
+			if why == "" || !obj.GetDeletionTimestamp().IsZero() {
+				continue
+			}
+			// The preconditions make the delete fail if the object changed
+			// since it was judged, say because a new Agent of the same
+			// name took it over in between.
+			uid, rv := obj.GetUID(), obj.GetResourceVersion()
+			err = s.Client.Delete(ctx, obj,
+				client.Preconditions{UID: &uid, ResourceVersion: &rv},
+				client.PropagationPolicy(metav1.DeletePropagationBackground))
+			if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("deleting %s %s: %w", k.kind, klog.KObj(obj), err)
+			}
+			reapedTotal.WithLabelValues(k.kind).Inc()
+			msg := fmt.Sprintf("Reaped %s %s: %s", k.kind, klog.KObj(obj), why)
+			ctrl.LoggerFrom(ctx).Info(msg, "kind", k.kind, "object", klog.KObj(obj))
+			s.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "Reaped", "Sweep", "%s", msg)
+		}
+	}
+	return nil
+}
+
+// zombie says why obj has no living Agent, or "" when it has one.
+func (s *Sweeper) zombie(ctx context.Context, obj client.Object) (string, error) {
+	l := obj.GetLabels()
+	name := l[custosv1alpha1.AgentLabel]
+	agent := &custosv1alpha1.Agent{}
+	err := s.APIReader.Get(ctx, types.NamespacedName{Namespace: obj.GetNamespace(), Name: name}, agent)
+	switch {
+	case apierrors.IsNotFound(err):
+		return fmt.Sprintf("its Agent %s no longer exists", name), nil
+	case err != nil:
+		return "", err
+	case string(agent.UID) != l[custosv1alpha1.AgentUIDLabel]:
+		return fmt.Sprintf("it was made for an earlier Agent %s (UID %s)", name, l[custosv1alpha1.AgentUIDLabel]), nil
+	case agent.Spec.Lifecycle.State == custosv1alpha1.LifecycleDecommissioned:
+		return fmt.Sprintf("its Agent %s is decommissioned", name), nil
+	}
+	return "", nil
+}
