@@ -130,8 +130,10 @@ const testTrustDomain = "custos.test"
 // testClock is the reconcilers' clock; tests step it past expiries.
 var testClock = clocktesting.NewFakeClock(time.Now())
 
-// logLevel is the manager's log verbosity in tests: quiet unless
-// CUSTOS_TEST_LOG is set (to a zap level such as -1 for debug).
+// logLevel is the manager's log verbosity in tests: silent unless
+// CUSTOS_TEST_LOG is set (to a zap level such as -1 for debug, 2 for
+// errors). Tests assert on what users see, not on logs; and deleting test
+// namespaces makes the event recorder log errors that mean nothing.
 func logLevel() int {
 	if v := os.Getenv("CUSTOS_TEST_LOG"); v != "" {
 		if n, err := strconv.Atoi(v); err == nil {
@@ -139,7 +141,7 @@ func logLevel() int {
 		}
 		return 0
 	}
-	return int(zapcore.ErrorLevel)
+	return int(zapcore.FatalLevel)
 }
 
 // tenantNamespace creates a namespace of its own for the calling test,
