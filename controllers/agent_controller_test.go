@@ -272,47 +272,29 @@ func TestAgentDeletedDecommissions(t *testing.T) {
 	expectNoChildren(g, ns, "doomed")
 }
 
-// TestAgentConvergesWhateverTheOrder applies an Agent before its namespace
-// label, DataBoundary and Toolset exist, as GitOps may: it waits, deny-all
-// and without a workload, and converges once they arrive.
-func TestAgentConvergesWhateverTheOrder(t *testing.T) {
+// TestAgentConvergesWhenItsDependenciesArrive: an Agent may be applied
+// before its Toolset (GitOps applies in any order; admission warns), and an
+// Agent whose DataBoundary goes away stops and waits, deny-all, until it is
+// back. Both converge without anyone touching the Agent.
+func TestAgentConvergesWhenItsDependenciesArrive(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
 	tenant := newTenant("order")
-	nsObj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "order-"}}
-	g.Expect(k8sClient.Create(ctx, nsObj)).To(Succeed())
-	t.Cleanup(func() { _ = k8sClient.Delete(ctx, nsObj) })
-	ns := nsObj.Name
+	b := createBoundary(t, tenant, "eu-west-1")
+	ns := tenantNamespace(t, tenant)
+	key := client.ObjectKey{Namespace: ns, Name: "agent-early"}
 
 	agent := newAgent(ns, "early", tenant, withToolsets("late-tools"))
 	g.Expect(k8sClient.Create(ctx, agent)).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		a := getAgent(g, agent)
-		expectCondition(g, a, custosv1alpha1.BoundaryCompliantCondition, metav1.ConditionFalse, custosv1alpha1.BoundaryNotFoundReason)
-		expectCondition(g, a, custosv1alpha1.ReconcilingCondition, metav1.ConditionTrue, custosv1alpha1.BoundaryNotFoundReason)
+		expectCondition(g, a, custosv1alpha1.NetworkIsolatedCondition, metav1.ConditionFalse, custosv1alpha1.DependencyNotFoundReason)
+		expectCondition(g, a, custosv1alpha1.ReconcilingCondition, metav1.ConditionTrue, custosv1alpha1.DependencyNotFoundReason)
 		g.Expect(kstatusOf(g, a)).To(Equal(status.InProgressStatus))
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
-	key := client.ObjectKey{Namespace: ns, Name: "agent-early"}
-	g.Expect(apierrors.IsNotFound(k8sClient.Get(ctx, key, &appsv1.Deployment{}))).To(BeTrue(), "no workload without a boundary")
 	np := &networkingv1.NetworkPolicy{}
 	g.Expect(k8sClient.Get(ctx, key, np)).To(Succeed())
-	g.Expect(np.Spec.Egress).To(BeEmpty())
-
-	createBoundary(t, tenant, "eu-west-1")
-	// The boundary selects namespaces by label; this one has none yet.
-	g.Consistently(func(g Gomega) {
-		expectCondition(g, getAgent(g, agent), custosv1alpha1.BoundaryCompliantCondition, metav1.ConditionFalse, custosv1alpha1.BoundaryNotFoundReason)
-	}).WithTimeout(time.Second).WithPolling(poll).Should(Succeed())
-
-	g.Expect(k8sClient.Get(ctx, client.ObjectKey{Name: ns}, nsObj)).To(Succeed())
-	nsObj.Labels[custosv1alpha1.TenantLabel] = tenant
-	g.Expect(k8sClient.Update(ctx, nsObj)).To(Succeed())
-	g.Eventually(func(g Gomega) {
-		a := getAgent(g, agent)
-		expectCondition(g, a, custosv1alpha1.BoundaryCompliantCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason)
-		expectCondition(g, a, custosv1alpha1.NetworkIsolatedCondition, metav1.ConditionFalse, custosv1alpha1.DependencyNotFoundReason)
-		g.Expect(k8sClient.Get(ctx, key, &appsv1.Deployment{})).To(Succeed())
-	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	g.Expect(np.Spec.Egress).To(HaveLen(1), "DNS only: the missing Toolset's endpoint stays closed")
 
 	createToolset(t, ns, "late-tools", tenant)
 	g.Eventually(func(g Gomega) { markDeploymentRolledOut(g, ns, key.Name) }).WithTimeout(eventually).Should(Succeed())
@@ -323,18 +305,57 @@ func TestAgentConvergesWhateverTheOrder(t *testing.T) {
 		g.Expect(k8sClient.Get(ctx, key, np)).To(Succeed())
 		g.Expect(np.Spec.Egress).To(HaveLen(2))
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+
+	// The boundary goes: the agent stops, deny-all, and waits.
+	g.Expect(k8sClient.Delete(ctx, b)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		a := getAgent(g, agent)
+		expectCondition(g, a, custosv1alpha1.BoundaryCompliantCondition, metav1.ConditionFalse, custosv1alpha1.BoundaryNotFoundReason)
+		expectCondition(g, a, custosv1alpha1.ReconcilingCondition, metav1.ConditionTrue, custosv1alpha1.BoundaryNotFoundReason)
+		d := &appsv1.Deployment{}
+		g.Expect(k8sClient.Get(ctx, key, d)).To(Succeed())
+		g.Expect(d.Spec.Replicas).To(HaveValue(Equal(int32(0))))
+		g.Expect(k8sClient.Get(ctx, key, np)).To(Succeed())
+		g.Expect(np.Spec.Egress).To(BeEmpty())
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+
+	// It comes back: the agent converges on its own.
+	createBoundary(t, tenant, "eu-west-1")
+	g.Eventually(func(g Gomega) {
+		d := &appsv1.Deployment{}
+		g.Expect(k8sClient.Get(ctx, key, d)).To(Succeed())
+		g.Expect(d.Spec.Replicas).To(HaveValue(Equal(int32(1))))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	g.Eventually(func(g Gomega) { markDeploymentRolledOut(g, ns, key.Name) }).WithTimeout(eventually).Should(Succeed())
+	g.Eventually(func(g Gomega) {
+		expectCondition(g, getAgent(g, agent), custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason)
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
 }
 
-// TestAgentOutsideItsBoundaryIsStalled: an agent whose role the boundary
-// does not allow does not run, and says why.
+// TestAgentOutsideItsBoundaryIsStalled: when the platform team narrows a
+// boundary so that a running agent's role is no longer allowed, the agent
+// stops, deny-all, and says why; admission refuses such an agent outright.
 func TestAgentOutsideItsBoundaryIsStalled(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
 	tenant := newTenant("out")
-	createBoundary(t, tenant, "eu-west-1")
+	b := createBoundary(t, tenant, "eu-west-1")
 	ns := tenantNamespace(t, tenant)
-	agent := newAgent(ns, "rogue", tenant, withAWSRole("arn:aws:iam::999999999999:role/someone-elses"))
+
+	rogue := newAgent(ns, "rogue", tenant, withAWSRole("arn:aws:iam::999999999999:role/someone-elses"))
+	err := k8sClient.Create(ctx, rogue)
+	g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "admission must refuse a role outside the boundary: %v", err)
+	g.Expect(err.Error()).To(ContainSubstring("spec.identity.aws.roleARN: Forbidden"))
+
+	agent := newAgent(ns, "narrowed", tenant, withAWSRole("arn:aws:iam::111122223333:role/"+tenant+"-narrowed"))
 	g.Expect(k8sClient.Create(ctx, agent)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		expectCondition(g, getAgent(g, agent), custosv1alpha1.BoundaryCompliantCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason)
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+
+	updateBoundary(g, b.Name, func(b *custosv1alpha1.DataBoundary) {
+		b.Spec.CloudRoles.AWSRoleARNs = []string{"arn:aws:iam::111122223333:role/" + tenant + "-readers-*"}
+	})
 	g.Eventually(func(g Gomega) {
 		a := getAgent(g, agent)
 		expectCondition(g, a, custosv1alpha1.BoundaryCompliantCondition, metav1.ConditionFalse, custosv1alpha1.BoundaryViolationReason)
@@ -343,7 +364,13 @@ func TestAgentOutsideItsBoundaryIsStalled(t *testing.T) {
 		g.Expect(kstatusOf(g, a)).To(Equal(status.FailedStatus))
 		g.Expect(eventReasons(g, a)).To(ContainElement(custosv1alpha1.BoundaryViolationReason))
 		d := &appsv1.Deployment{}
-		g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "agent-rogue"}, d)).To(Succeed())
+		g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "agent-narrowed"}, d)).To(Succeed())
 		g.Expect(d.Spec.Replicas).To(Equal(ptr.To[int32](0)), "an agent outside its boundary does not run")
+		np := &networkingv1.NetworkPolicy{}
+		g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "agent-narrowed"}, np)).To(Succeed())
+		g.Expect(np.Spec.Egress).To(BeEmpty())
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+
+	// Suspending it is always allowed, even outside the boundary.
+	updateAgent(g, agent, func(a *custosv1alpha1.Agent) { a.Spec.Lifecycle.State = custosv1alpha1.LifecycleSuspended })
 }

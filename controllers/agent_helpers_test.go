@@ -200,3 +200,16 @@ func poke(g Gomega, a *custosv1alpha1.Agent) {
 	got.Annotations["test.custos.dev/poke"] = time.Now().String()
 	g.Expect(k8sClient.Patch(context.Background(), got, patch)).To(Succeed())
 }
+
+// updateBoundary applies change to the current DataBoundary name, retrying
+// on conflicts with the reconciler's status writes.
+func updateBoundary(g Gomega, name string, change func(*custosv1alpha1.DataBoundary)) {
+	g.Eventually(func() error {
+		b := &custosv1alpha1.DataBoundary{}
+		if err := k8sClient.Get(context.Background(), client.ObjectKey{Name: name}, b); err != nil {
+			return err
+		}
+		change(b)
+		return k8sClient.Update(context.Background(), b)
+	}).WithTimeout(eventually).Should(Succeed())
+}

@@ -71,7 +71,9 @@ metadata:
 spec:
   tenant: acme-finance
   namespaceSelector:
-    matchLabels: {custos.dev/tenant: acme-finance}
+    # Not acme-finance's label: the suite's acme-finance boundary covers
+    # those namespaces, and two boundaries must not overlap.
+    matchLabels: {custos.dev/tenant: acme-validation}
   regions: [eu-west-1, eu-central-1]
   egress:
     cidrs: [203.0.113.0/24]
@@ -242,6 +244,23 @@ func TestAPIValidationRefusesInvalidManifests(t *testing.T) {
 			name: "boundary egress with a malformed CIDR", base: validDataBoundary,
 			mutate:    set([]any{"10.0.0.0"}, "spec", "egress", "cidrs"),
 			wantField: "spec.egress.cidrs[0]", wantMsg: "must be a CIDR",
+		},
+		{
+			name: "boundary selector with an unknown operator", base: validDataBoundary,
+			mutate: set(map[string]any{"matchExpressions": []any{map[string]any{
+				"key": "custos.dev/tenant", "operator": "Near", "values": []any{"acme-finance"}}}}, "spec", "namespaceSelector"),
+			wantField: "spec.namespaceSelector", wantMsg: "operators must be In, NotIn, Exists or DoesNotExist",
+		},
+		{
+			name: "boundary selector In without values", base: validDataBoundary,
+			mutate: set(map[string]any{"matchExpressions": []any{map[string]any{
+				"key": "custos.dev/tenant", "operator": "In"}}}, "spec", "namespaceSelector"),
+			wantField: "spec.namespaceSelector", wantMsg: "In and NotIn need values",
+		},
+		{
+			name: "agent name longer than a label value", base: validAgent,
+			mutate:    chain(del("metadata", "generateName"), set("a-very-long-agent-name-that-does-not-fit-into-a-kubernetes-label-value", "metadata", "name")),
+			wantField: "", wantMsg: "metadata.name: must be no more than 63 characters",
 		},
 		{
 			name: "boundary handed to another tenant", base: validDataBoundary, update: true,

@@ -25,6 +25,7 @@ import (
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
@@ -82,10 +83,20 @@ func getBoundary(g Gomega, b *custosv1alpha1.DataBoundary) *custosv1alpha1.DataB
 	return got
 }
 
-// createTestAgent creates a valid Agent of tenant in ns.
+// createTestAgent creates a valid Agent of tenant in ns. A DataBoundary of
+// tenant must cover ns, in the manager's cache, for admission to let it in.
 func createTestAgent(t *testing.T, ns, tenant string) {
 	t.Helper()
-	a := &custosv1alpha1.Agent{
+	a := newTestAgent(ns, tenant)
+	if err := k8sClient.Create(context.Background(), a); err != nil {
+		t.Fatalf("creating an Agent: %v", err)
+	}
+	t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), a) })
+}
+
+// newTestAgent builds a valid Agent of tenant in ns, without creating it.
+func newTestAgent(ns, tenant string) *custosv1alpha1.Agent {
+	return &custosv1alpha1.Agent{
 		ObjectMeta: metav1.ObjectMeta{
 			GenerateName: "agent-",
 			Namespace:    ns,
@@ -97,10 +108,6 @@ func createTestAgent(t *testing.T, ns, tenant string) {
 			Image:   "registry.acme.example/agents/invoice-reconciler:1.4.2",
 		},
 	}
-	if err := k8sClient.Create(context.Background(), a); err != nil {
-		t.Fatalf("creating an Agent: %v", err)
-	}
-	t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), a) })
 }
 
 // expectBoundaryReady waits until b is Ready and Current, covering the
@@ -127,21 +134,24 @@ func TestDataBoundaryCoversLabelledNamespacesAndCountsAgents(t *testing.T) {
 	tenant := uniqueTenant()
 	ns1, ns2 := tenantNamespace(t, tenant), tenantNamespace(t, tenant)
 	tenantNamespace(t, uniqueTenant()) // another tenant's, not covered
+
+	// Agents are admitted only where a boundary covers them: the boundary
+	// comes first, and reports becoming Ready.
+	b := createTestBoundary(t, tenant)
+	expectBoundaryReady(g, b, []string{ns1, ns2}, 0)
+	g.Eventually(func(g Gomega) {
+		g.Expect(eventsRegarding(g, b)).To(haveEvent(corev1.EventTypeNormal, custosv1alpha1.SucceededReason, "Covers 2 namespaces with 0 Agents"))
+	}).WithTimeout(statusTimeout).WithPolling(statusPoll).Should(Succeed())
+
+	// New Agents are counted...
 	createTestAgent(t, ns1, tenant)
 	createTestAgent(t, ns1, tenant)
 	createTestAgent(t, ns2, tenant)
-
-	b := createTestBoundary(t, tenant)
 	expectBoundaryReady(g, b, []string{ns1, ns2}, 3)
-	g.Eventually(func(g Gomega) {
-		g.Expect(eventsRegarding(g, b)).To(haveEvent(corev1.EventTypeNormal, custosv1alpha1.SucceededReason, "Covers 2 namespaces with 3 Agents"))
-	}).WithTimeout(statusTimeout).WithPolling(statusPoll).Should(Succeed())
-
-	// A new Agent is counted.
 	createTestAgent(t, ns2, tenant)
 	expectBoundaryReady(g, b, []string{ns1, ns2}, 4)
 
-	// A new namespace of the tenant is covered.
+	// ...and a new namespace of the tenant is covered.
 	ns3 := tenantNamespace(t, tenant)
 	expectBoundaryReady(g, b, []string{ns1, ns2, ns3}, 4)
 }
@@ -177,13 +187,16 @@ func TestDataBoundaryConflictOnASharedNamespace(t *testing.T) {
 	g := NewWithT(t)
 	tenant := uniqueTenant()
 	shared, own := tenantNamespace(t, tenant), tenantNamespace(t, tenant)
-	createTestAgent(t, shared, tenant)
 
+	// The Agent is admitted while one boundary covers its namespace.
 	first := createTestBoundary(t, tenant)
+	expectBoundaryReady(g, first, []string{shared, own}, 0)
+	createTestAgent(t, shared, tenant)
 	expectBoundaryReady(g, first, []string{shared, own}, 1)
 
 	// A second boundary also covers one of the first one's namespaces:
-	// neither can be the namespace's boundary.
+	// neither can be the namespace's boundary. Boundaries do not check each
+	// other at admission; their status says what is wrong.
 	second := createTestBoundary(t, tenant, selectingNamespaces(shared))
 	for _, tc := range []struct {
 		b, other   *custosv1alpha1.DataBoundary
@@ -209,47 +222,64 @@ func TestDataBoundaryConflictOnASharedNamespace(t *testing.T) {
 		}).WithTimeout(statusTimeout).WithPolling(statusPoll).Should(Succeed())
 	}
 
+	// Meanwhile no new Agent is admitted to the shared namespace.
+	err := k8sClient.Create(context.Background(), newTestAgent(shared, tenant))
+	expectInvalidField(g, err, "metadata.namespace", "covered by 2 DataBoundaries", fmt.Sprintf("%q", first.Name), fmt.Sprintf("%q", second.Name))
+
 	// Deleting the second boundary resolves the conflict.
 	g.Expect(k8sClient.Delete(context.Background(), second)).To(Succeed())
 	expectBoundaryReady(g, first, []string{shared, own}, 1)
 }
 
-func TestDataBoundaryWithAnInvalidSelectorStalls(t *testing.T) {
+// A selector operator other than In, NotIn, Exists or DoesNotExist is
+// refused by the API, on creation and on update, so no boundary with an
+// invalid selector is ever stored. How the reconciler reports one anyway
+// (an object stored before the rule) is setBoundaryInvalid's.
+func TestDataBoundaryWithAnInvalidSelectorIsRefused(t *testing.T) {
 	t.Parallel()
 	g := NewWithT(t)
+	ctx := context.Background()
 	tenant := uniqueTenant()
-	tenantNamespace(t, tenant)
-	b := createTestBoundary(t, tenant, func(b *custosv1alpha1.DataBoundary) {
+	ns := tenantNamespace(t, tenant)
+	const (
+		wantField = "spec.namespaceSelector"
+		wantMsg   = "operators must be In, NotIn, Exists or DoesNotExist"
+	)
+	near := func(b *custosv1alpha1.DataBoundary) {
 		b.Spec.NamespaceSelector = metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
 			Key: custosv1alpha1.TenantLabel, Operator: "Near", Values: []string{tenant},
 		}}}
-	})
-	wantInMessage := []string{"spec.namespaceSelector", `"Near"`}
-	g.Eventually(func(g Gomega) {
-		got := getBoundary(g, b)
-		g.Expect(got.Status.Conditions).To(haveCondition(custosv1alpha1.StalledCondition, metav1.ConditionTrue, custosv1alpha1.InvalidSpecReason, wantInMessage...))
-		g.Expect(got.Status.Conditions).To(haveCondition(custosv1alpha1.ReadyCondition, metav1.ConditionFalse, custosv1alpha1.InvalidSpecReason, wantInMessage...))
-		g.Expect(got.Status.Conditions).To(noCondition(custosv1alpha1.ReconcilingCondition))
-		g.Expect(got.Status.Namespaces).To(BeEmpty())
-		g.Expect(computeKstatus(g, got)).To(Equal(status.FailedStatus))
-	}).WithTimeout(statusTimeout).WithPolling(statusPoll).Should(Succeed())
-	g.Eventually(func(g Gomega) {
-		g.Expect(eventsRegarding(g, b)).To(haveEvent(corev1.EventTypeWarning, custosv1alpha1.InvalidSpecReason, wantInMessage...))
-	}).WithTimeout(statusTimeout).WithPolling(statusPoll).Should(Succeed())
+	}
 
-	// Fixing the selector makes the boundary Ready.
+	invalid := &custosv1alpha1.DataBoundary{
+		ObjectMeta: metav1.ObjectMeta{Name: tenant},
+		Spec:       custosv1alpha1.DataBoundarySpec{Tenant: tenant, Regions: []string{"eu-west-1"}},
+	}
+	near(invalid)
+	err := k8sClient.Create(ctx, invalid)
+	if err == nil {
+		t.Cleanup(func() { _ = k8sClient.Delete(ctx, invalid) })
+	}
+	expectInvalidField(g, err, wantField, wantMsg)
+	g.Expect(apierrors.IsNotFound(k8sClient.Get(ctx, keyOf(invalid), &custosv1alpha1.DataBoundary{}))).
+		To(BeTrue(), "the refused boundary must not be stored")
+
+	// The same selector with a valid operator is Ready; editing it back to
+	// the invalid one is refused and leaves the boundary as it was.
+	b := createTestBoundary(t, tenant, func(b *custosv1alpha1.DataBoundary) {
+		b.Spec.NamespaceSelector = metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+			Key: custosv1alpha1.TenantLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{tenant},
+		}}}
+	})
+	expectBoundaryReady(g, b, []string{ns}, 0)
+	ready := getBoundary(g, b)
+	edited := ready.DeepCopy()
+	near(edited)
+	expectInvalidField(g, k8sClient.Patch(ctx, edited, client.MergeFrom(ready)), wantField, wantMsg)
 	got := getBoundary(g, b)
-	patch := client.MergeFrom(got.DeepCopy())
-	got.Spec.NamespaceSelector.MatchExpressions[0].Operator = metav1.LabelSelectorOpIn
-	g.Expect(k8sClient.Patch(context.Background(), got, patch)).To(Succeed())
-	g.Eventually(func(g Gomega) {
-		got := getBoundary(g, b)
-		g.Expect(got.Status.Conditions).To(haveCondition(custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason))
-		g.Expect(got.Status.Conditions).To(noCondition(custosv1alpha1.StalledCondition))
-		g.Expect(got.Status.Namespaces).To(HaveLen(1))
-		g.Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
-		g.Expect(computeKstatus(g, got)).To(Equal(status.CurrentStatus))
-	}).WithTimeout(statusTimeout).WithPolling(statusPoll).Should(Succeed())
+	g.Expect(got.Generation).To(Equal(ready.Generation))
+	g.Expect(got.Spec.NamespaceSelector).To(Equal(ready.Spec.NamespaceSelector))
+	expectBoundaryReady(g, b, []string{ns}, 0)
 }
 
 func TestBoundaryConflictMessage(t *testing.T) {
@@ -330,4 +360,36 @@ func TestSetBoundaryStatus(t *testing.T) {
 	setBoundaryProgressing(db, fmt.Errorf("the cache is not synced"))
 	g.Expect(db.Status.Conditions).To(haveCondition(custosv1alpha1.ReconcilingCondition, metav1.ConditionTrue, custosv1alpha1.ProgressingReason, "the cache is not synced"))
 	g.Expect(db.Status.Conditions).To(haveCondition(custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason))
+}
+
+// TestSetBoundaryInvalid: a selector the API no longer admits can still be
+// stored by an older CRD; the reconciler stalls such a boundary, covering
+// nothing, until it is edited.
+func TestSetBoundaryInvalid(t *testing.T) {
+	g := NewWithT(t)
+	db := &custosv1alpha1.DataBoundary{ObjectMeta: metav1.ObjectMeta{Generation: 3}}
+	db.Spec.NamespaceSelector = metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+		Key: custosv1alpha1.TenantLabel, Operator: "Near", Values: []string{"acme"},
+	}}}
+	db.Status = custosv1alpha1.DataBoundaryStatus{
+		Namespaces: []string{"a", "b"},
+		Agents:     2,
+		Conditions: []metav1.Condition{
+			{Type: custosv1alpha1.ReadyCondition, Status: metav1.ConditionTrue, Reason: custosv1alpha1.SucceededReason},
+			{Type: custosv1alpha1.ReconcilingCondition, Status: metav1.ConditionTrue, Reason: custosv1alpha1.ProgressingReason},
+		},
+	}
+	_, err := metav1.LabelSelectorAsSelector(&db.Spec.NamespaceSelector)
+	g.Expect(err).To(HaveOccurred())
+
+	setBoundaryInvalid(db, fmt.Errorf("spec.namespaceSelector: %w", err))
+	wantInMessage := []string{"spec.namespaceSelector", `"Near"`}
+	g.Expect(db.Status.Conditions).To(haveCondition(custosv1alpha1.StalledCondition, metav1.ConditionTrue, custosv1alpha1.InvalidSpecReason, wantInMessage...))
+	g.Expect(db.Status.Conditions).To(haveCondition(custosv1alpha1.ReadyCondition, metav1.ConditionFalse, custosv1alpha1.InvalidSpecReason, wantInMessage...))
+	g.Expect(db.Status.Conditions).To(noCondition(custosv1alpha1.ReconcilingCondition))
+	g.Expect(db.Status.Conditions).To(HaveEach(HaveField("ObservedGeneration", int64(3))))
+	g.Expect(db.Status.Namespaces).To(BeEmpty())
+	g.Expect(db.Status.Agents).To(BeZero())
+	g.Expect(db.Status.ObservedGeneration).To(Equal(int64(3)))
+	g.Expect(computeKstatus(g, db)).To(Equal(status.FailedStatus))
 }

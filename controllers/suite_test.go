@@ -31,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -41,6 +42,7 @@ import (
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/controlplane"
+	custoswebhook "github.com/custos-dev/custos/internal/webhook"
 )
 
 // The suite's control plane: a real kube-apiserver and etcd with Custos's
@@ -63,7 +65,7 @@ func TestMain(m *testing.M) {
 func runSuite(m *testing.M) int {
 	ctx := context.Background()
 	var err error
-	cp, err = controlplane.Start(ctx, controlplane.Options{RepoRoot: "..", Scheme: testScheme})
+	cp, err = controlplane.Start(ctx, controlplane.Options{RepoRoot: "..", Scheme: testScheme, Webhooks: true})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "controllers: cannot start the control plane: %v\n", err)
 		return 1
@@ -85,6 +87,10 @@ func runSuite(m *testing.M) int {
 		return 1
 	}
 	defer func() { stopManager() }()
+	if err := k8sClient.Create(ctx, sharedBoundary()); err != nil {
+		fmt.Fprintf(os.Stderr, "controllers: %v\n", err)
+		return 1
+	}
 	return m.Run()
 }
 
@@ -99,6 +105,9 @@ func startManager() error {
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		Cache:                  CacheOptions(),
+		WebhookServer: webhook.NewServer(webhook.Options{
+			Host: cp.Webhook.Host, Port: cp.Webhook.Port, CertDir: cp.Webhook.CertDir,
+		}),
 		// Tests restart the manager; its controllers keep their names.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})
@@ -114,8 +123,17 @@ func startManager() error {
 		cancel()
 		return err
 	}
+	if err := custoswebhook.SetupWithManager(mgr, custoswebhook.Options{Clock: testClock}); err != nil {
+		cancel()
+		return err
+	}
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
+	// Every request the webhooks govern fails until they are served.
+	if err := waitForWebhooks(ctx); err != nil {
+		stopManager = func() { cancel(); <-done }
+		return err
+	}
 	stopManager = func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -161,4 +179,40 @@ func tenantNamespace(t *testing.T, tenant string) string {
 
 func keyOf(obj client.Object) client.ObjectKey {
 	return client.ObjectKeyFromObject(obj)
+}
+
+// waitForWebhooks waits until the API server gets answers from the webhook
+// server: a dry-run namespace with a tenant label passes the namespace
+// webhook.
+func waitForWebhooks(ctx context.Context) error {
+	probe := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name:   "webhook-probe",
+		Labels: map[string]string{custosv1alpha1.TenantLabel: "probe"},
+	}}
+	var err error
+	for range 300 {
+		if err = k8sClient.Create(ctx, probe.DeepCopy(), client.DryRunAll); err == nil {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("the webhook server did not answer: %w", err)
+}
+
+// sharedBoundary is acme-finance's DataBoundary, as in config/samples, for
+// the tests that write manifests the way a user would.
+func sharedBoundary() *custosv1alpha1.DataBoundary {
+	return &custosv1alpha1.DataBoundary{
+		ObjectMeta: metav1.ObjectMeta{Name: "acme-finance"},
+		Spec: custosv1alpha1.DataBoundarySpec{
+			Tenant:            "acme-finance",
+			NamespaceSelector: metav1.LabelSelector{MatchLabels: map[string]string{custosv1alpha1.TenantLabel: "acme-finance"}},
+			Regions:           []string{"eu-west-1", "eu-central-1"},
+			Egress: &custosv1alpha1.EgressPolicy{
+				CIDRs:      []string{"203.0.113.0/24"},
+				Namespaces: []string{"finance-agents"},
+			},
+			CloudRoles: &custosv1alpha1.CloudRolePolicy{AWSRoleARNs: []string{"arn:aws:iam::111122223333:role/acme-finance-*"}},
+		},
+	}
 }

@@ -18,6 +18,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -25,7 +26,7 @@ import (
 	"github.com/onsi/gomega/types"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -55,28 +56,41 @@ func testTool(name string, access custosv1alpha1.ToolAccess, inputSchema, output
 }
 
 // createTestToolset creates a Toolset with tools in a namespace of the test's
-// own.
+// own; see newTestToolset.
 func createTestToolset(t *testing.T, tools ...custosv1alpha1.Tool) *custosv1alpha1.Toolset {
 	t.Helper()
-	const tenant = "acme-finance"
-	ts := &custosv1alpha1.Toolset{
-		ObjectMeta: metav1.ObjectMeta{
-			GenerateName: "ledger-",
-			Namespace:    tenantNamespace(t, tenant),
-			Labels:       map[string]string{custosv1alpha1.TenantLabel: tenant},
-		},
-		Spec: custosv1alpha1.ToolsetSpec{
-			Endpoint: custosv1alpha1.ToolEndpoint{InCluster: &custosv1alpha1.InClusterEndpoint{
-				Namespace: "finance-tools", PodSelector: map[string]string{"app": "ledger-api"}, Port: 8080,
-			}},
-			Tools: tools,
-		},
-	}
+	ts := newTestToolset(t, tools...)
 	if err := k8sClient.Create(context.Background(), ts); err != nil {
 		t.Fatalf("creating a Toolset: %v", err)
 	}
 	t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), ts) })
 	return ts
+}
+
+// newTestToolset builds, without creating it, a Toolset with tools in a
+// namespace of the test's own, for a tenant of its own. The tenant's
+// DataBoundary covers the namespace, which is also where the Toolset's
+// in-cluster endpoint is, so admission lets the Toolset in. It waits until
+// the boundary is Ready: admission reads the manager's cache, and a Ready
+// status says that cache has the boundary and the namespace.
+func newTestToolset(t *testing.T, tools ...custosv1alpha1.Tool) *custosv1alpha1.Toolset {
+	t.Helper()
+	tenant := newTenant("tools")
+	ns := tenantNamespace(t, tenant)
+	expectBoundaryReady(NewWithT(t), createBoundary(t, tenant, "eu-west-1"), []string{ns}, 0)
+	return &custosv1alpha1.Toolset{
+		ObjectMeta: metav1.ObjectMeta{
+			GenerateName: "ledger-",
+			Namespace:    ns,
+			Labels:       map[string]string{custosv1alpha1.TenantLabel: tenant},
+		},
+		Spec: custosv1alpha1.ToolsetSpec{
+			Endpoint: custosv1alpha1.ToolEndpoint{InCluster: &custosv1alpha1.InClusterEndpoint{
+				Namespace: ns, PodSelector: map[string]string{"app": "ledger-api"}, Port: 8080,
+			}},
+			Tools: tools,
+		},
+	}
 }
 
 func getToolset(g Gomega, ts *custosv1alpha1.Toolset) *custosv1alpha1.Toolset {
@@ -212,7 +226,11 @@ func TestToolsetWithAWriteToolIsReadWrite(t *testing.T) {
 	}).WithTimeout(statusTimeout).WithPolling(statusPoll).Should(Succeed())
 }
 
-func TestToolsetWithAnInvalidSchemaStallsUntilFixed(t *testing.T) {
+// An invalid tool schema is refused at admission, on creation and on
+// update, saying where the schema is wrong; a Toolset already stored keeps
+// its Ready status. How the reconciler reports a schema that does not
+// compile anyway is TestSetToolsetStatus's.
+func TestToolsetWithAnInvalidSchemaIsRefused(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
 		name        string
@@ -237,56 +255,63 @@ func TestToolsetWithAnInvalidSchemaStallsUntilFixed(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			g := NewWithT(t)
-			ts := createTestToolset(t,
+			ctx := context.Background()
+			tools := []custosv1alpha1.Tool{
 				testTool("get_invoice", custosv1alpha1.ToolAccessRead, `{"type": "object"}`, ""),
 				testTool("pay_invoice", custosv1alpha1.ToolAccessWrite, tc.inputSchema, ""),
-			)
+			}
+			// What is wrong, and where, is in the refusal.
+			const wantField = "spec.tools[1].inputSchema"
+			wantInMessage := []string{`tool "pay_invoice"`, wantField, tc.wantPointer, tc.wantMsg}
 
-			// What is wrong, and where, is in the Stalled condition.
-			wantInMessage := []string{`tool "pay_invoice"`, "spec.tools[1].inputSchema", tc.wantPointer, tc.wantMsg}
-			g.Eventually(func(g Gomega) {
-				got := getToolset(g, ts)
-				g.Expect(got.Status.Conditions).To(haveCondition(custosv1alpha1.StalledCondition, metav1.ConditionTrue, custosv1alpha1.SchemaInvalidReason, wantInMessage...))
-				g.Expect(got.Status.Conditions).To(haveCondition(custosv1alpha1.ReadyCondition, metav1.ConditionFalse, custosv1alpha1.SchemaInvalidReason, wantInMessage...))
-				g.Expect(got.Status.Conditions).To(haveCondition(custosv1alpha1.SchemasValidCondition, metav1.ConditionFalse, custosv1alpha1.SchemaInvalidReason, wantInMessage...))
-				g.Expect(got.Status.Conditions).To(noCondition(custosv1alpha1.ReconcilingCondition))
-				g.Expect(got.Status.SchemaDigest).To(BeEmpty(), "no digest while a schema is invalid")
-				g.Expect(got.Status.Tools).To(Equal(int32(2)))
-				g.Expect(got.Status.Access).To(Equal(custosv1alpha1.ToolsetReadWrite))
-				g.Expect(computeKstatus(g, got)).To(Equal(status.FailedStatus))
-			}).WithTimeout(statusTimeout).WithPolling(statusPoll).Should(Succeed())
-			g.Eventually(func(g Gomega) {
-				g.Expect(eventsRegarding(g, ts)).To(haveEvent(corev1.EventTypeWarning, custosv1alpha1.SchemaInvalidReason, wantInMessage...))
-			}).WithTimeout(statusTimeout).WithPolling(statusPoll).Should(Succeed())
+			ts := newTestToolset(t, tools...)
+			err := k8sClient.Create(ctx, ts)
+			if err == nil {
+				t.Cleanup(func() { _ = k8sClient.Delete(ctx, ts) })
+			}
+			expectInvalidField(g, err, wantField, wantInMessage...)
 
-			// The terminal error is not retried: the status stays as it is.
-			stalled := getToolset(g, ts)
-			g.Consistently(func(g Gomega) {
-				got := getToolset(g, ts)
-				g.Expect(got.ResourceVersion).To(Equal(stalled.ResourceVersion))
-				g.Expect(meta.FindStatusCondition(got.Status.Conditions, custosv1alpha1.StalledCondition)).NotTo(BeNil())
-			}).WithTimeout(time.Second).WithPolling(statusPoll).Should(Succeed())
+			// An edit that breaks a schema of a Ready Toolset is refused
+			// too, and the Toolset stays as it was.
+			ok := ts.DeepCopy()
+			ok.Spec.Tools[1].InputSchema = &runtime.RawExtension{Raw: []byte(`{"type": "object", "properties": {"amount": {"type": "number", "minimum": 0}}}`)}
+			g.Expect(k8sClient.Create(ctx, ok)).To(Succeed())
+			t.Cleanup(func() { _ = k8sClient.Delete(ctx, ok) })
+			var ready *custosv1alpha1.Toolset
+			g.Eventually(func(g Gomega) {
+				ready = getToolset(g, ok)
+				g.Expect(ready.Status.Conditions).To(haveCondition(custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason))
+				g.Expect(ready.Status.ObservedGeneration).To(Equal(ready.Generation))
+			}).WithTimeout(statusTimeout).WithPolling(statusPoll).Should(Succeed())
+			broken := ready.DeepCopy()
+			broken.Spec.Tools[1].InputSchema = &runtime.RawExtension{Raw: []byte(tc.inputSchema)}
+			expectInvalidField(g, k8sClient.Patch(ctx, broken, client.MergeFrom(ready)), wantField, wantInMessage...)
 
-			// Fixing the schema makes the Toolset Ready again.
-			patch := client.MergeFrom(stalled.DeepCopy())
-			stalled.Spec.Tools[1].InputSchema = &runtime.RawExtension{Raw: []byte(`{"type": "object", "properties": {"amount": {"type": "number", "minimum": 0}}}`)}
-			g.Expect(k8sClient.Patch(context.Background(), stalled, patch)).To(Succeed())
-			g.Eventually(func(g Gomega) {
-				got := getToolset(g, ts)
-				g.Expect(got.Status.Conditions).To(haveCondition(custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason))
-				g.Expect(got.Status.Conditions).To(haveCondition(custosv1alpha1.SchemasValidCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason))
-				g.Expect(got.Status.Conditions).To(noCondition(custosv1alpha1.StalledCondition))
-				g.Expect(got.Status.Conditions).To(noCondition(custosv1alpha1.ReconcilingCondition))
-				g.Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
-				g.Expect(got.Generation).To(Equal(int64(2)))
-				g.Expect(got.Status.SchemaDigest).To(Equal(expectedDigest(g, got.Spec.Tools)))
-				g.Expect(computeKstatus(g, got)).To(Equal(status.CurrentStatus))
-			}).WithTimeout(statusTimeout).WithPolling(statusPoll).Should(Succeed())
-			g.Eventually(func(g Gomega) {
-				g.Expect(eventsRegarding(g, ts)).To(haveEvent(corev1.EventTypeNormal, custosv1alpha1.SucceededReason))
-			}).WithTimeout(statusTimeout).WithPolling(statusPoll).Should(Succeed())
+			got := getToolset(g, ok)
+			g.Expect(got.Generation).To(Equal(int64(1)))
+			g.Expect(got.Status.SchemaDigest).To(Equal(ready.Status.SchemaDigest))
+			g.Expect(got.Status.Conditions).To(haveCondition(custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason))
+			g.Expect(got.Status.Conditions).To(noCondition(custosv1alpha1.StalledCondition))
+			g.Expect(computeKstatus(g, got)).To(Equal(status.CurrentStatus))
 		})
 	}
+}
+
+// expectInvalidField checks that err is the API server's Invalid error with
+// a cause on field whose message contains every substring: what kubectl
+// prints as "field: Invalid value: ...".
+func expectInvalidField(g Gomega, err error, field string, msgSubstrings ...string) {
+	g.Expect(err).To(HaveOccurred(), "the API server accepted an invalid object")
+	g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "want reason Invalid, got %v", err)
+	var st apierrors.APIStatus
+	g.Expect(errors.As(err, &st)).To(BeTrue(), "not an API status error: %v", err)
+	details := st.Status().Details
+	g.Expect(details).NotTo(BeNil(), "no causes in %v", err)
+	matchers := []types.GomegaMatcher{HaveField("Field", field)}
+	for _, s := range msgSubstrings {
+		matchers = append(matchers, HaveField("Message", ContainSubstring(s)))
+	}
+	g.Expect(details.Causes).To(ContainElement(And(matchers...)), "error: %v", err)
 }
 
 func TestSetToolsetStatus(t *testing.T) {

@@ -18,6 +18,7 @@ package v1alpha1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 )
 
 // DataBoundarySpec is a tenant's boundary: the namespaces it covers, where
@@ -37,6 +38,8 @@ type DataBoundarySpec struct {
 	// select something: an empty selector would cover every namespace.
 	// +required
 	// +kubebuilder:validation:XValidation:rule="(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)",message="must not be empty: an empty selector would cover every namespace"
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, e.operator in ['In', 'NotIn', 'Exists', 'DoesNotExist'])",message="matchExpressions operators must be In, NotIn, Exists or DoesNotExist"
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, (e.operator in ['In', 'NotIn']) == (has(e.values) && size(e.values) > 0))",message="In and NotIn need values; Exists and DoesNotExist take none"
 	NamespaceSelector metav1.LabelSelector `json:"namespaceSelector"`
 
 	// regions the tenant's agents and tools may run in
@@ -64,6 +67,39 @@ type DataBoundarySpec struct {
 	// it, any registry is allowed (signature verification still applies).
 	// +optional
 	Images *ImagePolicy `json:"images,omitempty"`
+
+	// checks are policy-as-code rules every Agent of the tenant must pass at
+	// admission, written as kyverno-json assertion trees over the payload
+	// {agent, namespace, boundary, request, time}. A failed check denies the
+	// request with the check's name and message.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=32
+	Checks []PolicyCheck `json:"checks,omitempty"`
+}
+
+// PolicyCheck is one policy-as-code rule: a kyverno-json assertion tree.
+type PolicyCheck struct {
+	// name identifies the check in denials and audit records.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+
+	// message is shown to the requester when the check fails; the
+	// assertion's own failure description follows it.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Message string `json:"message,omitempty"`
+
+	// assert is a kyverno-json assertion tree evaluated against the payload,
+	// for example {agent: {spec: {owner: {team: finance-platform}}}}.
+	// +required
+	// +kubebuilder:validation:Type=object
+	// +kubebuilder:pruning:PreserveUnknownFields
+	Assert runtime.RawExtension `json:"assert"`
 }
 
 // EgressPolicy is where a tenant's agents may connect.

@@ -34,6 +34,7 @@ import (
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/controllers"
+	custoswebhook "github.com/custos-dev/custos/internal/webhook"
 )
 
 // leaderElectionID names the Lease replicas of the manager compete for.
@@ -56,6 +57,7 @@ func main() {
 		concurrency     int
 		qps             float64
 		burst           int
+		enableWebhooks  bool
 	)
 	// --kubeconfig is registered by controller-runtime's config loading.
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
@@ -70,6 +72,7 @@ func main() {
 	flag.IntVar(&concurrency, "concurrency", 4, "How many Agents are reconciled at once.")
 	flag.Float64Var(&qps, "kube-api-qps", 50, "Requests per second the manager may send to the API server.")
 	flag.IntVar(&burst, "kube-api-burst", 100, "Requests the manager may send to the API server in a burst above --kube-api-qps.")
+	flag.BoolVar(&enableWebhooks, "enable-webhooks", true, "Serve the admission webhooks. Turn off only to run the controllers alone (for example while debugging); the webhook configurations must then be removed too.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -120,11 +123,22 @@ func main() {
 		os.Exit(1)
 	}
 
+	ready := healthz.Ping
+	if enableWebhooks {
+		if err := custoswebhook.SetupWithManager(mgr, custoswebhook.Options{}); err != nil {
+			log.Error(err, "Unable to set up the admission webhooks")
+			os.Exit(1)
+		}
+		// Not ready until the webhook server serves: the API server sends
+		// admission requests to every ready replica.
+		ready = mgr.GetWebhookServer().StartedChecker()
+	}
+
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		log.Error(err, "Unable to add the health check")
 		os.Exit(1)
 	}
-	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+	if err := mgr.AddReadyzCheck("readyz", ready); err != nil {
 		log.Error(err, "Unable to add the readiness check")
 		os.Exit(1)
 	}

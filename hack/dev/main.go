@@ -86,7 +86,7 @@ func run(ctx context.Context, root, devDir, managerBin string) error {
 
 	start := time.Now()
 	say("starting etcd and kube-apiserver (logs: %s)", cpLog.Name())
-	cp, err := controlplane.Start(ctx, controlplane.Options{RepoRoot: root, Output: cpLog})
+	cp, err := controlplane.Start(ctx, controlplane.Options{RepoRoot: root, Output: cpLog, Webhooks: true})
 	if err != nil {
 		return err
 	}
@@ -106,7 +106,7 @@ func run(ctx context.Context, root, devDir, managerBin string) error {
 	}
 	defer os.Remove(bootKubeconfig)
 
-	mgr, err := startManager(ctx, managerBin, bootKubeconfig, devDir)
+	mgr, err := startManager(ctx, managerBin, bootKubeconfig, devDir, cp.Webhook)
 	if err != nil {
 		return err
 	}
@@ -146,10 +146,11 @@ type managerProcess struct {
 	err     error
 }
 
-// startManager runs the manager with every listener on loopback and waits
-// until its readiness endpoint answers.
-func startManager(ctx context.Context, bin, kubeconfig, devDir string) (*managerProcess, error) {
-	ports, err := freePorts(3)
+// startManager runs the manager with every listener on loopback, serving
+// the webhooks where the control plane expects them, and waits until its
+// readiness endpoint answers.
+func startManager(ctx context.Context, bin, kubeconfig, devDir string, webhook controlplane.WebhookServing) (*managerProcess, error) {
+	ports, err := freePorts(2)
 	if err != nil {
 		return nil, err
 	}
@@ -163,8 +164,9 @@ func startManager(ctx context.Context, bin, kubeconfig, devDir string) (*manager
 		"--kubeconfig", kubeconfig,
 		"--metrics-bind-address", "127.0.0.1:"+strconv.Itoa(ports[1]),
 		"--health-probe-bind-address", probeAddr,
-		"--webhook-host", "127.0.0.1",
-		"--webhook-port", strconv.Itoa(ports[2]),
+		"--webhook-host", webhook.Host,
+		"--webhook-port", strconv.Itoa(webhook.Port),
+		"--webhook-cert-dir", webhook.CertDir,
 	)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// If we are killed outright, the kernel stops the manager for us.

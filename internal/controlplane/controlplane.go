@@ -59,6 +59,19 @@ type Options struct {
 
 	// Output, when set, receives the API server's and etcd's logs.
 	Output *os.File
+
+	// Webhooks installs Custos's webhook configurations
+	// (config/webhook/manifests.yaml), pointed at a webhook server on
+	// loopback with certificates made for it; see ControlPlane.Webhook.
+	// Until a manager serves them, requests they govern fail.
+	Webhooks bool
+}
+
+// WebhookServing is where the API server expects Custos's webhook server.
+type WebhookServing struct {
+	Host    string
+	Port    int
+	CertDir string
 }
 
 // ControlPlane is a running local control plane with Custos's API installed.
@@ -70,6 +83,11 @@ type ControlPlane struct {
 
 	// Kubeconfig is Config as a kubeconfig file's contents.
 	Kubeconfig []byte
+
+	// Webhook is where to serve the webhooks, when Options.Webhooks is set.
+	Webhook WebhookServing
+
+	webhooks *envtest.WebhookInstallOptions
 }
 
 // Start starts etcd and kube-apiserver from the binaries in $KUBEBUILDER_ASSETS
@@ -120,12 +138,33 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 	if err := cp.installPolicies(ctx, filepath.Join(opts.RepoRoot, "config", "crd", "policies")); err != nil {
 		return nil, errors.Join(err, cp.Stop())
 	}
+	if opts.Webhooks {
+		// Installed last: the policy probe above must not meet a webhook
+		// that nothing serves yet.
+		cp.webhooks = &envtest.WebhookInstallOptions{
+			Paths:            []string{filepath.Join(opts.RepoRoot, "config", "webhook", "manifests.yaml")},
+			LocalServingHost: "127.0.0.1",
+		}
+		if err := cp.webhooks.Install(cfg); err != nil {
+			return nil, errors.Join(fmt.Errorf("installing the webhook configurations: %w", err), cp.Stop())
+		}
+		cp.Webhook = WebhookServing{
+			Host:    cp.webhooks.LocalServingHost,
+			Port:    cp.webhooks.LocalServingPort,
+			CertDir: cp.webhooks.LocalServingCertDir,
+		}
+	}
 	return cp, nil
 }
 
-// Stop stops kube-apiserver and etcd and removes their data.
+// Stop stops kube-apiserver and etcd and removes their data and the
+// webhook certificates.
 func (cp *ControlPlane) Stop() error {
-	return cp.env.Stop()
+	err := cp.env.Stop()
+	if cp.webhooks != nil {
+		err = errors.Join(err, cp.webhooks.Cleanup())
+	}
+	return err
 }
 
 // AddUser returns a connection for a user with the given groups, to test what

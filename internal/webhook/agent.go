@@ -1,0 +1,241 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package webhook
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/boundary"
+	"github.com/custos-dev/custos/internal/policy"
+)
+
+// +kubebuilder:webhook:path=/validate-custos-dev-v1alpha1-agent,mutating=false,failurePolicy=fail,sideEffects=None,groups=custos.dev,resources=agents,verbs=create;update,versions=v1alpha1,name=agents.custos.dev,serviceName=webhook,serviceNamespace=custos-system,admissionReviewVersions=v1,matchPolicy=Equivalent,timeoutSeconds=5,patch=`{"namespaceSelector":{"matchExpressions":[{"key":"kubernetes.io/metadata.name","operator":"NotIn","values":["kube-system","custos-system"]}]}}`
+
+// AgentValidator refuses Agents that cross their tenant's DataBoundary.
+type AgentValidator struct {
+	Client client.Reader
+	Clock  clock.PassiveClock
+
+	policies compiledPolicies
+}
+
+var _ admission.Validator[*custosv1alpha1.Agent] = &AgentValidator{}
+
+// ValidateCreate checks a new Agent against its namespace and boundary.
+func (v *AgentValidator) ValidateCreate(ctx context.Context, agent *custosv1alpha1.Agent) (admission.Warnings, error) {
+	return v.validate(ctx, nil, agent)
+}
+
+// ValidateUpdate checks a changed Agent. Changes that only take access
+// away (suspend, decommission) or touch only metadata Custos manages
+// (finalizers, annotations) are always allowed: a boundary that changed
+// since must never trap an agent in a running state.
+func (v *AgentValidator) ValidateUpdate(ctx context.Context, old, agent *custosv1alpha1.Agent) (admission.Warnings, error) {
+	if errs := checkLifecycleTransition(old, agent); len(errs) > 0 {
+		return nil, invalid(agentKind, agent.Name, errs)
+	}
+	if !agent.DeletionTimestamp.IsZero() || onlyWithdraws(old, agent) {
+		return nil, nil
+	}
+	return v.validate(ctx, old, agent)
+}
+
+// ValidateDelete allows every deletion: the decommission path runs on it.
+func (v *AgentValidator) ValidateDelete(context.Context, *custosv1alpha1.Agent) (admission.Warnings, error) {
+	return nil, nil
+}
+
+// onlyWithdraws: the update leaves the spec as it was, or only moves the
+// lifecycle to Suspended or Decommissioned, and keeps the tenant.
+func onlyWithdraws(old, agent *custosv1alpha1.Agent) bool {
+	if old.Labels[custosv1alpha1.TenantLabel] != agent.Labels[custosv1alpha1.TenantLabel] {
+		return false
+	}
+	oldSpec, newSpec := old.Spec.DeepCopy(), agent.Spec.DeepCopy()
+	switch newSpec.Lifecycle.State {
+	case custosv1alpha1.LifecycleSuspended, custosv1alpha1.LifecycleDecommissioned:
+		oldSpec.Lifecycle.State = newSpec.Lifecycle.State
+	}
+	return equality.Semantic.DeepEqual(oldSpec, newSpec)
+}
+
+// checkLifecycleTransition: Decommissioned is final. The CRD says so too;
+// saying it here keeps the rule in one error list with the others.
+func checkLifecycleTransition(old, agent *custosv1alpha1.Agent) field.ErrorList {
+	if old.Spec.Lifecycle.State == custosv1alpha1.LifecycleDecommissioned &&
+		agent.Spec.Lifecycle.State != custosv1alpha1.LifecycleDecommissioned {
+		return field.ErrorList{field.Forbidden(field.NewPath("spec", "lifecycle", "state"),
+			"Decommissioned is final: a decommissioned agent cannot be brought back; create a new Agent")}
+	}
+	return nil
+}
+
+func (v *AgentValidator) validate(ctx context.Context, old, agent *custosv1alpha1.Agent) (admission.Warnings, error) {
+	var errs field.ErrorList
+	if agent.Spec.Owner.Team == "" || agent.Spec.Owner.Contact == "" {
+		errs = append(errs, field.Required(field.NewPath("spec", "owner"), "every agent has an accountable owner: team and contact"))
+	}
+	if agent.Spec.Purpose == "" {
+		errs = append(errs, field.Required(field.NewPath("spec", "purpose"), "say what the agent does and why it needs its access"))
+	}
+	var oldObj client.Object
+	if old != nil {
+		oldObj = old
+	}
+	ns, b, boundaryErrs, err := namespaceAndBoundary(ctx, v.Client, agent.Namespace)
+	if err != nil {
+		return nil, apierrors.NewInternalError(err)
+	}
+	errs = append(errs, checkTenantLabel("Agent", agent, oldObj, ns)...)
+	errs = append(errs, boundaryErrs...)
+	if b == nil || len(errs) > 0 {
+		return nil, invalid(agentKind, agent.Name, errs)
+	}
+
+	// CheckAgent repeats the tenant rules; keep its other findings.
+	for _, e := range boundary.CheckAgent(b, ns, agent) {
+		if e.Field != tenantPath.String() {
+			errs = append(errs, e)
+		}
+	}
+	toolErrs, warnings, err := v.checkToolsets(ctx, b, agent)
+	if err != nil {
+		return nil, apierrors.NewInternalError(err)
+	}
+	errs = append(errs, toolErrs...)
+	policyErrs, err := v.checkPolicies(ctx, b, ns, agent)
+	if err != nil {
+		return nil, apierrors.NewInternalError(err)
+	}
+	errs = append(errs, policyErrs...)
+	return warnings, invalid(agentKind, agent.Name, errs)
+}
+
+// checkToolsets: every referenced Toolset that exists belongs to the
+// agent's tenant and lies inside the boundary. One that does not exist yet
+// is allowed with a warning: GitOps applies in any order, and the agent's
+// egress to it stays closed until it exists.
+func (v *AgentValidator) checkToolsets(ctx context.Context, b *custosv1alpha1.DataBoundary, agent *custosv1alpha1.Agent) (field.ErrorList, admission.Warnings, error) {
+	var errs field.ErrorList
+	var warnings admission.Warnings
+	tenant := agent.Labels[custosv1alpha1.TenantLabel]
+	for i, ref := range agent.Spec.ToolsetRefs {
+		path := field.NewPath("spec", "toolsetRefs").Index(i)
+		key := types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}
+		if key.Namespace == "" {
+			key.Namespace = agent.Namespace
+		}
+		ts := &custosv1alpha1.Toolset{}
+		if err := v.Client.Get(ctx, key, ts); apierrors.IsNotFound(err) {
+			warnings = append(warnings, fmt.Sprintf("%s: Toolset %s does not exist yet; the agent cannot reach it until it does", path, key))
+			continue
+		} else if err != nil {
+			return nil, nil, err
+		}
+		if owner := ts.Labels[custosv1alpha1.TenantLabel]; owner != tenant {
+			errs = append(errs, field.Forbidden(path, fmt.Sprintf("Toolset %s belongs to tenant %q, not %q", key, owner, tenant)))
+			continue
+		}
+		endpointNS, err := endpointNamespace(ctx, v.Client, ts)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, e := range boundary.CheckToolset(b, ts, endpointNS) {
+			errs = append(errs, field.Forbidden(path, fmt.Sprintf("Toolset %s: %s: %s", key, e.Field, e.Detail)))
+		}
+	}
+	return errs, warnings, nil
+}
+
+// endpointNamespace reads the namespace of a Toolset's in-cluster endpoint,
+// or nil when it has none or the namespace does not exist.
+func endpointNamespace(ctx context.Context, c client.Reader, ts *custosv1alpha1.Toolset) (*corev1.Namespace, error) {
+	in := ts.Spec.Endpoint.InCluster
+	if in == nil {
+		return nil, nil
+	}
+	ns := &corev1.Namespace{}
+	if err := c.Get(ctx, types.NamespacedName{Name: in.Namespace}, ns); apierrors.IsNotFound(err) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	return ns, nil
+}
+
+// checkPolicies evaluates the boundary's policy-as-code checks against the
+// agent, its namespace, the boundary, the requesting user and the time.
+func (v *AgentValidator) checkPolicies(ctx context.Context, b *custosv1alpha1.DataBoundary, ns *corev1.Namespace, agent *custosv1alpha1.Agent) (field.ErrorList, error) {
+	if len(b.Spec.Checks) == 0 {
+		return nil, nil
+	}
+	set, errs := v.policies.get(b)
+	if len(errs) > 0 {
+		// A boundary stored before its checks were validated: fail closed.
+		return field.ErrorList{field.Forbidden(field.NewPath("spec"), fmt.Sprintf(
+			"DataBoundary %q has checks that do not compile, so no agent can be admitted: %s", b.Name, errs.ToAggregate()))}, nil
+	}
+	req, err := admission.RequestFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	payload, err := policy.NewPayload(agent, ns, b, req.UserInfo.Username, req.UserInfo.Groups, string(req.Operation), v.Clock.Now())
+	if err != nil {
+		return nil, err
+	}
+	return set.Evaluate(ctx, payload, b.Name, field.NewPath("spec")), nil
+}
+
+// compiledPolicies keeps each boundary's compiled checks for as long as its
+// generation stands: compiling on every admission would cost more than
+// evaluating.
+type compiledPolicies struct {
+	mu      sync.Mutex
+	entries map[types.UID]compiledEntry
+}
+
+type compiledEntry struct {
+	generation int64
+	set        *policy.Set
+	errs       field.ErrorList
+}
+
+func (c *compiledPolicies) get(b *custosv1alpha1.DataBoundary) (*policy.Set, field.ErrorList) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.entries[b.UID]; ok && e.generation == b.Generation {
+		return e.set, e.errs
+	}
+	set, errs := policy.Compile(b.Spec.Checks)
+	if c.entries == nil {
+		c.entries = map[types.UID]compiledEntry{}
+	}
+	c.entries[b.UID] = compiledEntry{generation: b.Generation, set: set, errs: errs}
+	return set, errs
+}

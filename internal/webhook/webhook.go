@@ -1,0 +1,167 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package webhook holds Custos's admission handlers: typed validators that
+// collect a field.ErrorList and refuse with apierrors.NewInvalid, so that
+// kubectl prints "spec.identity.aws.roleARN: Forbidden: …" for what crosses
+// a tenant's DataBoundary. Handlers read only the manager's cache: no
+// network call is made on the admission path.
+package webhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/boundary"
+)
+
+// Paths the handlers are served at; the webhook configurations in
+// config/webhook point at them.
+const (
+	AgentPath     = "/validate-custos-dev-v1alpha1-agent"
+	ToolsetPath   = "/validate-custos-dev-v1alpha1-toolset"
+	NamespacePath = "/validate-v1-namespace"
+	BoundaryPath  = "/validate-custos-dev-v1alpha1-databoundary"
+)
+
+// Options configure the handlers.
+type Options struct {
+	// Clock tells the time for policy checks; tests replace it.
+	Clock clock.PassiveClock
+}
+
+// SetupWithManager registers every admission handler with mgr's webhook
+// server.
+func SetupWithManager(mgr ctrl.Manager, opts Options) error {
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	c := &reader{cache: mgr.GetClient(), live: mgr.GetAPIReader()}
+	srv := mgr.GetWebhookServer()
+	srv.Register(AgentPath, admission.WithValidator[*custosv1alpha1.Agent](mgr.GetScheme(), &AgentValidator{Client: c, Clock: opts.Clock}))
+	srv.Register(ToolsetPath, admission.WithValidator[*custosv1alpha1.Toolset](mgr.GetScheme(), &ToolsetValidator{Client: c}))
+	srv.Register(BoundaryPath, admission.WithValidator[*custosv1alpha1.DataBoundary](mgr.GetScheme(), &DataBoundaryValidator{}))
+	srv.Register(NamespacePath, admission.WithValidator[*corev1.Namespace](mgr.GetScheme(), &NamespaceValidator{Client: c}))
+	return nil
+}
+
+var (
+	agentKind        = schema.GroupKind{Group: custosv1alpha1.GroupVersion.Group, Kind: "Agent"}
+	toolsetKind      = schema.GroupKind{Group: custosv1alpha1.GroupVersion.Group, Kind: "Toolset"}
+	dataBoundaryKind = schema.GroupKind{Group: custosv1alpha1.GroupVersion.Group, Kind: "DataBoundary"}
+)
+
+// tenantPath is where a tenant label error points.
+var tenantPath = field.NewPath("metadata", "labels").Key(custosv1alpha1.TenantLabel)
+
+// invalid turns errs into the API's Invalid error, or nil.
+func invalid(gk schema.GroupKind, name string, errs field.ErrorList) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	return apierrors.NewInvalid(gk, name, errs)
+}
+
+// reader reads from the manager's cache, and from the API server only when
+// the cache says an object is missing: a namespace, DataBoundary and Agent
+// applied together (kubectl apply -k, a GitOps sync) reach the webhook
+// faster than the cache learns of the first ones. Only requests the cache
+// would refuse pay for the extra read.
+type reader struct {
+	cache client.Reader
+	live  client.Reader
+}
+
+func (r *reader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	err := r.cache.Get(ctx, key, obj, opts...)
+	if apierrors.IsNotFound(err) {
+		return r.live.Get(ctx, key, obj, opts...)
+	}
+	return err
+}
+
+func (r *reader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	return r.cache.List(ctx, list, opts...)
+}
+
+// listLive lists around the cache when c is a reader, else from c.
+func listLive(ctx context.Context, c client.Reader, list client.ObjectList, opts ...client.ListOption) error {
+	if r, ok := c.(*reader); ok {
+		return r.live.List(ctx, list, opts...)
+	}
+	return c.List(ctx, list, opts...)
+}
+
+// namespaceAndBoundary reads the namespace of a namespaced object and the
+// one DataBoundary that covers it. Missing or ambiguous boundaries are
+// returned as field errors on metadata.namespace.
+func namespaceAndBoundary(ctx context.Context, c client.Reader, namespace string) (*corev1.Namespace, *custosv1alpha1.DataBoundary, field.ErrorList, error) {
+	ns := &corev1.Namespace{}
+	if err := c.Get(ctx, types.NamespacedName{Name: namespace}, ns); err != nil {
+		return nil, nil, nil, fmt.Errorf("reading namespace %s: %w", namespace, err)
+	}
+	var boundaries custosv1alpha1.DataBoundaryList
+	if err := c.List(ctx, &boundaries); err != nil {
+		return nil, nil, nil, fmt.Errorf("listing DataBoundaries: %w", err)
+	}
+	b, err := boundary.Select(boundaries.Items, ns)
+	var notFound *boundary.NotFoundError
+	if errors.As(err, &notFound) {
+		// Perhaps created a moment ago; ask the API server before refusing.
+		if err := listLive(ctx, c, &boundaries); err != nil {
+			return nil, nil, nil, fmt.Errorf("listing DataBoundaries: %w", err)
+		}
+		b, err = boundary.Select(boundaries.Items, ns)
+	}
+	if err != nil {
+		return ns, nil, field.ErrorList{field.Forbidden(field.NewPath("metadata", "namespace"), err.Error())}, nil
+	}
+	return ns, b, nil, nil
+}
+
+// checkTenantLabel: the object carries a tenant label equal to its
+// namespace's, and (on update) the one it had.
+func checkTenantLabel(kind string, obj, old client.Object, ns *corev1.Namespace) field.ErrorList {
+	tenant := obj.GetLabels()[custosv1alpha1.TenantLabel]
+	var errs field.ErrorList
+	if old != nil {
+		if was := old.GetLabels()[custosv1alpha1.TenantLabel]; was != "" && was != tenant {
+			errs = append(errs, field.Forbidden(tenantPath, fmt.Sprintf("the tenant label is immutable (was %q); a %s cannot move to another tenant", was, kind)))
+		}
+	}
+	nsTenant := ns.Labels[custosv1alpha1.TenantLabel]
+	switch {
+	case tenant == "":
+		errs = append(errs, field.Required(tenantPath, fmt.Sprintf("every %s belongs to a tenant; set it to the tenant of namespace %s", kind, ns.Name)))
+	case nsTenant == "":
+		errs = append(errs, field.Forbidden(tenantPath, fmt.Sprintf("namespace %s carries no %s label, so no %s can live there; a platform team must label it", ns.Name, custosv1alpha1.TenantLabel, kind)))
+	case tenant != nsTenant:
+		errs = append(errs, field.Forbidden(tenantPath, fmt.Sprintf("%q is not the tenant of namespace %s (%q)", tenant, ns.Name, nsTenant)))
+	}
+	return errs
+}
