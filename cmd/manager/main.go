@@ -21,6 +21,7 @@ package main
 import (
 	"flag"
 	"os"
+	"path/filepath"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -34,6 +35,7 @@ import (
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/controllers"
+	"github.com/custos-dev/custos/internal/certs"
 	custoswebhook "github.com/custos-dev/custos/internal/webhook"
 )
 
@@ -58,6 +60,10 @@ func main() {
 		qps             float64
 		burst           int
 		enableWebhooks  bool
+		certSecret      string
+		webhookService  string
+		validatingHooks string
+		mutatingHooks   string
 	)
 	// --kubeconfig is registered by controller-runtime's config loading.
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
@@ -73,6 +79,10 @@ func main() {
 	flag.Float64Var(&qps, "kube-api-qps", 50, "Requests per second the manager may send to the API server.")
 	flag.IntVar(&burst, "kube-api-burst", 100, "Requests the manager may send to the API server in a burst above --kube-api-qps.")
 	flag.BoolVar(&enableWebhooks, "enable-webhooks", true, "Serve the admission webhooks. Turn off only to run the controllers alone (for example while debugging); the webhook configurations must then be removed too.")
+	flag.StringVar(&certSecret, "webhook-cert-secret", "custos-webhook-tls", "Secret in the manager's namespace where the manager keeps the webhook CA and serving certificate, rotating them and injecting the CA into the webhook configurations; empty leaves certificates to someone else (cert-manager, or --webhook-cert-dir prepared by hand).")
+	flag.StringVar(&webhookService, "webhook-service", "custos-webhook", "Service in front of the webhook server; its DNS names go into the serving certificate.")
+	flag.StringVar(&validatingHooks, "validating-webhook-configuration", "custos-validating-webhook-configuration", "ValidatingWebhookConfiguration whose caBundle the manager keeps.")
+	flag.StringVar(&mutatingHooks, "mutating-webhook-configuration", "custos-mutating-webhook-configuration", "MutatingWebhookConfiguration whose caBundle the manager keeps.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -90,6 +100,9 @@ func main() {
 		os.Exit(1)
 	}
 	cfg.QPS, cfg.Burst = float32(qps), burst
+	if webhookCertDir == "" {
+		webhookCertDir = filepath.Join(os.TempDir(), "k8s-webhook-server", "serving-certs")
+	}
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
@@ -132,6 +145,37 @@ func main() {
 		// Not ready until the webhook server serves: the API server sends
 		// admission requests to every ready replica.
 		ready = mgr.GetWebhookServer().StartedChecker()
+
+		if certSecret != "" {
+			ns := leaderNamespace
+			if ns == "" {
+				ns = os.Getenv("POD_NAMESPACE")
+			}
+			if ns == "" {
+				log.Error(nil, "Managing webhook certificates needs the manager's namespace: set POD_NAMESPACE or --leader-election-namespace, or pass --webhook-cert-secret=\"\"")
+				os.Exit(1)
+			}
+			rotator := &certs.Rotator{
+				Client:             mgr.GetClient(),
+				APIReader:          mgr.GetAPIReader(),
+				Namespace:          ns,
+				SecretName:         certSecret,
+				ServiceName:        webhookService,
+				ServiceNamespace:   ns,
+				ValidatingWebhooks: []string{validatingHooks},
+				MutatingWebhooks:   []string{mutatingHooks},
+				CertDir:            webhookCertDir,
+			}
+			// The webhook server needs its files before it starts.
+			if err := rotator.Ensure(ctx); err != nil {
+				log.Error(err, "Unable to make the webhook serving certificate")
+				os.Exit(1)
+			}
+			if err := mgr.Add(rotator); err != nil {
+				log.Error(err, "Unable to add the certificate rotator")
+				os.Exit(1)
+			}
+		}
 	}
 
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

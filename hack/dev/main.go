@@ -167,6 +167,8 @@ func startManager(ctx context.Context, bin, kubeconfig, devDir string, webhook c
 		"--webhook-host", webhook.Host,
 		"--webhook-port", strconv.Itoa(webhook.Port),
 		"--webhook-cert-dir", webhook.CertDir,
+		// The control plane made the certificates and set the CA bundle.
+		"--webhook-cert-secret=",
 	)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// If we are killed outright, the kernel stops the manager for us.
