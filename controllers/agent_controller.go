@@ -27,7 +27,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -173,7 +172,7 @@ func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (resu
 			agent.Status.ObservedGeneration = agent.Generation
 		}
 		r.recordTransitions(ctx, before, agent)
-		if err := r.patchStatus(ctx, before, agent); err != nil && !apierrors.IsNotFound(err) {
+		if err := patchStatus(ctx, r.Client, before, agent); err != nil && !apierrors.IsNotFound(err) {
 			retErr = errors.Join(retErr, err)
 		}
 	}()
@@ -551,27 +550,9 @@ func ownerReference(agent *custosv1alpha1.Agent) *metav1ac.OwnerReferenceApplyCo
 		WithBlockOwnerDeletion(true)
 }
 
-// patchStatus patches the status when it changed, and only the status.
-func (r *AgentReconciler) patchStatus(ctx context.Context, before, agent *custosv1alpha1.Agent) error {
-	if equality.Semantic.DeepEqual(before.Status, agent.Status) {
-		return nil
-	}
-	base := agent.DeepCopy()
-	base.Status = before.Status
-	return r.Client.Status().Patch(ctx, agent, client.MergeFrom(base))
-}
-
-// event logs and records an Event on the agent: one helper, so the two
-// never disagree.
+// event logs and records an Event on the agent.
 func (r *AgentReconciler) event(ctx context.Context, agent *custosv1alpha1.Agent, eventType, reason, format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	log := ctrl.LoggerFrom(ctx)
-	if eventType == corev1.EventTypeWarning {
-		log.Info(msg, "reason", reason, "agent", klog.KObj(agent))
-	} else {
-		log.V(1).Info(msg, "reason", reason, "agent", klog.KObj(agent))
-	}
-	r.Recorder.Eventf(agent, nil, eventType, reason, "Reconcile", "%s", msg)
+	recordEvent(ctx, r.Recorder, agent, eventType, reason, fmt.Sprintf(format, args...))
 }
 
 // recordTransitions records an Event for every change of phase and of a

@@ -52,19 +52,9 @@ func setCondition(agent *custosv1alpha1.Agent, conditionType string, status meta
 		Type:               conditionType,
 		Status:             status,
 		Reason:             reason,
-		Message:            truncate(fmt.Sprintf(format, args...)),
+		Message:            clipMessage(fmt.Sprintf(format, args...), conditionMessageLimit),
 		ObservedGeneration: agent.Generation,
 	})
-}
-
-// truncate keeps a condition message within the API's 32768 characters
-// (and readable in kubectl); long violation lists are cut, not dropped.
-func truncate(msg string) string {
-	const maxLen = 4096
-	if len(msg) <= maxLen {
-		return msg
-	}
-	return msg[:maxLen-len("…")] + "…"
 }
 
 func findCondition(agent *custosv1alpha1.Agent, conditionType string) *metav1.Condition {

@@ -24,7 +24,6 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -151,7 +150,7 @@ func (r *DataBoundaryReconciler) Reconcile(ctx context.Context, req ctrl.Request
 
 	before := db.DeepCopy()
 	defer func() {
-		if err := r.patchStatus(ctx, before, db); err != nil {
+		if err := patchStatus(ctx, r.Client, before, db); err != nil {
 			if apierrors.IsNotFound(err) {
 				return
 			}
@@ -160,7 +159,7 @@ func (r *DataBoundaryReconciler) Reconcile(ctx context.Context, req ctrl.Request
 			retErr = fmt.Errorf("patching the status of DataBoundary %s: %w", klog.KObj(db), err)
 			return
 		}
-		r.recordTransitions(ctx, before, db)
+		recordReadyAndStalled(ctx, r.Recorder, db, before.Status.Conditions, db.Status.Conditions)
 	}()
 
 	sel, err := metav1.LabelSelectorAsSelector(&db.Spec.NamespaceSelector)
@@ -221,44 +220,6 @@ func (r *DataBoundaryReconciler) coverage(ctx context.Context, db *custosv1alpha
 		slices.Sort(names)
 	}
 	return cov, nil
-}
-
-// patchStatus patches the status when it changed, and only the status.
-func (r *DataBoundaryReconciler) patchStatus(ctx context.Context, before, db *custosv1alpha1.DataBoundary) error {
-	if equality.Semantic.DeepEqual(before.Status, db.Status) {
-		return nil
-	}
-	base := db.DeepCopy()
-	base.Status = before.Status
-	return r.Client.Status().Patch(ctx, db, client.MergeFrom(base))
-}
-
-// recordTransitions records an Event when the boundary becomes Ready, and a
-// Warning when it stalls or stalls for a new reason; a reconcile that
-// changes nothing records nothing.
-func (r *DataBoundaryReconciler) recordTransitions(ctx context.Context, before, db *custosv1alpha1.DataBoundary) {
-	if stalled := meta.FindStatusCondition(db.Status.Conditions, custosv1alpha1.StalledCondition); stalled != nil {
-		if old := meta.FindStatusCondition(before.Status.Conditions, custosv1alpha1.StalledCondition); old == nil || old.Message != stalled.Message {
-			r.event(ctx, db, corev1.EventTypeWarning, stalled.Reason, stalled.Message)
-		}
-	}
-	if meta.IsStatusConditionTrue(db.Status.Conditions, custosv1alpha1.ReadyCondition) &&
-		!meta.IsStatusConditionTrue(before.Status.Conditions, custosv1alpha1.ReadyCondition) {
-		ready := meta.FindStatusCondition(db.Status.Conditions, custosv1alpha1.ReadyCondition)
-		r.event(ctx, db, corev1.EventTypeNormal, ready.Reason, ready.Message)
-	}
-}
-
-// event logs and records an Event on the boundary: one helper, so the two
-// never disagree.
-func (r *DataBoundaryReconciler) event(ctx context.Context, db *custosv1alpha1.DataBoundary, eventType, reason, msg string) {
-	log := ctrl.LoggerFrom(ctx)
-	if eventType == corev1.EventTypeWarning {
-		log.Info(msg, "reason", reason, "dataBoundary", klog.KObj(db))
-	} else {
-		log.V(1).Info(msg, "reason", reason, "dataBoundary", klog.KObj(db))
-	}
-	r.Recorder.Eventf(db, nil, eventType, reason, "Reconcile", "%s", clipMessage(msg, eventNoteLimit))
 }
 
 // setBoundaryStatus computes the status of db from what it covers: Ready,

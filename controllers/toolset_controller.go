@@ -20,8 +20,6 @@ import (
 	"context"
 	"fmt"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -75,7 +73,7 @@ func (r *ToolsetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 
 	before := ts.DeepCopy()
 	defer func() {
-		if err := r.patchStatus(ctx, before, ts); err != nil {
+		if err := patchStatus(ctx, r.Client, before, ts); err != nil {
 			if apierrors.IsNotFound(err) {
 				return
 			}
@@ -84,7 +82,7 @@ func (r *ToolsetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 			retErr = fmt.Errorf("patching the status of Toolset %s: %w", klog.KObj(ts), err)
 			return
 		}
-		r.recordTransitions(ctx, before, ts)
+		recordReadyAndStalled(ctx, r.Recorder, ts, before.Status.Conditions, ts.Status.Conditions)
 	}()
 
 	// Compile fails only on the schemas themselves (a *toolschema.SchemaError):
@@ -95,44 +93,6 @@ func (r *ToolsetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 		return ctrl.Result{}, reconcile.TerminalError(err)
 	}
 	return ctrl.Result{}, nil
-}
-
-// patchStatus patches the status when it changed, and only the status.
-func (r *ToolsetReconciler) patchStatus(ctx context.Context, before, ts *custosv1alpha1.Toolset) error {
-	if equality.Semantic.DeepEqual(before.Status, ts.Status) {
-		return nil
-	}
-	base := ts.DeepCopy()
-	base.Status = before.Status
-	return r.Client.Status().Patch(ctx, ts, client.MergeFrom(base))
-}
-
-// recordTransitions records an Event when the Toolset becomes Ready, and a
-// Warning when it stalls or stalls for a new reason; a reconcile that
-// changes nothing records nothing.
-func (r *ToolsetReconciler) recordTransitions(ctx context.Context, before, ts *custosv1alpha1.Toolset) {
-	if stalled := meta.FindStatusCondition(ts.Status.Conditions, custosv1alpha1.StalledCondition); stalled != nil {
-		if old := meta.FindStatusCondition(before.Status.Conditions, custosv1alpha1.StalledCondition); old == nil || old.Message != stalled.Message {
-			r.event(ctx, ts, corev1.EventTypeWarning, stalled.Reason, stalled.Message)
-		}
-	}
-	if meta.IsStatusConditionTrue(ts.Status.Conditions, custosv1alpha1.ReadyCondition) &&
-		!meta.IsStatusConditionTrue(before.Status.Conditions, custosv1alpha1.ReadyCondition) {
-		ready := meta.FindStatusCondition(ts.Status.Conditions, custosv1alpha1.ReadyCondition)
-		r.event(ctx, ts, corev1.EventTypeNormal, ready.Reason, ready.Message)
-	}
-}
-
-// event logs and records an Event on the Toolset: one helper, so the two
-// never disagree.
-func (r *ToolsetReconciler) event(ctx context.Context, ts *custosv1alpha1.Toolset, eventType, reason, msg string) {
-	log := ctrl.LoggerFrom(ctx)
-	if eventType == corev1.EventTypeWarning {
-		log.Info(msg, "reason", reason, "toolset", klog.KObj(ts))
-	} else {
-		log.V(1).Info(msg, "reason", reason, "toolset", klog.KObj(ts))
-	}
-	r.Recorder.Eventf(ts, nil, eventType, reason, "Reconcile", "%s", clipMessage(msg, eventNoteLimit))
 }
 
 // setToolsetStatus computes the status of ts from the result of compiling

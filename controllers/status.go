@@ -1,0 +1,78 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+)
+
+// patchStatus patches obj's status when it differs from before's, and only
+// the status: the status subresource ignores everything else in the patch.
+// It never updates: the reconcilers own their status and nothing else there.
+func patchStatus(ctx context.Context, c client.Client, before, obj client.Object) error {
+	b, err := runtime.DefaultUnstructuredConverter.ToUnstructured(before)
+	if err != nil {
+		return err
+	}
+	a, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		return err
+	}
+	if equality.Semantic.DeepEqual(b["status"], a["status"]) {
+		return nil
+	}
+	return c.Status().Patch(ctx, obj, client.MergeFrom(before))
+}
+
+// recordEvent logs and records an Event on obj: one helper, so the two never
+// disagree. Warnings are logged at the default level, the rest at V(1).
+func recordEvent(ctx context.Context, rec recorder.EventRecorder, obj client.Object, eventType, reason, msg string) {
+	log := ctrl.LoggerFrom(ctx)
+	if eventType == corev1.EventTypeWarning {
+		log.Info(msg, "reason", reason, "object", klog.KObj(obj))
+	} else {
+		log.V(1).Info(msg, "reason", reason, "object", klog.KObj(obj))
+	}
+	rec.Eventf(obj, nil, eventType, reason, "Reconcile", "%s", clipMessage(msg, eventNoteLimit))
+}
+
+// recordReadyAndStalled records an Event when obj becomes Ready, and a
+// Warning when it stalls or stalls for a new reason; a reconcile that
+// changes nothing records nothing.
+func recordReadyAndStalled(ctx context.Context, rec recorder.EventRecorder, obj client.Object, before, after []metav1.Condition) {
+	if stalled := meta.FindStatusCondition(after, custosv1alpha1.StalledCondition); stalled != nil {
+		if old := meta.FindStatusCondition(before, custosv1alpha1.StalledCondition); old == nil || old.Message != stalled.Message {
+			recordEvent(ctx, rec, obj, corev1.EventTypeWarning, stalled.Reason, stalled.Message)
+		}
+	}
+	if meta.IsStatusConditionTrue(after, custosv1alpha1.ReadyCondition) && !meta.IsStatusConditionTrue(before, custosv1alpha1.ReadyCondition) {
+		ready := meta.FindStatusCondition(after, custosv1alpha1.ReadyCondition)
+		recordEvent(ctx, rec, obj, corev1.EventTypeNormal, ready.Reason, ready.Message)
+	}
+}
