@@ -47,6 +47,9 @@ const (
 	ToolsetPath   = "/validate-custos-dev-v1alpha1-toolset"
 	NamespacePath = "/validate-v1-namespace"
 	BoundaryPath  = "/validate-custos-dev-v1alpha1-databoundary"
+
+	PodMutatePath   = "/mutate-v1-pod"
+	PodValidatePath = "/validate-v1-pod"
 )
 
 // Options configure the handlers.
@@ -67,6 +70,10 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	srv.Register(ToolsetPath, admission.WithValidator[*custosv1alpha1.Toolset](mgr.GetScheme(), &ToolsetValidator{Client: c}))
 	srv.Register(BoundaryPath, admission.WithValidator[*custosv1alpha1.DataBoundary](mgr.GetScheme(), &DataBoundaryValidator{}))
 	srv.Register(NamespacePath, admission.WithValidator[*corev1.Namespace](mgr.GetScheme(), &NamespaceValidator{Client: c}))
+	// The pod guard: agent pods are labelled with their tenant and pinned to
+	// their boundary's regions, then checked.
+	srv.Register(PodMutatePath, admission.WithDefaulter[*corev1.Pod](mgr.GetScheme(), &PodDefaulter{Client: c}))
+	srv.Register(PodValidatePath, admission.WithValidator[*corev1.Pod](mgr.GetScheme(), &PodValidator{Client: c}))
 	return nil
 }
 

@@ -1,0 +1,305 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"maps"
+	"testing"
+
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+)
+
+// podGuardWorld is an agent running in its tenant's namespace, and the
+// Deployment Custos rendered for it: the pods the guard must let through
+// are the ones that Deployment's ReplicaSet would create.
+type podGuardWorld struct {
+	tenant, other string
+	ns            string
+	agent         *custosv1alpha1.Agent
+	deployment    *appsv1.Deployment
+}
+
+func newPodGuardWorld(t *testing.T) podGuardWorld {
+	t.Helper()
+	g := NewWithT(t)
+	ctx := context.Background()
+	w := podGuardWorld{tenant: newTenant("pod"), other: newTenant("pox")}
+	createBoundary(t, w.tenant, "eu-west-1", "eu-central-1")
+	w.ns = tenantNamespace(t, w.tenant)
+	w.agent = newAgent(w.ns, "guarded", w.tenant)
+	g.Expect(k8sClient.Create(ctx, w.agent)).To(Succeed())
+	w.deployment = &appsv1.Deployment{}
+	g.Eventually(func() error {
+		return k8sClient.Get(ctx, client.ObjectKey{Namespace: w.ns, Name: "agent-" + w.agent.Name}, w.deployment)
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	t.Cleanup(func() {
+		_ = k8sClient.DeleteAllOf(ctx, &corev1.Pod{}, client.InNamespace(w.ns), client.GracePeriodSeconds(0))
+	})
+	return w
+}
+
+// pod is a pod exactly as the agent's ReplicaSet would create it from the
+// Deployment's template.
+func (w podGuardWorld) pod() *corev1.Pod {
+	tmpl := w.deployment.Spec.Template
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			GenerateName: w.deployment.Name + "-",
+			Namespace:    w.ns,
+			Labels:       maps.Clone(tmpl.Labels),
+			Annotations:  maps.Clone(tmpl.Annotations),
+		},
+		Spec: *tmpl.Spec.DeepCopy(),
+	}
+}
+
+// storedPods lists the pods the API server holds in the world's namespace.
+func (w podGuardWorld) storedPods(g Gomega) []corev1.Pod {
+	var pods corev1.PodList
+	g.Expect(k8sClient.List(context.Background(), &pods, client.InNamespace(w.ns))).To(Succeed())
+	return pods.Items
+}
+
+func TestPodGuardAdmitsCustosOwnPods(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	w := newPodGuardWorld(t)
+	regions := []string{"eu-central-1", "eu-west-1"}
+
+	// Custos's own pod passes as it is, and is left as it is.
+	pod := w.pod()
+	g.Eventually(func() error {
+		pod = w.pod()
+		return k8sClient.Create(ctx, pod)
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	g.Expect(pod.Labels).To(Equal(w.deployment.Spec.Template.Labels))
+	g.Expect(pod.Spec.Affinity).To(Equal(w.deployment.Spec.Template.Spec.Affinity))
+
+	// Without its tenant label and region affinity, it gets them.
+	stripped := w.pod()
+	delete(stripped.Labels, custosv1alpha1.TenantLabel)
+	stripped.Spec.Affinity = nil
+	g.Expect(k8sClient.Create(ctx, stripped)).To(Succeed())
+	g.Expect(stripped.Labels).To(HaveKeyWithValue(custosv1alpha1.TenantLabel, w.tenant))
+	g.Expect(stripped.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms).To(Equal([]corev1.NodeSelectorTerm{{
+		MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "topology.kubernetes.io/region", Operator: corev1.NodeSelectorOpIn, Values: regions}},
+	}}))
+
+	// Its own placement is kept, confined to the boundary's regions.
+	placed := w.pod()
+	placed.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms = []corev1.NodeSelectorTerm{
+		{MatchExpressions: []corev1.NodeSelectorRequirement{
+			{Key: "topology.kubernetes.io/region", Operator: corev1.NodeSelectorOpIn, Values: []string{"us-east-1"}},
+			{Key: "acme.example/gpu", Operator: corev1.NodeSelectorOpExists},
+		}},
+		{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "acme.example/pool", Operator: corev1.NodeSelectorOpIn, Values: []string{"agents"}}}},
+	}
+	g.Expect(k8sClient.Create(ctx, placed)).To(Succeed())
+	region := corev1.NodeSelectorRequirement{Key: "topology.kubernetes.io/region", Operator: corev1.NodeSelectorOpIn, Values: regions}
+	g.Expect(placed.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms).To(Equal([]corev1.NodeSelectorTerm{
+		{MatchExpressions: []corev1.NodeSelectorRequirement{region, {Key: "acme.example/gpu", Operator: corev1.NodeSelectorOpExists}}},
+		{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "acme.example/pool", Operator: corev1.NodeSelectorOpIn, Values: []string{"agents"}}, region}},
+	}))
+	g.Expect(w.storedPods(g)).To(HaveLen(3))
+}
+
+// podGuardCase is an agent pod the guard must refuse, with the field and
+// message the client must see.
+type podGuardCase struct {
+	name      string
+	mutate    func(w podGuardWorld, p *corev1.Pod)
+	wantField string
+	wantMsg   string
+}
+
+func TestPodGuardRefusesPodsThatEscapeTheirAgent(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	w := newPodGuardWorld(t)
+
+	// A decommissioned agent of the same tenant, whose pods would
+	// otherwise pass.
+	retired := newAgent(w.ns, "retired", w.tenant)
+	g.Expect(k8sClient.Create(ctx, retired)).To(Succeed())
+	updateAgent(g, retired, func(a *custosv1alpha1.Agent) { a.Spec.Lifecycle.State = custosv1alpha1.LifecycleDecommissioned })
+	ofRetired := func(_ podGuardWorld, p *corev1.Pod) {
+		p.Labels[custosv1alpha1.AgentLabel] = retired.Name
+		p.Spec.ServiceAccountName = "agent-" + retired.Name
+	}
+	// The webhook reads Agents from the manager's cache.
+	g.Eventually(func() error {
+		p := w.pod()
+		ofRetired(w, p)
+		return k8sClient.Create(ctx, p, client.DryRunAll)
+	}).WithTimeout(eventually).WithPolling(poll).Should(MatchError(ContainSubstring("is Decommissioned")))
+
+	c0 := "spec.containers[0].securityContext"
+	cases := []podGuardCase{
+		{"privileged container", func(_ podGuardWorld, p *corev1.Pod) {
+			// The API server itself refuses privileged with escalation off.
+			p.Spec.Containers[0].SecurityContext.Privileged = ptr.To(true)
+			p.Spec.Containers[0].SecurityContext.AllowPrivilegeEscalation = nil
+		}, c0 + ".privileged", "Forbidden: agent containers are never privileged"},
+		{"privilege escalation allowed", func(_ podGuardWorld, p *corev1.Pod) {
+			p.Spec.Containers[0].SecurityContext.AllowPrivilegeEscalation = ptr.To(true)
+		}, c0 + ".allowPrivilegeEscalation", "Forbidden: must be false: agent containers never gain privileges"},
+		{"privilege escalation left unset", func(_ podGuardWorld, p *corev1.Pod) {
+			p.Spec.Containers[0].SecurityContext.AllowPrivilegeEscalation = nil
+		}, c0 + ".allowPrivilegeEscalation", "Required value: must be set to false"},
+		{"added capability", func(_ podGuardWorld, p *corev1.Pod) {
+			p.Spec.Containers[0].SecurityContext.Capabilities.Add = []corev1.Capability{"NET_RAW"}
+		}, c0 + ".capabilities.add[0]", "Forbidden: agent containers add no capabilities (NET_RAW)"},
+		{"capabilities kept", func(_ podGuardWorld, p *corev1.Pod) {
+			p.Spec.Containers[0].SecurityContext.Capabilities.Drop = []corev1.Capability{"NET_RAW"}
+		}, c0 + ".capabilities.drop", "Required value: must drop ALL capabilities"},
+		{"missing runAsNonRoot", func(_ podGuardWorld, p *corev1.Pod) {
+			p.Spec.Containers[0].SecurityContext.RunAsNonRoot = nil
+			p.Spec.SecurityContext.RunAsNonRoot = nil
+		}, c0 + ".runAsNonRoot", "Required value: set runAsNonRoot: true on the container or the pod"},
+		{"unconfined seccomp", func(_ podGuardWorld, p *corev1.Pod) {
+			p.Spec.Containers[0].SecurityContext.SeccompProfile = &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeUnconfined}
+		}, c0 + ".seccompProfile.type", "Forbidden: must be RuntimeDefault or Localhost"},
+		{"host network", func(_ podGuardWorld, p *corev1.Pod) { p.Spec.HostNetwork = true },
+			"spec.hostNetwork", "Forbidden: agent pods do not share the node's namespaces"},
+		{"host PID", func(_ podGuardWorld, p *corev1.Pod) { p.Spec.HostPID = true },
+			"spec.hostPID", "Forbidden: agent pods do not share the node's namespaces"},
+		{"hostPath volume", func(_ podGuardWorld, p *corev1.Pod) {
+			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "node", VolumeSource: corev1.VolumeSource{
+				HostPath: &corev1.HostPathVolumeSource{Path: "/var/run/secrets"}}})
+		}, "spec.volumes[1].hostPath", "Forbidden: agent pods do not mount the node's filesystem"},
+		{"ServiceAccount token mounted", func(_ podGuardWorld, p *corev1.Pod) {
+			p.Spec.AutomountServiceAccountToken = ptr.To(true)
+		}, "spec.automountServiceAccountToken", "Forbidden: must be false"},
+		{"foreign ServiceAccount", func(_ podGuardWorld, p *corev1.Pod) { p.Spec.ServiceAccountName = "default" },
+			"spec.serviceAccountName", "Forbidden: pods of agent guarded run only as ServiceAccount agent-guarded"},
+		{"another image", func(_ podGuardWorld, p *corev1.Pod) {
+			p.Spec.Containers[0].Image = "registry.acme.example/agents/invoice-reconciler:1.4.3"
+		}, "spec.containers[0].image", "Forbidden: pods of agent guarded run only its image registry.acme.example/agents/invoice-reconciler:1.4.2"},
+		{"another image in an init container", func(_ podGuardWorld, p *corev1.Pod) {
+			init := p.Spec.Containers[0].DeepCopy()
+			init.Name, init.Image = "fetch", "docker.io/library/busybox:1.37"
+			p.Spec.InitContainers = []corev1.Container{*init}
+		}, "spec.initContainers[0].image", "Forbidden: pods of agent guarded run only its image"},
+		{"pod of an unknown agent", func(_ podGuardWorld, p *corev1.Pod) { p.Labels[custosv1alpha1.AgentLabel] = "ghost" },
+			"metadata.labels[custos.dev/agent]", `Forbidden: no Agent "ghost" exists in namespace`},
+		{"pod of a decommissioned agent", ofRetired,
+			"metadata.labels[custos.dev/agent]", "Forbidden: agent retired is Decommissioned: it runs no pods any more"},
+		{"tenant label of another tenant", func(w podGuardWorld, p *corev1.Pod) { p.Labels[custosv1alpha1.TenantLabel] = w.other },
+			"metadata.labels[custos.dev/tenant]", "is not the tenant of agent guarded"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			pod := w.pod()
+			tc.mutate(w, pod)
+			err := k8sClient.Create(ctx, pod)
+			if err == nil {
+				_ = k8sClient.Delete(ctx, pod)
+			}
+			assertRefused(g, err, tc.wantField, tc.wantMsg)
+			g.Expect(err.Error()).To(ContainSubstring(`admission webhook "pods.validate.custos.dev" denied the request`))
+			g.Expect(pod.GetName()).To(BeEmpty(), "nothing may be stored")
+		})
+	}
+	g.Expect(w.storedPods(g)).To(BeEmpty(), "nothing may be stored")
+}
+
+// TestPodGuardChecksChangesToRunningPods: labels, images and ephemeral
+// containers can change on a running pod; the guard sees those too.
+func TestPodGuardChecksChangesToRunningPods(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	w := newPodGuardWorld(t)
+	pod := w.pod()
+	g.Eventually(func() error {
+		pod = w.pod()
+		return k8sClient.Create(ctx, pod)
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+
+	change := func(mut func(p *corev1.Pod)) error {
+		p := &corev1.Pod{}
+		g.Expect(k8sClient.Get(ctx, keyOf(pod), p)).To(Succeed())
+		mut(p)
+		return k8sClient.Update(ctx, p)
+	}
+	assertRefused(g, change(func(p *corev1.Pod) { p.Spec.Containers[0].Image = "docker.io/evil/agent:1" }),
+		"spec.containers[0].image", "run only its image")
+	assertRefused(g, change(func(p *corev1.Pod) { delete(p.Labels, custosv1alpha1.AgentLabel) }),
+		"metadata.labels[custos.dev/agent]", "the agent label is immutable")
+	assertRefused(g, change(func(p *corev1.Pod) { p.Labels[custosv1alpha1.TenantLabel] = w.other }),
+		"metadata.labels[custos.dev/tenant]", "is not the tenant of agent guarded")
+
+	// A debug container joins through the ephemeralcontainers subresource.
+	debug := &corev1.Pod{}
+	g.Expect(k8sClient.Get(ctx, keyOf(pod), debug)).To(Succeed())
+	debug.Spec.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
+		Name: "debug", Image: "docker.io/library/busybox:1.37", Stdin: true, TTY: true,
+		TerminationMessagePolicy: corev1.TerminationMessageReadFile, ImagePullPolicy: corev1.PullIfNotPresent,
+	}}}
+	assertRefused(g, k8sClient.SubResource("ephemeralcontainers").Update(ctx, debug),
+		"spec.ephemeralContainers[0].image", "run only its image")
+
+	stored := &corev1.Pod{}
+	g.Expect(k8sClient.Get(ctx, keyOf(pod), stored)).To(Succeed())
+	g.Expect(stored.Labels).To(Equal(pod.Labels), "nothing may be stored")
+	g.Expect(stored.Spec.Containers[0].Image).To(Equal(w.agent.Spec.Image), "nothing may be stored")
+	g.Expect(stored.Spec.EphemeralContainers).To(BeEmpty(), "nothing may be stored")
+
+	// A removed tenant label is put back.
+	g.Expect(change(func(p *corev1.Pod) { delete(p.Labels, custosv1alpha1.TenantLabel) })).To(Succeed())
+	g.Expect(k8sClient.Get(ctx, keyOf(pod), stored)).To(Succeed())
+	g.Expect(stored.Labels).To(HaveKeyWithValue(custosv1alpha1.TenantLabel, w.tenant))
+}
+
+// TestPodGuardNeverSeesOtherPods: a pod without the custos.dev/agent label
+// is not an agent pod; the webhooks are not even called for it.
+func TestPodGuardNeverSeesOtherPods(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	w := newPodGuardWorld(t)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "anything-", Namespace: w.ns,
+			Labels: map[string]string{custosv1alpha1.TenantLabel: w.other}},
+		Spec: corev1.PodSpec{
+			ServiceAccountName:           "default",
+			AutomountServiceAccountToken: ptr.To(true),
+			HostNetwork:                  true,
+			HostPID:                      true,
+			HostIPC:                      true,
+			Containers: []corev1.Container{{
+				Name: "root", Image: "docker.io/library/busybox:1.37",
+				SecurityContext: &corev1.SecurityContext{
+					Privileged: ptr.To(true), RunAsUser: ptr.To[int64](0),
+					Capabilities:   &corev1.Capabilities{Add: []corev1.Capability{"SYS_ADMIN"}},
+					SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeUnconfined},
+				},
+			}},
+			Volumes: []corev1.Volume{{Name: "node", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/"}}}},
+		},
+	}
+	g.Expect(k8sClient.Create(ctx, pod)).To(Succeed())
+	g.Expect(pod.Labels).To(Equal(map[string]string{custosv1alpha1.TenantLabel: w.other}), "not mutated")
+	g.Expect(pod.Spec.Affinity).To(BeNil(), "not mutated")
+}
