@@ -33,6 +33,14 @@ build: ## Build the manager into bin/manager.
 controlplane: ## Build kube-apiserver, etcd and kubectl into bin/k8s/ (only when missing).
 	$(CONTROLPLANE) >/dev/null
 
+# Flags for hack/bench, e.g. make bench BENCH_ARGS="-agents 2000 -concurrency 8".
+BENCH_ARGS ?=
+
+.PHONY: bench
+bench: build controlplane ## Time Custos onboarding agents against a plain apply loop (BENCH_ARGS=...).
+	$(GO) build -o bin/custos-bench ./hack/bench
+	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE))" bin/custos-bench $(BENCH_ARGS)
+
 .PHONY: generate
 generate: ## Generate deepcopy functions.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...

@@ -1,0 +1,410 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Command bench is `make bench`: on one local control plane it times Custos
+// (bin/manager) bringing N Agents to Ready against a baseline of plain
+// client-go creating the same objects with the same parallelism and client
+// rate limits, to see what governance costs over "just apply the YAML". The
+// goal is at most 1.5 times the baseline; missing it is a result, not an
+// error.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/controlplane"
+	"github.com/custos-dev/custos/internal/identity"
+	"github.com/custos-dev/custos/internal/netpol"
+	"github.com/custos-dev/custos/internal/workload"
+)
+
+const (
+	// tenant labels the Custos run's namespaces and Agents and names their
+	// DataBoundary.
+	tenant = "bench"
+	region = "eu-west-1"
+	goal   = 1.5
+)
+
+type config struct {
+	root, manager                   string
+	agents, namespaces, concurrency int
+	qps                             float64
+	burst                           int
+	timeout                         time.Duration
+}
+
+func main() {
+	var c config
+	flag.StringVar(&c.root, "repo-root", ".", "Root of the Custos repository (CRDs and admission policies).")
+	flag.StringVar(&c.manager, "manager", "bin/manager", "The manager binary (make build).")
+	flag.IntVar(&c.agents, "agents", 1000, "How many agents each run creates.")
+	flag.IntVar(&c.namespaces, "namespaces", 10, "How many namespaces each run spreads its agents over.")
+	flag.IntVar(&c.concurrency, "concurrency", 4, "The manager's --concurrency, and the number of baseline workers.")
+	flag.Float64Var(&c.qps, "qps", 50, "Client requests per second, of the manager (--kube-api-qps) and of the baseline.")
+	flag.IntVar(&c.burst, "burst", 100, "Client burst, of the manager (--kube-api-burst) and of the baseline.")
+	flag.DurationVar(&c.timeout, "timeout", 30*time.Minute, "Give up when the whole bench has not finished within this time.")
+	flag.Parse()
+	if c.agents < 1 || c.namespaces < 1 || c.concurrency < 1 {
+		fmt.Fprintln(os.Stderr, "custos bench: -agents, -namespaces and -concurrency must be at least 1")
+		os.Exit(2)
+	}
+
+	// controller-runtime's cache logs through this; only its errors matter.
+	ctrllog.SetLogger(zap.New(zap.Level(zapcore.ErrorLevel)))
+
+	// The first SIGINT or SIGTERM cancels ctx; later ones are swallowed
+	// until run has stopped everything it started.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, c)
+	if err != nil && ctx.Err() != nil {
+		err = errors.New("interrupted; stopped everything it started")
+	}
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "custos bench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, c config) (retErr error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	// Kept after the run: the logs are what explain a surprising figure.
+	dir, err := os.MkdirTemp("", "custos-bench-")
+	if err != nil {
+		return err
+	}
+	cpLog, err := os.Create(filepath.Join(dir, "controlplane.log"))
+	if err != nil {
+		return err
+	}
+	defer cpLog.Close()
+	say("starting etcd and kube-apiserver; logs in %s", dir)
+	// With Custos's admission webhooks, as `make dev` runs it. Until the
+	// manager serves them the API server refuses Agents and tenant-labelled
+	// namespaces; the baseline creates neither.
+	cp, err := controlplane.Start(ctx, controlplane.Options{RepoRoot: c.root, Output: cpLog, Webhooks: true})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		say("stopping the control plane")
+		retErr = errors.Join(retErr, cp.Stop())
+	}()
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, cp.Kubeconfig, 0o600); err != nil {
+		return err
+	}
+	defer os.Remove(kubeconfig) // it points at a server about to go
+
+	// The bench's own clients (namespaces, Agents, the stand-in deployment
+	// controller, polling) are not rate limited, so that only the measured
+	// clients' limits shape the figures.
+	admin := rest.CopyConfig(cp.Config)
+	admin.QPS = -1
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(custosv1alpha1.AddToScheme(scheme))
+	cl, err := client.New(admin, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	measured := rest.CopyConfig(cp.Config)
+	measured.QPS, measured.Burst = float32(c.qps), c.burst
+
+	say("baseline: %d agents' objects by a plain apply loop, %d workers", c.agents, c.concurrency)
+	base, err := runBaseline(ctx, c, cl, measured)
+	if err != nil {
+		return fmt.Errorf("baseline: %w", err)
+	}
+	say("baseline: done after %s", base.Round(time.Millisecond))
+	say("custos: %d Agents, --concurrency %d", c.agents, c.concurrency)
+	custos, hwm, err := runCustos(ctx, c, admin, cl, kubeconfig, dir, cp.Webhook)
+	if err != nil {
+		return fmt.Errorf("custos: %w", err)
+	}
+
+	ratio := custos.Seconds() / base.Seconds()
+	verdict := "goal met"
+	if ratio > goal {
+		verdict = "GOAL MISSED"
+	}
+	rate := func(d time.Duration) float64 { return float64(c.agents) / d.Seconds() }
+	fmt.Printf("\n%d agents in %d namespaces, concurrency %d, qps %g, burst %d\n", c.agents, c.namespaces, c.concurrency, c.qps, c.burst)
+	fmt.Printf("  %-36s %9s %9s\n", "", "seconds", "agents/s")
+	fmt.Printf("  %-36s %9.2f %9.1f\n", "baseline (plain apply loop + rollout)", base.Seconds(), rate(base))
+	fmt.Printf("  %-36s %9.2f %9.1f\n", "custos (first create to all Ready)", custos.Seconds(), rate(custos))
+	fmt.Printf("  %-36s %8.2fx  goal <= %.2fx: %s\n", "ratio custos/baseline", ratio, goal, verdict)
+	fmt.Printf("  %-36s %9.1f MiB\n\n", "manager peak RSS (VmHWM)", float64(hwm)/(1<<20))
+	return nil
+}
+
+// runBaseline does, per agent, the least any operator must do for the same
+// result: server-side apply the ServiceAccount, NetworkPolicy and Deployment
+// the reconciler would (rendered by the same packages with the same
+// parameters), then roll the Deployment out. Worker w of c.concurrency takes
+// every c.concurrency-th agent from w. The client is controller-runtime's,
+// as the manager's is: it rate limits each kind apart (a client-go
+// Clientset shares one limiter among all), so -qps means the same to both.
+func runBaseline(ctx context.Context, c config, admin client.Client, cfg *rest.Config) (time.Duration, error) {
+	if err := createNamespaces(ctx, admin, "bench-baseline", c.namespaces, nil); err != nil {
+		return 0, err
+	}
+	cl, err := client.New(cfg, client.Options{Scheme: admin.Scheme()})
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	err = parallel(ctx, c.concurrency, c.agents, func(ctx context.Context, i int) error {
+		return baselineAgent(ctx, cl, namespace("bench-baseline", i%c.namespaces), agentName(i))
+	})
+	return time.Since(start), err
+}
+
+func baselineAgent(ctx context.Context, cl client.Client, ns, name string) error {
+	// Custos's child labels, but not its managed-by value: the manager's
+	// cache, sweeper and the stand-in must not see the baseline's objects.
+	labels := map[string]string{
+		custosv1alpha1.AgentLabel:     name,
+		custosv1alpha1.AgentUIDLabel:  "baseline-" + name,
+		custosv1alpha1.TenantLabel:    "baseline",
+		custosv1alpha1.ManagedByLabel: "baseline",
+	}
+	selector := map[string]string{custosv1alpha1.AgentLabel: name, custosv1alpha1.ManagedByLabel: "baseline"}
+	opts := []client.ApplyOption{client.FieldOwner("baseline"), client.ForceOwnership}
+	agent := newAgent(ns, name)
+	sa := identity.ServiceAccountName(name)
+
+	if err := cl.Apply(ctx, identity.ServiceAccount(sa, ns, nil).WithLabels(labels), opts...); err != nil {
+		return err
+	}
+	np := netpol.Render("agent-"+name, ns, selector, netpol.DefaultDNS, &netpol.Egress{}).WithLabels(labels)
+	if err := cl.Apply(ctx, np, opts...); err != nil {
+		return err
+	}
+	applied := workload.Deployment(workload.Params{
+		Name: "agent-" + name, Namespace: ns, ServiceAccount: sa,
+		Selector: selector, PodLabels: labels,
+		Image: agent.Spec.Image, Runtime: agent.Spec.Runtime, Replicas: *agent.Spec.Runtime.Replicas,
+		Regions:    []string{region},
+		ConfigHash: workload.ConfigHash(agent.Spec.Identity, agent.Spec.Credentials),
+	}).WithLabels(labels)
+	if err := cl.Apply(ctx, applied, opts...); err != nil {
+		return err
+	}
+	// Apply left the server's answer in applied; the status update needs it
+	// as a Deployment.
+	data, err := json.Marshal(applied)
+	if err != nil {
+		return err
+	}
+	d := &appsv1.Deployment{}
+	if err := json.Unmarshal(data, d); err != nil {
+		return err
+	}
+	rolledOut(d)
+	return cl.Status().Update(ctx, d)
+}
+
+// runCustos starts the manager, creates the DataBoundary, the namespaces and
+// then the Agents, and times the Agents from the first create until all are
+// Ready, while a stand-in deployment controller rolls out their Deployments.
+// It returns that time and the manager's peak RSS in bytes.
+func runCustos(ctx context.Context, c config, admin *rest.Config, cl client.Client, kubeconfig, dir string, webhook controlplane.WebhookServing) (time.Duration, int64, error) {
+	mgr, err := startManager(ctx, c, kubeconfig, dir, webhook)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer mgr.stop()
+	if err := cl.Create(ctx, &custosv1alpha1.DataBoundary{
+		ObjectMeta: metav1.ObjectMeta{Name: tenant},
+		Spec: custosv1alpha1.DataBoundarySpec{
+			Tenant:            tenant,
+			NamespaceSelector: metav1.LabelSelector{MatchLabels: map[string]string{custosv1alpha1.TenantLabel: tenant}},
+			Regions:           []string{region},
+		},
+	}); err != nil {
+		return 0, 0, err
+	}
+	if err := createNamespaces(ctx, cl, "bench-custos", c.namespaces, map[string]string{custosv1alpha1.TenantLabel: tenant}); err != nil {
+		return 0, 0, err
+	}
+	// The stand-in and the Agent cache stop before the control plane does.
+	watchCtx, stopWatching := context.WithCancel(ctx)
+	defer stopWatching()
+	cs, err := kubernetes.NewForConfig(admin)
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := startStandIn(watchCtx, cs); err != nil {
+		return 0, 0, err
+	}
+	// Readiness is polled from a local cache of the Agents, not by listing
+	// them from the API server: a list of 1000 Agents is about 4 MB of JSON
+	// and takes the API server about half a second on a small machine, so
+	// polling it every 250 ms would make the bench its busiest client.
+	agents, err := cache.New(admin, cache.Options{Scheme: cl.Scheme(),
+		DefaultLabelSelector: labels.SelectorFromSet(labels.Set{custosv1alpha1.TenantLabel: tenant})})
+	if err != nil {
+		return 0, 0, err
+	}
+	if _, err := agents.GetInformer(watchCtx, &custosv1alpha1.Agent{}); err != nil {
+		return 0, 0, err
+	}
+	go func() { _ = agents.Start(watchCtx) }()
+	if !agents.WaitForCacheSync(watchCtx) {
+		return 0, 0, fmt.Errorf("the Agent cache did not sync: %w", ctx.Err())
+	}
+
+	start := time.Now()
+	err = parallel(ctx, c.concurrency, c.agents, func(ctx context.Context, i int) error {
+		return cl.Create(ctx, newAgent(namespace("bench-custos", i%c.namespaces), agentName(i)))
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	say("custos: all Agents created after %s", time.Since(start).Round(time.Millisecond))
+	if err := waitReady(ctx, agents, c.agents, mgr, start); err != nil {
+		return 0, 0, err
+	}
+	elapsed := time.Since(start)
+	hwm, err := peakRSS(mgr.cmd.Process.Pid)
+	if err != nil {
+		return 0, 0, err
+	}
+	fmt.Print(mgr.metrics())
+	say("custos: manager log: %s", mgr.logPath)
+	return elapsed, hwm, nil
+}
+
+// waitReady lists the cached Agents every 250 ms until n are Ready=True: often
+// enough to add little to the figure.
+func waitReady(ctx context.Context, agents client.Reader, n int, mgr *managerProcess, start time.Time) error {
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	said := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %d Agents to be Ready: %w", n, ctx.Err())
+		case <-mgr.exited:
+			return fmt.Errorf("the manager exited: %v; see %s", mgr.err, mgr.logPath)
+		case <-tick.C:
+		}
+		var list custosv1alpha1.AgentList
+		if err := agents.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
+			return err
+		}
+		ready := 0
+		for i := range list.Items {
+			if apimeta.IsStatusConditionTrue(list.Items[i].Status.Conditions, custosv1alpha1.ReadyCondition) {
+				ready++
+			}
+		}
+		if ready >= n {
+			return nil
+		}
+		if time.Since(said) >= 10*time.Second {
+			say("custos: %d/%d Agents Ready after %s", ready, n, time.Since(start).Round(time.Second))
+			said = time.Now()
+		}
+	}
+}
+
+// newAgent is a valid, Active Agent as the controller tests make them: no
+// cloud identity, one Kubernetes token credential, no Toolsets.
+func newAgent(ns, name string) *custosv1alpha1.Agent {
+	return &custosv1alpha1.Agent{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{custosv1alpha1.TenantLabel: tenant}},
+		Spec: custosv1alpha1.AgentSpec{
+			Owner:   custosv1alpha1.AgentOwner{Team: "bench", Contact: "bench@example.com"},
+			Purpose: "Measure how fast Custos onboards agents.",
+			Image:   "registry.example.com/agents/bench:1.0.0",
+			Runtime: custosv1alpha1.AgentRuntime{Replicas: ptr.To[int32](1)},
+			Credentials: []custosv1alpha1.CredentialSpec{{
+				Name:            "api",
+				KubernetesToken: &custosv1alpha1.KubernetesTokenCredential{Audience: "api"},
+				TTL:             metav1.Duration{Duration: 10 * time.Minute},
+			}},
+		},
+	}
+}
+
+func createNamespaces(ctx context.Context, cl client.Client, prefix string, n int, labels map[string]string) error {
+	for i := range n {
+		if err := cl.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace(prefix, i), Labels: labels}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func namespace(prefix string, i int) string { return fmt.Sprintf("%s-%02d", prefix, i) }
+
+func agentName(i int) string { return fmt.Sprintf("agent-%05d", i) }
+
+// parallel runs do(i) for i in [0, n) on workers goroutines, worker w taking
+// every workers-th i from w, and returns the first error, after which the
+// others stop.
+func parallel(ctx context.Context, workers, n int, do func(context.Context, int) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < n && ctx.Err() == nil; i += workers {
+				if err := do(ctx, i); err != nil {
+					cancel(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return context.Cause(ctx)
+}
+
+func say(format string, args ...any) {
+	fmt.Printf("custos bench: "+format+"\n", args...)
+}
