@@ -18,6 +18,9 @@ package controllers
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -29,6 +32,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
@@ -102,6 +106,8 @@ func (r *AgentReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("agent").
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.Concurrency}).
+		// Status and finalizer patches are the reconciler's own doing and
+		// would only queue the agent again.
 		For(&custosv1alpha1.Agent{}).
 		Owns(&corev1.ServiceAccount{}).
 		Owns(&networkingv1.NetworkPolicy{}).
@@ -340,7 +346,7 @@ func (r *AgentReconciler) reconcileIdentity(ctx context.Context, s *agentScope) 
 	sa := identity.ServiceAccount(name, agent.Namespace, agent.Spec.Identity).
 		WithLabels(childLabels(agent)).
 		WithOwnerReferences(ownerReference(agent))
-	if err := r.Client.Apply(ctx, sa, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+	if err := applyChild(ctx, r.Client, &corev1.ServiceAccount{}, agent.Namespace, name, sa); err != nil {
 		setCondition(agent, custosv1alpha1.IdentityBoundCondition, metav1.ConditionFalse, custosv1alpha1.ProgressingReason,
 			"Applying ServiceAccount %s: %v", name, err)
 		return err
@@ -384,7 +390,7 @@ func (r *AgentReconciler) reconcileNetwork(ctx context.Context, s *agentScope) e
 	np := netpol.Render(name, agent.Namespace, selectorLabels(agent), r.DNS, egress).
 		WithLabels(childLabels(agent)).
 		WithOwnerReferences(ownerReference(agent))
-	if err := r.Client.Apply(ctx, np, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+	if err := applyChild(ctx, r.Client, &networkingv1.NetworkPolicy{}, agent.Namespace, name, np); err != nil {
 		setCondition(agent, custosv1alpha1.NetworkIsolatedCondition, metav1.ConditionFalse, custosv1alpha1.ProgressingReason,
 			"Applying NetworkPolicy %s: %v", name, err)
 		return err
@@ -452,7 +458,7 @@ func (r *AgentReconciler) reconcileWorkload(ctx context.Context, s *agentScope) 
 		Regions:        s.boundary.Spec.Regions,
 		ConfigHash:     workload.ConfigHash(agent.Spec.Identity, agent.Spec.Credentials),
 	}).WithLabels(childLabels(agent)).WithOwnerReferences(ownerReference(agent))
-	if err := r.Client.Apply(ctx, deploy, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+	if err := applyChild(ctx, r.Client, &appsv1.Deployment{}, agent.Namespace, name, deploy); err != nil {
 		setCondition(agent, custosv1alpha1.WorkloadAvailableCondition, metav1.ConditionFalse, custosv1alpha1.ProgressingReason,
 			"Applying Deployment %s: %v", name, err)
 		return err
@@ -469,6 +475,48 @@ func (r *AgentReconciler) reconcileWorkload(ctx context.Context, s *agentScope) 
 	}
 	setWorkloadAvailable(agent, d, replicas)
 	return nil
+}
+
+// appliedHashAnnotation on a child records a digest of what Custos last
+// applied to it.
+const appliedHashAnnotation = "custos.dev/applied-hash"
+
+// applyChild server-side applies a child, unless the cached child already
+// carries exactly this configuration and nobody else has written to it
+// since: most reconciles of a settled agent then cost no request at all.
+// Any other writer (kubectl edit, another controller) makes Custos apply
+// again, which puts its fields back.
+func applyChild[AC interface {
+	runtime.ApplyConfiguration
+	WithAnnotations(map[string]string) AC
+}](ctx context.Context, c client.Client, current client.Object, namespace, name string, ac AC) error {
+	data, err := json.Marshal(ac)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(data)
+	hash := hex.EncodeToString(sum[:12])
+	err = c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, current)
+	if err == nil && current.GetAnnotations()[appliedHashAnnotation] == hash && onlyCustosWrote(current) {
+		return nil
+	}
+	if err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	ac.WithAnnotations(map[string]string{appliedHashAnnotation: hash})
+	return c.Apply(ctx, ac, client.FieldOwner(FieldOwner), client.ForceOwnership)
+}
+
+// onlyCustosWrote: no field manager but Custos has written obj outside its
+// status. The controller manager is let be: the deployment controller
+// annotates every Deployment it rolls out.
+func onlyCustosWrote(obj client.Object) bool {
+	for _, f := range obj.GetManagedFields() {
+		if f.Manager != FieldOwner && f.Subresource != "status" && f.Manager != "kube-controller-manager" {
+			return false
+		}
+	}
+	return true
 }
 
 // scaleToZero stops an existing Deployment of the agent without deleting it.

@@ -130,6 +130,19 @@ func TestAgentLifecycle(t *testing.T) {
 		g.Expect(eventReasons(g, a)).To(ContainElement("PhaseActive"))
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
 
+	// Someone opens the agent's network by hand: Custos puts it back.
+	g.Eventually(func() error {
+		if err := k8sClient.Get(ctx, childKey, np); err != nil {
+			return err
+		}
+		np.Spec.Egress = append(np.Spec.Egress, networkingv1.NetworkPolicyEgressRule{})
+		return k8sClient.Update(ctx, np)
+	}).WithTimeout(eventually).Should(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, childKey, np)).To(Succeed())
+		g.Expect(np.Spec.Egress).To(HaveLen(2), "an allow-all rule added by hand must be removed")
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+
 	// New bindings roll the pods: the template's config hash changes.
 	updateAgent(g, agent, func(a *custosv1alpha1.Agent) {
 		a.Spec.Identity.GCP = &custosv1alpha1.GCPIdentity{ServiceAccount: "reconciler@" + tenant + ".iam.gserviceaccount.com"}
