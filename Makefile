@@ -41,6 +41,11 @@ bench: build controlplane ## Time Custos onboarding agents against a plain apply
 	$(GO) build -o bin/custos-bench ./hack/bench
 	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE))" bin/custos-bench $(BENCH_ARGS)
 
+.PHONY: bench-admission
+bench-admission: build controlplane ## Time Agent creates with Custos's admission webhooks against without them (BENCH_ARGS=...).
+	$(GO) build -o bin/custos-bench ./hack/bench
+	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE))" bin/custos-bench -mode admission $(BENCH_ARGS)
+
 .PHONY: generate
 generate: ## Generate deepcopy functions.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...

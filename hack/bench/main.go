@@ -20,6 +20,10 @@ limitations under the License.
 // rate limits, to see what governance costs over "just apply the YAML". The
 // goal is at most 1.5 times the baseline; missing it is a result, not an
 // error.
+//
+// With -mode admission (`make bench-admission`) it instead times Agent
+// creates through the API server with Custos's admission webhooks and
+// without them, at several levels of concurrency; see runAdmission.
 package main
 
 import (
@@ -73,6 +77,11 @@ type config struct {
 	qps                             float64
 	burst                           int
 	timeout                         time.Duration
+
+	// The admission mode's (-mode admission).
+	mode, levels string
+	clientQPS    float64
+	clientBurst  int
 }
 
 func main() {
@@ -85,6 +94,10 @@ func main() {
 	flag.Float64Var(&c.qps, "qps", 50, "Client requests per second, of the manager (--kube-api-qps) and of the baseline.")
 	flag.IntVar(&c.burst, "burst", 100, "Client burst, of the manager (--kube-api-burst) and of the baseline.")
 	flag.DurationVar(&c.timeout, "timeout", 30*time.Minute, "Give up when the whole bench has not finished within this time.")
+	flag.StringVar(&c.mode, "mode", "onboarding", "onboarding: time Custos onboarding agents against a plain apply loop; admission: time Agent creates with and without Custos's admission webhooks.")
+	flag.StringVar(&c.levels, "levels", "1:500,10:1000,50:2000", "Admission mode: concurrent clients:creates for each level.")
+	flag.Float64Var(&c.clientQPS, "client-qps", 5000, "Admission mode: requests per second of the timed clients.")
+	flag.IntVar(&c.clientBurst, "client-burst", 5000, "Admission mode: burst of the timed clients.")
 	flag.Parse()
 	if c.agents < 1 || c.namespaces < 1 || c.concurrency < 1 {
 		fmt.Fprintln(os.Stderr, "custos bench: -agents, -namespaces and -concurrency must be at least 1")
@@ -97,7 +110,17 @@ func main() {
 	// The first SIGINT or SIGTERM cancels ctx; later ones are swallowed
 	// until run has stopped everything it started.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := run(ctx, c)
+	var err error
+	switch c.mode {
+	case "onboarding":
+		err = run(ctx, c)
+	case "admission":
+		err = runAdmission(ctx, c)
+	default:
+		stop()
+		fmt.Fprintf(os.Stderr, "custos bench: -mode %q is neither onboarding nor admission\n", c.mode)
+		os.Exit(2)
+	}
 	if err != nil && ctx.Err() != nil {
 		err = errors.New("interrupted; stopped everything it started")
 	}
