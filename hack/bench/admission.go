@@ -149,11 +149,11 @@ func runAdmission(ctx context.Context, c config) (retErr error) {
 
 	// The manager runs in both phases with its ordinary limits, so that its
 	// reconcilers load the API server alike with and without webhooks.
-	mgr, err := startManager(ctx, c, kubeconfig, dir, cp.Webhook)
+	mgr, err := startManager(ctx, c, cp, kubeconfig, dir)
 	if err != nil {
 		return err
 	}
-	defer mgr.stop()
+	defer mgr.Stop()
 	if err := cl.Create(ctx, &custosv1alpha1.DataBoundary{
 		ObjectMeta: metav1.ObjectMeta{Name: tenant},
 		Spec: custosv1alpha1.DataBoundarySpec{
@@ -229,8 +229,8 @@ func runAdmission(ctx context.Context, c config) (retErr error) {
 		}
 		results = append(results, r)
 	}
-	fmt.Print(mgr.metrics())
-	say("manager log: %s", mgr.logPath)
+	fmt.Print(managerMetrics(mgr))
+	say("manager log: %s", mgr.LogPath)
 
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond)) }
 	verdict := func(ok bool) string {
@@ -380,13 +380,13 @@ func (a webhookTotals) sub(b webhookTotals) (api, handler float64) {
 	return mean(a.apiSum-b.apiSum, a.apiCount-b.apiCount), mean(a.hSum-b.hSum, a.hCount-b.hCount)
 }
 
-func webhookMetrics(ctx context.Context, cs kubernetes.Interface, mgr *managerProcess) (webhookTotals, error) {
+func webhookMetrics(ctx context.Context, cs kubernetes.Interface, mgr *controlplane.Manager) (webhookTotals, error) {
 	var t webhookTotals
 	api, err := cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 	if err != nil {
 		return t, fmt.Errorf("the API server's metrics: %w", err)
 	}
-	m, err := get("http://" + mgr.addr + "/metrics")
+	m, err := get("http://" + mgr.MetricsAddr + "/metrics")
 	if err != nil {
 		return t, fmt.Errorf("the manager's metrics: %w", err)
 	}

@@ -184,7 +184,7 @@ func run(ctx context.Context, c config) (retErr error) {
 	}
 	say("baseline: done after %s", base.Round(time.Millisecond))
 	say("custos: %d Agents, --concurrency %d", c.agents, c.concurrency)
-	custos, hwm, err := runCustos(ctx, c, admin, cl, kubeconfig, dir, cp.Webhook)
+	custos, hwm, err := runCustos(ctx, c, admin, cl, kubeconfig, dir, cp)
 	if err != nil {
 		return fmt.Errorf("custos: %w", err)
 	}
@@ -275,12 +275,12 @@ func baselineAgent(ctx context.Context, cl client.Client, ns, name string) error
 // then the Agents, and times the Agents from the first create until all are
 // Ready, while a stand-in deployment controller rolls out their Deployments.
 // It returns that time and the manager's peak RSS in bytes.
-func runCustos(ctx context.Context, c config, admin *rest.Config, cl client.Client, kubeconfig, dir string, webhook controlplane.WebhookServing) (time.Duration, int64, error) {
-	mgr, err := startManager(ctx, c, kubeconfig, dir, webhook)
+func runCustos(ctx context.Context, c config, admin *rest.Config, cl client.Client, kubeconfig, dir string, cp *controlplane.ControlPlane) (time.Duration, int64, error) {
+	mgr, err := startManager(ctx, c, cp, kubeconfig, dir)
 	if err != nil {
 		return 0, 0, err
 	}
-	defer mgr.stop()
+	defer mgr.Stop()
 	if err := cl.Create(ctx, &custosv1alpha1.DataBoundary{
 		ObjectMeta: metav1.ObjectMeta{Name: tenant},
 		Spec: custosv1alpha1.DataBoundarySpec{
@@ -333,18 +333,18 @@ func runCustos(ctx context.Context, c config, admin *rest.Config, cl client.Clie
 		return 0, 0, err
 	}
 	elapsed := time.Since(start)
-	hwm, err := peakRSS(mgr.cmd.Process.Pid)
+	hwm, err := peakRSS(mgr.PID())
 	if err != nil {
 		return 0, 0, err
 	}
-	fmt.Print(mgr.metrics())
-	say("custos: manager log: %s", mgr.logPath)
+	fmt.Print(managerMetrics(mgr))
+	say("custos: manager log: %s", mgr.LogPath)
 	return elapsed, hwm, nil
 }
 
 // waitReady lists the cached Agents every 250 ms until n are Ready=True: often
 // enough to add little to the figure.
-func waitReady(ctx context.Context, agents client.Reader, n int, mgr *managerProcess, start time.Time) error {
+func waitReady(ctx context.Context, agents client.Reader, n int, mgr *controlplane.Manager, start time.Time) error {
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	said := time.Now()
@@ -352,8 +352,8 @@ func waitReady(ctx context.Context, agents client.Reader, n int, mgr *managerPro
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for %d Agents to be Ready: %w", n, ctx.Err())
-		case <-mgr.exited:
-			return fmt.Errorf("the manager exited: %v; see %s", mgr.err, mgr.logPath)
+		case <-mgr.Exited():
+			return fmt.Errorf("the manager exited: %v; see %s", mgr.Err(), mgr.LogPath)
 		case <-tick.C:
 		}
 		var list custosv1alpha1.AgentList

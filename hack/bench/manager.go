@@ -20,14 +20,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -43,106 +40,21 @@ import (
 	"github.com/custos-dev/custos/internal/controlplane"
 )
 
-// managerProcess is bin/manager running as a child process.
-type managerProcess struct {
-	cmd           *exec.Cmd
-	logPath, addr string // addr serves /metrics
-	exited        chan struct{}
-	err           error
-}
-
-// startManager runs the manager as `make dev` does, every listener on
-// loopback and the webhooks served where the control plane expects them,
-// and waits until it is ready. The sweeper sweeps at start-up, before any
-// Agent exists, and then not within the run.
-func startManager(ctx context.Context, c config, kubeconfig, dir string, webhook controlplane.WebhookServing) (*managerProcess, error) {
-	ports, err := freePorts(2)
-	if err != nil {
-		return nil, err
-	}
-	m := &managerProcess{logPath: filepath.Join(dir, "manager.log"), addr: "127.0.0.1:" + ports[1], exited: make(chan struct{})}
-	logFile, err := os.Create(m.logPath)
-	if err != nil {
-		return nil, err
-	}
-	m.cmd = exec.Command(c.manager, "--kubeconfig", kubeconfig,
-		"--health-probe-bind-address", "127.0.0.1:"+ports[0],
-		"--metrics-bind-address", m.addr,
-		"--webhook-host", webhook.Host, "--webhook-port", strconv.Itoa(webhook.Port),
-		// The control plane made the certificates and put its CA in the
-		// webhook configurations; the manager must not manage its own.
-		"--webhook-cert-dir", webhook.CertDir, "--webhook-cert-secret=",
+// startManager runs bin/manager for a benchmark run: the sweeper out of the
+// way, and the concurrency and client limits the run asks for.
+func startManager(ctx context.Context, c config, cp *controlplane.ControlPlane, kubeconfig, dir string) (*controlplane.Manager, error) {
+	return cp.StartManager(ctx, c.manager, kubeconfig, filepath.Join(dir, "manager.log"),
 		"--sweep-interval", "1h",
 		"--concurrency", strconv.Itoa(c.concurrency),
 		"--kube-api-qps", strconv.FormatFloat(c.qps, 'g', -1, 64),
 		"--kube-api-burst", strconv.Itoa(c.burst))
-	m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
-	// If the bench is killed outright, the kernel stops the manager too.
-	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := m.cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("starting %s (run make build): %w", c.manager, err)
-	}
-	go func() {
-		m.err = m.cmd.Wait()
-		logFile.Close()
-		close(m.exited)
-	}()
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			m.stop()
-			return nil, ctx.Err()
-		case <-m.exited:
-			return nil, fmt.Errorf("the manager exited before it was ready: %v; see %s", m.err, m.logPath)
-		case <-tick.C:
-			if _, err := get("http://127.0.0.1:" + ports[0] + "/readyz"); err == nil {
-				return m, nil
-			}
-		}
-	}
-}
-
-// freePorts returns n distinct free ports on loopback.
-func freePorts(n int) ([]string, error) {
-	var ports []string
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		// Held until all are picked, so that none is picked twice.
-		defer l.Close()
-		ports = append(ports, strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
-	}
-	return ports, nil
-}
-
-// stop asks the manager to shut down gracefully and kills it if it has not
-// within 30 seconds.
-func (m *managerProcess) stop() {
-	select {
-	case <-m.exited:
-		return
-	default:
-	}
-	say("stopping the manager")
-	_ = m.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-m.exited:
-	case <-time.After(30 * time.Second):
-		_ = m.cmd.Process.Kill()
-		<-m.exited
-	}
 }
 
 // metrics returns the manager's non-zero metrics that explain its figure:
 // the requests it sent, by verb and code, and how often and how long each
 // controller reconciled and its queue made work wait.
-func (m *managerProcess) metrics() string {
-	body, err := get("http://" + m.addr + "/metrics")
+func managerMetrics(m *controlplane.Manager) string {
+	body, err := get("http://" + m.MetricsAddr + "/metrics")
 	if err != nil {
 		return fmt.Sprintf("custos bench: manager metrics: %v\n", err)
 	}

@@ -29,13 +29,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -106,11 +103,15 @@ func run(ctx context.Context, root, devDir, managerBin string) error {
 	}
 	defer os.Remove(bootKubeconfig)
 
-	mgr, err := startManager(ctx, managerBin, bootKubeconfig, devDir, cp.Webhook)
+	say("starting the manager (%s)", managerBin)
+	mgr, err := cp.StartManager(ctx, managerBin, bootKubeconfig, filepath.Join(devDir, "manager.log"))
 	if err != nil {
 		return err
 	}
-	defer mgr.stop()
+	defer func() {
+		say("stopping the manager")
+		mgr.Stop()
+	}()
 
 	say("applying config/samples")
 	if err := runKubectl(ctx, kubectl, bootKubeconfig, "apply", "-k", filepath.Join(root, "config", "samples")); err != nil {
@@ -124,7 +125,7 @@ func run(ctx context.Context, root, devDir, managerBin string) error {
 	}
 
 	abs, _ := filepath.Abs(kubeconfig)
-	say("up in %s; manager logs: %s", time.Since(start).Round(100*time.Millisecond), mgr.logPath)
+	say("up in %s; manager logs: %s", time.Since(start).Round(100*time.Millisecond), mgr.LogPath)
 	say("kubeconfig: %s", abs)
 	say("try: kubectl --kubeconfig %s get custos -A", abs)
 	fmt.Println(readyLine)
@@ -133,106 +134,9 @@ func run(ctx context.Context, root, devDir, managerBin string) error {
 	case <-ctx.Done():
 		say("interrupted, shutting down")
 		return nil
-	case <-mgr.exited:
-		return fmt.Errorf("the manager exited unexpectedly: %v; see %s", mgr.err, mgr.logPath)
+	case <-mgr.Exited():
+		return fmt.Errorf("the manager exited unexpectedly: %v; see %s", mgr.Err(), mgr.LogPath)
 	}
-}
-
-// managerProcess is the manager running as a child process.
-type managerProcess struct {
-	cmd     *exec.Cmd
-	logPath string
-	exited  chan struct{}
-	err     error
-}
-
-// startManager runs the manager with every listener on loopback, serving
-// the webhooks where the control plane expects them, and waits until its
-// readiness endpoint answers.
-func startManager(ctx context.Context, bin, kubeconfig, devDir string, webhook controlplane.WebhookServing) (*managerProcess, error) {
-	ports, err := freePorts(2)
-	if err != nil {
-		return nil, err
-	}
-	logPath := filepath.Join(devDir, "manager.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	probeAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
-	cmd := exec.Command(bin,
-		"--kubeconfig", kubeconfig,
-		"--metrics-bind-address", "127.0.0.1:"+strconv.Itoa(ports[1]),
-		"--health-probe-bind-address", probeAddr,
-		"--webhook-host", webhook.Host,
-		"--webhook-port", strconv.Itoa(webhook.Port),
-		"--webhook-cert-dir", webhook.CertDir,
-		// The control plane made the certificates and set the CA bundle.
-		"--webhook-cert-secret=",
-	)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	// If we are killed outright, the kernel stops the manager for us.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	say("starting the manager (%s)", bin)
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("starting %s (run make build): %w", bin, err)
-	}
-	m := &managerProcess{cmd: cmd, logPath: logPath, exited: make(chan struct{})}
-	go func() {
-		m.err = cmd.Wait()
-		logFile.Close()
-		close(m.exited)
-	}()
-
-	deadline := time.NewTimer(2 * time.Minute)
-	defer deadline.Stop()
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			m.stop()
-			return nil, ctx.Err()
-		case <-m.exited:
-			return nil, fmt.Errorf("the manager exited before it was ready: %v; see %s", m.err, logPath)
-		case <-deadline.C:
-			m.stop()
-			return nil, fmt.Errorf("the manager was not ready within 2 minutes; see %s", logPath)
-		case <-tick.C:
-			if ready("http://" + probeAddr + "/readyz") {
-				return m, nil
-			}
-		}
-	}
-}
-
-// stop asks the manager to shut down gracefully and kills it if it has not
-// within 30 seconds.
-func (m *managerProcess) stop() {
-	select {
-	case <-m.exited:
-		return
-	default:
-	}
-	say("stopping the manager")
-	_ = m.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-m.exited:
-	case <-time.After(30 * time.Second):
-		_ = m.cmd.Process.Kill()
-		<-m.exited
-	}
-}
-
-func ready(url string) bool {
-	c := http.Client{Timeout: time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
 }
 
 func runKubectl(ctx context.Context, kubectl, kubeconfig string, args ...string) error {
@@ -242,26 +146,6 @@ func runKubectl(ctx context.Context, kubectl, kubeconfig string, args ...string)
 		return fmt.Errorf("kubectl %v: %w", args, err)
 	}
 	return nil
-}
-
-// freePorts returns n distinct free ports on loopback.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var listeners []net.Listener
-	defer func() {
-		for _, l := range listeners {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		listeners = append(listeners, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // dieWithParent asks the kernel to send us SIGTERM when our parent exits.
