@@ -114,11 +114,15 @@ func (v *AgentValidator) validate(ctx context.Context, old, agent *custosv1alpha
 	}
 	errs = append(errs, checkTenantLabel("Agent", agent, oldObj, ns)...)
 	errs = append(errs, boundaryErrs...)
+	if b != nil {
+		errs = append(errs, checkBoundaryTenant(agent, b)...)
+	}
 	if b == nil || len(errs) > 0 {
 		return nil, invalid(agentKind, agent.Name, errs)
 	}
 
-	// CheckAgent repeats the tenant rules; keep its other findings.
+	// CheckAgent repeats the tenant rules, checked above; keep its other
+	// findings.
 	for _, e := range boundary.CheckAgent(b, ns, agent) {
 		if e.Field != tenantPath.String() {
 			errs = append(errs, e)

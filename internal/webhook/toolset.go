@@ -79,6 +79,7 @@ func (v *ToolsetValidator) validate(ctx context.Context, old, ts *custosv1alpha1
 	errs = append(errs, checkTenantLabel("Toolset", ts, oldObj, ns)...)
 	errs = append(errs, boundaryErrs...)
 	if b != nil {
+		errs = append(errs, checkBoundaryTenant(ts, b)...)
 		endpointNS, err := endpointNamespace(ctx, v.Client, ts)
 		if err != nil {
 			return apierrors.NewInternalError(err)

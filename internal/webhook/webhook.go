@@ -151,6 +151,18 @@ func namespaceAndBoundary(ctx context.Context, c client.Reader, namespace string
 	return ns, b, nil, nil
 }
 
+// checkBoundaryTenant: the boundary that covers the object's namespace is
+// the object's tenant's. A namespace can carry one tenant's label and be
+// selected by another tenant's boundary (by another label); then neither
+// tenant may place objects there.
+func checkBoundaryTenant(obj client.Object, b *custosv1alpha1.DataBoundary) field.ErrorList {
+	if tenant := obj.GetLabels()[custosv1alpha1.TenantLabel]; tenant != "" && tenant != b.Spec.Tenant {
+		return field.ErrorList{field.Forbidden(tenantPath, fmt.Sprintf(
+			"%q is not the tenant of DataBoundary %q (%q), which covers namespace %s", tenant, b.Name, b.Spec.Tenant, obj.GetNamespace()))}
+	}
+	return nil
+}
+
 // checkTenantLabel: the object carries a tenant label equal to its
 // namespace's, and (on update) the one it had.
 func checkTenantLabel(kind string, obj, old client.Object, ns *corev1.Namespace) field.ErrorList {
