@@ -20,8 +20,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,10 +28,7 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -101,39 +96,12 @@ func runAdmission(ctx context.Context, c config) (retErr error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	dir, err := os.MkdirTemp("", "custos-bench-admission-")
+	env, err := startBenchEnv(ctx, c, "custos-bench-admission-")
 	if err != nil {
 		return err
 	}
-	cpLog, err := os.Create(filepath.Join(dir, "controlplane.log"))
-	if err != nil {
-		return err
-	}
-	defer cpLog.Close()
-	say("starting etcd and kube-apiserver; logs in %s", dir)
-	cp, err := controlplane.Start(ctx, controlplane.Options{RepoRoot: c.root, Output: cpLog, Webhooks: true})
-	if err != nil {
-		return err
-	}
-	defer func() {
-		say("stopping the control plane")
-		retErr = errors.Join(retErr, cp.Stop())
-	}()
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(kubeconfig, cp.Kubeconfig, 0o600); err != nil {
-		return err
-	}
-	defer os.Remove(kubeconfig)
-
-	admin := rest.CopyConfig(cp.Config)
-	admin.QPS = -1
-	scheme := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(custosv1alpha1.AddToScheme(scheme))
-	cl, err := client.New(admin, client.Options{Scheme: scheme})
-	if err != nil {
-		return err
-	}
+	defer func() { retErr = errors.Join(retErr, env.stop()) }()
+	cp, dir, kubeconfig, admin, cl := env.cp, env.dir, env.kubeconfig, env.admin, env.client
 	cs, err := kubernetes.NewForConfig(admin)
 	if err != nil {
 		return err
@@ -142,7 +110,7 @@ func runAdmission(ctx context.Context, c config) (retErr error) {
 	// has, limited so loosely that the limiter shapes nothing.
 	measuredCfg := rest.CopyConfig(cp.Config)
 	measuredCfg.QPS, measuredCfg.Burst = float32(c.clientQPS), c.clientBurst
-	measured, err := client.New(measuredCfg, client.Options{Scheme: scheme})
+	measured, err := client.New(measuredCfg, client.Options{Scheme: cl.Scheme()})
 	if err != nil {
 		return err
 	}

@@ -131,49 +131,73 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, c config) (retErr error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	// Kept after the run: the logs are what explain a surprising figure.
-	dir, err := os.MkdirTemp("", "custos-bench-")
+// benchEnv is a local control plane with Custos's webhooks, and the bench's
+// own clients.
+type benchEnv struct {
+	cp         *controlplane.ControlPlane
+	dir        string // kept after the run: the logs explain a surprising figure
+	kubeconfig string
+	admin      *rest.Config
+	client     client.Client
+	cpLog      *os.File
+}
+
+// startBenchEnv starts the control plane with Custos's admission webhooks,
+// as make dev runs it, logging into a new directory named after prefix.
+// Until the manager serves the webhooks, the API server refuses Agents and
+// tenant-labelled namespaces.
+func startBenchEnv(ctx context.Context, c config, prefix string) (*benchEnv, error) {
+	dir, err := os.MkdirTemp("", prefix)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cpLog, err := os.Create(filepath.Join(dir, "controlplane.log"))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer cpLog.Close()
 	say("starting etcd and kube-apiserver; logs in %s", dir)
-	// With Custos's admission webhooks, as `make dev` runs it. Until the
-	// manager serves them the API server refuses Agents and tenant-labelled
-	// namespaces; the baseline creates neither.
 	cp, err := controlplane.Start(ctx, controlplane.Options{RepoRoot: c.root, Output: cpLog, Webhooks: true})
 	if err != nil {
-		return err
+		cpLog.Close()
+		return nil, err
 	}
-	defer func() {
-		say("stopping the control plane")
-		retErr = errors.Join(retErr, cp.Stop())
-	}()
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(kubeconfig, cp.Kubeconfig, 0o600); err != nil {
-		return err
+	env := &benchEnv{cp: cp, dir: dir, cpLog: cpLog, kubeconfig: filepath.Join(dir, "kubeconfig")}
+	if err := os.WriteFile(env.kubeconfig, cp.Kubeconfig, 0o600); err != nil {
+		return nil, errors.Join(err, env.stop())
 	}
-	defer os.Remove(kubeconfig) // it points at a server about to go
-
 	// The bench's own clients (namespaces, Agents, the stand-in deployment
 	// controller, polling) are not rate limited, so that only the measured
 	// clients' limits shape the figures.
-	admin := rest.CopyConfig(cp.Config)
-	admin.QPS = -1
+	env.admin = rest.CopyConfig(cp.Config)
+	env.admin.QPS = -1
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(custosv1alpha1.AddToScheme(scheme))
-	cl, err := client.New(admin, client.Options{Scheme: scheme})
+	if env.client, err = client.New(env.admin, client.Options{Scheme: scheme}); err != nil {
+		return nil, errors.Join(err, env.stop())
+	}
+	return env, nil
+}
+
+// stop stops the control plane and removes the kubeconfig, which points at
+// a server that is gone.
+func (e *benchEnv) stop() error {
+	say("stopping the control plane")
+	err := e.cp.Stop()
+	_ = os.Remove(e.kubeconfig)
+	e.cpLog.Close()
+	return err
+}
+
+func run(ctx context.Context, c config) (retErr error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	env, err := startBenchEnv(ctx, c, "custos-bench-")
 	if err != nil {
 		return err
 	}
+	defer func() { retErr = errors.Join(retErr, env.stop()) }()
+	cp, dir, kubeconfig, admin, cl := env.cp, env.dir, env.kubeconfig, env.admin, env.client
 	measured := rest.CopyConfig(cp.Config)
 	measured.QPS, measured.Burst = float32(c.qps), c.burst
 
