@@ -48,13 +48,7 @@ func isStalledReason(reason string) bool {
 }
 
 func setCondition(agent *custosv1alpha1.Agent, conditionType string, status metav1.ConditionStatus, reason, format string, args ...any) {
-	meta.SetStatusCondition(&agent.Status.Conditions, metav1.Condition{
-		Type:               conditionType,
-		Status:             status,
-		Reason:             reason,
-		Message:            clipMessage(fmt.Sprintf(format, args...), conditionMessageLimit),
-		ObservedGeneration: agent.Generation,
-	})
+	setStatusCondition(&agent.Status.Conditions, agent.Generation, conditionType, status, reason, fmt.Sprintf(format, args...))
 }
 
 func findCondition(agent *custosv1alpha1.Agent, conditionType string) *metav1.Condition {

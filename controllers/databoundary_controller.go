@@ -24,7 +24,6 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -150,16 +149,9 @@ func (r *DataBoundaryReconciler) Reconcile(ctx context.Context, req ctrl.Request
 
 	before := db.DeepCopy()
 	defer func() {
-		if err := patchStatus(ctx, r.Client, before, db); err != nil {
-			if apierrors.IsNotFound(err) {
-				return
-			}
-			// Not joined with retErr: a terminal error must not stop the
-			// retry of a status that was never written.
-			retErr = fmt.Errorf("patching the status of DataBoundary %s: %w", klog.KObj(db), err)
-			return
+		if err := finishStatus(ctx, r.Client, r.Recorder, "DataBoundary", before, db, before.Status.Conditions, db.Status.Conditions); err != nil {
+			retErr = err
 		}
-		recordReadyAndStalled(ctx, r.Recorder, db, before.Status.Conditions, db.Status.Conditions)
 	}()
 
 	sel, err := metav1.LabelSelectorAsSelector(&db.Spec.NamespaceSelector)
@@ -264,13 +256,7 @@ func setBoundaryProgressing(db *custosv1alpha1.DataBoundary, err error) {
 }
 
 func setBoundaryCondition(db *custosv1alpha1.DataBoundary, conditionType string, status metav1.ConditionStatus, reason, msg string) {
-	meta.SetStatusCondition(&db.Status.Conditions, metav1.Condition{
-		Type:               conditionType,
-		Status:             status,
-		Reason:             reason,
-		Message:            clipMessage(msg, conditionMessageLimit),
-		ObservedGeneration: db.Generation,
-	})
+	setStatusCondition(&db.Status.Conditions, db.Generation, conditionType, status, reason, msg)
 }
 
 func boundaryCoverageMessage(cov boundaryCoverage) string {

@@ -18,9 +18,11 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -48,6 +50,57 @@ func patchStatus(ctx context.Context, c client.Client, before, obj client.Object
 		return nil
 	}
 	return c.Status().Patch(ctx, obj, client.MergeFrom(before))
+}
+
+// finishStatus is the deferred end of a Toolset or DataBoundary
+// reconcile: it patches the status and, once written, records the Ready and
+// Stalled transitions between the conditions before and after. An object
+// deleted meanwhile is no error. The error is meant to replace the
+// reconcile's, not join it: a terminal error must not stop the retry of a
+// status that was never written.
+func finishStatus(ctx context.Context, c client.Client, rec recorder.EventRecorder, kind string, before, obj client.Object, beforeConds, afterConds []metav1.Condition) error {
+	if err := patchStatus(ctx, c, before, obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("patching the status of %s %s: %w", kind, klog.KObj(obj), err)
+	}
+	recordReadyAndStalled(ctx, rec, obj, beforeConds, afterConds)
+	return nil
+}
+
+// setStatusCondition sets a condition of an object at generation, with its
+// message cut to what the API and a terminal take.
+func setStatusCondition(conds *[]metav1.Condition, generation int64, conditionType string, status metav1.ConditionStatus, reason, msg string) {
+	meta.SetStatusCondition(conds, metav1.Condition{
+		Type:               conditionType,
+		Status:             status,
+		Reason:             reason,
+		Message:            clipMessage(msg, conditionMessageLimit),
+		ObservedGeneration: generation,
+	})
+}
+
+// Limits of the messages Custos writes. A schema error or a conflict can
+// quote user input of any length; the API refuses an Event whose note is
+// longer than 1024 characters, and a condition message longer than 32768.
+const (
+	conditionMessageLimit = 4096
+	eventNoteLimit        = 1024
+)
+
+// clipMessage cuts msg to at most maxLen bytes, marking the cut, on a rune
+// boundary so that it stays valid UTF-8.
+func clipMessage(msg string, maxLen int) string {
+	if len(msg) <= maxLen {
+		return msg
+	}
+	const mark = "…"
+	cut := maxLen - len(mark)
+	for cut > 0 && msg[cut]&0xC0 == 0x80 {
+		cut--
+	}
+	return msg[:cut] + mark
 }
 
 // recordEvent logs and records an Event on obj: one helper, so the two never

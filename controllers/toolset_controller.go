@@ -20,10 +20,8 @@ import (
 	"context"
 	"fmt"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -73,16 +71,9 @@ func (r *ToolsetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 
 	before := ts.DeepCopy()
 	defer func() {
-		if err := patchStatus(ctx, r.Client, before, ts); err != nil {
-			if apierrors.IsNotFound(err) {
-				return
-			}
-			// Not joined with retErr: a terminal error must not stop the
-			// retry of a status that was never written.
-			retErr = fmt.Errorf("patching the status of Toolset %s: %w", klog.KObj(ts), err)
-			return
+		if err := finishStatus(ctx, r.Client, r.Recorder, "Toolset", before, ts, before.Status.Conditions, ts.Status.Conditions); err != nil {
+			retErr = err
 		}
-		recordReadyAndStalled(ctx, r.Recorder, ts, before.Status.Conditions, ts.Status.Conditions)
 	}()
 
 	// Compile fails only on the schemas themselves (a *toolschema.SchemaError):
@@ -147,33 +138,5 @@ func setToolsetReadyCondition(ts *custosv1alpha1.Toolset, compileErr error) {
 }
 
 func setToolsetCondition(ts *custosv1alpha1.Toolset, conditionType string, status metav1.ConditionStatus, reason, msg string) {
-	meta.SetStatusCondition(&ts.Status.Conditions, metav1.Condition{
-		Type:               conditionType,
-		Status:             status,
-		Reason:             reason,
-		Message:            clipMessage(msg, conditionMessageLimit),
-		ObservedGeneration: ts.Generation,
-	})
-}
-
-// Limits of the messages Custos writes. A schema error or a conflict can
-// quote user input of any length; the API refuses an Event whose note is
-// longer than 1024 characters, and a condition message longer than 32768.
-const (
-	conditionMessageLimit = 4096
-	eventNoteLimit        = 1024
-)
-
-// clipMessage cuts msg to at most maxLen bytes, marking the cut, on a rune
-// boundary so that it stays valid UTF-8.
-func clipMessage(msg string, maxLen int) string {
-	if len(msg) <= maxLen {
-		return msg
-	}
-	const mark = "…"
-	cut := maxLen - len(mark)
-	for cut > 0 && msg[cut]&0xC0 == 0x80 {
-		cut--
-	}
-	return msg[:cut] + mark
+	setStatusCondition(&ts.Status.Conditions, ts.Generation, conditionType, status, reason, msg)
 }
