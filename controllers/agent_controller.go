@@ -43,6 +43,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -106,9 +107,9 @@ func (r *AgentReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("agent").
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.Concurrency}).
-		// Status and finalizer patches are the reconciler's own doing and
-		// would only queue the agent again.
-		For(&custosv1alpha1.Agent{}).
+		// Status patches are the reconciler's own doing and would only
+		// queue the agent again.
+		For(&custosv1alpha1.Agent{}, builder.WithPredicates(agentChanged)).
 		Owns(&corev1.ServiceAccount{}).
 		Owns(&networkingv1.NetworkPolicy{}).
 		Owns(&appsv1.Deployment{}).
@@ -118,6 +119,19 @@ func (r *AgentReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager
 			builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		Complete(r)
 }
+
+// agentChanged passes an Agent's creation, deletion and every update except
+// one that changed only its status: the spec (generation), labels,
+// annotations, finalizers or deletion timestamp.
+var agentChanged = predicate.Or[client.Object](
+	predicate.GenerationChangedPredicate{},
+	predicate.LabelChangedPredicate{},
+	predicate.AnnotationChangedPredicate{},
+	predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		return !slices.Equal(e.ObjectOld.GetFinalizers(), e.ObjectNew.GetFinalizers()) ||
+			!e.ObjectOld.GetDeletionTimestamp().Equal(e.ObjectNew.GetDeletionTimestamp())
+	}},
+)
 
 func toolsetKey(a *custosv1alpha1.Agent, ref custosv1alpha1.ToolsetReference) string {
 	ns := ref.Namespace
@@ -458,19 +472,10 @@ func (r *AgentReconciler) reconcileWorkload(ctx context.Context, s *agentScope) 
 		Regions:        s.boundary.Spec.Regions,
 		ConfigHash:     workload.ConfigHash(agent.Spec.Identity, agent.Spec.Credentials),
 	}).WithLabels(childLabels(agent)).WithOwnerReferences(ownerReference(agent))
-	if err := applyChild(ctx, r.Client, &appsv1.Deployment{}, agent.Namespace, name, deploy); err != nil {
+	d := &appsv1.Deployment{}
+	if err := applyChild(ctx, r.Client, d, agent.Namespace, name, deploy); err != nil {
 		setCondition(agent, custosv1alpha1.WorkloadAvailableCondition, metav1.ConditionFalse, custosv1alpha1.ProgressingReason,
 			"Applying Deployment %s: %v", name, err)
-		return err
-	}
-	d := &appsv1.Deployment{}
-	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: agent.Namespace, Name: name}, d); err != nil {
-		if apierrors.IsNotFound(err) {
-			// Just created; the cache has not seen it yet.
-			setCondition(agent, custosv1alpha1.WorkloadAvailableCondition, metav1.ConditionFalse, custosv1alpha1.ProgressingReason,
-				"Deployment %s created; waiting for it to roll out", name)
-			return nil
-		}
 		return err
 	}
 	setWorkloadAvailable(agent, d, replicas)
@@ -484,6 +489,7 @@ const appliedHashAnnotation = "custos.dev/applied-hash"
 // applyChild server-side applies a child, unless the cached child already
 // carries exactly this configuration and nobody else has written to it
 // since: most reconciles of a settled agent then cost no request at all.
+// Either way it leaves the child as last seen in current.
 // Any other writer (kubectl edit, another controller) makes Custos apply
 // again, which puts its fields back.
 func applyChild[AC interface {
@@ -504,7 +510,15 @@ func applyChild[AC interface {
 		return err
 	}
 	ac.WithAnnotations(map[string]string{appliedHashAnnotation: hash})
-	return c.Apply(ctx, ac, client.FieldOwner(FieldOwner), client.ForceOwnership)
+	if err := c.Apply(ctx, ac, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+		return err
+	}
+	// Apply left the server's answer in ac: the caller reads the child as
+	// it is now, not as the cache, which has not seen the write yet, has it.
+	if data, err = json.Marshal(ac); err != nil {
+		return err
+	}
+	return json.Unmarshal(data, current)
 }
 
 // onlyCustosWrote: no field manager but Custos has written obj outside its
@@ -603,32 +617,20 @@ func (r *AgentReconciler) event(ctx context.Context, agent *custosv1alpha1.Agent
 	recordEvent(ctx, r.Recorder, agent, eventType, reason, fmt.Sprintf(format, args...))
 }
 
-// recordTransitions records an Event for every change of phase and of a
-// condition's reason, with the condition's reason as the Event's.
+// recordTransitions records the Events a person watching the agent wants,
+// and no more: a Warning when it stalls (or stalls for a new reason), a
+// Normal event when it becomes Ready, and one for each change of lifecycle
+// phase except the first (Pending) and one the Ready event already tells
+// (onboarding, say, or the end of a decommission). Every step's condition is in the status;
+// an Event per step would only multiply the API server's work by the
+// number of agents.
 func (r *AgentReconciler) recordTransitions(ctx context.Context, before, agent *custosv1alpha1.Agent) {
-	for _, c := range agent.Status.Conditions {
-		if slices.Contains([]string{custosv1alpha1.ReconcilingCondition, custosv1alpha1.StalledCondition}, c.Type) {
-			continue
-		}
-		old := findCondition(before, c.Type)
-		if old != nil && old.Status == c.Status && old.Reason == c.Reason {
-			continue
-		}
-		eventType := corev1.EventTypeNormal
-		if c.Status == metav1.ConditionFalse && isStalledReason(c.Reason) {
-			eventType = corev1.EventTypeWarning
-		}
-		if c.Type != custosv1alpha1.ReadyCondition && eventType == corev1.EventTypeNormal && c.Status == metav1.ConditionTrue && old == nil {
-			// Each step turning True on first reconcile is summed up by the
-			// Ready event; one event per step would only be noise.
-			continue
-		}
-		r.event(ctx, agent, eventType, c.Reason, "%s: %s", c.Type, c.Message)
-	}
+	readyRecorded := recordReadyAndStalled(ctx, r.Recorder, agent, before.Status.Conditions, agent.Status.Conditions)
 	beforePhase, phase := phaseOf(before), phaseOf(agent)
-	if beforePhase != phase && phase != "" {
-		r.event(ctx, agent, corev1.EventTypeNormal, "Phase"+string(phase), "Agent is %s", phase)
+	if beforePhase == phase || beforePhase == "" || readyRecorded {
+		return
 	}
+	r.event(ctx, agent, corev1.EventTypeNormal, "Phase"+string(phase), "Agent is %s: %s", phase, conditionMessage(agent, custosv1alpha1.ReadyCondition))
 }
 
 func phaseOf(a *custosv1alpha1.Agent) custosv1alpha1.AgentPhase {

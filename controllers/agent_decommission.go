@@ -137,9 +137,9 @@ func (r *AgentReconciler) reconcileDelete(ctx context.Context, agent *custosv1al
 		setDecommissioning(agent, reason, msg)
 		return ctrl.Result{RequeueAfter: teardownRequeue}, nil
 	}
+	// The phase's Event tells the decommission; the status patch that
+	// follows finds the Agent gone.
 	setDecommissioned(agent, r.Clock.Now())
-	r.event(ctx, agent, corev1.EventTypeNormal, custosv1alpha1.DecommissionedReason,
-		"Agent decommissioned: every lease revoked and every object removed; releasing it")
 	return ctrl.Result{}, r.removeFinalizer(ctx, agent)
 }
 

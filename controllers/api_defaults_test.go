@@ -32,7 +32,7 @@ import (
 // A new object must come back from the API server as kstatus "in progress"
 // (observedGeneration -1) with the documented defaults, so that a user's
 // minimal manifest means what the API reference says. Dry-run creates show
-// what is stored before any reconciler writes a status.
+// what is stored before any reconciler writes a status or the metadata.
 func TestAPIDefaults(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
@@ -59,6 +59,17 @@ func TestAPIDefaults(t *testing.T) {
 	g.Expect(got.Spec.Lifecycle.State).To(Equal(custosv1alpha1.LifecycleActive))
 	g.Expect(got.Spec.Runtime.Replicas).To(HaveValue(Equal(int32(1))))
 	g.Expect(got.Spec.Credentials[0].TTL.Duration).To(Equal(15 * time.Minute))
+	// The API server itself adds the decommission finalizer
+	// (config/crd/policies), next to any the user set, and only once.
+	g.Expect(got.Finalizers).To(Equal([]string{custosv1alpha1.DecommissionFinalizer}))
+	withOwn := agent.DeepCopy()
+	withOwn.Finalizers = []string{"example.com/backup"}
+	g.Expect(k8sClient.Create(ctx, withOwn, client.DryRunAll)).To(Succeed())
+	g.Expect(withOwn.Finalizers).To(Equal([]string{"example.com/backup", custosv1alpha1.DecommissionFinalizer}))
+	already := agent.DeepCopy()
+	already.Finalizers = []string{custosv1alpha1.DecommissionFinalizer}
+	g.Expect(k8sClient.Create(ctx, already, client.DryRunAll)).To(Succeed())
+	g.Expect(already.Finalizers).To(Equal([]string{custosv1alpha1.DecommissionFinalizer}))
 
 	toolset := &custosv1alpha1.Toolset{
 		ObjectMeta: metav1.ObjectMeta{

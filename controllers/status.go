@@ -115,17 +115,23 @@ func recordEvent(ctx context.Context, rec recorder.EventRecorder, obj client.Obj
 	rec.Eventf(obj, nil, eventType, reason, "Reconcile", "%s", clipMessage(msg, eventNoteLimit))
 }
 
-// recordReadyAndStalled records an Event when obj becomes Ready, and a
+// recordReadyAndStalled records an Event when obj becomes Ready (or Ready for
+// a new reason, such as suspended), and a
 // Warning when it stalls or stalls for a new reason; a reconcile that
 // changes nothing records nothing.
-func recordReadyAndStalled(ctx context.Context, rec recorder.EventRecorder, obj client.Object, before, after []metav1.Condition) {
+//
+// It reports whether it recorded the Ready event.
+func recordReadyAndStalled(ctx context.Context, rec recorder.EventRecorder, obj client.Object, before, after []metav1.Condition) bool {
 	if stalled := meta.FindStatusCondition(after, custosv1alpha1.StalledCondition); stalled != nil {
 		if old := meta.FindStatusCondition(before, custosv1alpha1.StalledCondition); old == nil || old.Message != stalled.Message {
 			recordEvent(ctx, rec, obj, corev1.EventTypeWarning, stalled.Reason, stalled.Message)
 		}
 	}
-	if meta.IsStatusConditionTrue(after, custosv1alpha1.ReadyCondition) && !meta.IsStatusConditionTrue(before, custosv1alpha1.ReadyCondition) {
-		ready := meta.FindStatusCondition(after, custosv1alpha1.ReadyCondition)
+	ready, old := meta.FindStatusCondition(after, custosv1alpha1.ReadyCondition), meta.FindStatusCondition(before, custosv1alpha1.ReadyCondition)
+	if ready != nil && ready.Status == metav1.ConditionTrue &&
+		(old == nil || old.Status != metav1.ConditionTrue || old.Reason != ready.Reason) {
 		recordEvent(ctx, rec, obj, corev1.EventTypeNormal, ready.Reason, ready.Message)
+		return true
 	}
+	return false
 }

@@ -29,6 +29,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -41,6 +42,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 )
 
 // AssetsEnv is the variable naming the directory that holds kube-apiserver,
@@ -194,22 +197,33 @@ func (cp *ControlPlane) installPolicies(ctx context.Context, dir string) error {
 			return fmt.Errorf("installing %T %s: %w", obj, obj.GetName(), err)
 		}
 	}
-	// The API server picks policies up from an informer; until it has, it
-	// admits what they refuse. A dry-run Agent without a tenant label tells
-	// when the tenant-label policy is enforced.
-	probe := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "custos.dev/v1alpha1",
-		"kind":       "Agent",
-		"metadata":   map[string]any{"name": "policy-probe", "namespace": "default"},
-		"spec": map[string]any{
-			"owner":   map[string]any{"team": "custos", "contact": "custos@example.com"},
-			"purpose": "probe",
-			"image":   "probe",
-		},
-	}}
+	// The API server picks policies up from informers; until it has, it
+	// admits what they refuse and stores what they would change. A dry-run
+	// Agent without a tenant label tells when the tenant-label policy is
+	// enforced, and one with it when the finalizer policy adds the
+	// finalizer.
+	probe := func(labels map[string]any) *unstructured.Unstructured {
+		return &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "custos.dev/v1alpha1",
+			"kind":       "Agent",
+			"metadata":   map[string]any{"name": "policy-probe", "namespace": "default", "labels": labels},
+			"spec": map[string]any{
+				"owner":   map[string]any{"team": "custos", "contact": "custos@example.com"},
+				"purpose": "probe",
+				"image":   "probe",
+			},
+		}}
+	}
 	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		err := c.Create(ctx, probe.DeepCopy(), client.DryRunAll)
-		return err != nil && strings.Contains(err.Error(), "custos-tenant-label"), nil
+		err := c.Create(ctx, probe(nil), client.DryRunAll)
+		if err == nil || !strings.Contains(err.Error(), "custos-tenant-label") {
+			return false, nil
+		}
+		labelled := probe(map[string]any{custosv1alpha1.TenantLabel: "probe"})
+		if err := c.Create(ctx, labelled, client.DryRunAll); err != nil {
+			return false, nil
+		}
+		return slices.Contains(labelled.GetFinalizers(), custosv1alpha1.DecommissionFinalizer), nil
 	})
 	if err != nil {
 		return fmt.Errorf("waiting for the API server to enforce the admission policies in %s: %w", dir, err)
@@ -218,7 +232,7 @@ func (cp *ControlPlane) installPolicies(ctx context.Context, dir string) error {
 }
 
 // readPolicies reads every YAML document of dir's *.yaml files as a
-// ValidatingAdmissionPolicy or ValidatingAdmissionPolicyBinding.
+// Validating or MutatingAdmissionPolicy or a binding of one.
 func readPolicies(dir string) ([]client.Object, error) {
 	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	if err != nil {
@@ -254,6 +268,10 @@ func readPolicies(dir string) ([]client.Object, error) {
 				obj = &admissionregistrationv1.ValidatingAdmissionPolicy{}
 			case "ValidatingAdmissionPolicyBinding":
 				obj = &admissionregistrationv1.ValidatingAdmissionPolicyBinding{}
+			case "MutatingAdmissionPolicy":
+				obj = &admissionregistrationv1.MutatingAdmissionPolicy{}
+			case "MutatingAdmissionPolicyBinding":
+				obj = &admissionregistrationv1.MutatingAdmissionPolicyBinding{}
 			case "":
 				continue
 			default:
