@@ -40,7 +40,9 @@ import (
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -48,6 +50,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/boundary"
@@ -73,9 +76,13 @@ const teardownRequeue = 2 * time.Second
 type AgentReconciler struct {
 	Client client.Client
 	// APIReader reads around the cache where a stale read would be unsafe:
-	// deciding that an object is gone, or that a name is free.
+	// deciding that an object is gone.
 	APIReader client.Reader
-	Recorder  recorder.EventRecorder
+	// Names holds the metadata of every ServiceAccount, NetworkPolicy and
+	// Deployment, Custos's or not, to tell whether a child's name is free
+	// without asking the API server (see nameTaken).
+	Names    cache.Cache
+	Recorder recorder.EventRecorder
 	Options
 }
 
@@ -104,7 +111,7 @@ func (r *AgentReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager
 	}); err != nil {
 		return err
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named("agent").
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.Concurrency}).
 		// Status patches are the reconciler's own doing and would only
@@ -116,8 +123,35 @@ func (r *AgentReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager
 		Watches(&custosv1alpha1.Toolset{}, handler.EnqueueRequestsFromMapFunc(r.agentsForToolset)).
 		Watches(&custosv1alpha1.DataBoundary{}, handler.EnqueueRequestsFromMapFunc(r.agentsForBoundary)).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.agentsInNamespace),
-			builder.WithPredicates(predicate.LabelChangedPredicate{})).
-		Complete(r)
+			builder.WithPredicates(predicate.LabelChangedPredicate{}))
+	// An object that held an agent child's name (NameConflict) going away
+	// lets the agent converge without anyone touching it.
+	for _, obj := range []client.Object{&corev1.ServiceAccount{}, &networkingv1.NetworkPolicy{}, &appsv1.Deployment{}} {
+		gvk, err := apiutil.GVKForObject(obj, mgr.GetScheme())
+		if err != nil {
+			return err
+		}
+		m := &metav1.PartialObjectMetadata{}
+		m.SetGroupVersionKind(gvk)
+		b = b.WatchesRawSource(source.Kind(r.Names, m,
+			handler.TypedEnqueueRequestsFromMapFunc(agentOfChildName),
+			predicate.TypedFuncs[*metav1.PartialObjectMetadata]{
+				CreateFunc:  func(event.TypedCreateEvent[*metav1.PartialObjectMetadata]) bool { return false },
+				UpdateFunc:  func(event.TypedUpdateEvent[*metav1.PartialObjectMetadata]) bool { return false },
+				GenericFunc: func(event.TypedGenericEvent[*metav1.PartialObjectMetadata]) bool { return false },
+			}))
+	}
+	return b.Complete(r)
+}
+
+// agentOfChildName maps an object named like an agent's child to the Agent
+// of that name in its namespace, whether or not it exists.
+func agentOfChildName(_ context.Context, m *metav1.PartialObjectMetadata) []reconcile.Request {
+	name, ok := strings.CutPrefix(m.Name, childPrefix)
+	if !ok || name == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: m.Namespace, Name: name}}}
 }
 
 // agentChanged passes an Agent's creation, deletion and every update except
@@ -548,16 +582,28 @@ func (r *AgentReconciler) scaleToZero(ctx context.Context, agent *custosv1alpha1
 }
 
 // nameTaken reports whether an object named name exists in the agent's
-// namespace that Custos did not make for this agent. The cache only holds
-// Custos's own objects, so absence there is confirmed with the API server.
+// namespace that Custos did not make for this agent. Custos's own objects are
+// in the manager's cache; anyone else's metadata is in r.Names. Both are
+// caches: an object of the same name created in the last moments before its
+// agent's child may not be seen yet, and is then taken over (its fields
+// Custos sets are overwritten and the Agent owns it), which is what a live
+// read on each new child would prevent, at the price of one request per
+// child.
 func (r *AgentReconciler) nameTaken(ctx context.Context, obj client.Object, agent *custosv1alpha1.Agent, name string) (bool, error) {
 	key := types.NamespacedName{Namespace: agent.Namespace, Name: name}
 	err := r.Client.Get(ctx, key, obj)
 	if apierrors.IsNotFound(err) {
-		err = r.APIReader.Get(ctx, key, obj)
+		gvk, gvkErr := apiutil.GVKForObject(obj, r.Client.Scheme())
+		if gvkErr != nil {
+			return false, gvkErr
+		}
+		m := &metav1.PartialObjectMetadata{}
+		m.SetGroupVersionKind(gvk)
+		err = r.Names.Get(ctx, key, m)
 		if apierrors.IsNotFound(err) {
 			return false, nil
 		}
+		obj = m
 	}
 	if err != nil {
 		return false, err
@@ -578,9 +624,12 @@ func ownedBy(obj client.Object, agent *custosv1alpha1.Agent) bool {
 	return obj.GetLabels()[custosv1alpha1.AgentUIDLabel] == string(agent.UID)
 }
 
+// childPrefix starts the name of everything Custos makes for an agent.
+const childPrefix = "agent-"
+
 // childName names an agent's Deployment and NetworkPolicy.
 func childName(agent *custosv1alpha1.Agent) string {
-	return "agent-" + agent.Name
+	return childPrefix + agent.Name
 }
 
 // childLabels are the labels of everything Custos makes for an agent.

@@ -388,3 +388,51 @@ func TestAgentOutsideItsBoundaryIsStalled(t *testing.T) {
 	// Suspending it is always allowed, even outside the boundary.
 	updateAgent(g, agent, func(a *custosv1alpha1.Agent) { a.Spec.Lifecycle.State = custosv1alpha1.LifecycleSuspended })
 }
+
+// TestAgentDoesNotTakeOverForeignObjects: an object that already holds the
+// name of an agent's child and was not made by Custos is left alone; the
+// agent stalls and says why, and converges once the object is gone.
+func TestAgentDoesNotTakeOverForeignObjects(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	tenant := newTenant("squat")
+	createBoundary(t, tenant, "eu-west-1")
+	ns := tenantNamespace(t, tenant)
+
+	key := client.ObjectKey{Namespace: ns, Name: "agent-squatter"}
+	foreign := &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: ns, Labels: map[string]string{"team": "payments"}},
+		Spec: networkingv1.NetworkPolicySpec{
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
+		},
+	}
+	g.Expect(k8sClient.Create(ctx, foreign)).To(Succeed())
+	agent := newAgent(ns, "squatter", tenant)
+	g.Expect(k8sClient.Create(ctx, agent)).To(Succeed())
+
+	g.Eventually(func(g Gomega) {
+		a := getAgent(g, agent)
+		expectCondition(g, a, custosv1alpha1.NetworkIsolatedCondition, metav1.ConditionFalse, custosv1alpha1.NameConflictReason)
+		expectCondition(g, a, custosv1alpha1.StalledCondition, metav1.ConditionTrue, custosv1alpha1.NameConflictReason)
+		g.Expect(conditionMessage(a, custosv1alpha1.ReadyCondition)).To(ContainSubstring("NetworkPolicy " + key.String() + " exists and was not made by Custos"))
+		g.Expect(kstatusOf(g, a)).To(Equal(status.FailedStatus))
+		g.Expect(eventReasons(g, a)).To(ContainElement(custosv1alpha1.NameConflictReason))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	got := &networkingv1.NetworkPolicy{}
+	g.Expect(k8sClient.Get(ctx, key, got)).To(Succeed())
+	g.Expect(got.Labels).To(Equal(foreign.Labels), "the foreign object keeps its labels")
+	g.Expect(got.OwnerReferences).To(BeEmpty(), "the Agent does not own it")
+	g.Expect(got.Spec.PolicyTypes).To(Equal(foreign.Spec.PolicyTypes))
+	for _, f := range got.ManagedFields {
+		g.Expect(f.Manager).NotTo(Equal(FieldOwner), "Custos wrote no field of it")
+	}
+
+	// Its owner removes it: the agent converges with nothing else touched.
+	g.Expect(k8sClient.Delete(ctx, got)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		a := getAgent(g, agent)
+		expectCondition(g, a, custosv1alpha1.NetworkIsolatedCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason)
+		g.Expect(k8sClient.Get(ctx, key, got)).To(Succeed())
+		g.Expect(got.Labels).To(HaveKeyWithValue(custosv1alpha1.AgentLabel, "squatter"))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+}

@@ -23,11 +23,13 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/netpol"
@@ -82,9 +84,14 @@ func (o *Options) defaults() {
 // sweeper with mgr.
 func SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	opts.defaults()
+	names, err := newNameCache(ctx, mgr)
+	if err != nil {
+		return err
+	}
 	if err := (&AgentReconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
+		Names:     names,
 		Recorder:  mgr.GetEventRecorder(eventSource),
 		Options:   opts,
 	}).SetupWithManager(ctx, mgr); err != nil {
@@ -123,4 +130,38 @@ func CacheOptions() cache.Options {
 		&appsv1.Deployment{}:          mine,
 		&networkingv1.NetworkPolicy{}: mine,
 	}}
+}
+
+// newNameCache starts, with mgr, a cache of the metadata of every
+// ServiceAccount, NetworkPolicy and Deployment, so that the Agent reconciler
+// tells a free child name from a taken one without a request per child. It
+// keeps names, namespaces and labels only: no annotations, no managed
+// fields, no spec or status.
+func newNameCache(ctx context.Context, mgr ctrl.Manager) (cache.Cache, error) {
+	names, err := cache.New(mgr.GetConfig(), cache.Options{
+		HTTPClient: mgr.GetHTTPClient(),
+		Scheme:     mgr.GetScheme(),
+		Mapper:     mgr.GetRESTMapper(),
+		DefaultTransform: func(obj any) (any, error) {
+			if m, ok := obj.(*metav1.PartialObjectMetadata); ok {
+				m.Annotations, m.ManagedFields, m.OwnerReferences = nil, nil, nil
+			}
+			return obj, nil
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, obj := range []client.Object{&corev1.ServiceAccount{}, &networkingv1.NetworkPolicy{}, &appsv1.Deployment{}} {
+		gvk, err := apiutil.GVKForObject(obj, mgr.GetScheme())
+		if err != nil {
+			return nil, err
+		}
+		m := &metav1.PartialObjectMetadata{}
+		m.SetGroupVersionKind(gvk)
+		if _, err := names.GetInformer(ctx, m); err != nil {
+			return nil, err
+		}
+	}
+	return names, mgr.Add(names)
 }
