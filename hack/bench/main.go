@@ -23,7 +23,9 @@ limitations under the License.
 //
 // With -mode admission (`make bench-admission`) it instead times Agent
 // creates through the API server with Custos's admission webhooks and
-// without them, at several levels of concurrency; see runAdmission.
+// without them, at several levels of concurrency; see runAdmission. With
+// -mode audit (`make bench-audit`) it times the audit trail's segment store
+// and its verifier, with no control plane; see runAudit.
 package main
 
 import (
@@ -94,7 +96,7 @@ func main() {
 	flag.Float64Var(&c.qps, "qps", 50, "Client requests per second, of the manager (--kube-api-qps) and of the baseline.")
 	flag.IntVar(&c.burst, "burst", 100, "Client burst, of the manager (--kube-api-burst) and of the baseline.")
 	flag.DurationVar(&c.timeout, "timeout", 30*time.Minute, "Give up when the whole bench has not finished within this time.")
-	flag.StringVar(&c.mode, "mode", "onboarding", "onboarding: time Custos onboarding agents against a plain apply loop; admission: time Agent creates with and without Custos's admission webhooks.")
+	flag.StringVar(&c.mode, "mode", "onboarding", "onboarding: time Custos onboarding agents against a plain apply loop; admission: time Agent creates with and without Custos's admission webhooks; audit: time the audit segment store against a plain file, and verification (its flags after --).")
 	flag.StringVar(&c.levels, "levels", "1:500,10:1000,50:2000", "Admission mode: concurrent clients:creates for each level.")
 	flag.Float64Var(&c.clientQPS, "client-qps", 5000, "Admission mode: requests per second of the timed clients.")
 	flag.IntVar(&c.clientBurst, "client-burst", 5000, "Admission mode: burst of the timed clients.")
@@ -116,9 +118,11 @@ func main() {
 		err = run(ctx, c)
 	case "admission":
 		err = runAdmission(ctx, c)
+	case "audit":
+		err = runAudit(ctx, flag.Args())
 	default:
 		stop()
-		fmt.Fprintf(os.Stderr, "custos bench: -mode %q is neither onboarding nor admission\n", c.mode)
+		fmt.Fprintf(os.Stderr, "custos bench: -mode %q is none of onboarding, admission and audit\n", c.mode)
 		os.Exit(2)
 	}
 	if err != nil && ctx.Err() != nil {

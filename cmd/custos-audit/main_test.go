@@ -1,0 +1,165 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/go-logr/logr"
+	. "github.com/onsi/gomega"
+
+	"github.com/custos-dev/custos/internal/audit"
+)
+
+func runCmd(args ...string) (code int, stdout, stderr string) {
+	var out, errb bytes.Buffer
+	code = run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// writeStore writes a closed segment store of n events signed with the
+// private key in keyDir.
+func writeStore(t *testing.T, keyDir string, n int) string {
+	t.Helper()
+	g := NewWithT(t)
+	privPEM, err := os.ReadFile(filepath.Join(keyDir, "audit-private.pem"))
+	g.Expect(err).NotTo(HaveOccurred())
+	key, err := audit.ParsePrivateKeyPEM(privPEM, nil)
+	g.Expect(err).NotTo(HaveOccurred())
+	signer, err := audit.NewSigner(key)
+	g.Expect(err).NotTo(HaveOccurred())
+	dir := filepath.Join(t.TempDir(), "audit")
+	store, err := audit.OpenSegmentStore(dir, audit.StoreOptions{SegmentSize: 8192})
+	g.Expect(err).NotTo(HaveOccurred())
+	l, err := audit.New(audit.Options{Sinks: []audit.Sink{store}, Signer: signer, CheckpointEvery: 10,
+		BufferDir: t.TempDir(), Logger: logr.Discard()})
+	g.Expect(err).NotTo(HaveOccurred())
+	for i := range n {
+		l.Record(context.Background(), audit.Event{Action: audit.ActionAgentOnboarded, Decision: audit.DecisionAllow,
+			Subject: audit.Subject{Kind: "Agent", Namespace: "finance-agents", Name: "invoice-reconciler", Tenant: "acme-finance"},
+			Details: map[string]string{"i": strings.Repeat("x", i%7)}})
+	}
+	g.Expect(l.Close()).To(Succeed())
+	return dir
+}
+
+func TestVerifyCommand(t *testing.T) {
+	g := NewWithT(t)
+	keys := t.TempDir()
+	code, out, _ := runCmd("keygen", "--out-dir", keys)
+	g.Expect(code).To(Equal(0))
+	g.Expect(out).To(ContainSubstring("audit-private.pem"))
+	g.Expect(out).To(ContainSubstring("--from-file=private.pem="))
+	st, err := os.Stat(filepath.Join(keys, "audit-private.pem"))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(st.Mode().Perm()).To(Equal(os.FileMode(0o600)))
+	code, _, errOut := runCmd("keygen", "--out-dir", keys)
+	g.Expect(code).To(Equal(3), "keygen never overwrites a key")
+	g.Expect(errOut).To(ContainSubstring("file exists"))
+
+	dir := writeStore(t, keys, 200)
+	pub := filepath.Join(keys, "audit-public.pem")
+
+	code, out, errOut = runCmd("verify", "--key", pub, dir)
+	g.Expect(errOut).To(BeEmpty())
+	g.Expect(code).To(Equal(0))
+	g.Expect(out).To(MatchRegexp(`^ok: 221 records, 21 checkpoints, head sha256:[0-9a-f]{64} \(seq 0 to 220, 200 events, \d+ files, closed by a final checkpoint\)\n$`))
+
+	// Flags after the path work too.
+	code, _, _ = runCmd("verify", dir, "--key", pub)
+	g.Expect(code).To(Equal(0))
+	code, out, _ = runCmd("verify", "--no-signatures", dir)
+	g.Expect(code).To(Equal(0))
+	g.Expect(out).To(ContainSubstring("signatures NOT checked"))
+
+	// A record altered in the third segment.
+	seg := filepath.Join(dir, audit.SegmentName(3))
+	data, err := os.ReadFile(seg)
+	g.Expect(err).NotTo(HaveOccurred())
+	lines := strings.SplitAfter(string(data), "\n")
+	seq := regexp.MustCompile(`"seq":(\d+)`).FindStringSubmatch(lines[4])[1]
+	lines[4] = strings.Replace(lines[4], `"decision":"allow"`, `"decision":"deny"`, 1)
+	g.Expect(os.Chmod(seg, 0o640)).To(Succeed())
+	g.Expect(os.WriteFile(seg, []byte(strings.Join(lines, "")), 0o640)).To(Succeed())
+	code, out, errOut = runCmd("verify", "--key", pub, dir)
+	g.Expect(code).To(Equal(1))
+	g.Expect(out).To(BeEmpty())
+	g.Expect(errOut).To(MatchRegexp(`^segment-000003\.jsonl:5: record seq %s: hash mismatch: the record says sha256:[0-9a-f]{12}…, its content hashes to sha256:[0-9a-f]{12}… \(record altered\)\n$`, seq))
+
+	// Another key: every checkpoint looks replaced.
+	other := t.TempDir()
+	runCmd("keygen", "--out-dir", other)
+	dir2 := writeStore(t, keys, 15)
+	code, _, errOut = runCmd("verify", "--key", filepath.Join(other, "audit-public.pem"), dir2)
+	g.Expect(code).To(Equal(1))
+	g.Expect(errOut).To(MatchRegexp(`^segment-000001\.jsonl:11: record seq 10: the checkpoint is signed by key [0-9a-f]{16}, not by the verifying key [0-9a-f]{16} \(signing key replaced\)\n$`))
+}
+
+func TestProveCommand(t *testing.T) {
+	g := NewWithT(t)
+	keys := t.TempDir()
+	runCmd("keygen", "--out-dir", keys)
+	dir := writeStore(t, keys, 30)
+	pub := filepath.Join(keys, "audit-public.pem")
+	code, out, errOut := runCmd("prove", "--key", pub, "--seq", "7", dir)
+	g.Expect(errOut).To(BeEmpty())
+	g.Expect(code).To(Equal(0))
+	var res struct {
+		Record        string               `json:"record"`
+		At            string               `json:"at"`
+		CheckpointSeq uint64               `json:"checkpointSeq"`
+		Proof         audit.InclusionProof `json:"proof"`
+	}
+	g.Expect(json.Unmarshal([]byte(out), &res)).To(Succeed())
+	g.Expect(res.At).To(Equal("segment-000001.jsonl:8"))
+	g.Expect(res.CheckpointSeq).To(Equal(uint64(33)), "the last checkpoint, the final one")
+	g.Expect(res.Proof.Index).To(Equal(uint64(7)))
+	g.Expect(res.Proof.Verify(res.Proof.Root)).To(Succeed())
+
+	code, _, errOut = runCmd("prove", "--key", pub, "--seq", "99", dir)
+	g.Expect(code).To(Equal(1))
+	g.Expect(errOut).To(ContainSubstring("no record with seq 99"))
+}
+
+func TestUsage(t *testing.T) {
+	g := NewWithT(t)
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "usage:"},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"verify", "x"}, "--key is required (or --no-signatures"},
+		{[]string{"verify", "--no-signatures"}, "want one DIR or FILE, got 0"},
+		{[]string{"verify", "--no-signatures", "a", "b"}, "want one DIR or FILE, got 2"},
+		{[]string{"prove", "--no-signatures", "--seq", "x", "a"}, `--seq "x" is not a record number`},
+	} {
+		code, _, errOut := runCmd(tt.args...)
+		g.Expect(code).To(Equal(2), "%v", tt.args)
+		g.Expect(errOut).To(ContainSubstring(tt.want))
+	}
+	code, _, errOut := runCmd("verify", "--no-signatures", filepath.Join(t.TempDir(), "missing"))
+	g.Expect(code).To(Equal(3))
+	g.Expect(errOut).To(ContainSubstring("no such file or directory"))
+}

@@ -1,0 +1,236 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package audit
+
+import (
+	"math"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// Redaction rules. Each content pattern matches the secret itself (or, with
+// a capture group, the secret part of a larger match) so that the text
+// around it stays readable: "login failed: Authorization: Bearer
+// [REDACTED]".
+var (
+	// A PEM block, armour included, or a BEGIN line whose END was cut off.
+	pemBlock = regexp.MustCompile(`-----BEGIN [A-Z0-9 ]{1,64}-----(?s:.*?)(?:-----END [A-Z0-9 ]{1,64}-----|\z)`)
+	// A JWT (JWS compact form): header.payload.signature, base64url.
+	jwt = regexp.MustCompile(`\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*`)
+	// An AWS access key ID (long-term AKIA, temporary ASIA and friends).
+	awsAccessKeyID = regexp.MustCompile(`\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b`)
+	// An AWS secret access key: 40 base64 characters, redacted when an
+	// access key ID or an aws_secret_access_key label is in the same text.
+	awsSecretKey  = regexp.MustCompile(`(?:^|[^A-Za-z0-9/+=])([A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+=]|$)`)
+	awsSecretHint = regexp.MustCompile(`(?i)aws.?secret|secret.?access.?key`)
+	// The credential of an HTTP Authorization header or a token scheme.
+	authScheme = regexp.MustCompile(`(?i)\b(?:bearer|basic|digest|negotiate)\s+([A-Za-z0-9._~+/=-]{8,})|\btoken\s+([A-Za-z0-9._~+/=-]{20,})`)
+	// name=value or name: value where the name says secret.
+	secretAssignment = regexp.MustCompile(`(?i)(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|account[_-]?key|shared[_-]?access[_-]?key|sig)["']?\s*[:=]\s*("[^"]*"|'[^']*'|[^\s,;&"']+)`)
+	// The password in a URL's user information: scheme://user:password@host.
+	urlPassword = regexp.MustCompile(`[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]+:([^/\s@]+)@`)
+	// Tokens with a well-known prefix: GitHub, GitLab, Slack, Google API
+	// keys, Stripe, OpenAI/Anthropic-style "sk-", npm, SendGrid.
+	prefixedToken = regexp.MustCompile(`\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}|glpat-[A-Za-z0-9_-]{20,}|xox[abposr]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35}|[sr]k_(?:live|test)_[A-Za-z0-9]{16,}|sk-[A-Za-z0-9_-]{20,}|npm_[A-Za-z0-9]{36}|SG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,})`)
+	// A long run of base64 or base64url characters: a candidate for a
+	// generated secret (Azure keys, GCP service account keys, random
+	// tokens); highEntropy decides.
+	longToken = regexp.MustCompile(`[A-Za-z0-9+/_-]{32,}={0,2}`)
+	// Detail keys whose values are secrets whatever they look like.
+	secretKeyName = regexp.MustCompile(`(?i)password|passwd|secret|token|credential|private.?key|api.?key|access.?key|signing.?key|client.?key|session.?key|cookie|authorization|bearer|\bkey$|^key\b|keymaterial|key.?material`)
+	// ...unless the key names a reference to the secret rather than the
+	// secret: secretName, tokenAudience, credentialRef, tokenTTL.
+	referenceKeyName = regexp.MustCompile(`(?i)(?:name|names|ref|namespace|audience|audiences|ttl|expiry|expiresat|expiration|kind|type|id|uid|count|path|field|keyid)$`)
+)
+
+// redactString applies the rules to one string, noting whether it
+// changed. Each rule runs only when a cheap test says it might match: most
+// values are short names, and the regular expressions are what an event
+// costs.
+func redactString(s string) (string, bool) {
+	if len(s) < 8 {
+		return s, false
+	}
+	orig := s
+	lower := strings.ToLower(s)
+	has := func(subs ...string) bool {
+		for _, sub := range subs {
+			if strings.Contains(lower, sub) {
+				return true
+			}
+		}
+		return false
+	}
+	if strings.Contains(s, "-----BEGIN ") {
+		s = pemBlock.ReplaceAllLiteralString(s, Redacted)
+	}
+	if strings.Contains(s, "eyJ") {
+		s = jwt.ReplaceAllLiteralString(s, Redacted)
+	}
+	if has("gh", "github_pat_", "glpat-", "xox", "aiza", "k_live_", "k_test_", "sk-", "npm_", "sg.") {
+		s = prefixedToken.ReplaceAllLiteralString(s, Redacted)
+	}
+	if awsKeyPrefix := has("akia", "asia", "abia", "acca"); awsKeyPrefix || has("secret") {
+		if awsKeyPrefix && awsAccessKeyID.MatchString(s) || awsSecretHint.MatchString(s) {
+			s = replaceGroup(awsSecretKey, s)
+		}
+		if awsKeyPrefix {
+			s = awsAccessKeyID.ReplaceAllLiteralString(s, Redacted)
+		}
+	}
+	if strings.Contains(s, "://") && strings.Contains(s, "@") {
+		s = replaceGroup(urlPassword, s)
+	}
+	if has("bearer", "basic", "digest", "negotiate", "token") {
+		s = replaceGroup(authScheme, s)
+	}
+	if strings.ContainsAny(s, ":=") && has("passw", "pwd", "secret", "token", "key", "sig") {
+		s = replaceGroup(secretAssignment, s)
+	}
+	if hasLongRun(s) {
+		s = longToken.ReplaceAllStringFunc(s, func(t string) string {
+			if highEntropy(t) {
+				return Redacted
+			}
+			return t
+		})
+	}
+	return s, s != orig
+}
+
+// hasLongRun says whether s has 32 characters in a row that longToken
+// could match.
+func hasLongRun(s string) bool {
+	run := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '_' || c == '-' {
+			if run++; run >= 32 {
+				return true
+			}
+		} else {
+			run = 0
+		}
+	}
+	return false
+}
+
+// replaceGroup replaces the first capture group that matched, in every
+// match of re in s.
+func replaceGroup(re *regexp.Regexp, s string) string {
+	idx := re.FindAllStringSubmatchIndex(s, -1)
+	if idx == nil {
+		return s
+	}
+	var b strings.Builder
+	last := 0
+	for _, m := range idx {
+		// The first capture group that matched is the secret.
+		for g := 2; g+1 < len(m); g += 2 {
+			if m[g] < 0 {
+				continue
+			}
+			if s[m[g]:m[g+1]] != Redacted {
+				b.WriteString(s[last:m[g]])
+				b.WriteString(Redacted)
+				last = m[g+1]
+			}
+			break
+		}
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+// highEntropy says whether t looks generated rather than written: it mixes
+// upper case, lower case and digits, is not hex, and its characters carry
+// at least 4 bits each (English words and Kubernetes names carry fewer;
+// a random base64 string of 32 characters carries about 4.5 to 5).
+func highEntropy(t string) bool {
+	t = strings.TrimRight(t, "=")
+	var upper, lower, digit bool
+	counts := map[rune]int{}
+	for _, r := range t {
+		switch {
+		case r >= 'A' && r <= 'Z':
+			upper = true
+		case r >= 'a' && r <= 'z':
+			lower = true
+		case r >= '0' && r <= '9':
+			digit = true
+		}
+		counts[r]++
+	}
+	if !(upper && lower && digit) {
+		return false
+	}
+	n := float64(len(t))
+	h := 0.0
+	for _, c := range counts {
+		p := float64(c) / n
+		h -= p * math.Log2(p)
+	}
+	return h >= 4.0
+}
+
+// redactEvent scrubs an event's free text and details in place (details
+// are copied first) and returns the names of the fields it changed, in
+// order: "reason", "policy", "details.<key>", ...
+func redactEvent(e *Event) []string {
+	var changed []string
+	if s, ok := redactString(e.Reason); ok {
+		e.Reason = s
+		changed = append(changed, "reason")
+	}
+	if s, ok := redactString(e.Policy); ok {
+		e.Policy = s
+		changed = append(changed, "policy")
+	}
+	if s, ok := redactString(e.TraceID); ok {
+		e.TraceID = s
+		changed = append(changed, "traceID")
+	}
+	if len(e.Details) == 0 {
+		return changed
+	}
+	details := make(map[string]string, len(e.Details))
+	var keys []string
+	for k, v := range e.Details {
+		switch {
+		case v == "" || v == Redacted:
+		case secretKeyName.MatchString(k) && !referenceKeyName.MatchString(k):
+			v = Redacted
+			keys = append(keys, k)
+		default:
+			if s, ok := redactString(v); ok {
+				v = s
+				keys = append(keys, k)
+			}
+		}
+		details[k] = v
+	}
+	e.Details = details
+	sortUTF16(keys)
+	for _, k := range keys {
+		changed = append(changed, "details."+k)
+	}
+	return changed
+}
+
+// sortUTF16 sorts strings as RFC 8785 sorts member names.
+func sortUTF16(s []string) { slices.SortFunc(s, compareUTF16) }
