@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -84,6 +85,9 @@ type AgentReconciler struct {
 	Names    cache.Cache
 	Recorder recorder.EventRecorder
 	Options
+
+	// written holds, by Agent UID, the status this reconciler last wrote.
+	written sync.Map
 }
 
 // +kubebuilder:rbac:groups=custos.dev,resources=agents,verbs=get;list;watch;update;patch
@@ -219,22 +223,48 @@ func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (resu
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	before := agent.DeepCopy()
+	// The status this reconciler last wrote is newer than a cache that
+	// has not caught up with it yet: comparing with it, an Agent's
+	// transitions are told (Events, audit) once, and not written again.
+	if written, ok := r.written.Load(agent.UID); ok {
+		before.Status = *written.(*custosv1alpha1.AgentStatus).DeepCopy()
+	}
 	defer func() {
 		if retErr == nil || errors.Is(retErr, reconcile.TerminalError(nil)) {
 			// observedGeneration says the controller acted on this
 			// generation: set only when the run got to the end of its work.
 			agent.Status.ObservedGeneration = agent.Generation
 		}
-		r.recordTransitions(ctx, before, agent)
-		if err := patchStatus(ctx, r.Client, before, agent); err != nil && !apierrors.IsNotFound(err) {
+		err := patchStatus(ctx, r.Client, before, agent)
+		switch {
+		case apierrors.IsNotFound(err):
+			// Released by this very run: its last transitions are told
+			// although its status is gone with it.
+			r.written.Delete(agent.UID)
+		case err != nil:
+			// Unwritten, the transitions are seen again on the retry.
+			r.written.Delete(agent.UID)
 			retErr = errors.Join(retErr, err)
+			return
+		default:
+			r.written.Store(agent.UID, agent.Status.DeepCopy())
 		}
+		r.recordTransitions(ctx, before, agent)
+		r.auditTransitions(ctx, before, agent)
 	}()
 
-	if !agent.DeletionTimestamp.IsZero() {
-		return r.reconcileDelete(ctx, agent)
+	deleting := !agent.DeletionTimestamp.IsZero()
+	if deleting && !controllerutil.ContainsFinalizer(agent, custosv1alpha1.DecommissionFinalizer) {
+		return ctrl.Result{}, nil
 	}
-	if agent.Spec.Lifecycle.State == custosv1alpha1.LifecycleDecommissioned {
+	if deleting || agent.Spec.Lifecycle.State == custosv1alpha1.LifecycleDecommissioned {
+		// The decision goes on the record before the first deletion.
+		if p := phaseOf(before); p != custosv1alpha1.AgentPhaseDecommissioning && p != custosv1alpha1.AgentPhaseDecommissioned {
+			r.auditDecommissioning(ctx, agent)
+		}
+		if deleting {
+			return r.reconcileDelete(ctx, agent)
+		}
 		return r.reconcileDecommissioned(ctx, agent)
 	}
 	if !controllerutil.ContainsFinalizer(agent, custosv1alpha1.DecommissionFinalizer) {

@@ -18,6 +18,7 @@ package controllers
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -32,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/audit"
 	"github.com/custos-dev/custos/internal/identity"
 	"github.com/custos-dev/custos/internal/workload"
 )
@@ -208,6 +210,31 @@ func TestAgentLifecycle(t *testing.T) {
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
 	expectNoChildren(g, ns, "reconciler")
 
+	// Every step of its life is on the audit trail, by the controller, in
+	// order, and nothing else is.
+	uid := getAgent(g, agent).UID
+	g.Eventually(func(g Gomega) {
+		g.Expect(auditActions(auditTrail(uid))).To(Equal([]string{
+			audit.ActionIdentityBound, audit.ActionAgentOnboarded,
+			audit.ActionIdentityBound, // the GCP binding added
+			audit.ActionAgentSuspended, audit.ActionAgentResumed, audit.ActionAgentExpired,
+			audit.ActionAgentDecommissioning,
+			audit.ActionWorkloadRemoved, audit.ActionNetworkRemoved, audit.ActionIdentityRemoved,
+			audit.ActionAgentDecommissioned,
+		}))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	for _, r := range auditTrail(uid) {
+		g.Expect(r.Actor).To(HaveValue(Equal(ControllerActor)), r.Action)
+		g.Expect(*r.Subject).To(Equal(audit.Subject{Kind: "Agent", Namespace: ns, Name: "reconciler", UID: string(uid), Tenant: tenant}), r.Action)
+		g.Expect(r.TraceID).NotTo(BeEmpty(), "the reconcile's ID leads to its logs")
+		g.Expect(r.Reason).NotTo(BeEmpty(), r.Action)
+	}
+	rebound := auditTrail(uid)[2]
+	g.Expect(rebound.Reason).To(HaveSuffix("bound to aws, gcp"))
+	g.Expect(rebound.Details).To(HaveKeyWithValue("spiffeID", "spiffe://"+testTrustDomain+"/ns/"+ns+"/sa/agent-reconciler"))
+	g.Expect(auditTrail(uid)[5].Details).To(HaveKey("expiresAt"))
+	g.Expect(auditTrail(uid)[6].Details).To(HaveKeyWithValue("trigger", "spec.lifecycle.state"))
+
 	g.Expect(k8sClient.Delete(ctx, agent)).To(Succeed())
 	g.Eventually(func() bool {
 		return apierrors.IsNotFound(k8sClient.Get(ctx, keyOf(agent), &custosv1alpha1.Agent{}))
@@ -279,11 +306,23 @@ func TestAgentDeletedDecommissions(t *testing.T) {
 		g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "agent-doomed"}, &appsv1.Deployment{})).To(Succeed())
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
 
+	uid := getAgent(g, agent).UID
 	g.Expect(k8sClient.Delete(ctx, agent)).To(Succeed())
 	g.Eventually(func() bool {
 		return apierrors.IsNotFound(k8sClient.Get(ctx, keyOf(agent), &custosv1alpha1.Agent{}))
 	}).WithTimeout(eventually).WithPolling(poll).Should(BeTrue())
 	expectNoChildren(g, ns, "doomed")
+	g.Eventually(func(g Gomega) {
+		trail := auditTrail(uid)
+		g.Expect(auditActions(trail)).To(ContainElements(audit.ActionAgentDecommissioning, audit.ActionWorkloadRemoved,
+			audit.ActionNetworkRemoved, audit.ActionIdentityRemoved, audit.ActionAgentDecommissioned))
+		g.Expect(auditActions(trail)[len(trail)-1]).To(Equal(audit.ActionAgentDecommissioned), "recorded as the Agent is released")
+		for _, r := range trail {
+			if r.Action == audit.ActionAgentDecommissioning {
+				g.Expect(r.Details).To(HaveKeyWithValue("trigger", "deletion"))
+			}
+		}
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
 }
 
 // TestAgentConvergesWhenItsDependenciesArrive: an Agent may be applied
@@ -377,6 +416,10 @@ func TestAgentOutsideItsBoundaryIsStalled(t *testing.T) {
 		g.Expect(conditionMessage(a, custosv1alpha1.ReadyCondition)).To(ContainSubstring("spec.identity.aws.roleARN"))
 		g.Expect(kstatusOf(g, a)).To(Equal(status.FailedStatus))
 		g.Expect(eventReasons(g, a)).To(ContainElement(custosv1alpha1.BoundaryViolationReason))
+		violations := slices.DeleteFunc(auditTrail(a.UID), func(r audit.Record) bool { return r.Action != audit.ActionBoundaryViolation })
+		g.Expect(violations).To(HaveLen(1))
+		g.Expect(violations[0].Decision).To(Equal(audit.DecisionDeny))
+		g.Expect(violations[0].Reason).To(ContainSubstring("spec.identity.aws.roleARN"))
 		d := &appsv1.Deployment{}
 		g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "agent-narrowed"}, d)).To(Succeed())
 		g.Expect(d.Spec.Replicas).To(Equal(ptr.To[int32](0)), "an agent outside its boundary does not run")

@@ -32,6 +32,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/audit"
 )
 
 // teardownStep is one step of the decommission path: the objects it deletes
@@ -95,9 +96,15 @@ func (r *AgentReconciler) runTeardown(ctx context.Context, agent *custosv1alpha1
 				err := r.Client.Delete(ctx, obj,
 					client.Preconditions{UID: &uid},
 					client.PropagationPolicy(metav1.DeletePropagationBackground))
-				if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+				if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+					continue
+				}
+				if err != nil {
 					return "", "", err
 				}
+				record(ctx, r.Audit, subjectOf(agent, "Agent"), teardownAction(kind), audit.DecisionInfo,
+					fmt.Sprintf("Decommissioning: deleted %s %s/%s", kind, obj.GetNamespace(), obj.GetName()), "",
+					map[string]string{"kind": kind, "name": obj.GetName(), "step": step.reason})
 			}
 		}
 		if len(left) > 0 {
@@ -126,9 +133,6 @@ func (r *AgentReconciler) reconcileDecommissioned(ctx context.Context, agent *cu
 // reconcileDelete runs the decommission path for a deleted Agent and lets
 // it go once everything it had is observed gone.
 func (r *AgentReconciler) reconcileDelete(ctx context.Context, agent *custosv1alpha1.Agent) (ctrl.Result, error) {
-	if !controllerutil.ContainsFinalizer(agent, custosv1alpha1.DecommissionFinalizer) {
-		return ctrl.Result{}, nil
-	}
 	reason, msg, err := r.runTeardown(ctx, agent)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -147,7 +151,14 @@ func (r *AgentReconciler) removeFinalizer(ctx context.Context, agent *custosv1al
 	if !controllerutil.ContainsFinalizer(agent, custosv1alpha1.DecommissionFinalizer) {
 		return nil
 	}
+	// Patched on a copy: the answer carries the status as stored, which
+	// would overwrite the one this reconcile is about to write.
+	obj := agent.DeepCopy()
 	patch := client.MergeFrom(agent.DeepCopy())
-	controllerutil.RemoveFinalizer(agent, custosv1alpha1.DecommissionFinalizer)
-	return client.IgnoreNotFound(r.Client.Patch(ctx, agent, patch))
+	controllerutil.RemoveFinalizer(obj, custosv1alpha1.DecommissionFinalizer)
+	if err := r.Client.Patch(ctx, obj, patch); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	agent.Finalizers = obj.Finalizers
+	return nil
 }

@@ -30,11 +30,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/audit"
 )
 
 const (
@@ -212,4 +214,25 @@ func updateBoundary(g Gomega, name string, change func(*custosv1alpha1.DataBound
 		change(b)
 		return k8sClient.Update(context.Background(), b)
 	}).WithTimeout(eventually).Should(Succeed())
+}
+
+// auditTrail returns the audit records about the object with uid (for an
+// agent's children, about their agent), in the order they were recorded.
+func auditTrail(uid types.UID) []audit.Record {
+	var out []audit.Record
+	for _, r := range auditRecords.Events() {
+		if r.Subject != nil && r.Subject.UID == string(uid) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// auditActions lists the actions of records.
+func auditActions(records []audit.Record) []string {
+	out := make([]string, 0, len(records))
+	for _, r := range records {
+		out = append(out, r.Action)
+	}
+	return out
 }

@@ -32,6 +32,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/audit"
 	"github.com/custos-dev/custos/internal/netpol"
 )
 
@@ -60,6 +61,10 @@ type Options struct {
 
 	// Concurrency is how many Agents are reconciled at once.
 	Concurrency int
+
+	// Audit receives the audit records of every governance decision and
+	// lifecycle step; none are kept when nil.
+	Audit audit.Recorder
 }
 
 func (o *Options) defaults() {
@@ -74,6 +79,9 @@ func (o *Options) defaults() {
 	}
 	if o.Concurrency == 0 {
 		o.Concurrency = 4
+	}
+	if o.Audit == nil {
+		o.Audit = audit.Discard()
 	}
 	if o.DNS.Namespace == "" {
 		o.DNS = netpol.DefaultDNS
@@ -113,6 +121,7 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts Options) error
 		APIReader: mgr.GetAPIReader(),
 		Client:    mgr.GetClient(),
 		Recorder:  mgr.GetEventRecorder(eventSource),
+		Audit:     opts.Audit,
 		Interval:  opts.SweepInterval,
 	})
 }

@@ -24,6 +24,10 @@ import (
 	"testing"
 	"time"
 
+	"crypto/ed25519"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap/zapcore"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
@@ -41,6 +45,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/audit"
 	"github.com/custos-dev/custos/internal/controlplane"
 	custoswebhook "github.com/custos-dev/custos/internal/webhook"
 )
@@ -62,7 +67,7 @@ func TestMain(m *testing.M) {
 	os.Exit(runSuite(m))
 }
 
-func runSuite(m *testing.M) int {
+func runSuite(m *testing.M) (code int) {
 	ctx := context.Background()
 	var err error
 	cp, err = controlplane.Start(ctx, controlplane.Options{RepoRoot: "..", Scheme: testScheme, Webhooks: true})
@@ -82,6 +87,31 @@ func runSuite(m *testing.M) int {
 	}
 
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.Level(logLevel()))))
+	closeAudit, err := openAudit()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "controllers: opening the audit trail: %v\n", err)
+		return 1
+	}
+	defer closeAudit()
+	// Deferred before the manager's stop, so run after it: every record of
+	// the suite, closed by a final checkpoint, passes the verifier.
+	defer func() {
+		if code != 0 {
+			return
+		}
+		if err := auditLog.Close(); err != nil {
+			fmt.Fprintf(os.Stderr, "controllers: closing the audit trail: %v\n", err)
+			code = 1
+			return
+		}
+		report, err := audit.Verify(auditDir, audit.VerifyOptions{Key: auditKey})
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "controllers: the suite's audit trail does not verify: %v\n", err)
+			code = 1
+			return
+		}
+		fmt.Printf("controllers: audit trail verified: %d records, %d checkpoints\n", report.Records, report.Checkpoints)
+	}()
 	if err := startManager(); err != nil {
 		fmt.Fprintf(os.Stderr, "controllers: %v\n", err)
 		return 1
@@ -119,11 +149,12 @@ func startManager() error {
 		TrustDomain:   testTrustDomain,
 		SweepInterval: 2 * time.Second,
 		Clock:         testClock,
+		Audit:         auditLog,
 	}); err != nil {
 		cancel()
 		return err
 	}
-	if err := custoswebhook.SetupWithManager(mgr, custoswebhook.Options{Clock: testClock}); err != nil {
+	if err := custoswebhook.SetupWithManager(mgr, custoswebhook.Options{Clock: testClock, Audit: auditLog}); err != nil {
 		cancel()
 		return err
 	}
@@ -215,4 +246,52 @@ func sharedBoundary() *custosv1alpha1.DataBoundary {
 			CloudRoles: &custosv1alpha1.CloudRolePolicy{AWSRoleARNs: []string{"arn:aws:iam::111122223333:role/acme-finance-*"}},
 		},
 	}
+}
+
+// The suite's audit trail, as the manager keeps it with --audit-sink=file
+// and a signing key: a signed segment store in a temporary directory, and a
+// memory copy the tests read records from.
+var (
+	auditLog     *audit.Log
+	auditRecords *audit.MemorySink
+	auditDir     string
+	auditKey     ed25519.PublicKey
+)
+
+func openAudit() (func(), error) {
+	dir, err := os.MkdirTemp("", "custos-audit-")
+	if err != nil {
+		return nil, err
+	}
+	store, err := audit.OpenSegmentStore(dir, audit.StoreOptions{})
+	if err != nil {
+		return nil, err
+	}
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		return nil, err
+	}
+	signer, err := audit.NewSigner(priv)
+	if err != nil {
+		return nil, err
+	}
+	auditRecords = audit.NewMemorySink()
+	auditLog, err = audit.New(audit.Options{
+		Sinks:              []audit.Sink{store, auditRecords},
+		Signer:             signer,
+		CheckpointEvery:    50,
+		CheckpointInterval: time.Second,
+		BufferDir:          dir + "-buffer",
+		Registerer:         prometheus.NewRegistry(),
+		Logger:             logr.Discard(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	auditDir, auditKey = dir, pub
+	return func() {
+		_ = auditLog.Close()
+		_ = os.RemoveAll(dir)
+		_ = os.RemoveAll(dir + "-buffer")
+	}, nil
 }

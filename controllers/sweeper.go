@@ -38,6 +38,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/audit"
 )
 
 // reapedTotal counts the objects the sweeper deleted, by kind.
@@ -73,7 +74,9 @@ type Sweeper struct {
 	APIReader client.Reader
 	Client    client.Client
 	Recorder  recorder.EventRecorder
-	Interval  time.Duration
+	// Audit receives a sweeper.reaped record for every object reaped.
+	Audit    audit.Recorder
+	Interval time.Duration
 }
 
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=list;delete
@@ -145,6 +148,8 @@ func (s *Sweeper) Sweep(ctx context.Context) error {
 			msg := fmt.Sprintf("Reaped %s %s: %s", k.kind, klog.KObj(obj), why)
 			ctrl.LoggerFrom(ctx).Info(msg, "kind", k.kind, "object", klog.KObj(obj))
 			s.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "Reaped", "Sweep", "%s", msg)
+			record(ctx, s.Audit, subjectOf(obj, k.kind), audit.ActionSweeperReaped, audit.DecisionInfo, msg, "sweeper",
+				map[string]string{"kind": k.kind, "name": obj.GetName(), "action": teardownAction(k.kind)})
 		}
 	}
 	return nil

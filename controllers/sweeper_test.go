@@ -30,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/audit"
 )
 
 // TestSweeperReapsZombies leaves objects behind as a crash would (labelled
@@ -110,6 +111,20 @@ func TestSweeperReapsZombies(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		for _, z := range zombies {
 			g.Expect(eventReasons(g, z)).To(ContainElement("Reaped"), "%T %s", z, z.GetName())
+		}
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	g.Eventually(func(g Gomega) {
+		reaped := map[string]audit.Record{}
+		for _, r := range auditRecords.Events() {
+			if r.Action == audit.ActionSweeperReaped {
+				reaped[r.Subject.Namespace+"/"+r.Details["name"]] = r
+			}
+		}
+		for _, z := range zombies {
+			r, ok := reaped[z.GetNamespace()+"/"+z.GetName()]
+			g.Expect(ok).To(BeTrue(), "no sweeper.reaped record for %T %s", z, z.GetName())
+			g.Expect(r.Actor).To(HaveValue(Equal(ControllerActor)))
+			g.Expect(r.Reason).To(HavePrefix("Reaped "))
 		}
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
 }

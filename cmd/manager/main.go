@@ -30,11 +30,13 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/controllers"
+	"github.com/custos-dev/custos/internal/audit"
 	"github.com/custos-dev/custos/internal/certs"
 	custoswebhook "github.com/custos-dev/custos/internal/webhook"
 )
@@ -44,6 +46,8 @@ const leaderElectionID = "custos-manager.custos.dev"
 
 // Leader election: the replicas hold a Lease in the manager's own namespace.
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete,namespace=custos-system
+// The audit trail's signing key (--audit-signing-key-secret) is read once at start-up.
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get,namespace=custos-system
 
 func main() {
 	var (
@@ -83,6 +87,8 @@ func main() {
 	flag.StringVar(&webhookService, "webhook-service", "custos-webhook", "Service in front of the webhook server; its DNS names go into the serving certificate.")
 	flag.StringVar(&validatingHooks, "validating-webhook-configuration", "custos-validating-webhook-configuration", "ValidatingWebhookConfiguration whose caBundle the manager keeps.")
 	flag.StringVar(&mutatingHooks, "mutating-webhook-configuration", "custos-mutating-webhook-configuration", "MutatingWebhookConfiguration whose caBundle the manager keeps.")
+	var auditCfg audit.Config
+	auditCfg.AddFlags(flag.CommandLine)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -127,20 +133,37 @@ func main() {
 	}
 
 	ctx := ctrl.SetupSignalHandler()
+	// The audit trail opens before anything can decide: no decision goes
+	// unrecorded. It closes (with a final signed checkpoint) after the
+	// manager has stopped.
+	auditCfg.Registerer = metrics.Registry
+	auditLog, err := audit.Open(ctx, auditCfg, mgr.GetAPIReader(), ctrl.Log.WithName("audit"))
+	if err != nil {
+		log.Error(err, "Unable to open the audit trail")
+		os.Exit(1)
+	}
+	// fail stops the manager after the audit trail is open: it closes the
+	// trail first, which os.Exit would not.
+	fail := func(err error, msg string) {
+		log.Error(err, msg)
+		if err := auditLog.Close(); err != nil {
+			log.Error(err, "Closing the audit trail")
+		}
+		os.Exit(1)
+	}
 	if err := controllers.SetupWithManager(ctx, mgr, controllers.Options{
 		TrustDomain:   trustDomain,
 		SweepInterval: sweepInterval,
 		Concurrency:   concurrency,
+		Audit:         auditLog,
 	}); err != nil {
-		log.Error(err, "Unable to set up the controllers")
-		os.Exit(1)
+		fail(err, "Unable to set up the controllers")
 	}
 
 	ready := healthz.Ping
 	if enableWebhooks {
-		if err := custoswebhook.SetupWithManager(mgr, custoswebhook.Options{}); err != nil {
-			log.Error(err, "Unable to set up the admission webhooks")
-			os.Exit(1)
+		if err := custoswebhook.SetupWithManager(mgr, custoswebhook.Options{Audit: auditLog}); err != nil {
+			fail(err, "Unable to set up the admission webhooks")
 		}
 		// Not ready until the webhook server serves: the API server sends
 		// admission requests to every ready replica.
@@ -152,8 +175,7 @@ func main() {
 				ns = os.Getenv("POD_NAMESPACE")
 			}
 			if ns == "" {
-				log.Error(nil, "Managing webhook certificates needs the manager's namespace: set POD_NAMESPACE or --leader-election-namespace, or pass --webhook-cert-secret=\"\"")
-				os.Exit(1)
+				fail(nil, "Managing webhook certificates needs the manager's namespace: set POD_NAMESPACE or --leader-election-namespace, or pass --webhook-cert-secret=\"\"")
 			}
 			rotator := &certs.Rotator{
 				Client:             mgr.GetClient(),
@@ -168,28 +190,25 @@ func main() {
 			}
 			// The webhook server needs its files before it starts.
 			if err := rotator.Ensure(ctx); err != nil {
-				log.Error(err, "Unable to make the webhook serving certificate")
-				os.Exit(1)
+				fail(err, "Unable to make the webhook serving certificate")
 			}
 			if err := mgr.Add(rotator); err != nil {
-				log.Error(err, "Unable to add the certificate rotator")
-				os.Exit(1)
+				fail(err, "Unable to add the certificate rotator")
 			}
 		}
 	}
 
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
-		log.Error(err, "Unable to add the health check")
-		os.Exit(1)
+		fail(err, "Unable to add the health check")
 	}
 	if err := mgr.AddReadyzCheck("readyz", ready); err != nil {
-		log.Error(err, "Unable to add the readiness check")
-		os.Exit(1)
+		fail(err, "Unable to add the readiness check")
 	}
 
 	log.Info("Starting the manager")
 	if err := mgr.Start(ctx); err != nil {
 		log.Error(err, "The manager stopped with an error")
+		_ = auditLog.Close()
 		os.Exit(1)
 	}
 }

@@ -37,6 +37,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/audit"
 	"github.com/custos-dev/custos/internal/boundary"
 )
 
@@ -56,6 +57,10 @@ const (
 type Options struct {
 	// Clock tells the time for policy checks; tests replace it.
 	Clock clock.PassiveClock
+
+	// Audit receives an admission.denied record for every request refused;
+	// none are kept when nil.
+	Audit audit.Recorder
 }
 
 // SetupWithManager registers every admission handler with mgr's webhook
@@ -64,16 +69,23 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
 	}
+	if opts.Audit == nil {
+		opts.Audit = audit.Discard()
+	}
 	c := &reader{cache: mgr.GetClient(), live: mgr.GetAPIReader()}
 	srv := mgr.GetWebhookServer()
-	srv.Register(AgentPath, admission.WithValidator[*custosv1alpha1.Agent](mgr.GetScheme(), &AgentValidator{Client: c, Clock: opts.Clock}))
-	srv.Register(ToolsetPath, admission.WithValidator[*custosv1alpha1.Toolset](mgr.GetScheme(), &ToolsetValidator{Client: c}))
-	srv.Register(BoundaryPath, admission.WithValidator[*custosv1alpha1.DataBoundary](mgr.GetScheme(), &DataBoundaryValidator{}))
-	srv.Register(NamespacePath, admission.WithValidator[*corev1.Namespace](mgr.GetScheme(), &NamespaceValidator{Client: c}))
+	register := func(path string, w *admission.Webhook) {
+		w.Handler = audited(w.Handler, opts.Audit)
+		srv.Register(path, w)
+	}
+	register(AgentPath, admission.WithValidator[*custosv1alpha1.Agent](mgr.GetScheme(), &AgentValidator{Client: c, Clock: opts.Clock}))
+	register(ToolsetPath, admission.WithValidator[*custosv1alpha1.Toolset](mgr.GetScheme(), &ToolsetValidator{Client: c}))
+	register(BoundaryPath, admission.WithValidator[*custosv1alpha1.DataBoundary](mgr.GetScheme(), &DataBoundaryValidator{}))
+	register(NamespacePath, admission.WithValidator[*corev1.Namespace](mgr.GetScheme(), &NamespaceValidator{Client: c}))
 	// The pod guard: agent pods are labelled with their tenant and pinned to
 	// their boundary's regions, then checked.
-	srv.Register(PodMutatePath, admission.WithDefaulter[*corev1.Pod](mgr.GetScheme(), &PodDefaulter{Client: c}))
-	srv.Register(PodValidatePath, admission.WithValidator[*corev1.Pod](mgr.GetScheme(), &PodValidator{Client: c}))
+	register(PodMutatePath, admission.WithDefaulter[*corev1.Pod](mgr.GetScheme(), &PodDefaulter{Client: c}))
+	register(PodValidatePath, admission.WithValidator[*corev1.Pod](mgr.GetScheme(), &PodValidator{Client: c}))
 	return nil
 }
 

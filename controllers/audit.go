@@ -1,0 +1,141 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/audit"
+)
+
+// ControllerActor is who the reconcilers' and the sweeper's audit records
+// are by.
+var ControllerActor = audit.Actor{Kind: audit.ActorController, Name: "custos-controller-manager"}
+
+// subjectOf is the audit subject of an object Custos governs or made: for
+// an agent's child, the subject is still the agent (by its labels).
+func subjectOf(obj client.Object, kind string) audit.Subject {
+	l := obj.GetLabels()
+	if kind != "Agent" && l[custosv1alpha1.AgentLabel] != "" {
+		return audit.Subject{
+			Kind: "Agent", Namespace: obj.GetNamespace(), Name: l[custosv1alpha1.AgentLabel],
+			UID: l[custosv1alpha1.AgentUIDLabel], Tenant: l[custosv1alpha1.TenantLabel],
+		}
+	}
+	return audit.Subject{
+		Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(),
+		UID: string(obj.GetUID()), Tenant: l[custosv1alpha1.TenantLabel],
+	}
+}
+
+// record writes an audit record by the controller about subject, with the
+// reconcile's ID as trace ID so that a record leads to the logs of the
+// reconcile that made it.
+func record(ctx context.Context, rec audit.Recorder, subject audit.Subject, action, decision, reason, policy string, details map[string]string) {
+	rec.Record(ctx, audit.Event{
+		Action:   action,
+		Actor:    ControllerActor,
+		Subject:  subject,
+		Decision: decision,
+		Reason:   reason,
+		Policy:   policy,
+		TraceID:  string(controller.ReconcileIDFromContext(ctx)),
+		Details:  details,
+	})
+}
+
+// auditTransitions records what changed about an agent's governance
+// between before and after, once the change is written: its onboarding,
+// identity binding, boundary violations, suspension, expiry, resumption and
+// the end of its decommission (auditDecommissioning records the start).
+func (r *AgentReconciler) auditTransitions(ctx context.Context, before, agent *custosv1alpha1.Agent) {
+	subject := subjectOf(agent, "Agent")
+	readyMsg := conditionMessage(agent, custosv1alpha1.ReadyCondition)
+
+	if c := findCondition(agent, custosv1alpha1.IdentityBoundCondition); c != nil && c.Status == metav1.ConditionTrue {
+		if old := findCondition(before, custosv1alpha1.IdentityBoundCondition); old == nil || old.Status != metav1.ConditionTrue || old.Message != c.Message {
+			details := map[string]string{}
+			if id := agent.Status.Identity; id != nil {
+				details["serviceAccount"] = id.ServiceAccount
+				details["spiffeID"] = id.SPIFFEID
+			}
+			record(ctx, r.Audit, subject, audit.ActionIdentityBound, audit.DecisionAllow, c.Message, "", details)
+		}
+	}
+	if c := findCondition(agent, custosv1alpha1.BoundaryCompliantCondition); c != nil && isStalledReason(c.Reason) {
+		if old := findCondition(before, custosv1alpha1.BoundaryCompliantCondition); old == nil || old.Reason != c.Reason || old.Message != c.Message {
+			record(ctx, r.Audit, subject, audit.ActionBoundaryViolation, audit.DecisionDeny, c.Message, "DataBoundary",
+				map[string]string{"condition": c.Type, "reason": c.Reason})
+		}
+	}
+
+	beforePhase, phase := phaseOf(before), phaseOf(agent)
+	if beforePhase == phase {
+		return
+	}
+	details := map[string]string{"from": string(beforePhase), "to": string(phase)}
+	switch phase {
+	case custosv1alpha1.AgentPhaseActive:
+		action := audit.ActionAgentOnboarded
+		if beforePhase == custosv1alpha1.AgentPhaseSuspended {
+			action = audit.ActionAgentResumed
+		}
+		details["image"] = agent.Spec.Image
+		record(ctx, r.Audit, subject, action, audit.DecisionAllow, readyMsg, "", details)
+	case custosv1alpha1.AgentPhaseSuspended:
+		action, policy, reason := audit.ActionAgentSuspended, "spec.lifecycle.state", custosv1alpha1.SuspendedBySpecReason
+		if agent.Spec.Lifecycle.State != custosv1alpha1.LifecycleSuspended {
+			action, policy, reason = audit.ActionAgentExpired, "spec.lifecycle.expiresAt", custosv1alpha1.ExpiredReason
+			details["expiresAt"] = agent.Spec.Lifecycle.ExpiresAt.UTC().Format(time.RFC3339)
+		}
+		record(ctx, r.Audit, subject, action, audit.DecisionInfo, suspendedMessage(agent, reason), policy, details)
+	case custosv1alpha1.AgentPhaseDecommissioned:
+		record(ctx, r.Audit, subject, audit.ActionAgentDecommissioned, audit.DecisionInfo, readyMsg, "", details)
+	}
+}
+
+// teardownAction is the audit action of deleting an object of a kind in
+// the decommission path (or the sweeper).
+func teardownAction(kind string) string {
+	switch kind {
+	case "Secret":
+		return audit.ActionLeaseRevoked
+	case "NetworkPolicy":
+		return audit.ActionNetworkRemoved
+	case "ServiceAccount":
+		return audit.ActionIdentityRemoved
+	default:
+		return audit.ActionWorkloadRemoved
+	}
+}
+
+// auditDecommissioning records that an agent's decommission starts, and
+// why: its owner set state Decommissioned, or deleted it.
+func (r *AgentReconciler) auditDecommissioning(ctx context.Context, agent *custosv1alpha1.Agent) {
+	trigger, reason := "spec.lifecycle.state", "Decommissioning: spec.lifecycle.state is Decommissioned"
+	if !agent.DeletionTimestamp.IsZero() {
+		trigger, reason = "deletion", "Decommissioning: the Agent was deleted"
+	}
+	record(ctx, r.Audit, subjectOf(agent, "Agent"), audit.ActionAgentDecommissioning, audit.DecisionInfo, reason, trigger,
+		map[string]string{"from": string(phaseOf(agent)), "trigger": trigger})
+}
