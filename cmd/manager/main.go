@@ -207,8 +207,10 @@ func main() {
 
 	log.Info("Starting the manager")
 	if err := mgr.Start(ctx); err != nil {
-		log.Error(err, "The manager stopped with an error")
-		_ = auditLog.Close()
+		fail(err, "The manager stopped with an error")
+	}
+	if err := auditLog.Close(); err != nil {
+		log.Error(err, "Closing the audit trail")
 		os.Exit(1)
 	}
 }

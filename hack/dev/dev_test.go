@@ -28,6 +28,8 @@ import (
 
 	. "github.com/onsi/gomega"
 
+	"github.com/custos-dev/custos/internal/audit"
+
 	"github.com/custos-dev/custos/internal/controlplane"
 )
 
@@ -117,6 +119,26 @@ waitReady:
 	}
 	g.Expect(processesMentioning(marker)).To(BeEmpty(), "processes left behind after SIGTERM")
 	g.Expect(kubeconfig).NotTo(BeAnExistingFile(), "a kubeconfig of a stopped server must not be left")
+
+	// The manager closed its audit trail on the way out: the whole trail
+	// verifies against the run's public key, up to a final checkpoint, and
+	// tells the sample agent's identity binding.
+	pem, err := os.ReadFile(filepath.Join(state, auditPublicKeyName))
+	g.Expect(err).NotTo(HaveOccurred())
+	key, err := audit.ParsePublicKeyPEM(pem)
+	g.Expect(err).NotTo(HaveOccurred())
+	var actions []string
+	report, err := audit.Verify(filepath.Join(state, auditDirName), audit.VerifyOptions{
+		Key: key,
+		OnRecord: func(_ string, _ int, r *audit.Record) {
+			if r.Subject != nil && r.Subject.Name == "invoice-reconciler" {
+				actions = append(actions, r.Action)
+			}
+		},
+	})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(report.Checkpoints).To(BeNumerically(">", 0))
+	g.Expect(actions).To(ContainElement(audit.ActionIdentityBound))
 }
 
 // processesMentioning lists the command lines of running processes that

@@ -36,6 +36,12 @@ import (
 	"syscall"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/custos-dev/custos/internal/audit"
 	"github.com/custos-dev/custos/internal/controlplane"
 )
 
@@ -103,8 +109,12 @@ func run(ctx context.Context, root, devDir, managerBin string) error {
 	}
 	defer os.Remove(bootKubeconfig)
 
+	auditArgs, err := setUpAudit(ctx, cp, devDir)
+	if err != nil {
+		return err
+	}
 	say("starting the manager (%s)", managerBin)
-	mgr, err := cp.StartManager(ctx, managerBin, bootKubeconfig, filepath.Join(devDir, "manager.log"))
+	mgr, err := cp.StartManager(ctx, managerBin, bootKubeconfig, filepath.Join(devDir, "manager.log"), auditArgs...)
 	if err != nil {
 		return err
 	}
@@ -128,6 +138,8 @@ func run(ctx context.Context, root, devDir, managerBin string) error {
 	say("up in %s; manager logs: %s", time.Since(start).Round(100*time.Millisecond), mgr.LogPath)
 	say("kubeconfig: %s", abs)
 	say("try: kubectl --kubeconfig %s get custos -A", abs)
+	say("audit trail: %s; check it with: make build-audit && bin/custos-audit verify --allow-open --key %s %s",
+		filepath.Join(devDir, auditDirName), filepath.Join(devDir, auditPublicKeyName), filepath.Join(devDir, auditDirName))
 	fmt.Println(readyLine)
 
 	select {
@@ -162,4 +174,50 @@ func dieWithParent() error {
 
 func say(format string, args ...any) {
 	fmt.Printf("custos dev: "+format+"\n", args...)
+}
+
+// The audit trail of make dev: a signed segment store in the state
+// directory, as a production install keeps it on a volume.
+const (
+	auditDirName       = "audit"
+	auditPublicKeyName = "audit-public.pem"
+	auditNamespace     = "custos-system"
+	auditKeySecret     = "custos-audit-signing-key"
+)
+
+// setUpAudit makes a fresh signing key for this run's audit trail, stores
+// its private half in a Secret the manager reads and its public half next
+// to the trail for custos-audit verify, and returns the manager's flags.
+// The control plane is new on every run, and so is the trail.
+func setUpAudit(ctx context.Context, cp *controlplane.ControlPlane, devDir string) ([]string, error) {
+	dir := filepath.Join(devDir, auditDirName)
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, err
+	}
+	private, public, err := audit.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(devDir, auditPublicKeyName), public, 0o644); err != nil {
+		return nil, err
+	}
+	c, err := client.New(cp.Config, client.Options{})
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: auditNamespace}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, err
+	}
+	if err := c.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: auditKeySecret, Namespace: auditNamespace},
+		Data:       map[string][]byte{audit.SigningKeyDataKey: private},
+	}); err != nil {
+		return nil, err
+	}
+	return []string{
+		"--audit-sink=both",
+		"--audit-dir=" + dir,
+		"--audit-signing-key-secret=" + auditNamespace + "/" + auditKeySecret,
+		"--audit-checkpoint-interval=10s",
+	}, nil
 }
