@@ -18,6 +18,7 @@ package controllers
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -30,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/audit"
@@ -117,6 +119,11 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts Options) error
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
+	// Registered once per process: a manager restarted in the same process
+	// (tests) keeps counting through the new one's cache.
+	var reader client.Reader = mgr.GetCache()
+	agentsCollector.reader.Store(&reader)
+	registerAgentCollector.Do(func() { metrics.Registry.MustRegister(&agentsCollector) })
 	return mgr.Add(&Sweeper{
 		APIReader: mgr.GetAPIReader(),
 		Client:    mgr.GetClient(),
@@ -174,3 +181,8 @@ func newNameCache(ctx context.Context, mgr ctrl.Manager) (cache.Cache, error) {
 	}
 	return names, mgr.Add(names)
 }
+
+var (
+	agentsCollector        agentCollector
+	registerAgentCollector sync.Once
+)

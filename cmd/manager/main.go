@@ -19,9 +19,13 @@ limitations under the License.
 package main
 
 import (
+	"context"
+	"errors"
 	"flag"
+	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -31,6 +35,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -43,6 +48,11 @@ import (
 
 // leaderElectionID names the Lease replicas of the manager compete for.
 const leaderElectionID = "custos-manager.custos.dev"
+
+// The secure metrics endpoint authenticates and authorizes its clients with
+// the API server.
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 
 // Leader election: the replicas hold a Lease in the manager's own namespace.
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete,namespace=custos-system
@@ -62,6 +72,10 @@ func main() {
 		sweepInterval   time.Duration
 		concurrency     int
 		qps             float64
+		metricsSecure   bool
+		leaseDuration   time.Duration
+		renewDeadline   time.Duration
+		retryPeriod     time.Duration
 		burst           int
 		enableWebhooks  bool
 		certSecret      string
@@ -70,7 +84,11 @@ func main() {
 		mutatingHooks   string
 	)
 	// --kubeconfig is registered by controller-runtime's config loading.
-	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
+	flag.BoolVar(&metricsSecure, "metrics-secure", true, "Serve metrics over HTTPS to clients the API server authenticates (TokenReview) and authorizes (SubjectAccessReview: get on the non-resource URL /metrics); false serves plain HTTP to anyone who can connect.")
+	flag.DurationVar(&leaseDuration, "leader-elect-lease-duration", 15*time.Second, "How long a leader's Lease holds without renewal before another replica may take over.")
+	flag.DurationVar(&renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader keeps trying to renew its Lease before it stops leading.")
+	flag.DurationVar(&retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often replicas try to acquire or renew the Lease.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz endpoints bind to.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader with a Lease, so that only one replica reconciles at a time.")
 	flag.StringVar(&leaderNamespace, "leader-election-namespace", "", "Namespace of the leader-election Lease; the manager's own namespace when empty.")
@@ -110,10 +128,18 @@ func main() {
 		webhookCertDir = filepath.Join(os.TempDir(), "k8s-webhook-server", "serving-certs")
 	}
 
+	metricsOpts := metricsserver.Options{BindAddress: metricsAddr}
+	if metricsSecure {
+		metricsOpts.SecureServing = true
+		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
 		Cache:                   controllers.CacheOptions(),
-		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
+		Metrics:                 metricsOpts,
+		LeaseDuration:           &leaseDuration,
+		RenewDeadline:           &renewDeadline,
+		RetryPeriod:             &retryPeriod,
 		HealthProbeBindAddress:  probeAddr,
 		LeaderElection:          leaderElect,
 		LeaderElectionID:        leaderElectionID,
@@ -204,6 +230,11 @@ func main() {
 	if err := mgr.AddReadyzCheck("readyz", ready); err != nil {
 		fail(err, "Unable to add the readiness check")
 	}
+	// Not ready until the caches have synced: a webhook answering from an
+	// empty cache would refuse what it should admit.
+	if err := mgr.AddReadyzCheck("caches", cachesSynced(mgr)); err != nil {
+		fail(err, "Unable to add the cache readiness check")
+	}
 
 	log.Info("Starting the manager")
 	if err := mgr.Start(ctx); err != nil {
@@ -212,5 +243,24 @@ func main() {
 	if err := auditLog.Close(); err != nil {
 		log.Error(err, "Closing the audit trail")
 		os.Exit(1)
+	}
+}
+
+// cachesSynced is a readiness check that fails until the manager's caches
+// have synced. It asks the cache once per probe with a short deadline, so a
+// probe never hangs.
+func cachesSynced(mgr ctrl.Manager) healthz.Checker {
+	var synced atomic.Bool
+	return func(req *http.Request) error {
+		if synced.Load() {
+			return nil
+		}
+		ctx, cancel := context.WithTimeout(req.Context(), 100*time.Millisecond)
+		defer cancel()
+		if !mgr.GetCache().WaitForCacheSync(ctx) {
+			return errors.New("the caches have not synced yet")
+		}
+		synced.Store(true)
+		return nil
 	}
 }

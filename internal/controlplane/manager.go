@@ -59,6 +59,8 @@ func (cp *ControlPlane) StartManager(ctx context.Context, bin, kubeconfig, logPa
 	m.cmd = exec.Command(bin, append([]string{
 		"--kubeconfig", kubeconfig,
 		"--metrics-bind-address", m.MetricsAddr,
+		// Plain HTTP on loopback: the bench and make dev read it with curl.
+		"--metrics-secure=false",
 		"--health-probe-bind-address", probeAddr,
 		"--webhook-host", cp.Webhook.Host,
 		"--webhook-port", strconv.Itoa(cp.Webhook.Port),
@@ -115,6 +117,13 @@ func (m *Manager) Stop() {
 		_ = m.cmd.Process.Kill()
 		<-m.exited
 	}
+}
+
+// Kill kills the manager outright (SIGKILL), as a crash or a node failure
+// would, and waits until it has exited.
+func (m *Manager) Kill() {
+	_ = m.cmd.Process.Kill()
+	<-m.exited
 }
 
 // Exited is closed when the manager has exited; Err then says how.

@@ -23,7 +23,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
@@ -40,7 +42,9 @@ func audited(h admission.Handler, rec audit.Recorder) admission.Handler {
 	return admission.HandlerFunc(func(ctx context.Context, req admission.Request) admission.Response {
 		resp := h.Handle(ctx, req)
 		if !resp.Allowed {
-			rec.Record(ctx, denial(req, resp))
+			e := denial(req, resp)
+			deniesTotal.WithLabelValues(req.Kind.Kind, ruleLabel(e.Policy)).Inc()
+			rec.Record(ctx, e)
 		}
 		return resp
 	})
@@ -120,4 +124,35 @@ func actorKind(username string) string {
 		return audit.ActorController
 	}
 	return audit.ActorUser
+}
+
+// deniesTotal counts the requests the webhooks refused, by kind and rule.
+var deniesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "custos_admission_denies_total",
+	Help: "Requests Custos's admission webhooks refused, by kind and by the rule (field and error type, list indices dropped) that refused them first.",
+}, []string{"kind", "rule"})
+
+func init() {
+	metrics.Registry.MustRegister(deniesTotal)
+}
+
+// ruleLabel keeps a rule's label values few: "spec.regions[3]: Forbidden"
+// and "spec.regions[0]: Forbidden" are one rule.
+func ruleLabel(rule string) string {
+	var b strings.Builder
+	depth := 0
+	for _, r := range rule {
+		switch {
+		case r == '[':
+			depth++
+		case r == ']' && depth > 0:
+			depth--
+		case depth == 0:
+			b.WriteRune(r)
+		}
+	}
+	if b.Len() == 0 {
+		return "unknown"
+	}
+	return b.String()
 }

@@ -22,6 +22,7 @@ import (
 	"testing"
 
 	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -82,6 +83,20 @@ func TestAuditedRecordsDenialsOnly(t *testing.T) {
 	g.Expect(e.Details).To(HaveKeyWithValue("causes", "10"), "how many causes there were")
 	g.Expect(e.Details).To(HaveKeyWithValue(fmt.Sprintf("cause.%d", maxAuditCauses-1), fmt.Sprintf("spec.regions[%d]: FieldValueForbidden", maxAuditCauses-1)))
 	g.Expect(e.Details).NotTo(HaveKey(fmt.Sprintf("cause.%d", maxAuditCauses)), "only the first causes are listed")
+	g.Expect(testutil.ToFloat64(deniesTotal.WithLabelValues("Agent", "spec.regions: FieldValueForbidden"))).To(Equal(1.0))
+}
+
+func TestRuleLabel(t *testing.T) {
+	for rule, want := range map[string]string{
+		"spec.regions[3]: FieldValueForbidden":                          "spec.regions: FieldValueForbidden",
+		"metadata.labels[custos.dev/tenant]: FieldValueRequired":        "metadata.labels: FieldValueRequired",
+		"spec.containers[0].securityContext[x[1]]: FieldValueForbidden": "spec.containers.securityContext: FieldValueForbidden",
+		"": "unknown",
+	} {
+		if got := ruleLabel(rule); got != want {
+			t.Errorf("ruleLabel(%q) = %q, want %q", rule, got, want)
+		}
+	}
 }
 
 func TestActorKind(t *testing.T) {
