@@ -208,9 +208,9 @@ func TestLeaderHandover(t *testing.T) {
 	// The proxy keeps the webhooks served by whichever replica is up.
 	webhooks := startProxy(t, cp.Webhook.Port)
 	a := startReplica(t, "a", webhooks.addBackend(freePort(t)))
-	g.Eventually(func() bool { return leads(a) }).WithTimeout(30 * time.Second).Should(BeTrue(), "the first replica leads")
+	g.Eventually(func() bool { return leads(a) }).WithTimeout(30*time.Second).Should(BeTrue(), "the first replica leads")
 	b := startReplica(t, "b", webhooks.addBackend(freePort(t)))
-	g.Consistently(func() bool { return leads(b) }).WithTimeout(2 * time.Second).Should(BeFalse(), "only one replica leads")
+	g.Consistently(func() bool { return leads(b) }).WithTimeout(2*time.Second).Should(BeFalse(), "only one replica leads")
 
 	// Killed: no chance to release the Lease.
 	a.Kill()
