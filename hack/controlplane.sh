@@ -39,21 +39,34 @@ fi
 exec 9>"$dir/.lock"
 flock 9
 
+# Kubernetes binaries are stamped with their version, as a release build
+# is: `kubectl version` and Helm's kubeVersion checks read it (unstamped, the
+# API server says v0.0.0-master).
+minor=$(cut -d. -f2 <<<"$kube_version")
+kube_ldflags=""
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  kube_ldflags+=" -X $pkg.gitVersion=$kube_version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+done
+
 for name in "${binaries[@]}"; do
-  if [[ -x "$dir/$name" ]]; then
-    continue
-  fi
   case "$name" in
-    etcd) mod="$etcd_mod" pkg="go.etcd.io/etcd/server/v3" ;;
+    etcd) mod="$etcd_mod" pkg="go.etcd.io/etcd/server/v3" ldflags="" ;;
     kube-apiserver|kubectl|kube-controller-manager|kube-scheduler)
-      mod="$kube_mod" pkg="k8s.io/kubernetes/cmd/$name" ;;
+      mod="$kube_mod" pkg="k8s.io/kubernetes/cmd/$name" ldflags="$kube_ldflags" ;;
     *) echo "controlplane: unknown binary $name" >&2; exit 2 ;;
   esac
+  # A binary is current when it exists and was built the way this script
+  # builds it now (its recipe: package and flags).
+  recipe="$pkg $ldflags"
+  if [[ -x "$dir/$name" && "$(cat "$dir/$name.recipe" 2>/dev/null)" == "$recipe" ]]; then
+    continue
+  fi
   echo "controlplane: building $name ($pkg) into $dir; a first build takes minutes (kube-apiserver about 8 on 2 cores)" >&2
   start=$SECONDS
   # -mod=mod, not go mod tidy: tidy would pull test-only modules that need a newer Go.
-  (cd "$mod" && go build -mod=mod -o "$dir/$name.partial" "$pkg")
+  (cd "$mod" && go build -mod=mod -ldflags "$ldflags" -o "$dir/$name.partial" "$pkg")
   mv "$dir/$name.partial" "$dir/$name"
+  echo "$recipe" >"$dir/$name.recipe"
   echo "controlplane: built $name in $((SECONDS - start))s" >&2
 done
 

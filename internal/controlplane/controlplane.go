@@ -68,6 +68,17 @@ type Options struct {
 	// loopback with certificates made for it; see ControlPlane.Webhook.
 	// Until a manager serves them, requests they govern fail.
 	Webhooks bool
+
+	// Bare starts the control plane without Custos's CRDs, admission
+	// policies and webhooks, as a fresh cluster to install Custos into
+	// (with Helm, say).
+	Bare bool
+
+	// ServiceCIDR, when set, is the range Service cluster IPs come from.
+	// A range on loopback (say 127.96.0.0/16) lets the API server reach a
+	// webhook behind a Service (it dials the cluster IP) at a server on
+	// this machine bound to that address, as the Helm chart installs it.
+	ServiceCIDR string
 }
 
 // WebhookServing is where the API server expects Custos's webhook server.
@@ -109,11 +120,13 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 
 	env := &envtest.Environment{
 		BinaryAssetsDirectory:    assets,
-		CRDDirectoryPaths:        []string{filepath.Join(opts.RepoRoot, "config", "crd", "bases")},
-		ErrorIfCRDPathMissing:    true,
 		Scheme:                   opts.Scheme,
 		ControlPlaneStartTimeout: time.Minute,
 		ControlPlaneStopTimeout:  time.Minute,
+	}
+	if !opts.Bare {
+		env.CRDDirectoryPaths = []string{filepath.Join(opts.RepoRoot, "config", "crd", "bases")}
+		env.ErrorIfCRDPathMissing = true
 	}
 	if opts.Output != nil {
 		env.AttachControlPlaneOutput = true
@@ -127,6 +140,9 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 	apiServer.Configure().
 		Set("advertise-address", "127.0.0.1").
 		Set("endpoint-reconciler-type", "none")
+	if opts.ServiceCIDR != "" {
+		apiServer.Configure().Set("service-cluster-ip-range", opts.ServiceCIDR)
+	}
 	if opts.Output != nil {
 		apiServer.Out, apiServer.Err = opts.Output, opts.Output
 		env.ControlPlane.Etcd = &envtest.Etcd{Out: opts.Output, Err: opts.Output}
@@ -138,6 +154,9 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 	}
 	cp := &ControlPlane{env: env, Config: cfg, Kubeconfig: env.KubeConfig}
 
+	if opts.Bare {
+		return cp, nil
+	}
 	if err := cp.installPolicies(ctx, filepath.Join(opts.RepoRoot, "config", "crd", "policies")); err != nil {
 		return nil, errors.Join(err, cp.Stop())
 	}

@@ -1,0 +1,374 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package gitops
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	lua "github.com/yuin/gopher-lua"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
+)
+
+// healthScriptPath is the Argo CD health check users install.
+const healthScriptPath = "docs/argocd/custos-health.lua"
+
+// Argo CD's health status codes (gitops-engine pkg/health).
+const (
+	healthy     = "Healthy"
+	progressing = "Progressing"
+	suspended   = "Suspended"
+	degraded    = "Degraded"
+	missing     = "Missing"
+	unknown     = "Unknown"
+)
+
+// argoHealth is what Argo CD shows for a resource: its health status and
+// message.
+type argoHealth struct {
+	Status  string `json:"status"`
+	Message string `json:"message"`
+}
+
+// argoCDHealth runs script the way Argo CD runs a health check configured
+// in argocd-cm (util/lua in argoproj/argo-cd): a fresh state without the
+// standard libraries, then only package, base and table opened (Argo CD adds
+// a reduced os, which the script must not need); the object as the global
+// `obj`, decoded from its unstructured form as Argo CD decodes it; a
+// one-second limit; the returned table read through JSON into status and
+// message, an unknown status turned into Unknown.
+func argoCDHealth(script string, obj map[string]any) (argoHealth, error) {
+	l := lua.NewState(lua.Options{SkipOpenLibs: true})
+	defer l.Close()
+	for _, lib := range []struct {
+		name string
+		open lua.LGFunction
+	}{
+		{lua.LoadLibName, lua.OpenPackage},
+		{lua.BaseLibName, lua.OpenBase},
+		{lua.TabLibName, lua.OpenTable},
+	} {
+		if err := l.CallByParam(lua.P{Fn: l.NewFunction(lib.open), NRet: 0, Protect: true}, lua.LString(lib.name)); err != nil {
+			return argoHealth{}, err
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	l.SetContext(ctx)
+	l.SetGlobal("obj", toLua(l, obj))
+	if err := l.DoString(script); err != nil {
+		return argoHealth{}, err
+	}
+	ret, ok := l.Get(-1).(*lua.LTable)
+	if !ok {
+		return argoHealth{}, fmt.Errorf("expect table output from Lua script, not %s", l.Get(-1).Type())
+	}
+	data, err := json.Marshal(fromLua(ret))
+	if err != nil {
+		return argoHealth{}, err
+	}
+	var h argoHealth
+	if err := json.Unmarshal(data, &h); err != nil {
+		return argoHealth{}, err
+	}
+	switch h.Status {
+	case healthy, progressing, suspended, degraded, missing, unknown:
+		return h, nil
+	}
+	return argoHealth{Status: unknown, Message: "Lua returned an invalid health status"}, nil
+}
+
+// toLua decodes a value of an unstructured object as Argo CD's decodeValue
+// does: numbers of every Go type become Lua numbers, json.Number a string,
+// anything else nil.
+func toLua(l *lua.LState, v any) lua.LValue {
+	switch v := v.(type) {
+	case bool:
+		return lua.LBool(v)
+	case string:
+		return lua.LString(v)
+	case json.Number:
+		return lua.LString(v)
+	case int:
+		return lua.LNumber(v)
+	case int32:
+		return lua.LNumber(v)
+	case int64:
+		return lua.LNumber(v)
+	case float64:
+		return lua.LNumber(v)
+	case []any:
+		t := l.CreateTable(len(v), 0)
+		for _, item := range v {
+			t.Append(toLua(l, item))
+		}
+		return t
+	case map[string]any:
+		t := l.CreateTable(0, len(v))
+		for k, item := range v {
+			t.RawSetH(lua.LString(k), toLua(l, item))
+		}
+		return t
+	}
+	return lua.LNil
+}
+
+// fromLua turns the script's result into Go values for JSON, as
+// gopher-json does: a table with only array entries is a list, any other a
+// map.
+func fromLua(v lua.LValue) any {
+	switch v := v.(type) {
+	case lua.LBool:
+		return bool(v)
+	case lua.LString:
+		return string(v)
+	case lua.LNumber:
+		return float64(v)
+	case *lua.LTable:
+		if v.MaxN() > 0 {
+			list := make([]any, 0, v.MaxN())
+			for i := 1; i <= v.MaxN(); i++ {
+				list = append(list, fromLua(v.RawGetInt(i)))
+			}
+			return list
+		}
+		m := map[string]any{}
+		v.ForEach(func(k, val lua.LValue) { m[k.String()] = fromLua(val) })
+		return m
+	}
+	return nil
+}
+
+func nameOf(obj map[string]any) string {
+	u := unstructured.Unstructured{Object: obj}
+	if u.GetNamespace() == "" {
+		return u.GetName()
+	}
+	return u.GetNamespace() + "/" + u.GetName()
+}
+
+// TestArgoCDHealthEdgeCases covers what the live objects of the other tests
+// do not reach: objects no Custos has touched, statuses written by hand or
+// by an older Custos, and condition combinations Custos does not write
+// today but kstatus allows.
+func TestArgoCDHealthEdgeCases(t *testing.T) {
+	script := healthScript
+	cond := func(typ, st, reason, msg string) map[string]any {
+		return map[string]any{"type": typ, "status": st, "reason": reason, "message": msg, "lastTransitionTime": "2026-01-01T00:00:00Z"}
+	}
+	object := func(kind string, generation int64, status map[string]any) map[string]any {
+		o := map[string]any{
+			"apiVersion": "custos.dev/v1alpha1",
+			"kind":       kind,
+			"metadata":   map[string]any{"name": "x", "namespace": "y", "generation": generation},
+			"spec":       map[string]any{},
+		}
+		if status != nil {
+			o["status"] = status
+		}
+		return o
+	}
+	cases := []struct {
+		name    string
+		obj     map[string]any
+		want    string
+		message string
+	}{
+		{
+			name: "no status at all (Custos not installed or not running)",
+			obj:  object("Agent", 1, nil), want: progressing, message: "Waiting for Custos to observe the Agent",
+		},
+		{
+			name: "a status without observedGeneration",
+			obj: object("Toolset", 1, map[string]any{"conditions": []any{
+				cond("Ready", "True", "Succeeded", "left by hand"),
+			}}),
+			want: progressing, message: "Waiting for Custos to observe the Toolset",
+		},
+		{
+			name: "observedGeneration -1, the default of a new object",
+			obj:  object("DataBoundary", 1, map[string]any{"observedGeneration": int64(-1)}),
+			want: progressing, message: "Waiting for Custos to observe the DataBoundary",
+		},
+		{
+			name: "observedGeneration not a number",
+			obj:  object("Agent", 1, map[string]any{"observedGeneration": "1"}),
+			want: progressing, message: "Waiting for Custos",
+		},
+		{
+			name: "a generation behind, however Ready it was",
+			obj: object("Agent", 3, map[string]any{"observedGeneration": int64(2), "conditions": []any{
+				cond("Ready", "True", "Succeeded", "ran generation 2"),
+			}}),
+			want: progressing, message: "Waiting for Custos to observe generation 3 (observed 2)",
+		},
+		{
+			name: "observed, without conditions",
+			obj:  object("Toolset", 1, map[string]any{"observedGeneration": int64(1)}),
+			want: progressing, message: "Waiting for Custos to report Ready",
+		},
+		{
+			name: "observed, with an empty condition list",
+			obj:  object("Toolset", 1, map[string]any{"observedGeneration": int64(1), "conditions": []any{}}),
+			want: progressing, message: "Waiting for Custos to report Ready",
+		},
+		{
+			name: "conditions that are not a list",
+			obj:  object("Toolset", 1, map[string]any{"observedGeneration": int64(1), "conditions": "Ready"}),
+			want: progressing, message: "Waiting for Custos to report Ready",
+		},
+		{
+			name: "Stalled and Reconciling both True: the worse wins",
+			obj: object("Agent", 1, map[string]any{"observedGeneration": int64(1), "conditions": []any{
+				cond("Reconciling", "True", "Progressing", "rolling"),
+				cond("Stalled", "True", "BoundaryViolation", "spec.image: Forbidden"),
+			}}),
+			want: degraded, message: "spec.image: Forbidden",
+		},
+		{
+			name: "Stalled other than True is not a stall",
+			obj: object("Agent", 1, map[string]any{"observedGeneration": int64(1), "conditions": []any{
+				cond("Stalled", "False", "Succeeded", ""),
+				cond("Ready", "True", "Succeeded", "runs"),
+			}}),
+			want: healthy, message: "runs",
+		},
+		{
+			name: "Ready True while Reconciling (a boundary retrying a transient error): in progress, as kstatus says",
+			obj: object("DataBoundary", 2, map[string]any{"observedGeneration": int64(2), "conditions": []any{
+				cond("Ready", "True", "Succeeded", "covers 1 namespace"),
+				cond("Reconciling", "True", "Progressing", "Retrying: connection refused"),
+			}}),
+			want: progressing, message: "Retrying: connection refused",
+		},
+		{
+			name: "Ready Unknown",
+			obj: object("Agent", 1, map[string]any{"observedGeneration": int64(1), "conditions": []any{
+				cond("Ready", "Unknown", "Progressing", "checking"),
+			}}),
+			want: progressing, message: "checking",
+		},
+		{
+			name: "Ready False without a message says its reason",
+			obj: object("Agent", 1, map[string]any{"observedGeneration": int64(1), "conditions": []any{
+				map[string]any{"type": "Ready", "status": "False", "reason": "DependencyNotFound"},
+			}}),
+			want: progressing, message: "Ready: DependencyNotFound",
+		},
+		{
+			name: "expired",
+			obj: object("Agent", 4, map[string]any{"observedGeneration": int64(4), "conditions": []any{
+				cond("Ready", "True", "Expired", "Expired at 2026-01-01T00:00:00Z"),
+			}}),
+			want: suspended, message: "Expired at",
+		},
+		{
+			name: "a status written with a float observedGeneration (JSON decoded without types)",
+			obj: object("Agent", 2, map[string]any{"observedGeneration": float64(2), "conditions": []any{
+				cond("Ready", "True", "Decommissioned", "Decommissioned: every lease revoked"),
+			}}),
+			want: healthy, message: "Decommissioned",
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			h, err := argoCDHealth(script, tc.obj)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(h.Status).To(Equal(tc.want), "message %q", h.Message)
+			g.Expect(h.Message).To(ContainSubstring(tc.message))
+		})
+	}
+}
+
+// TestArgoCDHealthNeedsOnlyObj: Argo CD gives a custom health check the
+// object and nothing else. The script must not reach for the string library
+// (not opened for argocd-cm scripts), globals of its own, or anything but
+// obj; a script that does fails here as it would in Argo CD.
+func TestArgoCDHealthNeedsOnlyObj(t *testing.T) {
+	g := NewWithT(t)
+	script := healthScript
+	obj := map[string]any{"apiVersion": "custos.dev/v1alpha1", "kind": "Agent", "metadata": map[string]any{"generation": int64(1)}}
+
+	l := lua.NewState(lua.Options{SkipOpenLibs: true})
+	defer l.Close()
+	g.Expect(l.CallByParam(lua.P{Fn: l.NewFunction(lua.OpenBase), NRet: 0, Protect: true}, lua.LString(lua.BaseLibName))).To(Succeed())
+	g.Expect(l.GetGlobal("string")).To(Equal(lua.LNil), "the test state must lack the string library")
+	l.SetGlobal("obj", toLua(l, obj))
+	before := map[string]bool{}
+	l.G.Global.ForEach(func(k, _ lua.LValue) { before[k.String()] = true })
+	g.Expect(l.DoString(script)).To(Succeed(), "the script needs more than base and obj")
+	var added []string
+	l.G.Global.ForEach(func(k, _ lua.LValue) {
+		if !before[k.String()] {
+			added = append(added, k.String())
+		}
+	})
+	g.Expect(added).To(BeEmpty(), "the script sets globals; keep everything local")
+
+	// A script that used the string library would fail in Argo CD: the
+	// runner must catch that too.
+	_, err := argoCDHealth(`return {status = string.upper("healthy")}`, obj)
+	g.Expect(err).To(HaveOccurred())
+	h, err := argoCDHealth(`return {status = "Fine"}`, obj)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(h.Status).To(Equal(unknown), "Argo CD turns an unknown status into Unknown")
+}
+
+// TestArgoCDConfigMapInDocsIsTheScript: docs/gitops.md inlines the health
+// check in an argocd-cm ConfigMap for each kind; each copy must be the
+// script of docs/argocd, byte for byte, so that what users paste is what
+// these tests check.
+func TestArgoCDConfigMapInDocsIsTheScript(t *testing.T) {
+	g := NewWithT(t)
+	script := healthScript
+	doc, err := os.ReadFile(filepath.Join(repoRoot, "docs", "gitops.md"))
+	g.Expect(err).NotTo(HaveOccurred())
+
+	blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllStringSubmatch(string(doc), -1)
+	var cm map[string]any
+	for _, b := range blocks {
+		var obj map[string]any
+		if err := yaml.Unmarshal([]byte(b[1]), &obj); err != nil {
+			continue
+		}
+		if obj["kind"] == "ConfigMap" && nameOf(obj) == "argocd/argocd-cm" {
+			g.Expect(cm).To(BeNil(), "docs/gitops.md shows argocd-cm more than once")
+			cm = obj
+		}
+	}
+	g.Expect(cm).NotTo(BeNil(), "docs/gitops.md shows no argocd-cm ConfigMap in a yaml block")
+	data, ok := cm["data"].(map[string]any)
+	g.Expect(ok).To(BeTrue())
+	for _, kind := range []string{"Agent", "Toolset", "DataBoundary"} {
+		key := "resource.customizations.health.custos.dev_" + kind
+		g.Expect(data).To(HaveKey(key))
+		g.Expect(data[key]).To(Equal(script), "%s in docs/gitops.md differs from %s", key, healthScriptPath)
+	}
+	for key := range data {
+		g.Expect(strings.HasPrefix(key, "resource.customizations.health.")).To(BeTrue(), "unexpected key %s", key)
+	}
+}

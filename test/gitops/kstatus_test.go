@@ -1,0 +1,317 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package gitops
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+)
+
+// These tests follow each kind through what a GitOps tool watches after it
+// applies: the object as the API server returns it, then as Custos
+// reconciles it. At every step both kstatus (Flux's health checks, kubectl
+// wait tooling) and the Argo CD health check of docs/argocd read the very
+// object the API server served, and must agree.
+
+// unstructuredOf returns obj as an unstructured object of its kind.
+func unstructuredOf(g Gomega, obj client.Object) *unstructured.Unstructured {
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	g.Expect(err).NotTo(HaveOccurred())
+	u := &unstructured.Unstructured{Object: m}
+	gvk, err := apiutil.GVKForObject(obj, scheme)
+	g.Expect(err).NotTo(HaveOccurred())
+	u.SetGroupVersionKind(gvk)
+	return u
+}
+
+// create creates obj and returns the object the API server answered with:
+// what a GitOps tool sees right after it applied.
+func create(g Gomega, obj client.Object) map[string]any {
+	u := unstructuredOf(g, obj)
+	g.ExpectWithOffset(1, k8sClient.Create(context.Background(), u)).To(Succeed())
+	return u.Object
+}
+
+// read reads obj afresh from the API server, as Argo CD's cache and Flux's
+// status poller hold it.
+func read(g Gomega, obj client.Object) map[string]any {
+	u := &unstructured.Unstructured{}
+	gvk, err := apiutil.GVKForObject(obj, scheme)
+	g.Expect(err).NotTo(HaveOccurred())
+	u.SetGroupVersionKind(gvk)
+	g.Expect(k8sClient.Get(context.Background(), client.ObjectKeyFromObject(obj), u)).To(Succeed())
+	return u.Object
+}
+
+// mergePatch changes obj's spec as an edit in Git would and returns the
+// object the API server answered with.
+func mergePatch(g Gomega, obj client.Object, patch string) map[string]any {
+	u := &unstructured.Unstructured{}
+	gvk, err := apiutil.GVKForObject(obj, scheme)
+	g.Expect(err).NotTo(HaveOccurred())
+	u.SetGroupVersionKind(gvk)
+	u.SetNamespace(obj.GetNamespace())
+	u.SetName(obj.GetName())
+	g.ExpectWithOffset(1, k8sClient.Patch(context.Background(), u, client.RawPatch(types.MergePatchType, []byte(patch)))).To(Succeed())
+	return u.Object
+}
+
+// expectStatus asserts what kstatus computes for obj and what the Argo CD
+// health check makes of it, whose message must hold each substring.
+func expectStatus(g Gomega, obj map[string]any, want status.Status, wantArgo string, msgSubstrings ...string) {
+	res, err := status.Compute(&unstructured.Unstructured{Object: obj})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.ExpectWithOffset(1, res.Status).To(Equal(want), "kstatus of %s %s: %s", obj["kind"], nameOf(obj), res.Message)
+	h, err := argoCDHealth(healthScript, obj)
+	g.Expect(err).NotTo(HaveOccurred(), "the health check fails on %s %s", obj["kind"], nameOf(obj))
+	g.ExpectWithOffset(1, h.Status).To(Equal(wantArgo), "Argo CD health of %s %s: %q", obj["kind"], nameOf(obj), h.Message)
+	for _, s := range msgSubstrings {
+		g.ExpectWithOffset(1, h.Message).To(ContainSubstring(s), "Argo CD health message of %s %s", obj["kind"], nameOf(obj))
+	}
+}
+
+func observedGeneration(obj map[string]any) int64 {
+	n, _, _ := unstructured.NestedInt64(obj, "status", "observedGeneration")
+	return n
+}
+
+func generation(obj map[string]any) int64 {
+	return (&unstructured.Unstructured{Object: obj}).GetGeneration()
+}
+
+// TestAgentStatusForGitOps follows an Agent from Git through onboarding,
+// rollout, suspension and decommissioning by spec.
+func TestAgentStatusForGitOps(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	tenant := newTenant("ks-agent")
+	createBoundary(t, tenant)
+	ns := tenantNamespace(t, tenant)
+	create(g, newToolset(ns, "ledger", tenant))
+	agent := newAgent(ns, "reconciler", tenant, withToolsets("ledger"),
+		withAWSRole("arn:aws:iam::111122223333:role/"+tenant+"-reconciler"))
+	const deployment = "agent-reconciler"
+
+	// Right after the apply: not observed yet.
+	obj := create(g, agent)
+	g.Expect(observedGeneration(obj)).To(Equal(int64(-1)))
+	expectStatus(g, obj, status.InProgressStatus, progressing, "Waiting for Custos to observe the Agent")
+
+	// Reconciled, waiting for its Deployment to roll out.
+	g.Eventually(func(g Gomega) {
+		obj := read(g, agent)
+		g.Expect(observedGeneration(obj)).To(Equal(generation(obj)))
+		expectStatus(g, obj, status.InProgressStatus, progressing, "waiting for the deployment controller to roll out generation 1")
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+
+	// Rolled out: current and healthy.
+	g.Eventually(func(g Gomega) { markDeploymentRolledOut(g, ns, deployment) }).WithTimeout(eventually).Should(Succeed())
+	g.Eventually(func(g Gomega) {
+		expectStatus(g, read(g, agent), status.CurrentStatus, healthy, "Agent runs with its own identity", "1/1 replicas available")
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+
+	// Suspended in Git: the edit is a generation ahead of the status...
+	obj = mergePatch(g, agent, `{"spec":{"lifecycle":{"state":"Suspended"}}}`)
+	g.Expect(generation(obj)).To(Equal(int64(2)))
+	expectStatus(g, obj, status.InProgressStatus, progressing, "Waiting for Custos to observe generation 2 (observed 1)")
+	// ...then Custos scales it to zero and waits for the rollout...
+	g.Eventually(func(g Gomega) {
+		obj := read(g, agent)
+		g.Expect(observedGeneration(obj)).To(Equal(int64(2)))
+		expectStatus(g, obj, status.InProgressStatus, progressing, "waiting for the deployment controller to roll out generation 2")
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	// ...and once it has, is what its spec asks for: current, and suspended
+	// for Argo CD.
+	g.Eventually(func(g Gomega) { markDeploymentRolledOut(g, ns, deployment) }).WithTimeout(eventually).Should(Succeed())
+	g.Eventually(func(g Gomega) {
+		expectStatus(g, read(g, agent), status.CurrentStatus, suspended, "Suspended by spec.lifecycle.state")
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+
+	// Decommissioned in Git: a tombstone that reached its final state.
+	mergePatch(g, agent, `{"spec":{"lifecycle":{"state":"Decommissioned"}}}`)
+	g.Eventually(func(g Gomega) {
+		obj := read(g, agent)
+		g.Expect(observedGeneration(obj)).To(Equal(generation(obj)))
+		expectStatus(g, obj, status.CurrentStatus, healthy, "Decommissioned: every lease revoked")
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+}
+
+// TestExpiredAgentIsSuspended: an agent past its expiry is suspended on its
+// own; GitOps tools see it current, Argo CD as suspended.
+func TestExpiredAgentIsSuspended(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	tenant := newTenant("ks-expired")
+	createBoundary(t, tenant)
+	ns := tenantNamespace(t, tenant)
+	agent := newAgent(ns, "expired", tenant, withExpiry(time.Now().Add(-time.Hour)))
+	create(g, agent)
+
+	g.Eventually(func(g Gomega) { markDeploymentRolledOut(g, ns, "agent-expired") }).WithTimeout(eventually).Should(Succeed())
+	g.Eventually(func(g Gomega) {
+		expectStatus(g, read(g, agent), status.CurrentStatus, suspended, "Expired at")
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+}
+
+// TestStalledAgentFails: the platform team narrows the boundary so that a
+// running agent's role is no longer allowed. The agent stalls: kstatus
+// Failed, Degraded in Argo CD, saying which field breaks which rule; and it
+// recovers when the boundary allows it again.
+func TestStalledAgentFails(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	tenant := newTenant("ks-stalled")
+	b := createBoundary(t, tenant)
+	ns := tenantNamespace(t, tenant)
+	agent := newAgent(ns, "narrowed", tenant, withAWSRole("arn:aws:iam::111122223333:role/"+tenant+"-narrowed"))
+	create(g, agent)
+	g.Eventually(func(g Gomega) { markDeploymentRolledOut(g, ns, "agent-narrowed") }).WithTimeout(eventually).Should(Succeed())
+	g.Eventually(func(g Gomega) {
+		expectStatus(g, read(g, agent), status.CurrentStatus, healthy)
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+
+	setRoles := func(roles string) {
+		g.Eventually(func() error {
+			return k8sClient.Patch(context.Background(), b.DeepCopy(),
+				client.RawPatch(types.MergePatchType, []byte(`{"spec":{"cloudRoles":{"awsRoleARNs":["`+roles+`"]}}}`)))
+		}).WithTimeout(eventually).Should(Succeed())
+	}
+	setRoles("arn:aws:iam::111122223333:role/" + tenant + "-readers-*")
+	g.Eventually(func(g Gomega) {
+		expectStatus(g, read(g, agent), status.FailedStatus, degraded, "spec.identity.aws.roleARN")
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+
+	// Allowed again, it runs again: no longer stalled.
+	setRoles("arn:aws:iam::111122223333:role/" + tenant + "-*")
+	g.Eventually(func(g Gomega) {
+		obj := read(g, agent)
+		res, err := status.Compute(&unstructured.Unstructured{Object: obj})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(res.Status).NotTo(Equal(status.FailedStatus), res.Message)
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	g.Eventually(func(g Gomega) { markDeploymentRolledOut(g, ns, "agent-narrowed") }).WithTimeout(eventually).Should(Succeed())
+	g.Eventually(func(g Gomega) {
+		expectStatus(g, read(g, agent), status.CurrentStatus, healthy)
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+}
+
+// TestToolsetStatusForGitOps: a Toolset is in progress until Custos has
+// compiled its schemas, then current, and in progress again for each edit
+// until Custos has seen it.
+func TestToolsetStatusForGitOps(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	tenant := newTenant("ks-toolset")
+	createBoundary(t, tenant)
+	ns := tenantNamespace(t, tenant)
+	ts := newToolset(ns, "ledger", tenant)
+
+	obj := create(g, ts)
+	expectStatus(g, obj, status.InProgressStatus, progressing, "Waiting for Custos to observe the Toolset")
+	g.Eventually(func(g Gomega) {
+		expectStatus(g, read(g, ts), status.CurrentStatus, healthy, "1 tool, ReadOnly")
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+
+	obj = mergePatch(g, ts, `{"spec":{"description":"Look up invoices."}}`)
+	expectStatus(g, obj, status.InProgressStatus, progressing, "Waiting for Custos to observe generation 2 (observed 1)")
+	g.Eventually(func(g Gomega) {
+		obj := read(g, ts)
+		g.Expect(observedGeneration(obj)).To(Equal(int64(2)))
+		expectStatus(g, obj, status.CurrentStatus, healthy, "1 tool, ReadOnly")
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+}
+
+// TestInvalidToolsetNeverLooksCurrent: a Toolset whose schema does not
+// compile must never look current to a GitOps tool. Admission refuses one
+// in a tenant's namespace. The webhooks skip custos-system and kube-system
+// (so that Custos's own namespace never waits on Custos), and only the
+// tenant-label policy covers Toolsets there: one stored there is stalled
+// by the reconciler, which kstatus reads as Failed and Argo CD as
+// Degraded. Should admission come to refuse it there too, that refusal is
+// what the test then sees.
+func TestInvalidToolsetNeverLooksCurrent(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ctx := context.Background()
+	const ns = "custos-system"
+	err := k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("creating %s: %v", ns, err)
+	}
+	ts := newToolset(ns, "broken-"+newTenant("schema"), newTenant("custos-system"))
+	ts.Spec.Tools[0].InputSchema = &runtime.RawExtension{Raw: []byte(`{"type": "object", "properties": {"amount": {"type": 12}}}`)}
+	u := unstructuredOf(g, ts)
+	err = k8sClient.Create(ctx, u)
+	if err != nil {
+		g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "refused, but not as invalid: %v", err)
+		g.Expect(err.Error()).To(ContainSubstring("spec.tools[0].inputSchema"))
+		return
+	}
+	t.Cleanup(func() { _ = k8sClient.Delete(ctx, u) })
+	expectStatus(g, u.Object, status.InProgressStatus, progressing)
+	g.Eventually(func(g Gomega) {
+		expectStatus(g, read(g, ts), status.FailedStatus, degraded, `tool "get_invoice"`, "/properties/amount/type")
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+}
+
+// TestDataBoundaryStatusForGitOps: a boundary is in progress until Custos
+// has seen it, current while it alone covers its namespaces, failed while
+// another boundary covers one of them too, and current again once the
+// conflict is gone.
+func TestDataBoundaryStatusForGitOps(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ctx := context.Background()
+	tenant := newTenant("ks-boundary")
+	ns := tenantNamespace(t, tenant)
+	b := newBoundary(tenant)
+	obj := create(g, b)
+	t.Cleanup(func() { _ = k8sClient.Delete(ctx, b) })
+	expectStatus(g, obj, status.InProgressStatus, progressing, "Waiting for Custos to observe the DataBoundary")
+	g.Eventually(func(g Gomega) {
+		expectStatus(g, read(g, b), status.CurrentStatus, healthy, "Covers 1 namespace")
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+
+	other := newBoundary(tenant)
+	other.Name = tenant + "-other"
+	create(g, other)
+	t.Cleanup(func() { _ = k8sClient.Delete(ctx, other) })
+	for _, db := range []*custosv1alpha1.DataBoundary{b, other} {
+		g.Eventually(func(g Gomega) {
+			expectStatus(g, read(g, db), status.FailedStatus, degraded, "namespace "+ns+" is also covered by DataBoundary")
+		}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	}
+
+	g.Expect(k8sClient.Delete(ctx, other)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		expectStatus(g, read(g, b), status.CurrentStatus, healthy, "Covers 1 namespace")
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+}

@@ -1,0 +1,316 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package gitops checks Custos the way GitOps tools drive it: the real
+// manager binary against a real kube-apiserver with Custos's CRDs, admission
+// policies and webhooks; kstatus (Flux, kubectl-wait tooling) and the Argo CD
+// health check of docs/argocd read the objects it reconciles; kubectl applies
+// config/samples server-side, twice, and prunes.
+package gitops
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/controlplane"
+)
+
+// The package's control plane and manager, shared by every test.
+var (
+	scheme    = runtime.NewScheme()
+	k8sClient client.Client
+	repoRoot  string
+	// healthScript is the Argo CD health check of docs/argocd.
+	healthScript string
+	kubectl      string
+	kubeconfig   string
+)
+
+func init() {
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(custosv1alpha1.AddToScheme(scheme))
+}
+
+const (
+	eventually = 30 * time.Second
+	poll       = 100 * time.Millisecond
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(runSuite(m))
+}
+
+func runSuite(m *testing.M) int {
+	ctx := context.Background()
+	fail := func(format string, args ...any) int {
+		fmt.Fprintf(os.Stderr, "gitops: "+format+"\n", args...)
+		return 1
+	}
+	var err error
+	if repoRoot, err = filepath.Abs("../.."); err != nil {
+		return fail("%v", err)
+	}
+	assets := os.Getenv(controlplane.AssetsEnv)
+	if assets == "" {
+		return fail("%s is not set: run with KUBEBUILDER_ASSETS=\"$(hack/controlplane.sh)\"", controlplane.AssetsEnv)
+	}
+	kubectl = filepath.Join(assets, "kubectl")
+	script, err := os.ReadFile(filepath.Join(repoRoot, healthScriptPath))
+	if err != nil {
+		return fail("reading the Argo CD health check: %v", err)
+	}
+	healthScript = string(script)
+
+	tmp, err := os.MkdirTemp("", "custos-gitops-")
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer os.RemoveAll(tmp)
+
+	// The manager as it ships: the binary of cmd/manager, not the
+	// reconcilers linked into the test.
+	bin := filepath.Join(tmp, "manager")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/manager")
+	build.Dir = repoRoot
+	if out, err := build.CombinedOutput(); err != nil {
+		return fail("building the manager: %v\n%s", err, out)
+	}
+
+	cp, err := controlplane.Start(ctx, controlplane.Options{RepoRoot: repoRoot, Scheme: scheme, Webhooks: true})
+	if err != nil {
+		return fail("starting the control plane: %v", err)
+	}
+	defer func() {
+		if err := cp.Stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "gitops: stopping the control plane: %v\n", err)
+		}
+	}()
+	kubeconfig = filepath.Join(tmp, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, cp.Kubeconfig, 0o600); err != nil {
+		return fail("%v", err)
+	}
+	if k8sClient, err = client.New(cp.Config, client.Options{Scheme: scheme}); err != nil {
+		return fail("%v", err)
+	}
+
+	logPath := filepath.Join(tmp, "manager.log")
+	mgr, err := cp.StartManager(ctx, bin, kubeconfig, logPath)
+	if err != nil {
+		dumpLog(logPath)
+		return fail("starting the manager: %v", err)
+	}
+	defer mgr.Stop()
+	if err := waitForWebhooks(ctx); err != nil {
+		dumpLog(logPath)
+		return fail("%v", err)
+	}
+
+	code := m.Run()
+	if code != 0 || os.Getenv("CUSTOS_TEST_LOG") != "" {
+		dumpLog(logPath)
+	}
+	select {
+	case <-mgr.Exited():
+		return fail("the manager exited during the tests: %v", mgr.Err())
+	default:
+	}
+	return code
+}
+
+// dumpLog prints the manager's log, to tell why a test failed.
+func dumpLog(path string) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	const tail = 64 << 10
+	if len(data) > tail {
+		data = data[len(data)-tail:]
+	}
+	fmt.Fprintf(os.Stderr, "gitops: the manager's log (%s):\n%s\n", path, data)
+}
+
+// waitForWebhooks waits until the API server reaches the manager's webhook
+// server: a dry-run tenant namespace passes the namespace webhook.
+func waitForWebhooks(ctx context.Context) error {
+	probe := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name:   "webhook-probe",
+		Labels: map[string]string{custosv1alpha1.TenantLabel: "probe"},
+	}}
+	var err error
+	for range 300 {
+		if err = k8sClient.Create(ctx, probe.DeepCopy(), client.DryRunAll); err == nil {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("the webhook server did not answer: %w", err)
+}
+
+// runKubectl runs the kubectl built next to kube-apiserver against the
+// control plane and returns its standard output, its standard error and
+// its exit code.
+func runKubectl(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(kubectl, append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	cmd.Dir = repoRoot
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if exit, ok := err.(*exec.ExitError); ok {
+		return stdout.String(), stderr.String(), exit.ExitCode()
+	}
+	if err != nil {
+		t.Fatalf("running kubectl %v: %v", args, err)
+	}
+	return stdout.String(), stderr.String(), 0
+}
+
+// newTenant returns a tenant of the calling test's own: DataBoundaries are
+// cluster-scoped and must not overlap.
+func newTenant(prefix string) string {
+	return fmt.Sprintf("%s-%06d", prefix, rand.IntN(1_000_000))
+}
+
+// tenantNamespace creates a namespace labelled for tenant, deleted when the
+// test ends.
+func tenantNamespace(t *testing.T, tenant string) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		GenerateName: "gitops-",
+		Labels:       map[string]string{custosv1alpha1.TenantLabel: tenant},
+	}}
+	if err := k8sClient.Create(context.Background(), ns); err != nil {
+		t.Fatalf("creating a namespace: %v", err)
+	}
+	t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), ns) })
+	return ns.Name
+}
+
+// newBoundary is tenant's DataBoundary: its labelled namespaces, one
+// region, the tenant's AWS roles.
+func newBoundary(tenant string) *custosv1alpha1.DataBoundary {
+	return &custosv1alpha1.DataBoundary{
+		ObjectMeta: metav1.ObjectMeta{Name: tenant},
+		Spec: custosv1alpha1.DataBoundarySpec{
+			Tenant:            tenant,
+			NamespaceSelector: metav1.LabelSelector{MatchLabels: map[string]string{custosv1alpha1.TenantLabel: tenant}},
+			Regions:           []string{"eu-west-1"},
+			Egress:            &custosv1alpha1.EgressPolicy{CIDRs: []string{"203.0.113.0/24"}},
+			CloudRoles:        &custosv1alpha1.CloudRolePolicy{AWSRoleARNs: []string{"arn:aws:iam::111122223333:role/" + tenant + "-*"}},
+		},
+	}
+}
+
+// createBoundary creates tenant's DataBoundary, deleted when the test ends.
+func createBoundary(t *testing.T, tenant string) *custosv1alpha1.DataBoundary {
+	t.Helper()
+	b := newBoundary(tenant)
+	if err := k8sClient.Create(context.Background(), b); err != nil {
+		t.Fatalf("creating DataBoundary: %v", err)
+	}
+	t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), b) })
+	return b
+}
+
+func newToolset(ns, name, tenant string) *custosv1alpha1.Toolset {
+	return &custosv1alpha1.Toolset{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{custosv1alpha1.TenantLabel: tenant}},
+		Spec: custosv1alpha1.ToolsetSpec{
+			Endpoint: custosv1alpha1.ToolEndpoint{InCluster: &custosv1alpha1.InClusterEndpoint{
+				Namespace: ns, PodSelector: map[string]string{"app": "ledger-api"}, Port: 8080,
+			}},
+			Region: "eu-west-1",
+			Tools:  []custosv1alpha1.Tool{{Name: "get_invoice", Access: custosv1alpha1.ToolAccessRead}},
+		},
+	}
+}
+
+type agentOption func(*custosv1alpha1.Agent)
+
+func withToolsets(names ...string) agentOption {
+	return func(a *custosv1alpha1.Agent) {
+		for _, n := range names {
+			a.Spec.ToolsetRefs = append(a.Spec.ToolsetRefs, custosv1alpha1.ToolsetReference{Name: n})
+		}
+	}
+}
+
+func withAWSRole(arn string) agentOption {
+	return func(a *custosv1alpha1.Agent) {
+		a.Spec.Identity = &custosv1alpha1.IdentityBindings{AWS: &custosv1alpha1.AWSIdentity{RoleARN: arn}}
+	}
+}
+
+func withExpiry(at time.Time) agentOption {
+	return func(a *custosv1alpha1.Agent) { a.Spec.Lifecycle.ExpiresAt = &metav1.Time{Time: at} }
+}
+
+// newAgent builds a valid Agent of tenant in ns.
+func newAgent(ns, name, tenant string, opts ...agentOption) *custosv1alpha1.Agent {
+	a := &custosv1alpha1.Agent{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{custosv1alpha1.TenantLabel: tenant}},
+		Spec: custosv1alpha1.AgentSpec{
+			Owner:   custosv1alpha1.AgentOwner{Team: "finance-platform", Contact: "fp@acme.example"},
+			Purpose: "Reconcile supplier invoices against the ledger.",
+			Image:   "registry.acme.example/agents/invoice-reconciler:1.4.2",
+		},
+	}
+	for _, o := range opts {
+		o(a)
+	}
+	return a
+}
+
+// get reads obj afresh from the API server into obj.
+func get(g Gomega, obj client.Object) {
+	g.Expect(k8sClient.Get(context.Background(), client.ObjectKeyFromObject(obj), obj)).To(Succeed())
+}
+
+// markDeploymentRolledOut stands in for the deployment controller, absent
+// from the test control plane: it reports the Deployment's current
+// template as rolled out and available, at its desired replica count.
+func markDeploymentRolledOut(g Gomega, ns, name string) {
+	d := &appsv1.Deployment{}
+	g.Expect(k8sClient.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, d)).To(Succeed())
+	n := ptr.Deref(d.Spec.Replicas, 1)
+	d.Status = appsv1.DeploymentStatus{
+		ObservedGeneration: d.Generation,
+		Replicas:           n,
+		UpdatedReplicas:    n,
+		ReadyReplicas:      n,
+		AvailableReplicas:  n,
+	}
+	g.Expect(k8sClient.Status().Update(context.Background(), d)).To(Succeed())
+}
