@@ -9,8 +9,10 @@ GO ?= go
 CONTROLLER_GEN := $(GO) tool controller-gen
 # Builds (once) and prints the directory of kube-apiserver, etcd and kubectl.
 CONTROLPLANE := hack/controlplane.sh
+# Builds (once) and prints the path of the helm binary the chart tests use.
+HELM := hack/helm.sh
 # Generated files `make verify` holds against what is committed.
-GENERATED := api config charts/custos/crds
+GENERATED := api config charts/custos/crds charts/custos/files
 
 ##@ Use
 
@@ -20,8 +22,8 @@ dev: build controlplane ## Run Custos locally: control plane, CRDs, manager, sam
 	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE))" bin/custos-dev
 
 .PHONY: test
-test: controlplane ## Run every test against a real kube-apiserver and etcd.
-	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE))" $(GO) test ./... -count=1
+test: controlplane helm ## Run every test against a real kube-apiserver and etcd.
+	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE))" HELM="$$($(HELM))" $(GO) test ./... -count=1
 
 ##@ Develop
 
@@ -32,6 +34,10 @@ build: ## Build the manager into bin/manager.
 .PHONY: controlplane
 controlplane: ## Build kube-apiserver, etcd and kubectl into bin/k8s/ (only when missing).
 	$(CONTROLPLANE) >/dev/null
+
+.PHONY: helm
+helm: ## Build helm, for the chart tests, into bin/tools/ (only when missing).
+	$(HELM) >/dev/null
 
 # Flags for hack/bench, e.g. make bench BENCH_ARGS="-agents 2000 -concurrency 8".
 BENCH_ARGS ?=
@@ -60,7 +66,7 @@ generate: ## Generate deepcopy functions.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
 
 .PHONY: manifests
-manifests: ## Generate CRDs, RBAC and webhook manifests, and the chart's CRDs.
+manifests: ## Generate CRDs, RBAC and webhook manifests, and the chart's CRDs and admission policies.
 	$(CONTROLLER_GEN) rbac:roleName=custos-manager crd webhook paths=./... \
 		output:crd:artifacts:config=config/crd/bases \
 		output:rbac:artifacts:config=config/rbac \
@@ -68,6 +74,9 @@ manifests: ## Generate CRDs, RBAC and webhook manifests, and the chart's CRDs.
 	mkdir -p charts/custos/crds
 	rm -f charts/custos/crds/*.yaml
 	cp config/crd/bases/*.yaml charts/custos/crds/
+	mkdir -p charts/custos/files/policies
+	rm -f charts/custos/files/policies/*.yaml
+	find config/crd/policies -maxdepth 1 -name '*.yaml' ! -name kustomization.yaml -exec cp {} charts/custos/files/policies/ ';'
 
 .PHONY: fmt
 fmt: ## Format the Go code.

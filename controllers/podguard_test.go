@@ -24,6 +24,7 @@ import (
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -202,7 +203,10 @@ func TestPodGuardRefusesPodsThatEscapeTheirAgent(t *testing.T) {
 			init.Name, init.Image = "fetch", "docker.io/library/busybox:1.37"
 			p.Spec.InitContainers = []corev1.Container{*init}
 		}, "spec.initContainers[0].image", "Forbidden: pods of agent guarded run only its image"},
-		{"pod of an unknown agent", func(_ podGuardWorld, p *corev1.Pod) { p.Labels[custosv1alpha1.AgentLabel] = "ghost" },
+		{"pod of an unknown agent", func(_ podGuardWorld, p *corev1.Pod) {
+			p.Labels[custosv1alpha1.AgentLabel] = "ghost"
+			p.Spec.ServiceAccountName = "agent-ghost"
+		},
 			"metadata.labels[custos.dev/agent]", `Forbidden: no Agent "ghost" exists in namespace`},
 		{"pod of a decommissioned agent", ofRetired,
 			"metadata.labels[custos.dev/agent]", "Forbidden: agent retired is Decommissioned: it runs no pods any more"},
@@ -246,8 +250,11 @@ func TestPodGuardChecksChangesToRunningPods(t *testing.T) {
 	}
 	assertRefused(g, change(func(p *corev1.Pod) { p.Spec.Containers[0].Image = "docker.io/evil/agent:1" }),
 		"spec.containers[0].image", "run only its image")
-	assertRefused(g, change(func(p *corev1.Pod) { delete(p.Labels, custosv1alpha1.AgentLabel) }),
-		"metadata.labels[custos.dev/agent]", "the agent label is immutable")
+	// Shedding the agent label would take the pod out of the guard's
+	// sight: the API server's own policy refuses it before the guard does.
+	err := change(func(p *corev1.Pod) { delete(p.Labels, custosv1alpha1.AgentLabel) })
+	g.Expect(apierrors.IsForbidden(err)).To(BeTrue(), "%v", err)
+	g.Expect(err.Error()).To(ContainSubstring("custos-agent-identity"))
 	assertRefused(g, change(func(p *corev1.Pod) { p.Labels[custosv1alpha1.TenantLabel] = w.other }),
 		"metadata.labels[custos.dev/tenant]", "is not the tenant of agent guarded")
 
@@ -302,4 +309,55 @@ func TestPodGuardNeverSeesOtherPods(t *testing.T) {
 	g.Expect(k8sClient.Create(ctx, pod)).To(Succeed())
 	g.Expect(pod.Labels).To(Equal(map[string]string{custosv1alpha1.TenantLabel: w.other}), "not mutated")
 	g.Expect(pod.Spec.Affinity).To(BeNil(), "not mutated")
+}
+
+// TestAgentIdentityIsOnlyForItsPods: a pod that names an agent's
+// ServiceAccount without being that agent's pod is refused by the API
+// server itself (config/crd/policies/agent-identity.yaml), so it cannot
+// slip past the pod guard, which sees labelled pods only, and wear the
+// agent's cloud identity.
+func TestAgentIdentityIsOnlyForItsPods(t *testing.T) {
+	ctx := context.Background()
+	w := newPodGuardWorld(t)
+	for name, mutate := range map[string]func(*corev1.Pod){
+		"unlabelled": func(p *corev1.Pod) { delete(p.Labels, custosv1alpha1.AgentLabel) },
+		"labelled as another agent": func(p *corev1.Pod) {
+			p.Labels[custosv1alpha1.AgentLabel] = "someone-else"
+		},
+		"the deprecated serviceAccount field": func(p *corev1.Pod) {
+			delete(p.Labels, custosv1alpha1.AgentLabel)
+			p.Spec.ServiceAccountName, p.Spec.DeprecatedServiceAccount = "", "agent-"+w.agent.Name
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			g := NewWithT(t)
+			pod := w.pod()
+			mutate(pod)
+			err := k8sClient.Create(ctx, pod)
+			g.Expect(err).To(HaveOccurred())
+			g.Expect(err.Error()).To(ContainSubstring("custos-agent-identity"))
+			g.Expect(err.Error()).To(ContainSubstring("spec.serviceAccountName: Forbidden: agent-guarded is the identity of Custos agent guarded"))
+		})
+	}
+	g := NewWithT(t)
+	g.Expect(w.storedPods(g)).To(BeEmpty(), "nothing was stored")
+
+	// The agent's own pod is admitted, and cannot shed its label later.
+	pod := w.pod()
+	g.Expect(k8sClient.Create(ctx, pod)).To(Succeed())
+	patch := client.MergeFrom(pod.DeepCopy())
+	delete(pod.Labels, custosv1alpha1.AgentLabel)
+	err := k8sClient.Patch(ctx, pod, patch)
+	g.Expect(err).To(HaveOccurred())
+	g.Expect(err.Error()).To(ContainSubstring("custos-agent-identity"))
+
+	// A name like an agent's outside a tenant namespace is none of
+	// Custos's business.
+	free := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "free-"}}
+	g.Expect(k8sClient.Create(ctx, free)).To(Succeed())
+	g.Expect(k8sClient.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "agent-smith", Namespace: free.Name}})).To(Succeed())
+	g.Expect(k8sClient.Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "smith", Namespace: free.Name},
+		Spec:       corev1.PodSpec{ServiceAccountName: "agent-smith", Containers: []corev1.Container{{Name: "c", Image: "registry.example.com/x:1"}}},
+	})).To(Succeed())
 }

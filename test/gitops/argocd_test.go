@@ -372,3 +372,18 @@ func TestArgoCDConfigMapInDocsIsTheScript(t *testing.T) {
 		g.Expect(strings.HasPrefix(key, "resource.customizations.health.")).To(BeTrue(), "unexpected key %s", key)
 	}
 }
+
+// TestArgoCDScriptInTheChartREADMEIsTheScript: the chart's README shows the
+// health check a user copies; it must be the tested one.
+func TestArgoCDScriptInTheChartREADMEIsTheScript(t *testing.T) {
+	g := NewWithT(t)
+	script, err := os.ReadFile(filepath.Join(repoRoot, healthScriptPath))
+	g.Expect(err).NotTo(HaveOccurred())
+	readme, err := os.ReadFile(filepath.Join(repoRoot, "charts", "custos", "README.md"))
+	g.Expect(err).NotTo(HaveOccurred())
+	_, rest, found := strings.Cut(string(readme), "```lua\n")
+	g.Expect(found).To(BeTrue(), "charts/custos/README.md has no lua block")
+	block, _, found := strings.Cut(rest, "```")
+	g.Expect(found).To(BeTrue())
+	g.Expect(block).To(Equal(string(script)), "the lua block in charts/custos/README.md differs from %s", healthScriptPath)
+}

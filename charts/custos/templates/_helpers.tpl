@@ -1,0 +1,103 @@
+{{/*
+The name of the chart, or nameOverride.
+*/}}
+{{- define "custos.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The prefix of every namespaced object's name: fullnameOverride, else the
+release name when it already contains the chart's name, else
+<release>-<chart>. Truncated so that "<fullname>-metrics-reader" (the longest
+suffix) stays within 63 characters.
+*/}}
+{{- define "custos.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 48 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 48 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 48 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Labels on every object the chart makes.
+*/}}
+{{- define "custos.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "custos.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: custos
+{{- end }}
+
+{{/*
+The labels that select the manager's pods (Services, PDB, topology spread).
+They never change between upgrades: a Deployment's selector is immutable.
+*/}}
+{{- define "custos.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "custos.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: manager
+{{- end }}
+
+{{/* Object names. */}}
+{{- define "custos.managerName" -}}{{ include "custos.fullname" . }}-manager{{- end }}
+{{- define "custos.webhookServiceName" -}}{{ include "custos.fullname" . }}-webhook{{- end }}
+{{- define "custos.metricsServiceName" -}}{{ include "custos.fullname" . }}-metrics{{- end }}
+{{- define "custos.webhookCertSecretName" -}}{{ include "custos.fullname" . }}-webhook-tls{{- end }}
+{{- define "custos.auditClaimName" -}}
+{{- default (printf "%s-audit" (include "custos.fullname" .)) .Values.audit.persistence.existingClaim }}
+{{- end }}
+
+{{/*
+The webhook configurations are cluster-scoped and named as the manager's
+generated RBAC (config/rbac/role.yaml) names them: the manager may patch the
+caBundle of these two objects and no others. Custos is one per cluster (its
+CRDs and admission policies are cluster-wide too), so the fixed names also
+make a second installation fail on them instead of doubling every webhook.
+*/}}
+{{- define "custos.validatingWebhookName" -}}custos-validating-webhook-configuration{{- end }}
+{{- define "custos.mutatingWebhookName" -}}custos-mutating-webhook-configuration{{- end }}
+
+{{/*
+The manager's image: repository@digest when a digest is set (it wins over
+the tag), else repository:tag, with the chart's appVersion as default tag.
+*/}}
+{{- define "custos.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* Whether audit records go to the segment store on a volume. */}}
+{{- define "custos.auditToFile" -}}
+{{- if has .Values.audit.sink (list "file" "both") }}true{{ end }}
+{{- end }}
+
+{{/* The namespace of the audit signing key Secret. */}}
+{{- define "custos.auditKeyNamespace" -}}
+{{- default .Release.Namespace .Values.audit.signingKeySecret.namespace }}
+{{- end }}
+
+{{/*
+The serving certificate's issuer under cert-manager: the one named in
+certManager.issuerRef, else the chart's own CA Issuer.
+*/}}
+{{- define "custos.certIssuerRef" -}}
+{{- if .Values.certManager.issuerRef.name -}}
+name: {{ .Values.certManager.issuerRef.name }}
+kind: {{ .Values.certManager.issuerRef.kind }}
+group: {{ .Values.certManager.issuerRef.group }}
+{{- else -}}
+name: {{ include "custos.fullname" . }}-ca
+kind: Issuer
+group: cert-manager.io
+{{- end }}
+{{- end }}
