@@ -34,6 +34,7 @@ import (
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
@@ -168,7 +169,14 @@ func (s *Sweeper) zombie(ctx context.Context, obj client.Object) (string, error)
 		return "", err
 	case string(agent.UID) != l[custosv1alpha1.AgentUIDLabel]:
 		return fmt.Sprintf("it was made for an earlier Agent %s (UID %s)", name, l[custosv1alpha1.AgentUIDLabel]), nil
-	case agent.Spec.Lifecycle.State == custosv1alpha1.LifecycleDecommissioned:
+	case !agent.DeletionTimestamp.IsZero() || agent.Spec.Lifecycle.State == custosv1alpha1.LifecycleDecommissioned:
+		// The Agent reconciler is taking it apart in order (leases, then
+		// the workload, then its network, then its identity); reaping
+		// now could remove the network policy of pods still running.
+		// Only what is left after it finished (or let go) is a zombie.
+		if controllerutil.ContainsFinalizer(agent, custosv1alpha1.DecommissionFinalizer) {
+			return "", nil
+		}
 		return fmt.Sprintf("its Agent %s is decommissioned", name), nil
 	}
 	return "", nil

@@ -143,6 +143,10 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 			g.Expect(crdEstablished(got)).To(BeTrue())
 		}).WithTimeout(eventually).Should(Succeed(), crd)
 	}
+	// A client that discovers the kinds the chart brought.
+	fresh, err := client.New(cp.Config, client.Options{Scheme: scheme})
+	g.Expect(err).NotTo(HaveOccurred())
+	c = fresh
 	deploy := chartDeployment(g)
 	g.Expect(deploy.Spec.Replicas).To(HaveValue(Equal(int32(2))))
 
@@ -178,7 +182,7 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 
 	rogue := newAgent(ns.Name, "rogue")
 	rogue.Labels[custosv1alpha1.TenantLabel] = "someone-else"
-	err := c.Create(ctx, rogue)
+	err = c.Create(ctx, rogue)
 	g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "the chart's webhooks refuse a cross-tenant Agent: %v", err)
 
 	agent := newAgent(ns.Name, "installed")
