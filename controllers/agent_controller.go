@@ -96,7 +96,8 @@ type AgentReconciler struct {
 // +kubebuilder:rbac:groups=custos.dev,resources=toolsets;databoundaries,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=list;delete
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=serviceaccounts/token,verbs=create
 // +kubebuilder:rbac:groups="",resources=pods,verbs=list;delete
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=apps,resources=replicasets,verbs=list;delete
@@ -124,6 +125,9 @@ func (r *AgentReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager
 		Owns(&corev1.ServiceAccount{}).
 		Owns(&networkingv1.NetworkPolicy{}).
 		Owns(&appsv1.Deployment{}).
+		// Lease Secrets by their metadata only: the material is never
+		// cached; a Secret deleted by hand is reissued.
+		Owns(&corev1.Secret{}, builder.OnlyMetadata).
 		Watches(&custosv1alpha1.Toolset{}, handler.EnqueueRequestsFromMapFunc(r.agentsForToolset)).
 		Watches(&custosv1alpha1.DataBoundary{}, handler.EnqueueRequestsFromMapFunc(r.agentsForBoundary)).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.agentsInNamespace),
@@ -222,13 +226,15 @@ func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (resu
 	if err := r.Client.Get(ctx, req.NamespacedName, agent); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	before := agent.DeepCopy()
 	// The status this reconciler last wrote is newer than a cache that
-	// has not caught up with it yet: comparing with it, an Agent's
-	// transitions are told (Events, audit) once, and not written again.
+	// has not caught up with it yet: starting from it, an Agent's
+	// transitions are told (Events, audit) once, nothing is written twice,
+	// and the lease ledger is not read stale (which would issue a lease
+	// again).
 	if written, ok := r.written.Load(agent.UID); ok {
-		before.Status = *written.(*custosv1alpha1.AgentStatus).DeepCopy()
+		agent.Status = *written.(*custosv1alpha1.AgentStatus).DeepCopy()
 	}
+	before := agent.DeepCopy()
 	defer func() {
 		if retErr == nil || errors.Is(retErr, reconcile.TerminalError(nil)) {
 			// observedGeneration says the controller acted on this
@@ -291,6 +297,8 @@ type agentScope struct {
 	// SuspendedBySpec or Expired; empty when it may run.
 	suspendReason string
 	identityBound bool
+	// renewAt is when the next lease is due for renewal; zero when none.
+	renewAt time.Time
 }
 
 // active reports whether the agent may run and reach its tools.
@@ -318,6 +326,7 @@ func (r *AgentReconciler) reconcileNormal(ctx context.Context, agent *custosv1al
 		r.reconcileBoundary,
 		r.reconcileIdentity,
 		r.reconcileNetwork,
+		r.reconcileCredentials,
 		r.reconcileWorkload,
 	} {
 		if err := step(ctx, s); err != nil {
@@ -336,6 +345,11 @@ func (r *AgentReconciler) reconcileNormal(ctx context.Context, agent *custosv1al
 	}
 	if isTrue(agent, custosv1alpha1.ReconcilingCondition) && (requeueAfter == 0 || requeueAfter > waitRequeue) {
 		requeueAfter = waitRequeue
+	}
+	if !s.renewAt.IsZero() {
+		if until := max(s.renewAt.Sub(now), time.Second); requeueAfter == 0 || until < requeueAfter {
+			requeueAfter = until
+		}
 	}
 	return ctrl.Result{RequeueAfter: requeueAfter}, nil
 }
@@ -535,6 +549,7 @@ func (r *AgentReconciler) reconcileWorkload(ctx context.Context, s *agentScope) 
 		Replicas:       replicas,
 		Regions:        s.boundary.Spec.Regions,
 		ConfigHash:     workload.ConfigHash(agent.Spec.Identity, agent.Spec.Credentials),
+		Leases:         leaseMounts(agent),
 	}).WithLabels(childLabels(agent)).WithOwnerReferences(ownerReference(agent))
 	d := &appsv1.Deployment{}
 	if err := applyChild(ctx, r.Client, d, agent.Namespace, name, deploy); err != nil {

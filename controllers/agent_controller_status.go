@@ -34,6 +34,7 @@ var agentSteps = []string{
 	custosv1alpha1.BoundaryCompliantCondition,
 	custosv1alpha1.IdentityBoundCondition,
 	custosv1alpha1.NetworkIsolatedCondition,
+	custosv1alpha1.CredentialsIssuedCondition,
 	custosv1alpha1.WorkloadAvailableCondition,
 }
 
@@ -41,7 +42,8 @@ var agentSteps = []string{
 func isStalledReason(reason string) bool {
 	switch reason {
 	case custosv1alpha1.BoundaryConflictReason, custosv1alpha1.BoundaryViolationReason,
-		custosv1alpha1.NameConflictReason, custosv1alpha1.InvalidSpecReason:
+		custosv1alpha1.NameConflictReason, custosv1alpha1.InvalidSpecReason,
+		custosv1alpha1.LeaseBackendNotConfiguredReason:
 		return true
 	}
 	return false

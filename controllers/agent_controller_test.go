@@ -214,10 +214,14 @@ func TestAgentLifecycle(t *testing.T) {
 	// order, and nothing else is.
 	uid := getAgent(g, agent).UID
 	g.Eventually(func(g Gomega) {
+		// Leases are recorded as the credentials step acts; the other
+		// transitions once the status that reports them is written.
 		g.Expect(auditActions(auditTrail(uid))).To(Equal([]string{
-			audit.ActionIdentityBound, audit.ActionAgentOnboarded,
+			audit.ActionLeaseIssued, audit.ActionIdentityBound, audit.ActionAgentOnboarded,
 			audit.ActionIdentityBound, // the GCP binding added
-			audit.ActionAgentSuspended, audit.ActionAgentResumed, audit.ActionAgentExpired,
+			audit.ActionLeaseRevoked, audit.ActionAgentSuspended,
+			audit.ActionLeaseIssued, audit.ActionAgentResumed,
+			audit.ActionLeaseRevoked, audit.ActionAgentExpired,
 			audit.ActionAgentDecommissioning,
 			audit.ActionWorkloadRemoved, audit.ActionNetworkRemoved, audit.ActionIdentityRemoved,
 			audit.ActionAgentDecommissioned,
@@ -229,11 +233,15 @@ func TestAgentLifecycle(t *testing.T) {
 		g.Expect(r.TraceID).NotTo(BeEmpty(), "the reconcile's ID leads to its logs")
 		g.Expect(r.Reason).NotTo(BeEmpty(), r.Action)
 	}
-	rebound := auditTrail(uid)[2]
+	trail := auditTrail(uid)
+	rebound := trail[3]
 	g.Expect(rebound.Reason).To(HaveSuffix("bound to aws, gcp"))
 	g.Expect(rebound.Details).To(HaveKeyWithValue("spiffeID", "spiffe://"+testTrustDomain+"/ns/"+ns+"/sa/agent-reconciler"))
-	g.Expect(auditTrail(uid)[5].Details).To(HaveKey("expiresAt"))
-	g.Expect(auditTrail(uid)[6].Details).To(HaveKeyWithValue("trigger", "spec.lifecycle.state"))
+	g.Expect(trail[0].Details).To(And(HaveKeyWithValue("credentialName", "ledger-api"), HaveKeyWithValue("backend", "kubernetesToken"),
+		HaveKeyWithValue("lease.audience", "ledger-api")))
+	g.Expect(trail[4].Reason).To(HaveSuffix("the agent is suspended"))
+	g.Expect(trail[9].Details).To(HaveKey("expiresAt"))
+	g.Expect(trail[10].Details).To(HaveKeyWithValue("trigger", "spec.lifecycle.state"))
 
 	g.Expect(k8sClient.Delete(ctx, agent)).To(Succeed())
 	g.Eventually(func() bool {

@@ -47,7 +47,8 @@ func TestDecommissionResumesAfterCrash(t *testing.T) {
 		obj    func(ns string) client.Object
 	}{
 		{custosv1alpha1.RevokingLeasesReason, func(ns string) client.Object {
-			return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "lease-ledger-api"}}
+			// The lease Secret of the agent's one credential.
+			return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: leaseSecretName("crashy", "ledger-api")}}
 		}},
 		{custosv1alpha1.RemovingWorkloadReason, func(ns string) client.Object {
 			return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "agent-crashy"}}
@@ -71,12 +72,9 @@ func TestDecommissionResumesAfterCrash(t *testing.T) {
 			g.Expect(k8sClient.Create(ctx, agent)).To(Succeed())
 			g.Eventually(func(g Gomega) {
 				g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "agent-crashy"}, &appsv1.Deployment{})).To(Succeed())
+				g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: leaseSecretName("crashy", "ledger-api")}, &corev1.Secret{})).To(Succeed())
 			}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
 			a := getAgent(g, agent)
-
-			// A lease Secret as the credentials step will issue them.
-			lease := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "lease-ledger-api", Labels: childLabels(a)}}
-			g.Expect(k8sClient.Create(ctx, lease)).To(Succeed())
 
 			held := step.obj(ns)
 			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(held), held)).To(Succeed())

@@ -23,6 +23,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 )
@@ -40,7 +41,10 @@ type agentCollector struct {
 	reader atomic.Pointer[client.Reader]
 }
 
-func (c *agentCollector) Describe(ch chan<- *prometheus.Desc) { ch <- agentsDesc }
+func (c *agentCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- agentsDesc
+	ch <- leasesDesc
+}
 
 func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 	reader := c.reader.Load()
@@ -56,8 +60,15 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	type key struct{ tenant, phase, ready string }
 	counts := map[key]int{}
+	leases := map[string]int{}
+	now := time.Now()
 	for i := range agents.Items {
 		a := &agents.Items[i]
+		for _, l := range a.Status.Leases {
+			if l.ExpiresAt != nil && now.Before(l.ExpiresAt.Time) {
+				leases[l.Backend]++
+			}
+		}
 		k := key{tenant: a.Labels[custosv1alpha1.TenantLabel], phase: string(phaseOf(a)), ready: "Unknown"}
 		if k.phase == "" {
 			k.phase = string(custosv1alpha1.AgentPhasePending)
@@ -70,4 +81,22 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 	for k, n := range counts {
 		ch <- prometheus.MustNewConstMetric(agentsDesc, prometheus.GaugeValue, float64(n), k.tenant, k.phase, k.ready)
 	}
+	for backend, n := range leases {
+		ch <- prometheus.MustNewConstMetric(leasesDesc, prometheus.GaugeValue, float64(n), backend)
+	}
+}
+
+// leaseOps counts lease operations by backend, operation (issue, renew,
+// revoke) and result (ok, refused, error).
+var leaseOps = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "custos_lease_operations_total",
+	Help: "Credential lease operations by backend, operation (issue, renew, revoke) and result (ok, refused, error).",
+}, []string{"backend", "op", "result"})
+
+// leasesDesc is custos_leases: the leases currently valid, by backend.
+var leasesDesc = prometheus.NewDesc("custos_leases",
+	"Credential leases currently valid (in the Agents' ledgers), by backend.", []string{"backend"}, nil)
+
+func init() {
+	metrics.Registry.MustRegister(leaseOps)
 }

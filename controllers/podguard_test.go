@@ -187,9 +187,9 @@ func TestPodGuardRefusesPodsThatEscapeTheirAgent(t *testing.T) {
 		{"host PID", func(_ podGuardWorld, p *corev1.Pod) { p.Spec.HostPID = true },
 			"spec.hostPID", "Forbidden: agent pods do not share the node's namespaces"},
 		{"hostPath volume", func(_ podGuardWorld, p *corev1.Pod) {
-			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "node", VolumeSource: corev1.VolumeSource{
-				HostPath: &corev1.HostPathVolumeSource{Path: "/var/run/secrets"}}})
-		}, "spec.volumes[1].hostPath", "Forbidden: agent pods do not mount the node's filesystem"},
+			p.Spec.Volumes = append([]corev1.Volume{{Name: "node", VolumeSource: corev1.VolumeSource{
+				HostPath: &corev1.HostPathVolumeSource{Path: "/var/run/secrets"}}}}, p.Spec.Volumes...)
+		}, "spec.volumes[0].hostPath", "Forbidden: agent pods do not mount the node's filesystem"},
 		{"ServiceAccount token mounted", func(_ podGuardWorld, p *corev1.Pod) {
 			p.Spec.AutomountServiceAccountToken = ptr.To(true)
 		}, "spec.automountServiceAccountToken", "Forbidden: must be false"},

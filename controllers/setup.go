@@ -26,6 +26,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -35,6 +36,7 @@ import (
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/audit"
+	"github.com/custos-dev/custos/internal/lease"
 	"github.com/custos-dev/custos/internal/netpol"
 )
 
@@ -64,6 +66,10 @@ type Options struct {
 	// Concurrency is how many Agents are reconciled at once.
 	Concurrency int
 
+	// Leases configure the credential leases; without backends, the
+	// kubernetesToken backend is set up from the manager's connection.
+	Leases LeaseOptions
+
 	// Audit receives the audit records of every governance decision and
 	// lifecycle step; none are kept when nil.
 	Audit audit.Recorder
@@ -82,6 +88,7 @@ func (o *Options) defaults() {
 	if o.Concurrency == 0 {
 		o.Concurrency = 4
 	}
+	o.Leases.defaults()
 	if o.Audit == nil {
 		o.Audit = audit.Discard()
 	}
@@ -97,6 +104,15 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts Options) error
 	names, err := newNameCache(ctx, mgr)
 	if err != nil {
 		return err
+	}
+	if opts.Leases.Backends == nil {
+		cs, err := kubernetes.NewForConfigAndClient(mgr.GetConfig(), mgr.GetHTTPClient())
+		if err != nil {
+			return err
+		}
+		opts.Leases.Backends = map[string]lease.Backend{
+			lease.BackendKubernetesToken: &lease.KubernetesToken{Tokens: lease.NewTokenSource(cs), Clock: opts.Clock},
+		}
 	}
 	if err := (&AgentReconciler{
 		Client:    mgr.GetClient(),
@@ -142,6 +158,8 @@ func CacheOptions() cache.Options {
 		custosv1alpha1.ManagedByLabel: custosv1alpha1.ManagedByValue,
 	})}
 	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		// Lease Secrets, by their metadata only (see the Agent reconciler).
+		&corev1.Secret{}:              mine,
 		&corev1.ServiceAccount{}:      mine,
 		&appsv1.Deployment{}:          mine,
 		&networkingv1.NetworkPolicy{}: mine,

@@ -41,13 +41,16 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/audit"
 	"github.com/custos-dev/custos/internal/controlplane"
+	"github.com/custos-dev/custos/internal/lease"
 	custoswebhook "github.com/custos-dev/custos/internal/webhook"
+	"github.com/custos-dev/custos/test/leasedoubles"
 )
 
 // The suite's control plane: a real kube-apiserver and etcd with Custos's
@@ -93,6 +96,22 @@ func runSuite(m *testing.M) (code int) {
 		return 1
 	}
 	defer closeAudit()
+	// An STS of the suite's own, on loopback, trusting what tests tell it.
+	if testSTS, err = leasedoubles.NewSTS(ctx, cp.Config); err != nil {
+		fmt.Fprintf(os.Stderr, "controllers: starting the STS double: %v\n", err)
+		return 1
+	}
+	defer testSTS.Close()
+	cs, err := kubernetes.NewForConfig(cp.Config)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "controllers: %v\n", err)
+		return 1
+	}
+	tokens := lease.NewTokenSource(cs)
+	testLeaseBackends = map[string]lease.Backend{
+		lease.BackendKubernetesToken: &lease.KubernetesToken{Tokens: tokens},
+		lease.BackendAWSSTS:          &lease.AWSSTS{Tokens: tokens, Endpoint: testSTS.URL, Region: "eu-west-1"},
+	}
 	// Deferred before the manager's stop, so run after it: every record of
 	// the suite, closed by a final checkpoint, passes the verifier.
 	defer func() {
@@ -150,6 +169,7 @@ func startManager() error {
 		SweepInterval: 2 * time.Second,
 		Clock:         testClock,
 		Audit:         auditLog,
+		Leases:        LeaseOptions{Backends: testLeaseBackends},
 	}); err != nil {
 		cancel()
 		return err
@@ -295,3 +315,10 @@ func openAudit() (func(), error) {
 		_ = os.RemoveAll(dir + "-buffer")
 	}, nil
 }
+
+// The suite's lease backends: Kubernetes tokens from the API server, AWS STS
+// from a double that verifies the agents' tokens against it.
+var (
+	testSTS           *leasedoubles.STS
+	testLeaseBackends map[string]lease.Backend
+)

@@ -43,6 +43,14 @@ const (
 	// DecommissionFinalizer holds an Agent until its decommission path has
 	// revoked every lease and removed every object the agent had.
 	DecommissionFinalizer = "custos.dev/decommission"
+
+	// CredentialLabel names, on a lease Secret, the credential of
+	// spec.credentials whose material it holds.
+	CredentialLabel = "custos.dev/credential"
+
+	// LeaseSecretType is the type of the Secrets that hold an agent's
+	// credential leases.
+	LeaseSecretType = "custos.dev/lease"
 )
 
 // Condition types shared by every Custos kind. They follow kstatus: Ready is
@@ -176,4 +184,14 @@ const (
 
 	// SchemaInvalidReason: a tool's JSON Schema does not compile.
 	SchemaInvalidReason = "SchemaInvalid"
+
+	// LeaseBackendNotConfiguredReason: a credential asks for a backend this
+	// manager is not configured to issue from (CredentialsIssued False,
+	// Stalled until the manager is configured).
+	LeaseBackendNotConfiguredReason = "BackendNotConfigured"
+
+	// LeaseBackendUnavailableReason: a backend could not be reached or
+	// failed; issuance is retried with backoff and a lease still valid is
+	// kept until it expires (CredentialsIssued False).
+	LeaseBackendUnavailableReason = "BackendUnavailable"
 )

@@ -30,6 +30,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -43,6 +44,7 @@ import (
 	"github.com/custos-dev/custos/controllers"
 	"github.com/custos-dev/custos/internal/audit"
 	"github.com/custos-dev/custos/internal/certs"
+	"github.com/custos-dev/custos/internal/lease"
 	custoswebhook "github.com/custos-dev/custos/internal/webhook"
 )
 
@@ -73,6 +75,11 @@ func main() {
 		concurrency     int
 		qps             float64
 		metricsSecure   bool
+		renewPercent    int
+		unrevocableTTL  time.Duration
+		awsRegion       string
+		awsEndpoint     string
+		azureAuthority  string
 		leaseDuration   time.Duration
 		renewDeadline   time.Duration
 		retryPeriod     time.Duration
@@ -105,6 +112,11 @@ func main() {
 	flag.StringVar(&webhookService, "webhook-service", "custos-webhook", "Service in front of the webhook server; its DNS names go into the serving certificate.")
 	flag.StringVar(&validatingHooks, "validating-webhook-configuration", "custos-validating-webhook-configuration", "ValidatingWebhookConfiguration whose caBundle the manager keeps.")
 	flag.StringVar(&mutatingHooks, "mutating-webhook-configuration", "custos-mutating-webhook-configuration", "MutatingWebhookConfiguration whose caBundle the manager keeps.")
+	flag.IntVar(&renewPercent, "lease-renew-percent", 67, "Renew a credential lease after this share of its life (at most 90), less a jitter of up to a tenth of its life.")
+	flag.DurationVar(&unrevocableTTL, "lease-max-unrevocable-ttl", time.Hour, "Cap on the TTL of leases their backend cannot revoke once issued (AWS STS sessions, Entra ID access tokens): revoking one deletes its Secret, but a copy stays valid until it expires.")
+	flag.StringVar(&awsRegion, "aws-region", "", "AWS region of the STS endpoint awsSTS leases are issued from; empty leaves awsSTS credentials unissued (BackendNotConfigured).")
+	flag.StringVar(&awsEndpoint, "aws-sts-endpoint", "", "STS endpoint URL; empty: the region's own.")
+	flag.StringVar(&azureAuthority, "azure-authority-host", "", "Entra ID authority host azureToken leases are issued from; empty: Azure's public cloud.")
 	var auditCfg audit.Config
 	auditCfg.AddFlags(flag.CommandLine)
 	zapOpts := zap.Options{}
@@ -177,11 +189,28 @@ func main() {
 		}
 		os.Exit(1)
 	}
+	tokens, err := kubernetes.NewForConfigAndClient(mgr.GetConfig(), mgr.GetHTTPClient())
+	if err != nil {
+		fail(err, "Unable to make the TokenRequest client")
+	}
+	tokenSource := lease.NewTokenSource(tokens)
+	backends := map[string]lease.Backend{
+		lease.BackendKubernetesToken: &lease.KubernetesToken{Tokens: tokenSource},
+		lease.BackendAzureToken:      &lease.AzureToken{Tokens: tokenSource, AuthorityHost: azureAuthority},
+	}
+	if awsRegion != "" {
+		backends[lease.BackendAWSSTS] = &lease.AWSSTS{Tokens: tokenSource, Region: awsRegion, Endpoint: awsEndpoint}
+	}
 	if err := controllers.SetupWithManager(ctx, mgr, controllers.Options{
 		TrustDomain:   trustDomain,
 		SweepInterval: sweepInterval,
 		Concurrency:   concurrency,
 		Audit:         auditLog,
+		Leases: controllers.LeaseOptions{
+			Backends:          backends,
+			RenewPercent:      renewPercent,
+			UnrevocableTTLCap: unrevocableTTL,
+		},
 	}); err != nil {
 		fail(err, "Unable to set up the controllers")
 	}

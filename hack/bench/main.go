@@ -43,12 +43,14 @@ import (
 
 	"go.uber.org/zap/zapcore"
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -233,8 +235,9 @@ func run(ctx context.Context, c config) (retErr error) {
 }
 
 // runBaseline does, per agent, the least any operator must do for the same
-// result: server-side apply the ServiceAccount, NetworkPolicy and Deployment
-// the reconciler would (rendered by the same packages with the same
+// result: server-side apply the ServiceAccount, the credential's lease (a
+// Secret and a token bound to it), the NetworkPolicy and the Deployment the
+// reconciler would (rendered by the same packages with the same
 // parameters), then roll the Deployment out. Worker w of c.concurrency takes
 // every c.concurrency-th agent from w. The client is controller-runtime's,
 // as the manager's is: it rate limits each kind apart (a client-go
@@ -269,6 +272,26 @@ func baselineAgent(ctx context.Context, cl client.Client, ns, name string) error
 	sa := identity.ServiceAccountName(name)
 
 	if err := cl.Apply(ctx, identity.ServiceAccount(sa, ns, nil).WithLabels(labels), opts...); err != nil {
+		return err
+	}
+	// The credential's lease, as Custos issues it: a Secret, a token of
+	// the ServiceAccount bound to it, the token in the Secret.
+	cred := agent.Spec.Credentials[0]
+	secret := corev1ac.Secret("agent-"+name+"-"+cred.Name, ns).WithType(custosv1alpha1.LeaseSecretType).WithLabels(labels)
+	if err := cl.Apply(ctx, secret, opts...); err != nil {
+		return err
+	}
+	token := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+		Audiences:         []string{cred.KubernetesToken.Audience},
+		ExpirationSeconds: ptr.To(int64(cred.TTL.Seconds())),
+		BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Secret", APIVersion: "v1", Name: *secret.Name, UID: *secret.UID},
+	}}
+	if err := cl.SubResource("token").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa, Namespace: ns}}, token); err != nil {
+		return err
+	}
+	secret = corev1ac.Secret(*secret.Name, ns).WithType(custosv1alpha1.LeaseSecretType).WithLabels(labels).
+		WithData(map[string][]byte{"token": []byte(token.Status.Token)})
+	if err := cl.Apply(ctx, secret, opts...); err != nil {
 		return err
 	}
 	np := netpol.Render("agent-"+name, ns, selector, netpol.DefaultDNS, &netpol.Egress{}).WithLabels(labels)

@@ -65,7 +65,23 @@ type Params struct {
 	Regions   []string
 	// ConfigHash is ConfigHash of what the pods were started with.
 	ConfigHash string
+	// Leases are the agent's credential leases to mount, each from its
+	// Secret at LeasesDir/<name>/; renewed material reaches the files
+	// without a restart.
+	Leases []MountedLease
 }
+
+// MountedLease is a credential lease a pod mounts.
+type MountedLease struct {
+	// Name is the credential's name; Secret holds its material.
+	Name   string
+	Secret string
+}
+
+// LeasesDir is where an agent's pods find their credentials:
+// LeasesDir/<credential>/token for a bearer token, …/credentials for an AWS
+// shared-credentials file.
+const LeasesDir = "/var/run/secrets/custos.dev/leases"
 
 // Deployment renders an agent's Deployment for server-side apply.
 func Deployment(p Params) *appsv1ac.DeploymentApplyConfiguration {
@@ -100,6 +116,14 @@ func Deployment(p Params) *appsv1ac.DeploymentApplyConfiguration {
 		container.WithResources(res)
 	}
 
+	volumes := []*corev1ac.VolumeApplyConfiguration{corev1ac.Volume().WithName(tmpVolume).WithEmptyDir(corev1ac.EmptyDirVolumeSource())}
+	for _, l := range p.Leases {
+		vol := "lease-" + l.Name
+		volumes = append(volumes, corev1ac.Volume().WithName(vol).
+			WithSecret(corev1ac.SecretVolumeSource().WithSecretName(l.Secret).WithDefaultMode(0o444)))
+		container.WithVolumeMounts(corev1ac.VolumeMount().WithName(vol).WithMountPath(LeasesDir + "/" + l.Name).WithReadOnly(true))
+	}
+
 	pod := corev1ac.PodSpec().
 		WithServiceAccountName(p.ServiceAccount).
 		// Credentials come as leases mounted on purpose, never as the
@@ -120,7 +144,7 @@ func Deployment(p Params) *appsv1ac.DeploymentApplyConfiguration {
 						WithOperator(corev1.NodeSelectorOpIn).
 						WithValues(regions...)))))).
 		WithContainers(container).
-		WithVolumes(corev1ac.Volume().WithName(tmpVolume).WithEmptyDir(corev1ac.EmptyDirVolumeSource()))
+		WithVolumes(volumes...)
 
 	return appsv1ac.Deployment(p.Name, p.Namespace).
 		WithSpec(appsv1ac.DeploymentSpec().

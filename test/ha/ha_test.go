@@ -321,8 +321,13 @@ func TestMetricsNeedAuthorization(t *testing.T) {
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}
-		resp, err := httpc.Do(req)
-		g.Expect(err).NotTo(HaveOccurred())
+		// The metrics server may start a moment after the manager is
+		// ready.
+		var resp *http.Response
+		g.Eventually(func() error {
+			resp, err = httpc.Do(req)
+			return err
+		}).WithTimeout(30 * time.Second).Should(Succeed())
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(body)

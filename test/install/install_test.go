@@ -38,6 +38,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -182,7 +183,11 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 
 	rogue := newAgent(ns.Name, "rogue")
 	rogue.Labels[custosv1alpha1.TenantLabel] = "someone-else"
-	err = c.Create(ctx, rogue)
+	// Discovery may lag the CRDs' establishment for a moment.
+	g.Eventually(func() bool {
+		err = c.Create(ctx, rogue)
+		return meta.IsNoMatchError(err)
+	}).WithTimeout(eventually).Should(BeFalse())
 	g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "the chart's webhooks refuse a cross-tenant Agent: %v", err)
 
 	agent := newAgent(ns.Name, "installed")

@@ -1,0 +1,396 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/audit"
+	"github.com/custos-dev/custos/internal/lease"
+	"github.com/custos-dev/custos/internal/workload"
+)
+
+// LeaseOptions configure the agents' credential leases.
+type LeaseOptions struct {
+	// Backends issue leases, by backend name (lease.BackendKubernetesToken,
+	// …). A credential whose backend is missing stalls its agent.
+	Backends map[string]lease.Backend
+
+	// RenewPercent is the share of a lease's life after which it is
+	// renewed (default 67, at most 90), less a jitter of up to a tenth of
+	// its life, so that leases issued together do not renew together.
+	RenewPercent int
+
+	// UnrevocableTTLCap caps the TTL of leases a backend cannot revoke once
+	// issued (AWS STS sessions, Entra ID access tokens): deleting their
+	// Secret stops their use by the agent's pods, not their validity.
+	UnrevocableTTLCap time.Duration
+}
+
+func (o *LeaseOptions) defaults() {
+	if o.RenewPercent <= 0 {
+		o.RenewPercent = 67
+	}
+	if o.RenewPercent > 90 {
+		o.RenewPercent = 90
+	}
+	if o.UnrevocableTTLCap <= 0 {
+		o.UnrevocableTTLCap = time.Hour
+	}
+}
+
+// Annotations on a lease Secret: what the lease is, never what it holds.
+const (
+	leaseIssuedAtAnnotation  = "custos.dev/issued-at"
+	leaseExpiresAtAnnotation = "custos.dev/expires-at"
+	leaseBackendAnnotation   = "custos.dev/backend"
+	// leaseSpecAnnotation is a digest of the credential's spec the lease
+	// was issued for: a changed audience or TTL means a new lease.
+	leaseSpecAnnotation = "custos.dev/credential-hash"
+)
+
+// leaseSecretName names the Secret of an agent's credential.
+func leaseSecretName(agent, credential string) string {
+	return childPrefix + agent + "-" + credential
+}
+
+// leaseSecrets lists the lease Secrets an agent holds (their metadata,
+// from the cache: the material is never cached).
+func (r *AgentReconciler) leaseSecrets(ctx context.Context, agent *custosv1alpha1.Agent) ([]metav1.PartialObjectMetadata, error) {
+	var list metav1.PartialObjectMetadataList
+	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
+	err := r.Client.List(ctx, &list, client.InNamespace(agent.Namespace), client.MatchingLabels{
+		custosv1alpha1.AgentLabel:     agent.Name,
+		custosv1alpha1.AgentUIDLabel:  string(agent.UID),
+		custosv1alpha1.ManagedByLabel: custosv1alpha1.ManagedByValue,
+	})
+	return list.Items, err
+}
+
+// reconcileCredentials issues, renews and revokes the agent's leases
+// (CredentialsIssued): one Secret per credential while the agent is active
+// and its identity bound; none otherwise. status.leases is the ledger.
+func (r *AgentReconciler) reconcileCredentials(ctx context.Context, s *agentScope) error {
+	agent := s.agent
+	now := r.Clock.Now()
+	held, err := r.leaseSecrets(ctx, agent)
+	if err != nil {
+		return err
+	}
+	wanted := map[string]bool{}
+	if s.active() && s.identityBound {
+		for _, c := range agent.Spec.Credentials {
+			wanted[c.Name] = true
+		}
+	}
+	secrets := map[string]*metav1.PartialObjectMetadata{}
+	for i := range held {
+		sec := &held[i]
+		if cred := sec.Labels[custosv1alpha1.CredentialLabel]; wanted[cred] && sec.Name == leaseSecretName(agent.Name, cred) {
+			secrets[cred] = sec
+			continue
+		}
+		if err := r.revokeLease(ctx, agent, sec, revokeWhy(s, sec)); err != nil {
+			return err
+		}
+	}
+
+	if len(wanted) == 0 {
+		agent.Status.Leases = nil
+		msg := "No credentials requested"
+		if len(agent.Spec.Credentials) > 0 {
+			msg = "Every lease revoked: the agent is not active"
+		}
+		setCondition(agent, custosv1alpha1.CredentialsIssuedCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason, "%s", msg)
+		return nil
+	}
+
+	ledger := make([]custosv1alpha1.LeaseStatus, 0, len(agent.Spec.Credentials))
+	var errs []error
+	var refused *lease.RefusedError
+	var unconfigured []string
+	for _, c := range agent.Spec.Credentials {
+		entry := custosv1alpha1.LeaseStatus{Name: c.Name}
+		for _, old := range agent.Status.Leases {
+			if old.Name == c.Name {
+				entry = old
+			}
+		}
+		backendName := lease.BackendFor(c)
+		backend := r.Leases.Backends[backendName]
+		switch {
+		case backend == nil:
+			unconfigured = append(unconfigured, fmt.Sprintf("%s (%s)", c.Name, backendName))
+		case leaseDue(secrets[c.Name], entry, c, now):
+			if err := r.issueLease(ctx, s, c, backend, secrets[c.Name], &entry, now); err != nil {
+				errs = append(errs, fmt.Errorf("credential %s: %w", c.Name, err))
+				if re := (*lease.RefusedError)(nil); errors.As(err, &re) && refused == nil {
+					refused = re
+				}
+			}
+		}
+		if entry.RenewAt != nil && (s.renewAt.IsZero() || entry.RenewAt.Time.Before(s.renewAt)) {
+			s.renewAt = entry.RenewAt.Time
+		}
+		ledger = append(ledger, entry)
+	}
+	agent.Status.Leases = ledger
+
+	switch {
+	case len(unconfigured) > 0:
+		setCondition(agent, custosv1alpha1.CredentialsIssuedCondition, metav1.ConditionFalse, custosv1alpha1.LeaseBackendNotConfiguredReason,
+			"This manager issues no leases of credential %s; configure the backend (see the manager's --aws-sts-* and --azure-* flags)",
+			strings.Join(unconfigured, ", "))
+		return nil
+	case refused != nil:
+		setCondition(agent, custosv1alpha1.CredentialsIssuedCondition, metav1.ConditionFalse, refused.Reason,
+			"%v; retried with backoff", errors.Join(errs...))
+	case len(errs) > 0:
+		setCondition(agent, custosv1alpha1.CredentialsIssuedCondition, metav1.ConditionFalse, custosv1alpha1.LeaseBackendUnavailableReason,
+			"%v; retried with backoff, a lease still valid is kept until it expires", errors.Join(errs...))
+	default:
+		setCondition(agent, custosv1alpha1.CredentialsIssuedCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason,
+			"%d lease(s) current, mounted from %s", len(ledger), workload.LeasesDir)
+	}
+	return errors.Join(errs...)
+}
+
+// revokeWhy says why a held lease goes.
+func revokeWhy(s *agentScope, sec *metav1.PartialObjectMetadata) string {
+	switch {
+	case s.suspendReason == custosv1alpha1.ExpiredReason:
+		return "the agent expired"
+	case s.suspendReason != "":
+		return "the agent is suspended"
+	case !s.compliant:
+		return "the agent is outside its DataBoundary"
+	case !s.identityBound:
+		return "the agent's identity is not bound"
+	}
+	return fmt.Sprintf("credential %q was removed from spec.credentials", sec.Labels[custosv1alpha1.CredentialLabel])
+}
+
+// leaseDue: the credential has no current lease, or it is time to renew.
+func leaseDue(secret *metav1.PartialObjectMetadata, entry custosv1alpha1.LeaseStatus, c custosv1alpha1.CredentialSpec, now time.Time) bool {
+	return secret == nil || entry.RenewAt == nil || entry.ExpiresAt == nil ||
+		!now.Before(entry.RenewAt.Time) ||
+		secret.Annotations[leaseSpecAnnotation] != credentialHash(c) ||
+		entry.Backend != lease.BackendFor(c)
+}
+
+func credentialHash(c custosv1alpha1.CredentialSpec) string {
+	data, _ := json.Marshal(c)
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:8])
+}
+
+// issueLease issues (or renews) one lease, stores it in its Secret and
+// records it in entry and on the audit trail.
+func (r *AgentReconciler) issueLease(ctx context.Context, s *agentScope, c custosv1alpha1.CredentialSpec, backend lease.Backend,
+	secret *metav1.PartialObjectMetadata, entry *custosv1alpha1.LeaseStatus, now time.Time) error {
+	agent := s.agent
+	name := leaseSecretName(agent.Name, c.Name)
+	renewal := secret != nil && entry.IssuedAt != nil
+	bound := lease.BoundObject{Kind: "Secret", Name: name}
+	if secret != nil {
+		bound.UID = secret.UID
+	} else if backend.Name() == lease.BackendKubernetesToken {
+		// The token is bound to its Secret, which must exist first.
+		uid, err := r.applyLeaseSecret(ctx, agent, c, name, nil, nil)
+		if err != nil {
+			return err
+		}
+		bound.UID = uid
+	}
+	ttl := c.TTL.Duration
+	if backend.Name() != lease.BackendKubernetesToken && ttl > r.Leases.UnrevocableTTLCap {
+		ttl = r.Leases.UnrevocableTTLCap
+	}
+	l, err := backend.Issue(ctx, lease.Request{
+		Namespace:      agent.Namespace,
+		Agent:          agent.Name,
+		AgentUID:       agent.UID,
+		Tenant:         agent.Labels[custosv1alpha1.TenantLabel],
+		Owner:          agent.Spec.Owner.Team,
+		ServiceAccount: agent.Status.Identity.ServiceAccount,
+		Identity:       ptrDeref(agent.Spec.Identity),
+		Credential:     c,
+		TTL:            ttl,
+		Secret:         bound,
+	})
+	leaseOps.WithLabelValues(backend.Name(), leaseOp(renewal), leaseResult(err)).Inc()
+	if err != nil {
+		entry.LastError = clipMessage(err.Error(), 1024)
+		entry.Backend = backend.Name()
+		// A lease still valid is kept until it expires, then it goes.
+		if secret != nil && (entry.ExpiresAt == nil || !now.Before(entry.ExpiresAt.Time)) {
+			if rerr := r.revokeLease(ctx, agent, secret, "it expired and could not be renewed"); rerr != nil {
+				return errors.Join(err, rerr)
+			}
+			entry.IssuedAt, entry.ExpiresAt, entry.RenewAt = nil, nil, nil
+		}
+		return err
+	}
+	// The ledger keeps time by the reconciler's clock, which decides when
+	// to renew: the lease's life as the backend reported it, from now.
+	l.ExpiresAt = now.Add(l.ExpiresAt.Sub(l.IssuedAt))
+	l.IssuedAt = now
+	storedUID, err := r.applyLeaseSecret(ctx, agent, c, name, l, map[string]string{
+		leaseIssuedAtAnnotation:  l.IssuedAt.UTC().Format(time.RFC3339),
+		leaseExpiresAtAnnotation: l.ExpiresAt.UTC().Format(time.RFC3339),
+	})
+	if err != nil {
+		return err
+	}
+	renewAt := renewTime(l.IssuedAt, l.ExpiresAt, r.Leases.RenewPercent, string(storedUID)+"/"+l.IssuedAt.String())
+	*entry = custosv1alpha1.LeaseStatus{
+		Name:       c.Name,
+		Backend:    backend.Name(),
+		SecretName: name,
+		IssuedAt:   &metav1.Time{Time: l.IssuedAt},
+		ExpiresAt:  &metav1.Time{Time: l.ExpiresAt},
+		RenewAt:    &metav1.Time{Time: renewAt},
+	}
+	action := audit.ActionLeaseIssued
+	if renewal {
+		action = audit.ActionLeaseRenewed
+	}
+	details := map[string]string{
+		"credentialName": c.Name, "backend": backend.Name(), "secretName": name,
+		"expiresAt": l.ExpiresAt.UTC().Format(time.RFC3339), "ttl": l.ExpiresAt.Sub(l.IssuedAt).Round(time.Second).String(),
+	}
+	for k, v := range l.Attributes {
+		details["lease."+k] = v
+	}
+	record(ctx, r.Audit, subjectOf(agent, "Agent"), action, audit.DecisionAllow,
+		fmt.Sprintf("Lease of credential %s from %s, valid until %s", c.Name, backend.Name(), l.ExpiresAt.UTC().Format(time.RFC3339)),
+		"spec.credentials", details)
+	return nil
+}
+
+// applyLeaseSecret writes an agent's lease Secret: its labels, owner and
+// annotations, and the lease's material when l is not nil.
+func (r *AgentReconciler) applyLeaseSecret(ctx context.Context, agent *custosv1alpha1.Agent, c custosv1alpha1.CredentialSpec,
+	name string, l *lease.Lease, annotations map[string]string) (types.UID, error) {
+	labels := childLabels(agent)
+	labels[custosv1alpha1.CredentialLabel] = c.Name
+	ann := map[string]string{
+		leaseBackendAnnotation: lease.BackendFor(c),
+		leaseSpecAnnotation:    credentialHash(c),
+	}
+	for k, v := range annotations {
+		ann[k] = v
+	}
+	ac := corev1ac.Secret(name, agent.Namespace).
+		WithType(custosv1alpha1.LeaseSecretType).
+		WithLabels(labels).
+		WithAnnotations(ann).
+		WithOwnerReferences(ownerReference(agent))
+	if l != nil {
+		ac.WithData(l.Data)
+	}
+	if err := r.Client.Apply(ctx, ac, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+		return "", fmt.Errorf("writing lease Secret %s: %w", name, err)
+	}
+	// The answer holds the material too: only the UID is kept.
+	return ptrDeref(ac.UID), nil
+}
+
+// revokeLease deletes a lease Secret, which invalidates the Kubernetes
+// tokens bound to it and takes the material away from the agent's pods,
+// and records the revocation.
+func (r *AgentReconciler) revokeLease(ctx context.Context, agent *custosv1alpha1.Agent, sec *metav1.PartialObjectMetadata, why string) error {
+	obj := &corev1.Secret{}
+	obj.Name, obj.Namespace = sec.Name, sec.Namespace
+	uid := sec.UID
+	err := r.Client.Delete(ctx, obj, client.Preconditions{UID: &uid})
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("revoking lease Secret %s: %w", sec.Name, err)
+	}
+	backend := sec.Annotations[leaseBackendAnnotation]
+	leaseOps.WithLabelValues(backend, "revoke", "ok").Inc()
+	record(ctx, r.Audit, subjectOf(agent, "Agent"), audit.ActionLeaseRevoked, audit.DecisionInfo,
+		fmt.Sprintf("Lease of credential %s revoked: %s", sec.Labels[custosv1alpha1.CredentialLabel], why), "spec.credentials",
+		map[string]string{"credentialName": sec.Labels[custosv1alpha1.CredentialLabel], "backend": backend, "secretName": sec.Name})
+	return nil
+}
+
+// renewTime is when a lease issued at issued and expiring at expires is
+// renewed: at percent of its life, less a jitter of up to a tenth of its
+// life drawn from seed (stable for a lease, spread across leases), so that
+// leases issued together renew apart.
+func renewTime(issued, expires time.Time, percent int, seed string) time.Time {
+	life := expires.Sub(issued)
+	sum := sha256.Sum256([]byte(seed))
+	frac := float64(binary.BigEndian.Uint64(sum[:8])>>11) / float64(1<<53)
+	jitter := time.Duration(frac * float64(life) / 10)
+	return issued.Add(life * time.Duration(percent) / 100).Add(-jitter)
+}
+
+func leaseOp(renewal bool) string {
+	if renewal {
+		return "renew"
+	}
+	return "issue"
+}
+
+func leaseResult(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case lease.IsRefused(err):
+		return "refused"
+	}
+	return "error"
+}
+
+func ptrDeref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
+
+// leaseMounts lists an agent's lease Secrets as the workload mounts them,
+// in the order of spec.credentials.
+func leaseMounts(agent *custosv1alpha1.Agent) []workload.MountedLease {
+	var out []workload.MountedLease
+	for _, c := range agent.Spec.Credentials {
+		out = append(out, workload.MountedLease{Name: c.Name, Secret: leaseSecretName(agent.Name, c.Name)})
+	}
+	return out
+}
