@@ -57,6 +57,11 @@ bench-audit: ## Time the audit segment store against a plain fsynced file, and v
 	$(GO) build -o bin/custos-bench ./hack/bench
 	bin/custos-bench -mode audit -- $(BENCH_ARGS)
 
+.PHONY: bench-lease
+bench-lease: controlplane ## Time issuing a kubernetesToken lease against a raw TokenRequest.
+	$(GO) build -o bin/custos-bench ./hack/bench
+	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE))" bin/custos-bench -mode lease
+
 .PHONY: build-audit
 build-audit: ## Build the offline audit verifier into bin/custos-audit.
 	$(GO) build -o bin/custos-audit ./cmd/custos-audit

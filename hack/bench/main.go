@@ -98,7 +98,7 @@ func main() {
 	flag.Float64Var(&c.qps, "qps", 50, "Client requests per second, of the manager (--kube-api-qps) and of the baseline.")
 	flag.IntVar(&c.burst, "burst", 100, "Client burst, of the manager (--kube-api-burst) and of the baseline.")
 	flag.DurationVar(&c.timeout, "timeout", 30*time.Minute, "Give up when the whole bench has not finished within this time.")
-	flag.StringVar(&c.mode, "mode", "onboarding", "onboarding: time Custos onboarding agents against a plain apply loop; admission: time Agent creates with and without Custos's admission webhooks; audit: time the audit segment store against a plain file, and verification (its flags after --).")
+	flag.StringVar(&c.mode, "mode", "onboarding", "onboarding: time Custos onboarding agents against a plain apply loop; admission: time Agent creates with and without Custos's admission webhooks; audit: time the audit segment store against a plain file, and verification (its flags after --); lease: time kubernetesToken lease issuance against a raw TokenRequest.")
 	flag.StringVar(&c.levels, "levels", "1:500,10:1000,50:2000", "Admission mode: concurrent clients:creates for each level.")
 	flag.Float64Var(&c.clientQPS, "client-qps", 5000, "Admission mode: requests per second of the timed clients.")
 	flag.IntVar(&c.clientBurst, "client-burst", 5000, "Admission mode: burst of the timed clients.")
@@ -122,9 +122,11 @@ func main() {
 		err = runAdmission(ctx, c)
 	case "audit":
 		err = runAudit(ctx, flag.Args())
+	case "lease":
+		err = runLease(ctx, c)
 	default:
 		stop()
-		fmt.Fprintf(os.Stderr, "custos bench: -mode %q is none of onboarding, admission and audit\n", c.mode)
+		fmt.Fprintf(os.Stderr, "custos bench: -mode %q is none of onboarding, admission, audit and lease\n", c.mode)
 		os.Exit(2)
 	}
 	if err != nil && ctx.Err() != nil {
