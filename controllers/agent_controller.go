@@ -481,7 +481,8 @@ func (r *AgentReconciler) reconcileNetwork(ctx context.Context, s *agentScope) e
 	}
 	np := netpol.Render(name, agent.Namespace, selectorLabels(agent), r.DNS, egress).
 		WithLabels(childLabels(agent)).
-		WithOwnerReferences(ownerReference(agent))
+		WithOwnerReferences(ownerReference(agent)).
+		WithFinalizers(custosv1alpha1.NetworkPolicyFinalizer)
 	if err := applyChild(ctx, r.Client, &networkingv1.NetworkPolicy{}, agent.Namespace, name, np); err != nil {
 		setCondition(agent, custosv1alpha1.NetworkIsolatedCondition, metav1.ConditionFalse, custosv1alpha1.ProgressingReason,
 			"Applying NetworkPolicy %s: %v", name, err)

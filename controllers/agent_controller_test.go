@@ -487,3 +487,56 @@ func TestAgentDoesNotTakeOverForeignObjects(t *testing.T) {
 		g.Expect(got.Labels).To(HaveKeyWithValue(custosv1alpha1.AgentLabel, "squatter"))
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
 }
+
+// TestNetworkPolicyOutlivesItsPods: an agent's NetworkPolicy cannot be
+// removed from under pods that still run, not by a person and not by the
+// garbage collector of a foreground deletion (which deletes all children
+// at once): its finalizer holds it, still enforced, until the decommission
+// path has seen every pod go.
+func TestNetworkPolicyOutlivesItsPods(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	tenant := newTenant("netfin")
+	createBoundary(t, tenant, "eu-west-1")
+	ns := tenantNamespace(t, tenant)
+	agent := newAgent(ns, "isolated", tenant)
+	g.Expect(k8sClient.Create(ctx, agent)).To(Succeed())
+	key := client.ObjectKey{Namespace: ns, Name: "agent-isolated"}
+	np := &networkingv1.NetworkPolicy{}
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, key, np)).To(Succeed())
+		g.Expect(np.Finalizers).To(ContainElement(custosv1alpha1.NetworkPolicyFinalizer))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+
+	// Deleted while the agent runs: it stays, as it was.
+	g.Expect(k8sClient.Delete(ctx, np)).To(Succeed())
+	g.Consistently(func(g Gomega) {
+		got := &networkingv1.NetworkPolicy{}
+		g.Expect(k8sClient.Get(ctx, key, got)).To(Succeed())
+		g.Expect(got.DeletionTimestamp).NotTo(BeNil())
+		g.Expect(got.Spec).To(Equal(np.Spec))
+	}).WithTimeout(2 * time.Second).WithPolling(poll).Should(Succeed())
+
+	// An agent pod still running holds it through the decommission, too.
+	d := &appsv1.Deployment{}
+	g.Expect(k8sClient.Get(ctx, key, d)).To(Succeed())
+	running := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{GenerateName: "agent-isolated-", Namespace: ns,
+		Labels: d.Spec.Template.Labels, Annotations: d.Spec.Template.Annotations, Finalizers: []string{holdFinalizer}},
+		Spec: *d.Spec.Template.Spec.DeepCopy()}
+	g.Expect(k8sClient.Create(ctx, running)).To(Succeed())
+	updateAgent(g, agent, func(a *custosv1alpha1.Agent) { a.Spec.Lifecycle.State = custosv1alpha1.LifecycleDecommissioned })
+	g.Eventually(func(g Gomega) {
+		expectCondition(g, getAgent(g, agent), custosv1alpha1.ReadyCondition, metav1.ConditionFalse, custosv1alpha1.RemovingWorkloadReason)
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	g.Consistently(func() error { return k8sClient.Get(ctx, key, &networkingv1.NetworkPolicy{}) }).
+		WithTimeout(2*time.Second).WithPolling(poll).Should(Succeed(), "held while a pod of the agent is left")
+
+	// The pod goes; so does the policy, and the agent is decommissioned.
+	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(running), running)).To(Succeed())
+	running.Finalizers = nil
+	g.Expect(k8sClient.Update(ctx, running)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(apierrors.IsNotFound(k8sClient.Get(ctx, key, &networkingv1.NetworkPolicy{}))).To(BeTrue())
+		expectCondition(g, getAgent(g, agent), custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.DecommissionedReason)
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+}

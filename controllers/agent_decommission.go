@@ -89,6 +89,11 @@ func (r *AgentReconciler) runTeardown(ctx context.Context, agent *custosv1alpha1
 				kind := strings.TrimSuffix(fmt.Sprintf("%T", list), "List")
 				kind = kind[strings.LastIndex(kind, ".")+1:]
 				left = append(left, kind+" "+obj.GetName())
+				// Every earlier step is done: no pod of the agent is left,
+				// so its network policy may go.
+				if err := releaseFinalizer(ctx, r.Client, obj, custosv1alpha1.NetworkPolicyFinalizer); err != nil {
+					return "", "", err
+				}
 				if !obj.GetDeletionTimestamp().IsZero() {
 					continue
 				}
@@ -161,4 +166,15 @@ func (r *AgentReconciler) removeFinalizer(ctx context.Context, agent *custosv1al
 	}
 	agent.Finalizers = obj.Finalizers
 	return nil
+}
+
+// releaseFinalizer removes finalizer from obj, if it has it, with an
+// optimistic lock: a concurrent change makes it fail and the caller retry.
+func releaseFinalizer(ctx context.Context, c client.Client, obj client.Object, finalizer string) error {
+	if !controllerutil.ContainsFinalizer(obj, finalizer) {
+		return nil
+	}
+	patch := client.MergeFromWithOptions(obj.DeepCopyObject().(client.Object), client.MergeFromWithOptimisticLock{})
+	controllerutil.RemoveFinalizer(obj, finalizer)
+	return client.IgnoreNotFound(c.Patch(ctx, obj, patch))
 }

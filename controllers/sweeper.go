@@ -129,7 +129,22 @@ func (s *Sweeper) Sweep(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if why == "" || !obj.GetDeletionTimestamp().IsZero() {
+			if why == "" {
+				continue
+			}
+			if k.kind == "NetworkPolicy" {
+				// Its finalizer holds it while pods of its agent run.
+				if running, err := s.podsLeft(ctx, obj); err != nil || running {
+					if err != nil {
+						return err
+					}
+					continue
+				}
+				if err := releaseFinalizer(ctx, s.Client, obj, custosv1alpha1.NetworkPolicyFinalizer); err != nil {
+					return fmt.Errorf("releasing %s %s: %w", k.kind, klog.KObj(obj), err)
+				}
+			}
+			if !obj.GetDeletionTimestamp().IsZero() {
 				continue
 			}
 			// The preconditions make the delete fail if the object changed
@@ -180,4 +195,16 @@ func (s *Sweeper) zombie(ctx context.Context, obj client.Object) (string, error)
 		return fmt.Sprintf("its Agent %s is decommissioned", name), nil
 	}
 	return "", nil
+}
+
+// podsLeft reports whether pods of the agent obj was made for still exist.
+func (s *Sweeper) podsLeft(ctx context.Context, obj client.Object) (bool, error) {
+	l := obj.GetLabels()
+	var pods metav1.PartialObjectMetadataList
+	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
+	err := s.APIReader.List(ctx, &pods, client.InNamespace(obj.GetNamespace()), client.Limit(1), client.MatchingLabels{
+		custosv1alpha1.AgentLabel:    l[custosv1alpha1.AgentLabel],
+		custosv1alpha1.AgentUIDLabel: l[custosv1alpha1.AgentUIDLabel],
+	})
+	return len(pods.Items) > 0, err
 }

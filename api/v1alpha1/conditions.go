@@ -44,6 +44,13 @@ const (
 	// revoked every lease and removed every object the agent had.
 	DecommissionFinalizer = "custos.dev/decommission"
 
+	// NetworkPolicyFinalizer holds an agent's NetworkPolicy until no pod
+	// of the agent is left: whoever deletes it early (the garbage
+	// collector in a foreground deletion, or a person) cannot open the
+	// network of pods that still run. The decommission path and the
+	// sweeper release it once the agent's pods are gone.
+	NetworkPolicyFinalizer = "custos.dev/network-isolation"
+
 	// CredentialLabel names, on a lease Secret, the credential of
 	// spec.credentials whose material it holds.
 	CredentialLabel = "custos.dev/credential"
