@@ -342,3 +342,27 @@ func TestAuditTrailVerifies(t *testing.T) {
 	// Once the suite is over, runSuite closes the trail and verifies it
 	// whole, up to its final signed checkpoint.
 }
+
+// TestNoAgentsWhereTheWebhooksDoNotLook: the webhooks skip kube-system and
+// Custos's own namespace, so that a cluster can always be repaired; the
+// tenant-label policy still keeps Agents and Toolsets out of them.
+func TestNoAgentsWhereTheWebhooksDoNotLook(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	err := k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "custos-system"}})
+	g.Expect(err == nil || apierrors.IsAlreadyExists(err)).To(BeTrue(), "%v", err)
+	for _, ns := range []string{"custos-system", "kube-system"} {
+		agent := newAgent(ns, "stowaway", "acme-finance")
+		assertRefused(g, k8sClient.Create(ctx, agent), "metadata.labels[custos.dev/tenant]",
+			"namespace "+ns+" carries no custos.dev/tenant label, so no Agent can live there")
+		toolset := &custosv1alpha1.Toolset{
+			ObjectMeta: metav1.ObjectMeta{Name: "stowaway", Namespace: ns, Labels: map[string]string{custosv1alpha1.TenantLabel: "acme-finance"}},
+			Spec: custosv1alpha1.ToolsetSpec{
+				Endpoint: custosv1alpha1.ToolEndpoint{External: &custosv1alpha1.ExternalEndpoint{Host: "tools.acme.example", CIDRs: []string{"203.0.113.0/24"}}},
+				Tools:    []custosv1alpha1.Tool{{Name: "lookup", Access: custosv1alpha1.ToolAccessRead}},
+			},
+		}
+		assertRefused(g, k8sClient.Create(ctx, toolset), "metadata.labels[custos.dev/tenant]",
+			"namespace "+ns+" carries no custos.dev/tenant label, so no Toolset can live there")
+	}
+}

@@ -123,6 +123,9 @@ func runSuite(m *testing.M) (code int) {
 			code = 1
 			return
 		}
+		if len(auditRecords.Records()) == 0 {
+			return // nothing was recorded (a run of a few tests)
+		}
 		report, err := audit.Verify(auditDir, audit.VerifyOptions{Key: auditKey})
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "controllers: the suite's audit trail does not verify: %v\n", err)

@@ -34,6 +34,8 @@ import (
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -219,13 +221,19 @@ func (cp *ControlPlane) installPolicies(ctx context.Context, dir string) error {
 	// The API server picks policies up from informers; until it has, it
 	// admits what they refuse and stores what they would change. A dry-run
 	// Agent without a tenant label tells when the tenant-label policy is
-	// enforced, and one with it when the finalizer policy adds the
-	// finalizer.
+	// enforced, and one with it, in a tenant namespace of its own, when the
+	// finalizer policy adds the finalizer.
+	const probeNS = "custos-policy-probe"
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name: probeNS, Labels: map[string]string{custosv1alpha1.TenantLabel: "probe"},
+	}}); err != nil {
+		return fmt.Errorf("creating namespace %s for the policy probe: %w", probeNS, err)
+	}
 	probe := func(labels map[string]any) *unstructured.Unstructured {
 		return &unstructured.Unstructured{Object: map[string]any{
 			"apiVersion": "custos.dev/v1alpha1",
 			"kind":       "Agent",
-			"metadata":   map[string]any{"name": "policy-probe", "namespace": "default", "labels": labels},
+			"metadata":   map[string]any{"name": "policy-probe", "namespace": probeNS, "labels": labels},
 			"spec": map[string]any{
 				"owner":   map[string]any{"team": "custos", "contact": "custos@example.com"},
 				"purpose": "probe",
@@ -247,7 +255,8 @@ func (cp *ControlPlane) installPolicies(ctx context.Context, dir string) error {
 	if err != nil {
 		return fmt.Errorf("waiting for the API server to enforce the admission policies in %s: %w", dir, err)
 	}
-	return nil
+	// Without a namespace controller (envtest) it stays Terminating, empty.
+	return client.IgnoreNotFound(c.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: probeNS}}))
 }
 
 // readPolicies reads every YAML document of dir's *.yaml files as a
