@@ -100,11 +100,9 @@ func runSuite(m *testing.M) int {
 
 	// The manager as it ships: the binary of cmd/manager, not the
 	// reconcilers linked into the test.
-	bin := filepath.Join(tmp, "manager")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/manager")
-	build.Dir = repoRoot
-	if out, err := build.CombinedOutput(); err != nil {
-		return fail("building the manager: %v\n%s", err, out)
+	bin, err := controlplane.BuildManager(repoRoot, tmp)
+	if err != nil {
+		return fail("%v", err)
 	}
 
 	cp, err := controlplane.Start(ctx, controlplane.Options{RepoRoot: repoRoot, Scheme: scheme, Webhooks: true})

@@ -27,7 +27,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -79,10 +78,8 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	managerBin = filepath.Join(dir, "manager")
-	build := exec.Command("go", "build", "-o", managerBin, "../../cmd/manager")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "ha: building the manager: %v\n%s", err, out)
+	if managerBin, err = controlplane.BuildManager("../..", dir); err != nil {
+		fmt.Fprintf(os.Stderr, "ha: %v\n", err)
 		return 1
 	}
 	ctx := context.Background()

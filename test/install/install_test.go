@@ -90,9 +90,8 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	managerBin = filepath.Join(dir, "manager")
-	if out, err := exec.Command("go", "build", "-o", managerBin, "../../cmd/manager").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "install: building the manager: %v\n%s", err, out)
+	if managerBin, err = controlplane.BuildManager("../..", dir); err != nil {
+		fmt.Fprintf(os.Stderr, "install: %v\n", err)
 		return 1
 	}
 	cp, err = controlplane.Start(context.Background(), controlplane.Options{RepoRoot: "../..", Scheme: scheme, Bare: true, ServiceCIDR: serviceCIDR})
