@@ -134,30 +134,46 @@ func newNamespace(t *testing.T) string {
 }
 
 // startReplica starts one replica of the manager, electing a leader with
-// the others and serving its webhooks on webhookPort.
-func startReplica(t *testing.T, name string, webhookPort int, args ...string) *controlplane.Manager {
+// the others and serving its webhooks behind webhooks (on a port of its
+// own), or where the API server sends them when webhooks is nil.
+func startReplica(t *testing.T, name string, webhooks *proxy, args ...string) *controlplane.Manager {
 	t.Helper()
-	logPath := filepath.Join(t.TempDir(), name+".log")
-	m, err := cp.StartManager(context.Background(), managerBin, kubeconfig, logPath, append([]string{
-		"--leader-elect",
-		"--leader-election-namespace=" + managerNS,
-		"--leader-elect-lease-duration=" + leaseDuration.String(),
-		"--leader-elect-renew-deadline=3s",
-		"--leader-elect-retry-period=" + retryPeriod.String(),
-		"--webhook-port=" + strconv.Itoa(webhookPort),
-	}, args...)...)
-	if err != nil {
-		t.Fatalf("starting replica %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		m.Stop()
-		if t.Failed() {
-			if log, err := os.ReadFile(logPath); err == nil {
-				t.Logf("log of replica %s:\n%s", name, tail(string(log), 40))
-			}
+	// A port picked free can be taken by another suite's server before the
+	// manager binds it: a start that fails on that is tried again.
+	for attempt := 1; ; attempt++ {
+		port := cp.Webhook.Port
+		if webhooks != nil {
+			port = freePort(t)
 		}
-	})
-	return m
+		logPath := filepath.Join(t.TempDir(), name+".log")
+		m, err := cp.StartManager(context.Background(), managerBin, kubeconfig, logPath, append([]string{
+			"--leader-elect",
+			"--leader-election-namespace=" + managerNS,
+			"--leader-elect-lease-duration=" + leaseDuration.String(),
+			"--leader-elect-renew-deadline=3s",
+			"--leader-elect-retry-period=" + retryPeriod.String(),
+			"--webhook-port=" + strconv.Itoa(port),
+		}, args...)...)
+		if err != nil {
+			log, _ := os.ReadFile(logPath)
+			if attempt < 3 && strings.Contains(string(log), "address already in use") {
+				continue
+			}
+			t.Fatalf("starting replica %s: %v\n%s", name, err, tail(string(log), 20))
+		}
+		if webhooks != nil {
+			webhooks.addBackend(port)
+		}
+		t.Cleanup(func() {
+			m.Stop()
+			if t.Failed() {
+				if log, err := os.ReadFile(logPath); err == nil {
+					t.Logf("log of replica %s:\n%s", name, tail(string(log), 40))
+				}
+			}
+		})
+		return m
+	}
 }
 
 func tail(s string, n int) string {
@@ -204,9 +220,9 @@ func TestLeaderHandover(t *testing.T) {
 	g := NewWithT(t)
 	// The proxy keeps the webhooks served by whichever replica is up.
 	webhooks := startProxy(t, cp.Webhook.Port)
-	a := startReplica(t, "a", webhooks.addBackend(freePort(t)))
+	a := startReplica(t, "a", webhooks)
 	g.Eventually(func() bool { return leads(a) }).WithTimeout(30*time.Second).Should(BeTrue(), "the first replica leads")
-	b := startReplica(t, "b", webhooks.addBackend(freePort(t)))
+	b := startReplica(t, "b", webhooks)
 	g.Consistently(func() bool { return leads(b) }).WithTimeout(2*time.Second).Should(BeFalse(), "only one replica leads")
 
 	// Killed: no chance to release the Lease.
@@ -232,7 +248,7 @@ func TestLeaderHandover(t *testing.T) {
 
 	// Stopped gracefully, the leader releases the Lease: the next replica
 	// takes over within a retry period, not a Lease duration.
-	c := startReplica(t, "c", webhooks.addBackend(freePort(t)))
+	c := startReplica(t, "c", webhooks)
 	b.Stop()
 	stopped := time.Now()
 	g.Eventually(func() bool { return leads(c) }).WithTimeout(30 * time.Second).WithPolling(50 * time.Millisecond).Should(BeTrue())
@@ -250,8 +266,8 @@ func TestLeaderHandover(t *testing.T) {
 func TestAdmissionSurvivesAReplica(t *testing.T) {
 	g := NewWithT(t)
 	webhooks := startProxy(t, cp.Webhook.Port)
-	a := startReplica(t, "a", webhooks.addBackend(freePort(t)))
-	startReplica(t, "b", webhooks.addBackend(freePort(t)))
+	a := startReplica(t, "a", webhooks)
+	startReplica(t, "b", webhooks)
 	ns := newNamespace(t)
 
 	const creates, clients, killAt = 1000, 10, 300
@@ -292,7 +308,7 @@ func TestMetricsNeedAuthorization(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
 	port := freePort(t)
-	startReplica(t, "metrics", cp.Webhook.Port, "--metrics-secure=true", "--metrics-bind-address=127.0.0.1:"+strconv.Itoa(port))
+	startReplica(t, "metrics", nil, "--metrics-secure=true", "--metrics-bind-address=127.0.0.1:"+strconv.Itoa(port))
 	url := "https://127.0.0.1:" + strconv.Itoa(port) + "/metrics"
 	// Something to count.
 	g.Expect(k8sClient.Create(ctx, newAgent(newNamespace(t), "counted"))).To(Succeed())

@@ -52,12 +52,11 @@ func startProxy(t *testing.T, port int) *proxy {
 	return p
 }
 
-// addBackend adds a replica's webhook port and returns it.
-func (p *proxy) addBackend(port int) int {
+// addBackend adds a replica's webhook port.
+func (p *proxy) addBackend(port int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.backends = append(p.backends, port)
-	return port
 }
 
 func (p *proxy) serve() {
