@@ -18,6 +18,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/base64"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -103,6 +104,19 @@ waitReady:
 		"toolset.custos.dev/ledger-readonly",
 		"databoundary.custos.dev/acme-finance",
 	))
+	// The sample agent's lease: its token is in its Secret, and nowhere
+	// in what the manager logs or records.
+	var token string
+	g.Eventually(func(g Gomega) {
+		out, err := exec.Command(filepath.Join(assets, "kubectl"), "--kubeconfig", kubeconfig, "get", "secret",
+			"-n", "finance-agents", "agent-invoice-reconciler-ledger-api", "-o", "jsonpath={.data.token}").CombinedOutput()
+		g.Expect(err).NotTo(HaveOccurred(), "%s", out)
+		raw, err := base64.StdEncoding.DecodeString(string(out))
+		g.Expect(err).NotTo(HaveOccurred())
+		token = string(raw)
+		g.Expect(token).NotTo(BeEmpty())
+	}).WithTimeout(time.Minute).Should(Succeed())
+
 	running := processesMentioning(marker)
 	for _, name := range []string{"/etcd ", "/kube-apiserver ", "/manager "} {
 		g.Expect(running).To(ContainElement(ContainSubstring(name)), "the marker must find %s while it runs", name)
@@ -138,7 +152,30 @@ waitReady:
 	})
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(report.Checkpoints).To(BeNumerically(">", 0))
-	g.Expect(actions).To(ContainElement(audit.ActionIdentityBound))
+	g.Expect(actions).To(ContainElements(audit.ActionIdentityBound, audit.ActionLeaseIssued))
+
+	// The manager's log (its audit records on stdout included) and the
+	// audit store never hold the token.
+	g.Expect(filepath.Join(state, "manager.log")).To(BeAnExistingFile())
+	for _, path := range []string{filepath.Join(state, "manager.log"), filepath.Join(state, auditDirName)} {
+		g.Expect(containsInTree(path, token[len(token)-32:])).To(BeFalse(), "the lease's token leaked into %s", path)
+	}
+}
+
+// containsInTree reports whether the file at path, or any file under it,
+// contains s.
+func containsInTree(path, s string) bool {
+	found := false
+	_ = filepath.WalkDir(path, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		if data, err := os.ReadFile(p); err == nil && strings.Contains(string(data), s) {
+			found = true
+		}
+		return nil
+	})
+	return found
 }
 
 // processesMentioning lists the command lines of running processes that
