@@ -150,9 +150,11 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts Options) error
 }
 
 // CacheOptions limit the manager's cache of the kinds Custos creates for
-// agents to the objects it made: an operator that watched every Deployment
-// and ServiceAccount of a large cluster would hold them all in memory. Secrets
-// are never cached at all (see the sweeper and the decommission path).
+// agents to the objects it made: an operator that cached every Deployment
+// and ServiceAccount of a large cluster in full would hold them all in
+// memory. (The name check keeps only names and labels of the others; see
+// newNameCache.) Of Secrets only the lease Secrets' metadata is cached,
+// never any Secret's data.
 func CacheOptions() cache.Options {
 	mine := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{
 		custosv1alpha1.ManagedByLabel: custosv1alpha1.ManagedByValue,
