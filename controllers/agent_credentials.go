@@ -32,6 +32,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
@@ -243,7 +244,7 @@ func (r *AgentReconciler) issueLease(ctx context.Context, s *agentScope, c custo
 		Tenant:         agent.Labels[custosv1alpha1.TenantLabel],
 		Owner:          agent.Spec.Owner.Team,
 		ServiceAccount: agent.Status.Identity.ServiceAccount,
-		Identity:       ptrDeref(agent.Spec.Identity),
+		Identity:       ptr.Deref(agent.Spec.Identity, custosv1alpha1.IdentityBindings{}),
 		Credential:     c,
 		TTL:            ttl,
 		Secret:         bound,
@@ -323,7 +324,7 @@ func (r *AgentReconciler) applyLeaseSecret(ctx context.Context, agent *custosv1a
 		return "", fmt.Errorf("writing lease Secret %s: %w", name, err)
 	}
 	// The answer holds the material too: only the UID is kept.
-	return ptrDeref(ac.UID), nil
+	return ptr.Deref(ac.UID, ""), nil
 }
 
 // revokeLease deletes a lease Secret, which invalidates the Kubernetes
@@ -375,14 +376,6 @@ func leaseResult(err error) string {
 		return "refused"
 	}
 	return "error"
-}
-
-func ptrDeref[T any](p *T) T {
-	var zero T
-	if p == nil {
-		return zero
-	}
-	return *p
 }
 
 // leaseMounts lists an agent's lease Secrets as the workload mounts them,

@@ -117,7 +117,7 @@ func (a *AWSSTS) Issue(ctx context.Context, req Request) (*Lease, error) {
 		session = SessionName(req.Namespace, req.Agent)
 	}
 
-	now := a.now()
+	now := nowFrom(a.Clock)
 	token, _, err := a.Tokens.ServiceAccountToken(ctx, req.Namespace, req.ServiceAccount, []string{STSAudience}, webIdentityTokenTTL, nil)
 	if err != nil {
 		return nil, tokenRequestError(BackendAWSSTS, req, err)
@@ -176,13 +176,6 @@ func (a *AWSSTS) client() *sts.Client {
 		opts.HTTPClient = a.HTTPClient
 	}
 	return sts.New(opts)
-}
-
-func (a *AWSSTS) now() time.Time {
-	if a.Clock == nil {
-		return time.Now()
-	}
-	return a.Clock.Now()
 }
 
 // SessionName is the STS session name that attributes a session to an agent:

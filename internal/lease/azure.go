@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
@@ -87,7 +86,7 @@ func (a *AzureToken) Issue(ctx context.Context, req Request) (*Lease, error) {
 		return nil, &RefusedError{Backend: BackendAzureToken, Reason: "InvalidAzureIdentity", Message: err.Error()}
 	}
 
-	now := a.now()
+	now := nowFrom(a.Clock)
 	tok, err := cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{spec.Scope}})
 	switch {
 	case assertionErr != nil:
@@ -120,13 +119,6 @@ func (a *AzureToken) options() *azidentity.ClientAssertionCredentialOptions {
 		opts.Transport = a.HTTPClient
 	}
 	return opts
-}
-
-func (a *AzureToken) now() time.Time {
-	if a.Clock == nil {
-		return time.Now()
-	}
-	return a.Clock.Now()
 }
 
 // oauthError is the body of an OAuth 2.0 error response, as Entra ID sends

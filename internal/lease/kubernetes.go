@@ -76,7 +76,7 @@ func (k *KubernetesToken) Issue(ctx context.Context, req Request) (*Lease, error
 	if spec == nil {
 		return nil, fmt.Errorf("credential %s is not a kubernetesToken credential", req.Credential.Name)
 	}
-	now := k.now()
+	now := nowFrom(k.Clock)
 	token, expires, err := k.Tokens.ServiceAccountToken(ctx, req.Namespace, req.ServiceAccount, []string{spec.Audience}, req.TTL, &req.Secret)
 	switch {
 	case apierrors.IsForbidden(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err):
@@ -90,11 +90,4 @@ func (k *KubernetesToken) Issue(ctx context.Context, req Request) (*Lease, error
 		ExpiresAt:  expires,
 		Attributes: map[string]string{"audience": spec.Audience, "serviceAccount": req.ServiceAccount},
 	}, nil
-}
-
-func (k *KubernetesToken) now() time.Time {
-	if k.Clock == nil {
-		return time.Now()
-	}
-	return k.Clock.Now()
 }

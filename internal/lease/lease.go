@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 )
@@ -132,4 +133,12 @@ type TokenSource interface {
 	// audiences, living ttl (the API may shorten or lengthen it: the
 	// returned expiry is the truth), bound to bound when it is not nil.
 	ServiceAccountToken(ctx context.Context, namespace, serviceAccount string, audiences []string, ttl time.Duration, bound *BoundObject) (token string, expiresAt time.Time, err error)
+}
+
+// nowFrom is c's time, or the real time when c is nil.
+func nowFrom(c clock.PassiveClock) time.Time {
+	if c == nil {
+		return time.Now()
+	}
+	return c.Now()
 }
