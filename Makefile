@@ -62,6 +62,10 @@ bench-lease: controlplane ## Time issuing a kubernetesToken lease against a raw 
 	$(GO) build -o bin/custos-bench ./hack/bench
 	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE))" bin/custos-bench -mode lease
 
+.PHONY: bench-image
+bench-image: ## Time image verification cold against cached, with registry round trips per verification.
+	$(GO) test ./internal/imageverify -run '^$$' -bench BenchmarkVerify -benchtime 2s
+
 .PHONY: build-audit
 build-audit: ## Build the offline audit verifier into bin/custos-audit.
 	$(GO) build -o bin/custos-audit ./cmd/custos-audit

@@ -48,7 +48,7 @@ func newAdmissionWorld(t *testing.T) admissionWorld {
 	createBoundary(t, w.tenant, "eu-west-1")
 	// Only this registry, only EU, only the tenant's own roles.
 	updateBoundary(g, w.tenant, func(b *custosv1alpha1.DataBoundary) {
-		b.Spec.Images = &custosv1alpha1.ImagePolicy{Registries: []string{"registry.acme.example/agents/"}}
+		b.Spec.Images.Registries = []string{"registry.acme.example/agents/", testRegistry.Host() + "/agents/"}
 		// Policy as code: only the finance platform team owns agents here.
 		b.Spec.Checks = []custosv1alpha1.PolicyCheck{{
 			Name:    "owner-team",
@@ -246,7 +246,7 @@ func TestAdmissionRefusesChangesThatCrossABoundary(t *testing.T) {
 		"metadata.labels[custos.dev/tenant]", "the tenant label is immutable")
 	assertRefused(g, change(func(a *custosv1alpha1.Agent) { a.Spec.Image = "docker.io/evil/agent:1" }),
 		"spec.image", "spec.images.registries")
-	g.Expect(getAgent(g, agent).Spec.Image).To(Equal("registry.acme.example/agents/invoice-reconciler:1.4.2"), "nothing may be stored")
+	g.Expect(getAgent(g, agent).Spec.Image).To(Equal(testImage), "nothing may be stored")
 
 	// Narrow the boundary under the agent: suspending and decommissioning
 	// stay possible, anything else is refused.

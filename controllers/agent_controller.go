@@ -88,6 +88,12 @@ type AgentReconciler struct {
 
 	// written holds, by Agent UID, the status this reconciler last wrote.
 	written sync.Map
+
+	// imagePolicies reads the DataBoundaries' image policies.
+	imagePolicies *imagePolicies
+	// imageChecks holds, by Agent UID, the last imageCheck that ended in a
+	// decision (verified or refused).
+	imageChecks sync.Map
 }
 
 // +kubebuilder:rbac:groups=custos.dev,resources=agents,verbs=get;list;watch;update;patch
@@ -297,6 +303,9 @@ type agentScope struct {
 	// SuspendedBySpec or Expired; empty when it may run.
 	suspendReason string
 	identityBound bool
+	// imageRecheck is when the image is next resolved and verified again;
+	// zero when not scheduled.
+	imageRecheck time.Time
 	// renewAt is when the next lease is due for renewal; zero when none.
 	renewAt time.Time
 }
@@ -325,6 +334,7 @@ func (r *AgentReconciler) reconcileNormal(ctx context.Context, agent *custosv1al
 	for _, step := range []func(context.Context, *agentScope) error{
 		r.reconcileBoundary,
 		r.reconcileIdentity,
+		r.reconcileImage,
 		r.reconcileNetwork,
 		r.reconcileCredentials,
 		r.reconcileWorkload,
@@ -341,13 +351,21 @@ func (r *AgentReconciler) reconcileNormal(ctx context.Context, agent *custosv1al
 		return ctrl.Result{}, err
 	}
 	if isTrue(agent, custosv1alpha1.StalledCondition) {
+		if c := findCondition(agent, custosv1alpha1.ImageVerifiedCondition); !s.imageRecheck.IsZero() && c != nil && isStalledReason(c.Reason) {
+			// A signature can be added, or a key trusted, without any
+			// change Custos sees: the image is checked again on schedule.
+			return ctrl.Result{RequeueAfter: max(s.imageRecheck.Sub(now), time.Second)}, nil
+		}
 		return ctrl.Result{}, reconcile.TerminalError(errors.New(conditionMessage(agent, custosv1alpha1.ReadyCondition)))
 	}
 	if isTrue(agent, custosv1alpha1.ReconcilingCondition) && (requeueAfter == 0 || requeueAfter > waitRequeue) {
 		requeueAfter = waitRequeue
 	}
-	if !s.renewAt.IsZero() {
-		if until := max(s.renewAt.Sub(now), time.Second); requeueAfter == 0 || until < requeueAfter {
+	for _, at := range []time.Time{s.renewAt, s.imageRecheck} {
+		if at.IsZero() {
+			continue
+		}
+		if until := max(at.Sub(now), time.Second); requeueAfter == 0 || until < requeueAfter {
 			requeueAfter = until
 		}
 	}
@@ -530,6 +548,20 @@ func (r *AgentReconciler) reconcileWorkload(ctx context.Context, s *agentScope) 
 			"Deployment %s/%s exists and was not made by Custos for this agent; rename or remove it", agent.Namespace, name)
 		return nil
 	}
+	image := workload.VerifiedImage(agent)
+	if image == "" {
+		// Nothing runs that was not verified. A Deployment of a digest that
+		// stopped verifying is left as it is unless the agent is suspended:
+		// its pods run on, and the pod guard admits no new one.
+		if !s.active() {
+			if err := r.scaleToZero(ctx, agent, name); err != nil {
+				return err
+			}
+		}
+		setCondition(agent, custosv1alpha1.WorkloadAvailableCondition, metav1.ConditionFalse, custosv1alpha1.ImageNotVerifiedReason,
+			"No pod runs until spec.image verifies (%s)", conditionMessage(agent, custosv1alpha1.ImageVerifiedCondition))
+		return nil
+	}
 
 	replicas := ptr.Deref(agent.Spec.Runtime.Replicas, 1)
 	if !s.active() {
@@ -545,7 +577,7 @@ func (r *AgentReconciler) reconcileWorkload(ctx context.Context, s *agentScope) 
 		ServiceAccount: identity.ServiceAccountName(agent.Name),
 		Selector:       selectorLabels(agent),
 		PodLabels:      podLabels,
-		Image:          agent.Spec.Image,
+		Image:          image,
 		Runtime:        agent.Spec.Runtime,
 		Replicas:       replicas,
 		Regions:        s.boundary.Spec.Regions,

@@ -33,6 +33,7 @@ import (
 var agentSteps = []string{
 	custosv1alpha1.BoundaryCompliantCondition,
 	custosv1alpha1.IdentityBoundCondition,
+	custosv1alpha1.ImageVerifiedCondition,
 	custosv1alpha1.NetworkIsolatedCondition,
 	custosv1alpha1.CredentialsIssuedCondition,
 	custosv1alpha1.WorkloadAvailableCondition,
@@ -43,7 +44,10 @@ func isStalledReason(reason string) bool {
 	switch reason {
 	case custosv1alpha1.BoundaryConflictReason, custosv1alpha1.BoundaryViolationReason,
 		custosv1alpha1.NameConflictReason, custosv1alpha1.InvalidSpecReason,
-		custosv1alpha1.LeaseBackendNotConfiguredReason:
+		custosv1alpha1.LeaseBackendNotConfiguredReason,
+		custosv1alpha1.SignatureMissingReason, custosv1alpha1.UntrustedSignerReason,
+		custosv1alpha1.RegistryNotAllowedReason, custosv1alpha1.NoTrustedSignersReason,
+		custosv1alpha1.InvalidImagePolicyReason:
 		return true
 	}
 	return false
@@ -162,6 +166,10 @@ func summarize(agent *custosv1alpha1.Agent, suspendReason string, now time.Time)
 }
 
 func suspendedMessage(agent *custosv1alpha1.Agent, reason string) string {
+	if reason == custosv1alpha1.ImageNotVerifiedReason {
+		return "Suspended because spec.image does not verify (the DataBoundary's onVerificationFailure is Suspend): " +
+			conditionMessage(agent, custosv1alpha1.ImageVerifiedCondition)
+	}
 	if reason == custosv1alpha1.ExpiredReason {
 		return fmt.Sprintf("Expired at %s: suspended, scaled to zero and deny-all; move spec.lifecycle.expiresAt to renew it",
 			agent.Spec.Lifecycle.ExpiresAt.UTC().Format(time.RFC3339))

@@ -62,6 +62,7 @@ func TestAgentLifecycle(t *testing.T) {
 		a := getAgent(g, agent)
 		expectCondition(g, a, custosv1alpha1.BoundaryCompliantCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason)
 		expectCondition(g, a, custosv1alpha1.IdentityBoundCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason)
+		expectCondition(g, a, custosv1alpha1.ImageVerifiedCondition, metav1.ConditionTrue, custosv1alpha1.VerifiedReason)
 		expectCondition(g, a, custosv1alpha1.NetworkIsolatedCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason)
 		expectCondition(g, a, custosv1alpha1.WorkloadAvailableCondition, metav1.ConditionFalse, custosv1alpha1.ProgressingReason)
 		expectCondition(g, a, custosv1alpha1.ReadyCondition, metav1.ConditionFalse, custosv1alpha1.ProgressingReason)
@@ -104,6 +105,12 @@ func TestAgentLifecycle(t *testing.T) {
 	g.Expect(d.Labels).To(Equal(wantLabels))
 	g.Expect(d.Spec.Replicas).To(HaveValue(Equal(int32(1))))
 	pod := d.Spec.Template.Spec
+	// The image runs by the digest that was verified, never by its tag.
+	g.Expect(pod.Containers[0].Image).To(Equal(testPinned()))
+	g.Expect(a.Status.Image.Reference).To(Equal(testImage))
+	g.Expect(a.Status.Image.Digest).To(Equal(testImageDigest))
+	g.Expect(a.Status.Image.Signer).To(Equal(testSignerKeyID(g)))
+	g.Expect(a.Status.Image.VerifiedAt).NotTo(BeNil())
 	g.Expect(pod.ServiceAccountName).To(Equal("agent-reconciler"))
 	g.Expect(pod.AutomountServiceAccountToken).To(HaveValue(BeFalse()))
 	g.Expect(pod.SecurityContext.RunAsNonRoot).To(HaveValue(BeTrue()))
@@ -217,6 +224,7 @@ func TestAgentLifecycle(t *testing.T) {
 		// Leases are recorded as the credentials step acts; the other
 		// transitions once the status that reports them is written.
 		g.Expect(auditActions(auditTrail(uid))).To(Equal([]string{
+			audit.ActionImageVerified,
 			audit.ActionLeaseIssued, audit.ActionIdentityBound, audit.ActionAgentOnboarded,
 			audit.ActionIdentityBound, // the GCP binding added
 			audit.ActionLeaseRevoked, audit.ActionAgentSuspended,
@@ -234,14 +242,17 @@ func TestAgentLifecycle(t *testing.T) {
 		g.Expect(r.Reason).NotTo(BeEmpty(), r.Action)
 	}
 	trail := auditTrail(uid)
-	rebound := trail[3]
+	g.Expect(trail[0].Decision).To(Equal(audit.DecisionAllow))
+	g.Expect(trail[0].Details).To(And(HaveKeyWithValue("digest", testImageDigest), HaveKeyWithValue("signer", testSignerKeyID(g)),
+		HaveKeyWithValue("image", testImage), HaveKeyWithValue("reason", custosv1alpha1.VerifiedReason)))
+	rebound := trail[4]
 	g.Expect(rebound.Reason).To(HaveSuffix("bound to aws, gcp"))
 	g.Expect(rebound.Details).To(HaveKeyWithValue("spiffeID", "spiffe://"+testTrustDomain+"/ns/"+ns+"/sa/agent-reconciler"))
-	g.Expect(trail[0].Details).To(And(HaveKeyWithValue("credentialName", "ledger-api"), HaveKeyWithValue("backend", "kubernetesToken"),
+	g.Expect(trail[1].Details).To(And(HaveKeyWithValue("credentialName", "ledger-api"), HaveKeyWithValue("backend", "kubernetesToken"),
 		HaveKeyWithValue("lease.audience", "ledger-api")))
-	g.Expect(trail[4].Reason).To(HaveSuffix("the agent is suspended"))
-	g.Expect(trail[9].Details).To(HaveKey("expiresAt"))
-	g.Expect(trail[10].Details).To(HaveKeyWithValue("trigger", "spec.lifecycle.state"))
+	g.Expect(trail[5].Reason).To(HaveSuffix("the agent is suspended"))
+	g.Expect(trail[10].Details).To(HaveKey("expiresAt"))
+	g.Expect(trail[11].Details).To(HaveKeyWithValue("trigger", "spec.lifecycle.state"))
 
 	g.Expect(k8sClient.Delete(ctx, agent)).To(Succeed())
 	g.Eventually(func() bool {

@@ -65,6 +65,7 @@ func createBoundary(t *testing.T, tenant string, regions ...string) *custosv1alp
 				AWSRoleARNs:        []string{"arn:aws:iam::111122223333:role/" + tenant + "-*"},
 				GCPServiceAccounts: []string{"*@" + tenant + ".iam.gserviceaccount.com"},
 			},
+			Images: trustedImages(),
 		},
 	}
 	if err := k8sClient.Create(context.Background(), b); err != nil {
@@ -122,7 +123,7 @@ func newAgent(ns, name, tenant string, opts ...agentOption) *custosv1alpha1.Agen
 		Spec: custosv1alpha1.AgentSpec{
 			Owner:   custosv1alpha1.AgentOwner{Team: "finance-platform", Contact: "fp@acme.example"},
 			Purpose: "Reconcile supplier invoices against the ledger.",
-			Image:   "registry.acme.example/agents/invoice-reconciler:1.4.2",
+			Image:   testImage,
 			Credentials: []custosv1alpha1.CredentialSpec{{
 				Name:            "ledger-api",
 				KubernetesToken: &custosv1alpha1.KubernetesTokenCredential{Audience: "ledger-api"},

@@ -258,6 +258,37 @@ func TestAPIValidationRefusesInvalidManifests(t *testing.T) {
 			wantField: "spec.namespaceSelector", wantMsg: "In and NotIn need values",
 		},
 		{
+			name: "keyless signers without a trusted root", base: validDataBoundary,
+			mutate:    set(map[string]any{"keyless": []any{map[string]any{"issuer": "https://issuer.example", "subject": "dev@acme.example"}}}, "spec", "images"),
+			wantField: "spec.images.keyless", wantMsg: "keyless signers need trustedRoot",
+		},
+		{
+			name: "a keyless identity with both subject and subjectRegExp", base: validDataBoundary,
+			mutate: set(map[string]any{
+				"keyless":     []any{map[string]any{"issuer": "https://issuer.example", "subject": "dev@acme.example", "subjectRegExp": ".*"}},
+				"trustedRoot": map[string]any{"configMapRef": map[string]any{"namespace": "custos-system", "name": "root", "key": "trusted_root.json"}},
+			}, "spec", "images"),
+			wantField: "spec.images.keyless[0]", wantMsg: "exactly one of subject and subjectRegExp",
+		},
+		{
+			name: "a public key in both a Secret and a ConfigMap", base: validDataBoundary,
+			mutate: set(map[string]any{"publicKeys": []any{map[string]any{
+				"secretRef":    map[string]any{"namespace": "custos-system", "name": "keys", "key": "cosign.pub"},
+				"configMapRef": map[string]any{"namespace": "custos-system", "name": "keys", "key": "cosign.pub"},
+			}}}, "spec", "images"),
+			wantField: "spec.images.publicKeys[0]", wantMsg: "exactly one of secretRef and configMapRef",
+		},
+		{
+			name: "a transparency log required without its keys", base: validDataBoundary,
+			mutate:    set(map[string]any{"requireTransparencyLog": true}, "spec", "images"),
+			wantField: "spec.images.requireTransparencyLog", wantMsg: "requireTransparencyLog needs trustedRoot",
+		},
+		{
+			name: "an unknown verification failure action", base: validDataBoundary,
+			mutate:    set(map[string]any{"onVerificationFailure": "Ignore"}, "spec", "images"),
+			wantField: "spec.images.onVerificationFailure", wantMsg: "Unsupported value",
+		},
+		{
 			name: "agent name longer than a label value", base: validAgent,
 			mutate:    chain(del("metadata", "generateName"), set("a-very-long-agent-name-that-does-not-fit-into-a-kubernetes-label-value", "metadata", "name")),
 			wantField: "", wantMsg: "metadata.name: must be no more than 63 characters",

@@ -18,12 +18,14 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -52,6 +54,10 @@ const maxBoundaryNamespaces = 1024
 type DataBoundaryReconciler struct {
 	Client   client.Client
 	Recorder recorder.EventRecorder
+
+	// imagePolicies reads the key material of spec.images, shared with the
+	// Agent reconciler.
+	imagePolicies *imagePolicies
 }
 
 // +kubebuilder:rbac:groups=custos.dev,resources=databoundaries,verbs=get;list;watch
@@ -139,6 +145,9 @@ type boundaryCoverage struct {
 func (r *DataBoundaryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
 	db := &custosv1alpha1.DataBoundary{}
 	if err := r.Client.Get(ctx, req.NamespacedName, db); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.imagePolicies.forget(req.Name)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !db.DeletionTimestamp.IsZero() {
@@ -165,8 +174,18 @@ func (r *DataBoundaryReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		setBoundaryProgressing(db, err)
 		return ctrl.Result{}, err
 	}
-	setBoundaryStatus(db, cov)
-	return ctrl.Result{}, nil
+	// The key material lives in Secrets and ConfigMaps Custos does not
+	// watch: it is read again every PolicyTTL, and a change re-queues the
+	// boundary's agents through this status.
+	_, hash, imgErr := r.imagePolicies.resolve(ctx, db, true)
+	var pe *imagePolicyError
+	if imgErr != nil && !errors.Is(imgErr, errNoTrustedSigners) && !errors.As(imgErr, &pe) {
+		setBoundaryProgressing(db, imgErr)
+		return ctrl.Result{}, imgErr
+	}
+	db.Status.ImagePolicyHash = hash
+	setBoundaryStatus(db, cov, imgErr)
+	return ctrl.Result{RequeueAfter: r.imagePolicies.ttl}, nil
 }
 
 // coverage reads the namespaces sel selects, counts their Agents and finds
@@ -216,19 +235,29 @@ func (r *DataBoundaryReconciler) coverage(ctx context.Context, db *custosv1alpha
 
 // setBoundaryStatus computes the status of db from what it covers: Ready,
 // or Stalled on a conflict. Both are final for this generation.
-func setBoundaryStatus(db *custosv1alpha1.DataBoundary, cov boundaryCoverage) {
+func setBoundaryStatus(db *custosv1alpha1.DataBoundary, cov boundaryCoverage, imgErr error) {
 	db.Status.Namespaces = cov.namespaces
 	if len(db.Status.Namespaces) > maxBoundaryNamespaces {
 		db.Status.Namespaces = db.Status.Namespaces[:maxBoundaryNamespaces]
 	}
 	db.Status.Agents = int32(cov.agents)
 
-	if msg := boundaryConflictMessage(cov.conflicts); msg != "" {
+	var pe *imagePolicyError
+	switch msg := boundaryConflictMessage(cov.conflicts); {
+	case msg != "":
 		setBoundaryCondition(db, custosv1alpha1.StalledCondition, metav1.ConditionTrue, custosv1alpha1.BoundaryConflictReason, msg)
 		setBoundaryCondition(db, custosv1alpha1.ReadyCondition, metav1.ConditionFalse, custosv1alpha1.BoundaryConflictReason, msg)
-	} else {
+	case errors.As(imgErr, &pe):
+		msg := "The image policy cannot be used, so none of its agents' images verify: " + imgErr.Error()
+		setBoundaryCondition(db, custosv1alpha1.StalledCondition, metav1.ConditionTrue, custosv1alpha1.InvalidImagePolicyReason, msg)
+		setBoundaryCondition(db, custosv1alpha1.ReadyCondition, metav1.ConditionFalse, custosv1alpha1.InvalidImagePolicyReason, msg)
+	default:
 		meta.RemoveStatusCondition(&db.Status.Conditions, custosv1alpha1.StalledCondition)
-		setBoundaryCondition(db, custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason, boundaryCoverageMessage(cov))
+		msg := boundaryCoverageMessage(cov)
+		if imgErr != nil {
+			msg += "; it " + imgErr.Error()
+		}
+		setBoundaryCondition(db, custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason, msg)
 	}
 	meta.RemoveStatusCondition(&db.Status.Conditions, custosv1alpha1.ReconcilingCondition)
 	db.Status.ObservedGeneration = db.Generation

@@ -339,7 +339,7 @@ func TestSetBoundaryStatus(t *testing.T) {
 	for i := range maxBoundaryNamespaces + 6 {
 		namespaces = append(namespaces, fmt.Sprintf("ns-%04d", i))
 	}
-	setBoundaryStatus(db, boundaryCoverage{namespaces: namespaces, agents: 1})
+	setBoundaryStatus(db, boundaryCoverage{namespaces: namespaces, agents: 1}, nil)
 	g.Expect(db.Status.Namespaces).To(HaveLen(maxBoundaryNamespaces))
 	g.Expect(db.Status.Agents).To(Equal(int32(1)))
 	g.Expect(db.Status.ObservedGeneration).To(Equal(int64(2)))
@@ -349,10 +349,10 @@ func TestSetBoundaryStatus(t *testing.T) {
 	g.Expect(db.Status.Conditions).To(noCondition(custosv1alpha1.StalledCondition))
 
 	// A conflict stalls the boundary; resolving it removes Stalled.
-	setBoundaryStatus(db, boundaryCoverage{namespaces: []string{"a"}, conflicts: map[string][]string{"a": {"other"}}})
+	setBoundaryStatus(db, boundaryCoverage{namespaces: []string{"a"}, conflicts: map[string][]string{"a": {"other"}}}, nil)
 	g.Expect(db.Status.Conditions).To(haveCondition(custosv1alpha1.StalledCondition, metav1.ConditionTrue, custosv1alpha1.BoundaryConflictReason, `"other"`))
 	g.Expect(db.Status.Conditions).To(haveCondition(custosv1alpha1.ReadyCondition, metav1.ConditionFalse, custosv1alpha1.BoundaryConflictReason))
-	setBoundaryStatus(db, boundaryCoverage{namespaces: []string{"a"}})
+	setBoundaryStatus(db, boundaryCoverage{namespaces: []string{"a"}}, nil)
 	g.Expect(db.Status.Conditions).To(noCondition(custosv1alpha1.StalledCondition))
 	g.Expect(db.Status.Conditions).To(haveCondition(custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason, "Covers 1 namespace with 0 Agents"))
 

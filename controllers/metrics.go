@@ -97,6 +97,15 @@ var leaseOps = prometheus.NewCounterVec(prometheus.CounterOpts{
 var leasesDesc = prometheus.NewDesc("custos_leases",
 	"Credential leases currently valid (in the Agents' ledgers), by backend.", []string{"backend"}, nil)
 
+// imageVerifications counts image verifications by result: Verified or
+// the reason it failed (SignatureMissing, UntrustedSigner,
+// RegistryNotAllowed, ResolveFailed, InvalidImagePolicy). Answers from the
+// verifier's cache count too: each is a decision.
+var imageVerifications = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "custos_image_verifications_total",
+	Help: "Agent image verifications by result (Verified, or the reason it failed).",
+}, []string{"result"})
+
 func init() {
-	metrics.Registry.MustRegister(leaseOps)
+	metrics.Registry.MustRegister(leaseOps, imageVerifications)
 }

@@ -197,12 +197,15 @@ func TestPodGuardRefusesPodsThatEscapeTheirAgent(t *testing.T) {
 			"spec.serviceAccountName", "Forbidden: pods of agent guarded run only as ServiceAccount agent-guarded"},
 		{"another image", func(_ podGuardWorld, p *corev1.Pod) {
 			p.Spec.Containers[0].Image = "registry.acme.example/agents/invoice-reconciler:1.4.3"
-		}, "spec.containers[0].image", "Forbidden: pods of agent guarded run only its image registry.acme.example/agents/invoice-reconciler:1.4.2"},
+		}, "spec.containers[0].image", "Forbidden: pods of agent guarded run only its verified image, pinned by digest: " + testPinned()},
+		{"its own image by tag: a tag can be moved after verification", func(_ podGuardWorld, p *corev1.Pod) {
+			p.Spec.Containers[0].Image = testImage
+		}, "spec.containers[0].image", "Forbidden: pods of agent guarded run only its verified image, pinned by digest: " + testPinned()},
 		{"another image in an init container", func(_ podGuardWorld, p *corev1.Pod) {
 			init := p.Spec.Containers[0].DeepCopy()
 			init.Name, init.Image = "fetch", "docker.io/library/busybox:1.37"
 			p.Spec.InitContainers = []corev1.Container{*init}
-		}, "spec.initContainers[0].image", "Forbidden: pods of agent guarded run only its image"},
+		}, "spec.initContainers[0].image", "Forbidden: pods of agent guarded run only its verified image"},
 		{"pod of an unknown agent", func(_ podGuardWorld, p *corev1.Pod) {
 			p.Labels[custosv1alpha1.AgentLabel] = "ghost"
 			p.Spec.ServiceAccountName = "agent-ghost"
@@ -249,7 +252,7 @@ func TestPodGuardChecksChangesToRunningPods(t *testing.T) {
 		return k8sClient.Update(ctx, p)
 	}
 	assertRefused(g, change(func(p *corev1.Pod) { p.Spec.Containers[0].Image = "docker.io/evil/agent:1" }),
-		"spec.containers[0].image", "run only its image")
+		"spec.containers[0].image", "run only its verified image")
 	// Shedding the agent label would take the pod out of the guard's
 	// sight: the API server's own policy refuses it before the guard does.
 	err := change(func(p *corev1.Pod) { delete(p.Labels, custosv1alpha1.AgentLabel) })
@@ -266,12 +269,12 @@ func TestPodGuardChecksChangesToRunningPods(t *testing.T) {
 		TerminationMessagePolicy: corev1.TerminationMessageReadFile, ImagePullPolicy: corev1.PullIfNotPresent,
 	}}}
 	assertRefused(g, k8sClient.SubResource("ephemeralcontainers").Update(ctx, debug),
-		"spec.ephemeralContainers[0].image", "run only its image")
+		"spec.ephemeralContainers[0].image", "run only its verified image")
 
 	stored := &corev1.Pod{}
 	g.Expect(k8sClient.Get(ctx, keyOf(pod), stored)).To(Succeed())
 	g.Expect(stored.Labels).To(Equal(pod.Labels), "nothing may be stored")
-	g.Expect(stored.Spec.Containers[0].Image).To(Equal(w.agent.Spec.Image), "nothing may be stored")
+	g.Expect(stored.Spec.Containers[0].Image).To(Equal(testPinned()), "nothing may be stored")
 	g.Expect(stored.Spec.EphemeralContainers).To(BeEmpty(), "nothing may be stored")
 
 	// A removed tenant label is put back.

@@ -70,6 +70,9 @@ type Options struct {
 	// kubernetesToken backend is set up from the manager's connection.
 	Leases LeaseOptions
 
+	// Images configure image verification.
+	Images ImageOptions
+
 	// Audit receives the audit records of every governance decision and
 	// lifecycle step; none are kept when nil.
 	Audit audit.Recorder
@@ -89,6 +92,7 @@ func (o *Options) defaults() {
 		o.Concurrency = 4
 	}
 	o.Leases.defaults()
+	o.Images.defaults(o.Clock)
 	if o.Audit == nil {
 		o.Audit = audit.Discard()
 	}
@@ -114,12 +118,14 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts Options) error
 			lease.BackendKubernetesToken: &lease.KubernetesToken{Tokens: lease.NewTokenSource(cs), Clock: opts.Clock},
 		}
 	}
+	policies := newImagePolicies(mgr.GetAPIReader(), opts.Clock, opts.Images.PolicyTTL)
 	if err := (&AgentReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Names:     names,
-		Recorder:  mgr.GetEventRecorder(eventSource),
-		Options:   opts,
+		Client:        mgr.GetClient(),
+		APIReader:     mgr.GetAPIReader(),
+		Names:         names,
+		Recorder:      mgr.GetEventRecorder(eventSource),
+		Options:       opts,
+		imagePolicies: policies,
 	}).SetupWithManager(ctx, mgr); err != nil {
 		return err
 	}
@@ -130,8 +136,9 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts Options) error
 		return err
 	}
 	if err := (&DataBoundaryReconciler{
-		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder(eventSource),
+		Client:        mgr.GetClient(),
+		Recorder:      mgr.GetEventRecorder(eventSource),
+		imagePolicies: policies,
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}

@@ -27,6 +27,7 @@ import (
 	"crypto/ed25519"
 
 	"github.com/go-logr/logr"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap/zapcore"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -48,8 +49,10 @@ import (
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/audit"
 	"github.com/custos-dev/custos/internal/controlplane"
+	"github.com/custos-dev/custos/internal/imageverify"
 	"github.com/custos-dev/custos/internal/lease"
 	custoswebhook "github.com/custos-dev/custos/internal/webhook"
+	"github.com/custos-dev/custos/test/imagetest"
 	"github.com/custos-dev/custos/test/leasedoubles"
 )
 
@@ -134,6 +137,14 @@ func runSuite(m *testing.M) (code int) {
 		}
 		fmt.Printf("controllers: audit trail verified: %d records, %d checkpoints\n", report.Records, report.Checkpoints)
 	}()
+	// The suite's registry, holding the image every test agent runs,
+	// signed by a key every test boundary trusts.
+	closeImages, err := startImages(ctx)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "controllers: starting the image registry: %v\n", err)
+		return 1
+	}
+	defer closeImages()
 	if err := startManager(); err != nil {
 		fmt.Fprintf(os.Stderr, "controllers: %v\n", err)
 		return 1
@@ -173,6 +184,16 @@ func startManager() error {
 		Clock:         testClock,
 		Audit:         auditLog,
 		Leases:        LeaseOptions{Backends: testLeaseBackends},
+		// Key material is read again every 2 s, so tests see a rotated key
+		// without waiting a minute.
+		Images: ImageOptions{PolicyTTL: 2 * time.Second, Verifier: &imageverify.Verifier{
+			Clock: testClock,
+			RemoteOptions: []remote.Option{
+				// Test images with made-up registries never leave the machine.
+				remote.WithTransport(imagetest.LoopbackOnly()),
+				remote.WithRetryBackoff(remote.Backoff{Duration: 100 * time.Millisecond, Factor: 1, Steps: 1}),
+			},
+		}},
 	}); err != nil {
 		cancel()
 		return err
@@ -267,6 +288,7 @@ func sharedBoundary() *custosv1alpha1.DataBoundary {
 				Namespaces: []string{"finance-agents"},
 			},
 			CloudRoles: &custosv1alpha1.CloudRolePolicy{AWSRoleARNs: []string{"arn:aws:iam::111122223333:role/acme-finance-*"}},
+			Images:     trustedImages(),
 		},
 	}
 }

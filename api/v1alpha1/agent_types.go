@@ -155,6 +155,15 @@ type AgentRuntime struct {
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MaxLength=4096
 	Args []string `json:"args,omitempty"`
+
+	// imagePullSecrets name Secrets in the agent's namespace with the
+	// registry credentials for spec.image: Custos reads the image's
+	// signatures with them, and the agent's pods pull with them.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=8
+	ImagePullSecrets []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
 }
 
 // AgentEnvVar is one plain environment variable.
@@ -367,8 +376,13 @@ type IdentityStatus struct {
 	SPIFFEID string `json:"spiffeID,omitempty"`
 }
 
-// ImageStatus is the verified image.
+// ImageStatus is the verified image: the one digest the agent's pods may run.
 type ImageStatus struct {
+	// reference is spec.image as it was when it was resolved to digest.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Reference string `json:"reference,omitempty"`
+
 	// digest spec.image resolved to, such as sha256:….
 	// +optional
 	// +kubebuilder:validation:MaxLength=256
@@ -382,6 +396,12 @@ type ImageStatus struct {
 	// verifiedAt is when the signature last verified.
 	// +optional
 	VerifiedAt *metav1.Time `json:"verifiedAt,omitempty"`
+
+	// policyHash is the DataBoundary image policy it verified against
+	// (status.imagePolicyHash of the boundary).
+	// +optional
+	// +kubebuilder:validation:MaxLength=80
+	PolicyHash string `json:"policyHash,omitempty"`
 }
 
 // LeaseStatus is one entry of the lease ledger.

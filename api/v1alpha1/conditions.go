@@ -197,6 +197,38 @@ const (
 	// Stalled until the manager is configured).
 	LeaseBackendNotConfiguredReason = "BackendNotConfigured"
 
+	// VerifiedReason: the image resolved to a digest signed by a signer the
+	// DataBoundary trusts (ImageVerified True).
+	VerifiedReason = "Verified"
+
+	// SignatureMissingReason: the image's digest carries no signature
+	// (Stalled until one is added or spec.image changes).
+	SignatureMissingReason = "SignatureMissing"
+
+	// UntrustedSignerReason: the image is signed, but by no signer the
+	// DataBoundary trusts (Stalled).
+	UntrustedSignerReason = "UntrustedSigner"
+
+	// RegistryNotAllowedReason: the image comes from a registry the
+	// DataBoundary does not allow (Stalled).
+	RegistryNotAllowedReason = "RegistryNotAllowed"
+
+	// ResolveFailedReason: the registry could not be reached or read;
+	// retried with backoff, and a digest verified before keeps running.
+	ResolveFailedReason = "ResolveFailed"
+
+	// NoTrustedSignersReason: the DataBoundary trusts no image signer
+	// (spec.images.publicKeys or keyless), so no image can run (Stalled).
+	NoTrustedSignersReason = "NoTrustedSigners"
+
+	// InvalidImagePolicyReason: the DataBoundary's image policy cannot be
+	// used: key material missing or malformed (Stalled).
+	InvalidImagePolicyReason = "InvalidImagePolicy"
+
+	// ImageNotVerifiedReason: the workload waits for a verified image, or
+	// the agent is suspended because its image stopped verifying.
+	ImageNotVerifiedReason = "ImageNotVerified"
+
 	// LeaseBackendUnavailableReason: a backend could not be reached or
 	// failed; issuance is retried with backoff and a lease still valid is
 	// kept until it expires (CredentialsIssued False).

@@ -150,7 +150,12 @@ type CloudRolePolicy struct {
 	GCPServiceAccounts []string `json:"gcpServiceAccounts,omitempty"`
 }
 
-// ImagePolicy limits where agent images come from.
+// ImagePolicy says where a tenant's agent images may come from and who must
+// have signed them. Custos resolves every Agent's image to a digest, verifies
+// its cosign signatures offline against these signers, and runs only that
+// digest. An Agent whose boundary trusts no signer never runs.
+// +kubebuilder:validation:XValidation:rule="!has(self.keyless) || size(self.keyless) == 0 || has(self.trustedRoot)",message="keyless signers need trustedRoot: the Fulcio CA chain (and Rekor keys) they are verified against",fieldPath=".keyless"
+// +kubebuilder:validation:XValidation:rule="!has(self.requireTransparencyLog) || !self.requireTransparencyLog || has(self.trustedRoot)",message="requireTransparencyLog needs trustedRoot with the Rekor public keys",fieldPath=".requireTransparencyLog"
 type ImagePolicy struct {
 	// registries agent images may come from, as prefixes
 	// (registry.acme.example/agents/) or glob patterns.
@@ -160,6 +165,122 @@ type ImagePolicy struct {
 	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=512
 	Registries []string `json:"registries,omitempty"`
+
+	// publicKeys are signers trusted by their public key: each names a PEM
+	// public key (cosign.pub) in a Secret or ConfigMap.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	PublicKeys []TrustSource `json:"publicKeys,omitempty"`
+
+	// keyless are signers trusted by the identity in their short-lived
+	// signing certificate (Sigstore keyless signing), verified against
+	// trustedRoot.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	Keyless []KeylessIdentity `json:"keyless,omitempty"`
+
+	// trustedRoot is a Sigstore trusted_root.json (the Fulcio CA chain, Rekor
+	// and CT log public keys) in a Secret or ConfigMap. Verification uses it
+	// offline: nothing is fetched from a public-good instance.
+	// +optional
+	TrustedRoot *TrustSource `json:"trustedRoot,omitempty"`
+
+	// requireTransparencyLog accepts only signatures that carry a Rekor
+	// entry verified against trustedRoot's log keys. Keyless signatures
+	// need it to stay verifiable once their certificate has expired.
+	// +optional
+	RequireTransparencyLog bool `json:"requireTransparencyLog,omitempty"`
+
+	// onVerificationFailure is what happens to a running agent whose image
+	// no longer verifies (a key rotated out, a signature removed): Block
+	// refuses new pods and reports it; Suspend also suspends the agent
+	// (scaled to zero, deny-all, leases revoked) until its image verifies.
+	// +optional
+	// +kubebuilder:default=Block
+	OnVerificationFailure ImageFailureAction `json:"onVerificationFailure,omitempty"`
+}
+
+// ImageFailureAction is what Custos does with an agent whose image stops
+// verifying.
+// +kubebuilder:validation:Enum=Block;Suspend
+type ImageFailureAction string
+
+const (
+	// ImageFailureBlock refuses new pods of the agent and reports it.
+	ImageFailureBlock ImageFailureAction = "Block"
+	// ImageFailureSuspend suspends the agent as well.
+	ImageFailureSuspend ImageFailureAction = "Suspend"
+)
+
+// TrustSource is verification material in one key of a Secret or a
+// ConfigMap: exactly one of secretRef and configMapRef.
+// +kubebuilder:validation:XValidation:rule="has(self.secretRef) != has(self.configMapRef)",message="exactly one of secretRef and configMapRef"
+type TrustSource struct {
+	// secretRef names a key of a Secret.
+	// +optional
+	SecretRef *ObjectKeyReference `json:"secretRef,omitempty"`
+
+	// configMapRef names a key of a ConfigMap.
+	// +optional
+	ConfigMapRef *ObjectKeyReference `json:"configMapRef,omitempty"`
+}
+
+// ObjectKeyReference names one key of a namespaced object. Keep it where
+// tenants cannot write (Custos's own namespace, say): whoever can change it
+// decides which images run.
+type ObjectKeyReference struct {
+	// namespace of the object.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace"`
+
+	// name of the object.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// key in the object's data.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Key string `json:"key"`
+}
+
+// KeylessIdentity is a keyless signer: the OIDC issuer and the subject of
+// its signing certificate, each exact or as a regular expression (RE2,
+// unanchored unless anchored with ^ and $).
+// +kubebuilder:validation:XValidation:rule="has(self.issuer) != has(self.issuerRegExp)",message="exactly one of issuer and issuerRegExp"
+// +kubebuilder:validation:XValidation:rule="has(self.subject) != has(self.subjectRegExp)",message="exactly one of subject and subjectRegExp"
+type KeylessIdentity struct {
+	// issuer is the exact OIDC issuer, such as
+	// https://token.actions.githubusercontent.com.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	Issuer string `json:"issuer,omitempty"`
+
+	// issuerRegExp matches the OIDC issuer.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	IssuerRegExp string `json:"issuerRegExp,omitempty"`
+
+	// subject is the exact certificate subject: an e-mail address or a
+	// URI such as a CI workflow's.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	Subject string `json:"subject,omitempty"`
+
+	// subjectRegExp matches the certificate subject.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	SubjectRegExp string `json:"subjectRegExp,omitempty"`
 }
 
 // DataBoundaryStatus is what Custos observed of a DataBoundary.
@@ -187,6 +308,13 @@ type DataBoundaryStatus struct {
 	// agents is the number of Agents in the covered namespaces.
 	// +optional
 	Agents int32 `json:"agents,omitempty"`
+
+	// imagePolicyHash is a digest of spec.images with the key material it
+	// references, as last read. Agents verified against another are
+	// verified again.
+	// +optional
+	// +kubebuilder:validation:MaxLength=80
+	ImagePolicyHash string `json:"imagePolicyHash,omitempty"`
 }
 
 // +kubebuilder:object:root=true

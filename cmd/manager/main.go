@@ -63,32 +63,33 @@ const leaderElectionID = "custos-manager.custos.dev"
 
 func main() {
 	var (
-		metricsAddr     string
-		probeAddr       string
-		leaderElect     bool
-		webhookHost     string
-		webhookPort     int
-		webhookCertDir  string
-		leaderNamespace string
-		trustDomain     string
-		sweepInterval   time.Duration
-		concurrency     int
-		qps             float64
-		metricsSecure   bool
-		renewPercent    int
-		unrevocableTTL  time.Duration
-		awsRegion       string
-		awsEndpoint     string
-		azureAuthority  string
-		leaseDuration   time.Duration
-		renewDeadline   time.Duration
-		retryPeriod     time.Duration
-		burst           int
-		enableWebhooks  bool
-		certSecret      string
-		webhookService  string
-		validatingHooks string
-		mutatingHooks   string
+		metricsAddr      string
+		probeAddr        string
+		leaderElect      bool
+		webhookHost      string
+		webhookPort      int
+		webhookCertDir   string
+		leaderNamespace  string
+		trustDomain      string
+		sweepInterval    time.Duration
+		concurrency      int
+		qps              float64
+		metricsSecure    bool
+		renewPercent     int
+		unrevocableTTL   time.Duration
+		reverifyInterval time.Duration
+		awsRegion        string
+		awsEndpoint      string
+		azureAuthority   string
+		leaseDuration    time.Duration
+		renewDeadline    time.Duration
+		retryPeriod      time.Duration
+		burst            int
+		enableWebhooks   bool
+		certSecret       string
+		webhookService   string
+		validatingHooks  string
+		mutatingHooks    string
 	)
 	// --kubeconfig is registered by controller-runtime's config loading.
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
@@ -114,6 +115,7 @@ func main() {
 	flag.StringVar(&mutatingHooks, "mutating-webhook-configuration", "custos-mutating-webhook-configuration", "MutatingWebhookConfiguration whose caBundle the manager keeps.")
 	flag.IntVar(&renewPercent, "lease-renew-percent", 67, "Renew a credential lease after this share of its life (at most 90), less a jitter of up to a tenth of its life.")
 	flag.DurationVar(&unrevocableTTL, "lease-max-unrevocable-ttl", time.Hour, "Cap on the TTL of leases their backend cannot revoke once issued (AWS STS sessions, Entra ID access tokens): revoking one deletes its Secret, but a copy stays valid until it expires.")
+	flag.DurationVar(&reverifyInterval, "image-reverify-interval", 10*time.Minute, "How often a running agent's image is resolved and its signatures verified again (a moved tag, a removed signature or a signer rotated out is noticed within it); a change to a DataBoundary's image policy is acted on at once.")
 	flag.StringVar(&awsRegion, "aws-region", "", "AWS region of the STS endpoint awsSTS leases are issued from; empty leaves awsSTS credentials unissued (BackendNotConfigured).")
 	flag.StringVar(&awsEndpoint, "aws-sts-endpoint", "", "STS endpoint URL; empty: the region's own.")
 	flag.StringVar(&azureAuthority, "azure-authority-host", "", "Entra ID authority host azureToken leases are issued from; empty: Azure's public cloud.")
@@ -206,6 +208,7 @@ func main() {
 		SweepInterval: sweepInterval,
 		Concurrency:   concurrency,
 		Audit:         auditLog,
+		Images:        controllers.ImageOptions{ReverifyInterval: reverifyInterval},
 		Leases: controllers.LeaseOptions{
 			Backends:          backends,
 			RenewPercent:      renewPercent,

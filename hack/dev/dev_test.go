@@ -117,6 +117,20 @@ waitReady:
 		g.Expect(token).NotTo(BeEmpty())
 	}).WithTimeout(time.Minute).Should(Succeed())
 
+	// The sample agent runs its image by the digest that was verified
+	// against the key made for this run.
+	g.Eventually(func(g Gomega) {
+		out, err := exec.Command(filepath.Join(assets, "kubectl"), "--kubeconfig", kubeconfig, "get", "agent",
+			"-n", "finance-agents", "invoice-reconciler", "-o",
+			`jsonpath={.status.conditions[?(@.type=="ImageVerified")].reason} {.status.image.digest}`).CombinedOutput()
+		g.Expect(err).NotTo(HaveOccurred(), "%s", out)
+		g.Expect(string(out)).To(MatchRegexp(`^Verified sha256:[0-9a-f]{64}$`))
+		out, err = exec.Command(filepath.Join(assets, "kubectl"), "--kubeconfig", kubeconfig, "get", "deployment",
+			"-n", "finance-agents", "agent-invoice-reconciler", "-o", "jsonpath={.spec.template.spec.containers[0].image}").CombinedOutput()
+		g.Expect(err).NotTo(HaveOccurred(), "%s", out)
+		g.Expect(string(out)).To(MatchRegexp(`^127\.0\.0\.1:[0-9]+/agents/invoice-reconciler@sha256:[0-9a-f]{64}$`))
+	}).WithTimeout(time.Minute).Should(Succeed())
+
 	running := processesMentioning(marker)
 	for _, name := range []string{"/etcd ", "/kube-apiserver ", "/manager "} {
 		g.Expect(running).To(ContainElement(ContainSubstring(name)), "the marker must find %s while it runs", name)

@@ -43,6 +43,7 @@ import (
 
 	"github.com/custos-dev/custos/internal/audit"
 	"github.com/custos-dev/custos/internal/controlplane"
+	"github.com/custos-dev/custos/test/imagetest"
 )
 
 const readyLine = "custos dev: ready"
@@ -123,9 +124,25 @@ func run(ctx context.Context, root, devDir, managerBin string) error {
 		mgr.Stop()
 	}()
 
-	say("applying config/samples")
-	if err := runKubectl(ctx, kubectl, bootKubeconfig, "apply", "-k", filepath.Join(root, "config", "samples")); err != nil {
+	samples, closeRegistry, err := setUpImages(ctx, cp, root, devDir)
+	if err != nil {
 		return err
+	}
+	defer closeRegistry()
+	say("applying config/samples, with the sample image from the local registry (%s)", samples)
+	// Admission reads DataBoundaries from the manager's cache: an Agent
+	// applied a moment after its boundary can be refused until the cache
+	// has it, so the apply is repeated (it is idempotent), as GitOps would.
+	for attempt := 1; ; attempt++ {
+		err := runKubectl(ctx, kubectl, bootKubeconfig, "apply", "-k", samples)
+		if err == nil {
+			break
+		}
+		if attempt == 5 || ctx.Err() != nil {
+			return err
+		}
+		say("applying again in a second")
+		time.Sleep(time.Second)
 	}
 	if err := runKubectl(ctx, kubectl, bootKubeconfig, "get", "custos", "--all-namespaces"); err != nil {
 		return err
@@ -220,4 +237,59 @@ func setUpAudit(ctx context.Context, cp *controlplane.ControlPlane, devDir strin
 		"--audit-signing-key-secret=" + auditNamespace + "/" + auditKeySecret,
 		"--audit-checkpoint-interval=10s",
 	}, nil
+}
+
+// The sample image's signing key, next to the state it belongs to.
+const imagePublicKeyName = "image-signer.pub"
+
+// setUpImages serves the sample agent's image from a registry on loopback,
+// signed at start-up with a key generated for this run, stores the public
+// key in the Secret the sample DataBoundary trusts, and writes the overlay
+// of config/samples that uses this registry. It returns the overlay's
+// directory. Verification is as in production: the sample agent runs the
+// digest it was verified at, and an image signed with another key does not
+// run.
+func setUpImages(ctx context.Context, cp *controlplane.ControlPlane, root, devDir string) (string, func(), error) {
+	reg, err := imagetest.StartRegistry()
+	if err != nil {
+		return "", nil, err
+	}
+	signer, err := imagetest.NewSigner()
+	if err != nil {
+		reg.Close()
+		return "", nil, err
+	}
+	ref, err := reg.PushSample(signer)
+	if err != nil {
+		reg.Close()
+		return "", nil, err
+	}
+	say("serving the sample image %s on loopback, signed with a key made for this run (public key: %s)",
+		ref, filepath.Join(devDir, imagePublicKeyName))
+	if err := os.WriteFile(filepath.Join(devDir, imagePublicKeyName), signer.PublicKeyPEM(), 0o644); err != nil {
+		reg.Close()
+		return "", nil, err
+	}
+	c, err := client.New(cp.Config, client.Options{})
+	if err == nil {
+		err = c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: imagetest.SampleKeyNamespace}})
+		if apierrors.IsAlreadyExists(err) {
+			err = nil
+		}
+	}
+	if err == nil {
+		err = c.Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: imagetest.SampleKeySecret, Namespace: imagetest.SampleKeyNamespace},
+			Data:       map[string][]byte{imagetest.SampleKeySecretKey: signer.PublicKeyPEM()},
+		})
+	}
+	overlay := filepath.Join(devDir, "samples")
+	if err == nil {
+		err = imagetest.WriteSamplesOverlay(overlay, filepath.Join(root, "config", "samples"), reg)
+	}
+	if err != nil {
+		reg.Close()
+		return "", nil, err
+	}
+	return overlay, reg.Close, nil
 }

@@ -28,6 +28,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 
 	"github.com/custos-dev/custos/internal/boundary"
@@ -190,4 +191,17 @@ func (p Policy) Validate() error {
 // (boundary.RegistryAllowed); an empty list allows every registry.
 func (p Policy) AllowsImage(image string) bool {
 	return len(p.Registries) == 0 || boundary.RegistryAllowed(p.Registries, image)
+}
+
+// PinnedReference is reference's repository with digest ("sha256:…"):
+// the exact image a pod runs once reference was resolved and verified. The
+// repository is written as go-containerregistry names it (docker.io images
+// as index.docker.io/…), so the operator and the pod guard agree on one
+// spelling; an unparsable reference gives "".
+func PinnedReference(reference, digest string) string {
+	ref, err := name.ParseReference(reference)
+	if err != nil {
+		return ""
+	}
+	return ref.Context().Name() + "@" + digest
 }

@@ -72,7 +72,7 @@ type testRegistry struct {
 	tagHeads atomic.Int64 // authorised HEADs of .../manifests/<tag>
 }
 
-func newTestRegistry(t *testing.T) *testRegistry {
+func newTestRegistry(t testing.TB) *testRegistry {
 	t.Helper()
 	tr := &testRegistry{}
 	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
@@ -115,7 +115,7 @@ func newTestRegistry(t *testing.T) *testRegistry {
 }
 
 // push writes a random image under repo:tag and returns its digest reference.
-func (tr *testRegistry) push(t *testing.T, repoTag string) name.Digest {
+func (tr *testRegistry) push(t testing.TB, repoTag string) name.Digest {
 	t.Helper()
 	img, err := random.Image(512, 1)
 	if err != nil {
@@ -137,7 +137,7 @@ func (tr *testRegistry) push(t *testing.T, repoTag string) name.Digest {
 
 // sign attaches a cosign simple-signing signature to d, as
 // `cosign sign --tlog-upload=false` does. certPEM/chainPEM are optional.
-func (tr *testRegistry) sign(t *testing.T, d name.Digest, s signature.Signer, certPEM, chainPEM []byte) {
+func (tr *testRegistry) sign(t testing.TB, d name.Digest, s signature.Signer, certPEM, chainPEM []byte) {
 	t.Helper()
 	payload, err := (&sigpayload.Cosign{Image: d}).MarshalJSON()
 	if err != nil {
@@ -169,7 +169,7 @@ func (tr *testRegistry) sign(t *testing.T, d name.Digest, s signature.Signer, ce
 }
 
 // genKey generates a key pair in cosign format (encrypted cosign.key + cosign.pub).
-func genKey(t *testing.T) (signature.SignerVerifier, []byte) {
+func genKey(t testing.TB) (signature.SignerVerifier, []byte) {
 	t.Helper()
 	pw := func(bool) ([]byte, error) { return []byte("pw"), nil }
 	kb, err := cosign.GenerateKeyPair(pw)

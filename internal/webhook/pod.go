@@ -26,6 +26,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -306,8 +307,8 @@ func checkPod(pod *corev1.Pod, agent *custosv1alpha1.Agent, b *custosv1alpha1.Da
 	return errs
 }
 
-// checkPodIdentity: the pod runs as its agent, with its agent's image, in
-// its agent's tenant.
+// checkPodIdentity: the pod runs as its agent, with its agent's verified
+// image, in its agent's tenant.
 func checkPodIdentity(pod *corev1.Pod, agent *custosv1alpha1.Agent) field.ErrorList {
 	var errs field.ErrorList
 	sa := identity.ServiceAccountName(agent.Name)
@@ -315,16 +316,16 @@ func checkPodIdentity(pod *corev1.Pod, agent *custosv1alpha1.Agent) field.ErrorL
 		errs = append(errs, field.Forbidden(podSpecPath.Child("serviceAccountName"), fmt.Sprintf(
 			"pods of agent %s run only as ServiceAccount %s", agent.Name, sa)))
 	}
-	want, pinned := expectedImage(agent)
+	want := workload.VerifiedImage(agent)
 	for _, c := range containersOf(&pod.Spec) {
-		if c.image == want {
-			continue
+		switch {
+		case want == "":
+			errs = append(errs, field.Forbidden(c.path.Child("image"), fmt.Sprintf(
+				"agent %s has no verified image (%s): its pods run only an image digest Custos verified", agent.Name, imageState(agent))))
+		case c.image != want:
+			errs = append(errs, field.Forbidden(c.path.Child("image"), fmt.Sprintf(
+				"pods of agent %s run only its verified image, pinned by digest: %s", agent.Name, want)))
 		}
-		msg := fmt.Sprintf("pods of agent %s run only its image %s", agent.Name, want)
-		if pinned {
-			msg = fmt.Sprintf("pods of agent %s run only its verified image, pinned by digest: %s", agent.Name, want)
-		}
-		errs = append(errs, field.Forbidden(c.path.Child("image"), msg))
 	}
 	tenant := agent.Labels[custosv1alpha1.TenantLabel]
 	switch got := pod.Labels[custosv1alpha1.TenantLabel]; {
@@ -336,28 +337,14 @@ func checkPodIdentity(pod *corev1.Pod, agent *custosv1alpha1.Agent) field.ErrorL
 	return errs
 }
 
-// expectedImage is the one image an agent's pods may run, and whether it is
-// pinned by a verified digest. Once Custos has resolved and verified
-// spec.image (status.image.digest), only that digest runs: a tag can be
-// moved to other content after verification. Until then the image is
-// spec.image exactly as written.
-func expectedImage(agent *custosv1alpha1.Agent) (string, bool) {
-	if agent.Status.Image == nil || agent.Status.Image.Digest == "" {
-		return agent.Spec.Image, false
+// imageState says why an agent has no verified image, from its
+// ImageVerified condition.
+func imageState(agent *custosv1alpha1.Agent) string {
+	c := apimeta.FindStatusCondition(agent.Status.Conditions, custosv1alpha1.ImageVerifiedCondition)
+	if c == nil {
+		return "not verified yet"
 	}
-	return imageRepository(agent.Spec.Image) + "@" + agent.Status.Image.Digest, true
-}
-
-// imageRepository is image without its digest and tag: the digest follows
-// the first '@', a tag is a ':' after the last '/' (one before it belongs
-// to a registry port). The Agent webhook has checked that spec.image
-// splits this way (boundary.RegistryAllowed).
-func imageRepository(image string) string {
-	name, _, _ := strings.Cut(image, "@")
-	if i := strings.LastIndexByte(name, ':'); i > strings.LastIndexByte(name, '/') {
-		name = name[:i]
-	}
-	return name
+	return "ImageVerified " + string(c.Status) + ", " + c.Reason + ": " + c.Message
 }
 
 // checkPodSecurity: no way to the node's namespaces or filesystem, no

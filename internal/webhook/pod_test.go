@@ -48,6 +48,8 @@ const (
 	testAgent  = "reconciler"
 	testImage  = "registry.acme.example/agents/invoice-reconciler:1.4.2"
 	testDigest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	// testPinned is testImage's verified digest, as the agent's pods run it.
+	testPinned = "registry.acme.example/agents/invoice-reconciler@" + testDigest
 )
 
 var testScheme = func() *runtime.Scheme {
@@ -72,7 +74,8 @@ func testAgentObject() *custosv1alpha1.Agent {
 	return &custosv1alpha1.Agent{
 		ObjectMeta: metav1.ObjectMeta{Name: testAgent, Namespace: testNS, UID: "4c1c1e4e-0000-4000-8000-000000000001",
 			Labels: map[string]string{custosv1alpha1.TenantLabel: testTenant}},
-		Spec: custosv1alpha1.AgentSpec{Image: testImage},
+		Spec:   custosv1alpha1.AgentSpec{Image: testImage},
+		Status: custosv1alpha1.AgentStatus{Image: &custosv1alpha1.ImageStatus{Reference: testImage, Digest: testDigest}},
 	}
 }
 
@@ -92,7 +95,7 @@ func agentPod(t testing.TB) *corev1.Pod {
 		Name: "agent-" + agent.Name, Namespace: testNS,
 		ServiceAccount: identity.ServiceAccountName(agent.Name),
 		Selector:       labels, PodLabels: labels,
-		Image: agent.Spec.Image, Replicas: 1,
+		Image: workload.VerifiedImage(agent), Replicas: 1,
 		Regions:    testBoundary().Spec.Regions,
 		ConfigHash: "0123456789abcdef",
 	})
@@ -207,35 +210,6 @@ func TestCheckRegionAffinity(t *testing.T) {
 	g.Expect(check(required(corev1.NodeSelectorTerm{}, regionTerm("eu-central-1")))).To(BeEmpty(), "an empty term matches no node")
 }
 
-func TestExpectedImage(t *testing.T) {
-	tests := []struct {
-		image, digest string
-		want          string
-		pinned        bool
-	}{
-		{testImage, "", testImage, false},
-		{"registry.acme.example/agents/x@" + testDigest, "", "registry.acme.example/agents/x@" + testDigest, false},
-		{testImage, testDigest, "registry.acme.example/agents/invoice-reconciler@" + testDigest, true},
-		{"registry.acme.example/agents/x:1@sha256:aaaa", testDigest, "registry.acme.example/agents/x@" + testDigest, true},
-		{"registry.acme.example:5000/agents/x", testDigest, "registry.acme.example:5000/agents/x@" + testDigest, true},
-		{"registry.acme.example:5000/agents/x:2", testDigest, "registry.acme.example:5000/agents/x@" + testDigest, true},
-		{"x", testDigest, "x@" + testDigest, true},
-	}
-	for _, tc := range tests {
-		t.Run(tc.image+"/"+tc.digest, func(t *testing.T) {
-			g := NewWithT(t)
-			a := testAgentObject()
-			a.Spec.Image = tc.image
-			if tc.digest != "" {
-				a.Status.Image = &custosv1alpha1.ImageStatus{Digest: tc.digest}
-			}
-			got, pinned := expectedImage(a)
-			g.Expect(got).To(Equal(tc.want))
-			g.Expect(pinned).To(Equal(tc.pinned))
-		})
-	}
-}
-
 func TestCheckPod(t *testing.T) {
 	c0 := "spec.containers[0]"
 	tests := []struct {
@@ -296,7 +270,7 @@ func TestCheckPod(t *testing.T) {
 		}, []string{
 			"spec.serviceAccountName: Forbidden: pods of agent reconciler run only as ServiceAccount agent-reconciler",
 			"spec.automountServiceAccountToken: Required value: must be set to false",
-			c0 + ".image: Forbidden: pods of agent reconciler run only its image " + testImage,
+			c0 + ".image: Forbidden: pods of agent reconciler run only its verified image, pinned by digest: " + testPinned,
 			`metadata.labels[custos.dev/tenant]: Forbidden: "acme-payments" is not the tenant of agent reconciler ("acme-finance")`,
 		}},
 		{"every kind of container", func(p *corev1.Pod, _ *custosv1alpha1.Agent) {
@@ -304,20 +278,24 @@ func TestCheckPod(t *testing.T) {
 			init.Name, init.Image = "init", "docker.io/library/busybox"
 			p.Spec.InitContainers = []corev1.Container{*init}
 			p.Spec.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
-				Name: "debug", Image: testImage, SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true)}}}}
+				Name: "debug", Image: testPinned, SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true)}}}}
 		}, []string{
 			"spec.initContainers[0].image: Forbidden",
 			"spec.ephemeralContainers[0].securityContext.privileged: Forbidden",
 			"spec.ephemeralContainers[0].securityContext.allowPrivilegeEscalation: Required value",
 			"spec.ephemeralContainers[0].securityContext.capabilities.drop: Required value",
 		}},
-		{"a verified agent runs only its digest", func(p *corev1.Pod, a *custosv1alpha1.Agent) {
-			a.Status.Image = &custosv1alpha1.ImageStatus{Digest: testDigest}
-		}, []string{c0 + ".image: Forbidden: pods of agent reconciler run only its verified image, pinned by digest: registry.acme.example/agents/invoice-reconciler@" + testDigest}},
-		{"and may run it", func(p *corev1.Pod, a *custosv1alpha1.Agent) {
-			a.Status.Image = &custosv1alpha1.ImageStatus{Digest: testDigest}
-			p.Spec.Containers[0].Image = "registry.acme.example/agents/invoice-reconciler@" + testDigest
-		}, nil},
+		{"a verified agent runs only its digest, never the tag", func(p *corev1.Pod, a *custosv1alpha1.Agent) {
+			p.Spec.Containers[0].Image = testImage
+		}, []string{c0 + ".image: Forbidden: pods of agent reconciler run only its verified image, pinned by digest: " + testPinned}},
+		{"nor another digest", func(p *corev1.Pod, a *custosv1alpha1.Agent) {
+			p.Spec.Containers[0].Image = "registry.acme.example/agents/invoice-reconciler@sha256:" + strings.Repeat("f", 64)
+		}, []string{c0 + ".image: Forbidden: pods of agent reconciler run only its verified image, pinned by digest: " + testPinned}},
+		{"an agent without a verified image runs nothing", func(p *corev1.Pod, a *custosv1alpha1.Agent) {
+			a.Status.Image = nil
+			a.Status.Conditions = []metav1.Condition{{Type: custosv1alpha1.ImageVerifiedCondition, Status: metav1.ConditionFalse,
+				Reason: custosv1alpha1.UntrustedSignerReason, Message: "spec.image is not signed by a signer the DataBoundary trusts"}}
+		}, []string{c0 + ".image: Forbidden: agent reconciler has no verified image (ImageVerified False, UntrustedSigner: spec.image is not signed by a signer the DataBoundary trusts): its pods run only an image digest Custos verified"}},
 		{"outside the regions", func(p *corev1.Pod, _ *custosv1alpha1.Agent) {
 			p.Spec.Affinity = nil
 		}, []string{"spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution: Required value"}},

@@ -32,6 +32,7 @@ import (
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/imageverify"
 )
 
 const (
@@ -170,4 +171,22 @@ func ConfigHash(identity *custosv1alpha1.IdentityBindings, credentials []custosv
 	}
 	sum := sha256.Sum256(data)
 	return hex.EncodeToString(sum[:8])
+}
+
+// VerifiedImage is the one image an agent's pods may run: the digest Custos
+// resolved spec.image to and verified (status.image), pinned, as
+// repository@sha256:…. A tag can be moved to other content after
+// verification, so a tag never runs. "" when no digest is verified: not
+// yet, or not any more (its signer was rotated out). The Agent reconciler
+// writes it into the Deployment and the pod guard admits nothing else.
+func VerifiedImage(agent *custosv1alpha1.Agent) string {
+	st := agent.Status.Image
+	if st == nil || st.Digest == "" {
+		return ""
+	}
+	ref := st.Reference
+	if ref == "" {
+		ref = agent.Spec.Image
+	}
+	return imageverify.PinnedReference(ref, st.Digest)
 }

@@ -17,6 +17,7 @@ limitations under the License.
 package workload
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -85,4 +86,35 @@ func TestConfigHash(t *testing.T) {
 	longer := []custosv1alpha1.CredentialSpec{*creds[0].DeepCopy()}
 	longer[0].TTL.Duration = 20 * time.Minute
 	g.Expect(ConfigHash(aws, longer)).NotTo(Equal(h), "a credential change rolls the pods")
+}
+
+func TestVerifiedImage(t *testing.T) {
+	const digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	tests := []struct {
+		reference, digest string
+		want              string
+	}{
+		{"registry.acme.example/agents/invoice-reconciler:1.4.2", "", ""},
+		{"registry.acme.example/agents/invoice-reconciler:1.4.2", digest, "registry.acme.example/agents/invoice-reconciler@" + digest},
+		{"registry.acme.example/agents/x:1@sha256:" + strings.Repeat("a", 64), digest, "registry.acme.example/agents/x@" + digest},
+		{"registry.acme.example:5000/agents/x", digest, "registry.acme.example:5000/agents/x@" + digest},
+		{"127.0.0.1:5000/agents/x:2", digest, "127.0.0.1:5000/agents/x@" + digest},
+		// One spelling for Docker Hub images, the operator's and the guard's.
+		{"busybox:1.37", digest, "index.docker.io/library/busybox@" + digest},
+		{"docker.io/library/busybox", digest, "index.docker.io/library/busybox@" + digest},
+	}
+	for _, tc := range tests {
+		t.Run(tc.reference+"/"+tc.digest, func(t *testing.T) {
+			g := NewWithT(t)
+			a := &custosv1alpha1.Agent{Spec: custosv1alpha1.AgentSpec{Image: "registry.acme.example/agents/other:9"}}
+			if tc.digest != "" {
+				a.Status.Image = &custosv1alpha1.ImageStatus{Reference: tc.reference, Digest: tc.digest}
+			}
+			g.Expect(VerifiedImage(a)).To(Equal(tc.want))
+		})
+	}
+	// A status written before references were recorded pins spec.image.
+	a := &custosv1alpha1.Agent{Spec: custosv1alpha1.AgentSpec{Image: "registry.acme.example/agents/a:1"},
+		Status: custosv1alpha1.AgentStatus{Image: &custosv1alpha1.ImageStatus{Digest: digest}}}
+	NewWithT(t).Expect(VerifiedImage(a)).To(Equal("registry.acme.example/agents/a@" + digest))
 }

@@ -46,9 +46,10 @@ import (
 // kubectlManager is the field manager kubectl applies server-side with.
 const kubectlManager = "kubectl"
 
-// samples renders config/samples as kubectl applies them.
+// samples renders config/samples (with the sample image served on
+// loopback: samplesOverlay) as kubectl applies them.
 func samples(t *testing.T, g Gomega) []*unstructured.Unstructured {
-	out, errOut, code := runKubectl(t, "kustomize", "config/samples")
+	out, errOut, code := runKubectl(t, "kustomize", samplesOverlay)
 	g.Expect(code).To(BeZero(), errOut)
 	var objs []*unstructured.Unstructured
 	docs := utilyaml.NewYAMLReader(bufio.NewReader(strings.NewReader(out)))
@@ -103,7 +104,7 @@ func TestApplySamplesTwiceIsANoOp(t *testing.T) {
 	g := NewWithT(t)
 	objs := samples(t, g)
 
-	out, errOut, code := runKubectl(t, "apply", "--server-side", "-k", "config/samples")
+	out, errOut, code := runKubectl(t, "apply", "--server-side", "-k", samplesOverlay)
 	g.Expect(code).To(BeZero(), "%s%s", out, errOut)
 
 	// Reconciled: every Custos object current (the Agent once its
@@ -139,7 +140,7 @@ func TestApplySamplesTwiceIsANoOp(t *testing.T) {
 		}
 	}).WithTimeout(2 * time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
 
-	out, errOut, code = runKubectl(t, "apply", "--server-side", "-k", "config/samples")
+	out, errOut, code = runKubectl(t, "apply", "--server-side", "-k", samplesOverlay)
 	g.Expect(code).To(BeZero(), "%s%s", out, errOut)
 	for _, obj := range objs {
 		name := describe(obj)
@@ -156,9 +157,12 @@ func TestApplySamplesTwiceIsANoOp(t *testing.T) {
 	agent := &custosv1alpha1.Agent{}
 	g.Expect(k8sClient.Get(context.Background(), client.ObjectKey{Namespace: "finance-agents", Name: "invoice-reconciler"}, agent)).To(Succeed())
 	g.Expect(agent.Finalizers).To(ContainElement(custosv1alpha1.DecommissionFinalizer))
+	// It runs the sample image from the loopback registry, verified against
+	// the sample boundary's signer and pinned by digest.
+	expectPinned(g, agent)
 
 	// kubectl diff exits 1 when it finds a difference, more on an error.
-	out, errOut, code = runKubectl(t, "diff", "--server-side", "-k", "config/samples")
+	out, errOut, code = runKubectl(t, "diff", "--server-side", "-k", samplesOverlay)
 	g.Expect(code).To(BeZero(), "kubectl diff --server-side found a difference:\n%s%s", out, errOut)
 	g.Expect(strings.TrimSpace(out)).To(BeEmpty())
 }

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -221,6 +222,38 @@ func TestStalledAgentFails(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		expectStatus(g, read(g, agent), status.CurrentStatus, healthy)
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+}
+
+// TestUnsignedImageFails: an Agent whose image carries no signature its
+// boundary trusts never runs, and stalls: kstatus Failed, Degraded in Argo
+// CD, saying why. Pointed in Git at a signed image, it runs that image,
+// pinned by digest.
+func TestUnsignedImageFails(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	tenant := newTenant("ks-unsigned")
+	createBoundary(t, tenant)
+	ns := tenantNamespace(t, tenant)
+	unsigned, _, err := registry.Push("agents/unsigned:1.0.0")
+	g.Expect(err).NotTo(HaveOccurred())
+	agent := newAgent(ns, "unsigned", tenant)
+	agent.Spec.Image = unsigned
+	create(g, agent)
+	g.Eventually(func(g Gomega) {
+		obj := read(g, agent)
+		g.Expect(observedGeneration(obj)).To(Equal(generation(obj)))
+		expectStatus(g, obj, status.FailedStatus, degraded, "spec.image has no signature")
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	err = k8sClient.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "agent-unsigned"}, &appsv1.Deployment{})
+	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "an unverified image got a Deployment: %v", err)
+
+	mergePatch(g, agent, `{"spec":{"image":"`+agentImage+`"}}`)
+	g.Eventually(func(g Gomega) { markDeploymentRolledOut(g, ns, "agent-unsigned") }).WithTimeout(eventually).Should(Succeed())
+	g.Eventually(func(g Gomega) {
+		expectStatus(g, read(g, agent), status.CurrentStatus, healthy)
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	get(g, agent)
+	expectPinned(g, agent)
 }
 
 // TestToolsetStatusForGitOps: a Toolset is in progress until Custos has

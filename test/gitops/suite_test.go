@@ -18,7 +18,8 @@ limitations under the License.
 // manager binary against a real kube-apiserver with Custos's CRDs, admission
 // policies and webhooks; kstatus (Flux, kubectl-wait tooling) and the Argo CD
 // health check of docs/argocd read the objects it reconciles; kubectl applies
-// config/samples server-side, twice, and prunes.
+// config/samples server-side, twice, and prunes. Every agent runs an image
+// signed with a key generated here, from a registry on loopback.
 package gitops
 
 import (
@@ -98,6 +99,15 @@ func runSuite(m *testing.M) int {
 	}
 	defer os.RemoveAll(tmp)
 
+	// The agents' images, signed, on loopback: the manager verifies them.
+	err = startImages(tmp)
+	if registry != nil {
+		defer registry.Close()
+	}
+	if err != nil {
+		return fail("serving the agents' images: %v", err)
+	}
+
 	// The manager as it ships: the binary of cmd/manager, not the
 	// reconcilers linked into the test.
 	bin, err := controlplane.BuildManager(repoRoot, tmp)
@@ -119,6 +129,9 @@ func runSuite(m *testing.M) int {
 		return fail("%v", err)
 	}
 	if k8sClient, err = client.New(cp.Config, client.Options{Scheme: scheme}); err != nil {
+		return fail("%v", err)
+	}
+	if err := createSignersSecret(ctx); err != nil {
 		return fail("%v", err)
 	}
 
@@ -217,7 +230,7 @@ func tenantNamespace(t *testing.T, tenant string) string {
 }
 
 // newBoundary is tenant's DataBoundary: its labelled namespaces, one
-// region, the tenant's AWS roles.
+// region, the tenant's AWS roles, the suite's image signer.
 func newBoundary(tenant string) *custosv1alpha1.DataBoundary {
 	return &custosv1alpha1.DataBoundary{
 		ObjectMeta: metav1.ObjectMeta{Name: tenant},
@@ -227,6 +240,7 @@ func newBoundary(tenant string) *custosv1alpha1.DataBoundary {
 			Regions:           []string{"eu-west-1"},
 			Egress:            &custosv1alpha1.EgressPolicy{CIDRs: []string{"203.0.113.0/24"}},
 			CloudRoles:        &custosv1alpha1.CloudRolePolicy{AWSRoleARNs: []string{"arn:aws:iam::111122223333:role/" + tenant + "-*"}},
+			Images:            trustedImages(),
 		},
 	}
 }
@@ -275,14 +289,15 @@ func withExpiry(at time.Time) agentOption {
 	return func(a *custosv1alpha1.Agent) { a.Spec.Lifecycle.ExpiresAt = &metav1.Time{Time: at} }
 }
 
-// newAgent builds a valid Agent of tenant in ns.
+// newAgent builds a valid Agent of tenant in ns, running the suite's signed
+// image from the loopback registry.
 func newAgent(ns, name, tenant string, opts ...agentOption) *custosv1alpha1.Agent {
 	a := &custosv1alpha1.Agent{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{custosv1alpha1.TenantLabel: tenant}},
 		Spec: custosv1alpha1.AgentSpec{
 			Owner:   custosv1alpha1.AgentOwner{Team: "finance-platform", Contact: "fp@acme.example"},
 			Purpose: "Reconcile supplier invoices against the ledger.",
-			Image:   "registry.acme.example/agents/invoice-reconciler:1.4.2",
+			Image:   agentImage,
 		},
 	}
 	for _, o := range opts {

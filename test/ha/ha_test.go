@@ -78,6 +78,15 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	// The agents' image, signed, on loopback: the leader verifies it.
+	err = startImages()
+	if registry != nil {
+		defer registry.Close()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "ha: serving the agents' image: %v\n", err)
+		return 1
+	}
 	if managerBin, err = controlplane.BuildManager("../..", dir); err != nil {
 		fmt.Fprintf(os.Stderr, "ha: %v\n", err)
 		return 1
@@ -102,13 +111,18 @@ func run(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "ha: %v\n", err)
 		return 1
 	}
+	if err := createSignersSecret(ctx); err != nil {
+		fmt.Fprintf(os.Stderr, "ha: %v\n", err)
+		return 1
+	}
 	return m.Run()
 }
 
 var boundaryOnce sync.Once
 
 // newNamespace makes a namespace of the tenant, and the tenant's
-// DataBoundary the first time; the webhooks must be served.
+// DataBoundary (trusting the suite's signer) the first time; the webhooks
+// must be served.
 func newNamespace(t *testing.T) string {
 	t.Helper()
 	ctx := context.Background()
@@ -120,6 +134,7 @@ func newNamespace(t *testing.T) string {
 				Tenant:            tenant,
 				NamespaceSelector: metav1.LabelSelector{MatchLabels: map[string]string{custosv1alpha1.TenantLabel: tenant}},
 				Regions:           []string{"eu-west-1"},
+				Images:            trustedImages(),
 			},
 		})
 	})
@@ -207,7 +222,7 @@ func newAgent(ns, name string) *custosv1alpha1.Agent {
 		Spec: custosv1alpha1.AgentSpec{
 			Owner:   custosv1alpha1.AgentOwner{Team: "platform", Contact: "platform@example.com"},
 			Purpose: "Stay governed while replicas come and go.",
-			Image:   "registry.example.com/agents/ha:1.0.0",
+			Image:   agentImage,
 			Runtime: custosv1alpha1.AgentRuntime{Replicas: ptr.To[int32](1)},
 		},
 	}
@@ -236,7 +251,8 @@ func TestLeaderHandover(t *testing.T) {
 	// to 1.2 times itself. A 200 ms margin for noticing it in the log.
 	g.Expect(took).To(BeNumerically("<=", leaseDuration+retryPeriod*22/10+200*time.Millisecond))
 
-	// The new leader reconciles.
+	// The new leader reconciles: it verifies the agent's image and runs it
+	// pinned by digest.
 	ns := newNamespace(t)
 	agent := newAgent(ns, "after-handover")
 	g.Expect(k8sClient.Create(context.Background(), agent)).To(Succeed())
@@ -244,6 +260,7 @@ func TestLeaderHandover(t *testing.T) {
 		got := &custosv1alpha1.Agent{}
 		g.Expect(k8sClient.Get(context.Background(), client.ObjectKeyFromObject(agent), got)).To(Succeed())
 		g.Expect(got.Status.Conditions).NotTo(BeEmpty())
+		expectPinned(g, got)
 	}).WithTimeout(30 * time.Second).Should(Succeed())
 
 	// Stopped gracefully, the leader releases the Lease: the next replica

@@ -23,15 +23,27 @@ package imagetest
 
 import (
 	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/base64"
 	"fmt"
 	"io"
 	"log"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
@@ -41,6 +53,8 @@ import (
 	"github.com/sigstore/cosign/v2/pkg/oci/mutate"
 	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
 	"github.com/sigstore/cosign/v2/pkg/oci/static"
+	"github.com/sigstore/sigstore-go/pkg/root"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 	sigpayload "github.com/sigstore/sigstore/pkg/signature/payload"
 )
@@ -156,7 +170,11 @@ func (r *Registry) Sign(digestRef string, s *Signer) error {
 	if err != nil {
 		return err
 	}
-	sig, err := static.NewSignature(payload, base64.StdEncoding.EncodeToString(raw))
+	var opts []static.Option
+	if s.cert != nil {
+		opts = append(opts, static.WithCertChain(s.cert, s.chain))
+	}
+	sig, err := static.NewSignature(payload, base64.StdEncoding.EncodeToString(raw), opts...)
 	if err != nil {
 		return err
 	}
@@ -173,10 +191,12 @@ func (r *Registry) Sign(digestRef string, s *Signer) error {
 	return nil
 }
 
-// Signer is a cosign key pair (ECDSA P-256), generated fresh.
+// Signer is a cosign key pair (ECDSA P-256), generated fresh; a keyless
+// signer (CA.Signer) also carries its certificate and the CA's.
 type Signer struct {
-	sv     signature.SignerVerifier
-	public []byte
+	sv          signature.SignerVerifier
+	public      []byte
+	cert, chain []byte
 }
 
 // NewSigner generates a key pair as `cosign generate-key-pair` does.
@@ -197,3 +217,182 @@ func NewSigner() (*Signer, error) {
 
 // PublicKeyPEM is the public key in cosign.pub format (a PEM PUBLIC KEY block).
 func (s *Signer) PublicKeyPEM() []byte { return bytes.Clone(s.public) }
+
+// The sample agent's image and the Secret the sample DataBoundary trusts
+// (config/samples).
+const (
+	SampleAgent         = "invoice-reconciler"
+	SampleImage         = "registry.acme.example/agents/invoice-reconciler"
+	SampleImageTag      = "1.4.2"
+	SampleBoundary      = "acme-finance"
+	SampleKeyNamespace  = "custos-system"
+	SampleKeySecret     = "acme-finance-image-signers"
+	SampleKeySecretKey  = "cosign.pub"
+	sampleRepositoryTag = "agents/invoice-reconciler:" + SampleImageTag
+)
+
+// PushSample pushes the sample agent's image into r, signed by s, and
+// returns its reference by tag.
+func (r *Registry) PushSample(s *Signer) (string, error) {
+	ref, _, err := r.PushSigned(sampleRepositoryTag, s)
+	return ref, err
+}
+
+// WriteSamplesOverlay writes into dir a kustomization that is samplesDir
+// (config/samples) with the sample agent's image served by r instead of
+// the sample's registry, which the sample DataBoundary also allows. kubectl
+// apply -k dir then runs the samples verified, on loopback only.
+func WriteSamplesOverlay(dir, samplesDir string, r *Registry) error {
+	abs, err := filepath.Abs(samplesDir)
+	if err != nil {
+		return err
+	}
+	rel, err := filepath.Rel(dir, abs)
+	if err != nil {
+		return err
+	}
+	kustomization := fmt.Sprintf(`# Written by Custos's test tooling: config/samples with the sample image
+# served by a registry on loopback.
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - %s
+sortOptions:
+  order: fifo
+patches:
+  - target: {kind: Agent, name: %s}
+    patch: |-
+      - op: test
+        path: /spec/image
+        value: %s:%s
+      - op: replace
+        path: /spec/image
+        value: %s/%s
+  - target: {kind: DataBoundary, name: %s}
+    patch: |-
+      - op: add
+        path: /spec/images/registries/-
+        value: %s/agents/
+`, filepath.ToSlash(rel), SampleAgent, SampleImage, SampleImageTag, r.Host(), sampleRepositoryTag, SampleBoundary, r.Host())
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(kustomization), 0o644)
+}
+
+// LoopbackOnly is an http.RoundTripper for registry clients in tests: a
+// request to anything but a loopback IP address fails before any name is
+// looked up, so a test image with a made-up registry never leaves the
+// machine.
+func LoopbackOnly() http.RoundTripper {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = nil
+	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, err
+		}
+		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+			return nil, fmt.Errorf("imagetest: refusing to dial %s: only loopback registries are reachable in tests", addr)
+		}
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}
+	return t
+}
+
+// CA stands in for Fulcio, offline: a certificate authority that issues
+// code-signing certificates naming an OIDC issuer and subject, as keyless
+// signing does.
+type CA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pem  []byte
+}
+
+// NewCA makes a CA valid from an hour ago for two days.
+func NewCA() (*CA, error) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	tpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "imagetest fulcio"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(48 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tpl, tpl, &k.PublicKey, k)
+	if err != nil {
+		return nil, err
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	pemBytes, err := cryptoutils.MarshalCertificateToPEM(c)
+	if err != nil {
+		return nil, err
+	}
+	return &CA{cert: c, key: k, pem: pemBytes}, nil
+}
+
+// TrustedRoot is a Sigstore trusted_root.json trusting this CA (and no
+// transparency log), for a DataBoundary's spec.images.trustedRoot.
+func (ca *CA) TrustedRoot() ([]byte, error) {
+	tr, err := root.NewTrustedRoot(root.TrustedRootMediaType01,
+		[]root.CertificateAuthority{&root.FulcioCertificateAuthority{Root: ca.cert, ValidityPeriodStart: ca.cert.NotBefore, URI: "https://fulcio.invalid"}},
+		nil, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	return tr.MarshalJSON()
+}
+
+// Fulcio's certificate extensions for the OIDC issuer (v1 raw, v2 DER UTF8String).
+var (
+	oidIssuerV1 = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 57264, 1, 1}
+	oidIssuerV2 = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 57264, 1, 8}
+)
+
+// Signer issues a certificate for subject (an e-mail address) from issuer
+// and returns a signer that signs with it, as `cosign sign` keyless does.
+// The certificate is valid for a day (Fulcio's last ten minutes; this CA is
+// generous so that tests need no transparency log).
+func (ca *CA) Signer(issuer, subject string) (*Signer, error) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	iss, err := asn1.MarshalWithParams(issuer, "utf8")
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	tpl := &x509.Certificate{
+		SerialNumber: big.NewInt(now.UnixNano()), EmailAddresses: []string{subject},
+		NotBefore: now.Add(-time.Minute), NotAfter: now.Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
+		ExtraExtensions: []pkix.Extension{{Id: oidIssuerV1, Value: []byte(issuer)}, {Id: oidIssuerV2, Value: iss}},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tpl, ca.cert, &k.PublicKey, ca.key)
+	if err != nil {
+		return nil, err
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	certPEM, err := cryptoutils.MarshalCertificateToPEM(c)
+	if err != nil {
+		return nil, err
+	}
+	sv, err := signature.LoadECDSASignerVerifier(k, crypto.SHA256)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := cryptoutils.MarshalPublicKeyToPEM(&k.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	return &Signer{sv: sv, public: pub, cert: certPEM, chain: bytes.Clone(ca.pem)}, nil
+}

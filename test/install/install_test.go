@@ -90,6 +90,15 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	// The agents' image, signed, on loopback: the manager verifies it.
+	err = startImages()
+	if registry != nil {
+		defer registry.Close()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "install: serving the agents' image: %v\n", err)
+		return 1
+	}
 	if managerBin, err = controlplane.BuildManager("../..", dir); err != nil {
 		fmt.Fprintf(os.Stderr, "install: %v\n", err)
 		return 1
@@ -165,8 +174,11 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 		}
 	}).WithTimeout(eventually).Should(Succeed())
 
-	// A platform team's boundary, a tenant namespace, an Agent: admitted,
-	// onboarded, suspended, deleted, by the chart's manager.
+	// A platform team's boundary trusting its image signer (whose key it
+	// keeps in the release's namespace), a tenant namespace, an Agent:
+	// admitted, its image verified, onboarded, suspended, deleted, by the
+	// chart's manager.
+	createSignersSecret(g)
 	g.Eventually(func() error {
 		return c.Create(ctx, &custosv1alpha1.DataBoundary{
 			ObjectMeta: metav1.ObjectMeta{Name: tenant},
@@ -174,6 +186,7 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 				Tenant:            tenant,
 				NamespaceSelector: metav1.LabelSelector{MatchLabels: map[string]string{custosv1alpha1.TenantLabel: tenant}},
 				Regions:           []string{"eu-west-1"},
+				Images:            trustedImages(),
 			},
 		})
 	}).WithTimeout(eventually).Should(Succeed(), "the DataBoundary webhook answers through the chart's Service")
@@ -196,6 +209,7 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 		rollOut(g, childKey)
 		expectReady(g, agent, custosv1alpha1.SucceededReason)
 	}).WithTimeout(eventually).Should(Succeed())
+	expectPinned(g, childKey)
 	g.Expect(c.Patch(ctx, agent, client.RawPatch("application/merge-patch+json",
 		[]byte(`{"spec":{"lifecycle":{"state":"Suspended"}}}`)))).To(Succeed())
 	g.Eventually(func(g Gomega) {
@@ -351,7 +365,7 @@ func newAgent(ns, name string) *custosv1alpha1.Agent {
 		Spec: custosv1alpha1.AgentSpec{
 			Owner:   custosv1alpha1.AgentOwner{Team: "platform", Contact: "platform@example.com"},
 			Purpose: "Prove the Helm chart installs a working Custos.",
-			Image:   "registry.example.com/agents/install:1.0.0",
+			Image:   agentImage,
 		},
 	}
 }

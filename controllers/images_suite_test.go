@@ -1,0 +1,99 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	. "github.com/onsi/gomega"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/imageverify"
+	"github.com/custos-dev/custos/test/imagetest"
+)
+
+// The suite's images: an in-process registry on loopback, the platform
+// team's signing key, and the image the test agents run, signed with it.
+var (
+	testRegistry *imagetest.Registry
+	testSigner   *imagetest.Signer
+	// testImage is the agents' image by tag; testImageDigest its digest.
+	testImage, testImageDigest string
+)
+
+// The Secret holding the signing key the test boundaries trust, where a
+// platform team keeps it: in a namespace tenants cannot write to.
+const (
+	trustNamespace = "custos-trust"
+	signersSecret  = "image-signers"
+	signersKey     = "cosign.pub"
+)
+
+func startImages(ctx context.Context) (func(), error) {
+	var err error
+	if testRegistry, err = imagetest.StartRegistry(); err != nil {
+		return nil, err
+	}
+	if testSigner, err = imagetest.NewSigner(); err != nil {
+		testRegistry.Close()
+		return nil, err
+	}
+	if testImage, testImageDigest, err = testRegistry.PushSigned("agents/invoice-reconciler:1.4.2", testSigner); err != nil {
+		testRegistry.Close()
+		return nil, err
+	}
+	if err := k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: trustNamespace}}); err != nil {
+		testRegistry.Close()
+		return nil, fmt.Errorf("creating namespace %s: %w", trustNamespace, err)
+	}
+	if err := k8sClient.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: trustNamespace, Name: signersSecret},
+		Data:       map[string][]byte{signersKey: testSigner.PublicKeyPEM()},
+	}); err != nil {
+		testRegistry.Close()
+		return nil, fmt.Errorf("creating the signers Secret: %w", err)
+	}
+	return testRegistry.Close, nil
+}
+
+// trustedImages is the image policy of the test boundaries: images signed
+// with the suite's key, from any registry.
+func trustedImages() *custosv1alpha1.ImagePolicy {
+	return &custosv1alpha1.ImagePolicy{
+		PublicKeys: []custosv1alpha1.TrustSource{{SecretRef: &custosv1alpha1.ObjectKeyReference{
+			Namespace: trustNamespace, Name: signersSecret, Key: signersKey,
+		}}},
+	}
+}
+
+// testPinned is testImage as the agents' pods run it: by its verified digest.
+func testPinned() string {
+	return testRegistry.Host() + "/agents/invoice-reconciler@" + testImageDigest
+}
+
+// testSignerKeyID is how status.image.signer names the suite's key.
+func testSignerKeyID(g Gomega) string {
+	k, err := cryptoutils.UnmarshalPEMToPublicKey(testSigner.PublicKeyPEM())
+	g.Expect(err).NotTo(HaveOccurred())
+	id, err := imageverify.KeyID(k)
+	g.Expect(err).NotTo(HaveOccurred())
+	return id
+}
