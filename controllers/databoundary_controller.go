@@ -64,6 +64,7 @@ type DataBoundaryReconciler struct {
 // +kubebuilder:rbac:groups=custos.dev,resources=databoundaries/status,verbs=patch
 // +kubebuilder:rbac:groups=custos.dev,resources=agents,verbs=list;watch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=list;watch
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // SetupWithManager registers the reconciler and its watches with mgr.
