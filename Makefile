@@ -11,19 +11,30 @@ CONTROLLER_GEN := $(GO) tool controller-gen
 CONTROLPLANE := hack/controlplane.sh
 # Builds (once) and prints the path of the helm binary the chart tests use.
 HELM := hack/helm.sh
+# Builds (once) and prints the path of kwok, which fakes the e2e cluster's
+# nodes and pods; its Stage files go beside it.
+KWOK := hack/kwok.sh
+# The binaries of the whole cluster make e2e runs on: the control plane, and
+# the controller manager and scheduler that make it a cluster.
+CLUSTER := kube-apiserver etcd kubectl kube-controller-manager kube-scheduler
 # Generated files `make verify` holds against what is committed.
 GENERATED := api config charts/custos/crds charts/custos/files
 
 ##@ Use
 
 .PHONY: dev
-dev: build controlplane ## Run Custos locally: control plane, CRDs, manager, samples. Ctrl-C stops everything.
+dev: build cluster kwok ## Run Custos locally: a cluster with nodes in three regions, the manager, the samples. Ctrl-C stops everything.
 	$(GO) build -o bin/custos-dev ./hack/dev
-	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE))" bin/custos-dev
+	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE) $(CLUSTER))" KWOK="$$($(KWOK))" bin/custos-dev
 
 .PHONY: test
-test: controlplane helm ## Run every test against a real kube-apiserver and etcd.
-	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE))" HELM="$$($(HELM))" $(GO) test ./... -count=1
+test: cluster helm kwok ## Run every test against a real kube-apiserver and etcd (make dev's on a whole local cluster).
+	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE) $(CLUSTER))" HELM="$$($(HELM))" KWOK="$$($(KWOK))" $(GO) test ./... -count=1
+
+.PHONY: e2e
+e2e: cluster helm kwok ## Walk the users' journeys (helm, kubectl) on a whole local cluster: controllers, scheduler, kwok nodes.
+	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE) $(CLUSTER))" HELM="$$($(HELM))" KWOK="$$($(KWOK))" \
+		$(GO) test -tags e2e ./test/e2e/ -count=1 -v -timeout 20m
 
 ##@ Develop
 
@@ -38,6 +49,14 @@ controlplane: ## Build kube-apiserver, etcd and kubectl into bin/k8s/ (only when
 .PHONY: helm
 helm: ## Build helm, for the chart tests, into bin/tools/ (only when missing).
 	$(HELM) >/dev/null
+
+.PHONY: kwok
+kwok: ## Build kwok and its stages, for make e2e, into bin/tools/ (only when missing).
+	$(KWOK) >/dev/null
+
+.PHONY: cluster
+cluster: ## Build kube-controller-manager and kube-scheduler too, for make e2e, into bin/k8s/ (only when missing).
+	$(CONTROLPLANE) $(CLUSTER) >/dev/null
 
 # Flags for hack/bench, e.g. make bench BENCH_ARGS="-agents 2000 -concurrency 8".
 BENCH_ARGS ?=
@@ -102,5 +121,5 @@ clean: ## Remove built binaries (not the control plane) and make dev's state.
 .PHONY: help
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} \
-		/^[a-zA-Z_-]+:.*?##/ { printf "  %-14s %s\n", $$1, $$2 } \
+		/^[a-zA-Z0-9_-]+:.*?##/ { printf "  %-14s %s\n", $$1, $$2 } \
 		/^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)

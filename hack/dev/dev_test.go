@@ -131,8 +131,23 @@ waitReady:
 		g.Expect(string(out)).To(MatchRegexp(`^127\.0\.0\.1:[0-9]+/agents/invoice-reconciler@sha256:[0-9a-f]{64}$`))
 	}).WithTimeout(time.Minute).Should(Succeed())
 
+	// On make dev's cluster the sample agent really runs: Ready, its pod
+	// scheduled onto a node of one of its boundary's regions.
+	out, err = exec.Command(filepath.Join(assets, "kubectl"), "--kubeconfig", kubeconfig, "wait", "--timeout=90s",
+		"-n", "finance-agents", "--for=condition=Ready", "agent/invoice-reconciler").CombinedOutput()
+	g.Expect(err).NotTo(HaveOccurred(), "%s", out)
+	out, err = exec.Command(filepath.Join(assets, "kubectl"), "--kubeconfig", kubeconfig, "get", "pods", "-n", "finance-agents",
+		"-l", "custos.dev/agent=invoice-reconciler", "-o", "jsonpath={.items[*].spec.nodeName}").CombinedOutput()
+	g.Expect(err).NotTo(HaveOccurred(), "%s", out)
+	nodes := strings.Fields(string(out))
+	g.Expect(nodes).To(HaveLen(1))
+	out, err = exec.Command(filepath.Join(assets, "kubectl"), "--kubeconfig", kubeconfig, "get", "node", nodes[0],
+		"-o", `jsonpath={.metadata.labels.topology\.kubernetes\.io/region}`).CombinedOutput()
+	g.Expect(err).NotTo(HaveOccurred(), "%s", out)
+	g.Expect(string(out)).To(BeElementOf("eu-west-1", "eu-central-1"))
+
 	running := processesMentioning(marker)
-	for _, name := range []string{"/etcd ", "/kube-apiserver ", "/manager "} {
+	for _, name := range []string{"/etcd ", "/kube-apiserver ", "/kube-controller-manager ", "/kube-scheduler ", "/kwok ", "/manager "} {
 		g.Expect(running).To(ContainElement(ContainSubstring(name)), "the marker must find %s while it runs", name)
 	}
 

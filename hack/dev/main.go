@@ -14,10 +14,12 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-// Command dev is `make dev`: it starts a local control plane, installs
-// Custos's API, runs the manager against it, applies config/samples and keeps
-// everything running until it is interrupted (SIGINT or SIGTERM), then stops
-// everything it started.
+// Command dev is `make dev`: it starts a local cluster (etcd,
+// kube-apiserver, kube-controller-manager, kube-scheduler, and kwok faking
+// three nodes in three regions, all on loopback), installs Custos's API, runs
+// the manager against it, serves the sample image from a registry on
+// loopback, applies config/samples and keeps everything running until it is
+// interrupted (SIGINT or SIGTERM), then stops everything it started.
 //
 // Contract other tooling relies on: once the manager is ready and the samples
 // are applied, the kubeconfig is written to .dev/kubeconfig and the line
@@ -33,6 +35,8 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -90,7 +94,9 @@ func run(ctx context.Context, root, devDir, managerBin string) error {
 
 	start := time.Now()
 	say("starting etcd and kube-apiserver (logs: %s)", cpLog.Name())
-	cp, err := controlplane.Start(ctx, controlplane.Options{RepoRoot: root, Output: cpLog, Webhooks: true})
+	// Service cluster IPs on loopback: with a controller manager running,
+	// Services are real, and nothing may point off this machine.
+	cp, err := controlplane.Start(ctx, controlplane.Options{RepoRoot: root, Output: cpLog, Webhooks: true, ServiceCIDR: serviceCIDR})
 	if err != nil {
 		return err
 	}
@@ -100,6 +106,17 @@ func run(ctx context.Context, root, devDir, managerBin string) error {
 			say("stopping the control plane: %v", stopErr)
 		}
 		_ = os.Remove(kubeconfig)
+	}()
+	say("starting kube-controller-manager, kube-scheduler and kwok with nodes in %s (logs: %s)", regionsOf(controlplane.DefaultNodes()), devDir)
+	cluster, err := cp.StartCluster(ctx, controlplane.ClusterOptions{LogDir: devDir})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		say("stopping the cluster")
+		if stopErr := cluster.Stop(); stopErr != nil {
+			say("stopping the cluster: %v", stopErr)
+		}
 	}()
 
 	// Until the manager is ready the kubeconfig lives under another name, so
@@ -292,4 +309,18 @@ func setUpImages(ctx context.Context, cp *controlplane.ControlPlane, root, devDi
 		return "", nil, err
 	}
 	return overlay, reg.Close, nil
+}
+
+// serviceCIDR is where make dev's Service cluster IPs come from: loopback.
+const serviceCIDR = "127.96.0.0/16"
+
+// regionsOf lists the regions of nodes, in order, once each.
+func regionsOf(nodes []controlplane.Node) string {
+	var regions []string
+	for _, n := range nodes {
+		if !slices.Contains(regions, n.Region) {
+			regions = append(regions, n.Region)
+		}
+	}
+	return strings.Join(regions, ", ")
 }

@@ -80,6 +80,7 @@ type Options struct {
 	// A range on loopback (say 127.96.0.0/16) lets the API server reach a
 	// webhook behind a Service (it dials the cluster IP) at a server on
 	// this machine bound to that address, as the Helm chart installs it.
+	// StartCluster needs one on loopback.
 	ServiceCIDR string
 }
 
@@ -104,6 +105,12 @@ type ControlPlane struct {
 	Webhook WebhookServing
 
 	webhooks *envtest.WebhookInstallOptions
+
+	// assets is the directory the binaries came from; serviceCIDR the
+	// range of Service cluster IPs (Options.ServiceCIDR). StartCluster
+	// needs both.
+	assets      string
+	serviceCIDR string
 }
 
 // Start starts etcd and kube-apiserver from the binaries in $KUBEBUILDER_ASSETS
@@ -154,7 +161,7 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting the control plane from %s: %w", assets, err)
 	}
-	cp := &ControlPlane{env: env, Config: cfg, Kubeconfig: env.KubeConfig}
+	cp := &ControlPlane{env: env, Config: cfg, Kubeconfig: env.KubeConfig, assets: assets, serviceCIDR: opts.ServiceCIDR}
 
 	if opts.Bare {
 		return cp, nil

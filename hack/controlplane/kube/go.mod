@@ -1,5 +1,5 @@
 // Module kube builds the Kubernetes control-plane binaries Custos's tests and
-// `make dev` use (kube-apiserver, kubectl; later kube-controller-manager and
+// `make dev` use (kube-apiserver, kubectl, kube-controller-manager and
 // kube-scheduler) from the pinned k8s.io/kubernetes release. It is a separate
 // module so that its large dependency graph never leaks into Custos's own.
 //

@@ -1,0 +1,285 @@
+//go:build e2e
+
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/controlplane"
+)
+
+// Bounds of the waits: generous for a loaded CI machine, bounded so that a
+// broken journey fails in minutes, not at the test timeout.
+const (
+	eventually = 2 * time.Minute
+	polling    = 250 * time.Millisecond
+)
+
+// command runs bin with args (and stdin, when not empty) and returns its
+// combined output.
+func command(bin, stdin string, env []string, args ...string) (string, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// kubectl runs kubectl as the user of kubeconfig; stdin is a manifest for
+// `apply -f -` and the like.
+func kubectl(kubeconfig, stdin string, args ...string) (string, error) {
+	return command(kubectlBin, stdin, nil, append([]string{"--kubeconfig", kubeconfig}, args...)...)
+}
+
+// mustKubectl is kubectl that must succeed.
+func mustKubectl(g Gomega, kubeconfig, stdin string, args ...string) string {
+	out, err := kubectl(kubeconfig, stdin, args...)
+	g.ExpectWithOffset(1, err).NotTo(HaveOccurred(), "kubectl %s:\n%s", strings.Join(args, " "), out)
+	return out
+}
+
+// helm runs helm against the cluster as the platform team.
+func helm(g Gomega, args ...string) string {
+	env := []string{
+		"HELM_CACHE_HOME=" + filepath.Join(artifacts, "helm", "cache"),
+		"HELM_CONFIG_HOME=" + filepath.Join(artifacts, "helm", "config"),
+		"HELM_DATA_HOME=" + filepath.Join(artifacts, "helm", "data"),
+	}
+	out, err := command(helmBin, "", env, append([]string{"--kubeconfig", admin}, args...)...)
+	g.ExpectWithOffset(1, err).NotTo(HaveOccurred(), "helm %s:\n%s", strings.Join(args, " "), out)
+	return out
+}
+
+// newClient is a client of the platform team's, reading what the journeys
+// check; made anew after the CRDs arrive so that it discovers them.
+func newClient(g Gomega) client.Client {
+	c, err := client.New(cp.Config, client.Options{Scheme: scheme})
+	g.ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	return c
+}
+
+// condition is the agent's condition of type t, or nil.
+func condition(agent *custosv1alpha1.Agent, t string) *metav1.Condition {
+	return meta.FindStatusCondition(agent.Status.Conditions, t)
+}
+
+// agentPods are the pods of agent name in ns that are not going away.
+func agentPods(g Gomega, c client.Client, ns, name string) []corev1.Pod {
+	var pods corev1.PodList
+	g.ExpectWithOffset(1, c.List(context.Background(), &pods, client.InNamespace(ns),
+		client.MatchingLabels{custosv1alpha1.AgentLabel: name})).To(Succeed())
+	var live []corev1.Pod
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp == nil {
+			live = append(live, p)
+		}
+	}
+	return live
+}
+
+// startChartManager runs the manager binary with the chart's Deployment's
+// arguments, as the chart's ServiceAccount (impersonated), listening where
+// the chart's webhook Service sends the API server: its cluster IP, on
+// loopback here. This is what a pod of the chart's Deployment would do on a
+// real node (kwok's pods of it run nothing).
+//
+// The manager is stopped when t (the whole journey, not one step) ends.
+func startChartManager(t *testing.T, g Gomega, c client.Client, namespace, release string) *controlplane.Manager {
+	ctx := context.Background()
+	var deploys appsv1.DeploymentList
+	g.Expect(c.List(ctx, &deploys, client.InNamespace(namespace),
+		client.MatchingLabels{"app.kubernetes.io/instance": release})).To(Succeed())
+	g.Expect(deploys.Items).To(HaveLen(1), "the chart has one Deployment, the manager")
+	pod := deploys.Items[0].Spec.Template.Spec
+	container := pod.Containers[0]
+
+	var vwcs admissionregistrationv1.ValidatingWebhookConfigurationList
+	g.Expect(c.List(ctx, &vwcs, client.MatchingLabels{"app.kubernetes.io/instance": release})).To(Succeed())
+	g.Expect(vwcs.Items).To(HaveLen(1))
+	ref := vwcs.Items[0].Webhooks[0].ClientConfig.Service
+	g.Expect(ref).NotTo(BeNil(), "the webhooks point at the chart's Service")
+	svc := &corev1.Service{}
+	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, svc)).To(Succeed())
+	port := ptr.Deref(ref.Port, 443)
+
+	// What the kubelet would do: expand $(VAR) from the container's env.
+	env := map[string]string{}
+	for _, e := range container.Env {
+		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace" {
+			env[e.Name] = namespace
+		} else {
+			env[e.Name] = e.Value
+		}
+	}
+	var args []string
+	for _, a := range container.Args {
+		for k, v := range env {
+			a = strings.ReplaceAll(a, "$("+k+")", v)
+		}
+		// Where it listens and keeps files is this machine's business.
+		if strings.HasPrefix(a, "--webhook-host") || strings.HasPrefix(a, "--webhook-port") ||
+			strings.HasPrefix(a, "--webhook-cert-dir") || strings.HasPrefix(a, "--metrics-bind-address") ||
+			strings.HasPrefix(a, "--health-probe-bind-address") || strings.HasPrefix(a, "--audit-dir") {
+			continue
+		}
+		args = append(args, a)
+	}
+	args = append(args,
+		"--webhook-host="+svc.Spec.ClusterIP, fmt.Sprintf("--webhook-port=%d", port),
+		"--webhook-cert-dir="+mkdir(g, "webhook-certs"), "--audit-dir="+mkdir(g, "audit"))
+
+	user := fmt.Sprintf("system:serviceaccount:%s:%s", namespace, pod.ServiceAccountName)
+	impersonating := rest.CopyConfig(cp.Config)
+	impersonating.Impersonate = rest.ImpersonationConfig{
+		UserName: user,
+		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
+	}
+	path := filepath.Join(artifacts, "manager.kubeconfig")
+	g.Expect(writeKubeconfig(path, impersonating)).To(Succeed())
+	m, err := cp.StartManager(ctx, managerBin, path, filepath.Join(artifacts, "manager.log"), args...)
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(m.Stop)
+	return m
+}
+
+// userKubeconfig writes a kubeconfig of a user of the given groups (no
+// permissions but those RBAC grants them) and returns its path.
+func userKubeconfig(g Gomega, name string, groups ...string) string {
+	cfg, err := cp.AddUser(name, groups...)
+	g.ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	path := filepath.Join(artifacts, strings.NewReplacer("@", "-at-", ":", "-").Replace(name)+".kubeconfig")
+	g.ExpectWithOffset(1, writeKubeconfig(path, cfg)).To(Succeed())
+	return path
+}
+
+func writeKubeconfig(path string, cfg *rest.Config) error {
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["local"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
+	kc.AuthInfos["user"] = &clientcmdapi.AuthInfo{
+		ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken,
+		Impersonate: cfg.Impersonate.UserName, ImpersonateGroups: cfg.Impersonate.Groups,
+	}
+	kc.Contexts["local"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: "user"}
+	kc.CurrentContext = "local"
+	return clientcmd.WriteToFile(*kc, path)
+}
+
+// dumpOnFailure registers a cleanup that, when t failed, writes what a
+// person debugging it would look at first into the artifacts directory and
+// logs the essentials: the objects of the namespaces (YAML), events, where
+// the pods run, and the manager's log.
+func dumpOnFailure(t *testing.T, namespaces ...string) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		dir := filepath.Join(artifacts, "dump-"+strings.NewReplacer("/", "-", " ", "_").Replace(t.Name()))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Logf("dump: %v", err)
+			return
+		}
+		get := func(file string, args ...string) string {
+			out, err := kubectl(admin, "", args...)
+			if err != nil {
+				out = fmt.Sprintf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+			if file != "" {
+				if werr := os.WriteFile(filepath.Join(dir, file), []byte(out), 0o644); werr != nil {
+					t.Logf("dump: %v", werr)
+				}
+			}
+			return out
+		}
+		get("cluster.yaml", "get", "nodes,databoundaries,validatingwebhookconfigurations,mutatingwebhookconfigurations", "-o", "yaml")
+		for _, ns := range namespaces {
+			// Secrets by name only: lease tokens stay out of dumps.
+			get(ns+".yaml", "get", "-n", ns, "agents,toolsets,deployments,replicasets,pods,serviceaccounts,networkpolicies", "-o", "yaml")
+			t.Logf("dump of namespace %s:\n%s\n%s", ns,
+				get("", "get", "-n", ns, "agents,deployments,replicasets,pods,serviceaccounts,networkpolicies,secrets", "-o", "wide"),
+				get(ns+"-events.txt", "get", "events", "-n", ns, "--sort-by=.lastTimestamp"))
+		}
+		get("events.txt", "get", "events", "-A", "--sort-by=.lastTimestamp")
+		t.Logf("dump: nodes and boundaries:\n%s", get("", "get", "nodes,databoundaries", "-o", "wide", "--show-labels"))
+		if log, err := os.ReadFile(filepath.Join(artifacts, "manager.log")); err == nil {
+			lines := strings.Split(strings.TrimRight(string(log), "\n"), "\n")
+			if len(lines) > 80 {
+				lines = lines[len(lines)-80:]
+			}
+			t.Logf("dump: the manager's log (last %d lines):\n%s", len(lines), strings.Join(lines, "\n"))
+		}
+		t.Logf("dump: objects as YAML in %s; the manager's, control plane's and cluster components' logs in %s", dir, artifacts)
+	})
+}
+
+// metaItems are the items of list.
+func metaItems(list client.ObjectList) ([]client.Object, error) {
+	objs, err := meta.ExtractList(list)
+	if err != nil {
+		return nil, err
+	}
+	var out []client.Object
+	for _, o := range objs {
+		obj, ok := o.(client.Object)
+		if !ok {
+			return nil, fmt.Errorf("%T is not an object", o)
+		}
+		out = append(out, obj)
+	}
+	return out, nil
+}
+
+func artifactsPath(name string) string { return filepath.Join(artifacts, name) }
+
+func mustReadFile(g Gomega, path string) string {
+	data, err := os.ReadFile(path)
+	g.ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	return string(data)
+}
+
+// mkdir makes the directory name in the artifacts directory.
+func mkdir(g Gomega, name string) string {
+	dir := filepath.Join(artifacts, name)
+	g.ExpectWithOffset(1, os.MkdirAll(dir, 0o755)).To(Succeed())
+	return dir
+}
