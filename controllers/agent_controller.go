@@ -253,6 +253,7 @@ func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (resu
 			// Released by this very run: its last transitions are told
 			// although its status is gone with it.
 			r.written.Delete(agent.UID)
+			r.imageChecks.Delete(agent.UID)
 		case err != nil:
 			// Unwritten, the transitions are seen again on the retry.
 			r.written.Delete(agent.UID)
