@@ -247,6 +247,9 @@ func WriteSamplesOverlay(dir, samplesDir string, r *Registry) error {
 	if err != nil {
 		return err
 	}
+	if dir, err = filepath.Abs(dir); err != nil {
+		return err
+	}
 	rel, err := filepath.Rel(dir, abs)
 	if err != nil {
 		return err

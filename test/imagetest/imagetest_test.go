@@ -18,6 +18,8 @@ package imagetest_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -68,5 +70,36 @@ func TestSignedImageVerifies(t *testing.T) {
 	}
 	if _, err := imagetest.StartRegistryAt("192.0.2.1:0"); err == nil {
 		t.Fatal("a registry on a non-loopback address was started")
+	}
+}
+
+// TestSamplesOverlay: the overlay renders from a relative directory too (make
+// dev writes it into .dev/samples), and points the sample agent and its
+// boundary at the registry.
+func TestSamplesOverlay(t *testing.T) {
+	reg, err := imagetest.StartRegistry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(t.TempDir())
+	if err := imagetest.WriteSamplesOverlay(filepath.Join("state", "samples"), filepath.Join(root, "config", "samples"), reg); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join("state", "samples", "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"value: " + reg.Host() + "/agents/invoice-reconciler:1.4.2", "value: " + reg.Host() + "/agents/", "config/samples"} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("the overlay lacks %q:\n%s", want, data)
+		}
+	}
+	if strings.Contains(string(data), "\n  - /") {
+		t.Errorf("the overlay names config/samples by an absolute path:\n%s", data)
 	}
 }
