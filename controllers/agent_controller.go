@@ -352,25 +352,35 @@ func (r *AgentReconciler) reconcileNormal(ctx context.Context, agent *custosv1al
 		return ctrl.Result{}, err
 	}
 	if isTrue(agent, custosv1alpha1.StalledCondition) {
-		if c := findCondition(agent, custosv1alpha1.ImageVerifiedCondition); !s.imageRecheck.IsZero() && c != nil && isStalledReason(c.Reason) {
-			// A signature can be added, or a key trusted, without any
-			// change Custos sees: the image is checked again on schedule.
-			return ctrl.Result{RequeueAfter: max(s.imageRecheck.Sub(now), time.Second)}, nil
+		// Stalled waits for a person, but what runs meanwhile is still
+		// looked after: its image is checked again on schedule (a signature
+		// can be added, or a key rotated out, without a change Custos sees)
+		// and its leases are renewed.
+		if next := earliest(s.imageRecheck, s.renewAt); !next.IsZero() {
+			return ctrl.Result{RequeueAfter: max(next.Sub(now), time.Second)}, nil
 		}
 		return ctrl.Result{}, reconcile.TerminalError(errors.New(conditionMessage(agent, custosv1alpha1.ReadyCondition)))
 	}
 	if isTrue(agent, custosv1alpha1.ReconcilingCondition) && (requeueAfter == 0 || requeueAfter > waitRequeue) {
 		requeueAfter = waitRequeue
 	}
-	for _, at := range []time.Time{s.renewAt, s.imageRecheck} {
-		if at.IsZero() {
-			continue
-		}
-		if until := max(at.Sub(now), time.Second); requeueAfter == 0 || until < requeueAfter {
+	if next := earliest(s.renewAt, s.imageRecheck); !next.IsZero() {
+		if until := max(next.Sub(now), time.Second); requeueAfter == 0 || until < requeueAfter {
 			requeueAfter = until
 		}
 	}
 	return ctrl.Result{RequeueAfter: requeueAfter}, nil
+}
+
+// earliest is the earliest of times that are set; zero when none is.
+func earliest(times ...time.Time) time.Time {
+	var first time.Time
+	for _, t := range times {
+		if !t.IsZero() && (first.IsZero() || t.Before(first)) {
+			first = t
+		}
+	}
+	return first
 }
 
 // reconcileBoundary finds the tenant's DataBoundary and checks the agent and
@@ -553,8 +563,10 @@ func (r *AgentReconciler) reconcileWorkload(ctx context.Context, s *agentScope) 
 	if image == "" {
 		// Nothing runs that was not verified. A Deployment of a digest that
 		// stopped verifying is left as it is unless the agent is suspended:
-		// its pods run on, and the pod guard admits no new one.
-		if !s.active() {
+		// its pods run on, and the pod guard admits no new one. One that
+		// runs a tag (made before images were verified) is stopped: a
+		// restarting container would pull whatever the tag is now.
+		if !s.active() || !r.runsPinnedImage(ctx, agent, name) {
 			if err := r.scaleToZero(ctx, agent, name); err != nil {
 				return err
 			}
@@ -640,6 +652,21 @@ func applyChild[AC interface {
 func onlyCustosWrote(obj client.Object) bool {
 	for _, f := range obj.GetManagedFields() {
 		if f.Manager != FieldOwner && f.Subresource != "status" && f.Manager != "kube-controller-manager" {
+			return false
+		}
+	}
+	return true
+}
+
+// runsPinnedImage: the agent's Deployment, if any, runs its images by
+// digest only.
+func (r *AgentReconciler) runsPinnedImage(ctx context.Context, agent *custosv1alpha1.Agent, name string) bool {
+	d := &appsv1.Deployment{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: agent.Namespace, Name: name}, d); err != nil {
+		return true // none (or unreadable: scaleToZero would fail alike)
+	}
+	for _, c := range append(d.Spec.Template.Spec.InitContainers, d.Spec.Template.Spec.Containers...) {
+		if !strings.Contains(c.Image, "@sha256:") {
 			return false
 		}
 	}

@@ -43,8 +43,8 @@ import (
 // ImageOptions configure image verification.
 type ImageOptions struct {
 	// Verifier resolves and verifies images; its cache is shared by every
-	// Agent. Its TTL should not exceed ReverifyInterval, or a scheduled
-	// re-verification is answered from the cache.
+	// Agent. Its TTL should be well below ReverifyInterval (the default is
+	// half), or a scheduled re-verification is answered from the cache.
 	Verifier *imageverify.Verifier
 
 	// ReverifyInterval is how often a running agent's image is resolved and
@@ -67,7 +67,9 @@ func (o *ImageOptions) defaults(c clock.PassiveClock) {
 		o.PolicyTTL = time.Minute
 	}
 	if o.Verifier == nil {
-		o.Verifier = &imageverify.Verifier{TTL: o.ReverifyInterval, Clock: c, RemoteOptions: []remote.Option{
+		// Half the interval: a scheduled re-check is never answered by a
+		// verification cached at the previous one.
+		o.Verifier = &imageverify.Verifier{TTL: o.ReverifyInterval / 2, Clock: c, RemoteOptions: []remote.Option{
 			// A registry that fails is retried by the reconciler's backoff,
 			// without holding a worker for seconds inside one request.
 			remote.WithRetryBackoff(remote.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 2}),
@@ -254,14 +256,25 @@ func (r *AgentReconciler) reconcileImage(ctx context.Context, s *agentScope) err
 			"No DataBoundary to take trusted image signers from")
 		return nil
 	}
+	// Whatever this check ends in, even an outage, an agent without a
+	// verified image whose boundary says Suspend stays suspended.
+	defer r.applyImageFailureAction(s)
+	before := imageDecision{condition: findCondition(agent, custosv1alpha1.ImageVerifiedCondition)}
+	if st := agent.Status.Image; st != nil {
+		before.digest = st.Digest
+	}
+	if before.condition != nil {
+		before.condition = before.condition.DeepCopy()
+	}
+
 	pol, hash, err := r.imagePolicies.resolve(ctx, s.boundary, false)
 	var pe *imagePolicyError
 	switch {
 	case errors.Is(err, errNoTrustedSigners):
-		r.imageUnverifiable(s, custosv1alpha1.NoTrustedSignersReason, fmt.Sprintf("DataBoundary %q %s", s.boundary.Name, err))
+		r.imageUnverifiable(ctx, s, before, custosv1alpha1.NoTrustedSignersReason, fmt.Sprintf("DataBoundary %q %s", s.boundary.Name, err))
 		return nil
 	case errors.As(err, &pe):
-		r.imageUnverifiable(s, custosv1alpha1.InvalidImagePolicyReason, fmt.Sprintf("DataBoundary %q: %s", s.boundary.Name, err))
+		r.imageUnverifiable(ctx, s, before, custosv1alpha1.InvalidImagePolicyReason, fmt.Sprintf("DataBoundary %q: %s", s.boundary.Name, err))
 		return nil
 	case err != nil:
 		setCondition(agent, custosv1alpha1.ImageVerifiedCondition, metav1.ConditionFalse, custosv1alpha1.ProgressingReason,
@@ -272,8 +285,13 @@ func (r *AgentReconciler) reconcileImage(ctx context.Context, s *agentScope) err
 	now := r.Clock.Now()
 	if next, due := r.imageCheckDue(agent, hash, now); !due {
 		s.imageRecheck = next
-		r.applyImageFailureAction(s)
 		return nil
+	}
+	// A digest verified under another policy is judged against this one
+	// offline first: a signer rotated out is not trusted while the registry
+	// cannot be reached.
+	if st := agent.Status.Image; st != nil && st.Digest != "" && st.PolicyHash != hash && !pol.TrustsSigner(st.Signer) {
+		agent.Status.Image = nil
 	}
 
 	keychain, err := r.pullKeychain(ctx, agent)
@@ -299,11 +317,13 @@ func (r *AgentReconciler) reconcileImage(ctx context.Context, s *agentScope) err
 	// spec.image does not verify. The digest running now may still: a tag
 	// moved to an unsigned image must not stop what was verified.
 	reason := imageReason(verr)
-	st := agent.Status.Image
-	if st != nil && st.Digest != "" {
+	msg := fmt.Sprintf("%s: %v", imageProblem(reason), verr)
+	if st := agent.Status.Image; st != nil && st.Digest != "" {
 		running := workload.VerifiedImage(agent)
-		if resolvedDigest(verr) != running {
-			res, rerr := r.Images.Verifier.Verify(ctx, running, pol, keychain)
+		if _, failed, _ := strings.Cut(resolvedDigest(verr), "@"); failed != st.Digest {
+			// Verified as the repository was written, which is how the
+			// boundary's registries are matched.
+			res, rerr := r.Images.Verifier.Verify(ctx, imageverify.RepositoryAsWritten(runningReference(agent))+"@"+st.Digest, pol, keychain)
 			imageVerifications.WithLabelValues(verificationResult(rerr)).Inc()
 			switch {
 			case rerr == nil:
@@ -312,8 +332,8 @@ func (r *AgentReconciler) reconcileImage(ctx context.Context, s *agentScope) err
 				r.imageChecks.Store(agent.UID, imageCheck{reference: agent.Spec.Image, policyHash: hash, at: now})
 				s.imageRecheck = now.Add(r.Images.ReverifyInterval)
 				setCondition(agent, custosv1alpha1.ImageVerifiedCondition, metav1.ConditionFalse, reason,
-					"%s: %v. New pods keep running the verified %s", imageProblem(reason), verr, running)
-				r.auditImage(ctx, agent, audit.DecisionDeny, reason, verr.Error(), hash)
+					"%s. New pods keep running the verified %s", msg, running)
+				r.auditImageDecision(ctx, agent, before, audit.DecisionDeny, reason, verr.Error(), hash)
 				return nil
 			case imageverify.IsTransient(rerr):
 				setCondition(agent, custosv1alpha1.ImageVerifiedCondition, metav1.ConditionFalse, custosv1alpha1.ResolveFailedReason,
@@ -323,13 +343,21 @@ func (r *AgentReconciler) reconcileImage(ctx context.Context, s *agentScope) err
 		}
 		// The running digest itself no longer verifies: no new pod may run it.
 		agent.Status.Image = nil
+		msg += fmt.Sprintf(". The digest running before, %s, no longer verifies either: no new pod runs it", running)
 	}
 	r.imageChecks.Store(agent.UID, imageCheck{reference: agent.Spec.Image, policyHash: hash, at: now})
 	s.imageRecheck = now.Add(r.Images.ReverifyInterval)
-	setCondition(agent, custosv1alpha1.ImageVerifiedCondition, metav1.ConditionFalse, reason, "%s: %v", imageProblem(reason), verr)
-	r.auditImage(ctx, agent, audit.DecisionDeny, reason, verr.Error(), hash)
-	r.applyImageFailureAction(s)
+	setCondition(agent, custosv1alpha1.ImageVerifiedCondition, metav1.ConditionFalse, reason, "%s", msg)
+	r.auditImageDecision(ctx, agent, before, audit.DecisionDeny, reason, msg, hash)
 	return nil
+}
+
+// runningReference is the reference the verified digest was resolved from.
+func runningReference(agent *custosv1alpha1.Agent) string {
+	if st := agent.Status.Image; st != nil && st.Reference != "" {
+		return st.Reference
+	}
+	return agent.Spec.Image
 }
 
 // imageVerified records a verified image in the status.
@@ -341,7 +369,7 @@ func (r *AgentReconciler) imageVerified(ctx context.Context, s *agentScope, res 
 	agent.Status.Image = &custosv1alpha1.ImageStatus{
 		Reference:  agent.Spec.Image,
 		Digest:     digest,
-		Signer:     res.Signer,
+		Signer:     truncate(res.Signer, maxSignerLength),
 		VerifiedAt: &metav1.Time{Time: res.VerifiedAt},
 		PolicyHash: hash,
 	}
@@ -359,16 +387,20 @@ func (r *AgentReconciler) imageVerified(ctx context.Context, s *agentScope, res 
 
 // imageUnverifiable: nothing can verify under the boundary's policy as it
 // stands; what ran before is not trusted either.
-func (r *AgentReconciler) imageUnverifiable(s *agentScope, reason, msg string) {
+func (r *AgentReconciler) imageUnverifiable(ctx context.Context, s *agentScope, before imageDecision, reason, msg string) {
+	dropped := s.agent.Status.Image != nil && s.agent.Status.Image.Digest != ""
 	s.agent.Status.Image = nil
+	if dropped {
+		msg += "; the digest verified before no longer runs in new pods"
+	}
 	setCondition(s.agent, custosv1alpha1.ImageVerifiedCondition, metav1.ConditionFalse, reason, "%s", msg)
-	r.applyImageFailureAction(s)
+	r.auditImageDecision(ctx, s.agent, before, audit.DecisionDeny, reason, msg, "")
 }
 
 // applyImageFailureAction suspends an agent without a verified image when
 // its boundary says so.
 func (r *AgentReconciler) applyImageFailureAction(s *agentScope) {
-	if s.agent.Status.Image != nil && s.agent.Status.Image.Digest != "" {
+	if s.boundary == nil || s.agent.Status.Image != nil && s.agent.Status.Image.Digest != "" {
 		return
 	}
 	if p := s.boundary.Spec.Images; p != nil && p.OnVerificationFailure == custosv1alpha1.ImageFailureSuspend && s.suspendReason == "" {
@@ -389,7 +421,9 @@ func (r *AgentReconciler) imageCheckDue(agent *custosv1alpha1.Agent, hash string
 		return time.Time{}, true
 	case c.Status == metav1.ConditionTrue:
 	case c.Reason == custosv1alpha1.SignatureMissingReason, c.Reason == custosv1alpha1.UntrustedSignerReason,
-		c.Reason == custosv1alpha1.RegistryNotAllowedReason:
+		c.Reason == custosv1alpha1.RegistryNotAllowedReason, c.Reason == custosv1alpha1.InvalidImagePolicyReason:
+		// (A policy that cannot be read never gets here: it is reported
+		// before; this InvalidImagePolicy is spec.image's own.)
 	default:
 		return time.Time{}, true
 	}
@@ -486,6 +520,26 @@ func verificationResult(err error) string {
 	return imageReason(err)
 }
 
+// imageDecision is what ImageVerified and status.image said before a check.
+type imageDecision struct {
+	condition *metav1.Condition
+	digest    string
+}
+
+// auditImageDecision records a verification decision about the agent's
+// image when it is news: a new reason or a change of the digest that runs.
+// A refusal that stands is not recorded again at every re-check.
+func (r *AgentReconciler) auditImageDecision(ctx context.Context, agent *custosv1alpha1.Agent, before imageDecision, decision, reason, msg, policyHash string) {
+	digest := ""
+	if st := agent.Status.Image; st != nil {
+		digest = st.Digest
+	}
+	if before.condition != nil && before.condition.Reason == reason && before.digest == digest {
+		return
+	}
+	r.auditImage(ctx, agent, decision, reason, msg, policyHash)
+}
+
 // auditImage records a verification decision about the agent's image.
 func (r *AgentReconciler) auditImage(ctx context.Context, agent *custosv1alpha1.Agent, decision, reason, msg, policyHash string) {
 	details := map[string]string{"image": agent.Spec.Image, "policyHash": policyHash}
@@ -494,6 +548,17 @@ func (r *AgentReconciler) auditImage(ctx context.Context, agent *custosv1alpha1.
 		details["signer"] = st.Signer
 	}
 	record(ctx, r.Audit, subjectOf(agent, "Agent"), audit.ActionImageVerified, decision, msg, "DataBoundary.spec.images", withReason(details, reason))
+}
+
+// maxSignerLength is status.image.signer's MaxLength.
+const maxSignerLength = 1024
+
+// truncate shortens s to at most n bytes, marking the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-len("…")] + "…"
 }
 
 func withReason(details map[string]string, reason string) map[string]string {

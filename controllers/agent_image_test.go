@@ -30,6 +30,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -269,6 +270,24 @@ func TestImageSignerRotatedOut(t *testing.T) {
 		g.Expect(np.Spec.Egress).To(BeEmpty())
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
 
+	// An outage while suspended changes nothing: no lease, no egress.
+	testRegistry.SetUnavailable(true)
+	pastReverify(g, agent)
+	g.Eventually(func(g Gomega) {
+		a := getAgent(g, agent)
+		expectCondition(g, a, custosv1alpha1.ImageVerifiedCondition, metav1.ConditionFalse, custosv1alpha1.ResolveFailedReason)
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	g.Consistently(func(g Gomega) {
+		a := getAgent(g, agent)
+		g.Expect(a.Status.Lifecycle.Phase).To(Equal(custosv1alpha1.AgentPhaseSuspended))
+		g.Expect(a.Status.Leases).To(BeEmpty())
+		g.Expect(deploymentOf(g, a).Spec.Replicas).To(HaveValue(Equal(int32(0))))
+		np := &networkingv1.NetworkPolicy{}
+		g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "agent-rotating"}, np)).To(Succeed())
+		g.Expect(np.Spec.Egress).To(BeEmpty())
+	}).WithTimeout(3 * time.Second).WithPolling(poll).Should(Succeed())
+	testRegistry.SetUnavailable(false)
+
 	// Signed with the new key, it verifies at the next check and resumes.
 	g.Expect(testRegistry.Sign(verified, next)).To(Succeed())
 	pastReverify(g, agent)
@@ -395,5 +414,107 @@ func TestImageKeylessSigner(t *testing.T) {
 		g.Expect(a.Status.Image.Signer).To(Equal("release@acme.example (" + issuer + ")"))
 		g.Expect(deploymentOf(g, a).Spec.Template.Spec.Containers[0].Image).To(Equal(pinnedIn(goodRef, goodDigest)))
 		expectCondition(g, getAgent(g, bad), custosv1alpha1.ImageVerifiedCondition, metav1.ConditionFalse, custosv1alpha1.UntrustedSignerReason)
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+}
+
+// TestImageKeyRotatedInItsSecret: a key replaced inside the Secret the
+// boundary names (no change to the boundary) is noticed at the next read of
+// the key material, and, while the registry is down, the digest signed by
+// the old key is no longer trusted either: judged offline.
+func TestImageKeyRotatedInItsSecret(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	tenant := newTenant("sec")
+	createBoundary(t, tenant, "eu-west-1")
+	ns := tenantNamespace(t, tenant)
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: trustNamespace, Name: tenant + "-signers"},
+		Data:       map[string][]byte{"cosign.pub": testSigner.PublicKeyPEM()},
+	}
+	g.Expect(k8sClient.Create(ctx, secret)).To(Succeed())
+	t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), secret) })
+	updateBoundary(g, tenant, func(b *custosv1alpha1.DataBoundary) {
+		b.Spec.Images.PublicKeys = []custosv1alpha1.TrustSource{{SecretRef: &custosv1alpha1.ObjectKeyReference{
+			Namespace: trustNamespace, Name: secret.Name, Key: "cosign.pub"}}}
+	})
+	agent := newAgent(ns, "kept", tenant)
+	g.Expect(k8sClient.Create(ctx, agent)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		expectCondition(g, getAgent(g, agent), custosv1alpha1.ImageVerifiedCondition, metav1.ConditionTrue, custosv1alpha1.VerifiedReason)
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+
+	// The registry is down when the platform team replaces the key.
+	testRegistry.SetUnavailable(true)
+	defer testRegistry.SetUnavailable(false)
+	next, err := imagetest.NewSigner()
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(k8sClient.Get(ctx, keyOf(secret), secret)).To(Succeed())
+	secret.Data["cosign.pub"] = next.PublicKeyPEM()
+	g.Expect(k8sClient.Update(ctx, secret)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		a := getAgent(g, agent)
+		expectCondition(g, a, custosv1alpha1.ImageVerifiedCondition, metav1.ConditionFalse, custosv1alpha1.ResolveFailedReason)
+		g.Expect(a.Status.Image).To(BeNil(), "a digest signed by a key rotated out is not trusted while the registry is down")
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	d := deploymentOf(g, agent)
+	err = k8sClient.Create(ctx, bareAgentPod(g, agent, d, testPinned()), client.DryRunAll)
+	assertRefused(g, err, "spec.containers[0].image", "agent kept has no verified image")
+
+	// Back up: the verdict is final, told once on the audit trail.
+	testRegistry.SetUnavailable(false)
+	g.Eventually(func(g Gomega) {
+		expectCondition(g, getAgent(g, agent), custosv1alpha1.ImageVerifiedCondition, metav1.ConditionFalse, custosv1alpha1.UntrustedSignerReason)
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	pastReverify(g, agent)
+	untrusted := func() int {
+		n := 0
+		for _, r := range auditTrail(getAgent(g, agent).UID) {
+			if r.Action == "image.verified" && r.Details["reason"] == custosv1alpha1.UntrustedSignerReason {
+				n++
+			}
+		}
+		return n
+	}
+	g.Consistently(untrusted).WithTimeout(3 * time.Second).WithPolling(poll).Should(Equal(1), "a refusal that stands is recorded once")
+}
+
+// TestImageTagDeploymentFromBeforeVerificationStops: a Deployment that runs
+// a tag (made before Custos verified images) is scaled to zero while no
+// digest verifies: a restarting container would pull whatever the tag is.
+func TestImageTagDeploymentFromBeforeVerificationStops(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	tenant := newTenant("old")
+	createBoundary(t, tenant, "eu-west-1")
+	ns := tenantNamespace(t, tenant)
+	updateBoundary(g, tenant, func(b *custosv1alpha1.DataBoundary) { b.Spec.Images = nil })
+	agent := newAgent(ns, "legacy", tenant)
+	g.Expect(k8sClient.Create(ctx, agent)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		expectCondition(g, getAgent(g, agent), custosv1alpha1.ImageVerifiedCondition, metav1.ConditionFalse, custosv1alpha1.NoTrustedSignersReason)
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	// The Deployment an earlier Custos made for it, running the tag.
+	labels := map[string]string{
+		custosv1alpha1.AgentLabel: "legacy", custosv1alpha1.AgentUIDLabel: string(getAgent(g, agent).UID),
+		custosv1alpha1.ManagedByLabel: custosv1alpha1.ManagedByValue, custosv1alpha1.TenantLabel: tenant,
+	}
+	legacy := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "agent-legacy", Labels: labels},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](1),
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{
+				custosv1alpha1.AgentLabel: "legacy", custosv1alpha1.ManagedByLabel: custosv1alpha1.ManagedByValue}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "agent", Image: testImage}}},
+			},
+		},
+	}
+	g.Expect(k8sClient.Create(ctx, legacy)).To(Succeed())
+	poke(g, agent)
+	g.Eventually(func(g Gomega) {
+		d := &appsv1.Deployment{}
+		g.Expect(k8sClient.Get(ctx, keyOf(legacy), d)).To(Succeed())
+		g.Expect(d.Spec.Replicas).To(HaveValue(Equal(int32(0))))
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
 }

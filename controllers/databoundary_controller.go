@@ -258,6 +258,9 @@ func setBoundaryStatus(db *custosv1alpha1.DataBoundary, cov boundaryCoverage, im
 		if imgErr != nil {
 			msg += "; it " + imgErr.Error()
 		}
+		if p := db.Spec.Images; p != nil && len(p.Keyless) > 0 && !p.RequireTransparencyLog {
+			msg += "; warning: keyless signatures without requireTransparencyLog verify only while their signing certificate is valid (ten minutes for Fulcio's), so re-verification refuses them afterwards"
+		}
 		setBoundaryCondition(db, custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason, msg)
 	}
 	meta.RemoveStatusCondition(&db.Status.Conditions, custosv1alpha1.ReconcilingCondition)

@@ -128,6 +128,11 @@ func main() {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
 
+	if reverifyInterval < time.Minute {
+		log.Error(nil, "--image-reverify-interval must be at least 1m: every agent's image is resolved at the registry that often", "got", reverifyInterval)
+		os.Exit(1)
+	}
+
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(custosv1alpha1.AddToScheme(scheme))

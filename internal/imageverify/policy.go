@@ -29,6 +29,7 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 
 	"github.com/custos-dev/custos/internal/boundary"
@@ -183,7 +184,50 @@ func (p Policy) Validate() error {
 	if p.RequireTlog && len(p.TrustedRoot) == 0 {
 		errs = append(errs, errors.New("requireTlog needs a trustedRoot with transparency log keys"))
 	}
+	if len(p.TrustedRoot) > 0 {
+		if _, err := root.NewTrustedRootFromJSON(p.TrustedRoot); err != nil {
+			errs = append(errs, fmt.Errorf("trustedRoot is not a Sigstore trusted_root.json: %w", err))
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// TrustsSigner reports, offline, whether signer (as Result.Signer names it:
+// a key's KeyID, or "<subject> (<issuer>)" of a keyless certificate) is
+// still one of the policy's signers. It is how a digest verified under an
+// earlier policy is judged while the registry cannot be reached: a signer
+// rotated out of the policy is not trusted a moment longer.
+func (p Policy) TrustsSigner(signer string) bool {
+	for _, k := range p.Keys {
+		if keyFingerprint(k) == signer {
+			return true
+		}
+	}
+	open := strings.LastIndex(signer, " (")
+	if open < 0 || !strings.HasSuffix(signer, ")") {
+		return false
+	}
+	subjects, issuer := strings.Split(signer[:open], ","), signer[open+2:len(signer)-1]
+	for _, id := range p.Keyless {
+		if !matches(id.Issuer, id.IssuerRegexp, issuer) {
+			continue
+		}
+		for _, subject := range subjects {
+			if matches(id.Subject, id.SubjectRegexp, subject) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// matches: value equals exact, or matches the (unanchored) expression.
+func matches(exact, expr, value string) bool {
+	if exact != "" {
+		return value == exact
+	}
+	re, err := regexp.Compile(expr)
+	return err == nil && re.MatchString(value)
 }
 
 // AllowsImage reports whether image may come from the policy's registries,
@@ -191,6 +235,18 @@ func (p Policy) Validate() error {
 // (boundary.RegistryAllowed); an empty list allows every registry.
 func (p Policy) AllowsImage(image string) bool {
 	return len(p.Registries) == 0 || boundary.RegistryAllowed(p.Registries, image)
+}
+
+// RepositoryAsWritten is reference without its tag or digest, spelled as
+// written ("docker.io/acme/app", not "index.docker.io/acme/app"), which is
+// how registry allow-lists are matched. A tag is a ':' after the last '/'
+// (one before it belongs to a registry port).
+func RepositoryAsWritten(reference string) string {
+	repo, _, _ := strings.Cut(reference, "@")
+	if i := strings.LastIndexByte(repo, ':'); i > strings.LastIndexByte(repo, '/') {
+		repo = repo[:i]
+	}
+	return repo
 }
 
 // PinnedReference is reference's repository with digest ("sha256:…"):

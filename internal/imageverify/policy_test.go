@@ -81,3 +81,40 @@ func TestPolicyHash(t *testing.T) {
 		g.Expect(changed.Hash()).NotTo(Equal(h))
 	}
 }
+
+func TestTrustsSigner(t *testing.T) {
+	g := NewWithT(t)
+	_, pub := genKey(t)
+	_, other := genKey(t)
+	id := keyIDOf(t, pub)
+	p := Policy{
+		Keys:    [][]byte{pub},
+		Keyless: []Identity{{Issuer: "https://issuer.example", SubjectRegexp: `^release@acme\.example$`}},
+	}
+	g.Expect(p.TrustsSigner(id)).To(BeTrue())
+	g.Expect(p.TrustsSigner(keyIDOf(t, other))).To(BeFalse(), "a key rotated out")
+	g.Expect(p.TrustsSigner("release@acme.example (https://issuer.example)")).To(BeTrue())
+	g.Expect(p.TrustsSigner("x@acme.example,release@acme.example (https://issuer.example)")).To(BeTrue(), "any of the certificate's names")
+	g.Expect(p.TrustsSigner("intern@acme.example (https://issuer.example)")).To(BeFalse())
+	g.Expect(p.TrustsSigner("release@acme.example (https://evil.example)")).To(BeFalse())
+	g.Expect(p.TrustsSigner("")).To(BeFalse())
+}
+
+func TestRepositoryAsWritten(t *testing.T) {
+	g := NewWithT(t)
+	for in, want := range map[string]string{
+		"docker.io/acme/app:1":                         "docker.io/acme/app",
+		"busybox":                                      "busybox",
+		"127.0.0.1:5000/agents/x:2":                    "127.0.0.1:5000/agents/x",
+		"127.0.0.1:5000/agents/x":                      "127.0.0.1:5000/agents/x",
+		"registry.acme.example/a/b:1@sha256:" + "0abc": "registry.acme.example/a/b",
+	} {
+		g.Expect(RepositoryAsWritten(in)).To(Equal(want), in)
+	}
+}
+
+func TestValidateParsesTheTrustedRoot(t *testing.T) {
+	_, pub := genKey(t)
+	err := Policy{Keys: [][]byte{pub}, TrustedRoot: []byte(`{"not": "a trusted root"`)}.Validate()
+	NewWithT(t).Expect(err).To(MatchError(ContainSubstring("trustedRoot is not a Sigstore trusted_root.json")))
+}

@@ -231,7 +231,7 @@ func (v *PodValidator) validate(ctx context.Context, old, pod *corev1.Pod) error
 		errs = append(errs, boundaryErrs...)
 	}
 	errs = append(errs, checkAgentOf(name, namespace, agent)...)
-	errs = append(errs, checkPod(pod, agent, b)...)
+	errs = append(errs, checkPod(old, pod, agent, b)...)
 	return invalid(podKind, podName(pod), errs)
 }
 
@@ -296,10 +296,10 @@ func checkAgentOf(name, namespace string, agent *custosv1alpha1.Agent) field.Err
 // checkPod is the pod guard's verdict on pod as a pod of agent, with
 // placement checked against b. What needs the agent is skipped when it is
 // nil, placement when b is nil. It reads nothing.
-func checkPod(pod *corev1.Pod, agent *custosv1alpha1.Agent, b *custosv1alpha1.DataBoundary) field.ErrorList {
+func checkPod(old, pod *corev1.Pod, agent *custosv1alpha1.Agent, b *custosv1alpha1.DataBoundary) field.ErrorList {
 	errs := checkPodSecurity(&pod.Spec)
 	if agent != nil {
-		errs = append(errs, checkPodIdentity(pod, agent)...)
+		errs = append(errs, checkPodIdentity(old, pod, agent)...)
 	}
 	if b != nil {
 		errs = append(errs, checkRegionAffinity(&pod.Spec, b)...)
@@ -308,8 +308,10 @@ func checkPod(pod *corev1.Pod, agent *custosv1alpha1.Agent, b *custosv1alpha1.Da
 }
 
 // checkPodIdentity: the pod runs as its agent, with its agent's verified
-// image, in its agent's tenant.
-func checkPodIdentity(pod *corev1.Pod, agent *custosv1alpha1.Agent) field.ErrorList {
+// image, in its agent's tenant. On an update (old set) only the images that
+// change are checked: a pod admitted with the digest verified then may be
+// relabelled or lose a finalizer after the agent moved on to another.
+func checkPodIdentity(old, pod *corev1.Pod, agent *custosv1alpha1.Agent) field.ErrorList {
 	var errs field.ErrorList
 	sa := identity.ServiceAccountName(agent.Name)
 	if pod.Spec.ServiceAccountName != sa {
@@ -317,7 +319,16 @@ func checkPodIdentity(pod *corev1.Pod, agent *custosv1alpha1.Agent) field.ErrorL
 			"pods of agent %s run only as ServiceAccount %s", agent.Name, sa)))
 	}
 	want := workload.VerifiedImage(agent)
+	admitted := map[string]string{}
+	if old != nil {
+		for _, c := range containersOf(&old.Spec) {
+			admitted[c.path.String()] = c.image
+		}
+	}
 	for _, c := range containersOf(&pod.Spec) {
+		if was, ok := admitted[c.path.String()]; ok && was == c.image {
+			continue
+		}
 		switch {
 		case want == "":
 			errs = append(errs, field.Forbidden(c.path.Child("image"), fmt.Sprintf(

@@ -305,7 +305,7 @@ func TestCheckPod(t *testing.T) {
 			g := NewWithT(t)
 			pod, agent := agentPod(t), testAgentObject()
 			tc.mutate(pod, agent)
-			got := fields(checkPod(pod, agent, testBoundary()))
+			got := fields(checkPod(nil, pod, agent, testBoundary()))
 			matchers := make([]any, len(tc.want))
 			for i, w := range tc.want {
 				matchers[i] = HavePrefix(w)
@@ -388,6 +388,21 @@ func TestPodGuardOnUpdate(t *testing.T) {
 	_, err = v.ValidateUpdate(ctx, old, pod)
 	g.Expect(err).To(MatchError(ContainSubstring("spec.containers[0].image: Forbidden")))
 
+	// A pod admitted with the digest verified then can still be relabelled
+	// after its agent verified another (the rollout replaces it anyway);
+	// changing its image to the old digest again is refused.
+	previous := "registry.acme.example/agents/invoice-reconciler@sha256:" + strings.Repeat("e", 64)
+	running := old.DeepCopy()
+	running.Spec.Containers[0].Image = previous
+	pod = running.DeepCopy()
+	pod.Labels["acme.example/team"] = "finance"
+	_, err = v.ValidateUpdate(ctx, running, pod)
+	g.Expect(err).NotTo(HaveOccurred())
+	pod = old.DeepCopy()
+	pod.Spec.Containers[0].Image = previous
+	_, err = v.ValidateUpdate(ctx, old, pod)
+	g.Expect(err).To(MatchError(ContainSubstring("spec.containers[0].image: Forbidden: pods of agent reconciler run only its verified image")))
+
 	// A terminating pod can lose its finalizers whatever became of its agent.
 	gone := old.DeepCopy()
 	gone.Labels[custosv1alpha1.AgentLabel] = "ghost"
@@ -451,13 +466,13 @@ func FuzzValidatePod(f *testing.F) {
 		if err := json.Unmarshal(data, pod); err != nil {
 			return
 		}
-		_ = checkPod(pod, agent, b)
+		_ = checkPod(nil, pod, agent, b)
 		setTenantLabel(pod, agent)
 		injectRegionAffinity(pod, b.Spec.Regions)
 		if errs := checkRegionAffinity(&pod.Spec, b); len(errs) > 0 {
 			t.Fatalf("placed by injectRegionAffinity, refused by checkRegionAffinity: %v", errs)
 		}
-		for _, e := range checkPod(pod, agent, b) {
+		for _, e := range checkPod(nil, pod, agent, b) {
 			if strings.HasPrefix(e.Field, "spec.affinity") || (e.Field == tenantPath.String() && e.Type == field.ErrorTypeRequired) {
 				t.Fatalf("the mutation left %s: %s", e.Field, e.ErrorBody())
 			}

@@ -147,6 +147,10 @@ func Deployment(p Params) *appsv1ac.DeploymentApplyConfiguration {
 		WithContainers(container).
 		WithVolumes(volumes...)
 
+	// The registry credentials the image was verified with pull it too.
+	for _, ref := range p.Runtime.ImagePullSecrets {
+		pod.WithImagePullSecrets(corev1ac.LocalObjectReference().WithName(ref.Name))
+	}
 	return appsv1ac.Deployment(p.Name, p.Namespace).
 		WithSpec(appsv1ac.DeploymentSpec().
 			WithReplicas(p.Replicas).

@@ -118,3 +118,13 @@ func TestVerifiedImage(t *testing.T) {
 		Status: custosv1alpha1.AgentStatus{Image: &custosv1alpha1.ImageStatus{Digest: digest}}}
 	NewWithT(t).Expect(VerifiedImage(a)).To(Equal("registry.acme.example/agents/a@" + digest))
 }
+
+// TestDeploymentPullsWithTheAgentsPullSecrets: the Secrets the image was
+// verified with are the ones its pods pull with.
+func TestDeploymentPullsWithTheAgentsPullSecrets(t *testing.T) {
+	g := NewWithT(t)
+	d := Deployment(Params{Name: "agent-a", Namespace: "ns", Image: "r.example/a@sha256:" + strings.Repeat("0", 64),
+		Runtime: custosv1alpha1.AgentRuntime{ImagePullSecrets: []corev1.LocalObjectReference{{Name: "regcred"}}}})
+	g.Expect(d.Spec.Template.Spec.ImagePullSecrets).To(HaveLen(1))
+	g.Expect(*d.Spec.Template.Spec.ImagePullSecrets[0].Name).To(Equal("regcred"))
+}
