@@ -99,6 +99,7 @@ type AgentReconciler struct {
 // +kubebuilder:rbac:groups=custos.dev,resources=agents,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=custos.dev,resources=agents/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=custos.dev,resources=agents/finalizers,verbs=update
+// +kubebuilder:rbac:groups=custos.dev,resources=agents/image,verbs=verify
 // +kubebuilder:rbac:groups=custos.dev,resources=toolsets;databoundaries,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch;create;update;patch;delete

@@ -28,6 +28,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -475,7 +476,7 @@ func TestImageKeyRotatedInItsSecret(t *testing.T) {
 		}
 		return n
 	}
-	g.Consistently(untrusted).WithTimeout(3 * time.Second).WithPolling(poll).Should(Equal(1), "a refusal that stands is recorded once")
+	g.Consistently(untrusted).WithTimeout(3*time.Second).WithPolling(poll).Should(Equal(1), "a refusal that stands is recorded once")
 }
 
 // TestImageTagDeploymentFromBeforeVerificationStops: a Deployment that runs
@@ -517,4 +518,59 @@ func TestImageTagDeploymentFromBeforeVerificationStops(t *testing.T) {
 		g.Expect(k8sClient.Get(ctx, keyOf(legacy), d)).To(Succeed())
 		g.Expect(d.Spec.Replicas).To(HaveValue(Equal(int32(0))))
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+}
+
+// TestOnlyCustosSetsTheImageAnAgentRuns: status.image decides what the pod
+// guard admits, so someone allowed to write agents/status, but not to
+// verify agent images, cannot set it; taking it away is allowed.
+func TestOnlyCustosSetsTheImageAnAgentRuns(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	tenant := newTenant("sts")
+	createBoundary(t, tenant, "eu-west-1")
+	ns := tenantNamespace(t, tenant)
+	agent := newAgent(ns, "guarded", tenant)
+	g.Expect(k8sClient.Create(ctx, agent)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(getAgent(g, agent).Status.Image).NotTo(BeNil())
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+
+	role := &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "status-writer"},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"custos.dev"}, Resources: []string{"agents", "agents/status"},
+			Verbs: []string{"get", "update", "patch"}}},
+	}
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "status-writer"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: "support-bot"}},
+	}
+	g.Expect(k8sClient.Create(ctx, role)).To(Succeed())
+	g.Expect(k8sClient.Create(ctx, binding)).To(Succeed())
+	cfg, err := cp.AddUser("support-bot")
+	g.Expect(err).NotTo(HaveOccurred())
+	bot, err := client.New(cfg, client.Options{Scheme: testScheme})
+	g.Expect(err).NotTo(HaveOccurred())
+
+	forged := "sha256:" + strings.Repeat("f", 64)
+	g.Eventually(func() error {
+		a := &custosv1alpha1.Agent{}
+		if err := bot.Get(ctx, keyOf(agent), a); err != nil {
+			return err
+		}
+		a.Status.Image.Digest = forged
+		return bot.Status().Update(ctx, a)
+	}).WithTimeout(eventually).Should(MatchError(ContainSubstring(
+		"status.image: Forbidden: only Custos, which verifies agent images (verb verify on agents/image), sets the image agent guarded runs")))
+	g.Expect(getAgent(g, agent).Status.Image.Digest).To(Equal(testImageDigest), "nothing may be stored")
+
+	// Taking the image away only takes trust away.
+	g.Eventually(func() error {
+		a := &custosv1alpha1.Agent{}
+		if err := bot.Get(ctx, keyOf(agent), a); err != nil {
+			return err
+		}
+		a.Status.Image = nil
+		return bot.Status().Update(ctx, a)
+	}).WithTimeout(eventually).Should(Succeed())
 }
