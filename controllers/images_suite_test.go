@@ -44,34 +44,24 @@ var (
 const (
 	trustNamespace = "custos-trust"
 	signersSecret  = "image-signers"
-	signersKey     = "cosign.pub"
+	signersKey     = imagetest.SecretKey
 )
 
 func startImages(ctx context.Context) (func(), error) {
-	var err error
-	if testRegistry, err = imagetest.StartRegistry(); err != nil {
+	trust, err := imagetest.NewTrust("agents/invoice-reconciler:1.4.2", trustNamespace, signersSecret)
+	if err != nil {
 		return nil, err
 	}
-	if testSigner, err = imagetest.NewSigner(); err != nil {
-		testRegistry.Close()
-		return nil, err
-	}
-	if testImage, testImageDigest, err = testRegistry.PushSigned("agents/invoice-reconciler:1.4.2", testSigner); err != nil {
-		testRegistry.Close()
-		return nil, err
-	}
+	testRegistry, testSigner, testImage, testImageDigest = trust.Registry, trust.Signer, trust.Image, trust.Digest
 	if err := k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: trustNamespace}}); err != nil {
-		testRegistry.Close()
+		trust.Close()
 		return nil, fmt.Errorf("creating namespace %s: %w", trustNamespace, err)
 	}
-	if err := k8sClient.Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: trustNamespace, Name: signersSecret},
-		Data:       map[string][]byte{signersKey: testSigner.PublicKeyPEM()},
-	}); err != nil {
-		testRegistry.Close()
+	if err := k8sClient.Create(ctx, trust.Secret()); err != nil {
+		trust.Close()
 		return nil, fmt.Errorf("creating the signers Secret: %w", err)
 	}
-	return testRegistry.Close, nil
+	return trust.Close, nil
 }
 
 // trustedImages is the image policy of the test boundaries: images signed

@@ -128,7 +128,7 @@ func runAdmission(ctx context.Context, c config) (retErr error) {
 			Tenant:            tenant,
 			NamespaceSelector: metav1.LabelSelector{MatchLabels: map[string]string{custosv1alpha1.TenantLabel: tenant}},
 			Regions:           []string{region},
-			Images:            benchImages(),
+			Images:            benchImages.Policy(),
 		},
 	}); err != nil {
 		return err

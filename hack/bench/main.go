@@ -150,7 +150,7 @@ type benchEnv struct {
 	admin      *rest.Config
 	client     client.Client
 	cpLog      *os.File
-	registry   *imagetest.Registry
+	images     *imagetest.Trust
 }
 
 // startBenchEnv starts the control plane with Custos's admission webhooks,
@@ -193,53 +193,29 @@ func startBenchEnv(ctx context.Context, c config, prefix string) (*benchEnv, err
 	return env, nil
 }
 
-// benchImage is the agents' image, served by the bench's registry on
-// loopback and signed with the key its DataBoundary trusts.
-var benchImage string
+// benchImages serves the agents' image on loopback, signed with a key made
+// for the run that the bench's DataBoundaries trust, as make dev does:
+// Custos verifies every agent's image, and the bench measures that too.
+var benchImages *imagetest.Trust
 
-// The Secret with the bench's image signing key.
-const (
-	benchKeyNamespace = "custos-system"
-	benchKeySecret    = "bench-image-signers"
-)
-
-// startImages serves the agents' image from a registry on loopback, signed
-// with a key made for the run, as make dev does: Custos verifies every
-// agent's image, and the bench measures that too.
 func (e *benchEnv) startImages(ctx context.Context) error {
-	reg, err := imagetest.StartRegistry()
-	if err != nil {
+	var err error
+	if benchImages, err = imagetest.NewTrust("agents/bench:1.0.0", "custos-system", "bench-image-signers"); err != nil {
 		return err
 	}
-	e.registry = reg
-	signer, err := imagetest.NewSigner()
-	if err != nil {
+	e.images = benchImages
+	if err := e.client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: benchImages.SecretNamespace}}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
-	if benchImage, _, err = reg.PushSigned("agents/bench:1.0.0", signer); err != nil {
-		return err
-	}
-	if err := e.client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: benchKeyNamespace}}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return err
-	}
-	return e.client.Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: benchKeyNamespace, Name: benchKeySecret},
-		Data:       map[string][]byte{"cosign.pub": signer.PublicKeyPEM()},
-	})
-}
-
-// benchImages is the image policy of the bench's DataBoundaries.
-func benchImages() *custosv1alpha1.ImagePolicy {
-	return &custosv1alpha1.ImagePolicy{PublicKeys: []custosv1alpha1.TrustSource{{SecretRef: &custosv1alpha1.ObjectKeyReference{
-		Namespace: benchKeyNamespace, Name: benchKeySecret, Key: "cosign.pub"}}}}
+	return e.client.Create(ctx, benchImages.Secret())
 }
 
 // stop stops the control plane and removes the kubeconfig, which points at
 // a server that is gone.
 func (e *benchEnv) stop() error {
 	say("stopping the control plane")
-	if e.registry != nil {
-		e.registry.Close()
+	if e.images != nil {
+		e.images.Close()
 	}
 	err := e.cp.Stop()
 	_ = os.Remove(e.kubeconfig)
@@ -390,7 +366,7 @@ func runCustos(ctx context.Context, c config, admin *rest.Config, cl client.Clie
 			Tenant:            tenant,
 			NamespaceSelector: metav1.LabelSelector{MatchLabels: map[string]string{custosv1alpha1.TenantLabel: tenant}},
 			Regions:           []string{region},
-			Images:            benchImages(),
+			Images:            benchImages.Policy(),
 		},
 	}); err != nil {
 		return 0, 0, err
@@ -488,7 +464,7 @@ func newAgent(ns, name string) *custosv1alpha1.Agent {
 		Spec: custosv1alpha1.AgentSpec{
 			Owner:   custosv1alpha1.AgentOwner{Team: "bench", Contact: "bench@example.com"},
 			Purpose: "Measure how fast Custos onboards agents.",
-			Image:   benchImage,
+			Image:   benchImages.Image,
 			Runtime: custosv1alpha1.AgentRuntime{Replicas: ptr.To[int32](1)},
 			Credentials: []custosv1alpha1.CredentialSpec{{
 				Name:            "api",

@@ -267,48 +267,35 @@ const imagePublicKeyName = "image-signer.pub"
 // digest it was verified at, and an image signed with another key does not
 // run.
 func setUpImages(ctx context.Context, cp *controlplane.ControlPlane, root, devDir string) (string, func(), error) {
-	reg, err := imagetest.StartRegistry()
+	trust, err := imagetest.NewSampleTrust()
 	if err != nil {
-		return "", nil, err
-	}
-	signer, err := imagetest.NewSigner()
-	if err != nil {
-		reg.Close()
-		return "", nil, err
-	}
-	ref, err := reg.PushSample(signer)
-	if err != nil {
-		reg.Close()
 		return "", nil, err
 	}
 	say("serving the sample image %s on loopback, signed with a key made for this run (public key: %s)",
-		ref, filepath.Join(devDir, imagePublicKeyName))
-	if err := os.WriteFile(filepath.Join(devDir, imagePublicKeyName), signer.PublicKeyPEM(), 0o644); err != nil {
-		reg.Close()
-		return "", nil, err
-	}
-	c, err := client.New(cp.Config, client.Options{})
+		trust.Image, filepath.Join(devDir, imagePublicKeyName))
+	err = os.WriteFile(filepath.Join(devDir, imagePublicKeyName), trust.Signer.PublicKeyPEM(), 0o644)
+	var c client.Client
 	if err == nil {
-		err = c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: imagetest.SampleKeyNamespace}})
+		c, err = client.New(cp.Config, client.Options{})
+	}
+	if err == nil {
+		err = c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: trust.SecretNamespace}})
 		if apierrors.IsAlreadyExists(err) {
 			err = nil
 		}
 	}
 	if err == nil {
-		err = c.Create(ctx, &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: imagetest.SampleKeySecret, Namespace: imagetest.SampleKeyNamespace},
-			Data:       map[string][]byte{imagetest.SampleKeySecretKey: signer.PublicKeyPEM()},
-		})
+		err = c.Create(ctx, trust.Secret())
 	}
 	overlay := filepath.Join(devDir, "samples")
 	if err == nil {
-		err = imagetest.WriteSamplesOverlay(overlay, filepath.Join(root, "config", "samples"), reg)
+		err = imagetest.WriteSamplesOverlay(overlay, filepath.Join(root, "config", "samples"), trust.Registry)
 	}
 	if err != nil {
-		reg.Close()
+		trust.Close()
 		return "", nil, err
 	}
-	return overlay, reg.Close, nil
+	return overlay, trust.Close, nil
 }
 
 // serviceCIDR is where make dev's Service cluster IPs come from: loopback.

@@ -30,15 +30,9 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
@@ -126,58 +120,7 @@ func agentPods(g Gomega, c client.Client, ns, name string) []corev1.Pod {
 //
 // The manager is stopped when t (the whole journey, not one step) ends.
 func startChartManager(t *testing.T, g Gomega, c client.Client, namespace, release string) *controlplane.Manager {
-	ctx := context.Background()
-	var deploys appsv1.DeploymentList
-	g.Expect(c.List(ctx, &deploys, client.InNamespace(namespace),
-		client.MatchingLabels{"app.kubernetes.io/instance": release})).To(Succeed())
-	g.Expect(deploys.Items).To(HaveLen(1), "the chart has one Deployment, the manager")
-	pod := deploys.Items[0].Spec.Template.Spec
-	container := pod.Containers[0]
-
-	var vwcs admissionregistrationv1.ValidatingWebhookConfigurationList
-	g.Expect(c.List(ctx, &vwcs, client.MatchingLabels{"app.kubernetes.io/instance": release})).To(Succeed())
-	g.Expect(vwcs.Items).To(HaveLen(1))
-	ref := vwcs.Items[0].Webhooks[0].ClientConfig.Service
-	g.Expect(ref).NotTo(BeNil(), "the webhooks point at the chart's Service")
-	svc := &corev1.Service{}
-	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, svc)).To(Succeed())
-	port := ptr.Deref(ref.Port, 443)
-
-	// What the kubelet would do: expand $(VAR) from the container's env.
-	env := map[string]string{}
-	for _, e := range container.Env {
-		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace" {
-			env[e.Name] = namespace
-		} else {
-			env[e.Name] = e.Value
-		}
-	}
-	var args []string
-	for _, a := range container.Args {
-		for k, v := range env {
-			a = strings.ReplaceAll(a, "$("+k+")", v)
-		}
-		// Where it listens and keeps files is this machine's business.
-		if strings.HasPrefix(a, "--webhook-host") || strings.HasPrefix(a, "--webhook-port") ||
-			strings.HasPrefix(a, "--webhook-cert-dir") || strings.HasPrefix(a, "--metrics-bind-address") ||
-			strings.HasPrefix(a, "--health-probe-bind-address") || strings.HasPrefix(a, "--audit-dir") {
-			continue
-		}
-		args = append(args, a)
-	}
-	args = append(args,
-		"--webhook-host="+svc.Spec.ClusterIP, fmt.Sprintf("--webhook-port=%d", port),
-		"--webhook-cert-dir="+mkdir(g, "webhook-certs"), "--audit-dir="+mkdir(g, "audit"))
-
-	user := fmt.Sprintf("system:serviceaccount:%s:%s", namespace, pod.ServiceAccountName)
-	impersonating := rest.CopyConfig(cp.Config)
-	impersonating.Impersonate = rest.ImpersonationConfig{
-		UserName: user,
-		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
-	}
-	path := filepath.Join(artifacts, "manager.kubeconfig")
-	g.Expect(writeKubeconfig(path, impersonating)).To(Succeed())
-	m, err := cp.StartManager(ctx, managerBin, path, filepath.Join(artifacts, "manager.log"), args...)
+	m, err := cp.StartChartManager(context.Background(), c, namespace, release, managerBin, artifacts)
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Cleanup(m.Stop)
 	return m
@@ -189,20 +132,8 @@ func userKubeconfig(g Gomega, name string, groups ...string) string {
 	cfg, err := cp.AddUser(name, groups...)
 	g.ExpectWithOffset(1, err).NotTo(HaveOccurred())
 	path := filepath.Join(artifacts, strings.NewReplacer("@", "-at-", ":", "-").Replace(name)+".kubeconfig")
-	g.ExpectWithOffset(1, writeKubeconfig(path, cfg)).To(Succeed())
+	g.ExpectWithOffset(1, controlplane.WriteKubeconfig(path, cfg)).To(Succeed())
 	return path
-}
-
-func writeKubeconfig(path string, cfg *rest.Config) error {
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["local"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
-	kc.AuthInfos["user"] = &clientcmdapi.AuthInfo{
-		ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken,
-		Impersonate: cfg.Impersonate.UserName, ImpersonateGroups: cfg.Impersonate.Groups,
-	}
-	kc.Contexts["local"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: "user"}
-	kc.CurrentContext = "local"
-	return clientcmd.WriteToFile(*kc, path)
 }
 
 // dumpOnFailure registers a cleanup that, when t failed, writes what a

@@ -157,7 +157,7 @@ subjects:
   - apiGroup: rbac.authorization.k8s.io
     kind: Group
     name: %[7]s
-`, signerSecret, custosNS, base64.StdEncoding.EncodeToString(signer.PublicKeyPEM()),
+`, signerSecret, custosNS, base64.StdEncoding.EncodeToString(images.Signer.PublicKeyPEM()),
 		boundaryYAML(euRegions...), agentsNS, tenant, owners)
 	// The first request through the chart's Service may come before the
 	// manager's webhook server has the certificate it injected.
@@ -197,7 +197,7 @@ spec:
     registries: ["%s/agents/"]
     publicKeys:
       - secretRef: {namespace: %s, name: %s, key: cosign.pub}
-`, boundary, tenant, tenant, strings.Join(regions, ", "), registry.Host(), custosNS, signerSecret)
+`, boundary, tenant, tenant, strings.Join(regions, ", "), images.Registry.Host(), custosNS, signerSecret)
 }
 
 // agentYAML is an Agent of the tenant's, by its owner.
@@ -226,7 +226,7 @@ spec:
       kubernetesToken:
         audience: ledger-api
       ttl: 10m
-%s`, name, agentsNS, tenantLabel, image, refs)
+%s`, name, agentsNS, tenantLabel, images.Image, refs)
 }
 
 // toolsetYAML is a read-only Toolset served in the tenant's namespace, in
@@ -331,11 +331,11 @@ func onboard(t *testing.T, owner string) {
 	expectRunning(g, c)
 	agent := getAgent(g, c)
 	g.Expect(agent.Status.Image).NotTo(BeNil())
-	g.Expect(agent.Status.Image.Digest).To(Equal(imageDigest))
+	g.Expect(agent.Status.Image.Digest).To(Equal(images.Digest))
 	g.Expect(condition(agent, custosv1alpha1.ImageVerifiedCondition)).To(HaveField("Status", metav1.ConditionTrue))
 	var deploy appsv1.Deployment
 	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: agentsNS, Name: "agent-" + agentName}, &deploy)).To(Succeed())
-	g.Expect(deploy.Spec.Template.Spec.Containers[0].Image).To(HaveSuffix("@"+imageDigest), "the workload runs the verified digest, never the tag")
+	g.Expect(deploy.Spec.Template.Spec.Containers[0].Image).To(Equal(images.Pinned()), "the workload runs the verified digest, never the tag")
 
 	// Its lease: a Secret with a token for the ledger API.
 	var secrets corev1.SecretList

@@ -47,30 +47,21 @@ import (
 // trusts. The manager runs as a subprocess without a loopback-only guard:
 // every Agent of the suite must name this registry, never a made-up one.
 var (
-	registry *imagetest.Registry
-	signer   *imagetest.Signer
-	// agentImage is the image of the suite's agents, by tag: the sample's.
-	agentImage string
+	images *imagetest.Trust
 	// samplesOverlay is config/samples with the sample image served by
-	// registry (a directory for kubectl's -k).
+	// the suite's registry (a directory for kubectl's -k).
 	samplesOverlay string
 )
 
 // startImages starts the registry, pushes the sample image signed and writes
-// the samples' overlay into dir. The caller closes registry.
+// the samples' overlay into dir. The caller closes images.
 func startImages(dir string) error {
 	var err error
-	if registry, err = imagetest.StartRegistry(); err != nil {
-		return err
-	}
-	if signer, err = imagetest.NewSigner(); err != nil {
-		return err
-	}
-	if agentImage, err = registry.PushSample(signer); err != nil {
+	if images, err = imagetest.NewSampleTrust(); err != nil {
 		return err
 	}
 	samplesOverlay = filepath.Join(dir, "samples")
-	if err := imagetest.WriteSamplesOverlay(samplesOverlay, filepath.Join(repoRoot, "config", "samples"), registry); err != nil {
+	if err := imagetest.WriteSamplesOverlay(samplesOverlay, filepath.Join(repoRoot, "config", "samples"), images.Registry); err != nil {
 		return err
 	}
 	return loopbackOnly(samplesOverlay)
@@ -103,8 +94,8 @@ func loopbackOnly(dir string) error {
 		}
 		agents++
 		image, _, _ := unstructured.NestedString(u.Object, "spec", "image")
-		if !strings.HasPrefix(image, registry.Host()+"/") {
-			return fmt.Errorf("the samples' overlay %s runs Agent %s with image %q, not from the registry on loopback (%s)", dir, u.GetName(), image, registry.Host())
+		if !strings.HasPrefix(image, images.Registry.Host()+"/") {
+			return fmt.Errorf("the samples' overlay %s runs Agent %s with image %q, not from the registry on loopback (%s)", dir, u.GetName(), image, images.Registry.Host())
 		}
 	}
 	if agents == 0 {
@@ -116,28 +107,14 @@ func loopbackOnly(dir string) error {
 // createSignersSecret stores the signer's public key where the sample
 // DataBoundary (and every boundary of the suite) looks for it.
 func createSignersSecret(ctx context.Context) error {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: imagetest.SampleKeyNamespace}}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: images.SecretNamespace}}
 	if err := k8sClient.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating namespace %s: %w", ns.Name, err)
 	}
-	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: imagetest.SampleKeyNamespace, Name: imagetest.SampleKeySecret},
-		Data:       map[string][]byte{imagetest.SampleKeySecretKey: signer.PublicKeyPEM()},
-	}
-	if err := k8sClient.Create(ctx, secret); err != nil {
+	if err := k8sClient.Create(ctx, images.Secret()); err != nil {
 		return fmt.Errorf("creating the signers Secret: %w", err)
 	}
 	return nil
-}
-
-// trustedImages is the image policy of the suite's boundaries: images signed
-// with the suite's key, from any registry.
-func trustedImages() *custosv1alpha1.ImagePolicy {
-	return &custosv1alpha1.ImagePolicy{
-		PublicKeys: []custosv1alpha1.TrustSource{{SecretRef: &custosv1alpha1.ObjectKeyReference{
-			Namespace: imagetest.SampleKeyNamespace, Name: imagetest.SampleKeySecret, Key: imagetest.SampleKeySecretKey,
-		}}},
-	}
 }
 
 // expectPinned asserts that agent's Deployment runs the digest the agent
@@ -153,5 +130,5 @@ func expectPinned(g Gomega, agent *custosv1alpha1.Agent) {
 		}
 	}
 	g.ExpectWithOffset(1, image).To(ContainSubstring("@sha256:"), "the agent's container runs a tag")
-	g.ExpectWithOffset(1, image).To(Equal(registry.Host() + "/agents/invoice-reconciler@" + agent.Status.Image.Digest))
+	g.ExpectWithOffset(1, image).To(Equal(images.Registry.Host() + "/agents/invoice-reconciler@" + agent.Status.Image.Digest))
 }

@@ -234,7 +234,7 @@ func TestUnsignedImageFails(t *testing.T) {
 	tenant := newTenant("ks-unsigned")
 	createBoundary(t, tenant)
 	ns := tenantNamespace(t, tenant)
-	unsigned, _, err := registry.Push("agents/unsigned:1.0.0")
+	unsigned, _, err := images.Registry.Push("agents/unsigned:1.0.0")
 	g.Expect(err).NotTo(HaveOccurred())
 	agent := newAgent(ns, "unsigned", tenant)
 	agent.Spec.Image = unsigned
@@ -247,7 +247,7 @@ func TestUnsignedImageFails(t *testing.T) {
 	err = k8sClient.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "agent-unsigned"}, &appsv1.Deployment{})
 	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "an unverified image got a Deployment: %v", err)
 
-	mergePatch(g, agent, `{"spec":{"image":"`+agentImage+`"}}`)
+	mergePatch(g, agent, `{"spec":{"image":"`+images.Image+`"}}`)
 	g.Eventually(func(g Gomega) { markDeploymentRolledOut(g, ns, "agent-unsigned") }).WithTimeout(eventually).Should(Succeed())
 	g.Eventually(func(g Gomega) {
 		expectStatus(g, read(g, agent), status.CurrentStatus, healthy)

@@ -101,8 +101,8 @@ func runSuite(m *testing.M) int {
 
 	// The agents' images, signed, on loopback: the manager verifies them.
 	err = startImages(tmp)
-	if registry != nil {
-		defer registry.Close()
+	if images != nil {
+		defer images.Close()
 	}
 	if err != nil {
 		return fail("serving the agents' images: %v", err)
@@ -240,7 +240,7 @@ func newBoundary(tenant string) *custosv1alpha1.DataBoundary {
 			Regions:           []string{"eu-west-1"},
 			Egress:            &custosv1alpha1.EgressPolicy{CIDRs: []string{"203.0.113.0/24"}},
 			CloudRoles:        &custosv1alpha1.CloudRolePolicy{AWSRoleARNs: []string{"arn:aws:iam::111122223333:role/" + tenant + "-*"}},
-			Images:            trustedImages(),
+			Images:            images.Policy(),
 		},
 	}
 }
@@ -297,7 +297,7 @@ func newAgent(ns, name, tenant string, opts ...agentOption) *custosv1alpha1.Agen
 		Spec: custosv1alpha1.AgentSpec{
 			Owner:   custosv1alpha1.AgentOwner{Team: "finance-platform", Contact: "fp@acme.example"},
 			Purpose: "Reconcile supplier invoices against the ledger.",
-			Image:   agentImage,
+			Image:   images.Image,
 		},
 	}
 	for _, o := range opts {

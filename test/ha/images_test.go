@@ -18,85 +18,25 @@ package ha
 
 import (
 	"context"
-	"fmt"
 
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
-	"github.com/custos-dev/custos/internal/workload"
 	"github.com/custos-dev/custos/test/imagetest"
 )
 
-// The suite's images: a registry on loopback holding the agents' image,
-// signed with a key generated here, which the tenant's boundary trusts. The
-// replicas run as subprocesses without a loopback-only guard: every Agent of
-// the suite must name this registry, never a made-up one.
-var (
-	registry *imagetest.Registry
-	signer   *imagetest.Signer
-	// agentImage is the agents' image by tag; agentDigest its digest.
-	agentImage, agentDigest string
-)
+// images is the suite's trust: a registry on loopback holding the agents'
+// image (agents/ha:1.0.0), signed with a key made here, whose public half
+// the tenant's boundary trusts in a Secret of the manager's namespace. The
+// manager runs as a subprocess without a loopback-only guard: every Agent
+// of the suite names this registry, never a made-up one.
+var images *imagetest.Trust
 
-// The Secret holding the key the boundary trusts, in the manager's
-// namespace, where tenants cannot write.
-const (
-	signersSecret = "image-signers"
-	signersKey    = "cosign.pub"
-)
-
-// startImages starts the registry and pushes the agents' image, signed. The
-// caller closes registry.
-func startImages() error {
-	var err error
-	if registry, err = imagetest.StartRegistry(); err != nil {
-		return err
-	}
-	if signer, err = imagetest.NewSigner(); err != nil {
-		return err
-	}
-	agentImage, agentDigest, err = registry.PushSigned("agents/ha:1.0.0", signer)
-	return err
-}
-
-// createSignersSecret stores the signer's public key in the manager's
-// namespace, which must exist.
-func createSignersSecret(ctx context.Context) error {
-	if err := k8sClient.Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: managerNS, Name: signersSecret},
-		Data:       map[string][]byte{signersKey: signer.PublicKeyPEM()},
-	}); err != nil {
-		return fmt.Errorf("creating the signers Secret: %w", err)
-	}
-	return nil
-}
-
-// trustedImages is the boundary's image policy: images signed with the
-// suite's key, from the suite's registry.
-func trustedImages() *custosv1alpha1.ImagePolicy {
-	return &custosv1alpha1.ImagePolicy{
-		Registries: []string{registry.Host() + "/agents/"},
-		PublicKeys: []custosv1alpha1.TrustSource{{SecretRef: &custosv1alpha1.ObjectKeyReference{
-			Namespace: managerNS, Name: signersSecret, Key: signersKey,
-		}}},
-	}
-}
-
-// expectPinned asserts that the agent's Deployment runs the image the suite
-// pushed, by its verified digest, never by tag.
-func expectPinned(g Gomega, agent *custosv1alpha1.Agent) {
+// expectPinned asserts that the Deployment key runs the suite's image by its
+// verified digest, never by tag.
+func expectPinned(g Gomega, key client.ObjectKey) {
 	d := &appsv1.Deployment{}
-	g.ExpectWithOffset(1, k8sClient.Get(context.Background(), client.ObjectKey{Namespace: agent.Namespace, Name: "agent-" + agent.Name}, d)).To(Succeed())
-	var image string
-	for _, c := range d.Spec.Template.Spec.Containers {
-		if c.Name == workload.ContainerName {
-			image = c.Image
-		}
-	}
-	g.ExpectWithOffset(1, image).To(ContainSubstring("@sha256:"), "the agent's container runs a tag")
-	g.ExpectWithOffset(1, image).To(Equal(registry.Host() + "/agents/ha@" + agentDigest))
+	g.ExpectWithOffset(1, k8sClient.Get(context.Background(), key, d)).To(Succeed())
+	g.ExpectWithOffset(1, d.Spec.Template.Spec.Containers[0].Image).To(Equal(images.Pinned()))
 }

@@ -57,6 +57,10 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 	sigpayload "github.com/sigstore/sigstore/pkg/signature/payload"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 )
 
 // Registry is an in-memory OCI registry on 127.0.0.1. go-containerregistry
@@ -227,15 +231,14 @@ const (
 	SampleBoundary      = "acme-finance"
 	SampleKeyNamespace  = "custos-system"
 	SampleKeySecret     = "acme-finance-image-signers"
-	SampleKeySecretKey  = "cosign.pub"
 	sampleRepositoryTag = "agents/invoice-reconciler:" + SampleImageTag
 )
 
-// PushSample pushes the sample agent's image into r, signed by s, and
-// returns its reference by tag.
-func (r *Registry) PushSample(s *Signer) (string, error) {
-	ref, _, err := r.PushSigned(sampleRepositoryTag, s)
-	return ref, err
+// NewSampleTrust is the Trust config/samples expects: the sample agent's
+// image, signed, and its public key for the Secret the sample DataBoundary
+// names. Apply the samples through WriteSamplesOverlay.
+func NewSampleTrust() (*Trust, error) {
+	return NewTrust(sampleRepositoryTag, SampleKeyNamespace, SampleKeySecret)
 }
 
 // WriteSamplesOverlay writes into dir a kustomization that is samplesDir
@@ -398,4 +401,68 @@ func (ca *CA) Signer(issuer, subject string) (*Signer, error) {
 		return nil, err
 	}
 	return &Signer{sv: sv, public: pub, cert: certPEM, chain: bytes.Clone(ca.pem)}, nil
+}
+
+// Trust is what a suite needs to run agents verified, as a platform team
+// sets it up: a registry on loopback, a signing key, an agent image pushed
+// and signed with it, and the Secret holding the public key that a
+// DataBoundary's image policy names.
+type Trust struct {
+	Registry *Registry
+	Signer   *Signer
+	// Image is the agent image by tag; Digest its digest (sha256:…).
+	Image, Digest string
+	// SecretNamespace and SecretName hold the public key, under SecretKey.
+	SecretNamespace, SecretName string
+	repository                  string
+}
+
+// SecretKey is the key of the public key in Trust's Secret.
+const SecretKey = "cosign.pub"
+
+// NewTrust starts a registry and pushes repoTag ("agents/app:1.0") signed
+// with a new key whose public half is to live in Secret
+// secretNamespace/secretName (see Secret). Close stops the registry.
+func NewTrust(repoTag, secretNamespace, secretName string) (*Trust, error) {
+	reg, err := StartRegistry()
+	if err != nil {
+		return nil, err
+	}
+	t := &Trust{Registry: reg, SecretNamespace: secretNamespace, SecretName: secretName}
+	if t.Signer, err = NewSigner(); err == nil {
+		t.Image, t.Digest, err = reg.PushSigned(repoTag, t.Signer)
+	}
+	if err != nil {
+		reg.Close()
+		return nil, err
+	}
+	t.repository, _, _ = strings.Cut(repoTag, ":")
+	return t, nil
+}
+
+// Close stops the registry.
+func (t *Trust) Close() { t.Registry.Close() }
+
+// Secret is the Secret to create with the signer's public key.
+func (t *Trust) Secret() *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: t.SecretNamespace, Name: t.SecretName},
+		Data:       map[string][]byte{SecretKey: t.Signer.PublicKeyPEM()},
+	}
+}
+
+// Policy is a DataBoundary image policy trusting the signer, for images of
+// the registry's agents/ repositories.
+func (t *Trust) Policy() *custosv1alpha1.ImagePolicy {
+	return &custosv1alpha1.ImagePolicy{
+		Registries: []string{t.Registry.Host() + "/agents/"},
+		PublicKeys: []custosv1alpha1.TrustSource{{SecretRef: &custosv1alpha1.ObjectKeyReference{
+			Namespace: t.SecretNamespace, Name: t.SecretName, Key: SecretKey,
+		}}},
+	}
+}
+
+// Pinned is Image as the agent's pods run it: by its verified digest.
+func (t *Trust) Pinned() string {
+	return t.Registry.Host() + "/" + t.repository + "@" + t.Digest
 }

@@ -43,14 +43,12 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/controlplane"
+	"github.com/custos-dev/custos/test/imagetest"
 )
 
 const (
@@ -91,14 +89,12 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	// The agents' image, signed, on loopback: the manager verifies it.
-	err = startImages()
-	if registry != nil {
-		defer registry.Close()
-	}
+	images, err = imagetest.NewTrust("agents/install:1.0.0", namespace, "image-signers")
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "install: serving the agents' image: %v\n", err)
 		return 1
 	}
+	defer images.Close()
 	if managerBin, err = controlplane.BuildManager("../..", dir); err != nil {
 		fmt.Fprintf(os.Stderr, "install: %v\n", err)
 		return 1
@@ -161,7 +157,7 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 
 	// The chart's manager, run here with its flags and under its
 	// ServiceAccount: every permission it uses must come from the chart.
-	mgr := startChartManager(t, g, deploy)
+	mgr := startChartManager(t, g)
 
 	// The webhook configurations reach it through the chart's Service,
 	// with the CA the manager injected.
@@ -178,7 +174,7 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	// keeps in the release's namespace), a tenant namespace, an Agent:
 	// admitted, its image verified, onboarded, suspended, deleted, by the
 	// chart's manager.
-	createSignersSecret(g)
+	g.Expect(c.Create(ctx, images.Secret())).To(Succeed())
 	g.Eventually(func() error {
 		return c.Create(ctx, &custosv1alpha1.DataBoundary{
 			ObjectMeta: metav1.ObjectMeta{Name: tenant},
@@ -186,7 +182,7 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 				Tenant:            tenant,
 				NamespaceSelector: metav1.LabelSelector{MatchLabels: map[string]string{custosv1alpha1.TenantLabel: tenant}},
 				Regions:           []string{"eu-west-1"},
-				Images:            trustedImages(),
+				Images:            images.Policy(),
 			},
 		})
 	}).WithTimeout(eventually).Should(Succeed(), "the DataBoundary webhook answers through the chart's Service")
@@ -291,73 +287,13 @@ func chartDeployment(g Gomega) *appsv1.Deployment {
 	return &list.Items[0]
 }
 
-// startChartManager runs the manager binary with the chart's Deployment's
-// arguments, as the chart's ServiceAccount (impersonated), listening where
-// the chart's webhook Service sends the API server: its cluster IP, which
-// is on loopback here.
-func startChartManager(t *testing.T, g Gomega, deploy *appsv1.Deployment) *controlplane.Manager {
-	ctx := context.Background()
-	pod := deploy.Spec.Template.Spec
-	container := pod.Containers[0]
-	var vwcs admissionregistrationv1.ValidatingWebhookConfigurationList
-	g.Expect(c.List(ctx, &vwcs, client.MatchingLabels{"app.kubernetes.io/instance": release})).To(Succeed())
-	g.Expect(vwcs.Items).To(HaveLen(1))
-	ref := vwcs.Items[0].Webhooks[0].ClientConfig.Service
-	g.Expect(ref).NotTo(BeNil(), "the webhooks point at the chart's Service")
-	svc := &corev1.Service{}
-	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, svc)).To(Succeed())
-	port := ptr.Deref(ref.Port, 443)
-
-	// What the kubelet would do: expand $(VAR) from the container's env.
-	env := map[string]string{}
-	for _, e := range container.Env {
-		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace" {
-			env[e.Name] = namespace
-		} else {
-			env[e.Name] = e.Value
-		}
-	}
-	var args []string
-	for _, a := range container.Args {
-		for k, v := range env {
-			a = strings.ReplaceAll(a, "$("+k+")", v)
-		}
-		// Where it listens and keeps files is this machine's business.
-		if strings.HasPrefix(a, "--webhook-host") || strings.HasPrefix(a, "--webhook-port") ||
-			strings.HasPrefix(a, "--webhook-cert-dir") || strings.HasPrefix(a, "--metrics-bind-address") ||
-			strings.HasPrefix(a, "--health-probe-bind-address") || strings.HasPrefix(a, "--audit-dir") {
-			continue
-		}
-		args = append(args, a)
-	}
-	args = append(args,
-		"--webhook-host="+svc.Spec.ClusterIP, fmt.Sprintf("--webhook-port=%d", port),
-		"--webhook-cert-dir="+t.TempDir(), "--audit-dir="+t.TempDir())
-
-	user := fmt.Sprintf("system:serviceaccount:%s:%s", namespace, pod.ServiceAccountName)
-	impersonating := rest.CopyConfig(cp.Config)
-	impersonating.Impersonate = rest.ImpersonationConfig{
-		UserName: user,
-		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
-	}
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	g.Expect(writeKubeconfig(path, impersonating)).To(Succeed())
-	m, err := cp.StartManager(ctx, managerBin, path, filepath.Join(t.TempDir(), "manager.log"), args...)
+// startChartManager runs the manager binary as the chart's Deployment would,
+// as the chart's ServiceAccount (controlplane.StartChartManager).
+func startChartManager(t *testing.T, g Gomega) *controlplane.Manager {
+	m, err := cp.StartChartManager(context.Background(), c, namespace, release, managerBin, t.TempDir())
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Cleanup(m.Stop)
 	return m
-}
-
-func writeKubeconfig(path string, cfg *rest.Config) error {
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["local"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
-	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{
-		ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken,
-		Impersonate: cfg.Impersonate.UserName, ImpersonateGroups: cfg.Impersonate.Groups,
-	}
-	kc.Contexts["local"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: "admin"}
-	kc.CurrentContext = "local"
-	return clientcmd.WriteToFile(*kc, path)
 }
 
 func newAgent(ns, name string) *custosv1alpha1.Agent {
@@ -366,7 +302,7 @@ func newAgent(ns, name string) *custosv1alpha1.Agent {
 		Spec: custosv1alpha1.AgentSpec{
 			Owner:   custosv1alpha1.AgentOwner{Team: "platform", Contact: "platform@example.com"},
 			Purpose: "Prove the Helm chart installs a working Custos.",
-			Image:   agentImage,
+			Image:   images.Image,
 		},
 	}
 }
