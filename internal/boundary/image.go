@@ -40,12 +40,16 @@ import (
 //     allows the repository it names; with one, only what lies under it.
 //
 // A reference that does not parse is never allowed: what Custos cannot split
-// into repository, tag and digest, it cannot tell the origin of. Short Docker
-// Hub names are not expanded, so a boundary listing docker.io/library/
-// refuses "nginx"; refusing is the safe side of that ambiguity.
+// into repository, tag and digest, it cannot tell the origin of. Nor is one
+// that does not name its registry the way container runtimes recognise one
+// (a first component with a '.' or a ':', or localhost): a runtime pulls
+// "registry/agents/app" and "nginx" from Docker Hub, whatever an entry
+// "registry/agents" meant. Short Docker Hub names are not expanded, so a
+// boundary listing docker.io/library/ refuses "nginx"; refusing is the safe
+// side of that ambiguity.
 func RegistryAllowed(registries []string, image string) bool {
 	repo, ok := repository(image)
-	if !ok {
+	if !ok || !namesRegistry(repo) {
 		return false
 	}
 	for _, entry := range registries {
@@ -63,6 +67,13 @@ func RegistryAllowed(registries []string, image string) bool {
 		}
 	}
 	return false
+}
+
+// namesRegistry: repo's first component is a registry host to a container
+// runtime (the distribution reference rule), not a Docker Hub account.
+func namesRegistry(repo string) bool {
+	first, _, more := strings.Cut(repo, "/")
+	return more && (strings.ContainsAny(first, ".:[") || first == "localhost")
 }
 
 // matchRegistryGlob matches a glob entry host part to host part and path

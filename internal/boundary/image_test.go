@@ -61,7 +61,12 @@ func TestRegistryAllowed(t *testing.T) {
 		{"another port", []string{"localhost:5000/"}, "localhost:5001/x:1", false},
 		{"the host without the port", []string{"localhost"}, "localhost:5000/x:1", false},
 		{"an IPv6 registry with a port", []string{"[2001:db8::1]:5000/agents/"}, "[2001:db8::1]:5000/agents/x:1", true},
-		{"a registry whose name is a tag", []string{"localhost"}, "localhost:5000", true},
+		// "localhost:5000" is repository localhost, tag 5000, which a runtime
+		// pulls from Docker Hub: not the registry the entry names.
+		{"a registry whose name is a tag", []string{"localhost"}, "localhost:5000", false},
+		{"a single-label first component is a Docker Hub account", []string{"registry/agents"}, "registry/agents/app:v1", false},
+		{"a Docker Hub short name", []string{"acme/"}, "acme/app:1", false},
+		{"Docker Hub, written out", []string{"docker.io/acme/"}, "docker.io/acme/app:1", true},
 
 		// Globs match the repository, stars crossing '/'.
 		{"a glob over the path", []string{"registry.acme.example/*"}, "registry.acme.example/agents/x:1", true},
