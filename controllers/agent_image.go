@@ -36,6 +36,7 @@ import (
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/audit"
+	"github.com/custos-dev/custos/internal/boundary"
 	"github.com/custos-dev/custos/internal/imageverify"
 	"github.com/custos-dev/custos/internal/workload"
 )
@@ -323,7 +324,11 @@ func (r *AgentReconciler) reconcileImage(ctx context.Context, s *agentScope) err
 		if _, failed, _ := strings.Cut(resolvedDigest(verr), "@"); failed != st.Digest {
 			// Verified as the repository was written, which is how the
 			// boundary's registries are matched.
-			res, rerr := r.Images.Verifier.Verify(ctx, imageverify.RepositoryAsWritten(runningReference(agent))+"@"+st.Digest, pol, keychain)
+			repo, ok := boundary.Repository(runningReference(agent))
+			if !ok {
+				repo = runningReference(agent) // Verify says what is wrong with it
+			}
+			res, rerr := r.Images.Verifier.Verify(ctx, repo+"@"+st.Digest, pol, keychain)
 			imageVerifications.WithLabelValues(verificationResult(rerr)).Inc()
 			switch {
 			case rerr == nil:

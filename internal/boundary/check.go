@@ -154,7 +154,7 @@ func checkImage(b *custosv1alpha1.DataBoundary, image string) *field.Error {
 		return nil
 	}
 	path := field.NewPath("spec", "image")
-	if _, ok := repository(image); !ok {
+	if _, ok := Repository(image); !ok {
 		return field.Forbidden(path, fmt.Sprintf("%q is not an image reference DataBoundary %q can check (spec.images.registries); write registry/repository[:tag][@digest]",
 			image, b.Name))
 	}

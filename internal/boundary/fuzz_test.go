@@ -101,7 +101,7 @@ func FuzzRegistryAllowed(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, entry, image string) {
 		got := RegistryAllowed([]string{entry}, image)
-		repo, ok := repository(image)
+		repo, ok := Repository(image)
 		if !ok {
 			if got || RegistryAllowed([]string{"*"}, image) {
 				t.Fatalf("malformed %q is allowed", image)
@@ -117,8 +117,8 @@ func FuzzRegistryAllowed(f *testing.F) {
 		} else if !RegistryAllowed([]string{"*"}, image) {
 			t.Fatalf("* does not allow well-formed %q", image)
 		}
-		if again, ok := repository(repo); !ok || again != repo {
-			t.Fatalf("repository(%q) = %q, %v; not idempotent", repo, again, ok)
+		if again, ok := Repository(repo); !ok || again != repo {
+			t.Fatalf("Repository(%q) = %q, %v; not idempotent", repo, again, ok)
 		}
 		// The tag and the digest never change the answer: only the
 		// repository says where the image comes from.

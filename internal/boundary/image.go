@@ -48,7 +48,7 @@ import (
 // boundary listing docker.io/library/ refuses "nginx"; refusing is the safe
 // side of that ambiguity.
 func RegistryAllowed(registries []string, image string) bool {
-	repo, ok := repository(image)
+	repo, ok := Repository(image)
 	if !ok || !namesRegistry(repo) {
 		return false
 	}
@@ -88,13 +88,14 @@ func matchRegistryGlob(entry, repo string) bool {
 	return !entryHasPath || MatchGlob(entryPath, repoPath)
 }
 
-// repository returns image without its tag and digest, and whether image is
-// a well-formed reference. It follows the distribution reference grammar
+// Repository returns image without its tag and digest, spelled as written
+// (which is how registry allow-lists match it), and whether image is a
+// well-formed reference. It follows the distribution reference grammar
 // closely enough that a reference it accepts cannot be split differently by a
 // runtime: the digest follows the first '@', a tag is a ':' after the last '/'
 // (a ':' before it is a registry port), and no component may be empty, "." or
 // "..", which a prefix could otherwise be smuggled past.
-func repository(image string) (string, bool) {
+func Repository(image string) (string, bool) {
 	name, digest, hasDigest := strings.Cut(image, "@")
 	if hasDigest && !validDigest(digest) {
 		return "", false

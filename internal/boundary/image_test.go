@@ -150,7 +150,7 @@ func TestRepository(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.image, func(t *testing.T) {
 			g := NewWithT(t)
-			got, ok := repository(tt.image)
+			got, ok := Repository(tt.image)
 			g.Expect(ok).To(Equal(tt.ok))
 			g.Expect(got).To(Equal(tt.want))
 		})

@@ -237,18 +237,6 @@ func (p Policy) AllowsImage(image string) bool {
 	return len(p.Registries) == 0 || boundary.RegistryAllowed(p.Registries, image)
 }
 
-// RepositoryAsWritten is reference without its tag or digest, spelled as
-// written ("docker.io/acme/app", not "index.docker.io/acme/app"), which is
-// how registry allow-lists are matched. A tag is a ':' after the last '/'
-// (one before it belongs to a registry port).
-func RepositoryAsWritten(reference string) string {
-	repo, _, _ := strings.Cut(reference, "@")
-	if i := strings.LastIndexByte(repo, ':'); i > strings.LastIndexByte(repo, '/') {
-		repo = repo[:i]
-	}
-	return repo
-}
-
 // PinnedReference is reference's repository with digest ("sha256:…"):
 // the exact image a pod runs once reference was resolved and verified. The
 // repository is written as go-containerregistry names it (docker.io images

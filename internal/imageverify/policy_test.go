@@ -100,19 +100,6 @@ func TestTrustsSigner(t *testing.T) {
 	g.Expect(p.TrustsSigner("")).To(BeFalse())
 }
 
-func TestRepositoryAsWritten(t *testing.T) {
-	g := NewWithT(t)
-	for in, want := range map[string]string{
-		"docker.io/acme/app:1":                         "docker.io/acme/app",
-		"busybox":                                      "busybox",
-		"127.0.0.1:5000/agents/x:2":                    "127.0.0.1:5000/agents/x",
-		"127.0.0.1:5000/agents/x":                      "127.0.0.1:5000/agents/x",
-		"registry.acme.example/a/b:1@sha256:" + "0abc": "registry.acme.example/a/b",
-	} {
-		g.Expect(RepositoryAsWritten(in)).To(Equal(want), in)
-	}
-}
-
 func TestValidateParsesTheTrustedRoot(t *testing.T) {
 	_, pub := genKey(t)
 	err := Policy{Keys: [][]byte{pub}, TrustedRoot: []byte(`{"not": "a trusted root"`)}.Validate()
