@@ -18,12 +18,9 @@ package controllers
 
 import (
 	"context"
-	"fmt"
 
 	. "github.com/onsi/gomega"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/imageverify"
@@ -53,13 +50,9 @@ func startImages(ctx context.Context) (func(), error) {
 		return nil, err
 	}
 	testRegistry, testSigner, testImage, testImageDigest = trust.Registry, trust.Signer, trust.Image, trust.Digest
-	if err := k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: trustNamespace}}); err != nil {
+	if err := trust.Apply(ctx, k8sClient); err != nil {
 		trust.Close()
-		return nil, fmt.Errorf("creating namespace %s: %w", trustNamespace, err)
-	}
-	if err := k8sClient.Create(ctx, trust.Secret()); err != nil {
-		trust.Close()
-		return nil, fmt.Errorf("creating the signers Secret: %w", err)
+		return nil, err
 	}
 	return trust.Close, nil
 }

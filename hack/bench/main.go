@@ -45,7 +45,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -204,10 +203,7 @@ func (e *benchEnv) startImages(ctx context.Context) error {
 		return err
 	}
 	e.images = benchImages
-	if err := e.client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: benchImages.SecretNamespace}}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return err
-	}
-	return e.client.Create(ctx, benchImages.Secret())
+	return benchImages.Apply(ctx, e.client)
 }
 
 // stop stops the control plane and removes the kubeconfig, which points at

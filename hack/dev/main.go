@@ -279,13 +279,7 @@ func setUpImages(ctx context.Context, cp *controlplane.ControlPlane, root, devDi
 		c, err = client.New(cp.Config, client.Options{})
 	}
 	if err == nil {
-		err = c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: trust.SecretNamespace}})
-		if apierrors.IsAlreadyExists(err) {
-			err = nil
-		}
-	}
-	if err == nil {
-		err = c.Create(ctx, trust.Secret())
+		err = trust.Apply(ctx, c)
 	}
 	overlay := filepath.Join(devDir, "samples")
 	if err == nil {

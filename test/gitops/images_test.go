@@ -29,9 +29,6 @@ import (
 
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -100,19 +97,6 @@ func loopbackOnly(dir string) error {
 	}
 	if agents == 0 {
 		return fmt.Errorf("the samples' overlay %s holds no Agent", dir)
-	}
-	return nil
-}
-
-// createSignersSecret stores the signer's public key where the sample
-// DataBoundary (and every boundary of the suite) looks for it.
-func createSignersSecret(ctx context.Context) error {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: images.SecretNamespace}}
-	if err := k8sClient.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating namespace %s: %w", ns.Name, err)
-	}
-	if err := k8sClient.Create(ctx, images.Secret()); err != nil {
-		return fmt.Errorf("creating the signers Secret: %w", err)
 	}
 	return nil
 }

@@ -131,7 +131,7 @@ func runSuite(m *testing.M) int {
 	if k8sClient, err = client.New(cp.Config, client.Options{Scheme: scheme}); err != nil {
 		return fail("%v", err)
 	}
-	if err := createSignersSecret(ctx); err != nil {
+	if err := images.Apply(ctx, k8sClient); err != nil {
 		return fail("%v", err)
 	}
 

@@ -110,7 +110,7 @@ func run(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "ha: %v\n", err)
 		return 1
 	}
-	if err := k8sClient.Create(ctx, images.Secret()); err != nil {
+	if err := images.Apply(ctx, k8sClient); err != nil {
 		fmt.Fprintf(os.Stderr, "ha: %v\n", err)
 		return 1
 	}

@@ -58,7 +58,9 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 	sigpayload "github.com/sigstore/sigstore/pkg/signature/payload"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 )
@@ -449,6 +451,19 @@ func (t *Trust) Secret() *corev1.Secret {
 		ObjectMeta: metav1.ObjectMeta{Namespace: t.SecretNamespace, Name: t.SecretName},
 		Data:       map[string][]byte{SecretKey: t.Signer.PublicKeyPEM()},
 	}
+}
+
+// Apply creates, as the platform team would, the Secret with the signer's
+// public key, and its namespace unless it exists.
+func (t *Trust) Apply(ctx context.Context, c client.Client) error {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: t.SecretNamespace}}
+	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating namespace %s: %w", t.SecretNamespace, err)
+	}
+	if err := c.Create(ctx, t.Secret()); err != nil {
+		return fmt.Errorf("creating the image signers' Secret %s/%s: %w", t.SecretNamespace, t.SecretName, err)
+	}
+	return nil
 }
 
 // Policy is a DataBoundary image policy trusting the signer, for images of

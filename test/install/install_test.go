@@ -174,7 +174,7 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	// keeps in the release's namespace), a tenant namespace, an Agent:
 	// admitted, its image verified, onboarded, suspended, deleted, by the
 	// chart's manager.
-	g.Expect(c.Create(ctx, images.Secret())).To(Succeed())
+	g.Expect(images.Apply(ctx, c)).To(Succeed())
 	g.Eventually(func() error {
 		return c.Create(ctx, &custosv1alpha1.DataBoundary{
 			ObjectMeta: metav1.ObjectMeta{Name: tenant},
