@@ -31,12 +31,14 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -46,6 +48,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -132,6 +135,7 @@ func (r *AgentReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager
 		Owns(&corev1.ServiceAccount{}).
 		Owns(&networkingv1.NetworkPolicy{}).
 		Owns(&appsv1.Deployment{}).
+		Watches(&appsv1.Deployment{}, handler.TypedFuncs[client.Object, reconcile.Request]{UpdateFunc: rolloutMovedOn}).
 		// Lease Secrets by their metadata only: the material is never
 		// cached; a Secret deleted by hand is reissued.
 		Owns(&corev1.Secret{}, builder.OnlyMetadata).
@@ -157,6 +161,35 @@ func (r *AgentReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager
 			}))
 	}
 	return b.Complete(r)
+}
+
+// rolloutPriority is the queue priority of an Agent whose Deployment's
+// rollout moved on; everything else is queued at the default priority, 0.
+const rolloutPriority = 10
+
+// rolloutMovedOn queues an Agent whose Deployment's status changed ahead of
+// Agents that have not been reconciled yet. Such an agent has done all its
+// writes but its status: under a burst (a GitOps sync of a thousand Agents)
+// its Ready then follows its rollout, instead of waiting behind the first
+// pass of every Agent created after it. The queue keeps the higher of two
+// priorities, so Owns' own event for the same update changes nothing; the
+// priority lasts one pass (Reconcile sets the next one back to 0).
+func rolloutMovedOn(_ context.Context, e event.TypedUpdateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	oldD, okOld := e.ObjectOld.(*appsv1.Deployment)
+	newD, okNew := e.ObjectNew.(*appsv1.Deployment)
+	if !okOld || !okNew || equality.Semantic.DeepEqual(oldD.Status, newD.Status) {
+		return
+	}
+	owner := metav1.GetControllerOf(newD)
+	if owner == nil || owner.Kind != "Agent" || owner.APIVersion != custosv1alpha1.GroupVersion.String() {
+		return
+	}
+	req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: newD.Namespace, Name: owner.Name}}
+	if pq, ok := q.(priorityqueue.PriorityQueue[reconcile.Request]); ok {
+		pq.AddWithOpts(priorityqueue.AddOpts{Priority: ptr.To(rolloutPriority)}, req)
+		return
+	}
+	q.Add(req)
 }
 
 // agentOfChildName maps an object named like an agent's child to the Agent
@@ -243,6 +276,9 @@ func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (resu
 	}
 	before := agent.DeepCopy()
 	defer func() {
+		// A pass queued ahead of others (rolloutMovedOn) does not put its
+		// requeues ahead too.
+		result.Priority = ptr.To(0)
 		if retErr == nil || errors.Is(retErr, reconcile.TerminalError(nil)) {
 			// observedGeneration says the controller acted on this
 			// generation: set only when the run got to the end of its work.

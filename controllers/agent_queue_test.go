@@ -1,0 +1,86 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"testing"
+
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+)
+
+// TestRolloutQueuesItsAgentFirst: an Agent whose Deployment's rollout moved
+// on is reconciled before Agents queued earlier, so that under a burst each
+// agent's Ready follows its rollout; a Deployment update that leaves the
+// status alone, or a Deployment no Agent controls, queues nothing ahead.
+func TestRolloutQueuesItsAgentFirst(t *testing.T) {
+	g := NewWithT(t)
+	deployment := func(owner *metav1.OwnerReference, available int32) *appsv1.Deployment {
+		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "agent-x"}}
+		if owner != nil {
+			d.OwnerReferences = []metav1.OwnerReference{*owner}
+		}
+		d.Status.AvailableReplicas = available
+		return d
+	}
+	agentOwner := &metav1.OwnerReference{APIVersion: custosv1alpha1.GroupVersion.String(), Kind: "Agent", Name: "x", UID: "u", Controller: ptr.To(true)}
+	otherOwner := &metav1.OwnerReference{APIVersion: "example.com/v1", Kind: "Agent", Name: "x", UID: "u", Controller: ptr.To(true)}
+	notController := &metav1.OwnerReference{APIVersion: custosv1alpha1.GroupVersion.String(), Kind: "Agent", Name: "x", UID: "u"}
+
+	for _, tc := range []struct {
+		name     string
+		old, new *appsv1.Deployment
+		ahead    bool
+	}{
+		{"rollout moved on", deployment(agentOwner, 0), deployment(agentOwner, 1), true},
+		{"status unchanged", deployment(agentOwner, 1), deployment(agentOwner, 1), false},
+		{"another group's Agent", deployment(otherOwner, 0), deployment(otherOwner, 1), false},
+		{"owner that is not the controller", deployment(notController, 0), deployment(notController, 1), false},
+		{"no owner", deployment(nil, 0), deployment(nil, 1), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			q := priorityqueue.New[reconcile.Request]("test")
+			defer q.ShutDown()
+			earlier := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "team-a", Name: "queued-earlier"}}
+			q.Add(earlier)
+			rolloutMovedOn(context.Background(), event.TypedUpdateEvent[client.Object]{ObjectOld: tc.old, ObjectNew: tc.new}, q)
+			if !tc.ahead {
+				g.Expect(q.Len()).To(Equal(1), "nothing queued")
+				return
+			}
+			g.Eventually(q.Len).Should(Equal(2))
+			first, priority, _ := q.GetWithPriority()
+			g.Expect(first.NamespacedName).To(Equal(types.NamespacedName{Namespace: "team-a", Name: "x"}))
+			g.Expect(priority).To(Equal(rolloutPriority))
+			second, priority, _ := q.GetWithPriority()
+			g.Expect(second).To(Equal(earlier))
+			g.Expect(priority).To(BeZero())
+		})
+	}
+	g.Expect(rolloutPriority).To(BeNumerically(">", 0))
+}
