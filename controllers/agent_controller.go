@@ -140,7 +140,8 @@ func (r *AgentReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager
 		// cached; a Secret deleted by hand is reissued.
 		Owns(&corev1.Secret{}, builder.OnlyMetadata).
 		Watches(&custosv1alpha1.Toolset{}, handler.EnqueueRequestsFromMapFunc(r.agentsForToolset)).
-		Watches(&custosv1alpha1.DataBoundary{}, handler.EnqueueRequestsFromMapFunc(r.agentsForBoundary)).
+		Watches(&custosv1alpha1.DataBoundary{}, handler.EnqueueRequestsFromMapFunc(r.agentsForBoundary),
+			builder.WithPredicates(boundaryChangedForAgents)).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.agentsInNamespace),
 			builder.WithPredicates(predicate.LabelChangedPredicate{}))
 	// An object that held an agent child's name (NameConflict) going away
@@ -202,6 +203,24 @@ func agentOfChildName(_ context.Context, m *metav1.PartialObjectMetadata) []reco
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: m.Namespace, Name: name}}}
 }
 
+// boundaryChangedForAgents passes a DataBoundary's creation, deletion and
+// the updates its Agents act on: its spec (generation), its deletion, and
+// its image policy's hash, which changes when the key material read from
+// Secrets and ConfigMaps does. The rest of its status (the namespaces and
+// Agents it covers, which change with every Agent created) concerns no
+// agent: re-queueing every agent of the tenant on each of those would cost
+// a burst of N creates N times N reconciles.
+var boundaryChangedForAgents = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+	oldB, okOld := e.ObjectOld.(*custosv1alpha1.DataBoundary)
+	newB, okNew := e.ObjectNew.(*custosv1alpha1.DataBoundary)
+	if !okOld || !okNew {
+		return true
+	}
+	return oldB.Generation != newB.Generation ||
+		oldB.Status.ImagePolicyHash != newB.Status.ImagePolicyHash ||
+		!oldB.DeletionTimestamp.Equal(newB.DeletionTimestamp)
+}}
+
 // agentChanged passes an Agent's creation, deletion and every update except
 // one that changed only its status: the spec (generation), labels,
 // annotations, finalizers or deletion timestamp.
@@ -225,7 +244,8 @@ func toolsetKey(a *custosv1alpha1.Agent, ref custosv1alpha1.ToolsetReference) st
 
 func (r *AgentReconciler) agentsForToolset(ctx context.Context, o client.Object) []reconcile.Request {
 	var agents custosv1alpha1.AgentList
-	if err := r.Client.List(ctx, &agents, client.MatchingFields{toolsetRefIndex: o.GetNamespace() + "/" + o.GetName()}); err != nil {
+	// Only the keys are read: the cached objects are not copied.
+	if err := r.Client.List(ctx, &agents, client.MatchingFields{toolsetRefIndex: o.GetNamespace() + "/" + o.GetName()}, client.UnsafeDisableDeepCopy); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "Listing the Agents of a Toolset", "toolset", klog.KObj(o))
 		return nil
 	}
@@ -235,7 +255,7 @@ func (r *AgentReconciler) agentsForToolset(ctx context.Context, o client.Object)
 func (r *AgentReconciler) agentsForBoundary(ctx context.Context, o client.Object) []reconcile.Request {
 	b := o.(*custosv1alpha1.DataBoundary)
 	var agents custosv1alpha1.AgentList
-	if err := r.Client.List(ctx, &agents, client.MatchingLabels{custosv1alpha1.TenantLabel: b.Spec.Tenant}); err != nil {
+	if err := r.Client.List(ctx, &agents, client.MatchingLabels{custosv1alpha1.TenantLabel: b.Spec.Tenant}, client.UnsafeDisableDeepCopy); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "Listing the Agents of a DataBoundary", "dataBoundary", klog.KObj(o))
 		return nil
 	}
@@ -244,7 +264,7 @@ func (r *AgentReconciler) agentsForBoundary(ctx context.Context, o client.Object
 
 func (r *AgentReconciler) agentsInNamespace(ctx context.Context, o client.Object) []reconcile.Request {
 	var agents custosv1alpha1.AgentList
-	if err := r.Client.List(ctx, &agents, client.InNamespace(o.GetName())); err != nil {
+	if err := r.Client.List(ctx, &agents, client.InNamespace(o.GetName()), client.UnsafeDisableDeepCopy); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "Listing the Agents of a namespace", "namespace", o.GetName())
 		return nil
 	}

@@ -84,3 +84,34 @@ func TestRolloutQueuesItsAgentFirst(t *testing.T) {
 	}
 	g.Expect(rolloutPriority).To(BeNumerically(">", 0))
 }
+
+// TestBoundaryStatusCountsQueueNoAgents: a DataBoundary's spec, deletion or
+// image policy hash changing re-queues its Agents; its count of namespaces
+// and Agents changing, which every Agent created does, does not.
+func TestBoundaryStatusCountsQueueNoAgents(t *testing.T) {
+	base := &custosv1alpha1.DataBoundary{ObjectMeta: metav1.ObjectMeta{Name: "acme", Generation: 1}}
+	base.Status.ImagePolicyHash = "sha256:one"
+	base.Status.Agents = 10
+	change := func(f func(b *custosv1alpha1.DataBoundary)) *custosv1alpha1.DataBoundary {
+		b := base.DeepCopy()
+		f(b)
+		return b
+	}
+	for _, tc := range []struct {
+		name  string
+		new   *custosv1alpha1.DataBoundary
+		queue bool
+	}{
+		{"agents counted again", change(func(b *custosv1alpha1.DataBoundary) { b.Status.Agents = 11 }), false},
+		{"namespaces counted again", change(func(b *custosv1alpha1.DataBoundary) { b.Status.Namespaces = []string{"team-a"} }), false},
+		{"spec changed", change(func(b *custosv1alpha1.DataBoundary) { b.Generation = 2 }), true},
+		{"key material changed", change(func(b *custosv1alpha1.DataBoundary) { b.Status.ImagePolicyHash = "sha256:two" }), true},
+		{"policy became unreadable", change(func(b *custosv1alpha1.DataBoundary) { b.Status.ImagePolicyHash = "" }), true},
+		{"being deleted", change(func(b *custosv1alpha1.DataBoundary) { b.DeletionTimestamp = ptr.To(metav1.Now()) }), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := boundaryChangedForAgents.Update(event.UpdateEvent{ObjectOld: base, ObjectNew: tc.new})
+			NewWithT(t).Expect(got).To(Equal(tc.queue))
+		})
+	}
+}

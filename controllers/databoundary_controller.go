@@ -23,12 +23,14 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -83,11 +85,28 @@ func (r *DataBoundaryReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		// Only creations and deletions change the count of Agents; an Agent
 		// never moves to another namespace.
-		Watches(&custosv1alpha1.Agent{}, handler.EnqueueRequestsFromMapFunc(r.boundariesOfAgent),
-			builder.WithPredicates(predicate.Funcs{
-				UpdateFunc: func(event.UpdateEvent) bool { return false },
-			})).
+		Watches(&custosv1alpha1.Agent{}, handler.TypedFuncs[client.Object, reconcile.Request]{
+			CreateFunc: func(ctx context.Context, e event.TypedCreateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				r.countAgentsSoon(ctx, e.Object, q)
+			},
+			DeleteFunc: func(ctx context.Context, e event.TypedDeleteEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				r.countAgentsSoon(ctx, e.Object, q)
+			},
+		}).
 		Complete(r)
+}
+
+// agentCountDelay is how long an Agent's creation or deletion waits before
+// its boundaries count their Agents again. Every other creation or
+// deletion meanwhile joins the same count: a GitOps sync of a thousand
+// Agents costs each boundary a status write every agentCountDelay, not a
+// thousand.
+const agentCountDelay = 2 * time.Second
+
+func (r *DataBoundaryReconciler) countAgentsSoon(ctx context.Context, agent client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	for _, req := range r.boundariesOfAgent(ctx, agent) {
+		q.AddAfter(req, agentCountDelay)
+	}
 }
 
 // allBoundaries maps any event to every DataBoundary.
@@ -201,7 +220,8 @@ func (r *DataBoundaryReconciler) coverage(ctx context.Context, db *custosv1alpha
 	for _, ns := range namespaces.Items {
 		cov.namespaces = append(cov.namespaces, ns.Name)
 		var agents custosv1alpha1.AgentList
-		if err := r.Client.List(ctx, &agents, client.InNamespace(ns.Name)); err != nil {
+		// Counted, not read: the cached objects are not copied.
+		if err := r.Client.List(ctx, &agents, client.InNamespace(ns.Name), client.UnsafeDisableDeepCopy); err != nil {
 			return cov, fmt.Errorf("listing the Agents of namespace %s: %w", ns.Name, err)
 		}
 		cov.agents += len(agents.Items)

@@ -305,7 +305,8 @@ type DataBoundaryStatus struct {
 	// +kubebuilder:validation:items:MaxLength=63
 	Namespaces []string `json:"namespaces,omitempty"`
 
-	// agents is the number of Agents in the covered namespaces.
+	// agents is the number of Agents in the covered namespaces, counted
+	// again at most every two seconds while Agents come and go.
 	// +optional
 	Agents int32 `json:"agents,omitempty"`
 
