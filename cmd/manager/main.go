@@ -90,6 +90,7 @@ func main() {
 		webhookService   string
 		validatingHooks  string
 		mutatingHooks    string
+		pprofAddr        string
 	)
 	// --kubeconfig is registered by controller-runtime's config loading.
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
@@ -97,6 +98,7 @@ func main() {
 	flag.DurationVar(&leaseDuration, "leader-elect-lease-duration", 15*time.Second, "How long a leader's Lease holds without renewal before another replica may take over.")
 	flag.DurationVar(&renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader keeps trying to renew its Lease before it stops leading.")
 	flag.DurationVar(&retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often replicas try to acquire or renew the Lease.")
+	flag.StringVar(&pprofAddr, "pprof-bind-address", "", "Address Go's pprof profiles (/debug/pprof/) are served on, as plain HTTP to anyone who can connect, so bind it to loopback (127.0.0.1:8082) and port-forward; empty disables them.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz endpoints bind to.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader with a Lease, so that only one replica reconciles at a time.")
 	flag.StringVar(&leaderNamespace, "leader-election-namespace", "", "Namespace of the leader-election Lease; the manager's own namespace when empty.")
@@ -160,6 +162,7 @@ func main() {
 		RenewDeadline:           &renewDeadline,
 		RetryPeriod:             &retryPeriod,
 		HealthProbeBindAddress:  probeAddr,
+		PprofBindAddress:        pprofAddr,
 		LeaderElection:          leaderElect,
 		LeaderElectionID:        leaderElectionID,
 		LeaderElectionNamespace: leaderNamespace,

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -85,14 +86,28 @@ func (l latencies) pct(p float64) time.Duration {
 	return l.sorted[max(0, min(i, len(l.sorted)-1))]
 }
 
+// withoutWebhooksLabel marks the admission mode's namespaces that the run
+// takes out of the Agent webhook's namespaceSelector.
+const withoutWebhooksLabel = "bench.custos.dev/without-webhooks"
+
 // runAdmission is `make bench-admission`: on one control plane, with the
 // manager running throughout, it times Agent creates through the API
-// server at each level of concurrency, first with Custos's webhook
-// configurations removed and then with them back, and compares the p99s.
+// server at each level of concurrency, with and without Custos's Agent
+// webhook, and compares the p99s.
+//
+// The two are measured at the same time, not one after the other: half the
+// namespaces are taken out of the webhook's namespaceSelector, and each
+// client alternates between a namespace with the webhook and one without.
+// Both halves then meet the same API server under the same load, including
+// the manager reconciling the Agents created so far, which a phase run after
+// another would meet more of.
 func runAdmission(ctx context.Context, c config) (retErr error) {
 	levels, err := parseLevels(c.levels)
 	if err != nil {
 		return err
+	}
+	if c.namespaces < 2 {
+		return errors.New("-namespaces: the admission mode needs at least 2, half of them without the webhook")
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
@@ -115,8 +130,8 @@ func runAdmission(ctx context.Context, c config) (retErr error) {
 		return err
 	}
 
-	// The manager runs in both phases with its ordinary limits, so that its
-	// reconcilers load the API server alike with and without webhooks.
+	// The manager runs with its ordinary limits and reconciles every
+	// Agent created, with the webhook or without.
 	mgr, err := startManager(ctx, c, cp, kubeconfig, dir)
 	if err != nil {
 		return err
@@ -133,17 +148,35 @@ func runAdmission(ctx context.Context, c config) (retErr error) {
 	}); err != nil {
 		return err
 	}
-	const prefix = "bench-admission"
-	if err := createNamespaces(ctx, cl, prefix, c.namespaces, map[string]string{custosv1alpha1.TenantLabel: tenant}); err != nil {
+	if err := excludeFromAgentWebhook(ctx, cl); err != nil {
 		return err
 	}
-	hooks, err := saveWebhooks(ctx, cl)
-	if err != nil {
+	// Namespaces with and without the webhook, half each.
+	nsWith := make([]string, 0, c.namespaces)
+	nsWithout := make([]string, 0, c.namespaces)
+	for i := range c.namespaces {
+		labels := map[string]string{custosv1alpha1.TenantLabel: tenant}
+		name := namespace("bench-with", i/2)
+		if i%2 == 1 {
+			labels[withoutWebhooksLabel] = "true"
+			name = namespace("bench-without", i/2)
+		}
+		if err := cl.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}); err != nil {
+			return err
+		}
+		if i%2 == 1 {
+			nsWithout = append(nsWithout, name)
+		} else {
+			nsWith = append(nsWith, name)
+		}
+	}
+	// Timing starts once the API server applies the webhook where it
+	// should and only there, and the manager's cache has seen the boundary
+	// and the namespaces.
+	if err := waitWebhooks(ctx, cl, nsWith[0], true); err != nil {
 		return err
 	}
-	// Let the manager's cache see the boundary and the namespaces before
-	// anything is timed.
-	if err := waitWebhooks(ctx, cl, namespace(prefix, 0), true); err != nil {
+	if err := waitWebhooks(ctx, cl, nsWithout[0], false); err != nil {
 		return err
 	}
 
@@ -153,49 +186,31 @@ func runAdmission(ctx context.Context, c config) (retErr error) {
 	}
 	var results []result
 	for _, lv := range levels {
-		r := result{level: lv}
-		for _, on := range []bool{false, true} {
-			phase := map[bool]string{false: "without", true: "with"}[on]
-			if on {
-				if err := restoreWebhooks(ctx, cl, hooks); err != nil {
-					return err
-				}
-			} else if err := removeWebhooks(ctx, cl, hooks); err != nil {
-				return err
-			}
-			if err := waitWebhooks(ctx, cl, namespace(prefix, 0), on); err != nil {
-				return err
-			}
-			name := func(i int) string { return fmt.Sprintf("c%02d-%s-%05d", lv.clients, phase, i) }
-			// Warm-up: connections, caches, the API server's webhook client.
-			warm := min(lv.creates/10, 100)
-			if _, err := createAgents(ctx, measured, prefix, c.namespaces, lv.clients, warm, func(i int) string { return "warm-" + name(i) }); err != nil {
-				return fmt.Errorf("%d clients %s webhooks, warm-up: %w", lv.clients, phase, err)
-			}
-			before, err := webhookMetrics(ctx, cs, mgr)
-			if err != nil {
-				return err
-			}
-			say("%d clients, %s webhooks: %d creates", lv.clients, phase, lv.creates)
-			start := time.Now()
-			lat, err := createAgents(ctx, measured, prefix, c.namespaces, lv.clients, lv.creates, name)
-			if err != nil {
-				return fmt.Errorf("%d clients %s webhooks: %w", lv.clients, phase, err)
-			}
-			l := latencies{sorted: lat, wall: time.Since(start)}
-			after, err := webhookMetrics(ctx, cs, mgr)
-			if err != nil {
-				return err
-			}
-			l.apiserverWebhook, l.handler = after.sub(before)
-			say("%d clients, %s webhooks: %s, %.0f creates/s, p99 %s", lv.clients, phase, l.wall.Round(time.Millisecond),
-				float64(lv.creates)/l.wall.Seconds(), l.pct(0.99).Round(10*time.Microsecond))
-			if on {
-				r.on = l
-			} else {
-				r.off = l
-			}
+		name := func(i int) string { return fmt.Sprintf("c%02d-%05d", lv.clients, i) }
+		// Warm-up: connections, caches, the API server's webhook client.
+		warm := min(lv.creates/10, 100)
+		if _, _, err := createAgents(ctx, measured, nsWith, nsWithout, lv.clients, warm, func(i int) string { return "warm-" + name(i) }); err != nil {
+			return fmt.Errorf("%d clients, warm-up: %w", lv.clients, err)
 		}
+		before, err := webhookMetrics(ctx, cs, mgr)
+		if err != nil {
+			return err
+		}
+		say("%d clients: %d creates with the webhook and %d without, alternating", lv.clients, lv.creates, lv.creates)
+		start := time.Now()
+		on, off, err := createAgents(ctx, measured, nsWith, nsWithout, lv.clients, lv.creates, name)
+		if err != nil {
+			return fmt.Errorf("%d clients: %w", lv.clients, err)
+		}
+		wall := time.Since(start)
+		after, err := webhookMetrics(ctx, cs, mgr)
+		if err != nil {
+			return err
+		}
+		r := result{level: lv, off: latencies{sorted: off, wall: wall}, on: latencies{sorted: on, wall: wall}}
+		r.on.apiserverWebhook, r.on.handler = after.sub(before)
+		say("%d clients: %s, %.0f creates/s, p99 %s with the webhook, %s without", lv.clients, wall.Round(time.Millisecond),
+			float64(2*lv.creates)/wall.Seconds(), r.on.pct(0.99).Round(10*time.Microsecond), r.off.pct(0.99).Round(10*time.Microsecond))
 		results = append(results, r)
 	}
 	fmt.Print(managerMetrics(mgr))
@@ -208,7 +223,7 @@ func runAdmission(ctx context.Context, c config) (retErr error) {
 		}
 		return "MISSED"
 	}
-	fmt.Printf("\nAgent create latency through the API server (ms), manager --concurrency %d --kube-api-qps %g, client qps %g burst %d, %d namespaces\n",
+	fmt.Printf("\nAgent create latency through the API server (ms), with and without the webhook alternating; manager --concurrency %d --kube-api-qps %g, client qps %g burst %d, %d namespaces\n",
 		c.concurrency, c.qps, c.clientQPS, c.clientBurst, c.namespaces)
 	fmt.Printf("  %7s %6s | %-23s | %-23s | %9s | %-12s | %-13s | %s\n", "", "", "without webhooks", "with webhooks", "", "goal", "goal", "with: mean ms")
 	fmt.Printf("  %7s %6s | %7s %7s %7s | %7s %7s %7s | %9s | %-12s | %-13s | %s\n",
@@ -229,14 +244,18 @@ func runAdmission(ctx context.Context, c config) (retErr error) {
 	return nil
 }
 
-// createAgents creates n valid Agents named name(i) on workers concurrent
-// clients, spread over the namespaces, and returns each create's
-// latency, sorted.
-func createAgents(ctx context.Context, cl client.Client, prefix string, namespaces, workers, n int, name func(int) string) ([]time.Duration, error) {
-	lat := make([]time.Duration, n)
+// createAgents creates 2n valid Agents on workers concurrent clients, each
+// client alternating between the namespaces with the webhook and those
+// without, and returns each half's create latencies, sorted.
+func createAgents(ctx context.Context, cl client.Client, nsWith, nsWithout []string, workers, n int, name func(int) string) (on, off []time.Duration, err error) {
+	lat := make([]time.Duration, 2*n)
 	var mu sync.Mutex
-	err := parallel(ctx, workers, n, func(ctx context.Context, i int) error {
-		agent := newAgent(namespace(prefix, i%namespaces), name(i))
+	err = parallel(ctx, workers, 2*n, func(ctx context.Context, i int) error {
+		ns := nsWith
+		if withoutWebhook(i, workers) {
+			ns = nsWithout
+		}
+		agent := newAgent(ns[(i/2)%len(ns)], name(i))
 		start := time.Now()
 		err := cl.Create(ctx, agent)
 		d := time.Since(start)
@@ -245,71 +264,55 @@ func createAgents(ctx context.Context, cl client.Client, prefix string, namespac
 		mu.Unlock()
 		return err
 	})
-	slices.Sort(lat)
-	return lat, err
-}
-
-// webhookConfigs are the webhook configurations the control plane
-// installed, as they were.
-type webhookConfigs struct {
-	validating []admissionregistrationv1.ValidatingWebhookConfiguration
-	mutating   []admissionregistrationv1.MutatingWebhookConfiguration
-}
-
-func saveWebhooks(ctx context.Context, cl client.Client) (*webhookConfigs, error) {
-	var v admissionregistrationv1.ValidatingWebhookConfigurationList
-	var m admissionregistrationv1.MutatingWebhookConfigurationList
-	if err := cl.List(ctx, &v); err != nil {
-		return nil, err
-	}
-	if err := cl.List(ctx, &m); err != nil {
-		return nil, err
-	}
-	if len(v.Items) == 0 {
-		return nil, errors.New("the control plane installed no ValidatingWebhookConfiguration")
-	}
-	return &webhookConfigs{validating: v.Items, mutating: m.Items}, nil
-}
-
-func removeWebhooks(ctx context.Context, cl client.Client, h *webhookConfigs) error {
-	for i := range h.validating {
-		if err := client.IgnoreNotFound(cl.Delete(ctx, &h.validating[i])); err != nil {
-			return err
+	for i, d := range lat {
+		if withoutWebhook(i, workers) {
+			off = append(off, d)
+		} else {
+			on = append(on, d)
 		}
 	}
-	for i := range h.mutating {
-		if err := client.IgnoreNotFound(cl.Delete(ctx, &h.mutating[i])); err != nil {
-			return err
-		}
-	}
-	return nil
+	slices.Sort(on)
+	slices.Sort(off)
+	return on, off, err
 }
 
-func restoreWebhooks(ctx context.Context, cl client.Client, h *webhookConfigs) error {
-	fresh := func(o *metav1.ObjectMeta) {
-		o.ResourceVersion, o.UID, o.Generation, o.CreationTimestamp, o.ManagedFields = "", "", 0, metav1.Time{}, nil
+// withoutWebhook tells which side create i of parallel's is on. Worker w
+// takes i = w + k*workers for k = 0, 1, ...: each worker alternates with k,
+// and at each k half the workers are on each side.
+func withoutWebhook(i, workers int) bool {
+	return (i%workers+i/workers)%2 == 1
+}
+
+// excludeFromAgentWebhook takes the namespaces labelled
+// withoutWebhooksLabel out of the Agent webhook's namespaceSelector, as a
+// cluster does with namespaces a webhook does not govern.
+func excludeFromAgentWebhook(ctx context.Context, cl client.Client) error {
+	var list admissionregistrationv1.ValidatingWebhookConfigurationList
+	if err := cl.List(ctx, &list); err != nil {
+		return err
 	}
-	for _, v := range h.validating {
-		v := v.DeepCopy()
-		fresh(&v.ObjectMeta)
-		if err := client.IgnoreAlreadyExists(cl.Create(ctx, v)); err != nil {
-			return err
+	for i := range list.Items {
+		vwc := &list.Items[i]
+		for j := range vwc.Webhooks {
+			w := &vwc.Webhooks[j]
+			if w.Name != agentWebhook {
+				continue
+			}
+			if w.NamespaceSelector == nil {
+				w.NamespaceSelector = &metav1.LabelSelector{}
+			}
+			w.NamespaceSelector.MatchExpressions = append(w.NamespaceSelector.MatchExpressions,
+				metav1.LabelSelectorRequirement{Key: withoutWebhooksLabel, Operator: metav1.LabelSelectorOpDoesNotExist})
+			return cl.Update(ctx, vwc)
 		}
 	}
-	for _, m := range h.mutating {
-		m := m.DeepCopy()
-		fresh(&m.ObjectMeta)
-		if err := client.IgnoreAlreadyExists(cl.Create(ctx, m)); err != nil {
-			return err
-		}
-	}
-	return nil
+	return fmt.Errorf("the control plane installed no webhook %s", agentWebhook)
 }
 
 // waitWebhooks waits until the API server applies the Agent webhook (on)
-// or no longer does: a dry-run create of an Agent labelled with a tenant
-// that is not its namespace's, which only the webhook refuses, is refused by
-// it, or admitted.
+// in namespace ns, or does not: a dry-run create of an Agent labelled with
+// a tenant that is not its namespace's, which only the webhook refuses, is
+// refused by it, or admitted.
 func waitWebhooks(ctx context.Context, cl client.Client, ns string, on bool) error {
 	deadline := time.Now().Add(time.Minute)
 	for i := 0; ; i++ {
@@ -320,12 +323,12 @@ func waitWebhooks(ctx context.Context, cl client.Client, ns string, on bool) err
 		switch {
 		case err != nil && !refused:
 			if time.Now().After(deadline) {
-				return fmt.Errorf("probing the Agent webhook: %w", err)
+				return fmt.Errorf("probing the Agent webhook in %s: %w", ns, err)
 			}
 		case refused == on:
 			return nil
 		case time.Now().After(deadline):
-			return fmt.Errorf("the API server still %s the Agent webhook after a minute", map[bool]string{true: "does not apply", false: "applies"}[on])
+			return fmt.Errorf("the API server still %s the Agent webhook in %s after a minute", map[bool]string{true: "does not apply", false: "applies"}[on], ns)
 		}
 		select {
 		case <-ctx.Done():

@@ -82,6 +82,7 @@ type config struct {
 	qps                             float64
 	burst                           int
 	timeout                         time.Duration
+	pprof                           string
 
 	// The admission mode's (-mode admission).
 	mode, levels string
@@ -99,8 +100,9 @@ func main() {
 	flag.Float64Var(&c.qps, "qps", 50, "Client requests per second, of the manager (--kube-api-qps) and of the baseline.")
 	flag.IntVar(&c.burst, "burst", 100, "Client burst, of the manager (--kube-api-burst) and of the baseline.")
 	flag.DurationVar(&c.timeout, "timeout", 30*time.Minute, "Give up when the whole bench has not finished within this time.")
+	flag.StringVar(&c.pprof, "pprof", "", "Serve the manager's Go profiles on this loopback address (e.g. 127.0.0.1:8082), to see where a figure's time goes: go tool pprof http://ADDR/debug/pprof/profile?seconds=20.")
 	flag.StringVar(&c.mode, "mode", "onboarding", "onboarding: time Custos onboarding agents against a plain apply loop; admission: time Agent creates with and without Custos's admission webhooks; audit: time the audit segment store against a plain file, and verification (its flags after --); lease: time kubernetesToken lease issuance against a raw TokenRequest.")
-	flag.StringVar(&c.levels, "levels", "1:500,10:1000,50:2000", "Admission mode: concurrent clients:creates for each level.")
+	flag.StringVar(&c.levels, "levels", "1:500,10:1000,50:2000", "Admission mode: concurrent clients:creates for each level; each level makes that many creates with the webhook and as many without, alternating.")
 	flag.Float64Var(&c.clientQPS, "client-qps", 5000, "Admission mode: requests per second of the timed clients.")
 	flag.IntVar(&c.clientBurst, "client-burst", 5000, "Admission mode: burst of the timed clients.")
 	flag.Parse()

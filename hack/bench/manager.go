@@ -43,11 +43,15 @@ import (
 // startManager runs bin/manager for a benchmark run: the sweeper out of the
 // way, and the concurrency and client limits the run asks for.
 func startManager(ctx context.Context, c config, cp *controlplane.ControlPlane, kubeconfig, dir string) (*controlplane.Manager, error) {
-	return cp.StartManager(ctx, c.manager, kubeconfig, filepath.Join(dir, "manager.log"),
-		"--sweep-interval", "1h",
+	args := []string{"--sweep-interval", "1h",
 		"--concurrency", strconv.Itoa(c.concurrency),
 		"--kube-api-qps", strconv.FormatFloat(c.qps, 'g', -1, 64),
-		"--kube-api-burst", strconv.Itoa(c.burst))
+		"--kube-api-burst", strconv.Itoa(c.burst)}
+	if c.pprof != "" {
+		say("manager profiles: http://%s/debug/pprof/", c.pprof)
+		args = append(args, "--pprof-bind-address", c.pprof)
+	}
+	return cp.StartManager(ctx, c.manager, kubeconfig, filepath.Join(dir, "manager.log"), args...)
 }
 
 // metrics returns the manager's non-zero metrics that explain its figure:
