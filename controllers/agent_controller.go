@@ -35,6 +35,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
@@ -97,6 +98,9 @@ type AgentReconciler struct {
 	// imageChecks holds, by Agent UID, the last imageCheck that ended in a
 	// decision (verified or refused).
 	imageChecks sync.Map
+	// prioritized holds the Agents (NamespacedName) queued ahead by
+	// rolloutMovedOn and not reconciled since.
+	prioritized sync.Map
 }
 
 // +kubebuilder:rbac:groups=custos.dev,resources=agents,verbs=get;list;watch;update;patch
@@ -135,7 +139,7 @@ func (r *AgentReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager
 		Owns(&corev1.ServiceAccount{}).
 		Owns(&networkingv1.NetworkPolicy{}).
 		Owns(&appsv1.Deployment{}).
-		Watches(&appsv1.Deployment{}, handler.TypedFuncs[client.Object, reconcile.Request]{UpdateFunc: rolloutMovedOn}).
+		Watches(&appsv1.Deployment{}, handler.TypedFuncs[client.Object, reconcile.Request]{UpdateFunc: r.rolloutMovedOn}).
 		// Lease Secrets by their metadata only: the material is never
 		// cached; a Secret deleted by hand is reissued.
 		Owns(&corev1.Secret{}, builder.OnlyMetadata).
@@ -174,19 +178,25 @@ const rolloutPriority = 10
 // its Ready then follows its rollout, instead of waiting behind the first
 // pass of every Agent created after it. The queue keeps the higher of two
 // priorities, so Owns' own event for the same update changes nothing; the
-// priority lasts one pass (Reconcile sets the next one back to 0).
-func rolloutMovedOn(_ context.Context, e event.TypedUpdateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+// priority lasts one pass: Reconcile puts the requeues of a pass queued
+// this way back at 0 (other passes keep theirs, such as the low priority of
+// a resync).
+func (r *AgentReconciler) rolloutMovedOn(_ context.Context, e event.TypedUpdateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 	oldD, okOld := e.ObjectOld.(*appsv1.Deployment)
 	newD, okNew := e.ObjectNew.(*appsv1.Deployment)
 	if !okOld || !okNew || equality.Semantic.DeepEqual(oldD.Status, newD.Status) {
 		return
 	}
 	owner := metav1.GetControllerOf(newD)
-	if owner == nil || owner.Kind != "Agent" || owner.APIVersion != custosv1alpha1.GroupVersion.String() {
+	if owner == nil || owner.Kind != "Agent" {
+		return
+	}
+	if gv, err := schema.ParseGroupVersion(owner.APIVersion); err != nil || gv.Group != custosv1alpha1.GroupVersion.Group {
 		return
 	}
 	req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: newD.Namespace, Name: owner.Name}}
 	if pq, ok := q.(priorityqueue.PriorityQueue[reconcile.Request]); ok {
+		r.prioritized.Store(req.NamespacedName, struct{}{})
 		pq.AddWithOpts(priorityqueue.AddOpts{Priority: ptr.To(rolloutPriority)}, req)
 		return
 	}
@@ -252,14 +262,45 @@ func (r *AgentReconciler) agentsForToolset(ctx context.Context, o client.Object)
 	return requests(agents.Items)
 }
 
+// agentsForBoundary maps a DataBoundary to the Agents it can place or
+// unplace: those of its tenant, and those in the namespaces it covers,
+// whatever their tenant: a boundary of another tenant that also covers their
+// namespace is a conflict they must stop on, and its going away ends the
+// conflict. (On an update it is called with the old object too, so a
+// selector that stops covering a namespace re-queues its Agents.)
 func (r *AgentReconciler) agentsForBoundary(ctx context.Context, o client.Object) []reconcile.Request {
 	b := o.(*custosv1alpha1.DataBoundary)
+	log := ctrl.LoggerFrom(ctx).WithValues("dataBoundary", klog.KObj(o))
+	// Only the keys are read: the cached objects are not copied.
 	var agents custosv1alpha1.AgentList
 	if err := r.Client.List(ctx, &agents, client.MatchingLabels{custosv1alpha1.TenantLabel: b.Spec.Tenant}, client.UnsafeDisableDeepCopy); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "Listing the Agents of a DataBoundary", "dataBoundary", klog.KObj(o))
+		log.Error(err, "Listing the Agents of a DataBoundary")
 		return nil
 	}
-	return requests(agents.Items)
+	reqs := requests(agents.Items)
+	sel, err := metav1.LabelSelectorAsSelector(&b.Spec.NamespaceSelector)
+	if err != nil {
+		// It covers nothing; it reports that itself.
+		return reqs
+	}
+	var namespaces corev1.NamespaceList
+	if err := r.Client.List(ctx, &namespaces, client.MatchingLabelsSelector{Selector: sel}, client.UnsafeDisableDeepCopy); err != nil {
+		log.Error(err, "Listing the namespaces of a DataBoundary")
+		return reqs
+	}
+	for i := range namespaces.Items {
+		var inNS custosv1alpha1.AgentList
+		if err := r.Client.List(ctx, &inNS, client.InNamespace(namespaces.Items[i].Name), client.UnsafeDisableDeepCopy); err != nil {
+			log.Error(err, "Listing the Agents of a namespace", "namespace", namespaces.Items[i].Name)
+			continue
+		}
+		for j := range inNS.Items {
+			if inNS.Items[j].Labels[custosv1alpha1.TenantLabel] != b.Spec.Tenant {
+				reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&inNS.Items[j])})
+			}
+		}
+	}
+	return reqs
 }
 
 func (r *AgentReconciler) agentsInNamespace(ctx context.Context, o client.Object) []reconcile.Request {
@@ -298,7 +339,9 @@ func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (resu
 	defer func() {
 		// A pass queued ahead of others (rolloutMovedOn) does not put its
 		// requeues ahead too.
-		result.Priority = ptr.To(0)
+		if _, ok := r.prioritized.LoadAndDelete(req.NamespacedName); ok {
+			result.Priority = ptr.To(0)
+		}
 		if retErr == nil || errors.Is(retErr, reconcile.TerminalError(nil)) {
 			// observedGeneration says the controller acted on this
 			// generation: set only when the run got to the end of its work.

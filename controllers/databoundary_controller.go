@@ -100,7 +100,8 @@ func (r *DataBoundaryReconciler) SetupWithManager(mgr ctrl.Manager) error {
 // its boundaries count their Agents again. Every other creation or
 // deletion meanwhile joins the same count: a GitOps sync of a thousand
 // Agents costs each boundary a status write every agentCountDelay, not a
-// thousand.
+// thousand. (The priority queue counts an add with a delay as a retry, so
+// these show in workqueue_retries_total{controller="databoundary"}.)
 const agentCountDelay = 2 * time.Second
 
 func (r *DataBoundaryReconciler) countAgentsSoon(ctx context.Context, agent client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {

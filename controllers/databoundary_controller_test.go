@@ -231,6 +231,38 @@ func TestDataBoundaryConflictOnASharedNamespace(t *testing.T) {
 	expectBoundaryReady(g, first, []string{shared, own}, 1)
 }
 
+// TestAgentStopsOnAnotherTenantsBoundary: a DataBoundary of another tenant
+// that also covers an Agent's namespace makes that Agent stop on the
+// conflict, and its deletion lets the Agent go on, although neither
+// boundary's spec nor the Agent changed.
+func TestAgentStopsOnAnotherTenantsBoundary(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ctx := context.Background()
+	tenant, other := uniqueTenant(), uniqueTenant()
+	ns := tenantNamespace(t, tenant)
+	first := createTestBoundary(t, tenant)
+	expectBoundaryReady(g, first, []string{ns}, 0)
+	agent := newTestAgent(ns, tenant)
+	g.Expect(k8sClient.Create(ctx, agent)).To(Succeed())
+	t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), agent) })
+	g.Eventually(func(g Gomega) {
+		expectCondition(g, getAgent(g, agent), custosv1alpha1.BoundaryCompliantCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason)
+	}).WithTimeout(statusTimeout).WithPolling(statusPoll).Should(Succeed())
+
+	second := createTestBoundary(t, other, selectingNamespaces(ns))
+	g.Eventually(func(g Gomega) {
+		got := getAgent(g, agent)
+		expectCondition(g, got, custosv1alpha1.BoundaryCompliantCondition, metav1.ConditionFalse, custosv1alpha1.BoundaryConflictReason)
+		g.Expect(meta.FindStatusCondition(got.Status.Conditions, custosv1alpha1.BoundaryCompliantCondition).Message).To(ContainSubstring(second.Name))
+	}).WithTimeout(statusTimeout).WithPolling(statusPoll).Should(Succeed())
+
+	g.Expect(k8sClient.Delete(ctx, second)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		expectCondition(g, getAgent(g, agent), custosv1alpha1.BoundaryCompliantCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason)
+	}).WithTimeout(statusTimeout).WithPolling(statusPoll).Should(Succeed())
+}
+
 // A selector operator other than In, NotIn, Exists or DoesNotExist is
 // refused by the API, on creation and on update, so no boundary with an
 // invalid selector is ever stored. How the reconciler reports one anyway

@@ -261,7 +261,9 @@ func runAdmission(ctx context.Context, c config) (retErr error) {
 			abs = verdict(custos.pct(0.99) <= admissionP99Goal)
 		}
 		fmt.Printf("  %7d %6d | %7s %7s %7s | %7s %7s %7s | %7s %7s %7s | %8.2fx %9.2fx | %-12s | %-13s | %.2f / %.2f (%.2f)\n",
-			r.clients, r.creates,
+			// Each side's count: parallel's turns share the creates out
+			// evenly only when they divide evenly.
+			r.clients, min(len(none.sorted), len(noop.sorted), len(custos.sorted)),
 			ms(none.pct(0.5)), ms(none.pct(0.95)), ms(none.pct(0.99)),
 			ms(noop.pct(0.5)), ms(noop.pct(0.95)), ms(noop.pct(0.99)),
 			ms(custos.pct(0.5)), ms(custos.pct(0.95)), ms(custos.pct(0.99)),
