@@ -283,20 +283,15 @@ func (r *AgentReconciler) agentsForBoundary(ctx context.Context, o client.Object
 		// It covers nothing; it reports that itself.
 		return reqs
 	}
-	var namespaces corev1.NamespaceList
-	if err := r.Client.List(ctx, &namespaces, client.MatchingLabelsSelector{Selector: sel}, client.UnsafeDisableDeepCopy); err != nil {
-		log.Error(err, "Listing the namespaces of a DataBoundary")
+	covered, err := coveredAgents(ctx, r.Client, sel)
+	if err != nil {
+		log.Error(err, "Listing the Agents a DataBoundary covers")
 		return reqs
 	}
-	for i := range namespaces.Items {
-		var inNS custosv1alpha1.AgentList
-		if err := r.Client.List(ctx, &inNS, client.InNamespace(namespaces.Items[i].Name), client.UnsafeDisableDeepCopy); err != nil {
-			log.Error(err, "Listing the Agents of a namespace", "namespace", namespaces.Items[i].Name)
-			continue
-		}
-		for j := range inNS.Items {
-			if inNS.Items[j].Labels[custosv1alpha1.TenantLabel] != b.Spec.Tenant {
-				reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&inNS.Items[j])})
+	for _, c := range covered {
+		for i := range c.agents {
+			if c.agents[i].Labels[custosv1alpha1.TenantLabel] != b.Spec.Tenant {
+				reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&c.agents[i])})
 			}
 		}
 	}

@@ -214,18 +214,13 @@ func (r *DataBoundaryReconciler) Reconcile(ctx context.Context, req ctrl.Request
 func (r *DataBoundaryReconciler) coverage(ctx context.Context, db *custosv1alpha1.DataBoundary, sel labels.Selector) (boundaryCoverage, error) {
 	cov := boundaryCoverage{conflicts: map[string][]string{}}
 
-	var namespaces corev1.NamespaceList
-	if err := r.Client.List(ctx, &namespaces, client.MatchingLabelsSelector{Selector: sel}); err != nil {
-		return cov, fmt.Errorf("listing the namespaces of DataBoundary %s: %w", klog.KObj(db), err)
+	covered, err := coveredAgents(ctx, r.Client, sel)
+	if err != nil {
+		return cov, fmt.Errorf("DataBoundary %s: %w", klog.KObj(db), err)
 	}
-	for _, ns := range namespaces.Items {
-		cov.namespaces = append(cov.namespaces, ns.Name)
-		var agents custosv1alpha1.AgentList
-		// Counted, not read: the cached objects are not copied.
-		if err := r.Client.List(ctx, &agents, client.InNamespace(ns.Name), client.UnsafeDisableDeepCopy); err != nil {
-			return cov, fmt.Errorf("listing the Agents of namespace %s: %w", ns.Name, err)
-		}
-		cov.agents += len(agents.Items)
+	for _, c := range covered {
+		cov.namespaces = append(cov.namespaces, c.namespace.Name)
+		cov.agents += len(c.agents)
 	}
 	slices.Sort(cov.namespaces)
 
@@ -243,9 +238,9 @@ func (r *DataBoundaryReconciler) coverage(ctx context.Context, db *custosv1alpha
 			// An invalid boundary covers nothing; it reports that itself.
 			continue
 		}
-		for _, ns := range namespaces.Items {
-			if otherSel.Matches(labels.Set(ns.Labels)) {
-				cov.conflicts[ns.Name] = append(cov.conflicts[ns.Name], other.Name)
+		for _, c := range covered {
+			if otherSel.Matches(labels.Set(c.namespace.Labels)) {
+				cov.conflicts[c.namespace.Name] = append(cov.conflicts[c.namespace.Name], other.Name)
 			}
 		}
 	}
@@ -253,6 +248,33 @@ func (r *DataBoundaryReconciler) coverage(ctx context.Context, db *custosv1alpha
 		slices.Sort(names)
 	}
 	return cov, nil
+}
+
+// coveredNamespace is a namespace a DataBoundary's selector covers and the
+// Agents in it.
+type coveredNamespace struct {
+	namespace *corev1.Namespace
+	agents    []custosv1alpha1.Agent
+}
+
+// coveredAgents lists the namespaces sel selects and the Agents in each,
+// from the cache without copying them: callers read names, labels and
+// counts, and neither keep nor change what they get.
+func coveredAgents(ctx context.Context, c client.Reader, sel labels.Selector) ([]coveredNamespace, error) {
+	var namespaces corev1.NamespaceList
+	if err := c.List(ctx, &namespaces, client.MatchingLabelsSelector{Selector: sel}, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, fmt.Errorf("listing the namespaces it covers: %w", err)
+	}
+	covered := make([]coveredNamespace, 0, len(namespaces.Items))
+	for i := range namespaces.Items {
+		ns := &namespaces.Items[i]
+		var agents custosv1alpha1.AgentList
+		if err := c.List(ctx, &agents, client.InNamespace(ns.Name), client.UnsafeDisableDeepCopy); err != nil {
+			return nil, fmt.Errorf("listing the Agents of namespace %s: %w", ns.Name, err)
+		}
+		covered = append(covered, coveredNamespace{namespace: ns, agents: agents.Items})
+	}
+	return covered, nil
 }
 
 // setBoundaryStatus computes the status of db from what it covers: Ready,
