@@ -67,7 +67,7 @@ bench: build controlplane ## Time Custos onboarding agents against a plain apply
 	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE))" bin/custos-bench $(BENCH_ARGS)
 
 .PHONY: bench-admission
-bench-admission: build controlplane ## Time Agent creates with Custos's admission webhooks against without them (BENCH_ARGS=...).
+bench-admission: build controlplane ## Time agent pod creates (pod guard) and Agent creates with Custos's webhooks against no-op webhooks and none (BENCH_ARGS=...).
 	$(GO) build -o bin/custos-bench ./hack/bench
 	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE))" bin/custos-bench -mode admission $(BENCH_ARGS)
 

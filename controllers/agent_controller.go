@@ -17,6 +17,7 @@ limitations under the License.
 package controllers
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -34,6 +35,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -58,6 +60,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/audit"
 	"github.com/custos-dev/custos/internal/boundary"
 	"github.com/custos-dev/custos/internal/identity"
 	"github.com/custos-dev/custos/internal/netpol"
@@ -107,6 +110,7 @@ type AgentReconciler struct {
 // +kubebuilder:rbac:groups=custos.dev,resources=agents/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=custos.dev,resources=agents/finalizers,verbs=update
 // +kubebuilder:rbac:groups=custos.dev,resources=agents/image,verbs=verify
+// +kubebuilder:rbac:groups=custos.dev,resources=agents/identity,verbs=use
 // +kubebuilder:rbac:groups=custos.dev,resources=toolsets;databoundaries,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch;create;update;patch;delete
@@ -143,6 +147,8 @@ func (r *AgentReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager
 		// Lease Secrets by their metadata only: the material is never
 		// cached; a Secret deleted by hand is reissued.
 		Owns(&corev1.Secret{}, builder.OnlyMetadata).
+		// Any other NetworkPolicy may select an agent's pods (NetworkIsolated).
+		Watches(&networkingv1.NetworkPolicy{}, handler.EnqueueRequestsFromMapFunc(r.agentsBesidePolicy)).
 		Watches(&custosv1alpha1.Toolset{}, handler.EnqueueRequestsFromMapFunc(r.agentsForToolset)).
 		Watches(&custosv1alpha1.DataBoundary{}, handler.EnqueueRequestsFromMapFunc(r.agentsForBoundary),
 			builder.WithPredicates(boundaryChangedForAgents)).
@@ -298,6 +304,20 @@ func (r *AgentReconciler) agentsForBoundary(ctx context.Context, o client.Object
 	return reqs
 }
 
+// agentsBesidePolicy maps a NetworkPolicy that is no agent's own to the
+// Agents of its namespace: it may select their pods.
+func (r *AgentReconciler) agentsBesidePolicy(ctx context.Context, o client.Object) []reconcile.Request {
+	if owner := metav1.GetControllerOf(o); owner != nil && owner.Kind == "Agent" {
+		return nil
+	}
+	var agents custosv1alpha1.AgentList
+	if err := r.Client.List(ctx, &agents, client.InNamespace(o.GetNamespace()), client.UnsafeDisableDeepCopy); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing the Agents beside a NetworkPolicy", "networkPolicy", klog.KObj(o))
+		return nil
+	}
+	return requests(agents.Items)
+}
+
 func (r *AgentReconciler) agentsInNamespace(ctx context.Context, o client.Object) []reconcile.Request {
 	var agents custosv1alpha1.AgentList
 	if err := r.Client.List(ctx, &agents, client.InNamespace(o.GetName()), client.UnsafeDisableDeepCopy); err != nil {
@@ -404,6 +424,8 @@ type agentScope struct {
 	imageRecheck time.Time
 	// renewAt is when the next lease is due for renewal; zero when none.
 	renewAt time.Time
+	// stopping: the agent may not run, but pods still run as it.
+	stopping bool
 }
 
 // active reports whether the agent may run and reach its tools.
@@ -458,6 +480,10 @@ func (r *AgentReconciler) reconcileNormal(ctx context.Context, agent *custosv1al
 	}
 	if isTrue(agent, custosv1alpha1.ReconcilingCondition) && (requeueAfter == 0 || requeueAfter > waitRequeue) {
 		requeueAfter = waitRequeue
+	}
+	if s.stopping {
+		// Pods are not watched: look again soon.
+		requeueAfter = teardownRequeue
 	}
 	if next := earliest(s.renewAt, s.imageRecheck); !next.IsZero() {
 		if until := max(next.Sub(now), time.Second); requeueAfter == 0 || until < requeueAfter {
@@ -559,22 +585,145 @@ func (r *AgentReconciler) reconcileIdentity(ctx context.Context, s *agentScope) 
 			"ServiceAccount %s/%s exists and was not made by Custos for this agent; rename or remove it", agent.Namespace, name)
 		return nil
 	}
-	sa := identity.ServiceAccount(name, agent.Namespace, agent.Spec.Identity).
+	bindings, notAmbient := identityInForce(s)
+	sa := identity.ServiceAccount(name, agent.Namespace, bindings).
 		WithLabels(childLabels(agent)).
 		WithOwnerReferences(ownerReference(agent))
-	if err := applyChild(ctx, r.Client, &corev1.ServiceAccount{}, agent.Namespace, name, sa); err != nil {
+	current := &corev1.ServiceAccount{}
+	if err := applyChild(ctx, r.Client, current, agent.Namespace, name, sa); errors.Is(err, errNameTaken) {
+		setCondition(agent, custosv1alpha1.IdentityBoundCondition, metav1.ConditionFalse, custosv1alpha1.NameConflictReason,
+			"ServiceAccount %s/%s exists and was not made by Custos for this agent; rename or remove it", agent.Namespace, name)
+		return nil
+	} else if err != nil {
 		setCondition(agent, custosv1alpha1.IdentityBoundCondition, metav1.ConditionFalse, custosv1alpha1.ProgressingReason,
 			"Applying ServiceAccount %s: %v", name, err)
+		return err
+	}
+	if err := r.removeForeignCloudAnnotations(ctx, agent, current, bindings); err != nil {
+		setCondition(agent, custosv1alpha1.IdentityBoundCondition, metav1.ConditionFalse, custosv1alpha1.ProgressingReason,
+			"Removing cloud annotations Custos did not set from ServiceAccount %s: %v", name, err)
 		return err
 	}
 	s.identityBound = true
 	agent.Status.Identity = &custosv1alpha1.IdentityStatus{
 		ServiceAccount: name,
 		SPIFFEID:       identity.SPIFFEID(r.TrustDomain, agent.Namespace, name),
+		Mode:           identity.Mode(bindings),
 	}
-	setCondition(agent, custosv1alpha1.IdentityBoundCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason,
-		"ServiceAccount %s bound to %s", name, identity.Describe(agent.Spec.Identity))
+	msg := fmt.Sprintf("ServiceAccount %s bound to %s", name, identity.Describe(bindings))
+	if notAmbient != "" {
+		msg += "; spec.identity.mode Ambient is not in force: " + notAmbient
+	}
+	setCondition(agent, custosv1alpha1.IdentityBoundCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason, "%s", msg)
 	return nil
+}
+
+// identityInForce is the agent's identity bindings in the mode in force:
+// Ambient only when the spec asks for it and the agent lies within a
+// DataBoundary that allows it (the rule admission applies, through
+// boundary.CheckAgent, so a boundary narrowed since takes ambient identity
+// away); Leased otherwise. notAmbient says why an Ambient spec is not in
+// force; empty when it is, or was not asked for.
+func identityInForce(s *agentScope) (bindings *custosv1alpha1.IdentityBindings, notAmbient string) {
+	spec := s.agent.Spec.Identity
+	if identity.Mode(spec) != custosv1alpha1.IdentityModeAmbient {
+		return spec, ""
+	}
+	switch {
+	case s.boundary == nil:
+		notAmbient = "no single DataBoundary places the agent"
+	case !boundary.AmbientIdentityAllowed(s.boundary):
+		notAmbient = fmt.Sprintf("DataBoundary %q does not allow ambient cloud identity (spec.cloudRoles.ambientIdentity)", s.boundary.Name)
+	case !s.compliant:
+		notAmbient = fmt.Sprintf("the agent is outside DataBoundary %q", s.boundary.Name)
+	default:
+		return spec, ""
+	}
+	leased := spec.DeepCopy()
+	leased.Mode = custosv1alpha1.IdentityModeLeased
+	return leased, notAmbient
+}
+
+// foreignAnnotationsRemovedReason is the reason of the Warning Event that
+// tells of cloud annotations removed from an agent's ServiceAccount.
+const foreignAnnotationsRemovedReason = "ForeignAnnotationsRemoved"
+
+// removeForeignCloudAnnotations removes from the agent's ServiceAccount sa
+// every cloud workload-identity annotation Custos did not set for bindings
+// (the agent's, in the mode in force): each would have a platform webhook
+// or metadata server hand the agent's pods a cloud token Custos did not
+// bind. Server-side apply re-asserts only Custos's own fields, so they are
+// patched away, and the removal is told in a Warning Event and an audit
+// record naming the keys and who set them, never the values.
+func (r *AgentReconciler) removeForeignCloudAnnotations(ctx context.Context, agent *custosv1alpha1.Agent, sa *corev1.ServiceAccount,
+	bindings *custosv1alpha1.IdentityBindings) error {
+	keys := identity.ForeignCloudAnnotations(sa.Annotations, identity.Annotations(bindings))
+	if len(keys) == 0 {
+		return nil
+	}
+	removals := make(map[string]any, len(keys))
+	for _, k := range keys {
+		removals[k] = nil
+	}
+	data, err := json.Marshal(map[string]any{"metadata": map[string]any{
+		// Only from what was read: the Event and the record tell what was
+		// removed, not what a stale read still showed.
+		"resourceVersion": sa.ResourceVersion,
+		"annotations":     removals,
+	}})
+	if err != nil {
+		return err
+	}
+	managers := annotationManagers(sa, keys)
+	err = r.Client.Patch(ctx, sa, client.RawPatch(types.MergePatchType, data), client.FieldOwner(FieldOwner))
+	if apierrors.IsConflict(err) {
+		// Read from a cache behind the ServiceAccount: the change it has
+		// not seen yet queues the agent again (Owns), and the removal is
+		// decided, and recorded, on what is there then.
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	listed := strings.Join(keys, ", ")
+	r.event(ctx, agent, corev1.EventTypeWarning, foreignAnnotationsRemovedReason,
+		"Removed cloud annotation(s) %s from ServiceAccount %s: only Custos sets the cloud identity of an agent (identity mode %s)",
+		listed, sa.Name, identity.Mode(bindings))
+	details := map[string]string{"serviceAccount": sa.Name, "annotationKeys": listed}
+	if len(managers) > 0 {
+		details["fieldManagers"] = strings.Join(managers, ", ")
+	}
+	record(ctx, r.Audit, subjectOf(agent, "Agent"), audit.ActionIdentityForeignRemoved, audit.DecisionDeny,
+		fmt.Sprintf("Removed cloud annotation(s) %s that Custos did not set from ServiceAccount %s", listed, sa.Name),
+		"spec.identity", details)
+	return nil
+}
+
+// annotationManagers lists, sorted, the field managers of obj that set any
+// of the annotations keys: who made the change, for the record.
+func annotationManagers(obj client.Object, keys []string) []string {
+	var managers []string
+	for _, f := range obj.GetManagedFields() {
+		if f.FieldsV1 == nil || f.Manager == FieldOwner {
+			continue
+		}
+		var fields struct {
+			Metadata struct {
+				Annotations map[string]json.RawMessage `json:"f:annotations"`
+			} `json:"f:metadata"`
+		}
+		if json.Unmarshal(f.FieldsV1.Raw, &fields) != nil {
+			continue
+		}
+		for _, k := range keys {
+			if _, ok := fields.Metadata.Annotations["f:"+k]; ok {
+				managers = append(managers, f.Manager)
+				break
+			}
+		}
+	}
+	slices.Sort(managers)
+	return slices.Compact(managers)
 }
 
 // reconcileNetwork applies the agent's NetworkPolicy (NetworkIsolated):
@@ -603,16 +752,31 @@ func (r *AgentReconciler) reconcileNetwork(ctx context.Context, s *agentScope) e
 			}
 		}
 	}
-	np := netpol.Render(name, agent.Namespace, selectorLabels(agent), r.DNS, egress).
+	// The policy selects every pod labelled as the agent's, whatever else
+	// it carries: a pod that could wear the agent's label without the rest
+	// must not escape it.
+	np := netpol.Render(name, agent.Namespace, map[string]string{custosv1alpha1.AgentLabel: agent.Name}, r.DNS, egress).
 		WithLabels(childLabels(agent)).
 		WithOwnerReferences(ownerReference(agent)).
 		WithFinalizers(custosv1alpha1.NetworkPolicyFinalizer)
-	if err := applyChild(ctx, r.Client, &networkingv1.NetworkPolicy{}, agent.Namespace, name, np); err != nil {
+	if err := applyChild(ctx, r.Client, &networkingv1.NetworkPolicy{}, agent.Namespace, name, np); errors.Is(err, errNameTaken) {
+		setCondition(agent, custosv1alpha1.NetworkIsolatedCondition, metav1.ConditionFalse, custosv1alpha1.NameConflictReason,
+			"NetworkPolicy %s/%s exists and was not made by Custos for this agent; rename or remove it", agent.Namespace, name)
+		return nil
+	} else if err != nil {
 		setCondition(agent, custosv1alpha1.NetworkIsolatedCondition, metav1.ConditionFalse, custosv1alpha1.ProgressingReason,
 			"Applying NetworkPolicy %s: %v", name, err)
 		return err
 	}
+	widened, err := r.widenedBy(ctx, agent)
+	if err != nil {
+		return err
+	}
 	switch {
+	case len(widened) > 0:
+		setCondition(agent, custosv1alpha1.NetworkIsolatedCondition, metav1.ConditionFalse, custosv1alpha1.NetworkPolicyWidenedReason,
+			"NetworkPolicy %s also select(s) the agent's pods and allow(s) traffic; NetworkPolicies add up, so its network is wider than %s: narrow or remove them",
+			strings.Join(widened, ", "), name)
 	case len(s.missing) > 0:
 		setCondition(agent, custosv1alpha1.NetworkIsolatedCondition, metav1.ConditionFalse, custosv1alpha1.DependencyNotFoundReason,
 			"Toolset %s not found; its endpoint stays closed until it exists", strings.Join(s.missing, ", "))
@@ -626,10 +790,99 @@ func (r *AgentReconciler) reconcileNetwork(ctx context.Context, s *agentScope) e
 	return nil
 }
 
-// reconcileWorkload applies the agent's Deployment once its identity is
+// widenedBy names the NetworkPolicies other than the agent's own that
+// select its pods (as the Deployment labels them) and allow some traffic:
+// NetworkPolicies add up, so each widens what the agent's own allows. The
+// API server narrows tenants' policies at admission so that none selects an
+// agent (config/crd/policies/agent-networkpolicies.yaml); this finds those
+// stored before, or written by a cluster admin.
+func (r *AgentReconciler) widenedBy(ctx context.Context, agent *custosv1alpha1.Agent) ([]string, error) {
+	var policies networkingv1.NetworkPolicyList
+	if err := r.Client.List(ctx, &policies, client.InNamespace(agent.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+		return nil, err
+	}
+	pod := labels.Set(childLabels(agent))
+	for k, v := range identity.PodLabels(agent.Spec.Identity) {
+		pod[k] = v
+	}
+	var widened []string
+	for i := range policies.Items {
+		np := &policies.Items[i]
+		if np.Name == childName(agent) || (len(np.Spec.Ingress) == 0 && len(np.Spec.Egress) == 0) {
+			continue
+		}
+		sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+		if err != nil {
+			continue // the API server refuses such a selector; it selects nothing
+		}
+		if sel.Matches(pod) {
+			widened = append(widened, np.Name)
+		}
+	}
+	slices.Sort(widened)
+	return widened, nil
+}
+
+// reconcileWorkload runs the agent's Deployment while it is active and
+// stops it otherwise (WorkloadAvailable). A suspended agent is reported
+// Suspended only once no pod runs as its ServiceAccount.
+func (r *AgentReconciler) reconcileWorkload(ctx context.Context, s *agentScope) error {
+	if err := r.reconcileDeployment(ctx, s); err != nil {
+		return err
+	}
+	if s.active() {
+		return nil
+	}
+	return r.stopPodsAsAgent(ctx, s)
+}
+
+// stopPodsAsAgent deletes every pod that runs as the ServiceAccount of an
+// agent that may not run, labelled or not (the Deployment's own, scaled to
+// zero, go too), and says so while any is left.
+func (r *AgentReconciler) stopPodsAsAgent(ctx context.Context, s *agentScope) error {
+	agent := s.agent
+	sa := identity.ServiceAccountName(agent.Name)
+	var pods metav1.PartialObjectMetadataList
+	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
+	if err := r.APIReader.List(ctx, &pods, client.InNamespace(agent.Namespace), client.MatchingFields{"spec.serviceAccountName": sa}); err != nil {
+		return err
+	}
+	if len(pods.Items) == 0 {
+		return nil
+	}
+	names := make([]string, 0, len(pods.Items))
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		names = append(names, p.Name)
+		if !p.DeletionTimestamp.IsZero() {
+			continue
+		}
+		uid := p.UID
+		obj := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace}}
+		if err := r.Client.Delete(ctx, obj, client.Preconditions{UID: &uid}); client.IgnoreNotFound(err) != nil && !apierrors.IsConflict(err) {
+			return err
+		}
+		if p.Labels[custosv1alpha1.AgentUIDLabel] != string(agent.UID) {
+			// Not the Deployment's: somebody else ran it as the agent.
+			r.event(ctx, agent, corev1.EventTypeWarning, custosv1alpha1.StoppingReason,
+				"Deleted pod %s: it ran as ServiceAccount %s while the agent may not run", p.Name, sa)
+			record(ctx, r.Audit, subjectOf(agent, "Agent"), teardownAction("Pod"), audit.DecisionDeny,
+				fmt.Sprintf("Deleted pod %s/%s: it ran as the agent's ServiceAccount %s while the agent may not run", p.Namespace, p.Name, sa),
+				"spec.lifecycle", map[string]string{"kind": "Pod", "name": p.Name})
+		}
+	}
+	slices.Sort(names)
+	s.stopping = true
+	setCondition(agent, custosv1alpha1.WorkloadAvailableCondition, metav1.ConditionFalse, custosv1alpha1.StoppingReason,
+		"Stopping: %d pod(s) still run as ServiceAccount %s (%s); the agent is reported suspended once none does",
+		len(names), sa, clipMessage(strings.Join(names, ", "), 512))
+	return nil
+}
+
+// reconcileDeployment applies the agent's Deployment once its identity is
 // bound and its boundary known (WorkloadAvailable), and mirrors its
 // availability.
-func (r *AgentReconciler) reconcileWorkload(ctx context.Context, s *agentScope) error {
+func (r *AgentReconciler) reconcileDeployment(ctx context.Context, s *agentScope) error {
 	agent := s.agent
 	name := childName(agent)
 	if !s.identityBound {
@@ -692,13 +945,78 @@ func (r *AgentReconciler) reconcileWorkload(ctx context.Context, s *agentScope) 
 		ConfigHash:     workload.ConfigHash(agent.Spec.Identity, agent.Spec.Credentials),
 		Leases:         leaseMounts(agent),
 	}).WithLabels(childLabels(agent)).WithOwnerReferences(ownerReference(agent))
+	desired, err := json.Marshal(deploy)
+	if err != nil {
+		return err
+	}
 	d := &appsv1.Deployment{}
-	if err := applyChild(ctx, r.Client, d, agent.Namespace, name, deploy); err != nil {
+	if err := applyChild(ctx, r.Client, d, agent.Namespace, name, deploy); errors.Is(err, errNameTaken) {
+		setCondition(agent, custosv1alpha1.WorkloadAvailableCondition, metav1.ConditionFalse, custosv1alpha1.NameConflictReason,
+			"Deployment %s/%s exists and was not made by Custos for this agent; rename or remove it", agent.Namespace, name)
+		return nil
+	} else if err != nil {
 		setCondition(agent, custosv1alpha1.WorkloadAvailableCondition, metav1.ConditionFalse, custosv1alpha1.ProgressingReason,
 			"Applying Deployment %s: %v", name, err)
 		return err
 	}
+	if err := r.removeForeignSpec(ctx, agent, d, desired); err != nil {
+		setCondition(agent, custosv1alpha1.WorkloadAvailableCondition, metav1.ConditionFalse, custosv1alpha1.ProgressingReason,
+			"Removing what others added to Deployment %s: %v", name, err)
+		return err
+	}
 	setWorkloadAvailable(agent, d, replicas)
+	return nil
+}
+
+// foreignSpecWriters names the field managers other than Custos (and the
+// controller manager, which writes only status and annotations) that own
+// fields of obj's spec.
+func foreignSpecWriters(obj client.Object) []string {
+	var names []string
+	for _, f := range obj.GetManagedFields() {
+		if f.Manager == FieldOwner || f.Manager == "kube-controller-manager" || f.Subresource != "" || f.FieldsV1 == nil {
+			continue
+		}
+		if bytes.Contains(f.FieldsV1.Raw, []byte(`"f:spec"`)) && !slices.Contains(names, f.Manager) {
+			names = append(names, f.Manager)
+		}
+	}
+	return names
+}
+
+// removeForeignSpec makes d's spec exactly what Custos renders (desired, an
+// apply configuration as JSON). Server-side apply puts back the fields Custos
+// sets but keeps what others added beside them (a command, an env var
+// reading another Secret, a projected token): Custos owns the whole pod
+// template of an agent. The API server refuses such changes from tenants
+// (custos-agent-workload); this removes those made with more rights (a
+// cluster admin), and records it. The foreign managers' entries go with
+// their fields, so that Custos alone owns the spec afterwards.
+func (r *AgentReconciler) removeForeignSpec(ctx context.Context, agent *custosv1alpha1.Agent, d *appsv1.Deployment, desired []byte) error {
+	writers := foreignSpecWriters(d)
+	if len(writers) == 0 {
+		return nil
+	}
+	want := &appsv1.Deployment{}
+	if err := json.Unmarshal(desired, want); err != nil {
+		return err
+	}
+	d.Spec = want.Spec
+	kept := d.ManagedFields[:0]
+	for _, f := range d.ManagedFields {
+		if !slices.Contains(writers, f.Manager) || f.Subresource != "" {
+			kept = append(kept, f)
+		}
+	}
+	d.ManagedFields = kept
+	if err := r.Client.Update(ctx, d, client.FieldOwner(FieldOwner)); err != nil {
+		return err
+	}
+	r.event(ctx, agent, corev1.EventTypeWarning, "ForeignChangeRemoved",
+		"Deployment %s: removed what %s wrote into its spec; Custos owns the agent's whole pod template", d.Name, strings.Join(writers, ", "))
+	record(ctx, r.Audit, subjectOf(agent, "Agent"), audit.ActionWorkloadForeignRemoved, audit.DecisionDeny,
+		fmt.Sprintf("Deployment %s/%s: removed the spec fields written by %s", d.Namespace, d.Name, strings.Join(writers, ", ")),
+		"spec.runtime", map[string]string{"kind": "Deployment", "name": d.Name, "managers": strings.Join(writers, ",")})
 	return nil
 }
 
@@ -731,11 +1049,32 @@ func applyChild[AC interface {
 	}
 	ac.WithAnnotations(map[string]string{appliedHashAnnotation: hash})
 	if err := c.Apply(ctx, ac, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+		if isAdoptionRefused(err) {
+			return errNameTaken
+		}
 		return err
 	}
-	// Apply left the server's answer in ac: the caller reads the child as
-	// it is now, not as the cache, which has not seen the write yet, has it.
-	if data, err = json.Marshal(ac); err != nil {
+	return fromApplied(ac, current)
+}
+
+// isAdoptionRefused: the API server refused the write because it would
+// have made an existing object, not made for this Agent, the Agent's
+// (config/crd/policies/agent-ownership.yaml). The caches did not know of
+// the object yet; Custos takes over nothing.
+func isAdoptionRefused(err error) bool {
+	return apierrors.IsForbidden(err) && strings.Contains(err.Error(), "custos-agent-ownership")
+}
+
+// errNameTaken: the object an apply was to create exists, and is not
+// Custos's for this agent.
+var errNameTaken = errors.New("the name is taken by an object Custos did not make for this agent")
+
+// fromApplied reads the server's answer, which Apply left in ac, into
+// current: the caller reads the child as it is now, not as the cache, which
+// has not seen the write yet, has it.
+func fromApplied(ac runtime.ApplyConfiguration, current client.Object) error {
+	data, err := json.Marshal(ac)
+	if err != nil {
 		return err
 	}
 	return json.Unmarshal(data, current)
@@ -785,11 +1124,9 @@ func (r *AgentReconciler) scaleToZero(ctx context.Context, agent *custosv1alpha1
 // nameTaken reports whether an object named name exists in the agent's
 // namespace that Custos did not make for this agent. Custos's own objects are
 // in the manager's cache; anyone else's metadata is in r.Names. Both are
-// caches: an object of the same name created in the last moments before its
-// agent's child may not be seen yet, and is then taken over (its fields
-// Custos sets are overwritten and the Agent owns it), which is what a live
-// read on each new child would prevent, at the price of one request per
-// child.
+// caches, which is safe because the API server reserves the agent- names in
+// tenant namespaces for Custos (config/crd/policies): nobody else can create
+// one in the moments before the cache would see it.
 func (r *AgentReconciler) nameTaken(ctx context.Context, obj client.Object, agent *custosv1alpha1.Agent, name string) (bool, error) {
 	key := types.NamespacedName{Namespace: agent.Namespace, Name: name}
 	err := r.Client.Get(ctx, key, obj)
@@ -809,15 +1146,35 @@ func (r *AgentReconciler) nameTaken(ctx context.Context, obj client.Object, agen
 	if err != nil {
 		return false, err
 	}
-	return !madeForAgent(obj, agent), nil
+	if madeForAgent(obj, agent) {
+		return false, nil
+	}
+	// Taken, as the caches see it: confirmed live, since a stalled agent
+	// waits for the watch event of the object going away, which either
+	// cache may deliver before the other has caught up.
+	gvk, err := apiutil.GVKForObject(obj, r.Client.Scheme())
+	if err != nil {
+		return false, err
+	}
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(gvk)
+	if err := r.APIReader.Get(ctx, key, m); apierrors.IsNotFound(err) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	return !madeForAgent(m, agent), nil
 }
 
-// madeForAgent: Custos made obj for an agent of this name. A child left by
-// an earlier agent of the same name is taken over (and its owner reference
-// replaced), which is what its successor's owner expects.
+// madeForAgent: Custos made obj for this very Agent: obj is controlled by
+// the Agent's UID and labelled with it. Labels alone prove nothing (anyone
+// who can write the object can copy them), and a child left by an earlier
+// Agent of the same name is not taken over either: its name stays taken
+// until the sweeper (or the garbage collector) removes it.
 func madeForAgent(obj client.Object, agent *custosv1alpha1.Agent) bool {
-	l := obj.GetLabels()
-	return l[custosv1alpha1.ManagedByLabel] == custosv1alpha1.ManagedByValue && l[custosv1alpha1.AgentLabel] == agent.Name
+	ref := metav1.GetControllerOf(obj)
+	return ref != nil && ref.UID == agent.UID && ref.Kind == "Agent" &&
+		obj.GetLabels()[custosv1alpha1.AgentUIDLabel] == string(agent.UID)
 }
 
 // ownedBy: obj carries this very agent's UID.
@@ -826,7 +1183,7 @@ func ownedBy(obj client.Object, agent *custosv1alpha1.Agent) bool {
 }
 
 // childPrefix starts the name of everything Custos makes for an agent.
-const childPrefix = "agent-"
+const childPrefix = identity.ChildPrefix
 
 // childName names an agent's Deployment and NetworkPolicy.
 func childName(agent *custosv1alpha1.Agent) string {

@@ -43,7 +43,7 @@ var agentSteps = []string{
 func isStalledReason(reason string) bool {
 	switch reason {
 	case custosv1alpha1.BoundaryConflictReason, custosv1alpha1.BoundaryViolationReason,
-		custosv1alpha1.NameConflictReason, custosv1alpha1.InvalidSpecReason,
+		custosv1alpha1.NameConflictReason, custosv1alpha1.InvalidSpecReason, custosv1alpha1.NetworkPolicyWidenedReason,
 		custosv1alpha1.LeaseBackendNotConfiguredReason,
 		custosv1alpha1.SignatureMissingReason, custosv1alpha1.UntrustedSignerReason,
 		custosv1alpha1.RegistryNotAllowedReason, custosv1alpha1.NoTrustedSignersReason,
@@ -142,8 +142,14 @@ func summarize(agent *custosv1alpha1.Agent, suspendReason string, now time.Time)
 		agent.Status.Lifecycle = lc
 	}
 	lc.ExpiresAt = agent.Spec.Lifecycle.ExpiresAt.DeepCopy()
+	stopping := false
+	if c := findCondition(agent, custosv1alpha1.WorkloadAvailableCondition); c != nil && c.Reason == custosv1alpha1.StoppingReason {
+		// Pods still run as the agent: it is not suspended yet, whatever
+		// its spec asks for.
+		stopping = true
+	}
 	switch {
-	case suspendReason != "":
+	case suspendReason != "" && !stopping:
 		lc.Phase = custosv1alpha1.AgentPhaseSuspended
 		if lc.SuspendedAt == nil {
 			lc.SuspendedAt = ptr.To(metav1.NewTime(now))

@@ -73,6 +73,7 @@ func TestAgentLifecycle(t *testing.T) {
 		g.Expect(a.Status.Identity).To(Equal(&custosv1alpha1.IdentityStatus{
 			ServiceAccount: "agent-reconciler",
 			SPIFFEID:       "spiffe://" + testTrustDomain + "/ns/" + ns + "/sa/agent-reconciler",
+			Mode:           custosv1alpha1.IdentityModeLeased,
 		}))
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
 
@@ -86,7 +87,9 @@ func TestAgentLifecycle(t *testing.T) {
 	sa := &corev1.ServiceAccount{}
 	g.Expect(k8sClient.Get(ctx, saKey, sa)).To(Succeed())
 	g.Expect(sa.Labels).To(Equal(wantLabels))
-	g.Expect(sa.Annotations).To(HaveKeyWithValue(identity.AWSRoleARNAnnotation, "arn:aws:iam::111122223333:role/"+tenant+"-reconciler"))
+	// Leased, by default: no annotation has a platform webhook hand the
+	// pods a cloud token (agent_identity_mode_test.go covers the modes).
+	g.Expect(sa.Annotations).NotTo(HaveKey(identity.AWSRoleARNAnnotation))
 	g.Expect(sa.AutomountServiceAccountToken).To(HaveValue(BeFalse()))
 	g.Expect(sa.OwnerReferences).To(ConsistOf(HaveField("UID", a.UID)))
 
@@ -158,8 +161,7 @@ func TestAgentLifecycle(t *testing.T) {
 		a.Spec.Identity.GCP = &custosv1alpha1.GCPIdentity{ServiceAccount: "reconciler@" + tenant + ".iam.gserviceaccount.com"}
 	})
 	g.Eventually(func(g Gomega) {
-		g.Expect(k8sClient.Get(ctx, saKey, sa)).To(Succeed())
-		g.Expect(sa.Annotations).To(HaveKeyWithValue(identity.GCPServiceAccountAnnotation, "reconciler@"+tenant+".iam.gserviceaccount.com"))
+		g.Expect(conditionMessage(getAgent(g, agent), custosv1alpha1.IdentityBoundCondition)).To(ContainSubstring("bound to aws, gcp (leased)"))
 		g.Expect(k8sClient.Get(ctx, childKey, d)).To(Succeed())
 		g.Expect(d.Spec.Template.Annotations[workload.ConfigHashAnnotation]).NotTo(Equal(firstHash))
 		a := getAgent(g, agent)
@@ -246,7 +248,7 @@ func TestAgentLifecycle(t *testing.T) {
 	g.Expect(trail[0].Details).To(And(HaveKeyWithValue("digest", testImageDigest), HaveKeyWithValue("signer", testSignerKeyID(g)),
 		HaveKeyWithValue("image", testImage), HaveKeyWithValue("reason", custosv1alpha1.VerifiedReason)))
 	rebound := trail[4]
-	g.Expect(rebound.Reason).To(HaveSuffix("bound to aws, gcp"))
+	g.Expect(rebound.Reason).To(HaveSuffix("bound to aws, gcp (leased)"))
 	g.Expect(rebound.Details).To(HaveKeyWithValue("spiffeID", "spiffe://"+testTrustDomain+"/ns/"+ns+"/sa/agent-reconciler"))
 	g.Expect(trail[1].Details).To(And(HaveKeyWithValue("credentialName", "ledger-api"), HaveKeyWithValue("backend", "kubernetesToken"),
 		HaveKeyWithValue("lease.audience", "ledger-api")))

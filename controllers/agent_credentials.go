@@ -37,6 +37,7 @@ import (
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/audit"
+	"github.com/custos-dev/custos/internal/identity"
 	"github.com/custos-dev/custos/internal/lease"
 	"github.com/custos-dev/custos/internal/workload"
 )
@@ -52,10 +53,14 @@ type LeaseOptions struct {
 	// its life, so that leases issued together do not renew together.
 	RenewPercent int
 
-	// UnrevocableTTLCap caps the TTL of leases a backend cannot revoke once
-	// issued (AWS STS sessions, Entra ID access tokens): deleting their
-	// Secret stops their use by the agent's pods, not their validity.
-	UnrevocableTTLCap time.Duration
+	// MaxTTL caps the TTL of every lease, whatever its credential asks for
+	// (default 1h). AWS STS sessions and Entra ID access tokens cannot be
+	// revoked once issued: deleting their Secret stops their use by the
+	// agent's pods, not their validity. A Kubernetes token dies with its
+	// Secret, but a copy may meanwhile have been exchanged for a cloud
+	// credential that does not (admission refuses the clouds' well-known
+	// token-exchange audiences, yet a cloud can be told to trust any).
+	MaxTTL time.Duration
 }
 
 func (o *LeaseOptions) defaults() {
@@ -65,8 +70,8 @@ func (o *LeaseOptions) defaults() {
 	if o.RenewPercent > 90 {
 		o.RenewPercent = 90
 	}
-	if o.UnrevocableTTLCap <= 0 {
-		o.UnrevocableTTLCap = time.Hour
+	if o.MaxTTL <= 0 {
+		o.MaxTTL = time.Hour
 	}
 }
 
@@ -82,7 +87,7 @@ const (
 
 // leaseSecretName names the Secret of an agent's credential.
 func leaseSecretName(agent, credential string) string {
-	return childPrefix + agent + "-" + credential
+	return identity.LeaseSecretName(agent, credential)
 }
 
 // leaseSecrets lists the lease Secrets an agent holds (their metadata,
@@ -139,7 +144,7 @@ func (r *AgentReconciler) reconcileCredentials(ctx context.Context, s *agentScop
 	ledger := make([]custosv1alpha1.LeaseStatus, 0, len(agent.Spec.Credentials))
 	var errs []error
 	var refused *lease.RefusedError
-	var unconfigured []string
+	var unconfigured, conflicts []string
 	for _, c := range agent.Spec.Credentials {
 		entry := custosv1alpha1.LeaseStatus{Name: c.Name}
 		for _, old := range agent.Status.Leases {
@@ -149,11 +154,26 @@ func (r *AgentReconciler) reconcileCredentials(ctx context.Context, s *agentScop
 		}
 		backendName := lease.BackendFor(c)
 		backend := r.Leases.Backends[backendName]
+		if secrets[c.Name] == nil {
+			taken, err := r.leaseNameTaken(ctx, agent, leaseSecretName(agent.Name, c.Name))
+			if err != nil {
+				errs = append(errs, fmt.Errorf("credential %s: %w", c.Name, err))
+				ledger = append(ledger, entry)
+				continue
+			}
+			if taken {
+				conflicts = append(conflicts, leaseSecretName(agent.Name, c.Name))
+				ledger = append(ledger, custosv1alpha1.LeaseStatus{Name: c.Name})
+				continue
+			}
+		}
 		switch {
 		case backend == nil:
 			unconfigured = append(unconfigured, fmt.Sprintf("%s (%s)", c.Name, backendName))
 		case leaseDue(secrets[c.Name], entry, c, now):
-			if err := r.issueLease(ctx, s, c, backend, secrets[c.Name], &entry, now); err != nil {
+			if err := r.issueLease(ctx, s, c, backend, secrets[c.Name], &entry, now); errors.Is(err, errNameTaken) {
+				conflicts = append(conflicts, leaseSecretName(agent.Name, c.Name))
+			} else if err != nil {
 				errs = append(errs, fmt.Errorf("credential %s: %w", c.Name, err))
 				if re := (*lease.RefusedError)(nil); errors.As(err, &re) && refused == nil {
 					refused = re
@@ -168,6 +188,11 @@ func (r *AgentReconciler) reconcileCredentials(ctx context.Context, s *agentScop
 	agent.Status.Leases = ledger
 
 	switch {
+	case len(conflicts) > 0:
+		setCondition(agent, custosv1alpha1.CredentialsIssuedCondition, metav1.ConditionFalse, custosv1alpha1.NameConflictReason,
+			"Secret %s exists and was not made by Custos for this agent; no lease is written into it: remove it",
+			strings.Join(conflicts, ", "))
+		return errors.Join(errs...)
 	case len(unconfigured) > 0:
 		setCondition(agent, custosv1alpha1.CredentialsIssuedCondition, metav1.ConditionFalse, custosv1alpha1.LeaseBackendNotConfiguredReason,
 			"This manager issues no leases of credential %s; configure the backend (see the manager's --aws-sts-* and --azure-* flags)",
@@ -184,6 +209,23 @@ func (r *AgentReconciler) reconcileCredentials(ctx context.Context, s *agentScop
 			"%d lease(s) current, mounted from %s", len(ledger), workload.LeasesDir)
 	}
 	return errors.Join(errs...)
+}
+
+// leaseNameTaken reports whether a Secret named name exists that Custos did
+// not make for this agent: Custos writes no lease into a Secret it would
+// have to take over. The agent's own leases are in the cache; this reads
+// the API server, once per lease not yet issued.
+func (r *AgentReconciler) leaseNameTaken(ctx context.Context, agent *custosv1alpha1.Agent, name string) (bool, error) {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: agent.Namespace, Name: name}, m)
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return !madeForAgent(m, agent), nil
 }
 
 // revokeWhy says why a held lease goes.
@@ -234,8 +276,8 @@ func (r *AgentReconciler) issueLease(ctx context.Context, s *agentScope, c custo
 		bound.UID = uid
 	}
 	ttl := c.TTL.Duration
-	if backend.Name() != lease.BackendKubernetesToken && ttl > r.Leases.UnrevocableTTLCap {
-		ttl = r.Leases.UnrevocableTTLCap
+	if ttl > r.Leases.MaxTTL {
+		ttl = r.Leases.MaxTTL
 	}
 	l, err := backend.Issue(ctx, lease.Request{
 		Namespace:      agent.Namespace,
@@ -321,6 +363,9 @@ func (r *AgentReconciler) applyLeaseSecret(ctx context.Context, agent *custosv1a
 		ac.WithData(l.Data)
 	}
 	if err := r.Client.Apply(ctx, ac, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+		if isAdoptionRefused(err) {
+			return "", fmt.Errorf("writing lease Secret %s: %w", name, errNameTaken)
+		}
 		return "", fmt.Errorf("writing lease Secret %s: %w", name, err)
 	}
 	// The answer holds the material too: only the UID is kept.

@@ -18,6 +18,7 @@ package controllers
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -53,7 +54,7 @@ func TestAgentLeases(t *testing.T) {
 	ns := tenantNamespace(t, tenant)
 	agent := newAgent(ns, "leased", tenant)
 	g.Expect(k8sClient.Create(ctx, agent)).To(Succeed())
-	secretKey := client.ObjectKey{Namespace: ns, Name: "agent-leased-ledger-api"}
+	secretKey := client.ObjectKey{Namespace: ns, Name: "agent-leased.ledger-api"}
 
 	secret := &corev1.Secret{}
 	var ledger custosv1alpha1.LeaseStatus
@@ -150,6 +151,59 @@ func TestAgentLeases(t *testing.T) {
 	}
 }
 
+// TestKubernetesTokenCredentialCapped: a kubernetesToken credential asking
+// for 12h gets a lease of at most the manager's cap (1h by default), like
+// every other backend: a Kubernetes token dies with its Secret, but what it
+// was exchanged for meanwhile may not.
+func TestKubernetesTokenCredentialCapped(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	tenant := newTenant("cap")
+	createBoundary(t, tenant, "eu-west-1")
+	ns := tenantNamespace(t, tenant)
+	agent := newAgent(ns, "long", tenant)
+	agent.Spec.Credentials[0].TTL = metav1.Duration{Duration: 12 * time.Hour}
+	g.Expect(k8sClient.Create(ctx, agent)).To(Succeed())
+
+	secret := &corev1.Secret{}
+	var ledger custosv1alpha1.LeaseStatus
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: leaseSecretName("long", "ledger-api")}, secret)).To(Succeed())
+		g.Expect(secret.Data).To(HaveKey(lease.TokenKey))
+		a := getAgent(g, agent)
+		expectCondition(g, a, custosv1alpha1.CredentialsIssuedCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason)
+		g.Expect(a.Status.Leases).To(HaveLen(1))
+		ledger = a.Status.Leases[0]
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	g.Expect(ledger.ExpiresAt.Sub(ledger.IssuedAt.Time)).To(BeNumerically("<=", time.Hour), "the ledger's lease is capped")
+
+	// The token itself, not only the ledger: its exp - iat.
+	parts := strings.Split(string(secret.Data[lease.TokenKey]), ".")
+	g.Expect(parts).To(HaveLen(3))
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	g.Expect(err).NotTo(HaveOccurred())
+	var claims struct {
+		IssuedAt  int64 `json:"iat"`
+		ExpiresAt int64 `json:"exp"`
+	}
+	g.Expect(json.Unmarshal(payload, &claims)).To(Succeed())
+	g.Expect(time.Duration(claims.ExpiresAt-claims.IssuedAt)*time.Second).To(BeNumerically("<=", time.Hour), "the token is capped")
+
+	uid := getAgent(g, agent).UID
+	g.Eventually(func(g Gomega) {
+		var issued []audit.Record
+		for _, r := range auditTrail(uid) {
+			if r.Action == audit.ActionLeaseIssued {
+				issued = append(issued, r)
+			}
+		}
+		g.Expect(issued).To(HaveLen(1))
+		ttl, err := time.ParseDuration(issued[0].Details["ttl"])
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(ttl).To(BeNumerically("~", time.Hour, time.Minute), "on the record as capped")
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+}
+
 // tokenReview asks the API server whether token authenticates for audience.
 func tokenReview(g Gomega, token, audience string) *authenticationv1.TokenReview {
 	review := &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: token, Audiences: []string{audience}}}
@@ -216,7 +270,7 @@ func TestAgentSTSLeases(t *testing.T) {
 
 	secret := &corev1.Secret{}
 	g.Eventually(func(g Gomega) {
-		g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "agent-reader-aws"}, secret)).To(Succeed())
+		g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "agent-reader.aws"}, secret)).To(Succeed())
 		g.Expect(secret.Data).To(HaveKey(lease.AWSCredentialsKey))
 		a := getAgent(g, agent)
 		expectCondition(g, a, custosv1alpha1.CredentialsIssuedCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason)
@@ -238,6 +292,6 @@ func TestAgentSTSLeases(t *testing.T) {
 		g.Expect(a.Status.Leases).To(ConsistOf(HaveField("LastError", ContainSubstring("AccessDenied"))))
 		g.Expect(kstatusOf(g, a)).NotTo(Equal(status.CurrentStatus))
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
-	g.Expect(apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "agent-rogue-aws"}, &corev1.Secret{}))).To(BeTrue(),
+	g.Expect(apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "agent-rogue.aws"}, &corev1.Secret{}))).To(BeTrue(),
 		"no Secret without a lease")
 }

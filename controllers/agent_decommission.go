@@ -27,12 +27,14 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/audit"
+	"github.com/custos-dev/custos/internal/identity"
 )
 
 // teardownStep is one step of the decommission path: the objects it deletes
@@ -40,6 +42,10 @@ import (
 type teardownStep struct {
 	reason string
 	lists  []func() client.ObjectList
+	// asAgent: the step also deletes and waits on every pod that runs as
+	// the agent's ServiceAccount, labelled or not. Nothing of the agent is
+	// gone while a pod still wears its identity.
+	asAgent bool
 }
 
 // teardown is the decommission path, in order: credentials first, so that
@@ -48,18 +54,18 @@ type teardownStep struct {
 var teardown = []teardownStep{
 	{custosv1alpha1.RevokingLeasesReason, []func() client.ObjectList{
 		func() client.ObjectList { return &corev1.SecretList{} },
-	}},
+	}, false},
 	{custosv1alpha1.RemovingWorkloadReason, []func() client.ObjectList{
 		func() client.ObjectList { return &appsv1.DeploymentList{} },
 		func() client.ObjectList { return &appsv1.ReplicaSetList{} },
 		func() client.ObjectList { return &corev1.PodList{} },
-	}},
+	}, true},
 	{custosv1alpha1.RemovingNetworkPolicyReason, []func() client.ObjectList{
 		func() client.ObjectList { return &networkingv1.NetworkPolicyList{} },
-	}},
+	}, false},
 	{custosv1alpha1.RemovingIdentityReason, []func() client.ObjectList{
 		func() client.ObjectList { return &corev1.ServiceAccountList{} },
-	}},
+	}, false},
 }
 
 // runTeardown advances the decommission path by at most one step. It
@@ -75,9 +81,22 @@ func (r *AgentReconciler) runTeardown(ctx context.Context, agent *custosv1alpha1
 	}
 	for _, step := range teardown {
 		var left []string
+		seen := map[types.UID]bool{}
+		type listing struct {
+			list client.ObjectList
+			opts []client.ListOption
+		}
+		var listings []listing
 		for _, newList := range step.lists {
-			list := newList()
-			if err := r.APIReader.List(ctx, list, client.InNamespace(agent.Namespace), selector); err != nil {
+			listings = append(listings, listing{newList(), []client.ListOption{client.InNamespace(agent.Namespace), selector}})
+		}
+		if step.asAgent {
+			listings = append(listings, listing{&corev1.PodList{}, []client.ListOption{client.InNamespace(agent.Namespace),
+				client.MatchingFields{"spec.serviceAccountName": identity.ServiceAccountName(agent.Name)}}})
+		}
+		for _, l := range listings {
+			list := l.list
+			if err := r.APIReader.List(ctx, list, l.opts...); err != nil {
 				return "", "", err
 			}
 			items, err := meta.ExtractList(list)
@@ -86,6 +105,10 @@ func (r *AgentReconciler) runTeardown(ctx context.Context, agent *custosv1alpha1
 			}
 			for _, item := range items {
 				obj := item.(client.Object)
+				if seen[obj.GetUID()] {
+					continue
+				}
+				seen[obj.GetUID()] = true
 				kind := strings.TrimSuffix(fmt.Sprintf("%T", list), "List")
 				kind = kind[strings.LastIndex(kind, ".")+1:]
 				left = append(left, kind+" "+obj.GetName())

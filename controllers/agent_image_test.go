@@ -500,7 +500,9 @@ func TestImageTagDeploymentFromBeforeVerificationStops(t *testing.T) {
 		custosv1alpha1.ManagedByLabel: custosv1alpha1.ManagedByValue, custosv1alpha1.TenantLabel: tenant,
 	}
 	legacy := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "agent-legacy", Labels: labels},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "agent-legacy", Labels: labels,
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: custosv1alpha1.GroupVersion.String(), Kind: "Agent",
+				Name: "legacy", UID: getAgent(g, agent).UID, Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}}},
 		Spec: appsv1.DeploymentSpec{
 			Replicas: ptr.To[int32](1),
 			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{

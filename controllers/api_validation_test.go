@@ -168,7 +168,54 @@ func TestAPIValidationRefusesInvalidManifests(t *testing.T) {
 		{
 			name: "identity with no cloud bound", base: validAgent,
 			mutate:    set(map[string]any{}, "spec", "identity"),
-			wantField: "spec.identity", wantMsg: "should have at least 1 properties",
+			wantField: "spec.identity", wantMsg: "must bind at least one cloud identity (aws, azure or gcp): mode alone binds nothing",
+		},
+		{
+			name: "identity with a mode and no cloud", base: validAgent,
+			mutate:    set(map[string]any{"mode": "Leased"}, "spec", "identity"),
+			wantField: "spec.identity", wantMsg: "must bind at least one cloud identity (aws, azure or gcp): mode alone binds nothing",
+		},
+		{
+			name: "unknown identity mode", base: validAgent,
+			mutate:    set("Sideways", "spec", "identity", "mode"),
+			wantField: "spec.identity.mode", wantMsg: `Unsupported value: "Sideways": supported values: "Leased", "Ambient"`,
+		},
+		{
+			name: "kubernetesToken for AWS STS", base: validAgent,
+			mutate:    set("sts.amazonaws.com", "spec", "credentials", 0, "kubernetesToken", "audience"),
+			wantField: "spec.credentials[0].kubernetesToken.audience", wantMsg: "sts.amazonaws.com is a cloud token-exchange audience: use an awsSTS or azureToken credential, which Custos caps, renews and revokes",
+		},
+		{
+			name: "kubernetesToken for AWS STS, in capitals", base: validAgent,
+			mutate:    set("STS.AmazonAWS.com", "spec", "credentials", 0, "kubernetesToken", "audience"),
+			wantField: "spec.credentials[0].kubernetesToken.audience", wantMsg: "STS.AmazonAWS.com is a cloud token-exchange audience",
+		},
+		{
+			name: "kubernetesToken for Entra ID", base: validAgent,
+			mutate:    set("api://AzureADTokenExchange", "spec", "credentials", 0, "kubernetesToken", "audience"),
+			wantField: "spec.credentials[0].kubernetesToken.audience", wantMsg: "api://AzureADTokenExchange is a cloud token-exchange audience",
+		},
+		{
+			name: "kubernetesToken for a Google workload identity pool", base: validAgent,
+			mutate: set("//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/acme/providers/k8s",
+				"spec", "credentials", 0, "kubernetesToken", "audience"),
+			wantField: "spec.credentials[0].kubernetesToken.audience", wantMsg: "is a cloud token-exchange audience",
+		},
+		{
+			name: "kubernetesToken for a Google workload identity pool, by URL", base: validAgent,
+			mutate: set("https://iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/acme/providers/k8s",
+				"spec", "credentials", 0, "kubernetesToken", "audience"),
+			wantField: "spec.credentials[0].kubernetesToken.audience", wantMsg: "is a cloud token-exchange audience",
+		},
+		{
+			name: "kubernetesToken for Google STS", base: validAgent,
+			mutate:    set("sts.googleapis.com", "spec", "credentials", 0, "kubernetesToken", "audience"),
+			wantField: "spec.credentials[0].kubernetesToken.audience", wantMsg: "sts.googleapis.com is a cloud token-exchange audience",
+		},
+		{
+			name: "kubernetesToken for Google STS, by URL", base: validAgent,
+			mutate:    set("https://sts.googleapis.com", "spec", "credentials", 0, "kubernetesToken", "audience"),
+			wantField: "spec.credentials[0].kubernetesToken.audience", wantMsg: "https://sts.googleapis.com is a cloud token-exchange audience",
 		},
 		{
 			name: "Toolset referenced twice", base: validAgent,
@@ -282,6 +329,21 @@ func TestAPIValidationRefusesInvalidManifests(t *testing.T) {
 			name: "a transparency log required without its keys", base: validDataBoundary,
 			mutate:    set(map[string]any{"requireTransparencyLog": true}, "spec", "images"),
 			wantField: "spec.images.requireTransparencyLog", wantMsg: "requireTransparencyLog needs trustedRoot",
+		},
+		{
+			name: "boundary cloudRoles listing nothing", base: validDataBoundary,
+			mutate:    set(map[string]any{}, "spec", "cloudRoles"),
+			wantField: "spec.cloudRoles", wantMsg: "must list at least one of awsRoleARNs, azureClientIDs or gcpServiceAccounts",
+		},
+		{
+			name: "boundary allowing ambient identity of no role", base: validDataBoundary,
+			mutate:    set(map[string]any{"ambientIdentity": "Allowed"}, "spec", "cloudRoles"),
+			wantField: "spec.cloudRoles", wantMsg: "must list at least one of awsRoleARNs, azureClientIDs or gcpServiceAccounts",
+		},
+		{
+			name: "an unknown ambient identity policy", base: validDataBoundary,
+			mutate:    set(map[string]any{"awsRoleARNs": []any{"arn:aws:iam::111122223333:role/x"}, "ambientIdentity": "Sometimes"}, "spec", "cloudRoles"),
+			wantField: "spec.cloudRoles.ambientIdentity", wantMsg: `Unsupported value: "Sometimes": supported values: "Forbidden", "Allowed"`,
 		},
 		{
 			name: "an unknown verification failure action", base: validDataBoundary,

@@ -26,10 +26,12 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -42,6 +44,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/audit"
+	"github.com/custos-dev/custos/internal/boundary"
 )
 
 // maxBoundaryNamespaces is the most namespaces status.namespaces can list
@@ -51,11 +55,21 @@ const maxBoundaryNamespaces = 1024
 // DataBoundaryReconciler reports what a DataBoundary covers: the namespaces
 // its selector selects and the Agents in them. It also tells when a
 // namespace is covered by two boundaries, which leaves the namespace's
-// Agents without a boundary to follow. It owns the conditions Ready,
-// Reconciling and Stalled of DataBoundaries.
+// Agents without a boundary to follow, and reports the RBAC in its
+// namespaces that grants what admission cannot see or stop. It owns the
+// conditions Ready, Reconciling, Stalled and TenantRBACContained of
+// DataBoundaries.
 type DataBoundaryReconciler struct {
 	Client   client.Client
 	Recorder recorder.EventRecorder
+
+	// Audit receives a record when a boundary's RBAC report changes.
+	Audit audit.Recorder
+
+	// ManagerServiceAccount is the ServiceAccount the manager runs as: the
+	// RBAC report leaves its grants out (they are the point). Empty leaves
+	// out no ServiceAccount for it.
+	ManagerServiceAccount types.NamespacedName
 
 	// imagePolicies reads the key material of spec.images, shared with the
 	// Agent reconciler.
@@ -68,6 +82,7 @@ type DataBoundaryReconciler struct {
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=list;watch
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings;clusterroles;clusterrolebindings,verbs=get;list;watch
 
 // SetupWithManager registers the reconciler and its watches with mgr.
 func (r *DataBoundaryReconciler) SetupWithManager(mgr ctrl.Manager) error {
@@ -93,6 +108,17 @@ func (r *DataBoundaryReconciler) SetupWithManager(mgr ctrl.Manager) error {
 				r.countAgentsSoon(ctx, e.Object, q)
 			},
 		}).
+		// The RBAC report: Roles and RoleBindings concern the boundaries
+		// covering their namespace; ClusterRoles (bound in any namespace)
+		// and ClusterRoleBindings (which apply in every one) concern all.
+		Watches(&rbacv1.RoleBinding{}, handler.EnqueueRequestsFromMapFunc(r.boundariesCovering),
+			builder.WithPredicates(predicate.ResourceVersionChangedPredicate{})).
+		Watches(&rbacv1.Role{}, handler.EnqueueRequestsFromMapFunc(r.boundariesCovering),
+			builder.WithPredicates(predicate.ResourceVersionChangedPredicate{})).
+		Watches(&rbacv1.ClusterRoleBinding{}, handler.EnqueueRequestsFromMapFunc(r.allBoundaries),
+			builder.WithPredicates(predicate.ResourceVersionChangedPredicate{})).
+		Watches(&rbacv1.ClusterRole{}, handler.EnqueueRequestsFromMapFunc(r.allBoundaries),
+			builder.WithPredicates(predicate.ResourceVersionChangedPredicate{})).
 		Complete(r)
 }
 
@@ -178,10 +204,13 @@ func (r *DataBoundaryReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	}
 
 	before := db.DeepCopy()
+	var rbacFindings []boundary.RBACFinding
 	defer func() {
 		if err := finishStatus(ctx, r.Client, r.Recorder, "DataBoundary", before, db, before.Status.Conditions, db.Status.Conditions); err != nil {
 			retErr = err
+			return
 		}
+		r.reportRBAC(ctx, before.Status.Conditions, db, len(rbacFindings))
 	}()
 
 	sel, err := metav1.LabelSelectorAsSelector(&db.Spec.NamespaceSelector)
@@ -204,8 +233,15 @@ func (r *DataBoundaryReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		setBoundaryProgressing(db, imgErr)
 		return ctrl.Result{}, imgErr
 	}
+	rbac, err := r.gatherRBAC(ctx, cov.namespaces)
+	if err != nil {
+		setBoundaryProgressing(db, err)
+		return ctrl.Result{}, err
+	}
+	rbacFindings = boundary.UnsafeRBAC(rbac)
 	db.Status.ImagePolicyHash = hash
 	setBoundaryStatus(db, cov, imgErr)
+	setRBACCondition(db, rbacFindings)
 	return ctrl.Result{RequeueAfter: r.imagePolicies.ttl}, nil
 }
 
@@ -312,10 +348,11 @@ func setBoundaryStatus(db *custosv1alpha1.DataBoundary, cov boundaryCoverage, im
 
 // setBoundaryInvalid: a spec that cannot be acted on stalls the boundary
 // until it is edited. It covers nothing meanwhile, so its status lists
-// nothing.
+// nothing, and no RBAC applies in its namespaces.
 func setBoundaryInvalid(db *custosv1alpha1.DataBoundary, specErr error) {
 	db.Status.Namespaces = nil
 	db.Status.Agents = 0
+	setRBACCondition(db, nil)
 	msg := specErr.Error()
 	setBoundaryCondition(db, custosv1alpha1.StalledCondition, metav1.ConditionTrue, custosv1alpha1.InvalidSpecReason, msg)
 	setBoundaryCondition(db, custosv1alpha1.ReadyCondition, metav1.ConditionFalse, custosv1alpha1.InvalidSpecReason, msg)

@@ -24,8 +24,10 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -76,6 +78,12 @@ type Options struct {
 	// Audit receives the audit records of every governance decision and
 	// lifecycle step; none are kept when nil.
 	Audit audit.Recorder
+
+	// ManagerServiceAccount is the ServiceAccount the manager runs as. The
+	// DataBoundaries' RBAC report leaves its grants out: holding what
+	// admission cannot stop is its job. Empty leaves out no ServiceAccount
+	// for it (tests, or a manager running as a user).
+	ManagerServiceAccount types.NamespacedName
 }
 
 func (o *Options) defaults() {
@@ -136,9 +144,11 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts Options) error
 		return err
 	}
 	if err := (&DataBoundaryReconciler{
-		Client:        mgr.GetClient(),
-		Recorder:      mgr.GetEventRecorder(eventSource),
-		imagePolicies: policies,
+		Client:                mgr.GetClient(),
+		Recorder:              mgr.GetEventRecorder(eventSource),
+		Audit:                 opts.Audit,
+		ManagerServiceAccount: opts.ManagerServiceAccount,
+		imagePolicies:         policies,
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
@@ -161,17 +171,25 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts Options) error
 // and ServiceAccount of a large cluster in full would hold them all in
 // memory. (The name check keeps only names and labels of the others; see
 // newNameCache.) Of Secrets only the lease Secrets' metadata is cached,
-// never any Secret's data.
+// never any Secret's data. The RBAC objects the DataBoundaries' report
+// reads are cached whole (every one counts), but without managed fields.
 func CacheOptions() cache.Options {
 	mine := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{
 		custosv1alpha1.ManagedByLabel: custosv1alpha1.ManagedByValue,
 	})}
+	rbac := cache.ByObject{Transform: cache.TransformStripManagedFields()}
 	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		// All RBAC, for the DataBoundaries' report, without managed fields.
+		&rbacv1.Role{}:               rbac,
+		&rbacv1.RoleBinding{}:        rbac,
+		&rbacv1.ClusterRole{}:        rbac,
+		&rbacv1.ClusterRoleBinding{}: rbac,
 		// Lease Secrets, by their metadata only (see the Agent reconciler).
-		&corev1.Secret{}:              mine,
-		&corev1.ServiceAccount{}:      mine,
-		&appsv1.Deployment{}:          mine,
-		&networkingv1.NetworkPolicy{}: mine,
+		&corev1.Secret{}:         mine,
+		&corev1.ServiceAccount{}: mine,
+		&appsv1.Deployment{}:     mine,
+		// Every NetworkPolicy, not only Custos's: any of them may select an
+		// agent's pods and widen its network (NetworkIsolated).
 	}}
 }
 

@@ -40,6 +40,7 @@ import (
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/audit"
+	"github.com/custos-dev/custos/internal/identity"
 )
 
 // reapedTotal counts the objects the sweeper deleted, by kind.
@@ -205,6 +206,14 @@ func (s *Sweeper) podsLeft(ctx context.Context, obj client.Object) (bool, error)
 	err := s.APIReader.List(ctx, &pods, client.InNamespace(obj.GetNamespace()), client.Limit(1), client.MatchingLabels{
 		custosv1alpha1.AgentLabel:    l[custosv1alpha1.AgentLabel],
 		custosv1alpha1.AgentUIDLabel: l[custosv1alpha1.AgentUIDLabel],
+	})
+	if err != nil || len(pods.Items) > 0 {
+		return len(pods.Items) > 0, err
+	}
+	// A pod that runs as the agent's ServiceAccount without its labels
+	// wears its identity all the same.
+	err = s.APIReader.List(ctx, &pods, client.InNamespace(obj.GetNamespace()), client.Limit(1), client.MatchingFields{
+		"spec.serviceAccountName": identity.ServiceAccountName(l[custosv1alpha1.AgentLabel]),
 	})
 	return len(pods.Items) > 0, err
 }

@@ -84,7 +84,7 @@ type AgentSpec struct {
 	Runtime AgentRuntime `json:"runtime,omitzero"`
 
 	// identity binds the agent's own ServiceAccount to at most one identity
-	// in each cloud.
+	// in each cloud, reached through leases unless its mode is Ambient.
 	// +optional
 	Identity *IdentityBindings `json:"identity,omitempty"`
 
@@ -181,19 +181,51 @@ type AgentEnvVar struct {
 	Value string `json:"value,omitempty"`
 }
 
+// IdentityMode is how an agent reaches its bound cloud identities.
+// +kubebuilder:validation:Enum=Leased;Ambient
+type IdentityMode string
+
+const (
+	// IdentityModeLeased: the agent's ServiceAccount carries no cloud
+	// workload-identity annotation and its pods no cloud-identity label, so
+	// no platform webhook (EKS Pod Identity, Azure Workload Identity) or GKE
+	// metadata server hands the pods an ambient cloud token. The bound roles
+	// are reached only through awsSTS and azureToken leases, which Custos
+	// caps, renews, revokes and records.
+	IdentityModeLeased IdentityMode = "Leased"
+	// IdentityModeAmbient: the ServiceAccount and pods carry the clouds'
+	// workload-identity annotations and labels, for SDKs that need the
+	// platform's own token injection. Those tokens are outside the lease
+	// ledger: rotated by the kubelet, never capped or revoked by Custos.
+	// Only where the agent's DataBoundary allows it
+	// (spec.cloudRoles.ambientIdentity).
+	IdentityModeAmbient IdentityMode = "Ambient"
+)
+
 // IdentityBindings binds the agent's ServiceAccount to cloud identities:
-// at most one per cloud.
-// +kubebuilder:validation:MinProperties=1
+// at most one per cloud, and at least one.
+// +kubebuilder:validation:XValidation:rule="has(self.aws) || has(self.azure) || has(self.gcp)",message="must bind at least one cloud identity (aws, azure or gcp): mode alone binds nothing; leave spec.identity out for an agent without one"
 type IdentityBindings struct {
-	// aws binds an IAM role through IRSA.
+	// mode is how the agent reaches its cloud identities: Leased (the
+	// default) only through awsSTS and azureToken leases; Ambient also
+	// through the platforms' workload-identity token injection, where the
+	// DataBoundary allows it.
+	// +optional
+	// +kubebuilder:default=Leased
+	Mode IdentityMode `json:"mode,omitempty"`
+
+	// aws binds an IAM role: awsSTS leases assume it; in Ambient mode
+	// IRSA (the ServiceAccount's eks.amazonaws.com/role-arn) does too.
 	// +optional
 	AWS *AWSIdentity `json:"aws,omitempty"`
 
-	// azure binds an Entra ID application through Azure Workload Identity.
+	// azure binds an Entra ID application: azureToken leases are issued
+	// for it; in Ambient mode Azure Workload Identity injects its tokens too.
 	// +optional
 	Azure *AzureIdentity `json:"azure,omitempty"`
 
-	// gcp binds a Google service account through GKE Workload Identity.
+	// gcp binds a Google service account, through GKE Workload Identity
+	// in Ambient mode only: no lease backend issues Google credentials yet.
 	// +optional
 	GCP *GCPIdentity `json:"gcp,omitempty"`
 }
@@ -268,10 +300,14 @@ type CredentialSpec struct {
 
 // KubernetesTokenCredential is a bound ServiceAccount token.
 type KubernetesTokenCredential struct {
-	// audience the token is issued for.
+	// audience the token is issued for. Not a cloud's token-exchange
+	// audience (AWS STS, Entra ID, Google STS): such a token buys cloud
+	// credentials that outlive the lease; awsSTS and azureToken credentials
+	// reach the same roles with leases Custos caps, renews and revokes.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="!(self.lowerAscii() in ['sts.amazonaws.com', 'sts.amazonaws.com.cn', 'sts.googleapis.com', 'https://sts.googleapis.com', 'https://sts.googleapis.com/']) && !self.lowerAscii().startsWith('api://azureadtokenexchange') && !self.lowerAscii().startsWith('//iam.googleapis.com/') && !self.lowerAscii().startsWith('https://iam.googleapis.com/')",messageExpression="self + ' is a cloud token-exchange audience: use an awsSTS or azureToken credential, which Custos caps, renews and revokes'"
 	Audience string `json:"audience"`
 }
 
@@ -374,6 +410,11 @@ type IdentityStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=2048
 	SPIFFEID string `json:"spiffeID,omitempty"`
+
+	// mode is the identity mode in force: Ambient only while spec.identity
+	// asks for it and the agent's DataBoundary allows it; Leased otherwise.
+	// +optional
+	Mode IdentityMode `json:"mode,omitempty"`
 }
 
 // ImageStatus is the verified image: the one digest the agent's pods may run.
@@ -467,6 +508,7 @@ type LifecycleStatus struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=ag;agt,categories=custos
 // +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="metadata.name: must be no more than 63 characters: it is the value of the custos.dev/agent label on everything the agent owns"
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="metadata.name: must be a DNS label (lower case letters, digits and '-', no '.'): the agent's lease Secrets are named agent-<agent>.<credential>, so a '.' in an agent's name would let two agents claim one Secret"
 // +kubebuilder:printcolumn:name="Tenant",type=string,JSONPath=`.metadata.labels.custos\.dev/tenant`
 // +kubebuilder:printcolumn:name="Owner",type=string,JSONPath=`.spec.owner.team`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.lifecycle.phase`

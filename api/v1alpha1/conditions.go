@@ -189,6 +189,15 @@ const (
 	// is not Custos's; Custos never takes over what it did not create.
 	NameConflictReason = "NameConflict"
 
+	// StoppingReason: the agent is suspended, but pods still run as its
+	// ServiceAccount; it is reported Suspended once none does.
+	StoppingReason = "Stopping"
+
+	// NetworkPolicyWidenedReason: another NetworkPolicy also selects the
+	// agent's pods and allows traffic. NetworkPolicies add up, so the
+	// agent's network is wider than its own policy says.
+	NetworkPolicyWidenedReason = "NetworkPolicyWidened"
+
 	// SchemaInvalidReason: a tool's JSON Schema does not compile.
 	SchemaInvalidReason = "SchemaInvalid"
 
@@ -233,4 +242,24 @@ const (
 	// failed; issuance is retried with backoff and a lease still valid is
 	// kept until it expires (CredentialsIssued False).
 	LeaseBackendUnavailableReason = "BackendUnavailable"
+)
+
+// The RBAC report of a DataBoundary.
+const (
+	// TenantRBACContainedCondition is True (reason Succeeded) when no RBAC
+	// that applies in the namespaces a DataBoundary covers (their
+	// RoleBindings, and every ClusterRoleBinding) grants anyone what
+	// Custos's admission controls cannot see or stop: impersonation,
+	// reading Secrets (the agents' leases), use of agents/identity or
+	// verify of agents/image (what the manager holds), escalate or bind on
+	// roles, binding pods to nodes, the nodes' proxy, or writing admission
+	// policies and webhook configurations. The control plane's own
+	// identities and Custos's manager are left out. It is a report, not a
+	// state of the boundary: Ready does not summarize it.
+	TenantRBACContainedCondition = "TenantRBACContained"
+
+	// UnsafeRBACReason: RBAC in the boundary's namespaces grants subjects
+	// what admission cannot see or stop (TenantRBACContained False); the
+	// message names the subjects, their grants and the bindings.
+	UnsafeRBACReason = "UnsafeRBAC"
 )

@@ -123,8 +123,9 @@ type EgressPolicy struct {
 }
 
 // CloudRolePolicy lists the cloud identities a tenant's agents may bind, as
-// exact values or glob patterns (* matches any run of characters).
-// +kubebuilder:validation:MinProperties=1
+// exact values or glob patterns (* matches any run of characters), and
+// whether they may hold them ambiently.
+// +kubebuilder:validation:XValidation:rule="has(self.awsRoleARNs) || has(self.azureClientIDs) || has(self.gcpServiceAccounts)",message="must list at least one of awsRoleARNs, azureClientIDs or gcpServiceAccounts; leave spec.cloudRoles out to allow no cloud identity"
 type CloudRolePolicy struct {
 	// awsRoleARNs the agents may assume, such as
 	// arn:aws:iam::111122223333:role/acme-finance-*.
@@ -148,7 +149,29 @@ type CloudRolePolicy struct {
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MaxLength=254
 	GCPServiceAccounts []string `json:"gcpServiceAccounts,omitempty"`
+
+	// ambientIdentity says whether agents may bind these identities in
+	// Ambient mode (spec.identity.mode of the Agent), where the platforms'
+	// workload-identity webhooks and metadata server inject cloud tokens
+	// Custos cannot cap, revoke or record. Forbidden (the default): the
+	// identities are reached only through leases.
+	// +optional
+	// +kubebuilder:default=Forbidden
+	AmbientIdentity AmbientIdentityPolicy `json:"ambientIdentity,omitempty"`
 }
+
+// AmbientIdentityPolicy says whether a boundary's agents may hold their cloud
+// identities ambiently.
+// +kubebuilder:validation:Enum=Forbidden;Allowed
+type AmbientIdentityPolicy string
+
+const (
+	// AmbientIdentityForbidden: agents reach their cloud identities only
+	// through leases (identity mode Leased).
+	AmbientIdentityForbidden AmbientIdentityPolicy = "Forbidden"
+	// AmbientIdentityAllowed: agents may also use identity mode Ambient.
+	AmbientIdentityAllowed AmbientIdentityPolicy = "Allowed"
+)
 
 // ImagePolicy says where a tenant's agent images may come from and who must
 // have signed them. Custos resolves every Agent's image to a digest, verifies

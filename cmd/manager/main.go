@@ -28,7 +28,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -43,6 +46,7 @@ import (
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/controllers"
 	"github.com/custos-dev/custos/internal/audit"
+	"github.com/custos-dev/custos/internal/boundary"
 	"github.com/custos-dev/custos/internal/certs"
 	"github.com/custos-dev/custos/internal/lease"
 	custoswebhook "github.com/custos-dev/custos/internal/webhook"
@@ -76,7 +80,7 @@ func main() {
 		qps              float64
 		metricsSecure    bool
 		renewPercent     int
-		unrevocableTTL   time.Duration
+		maxLeaseTTL      time.Duration
 		reverifyInterval time.Duration
 		awsRegion        string
 		awsEndpoint      string
@@ -116,7 +120,8 @@ func main() {
 	flag.StringVar(&validatingHooks, "validating-webhook-configuration", "custos-validating-webhook-configuration", "ValidatingWebhookConfiguration whose caBundle the manager keeps.")
 	flag.StringVar(&mutatingHooks, "mutating-webhook-configuration", "custos-mutating-webhook-configuration", "MutatingWebhookConfiguration whose caBundle the manager keeps.")
 	flag.IntVar(&renewPercent, "lease-renew-percent", 67, "Renew a credential lease after this share of its life (at most 90), less a jitter of up to a tenth of its life.")
-	flag.DurationVar(&unrevocableTTL, "lease-max-unrevocable-ttl", time.Hour, "Cap on the TTL of leases their backend cannot revoke once issued (AWS STS sessions, Entra ID access tokens): revoking one deletes its Secret, but a copy stays valid until it expires.")
+	flag.DurationVar(&maxLeaseTTL, "lease-max-ttl", time.Hour, "Cap on the TTL of every credential lease, whatever its credential asks for: AWS STS sessions and Entra ID access tokens cannot be revoked once issued (revoking one deletes its Secret, but a copy stays valid until it expires), and a Kubernetes token, revoked with its Secret, may have been exchanged for a cloud credential that is not.")
+	flag.DurationVar(&maxLeaseTTL, "lease-max-unrevocable-ttl", time.Hour, "Deprecated: use --lease-max-ttl, which it sets (the cap now applies to kubernetesToken leases too).")
 	flag.DurationVar(&reverifyInterval, "image-reverify-interval", 10*time.Minute, "How often a running agent's image is resolved and its signatures verified again (a moved tag, a removed signature or a signer rotated out is noticed within it); a change to a DataBoundary's image policy is acted on at once.")
 	flag.StringVar(&awsRegion, "aws-region", "", "AWS region of the STS endpoint awsSTS leases are issued from; empty leaves awsSTS credentials unissued (BackendNotConfigured).")
 	flag.StringVar(&awsEndpoint, "aws-sts-endpoint", "", "STS endpoint URL; empty: the region's own.")
@@ -132,6 +137,10 @@ func main() {
 
 	if reverifyInterval < time.Minute {
 		log.Error(nil, "--image-reverify-interval must be at least 1m: every agent's image is resolved at the registry that often", "got", reverifyInterval)
+		os.Exit(1)
+	}
+	if maxLeaseTTL < 15*time.Minute {
+		log.Error(nil, "--lease-max-ttl must be at least 15m: AWS STS issues no shorter session", "got", maxLeaseTTL)
 		os.Exit(1)
 	}
 
@@ -204,6 +213,13 @@ func main() {
 		fail(err, "Unable to make the TokenRequest client")
 	}
 	tokenSource := lease.NewTokenSource(tokens)
+	self, err := managerServiceAccount(ctx, tokens)
+	if err != nil {
+		// Not fatal: the report then names the manager's own grants too.
+		log.Error(err, "Unable to tell which ServiceAccount the manager runs as; the DataBoundaries' RBAC report will include its grants")
+	} else {
+		log.Info("The DataBoundaries' RBAC report leaves out the manager's ServiceAccount", "serviceAccount", self)
+	}
 	backends := map[string]lease.Backend{
 		lease.BackendKubernetesToken: &lease.KubernetesToken{Tokens: tokenSource},
 		lease.BackendAzureToken:      &lease.AzureToken{Tokens: tokenSource, AuthorityHost: azureAuthority},
@@ -212,15 +228,16 @@ func main() {
 		backends[lease.BackendAWSSTS] = &lease.AWSSTS{Tokens: tokenSource, Region: awsRegion, Endpoint: awsEndpoint}
 	}
 	if err := controllers.SetupWithManager(ctx, mgr, controllers.Options{
-		TrustDomain:   trustDomain,
-		SweepInterval: sweepInterval,
-		Concurrency:   concurrency,
-		Audit:         auditLog,
-		Images:        controllers.ImageOptions{ReverifyInterval: reverifyInterval},
+		TrustDomain:           trustDomain,
+		SweepInterval:         sweepInterval,
+		Concurrency:           concurrency,
+		Audit:                 auditLog,
+		ManagerServiceAccount: self,
+		Images:                controllers.ImageOptions{ReverifyInterval: reverifyInterval},
 		Leases: controllers.LeaseOptions{
-			Backends:          backends,
-			RenewPercent:      renewPercent,
-			UnrevocableTTLCap: unrevocableTTL,
+			Backends:     backends,
+			RenewPercent: renewPercent,
+			MaxTTL:       maxLeaseTTL,
 		},
 	}); err != nil {
 		fail(err, "Unable to set up the controllers")
@@ -284,6 +301,22 @@ func main() {
 		log.Error(err, "Closing the audit trail")
 		os.Exit(1)
 	}
+}
+
+// managerServiceAccount asks the API server whom the manager's requests
+// authenticate as (a SelfSubjectReview, which system:basic-user lets every
+// authenticated user make): in a pod, its namespace and ServiceAccount,
+// the subject its RBAC bindings name. It is empty when the manager runs
+// as a user (out of cluster, with a kubeconfig).
+func managerServiceAccount(ctx context.Context, cs kubernetes.Interface) (types.NamespacedName, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	review, err := cs.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil {
+		return types.NamespacedName{}, err
+	}
+	sa, _ := boundary.ServiceAccountOfUser(review.Status.UserInfo.Username)
+	return sa, nil
 }
 
 // cachesSynced is a readiness check that fails until the manager's caches

@@ -110,22 +110,30 @@ const (
 )
 
 // runAdmission is `make bench-admission`: on one control plane, with the
-// manager running throughout, it times Agent creates through the API
-// server at each level of concurrency with Custos's Agent webhook, with a
-// webhook that does nothing, and without a webhook, and compares the p99s.
+// manager running throughout, it times creates through the API server at
+// each level of concurrency with Custos's webhooks, with webhooks that do
+// nothing, and without webhooks, and compares the p99s. It times what
+// -objects names, in its order: Agent creates (Custos's Agent webhook; see
+// timeAgentCreates) and agent pod creates (the pod guard, a mutating and a
+// validating webhook; see timePodCreates).
 //
-// The three are measured at the same time, not one after the other: a third
-// of the namespaces each, the no-op and no-webhook ones taken out of
-// Custos's webhook by its namespaceSelector, and each client goes round the
-// three. All meet the same API server under the same load, including the
-// manager reconciling the Agents created so far, which a phase run after
-// another would meet more of.
+// The three sides are measured at the same time, not one after the other:
+// each has namespaces of its own, the no-op and no-webhook ones taken out of
+// Custos's webhooks by their namespaceSelector, and each client goes round
+// the three. All meet the same API server under the same load, including
+// the manager reconciling the Agents created so far, which a phase run
+// after another would meet more of.
 func runAdmission(ctx context.Context, c config) (retErr error) {
 	levels, err := parseLevels(c.levels)
 	if err != nil {
 		return err
 	}
-	if c.namespaces < int(sides) {
+	objects, err := parseObjects(c.objects)
+	if err != nil {
+		return err
+	}
+	timeAgents := slices.Contains(objects, objectAgents)
+	if timeAgents && c.namespaces < int(sides) {
 		return fmt.Errorf("-namespaces: the admission mode needs at least %d, a third on each side", sides)
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
@@ -137,14 +145,6 @@ func runAdmission(ctx context.Context, c config) (retErr error) {
 	defer func() { retErr = errors.Join(retErr, env.stop()) }()
 	cp, dir, kubeconfig, admin, cl := env.cp, env.dir, env.kubeconfig, env.admin, env.client
 	cs, err := kubernetes.NewForConfig(admin)
-	if err != nil {
-		return err
-	}
-	// The measured clients: one connection, as one controller or CI job
-	// has, limited so loosely that the limiter shapes nothing.
-	measuredCfg := rest.CopyConfig(cp.Config)
-	measuredCfg.QPS, measuredCfg.Burst = float32(c.clientQPS), c.clientBurst
-	measured, err := client.New(measuredCfg, client.Options{Scheme: cl.Scheme()})
 	if err != nil {
 		return err
 	}
@@ -174,31 +174,102 @@ func runAdmission(ctx context.Context, c config) (retErr error) {
 	if err := routeWebhooks(ctx, cl, noop); err != nil {
 		return err
 	}
-	var ns [sides][]string
-	for i := range c.namespaces {
-		sd := side(i % int(sides))
-		labels := map[string]string{custosv1alpha1.TenantLabel: tenant}
-		name := namespace("bench-custos", i/int(sides))
-		switch sd {
-		case noopSide:
-			labels[sideLabel] = sideNoop
-			name = namespace("bench-noop", i/int(sides))
-		case noneSide:
-			labels[sideLabel] = sideNone
-			name = namespace("bench-none", i/int(sides))
+	var pods *podBench
+	if slices.Contains(objects, objectPods) {
+		if pods, err = setUpPods(ctx, c, env, noop); err != nil {
+			return fmt.Errorf("pods: %w", err)
 		}
-		if err := cl.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}); err != nil {
+	}
+	var ns [sides][]string
+	var measured client.Client
+	if timeAgents {
+		// The measured clients: one connection, as one controller or CI
+		// job has, limited so loosely that the limiter shapes nothing.
+		measuredCfg := rest.CopyConfig(cp.Config)
+		measuredCfg.QPS, measuredCfg.Burst = float32(c.clientQPS), c.clientBurst
+		if measured, err = client.New(measuredCfg, client.Options{Scheme: cl.Scheme()}); err != nil {
 			return err
 		}
-		ns[sd] = append(ns[sd], name)
-	}
-	// Timing starts once the API server applies each webhook where it
-	// should and only there, and the manager's cache has seen the boundary
-	// and the namespaces.
-	if err := waitWebhooks(ctx, cl, noop, ns); err != nil {
-		return err
+		for i := range c.namespaces {
+			sd := side(i % int(sides))
+			name := namespace("bench-custos", i/int(sides))
+			switch sd {
+			case noopSide:
+				name = namespace("bench-noop", i/int(sides))
+			case noneSide:
+				name = namespace("bench-none", i/int(sides))
+			}
+			if err := cl.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: sideLabels(sd)}}); err != nil {
+				return err
+			}
+			ns[sd] = append(ns[sd], name)
+		}
+		// Timing starts once the API server applies each webhook where it
+		// should and only there, and the manager's cache has seen the
+		// boundary and the namespaces.
+		if err := waitWebhooks(ctx, cl, noop, ns); err != nil {
+			return err
+		}
 	}
 
+	var reports []func()
+	for _, o := range objects {
+		var report func()
+		switch o {
+		case objectAgents:
+			report, err = timeAgentCreates(ctx, c, levels, measured, cs, mgr, ns)
+		case objectPods:
+			report, err = pods.timePodCreates(ctx, c, levels, cl, cs, mgr)
+		}
+		if err != nil {
+			return err
+		}
+		reports = append(reports, report)
+	}
+	fmt.Print(managerMetrics(mgr))
+	say("manager log: %s", mgr.LogPath)
+	for _, report := range reports {
+		report()
+	}
+	return nil
+}
+
+// What -objects names.
+const (
+	objectAgents = "agents"
+	objectPods   = "pods"
+)
+
+// parseObjects reads "pods,agents".
+func parseObjects(s string) ([]string, error) {
+	var objects []string
+	for f := range strings.SplitSeq(s, ",") {
+		o := strings.TrimSpace(f)
+		if o != objectAgents && o != objectPods || slices.Contains(objects, o) {
+			return nil, fmt.Errorf("-objects: %q is not a list of %s and %s, each at most once", s, objectPods, objectAgents)
+		}
+		objects = append(objects, o)
+	}
+	return objects, nil
+}
+
+// sideLabels are the labels of a namespace of side sd: the tenant's, and
+// on the no-op and no-webhook sides the one that takes it out of Custos's
+// webhooks and names its side.
+func sideLabels(sd side) map[string]string {
+	labels := map[string]string{custosv1alpha1.TenantLabel: tenant}
+	switch sd {
+	case noopSide:
+		labels[sideLabel] = sideNoop
+	case noneSide:
+		labels[sideLabel] = sideNone
+	}
+	return labels
+}
+
+// timeAgentCreates times Agent creates by measured in the namespaces ns of
+// each side at each level, and returns what prints the figures.
+func timeAgentCreates(ctx context.Context, c config, levels []level, measured client.Client, cs kubernetes.Interface, mgr *controlplane.Manager, ns [sides][]string) (func(), error) {
 	type result struct {
 		level
 		lat [sides]latencies
@@ -209,82 +280,96 @@ func runAdmission(ctx context.Context, c config) (retErr error) {
 		// Warm-up: connections, caches, the API server's webhook clients.
 		warm := min(lv.creates/10, 100)
 		if _, err := createAgents(ctx, measured, ns, lv.clients, warm, func(i int) string { return "warm-" + name(i) }); err != nil {
-			return fmt.Errorf("%d clients, warm-up: %w", lv.clients, err)
+			return nil, fmt.Errorf("%d clients, warm-up: %w", lv.clients, err)
 		}
 		before, err := webhookMetrics(ctx, cs, mgr)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		say("%d clients: %d creates on each side (Custos's webhook, a no-op webhook, none), taking turns", lv.clients, lv.creates)
+		say("agents, %d clients: %d creates on each side (Custos's webhook, a no-op webhook, none), taking turns", lv.clients, lv.creates)
 		start := time.Now()
 		lat, err := createAgents(ctx, measured, ns, lv.clients, lv.creates, name)
 		if err != nil {
-			return fmt.Errorf("%d clients: %w", lv.clients, err)
+			return nil, fmt.Errorf("%d clients: %w", lv.clients, err)
 		}
 		wall := time.Since(start)
 		after, err := webhookMetrics(ctx, cs, mgr)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		r := result{level: lv}
 		for sd := range sides {
 			r.lat[sd] = latencies{sorted: lat[sd], wall: wall}
 		}
 		r.lat[custosSide].apiserverWebhook, r.lat[noopSide].apiserverWebhook, r.lat[custosSide].handler = after.sub(before)
-		say("%d clients: %s, %.0f creates/s, p99 %s with Custos's webhook, %s with a no-op webhook, %s without", lv.clients,
+		say("agents, %d clients: %s, %.0f creates/s, p99 %s with Custos's webhook, %s with a no-op webhook, %s without", lv.clients,
 			wall.Round(time.Millisecond), float64(int(sides)*lv.creates)/wall.Seconds(),
 			r.lat[custosSide].pct(0.99).Round(10*time.Microsecond), r.lat[noopSide].pct(0.99).Round(10*time.Microsecond),
 			r.lat[noneSide].pct(0.99).Round(10*time.Microsecond))
 		results = append(results, r)
 	}
-	fmt.Print(managerMetrics(mgr))
-	say("manager log: %s", mgr.LogPath)
 
-	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond)) }
-	verdict := func(ok bool) string {
-		if ok {
-			return "met"
+	return func() {
+		fmt.Printf("\nAgent create latency through the API server (ms), the three sides taking turns; manager --concurrency %d --kube-api-qps %g, client qps %g burst %d, %d namespaces\n",
+			c.concurrency, c.qps, c.clientQPS, c.clientBurst, c.namespaces)
+		fmt.Printf("  %7s %6s | %-23s | %-23s | %-23s | %-20s | %-12s | %-13s | %s\n", "", "",
+			"without webhooks", "with a no-op webhook", "with Custos's webhook", "p99 ratio to without", "goal", "goal", "mean ms apiserver→webhook")
+		fmt.Printf("  %7s %6s | %7s %7s %7s | %7s %7s %7s | %7s %7s %7s | %9s %10s | %-12s | %-13s | %s\n",
+			"clients", "N", "p50", "p95", "p99", "p50", "p95", "p99", "p50", "p95", "p99", "no-op", "Custos", "<= 1.3x", "p99 <= 50 ms", "no-op / Custos (its handler)")
+		for _, r := range results {
+			none, noop, custos := r.lat[noneSide], r.lat[noopSide], r.lat[custosSide]
+			ratio := func(l latencies) float64 { return l.pct(0.99).Seconds() / none.pct(0.99).Seconds() }
+			abs := "-"
+			if r.clients == admissionP99GoalClients {
+				abs = verdict(custos.pct(0.99) <= admissionP99Goal)
+			}
+			fmt.Printf("  %7d %6d | %7s %7s %7s | %7s %7s %7s | %7s %7s %7s | %8.2fx %9.2fx | %-12s | %-13s | %.2f / %.2f (%.2f)\n",
+				// Each side's count: parallel's turns share the creates out
+				// evenly only when they divide evenly.
+				r.clients, min(len(none.sorted), len(noop.sorted), len(custos.sorted)),
+				ms(none.pct(0.5)), ms(none.pct(0.95)), ms(none.pct(0.99)),
+				ms(noop.pct(0.5)), ms(noop.pct(0.95)), ms(noop.pct(0.99)),
+				ms(custos.pct(0.5)), ms(custos.pct(0.95)), ms(custos.pct(0.99)),
+				ratio(noop), ratio(custos), verdict(ratio(custos) <= admissionRatioGoal), abs,
+				noop.apiserverWebhook*1e3, custos.apiserverWebhook*1e3, custos.handler*1e3)
 		}
-		return "MISSED"
+		fmt.Println()
+	}, nil
+}
+
+// ms formats d in milliseconds, as the tables print them.
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond)) }
+
+// verdict says whether a goal was met.
+func verdict(ok bool) string {
+	if ok {
+		return "met"
 	}
-	fmt.Printf("\nAgent create latency through the API server (ms), the three sides taking turns; manager --concurrency %d --kube-api-qps %g, client qps %g burst %d, %d namespaces\n",
-		c.concurrency, c.qps, c.clientQPS, c.clientBurst, c.namespaces)
-	fmt.Printf("  %7s %6s | %-23s | %-23s | %-23s | %-20s | %-12s | %-13s | %s\n", "", "",
-		"without webhooks", "with a no-op webhook", "with Custos's webhook", "p99 ratio to without", "goal", "goal", "mean ms apiserver→webhook")
-	fmt.Printf("  %7s %6s | %7s %7s %7s | %7s %7s %7s | %7s %7s %7s | %9s %10s | %-12s | %-13s | %s\n",
-		"clients", "N", "p50", "p95", "p99", "p50", "p95", "p99", "p50", "p95", "p99", "no-op", "Custos", "<= 1.3x", "p99 <= 50 ms", "no-op / Custos (its handler)")
-	for _, r := range results {
-		none, noop, custos := r.lat[noneSide], r.lat[noopSide], r.lat[custosSide]
-		ratio := func(l latencies) float64 { return l.pct(0.99).Seconds() / none.pct(0.99).Seconds() }
-		abs := "-"
-		if r.clients == admissionP99GoalClients {
-			abs = verdict(custos.pct(0.99) <= admissionP99Goal)
-		}
-		fmt.Printf("  %7d %6d | %7s %7s %7s | %7s %7s %7s | %7s %7s %7s | %8.2fx %9.2fx | %-12s | %-13s | %.2f / %.2f (%.2f)\n",
-			// Each side's count: parallel's turns share the creates out
-			// evenly only when they divide evenly.
-			r.clients, min(len(none.sorted), len(noop.sorted), len(custos.sorted)),
-			ms(none.pct(0.5)), ms(none.pct(0.95)), ms(none.pct(0.99)),
-			ms(noop.pct(0.5)), ms(noop.pct(0.95)), ms(noop.pct(0.99)),
-			ms(custos.pct(0.5)), ms(custos.pct(0.95)), ms(custos.pct(0.99)),
-			ratio(noop), ratio(custos), verdict(ratio(custos) <= admissionRatioGoal), abs,
-			noop.apiserverWebhook*1e3, custos.apiserverWebhook*1e3, custos.handler*1e3)
-	}
-	fmt.Println()
-	return nil
+	return "MISSED"
 }
 
 // createAgents creates n valid Agents on each side on workers concurrent
 // clients, each client taking the sides in turn, and returns each side's
 // create latencies, sorted.
 func createAgents(ctx context.Context, cl client.Client, ns [sides][]string, workers, n int, name func(int) string) ([sides][]time.Duration, error) {
+	return timeCreates(ctx, cl, workers, n, func(sd side, i int) client.Object {
+		names := ns[sd]
+		return newAgent(names[(i/int(sides))%len(names)], name(i))
+	})
+}
+
+// timeCreates makes n creates by cl on each side on workers concurrent
+// clients, each client taking the sides in turn: the i-th of all creates
+// object(sd, i), on side sd; only the create is timed. It returns each
+// side's latencies, sorted.
+func timeCreates(ctx context.Context, cl client.Client, workers, n int, object func(side, int) client.Object) ([sides][]time.Duration, error) {
 	lat := make([]time.Duration, int(sides)*n)
 	var mu sync.Mutex
 	err := parallel(ctx, workers, len(lat), func(ctx context.Context, i int) error {
-		names := ns[sideOf(i, workers)]
-		agent := newAgent(names[(i/int(sides))%len(names)], name(i))
+		sd := sideOf(i, workers)
+		obj := object(sd, i)
 		start := time.Now()
-		err := cl.Create(ctx, agent)
+		err := cl.Create(ctx, obj)
 		d := time.Since(start)
 		mu.Lock()
 		lat[i] = d
@@ -308,39 +393,97 @@ func sideOf(i, workers int) side {
 	return side((i%workers + i/workers) % int(sides))
 }
 
+// noopTwins names, by the name of each Custos webhook the bench measures,
+// the no-op webhook that stands in for it on the no-op side.
+var noopTwins = map[string]string{
+	agentWebhook:       noopWebhook,
+	podMutateWebhook:   noopPodMutateWebhook,
+	podValidateWebhook: noopPodValidateWebhook,
+}
+
 // routeWebhooks takes the namespaces labelled sideLabel out of Custos's
-// Agent webhook, as a cluster does with namespaces a webhook does not
-// govern, and adds beside it a webhook for Agents in the no-op side's
-// namespaces, served by noop.
+// Agent webhook and pod guard (its mutating and validating webhooks), as a
+// cluster does with namespaces a webhook does not govern, and adds beside
+// each its no-op twin for the no-op side's namespaces, served by noop: a
+// twin is Custos's webhook in all but its server and the namespaces it
+// looks at (the same rules, object selector, reinvocation, timeout).
 func routeWebhooks(ctx context.Context, cl client.Client, noop *noopWebhookServer) error {
-	var list admissionregistrationv1.ValidatingWebhookConfigurationList
-	if err := cl.List(ctx, &list); err != nil {
+	// route takes the sideLabel namespaces out of selector, and returns
+	// the twin's selector.
+	route := func(selector **metav1.LabelSelector) *metav1.LabelSelector {
+		if *selector == nil {
+			*selector = &metav1.LabelSelector{}
+		}
+		twin := (*selector).DeepCopy()
+		(*selector).MatchExpressions = append((*selector).MatchExpressions,
+			metav1.LabelSelectorRequirement{Key: sideLabel, Operator: metav1.LabelSelectorOpDoesNotExist})
+		twin.MatchLabels = map[string]string{sideLabel: sideNoop}
+		return twin
+	}
+	routed := map[string]bool{}
+
+	var validating admissionregistrationv1.ValidatingWebhookConfigurationList
+	if err := cl.List(ctx, &validating); err != nil {
 		return err
 	}
-	for i := range list.Items {
-		vwc := &list.Items[i]
+	for i := range validating.Items {
+		vwc := &validating.Items[i]
+		var twins []admissionregistrationv1.ValidatingWebhook
 		for j := range vwc.Webhooks {
-			w := vwc.Webhooks[j]
-			if w.Name != agentWebhook {
+			w := &vwc.Webhooks[j]
+			name, ok := noopTwins[w.Name]
+			if !ok {
 				continue
 			}
-			if w.NamespaceSelector == nil {
-				w.NamespaceSelector = &metav1.LabelSelector{}
+			twin := *w.DeepCopy()
+			twin.Name = name
+			twin.ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &noop.url, CABundle: noop.caPEM}
+			twin.NamespaceSelector = route(&w.NamespaceSelector)
+			twins = append(twins, twin)
+			routed[w.Name] = true
+		}
+		if len(twins) > 0 {
+			vwc.Webhooks = append(vwc.Webhooks, twins...)
+			if err := cl.Update(ctx, vwc); err != nil {
+				return err
 			}
-			// The no-op webhook is Custos's in all but its server and the
-			// namespaces it looks at.
-			n := *w.DeepCopy()
-			w.NamespaceSelector.MatchExpressions = append(w.NamespaceSelector.MatchExpressions,
-				metav1.LabelSelectorRequirement{Key: sideLabel, Operator: metav1.LabelSelectorOpDoesNotExist})
-			vwc.Webhooks[j] = w
-			n.Name = noopWebhook
-			n.ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &noop.url, CABundle: noop.caPEM}
-			n.NamespaceSelector.MatchLabels = map[string]string{sideLabel: sideNoop}
-			vwc.Webhooks = append(vwc.Webhooks, n)
-			return cl.Update(ctx, vwc)
 		}
 	}
-	return fmt.Errorf("the control plane installed no webhook %s", agentWebhook)
+
+	var mutating admissionregistrationv1.MutatingWebhookConfigurationList
+	if err := cl.List(ctx, &mutating); err != nil {
+		return err
+	}
+	for i := range mutating.Items {
+		mwc := &mutating.Items[i]
+		var twins []admissionregistrationv1.MutatingWebhook
+		for j := range mwc.Webhooks {
+			w := &mwc.Webhooks[j]
+			name, ok := noopTwins[w.Name]
+			if !ok {
+				continue
+			}
+			twin := *w.DeepCopy()
+			twin.Name = name
+			twin.ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &noop.mutateURL, CABundle: noop.caPEM}
+			twin.NamespaceSelector = route(&w.NamespaceSelector)
+			twins = append(twins, twin)
+			routed[w.Name] = true
+		}
+		if len(twins) > 0 {
+			mwc.Webhooks = append(mwc.Webhooks, twins...)
+			if err := cl.Update(ctx, mwc); err != nil {
+				return err
+			}
+		}
+	}
+
+	for name := range noopTwins {
+		if !routed[name] {
+			return fmt.Errorf("the control plane installed no webhook %s", name)
+		}
+	}
+	return nil
 }
 
 // waitWebhooks waits until the API server applies each webhook where it

@@ -21,10 +21,11 @@ limitations under the License.
 // goal is at most 1.5 times the baseline; missing it is a result, not an
 // error.
 //
-// With -mode admission (`make bench-admission`) it instead times Agent
-// creates through the API server with Custos's Agent webhook, with a
-// webhook that does nothing and without a webhook, at several levels of
-// concurrency; see runAdmission. With
+// With -mode admission (`make bench-admission`) it instead times creates
+// through the API server of agent pods (with Custos's pod guard) and of
+// Agents (with Custos's Agent webhook), each against webhooks that do
+// nothing and against no webhook, at several levels of concurrency; see
+// runAdmission. With
 // -mode audit (`make bench-audit`) it times the audit trail's segment store
 // and its verifier, with no control plane; see runAudit.
 package main
@@ -86,9 +87,9 @@ type config struct {
 	pprof                           string
 
 	// The admission mode's (-mode admission).
-	mode, levels string
-	clientQPS    float64
-	clientBurst  int
+	mode, levels, objects string
+	clientQPS             float64
+	clientBurst           int
 }
 
 func main() {
@@ -102,8 +103,9 @@ func main() {
 	flag.IntVar(&c.burst, "burst", 100, "Client burst, of the manager (--kube-api-burst) and of the baseline.")
 	flag.DurationVar(&c.timeout, "timeout", 30*time.Minute, "Give up when the whole bench has not finished within this time.")
 	flag.StringVar(&c.pprof, "pprof", "", "Serve the manager's Go profiles on this loopback address (e.g. 127.0.0.1:8082), to see where a figure's time goes: go tool pprof http://ADDR/debug/pprof/profile?seconds=20.")
-	flag.StringVar(&c.mode, "mode", "onboarding", "onboarding: time Custos onboarding agents against a plain apply loop; admission: time Agent creates with and without Custos's admission webhooks; audit: time the audit segment store against a plain file, and verification (its flags after --); lease: time kubernetesToken lease issuance against a raw TokenRequest.")
-	flag.StringVar(&c.levels, "levels", "1:500,10:1000,50:2000", "Admission mode: concurrent clients:creates for each level; each level makes that many creates on each side (Custos's webhook, a no-op webhook, none), taking turns.")
+	flag.StringVar(&c.mode, "mode", "onboarding", "onboarding: time Custos onboarding agents against a plain apply loop; admission: time agent pod and Agent creates with and without Custos's admission webhooks; audit: time the audit segment store against a plain file, and verification (its flags after --); lease: time kubernetesToken lease issuance against a raw TokenRequest.")
+	flag.StringVar(&c.levels, "levels", "1:500,10:1000,50:2000", "Admission mode: concurrent clients:creates for each level; each level makes that many creates of each object on each side (Custos's webhooks, no-op webhooks, none), taking turns.")
+	flag.StringVar(&c.objects, "objects", "pods,agents", "Admission mode: what to create, in this order: pods (an agent's pods, through Custos's pod guard), agents (Agents, through Custos's Agent webhook).")
 	flag.Float64Var(&c.clientQPS, "client-qps", 5000, "Admission mode: requests per second of the timed clients.")
 	flag.IntVar(&c.clientBurst, "client-burst", 5000, "Admission mode: burst of the timed clients.")
 	flag.Parse()

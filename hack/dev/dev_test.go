@@ -109,7 +109,7 @@ waitReady:
 	var token string
 	g.Eventually(func(g Gomega) {
 		out, err := exec.Command(filepath.Join(assets, "kubectl"), "--kubeconfig", kubeconfig, "get", "secret",
-			"-n", "finance-agents", "agent-invoice-reconciler-ledger-api", "-o", "jsonpath={.data.token}").CombinedOutput()
+			"-n", "finance-agents", "agent-invoice-reconciler.ledger-api", "-o", "jsonpath={.data.token}").CombinedOutput()
 		g.Expect(err).NotTo(HaveOccurred(), "%s", out)
 		raw, err := base64.StdEncoding.DecodeString(string(out))
 		g.Expect(err).NotTo(HaveOccurred())

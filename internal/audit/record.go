@@ -53,6 +53,13 @@ const (
 	ActionIdentityRemoved      = "identity.removed"
 	ActionSweeperReaped        = "sweeper.reaped"
 	ActionBoundaryViolation    = "boundary.violation"
+	// ActionIdentityForeignRemoved: Custos removed cloud workload-identity
+	// annotations it did not set from an agent's ServiceAccount; details
+	// name the keys, never the values.
+	ActionIdentityForeignRemoved = "identity.foreignRemoved"
+	// ActionWorkloadForeignRemoved: fields someone else wrote into an
+	// agent's Deployment were removed.
+	ActionWorkloadForeignRemoved = "workload.foreignRemoved"
 
 	// ActionLogRecovered is written by the Log itself, first after a
 	// restart that found the previous run's segment unsealed or ending in

@@ -133,6 +133,19 @@ func withGCPServiceAccount(email string) agentOption {
 	}
 }
 
+func withIdentityMode(mode custosv1alpha1.IdentityMode) agentOption {
+	return func(a *custosv1alpha1.Agent) { identity(a).Mode = mode }
+}
+
+func withAmbientIdentity(p custosv1alpha1.AmbientIdentityPolicy) boundaryOption {
+	return func(b *custosv1alpha1.DataBoundary) {
+		if b.Spec.CloudRoles == nil {
+			b.Spec.CloudRoles = &custosv1alpha1.CloudRolePolicy{}
+		}
+		b.Spec.CloudRoles.AmbientIdentity = p
+	}
+}
+
 func identity(a *custosv1alpha1.Agent) *custosv1alpha1.IdentityBindings {
 	if a.Spec.Identity == nil {
 		a.Spec.Identity = &custosv1alpha1.IdentityBindings{}

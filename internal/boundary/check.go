@@ -107,6 +107,11 @@ func checkIdentity(b *custosv1alpha1.DataBoundary, id *custosv1alpha1.IdentityBi
 	}
 	path := field.NewPath("spec", "identity")
 	var errs field.ErrorList
+	if id.Mode == custosv1alpha1.IdentityModeAmbient && !AmbientIdentityAllowed(b) {
+		errs = append(errs, field.Forbidden(path.Child("mode"), fmt.Sprintf(
+			"DataBoundary %q does not allow ambient cloud identity (spec.cloudRoles.ambientIdentity); leased credentials (spec.credentials awsSTS, azureToken) reach the same roles",
+			b.Name)))
+	}
 	if id.AWS != nil {
 		errs = appendIfError(errs, checkCloudRole(b, path.Child("aws", "roleARN"), id.AWS.RoleARN,
 			"awsRoleARNs", policy.AWSRoleARNs, MatchGlob))
@@ -120,6 +125,12 @@ func checkIdentity(b *custosv1alpha1.DataBoundary, id *custosv1alpha1.IdentityBi
 			"gcpServiceAccounts", policy.GCPServiceAccounts, MatchGlob))
 	}
 	return errs
+}
+
+// AmbientIdentityAllowed: b lets its agents hold their cloud identities
+// ambiently (identity mode Ambient). Forbidden unless it says Allowed.
+func AmbientIdentityAllowed(b *custosv1alpha1.DataBoundary) bool {
+	return b != nil && b.Spec.CloudRoles != nil && b.Spec.CloudRoles.AmbientIdentity == custosv1alpha1.AmbientIdentityAllowed
 }
 
 // matchGlobFold matches Azure client IDs, which are GUIDs: Entra ID treats

@@ -28,6 +28,7 @@ import (
 
 const (
 	tenantPath = "metadata.labels[custos.dev/tenant]"
+	modePath   = "spec.identity.mode"
 	awsPath    = "spec.identity.aws.roleARN"
 	azurePath  = "spec.identity.azure.clientID"
 	gcpPath    = "spec.identity.gcp.serviceAccount"
@@ -206,6 +207,59 @@ func TestCheckAgent(t *testing.T) {
 			agent: newAgent(withGCPServiceAccount(financeSA)),
 		},
 
+		// Identity mode.
+		{
+			name:     "leased by default, whatever the boundary says of ambient identity",
+			boundary: newBoundary(withCloudRoles(financeRoles())),
+			ns:       tenantNamespace(),
+			agent:    newAgent(withAWSRole(financeRole), withAzureClient(financeAzure)),
+		},
+		{
+			name:     "leased, said explicitly",
+			boundary: newBoundary(withCloudRoles(financeRoles()), withAmbientIdentity(custosv1alpha1.AmbientIdentityForbidden)),
+			ns:       tenantNamespace(),
+			agent:    newAgent(withAWSRole(financeRole), withIdentityMode(custosv1alpha1.IdentityModeLeased)),
+		},
+		{
+			name:     "ambient where the boundary does not say",
+			boundary: newBoundary(withCloudRoles(financeRoles())),
+			ns:       tenantNamespace(),
+			agent:    newAgent(withAWSRole(financeRole), withIdentityMode(custosv1alpha1.IdentityModeAmbient)),
+			want: []wantError{{modePath, []string{
+				`DataBoundary "acme-finance" does not allow ambient cloud identity (spec.cloudRoles.ambientIdentity); leased credentials (spec.credentials awsSTS, azureToken) reach the same roles`,
+			}}},
+		},
+		{
+			name:     "ambient where the boundary forbids it",
+			boundary: newBoundary(withCloudRoles(financeRoles()), withAmbientIdentity(custosv1alpha1.AmbientIdentityForbidden)),
+			ns:       tenantNamespace(),
+			agent:    newAgent(withAzureClient(financeAzure), withIdentityMode(custosv1alpha1.IdentityModeAmbient)),
+			want:     []wantError{{modePath, []string{"does not allow ambient cloud identity"}}},
+		},
+		{
+			name:     "ambient where the boundary allows it",
+			boundary: newBoundary(withCloudRoles(financeRoles()), withAmbientIdentity(custosv1alpha1.AmbientIdentityAllowed)),
+			ns:       tenantNamespace(),
+			agent:    newAgent(withAWSRole(financeRole), withGCPServiceAccount(financeSA), withIdentityMode(custosv1alpha1.IdentityModeAmbient)),
+		},
+		{
+			name:     "ambient allowed does not allow a role the boundary does not list",
+			boundary: newBoundary(withCloudRoles(financeRoles()), withAmbientIdentity(custosv1alpha1.AmbientIdentityAllowed)),
+			ns:       tenantNamespace(),
+			agent:    newAgent(withAWSRole("arn:aws:iam::111122223333:role/acme-sales-crm"), withIdentityMode(custosv1alpha1.IdentityModeAmbient)),
+			want:     []wantError{{awsPath, []string{"(spec.cloudRoles.awsRoleARNs)"}}},
+		},
+		{
+			name:     "ambient without cloudRoles: the mode and the role are both refused",
+			boundary: newBoundary(),
+			ns:       tenantNamespace(),
+			agent:    newAgent(withAWSRole(financeRole), withIdentityMode(custosv1alpha1.IdentityModeAmbient)),
+			want: []wantError{
+				{modePath, []string{"does not allow ambient cloud identity"}},
+				{awsPath, []string{"spec.cloudRoles is not set"}},
+			},
+		},
+
 		// Images.
 		{
 			name:     "an image from an allowed registry",
@@ -245,6 +299,7 @@ func TestCheckAgent(t *testing.T) {
 			ns:       newNamespace("acme-payments", map[string]string{custosv1alpha1.TenantLabel: "globex"}),
 			agent: newAgent(
 				withAgentLabels(nil),
+				withIdentityMode(custosv1alpha1.IdentityModeAmbient),
 				withAWSRole("arn:aws:iam::111122223333:role/other"),
 				withAzureClient("00000000-0000-0000-0000-000000000000"),
 				withGCPServiceAccount("x@other.iam.gserviceaccount.com"),
@@ -253,6 +308,7 @@ func TestCheckAgent(t *testing.T) {
 			want: []wantError{
 				{tenantPath, []string{"the Agent has no"}},
 				{tenantPath, []string{"namespace", "differs"}},
+				{modePath, []string{"ambientIdentity"}},
 				{awsPath, []string{"awsRoleARNs"}},
 				{azurePath, []string{"azureClientIDs"}},
 				{gcpPath, []string{"gcpServiceAccounts"}},

@@ -516,3 +516,67 @@ func (c *Cluster) stopComponents() error {
 	c.components = nil
 	return errors.Join(errs...)
 }
+
+// AuditPolicy is the API server's audit policy when it keeps an audit log
+// (see configureAudit): at Metadata level, every write (create, update,
+// patch, delete) and every way into a pod (exec, attach, port-forward,
+// proxy), once its response is complete; not the heartbeats and events the
+// cluster's components write all the time. An event of a refused request
+// names who asked, what, the response code and message and, for a
+// ValidatingAdmissionPolicy bound with the Audit action, the policy
+// (annotation validation.policy.admission.k8s.io/validation_failure); one
+// RBAC refused carries authorization.k8s.io/decision=forbid.
+const AuditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: None
+    resources:
+      - group: coordination.k8s.io
+        resources: [leases]
+      - group: ""
+        resources: [events, nodes, nodes/status]
+      - group: events.k8s.io
+        resources: [events]
+  - level: Metadata
+    resources:
+      - group: ""
+        resources: [pods/exec, pods/attach, pods/portforward, pods/proxy]
+  - level: Metadata
+    verbs: [create, update, patch, delete, deletecollection]
+  - level: None
+`
+
+// auditLogFlag is the API server's flag naming its audit log.
+const auditLogFlag = "audit-log-path"
+
+// configureAudit makes the API server, before it starts, keep an audit log
+// at logPath under AuditPolicy (written beside it, as logPath.policy.yaml):
+// JSON lines, one per request the policy logs, written before the response
+// is sent (blocking mode), never rotated.
+func configureAudit(apiServer *envtest.APIServer, logPath string) error {
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+		return err
+	}
+	policy := logPath + ".policy.yaml"
+	if err := os.WriteFile(policy, []byte(AuditPolicy), 0o644); err != nil {
+		return err
+	}
+	apiServer.Configure().
+		Set("audit-policy-file", policy).
+		Set(auditLogFlag, logPath).
+		Set("audit-log-format", "json").
+		Set("audit-log-mode", "blocking").
+		Set("audit-log-maxsize", "0")
+	return nil
+}
+
+// AuditLog is the path of the API server's audit log (JSON lines of
+// audit.k8s.io/v1 Events, under AuditPolicy), or "" when it keeps none
+// (Options.AuditLog unset).
+func (cp *ControlPlane) AuditLog() string {
+	if v := cp.env.ControlPlane.GetAPIServer().Configure().Get(auditLogFlag).Get(nil); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}

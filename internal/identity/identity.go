@@ -20,6 +20,7 @@ limitations under the License.
 package identity
 
 import (
+	"slices"
 	"strings"
 
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
@@ -44,7 +45,36 @@ const (
 // ServiceAccountName is the name of an agent's own ServiceAccount. The prefix
 // keeps it apart from ServiceAccounts people create by hand.
 func ServiceAccountName(agentName string) string {
-	return "agent-" + agentName
+	return ChildPrefix + agentName
+}
+
+// ChildPrefix starts the name of everything Custos makes for an agent: its
+// ServiceAccount, Deployment, NetworkPolicy and lease Secrets. The API server
+// reserves names with it in tenant namespaces for Custos
+// (config/crd/policies).
+const ChildPrefix = "agent-"
+
+// LeaseSecretName names the Secret holding the lease of an agent's
+// credential. Agent and credential names are DNS labels (no '.'), so the '.'
+// tells unambiguously where the agent's name ends: agent "invoice" with
+// credential "reconciler-ledger-api" and agent "invoice-reconciler" with
+// credential "ledger-api" get different Secrets.
+func LeaseSecretName(agentName, credential string) string {
+	return ChildPrefix + agentName + "." + credential
+}
+
+// LeaseOf splits a lease Secret's name into its agent and credential; ok is
+// false for a name that is not a lease's.
+func LeaseOf(secretName string) (agentName, credential string, ok bool) {
+	rest, found := strings.CutPrefix(secretName, ChildPrefix)
+	if !found {
+		return "", "", false
+	}
+	agentName, credential, ok = strings.Cut(rest, ".")
+	if !ok || agentName == "" || credential == "" {
+		return "", "", false
+	}
+	return agentName, credential, true
 }
 
 // SPIFFEID is the SPIFFE ID of a workload running as a ServiceAccount, in the
@@ -53,10 +83,22 @@ func SPIFFEID(trustDomain, namespace, serviceAccount string) string {
 	return "spiffe://" + trustDomain + "/ns/" + namespace + "/sa/" + serviceAccount
 }
 
-// Annotations are the ServiceAccount annotations that bind b's clouds.
+// Mode is the identity mode b asks for: Leased unless it says Ambient (an
+// Agent stored before modes existed, or built in code, has none).
+func Mode(b *custosv1alpha1.IdentityBindings) custosv1alpha1.IdentityMode {
+	if b != nil && b.Mode == custosv1alpha1.IdentityModeAmbient {
+		return custosv1alpha1.IdentityModeAmbient
+	}
+	return custosv1alpha1.IdentityModeLeased
+}
+
+// Annotations are the ServiceAccount annotations that bind b's clouds: none
+// unless b is Ambient. In Leased mode nothing on the ServiceAccount tells a
+// platform webhook (or GKE's metadata server) to hand the pods a cloud token;
+// the roles are reached through leases only.
 func Annotations(b *custosv1alpha1.IdentityBindings) map[string]string {
 	a := map[string]string{}
-	if b == nil {
+	if Mode(b) != custosv1alpha1.IdentityModeAmbient {
 		return a
 	}
 	if b.AWS != nil {
@@ -72,13 +114,39 @@ func Annotations(b *custosv1alpha1.IdentityBindings) map[string]string {
 	return a
 }
 
-// PodLabels are the labels an agent's pods need for b's clouds.
+// PodLabels are the labels an agent's pods need for b's clouds: Azure
+// Workload Identity's opt-in label, in Ambient mode only.
 func PodLabels(b *custosv1alpha1.IdentityBindings) map[string]string {
 	l := map[string]string{}
-	if b != nil && b.Azure != nil {
+	if Mode(b) == custosv1alpha1.IdentityModeAmbient && b.Azure != nil {
 		l[AzureUseLabel] = "true"
 	}
 	return l
+}
+
+// cloudAnnotationPrefixes start the ServiceAccount annotations the clouds'
+// workload-identity webhooks and GKE's metadata server read.
+var cloudAnnotationPrefixes = []string{"eks.amazonaws.com/", "azure.workload.identity/", "iam.gke.io/"}
+
+// ForeignCloudAnnotations lists, sorted, the keys of the cloud
+// workload-identity annotations in current that are not among own (the
+// annotations Custos sets, whose values server-side apply re-asserts):
+// someone else's, to be removed.
+func ForeignCloudAnnotations(current, own map[string]string) []string {
+	var keys []string
+	for k := range current {
+		if _, ok := own[k]; ok {
+			continue
+		}
+		for _, p := range cloudAnnotationPrefixes {
+			if strings.HasPrefix(k, p) {
+				keys = append(keys, k)
+				break
+			}
+		}
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 // Clouds names the clouds b binds, in a stable order, for messages.
@@ -110,11 +178,12 @@ func ServiceAccount(name, namespace string, b *custosv1alpha1.IdentityBindings) 
 	return sa
 }
 
-// Describe says in words which clouds b binds, for conditions and events.
+// Describe says in words which clouds b binds and in which mode, for
+// conditions and events: "aws, gcp (leased)".
 func Describe(b *custosv1alpha1.IdentityBindings) string {
 	c := Clouds(b)
 	if len(c) == 0 {
 		return "no cloud identity"
 	}
-	return strings.Join(c, ", ")
+	return strings.Join(c, ", ") + " (" + strings.ToLower(string(Mode(b))) + ")"
 }

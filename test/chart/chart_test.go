@@ -35,6 +35,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
+
+	"github.com/custos-dev/custos/internal/boundary"
 )
 
 const (
@@ -282,6 +284,64 @@ func TestNoWildcards(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestTenantRoles: the ClusterRoles the chart ships for tenants grant
+// nothing the DataBoundaries' RBAC report flags, by the report's own rules
+// (internal/boundary), even bound cluster-wide; and none of what the
+// containment depends on tenants not having.
+func TestTenantRoles(t *testing.T) {
+	g := NewWithT(t)
+	m := render(t, namespace)
+	owner := into[rbacv1.ClusterRole](t, m.find(t, "ClusterRole", "custos-agent-owner"))
+	viewer := into[rbacv1.ClusterRole](t, m.find(t, "ClusterRole", "custos-agent-viewer"))
+
+	for _, role := range []*rbacv1.ClusterRole{owner, viewer} {
+		g.Expect(role.Labels).To(HaveKeyWithValue("app.kubernetes.io/part-of", "custos"), role.Name)
+		g.Expect(boundary.UnsafeGrants(role.Rules, false)).To(BeEmpty(), "%s, bound in a namespace", role.Name)
+		g.Expect(boundary.UnsafeGrants(role.Rules, true)).To(BeEmpty(), "%s, bound cluster-wide", role.Name)
+		// Its rules are files/tenantroles's, which the controllers' envtest
+		// suite binds.
+		var file struct {
+			Rules []rbacv1.PolicyRule `json:"rules"`
+		}
+		raw, err := os.ReadFile(filepath.Join(chartDir, "files", "tenantroles", strings.TrimPrefix(role.Name, "custos-")+".yaml"))
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(yaml.UnmarshalStrict(raw, &file)).To(Succeed())
+		g.Expect(role.Rules).To(Equal(file.Rules), role.Name)
+
+		for _, r := range role.Rules {
+			for _, res := range r.Resources {
+				g.Expect(res).NotTo(BeElementOf("secrets", "pods/exec", "pods/attach", "pods/portforward", "pods/proxy",
+					"pods/ephemeralcontainers", "pods/status", "serviceaccounts/token", "pods/binding"), "%s: %+v", role.Name, r)
+			}
+			g.Expect(r.Verbs).NotTo(ContainElement(BeElementOf("*", "impersonate", "escalate", "bind", "use", "verify")), "%s: %+v", role.Name, r)
+			if slices.Contains(r.Resources, "pods") || slices.Contains(r.Resources, "deployments") || slices.Contains(r.Resources, "replicasets") ||
+				slices.Contains(r.Resources, "networkpolicies") || slices.Contains(r.Resources, "serviceaccounts") {
+				g.Expect(r.Verbs).To(ConsistOf("get", "list", "watch"), "%s may only read what Custos makes: %+v", role.Name, r)
+			}
+		}
+	}
+	g.Expect(owner.Rules).To(ContainElement(rbacv1.PolicyRule{APIGroups: []string{"custos.dev"}, Resources: []string{"agents", "toolsets"},
+		Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}}))
+	for _, r := range viewer.Rules {
+		g.Expect(r.Verbs).To(ConsistOf("get", "list", "watch"), "the viewer only reads: %+v", r)
+	}
+
+	// The check is not vacuous: the same rules flag what edit has.
+	g.Expect(boundary.UnsafeGrants(append(slices.Clone(owner.Rules),
+		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}},
+		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"serviceaccounts"}, Verbs: []string{"impersonate"}}), false)).
+		To(HaveLen(2))
+
+	// Named for the release, and optional.
+	other := render(t, "platform", "fullnameOverride=platform-custos")
+	other.find(t, "ClusterRole", "platform-custos-agent-owner")
+	other.find(t, "ClusterRole", "platform-custos-agent-viewer")
+	for _, o := range render(t, namespace, "tenantRoles.create=false").ofKind("ClusterRole") {
+		g.Expect(o.GetName()).NotTo(HaveSuffix("-agent-owner"))
+		g.Expect(o.GetName()).NotTo(HaveSuffix("-agent-viewer"))
 	}
 }
 

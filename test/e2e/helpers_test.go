@@ -21,7 +21,9 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,9 +35,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/audit"
 	"github.com/custos-dev/custos/internal/controlplane"
 )
 
@@ -213,4 +217,124 @@ func mkdir(g Gomega, name string) string {
 	dir := filepath.Join(artifacts, name)
 	g.ExpectWithOffset(1, os.MkdirAll(dir, 0o755)).To(Succeed())
 	return dir
+}
+
+// impersonating is the platform team's connection acting as user (in
+// groups) through impersonation, as a tenant's own kubeconfig would act,
+// and sending userAgent: the API server's audit event of each request
+// carries it, which tells one attempt's event from every other.
+func impersonating(user string, groups []string, userAgent string) *rest.Config {
+	cfg := rest.CopyConfig(cp.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: groups}
+	cfg.UserAgent = userAgent
+	return cfg
+}
+
+// apiAuditEvent is what the suite reads of an event (audit.k8s.io/v1) of
+// the API server's audit log.
+type apiAuditEvent struct {
+	AuditID    string `json:"auditID"`
+	Stage      string `json:"stage"`
+	RequestURI string `json:"requestURI"`
+	Verb       string `json:"verb"`
+	User       struct {
+		Username string   `json:"username"`
+		Groups   []string `json:"groups"`
+	} `json:"user"`
+	ImpersonatedUser *struct {
+		Username string   `json:"username"`
+		Groups   []string `json:"groups"`
+	} `json:"impersonatedUser"`
+	UserAgent string `json:"userAgent"`
+	ObjectRef *struct {
+		Resource    string `json:"resource"`
+		Namespace   string `json:"namespace"`
+		Name        string `json:"name"`
+		APIGroup    string `json:"apiGroup"`
+		Subresource string `json:"subresource"`
+	} `json:"objectRef"`
+	ResponseStatus *metav1.Status    `json:"responseStatus"`
+	Annotations    map[string]string `json:"annotations"`
+	StageTimestamp metav1.MicroTime  `json:"stageTimestamp"`
+}
+
+// Audit annotations the API server sets on the event of a request it
+// refused: the authorizer's decision, and the failures of
+// ValidatingAdmissionPolicies bound with the Audit action (a JSON list
+// naming each policy and binding).
+const (
+	authorizationDecisionAnnotation = "authorization.k8s.io/decision"
+	policyFailureAnnotation         = "validation.policy.admission.k8s.io/validation_failure"
+)
+
+// apiAuditLog reads the API server's audit log (cp.AuditLog()) as it
+// grows, keeping the events keep accepts.
+type apiAuditLog struct {
+	path    string
+	keep    func(apiAuditEvent) bool
+	offset  int64
+	partial []byte
+	events  []apiAuditEvent
+}
+
+// refresh reads what the API server wrote since the last refresh.
+func (l *apiAuditLog) refresh() error {
+	if l.path == "" {
+		return fmt.Errorf("the API server keeps no audit log: start the control plane with controlplane.Options.AuditLog")
+	}
+	f, err := os.Open(l.path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.Seek(l.offset, io.SeekStart); err != nil {
+		return err
+	}
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return err
+	}
+	l.offset += int64(len(data))
+	lines := bytes.Split(append(l.partial, data...), []byte("\n"))
+	l.partial = bytes.Clone(lines[len(lines)-1])
+	for _, line := range lines[:len(lines)-1] {
+		var ev apiAuditEvent
+		if json.Unmarshal(line, &ev) == nil && (l.keep == nil || l.keep(ev)) {
+			l.events = append(l.events, ev)
+		}
+	}
+	return nil
+}
+
+// find is the events read so far that match.
+func (l *apiAuditLog) find(match func(apiAuditEvent) bool) []apiAuditEvent {
+	var out []apiAuditEvent
+	for _, ev := range l.events {
+		if match(ev) {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// custosAuditRecords are the events of Custos's audit trail in the log of
+// a manager running with the chart's default sink (stdout: one JSON line a
+// record, among its other output).
+func custosAuditRecords(path string) ([]audit.Record, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	schema := []byte(`"schema":"` + audit.SchemaVersion + `"`)
+	var out []audit.Record
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		if !bytes.Contains(line, schema) {
+			continue
+		}
+		var r audit.Record
+		if json.Unmarshal(line, &r) == nil && r.Type == audit.TypeEvent {
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }
