@@ -178,6 +178,12 @@ func TestContainmentOnlyTheAgentWearsItsIdentity(t *testing.T) {
 				SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: lease}}}}}}
 			return w.tenant.Create(ctx, p)
 		}, "custos-agent-identity", "Secret agent-held.ledger-api is a credential lease"},
+		{"a plain pod handing the agent's lease to a CSI driver", func() error {
+			p := w.plainPod()
+			p.Spec.Volumes = []corev1.Volume{{Name: "l", VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{
+				Driver: "secrets-store.csi.k8s.io", NodePublishSecretRef: &corev1.LocalObjectReference{Name: lease}}}}}
+			return w.tenant.Create(ctx, p)
+		}, "custos-agent-identity", "Secret agent-held.ledger-api is a credential lease"},
 		{"a Job built from the agent's template", func() error {
 			tmpl := w.deployment.Spec.Template.DeepCopy()
 			tmpl.Spec.RestartPolicy = corev1.RestartPolicyNever

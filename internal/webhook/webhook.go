@@ -85,7 +85,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	// The pod guard: agent pods are labelled with their tenant and pinned to
 	// their boundary's regions, then checked.
 	register(PodMutatePath, admission.WithDefaulter[*corev1.Pod](mgr.GetScheme(), &PodDefaulter{Client: c}))
-	register(PodValidatePath, admission.WithValidator[*corev1.Pod](mgr.GetScheme(), &PodValidator{Client: c}))
+	register(PodValidatePath, admission.WithValidator[*corev1.Pod](mgr.GetScheme(), &PodValidator{Client: c, Clock: opts.Clock}))
 	return nil
 }
 

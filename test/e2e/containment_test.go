@@ -84,6 +84,7 @@ const (
 	serviceAccountsPolicy = "custos-agent-serviceaccounts"
 	secretsPolicy         = "custos-agent-secrets"
 	networkPoliciesPolicy = "custos-agent-networkpolicies"
+	ownershipPolicy       = "custos-agent-ownership"
 	narrowPolicy          = "custos-agent-networkpolicies-narrow"
 
 	// Custos's webhooks.
@@ -224,13 +225,11 @@ type containment struct {
 	apiAudit   *apiAuditLog
 	managerLog string
 
-	uid      map[string]types.UID
-	deploy   map[string]*appsv1.Deployment // victim, neighbour, sleeper; retired as it was before its decommission
-	rs       map[string]*appsv1.ReplicaSet // the ReplicaSets of victim and sleeper
-	pod      *corev1.Pod                   // a running pod of the victim
-	np       *networkingv1.NetworkPolicy   // the victim's NetworkPolicy
-	leaseRV  string                        // the victim's lease Secret's resourceVersion
-	leaseSum string                        // and its data, to tell a change
+	uid    map[string]types.UID
+	deploy map[string]*appsv1.Deployment // victim, neighbour, sleeper; retired as it was before its decommission
+	rs     map[string]*appsv1.ReplicaSet // the ReplicaSets of victim and sleeper
+	pod    *corev1.Pod                   // a running pod of the victim
+	np     *networkingv1.NetworkPolicy   // the victim's NetworkPolicy
 }
 
 // TestContainment walks issue #15: everything a tenant did to wear an
@@ -372,9 +371,8 @@ func setUpContainment(t *testing.T) *containment {
 	e.rs[victim] = e.controller(g, e.pod)
 	e.np = &networkingv1.NetworkPolicy{}
 	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: ctNS, Name: "agent-" + victim}, e.np)).To(Succeed())
-	lease, err := e.cs.CoreV1().Secrets(ctNS).Get(ctx, victimLease, metav1.GetOptions{})
+	_, err = e.cs.CoreV1().Secrets(ctNS).Get(ctx, victimLease, metav1.GetOptions{})
 	g.Expect(err).NotTo(HaveOccurred(), "the victim's lease")
-	e.leaseRV, e.leaseSum = lease.ResourceVersion, fmt.Sprint(lease.Data)
 	sleeperPod := agentPods(g, c, ctNS, sleeper)[0]
 	e.rs[sleeper] = e.controller(g, &sleeperPod)
 
@@ -650,6 +648,20 @@ func (e *containment) waitForPolicies(t *testing.T, g Gomega) {
 			p := plainPod("probe")
 			p.Labels[custosv1alpha1.AgentLabel] = "probe"
 			_, err := cs.CoreV1().Pods(ctNS).Create(e.ctx, p, dry)
+			return err
+		},
+		ownershipPolicy: func() error {
+			// A Secret of the editor's own, handed to an Agent in a dry
+			// run of an update.
+			s, err := cs.CoreV1().Secrets(ctNS).Get(e.ctx, "ownership-probe", metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				s, err = cs.CoreV1().Secrets(ctNS).Create(e.ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "ownership-probe"}}, metav1.CreateOptions{})
+			}
+			if err != nil {
+				return err
+			}
+			s.OwnerReferences = []metav1.OwnerReference{{APIVersion: "custos.dev/v1alpha1", Kind: "Agent", Name: "probe", UID: "probe", Controller: ptr.To(true)}}
+			_, err = cs.CoreV1().Secrets(ctNS).Update(e.ctx, s, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
 			return err
 		},
 		narrowPolicy: func() error {
@@ -1881,6 +1893,39 @@ func (e *containment) cases() []ccase {
 			unchanged: e.leaseUnchanged,
 		},
 		{
+			name: "name: hand a tenant's own Secret to the agent (a controller reference to its Agent, added later)",
+			try: func(a *attempt) error {
+				s, err := a.cs.CoreV1().Secrets(ctNS).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: a.name("adopt-me")},
+					StringData: map[string]string{"token": "planted"}}, a.create)
+				if err != nil {
+					return err
+				}
+				s.OwnerReferences = append(s.OwnerReferences, e.agentControllerRef(victim))
+				_, err = a.cs.CoreV1().Secrets(ctNS).Update(ctx, s, metav1.UpdateOptions{})
+				return err
+			},
+			want: both(policyRefuses(ownershipPolicy, "metadata.ownerReferences: Forbidden: "+tenantEditor.name("adopt-me")+" was not made for Agent "+victim),
+				rbacRefuses("create", "secrets")),
+			unchanged: e.notAdopted(newSecret, "adopt-me"),
+			undo:      e.removeAs(newSecret, "adopt-me"),
+		},
+		{
+			name: "name: hand a tenant's own Deployment to the agent (a controller reference to its Agent, added later)",
+			try: func(a *attempt) error {
+				d, err := a.cs.AppsV1().Deployments(ctNS).Create(ctx, plainDeployment(a.name("adopt-me")), a.create)
+				if err != nil {
+					return err
+				}
+				d.OwnerReferences = append(d.OwnerReferences, e.agentControllerRef(victim))
+				_, err = a.cs.AppsV1().Deployments(ctNS).Update(ctx, d, metav1.UpdateOptions{})
+				return err
+			},
+			want: both(policyRefuses(ownershipPolicy, "metadata.ownerReferences: Forbidden: "+tenantEditor.name("adopt-me")+" was not made for Agent "+victim),
+				rbacRefuses("create", "deployments")),
+			unchanged: e.notAdopted(newDeployment, "adopt-me"),
+			undo:      e.removeAs(newDeployment, "adopt-me"),
+		},
+		{
 			name: "name: pre-create Deployment agent-newcomer",
 			try: createWorkload(func(a *attempt) client.Object {
 				return plainDeployment("agent-" + newcomer)
@@ -2107,6 +2152,26 @@ func (e *containment) cases() []ccase {
 // which belongs to agent.
 func leaseRefused(lease, agent string) want {
 	return policyRefuses(identityPolicy, "spec: Forbidden: Secret "+lease+" is a credential lease of Custos agent "+agent)
+}
+
+// agentControllerRef is a controller reference to Agent name.
+func (e *containment) agentControllerRef(name string) metav1.OwnerReference {
+	return metav1.OwnerReference{APIVersion: custosv1alpha1.GroupVersion.String(), Kind: "Agent", Name: name, UID: e.uid[name], Controller: ptr.To(true)}
+}
+
+// notAdopted: a's object base, if stored, is controlled by no Agent.
+func (e *containment) notAdopted(newObj func() client.Object, base string) func(Gomega, actor) {
+	return func(g Gomega, a actor) {
+		obj := newObj()
+		err := e.c.Get(e.ctx, client.ObjectKey{Namespace: ctNS, Name: a.name(base)}, obj)
+		if apierrors.IsNotFound(err) {
+			return
+		}
+		g.Expect(err).NotTo(HaveOccurred())
+		if ref := metav1.GetControllerOf(obj); ref != nil {
+			g.Expect(ref.Kind).NotTo(Equal("Agent"), "ADOPTED: %T %s is controlled by Agent %s", obj, obj.GetName(), ref.Name)
+		}
+	}
 }
 
 // replicaSetUnchanged: the victim's ReplicaSet keeps its spec.
