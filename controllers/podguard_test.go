@@ -271,7 +271,7 @@ func TestPodGuardRefusesPodsThatEscapeTheirAgent(t *testing.T) {
 			p.Spec.Containers[0].VolumeMounts = append(p.Spec.Containers[0].VolumeMounts,
 				corev1.VolumeMount{Name: "aws-token", MountPath: "/var/run/secrets/eks.amazonaws.com/serviceaccount", ReadOnly: true})
 		}, "spec.volumes[0].projected.sources[0].serviceAccountToken",
-			"Forbidden: agent pods carry no ServiceAccount token: credentials are leases Custos issues (spec.credentials)"},
+			"Forbidden: agent pods carry no ServiceAccount token; their credentials are leases Custos issues (spec.credentials)"},
 		{"another agent's lease as a CSI driver's secret", func(_ podGuardWorld, p *corev1.Pod) {
 			p.Spec.Volumes = append([]corev1.Volume{{Name: "stolen", VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{
 				Driver: "secrets-store.csi.k8s.io", NodePublishSecretRef: &corev1.LocalObjectReference{Name: "agent-payments.bank-api"}}}}}, p.Spec.Volumes...)

@@ -132,6 +132,14 @@ func hasLongRun(s string) bool {
 
 // replaceGroup replaces the first capture group that matched, in every
 // match of re in s.
+// fieldErrorType are the words a Kubernetes field error puts after its
+// path ("spec.volumes[0].projected.sources[0].serviceAccountToken:
+// Forbidden: ..."): what an admission denial says, never a secret.
+var fieldErrorType = map[string]bool{
+	"Forbidden": true, "Required": true, "Invalid": true, "Unsupported": true,
+	"Duplicate": true, "Not": true, "Too": true, "Internal": true,
+}
+
 func replaceGroup(re *regexp.Regexp, s string) string {
 	idx := re.FindAllStringSubmatchIndex(s, -1)
 	if idx == nil {
@@ -145,7 +153,7 @@ func replaceGroup(re *regexp.Regexp, s string) string {
 			if m[g] < 0 {
 				continue
 			}
-			if s[m[g]:m[g+1]] != Redacted {
+			if v := s[m[g]:m[g+1]]; v != Redacted && !fieldErrorType[strings.TrimSuffix(v, ":")] {
 				b.WriteString(s[last:m[g]])
 				b.WriteString(Redacted)
 				last = m[g+1]

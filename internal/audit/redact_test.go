@@ -79,6 +79,9 @@ func TestRedactString(t *testing.T) {
 		{"trace ID", "4bf92f3577b34da6a3ce929d0e0e4736", "4bf92f3577b34da6a3ce929d0e0e4736"},
 		{"record hash", GenesisHash, GenesisHash},
 		{"policy name", "boundary/regions: eu-west-1 not in [eu-central-1]", "boundary/regions: eu-west-1 not in [eu-central-1]"},
+		{"a field error on a token field", "spec.volumes[2].projected.sources[0].serviceAccountToken: Forbidden: agent pods carry no ServiceAccount token",
+			"spec.volumes[2].projected.sources[0].serviceAccountToken: Forbidden: agent pods carry no ServiceAccount token"},
+		{"a required secret field", "spec.secretKey: Required value", "spec.secretKey: Required value"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

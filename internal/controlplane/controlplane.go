@@ -82,6 +82,11 @@ type Options struct {
 	// this machine bound to that address, as the Helm chart installs it.
 	// StartCluster needs one on loopback.
 	ServiceCIDR string
+
+	// AuditLog, when set, is where the API server keeps an audit log
+	// (AuditPolicy: every write and every way into a pod, at Metadata
+	// level), to tell which admission policy or RBAC rule refused whom.
+	AuditLog string
 }
 
 // WebhookServing is where the API server expects Custos's webhook server.
@@ -151,6 +156,11 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 		Set("endpoint-reconciler-type", "none")
 	if opts.ServiceCIDR != "" {
 		apiServer.Configure().Set("service-cluster-ip-range", opts.ServiceCIDR)
+	}
+	if opts.AuditLog != "" {
+		if err := configureAudit(apiServer, opts.AuditLog); err != nil {
+			return nil, fmt.Errorf("the API server's audit log: %w", err)
+		}
 	}
 	if opts.Output != nil {
 		apiServer.Out, apiServer.Err = opts.Output, opts.Output

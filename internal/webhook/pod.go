@@ -756,7 +756,7 @@ func checkPodCredentials(spec *corev1.PodSpec) field.ErrorList {
 		for j, src := range v.Projected.Sources {
 			if src.ServiceAccountToken != nil {
 				errs = append(errs, field.Forbidden(sources.Index(j).Child("serviceAccountToken"),
-					"agent pods carry no ServiceAccount token: credentials are leases Custos issues (spec.credentials)"))
+					"agent pods carry no ServiceAccount token; their credentials are leases Custos issues (spec.credentials)"))
 			}
 			if src.PodCertificate != nil {
 				errs = append(errs, field.Forbidden(sources.Index(j).Child("podCertificate"),

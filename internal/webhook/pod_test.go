@@ -415,7 +415,7 @@ func TestCheckPod(t *testing.T) {
 				},
 			}}})
 		}, []string{
-			"spec.volumes[2].projected.sources[1].serviceAccountToken: Forbidden: agent pods carry no ServiceAccount token: credentials are leases Custos issues (spec.credentials)",
+			"spec.volumes[2].projected.sources[1].serviceAccountToken: Forbidden: agent pods carry no ServiceAccount token; their credentials are leases Custos issues (spec.credentials)",
 			"spec.volumes[2].projected.sources[3].podCertificate: Forbidden: agent pods carry no pod certificate",
 		}},
 		{"Secrets that are not its leases", func(p *corev1.Pod, _ *custosv1alpha1.Agent) {

@@ -133,7 +133,8 @@ func run(m *testing.M) (code int) {
 	}
 	defer cpLog.Close()
 	ctx := context.Background()
-	cp, err = controlplane.Start(ctx, controlplane.Options{Bare: true, ServiceCIDR: serviceCIDR, Output: cpLog})
+	cp, err = controlplane.Start(ctx, controlplane.Options{Bare: true, ServiceCIDR: serviceCIDR, Output: cpLog,
+		AuditLog: filepath.Join(artifacts, "kube-apiserver-audit.log")})
 	if err != nil {
 		return fail("%v", err)
 	}
