@@ -272,10 +272,6 @@ func TestPodGuardRefusesPodsThatEscapeTheirAgent(t *testing.T) {
 				corev1.VolumeMount{Name: "aws-token", MountPath: "/var/run/secrets/eks.amazonaws.com/serviceaccount", ReadOnly: true})
 		}, "spec.volumes[0].projected.sources[0].serviceAccountToken",
 			"Forbidden: agent pods carry no ServiceAccount token; their credentials are leases Custos issues (spec.credentials)"},
-		{"another agent's lease as a CSI driver's secret", func(_ podGuardWorld, p *corev1.Pod) {
-			p.Spec.Volumes = append([]corev1.Volume{{Name: "stolen", VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{
-				Driver: "secrets-store.csi.k8s.io", NodePublishSecretRef: &corev1.LocalObjectReference{Name: "agent-payments.bank-api"}}}}}, p.Spec.Volumes...)
-		}, "spec.volumes[0].csi.nodePublishSecretRef.name", `Forbidden: Secret "agent-payments.bank-api" is the lease of agent payments's credential bank-api`},
 		{"its own lease name for a credential it does not have", func(_ podGuardWorld, p *corev1.Pod) {
 			p.Spec.Volumes = append([]corev1.Volume{{Name: "old", VolumeSource: corev1.VolumeSource{
 				Secret: &corev1.SecretVolumeSource{SecretName: "agent-guarded.retired-api"}}}}, p.Spec.Volumes...)
@@ -300,24 +296,29 @@ func TestPodGuardRefusesPodsThatEscapeTheirAgent(t *testing.T) {
 			g.Expect(err.Error()).To(ContainSubstring(`admission webhook "pods.validate.custos.dev" denied the request`))
 		})
 	}
-	// Another agent's lease mounted as a Secret volume (or in env) is
-	// refused before the guard sees it, by the API server's own policy
-	// (config/crd/policies/agent-identity.yaml); the guard refuses it too
-	// (internal/webhook's tests), and where the policy does not look (the
-	// CSI case above).
-	t.Run("another agent's lease Secret mounted", func(t *testing.T) {
-		g := NewWithT(t)
-		pod := w.pod()
-		pod.Spec.Volumes = append([]corev1.Volume{{Name: "stolen", VolumeSource: corev1.VolumeSource{
-			Secret: &corev1.SecretVolumeSource{SecretName: "agent-payments.bank-api"}}}}, pod.Spec.Volumes...)
-		err := k8sClient.Create(ctx, pod)
-		if err == nil {
-			_ = k8sClient.Delete(ctx, pod)
-		}
-		g.Expect(pod.GetName()).To(BeEmpty(), "nothing may be stored")
-		g.Expect(apierrors.IsForbidden(err)).To(BeTrue(), "%v", err)
-		g.Expect(err.Error()).To(And(ContainSubstring("custos-agent-identity"), ContainSubstring("agent-payments.bank-api")))
-	})
+	// Another agent's lease, as a Secret volume or a CSI driver's node
+	// publish secret, is refused before the guard sees it, by the API
+	// server's own policy (config/crd/policies/agent-identity.yaml); the
+	// guard refuses both too (internal/webhook's tests), for when the
+	// policy is not installed.
+	for name, stolen := range map[string]corev1.VolumeSource{
+		"another agent's lease Secret mounted": {Secret: &corev1.SecretVolumeSource{SecretName: "agent-payments.bank-api"}},
+		"another agent's lease as a CSI driver's secret": {CSI: &corev1.CSIVolumeSource{
+			Driver: "secrets-store.csi.k8s.io", NodePublishSecretRef: &corev1.LocalObjectReference{Name: "agent-payments.bank-api"}}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			g := NewWithT(t)
+			pod := w.pod()
+			pod.Spec.Volumes = append([]corev1.Volume{{Name: "stolen", VolumeSource: stolen}}, pod.Spec.Volumes...)
+			err := k8sClient.Create(ctx, pod)
+			if err == nil {
+				_ = k8sClient.Delete(ctx, pod)
+			}
+			g.Expect(pod.GetName()).To(BeEmpty(), "nothing may be stored")
+			expectPolicyRefused(g, err, "custos-agent-identity",
+				"Secret agent-payments.bank-api is a credential lease of Custos agent payments; only that agent's own pods reference it")
+		})
+	}
 	g.Expect(w.storedPods(g)).To(BeEmpty(), "nothing may be stored")
 
 	// Each refusal is audited, as the request's user and with the rule that
