@@ -106,12 +106,12 @@ func (r *AgentReconciler) leaseSecrets(ctx context.Context, agent *custosv1alpha
 // reconcileCredentials issues, renews and revokes the agent's leases
 // (CredentialsIssued): one Secret per credential while the agent is active
 // and its identity bound; none otherwise. status.leases is the ledger.
-func (r *AgentReconciler) reconcileCredentials(ctx context.Context, s *agentScope) error {
+func (r *AgentReconciler) reconcileCredentials(ctx context.Context, s *agentScope) stepResult {
 	agent := s.agent
 	now := r.Clock.Now()
 	held, err := r.leaseSecrets(ctx, agent)
 	if err != nil {
-		return err
+		return failed(err)
 	}
 	wanted := map[string]bool{}
 	if s.active() && s.identityBound {
@@ -127,7 +127,7 @@ func (r *AgentReconciler) reconcileCredentials(ctx context.Context, s *agentScop
 			continue
 		}
 		if err := r.revokeLease(ctx, agent, sec, revokeWhy(s, sec)); err != nil {
-			return err
+			return failed(err)
 		}
 	}
 
@@ -137,14 +137,16 @@ func (r *AgentReconciler) reconcileCredentials(ctx context.Context, s *agentScop
 		if len(agent.Spec.Credentials) > 0 {
 			msg = "Every lease revoked: the agent is not active"
 		}
-		setCondition(agent, custosv1alpha1.CredentialsIssuedCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason, "%s", msg)
-		return nil
+		s.observe(custosv1alpha1.CredentialsIssuedCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason, "%s", msg)
+		return stepResult{}
 	}
 
 	ledger := make([]custosv1alpha1.LeaseStatus, 0, len(agent.Spec.Credentials))
 	var errs []error
 	var refused *lease.RefusedError
 	var unconfigured, conflicts []string
+	// renewAt is when the next lease is due for renewal.
+	var renewAt time.Time
 	for _, c := range agent.Spec.Credentials {
 		entry := custosv1alpha1.LeaseStatus{Name: c.Name}
 		for _, old := range agent.Status.Leases {
@@ -180,8 +182,8 @@ func (r *AgentReconciler) reconcileCredentials(ctx context.Context, s *agentScop
 				}
 			}
 		}
-		if entry.RenewAt != nil && (s.renewAt.IsZero() || entry.RenewAt.Time.Before(s.renewAt)) {
-			s.renewAt = entry.RenewAt.Time
+		if entry.RenewAt != nil {
+			renewAt = earliest(renewAt, entry.RenewAt.Time)
 		}
 		ledger = append(ledger, entry)
 	}
@@ -189,26 +191,26 @@ func (r *AgentReconciler) reconcileCredentials(ctx context.Context, s *agentScop
 
 	switch {
 	case len(conflicts) > 0:
-		setCondition(agent, custosv1alpha1.CredentialsIssuedCondition, metav1.ConditionFalse, custosv1alpha1.NameConflictReason,
+		s.observe(custosv1alpha1.CredentialsIssuedCondition, metav1.ConditionFalse, custosv1alpha1.NameConflictReason,
 			"Secret %s exists and was not made by Custos for this agent; no lease is written into it: remove it",
 			strings.Join(conflicts, ", "))
-		return errors.Join(errs...)
+		return stepResult{requeueAt: renewAt, err: errors.Join(errs...)}
 	case len(unconfigured) > 0:
-		setCondition(agent, custosv1alpha1.CredentialsIssuedCondition, metav1.ConditionFalse, custosv1alpha1.LeaseBackendNotConfiguredReason,
+		s.observe(custosv1alpha1.CredentialsIssuedCondition, metav1.ConditionFalse, custosv1alpha1.LeaseBackendNotConfiguredReason,
 			"This manager issues no leases of credential %s; configure the backend (see the manager's --aws-sts-* and --azure-* flags)",
 			strings.Join(unconfigured, ", "))
-		return nil
+		return stepResult{requeueAt: renewAt}
 	case refused != nil:
-		setCondition(agent, custosv1alpha1.CredentialsIssuedCondition, metav1.ConditionFalse, refused.Reason,
+		s.observe(custosv1alpha1.CredentialsIssuedCondition, metav1.ConditionFalse, refused.Reason,
 			"%v; retried with backoff", errors.Join(errs...))
 	case len(errs) > 0:
-		setCondition(agent, custosv1alpha1.CredentialsIssuedCondition, metav1.ConditionFalse, custosv1alpha1.LeaseBackendUnavailableReason,
+		s.observe(custosv1alpha1.CredentialsIssuedCondition, metav1.ConditionFalse, custosv1alpha1.LeaseBackendUnavailableReason,
 			"%v; retried with backoff, a lease still valid is kept until it expires", errors.Join(errs...))
 	default:
-		setCondition(agent, custosv1alpha1.CredentialsIssuedCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason,
+		s.observe(custosv1alpha1.CredentialsIssuedCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason,
 			"%d lease(s) current, mounted from %s", len(ledger), workload.LeasesDir)
 	}
-	return errors.Join(errs...)
+	return stepResult{requeueAt: renewAt, err: errors.Join(errs...)}
 }
 
 // leaseNameTaken reports whether a Secret named name exists that Custos did

@@ -142,9 +142,13 @@ func (r *AgentReconciler) runTeardown(ctx context.Context, agent *custosv1alpha1
 	return "", "", nil
 }
 
-// reconcileDecommissioned runs the decommission path for an agent whose
-// owner set state Decommissioned; the Agent stays as a tombstone record.
-func (r *AgentReconciler) reconcileDecommissioned(ctx context.Context, agent *custosv1alpha1.Agent) (ctrl.Result, error) {
+// reconcileTeardown runs the decommission path, for a deleted Agent and for
+// one whose owner set state Decommissioned alike, and, once everything the
+// agent had is observed gone, removes its finalizer: a deleted Agent goes
+// (its phase's Event tells the decommission; the status patch that follows
+// finds it gone), a decommissioned one stays as a tombstone record with
+// nothing left to clean when it is deleted.
+func (r *AgentReconciler) reconcileTeardown(ctx context.Context, agent *custosv1alpha1.Agent) (ctrl.Result, error) {
 	reason, msg, err := r.runTeardown(ctx, agent)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -153,24 +157,6 @@ func (r *AgentReconciler) reconcileDecommissioned(ctx context.Context, agent *cu
 		setDecommissioning(agent, reason, msg)
 		return ctrl.Result{RequeueAfter: teardownRequeue}, nil
 	}
-	setDecommissioned(agent, r.Clock.Now())
-	// Nothing is left to clean when the tombstone is deleted.
-	return ctrl.Result{}, r.removeFinalizer(ctx, agent)
-}
-
-// reconcileDelete runs the decommission path for a deleted Agent and lets
-// it go once everything it had is observed gone.
-func (r *AgentReconciler) reconcileDelete(ctx context.Context, agent *custosv1alpha1.Agent) (ctrl.Result, error) {
-	reason, msg, err := r.runTeardown(ctx, agent)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	if reason != "" {
-		setDecommissioning(agent, reason, msg)
-		return ctrl.Result{RequeueAfter: teardownRequeue}, nil
-	}
-	// The phase's Event tells the decommission; the status patch that
-	// follows finds the Agent gone.
 	setDecommissioned(agent, r.Clock.Now())
 	return ctrl.Result{}, r.removeFinalizer(ctx, agent)
 }

@@ -250,12 +250,12 @@ type imageCheck struct {
 // one digest the agent's pods may run: a verified digest keeps running while
 // the registry cannot be reached or a tag moves to something that does not
 // verify, and is dropped, blocking new pods, once it does not verify itself.
-func (r *AgentReconciler) reconcileImage(ctx context.Context, s *agentScope) error {
+func (r *AgentReconciler) reconcileImage(ctx context.Context, s *agentScope) stepResult {
 	agent := s.agent
-	if s.boundary == nil {
-		setCondition(agent, custosv1alpha1.ImageVerifiedCondition, metav1.ConditionFalse, custosv1alpha1.BoundaryNotFoundReason,
+	if s.boundary() == nil {
+		s.observe(custosv1alpha1.ImageVerifiedCondition, metav1.ConditionFalse, custosv1alpha1.BoundaryNotFoundReason,
 			"No DataBoundary to take trusted image signers from")
-		return nil
+		return stepResult{}
 	}
 	// Whatever this check ends in, even an outage, an agent without a
 	// verified image whose boundary says Suspend stays suspended.
@@ -268,25 +268,24 @@ func (r *AgentReconciler) reconcileImage(ctx context.Context, s *agentScope) err
 		before.condition = before.condition.DeepCopy()
 	}
 
-	pol, hash, err := r.imagePolicies.resolve(ctx, s.boundary, false)
+	pol, hash, err := r.imagePolicies.resolve(ctx, s.boundary(), false)
 	var pe *imagePolicyError
 	switch {
 	case errors.Is(err, errNoTrustedSigners):
-		r.imageUnverifiable(ctx, s, before, custosv1alpha1.NoTrustedSignersReason, fmt.Sprintf("DataBoundary %q %s", s.boundary.Name, err))
-		return nil
+		r.imageUnverifiable(ctx, s, before, custosv1alpha1.NoTrustedSignersReason, fmt.Sprintf("DataBoundary %q %s", s.boundary().Name, err))
+		return stepResult{}
 	case errors.As(err, &pe):
-		r.imageUnverifiable(ctx, s, before, custosv1alpha1.InvalidImagePolicyReason, fmt.Sprintf("DataBoundary %q: %s", s.boundary.Name, err))
-		return nil
+		r.imageUnverifiable(ctx, s, before, custosv1alpha1.InvalidImagePolicyReason, fmt.Sprintf("DataBoundary %q: %s", s.boundary().Name, err))
+		return stepResult{}
 	case err != nil:
-		setCondition(agent, custosv1alpha1.ImageVerifiedCondition, metav1.ConditionFalse, custosv1alpha1.ProgressingReason,
-			"Reading the image policy of DataBoundary %q: %v", s.boundary.Name, err)
-		return err
+		s.observe(custosv1alpha1.ImageVerifiedCondition, metav1.ConditionFalse, custosv1alpha1.ProgressingReason,
+			"Reading the image policy of DataBoundary %q: %v", s.boundary().Name, err)
+		return failed(err)
 	}
 
 	now := r.Clock.Now()
 	if next, due := r.imageCheckDue(agent, hash, now); !due {
-		s.imageRecheck = next
-		return nil
+		return stepResult{requeueAt: next}
 	}
 	// A digest verified under another policy is judged against this one
 	// offline first: a signer rotated out is not trusted while the registry
@@ -297,22 +296,21 @@ func (r *AgentReconciler) reconcileImage(ctx context.Context, s *agentScope) err
 
 	keychain, err := r.pullKeychain(ctx, agent)
 	if err != nil {
-		setCondition(agent, custosv1alpha1.ImageVerifiedCondition, metav1.ConditionFalse, custosv1alpha1.ResolveFailedReason,
+		s.observe(custosv1alpha1.ImageVerifiedCondition, metav1.ConditionFalse, custosv1alpha1.ResolveFailedReason,
 			"%v; retrying%s", err, stillRunning(agent))
-		return err
+		return failed(err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, verifyTimeout)
 	defer cancel()
 	res, verr := r.Images.Verifier.Verify(ctx, agent.Spec.Image, pol, keychain)
 	imageVerifications.WithLabelValues(verificationResult(verr)).Inc()
 	if verr == nil {
-		r.imageVerified(ctx, s, res, hash, now)
-		return nil
+		return stepResult{requeueAt: r.imageVerified(ctx, s, res, hash, now)}
 	}
 	if imageverify.IsTransient(verr) {
-		setCondition(agent, custosv1alpha1.ImageVerifiedCondition, metav1.ConditionFalse, custosv1alpha1.ResolveFailedReason,
+		s.observe(custosv1alpha1.ImageVerifiedCondition, metav1.ConditionFalse, custosv1alpha1.ResolveFailedReason,
 			"%v; retrying with backoff%s", verr, stillRunning(agent))
-		return verr
+		return failed(verr)
 	}
 
 	// spec.image does not verify. The digest running now may still: a tag
@@ -321,7 +319,7 @@ func (r *AgentReconciler) reconcileImage(ctx context.Context, s *agentScope) err
 	msg := fmt.Sprintf("%s: %v", imageProblem(reason), verr)
 	if st := agent.Status.Image; st != nil && st.Digest != "" {
 		running := workload.VerifiedImage(agent)
-		if _, failed, _ := strings.Cut(resolvedDigest(verr), "@"); failed != st.Digest {
+		if _, failedDigest, _ := strings.Cut(resolvedDigest(verr), "@"); failedDigest != st.Digest {
 			// Verified as the repository was written, which is how the
 			// boundary's registries are matched.
 			repo, ok := boundary.Repository(runningReference(agent))
@@ -335,15 +333,14 @@ func (r *AgentReconciler) reconcileImage(ctx context.Context, s *agentScope) err
 				st.VerifiedAt = &metav1.Time{Time: res.VerifiedAt}
 				st.PolicyHash = hash
 				r.imageChecks.Store(agent.UID, imageCheck{reference: agent.Spec.Image, policyHash: hash, at: now})
-				s.imageRecheck = now.Add(r.Images.ReverifyInterval)
-				setCondition(agent, custosv1alpha1.ImageVerifiedCondition, metav1.ConditionFalse, reason,
+				s.observe(custosv1alpha1.ImageVerifiedCondition, metav1.ConditionFalse, reason,
 					"%s. New pods keep running the verified %s", msg, running)
 				r.auditImageDecision(ctx, agent, before, audit.DecisionDeny, reason, verr.Error(), hash)
-				return nil
+				return stepResult{requeueAt: now.Add(r.Images.ReverifyInterval)}
 			case imageverify.IsTransient(rerr):
-				setCondition(agent, custosv1alpha1.ImageVerifiedCondition, metav1.ConditionFalse, custosv1alpha1.ResolveFailedReason,
+				s.observe(custosv1alpha1.ImageVerifiedCondition, metav1.ConditionFalse, custosv1alpha1.ResolveFailedReason,
 					"%v; retrying with backoff%s", rerr, stillRunning(agent))
-				return rerr
+				return failed(rerr)
 			}
 		}
 		// The running digest itself no longer verifies: no new pod may run it.
@@ -351,10 +348,9 @@ func (r *AgentReconciler) reconcileImage(ctx context.Context, s *agentScope) err
 		msg += fmt.Sprintf(". The digest running before, %s, no longer verifies either: no new pod runs it", running)
 	}
 	r.imageChecks.Store(agent.UID, imageCheck{reference: agent.Spec.Image, policyHash: hash, at: now})
-	s.imageRecheck = now.Add(r.Images.ReverifyInterval)
-	setCondition(agent, custosv1alpha1.ImageVerifiedCondition, metav1.ConditionFalse, reason, "%s", msg)
+	s.observe(custosv1alpha1.ImageVerifiedCondition, metav1.ConditionFalse, reason, "%s", msg)
 	r.auditImageDecision(ctx, agent, before, audit.DecisionDeny, reason, msg, hash)
-	return nil
+	return stepResult{requeueAt: now.Add(r.Images.ReverifyInterval)}
 }
 
 // runningReference is the reference the verified digest was resolved from.
@@ -365,8 +361,9 @@ func runningReference(agent *custosv1alpha1.Agent) string {
 	return agent.Spec.Image
 }
 
-// imageVerified records a verified image in the status.
-func (r *AgentReconciler) imageVerified(ctx context.Context, s *agentScope, res *imageverify.Result, hash string, now time.Time) {
+// imageVerified records a verified image in the status, and returns when
+// it is checked next.
+func (r *AgentReconciler) imageVerified(ctx context.Context, s *agentScope, res *imageverify.Result, hash string, now time.Time) time.Time {
 	agent := s.agent
 	_, digest, _ := strings.Cut(res.Digest, "@")
 	prev := agent.Status.Image
@@ -379,15 +376,16 @@ func (r *AgentReconciler) imageVerified(ctx context.Context, s *agentScope, res 
 		PolicyHash: hash,
 	}
 	r.imageChecks.Store(agent.UID, imageCheck{reference: agent.Spec.Image, policyHash: hash, at: now})
-	s.imageRecheck = res.VerifiedAt.Add(r.Images.ReverifyInterval)
-	if !s.imageRecheck.After(now) {
-		s.imageRecheck = now.Add(r.Images.ReverifyInterval)
+	next := res.VerifiedAt.Add(r.Images.ReverifyInterval)
+	if !next.After(now) {
+		next = now.Add(r.Images.ReverifyInterval)
 	}
-	setCondition(agent, custosv1alpha1.ImageVerifiedCondition, metav1.ConditionTrue, custosv1alpha1.VerifiedReason,
+	s.observe(custosv1alpha1.ImageVerifiedCondition, metav1.ConditionTrue, custosv1alpha1.VerifiedReason,
 		"%s verified, signed by %s", res.Digest, res.Signer)
 	if !wasVerified || prev == nil || prev.Digest != digest || prev.Signer != res.Signer || prev.PolicyHash != hash {
 		r.auditImage(ctx, agent, audit.DecisionAllow, custosv1alpha1.VerifiedReason, "verified "+res.Digest+", signed by "+res.Signer, hash)
 	}
+	return next
 }
 
 // imageUnverifiable: nothing can verify under the boundary's policy as it
@@ -398,17 +396,17 @@ func (r *AgentReconciler) imageUnverifiable(ctx context.Context, s *agentScope, 
 	if dropped {
 		msg += "; the digest verified before no longer runs in new pods"
 	}
-	setCondition(s.agent, custosv1alpha1.ImageVerifiedCondition, metav1.ConditionFalse, reason, "%s", msg)
+	s.observe(custosv1alpha1.ImageVerifiedCondition, metav1.ConditionFalse, reason, "%s", msg)
 	r.auditImageDecision(ctx, s.agent, before, audit.DecisionDeny, reason, msg, "")
 }
 
 // applyImageFailureAction suspends an agent without a verified image when
 // its boundary says so.
 func (r *AgentReconciler) applyImageFailureAction(s *agentScope) {
-	if s.boundary == nil || s.agent.Status.Image != nil && s.agent.Status.Image.Digest != "" {
+	if s.boundary() == nil || s.agent.Status.Image != nil && s.agent.Status.Image.Digest != "" {
 		return
 	}
-	if p := s.boundary.Spec.Images; p != nil && p.OnVerificationFailure == custosv1alpha1.ImageFailureSuspend && s.suspendReason == "" {
+	if p := s.boundary().Spec.Images; p != nil && p.OnVerificationFailure == custosv1alpha1.ImageFailureSuspend && s.suspendReason == "" {
 		s.suspendReason = custosv1alpha1.ImageNotVerifiedReason
 	}
 }

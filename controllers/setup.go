@@ -130,7 +130,7 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts Options) error
 	if err := (&AgentReconciler{
 		Client:        mgr.GetClient(),
 		APIReader:     mgr.GetAPIReader(),
-		Names:         names,
+		ChildNames:    names,
 		Recorder:      mgr.GetEventRecorder(eventSource),
 		Options:       opts,
 		imagePolicies: policies,

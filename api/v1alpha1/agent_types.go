@@ -19,6 +19,7 @@ package v1alpha1
 import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // LifecycleState is the state an Agent's owner asks for.
@@ -548,4 +549,13 @@ type AgentList struct {
 
 func init() {
 	SchemeBuilder.Register(&Agent{}, &AgentList{})
+}
+
+// Key is the namespace and name of the referenced Toolset, for an Agent in
+// agentNamespace: a reference without a namespace is to the agent's own.
+func (r ToolsetReference) Key(agentNamespace string) types.NamespacedName {
+	if r.Namespace == "" {
+		return types.NamespacedName{Namespace: agentNamespace, Name: r.Name}
+	}
+	return types.NamespacedName{Namespace: r.Namespace, Name: r.Name}
 }

@@ -108,89 +108,40 @@ func (v *AgentValidator) validate(ctx context.Context, old, agent *custosv1alpha
 	if old != nil {
 		oldObj = old
 	}
-	ns, b, boundaryErrs, err := namespaceAndBoundary(ctx, v.Client, agent.Namespace)
+	in, err := boundary.GatherAgent(ctx, v.Client, liveOf(v.Client), agent)
 	if err != nil {
 		return nil, apierrors.NewInternalError(err)
 	}
+	ns, b := in.Namespace, in.Boundary
 	errs = append(errs, checkTenantLabel("Agent", agent, oldObj, ns)...)
-	errs = append(errs, boundaryErrs...)
+	errs = append(errs, unplaced(in.Placement)...)
 	if b != nil {
 		errs = append(errs, checkBoundaryTenant(agent, b)...)
 	}
 	if b == nil || len(errs) > 0 {
 		return nil, invalid(agentKind, agent.Name, errs)
 	}
-
-	// CheckAgent repeats the tenant rules, checked above; keep its other
-	// findings.
-	for _, e := range boundary.CheckAgent(b, ns, agent) {
+	// The reconciler's verdict (boundary.AgentInputs.Check), less the
+	// tenant rules, checked above.
+	for _, e := range in.Check(agent) {
 		if e.Field != tenantPath.String() {
 			errs = append(errs, e)
 		}
 	}
-	toolErrs, warnings, err := v.checkToolsets(ctx, b, agent)
-	if err != nil {
-		return nil, apierrors.NewInternalError(err)
+	// A Toolset that does not exist yet is allowed with a warning: GitOps
+	// applies in any order, and the agent's egress to it stays closed until
+	// it exists.
+	var warnings admission.Warnings
+	for _, g := range in.MissingToolsets {
+		warnings = append(warnings, fmt.Sprintf("%s: Toolset %s does not exist yet; the agent cannot reach it until it does",
+			field.NewPath("spec", "toolsetRefs").Index(g.Index), g.Key))
 	}
-	errs = append(errs, toolErrs...)
 	policyErrs, err := v.checkPolicies(ctx, b, ns, agent)
 	if err != nil {
 		return nil, apierrors.NewInternalError(err)
 	}
 	errs = append(errs, policyErrs...)
 	return warnings, invalid(agentKind, agent.Name, errs)
-}
-
-// checkToolsets: every referenced Toolset that exists belongs to the
-// agent's tenant and lies inside the boundary. One that does not exist yet
-// is allowed with a warning: GitOps applies in any order, and the agent's
-// egress to it stays closed until it exists.
-func (v *AgentValidator) checkToolsets(ctx context.Context, b *custosv1alpha1.DataBoundary, agent *custosv1alpha1.Agent) (field.ErrorList, admission.Warnings, error) {
-	var errs field.ErrorList
-	var warnings admission.Warnings
-	tenant := agent.Labels[custosv1alpha1.TenantLabel]
-	for i, ref := range agent.Spec.ToolsetRefs {
-		path := field.NewPath("spec", "toolsetRefs").Index(i)
-		key := types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}
-		if key.Namespace == "" {
-			key.Namespace = agent.Namespace
-		}
-		ts := &custosv1alpha1.Toolset{}
-		if err := v.Client.Get(ctx, key, ts); apierrors.IsNotFound(err) {
-			warnings = append(warnings, fmt.Sprintf("%s: Toolset %s does not exist yet; the agent cannot reach it until it does", path, key))
-			continue
-		} else if err != nil {
-			return nil, nil, err
-		}
-		if owner := ts.Labels[custosv1alpha1.TenantLabel]; owner != tenant {
-			errs = append(errs, field.Forbidden(path, fmt.Sprintf("Toolset %s belongs to tenant %q, not %q", key, owner, tenant)))
-			continue
-		}
-		endpointNS, err := endpointNamespace(ctx, v.Client, ts)
-		if err != nil {
-			return nil, nil, err
-		}
-		for _, e := range boundary.CheckToolset(b, ts, endpointNS) {
-			errs = append(errs, field.Forbidden(path, fmt.Sprintf("Toolset %s: %s: %s", key, e.Field, e.Detail)))
-		}
-	}
-	return errs, warnings, nil
-}
-
-// endpointNamespace reads the namespace of a Toolset's in-cluster endpoint,
-// or nil when it has none or the namespace does not exist.
-func endpointNamespace(ctx context.Context, c client.Reader, ts *custosv1alpha1.Toolset) (*corev1.Namespace, error) {
-	in := ts.Spec.Endpoint.InCluster
-	if in == nil {
-		return nil, nil
-	}
-	ns := &corev1.Namespace{}
-	if err := c.Get(ctx, types.NamespacedName{Name: in.Namespace}, ns); apierrors.IsNotFound(err) {
-		return nil, nil
-	} else if err != nil {
-		return nil, err
-	}
-	return ns, nil
 }
 
 // checkPolicies evaluates the boundary's policy-as-code checks against the

@@ -80,7 +80,7 @@ func (v *ToolsetValidator) validate(ctx context.Context, old, ts *custosv1alpha1
 	errs = append(errs, boundaryErrs...)
 	if b != nil {
 		errs = append(errs, checkBoundaryTenant(ts, b)...)
-		endpointNS, err := endpointNamespace(ctx, v.Client, ts)
+		endpointNS, err := boundary.EndpointNamespace(ctx, v.Client, ts)
 		if err != nil {
 			return apierrors.NewInternalError(err)
 		}

@@ -23,13 +23,11 @@ package webhook
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -128,39 +126,32 @@ func (r *reader) List(ctx context.Context, list client.ObjectList, opts ...clien
 	return r.cache.List(ctx, list, opts...)
 }
 
-// listLive lists around the cache when c is a reader, else from c.
-func listLive(ctx context.Context, c client.Reader, list client.ObjectList, opts ...client.ListOption) error {
+// liveOf is the reader around the cache behind c, or nil.
+func liveOf(c client.Reader) client.Reader {
 	if r, ok := c.(*reader); ok {
-		return r.live.List(ctx, list, opts...)
+		return r.live
 	}
-	return c.List(ctx, list, opts...)
+	return nil
 }
 
 // namespaceAndBoundary reads the namespace of a namespaced object and the
-// one DataBoundary that covers it. Missing or ambiguous boundaries are
-// returned as field errors on metadata.namespace.
+// one DataBoundary that covers it (boundary.GatherPlacement). Missing or
+// ambiguous boundaries are returned as field errors on metadata.namespace.
 func namespaceAndBoundary(ctx context.Context, c client.Reader, namespace string) (*corev1.Namespace, *custosv1alpha1.DataBoundary, field.ErrorList, error) {
-	ns := &corev1.Namespace{}
-	if err := c.Get(ctx, types.NamespacedName{Name: namespace}, ns); err != nil {
-		return nil, nil, nil, fmt.Errorf("reading namespace %s: %w", namespace, err)
-	}
-	var boundaries custosv1alpha1.DataBoundaryList
-	if err := c.List(ctx, &boundaries); err != nil {
-		return nil, nil, nil, fmt.Errorf("listing DataBoundaries: %w", err)
-	}
-	b, err := boundary.Select(boundaries.Items, ns)
-	var notFound *boundary.NotFoundError
-	if errors.As(err, &notFound) {
-		// Perhaps created a moment ago; ask the API server before refusing.
-		if err := listLive(ctx, c, &boundaries); err != nil {
-			return nil, nil, nil, fmt.Errorf("listing DataBoundaries: %w", err)
-		}
-		b, err = boundary.Select(boundaries.Items, ns)
-	}
+	p, err := boundary.GatherPlacement(ctx, c, liveOf(c), namespace)
 	if err != nil {
-		return ns, nil, field.ErrorList{field.Forbidden(field.NewPath("metadata", "namespace"), err.Error())}, nil
+		return nil, nil, nil, err
 	}
-	return ns, b, nil, nil
+	return p.Namespace, p.Boundary, unplaced(p), nil
+}
+
+// unplaced is p's verdict that no single boundary covers the namespace, as
+// a field error on metadata.namespace.
+func unplaced(p boundary.Placement) field.ErrorList {
+	if p.Unplaced == nil {
+		return nil
+	}
+	return field.ErrorList{field.Forbidden(field.NewPath("metadata", "namespace"), p.Unplaced.Error())}
 }
 
 // checkBoundaryTenant: the boundary that covers the object's namespace is

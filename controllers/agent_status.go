@@ -20,24 +20,12 @@ import (
 	"fmt"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 )
-
-// agentSteps are the conditions of the Agent reconciler's steps, in order;
-// Ready summarizes them.
-var agentSteps = []string{
-	custosv1alpha1.BoundaryCompliantCondition,
-	custosv1alpha1.IdentityBoundCondition,
-	custosv1alpha1.ImageVerifiedCondition,
-	custosv1alpha1.NetworkIsolatedCondition,
-	custosv1alpha1.CredentialsIssuedCondition,
-	custosv1alpha1.WorkloadAvailableCondition,
-}
 
 // isStalledReason: the reason needs a change by a person, not time.
 func isStalledReason(reason string) bool {
@@ -72,29 +60,17 @@ func conditionMessage(agent *custosv1alpha1.Agent, conditionType string) string 
 	return ""
 }
 
-// setWorkloadAvailable mirrors the Deployment's rollout into
-// WorkloadAvailable: True only when every desired replica runs the current
-// template and is available, or, when the desired count is zero, when no
-// pod is left.
-func setWorkloadAvailable(agent *custosv1alpha1.Agent, d *appsv1.Deployment, replicas int32) {
-	st := d.Status
-	switch {
-	case st.ObservedGeneration < d.Generation:
-		setCondition(agent, custosv1alpha1.WorkloadAvailableCondition, metav1.ConditionFalse, custosv1alpha1.ProgressingReason,
-			"Deployment %s: waiting for the deployment controller to roll out generation %d", d.Name, d.Generation)
-	case replicas == 0 && st.Replicas == 0:
-		setCondition(agent, custosv1alpha1.WorkloadAvailableCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason,
-			"Deployment %s is scaled to zero", d.Name)
-	case replicas == 0:
-		setCondition(agent, custosv1alpha1.WorkloadAvailableCondition, metav1.ConditionFalse, custosv1alpha1.ProgressingReason,
-			"Deployment %s is scaling to zero: %d pod(s) left", d.Name, st.Replicas)
-	case st.UpdatedReplicas >= replicas && st.AvailableReplicas >= replicas && st.Replicas == st.UpdatedReplicas:
-		setCondition(agent, custosv1alpha1.WorkloadAvailableCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason,
-			"Deployment %s has %d/%d replicas available", d.Name, st.AvailableReplicas, replicas)
-	default:
-		setCondition(agent, custosv1alpha1.WorkloadAvailableCondition, metav1.ConditionFalse, custosv1alpha1.ProgressingReason,
-			"Deployment %s has %d/%d replicas available, %d up to date", d.Name, st.AvailableReplicas, replicas, st.UpdatedReplicas)
+// agentStatus computes the agent's status from what the steps of a pass
+// observed: each observed condition replaces the one of its type (its
+// transition time kept when its status did not change), the conditions no
+// step observed stand, and the summary (Ready, Stalled, Reconciling) and
+// the lifecycle phase follow from them all (summarize). It is pure: the
+// steps observe, and only this writes conditions.
+func agentStatus(agent *custosv1alpha1.Agent, observed []metav1.Condition, suspendReason string, now time.Time) {
+	for _, c := range observed {
+		setCondition(agent, c.Type, c.Status, c.Reason, "%s", c.Message)
 	}
+	summarize(agent, suspendReason, now)
 }
 
 // summarize sets Ready, Reconciling and Stalled from the steps' conditions
@@ -103,7 +79,8 @@ func setWorkloadAvailable(agent *custosv1alpha1.Agent, d *appsv1.Deployment, rep
 func summarize(agent *custosv1alpha1.Agent, suspendReason string, now time.Time) {
 	var stalled, waiting *metav1.Condition
 	var ready int
-	for _, t := range agentSteps {
+	for _, step := range agentSteps {
+		t := step.condition
 		c := findCondition(agent, t)
 		switch {
 		case c == nil:
@@ -203,7 +180,8 @@ func setDecommissioned(agent *custosv1alpha1.Agent, now time.Time) {
 	meta.RemoveStatusCondition(&agent.Status.Conditions, custosv1alpha1.StalledCondition)
 	meta.RemoveStatusCondition(&agent.Status.Conditions, custosv1alpha1.ReconcilingCondition)
 	const msg = "Decommissioned: every lease revoked and every object the agent had removed"
-	for _, t := range agentSteps {
+	for _, step := range agentSteps {
+		t := step.condition
 		setCondition(agent, t, metav1.ConditionFalse, custosv1alpha1.DecommissionedReason, msg)
 	}
 	// The final state the spec asked for was reached.
