@@ -22,14 +22,23 @@ GENERATED := api config charts/custos/crds charts/custos/files
 
 ##@ Use
 
+# The packages whose tests start no control plane: make test runs them with
+# the race detector. Every other package runs against a real API server.
+UNIT_PKGS := ./api/... ./cmd/... ./internal/audit/... ./internal/boundary/... \
+	./internal/identity/... ./internal/imageverify/... ./internal/netpol/... \
+	./internal/policy/... ./internal/toolschema/... ./internal/webhook/... \
+	./internal/workload/... ./test/fixtures/... ./test/imagetest/... ./test/leasedoubles/...
+
 .PHONY: dev
 dev: build cluster kwok ## Run Custos locally: a cluster with nodes in three regions, the manager, the samples. Ctrl-C stops everything.
 	$(GO) build -o bin/custos-dev ./hack/dev
 	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE) $(CLUSTER))" KWOK="$$($(KWOK))" bin/custos-dev
 
 .PHONY: test
-test: cluster helm kwok ## Run every test against a real kube-apiserver and etcd (make dev's on a whole local cluster).
-	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE) $(CLUSTER))" HELM="$$($(HELM))" KWOK="$$($(KWOK))" $(GO) test ./... -count=1
+test: cluster helm kwok ## Run every test: the unit packages with the race detector, the rest against a real kube-apiserver and etcd (make dev's on a whole local cluster).
+	$(GO) test -race -count=1 $(UNIT_PKGS)
+	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE) $(CLUSTER))" HELM="$$($(HELM))" KWOK="$$($(KWOK))" \
+		$(GO) test -count=1 $$($(GO) list ./... | grep -v -x -F "$$($(GO) list $(UNIT_PKGS))")
 
 .PHONY: e2e
 e2e: cluster helm kwok ## Walk the users' journeys (helm, kubectl) on a whole local cluster: controllers, scheduler, kwok nodes.
@@ -80,6 +89,11 @@ bench-audit: ## Time the audit segment store against a plain fsynced file, and v
 bench-lease: controlplane ## Time issuing a kubernetesToken lease against a raw TokenRequest.
 	$(GO) build -o bin/custos-bench ./hack/bench
 	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE))" bin/custos-bench -mode lease
+
+.PHONY: bench-memory
+bench-memory: build controlplane ## Measure the manager's RSS with 10,000 unrelated Secrets and ConfigMaps in the cluster against without them (BENCH_ARGS=...).
+	$(GO) build -o bin/custos-bench ./hack/bench
+	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE))" bin/custos-bench -mode memory $(BENCH_ARGS)
 
 .PHONY: bench-image
 bench-image: ## Time image verification cold against cached, with registry round trips per verification.

@@ -30,6 +30,7 @@ import (
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/audit"
+	"github.com/custos-dev/custos/test/fixtures"
 )
 
 // admissionWorld is what the admission cases run against: two tenants
@@ -43,8 +44,7 @@ type admissionWorld struct {
 func newAdmissionWorld(t *testing.T) admissionWorld {
 	t.Helper()
 	g := NewWithT(t)
-	ctx := context.Background()
-	w := admissionWorld{tenant: newTenant("adm"), other: newTenant("oth")}
+	w := admissionWorld{tenant: fixtures.UniqueTenant("adm"), other: fixtures.UniqueTenant("oth")}
 	createBoundary(t, w.tenant, "eu-west-1")
 	// Only this registry, only EU, only the tenant's own roles.
 	updateBoundary(g, w.tenant, func(b *custosv1alpha1.DataBoundary) {
@@ -57,15 +57,12 @@ func newAdmissionWorld(t *testing.T) admissionWorld {
 		}}
 	})
 	createBoundary(t, w.other, "us-east-1")
-	w.ns = tenantNamespace(t, w.tenant)
-	w.otherNS = tenantNamespace(t, w.other)
+	w.ns = fixtures.CreateTenantNamespace(t, k8sClient, w.tenant)
+	w.otherNS = fixtures.CreateTenantNamespace(t, k8sClient, w.other)
 	// A namespace with no tenant label, and one whose tenant has no boundary.
-	plain := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "plain-"}}
-	g.Expect(k8sClient.Create(ctx, plain)).To(Succeed())
-	t.Cleanup(func() { _ = k8sClient.Delete(ctx, plain) })
-	w.plainNS = plain.Name
-	w.orphanNS = tenantNamespace(t, newTenant("nobound"))
-	createToolset(t, w.otherNS, "their-tools", w.other)
+	w.plainNS = fixtures.Create(t, k8sClient, fixtures.Namespace("plain-", nil)).Name
+	w.orphanNS = fixtures.CreateTenantNamespace(t, k8sClient, fixtures.UniqueTenant("nobound"))
+	fixtures.Create(t, k8sClient, fixtures.Toolset(w.otherNS, "their-tools", w.other))
 	return w
 }
 
@@ -82,22 +79,14 @@ func TestAdmissionRefusesWhatCrossesABoundary(t *testing.T) {
 	w := newAdmissionWorld(t)
 	agent := func(mut func(a *custosv1alpha1.Agent)) func(admissionWorld) client.Object {
 		return func(w admissionWorld) client.Object {
-			a := newAgent(w.ns, "", w.tenant)
-			a.GenerateName = "adm-"
+			a := newAgent(w.ns, "adm-", w.tenant)
 			mut(a)
 			return a
 		}
 	}
 	toolset := func(mut func(ts *custosv1alpha1.Toolset)) func(admissionWorld) client.Object {
 		return func(w admissionWorld) client.Object {
-			ts := &custosv1alpha1.Toolset{
-				ObjectMeta: metav1.ObjectMeta{GenerateName: "adm-", Namespace: w.ns, Labels: map[string]string{custosv1alpha1.TenantLabel: w.tenant}},
-				Spec: custosv1alpha1.ToolsetSpec{
-					Endpoint: custosv1alpha1.ToolEndpoint{InCluster: &custosv1alpha1.InClusterEndpoint{
-						Namespace: w.ns, PodSelector: map[string]string{"app": "tools"}, Port: 8080}},
-					Tools: []custosv1alpha1.Tool{{Name: "lookup", Access: custosv1alpha1.ToolAccessRead}},
-				},
-			}
+			ts := fixtures.Toolset(w.ns, "adm-", w.tenant)
 			mut(ts)
 			return ts
 		}
@@ -111,22 +100,13 @@ func TestAdmissionRefusesWhatCrossesABoundary(t *testing.T) {
 			a.Namespace = w.orphanNS
 			a.Labels[custosv1alpha1.TenantLabel] = orphanTenant(w)
 		}), "metadata.namespace", "no DataBoundary covers namespace"},
-		{"AWS role of another account", agent(func(a *custosv1alpha1.Agent) {
-			a.Spec.Identity = &custosv1alpha1.IdentityBindings{AWS: &custosv1alpha1.AWSIdentity{RoleARN: "arn:aws:iam::999999999999:role/" + w.tenant + "-x"}}
-		}), "spec.identity.aws.roleARN", "spec.cloudRoles.awsRoleARNs"},
-		{"AWS role of another tenant", agent(func(a *custosv1alpha1.Agent) {
-			a.Spec.Identity = &custosv1alpha1.IdentityBindings{AWS: &custosv1alpha1.AWSIdentity{RoleARN: "arn:aws:iam::111122223333:role/" + w.other + "-x"}}
-		}), "spec.identity.aws.roleARN", "is not allowed by DataBoundary"},
-		{"GCP service account of another project", agent(func(a *custosv1alpha1.Agent) {
-			a.Spec.Identity = &custosv1alpha1.IdentityBindings{GCP: &custosv1alpha1.GCPIdentity{ServiceAccount: "reconciler@elsewhere.iam.gserviceaccount.com"}}
-		}), "spec.identity.gcp.serviceAccount", "spec.cloudRoles.gcpServiceAccounts"},
-		{"Azure identity the boundary does not list", agent(func(a *custosv1alpha1.Agent) {
-			a.Spec.Identity = &custosv1alpha1.IdentityBindings{Azure: &custosv1alpha1.AzureIdentity{
-				ClientID: "00000000-0000-0000-0000-000000000001", TenantID: "00000000-0000-0000-0000-000000000002"}}
-		}), "spec.identity.azure.clientID", "spec.cloudRoles.azureClientIDs"},
-		{"image from an untrusted registry", agent(func(a *custosv1alpha1.Agent) { a.Spec.Image = "docker.io/evil/agent:latest" }),
+		{"AWS role of another account", agent(fixtures.WithAWSRole("arn:aws:iam::999999999999:role/" + w.tenant + "-x")), "spec.identity.aws.roleARN", "spec.cloudRoles.awsRoleARNs"},
+		{"AWS role of another tenant", agent(fixtures.WithAWSRole(fixtures.AWSRoleARN(w.other + "-x"))), "spec.identity.aws.roleARN", "is not allowed by DataBoundary"},
+		{"GCP service account of another project", agent(fixtures.WithGCPServiceAccount("reconciler@elsewhere.iam.gserviceaccount.com")), "spec.identity.gcp.serviceAccount", "spec.cloudRoles.gcpServiceAccounts"},
+		{"Azure identity the boundary does not list", agent(fixtures.WithAzureClient("00000000-0000-0000-0000-000000000001", "00000000-0000-0000-0000-000000000002")), "spec.identity.azure.clientID", "spec.cloudRoles.azureClientIDs"},
+		{"image from an untrusted registry", agent(fixtures.WithImage("docker.io/evil/agent:latest")),
 			"spec.image", "spec.images.registries"},
-		{"image from a look-alike registry path", agent(func(a *custosv1alpha1.Agent) { a.Spec.Image = "registry.acme.example/agents-evil/x:1" }),
+		{"image from a look-alike registry path", agent(fixtures.WithImage("registry.acme.example/agents-evil/x:1")),
 			"spec.image", "spec.images.registries"},
 		{"Toolset of another tenant", agent(func(a *custosv1alpha1.Agent) {
 			a.Spec.ToolsetRefs = []custosv1alpha1.ToolsetReference{{Name: "their-tools", Namespace: w.otherNS}}
@@ -136,11 +116,9 @@ func TestAdmissionRefusesWhatCrossesABoundary(t *testing.T) {
 		{"agent without a tenant label", agent(func(a *custosv1alpha1.Agent) { delete(a.Labels, custosv1alpha1.TenantLabel) }),
 			"metadata.labels[custos.dev/tenant]", "every Agent belongs to a tenant"},
 
-		{"toolset in a region outside residency", toolset(func(ts *custosv1alpha1.Toolset) { ts.Spec.Region = "us-east-1" }),
+		{"toolset in a region outside residency", toolset(fixtures.WithToolsetRegion("us-east-1")),
 			"spec.region", "us-east-1"},
-		{"toolset endpoint in another tenant's namespace", toolset(func(ts *custosv1alpha1.Toolset) {
-			ts.Spec.Endpoint.InCluster.Namespace = w.otherNS
-		}), "spec.endpoint.inCluster.namespace", w.otherNS},
+		{"toolset endpoint in another tenant's namespace", toolset(fixtures.WithInClusterNamespace(w.otherNS)), "spec.endpoint.inCluster.namespace", w.otherNS},
 		{"toolset reaching outside the allowed egress", toolset(func(ts *custosv1alpha1.Toolset) {
 			ts.Spec.Endpoint = custosv1alpha1.ToolEndpoint{External: &custosv1alpha1.ExternalEndpoint{
 				Host: "exfil.example", CIDRs: []string{"198.51.100.0/24"}, Port: 443}}
@@ -157,23 +135,19 @@ func TestAdmissionRefusesWhatCrossesABoundary(t *testing.T) {
 		}), "metadata.namespace", "no DataBoundary covers namespace"},
 
 		{"namespace claiming a tenant whose boundary covers it not", func(w admissionWorld) client.Object {
-			return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "adm-", Labels: map[string]string{
-				// The other tenant's boundary selects this label value.
-				custosv1alpha1.TenantLabel: w.tenant, "team": "x",
-			}}}
+			// The other tenant's boundary selects this label value.
+			return fixtures.Namespace("adm-", map[string]string{custosv1alpha1.TenantLabel: w.tenant, "team": "x"})
 		}, "", ""}, // replaced below
 	}
 	// A boundary that selects by another label: its namespaces must still
 	// carry its tenant.
-	teamTenant := newTenant("team")
+	teamTenant := fixtures.UniqueTenant("team")
 	createBoundary(t, teamTenant, "eu-west-1")
 	updateBoundary(NewWithT(t), teamTenant, func(b *custosv1alpha1.DataBoundary) {
 		b.Spec.NamespaceSelector = metav1.LabelSelector{MatchLabels: map[string]string{"team": "blue-" + teamTenant}}
 	})
 	cases[len(cases)-1] = admissionCase{"namespace covered by a boundary of another tenant", func(w admissionWorld) client.Object {
-		return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "adm-", Labels: map[string]string{
-			custosv1alpha1.TenantLabel: w.tenant, "team": "blue-" + teamTenant,
-		}}}
+		return fixtures.Namespace("adm-", map[string]string{custosv1alpha1.TenantLabel: w.tenant, "team": "blue-" + teamTenant})
 	}, "metadata.labels[custos.dev/tenant]", `covered by DataBoundary "` + teamTenant + `"`}
 
 	for _, tc := range cases {
@@ -194,19 +168,11 @@ func TestAdmissionRefusesWhatCrossesABoundary(t *testing.T) {
 // compiled when it is applied, so a typo fails there and not on every agent.
 func TestAdmissionRefusesChecksThatDoNotCompile(t *testing.T) {
 	g := NewWithT(t)
-	tenant := newTenant("chk")
-	b := &custosv1alpha1.DataBoundary{
-		ObjectMeta: metav1.ObjectMeta{Name: tenant},
-		Spec: custosv1alpha1.DataBoundarySpec{
-			Tenant:            tenant,
-			NamespaceSelector: metav1.LabelSelector{MatchLabels: map[string]string{custosv1alpha1.TenantLabel: tenant}},
-			Regions:           []string{"eu-west-1"},
-			Checks: []custosv1alpha1.PolicyCheck{{
-				Name:   "broken",
-				Assert: runtime.RawExtension{Raw: []byte(`{"agent": {"(contains(spec.owner.team, )": true}}`)},
-			}},
-		},
-	}
+	tenant := fixtures.UniqueTenant("chk")
+	b := fixtures.DataBoundary(tenant, fixtures.WithChecks(custosv1alpha1.PolicyCheck{
+		Name:   "broken",
+		Assert: runtime.RawExtension{Raw: []byte(`{"agent": {"(contains(spec.owner.team, )": true}}`)},
+	}))
 	err := k8sClient.Create(context.Background(), b)
 	assertRefused(g, err, "spec.checks[0].assert", `check "broken"`)
 	g.Expect(apierrors.IsNotFound(k8sClient.Get(context.Background(), keyOf(b), b))).To(BeTrue(), "nothing may be stored")
@@ -302,7 +268,7 @@ func TestAdmissionDenialsAreAudited(t *testing.T) {
 	asAlice, err := client.New(alice, client.Options{Scheme: testScheme})
 	g.Expect(err).NotTo(HaveOccurred())
 
-	agent := newAgent(w.ns, "audited-rogue", w.tenant, withAWSRole("arn:aws:iam::999999999999:role/someone-elses"))
+	agent := newAgent(w.ns, "audited-rogue", w.tenant, fixtures.WithAWSRole("arn:aws:iam::999999999999:role/someone-elses"))
 	err = asAlice.Create(ctx, agent)
 	assertRefused(g, err, "spec.identity.aws.roleARN", "is not allowed by DataBoundary")
 
@@ -355,13 +321,7 @@ func TestNoAgentsWhereTheWebhooksDoNotLook(t *testing.T) {
 		agent := newAgent(ns, "stowaway", "acme-finance")
 		assertRefused(g, k8sClient.Create(ctx, agent), "metadata.labels[custos.dev/tenant]",
 			"namespace "+ns+" carries no custos.dev/tenant label, so no Agent can live there")
-		toolset := &custosv1alpha1.Toolset{
-			ObjectMeta: metav1.ObjectMeta{Name: "stowaway", Namespace: ns, Labels: map[string]string{custosv1alpha1.TenantLabel: "acme-finance"}},
-			Spec: custosv1alpha1.ToolsetSpec{
-				Endpoint: custosv1alpha1.ToolEndpoint{External: &custosv1alpha1.ExternalEndpoint{Host: "tools.acme.example", CIDRs: []string{"203.0.113.0/24"}}},
-				Tools:    []custosv1alpha1.Tool{{Name: "lookup", Access: custosv1alpha1.ToolAccessRead}},
-			},
-		}
+		toolset := fixtures.Toolset(ns, "stowaway", "acme-finance", fixtures.WithExternal("203.0.113.0/24"))
 		assertRefused(g, k8sClient.Create(ctx, toolset), "metadata.labels[custos.dev/tenant]",
 			"namespace "+ns+" carries no custos.dev/tenant label, so no Toolset can live there")
 	}

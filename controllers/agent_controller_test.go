@@ -36,6 +36,7 @@ import (
 	"github.com/custos-dev/custos/internal/audit"
 	"github.com/custos-dev/custos/internal/identity"
 	"github.com/custos-dev/custos/internal/workload"
+	"github.com/custos-dev/custos/test/fixtures"
 )
 
 // TestAgentLifecycle walks one agent through its whole life as its owner
@@ -44,13 +45,13 @@ import (
 func TestAgentLifecycle(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	tenant := newTenant("life")
+	tenant := fixtures.UniqueTenant("life")
 	createBoundary(t, tenant, "eu-west-1", "eu-central-1")
-	ns := tenantNamespace(t, tenant)
-	createToolset(t, ns, "ledger-readonly", tenant)
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
+	fixtures.Create(t, k8sClient, fixtures.Toolset(ns, "ledger-readonly", tenant))
 	agent := newAgent(ns, "reconciler", tenant,
-		withToolsets("ledger-readonly"),
-		withAWSRole("arn:aws:iam::111122223333:role/"+tenant+"-reconciler"))
+		fixtures.WithToolsets("ledger-readonly"),
+		fixtures.WithAWSRole("arn:aws:iam::111122223333:role/"+tenant+"-reconciler"))
 	g.Expect(k8sClient.Create(ctx, agent)).To(Succeed())
 
 	saKey := client.ObjectKey{Namespace: ns, Name: "agent-reconciler"}
@@ -130,7 +131,7 @@ func TestAgentLifecycle(t *testing.T) {
 	g.Expect(firstHash).NotTo(BeEmpty())
 
 	// Ready once the Deployment is available.
-	g.Eventually(func(g Gomega) { markDeploymentRolledOut(g, ns, childKey.Name) }).WithTimeout(eventually).Should(Succeed())
+	g.Eventually(func() error { return fixtures.MarkRolledOut(k8sClient, ns, childKey.Name) }).WithTimeout(eventually).Should(Succeed())
 	g.Eventually(func(g Gomega) {
 		a := getAgent(g, agent)
 		expectCondition(g, a, custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason)
@@ -168,7 +169,7 @@ func TestAgentLifecycle(t *testing.T) {
 		expectCondition(g, a, custosv1alpha1.WorkloadAvailableCondition, metav1.ConditionFalse, custosv1alpha1.ProgressingReason)
 		g.Expect(kstatusOf(g, a)).To(Equal(status.InProgressStatus))
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
-	g.Eventually(func(g Gomega) { markDeploymentRolledOut(g, ns, childKey.Name) }).WithTimeout(eventually).Should(Succeed())
+	g.Eventually(func() error { return fixtures.MarkRolledOut(k8sClient, ns, childKey.Name) }).WithTimeout(eventually).Should(Succeed())
 	g.Eventually(func(g Gomega) {
 		expectCondition(g, getAgent(g, agent), custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason)
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
@@ -185,7 +186,7 @@ func TestAgentLifecycle(t *testing.T) {
 		g.Expect(k8sClient.Get(ctx, childKey, np)).To(Succeed())
 		g.Expect(np.Spec.Egress).To(HaveLen(2))
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
-	g.Eventually(func(g Gomega) { markDeploymentRolledOut(g, ns, childKey.Name) }).WithTimeout(eventually).Should(Succeed())
+	g.Eventually(func() error { return fixtures.MarkRolledOut(k8sClient, ns, childKey.Name) }).WithTimeout(eventually).Should(Succeed())
 	g.Eventually(func(g Gomega) {
 		a := getAgent(g, agent)
 		expectCondition(g, a, custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason)
@@ -278,7 +279,7 @@ func expectSuspended(t *testing.T, g *WithT, agent *custosv1alpha1.Agent, reason
 		g.Expect(np.Spec.Egress).To(BeEmpty(), "a suspended agent reaches nothing, not even DNS")
 		g.Expect(k8sClient.Get(ctx, key, &corev1.ServiceAccount{})).To(Succeed(), "suspension keeps the identity")
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
-	g.Eventually(func(g Gomega) { markDeploymentRolledOut(g, key.Namespace, key.Name) }).WithTimeout(eventually).Should(Succeed())
+	g.Eventually(func() error { return fixtures.MarkRolledOut(k8sClient, key.Namespace, key.Name) }).WithTimeout(eventually).Should(Succeed())
 	g.Eventually(func(g Gomega) {
 		a := getAgent(g, agent)
 		expectCondition(g, a, custosv1alpha1.ReadyCondition, metav1.ConditionTrue, reason)
@@ -318,10 +319,10 @@ func expectNoChildren(g Gomega, ns, agentName string) {
 func TestAgentDeletedDecommissions(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	tenant := newTenant("del")
+	tenant := fixtures.UniqueTenant("del")
 	createBoundary(t, tenant, "eu-west-1")
-	ns := tenantNamespace(t, tenant)
-	agent := newAgent(ns, "doomed", tenant, withReplicas(2))
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
+	agent := newAgent(ns, "doomed", tenant, fixtures.WithReplicas(2))
 	g.Expect(k8sClient.Create(ctx, agent)).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "agent-doomed"}, &appsv1.Deployment{})).To(Succeed())
@@ -353,12 +354,12 @@ func TestAgentDeletedDecommissions(t *testing.T) {
 func TestAgentConvergesWhenItsDependenciesArrive(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	tenant := newTenant("order")
+	tenant := fixtures.UniqueTenant("order")
 	b := createBoundary(t, tenant, "eu-west-1")
-	ns := tenantNamespace(t, tenant)
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
 	key := client.ObjectKey{Namespace: ns, Name: "agent-early"}
 
-	agent := newAgent(ns, "early", tenant, withToolsets("late-tools"))
+	agent := newAgent(ns, "early", tenant, fixtures.WithToolsets("late-tools"))
 	g.Expect(k8sClient.Create(ctx, agent)).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		a := getAgent(g, agent)
@@ -370,8 +371,8 @@ func TestAgentConvergesWhenItsDependenciesArrive(t *testing.T) {
 	g.Expect(k8sClient.Get(ctx, key, np)).To(Succeed())
 	g.Expect(np.Spec.Egress).To(HaveLen(1), "DNS only: the missing Toolset's endpoint stays closed")
 
-	createToolset(t, ns, "late-tools", tenant)
-	g.Eventually(func(g Gomega) { markDeploymentRolledOut(g, ns, key.Name) }).WithTimeout(eventually).Should(Succeed())
+	fixtures.Create(t, k8sClient, fixtures.Toolset(ns, "late-tools", tenant))
+	g.Eventually(func() error { return fixtures.MarkRolledOut(k8sClient, ns, key.Name) }).WithTimeout(eventually).Should(Succeed())
 	g.Eventually(func(g Gomega) {
 		a := getAgent(g, agent)
 		expectCondition(g, a, custosv1alpha1.NetworkIsolatedCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason)
@@ -400,7 +401,7 @@ func TestAgentConvergesWhenItsDependenciesArrive(t *testing.T) {
 		g.Expect(k8sClient.Get(ctx, key, d)).To(Succeed())
 		g.Expect(d.Spec.Replicas).To(HaveValue(Equal(int32(1))))
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
-	g.Eventually(func(g Gomega) { markDeploymentRolledOut(g, ns, key.Name) }).WithTimeout(eventually).Should(Succeed())
+	g.Eventually(func() error { return fixtures.MarkRolledOut(k8sClient, ns, key.Name) }).WithTimeout(eventually).Should(Succeed())
 	g.Eventually(func(g Gomega) {
 		expectCondition(g, getAgent(g, agent), custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason)
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
@@ -412,16 +413,16 @@ func TestAgentConvergesWhenItsDependenciesArrive(t *testing.T) {
 func TestAgentOutsideItsBoundaryIsStalled(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	tenant := newTenant("out")
+	tenant := fixtures.UniqueTenant("out")
 	b := createBoundary(t, tenant, "eu-west-1")
-	ns := tenantNamespace(t, tenant)
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
 
-	rogue := newAgent(ns, "rogue", tenant, withAWSRole("arn:aws:iam::999999999999:role/someone-elses"))
+	rogue := newAgent(ns, "rogue", tenant, fixtures.WithAWSRole("arn:aws:iam::999999999999:role/someone-elses"))
 	err := k8sClient.Create(ctx, rogue)
 	g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "admission must refuse a role outside the boundary: %v", err)
 	g.Expect(err.Error()).To(ContainSubstring("spec.identity.aws.roleARN: Forbidden"))
 
-	agent := newAgent(ns, "narrowed", tenant, withAWSRole("arn:aws:iam::111122223333:role/"+tenant+"-narrowed"))
+	agent := newAgent(ns, "narrowed", tenant, fixtures.WithAWSRole("arn:aws:iam::111122223333:role/"+tenant+"-narrowed"))
 	g.Expect(k8sClient.Create(ctx, agent)).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		expectCondition(g, getAgent(g, agent), custosv1alpha1.BoundaryCompliantCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason)
@@ -459,9 +460,9 @@ func TestAgentOutsideItsBoundaryIsStalled(t *testing.T) {
 func TestAgentDoesNotTakeOverForeignObjects(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	tenant := newTenant("squat")
+	tenant := fixtures.UniqueTenant("squat")
 	createBoundary(t, tenant, "eu-west-1")
-	ns := tenantNamespace(t, tenant)
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
 
 	key := client.ObjectKey{Namespace: ns, Name: "agent-squatter"}
 	foreign := &networkingv1.NetworkPolicy{
@@ -509,9 +510,9 @@ func TestAgentDoesNotTakeOverForeignObjects(t *testing.T) {
 func TestNetworkPolicyOutlivesItsPods(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	tenant := newTenant("netfin")
+	tenant := fixtures.UniqueTenant("netfin")
 	createBoundary(t, tenant, "eu-west-1")
-	ns := tenantNamespace(t, tenant)
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
 	agent := newAgent(ns, "isolated", tenant)
 	g.Expect(k8sClient.Create(ctx, agent)).To(Succeed())
 	key := client.ObjectKey{Namespace: ns, Name: "agent-isolated"}

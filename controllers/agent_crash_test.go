@@ -31,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/test/fixtures"
 )
 
 // holdFinalizer keeps an object from going away, to stop a decommission at
@@ -65,9 +66,9 @@ func TestDecommissionResumesAfterCrash(t *testing.T) {
 		t.Run(step.reason, func(t *testing.T) {
 			g := NewWithT(t)
 			ctx := context.Background()
-			tenant := newTenant("crash")
+			tenant := fixtures.UniqueTenant("crash")
 			createBoundary(t, tenant, "eu-west-1")
-			ns := tenantNamespace(t, tenant)
+			ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
 			agent := newAgent(ns, "crashy", tenant)
 			g.Expect(k8sClient.Create(ctx, agent)).To(Succeed())
 			g.Eventually(func(g Gomega) {

@@ -65,13 +65,13 @@ type LeaseOptions struct {
 
 func (o *LeaseOptions) defaults() {
 	if o.RenewPercent <= 0 {
-		o.RenewPercent = 67
+		o.RenewPercent = DefaultRenewPercent
 	}
 	if o.RenewPercent > 90 {
 		o.RenewPercent = 90
 	}
 	if o.MaxTTL <= 0 {
-		o.MaxTTL = time.Hour
+		o.MaxTTL = DefaultMaxLeaseTTL
 	}
 }
 
@@ -95,11 +95,7 @@ func leaseSecretName(agent, credential string) string {
 func (r *AgentReconciler) leaseSecrets(ctx context.Context, agent *custosv1alpha1.Agent) ([]metav1.PartialObjectMetadata, error) {
 	var list metav1.PartialObjectMetadataList
 	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
-	err := r.Client.List(ctx, &list, client.InNamespace(agent.Namespace), client.MatchingLabels{
-		custosv1alpha1.AgentLabel:     agent.Name,
-		custosv1alpha1.AgentUIDLabel:  string(agent.UID),
-		custosv1alpha1.ManagedByLabel: custosv1alpha1.ManagedByValue,
-	})
+	err := r.Client.List(ctx, &list, client.InNamespace(agent.Namespace), childrenOf(agent))
 	return list.Items, err
 }
 
@@ -337,9 +333,14 @@ func (r *AgentReconciler) issueLease(ctx context.Context, s *agentScope, c custo
 	for k, v := range l.Attributes {
 		details["lease."+k] = v
 	}
-	record(ctx, r.Audit, subjectOf(agent, "Agent"), action, audit.DecisionAllow,
-		fmt.Sprintf("Lease of credential %s from %s, valid until %s", c.Name, backend.Name(), l.ExpiresAt.UTC().Format(time.RFC3339)),
-		"spec.credentials", details)
+	auditByController(ctx, r.Audit, audit.Event{
+		Subject:  subjectOf(agent, "Agent"),
+		Action:   action,
+		Decision: audit.DecisionAllow,
+		Reason:   fmt.Sprintf("Lease of credential %s from %s, valid until %s", c.Name, backend.Name(), l.ExpiresAt.UTC().Format(time.RFC3339)),
+		Policy:   "spec.credentials",
+		Details:  details,
+	})
 	return nil
 }
 
@@ -390,9 +391,14 @@ func (r *AgentReconciler) revokeLease(ctx context.Context, agent *custosv1alpha1
 	}
 	backend := sec.Annotations[leaseBackendAnnotation]
 	leaseOps.WithLabelValues(backend, "revoke", "ok").Inc()
-	record(ctx, r.Audit, subjectOf(agent, "Agent"), audit.ActionLeaseRevoked, audit.DecisionInfo,
-		fmt.Sprintf("Lease of credential %s revoked: %s", sec.Labels[custosv1alpha1.CredentialLabel], why), "spec.credentials",
-		map[string]string{"credentialName": sec.Labels[custosv1alpha1.CredentialLabel], "backend": backend, "secretName": sec.Name})
+	auditByController(ctx, r.Audit, audit.Event{
+		Subject:  subjectOf(agent, "Agent"),
+		Action:   audit.ActionLeaseRevoked,
+		Decision: audit.DecisionInfo,
+		Reason:   fmt.Sprintf("Lease of credential %s revoked: %s", sec.Labels[custosv1alpha1.CredentialLabel], why),
+		Policy:   "spec.credentials",
+		Details:  map[string]string{"credentialName": sec.Labels[custosv1alpha1.CredentialLabel], "backend": backend, "secretName": sec.Name},
+	})
 	return nil
 }
 

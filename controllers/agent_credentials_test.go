@@ -38,6 +38,7 @@ import (
 	"github.com/custos-dev/custos/internal/audit"
 	"github.com/custos-dev/custos/internal/lease"
 	"github.com/custos-dev/custos/internal/workload"
+	"github.com/custos-dev/custos/test/fixtures"
 	"github.com/custos-dev/custos/test/leasedoubles"
 )
 
@@ -49,9 +50,9 @@ import (
 func TestAgentLeases(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	tenant := newTenant("lease")
+	tenant := fixtures.UniqueTenant("lease")
 	createBoundary(t, tenant, "eu-west-1")
-	ns := tenantNamespace(t, tenant)
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
 	agent := newAgent(ns, "leased", tenant)
 	g.Expect(k8sClient.Create(ctx, agent)).To(Succeed())
 	secretKey := client.ObjectKey{Namespace: ns, Name: "agent-leased.ledger-api"}
@@ -158,9 +159,9 @@ func TestAgentLeases(t *testing.T) {
 func TestKubernetesTokenCredentialCapped(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	tenant := newTenant("cap")
+	tenant := fixtures.UniqueTenant("cap")
 	createBoundary(t, tenant, "eu-west-1")
-	ns := tenantNamespace(t, tenant)
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
 	agent := newAgent(ns, "long", tenant)
 	agent.Spec.Credentials[0].TTL = metav1.Duration{Duration: 12 * time.Hour}
 	g.Expect(k8sClient.Create(ctx, agent)).To(Succeed())
@@ -256,15 +257,15 @@ func TestRenewTimeSpreadsRenewals(t *testing.T) {
 func TestAgentSTSLeases(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	tenant := newTenant("sts")
+	tenant := fixtures.UniqueTenant("sts")
 	createBoundary(t, tenant, "eu-west-1")
-	ns := tenantNamespace(t, tenant)
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
 	role := "arn:aws:iam::111122223333:role/" + tenant + "-reader"
 	testSTS.TrustRole(role, leasedoubles.Subject(ns, "agent-reader"))
 	awsCredential := custosv1alpha1.CredentialSpec{
 		Name: "aws", AWSSTS: &custosv1alpha1.AWSSTSCredential{}, TTL: metav1.Duration{Duration: 2 * time.Hour},
 	}
-	agent := newAgent(ns, "reader", tenant, withAWSRole(role))
+	agent := newAgent(ns, "reader", tenant, fixtures.WithAWSRole(role))
 	agent.Spec.Credentials = []custosv1alpha1.CredentialSpec{awsCredential}
 	g.Expect(k8sClient.Create(ctx, agent)).To(Succeed())
 
@@ -283,7 +284,7 @@ func TestAgentSTSLeases(t *testing.T) {
 	g.Expect(session.DurationSeconds).To(Equal(3600), "STS sessions cannot be revoked: their TTL is capped at an hour")
 
 	// A role that does not trust this agent.
-	rogue := newAgent(ns, "rogue", tenant, withAWSRole("arn:aws:iam::111122223333:role/"+tenant+"-admin"))
+	rogue := newAgent(ns, "rogue", tenant, fixtures.WithAWSRole("arn:aws:iam::111122223333:role/"+tenant+"-admin"))
 	rogue.Spec.Credentials = []custosv1alpha1.CredentialSpec{awsCredential}
 	g.Expect(k8sClient.Create(ctx, rogue)).To(Succeed())
 	g.Eventually(func(g Gomega) {

@@ -21,9 +21,7 @@ import (
 	"fmt"
 	"strings"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -37,35 +35,25 @@ import (
 	"github.com/custos-dev/custos/internal/identity"
 )
 
-// teardownStep is one step of the decommission path: the objects it deletes
-// and waits on, and the reason it reports while they exist.
+// teardownStep is one step of the decommission path: it deletes the
+// agent's objects of the agentKinds whose removing is its reason, and waits
+// for them to be gone.
 type teardownStep struct {
 	reason string
-	lists  []func() client.ObjectList
 	// asAgent: the step also deletes and waits on every pod that runs as
 	// the agent's ServiceAccount, labelled or not. Nothing of the agent is
 	// gone while a pod still wears its identity.
 	asAgent bool
 }
 
-// teardown is the decommission path, in order: credentials first, so that
-// nothing the agent still runs can use them, then the workload, its network
-// and last its identity.
-var teardown = []teardownStep{
-	{custosv1alpha1.RevokingLeasesReason, []func() client.ObjectList{
-		func() client.ObjectList { return &corev1.SecretList{} },
-	}, false},
-	{custosv1alpha1.RemovingWorkloadReason, []func() client.ObjectList{
-		func() client.ObjectList { return &appsv1.DeploymentList{} },
-		func() client.ObjectList { return &appsv1.ReplicaSetList{} },
-		func() client.ObjectList { return &corev1.PodList{} },
-	}, true},
-	{custosv1alpha1.RemovingNetworkPolicyReason, []func() client.ObjectList{
-		func() client.ObjectList { return &networkingv1.NetworkPolicyList{} },
-	}, false},
-	{custosv1alpha1.RemovingIdentityReason, []func() client.ObjectList{
-		func() client.ObjectList { return &corev1.ServiceAccountList{} },
-	}, false},
+// teardownOrder is the decommission path, in order: credentials first, so
+// that nothing the agent still runs can use them, then the workload, its
+// network and last its identity.
+var teardownOrder = []teardownStep{
+	{custosv1alpha1.RevokingLeasesReason, false},
+	{custosv1alpha1.RemovingWorkloadReason, true},
+	{custosv1alpha1.RemovingNetworkPolicyReason, false},
+	{custosv1alpha1.RemovingIdentityReason, false},
 }
 
 // runTeardown advances the decommission path by at most one step. It
@@ -74,24 +62,21 @@ var teardown = []teardownStep{
 // the first step and reads the API server directly, so it resumes correctly
 // after a crash at any point and never trusts a stale cache to say "gone".
 func (r *AgentReconciler) runTeardown(ctx context.Context, agent *custosv1alpha1.Agent) (string, string, error) {
-	selector := client.MatchingLabels{
-		custosv1alpha1.AgentLabel:     agent.Name,
-		custosv1alpha1.AgentUIDLabel:  string(agent.UID),
-		custosv1alpha1.ManagedByLabel: custosv1alpha1.ManagedByValue,
-	}
-	for _, step := range teardown {
+	selector := childrenOf(agent)
+	for _, step := range teardownOrder {
 		var left []string
 		seen := map[types.UID]bool{}
 		type listing struct {
+			kind string
 			list client.ObjectList
 			opts []client.ListOption
 		}
 		var listings []listing
-		for _, newList := range step.lists {
-			listings = append(listings, listing{newList(), []client.ListOption{client.InNamespace(agent.Namespace), selector}})
+		for _, k := range kindsWhere(func(k agentKind) bool { return k.removing == step.reason }) {
+			listings = append(listings, listing{k.kind, k.newList(), []client.ListOption{client.InNamespace(agent.Namespace), selector}})
 		}
 		if step.asAgent {
-			listings = append(listings, listing{&corev1.PodList{}, []client.ListOption{client.InNamespace(agent.Namespace),
+			listings = append(listings, listing{"Pod", &corev1.PodList{}, []client.ListOption{client.InNamespace(agent.Namespace),
 				client.MatchingFields{"spec.serviceAccountName": identity.ServiceAccountName(agent.Name)}}})
 		}
 		for _, l := range listings {
@@ -109,8 +94,7 @@ func (r *AgentReconciler) runTeardown(ctx context.Context, agent *custosv1alpha1
 					continue
 				}
 				seen[obj.GetUID()] = true
-				kind := strings.TrimSuffix(fmt.Sprintf("%T", list), "List")
-				kind = kind[strings.LastIndex(kind, ".")+1:]
+				kind := l.kind
 				left = append(left, kind+" "+obj.GetName())
 				// Every earlier step is done: no pod of the agent is left,
 				// so its network policy may go.
@@ -130,9 +114,13 @@ func (r *AgentReconciler) runTeardown(ctx context.Context, agent *custosv1alpha1
 				if err != nil {
 					return "", "", err
 				}
-				record(ctx, r.Audit, subjectOf(agent, "Agent"), teardownAction(kind), audit.DecisionInfo,
-					fmt.Sprintf("Decommissioning: deleted %s %s/%s", kind, obj.GetNamespace(), obj.GetName()), "",
-					map[string]string{"kind": kind, "name": obj.GetName(), "step": step.reason})
+				auditByController(ctx, r.Audit, audit.Event{
+					Subject:  subjectOf(agent, "Agent"),
+					Action:   removedAction(kind),
+					Decision: audit.DecisionInfo,
+					Reason:   fmt.Sprintf("Decommissioning: deleted %s %s/%s", kind, obj.GetNamespace(), obj.GetName()),
+					Details:  map[string]string{"kind": kind, "name": obj.GetName(), "step": step.reason},
+				})
 			}
 		}
 		if len(left) > 0 {

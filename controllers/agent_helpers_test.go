@@ -18,25 +18,22 @@ package controllers
 
 import (
 	"context"
-	"fmt"
-	"math/rand/v2"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
-	appsv1 "k8s.io/api/apps/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/audit"
+	"github.com/custos-dev/custos/test/fixtures"
 )
 
 const (
@@ -44,97 +41,28 @@ const (
 	poll       = 100 * time.Millisecond
 )
 
-// newTenant returns a tenant name of the calling test's own: DataBoundaries
-// are cluster-scoped, so tests must not share tenants.
-func newTenant(prefix string) string {
-	return fmt.Sprintf("%s-%06d", prefix, rand.IntN(1_000_000))
-}
-
-// createBoundary creates a DataBoundary for tenant covering the namespaces
-// labelled with it, allowing the usual test roles and egress.
+// createBoundary creates, and deletes when the test ends, the suite's usual
+// DataBoundary for tenant: the namespaces labelled with it, in regions,
+// egress to 203.0.113.0/24, the tenant's AWS roles and GCP service
+// accounts, and the suite's image signer.
 func createBoundary(t *testing.T, tenant string, regions ...string) *custosv1alpha1.DataBoundary {
 	t.Helper()
-	b := &custosv1alpha1.DataBoundary{
-		ObjectMeta: metav1.ObjectMeta{Name: tenant},
-		Spec: custosv1alpha1.DataBoundarySpec{
-			Tenant:            tenant,
-			NamespaceSelector: metav1.LabelSelector{MatchLabels: map[string]string{custosv1alpha1.TenantLabel: tenant}},
-			Regions:           regions,
-			Egress:            &custosv1alpha1.EgressPolicy{CIDRs: []string{"203.0.113.0/24"}},
-			CloudRoles: &custosv1alpha1.CloudRolePolicy{
-				AWSRoleARNs:        []string{"arn:aws:iam::111122223333:role/" + tenant + "-*"},
-				GCPServiceAccounts: []string{"*@" + tenant + ".iam.gserviceaccount.com"},
-			},
-			Images: trustedImages(),
-		},
-	}
-	if err := k8sClient.Create(context.Background(), b); err != nil {
-		t.Fatalf("creating DataBoundary: %v", err)
-	}
-	t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), b) })
-	return b
+	return fixtures.Create(t, k8sClient, fixtures.DataBoundary(tenant,
+		fixtures.WithRegions(regions...),
+		fixtures.WithEgressCIDRs("203.0.113.0/24"),
+		fixtures.WithAWSRoles(fixtures.AWSRoleARN(tenant+"-*")),
+		fixtures.WithGCPServiceAccounts("*@"+tenant+".iam.gserviceaccount.com"),
+		fixtures.WithImagePolicy(trustedImages())))
 }
 
-// createToolset creates an in-cluster read-only Toolset in ns.
-func createToolset(t *testing.T, ns, name, tenant string) *custosv1alpha1.Toolset {
-	t.Helper()
-	ts := &custosv1alpha1.Toolset{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{custosv1alpha1.TenantLabel: tenant}},
-		Spec: custosv1alpha1.ToolsetSpec{
-			Endpoint: custosv1alpha1.ToolEndpoint{InCluster: &custosv1alpha1.InClusterEndpoint{
-				Namespace: ns, PodSelector: map[string]string{"app": "ledger-api"}, Port: 8080,
-			}},
-			Tools: []custosv1alpha1.Tool{{Name: "get_invoice", Access: custosv1alpha1.ToolAccessRead}},
-		},
-	}
-	if err := k8sClient.Create(context.Background(), ts); err != nil {
-		t.Fatalf("creating Toolset: %v", err)
-	}
-	return ts
-}
-
-type agentOption func(*custosv1alpha1.Agent)
-
-func withToolsets(names ...string) agentOption {
-	return func(a *custosv1alpha1.Agent) {
-		for _, n := range names {
-			a.Spec.ToolsetRefs = append(a.Spec.ToolsetRefs, custosv1alpha1.ToolsetReference{Name: n})
-		}
-	}
-}
-
-func withAWSRole(arn string) agentOption {
-	return func(a *custosv1alpha1.Agent) {
-		if a.Spec.Identity == nil {
-			a.Spec.Identity = &custosv1alpha1.IdentityBindings{}
-		}
-		a.Spec.Identity.AWS = &custosv1alpha1.AWSIdentity{RoleARN: arn}
-	}
-}
-
-func withReplicas(n int32) agentOption {
-	return func(a *custosv1alpha1.Agent) { a.Spec.Runtime.Replicas = ptr.To(n) }
-}
-
-// newAgent builds a valid Agent of tenant in ns.
-func newAgent(ns, name, tenant string, opts ...agentOption) *custosv1alpha1.Agent {
-	a := &custosv1alpha1.Agent{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{custosv1alpha1.TenantLabel: tenant}},
-		Spec: custosv1alpha1.AgentSpec{
-			Owner:   custosv1alpha1.AgentOwner{Team: "finance-platform", Contact: "fp@acme.example"},
-			Purpose: "Reconcile supplier invoices against the ledger.",
-			Image:   testImage,
-			Credentials: []custosv1alpha1.CredentialSpec{{
-				Name:            "ledger-api",
-				KubernetesToken: &custosv1alpha1.KubernetesTokenCredential{Audience: "ledger-api"},
-				TTL:             metav1.Duration{Duration: 10 * time.Minute},
-			}},
-		},
-	}
-	for _, o := range opts {
-		o(a)
-	}
-	return a
+// newAgent is fixtures.Agent with what the suite's agents have unless a
+// test says otherwise: the suite's signed image and one credential, a
+// Kubernetes token for ledger-api.
+func newAgent(ns, name, tenant string, opts ...fixtures.AgentOption) *custosv1alpha1.Agent {
+	return fixtures.Agent(ns, name, tenant, append([]fixtures.AgentOption{
+		fixtures.WithImage(testImage),
+		fixtures.WithKubernetesToken("ledger-api", "ledger-api"),
+	}, opts...)...)
 }
 
 // getAgent reads an Agent fresh from the API server.
@@ -160,23 +88,6 @@ func kstatusOf(g Gomega, obj runtime.Object) status.Status {
 	res, err := status.Compute(&unstructured.Unstructured{Object: u})
 	g.Expect(err).NotTo(HaveOccurred())
 	return res.Status
-}
-
-// markDeploymentRolledOut stands in for the deployment controller, absent
-// from the test control plane: it reports the Deployment's current template
-// as fully rolled out and available.
-func markDeploymentRolledOut(g Gomega, ns, name string) {
-	d := &appsv1.Deployment{}
-	g.Expect(k8sClient.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, d)).To(Succeed())
-	n := ptr.Deref(d.Spec.Replicas, 1)
-	d.Status = appsv1.DeploymentStatus{
-		ObservedGeneration: d.Generation,
-		Replicas:           n,
-		UpdatedReplicas:    n,
-		ReadyReplicas:      n,
-		AvailableReplicas:  n,
-	}
-	g.Expect(k8sClient.Status().Update(context.Background(), d)).To(Succeed())
 }
 
 // eventReasons lists the reasons of the Events recorded about obj.

@@ -156,9 +156,14 @@ func (r *AgentReconciler) removeForeignCloudAnnotations(ctx context.Context, age
 	if len(managers) > 0 {
 		details["fieldManagers"] = strings.Join(managers, ", ")
 	}
-	record(ctx, r.Audit, subjectOf(agent, "Agent"), audit.ActionIdentityForeignRemoved, audit.DecisionDeny,
-		fmt.Sprintf("Removed cloud annotation(s) %s that Custos did not set from ServiceAccount %s", listed, sa.Name),
-		"spec.identity", details)
+	auditByController(ctx, r.Audit, audit.Event{
+		Subject:  subjectOf(agent, "Agent"),
+		Action:   audit.ActionIdentityForeignRemoved,
+		Decision: audit.DecisionDeny,
+		Reason:   fmt.Sprintf("Removed cloud annotation(s) %s that Custos did not set from ServiceAccount %s", listed, sa.Name),
+		Policy:   "spec.identity",
+		Details:  details,
+	})
 	return nil
 }
 

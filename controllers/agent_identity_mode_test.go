@@ -36,6 +36,7 @@ import (
 	"github.com/custos-dev/custos/internal/audit"
 	"github.com/custos-dev/custos/internal/identity"
 	"github.com/custos-dev/custos/internal/lease"
+	"github.com/custos-dev/custos/test/fixtures"
 	"github.com/custos-dev/custos/test/leasedoubles"
 )
 
@@ -49,41 +50,21 @@ const (
 // nothing, when ambient is empty: the API server's default applies).
 func createIdentityBoundary(t *testing.T, tenant string, ambient custosv1alpha1.AmbientIdentityPolicy) {
 	t.Helper()
-	b := &custosv1alpha1.DataBoundary{
-		ObjectMeta: metav1.ObjectMeta{Name: tenant},
-		Spec: custosv1alpha1.DataBoundarySpec{
-			Tenant:            tenant,
-			NamespaceSelector: metav1.LabelSelector{MatchLabels: map[string]string{custosv1alpha1.TenantLabel: tenant}},
-			Regions:           []string{"eu-west-1"},
-			CloudRoles: &custosv1alpha1.CloudRolePolicy{
-				AWSRoleARNs:     []string{"arn:aws:iam::111122223333:role/" + tenant + "-*"},
-				AzureClientIDs:  []string{modeTestAzureClient},
-				AmbientIdentity: ambient,
-			},
-			Images: trustedImages(),
-		},
-	}
-	if err := k8sClient.Create(context.Background(), b); err != nil {
-		t.Fatalf("creating DataBoundary: %v", err)
-	}
-	t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), b) })
+	fixtures.Create(t, k8sClient, fixtures.DataBoundary(tenant,
+		fixtures.WithAWSRoles(fixtures.AWSRoleARN(tenant+"-*")),
+		fixtures.WithAzureClientIDs(modeTestAzureClient),
+		fixtures.WithAmbientIdentity(ambient),
+		fixtures.WithImagePolicy(trustedImages())))
 }
 
-func withAzureClient() agentOption {
-	return func(a *custosv1alpha1.Agent) {
-		if a.Spec.Identity == nil {
-			a.Spec.Identity = &custosv1alpha1.IdentityBindings{}
-		}
-		a.Spec.Identity.Azure = &custosv1alpha1.AzureIdentity{ClientID: modeTestAzureClient, TenantID: modeTestAzureTenant}
-	}
-}
-
-func withIdentityMode(mode custosv1alpha1.IdentityMode) agentOption {
-	return func(a *custosv1alpha1.Agent) { a.Spec.Identity.Mode = mode }
+// withAzureClient binds the Azure application the identity boundaries
+// allow.
+func withAzureClient() fixtures.AgentOption {
+	return fixtures.WithAzureClient(modeTestAzureClient, modeTestAzureTenant)
 }
 
 // withAWSSession replaces the agent's credentials with one awsSTS session.
-func withAWSSession() agentOption {
+func withAWSSession() fixtures.AgentOption {
 	return func(a *custosv1alpha1.Agent) {
 		a.Spec.Credentials = []custosv1alpha1.CredentialSpec{{
 			Name: "aws", AWSSTS: &custosv1alpha1.AWSSTSCredential{}, TTL: metav1.Duration{Duration: 15 * time.Minute},
@@ -99,12 +80,12 @@ func withAWSSession() agentOption {
 func TestAgentIdentityLeasedByDefault(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	tenant := newTenant("leased")
+	tenant := fixtures.UniqueTenant("leased")
 	createIdentityBoundary(t, tenant, "")
-	ns := tenantNamespace(t, tenant)
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
 	role := "arn:aws:iam::111122223333:role/" + tenant + "-reader"
 	testSTS.TrustRole(role, leasedoubles.Subject(ns, "agent-reader"))
-	agent := newAgent(ns, "reader", tenant, withAWSRole(role), withAzureClient(), withAWSSession())
+	agent := newAgent(ns, "reader", tenant, fixtures.WithAWSRole(role), withAzureClient(), withAWSSession())
 	g.Expect(k8sClient.Create(ctx, agent)).To(Succeed())
 	g.Expect(getAgent(g, agent).Spec.Identity.Mode).To(Equal(custosv1alpha1.IdentityModeLeased), "the API server defaults the mode")
 
@@ -144,11 +125,11 @@ func TestAgentIdentityLeasedByDefault(t *testing.T) {
 func TestAgentIdentityAmbient(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	tenant := newTenant("ambient")
+	tenant := fixtures.UniqueTenant("ambient")
 	createIdentityBoundary(t, tenant, custosv1alpha1.AmbientIdentityForbidden)
-	ns := tenantNamespace(t, tenant)
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
 	role := "arn:aws:iam::111122223333:role/" + tenant + "-sdk"
-	agent := newAgent(ns, "sdk", tenant, withAWSRole(role), withAzureClient(), withIdentityMode(custosv1alpha1.IdentityModeAmbient))
+	agent := newAgent(ns, "sdk", tenant, fixtures.WithAWSRole(role), withAzureClient(), fixtures.WithIdentityMode(custosv1alpha1.IdentityModeAmbient))
 
 	err := k8sClient.Create(ctx, agent.DeepCopy())
 	g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "want Invalid, got %v", err)
@@ -213,10 +194,10 @@ func TestAgentIdentityAmbient(t *testing.T) {
 func TestAgentForeignCloudAnnotationsRemoved(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	tenant := newTenant("foreign")
+	tenant := fixtures.UniqueTenant("foreign")
 	createIdentityBoundary(t, tenant, "")
-	ns := tenantNamespace(t, tenant)
-	agent := newAgent(ns, "worn", tenant, withAWSRole("arn:aws:iam::111122223333:role/"+tenant+"-worn"))
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
+	agent := newAgent(ns, "worn", tenant, fixtures.WithAWSRole("arn:aws:iam::111122223333:role/"+tenant+"-worn"))
 	g.Expect(k8sClient.Create(ctx, agent)).To(Succeed())
 	saKey := client.ObjectKey{Namespace: ns, Name: "agent-worn"}
 	g.Eventually(func(g Gomega) {

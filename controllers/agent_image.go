@@ -62,7 +62,7 @@ type ImageOptions struct {
 
 func (o *ImageOptions) defaults(c clock.PassiveClock) {
 	if o.ReverifyInterval == 0 {
-		o.ReverifyInterval = 10 * time.Minute
+		o.ReverifyInterval = DefaultReverifyInterval
 	}
 	if o.PolicyTTL == 0 {
 		o.PolicyTTL = time.Minute
@@ -550,7 +550,14 @@ func (r *AgentReconciler) auditImage(ctx context.Context, agent *custosv1alpha1.
 		details["digest"] = st.Digest
 		details["signer"] = st.Signer
 	}
-	record(ctx, r.Audit, subjectOf(agent, "Agent"), audit.ActionImageVerified, decision, msg, "DataBoundary.spec.images", withReason(details, reason))
+	auditByController(ctx, r.Audit, audit.Event{
+		Subject:  subjectOf(agent, "Agent"),
+		Action:   audit.ActionImageVerified,
+		Decision: decision,
+		Reason:   msg,
+		Policy:   "DataBoundary.spec.images",
+		Details:  withReason(details, reason),
+	})
 }
 
 // maxSignerLength is status.image.signer's MaxLength.

@@ -36,6 +36,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/test/fixtures"
 	"github.com/custos-dev/custos/test/imagetest"
 )
 
@@ -44,10 +45,6 @@ import (
 func pastReverify(g Gomega, a *custosv1alpha1.Agent) {
 	testClock.Step(11 * time.Minute)
 	poke(g, a)
-}
-
-func withImage(image string) agentOption {
-	return func(a *custosv1alpha1.Agent) { a.Spec.Image = image }
 }
 
 // deploymentOf reads the agent's Deployment.
@@ -81,9 +78,9 @@ func pinnedIn(ref, digest string) string {
 func TestImageMustBeSignedByATrustedSigner(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	tenant := newTenant("img")
+	tenant := fixtures.UniqueTenant("img")
 	createBoundary(t, tenant, "eu-west-1")
-	ns := tenantNamespace(t, tenant)
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
 
 	unsignedRef, unsignedDigestRef, err := testRegistry.Push("agents/unsigned:1")
 	g.Expect(err).NotTo(HaveOccurred())
@@ -93,8 +90,8 @@ func TestImageMustBeSignedByATrustedSigner(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	missingBefore := testutil.ToFloat64(imageVerifications.WithLabelValues(custosv1alpha1.SignatureMissingReason))
 
-	unsigned := newAgent(ns, "unsigned", tenant, withImage(unsignedRef))
-	foreign := newAgent(ns, "foreign", tenant, withImage(foreignRef))
+	unsigned := newAgent(ns, "unsigned", tenant, fixtures.WithImage(unsignedRef))
+	foreign := newAgent(ns, "foreign", tenant, fixtures.WithImage(foreignRef))
 	g.Expect(k8sClient.Create(ctx, unsigned)).To(Succeed())
 	g.Expect(k8sClient.Create(ctx, foreign)).To(Succeed())
 
@@ -151,14 +148,14 @@ func TestImageMustBeSignedByATrustedSigner(t *testing.T) {
 func TestImageTagMovedOrRegistryDown(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	tenant := newTenant("tag")
+	tenant := fixtures.UniqueTenant("tag")
 	createBoundary(t, tenant, "eu-west-1")
-	ns := tenantNamespace(t, tenant)
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
 	ref, digest, err := testRegistry.PushSigned("agents/moving:1", testSigner)
 	g.Expect(err).NotTo(HaveOccurred())
 	verified := pinnedIn(ref, digest)
 
-	agent := newAgent(ns, "moving", tenant, withImage(ref))
+	agent := newAgent(ns, "moving", tenant, fixtures.WithImage(ref))
 	g.Expect(k8sClient.Create(ctx, agent)).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		g.Expect(deploymentOf(g, agent).Spec.Template.Spec.Containers[0].Image).To(Equal(verified))
@@ -217,15 +214,15 @@ func TestImageTagMovedOrRegistryDown(t *testing.T) {
 func TestImageSignerRotatedOut(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	tenant := newTenant("rot")
+	tenant := fixtures.UniqueTenant("rot")
 	createBoundary(t, tenant, "eu-west-1")
-	ns := tenantNamespace(t, tenant)
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
 	ref, digest, err := testRegistry.PushSigned("agents/rotating:1", testSigner)
 	g.Expect(err).NotTo(HaveOccurred())
 	verified := pinnedIn(ref, digest)
-	agent := newAgent(ns, "rotating", tenant, withImage(ref))
+	agent := newAgent(ns, "rotating", tenant, fixtures.WithImage(ref))
 	g.Expect(k8sClient.Create(ctx, agent)).To(Succeed())
-	g.Eventually(func(g Gomega) { markDeploymentRolledOut(g, ns, "agent-rotating") }).WithTimeout(eventually).Should(Succeed())
+	g.Eventually(func() error { return fixtures.MarkRolledOut(k8sClient, ns, "agent-rotating") }).WithTimeout(eventually).Should(Succeed())
 	g.Eventually(func(g Gomega) {
 		expectCondition(g, getAgent(g, agent), custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason)
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
@@ -306,9 +303,9 @@ func TestImageSignerRotatedOut(t *testing.T) {
 func TestImagePolicyNeedsItsKeyMaterial(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	tenant := newTenant("key")
+	tenant := fixtures.UniqueTenant("key")
 	b := createBoundary(t, tenant, "eu-west-1")
-	ns := tenantNamespace(t, tenant)
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
 	updateBoundary(g, tenant, func(b *custosv1alpha1.DataBoundary) { b.Spec.Images = nil })
 	agent := newAgent(ns, "keyless", tenant)
 	g.Expect(k8sClient.Create(ctx, agent)).To(Succeed())
@@ -372,9 +369,9 @@ func conditionMessageOf(conditions []metav1.Condition, conditionType string) str
 func TestImageKeylessSigner(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	tenant := newTenant("sky")
+	tenant := fixtures.UniqueTenant("sky")
 	createBoundary(t, tenant, "eu-west-1")
-	ns := tenantNamespace(t, tenant)
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
 
 	ca, err := imagetest.NewCA()
 	g.Expect(err).NotTo(HaveOccurred())
@@ -404,8 +401,8 @@ func TestImageKeylessSigner(t *testing.T) {
 	badRef, _, err := testRegistry.PushSigned("agents/keyless:2", intern)
 	g.Expect(err).NotTo(HaveOccurred())
 
-	good := newAgent(ns, "released", tenant, withImage(goodRef))
-	bad := newAgent(ns, "unreleased", tenant, withImage(badRef))
+	good := newAgent(ns, "released", tenant, fixtures.WithImage(goodRef))
+	bad := newAgent(ns, "unreleased", tenant, fixtures.WithImage(badRef))
 	g.Expect(k8sClient.Create(ctx, good)).To(Succeed())
 	g.Expect(k8sClient.Create(ctx, bad)).To(Succeed())
 	g.Eventually(func(g Gomega) {
@@ -425,9 +422,9 @@ func TestImageKeylessSigner(t *testing.T) {
 func TestImageKeyRotatedInItsSecret(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	tenant := newTenant("sec")
+	tenant := fixtures.UniqueTenant("sec")
 	createBoundary(t, tenant, "eu-west-1")
-	ns := tenantNamespace(t, tenant)
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
 	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: trustNamespace, Name: tenant + "-signers"},
 		Data:       map[string][]byte{"cosign.pub": testSigner.PublicKeyPEM()},
@@ -485,9 +482,9 @@ func TestImageKeyRotatedInItsSecret(t *testing.T) {
 func TestImageTagDeploymentFromBeforeVerificationStops(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	tenant := newTenant("old")
+	tenant := fixtures.UniqueTenant("old")
 	createBoundary(t, tenant, "eu-west-1")
-	ns := tenantNamespace(t, tenant)
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
 	updateBoundary(g, tenant, func(b *custosv1alpha1.DataBoundary) { b.Spec.Images = nil })
 	agent := newAgent(ns, "legacy", tenant)
 	g.Expect(k8sClient.Create(ctx, agent)).To(Succeed())
@@ -528,9 +525,9 @@ func TestImageTagDeploymentFromBeforeVerificationStops(t *testing.T) {
 func TestOnlyCustosSetsTheImageAnAgentRuns(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	tenant := newTenant("sts")
+	tenant := fixtures.UniqueTenant("sts")
 	createBoundary(t, tenant, "eu-west-1")
-	ns := tenantNamespace(t, tenant)
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
 	agent := newAgent(ns, "guarded", tenant)
 	g.Expect(k8sClient.Create(ctx, agent)).To(Succeed())
 	g.Eventually(func(g Gomega) {

@@ -56,7 +56,7 @@ func (r *AgentReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager
 		a := o.(*custosv1alpha1.Agent)
 		keys := make([]string, 0, len(a.Spec.ToolsetRefs))
 		for _, ref := range a.Spec.ToolsetRefs {
-			keys = append(keys, toolsetKey(a, ref))
+			keys = append(keys, ref.Key(a.Namespace).String())
 		}
 		return keys
 	}); err != nil {
@@ -84,8 +84,8 @@ func (r *AgentReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager
 			builder.WithPredicates(predicate.LabelChangedPredicate{}))
 	// An object that held an agent child's name (NameConflict) going away
 	// lets the agent converge without anyone touching it.
-	for _, obj := range []client.Object{&corev1.ServiceAccount{}, &networkingv1.NetworkPolicy{}, &appsv1.Deployment{}} {
-		gvk, err := apiutil.GVKForObject(obj, mgr.GetScheme())
+	for _, k := range kindsWhere(func(k agentKind) bool { return k.named }) {
+		gvk, err := apiutil.GVKForObject(k.newObj(), mgr.GetScheme())
 		if err != nil {
 			return err
 		}
@@ -178,18 +178,10 @@ var agentChanged = predicate.Or[client.Object](
 	}},
 )
 
-func toolsetKey(a *custosv1alpha1.Agent, ref custosv1alpha1.ToolsetReference) string {
-	ns := ref.Namespace
-	if ns == "" {
-		ns = a.Namespace
-	}
-	return ns + "/" + ref.Name
-}
-
 func (r *AgentReconciler) agentsForToolset(ctx context.Context, o client.Object) []reconcile.Request {
 	var agents custosv1alpha1.AgentList
 	// Only the keys are read: the cached objects are not copied.
-	if err := r.Client.List(ctx, &agents, client.MatchingFields{toolsetRefIndex: o.GetNamespace() + "/" + o.GetName()}, client.UnsafeDisableDeepCopy); err != nil {
+	if err := r.Client.List(ctx, &agents, client.MatchingFields{toolsetRefIndex: client.ObjectKeyFromObject(o).String()}, client.UnsafeDisableDeepCopy); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "Listing the Agents of a Toolset", "toolset", klog.KObj(o))
 		return nil
 	}

@@ -81,9 +81,14 @@ func (r *AgentReconciler) stopPodsAsAgent(ctx context.Context, s *agentScope) st
 			// Not the Deployment's: somebody else ran it as the agent.
 			r.event(ctx, agent, corev1.EventTypeWarning, custosv1alpha1.StoppingReason,
 				"Deleted pod %s: it ran as ServiceAccount %s while the agent may not run", p.Name, sa)
-			record(ctx, r.Audit, subjectOf(agent, "Agent"), teardownAction("Pod"), audit.DecisionDeny,
-				fmt.Sprintf("Deleted pod %s/%s: it ran as the agent's ServiceAccount %s while the agent may not run", p.Namespace, p.Name, sa),
-				"spec.lifecycle", map[string]string{"kind": "Pod", "name": p.Name})
+			auditByController(ctx, r.Audit, audit.Event{
+				Subject:  subjectOf(agent, "Agent"),
+				Action:   removedAction("Pod"),
+				Decision: audit.DecisionDeny,
+				Reason:   fmt.Sprintf("Deleted pod %s/%s: it ran as the agent's ServiceAccount %s while the agent may not run", p.Namespace, p.Name, sa),
+				Policy:   "spec.lifecycle",
+				Details:  map[string]string{"kind": "Pod", "name": p.Name},
+			})
 		}
 	}
 	slices.Sort(names)
@@ -228,9 +233,14 @@ func (r *AgentReconciler) removeForeignSpec(ctx context.Context, agent *custosv1
 	}
 	r.event(ctx, agent, corev1.EventTypeWarning, "ForeignChangeRemoved",
 		"Deployment %s: removed what %s wrote into its spec; Custos owns the agent's whole pod template", d.Name, strings.Join(writers, ", "))
-	record(ctx, r.Audit, subjectOf(agent, "Agent"), audit.ActionWorkloadForeignRemoved, audit.DecisionDeny,
-		fmt.Sprintf("Deployment %s/%s: removed the spec fields written by %s", d.Namespace, d.Name, strings.Join(writers, ", ")),
-		"spec.runtime", map[string]string{"kind": "Deployment", "name": d.Name, "managers": strings.Join(writers, ",")})
+	auditByController(ctx, r.Audit, audit.Event{
+		Subject:  subjectOf(agent, "Agent"),
+		Action:   audit.ActionWorkloadForeignRemoved,
+		Decision: audit.DecisionDeny,
+		Reason:   fmt.Sprintf("Deployment %s/%s: removed the spec fields written by %s", d.Namespace, d.Name, strings.Join(writers, ", ")),
+		Policy:   "spec.runtime",
+		Details:  map[string]string{"kind": "Deployment", "name": d.Name, "managers": strings.Join(writers, ",")},
+	})
 	return nil
 }
 

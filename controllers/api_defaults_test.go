@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/test/fixtures"
 )
 
 // A new object must come back from the API server as kstatus "in progress"
@@ -36,7 +37,7 @@ import (
 func TestAPIDefaults(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	ns := tenantNamespace(t, "acme-finance")
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, "acme-finance")
 
 	agent := &custosv1alpha1.Agent{
 		ObjectMeta: metav1.ObjectMeta{

@@ -26,6 +26,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
+
+	"github.com/custos-dev/custos/test/fixtures"
 )
 
 // Valid manifests each invalid case starts from, as a user would write them.
@@ -366,7 +368,7 @@ func TestAPIValidationRefusesInvalidManifests(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			g := NewWithT(t)
 			ctx := context.Background()
-			ns := tenantNamespace(t, "acme-finance")
+			ns := fixtures.CreateTenantNamespace(t, k8sClient, "acme-finance")
 
 			obj := manifest(t, tc.base, ns)
 			if tc.update {
@@ -402,7 +404,7 @@ func TestAPIValidationAcceptsValidManifests(t *testing.T) {
 	for _, base := range []string{validAgent, validToolset, validDataBoundary} {
 		g := NewWithT(t)
 		ctx := context.Background()
-		obj := manifest(t, base, tenantNamespace(t, "acme-finance"))
+		obj := manifest(t, base, fixtures.CreateTenantNamespace(t, k8sClient, "acme-finance"))
 		g.Expect(k8sClient.Create(ctx, obj)).To(Succeed())
 		t.Cleanup(func() { _ = k8sClient.Delete(ctx, obj) })
 	}

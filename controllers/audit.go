@@ -48,20 +48,13 @@ func subjectOf(obj client.Object, kind string) audit.Subject {
 	}
 }
 
-// record writes an audit record by the controller about subject, with the
+// auditByController writes e as a record by the controller, with the
 // reconcile's ID as trace ID so that a record leads to the logs of the
 // reconcile that made it.
-func record(ctx context.Context, rec audit.Recorder, subject audit.Subject, action, decision, reason, policy string, details map[string]string) {
-	rec.Record(ctx, audit.Event{
-		Action:   action,
-		Actor:    ControllerActor,
-		Subject:  subject,
-		Decision: decision,
-		Reason:   reason,
-		Policy:   policy,
-		TraceID:  string(controller.ReconcileIDFromContext(ctx)),
-		Details:  details,
-	})
+func auditByController(ctx context.Context, rec audit.Recorder, e audit.Event) {
+	e.Actor = ControllerActor
+	e.TraceID = string(controller.ReconcileIDFromContext(ctx))
+	rec.Record(ctx, e)
 }
 
 // auditTransitions records what changed about an agent's governance
@@ -79,13 +72,25 @@ func (r *AgentReconciler) auditTransitions(ctx context.Context, before, agent *c
 				details["serviceAccount"] = id.ServiceAccount
 				details["spiffeID"] = id.SPIFFEID
 			}
-			record(ctx, r.Audit, subject, audit.ActionIdentityBound, audit.DecisionAllow, c.Message, "", details)
+			auditByController(ctx, r.Audit, audit.Event{
+				Subject:  subject,
+				Action:   audit.ActionIdentityBound,
+				Decision: audit.DecisionAllow,
+				Reason:   c.Message,
+				Details:  details,
+			})
 		}
 	}
 	if c := findCondition(agent, custosv1alpha1.BoundaryCompliantCondition); c != nil && isStalledReason(c.Reason) {
 		if old := findCondition(before, custosv1alpha1.BoundaryCompliantCondition); old == nil || old.Reason != c.Reason || old.Message != c.Message {
-			record(ctx, r.Audit, subject, audit.ActionBoundaryViolation, audit.DecisionDeny, c.Message, "DataBoundary",
-				map[string]string{"condition": c.Type, "reason": c.Reason})
+			auditByController(ctx, r.Audit, audit.Event{
+				Subject:  subject,
+				Action:   audit.ActionBoundaryViolation,
+				Decision: audit.DecisionDeny,
+				Reason:   c.Message,
+				Policy:   "DataBoundary",
+				Details:  map[string]string{"condition": c.Type, "reason": c.Reason},
+			})
 		}
 	}
 
@@ -101,31 +106,35 @@ func (r *AgentReconciler) auditTransitions(ctx context.Context, before, agent *c
 			action = audit.ActionAgentResumed
 		}
 		details["image"] = agent.Spec.Image
-		record(ctx, r.Audit, subject, action, audit.DecisionAllow, readyMsg, "", details)
+		auditByController(ctx, r.Audit, audit.Event{
+			Subject:  subject,
+			Action:   action,
+			Decision: audit.DecisionAllow,
+			Reason:   readyMsg,
+			Details:  details,
+		})
 	case custosv1alpha1.AgentPhaseSuspended:
 		action, policy, reason := audit.ActionAgentSuspended, "spec.lifecycle.state", custosv1alpha1.SuspendedBySpecReason
 		if agent.Spec.Lifecycle.State != custosv1alpha1.LifecycleSuspended {
 			action, policy, reason = audit.ActionAgentExpired, "spec.lifecycle.expiresAt", custosv1alpha1.ExpiredReason
 			details["expiresAt"] = agent.Spec.Lifecycle.ExpiresAt.UTC().Format(time.RFC3339)
 		}
-		record(ctx, r.Audit, subject, action, audit.DecisionInfo, suspendedMessage(agent, reason), policy, details)
+		auditByController(ctx, r.Audit, audit.Event{
+			Subject:  subject,
+			Action:   action,
+			Decision: audit.DecisionInfo,
+			Reason:   suspendedMessage(agent, reason),
+			Policy:   policy,
+			Details:  details,
+		})
 	case custosv1alpha1.AgentPhaseDecommissioned:
-		record(ctx, r.Audit, subject, audit.ActionAgentDecommissioned, audit.DecisionInfo, readyMsg, "", details)
-	}
-}
-
-// teardownAction is the audit action of deleting an object of a kind in
-// the decommission path (or the sweeper).
-func teardownAction(kind string) string {
-	switch kind {
-	case "Secret":
-		return audit.ActionLeaseRevoked
-	case "NetworkPolicy":
-		return audit.ActionNetworkRemoved
-	case "ServiceAccount":
-		return audit.ActionIdentityRemoved
-	default:
-		return audit.ActionWorkloadRemoved
+		auditByController(ctx, r.Audit, audit.Event{
+			Subject:  subject,
+			Action:   audit.ActionAgentDecommissioned,
+			Decision: audit.DecisionInfo,
+			Reason:   readyMsg,
+			Details:  details,
+		})
 	}
 }
 
@@ -136,6 +145,12 @@ func (r *AgentReconciler) auditDecommissioning(ctx context.Context, agent *custo
 	if !agent.DeletionTimestamp.IsZero() {
 		trigger, reason = "deletion", "Decommissioning: the Agent was deleted"
 	}
-	record(ctx, r.Audit, subjectOf(agent, "Agent"), audit.ActionAgentDecommissioning, audit.DecisionInfo, reason, trigger,
-		map[string]string{"from": string(phaseOf(agent)), "trigger": trigger})
+	auditByController(ctx, r.Audit, audit.Event{
+		Subject:  subjectOf(agent, "Agent"),
+		Action:   audit.ActionAgentDecommissioning,
+		Decision: audit.DecisionInfo,
+		Reason:   reason,
+		Policy:   trigger,
+		Details:  map[string]string{"from": string(phaseOf(agent)), "trigger": trigger},
+	})
 }

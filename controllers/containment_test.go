@@ -37,6 +37,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/test/fixtures"
 )
 
 // containmentWorld is an Active agent in its tenant's namespace, and a
@@ -53,9 +54,9 @@ func newContainmentWorld(t *testing.T) containmentWorld {
 	t.Helper()
 	g := NewWithT(t)
 	ctx := context.Background()
-	tenant := newTenant("cont")
+	tenant := fixtures.UniqueTenant("cont")
 	createBoundary(t, tenant, "eu-west-1")
-	w := containmentWorld{ns: tenantNamespace(t, tenant)}
+	w := containmentWorld{ns: fixtures.CreateTenantNamespace(t, k8sClient, tenant)}
 	w.agent = newAgent(w.ns, "held", tenant)
 	g.Expect(k8sClient.Create(ctx, w.agent)).To(Succeed())
 	w.deployment = &appsv1.Deployment{}
@@ -416,9 +417,9 @@ func TestContainmentNarrowsTenantNetworkPolicies(t *testing.T) {
 func TestContainmentOneOwnerPerName(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	tenant := newTenant("name")
+	tenant := fixtures.UniqueTenant("name")
 	createBoundary(t, tenant, "eu-west-1")
-	ns := tenantNamespace(t, tenant)
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
 
 	// Agent invoice with credential reconciler-ledger-api beside agent
 	// invoice-reconciler with credential ledger-api: one Secret each.
@@ -583,7 +584,7 @@ func TestContainmentSuspendedMeansNoPodRunsAsTheAgent(t *testing.T) {
 	g.Expect(k8sClient.Update(ctx, p)).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		// Scaled to zero: envtest runs no deployment controller to say so.
-		markDeploymentRolledOut(g, w.ns, "agent-held")
+		g.Expect(fixtures.MarkRolledOut(k8sClient, w.ns, "agent-held")).To(Succeed())
 		a := getAgent(g, w.agent)
 		g.Expect(a.Status.Lifecycle.Phase).To(Equal(custosv1alpha1.AgentPhaseSuspended))
 		expectCondition(g, a, custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.SuspendedBySpecReason)

@@ -19,7 +19,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"testing"
 
@@ -32,49 +31,17 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/test/fixtures"
 )
 
-// uniqueTenant returns a tenant of the calling test's own: DataBoundaries
-// are cluster-scoped and see every namespace, so tests must not share
-// tenants.
-func uniqueTenant() string {
-	return fmt.Sprintf("t-%08x", rand.Uint32())
-}
-
-// boundaryOption shapes a test DataBoundary.
-type boundaryOption func(*custosv1alpha1.DataBoundary)
-
-// selectingNamespaces makes the boundary select namespaces by name instead
-// of by tenant label.
-func selectingNamespaces(names ...string) boundaryOption {
-	return func(b *custosv1alpha1.DataBoundary) {
-		b.Spec.NamespaceSelector = metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
-			Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpIn, Values: names,
-		}}}
-	}
-}
-
-// createTestBoundary creates a DataBoundary for tenant, covering the
-// namespaces labelled with it unless an option says otherwise, and deletes
-// it when the test ends.
-func createTestBoundary(t *testing.T, tenant string, opts ...boundaryOption) *custosv1alpha1.DataBoundary {
+// createTestBoundary creates a DataBoundary for tenant, named after it with
+// a generated suffix (a test may make several), covering the namespaces
+// labelled with it unless an option says otherwise, and deletes it when
+// the test ends.
+func createTestBoundary(t *testing.T, tenant string, opts ...fixtures.BoundaryOption) *custosv1alpha1.DataBoundary {
 	t.Helper()
-	b := &custosv1alpha1.DataBoundary{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: tenant + "-"},
-		Spec: custosv1alpha1.DataBoundarySpec{
-			Tenant:            tenant,
-			NamespaceSelector: metav1.LabelSelector{MatchLabels: map[string]string{custosv1alpha1.TenantLabel: tenant}},
-			Regions:           []string{"eu-west-1"},
-		},
-	}
-	for _, o := range opts {
-		o(b)
-	}
-	if err := k8sClient.Create(context.Background(), b); err != nil {
-		t.Fatalf("creating a DataBoundary: %v", err)
-	}
-	t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), b) })
-	return b
+	return fixtures.Create(t, k8sClient, fixtures.DataBoundary(tenant,
+		append([]fixtures.BoundaryOption{fixtures.WithBoundaryName(tenant + "-")}, opts...)...))
 }
 
 func getBoundary(g Gomega, b *custosv1alpha1.DataBoundary) *custosv1alpha1.DataBoundary {
@@ -83,31 +50,12 @@ func getBoundary(g Gomega, b *custosv1alpha1.DataBoundary) *custosv1alpha1.DataB
 	return got
 }
 
-// createTestAgent creates a valid Agent of tenant in ns. A DataBoundary of
-// tenant must cover ns, in the manager's cache, for admission to let it in.
+// createTestAgent creates an Agent of tenant in ns. A DataBoundary of
+// tenant must cover ns, in the manager's cache, for admission to let it
+// in.
 func createTestAgent(t *testing.T, ns, tenant string) {
 	t.Helper()
-	a := newTestAgent(ns, tenant)
-	if err := k8sClient.Create(context.Background(), a); err != nil {
-		t.Fatalf("creating an Agent: %v", err)
-	}
-	t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), a) })
-}
-
-// newTestAgent builds a valid Agent of tenant in ns, without creating it.
-func newTestAgent(ns, tenant string) *custosv1alpha1.Agent {
-	return &custosv1alpha1.Agent{
-		ObjectMeta: metav1.ObjectMeta{
-			GenerateName: "agent-",
-			Namespace:    ns,
-			Labels:       map[string]string{custosv1alpha1.TenantLabel: tenant},
-		},
-		Spec: custosv1alpha1.AgentSpec{
-			Owner:   custosv1alpha1.AgentOwner{Team: "finance-platform", Contact: "finance-platform@acme.example"},
-			Purpose: "Reconcile supplier invoices against the ledger.",
-			Image:   "registry.acme.example/agents/invoice-reconciler:1.4.2",
-		},
-	}
+	fixtures.Create(t, k8sClient, fixtures.Agent(ns, "agent-", tenant))
 }
 
 // expectBoundaryReady waits until b is Ready and Current, covering the
@@ -124,16 +72,16 @@ func expectBoundaryReady(g Gomega, b *custosv1alpha1.DataBoundary, namespaces []
 		g.Expect(got.Status.Conditions).To(noCondition(custosv1alpha1.ReconcilingCondition))
 		g.Expect(got.Status.Conditions).To(HaveEach(HaveField("ObservedGeneration", got.Generation)))
 		g.Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
-		g.Expect(computeKstatus(g, got)).To(Equal(status.CurrentStatus))
+		g.Expect(kstatusOf(g, got)).To(Equal(status.CurrentStatus))
 	}).WithTimeout(statusTimeout).WithPolling(statusPoll).Should(Succeed())
 }
 
 func TestDataBoundaryCoversLabelledNamespacesAndCountsAgents(t *testing.T) {
 	t.Parallel()
 	g := NewWithT(t)
-	tenant := uniqueTenant()
-	ns1, ns2 := tenantNamespace(t, tenant), tenantNamespace(t, tenant)
-	tenantNamespace(t, uniqueTenant()) // another tenant's, not covered
+	tenant := fixtures.UniqueTenant("t")
+	ns1, ns2 := fixtures.CreateTenantNamespace(t, k8sClient, tenant), fixtures.CreateTenantNamespace(t, k8sClient, tenant)
+	fixtures.CreateTenantNamespace(t, k8sClient, fixtures.UniqueTenant("t")) // another tenant's, not covered
 
 	// Agents are admitted only where a boundary covers them: the boundary
 	// comes first, and reports becoming Ready.
@@ -152,16 +100,16 @@ func TestDataBoundaryCoversLabelledNamespacesAndCountsAgents(t *testing.T) {
 	expectBoundaryReady(g, b, []string{ns1, ns2}, 4)
 
 	// ...and a new namespace of the tenant is covered.
-	ns3 := tenantNamespace(t, tenant)
+	ns3 := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
 	expectBoundaryReady(g, b, []string{ns1, ns2, ns3}, 4)
 }
 
 func TestDataBoundaryFollowsNamespaceLabels(t *testing.T) {
 	t.Parallel()
 	g := NewWithT(t)
-	tenant := uniqueTenant()
-	ns1 := tenantNamespace(t, tenant)
-	later := tenantNamespace(t, uniqueTenant())
+	tenant := fixtures.UniqueTenant("t")
+	ns1 := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
+	later := fixtures.CreateTenantNamespace(t, k8sClient, fixtures.UniqueTenant("t"))
 	b := createTestBoundary(t, tenant)
 	expectBoundaryReady(g, b, []string{ns1}, 0)
 
@@ -178,15 +126,15 @@ func TestDataBoundaryFollowsNamespaceLabels(t *testing.T) {
 	expectBoundaryReady(g, b, []string{ns1, later}, 0)
 
 	// ...and let go when it is labelled for another.
-	relabel(uniqueTenant())
+	relabel(fixtures.UniqueTenant("t"))
 	expectBoundaryReady(g, b, []string{ns1}, 0)
 }
 
 func TestDataBoundaryConflictOnASharedNamespace(t *testing.T) {
 	t.Parallel()
 	g := NewWithT(t)
-	tenant := uniqueTenant()
-	shared, own := tenantNamespace(t, tenant), tenantNamespace(t, tenant)
+	tenant := fixtures.UniqueTenant("t")
+	shared, own := fixtures.CreateTenantNamespace(t, k8sClient, tenant), fixtures.CreateTenantNamespace(t, k8sClient, tenant)
 
 	// The Agent is admitted while one boundary covers its namespace.
 	first := createTestBoundary(t, tenant)
@@ -197,7 +145,7 @@ func TestDataBoundaryConflictOnASharedNamespace(t *testing.T) {
 	// A second boundary also covers one of the first one's namespaces:
 	// neither can be the namespace's boundary. Boundaries do not check each
 	// other at admission; their status says what is wrong.
-	second := createTestBoundary(t, tenant, selectingNamespaces(shared))
+	second := createTestBoundary(t, tenant, fixtures.WithNamespaceNames(shared))
 	for _, tc := range []struct {
 		b, other   *custosv1alpha1.DataBoundary
 		namespaces []string
@@ -215,7 +163,7 @@ func TestDataBoundaryConflictOnASharedNamespace(t *testing.T) {
 				NotTo(ContainSubstring("namespace "+own+" "), "only the shared namespace conflicts")
 			g.Expect(got.Status.Namespaces).To(Equal(slices.Sorted(slices.Values(tc.namespaces))))
 			g.Expect(got.Status.Agents).To(Equal(int32(1)))
-			g.Expect(computeKstatus(g, got)).To(Equal(status.FailedStatus))
+			g.Expect(kstatusOf(g, got)).To(Equal(status.FailedStatus))
 		}).WithTimeout(statusTimeout).WithPolling(statusPoll).Should(Succeed())
 		g.Eventually(func(g Gomega) {
 			g.Expect(eventsRegarding(g, tc.b)).To(haveEvent(corev1.EventTypeWarning, custosv1alpha1.BoundaryConflictReason, wantInMessage...))
@@ -223,7 +171,7 @@ func TestDataBoundaryConflictOnASharedNamespace(t *testing.T) {
 	}
 
 	// Meanwhile no new Agent is admitted to the shared namespace.
-	err := k8sClient.Create(context.Background(), newTestAgent(shared, tenant))
+	err := k8sClient.Create(context.Background(), fixtures.Agent(shared, "agent-", tenant))
 	expectInvalidField(g, err, "metadata.namespace", "covered by 2 DataBoundaries", fmt.Sprintf("%q", first.Name), fmt.Sprintf("%q", second.Name))
 
 	// Deleting the second boundary resolves the conflict.
@@ -239,18 +187,18 @@ func TestAgentStopsOnAnotherTenantsBoundary(t *testing.T) {
 	t.Parallel()
 	g := NewWithT(t)
 	ctx := context.Background()
-	tenant, other := uniqueTenant(), uniqueTenant()
-	ns := tenantNamespace(t, tenant)
+	tenant, other := fixtures.UniqueTenant("t"), fixtures.UniqueTenant("t")
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
 	first := createTestBoundary(t, tenant)
 	expectBoundaryReady(g, first, []string{ns}, 0)
-	agent := newTestAgent(ns, tenant)
+	agent := fixtures.Agent(ns, "agent-", tenant)
 	g.Expect(k8sClient.Create(ctx, agent)).To(Succeed())
 	t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), agent) })
 	g.Eventually(func(g Gomega) {
 		expectCondition(g, getAgent(g, agent), custosv1alpha1.BoundaryCompliantCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason)
 	}).WithTimeout(statusTimeout).WithPolling(statusPoll).Should(Succeed())
 
-	second := createTestBoundary(t, other, selectingNamespaces(ns))
+	second := createTestBoundary(t, other, fixtures.WithNamespaceNames(ns))
 	g.Eventually(func(g Gomega) {
 		got := getAgent(g, agent)
 		expectCondition(g, got, custosv1alpha1.BoundaryCompliantCondition, metav1.ConditionFalse, custosv1alpha1.BoundaryConflictReason)
@@ -271,8 +219,8 @@ func TestDataBoundaryWithAnInvalidSelectorIsRefused(t *testing.T) {
 	t.Parallel()
 	g := NewWithT(t)
 	ctx := context.Background()
-	tenant := uniqueTenant()
-	ns := tenantNamespace(t, tenant)
+	tenant := fixtures.UniqueTenant("t")
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
 	const (
 		wantField = "spec.namespaceSelector"
 		wantMsg   = "operators must be In, NotIn, Exists or DoesNotExist"
@@ -423,5 +371,5 @@ func TestSetBoundaryInvalid(t *testing.T) {
 	g.Expect(db.Status.Namespaces).To(BeEmpty())
 	g.Expect(db.Status.Agents).To(BeZero())
 	g.Expect(db.Status.ObservedGeneration).To(Equal(int64(3)))
-	g.Expect(computeKstatus(g, db)).To(Equal(status.FailedStatus))
+	g.Expect(kstatusOf(g, db)).To(Equal(status.FailedStatus))
 }

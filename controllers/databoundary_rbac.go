@@ -130,8 +130,14 @@ func (r *DataBoundaryReconciler) reportRBAC(ctx context.Context, before []metav1
 	}
 	recordEvent(ctx, r.Recorder, db, eventType, c.Reason, c.Message)
 	subject := audit.Subject{Kind: "DataBoundary", Name: db.Name, UID: string(db.UID), Tenant: db.Spec.Tenant}
-	record(ctx, r.Audit, subject, ActionRBACReported, decision, c.Message, "DataBoundary",
-		map[string]string{"condition": c.Type, "status": string(c.Status), "reason": c.Reason, "subjects": strconv.Itoa(subjects)})
+	auditByController(ctx, r.Audit, audit.Event{
+		Subject:  subject,
+		Action:   ActionRBACReported,
+		Decision: decision,
+		Reason:   c.Message,
+		Policy:   "DataBoundary",
+		Details:  map[string]string{"condition": c.Type, "status": string(c.Status), "reason": c.Reason, "subjects": strconv.Itoa(subjects)},
+	})
 }
 
 // boundariesCovering maps a namespaced object (a Role or RoleBinding) to

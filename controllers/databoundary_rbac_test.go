@@ -32,6 +32,7 @@ import (
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/audit"
+	"github.com/custos-dev/custos/test/fixtures"
 )
 
 // chartTenantRole is a ClusterRole with the rules the chart's tenant role
@@ -77,7 +78,7 @@ func expectRBACReport(g Gomega, b *custosv1alpha1.DataBoundary, st metav1.Condit
 		}
 		g.Expect(got.Status.Conditions).To(haveCondition(custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason))
 		g.Expect(got.Status.Conditions).To(HaveEach(HaveField("ObservedGeneration", got.Generation)))
-		g.Expect(computeKstatus(g, got)).To(Equal(status.CurrentStatus))
+		g.Expect(kstatusOf(g, got)).To(Equal(status.CurrentStatus))
 	}).WithTimeout(statusTimeout).WithPolling(statusPoll).Should(Succeed())
 }
 
@@ -90,8 +91,8 @@ func TestDataBoundaryReportsUnsafeTenantRBAC(t *testing.T) {
 	t.Parallel()
 	g := NewWithT(t)
 	ctx := context.Background()
-	tenant := uniqueTenant()
-	ns := tenantNamespace(t, tenant)
+	tenant := fixtures.UniqueTenant("t")
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
 	b := createTestBoundary(t, tenant)
 	expectBoundaryReady(g, b, []string{ns}, 0)
 	b = getBoundary(g, b)
@@ -162,8 +163,8 @@ func TestDataBoundaryRBACReportFollowsClusterRoles(t *testing.T) {
 	t.Parallel()
 	g := NewWithT(t)
 	ctx := context.Background()
-	tenant := uniqueTenant()
-	ns := tenantNamespace(t, tenant)
+	tenant := fixtures.UniqueTenant("t")
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
 	b := createTestBoundary(t, tenant)
 	expectBoundaryReady(g, b, []string{ns}, 0)
 	b = getBoundary(g, b)
@@ -202,8 +203,8 @@ func TestDataBoundaryRBACReportFollowsClusterRoles(t *testing.T) {
 func TestDataBoundaryRBACReportCountsClusterRoleBindings(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	tenant := uniqueTenant()
-	ns := tenantNamespace(t, tenant)
+	tenant := fixtures.UniqueTenant("t")
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
 	b := createTestBoundary(t, tenant)
 	expectBoundaryReady(g, b, []string{ns}, 0)
 	expectRBACReport(g, b, metav1.ConditionTrue, custosv1alpha1.SucceededReason, nil)

@@ -16,5 +16,5 @@ limitations under the License.
 
 // Package controllers holds Custos's reconcilers, one per kind, with the
 // status functions beside them. Its tests run against a real kube-apiserver
-// and etcd (see internal/controlplane).
+// and etcd (see test/controlplane).
 package controllers

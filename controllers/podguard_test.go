@@ -32,6 +32,7 @@ import (
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/audit"
+	"github.com/custos-dev/custos/test/fixtures"
 )
 
 // podGuardWorld is an agent running in its tenant's namespace, and the
@@ -48,9 +49,9 @@ func newPodGuardWorld(t *testing.T) podGuardWorld {
 	t.Helper()
 	g := NewWithT(t)
 	ctx := context.Background()
-	w := podGuardWorld{tenant: newTenant("pod"), other: newTenant("pox")}
+	w := podGuardWorld{tenant: fixtures.UniqueTenant("pod"), other: fixtures.UniqueTenant("pox")}
 	createBoundary(t, w.tenant, "eu-west-1", "eu-central-1")
-	w.ns = tenantNamespace(t, w.tenant)
+	w.ns = fixtures.CreateTenantNamespace(t, k8sClient, w.tenant)
 	w.agent = newAgent(w.ns, "guarded", w.tenant)
 	g.Expect(k8sClient.Create(ctx, w.agent)).To(Succeed())
 	w.deployment = &appsv1.Deployment{}

@@ -21,9 +21,6 @@ import (
 	"sync"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -86,18 +83,28 @@ type Options struct {
 	ManagerServiceAccount types.NamespacedName
 }
 
+// The defaults of Options, which the manager's flags show too.
+const (
+	DefaultTrustDomain      = "cluster.local"
+	DefaultSweepInterval    = 10 * time.Minute
+	DefaultConcurrency      = 4
+	DefaultRenewPercent     = 67
+	DefaultMaxLeaseTTL      = time.Hour
+	DefaultReverifyInterval = 10 * time.Minute
+)
+
 func (o *Options) defaults() {
 	if o.TrustDomain == "" {
-		o.TrustDomain = "cluster.local"
+		o.TrustDomain = DefaultTrustDomain
 	}
 	if o.SweepInterval == 0 {
-		o.SweepInterval = 10 * time.Minute
+		o.SweepInterval = DefaultSweepInterval
 	}
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
 	}
 	if o.Concurrency == 0 {
-		o.Concurrency = 4
+		o.Concurrency = DefaultConcurrency
 	}
 	o.Leases.defaults()
 	o.Images.defaults(o.Clock)
@@ -178,19 +185,20 @@ func CacheOptions() cache.Options {
 		custosv1alpha1.ManagedByLabel: custosv1alpha1.ManagedByValue,
 	})}
 	rbac := cache.ByObject{Transform: cache.TransformStripManagedFields()}
-	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+	byObject := map[client.Object]cache.ByObject{
 		// All RBAC, for the DataBoundaries' report, without managed fields.
 		&rbacv1.Role{}:               rbac,
 		&rbacv1.RoleBinding{}:        rbac,
 		&rbacv1.ClusterRole{}:        rbac,
 		&rbacv1.ClusterRoleBinding{}: rbac,
-		// Lease Secrets, by their metadata only (see the Agent reconciler).
-		&corev1.Secret{}:         mine,
-		&corev1.ServiceAccount{}: mine,
-		&appsv1.Deployment{}:     mine,
-		// Every NetworkPolicy, not only Custos's: any of them may select an
-		// agent's pods and widen its network (NetworkIsolated).
-	}}
+	}
+	// What Custos made for agents, and only that (lease Secrets by their
+	// metadata only: see the Agent reconciler), except the kinds cached
+	// whole (every NetworkPolicy may widen an agent's network).
+	for _, k := range kindsWhere(func(k agentKind) bool { return k.made && !k.cachedWhole }) {
+		byObject[k.newObj()] = mine
+	}
+	return cache.Options{ByObject: byObject}
 }
 
 // newNameCache starts, with mgr, a cache of the metadata of every
@@ -213,8 +221,8 @@ func newNameCache(ctx context.Context, mgr ctrl.Manager) (cache.Cache, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, obj := range []client.Object{&corev1.ServiceAccount{}, &networkingv1.NetworkPolicy{}, &appsv1.Deployment{}} {
-		gvk, err := apiutil.GVKForObject(obj, mgr.GetScheme())
+	for _, k := range kindsWhere(func(k agentKind) bool { return k.named }) {
+		gvk, err := apiutil.GVKForObject(k.newObj(), mgr.GetScheme())
 		if err != nil {
 			return nil, err
 		}

@@ -48,10 +48,11 @@ import (
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/audit"
-	"github.com/custos-dev/custos/internal/controlplane"
 	"github.com/custos-dev/custos/internal/imageverify"
 	"github.com/custos-dev/custos/internal/lease"
 	custoswebhook "github.com/custos-dev/custos/internal/webhook"
+	"github.com/custos-dev/custos/test/controlplane"
+	"github.com/custos-dev/custos/test/fixtures"
 	"github.com/custos-dev/custos/test/imagetest"
 	"github.com/custos-dev/custos/test/leasedoubles"
 )
@@ -178,23 +179,7 @@ func startManager() error {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := SetupWithManager(ctx, mgr, Options{
-		TrustDomain:   testTrustDomain,
-		SweepInterval: 2 * time.Second,
-		Clock:         testClock,
-		Audit:         auditLog,
-		Leases:        LeaseOptions{Backends: testLeaseBackends},
-		// Key material is read again every 2 s, so tests see a rotated key
-		// without waiting a minute.
-		Images: ImageOptions{PolicyTTL: 2 * time.Second, Verifier: &imageverify.Verifier{
-			Clock: testClock,
-			RemoteOptions: []remote.Option{
-				// Test images with made-up registries never leave the machine.
-				remote.WithTransport(imagetest.LoopbackOnly()),
-				remote.WithRetryBackoff(remote.Backoff{Duration: 100 * time.Millisecond, Factor: 1, Steps: 1}),
-			},
-		}},
-	}); err != nil {
+	if err := SetupWithManager(ctx, mgr, testOptions()); err != nil {
 		cancel()
 		return err
 	}
@@ -218,6 +203,29 @@ func startManager() error {
 	return nil
 }
 
+// testOptions are the reconcilers' options in the suite: a clock the
+// tests move, a short sweep interval, the suite's audit trail, lease
+// backends and image registry.
+func testOptions() Options {
+	return Options{
+		TrustDomain:   testTrustDomain,
+		SweepInterval: 2 * time.Second,
+		Clock:         testClock,
+		Audit:         auditLog,
+		Leases:        LeaseOptions{Backends: testLeaseBackends},
+		// Key material is read again every 2 s, so tests see a rotated key
+		// without waiting a minute.
+		Images: ImageOptions{PolicyTTL: 2 * time.Second, Verifier: &imageverify.Verifier{
+			Clock: testClock,
+			RemoteOptions: []remote.Option{
+				// Test images with made-up registries never leave the machine.
+				remote.WithTransport(imagetest.LoopbackOnly()),
+				remote.WithRetryBackoff(remote.Backoff{Duration: 100 * time.Millisecond, Factor: 1, Steps: 1}),
+			},
+		}},
+	}
+}
+
 const testTrustDomain = "custos.test"
 
 // testClock is the reconcilers' clock; tests step it past expiries.
@@ -235,21 +243,6 @@ func logLevel() int {
 		return 0
 	}
 	return int(zapcore.FatalLevel)
-}
-
-// tenantNamespace creates a namespace of its own for the calling test,
-// labelled for tenant, and deletes it when the test ends.
-func tenantNamespace(t *testing.T, tenant string) string {
-	t.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
-		GenerateName: "test-",
-		Labels:       map[string]string{custosv1alpha1.TenantLabel: tenant},
-	}}
-	if err := k8sClient.Create(context.Background(), ns); err != nil {
-		t.Fatalf("creating a namespace: %v", err)
-	}
-	t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), ns) })
-	return ns.Name
 }
 
 func keyOf(obj client.Object) client.ObjectKey {
@@ -277,20 +270,11 @@ func waitForWebhooks(ctx context.Context) error {
 // sharedBoundary is acme-finance's DataBoundary, as in config/samples, for
 // the tests that write manifests the way a user would.
 func sharedBoundary() *custosv1alpha1.DataBoundary {
-	return &custosv1alpha1.DataBoundary{
-		ObjectMeta: metav1.ObjectMeta{Name: "acme-finance"},
-		Spec: custosv1alpha1.DataBoundarySpec{
-			Tenant:            "acme-finance",
-			NamespaceSelector: metav1.LabelSelector{MatchLabels: map[string]string{custosv1alpha1.TenantLabel: "acme-finance"}},
-			Regions:           []string{"eu-west-1", "eu-central-1"},
-			Egress: &custosv1alpha1.EgressPolicy{
-				CIDRs:      []string{"203.0.113.0/24"},
-				Namespaces: []string{"finance-agents"},
-			},
-			CloudRoles: &custosv1alpha1.CloudRolePolicy{AWSRoleARNs: []string{"arn:aws:iam::111122223333:role/acme-finance-*"}},
-			Images:     trustedImages(),
-		},
-	}
+	return fixtures.DataBoundary("acme-finance",
+		fixtures.WithRegions("eu-west-1", "eu-central-1"),
+		fixtures.WithEgress(custosv1alpha1.EgressPolicy{CIDRs: []string{"203.0.113.0/24"}, Namespaces: []string{"finance-agents"}}),
+		fixtures.WithAWSRoles(fixtures.AWSRoleARN("acme-finance-*")),
+		fixtures.WithImagePolicy(trustedImages()))
 }
 
 // The suite's audit trail, as the manager keeps it with --audit-sink=file

@@ -22,9 +22,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -51,18 +49,6 @@ var reapedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 
 func init() {
 	metrics.Registry.MustRegister(reapedTotal)
-}
-
-// sweptKinds are the kinds Custos creates for agents. ReplicaSets and Pods
-// are left to the garbage collector: their Deployment owns them.
-var sweptKinds = []struct {
-	kind    string
-	newList func() client.ObjectList
-}{
-	{"Secret", func() client.ObjectList { return &corev1.SecretList{} }},
-	{"Deployment", func() client.ObjectList { return &appsv1.DeploymentList{} }},
-	{"NetworkPolicy", func() client.ObjectList { return &networkingv1.NetworkPolicyList{} }},
-	{"ServiceAccount", func() client.ObjectList { return &corev1.ServiceAccountList{} }},
 }
 
 // Sweeper reaps zombies: objects made by Custos whose Agent is gone, was
@@ -115,7 +101,9 @@ func (s *Sweeper) Sweep(ctx context.Context) error {
 		return err
 	}
 	selector := labels.NewSelector().Add(*managed, *hasAgent)
-	for _, k := range sweptKinds {
+	// ReplicaSets and pods are left to the garbage collector: their
+	// Deployment owns them.
+	for _, k := range kindsWhere(func(k agentKind) bool { return k.made }) {
 		list := k.newList()
 		if err := s.APIReader.List(ctx, list, client.MatchingLabelsSelector{Selector: selector}); err != nil {
 			return fmt.Errorf("listing %s: %w", k.kind, err)
@@ -165,8 +153,14 @@ func (s *Sweeper) Sweep(ctx context.Context) error {
 			msg := fmt.Sprintf("Reaped %s %s: %s", k.kind, klog.KObj(obj), why)
 			ctrl.LoggerFrom(ctx).Info(msg, "kind", k.kind, "object", klog.KObj(obj))
 			s.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "Reaped", "Sweep", "%s", msg)
-			record(ctx, s.Audit, subjectOf(obj, k.kind), audit.ActionSweeperReaped, audit.DecisionInfo, msg, "sweeper",
-				map[string]string{"kind": k.kind, "name": obj.GetName(), "action": teardownAction(k.kind)})
+			auditByController(ctx, s.Audit, audit.Event{
+				Subject:  subjectOf(obj, k.kind),
+				Action:   audit.ActionSweeperReaped,
+				Decision: audit.DecisionInfo,
+				Reason:   msg,
+				Policy:   "sweeper",
+				Details:  map[string]string{"kind": k.kind, "name": obj.GetName(), "action": k.removed},
+			})
 		}
 	}
 	return nil
@@ -203,10 +197,8 @@ func (s *Sweeper) podsLeft(ctx context.Context, obj client.Object) (bool, error)
 	l := obj.GetLabels()
 	var pods metav1.PartialObjectMetadataList
 	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
-	err := s.APIReader.List(ctx, &pods, client.InNamespace(obj.GetNamespace()), client.Limit(1), client.MatchingLabels{
-		custosv1alpha1.AgentLabel:    l[custosv1alpha1.AgentLabel],
-		custosv1alpha1.AgentUIDLabel: l[custosv1alpha1.AgentUIDLabel],
-	})
+	err := s.APIReader.List(ctx, &pods, client.InNamespace(obj.GetNamespace()), client.Limit(1),
+		childSelector(l[custosv1alpha1.AgentLabel], types.UID(l[custosv1alpha1.AgentUIDLabel])))
 	if err != nil || len(pods.Items) > 0 {
 		return len(pods.Items) > 0, err
 	}

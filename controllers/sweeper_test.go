@@ -31,6 +31,7 @@ import (
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/audit"
+	"github.com/custos-dev/custos/test/fixtures"
 )
 
 // TestSweeperReapsZombies leaves objects behind as a crash would (labelled
@@ -40,9 +41,9 @@ import (
 func TestSweeperReapsZombies(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	tenant := newTenant("sweep")
+	tenant := fixtures.UniqueTenant("sweep")
 	createBoundary(t, tenant, "eu-west-1")
-	ns := tenantNamespace(t, tenant)
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
 
 	living := newAgent(ns, "phoenix", tenant)
 	g.Expect(k8sClient.Create(ctx, living)).To(Succeed())

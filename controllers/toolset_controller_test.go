@@ -28,13 +28,13 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/toolschema"
+	"github.com/custos-dev/custos/test/fixtures"
 )
 
 // How long a test waits for the reconcilers to report, and how often it looks.
@@ -75,22 +75,10 @@ func createTestToolset(t *testing.T, tools ...custosv1alpha1.Tool) *custosv1alph
 // status says that cache has the boundary and the namespace.
 func newTestToolset(t *testing.T, tools ...custosv1alpha1.Tool) *custosv1alpha1.Toolset {
 	t.Helper()
-	tenant := newTenant("tools")
-	ns := tenantNamespace(t, tenant)
+	tenant := fixtures.UniqueTenant("tools")
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
 	expectBoundaryReady(NewWithT(t), createBoundary(t, tenant, "eu-west-1"), []string{ns}, 0)
-	return &custosv1alpha1.Toolset{
-		ObjectMeta: metav1.ObjectMeta{
-			GenerateName: "ledger-",
-			Namespace:    ns,
-			Labels:       map[string]string{custosv1alpha1.TenantLabel: tenant},
-		},
-		Spec: custosv1alpha1.ToolsetSpec{
-			Endpoint: custosv1alpha1.ToolEndpoint{InCluster: &custosv1alpha1.InClusterEndpoint{
-				Namespace: ns, PodSelector: map[string]string{"app": "ledger-api"}, Port: 8080,
-			}},
-			Tools: tools,
-		},
-	}
+	return fixtures.Toolset(ns, "ledger-", tenant, fixtures.WithTools(tools...))
 }
 
 func getToolset(g Gomega, ts *custosv1alpha1.Toolset) *custosv1alpha1.Toolset {
@@ -113,16 +101,6 @@ func haveCondition(conditionType string, st metav1.ConditionStatus, reason strin
 // kstatus wants Reconciling and Stalled when they are not True.
 func noCondition(conditionType string) types.GomegaMatcher {
 	return Not(ContainElement(HaveField("Type", conditionType)))
-}
-
-// computeKstatus is what kstatus (and so Flux, Argo CD and `kubectl wait`
-// style tooling) makes of obj.
-func computeKstatus(g Gomega, obj runtime.Object) status.Status {
-	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
-	g.Expect(err).NotTo(HaveOccurred())
-	res, err := status.Compute(&unstructured.Unstructured{Object: u})
-	g.Expect(err).NotTo(HaveOccurred())
-	return res.Status
 }
 
 // eventsRegarding lists the events.k8s.io Events recorded about obj. Events
@@ -184,7 +162,7 @@ func TestToolsetReadOnlyIsReady(t *testing.T) {
 		g.Expect(got.Status.Access).To(Equal(custosv1alpha1.ToolsetReadOnly))
 		g.Expect(got.Status.SchemaDigest).To(MatchRegexp(`^sha256:[0-9a-f]{64}$`))
 		g.Expect(got.Status.SchemaDigest).To(Equal(expectedDigest(g, got.Spec.Tools)))
-		g.Expect(computeKstatus(g, got)).To(Equal(status.CurrentStatus))
+		g.Expect(kstatusOf(g, got)).To(Equal(status.CurrentStatus))
 		digest = got.Status.SchemaDigest
 	}).WithTimeout(statusTimeout).WithPolling(statusPoll).Should(Succeed())
 
@@ -204,7 +182,7 @@ func TestToolsetReadOnlyIsReady(t *testing.T) {
 		g.Expect(got.Status.SchemaDigest).NotTo(Equal(digest))
 		g.Expect(got.Status.SchemaDigest).To(Equal(expectedDigest(g, got.Spec.Tools)))
 		g.Expect(got.Status.Conditions).To(haveCondition(custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason))
-		g.Expect(computeKstatus(g, got)).To(Equal(status.CurrentStatus))
+		g.Expect(kstatusOf(g, got)).To(Equal(status.CurrentStatus))
 	}).WithTimeout(statusTimeout).WithPolling(statusPoll).Should(Succeed())
 }
 
@@ -222,7 +200,7 @@ func TestToolsetWithAWriteToolIsReadWrite(t *testing.T) {
 		g.Expect(got.Status.Access).To(Equal(custosv1alpha1.ToolsetReadWrite))
 		g.Expect(got.Status.Tools).To(Equal(int32(2)))
 		g.Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
-		g.Expect(computeKstatus(g, got)).To(Equal(status.CurrentStatus))
+		g.Expect(kstatusOf(g, got)).To(Equal(status.CurrentStatus))
 	}).WithTimeout(statusTimeout).WithPolling(statusPoll).Should(Succeed())
 }
 
@@ -292,7 +270,7 @@ func TestToolsetWithAnInvalidSchemaIsRefused(t *testing.T) {
 			g.Expect(got.Status.SchemaDigest).To(Equal(ready.Status.SchemaDigest))
 			g.Expect(got.Status.Conditions).To(haveCondition(custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason))
 			g.Expect(got.Status.Conditions).To(noCondition(custosv1alpha1.StalledCondition))
-			g.Expect(computeKstatus(g, got)).To(Equal(status.CurrentStatus))
+			g.Expect(kstatusOf(g, got)).To(Equal(status.CurrentStatus))
 		})
 	}
 }

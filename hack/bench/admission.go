@@ -34,7 +34,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
-	"github.com/custos-dev/custos/internal/controlplane"
+	"github.com/custos-dev/custos/test/controlplane"
 )
 
 // The admission mode's goals: with Custos's webhooks an Agent create's p99

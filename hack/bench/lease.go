@@ -29,8 +29,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
-	"github.com/custos-dev/custos/internal/controlplane"
 	"github.com/custos-dev/custos/internal/lease"
+	"github.com/custos-dev/custos/test/controlplane"
 )
 
 // leaseGoal: a kubernetesToken lease is issued within 1.2 times a raw

@@ -27,7 +27,10 @@ limitations under the License.
 // nothing and against no webhook, at several levels of concurrency; see
 // runAdmission. With
 // -mode audit (`make bench-audit`) it times the audit trail's segment store
-// and its verifier, with no control plane; see runAudit.
+// and its verifier, with no control plane; see runAudit. With -mode memory
+// (`make bench-memory`) it measures the manager's RSS with 10,000 unrelated
+// Secrets and as many ConfigMaps in the cluster against its RSS without
+// them; see runMemory.
 package main
 
 import (
@@ -63,10 +66,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
-	"github.com/custos-dev/custos/internal/controlplane"
 	"github.com/custos-dev/custos/internal/identity"
 	"github.com/custos-dev/custos/internal/netpol"
 	"github.com/custos-dev/custos/internal/workload"
+	"github.com/custos-dev/custos/test/controlplane"
 	"github.com/custos-dev/custos/test/imagetest"
 )
 
@@ -90,6 +93,9 @@ type config struct {
 	mode, levels, objects string
 	clientQPS             float64
 	clientBurst           int
+
+	// The memory mode's (-mode memory).
+	settle time.Duration
 }
 
 func main() {
@@ -103,11 +109,12 @@ func main() {
 	flag.IntVar(&c.burst, "burst", 100, "Client burst, of the manager (--kube-api-burst) and of the baseline.")
 	flag.DurationVar(&c.timeout, "timeout", 30*time.Minute, "Give up when the whole bench has not finished within this time.")
 	flag.StringVar(&c.pprof, "pprof", "", "Serve the manager's Go profiles on this loopback address (e.g. 127.0.0.1:8082), to see where a figure's time goes: go tool pprof http://ADDR/debug/pprof/profile?seconds=20.")
-	flag.StringVar(&c.mode, "mode", "onboarding", "onboarding: time Custos onboarding agents against a plain apply loop; admission: time agent pod and Agent creates with and without Custos's admission webhooks; audit: time the audit segment store against a plain file, and verification (its flags after --); lease: time kubernetesToken lease issuance against a raw TokenRequest.")
+	flag.StringVar(&c.mode, "mode", "onboarding", "onboarding: time Custos onboarding agents against a plain apply loop; admission: time agent pod and Agent creates with and without Custos's admission webhooks; audit: time the audit segment store against a plain file, and verification (its flags after --); lease: time kubernetesToken lease issuance against a raw TokenRequest; memory: the manager's RSS with -objects unrelated Secrets and as many ConfigMaps in the cluster against without them.")
 	flag.StringVar(&c.levels, "levels", "1:500,10:1000,50:2000", "Admission mode: concurrent clients:creates for each level; each level makes that many creates of each object on each side (Custos's webhooks, no-op webhooks, none), taking turns.")
-	flag.StringVar(&c.objects, "objects", "pods,agents", "Admission mode: what to create, in this order: pods (an agent's pods, through Custos's pod guard), agents (Agents, through Custos's Agent webhook).")
+	flag.StringVar(&c.objects, "objects", "pods,agents", "Admission mode: what to create, in this order: pods (an agent's pods, through Custos's pod guard), agents (Agents, through Custos's Agent webhook). Memory mode: how many unrelated Secrets, and as many ConfigMaps, to create (10000 when not given; -agents is then 20 when not given).")
 	flag.Float64Var(&c.clientQPS, "client-qps", 5000, "Admission mode: requests per second of the timed clients.")
 	flag.IntVar(&c.clientBurst, "client-burst", 5000, "Admission mode: burst of the timed clients.")
+	flag.DurationVar(&c.settle, "settle", 30*time.Second, "Memory mode: how long each manager settles before it is measured.")
 	flag.Parse()
 	if c.agents < 1 || c.namespaces < 1 || c.concurrency < 1 {
 		fmt.Fprintln(os.Stderr, "custos bench: -agents, -namespaces and -concurrency must be at least 1")
@@ -130,9 +137,11 @@ func main() {
 		err = runAudit(ctx, flag.Args())
 	case "lease":
 		err = runLease(ctx, c)
+	case "memory":
+		err = runMemory(ctx, c)
 	default:
 		stop()
-		fmt.Fprintf(os.Stderr, "custos bench: -mode %q is none of onboarding, admission, audit and lease\n", c.mode)
+		fmt.Fprintf(os.Stderr, "custos bench: -mode %q is none of onboarding, admission, audit, lease and memory\n", c.mode)
 		os.Exit(2)
 	}
 	if err != nil && ctx.Err() != nil {
@@ -306,7 +315,7 @@ func baselineAgent(ctx context.Context, cl client.Client, ns, name string) error
 	// The credential's lease, as Custos issues it: a Secret, a token of
 	// the ServiceAccount bound to it, the token in the Secret.
 	cred := agent.Spec.Credentials[0]
-	secret := corev1ac.Secret("agent-"+name+"-"+cred.Name, ns).WithType(custosv1alpha1.LeaseSecretType).WithLabels(labels)
+	secret := corev1ac.Secret("agent-"+name+"."+cred.Name, ns).WithType(custosv1alpha1.LeaseSecretType).WithLabels(labels)
 	if err := cl.Apply(ctx, secret, opts...); err != nil {
 		return err
 	}

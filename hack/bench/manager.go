@@ -37,7 +37,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
-	"github.com/custos-dev/custos/internal/controlplane"
+	"github.com/custos-dev/custos/test/controlplane"
 )
 
 // startManager runs bin/manager for a benchmark run: the sweeper out of the

@@ -39,9 +39,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
-	"github.com/custos-dev/custos/internal/controlplane"
 	"github.com/custos-dev/custos/internal/identity"
 	"github.com/custos-dev/custos/internal/workload"
+	"github.com/custos-dev/custos/test/controlplane"
 )
 
 // The pod side of the admission mode: the pod guard's p99 is at most

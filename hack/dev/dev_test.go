@@ -31,7 +31,7 @@ import (
 
 	"github.com/custos-dev/custos/internal/audit"
 
-	"github.com/custos-dev/custos/internal/controlplane"
+	"github.com/custos-dev/custos/test/controlplane"
 )
 
 // TestDevReadyAndCleanShutdown walks `make dev` as tooling uses it: wait for

@@ -26,6 +26,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/test/fixtures"
 )
 
 func TestCovers(t *testing.T) {
@@ -39,25 +40,25 @@ func TestCovers(t *testing.T) {
 		{
 			name: "matchLabels selects the namespace",
 			sel:  metav1.LabelSelector{MatchLabels: map[string]string{"team": "finance"}},
-			ns:   newNamespace("a", map[string]string{"team": "finance", "other": "x"}),
+			ns:   fixtures.Namespace("a", map[string]string{"team": "finance", "other": "x"}),
 			want: true,
 		},
 		{
 			name: "matchLabels does not select a namespace with another value",
 			sel:  metav1.LabelSelector{MatchLabels: map[string]string{"team": "finance"}},
-			ns:   newNamespace("a", map[string]string{"team": "sales"}),
+			ns:   fixtures.Namespace("a", map[string]string{"team": "sales"}),
 		},
 		{
 			name: "matchLabels does not select a namespace without labels",
 			sel:  metav1.LabelSelector{MatchLabels: map[string]string{"team": "finance"}},
-			ns:   newNamespace("a", nil),
+			ns:   fixtures.Namespace("a", nil),
 		},
 		{
 			name: "matchExpressions In selects",
 			sel: metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
 				Key: "team", Operator: metav1.LabelSelectorOpIn, Values: []string{"finance", "audit"},
 			}}},
-			ns:   newNamespace("a", map[string]string{"team": "audit"}),
+			ns:   fixtures.Namespace("a", map[string]string{"team": "audit"}),
 			want: true,
 		},
 		{
@@ -65,7 +66,7 @@ func TestCovers(t *testing.T) {
 			sel: metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
 				Key: "team", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"finance"},
 			}}},
-			ns: newNamespace("a", map[string]string{"team": "finance"}),
+			ns: fixtures.Namespace("a", map[string]string{"team": "finance"}),
 		},
 		{
 			name: "a nil namespace is covered by nothing",
@@ -75,26 +76,26 @@ func TestCovers(t *testing.T) {
 		{
 			name:    "an invalid operator is an error",
 			sel:     metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "team", Operator: "Like", Values: []string{"x"}}}},
-			ns:      newNamespace("a", map[string]string{"team": "finance"}),
+			ns:      fixtures.Namespace("a", map[string]string{"team": "finance"}),
 			wantErr: `DataBoundary "acme-finance" has an invalid namespaceSelector`,
 		},
 		{
 			name:    "an invalid label value is an error",
 			sel:     metav1.LabelSelector{MatchLabels: map[string]string{"team": "not a value!"}},
-			ns:      newNamespace("a", nil),
+			ns:      fixtures.Namespace("a", nil),
 			wantErr: `DataBoundary "acme-finance" has an invalid namespaceSelector`,
 		},
 		{
 			name:    "an empty selector is an error, not a match for every namespace",
 			sel:     metav1.LabelSelector{},
-			ns:      newNamespace("a", map[string]string{"team": "finance"}),
+			ns:      fixtures.Namespace("a", map[string]string{"team": "finance"}),
 			wantErr: "empty namespaceSelector",
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			g := NewWithT(t)
-			got, err := Covers(newBoundary(withSelector(tt.sel)), tt.ns)
+			got, err := Covers(newBoundary(fixtures.WithSelector(tt.sel)), tt.ns)
 			if tt.wantErr != "" {
 				g.Expect(err).To(MatchError(ContainSubstring(tt.wantErr)))
 				g.Expect(got).To(BeFalse())
@@ -110,7 +111,7 @@ func TestSelect(t *testing.T) {
 	finance := metav1.LabelSelector{MatchLabels: map[string]string{"team": "finance"}}
 	sales := metav1.LabelSelector{MatchLabels: map[string]string{"team": "sales"}}
 	anyTeam := metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "team", Operator: metav1.LabelSelectorOpExists}}}
-	ns := newNamespace("payments", map[string]string{"team": "finance"})
+	ns := fixtures.Namespace("payments", map[string]string{"team": "finance"})
 
 	tests := []struct {
 		name         string
@@ -124,8 +125,8 @@ func TestSelect(t *testing.T) {
 		{
 			name: "the one covering boundary is selected",
 			boundaries: []custosv1alpha1.DataBoundary{
-				*newBoundary(withBoundaryName("sales"), withSelector(sales)),
-				*newBoundary(withBoundaryName("finance"), withSelector(finance)),
+				*newBoundary(fixtures.WithBoundaryName("sales"), fixtures.WithSelector(sales)),
+				*newBoundary(fixtures.WithBoundaryName("finance"), fixtures.WithSelector(finance)),
 			},
 			ns:   ns,
 			want: "finance",
@@ -137,17 +138,17 @@ func TestSelect(t *testing.T) {
 		},
 		{
 			name:         "no boundary covers the namespace",
-			boundaries:   []custosv1alpha1.DataBoundary{*newBoundary(withBoundaryName("sales"), withSelector(sales))},
+			boundaries:   []custosv1alpha1.DataBoundary{*newBoundary(fixtures.WithBoundaryName("sales"), fixtures.WithSelector(sales))},
 			ns:           ns,
 			wantNotFound: true,
 		},
 		{
 			name: "several boundaries cover the namespace",
 			boundaries: []custosv1alpha1.DataBoundary{
-				*newBoundary(withBoundaryName("zeta"), withSelector(anyTeam)),
-				*newBoundary(withBoundaryName("sales"), withSelector(sales)),
-				*newBoundary(withBoundaryName("finance"), withSelector(finance)),
-				*newBoundary(withBoundaryName("alpha"), withSelector(finance)),
+				*newBoundary(fixtures.WithBoundaryName("zeta"), fixtures.WithSelector(anyTeam)),
+				*newBoundary(fixtures.WithBoundaryName("sales"), fixtures.WithSelector(sales)),
+				*newBoundary(fixtures.WithBoundaryName("finance"), fixtures.WithSelector(finance)),
+				*newBoundary(fixtures.WithBoundaryName("alpha"), fixtures.WithSelector(finance)),
 			},
 			ns:           ns,
 			wantConflict: []string{"alpha", "finance", "zeta"},
@@ -155,23 +156,23 @@ func TestSelect(t *testing.T) {
 		{
 			name: "a boundary being deleted does not conflict",
 			boundaries: []custosv1alpha1.DataBoundary{
-				*newBoundary(withBoundaryName("old"), withSelector(finance), withDeletion()),
-				*newBoundary(withBoundaryName("new"), withSelector(anyTeam)),
+				*newBoundary(fixtures.WithBoundaryName("old"), fixtures.WithSelector(finance), fixtures.WithDeletion()),
+				*newBoundary(fixtures.WithBoundaryName("new"), fixtures.WithSelector(anyTeam)),
 			},
 			ns:   ns,
 			want: "new",
 		},
 		{
 			name:         "a boundary being deleted covers nothing",
-			boundaries:   []custosv1alpha1.DataBoundary{*newBoundary(withBoundaryName("old"), withSelector(finance), withDeletion())},
+			boundaries:   []custosv1alpha1.DataBoundary{*newBoundary(fixtures.WithBoundaryName("old"), fixtures.WithSelector(finance), fixtures.WithDeletion())},
 			ns:           ns,
 			wantNotFound: true,
 		},
 		{
 			name: "an invalid selector is an error even next to a match",
 			boundaries: []custosv1alpha1.DataBoundary{
-				*newBoundary(withBoundaryName("finance"), withSelector(finance)),
-				*newBoundary(withBoundaryName("broken"), withSelector(metav1.LabelSelector{})),
+				*newBoundary(fixtures.WithBoundaryName("finance"), fixtures.WithSelector(finance)),
+				*newBoundary(fixtures.WithBoundaryName("broken"), fixtures.WithSelector(metav1.LabelSelector{})),
 			},
 			ns:      ns,
 			wantErr: `DataBoundary "broken"`,
@@ -179,15 +180,15 @@ func TestSelect(t *testing.T) {
 		{
 			name: "an invalid selector of a boundary being deleted is ignored",
 			boundaries: []custosv1alpha1.DataBoundary{
-				*newBoundary(withBoundaryName("finance"), withSelector(finance)),
-				*newBoundary(withBoundaryName("broken"), withSelector(metav1.LabelSelector{}), withDeletion()),
+				*newBoundary(fixtures.WithBoundaryName("finance"), fixtures.WithSelector(finance)),
+				*newBoundary(fixtures.WithBoundaryName("broken"), fixtures.WithSelector(metav1.LabelSelector{}), fixtures.WithDeletion()),
 			},
 			ns:   ns,
 			want: "finance",
 		},
 		{
 			name:         "a nil namespace is covered by nothing",
-			boundaries:   []custosv1alpha1.DataBoundary{*newBoundary(withSelector(anyTeam))},
+			boundaries:   []custosv1alpha1.DataBoundary{*newBoundary(fixtures.WithSelector(anyTeam))},
 			ns:           nil,
 			wantNotFound: true,
 		},

@@ -29,7 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	"github.com/custos-dev/custos/internal/controlplane"
+	"github.com/custos-dev/custos/test/controlplane"
 )
 
 // The suite's control plane: a real kube-apiserver and etcd, shared by every

@@ -84,8 +84,8 @@ func TestPolicyHash(t *testing.T) {
 
 func TestTrustsSigner(t *testing.T) {
 	g := NewWithT(t)
-	_, pub := genKey(t)
-	_, other := genKey(t)
+	_, pub := newSigner(t)
+	_, other := newSigner(t)
 	id := keyIDOf(t, pub)
 	p := Policy{
 		Keys:    [][]byte{pub},
@@ -101,7 +101,7 @@ func TestTrustsSigner(t *testing.T) {
 }
 
 func TestValidateParsesTheTrustedRoot(t *testing.T) {
-	_, pub := genKey(t)
+	_, pub := newSigner(t)
 	err := Policy{Keys: [][]byte{pub}, TrustedRoot: []byte(`{"not": "a trusted root"`)}.Validate()
 	NewWithT(t).Expect(err).To(MatchError(ContainSubstring("trustedRoot is not a Sigstore trusted_root.json")))
 }

@@ -32,8 +32,8 @@ import (
 func BenchmarkVerify(b *testing.B) {
 	reg := newTestRegistry(b)
 	d := reg.push(b, "agents/bench:1")
-	sv, pub := genKey(b)
-	reg.sign(b, d, sv, nil, nil)
+	signer, pub := newSigner(b)
+	reg.sign(b, d, signer)
 	policy := Policy{Keys: [][]byte{pub}}
 	ctx := context.Background()
 	tag := reg.host + "/agents/bench:1"
@@ -44,7 +44,7 @@ func BenchmarkVerify(b *testing.B) {
 			if _, err := v.Verify(ctx, image, policy, reg.kc); err != nil { // warm the cache, if any
 				b.Fatal(err)
 			}
-			before := reg.requests.Load()
+			before := reg.Requests()
 			b.ResetTimer()
 			for range b.N {
 				if _, err := v.Verify(ctx, image, policy, reg.kc); err != nil {
@@ -52,7 +52,7 @@ func BenchmarkVerify(b *testing.B) {
 				}
 			}
 			b.StopTimer()
-			b.ReportMetric(float64(reg.requests.Load()-before)/float64(b.N), "requests/op")
+			b.ReportMetric(float64(reg.Requests()-before)/float64(b.N), "requests/op")
 			perOp[name] = float64(b.Elapsed()) / float64(b.N)
 		})
 	}

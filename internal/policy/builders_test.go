@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/test/fixtures"
 )
 
 // The builders start from a request every check in the tests admits: a
@@ -33,74 +34,52 @@ import (
 // monday10 is Monday 2 March 2026, 10:00 UTC: office hours.
 var monday10 = time.Date(2026, time.March, 2, 10, 0, 0, 0, time.UTC)
 
-type agentOption func(*custosv1alpha1.Agent)
-
-func newAgent(opts ...agentOption) *custosv1alpha1.Agent {
-	replicas := int32(2)
-	a := &custosv1alpha1.Agent{
-		TypeMeta: metav1.TypeMeta{APIVersion: custosv1alpha1.GroupVersion.String(), Kind: "Agent"},
-		ObjectMeta: metav1.ObjectMeta{
-			Name:      "invoice-reconciler",
-			Namespace: "acme-finance",
-			Labels: map[string]string{
-				custosv1alpha1.TenantLabel:       "acme",
-				"custos.dev/data-classification": "confidential",
-			},
-			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply}},
+// newAgent is the agent as the webhook receives it: applied by kubectl,
+// with its kind, at its third generation.
+func newAgent(opts ...fixtures.AgentOption) *custosv1alpha1.Agent {
+	return fixtures.Agent("acme-finance", "invoice-reconciler", "acme", append([]fixtures.AgentOption{
+		fixtures.WithReplicas(2),
+		fixtures.WithToolsetRefs(
+			custosv1alpha1.ToolsetReference{Name: "ledger"},
+			custosv1alpha1.ToolsetReference{Name: "fx-rates", Namespace: "shared-tools"}),
+		func(a *custosv1alpha1.Agent) {
+			a.TypeMeta = metav1.TypeMeta{APIVersion: custosv1alpha1.GroupVersion.String(), Kind: "Agent"}
+			a.Labels["custos.dev/data-classification"] = "confidential"
+			a.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply}}
+			a.Status.ObservedGeneration = 3
 		},
-		Spec: custosv1alpha1.AgentSpec{
-			Owner:   custosv1alpha1.AgentOwner{Team: "finance-platform", Contact: "finance-platform@acme.example"},
-			Purpose: "Reconciles supplier invoices against the ledger.",
-			Image:   "registry.acme.example/agents/invoice-reconciler:1.4.2",
-			Runtime: custosv1alpha1.AgentRuntime{Replicas: &replicas},
-			ToolsetRefs: []custosv1alpha1.ToolsetReference{
-				{Name: "ledger"},
-				{Name: "fx-rates", Namespace: "shared-tools"},
-			},
-		},
-		Status: custosv1alpha1.AgentStatus{ObservedGeneration: 3},
-	}
-	for _, opt := range opts {
-		opt(a)
-	}
-	return a
+	}, opts...)...)
 }
 
-func withOwnerTeam(team string) agentOption {
+func withOwnerTeam(team string) fixtures.AgentOption {
 	return func(a *custosv1alpha1.Agent) { a.Spec.Owner.Team = team }
 }
 
-func withLabel(key, value string) agentOption {
+func withLabel(key, value string) fixtures.AgentOption {
 	return func(a *custosv1alpha1.Agent) { a.Labels[key] = value }
 }
 
-func withoutLabel(key string) agentOption {
+func withoutLabel(key string) fixtures.AgentOption {
 	return func(a *custosv1alpha1.Agent) { delete(a.Labels, key) }
 }
 
-func withToolsets(refs ...custosv1alpha1.ToolsetReference) agentOption {
-	return func(a *custosv1alpha1.Agent) { a.Spec.ToolsetRefs = refs }
-}
-
+// newNamespace is the agent's namespace, labelled for tenant, and with its
+// name as the API server labels every namespace.
 func newNamespace(tenant string) *corev1.Namespace {
-	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
-		Name:   "acme-finance",
-		Labels: map[string]string{custosv1alpha1.TenantLabel: tenant, "kubernetes.io/metadata.name": "acme-finance"},
-	}}
+	ns := fixtures.TenantNamespace("acme-finance", tenant)
+	ns.Labels[corev1.LabelMetadataName] = ns.Name
+	return ns
 }
 
+// newBoundary is acme's boundary with checks, covering four agents.
 func newBoundary(checks ...custosv1alpha1.PolicyCheck) *custosv1alpha1.DataBoundary {
-	return &custosv1alpha1.DataBoundary{
-		TypeMeta:   metav1.TypeMeta{APIVersion: custosv1alpha1.GroupVersion.String(), Kind: "DataBoundary"},
-		ObjectMeta: metav1.ObjectMeta{Name: "acme-finance"},
-		Spec: custosv1alpha1.DataBoundarySpec{
-			Tenant:            "acme",
-			NamespaceSelector: metav1.LabelSelector{MatchLabels: map[string]string{custosv1alpha1.TenantLabel: "acme"}},
-			Regions:           []string{"eu-west-1"},
-			Checks:            checks,
-		},
-		Status: custosv1alpha1.DataBoundaryStatus{Agents: 4},
-	}
+	return fixtures.DataBoundary("acme",
+		fixtures.WithBoundaryName("acme-finance"),
+		fixtures.WithChecks(checks...),
+		func(b *custosv1alpha1.DataBoundary) {
+			b.TypeMeta = metav1.TypeMeta{APIVersion: custosv1alpha1.GroupVersion.String(), Kind: "DataBoundary"}
+			b.Status.Agents = 4
+		})
 }
 
 func check(name, message, assert string) custosv1alpha1.PolicyCheck {
@@ -132,7 +111,7 @@ func newRequest(opts ...requestOption) request {
 	return r
 }
 
-func withAgent(opts ...agentOption) requestOption {
+func withAgent(opts ...fixtures.AgentOption) requestOption {
 	return func(r *request) { r.agent = newAgent(opts...) }
 }
 

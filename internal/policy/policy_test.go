@@ -28,6 +28,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/test/fixtures"
 )
 
 // Checks a platform team would write for a finance tenant.
@@ -152,11 +153,11 @@ func TestEvaluate(t *testing.T) {
 	}, {
 		name:    "no Toolsets at all",
 		checks:  []custosv1alpha1.PolicyCheck{ownOrSharedToolsets},
-		request: newRequest(withAgent(withToolsets())),
+		request: newRequest(withAgent(fixtures.WithToolsetRefs())),
 	}, {
 		name:   "a Toolset of another namespace",
 		checks: []custosv1alpha1.PolicyCheck{ownOrSharedToolsets},
-		request: newRequest(withAgent(withToolsets(
+		request: newRequest(withAgent(fixtures.WithToolsetRefs(
 			custosv1alpha1.ToolsetReference{Name: "ledger"},
 			custosv1alpha1.ToolsetReference{Name: "payroll", Namespace: "acme-hr"},
 		))),
@@ -358,7 +359,7 @@ func TestEvaluateBoundsTheMessage(t *testing.T) {
 	}
 	set, errs := Compile([]custosv1alpha1.PolicyCheck{ownOrSharedToolsets})
 	g.Expect(errs).To(BeEmpty())
-	p, err := newRequest(withAgent(withToolsets(refs...))).payload(newBoundary(ownOrSharedToolsets))
+	p, err := newRequest(withAgent(fixtures.WithToolsetRefs(refs...))).payload(newBoundary(ownOrSharedToolsets))
 	g.Expect(err).NotTo(HaveOccurred())
 
 	got := errorStrings(set.Evaluate(context.Background(), p, "acme-finance", field.NewPath("spec")))

@@ -51,6 +51,7 @@ import (
 	"github.com/custos-dev/custos/internal/boundary"
 	"github.com/custos-dev/custos/internal/policy"
 	"github.com/custos-dev/custos/internal/toolschema"
+	"github.com/custos-dev/custos/test/fixtures"
 )
 
 // The admission fuzz targets feed arbitrary bytes, as the object and as the
@@ -168,18 +169,12 @@ func admPaymentsAgent(a *custosv1alpha1.Agent) {
 
 // admObjects is the cluster of the fuzz targets.
 func admObjects(tb testing.TB) []client.Object {
-	paymentsNS := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: admOtherNS, Labels: map[string]string{
-		custosv1alpha1.TenantLabel: admOtherTenant, admTeamLabel: "payments"}}}
-	legacyNS := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: admLegacyNS, Labels: map[string]string{
-		custosv1alpha1.TenantLabel: admLegacyTenant, admTeamLabel: "payments"}}}
-	payments := &custosv1alpha1.DataBoundary{
-		ObjectMeta: metav1.ObjectMeta{Name: admOtherTenant, UID: "uid-acme-payments", Generation: 1},
-		Spec: custosv1alpha1.DataBoundarySpec{
-			Tenant:            admOtherTenant,
-			NamespaceSelector: metav1.LabelSelector{MatchLabels: map[string]string{admTeamLabel: "payments"}},
-			Regions:           []string{"us-east-1"},
-		},
-	}
+	paymentsNS := fixtures.Namespace(admOtherNS, map[string]string{custosv1alpha1.TenantLabel: admOtherTenant, admTeamLabel: "payments"})
+	legacyNS := fixtures.Namespace(admLegacyNS, map[string]string{custosv1alpha1.TenantLabel: admLegacyTenant, admTeamLabel: "payments"})
+	payments := fixtures.DataBoundary(admOtherTenant,
+		fixtures.WithSelector(metav1.LabelSelector{MatchLabels: map[string]string{admTeamLabel: "payments"}}),
+		fixtures.WithRegions("us-east-1"),
+		func(b *custosv1alpha1.DataBoundary) { b.UID, b.Generation = "uid-acme-payments", 1 })
 	paymentsLedger := admToolset(tb, func(ts *custosv1alpha1.Toolset) {
 		ts.Name, ts.Namespace = "payments-ledger", admOtherNS
 		ts.Labels = map[string]string{custosv1alpha1.TenantLabel: admOtherTenant}

@@ -45,6 +45,7 @@ import (
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/identity"
 	"github.com/custos-dev/custos/internal/workload"
+	"github.com/custos-dev/custos/test/fixtures"
 )
 
 const (
@@ -65,37 +66,24 @@ var testScheme = func() *runtime.Scheme {
 }()
 
 func testBoundary() *custosv1alpha1.DataBoundary {
-	return &custosv1alpha1.DataBoundary{
-		ObjectMeta: metav1.ObjectMeta{Name: testTenant},
-		Spec: custosv1alpha1.DataBoundarySpec{
-			Tenant:            testTenant,
-			NamespaceSelector: metav1.LabelSelector{MatchLabels: map[string]string{custosv1alpha1.TenantLabel: testTenant}},
-			Regions:           []string{"eu-west-1", "eu-central-1"},
-		},
-	}
+	return fixtures.DataBoundary(testTenant, fixtures.WithRegions("eu-west-1", "eu-central-1"))
 }
 
 // testLease is the lease Secret of the test agent's one credential.
 const testLease = "agent-" + testAgent + ".ledger-api"
 
+// testAgentObject is the test agent as the Agent reconciler sees it once
+// its image is verified: one credential, a pull secret, an environment.
 func testAgentObject() *custosv1alpha1.Agent {
-	return &custosv1alpha1.Agent{
-		ObjectMeta: metav1.ObjectMeta{Name: testAgent, Namespace: testNS, UID: "4c1c1e4e-0000-4000-8000-000000000001",
-			Labels: map[string]string{custosv1alpha1.TenantLabel: testTenant}},
-		Spec: custosv1alpha1.AgentSpec{
-			Image: testImage,
-			Credentials: []custosv1alpha1.CredentialSpec{{
-				Name:            "ledger-api",
-				KubernetesToken: &custosv1alpha1.KubernetesTokenCredential{Audience: "ledger-api"},
-				TTL:             metav1.Duration{Duration: 10 * time.Minute},
-			}},
-			Runtime: custosv1alpha1.AgentRuntime{
-				ImagePullSecrets: []corev1.LocalObjectReference{{Name: "acme-registry"}},
-				Env:              []custosv1alpha1.AgentEnvVar{{Name: "LEDGER_URL", Value: "https://ledger.acme.example"}},
-			},
-		},
-		Status: custosv1alpha1.AgentStatus{Image: &custosv1alpha1.ImageStatus{Reference: testImage, Digest: testDigest}},
-	}
+	return fixtures.Agent(testNS, testAgent, testTenant,
+		fixtures.WithImage(testImage),
+		fixtures.WithKubernetesToken("ledger-api", "ledger-api"),
+		func(a *custosv1alpha1.Agent) {
+			a.UID = "4c1c1e4e-0000-4000-8000-000000000001"
+			a.Spec.Runtime.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "acme-registry"}}
+			a.Spec.Runtime.Env = []custosv1alpha1.AgentEnvVar{{Name: "LEDGER_URL", Value: "https://ledger.acme.example"}}
+			a.Status.Image = &custosv1alpha1.ImageStatus{Reference: testImage, Digest: testDigest}
+		})
 }
 
 // agentPod is the pod workload.Deployment renders for the test agent, as
@@ -652,7 +640,7 @@ func TestPodGuardChecksPodsThatJoinAnAgent(t *testing.T) {
 // guard is the pod guard served from a fake client holding the test
 // agent, its namespace and boundary, and objs.
 func guard(objs ...client.Object) (*PodDefaulter, *PodValidator) {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: testNS, Labels: map[string]string{custosv1alpha1.TenantLabel: testTenant}}}
+	ns := fixtures.TenantNamespace(testNS, testTenant)
 	c := fake.NewClientBuilder().WithScheme(testScheme).
 		WithObjects(append([]client.Object{ns, testBoundary(), testAgentObject()}, objs...)...).Build()
 	return &PodDefaulter{Client: c}, &PodValidator{Client: c}
@@ -915,7 +903,7 @@ func FuzzCustosPodPasses(f *testing.F) {
 			t.Fatalf("an Active agent refused: %v", errs)
 		}
 
-		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: testNS, Labels: map[string]string{custosv1alpha1.TenantLabel: testTenant}}}
+		ns := fixtures.TenantNamespace(testNS, testTenant)
 		c := fake.NewClientBuilder().WithScheme(testScheme).WithObjects(ns, b, agent).Build()
 		d, v := &PodDefaulter{Client: c}, &PodValidator{Client: c}
 		sent := pod.DeepCopy()

@@ -17,7 +17,7 @@ limitations under the License.
 // Package e2e walks the journeys Custos's users walk, on a whole cluster on
 // this machine: etcd and kube-apiserver, kube-controller-manager,
 // kube-scheduler and kwok's fake nodes in three regions
-// (internal/controlplane.StartCluster). A platform team installs Custos
+// (test/controlplane.StartCluster). A platform team installs Custos
 // with helm and applies a DataBoundary; an owner applies an Agent with
 // kubectl, watches it become Ready on nodes of its regions, is refused what
 // the boundary does not allow, suspends, resumes, lets it expire, and

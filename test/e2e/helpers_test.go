@@ -40,7 +40,7 @@ import (
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/audit"
-	"github.com/custos-dev/custos/internal/controlplane"
+	"github.com/custos-dev/custos/test/controlplane"
 )
 
 // Bounds of the waits: generous for a loaded CI machine, bounded so that a

@@ -32,7 +32,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
-	"github.com/custos-dev/custos/internal/controlplane"
+	"github.com/custos-dev/custos/test/controlplane"
 	"github.com/custos-dev/custos/test/imagetest"
 )
 

@@ -41,6 +41,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/test/fixtures"
 )
 
 // kubectlManager is the field manager kubectl applies server-side with.
@@ -110,7 +111,7 @@ func TestApplySamplesTwiceIsANoOp(t *testing.T) {
 	// Reconciled: every Custos object current (the Agent once its
 	// Deployment rolled out), and the boundary counts the agent.
 	g.Eventually(func(g Gomega) {
-		markDeploymentRolledOut(g, "finance-agents", "agent-invoice-reconciler")
+		g.Expect(fixtures.MarkRolledOut(k8sClient, "finance-agents", "agent-invoice-reconciler")).To(Succeed())
 	}).WithTimeout(eventually).Should(Succeed())
 	g.Eventually(func(g Gomega) {
 		for _, obj := range objs {
@@ -175,9 +176,9 @@ func TestApplySamplesTwiceIsANoOp(t *testing.T) {
 func TestPruneDecommissionsAgent(t *testing.T) {
 	t.Parallel()
 	g := NewWithT(t)
-	tenant := newTenant("prune")
+	tenant := fixtures.UniqueTenant("prune")
 	createBoundary(t, tenant)
-	ns := tenantNamespace(t, tenant)
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
 	label := "gitops.custos.dev/test=" + tenant
 
 	manifest := func(objs ...any) string {
@@ -200,9 +201,9 @@ func TestPruneDecommissionsAgent(t *testing.T) {
 		unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
 		return u.Object
 	}
-	toolset := labelled(newToolset(ns, "ledger", tenant))
-	pruned := newAgent(ns, "pruned", tenant, withToolsets("ledger"))
-	deleted := newAgent(ns, "deleted", tenant, withToolsets("ledger"))
+	toolset := labelled(fixtures.Toolset(ns, "ledger", tenant))
+	pruned := newAgent(ns, "pruned", tenant, fixtures.WithToolsets("ledger"))
+	deleted := newAgent(ns, "deleted", tenant, fixtures.WithToolsets("ledger"))
 
 	// kubectl's --prune works only with client-side apply ("doesn't
 	// currently work on objects created by server-side apply").

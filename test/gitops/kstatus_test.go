@@ -34,6 +34,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/test/fixtures"
 )
 
 // These tests follow each kind through what a GitOps tool watches after it
@@ -113,12 +114,12 @@ func generation(obj map[string]any) int64 {
 func TestAgentStatusForGitOps(t *testing.T) {
 	t.Parallel()
 	g := NewWithT(t)
-	tenant := newTenant("ks-agent")
+	tenant := fixtures.UniqueTenant("ks-agent")
 	createBoundary(t, tenant)
-	ns := tenantNamespace(t, tenant)
-	create(g, newToolset(ns, "ledger", tenant))
-	agent := newAgent(ns, "reconciler", tenant, withToolsets("ledger"),
-		withAWSRole("arn:aws:iam::111122223333:role/"+tenant+"-reconciler"))
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
+	create(g, fixtures.Toolset(ns, "ledger", tenant))
+	agent := newAgent(ns, "reconciler", tenant, fixtures.WithToolsets("ledger"),
+		fixtures.WithAWSRole(fixtures.AWSRoleARN(tenant+"-reconciler")))
 	const deployment = "agent-reconciler"
 
 	// Right after the apply: not observed yet.
@@ -134,7 +135,7 @@ func TestAgentStatusForGitOps(t *testing.T) {
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
 
 	// Rolled out: current and healthy.
-	g.Eventually(func(g Gomega) { markDeploymentRolledOut(g, ns, deployment) }).WithTimeout(eventually).Should(Succeed())
+	g.Eventually(func() error { return fixtures.MarkRolledOut(k8sClient, ns, deployment) }).WithTimeout(eventually).Should(Succeed())
 	g.Eventually(func(g Gomega) {
 		expectStatus(g, read(g, agent), status.CurrentStatus, healthy, "Agent runs with its own identity", "1/1 replicas available")
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
@@ -151,7 +152,7 @@ func TestAgentStatusForGitOps(t *testing.T) {
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
 	// ...and once it has, is what its spec asks for: current, and suspended
 	// for Argo CD.
-	g.Eventually(func(g Gomega) { markDeploymentRolledOut(g, ns, deployment) }).WithTimeout(eventually).Should(Succeed())
+	g.Eventually(func() error { return fixtures.MarkRolledOut(k8sClient, ns, deployment) }).WithTimeout(eventually).Should(Succeed())
 	g.Eventually(func(g Gomega) {
 		expectStatus(g, read(g, agent), status.CurrentStatus, suspended, "Suspended by spec.lifecycle.state")
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
@@ -170,13 +171,13 @@ func TestAgentStatusForGitOps(t *testing.T) {
 func TestExpiredAgentIsSuspended(t *testing.T) {
 	t.Parallel()
 	g := NewWithT(t)
-	tenant := newTenant("ks-expired")
+	tenant := fixtures.UniqueTenant("ks-expired")
 	createBoundary(t, tenant)
-	ns := tenantNamespace(t, tenant)
-	agent := newAgent(ns, "expired", tenant, withExpiry(time.Now().Add(-time.Hour)))
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
+	agent := newAgent(ns, "expired", tenant, fixtures.WithExpiry(time.Now().Add(-time.Hour)))
 	create(g, agent)
 
-	g.Eventually(func(g Gomega) { markDeploymentRolledOut(g, ns, "agent-expired") }).WithTimeout(eventually).Should(Succeed())
+	g.Eventually(func() error { return fixtures.MarkRolledOut(k8sClient, ns, "agent-expired") }).WithTimeout(eventually).Should(Succeed())
 	g.Eventually(func(g Gomega) {
 		expectStatus(g, read(g, agent), status.CurrentStatus, suspended, "Expired at")
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
@@ -189,12 +190,12 @@ func TestExpiredAgentIsSuspended(t *testing.T) {
 func TestStalledAgentFails(t *testing.T) {
 	t.Parallel()
 	g := NewWithT(t)
-	tenant := newTenant("ks-stalled")
+	tenant := fixtures.UniqueTenant("ks-stalled")
 	b := createBoundary(t, tenant)
-	ns := tenantNamespace(t, tenant)
-	agent := newAgent(ns, "narrowed", tenant, withAWSRole("arn:aws:iam::111122223333:role/"+tenant+"-narrowed"))
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
+	agent := newAgent(ns, "narrowed", tenant, fixtures.WithAWSRole(fixtures.AWSRoleARN(tenant+"-narrowed")))
 	create(g, agent)
-	g.Eventually(func(g Gomega) { markDeploymentRolledOut(g, ns, "agent-narrowed") }).WithTimeout(eventually).Should(Succeed())
+	g.Eventually(func() error { return fixtures.MarkRolledOut(k8sClient, ns, "agent-narrowed") }).WithTimeout(eventually).Should(Succeed())
 	g.Eventually(func(g Gomega) {
 		expectStatus(g, read(g, agent), status.CurrentStatus, healthy)
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
@@ -218,7 +219,7 @@ func TestStalledAgentFails(t *testing.T) {
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(res.Status).NotTo(Equal(status.FailedStatus), res.Message)
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
-	g.Eventually(func(g Gomega) { markDeploymentRolledOut(g, ns, "agent-narrowed") }).WithTimeout(eventually).Should(Succeed())
+	g.Eventually(func() error { return fixtures.MarkRolledOut(k8sClient, ns, "agent-narrowed") }).WithTimeout(eventually).Should(Succeed())
 	g.Eventually(func(g Gomega) {
 		expectStatus(g, read(g, agent), status.CurrentStatus, healthy)
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
@@ -231,9 +232,9 @@ func TestStalledAgentFails(t *testing.T) {
 func TestUnsignedImageFails(t *testing.T) {
 	t.Parallel()
 	g := NewWithT(t)
-	tenant := newTenant("ks-unsigned")
+	tenant := fixtures.UniqueTenant("ks-unsigned")
 	createBoundary(t, tenant)
-	ns := tenantNamespace(t, tenant)
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
 	unsigned, _, err := images.Registry.Push("agents/unsigned:1.0.0")
 	g.Expect(err).NotTo(HaveOccurred())
 	agent := newAgent(ns, "unsigned", tenant)
@@ -248,7 +249,7 @@ func TestUnsignedImageFails(t *testing.T) {
 	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "an unverified image got a Deployment: %v", err)
 
 	mergePatch(g, agent, `{"spec":{"image":"`+images.Image+`"}}`)
-	g.Eventually(func(g Gomega) { markDeploymentRolledOut(g, ns, "agent-unsigned") }).WithTimeout(eventually).Should(Succeed())
+	g.Eventually(func() error { return fixtures.MarkRolledOut(k8sClient, ns, "agent-unsigned") }).WithTimeout(eventually).Should(Succeed())
 	g.Eventually(func(g Gomega) {
 		expectStatus(g, read(g, agent), status.CurrentStatus, healthy)
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
@@ -262,10 +263,10 @@ func TestUnsignedImageFails(t *testing.T) {
 func TestToolsetStatusForGitOps(t *testing.T) {
 	t.Parallel()
 	g := NewWithT(t)
-	tenant := newTenant("ks-toolset")
+	tenant := fixtures.UniqueTenant("ks-toolset")
 	createBoundary(t, tenant)
-	ns := tenantNamespace(t, tenant)
-	ts := newToolset(ns, "ledger", tenant)
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
+	ts := fixtures.Toolset(ns, "ledger", tenant)
 
 	obj := create(g, ts)
 	expectStatus(g, obj, status.InProgressStatus, progressing, "Waiting for Custos to observe the Toolset")
@@ -296,12 +297,12 @@ func TestInvalidToolsetNeverLooksCurrent(t *testing.T) {
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatalf("creating %s: %v", system, err)
 	}
-	tenant := newTenant("schema")
+	tenant := fixtures.UniqueTenant("schema")
 	for ns, want := range map[string]string{
-		tenantNamespace(t, tenant): "spec.tools[0].inputSchema",
-		system:                     "carries no custos.dev/tenant label",
+		fixtures.CreateTenantNamespace(t, k8sClient, tenant): "spec.tools[0].inputSchema",
+		system: "carries no custos.dev/tenant label",
 	} {
-		ts := newToolset(ns, "broken", tenant)
+		ts := fixtures.Toolset(ns, "broken", tenant)
 		ts.Spec.Tools[0].InputSchema = &runtime.RawExtension{Raw: []byte(`{"type": "object", "properties": {"amount": {"type": 12}}}`)}
 		err := k8sClient.Create(ctx, unstructuredOf(g, ts))
 		g.Expect(err).To(HaveOccurred(), "an invalid Toolset was stored in %s", ns)
@@ -318,8 +319,8 @@ func TestDataBoundaryStatusForGitOps(t *testing.T) {
 	t.Parallel()
 	g := NewWithT(t)
 	ctx := context.Background()
-	tenant := newTenant("ks-boundary")
-	ns := tenantNamespace(t, tenant)
+	tenant := fixtures.UniqueTenant("ks-boundary")
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
 	b := newBoundary(tenant)
 	obj := create(g, b)
 	t.Cleanup(func() { _ = k8sClient.Delete(ctx, b) })

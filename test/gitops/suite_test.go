@@ -26,7 +26,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,17 +33,16 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
-	"github.com/custos-dev/custos/internal/controlplane"
+	"github.com/custos-dev/custos/test/controlplane"
+	"github.com/custos-dev/custos/test/fixtures"
 )
 
 // The package's control plane and manager, shared by every test.
@@ -208,122 +206,29 @@ func runKubectl(t *testing.T, args ...string) (string, string, int) {
 	return stdout.String(), stderr.String(), 0
 }
 
-// newTenant returns a tenant of the calling test's own: DataBoundaries are
-// cluster-scoped and must not overlap.
-func newTenant(prefix string) string {
-	return fmt.Sprintf("%s-%06d", prefix, rand.IntN(1_000_000))
-}
-
-// tenantNamespace creates a namespace labelled for tenant, deleted when the
-// test ends.
-func tenantNamespace(t *testing.T, tenant string) string {
-	t.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
-		GenerateName: "gitops-",
-		Labels:       map[string]string{custosv1alpha1.TenantLabel: tenant},
-	}}
-	if err := k8sClient.Create(context.Background(), ns); err != nil {
-		t.Fatalf("creating a namespace: %v", err)
-	}
-	t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), ns) })
-	return ns.Name
-}
-
 // newBoundary is tenant's DataBoundary: its labelled namespaces, one
-// region, the tenant's AWS roles, the suite's image signer.
+// region, egress to 203.0.113.0/24, the tenant's AWS roles, the suite's
+// image signer.
 func newBoundary(tenant string) *custosv1alpha1.DataBoundary {
-	return &custosv1alpha1.DataBoundary{
-		ObjectMeta: metav1.ObjectMeta{Name: tenant},
-		Spec: custosv1alpha1.DataBoundarySpec{
-			Tenant:            tenant,
-			NamespaceSelector: metav1.LabelSelector{MatchLabels: map[string]string{custosv1alpha1.TenantLabel: tenant}},
-			Regions:           []string{"eu-west-1"},
-			Egress:            &custosv1alpha1.EgressPolicy{CIDRs: []string{"203.0.113.0/24"}},
-			CloudRoles:        &custosv1alpha1.CloudRolePolicy{AWSRoleARNs: []string{"arn:aws:iam::111122223333:role/" + tenant + "-*"}},
-			Images:            images.Policy(),
-		},
-	}
+	return fixtures.DataBoundary(tenant,
+		fixtures.WithEgressCIDRs("203.0.113.0/24"),
+		fixtures.WithAWSRoles(fixtures.AWSRoleARN(tenant+"-*")),
+		fixtures.WithImagePolicy(images.Policy()))
 }
 
 // createBoundary creates tenant's DataBoundary, deleted when the test ends.
 func createBoundary(t *testing.T, tenant string) *custosv1alpha1.DataBoundary {
 	t.Helper()
-	b := newBoundary(tenant)
-	if err := k8sClient.Create(context.Background(), b); err != nil {
-		t.Fatalf("creating DataBoundary: %v", err)
-	}
-	t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), b) })
-	return b
+	return fixtures.Create(t, k8sClient, newBoundary(tenant))
 }
 
-func newToolset(ns, name, tenant string) *custosv1alpha1.Toolset {
-	return &custosv1alpha1.Toolset{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{custosv1alpha1.TenantLabel: tenant}},
-		Spec: custosv1alpha1.ToolsetSpec{
-			Endpoint: custosv1alpha1.ToolEndpoint{InCluster: &custosv1alpha1.InClusterEndpoint{
-				Namespace: ns, PodSelector: map[string]string{"app": "ledger-api"}, Port: 8080,
-			}},
-			Region: "eu-west-1",
-			Tools:  []custosv1alpha1.Tool{{Name: "get_invoice", Access: custosv1alpha1.ToolAccessRead}},
-		},
-	}
-}
-
-type agentOption func(*custosv1alpha1.Agent)
-
-func withToolsets(names ...string) agentOption {
-	return func(a *custosv1alpha1.Agent) {
-		for _, n := range names {
-			a.Spec.ToolsetRefs = append(a.Spec.ToolsetRefs, custosv1alpha1.ToolsetReference{Name: n})
-		}
-	}
-}
-
-func withAWSRole(arn string) agentOption {
-	return func(a *custosv1alpha1.Agent) {
-		a.Spec.Identity = &custosv1alpha1.IdentityBindings{AWS: &custosv1alpha1.AWSIdentity{RoleARN: arn}}
-	}
-}
-
-func withExpiry(at time.Time) agentOption {
-	return func(a *custosv1alpha1.Agent) { a.Spec.Lifecycle.ExpiresAt = &metav1.Time{Time: at} }
-}
-
-// newAgent builds a valid Agent of tenant in ns, running the suite's signed
-// image from the loopback registry.
-func newAgent(ns, name, tenant string, opts ...agentOption) *custosv1alpha1.Agent {
-	a := &custosv1alpha1.Agent{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{custosv1alpha1.TenantLabel: tenant}},
-		Spec: custosv1alpha1.AgentSpec{
-			Owner:   custosv1alpha1.AgentOwner{Team: "finance-platform", Contact: "fp@acme.example"},
-			Purpose: "Reconcile supplier invoices against the ledger.",
-			Image:   images.Image,
-		},
-	}
-	for _, o := range opts {
-		o(a)
-	}
-	return a
+// newAgent is fixtures.Agent running the suite's signed image from the
+// loopback registry.
+func newAgent(ns, name, tenant string, opts ...fixtures.AgentOption) *custosv1alpha1.Agent {
+	return fixtures.Agent(ns, name, tenant, append([]fixtures.AgentOption{fixtures.WithImage(images.Image)}, opts...)...)
 }
 
 // get reads obj afresh from the API server into obj.
 func get(g Gomega, obj client.Object) {
 	g.Expect(k8sClient.Get(context.Background(), client.ObjectKeyFromObject(obj), obj)).To(Succeed())
-}
-
-// markDeploymentRolledOut stands in for the deployment controller, absent
-// from the test control plane: it reports the Deployment's current
-// template as rolled out and available, at its desired replica count.
-func markDeploymentRolledOut(g Gomega, ns, name string) {
-	d := &appsv1.Deployment{}
-	g.Expect(k8sClient.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, d)).To(Succeed())
-	n := ptr.Deref(d.Spec.Replicas, 1)
-	d.Status = appsv1.DeploymentStatus{
-		ObservedGeneration: d.Generation,
-		Replicas:           n,
-		UpdatedReplicas:    n,
-		ReadyReplicas:      n,
-		AvailableReplicas:  n,
-	}
-	g.Expect(k8sClient.Status().Update(context.Background(), d)).To(Succeed())
 }

@@ -48,7 +48,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
-	"github.com/custos-dev/custos/internal/controlplane"
+	"github.com/custos-dev/custos/test/controlplane"
+	"github.com/custos-dev/custos/test/fixtures"
 	"github.com/custos-dev/custos/test/imagetest"
 )
 
@@ -127,20 +128,12 @@ func newNamespace(t *testing.T) string {
 	ctx := context.Background()
 	var err error
 	boundaryOnce.Do(func() {
-		err = k8sClient.Create(ctx, &custosv1alpha1.DataBoundary{
-			ObjectMeta: metav1.ObjectMeta{Name: tenant},
-			Spec: custosv1alpha1.DataBoundarySpec{
-				Tenant:            tenant,
-				NamespaceSelector: metav1.LabelSelector{MatchLabels: map[string]string{custosv1alpha1.TenantLabel: tenant}},
-				Regions:           []string{"eu-west-1"},
-				Images:            images.Policy(),
-			},
-		})
+		err = k8sClient.Create(ctx, fixtures.DataBoundary(tenant, fixtures.WithImagePolicy(images.Policy())))
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "ha-", Labels: map[string]string{custosv1alpha1.TenantLabel: tenant}}}
+	ns := fixtures.TenantNamespace("ha-", tenant)
 	if err := k8sClient.Create(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
@@ -215,16 +208,10 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// newAgent is an Agent of the suite's tenant running its signed image, one
+// replica.
 func newAgent(ns, name string) *custosv1alpha1.Agent {
-	return &custosv1alpha1.Agent{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{custosv1alpha1.TenantLabel: tenant}},
-		Spec: custosv1alpha1.AgentSpec{
-			Owner:   custosv1alpha1.AgentOwner{Team: "platform", Contact: "platform@example.com"},
-			Purpose: "Stay governed while replicas come and go.",
-			Image:   images.Image,
-			Runtime: custosv1alpha1.AgentRuntime{Replicas: ptr.To[int32](1)},
-		},
-	}
+	return fixtures.Agent(ns, name, tenant, fixtures.WithImage(images.Image), fixtures.WithReplicas(1))
 }
 
 // TestLeaderHandover: one replica leads; killed, another takes over within

@@ -32,6 +32,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log"
@@ -45,6 +46,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/random"
@@ -68,20 +70,44 @@ import (
 // Registry is an in-memory OCI registry on 127.0.0.1. go-containerregistry
 // speaks plain HTTP to loopback registries, so no TLS is needed.
 type Registry struct {
-	srv      *httptest.Server
-	host     string
-	down     atomic.Bool
-	requests atomic.Int64
+	srv  *httptest.Server
+	host string
+	down atomic.Bool
+	// auth, when set, is the only credential the registry accepts
+	// (WithBasicAuth); logf sees every request (WithRequestLog).
+	auth *authn.Basic
+	logf func(format string, args ...any)
+
+	requests atomic.Int64 // every request
+	sigGets  atomic.Int64 // served GETs of .../manifests/sha256-<hex>.sig
+	tagHeads atomic.Int64 // served HEADs of .../manifests/<tag>
+}
+
+// RegistryOption changes how a registry serves.
+type RegistryOption func(*Registry)
+
+// WithBasicAuth makes the registry a private one: it answers a request
+// without these credentials with 401 and a Basic challenge, as registries
+// do. Push and Sign send them; a reader gets them from PullSecret.
+func WithBasicAuth(user, password string) RegistryOption {
+	return func(r *Registry) { r.auth = &authn.Basic{Username: user, Password: password} }
+}
+
+// WithRequestLog calls logf (t.Logf, say) with every request's method and
+// path and whether it carried credentials: what a client asked for, when a
+// test of it fails.
+func WithRequestLog(logf func(format string, args ...any)) RegistryOption {
+	return func(r *Registry) { r.logf = logf }
 }
 
 // StartRegistry starts a registry on a free port of 127.0.0.1.
-func StartRegistry() (*Registry, error) {
-	return StartRegistryAt("127.0.0.1:0")
+func StartRegistry(opts ...RegistryOption) (*Registry, error) {
+	return StartRegistryAt("127.0.0.1:0", opts...)
 }
 
 // StartRegistryAt starts a registry listening on addr, which must be a
 // loopback address (make dev uses a fixed port so its samples can name it).
-func StartRegistryAt(addr string) (*Registry, error) {
+func StartRegistryAt(addr string, opts ...RegistryOption) (*Registry, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("registry address %q: %w", addr, err)
@@ -94,22 +120,44 @@ func StartRegistryAt(addr string) (*Registry, error) {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
 	r := &Registry{}
+	for _, opt := range opts {
+		opt(r)
+	}
 	// The registry logs every request; nil would panic, so discard.
 	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	r.srv = &httptest.Server{
 		Listener: l,
-		Config: &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-			r.requests.Add(1)
-			if r.down.Load() {
-				http.Error(w, "registry unavailable (imagetest)", http.StatusServiceUnavailable)
-				return
-			}
-			reg.ServeHTTP(w, req)
-		})},
+		Config:   &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { r.serve(reg, w, req) })},
 	}
 	r.srv.Start()
 	r.host = l.Addr().String()
 	return r, nil
+}
+
+func (r *Registry) serve(reg http.Handler, w http.ResponseWriter, req *http.Request) {
+	r.requests.Add(1)
+	user, password, authed := req.BasicAuth()
+	if r.logf != nil {
+		r.logf("imagetest registry: %s %s (credentials: %v)", req.Method, req.URL.Path, authed)
+	}
+	if r.down.Load() {
+		http.Error(w, "registry unavailable (imagetest)", http.StatusServiceUnavailable)
+		return
+	}
+	if r.auth != nil && (!authed || user != r.auth.Username || password != r.auth.Password) {
+		w.Header().Set("WWW-Authenticate", `Basic realm="imagetest"`)
+		http.Error(w, "unauthorized", http.StatusUnauthorized)
+		return
+	}
+	_, manifest, isManifest := strings.Cut(req.URL.Path, "/manifests/")
+	switch {
+	case !isManifest:
+	case req.Method == http.MethodGet && strings.HasPrefix(manifest, "sha256-") && strings.HasSuffix(manifest, ".sig"):
+		r.sigGets.Add(1)
+	case req.Method == http.MethodHead && !strings.HasPrefix(manifest, "sha256"):
+		r.tagHeads.Add(1)
+	}
+	reg.ServeHTTP(w, req)
 }
 
 // Host is the registry's host:port, the first part of its image references.
@@ -125,6 +173,49 @@ func (r *Registry) SetUnavailable(down bool) { r.down.Store(down) }
 // Requests is the number of requests the registry has received.
 func (r *Registry) Requests() int64 { return r.requests.Load() }
 
+// SignatureFetches is the number of cosign signature manifests
+// (.../manifests/sha256-<hex>.sig) the registry has served: one per
+// signature check a verifier made.
+func (r *Registry) SignatureFetches() int64 { return r.sigGets.Load() }
+
+// TagResolves is the number of HEAD requests for a manifest by tag the
+// registry has served: one per tag a client resolved to a digest.
+func (r *Registry) TagResolves() int64 { return r.tagHeads.Load() }
+
+// PullSecret is a kubernetes.io/dockerconfigjson Secret holding the
+// registry's credentials (WithBasicAuth; none otherwise), as an Agent's
+// imagePullSecrets name one.
+func (r *Registry) PullSecret(namespace, name string) *corev1.Secret {
+	auths := map[string]any{}
+	if r.auth != nil {
+		auths[r.host] = map[string]string{"username": r.auth.Username, "password": r.auth.Password}
+	}
+	cfg, err := json.Marshal(map[string]any{"auths": auths})
+	if err != nil {
+		panic(err) // maps of strings always marshal
+	}
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
+		Type:       corev1.SecretTypeDockerConfigJson,
+		Data:       map[string][]byte{corev1.DockerConfigJsonKey: cfg},
+	}
+}
+
+// remoteOptions authenticate the registry's own writes. They name a
+// keychain, not an authenticator, because cosign's default options already
+// name one and go-containerregistry refuses both.
+func (r *Registry) remoteOptions() []remote.Option {
+	if r.auth == nil {
+		return nil
+	}
+	return []remote.Option{remote.WithAuthFromKeychain(ownKeychain{r.auth})}
+}
+
+// ownKeychain hands out the registry's credentials, for its own writes.
+type ownKeychain struct{ auth authn.Authenticator }
+
+func (k ownKeychain) Resolve(authn.Resource) (authn.Authenticator, error) { return k.auth, nil }
+
 // Push writes a new random image (unique content, so a unique digest) under
 // repoTag ("agents/app:1.0") and returns its reference by tag
 // (Host()/repoTag) and by digest (Host()/agents/app@sha256:...).
@@ -137,7 +228,7 @@ func (r *Registry) Push(repoTag string) (ref, digestRef string, err error) {
 	if err != nil {
 		return "", "", err
 	}
-	if err := remote.Write(tag, img); err != nil {
+	if err := remote.Write(tag, img, r.remoteOptions()...); err != nil {
 		return "", "", fmt.Errorf("pushing %s: %w", tag, err)
 	}
 	h, err := img.Digest()
@@ -184,14 +275,15 @@ func (r *Registry) Sign(digestRef string, s *Signer) error {
 	if err != nil {
 		return err
 	}
-	se, err := ociremote.SignedEntity(d)
+	ro := ociremote.WithMoreRemoteOptions(r.remoteOptions()...)
+	se, err := ociremote.SignedEntity(d, ro)
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", d, err)
 	}
 	if se, err = mutate.AttachSignatureToEntity(se, sig); err != nil {
 		return err
 	}
-	if err := ociremote.WriteSignatures(d.Context(), se); err != nil {
+	if err := ociremote.WriteSignatures(d.Context(), se, ro); err != nil {
 		return fmt.Errorf("writing the signature of %s: %w", d, err)
 	}
 	return nil

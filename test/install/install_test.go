@@ -43,11 +43,11 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
-	"github.com/custos-dev/custos/internal/controlplane"
+	"github.com/custos-dev/custos/test/controlplane"
+	"github.com/custos-dev/custos/test/fixtures"
 	"github.com/custos-dev/custos/test/imagetest"
 )
 
@@ -176,17 +176,9 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	// chart's manager.
 	g.Expect(images.Apply(ctx, c)).To(Succeed())
 	g.Eventually(func() error {
-		return c.Create(ctx, &custosv1alpha1.DataBoundary{
-			ObjectMeta: metav1.ObjectMeta{Name: tenant},
-			Spec: custosv1alpha1.DataBoundarySpec{
-				Tenant:            tenant,
-				NamespaceSelector: metav1.LabelSelector{MatchLabels: map[string]string{custosv1alpha1.TenantLabel: tenant}},
-				Regions:           []string{"eu-west-1"},
-				Images:            images.Policy(),
-			},
-		})
+		return c.Create(ctx, fixtures.DataBoundary(tenant, fixtures.WithImagePolicy(images.Policy())))
 	}).WithTimeout(eventually).Should(Succeed(), "the DataBoundary webhook answers through the chart's Service")
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "agents-", Labels: map[string]string{custosv1alpha1.TenantLabel: tenant}}}
+	ns := fixtures.TenantNamespace("agents-", tenant)
 	g.Expect(c.Create(ctx, ns)).To(Succeed())
 
 	rogue := newAgent(ns.Name, "rogue")
@@ -203,14 +195,14 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	g.Expect(c.Create(ctx, agent)).To(Succeed())
 	childKey := client.ObjectKey{Namespace: ns.Name, Name: "agent-installed"}
 	g.Eventually(func(g Gomega) {
-		rollOut(g, childKey)
+		g.Expect(fixtures.MarkRolledOut(c, childKey.Namespace, childKey.Name)).To(Succeed())
 		expectReady(g, agent, custosv1alpha1.SucceededReason)
 	}).WithTimeout(eventually).Should(Succeed())
 	expectPinned(g, childKey)
 	g.Expect(c.Patch(ctx, agent, client.RawPatch("application/merge-patch+json",
 		[]byte(`{"spec":{"lifecycle":{"state":"Suspended"}}}`)))).To(Succeed())
 	g.Eventually(func(g Gomega) {
-		rollOut(g, childKey)
+		g.Expect(fixtures.MarkRolledOut(c, childKey.Namespace, childKey.Name)).To(Succeed())
 		expectReady(g, agent, custosv1alpha1.SuspendedBySpecReason)
 	}).WithTimeout(eventually).Should(Succeed())
 	g.Expect(c.Delete(ctx, agent)).To(Succeed())
@@ -296,25 +288,9 @@ func startChartManager(t *testing.T, g Gomega) *controlplane.Manager {
 	return m
 }
 
+// newAgent is an Agent of the suite's tenant running its signed image.
 func newAgent(ns, name string) *custosv1alpha1.Agent {
-	return &custosv1alpha1.Agent{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{custosv1alpha1.TenantLabel: tenant}},
-		Spec: custosv1alpha1.AgentSpec{
-			Owner:   custosv1alpha1.AgentOwner{Team: "platform", Contact: "platform@example.com"},
-			Purpose: "Prove the Helm chart installs a working Custos.",
-			Image:   images.Image,
-		},
-	}
-}
-
-// rollOut stands in for the deployment controller envtest lacks.
-func rollOut(g Gomega, key client.ObjectKey) {
-	d := &appsv1.Deployment{}
-	g.Expect(c.Get(context.Background(), key, d)).To(Succeed())
-	want := ptr.Deref(d.Spec.Replicas, 1)
-	d.Status.ObservedGeneration = d.Generation
-	d.Status.Replicas, d.Status.UpdatedReplicas, d.Status.ReadyReplicas, d.Status.AvailableReplicas = want, want, want, want
-	g.Expect(c.Status().Update(context.Background(), d)).To(Succeed())
+	return fixtures.Agent(ns, name, tenant, fixtures.WithImage(images.Image))
 }
 
 func expectReady(g Gomega, agent *custosv1alpha1.Agent, reason string) {

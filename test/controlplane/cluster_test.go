@@ -40,7 +40,7 @@ import (
 func TestCluster(t *testing.T) {
 	assets, kwok := os.Getenv(AssetsEnv), os.Getenv(KwokEnv)
 	if kwok == "" {
-		t.Skipf("%s is not set: make e2e runs this test, or %s=\"$(hack/kwok.sh)\" %s=\"$(hack/controlplane.sh kube-apiserver etcd kubectl kube-controller-manager kube-scheduler)\" go test ./internal/controlplane/ -run Cluster",
+		t.Skipf("%s is not set: make e2e runs this test, or %s=\"$(hack/kwok.sh)\" %s=\"$(hack/controlplane.sh kube-apiserver etcd kubectl kube-controller-manager kube-scheduler)\" go test ./test/controlplane/ -run Cluster",
 			KwokEnv, KwokEnv, AssetsEnv)
 	}
 	for _, bin := range []string{"kube-controller-manager", "kube-scheduler"} {
