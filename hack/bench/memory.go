@@ -417,9 +417,9 @@ func printMemory(c config, objects, agents, namespaces int, before, after, fresh
 		objects, objects, memoryObjectSize, namespaces)
 	fmt.Printf("against a DataBoundary and %d Agents; each figure: %s settle, forced GC, median of %d VmRSS samples %s apart\n",
 		agents, c.settle, memorySamples, memorySampleEvery)
-	fmt.Printf("  %-38s %9s %17s %9s %9s\n", "", "RSS MiB", "(min-max)", "peak MiB", "heap MiB")
+	fmt.Printf("  %-46s %9s %17s %9s %9s\n", "", "RSS MiB", "(min-max)", "peak MiB", "heap MiB")
 	for _, f := range []memoryFigure{before, after, fresh} {
-		fmt.Printf("  %-38s %9.1f %17s %9.1f %9.1f\n", "manager "+f.label, mib(f.rss),
+		fmt.Printf("  %-46s %9.1f %17s %9.1f %9.1f\n", "manager "+f.label, mib(f.rss),
 			fmt.Sprintf("(%.1f-%.1f)", mib(f.min), mib(f.max)), mib(f.hwm), mib(f.heapInuse))
 	}
 	for _, r := range []struct {
@@ -434,7 +434,7 @@ func printMemory(c config, objects, agents, namespaces int, before, after, fresh
 		if x > memoryGoal {
 			verdict = "GOAL MISSED"
 		}
-		fmt.Printf("  %-38s %8.3fx  goal <= %.2fx: %s (Go heap in use %.3fx)\n", r.label, x, memoryGoal, verdict,
+		fmt.Printf("  %-46s %8.3fx  goal <= %.2fx: %s (Go heap in use %.3fx)\n", r.label, x, memoryGoal, verdict,
 			float64(r.with.heapInuse)/float64(r.without.heapInuse))
 	}
 	fmt.Println()
