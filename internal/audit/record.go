@@ -60,6 +60,11 @@ const (
 	// ActionWorkloadForeignRemoved: fields someone else wrote into an
 	// agent's Deployment were removed.
 	ActionWorkloadForeignRemoved = "workload.foreignRemoved"
+	// ActionTokenExchanged and ActionTokenRefused: custos-sts exchanged a
+	// token for an agent acting for a person, or refused to; details carry
+	// the new jti and the parent's, so the delegation tree can be rebuilt.
+	ActionTokenExchanged = "token.exchanged"
+	ActionTokenRefused   = "token.refused"
 
 	// ActionLogRecovered is written by the Log itself, first after a
 	// restart that found the previous run's segment unsealed or ending in
