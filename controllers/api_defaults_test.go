@@ -60,6 +60,11 @@ func TestAPIDefaults(t *testing.T) {
 	g.Expect(got.Spec.Lifecycle.State).To(Equal(custosv1alpha1.LifecycleActive))
 	g.Expect(got.Spec.Runtime.Replicas).To(HaveValue(Equal(int32(1))))
 	g.Expect(got.Spec.Credentials[0].TTL.Duration).To(Equal(15 * time.Minute))
+	g.Expect(got.Spec.Delegation).To(BeNil(), "without delegation, nobody may have the agent act for them")
+	delegating := agent.DeepCopy()
+	delegating.Spec.Delegation = &custosv1alpha1.AgentDelegation{Groups: []string{"finance-clerks"}}
+	g.Expect(k8sClient.Create(ctx, delegating, client.DryRunAll)).To(Succeed())
+	g.Expect(delegating.Spec.Delegation.MaxDepth).To(Equal(int32(2)), "two agent hops by default")
 	// The API server itself adds the decommission finalizer
 	// (config/crd/policies), next to any the user set, and only once.
 	g.Expect(got.Finalizers).To(Equal([]string{custosv1alpha1.DecommissionFinalizer}))
@@ -101,4 +106,9 @@ func TestAPIDefaults(t *testing.T) {
 	gotBoundary := boundary.DeepCopy()
 	g.Expect(k8sClient.Create(ctx, gotBoundary, client.DryRunAll)).To(Succeed())
 	g.Expect(gotBoundary.Status.ObservedGeneration).To(Equal(int64(-1)))
+	g.Expect(gotBoundary.Spec.TrustedIssuers).To(BeEmpty(), "without trusted issuers, custos-sts exchanges no token of the tenant's")
+	trusting := boundary.DeepCopy()
+	trusting.Spec.TrustedIssuers = []custosv1alpha1.TrustedIssuer{{Issuer: "https://idp.acme.example", Audiences: []string{"custos-sts"}}}
+	g.Expect(k8sClient.Create(ctx, trusting, client.DryRunAll)).To(Succeed())
+	g.Expect(trusting.Spec.TrustedIssuers[0].Claims.Groups).To(Equal("groups"), "people's groups are read from the groups claim by default")
 }

@@ -333,6 +333,50 @@ func TestAPIValidationRefusesInvalidManifests(t *testing.T) {
 			wantField: "spec.images.requireTransparencyLog", wantMsg: "requireTransparencyLog needs trustedRoot",
 		},
 		{
+			name: "delegation deeper than the hard limit", base: validAgent,
+			mutate:    set(map[string]any{"people": []any{"alice"}, "maxDepth": int64(5)}, "spec", "delegation"),
+			wantField: "spec.delegation.maxDepth", wantMsg: "should be less than or equal to 4",
+		},
+		{
+			name: "delegation to nobody's depth", base: validAgent,
+			mutate:    set(map[string]any{"people": []any{"alice"}, "maxDepth": int64(0)}, "spec", "delegation"),
+			wantField: "spec.delegation.maxDepth", wantMsg: "should be greater than or equal to 1",
+		},
+		{
+			name: "delegation from an empty person", base: validAgent,
+			mutate:    set(map[string]any{"people": []any{""}}, "spec", "delegation"),
+			wantField: "spec.delegation.people[0]", wantMsg: "should be at least 1 chars long",
+		},
+		{
+			name: "delegation from an agent without a name", base: validAgent,
+			mutate:    set(map[string]any{"agents": []any{map[string]any{"namespace": "finance-agents"}}}, "spec", "delegation"),
+			wantField: "spec.delegation.agents[0].name", wantMsg: "Required value",
+		},
+		{
+			name: "a trusted issuer over plain http", base: validDataBoundary,
+			mutate:    set([]any{map[string]any{"issuer": "http://idp.acme.example", "audiences": []any{"custos-sts"}}}, "spec", "trustedIssuers"),
+			wantField: "spec.trustedIssuers[0].issuer", wantMsg: "must be an https URL",
+		},
+		{
+			name: "a trusted issuer no token could be for", base: validDataBoundary,
+			mutate:    set([]any{map[string]any{"issuer": "https://idp.acme.example", "audiences": []any{}}}, "spec", "trustedIssuers"),
+			wantField: "spec.trustedIssuers[0].audiences", wantMsg: "should have at least 1 items",
+		},
+		{
+			name: "a trusted issuer's keys over plain http", base: validDataBoundary,
+			mutate: set([]any{map[string]any{"issuer": "https://idp.acme.example", "audiences": []any{"custos-sts"},
+				"jwksURL": "http://idp.acme.example/keys"}}, "spec", "trustedIssuers"),
+			wantField: "spec.trustedIssuers[0].jwksURL", wantMsg: "must be an https URL",
+		},
+		{
+			name: "the same issuer trusted twice", base: validDataBoundary,
+			mutate: set([]any{
+				map[string]any{"issuer": "https://idp.acme.example", "audiences": []any{"a"}},
+				map[string]any{"issuer": "https://idp.acme.example", "audiences": []any{"b"}},
+			}, "spec", "trustedIssuers"),
+			wantField: "spec.trustedIssuers[1]", wantMsg: "Duplicate value",
+		},
+		{
 			name: "boundary cloudRoles listing nothing", base: validDataBoundary,
 			mutate:    set(map[string]any{}, "spec", "cloudRoles"),
 			wantField: "spec.cloudRoles", wantMsg: "must list at least one of awsRoleARNs, azureClientIDs or gcpServiceAccounts",

@@ -105,6 +105,12 @@ type AgentSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self.all(r, self.exists_one(o, o.name == r.name && (has(o.__namespace__) ? o.__namespace__ : '') == (has(r.__namespace__) ? r.__namespace__ : '')))",message="each Toolset may be referenced once"
 	ToolsetRefs []ToolsetReference `json:"toolsetRefs,omitempty"`
 
+	// delegation says who may have the agent act for them through
+	// custos-sts: which people and groups, and which agents may pass a
+	// person's token on to it. Without it, nobody may.
+	// +optional
+	Delegation *AgentDelegation `json:"delegation,omitempty"`
+
 	// lifecycle is the state the owner asks for and when the agent expires.
 	// +optional
 	// +kubebuilder:default={state: Active}

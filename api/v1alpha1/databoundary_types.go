@@ -68,6 +68,15 @@ type DataBoundarySpec struct {
 	// +optional
 	Images *ImagePolicy `json:"images,omitempty"`
 
+	// trustedIssuers are the identity providers whose tokens name the
+	// tenant's people to custos-sts: a person's token from any other issuer
+	// is refused. Without it, custos-sts exchanges no token of the tenant's.
+	// +optional
+	// +listType=map
+	// +listMapKey=issuer
+	// +kubebuilder:validation:MaxItems=8
+	TrustedIssuers []TrustedIssuer `json:"trustedIssuers,omitempty"`
+
 	// checks are policy-as-code rules every Agent of the tenant must pass at
 	// admission, written as kyverno-json assertion trees over the payload
 	// {agent, namespace, boundary, request, time}. A failed check denies the
