@@ -26,7 +26,7 @@ GENERATED := api config charts/custos/crds charts/custos/files
 # the race detector. Every other package runs against a real API server.
 UNIT_PKGS := ./api/... ./cmd/... ./internal/audit/... ./internal/boundary/... \
 	./internal/identity/... ./internal/imageverify/... ./internal/netpol/... \
-	./internal/policy/... ./internal/sts/... ./internal/toolschema/... ./internal/webhook/... \
+	./internal/policy/... ./internal/sts ./internal/toolschema/... ./internal/webhook/... \
 	./internal/workload/... ./test/fixtures/... ./test/imagetest/... ./test/leasedoubles/...
 
 .PHONY: dev
