@@ -51,6 +51,9 @@ type Claims struct {
 	Act *Actor `json:"act,omitempty"`
 	// Session is the person's session the chain started in.
 	Session string `json:"sid,omitempty"`
+	// Groups are the person's groups as their trusted issuer said at the
+	// first hop (RFC 9068 §2.2.3.1); later hops check delegation by them.
+	Groups []string `json:"groups,omitempty"`
 
 	// Tenant is the DataBoundary tenant whose issuer signed the token.
 	Tenant string `json:"custos_tenant"`

@@ -254,7 +254,7 @@ func (s *Service) exchange(ctx context.Context, tenant string, req *ExchangeRequ
 	claims := Claims{
 		Subject: sc.Subject, Audience: target.Audience, Scope: strings.Join(granted, " "),
 		Expiry: exp.Unix(), IssuedAt: now.Unix(), NotBefore: now.Unix(),
-		Act: sc.Delegate(Actor{Subject: actor.ID}), Session: sc.Session,
+		Act: sc.Delegate(Actor{Subject: actor.ID}), Session: sc.Session, Groups: subject.Groups,
 		OriginalIssuer: origIss, OriginalSubject: origSub, Parent: sc.ID, ID: NewID(),
 	}
 	token, err := is.Mint(claims)

@@ -106,11 +106,17 @@ func (a *Actors) ResolveActor(ctx context.Context, tenant, token string) (*sts.A
 	if !pod.DeletionTimestamp.IsZero() {
 		return nil, fmt.Errorf("the pod it is bound to, %s, is terminating", who.pod)
 	}
-	agent := &custosv1alpha1.Agent{}
-	if err := a.Reader.Get(ctx, types.NamespacedName{Namespace: who.namespace, Name: name}, agent); err != nil {
+	agent, err := getAgent(ctx, a.Reader, types.NamespacedName{Namespace: who.namespace, Name: name})
+	if err != nil {
 		return nil, fmt.Errorf("the Agent of pod %s: %w", who.pod, err)
 	}
-	return a.view(agent), nil
+	v := a.view(agent)
+	sets, err := toolsets(ctx, a.Reader, agent)
+	if err != nil {
+		return nil, err
+	}
+	v.Scopes = scopesOf(sets)
+	return v, nil
 }
 
 // review asks the API server who token is, or remembers its answer.
@@ -162,6 +168,15 @@ func (a *Actors) review(ctx context.Context, token string) (review, error) {
 	}
 	a.reviews[key] = r
 	return r, nil
+}
+
+// getAgent reads an Agent.
+func getAgent(ctx context.Context, r client.Reader, key types.NamespacedName) (*custosv1alpha1.Agent, error) {
+	agent := &custosv1alpha1.Agent{}
+	if err := r.Get(ctx, key, agent); err != nil {
+		return nil, err
+	}
+	return agent, nil
 }
 
 // serviceAccountOf splits "system:serviceaccount:<ns>:<name>".

@@ -71,10 +71,11 @@ const audience = "custos-sts"
 // agentWithPod creates an Agent of tenant in ns, Active with its image
 // verified as the manager would record it, its ServiceAccount and a pod
 // running as it, and returns a token bound to that pod for audience.
-func agentWithPod(t *testing.T, ns, tenant, name string, delegation *custosv1alpha1.AgentDelegation) (*custosv1alpha1.Agent, *corev1.Pod, string) {
+func agentWithPod(t *testing.T, ns, tenant, name string, delegation *custosv1alpha1.AgentDelegation,
+	opts ...fixtures.AgentOption) (*custosv1alpha1.Agent, *corev1.Pod, string) {
 	t.Helper()
 	ctx := context.Background()
-	agent := fixtures.Agent(ns, name, tenant)
+	agent := fixtures.Agent(ns, name, tenant, opts...)
 	agent.Spec.Delegation = delegation
 	fixtures.Create(t, k8sClient, agent)
 	agent.Status.Lifecycle = &custosv1alpha1.LifecycleStatus{Phase: custosv1alpha1.AgentPhaseActive}

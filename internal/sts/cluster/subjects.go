@@ -69,7 +69,7 @@ func (s *Subjects) VerifySubject(ctx context.Context, tenant, token string, audi
 		for _, aud := range audiences {
 			c, err := own.Verify(token, aud, s.Clock.Now())
 			if err == nil {
-				return &sts.Subject{Claims: c}, nil
+				return &sts.Subject{Claims: c, Groups: c.Groups}, nil
 			}
 			last = err
 		}

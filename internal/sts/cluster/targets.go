@@ -1,0 +1,174 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/identity"
+	"github.com/custos-dev/custos/internal/sts"
+)
+
+// ToolsetResource is a Toolset's resource identifier (RFC 8707): what the
+// gateway asks a token for when it calls the Toolset's server.
+func ToolsetResource(namespace, name string) string {
+	return "urn:custos:toolset:" + namespace + ":" + name
+}
+
+// externalResource is an external Toolset's other name: its https URL.
+func externalResource(e *custosv1alpha1.ExternalEndpoint) []string {
+	out := []string{"https://" + e.Host + ":" + strconv.Itoa(int(e.Port))}
+	if e.Port == 443 || e.Port == 0 {
+		out = append(out, "https://"+e.Host)
+	}
+	return out
+}
+
+// ToolsetScopes are the scopes a Toolset offers: <name>.read when it has a
+// Read tool, <name>.write when it has a Write tool.
+func ToolsetScopes(ts *custosv1alpha1.Toolset) []string {
+	var out []string
+	for _, t := range ts.Spec.Tools {
+		s := ts.Name + ".read"
+		if t.Access == custosv1alpha1.ToolAccessWrite {
+			s = ts.Name + ".write"
+		}
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// toolsets reads the Toolsets agent references; one that cannot be found
+// is left out (the Agent is then not Ready anyway).
+func toolsets(ctx context.Context, r client.Reader, agent *custosv1alpha1.Agent) ([]custosv1alpha1.Toolset, error) {
+	var out []custosv1alpha1.Toolset
+	for _, ref := range agent.Spec.ToolsetRefs {
+		ts := custosv1alpha1.Toolset{}
+		err := r.Get(ctx, ref.Key(agent.Namespace), &ts)
+		if client.IgnoreNotFound(err) != nil {
+			return nil, fmt.Errorf("reading Toolset %s: %w", ref.Key(agent.Namespace), err)
+		}
+		if err == nil && ts.Labels[custosv1alpha1.TenantLabel] == agent.Labels[custosv1alpha1.TenantLabel] {
+			out = append(out, ts)
+		}
+	}
+	return out, nil
+}
+
+// scopesOf is the union of the scopes of an agent's Toolsets.
+func scopesOf(sets []custosv1alpha1.Toolset) []string {
+	var out []string
+	for i := range sets {
+		for _, s := range ToolsetScopes(&sets[i]) {
+			if !slices.Contains(out, s) {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// Targets resolves where an actor asks a token for: one of its Toolsets
+// (by ToolsetResource, or an external one's https URL), or an agent of its
+// tenant that takes calls from it (by SPIFFE ID).
+type Targets struct {
+	Reader      client.Reader
+	TrustDomain string
+}
+
+var _ sts.TargetResolver = (*Targets)(nil)
+
+// ResolveTarget finds target among what actor may call.
+func (t *Targets) ResolveTarget(ctx context.Context, actor *sts.Agent, target string) (*sts.Target, error) {
+	agent := &custosv1alpha1.Agent{}
+	if err := t.Reader.Get(ctx, types.NamespacedName{Namespace: actor.Namespace, Name: actor.Name}, agent); err != nil {
+		return nil, fmt.Errorf("reading Agent %s/%s: %w", actor.Namespace, actor.Name, err)
+	}
+	sets, err := toolsets(ctx, t.Reader, agent)
+	if err != nil {
+		return nil, err
+	}
+	for i := range sets {
+		ts := &sets[i]
+		names := []string{ToolsetResource(ts.Namespace, ts.Name)}
+		if e := ts.Spec.Endpoint.External; e != nil {
+			names = append(names, externalResource(e)...)
+		}
+		if slices.Contains(names, target) {
+			return &sts.Target{Audience: target, Scopes: ToolsetScopes(ts)}, nil
+		}
+	}
+	if callee, ok := t.agentOf(target); ok {
+		return t.resolveAgent(ctx, actor, callee, target)
+	}
+	return nil, fmt.Errorf("%s is none of agent %s/%s's Toolsets (spec.toolsetRefs) nor an agent", target, actor.Namespace, actor.Name)
+}
+
+// agentOf reads an agent's SPIFFE ID of this trust domain.
+func (t *Targets) agentOf(id string) (types.NamespacedName, bool) {
+	rest, ok := strings.CutPrefix(id, "spiffe://"+t.TrustDomain+"/ns/")
+	if !ok {
+		return types.NamespacedName{}, false
+	}
+	ns, sa, ok := strings.Cut(rest, "/sa/")
+	name, isAgent := strings.CutPrefix(sa, identity.ChildPrefix)
+	return types.NamespacedName{Namespace: ns, Name: name}, ok && isAgent && ns != "" && name != ""
+}
+
+// resolveAgent: another agent of the tenant, whose delegation takes calls
+// from actor; the token is for it, and within its Toolsets' scopes.
+func (t *Targets) resolveAgent(ctx context.Context, actor *sts.Agent, key types.NamespacedName, target string) (*sts.Target, error) {
+	callee := &custosv1alpha1.Agent{}
+	if err := t.Reader.Get(ctx, key, callee); apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("no agent %s", key)
+	} else if err != nil {
+		return nil, fmt.Errorf("reading agent %s: %w", key, err)
+	}
+	if callee.Labels[custosv1alpha1.TenantLabel] != actor.Tenant {
+		return nil, fmt.Errorf("agent %s is not of tenant %q", key, actor.Tenant)
+	}
+	takes := false
+	if d := callee.Spec.Delegation; d != nil {
+		for _, ref := range d.Agents {
+			ns := ref.Namespace
+			if ns == "" {
+				ns = callee.Namespace
+			}
+			takes = takes || (ns == actor.Namespace && ref.Name == actor.Name)
+		}
+	}
+	if !takes {
+		return nil, fmt.Errorf("agent %s takes no calls from %s/%s (its spec.delegation.agents)", key, actor.Namespace, actor.Name)
+	}
+	sets, err := toolsets(ctx, t.Reader, callee)
+	if err != nil {
+		return nil, err
+	}
+	return &sts.Target{Audience: target, Scopes: scopesOf(sets)}, nil
+}
