@@ -233,3 +233,43 @@ func TestAnIndependentLibraryVerifies(t *testing.T) {
 		t.Errorf("golang-jwt read sub %v, act %v, client_id %v", claims["sub"], claims["act"], claims["client_id"])
 	}
 }
+
+// TestKeysExportAndLoad: what one replica exports another loads, and
+// verifies the first one's tokens; what is not a P-256 PKCS #8 key is
+// refused.
+func TestKeysExportAndLoad(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	a := newIssuer(t, "acme", now)
+	if err := a.Keys.Rotate(now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := a.Keys.Export()
+	if err != nil || len(stored) != 2 {
+		t.Fatalf("Export: %d keys, %v", len(stored), err)
+	}
+	b := newIssuer(t, "acme", now)
+	if err := b.Keys.Load(stored); err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := a.Mint(personClaims(now))
+	if _, err := b.Verify(tok, "https://ledger.acme.example", now); err != nil {
+		t.Errorf("a token of A at B after Load: %v", err)
+	}
+	if !b.Keys.CurrentSince().Equal(now.Add(time.Hour)) {
+		t.Errorf("CurrentSince = %s, want the newest key's creation", b.Keys.CurrentSince())
+	}
+	rsaPEM := []byte("-----BEGIN PRIVATE KEY-----\nMIIBVQIBADANBgkqhkiG9w0BAQEFAASCAT8wggE7AgEAAkEA\n-----END PRIVATE KEY-----\n")
+	for name, bad := range map[string][]StoredKey{
+		"nothing":       nil,
+		"not PEM":       {{PEM: []byte("key")}},
+		"not PKCS #8":   {{PEM: rsaPEM}},
+		"a certificate": {{PEM: []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")}},
+	} {
+		if err := b.Keys.Load(bad); err == nil {
+			t.Errorf("Load of %s succeeded", name)
+		}
+	}
+	if _, err := b.Verify(tok, "https://ledger.acme.example", now); err != nil {
+		t.Errorf("a refused Load changed the keys: %v", err)
+	}
+}

@@ -21,7 +21,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"sync"
@@ -123,6 +125,66 @@ func keyID(pub crypto.PublicKey) (string, error) {
 	}
 	return base64.RawURLEncoding.EncodeToString(tp), nil
 }
+
+// StoredKey is a signing key as a key store keeps it: its private key in
+// PKCS #8 PEM, and when it started signing.
+type StoredKey struct {
+	PEM     []byte    `json:"pem"`
+	Created time.Time `json:"created"`
+}
+
+// Export returns the live keys, newest first, for a key store.
+func (ks *KeySet) Export() ([]StoredKey, error) {
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
+	out := make([]StoredKey, 0, len(ks.keys))
+	for _, k := range ks.keys {
+		der, err := x509.MarshalPKCS8PrivateKey(k.signer)
+		if err != nil {
+			return nil, fmt.Errorf("exporting signing key %s: %w", k.id, err)
+		}
+		out = append(out, StoredKey{PEM: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), Created: k.created})
+	}
+	return out, nil
+}
+
+// Load replaces the live keys with stored ones (newest first; at most
+// liveKeys are kept): what another replica rotated to.
+func (ks *KeySet) Load(stored []StoredKey) error {
+	if len(stored) == 0 {
+		return errors.New("no signing key")
+	}
+	keys := make([]signingKey, 0, len(stored))
+	for i, s := range stored {
+		block, _ := pem.Decode(s.PEM)
+		if block == nil || block.Type != "PRIVATE KEY" {
+			return fmt.Errorf("stored key %d is not a PKCS #8 PEM private key", i)
+		}
+		key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+		if err != nil {
+			return fmt.Errorf("stored key %d: %w", i, err)
+		}
+		ec, ok := key.(*ecdsa.PrivateKey)
+		if !ok || ec.Curve != elliptic.P256() {
+			return fmt.Errorf("stored key %d is not a P-256 key", i)
+		}
+		kid, err := keyID(ec.Public())
+		if err != nil {
+			return err
+		}
+		keys = append(keys, signingKey{id: kid, signer: ec, created: s.Created})
+	}
+	if len(keys) > liveKeys {
+		keys = keys[:liveKeys]
+	}
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	ks.keys = keys
+	return nil
+}
+
+// CurrentSince is when the signing key started signing.
+func (ks *KeySet) CurrentSince() time.Time { return ks.current().created }
 
 // errNoKey: the token's kid is none of the live keys.
 var errNoKey = errors.New("signed by a key that is not one of the issuer's live keys")
