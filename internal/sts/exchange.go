@@ -84,6 +84,10 @@ type Target struct {
 
 // The parts of an exchange that read the cluster or an identity provider.
 type (
+	// Issuers are the STS's own issuers, one per tenant.
+	Issuers interface {
+		Issuer(tenant string) (*Issuer, bool)
+	}
 	// ActorResolver reviews the agent pod's token live (TokenReview, a
 	// short cache) and finds its Agent in tenant.
 	ActorResolver interface {
@@ -111,7 +115,7 @@ type (
 // token of the tenant's issuer, each refusal with its own reason and every
 // decision on the audit trail.
 type Service struct {
-	Issuers     map[string]*Issuer // by tenant
+	Issuers     Issuers
 	Actors      ActorResolver
 	Subjects    SubjectVerifier
 	Targets     TargetResolver
@@ -123,6 +127,15 @@ type Service struct {
 }
 
 var _ Exchanger = (*Service)(nil)
+
+// StaticIssuers are issuers by tenant that do not change.
+type StaticIssuers map[string]*Issuer
+
+// Issuer returns tenant's issuer.
+func (s StaticIssuers) Issuer(tenant string) (*Issuer, bool) {
+	is, ok := s[tenant]
+	return is, ok
+}
 
 // Reasons of refusals, on the error's Reason and the audit record.
 const (
@@ -171,7 +184,7 @@ func (s *Service) exchange(ctx context.Context, tenant string, req *ExchangeRequ
 	bad := func(reason, format string, args ...any) *Refusal {
 		return refuse(http.StatusBadRequest, CodeInvalidRequest, reason, format, args...)
 	}
-	is, ok := s.Issuers[tenant]
+	is, ok := s.Issuers.Issuer(tenant)
 	if !ok {
 		return nil, nil, nil, nil, bad(ReasonUnknownTenant, "no issuer for tenant %q", tenant)
 	}

@@ -168,7 +168,7 @@ func newWorld(t *testing.T) *world {
 			Delegation{People: []string{"alice", "bob", "carol"}}),
 		"pod-globex": agent("ops", "globex", "globex", []string{"ledger.read"}, Delegation{People: []string{"alice"}}),
 	}
-	w.svc = &Service{Issuers: w.issuers, Actors: w, Subjects: w, Targets: w, Revocations: w,
+	w.svc = &Service{Issuers: StaticIssuers(w.issuers), Actors: w, Subjects: w, Targets: w, Revocations: w,
 		Audit: w.recorded, Clock: clocktesting.NewFakePassiveClock(now)}
 	return w
 }

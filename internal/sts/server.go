@@ -38,7 +38,7 @@ func Handler(svc *Service) http.Handler {
 }
 
 func (s *Service) issuer(w http.ResponseWriter, r *http.Request) (*Issuer, bool) {
-	is, ok := s.Issuers[r.PathValue("tenant")]
+	is, ok := s.Issuers.Issuer(r.PathValue("tenant"))
 	if !ok {
 		http.Error(w, "no issuer for this tenant", http.StatusNotFound)
 	}

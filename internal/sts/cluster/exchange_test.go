@@ -65,9 +65,9 @@ func TestExchangeOnTheCluster(t *testing.T) {
 	clk := clocktesting.NewFakePassiveClock(now)
 	trail := &events{}
 	svc := &sts.Service{
-		Issuers:     map[string]*sts.Issuer{tenant: issuer},
+		Issuers:     sts.StaticIssuers{tenant: issuer},
 		Actors:      &Actors{Client: k8sClient, Reader: k8sClient, TrustDomain: "cluster.local", Audience: audience, Clock: clk},
-		Subjects:    &Subjects{Reader: k8sClient, Issuers: map[string]*sts.Issuer{tenant: issuer}, HTTPClient: provider.Client(), Clock: clk, Context: ctx},
+		Subjects:    &Subjects{Reader: k8sClient, Issuers: sts.StaticIssuers{tenant: issuer}, HTTPClient: provider.Client(), Clock: clk, Context: ctx},
 		Targets:     &Targets{Reader: k8sClient, TrustDomain: "cluster.local"},
 		Revocations: &Revocations{Reader: k8sClient, TrustDomain: "cluster.local"},
 		Audit:       trail, Clock: clk,

@@ -43,7 +43,7 @@ type Subjects struct {
 	// Reader reads DataBoundaries (the STS's cache).
 	Reader client.Reader
 	// Issuers are the STS's own, by tenant.
-	Issuers map[string]*sts.Issuer
+	Issuers sts.Issuers
 	// HTTPClient fetches the trusted issuers' discovery documents and keys.
 	HTTPClient *http.Client
 	Clock      clock.PassiveClock
@@ -64,7 +64,7 @@ func (s *Subjects) VerifySubject(ctx context.Context, tenant, token string, audi
 	if err != nil {
 		return nil, err
 	}
-	if own, ok := s.Issuers[tenant]; ok && iss == own.URL {
+	if own, ok := s.Issuers.Issuer(tenant); ok && iss == own.URL {
 		var last error
 		for _, aud := range audiences {
 			c, err := own.Verify(token, aud, s.Clock.Now())

@@ -101,7 +101,7 @@ func TestVerifySubject(t *testing.T) {
 	if own.Keys, _ = sts.NewKeySet(now); own.Keys == nil {
 		t.Fatal("no key set")
 	}
-	subjects := &Subjects{Reader: k8sClient, Issuers: map[string]*sts.Issuer{tenant: own}, HTTPClient: provider.Client(),
+	subjects := &Subjects{Reader: k8sClient, Issuers: sts.StaticIssuers{tenant: own}, HTTPClient: provider.Client(),
 		Clock: clocktesting.NewFakePassiveClock(now), Context: ctx}
 	agentID := "spiffe://cluster.local/ns/finance/sa/agent-invoice"
 

@@ -1,0 +1,246 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Command custos-sts is Custos's token service: it exchanges a person's
+// token for one an agent may use on that person's behalf (RFC 8693), with
+// the actor chain checked at every hop, for every tenant whose DataBoundary
+// trusts an identity provider. It holds the tenants' signing keys; the
+// gateway holds none. docs/sts.md is its contract.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/audit"
+	"github.com/custos-dev/custos/internal/sts"
+	"github.com/custos-dev/custos/internal/sts/cluster"
+)
+
+// What custos-sts needs, in a role of its own (not the manager's): create
+// tokenreviews; get, list and watch agents, toolsets, databoundaries and
+// pods; get, create and update Secrets in its own namespace (the signing
+// keys).
+
+// options are custos-sts's flags.
+type options struct {
+	listen      string
+	certDir     string
+	namespace   string
+	issuerBase  string
+	audience    string
+	trustDomain string
+	tokenTTL    time.Duration
+	rotateEvery time.Duration
+	issuersCA   string
+	probeAddr   string
+	metricsAddr string
+	audit       audit.Config
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.listen, "listen", ":8443", "Address the token service listens on, over TLS.")
+	flag.StringVar(&o.certDir, "tls-cert-dir", "", "Directory holding tls.crt and tls.key, reloaded when they change. Required: tokens never travel in the clear.")
+	flag.StringVar(&o.namespace, "namespace", os.Getenv("POD_NAMESPACE"), "Namespace of the Secrets holding the tenants' signing keys (custos-sts-keys-<tenant>); the pod's own by default.")
+	flag.StringVar(&o.issuerBase, "issuer-base", "", "Common prefix of the tenants' issuers, as verifiers reach the STS (https://custos-sts.<namespace>.svc): a tenant's issuer is <issuer-base>/tenants/<tenant>. Required.")
+	flag.StringVar(&o.audience, "audience", "custos-sts", "Audience an actor token (the agent pod's projected ServiceAccount token) must carry.")
+	flag.StringVar(&o.trustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain of the agents' IDs, as the manager's --trust-domain.")
+	flag.DurationVar(&o.tokenTTL, "token-ttl", sts.DefaultTTL, "Lifetime of an exchanged token, never past its parent's.")
+	flag.DurationVar(&o.rotateEvery, "key-rotation", cluster.DefaultRotateEvery, "How long a signing key signs before the next takes over; the one before verifies for as long again.")
+	flag.StringVar(&o.issuersCA, "trusted-issuers-ca-file", "", "PEM bundle of CAs, besides the system's, that trusted identity providers' certificates may chain to (an in-house IdP).")
+	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
+	flag.StringVar(&o.metricsAddr, "metrics-bind-address", "0", "Address of the Prometheus metrics endpoint; 0 disables it.")
+	o.audit.AddFlags(flag.CommandLine)
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	log := ctrl.Log.WithName("custos-sts")
+
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		log.Error(err, "Unable to reach the API server")
+		os.Exit(1)
+	}
+	if err := run(ctrl.SetupSignalHandler(), o, cfg, log, nil); err != nil {
+		log.Error(err, "custos-sts stopped")
+		os.Exit(1)
+	}
+}
+
+// run serves until ctx ends. ready, when not nil, receives the address it
+// listens on once it serves.
+func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, ready chan<- string) error {
+	switch {
+	case o.certDir == "":
+		return errors.New("--tls-cert-dir is required: tokens never travel in the clear")
+	case o.issuerBase == "":
+		return errors.New("--issuer-base is required: it is the iss of every token")
+	case o.namespace == "":
+		return errors.New("--namespace (or POD_NAMESPACE) is required: the signing keys' Secrets live there")
+	}
+	// Everything run started stops when it returns.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(custosv1alpha1.AddToScheme(scheme))
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress: o.probeAddr,
+		// The signing keys' Secrets are read and written directly, never
+		// cached: only the STS's own namespace's, by name.
+		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
+	})
+	if err != nil {
+		return err
+	}
+	auditCfg := o.audit
+	auditCfg.Registerer = metrics.Registry
+	auditLog, err := audit.Open(ctx, auditCfg, mgr.GetAPIReader(), log.WithName("audit"))
+	if err != nil {
+		return fmt.Errorf("opening the audit trail: %w", err)
+	}
+	defer func() { _ = auditLog.Close() }()
+
+	idpClient, err := issuerClient(o.issuersCA)
+	if err != nil {
+		return err
+	}
+	clk := clock.RealClock{}
+	issuers := &cluster.TenantIssuers{
+		Reader: mgr.GetClient(), Base: o.issuerBase, Clock: clk, Log: log.WithName("keys"),
+		Keys: &cluster.KeyStore{Client: mgr.GetClient(), Namespace: o.namespace, RotateEvery: o.rotateEvery, Clock: clk},
+	}
+	if err := mgr.Add(issuers); err != nil {
+		return err
+	}
+	svc := &sts.Service{
+		Issuers: issuers,
+		Actors: &cluster.Actors{Client: mgr.GetClient(), Reader: mgr.GetClient(), TrustDomain: o.trustDomain,
+			Audience: o.audience, Clock: clk},
+		Subjects:    &cluster.Subjects{Reader: mgr.GetClient(), Issuers: issuers, HTTPClient: idpClient, Clock: clk, Context: ctx},
+		Targets:     &cluster.Targets{Reader: mgr.GetClient(), TrustDomain: o.trustDomain},
+		Revocations: &cluster.Revocations{Reader: mgr.GetClient(), TrustDomain: o.trustDomain},
+		Audit:       auditLog, Clock: clk, TTL: o.tokenTTL,
+	}
+
+	watcher, err := certwatcher.New(filepath.Join(o.certDir, "tls.crt"), filepath.Join(o.certDir, "tls.key"))
+	if err != nil {
+		return fmt.Errorf("the serving certificate: %w", err)
+	}
+	if err := mgr.Add(watcher); err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           sts.Handler(svc),
+		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: watcher.GetCertificate},
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	// Ready once the cache has synced and the first key sync is done.
+	if err := mgr.AddReadyzCheck("issuers", func(*http.Request) error {
+		if !mgr.GetCache().WaitForCacheSync(ctx) {
+			return errors.New("the cache has not synced")
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	served := make(chan error, 1)
+	go func() {
+		if !mgr.GetCache().WaitForCacheSync(ctx) {
+			served <- nil
+			return
+		}
+		if err := issuers.Sync(ctx); err != nil {
+			log.Error(err, "The first sync of the tenants' issuers")
+		}
+		if ready != nil {
+			ready <- l.Addr().String()
+		}
+		log.Info("Serving token exchange", "address", l.Addr().String())
+		if err := srv.ServeTLS(l, "", ""); !errors.Is(err, http.ErrServerClosed) {
+			served <- err
+			return
+		}
+		served <- nil
+	}()
+	mgrErr := mgr.Start(ctx)
+	cancel()
+	shutdown, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
+	_ = srv.Shutdown(shutdown)
+	return errors.Join(mgrErr, <-served)
+}
+
+// issuerClient is the HTTP client that fetches the trusted identity
+// providers' discovery documents and keys: the system's CAs and those of
+// caFile.
+func issuerClient(caFile string) (*http.Client, error) {
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--trusted-issuers-ca-file: %w", err)
+		}
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--trusted-issuers-ca-file %s holds no PEM certificate", caFile)
+		}
+	}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}
+	return &http.Client{Timeout: 10 * time.Second, Transport: transport}, nil
+}

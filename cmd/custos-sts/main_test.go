@@ -1,0 +1,268 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/audit"
+	"github.com/custos-dev/custos/internal/sts"
+	"github.com/custos-dev/custos/internal/sts/cluster"
+	"github.com/custos-dev/custos/test/controlplane"
+	"github.com/custos-dev/custos/test/fixtures"
+)
+
+// TestCustosSTS runs custos-sts as its main does, on loopback against a
+// real API server, and exchanges a person's token for an agent over HTTPS.
+func TestCustosSTS(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(custosv1alpha1.AddToScheme(scheme))
+	cp, err := controlplane.Start(ctx, controlplane.Options{RepoRoot: "../..", Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cp.Stop() }()
+	c, err := client.New(cp.Config, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+
+	// A person's identity provider on loopback, trusted by the tenant.
+	idpKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	mux := http.NewServeMux()
+	idp := httptest.NewTLSServer(mux)
+	defer idp.Close()
+	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]any{"issuer": idp.URL, "jwks_uri": idp.URL + "/keys", "authorization_endpoint": idp.URL + "/authorize"})
+	})
+	mux.HandleFunc("GET /keys", func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &idpKey.PublicKey, KeyID: "k", Algorithm: "ES256", Use: "sig"}}})
+	})
+	idpCA := filepath.Join(dir, "idp-ca.pem")
+	writePEM(t, idpCA, "CERTIFICATE", idp.Certificate().Raw)
+
+	tenant := fixtures.UniqueTenant("acme")
+	ns := fixtures.CreateTenantNamespace(t, c, tenant)
+	system := fixtures.CreateTenantNamespace(t, c, fixtures.UniqueTenant("custos-system"))
+	fixtures.Create(t, c, fixtures.DataBoundary(tenant, func(b *custosv1alpha1.DataBoundary) {
+		b.Spec.TrustedIssuers = []custosv1alpha1.TrustedIssuer{{Issuer: idp.URL, Audiences: []string{"custos-sts"}}}
+	}))
+	fixtures.Create(t, c, fixtures.Toolset(ns, "ledger", tenant))
+	agent := fixtures.Create(t, c, fixtures.Agent(ns, "invoice", tenant, fixtures.WithToolsets("ledger"), func(a *custosv1alpha1.Agent) {
+		a.Spec.Delegation = &custosv1alpha1.AgentDelegation{People: []string{"alice"}}
+	}))
+	agent.Status.Lifecycle = &custosv1alpha1.LifecycleStatus{Phase: custosv1alpha1.AgentPhaseActive}
+	meta.SetStatusCondition(&agent.Status.Conditions, metav1.Condition{Type: custosv1alpha1.ImageVerifiedCondition,
+		Status: metav1.ConditionTrue, Reason: custosv1alpha1.VerifiedReason, Message: "verified"})
+	if err := c.Status().Update(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	fixtures.Create(t, c, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "agent-invoice", Namespace: ns}})
+	pod := fixtures.Create(t, c, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "agent-invoice-0", Namespace: ns, Labels: map[string]string{
+			custosv1alpha1.AgentLabel: "invoice", custosv1alpha1.ManagedByLabel: custosv1alpha1.ManagedByValue}},
+		Spec: corev1.PodSpec{ServiceAccountName: "agent-invoice", Containers: []corev1.Container{{Name: "agent", Image: fixtures.Image}}},
+	})
+	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{Audiences: []string{"custos-sts"}, ExpirationSeconds: ptr.To[int64](600),
+		BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}}}
+	if err := c.SubResource("token").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "agent-invoice", Namespace: ns}}, tr); err != nil {
+		t.Fatal(err)
+	}
+
+	// custos-sts, with a serving certificate for 127.0.0.1.
+	certDir := filepath.Join(dir, "tls")
+	stsCert := selfSigned(t, certDir)
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	o := options{listen: "127.0.0.1:0", certDir: certDir, namespace: system, issuerBase: "https://custos-sts.test",
+		audience: "custos-sts", trustDomain: "cluster.local", tokenTTL: sts.DefaultTTL, rotateEvery: cluster.DefaultRotateEvery,
+		issuersCA: idpCA, probeAddr: "0", metricsAddr: "0", audit: audit.Config{Sink: audit.SinkFile, Dir: filepath.Join(dir, "audit")}}
+	go func() { done <- run(ctx, o, cp.Config, ctrl.Log.WithName("test"), ready) }()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("custos-sts stopped: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("custos-sts did not serve within a minute")
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(stsCert)
+	https := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	base := "https://" + addr + "/tenants/" + tenant
+
+	var md sts.Metadata
+	getJSON(t, https, base+"/.well-known/oauth-authorization-server", &md)
+	if md.Issuer != "https://custos-sts.test/tenants/"+tenant {
+		t.Errorf("metadata: %+v", md)
+	}
+	var jwks jose.JSONWebKeySet
+	getJSON(t, https, base+"/jwks", &jwks)
+
+	person := signPerson(t, idpKey, idp.URL, "alice")
+	form := url.Values{"grant_type": {sts.GrantTypeTokenExchange}, "subject_token": {person}, "subject_token_type": {sts.TokenTypeAccessToken},
+		"actor_token": {tr.Status.Token}, "actor_token_type": {sts.TokenTypeJWT}, "resource": {cluster.ToolsetResource(ns, "ledger")}}
+	resp, err := https.PostForm(base+"/token", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var tok sts.TokenResponse
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &tok) != nil {
+		t.Fatalf("exchange: %d %s", resp.StatusCode, body)
+	}
+	// The token verifies with the served JWKS alone.
+	jws, err := jose.ParseSigned(tok.AccessToken, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := jwks.Key(jws.Signatures[0].Header.KeyID)
+	if len(keys) != 1 {
+		t.Fatalf("kid %q is not in the served JWKS", jws.Signatures[0].Header.KeyID)
+	}
+	if _, err := jws.Verify(keys[0].Key); err != nil {
+		t.Errorf("the token does not verify with the served key: %v", err)
+	}
+	// The keys are in the key Secret, for the other replicas.
+	if err := c.Get(ctx, client.ObjectKey{Namespace: system, Name: cluster.SecretName(tenant)}, &corev1.Secret{}); err != nil {
+		t.Errorf("the tenant's key Secret: %v", err)
+	}
+	// carol is not someone the agent acts for: 400, invalid_request.
+	form.Set("subject_token", signPerson(t, idpKey, idp.URL, "carol"))
+	resp, err = https.PostForm(base+"/token", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("carol's exchange: %d %s, want 400", resp.StatusCode, body)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("custos-sts stopped with %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("custos-sts did not stop")
+	}
+	// Both decisions are on the audit trail.
+	var actions []string
+	report, err := audit.Verify(filepath.Join(dir, "audit"), audit.VerifyOptions{SkipSignatures: true, AllowOpenTail: true,
+		OnRecord: func(_ string, _ int, r *audit.Record) { actions = append(actions, r.Action) }})
+	if err != nil || !slices.Contains(actions, audit.ActionTokenExchanged) || !slices.Contains(actions, audit.ActionTokenRefused) {
+		t.Errorf("the audit trail: %+v %v, %v; want the exchange and the refusal", report, actions, err)
+	}
+}
+
+func getJSON(t *testing.T, c *http.Client, u string, into any) {
+	t.Helper()
+	resp, err := c.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d", u, resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(into); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func signPerson(t *testing.T, key *ecdsa.PrivateKey, iss, sub string) string {
+	t.Helper()
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: "k"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, _ := json.Marshal(map[string]any{"iss": iss, "sub": sub, "aud": "custos-sts", "exp": time.Now().Add(time.Hour).Unix(),
+		"iat": time.Now().Unix(), "scope": "ledger.read"})
+	jws, err := signer.Sign(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := jws.CompactSerialize()
+	return s
+}
+
+func selfSigned(t *testing.T, dir string) *x509.Certificate {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "custos-sts"},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writePEM(t, filepath.Join(dir, "tls.crt"), "CERTIFICATE", der)
+	kder, _ := x509.MarshalPKCS8PrivateKey(key)
+	writePEM(t, filepath.Join(dir, "tls.key"), "PRIVATE KEY", kder)
+	cert, _ := x509.ParseCertificate(der)
+	return cert
+}
+
+func writePEM(t *testing.T, path, typ string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
