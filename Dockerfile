@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
-# The Custos manager image: a static binary on a distroless base, running as
-# a non-root user, with no shell or package manager in the final image.
+# The Custos image: the manager and custos-sts (the chart runs the latter
+# with command /custos-sts), static binaries on a distroless base, running
+# as a non-root user, with no shell or package manager in the final image.
 
 FROM golang:1.26.8-bookworm AS build
 WORKDIR /src
@@ -14,9 +15,12 @@ COPY internal/ internal/
 ARG TARGETOS=linux
 ARG TARGETARCH=amd64
 RUN CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
-    go build -trimpath -ldflags="-s -w" -o /out/manager ./cmd/manager
+    go build -trimpath -ldflags="-s -w" -o /out/manager ./cmd/manager && \
+    CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
+    go build -trimpath -ldflags="-s -w" -o /out/custos-sts ./cmd/custos-sts
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/manager /manager
+COPY --from=build /out/custos-sts /custos-sts
 USER 65532:65532
 ENTRYPOINT ["/manager"]

@@ -19,6 +19,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,7 +56,8 @@ func init() {
 // replaced by another of the same name, or was decommissioned. A crash in
 // the middle of a decommission, or an Agent deleted while Custos was down
 // with its finalizer removed by hand, leaves such objects behind. The
-// sweeper never touches an object without Custos's labels.
+// sweeper never touches an object Custos did not make: one without
+// Custos's labels and its Agent's controller reference.
 type Sweeper struct {
 	// APIReader lists and reads around the cache: the sweeper must not
 	// judge an Agent gone because the cache has not seen it yet.
@@ -166,10 +168,16 @@ func (s *Sweeper) Sweep(ctx context.Context) error {
 	return nil
 }
 
-// zombie says why obj has no living Agent, or "" when it has one.
+// zombie says why obj has no living Agent, or "" when it has one or was
+// not made by Custos. Custos makes an agent's objects controlled by the
+// Agent (an owner reference with its UID); an object that merely carries
+// Custos's labels (a cluster admin's look-alike) is not Custos's to reap.
 func (s *Sweeper) zombie(ctx context.Context, obj client.Object) (string, error) {
-	l := obj.GetLabels()
-	name := l[custosv1alpha1.AgentLabel]
+	ref := metav1.GetControllerOf(obj)
+	if ref == nil || ref.Kind != "Agent" || !strings.HasPrefix(ref.APIVersion, custosv1alpha1.GroupVersion.Group+"/") {
+		return "", nil
+	}
+	name := ref.Name
 	agent := &custosv1alpha1.Agent{}
 	err := s.APIReader.Get(ctx, types.NamespacedName{Namespace: obj.GetNamespace(), Name: name}, agent)
 	switch {
@@ -177,8 +185,8 @@ func (s *Sweeper) zombie(ctx context.Context, obj client.Object) (string, error)
 		return fmt.Sprintf("its Agent %s no longer exists", name), nil
 	case err != nil:
 		return "", err
-	case string(agent.UID) != l[custosv1alpha1.AgentUIDLabel]:
-		return fmt.Sprintf("it was made for an earlier Agent %s (UID %s)", name, l[custosv1alpha1.AgentUIDLabel]), nil
+	case agent.UID != ref.UID:
+		return fmt.Sprintf("it was made for an earlier Agent %s (UID %s)", name, ref.UID), nil
 	case !agent.DeletionTimestamp.IsZero() || agent.Spec.Lifecycle.State == custosv1alpha1.LifecycleDecommissioned:
 		// The Agent reconciler is taking it apart in order (leases, then
 		// the workload, then its network, then its identity); reaping

@@ -27,6 +27,8 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
@@ -34,10 +36,11 @@ import (
 	"github.com/custos-dev/custos/test/fixtures"
 )
 
-// TestSweeperReapsZombies leaves objects behind as a crash would (labelled
+// TestSweeperReapsZombies leaves objects behind as a crash would (made
 // for an Agent that no longer exists, and for an earlier Agent of a living
-// one's name) next to look-alikes without Custos's labels: the zombies go,
-// with an Event and a metric each; the look-alikes stay.
+// one's name) next to look-alikes without Custos's labels, and others with
+// them but not made by Custos: the zombies go, with an Event and a metric
+// each; the look-alikes stay.
 func TestSweeperReapsZombies(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
@@ -66,6 +69,9 @@ func TestSweeperReapsZombies(t *testing.T) {
 	}
 	// Same labels but not Custos's: someone else's objects.
 	lookalike := map[string]string{custosv1alpha1.AgentLabel: "ghost", custosv1alpha1.TenantLabel: tenant}
+	// Custos's labels, but made by a cluster admin, not by Custos for an
+	// Agent (no controller reference): not Custos's to reap either.
+	squatter := ghost
 
 	before := map[string]float64{}
 	for _, kind := range []string{"Secret", "Deployment", "NetworkPolicy", "ServiceAccount"} {
@@ -73,7 +79,7 @@ func TestSweeperReapsZombies(t *testing.T) {
 	}
 
 	var zombies, keep []client.Object
-	for name, l := range map[string]map[string]string{"ghost": ghost, "lookalike": lookalike} {
+	for name, l := range map[string]map[string]string{"ghost": ghost, "lookalike": lookalike, "squatter": squatter} {
 		objs := []client.Object{
 			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name + "-lease", Namespace: ns, Labels: l}},
 			&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name + "-sa", Namespace: ns, Labels: l}},
@@ -81,6 +87,9 @@ func TestSweeperReapsZombies(t *testing.T) {
 			deployment(ns, name+"-deploy", l),
 		}
 		for _, o := range objs {
+			if name == "ghost" {
+				o.SetOwnerReferences([]metav1.OwnerReference{agentRef("ghost", ghost[custosv1alpha1.AgentUIDLabel])})
+			}
 			g.Expect(k8sClient.Create(ctx, o)).To(Succeed())
 		}
 		if name == "ghost" {
@@ -89,7 +98,8 @@ func TestSweeperReapsZombies(t *testing.T) {
 			keep = append(keep, objs...)
 		}
 	}
-	stale := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "phoenix-old-lease", Namespace: ns, Labels: earlierPhoenix}}
+	stale := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "phoenix-old-lease", Namespace: ns, Labels: earlierPhoenix,
+		OwnerReferences: []metav1.OwnerReference{agentRef("phoenix", earlierPhoenix[custosv1alpha1.AgentUIDLabel])}}}
 	g.Expect(k8sClient.Create(ctx, stale)).To(Succeed())
 	zombies = append(zombies, stale)
 
@@ -128,6 +138,13 @@ func TestSweeperReapsZombies(t *testing.T) {
 			g.Expect(r.Reason).To(HavePrefix("Reaped "))
 		}
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+}
+
+// agentRef is the controller reference Custos puts on what it makes for
+// the Agent name with uid.
+func agentRef(name, uid string) metav1.OwnerReference {
+	return metav1.OwnerReference{APIVersion: custosv1alpha1.GroupVersion.String(), Kind: "Agent", Name: name,
+		UID: types.UID(uid), Controller: ptr.To(true)}
 }
 
 func deployment(ns, name string, l map[string]string) *appsv1.Deployment {

@@ -101,3 +101,26 @@ kind: Issuer
 group: cert-manager.io
 {{- end }}
 {{- end }}
+
+{{/* custos-sts: its names and labels (component sts, apart from the manager's). */}}
+{{- define "custos.stsName" -}}{{ include "custos.fullname" . }}-sts{{- end }}
+{{- define "custos.stsSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "custos.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: sts
+{{- end }}
+{{- define "custos.stsLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "custos.stsSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: custos
+{{- end }}
+{{/* The Secret of custos-sts's serving certificate. */}}
+{{- define "custos.stsTLSSecretName" -}}
+{{- default (printf "%s-tls" (include "custos.stsName" .)) .Values.sts.tls.secretName }}
+{{- end }}
+{{/* The tenants' issuers' common prefix: the STS Service's in-cluster URL unless set. */}}
+{{- define "custos.stsIssuerBase" -}}
+{{- default (printf "https://%s.%s.svc" (include "custos.stsName" .) .Release.Namespace) .Values.sts.issuerBase }}
+{{- end }}
