@@ -16,6 +16,8 @@ limitations under the License.
 
 package v1alpha1
 
+import "k8s.io/apimachinery/pkg/types"
+
 // AgentDelegation says who may have an agent act for them (custos-sts).
 // A person delegates to the agent when their subject or one of their
 // groups is listed; after the first hop, the agent passing the person's
@@ -70,6 +72,15 @@ type AgentReference struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
 	Namespace string `json:"namespace,omitempty"`
+}
+
+// Key is the namespace and name of the referenced Agent, for a reference
+// made by an Agent in namespace: without a namespace, its own.
+func (r AgentReference) Key(namespace string) types.NamespacedName {
+	if r.Namespace != "" {
+		namespace = r.Namespace
+	}
+	return types.NamespacedName{Namespace: namespace, Name: r.Name}
 }
 
 // TrustedIssuer is an identity provider whose tokens name a tenant's

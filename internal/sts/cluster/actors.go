@@ -200,11 +200,8 @@ func (a *Actors) view(agent *custosv1alpha1.Agent) *sts.Agent {
 	if d := agent.Spec.Delegation; d != nil {
 		v.Delegation = sts.Delegation{People: d.People, Groups: d.Groups, MaxDepth: int(d.MaxDepth)}
 		for _, ref := range d.Agents {
-			ns := ref.Namespace
-			if ns == "" {
-				ns = agent.Namespace
-			}
-			v.Delegation.Agents = append(v.Delegation.Agents, identity.SPIFFEID(a.TrustDomain, ns, identity.ServiceAccountName(ref.Name)))
+			key := ref.Key(agent.Namespace)
+			v.Delegation.Agents = append(v.Delegation.Agents, identity.SPIFFEID(a.TrustDomain, key.Namespace, identity.ServiceAccountName(key.Name)))
 		}
 	}
 	return v

@@ -156,11 +156,7 @@ func (t *Targets) resolveAgent(ctx context.Context, actor *sts.Agent, key types.
 	takes := false
 	if d := callee.Spec.Delegation; d != nil {
 		for _, ref := range d.Agents {
-			ns := ref.Namespace
-			if ns == "" {
-				ns = callee.Namespace
-			}
-			takes = takes || (ns == actor.Namespace && ref.Name == actor.Name)
+			takes = takes || ref.Key(callee.Namespace) == types.NamespacedName{Namespace: actor.Namespace, Name: actor.Name}
 		}
 	}
 	if !takes {
