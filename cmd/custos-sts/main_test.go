@@ -30,7 +30,6 @@ import (
 	"math/big"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -39,14 +38,10 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -56,6 +51,7 @@ import (
 	"github.com/custos-dev/custos/internal/sts/cluster"
 	"github.com/custos-dev/custos/test/controlplane"
 	"github.com/custos-dev/custos/test/fixtures"
+	"github.com/custos-dev/custos/test/idptest"
 )
 
 // TestCustosSTS runs custos-sts as its main does, on loopback against a
@@ -78,18 +74,8 @@ func TestCustosSTS(t *testing.T) {
 	dir := t.TempDir()
 
 	// A person's identity provider on loopback, trusted by the tenant.
-	idpKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	mux := http.NewServeMux()
-	idp := httptest.NewTLSServer(mux)
-	defer idp.Close()
-	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
-		_ = json.NewEncoder(w).Encode(map[string]any{"issuer": idp.URL, "jwks_uri": idp.URL + "/keys", "authorization_endpoint": idp.URL + "/authorize"})
-	})
-	mux.HandleFunc("GET /keys", func(w http.ResponseWriter, _ *http.Request) {
-		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &idpKey.PublicKey, KeyID: "k", Algorithm: "ES256", Use: "sig"}}})
-	})
-	idpCA := filepath.Join(dir, "idp-ca.pem")
-	writePEM(t, idpCA, "CERTIFICATE", idp.Certificate().Raw)
+	idp := idptest.New(t)
+	idpCA := idp.CAFile(t, dir)
 
 	tenant := fixtures.UniqueTenant("acme")
 	ns := fixtures.CreateTenantNamespace(t, c, tenant)
@@ -98,26 +84,10 @@ func TestCustosSTS(t *testing.T) {
 		b.Spec.TrustedIssuers = []custosv1alpha1.TrustedIssuer{{Issuer: idp.URL, Audiences: []string{"custos-sts"}}}
 	}))
 	fixtures.Create(t, c, fixtures.Toolset(ns, "ledger", tenant))
-	agent := fixtures.Create(t, c, fixtures.Agent(ns, "invoice", tenant, fixtures.WithToolsets("ledger"), func(a *custosv1alpha1.Agent) {
-		a.Spec.Delegation = &custosv1alpha1.AgentDelegation{People: []string{"alice"}}
-	}))
-	agent.Status.Lifecycle = &custosv1alpha1.LifecycleStatus{Phase: custosv1alpha1.AgentPhaseActive}
-	meta.SetStatusCondition(&agent.Status.Conditions, metav1.Condition{Type: custosv1alpha1.ImageVerifiedCondition,
-		Status: metav1.ConditionTrue, Reason: custosv1alpha1.VerifiedReason, Message: "verified"})
-	if err := c.Status().Update(ctx, agent); err != nil {
-		t.Fatal(err)
-	}
-	fixtures.Create(t, c, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "agent-invoice", Namespace: ns}})
-	pod := fixtures.Create(t, c, &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "agent-invoice-0", Namespace: ns, Labels: map[string]string{
-			custosv1alpha1.AgentLabel: "invoice", custosv1alpha1.ManagedByLabel: custosv1alpha1.ManagedByValue}},
-		Spec: corev1.PodSpec{ServiceAccountName: "agent-invoice", Containers: []corev1.Container{{Name: "agent", Image: fixtures.Image}}},
-	})
-	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{Audiences: []string{"custos-sts"}, ExpirationSeconds: ptr.To[int64](600),
-		BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}}}
-	if err := c.SubResource("token").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "agent-invoice", Namespace: ns}}, tr); err != nil {
-		t.Fatal(err)
-	}
+	agent := fixtures.Agent(ns, "invoice", tenant, fixtures.WithToolsets("ledger"))
+	agent.Spec.Delegation = &custosv1alpha1.AgentDelegation{People: []string{"alice"}}
+	_, pod := fixtures.ActiveAgentPod(t, c, agent)
+	actorToken := fixtures.PodToken(t, c, pod, "custos-sts")
 
 	// custos-sts, with a serving certificate for 127.0.0.1.
 	certDir := filepath.Join(dir, "tls")
@@ -149,9 +119,9 @@ func TestCustosSTS(t *testing.T) {
 	var jwks jose.JSONWebKeySet
 	getJSON(t, https, base+"/jwks", &jwks)
 
-	person := signPerson(t, idpKey, idp.URL, "alice")
+	person := idp.Token(t, "alice", "custos-sts", time.Now().Add(time.Hour), map[string]any{"scp": nil, "scope": "ledger.read"})
 	form := url.Values{"grant_type": {sts.GrantTypeTokenExchange}, "subject_token": {person}, "subject_token_type": {sts.TokenTypeAccessToken},
-		"actor_token": {tr.Status.Token}, "actor_token_type": {sts.TokenTypeJWT}, "resource": {cluster.ToolsetResource(ns, "ledger")}}
+		"actor_token": {actorToken}, "actor_token_type": {sts.TokenTypeJWT}, "resource": {cluster.ToolsetResource(ns, "ledger")}}
 	resp, err := https.PostForm(base+"/token", form)
 	if err != nil {
 		t.Fatal(err)
@@ -179,7 +149,7 @@ func TestCustosSTS(t *testing.T) {
 		t.Errorf("the tenant's key Secret: %v", err)
 	}
 	// carol is not someone the agent acts for: 400, invalid_request.
-	form.Set("subject_token", signPerson(t, idpKey, idp.URL, "carol"))
+	form.Set("subject_token", idp.Token(t, "carol", "custos-sts", time.Now().Add(time.Hour), nil))
 	resp, err = https.PostForm(base+"/token", form)
 	if err != nil {
 		t.Fatal(err)
@@ -221,22 +191,6 @@ func getJSON(t *testing.T, c *http.Client, u string, into any) {
 	if err := json.NewDecoder(resp.Body).Decode(into); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func signPerson(t *testing.T, key *ecdsa.PrivateKey, iss, sub string) string {
-	t.Helper()
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: "k"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload, _ := json.Marshal(map[string]any{"iss": iss, "sub": sub, "aud": "custos-sts", "exp": time.Now().Add(time.Hour).Unix(),
-		"iat": time.Now().Unix(), "scope": "ledger.read"})
-	jws, err := signer.Sign(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, _ := jws.CompactSerialize()
-	return s
 }
 
 func selfSigned(t *testing.T, dir string) *x509.Certificate {

@@ -69,42 +69,20 @@ func run(m *testing.M) int {
 const audience = "custos-sts"
 
 // agentWithPod creates an Agent of tenant in ns, Active with its image
-// verified as the manager would record it, its ServiceAccount and a pod
-// running as it, and returns a token bound to that pod for audience.
+// verified, its ServiceAccount and a pod running as it, and returns a token
+// bound to that pod for the STS.
 func agentWithPod(t *testing.T, ns, tenant, name string, delegation *custosv1alpha1.AgentDelegation,
 	opts ...fixtures.AgentOption) (*custosv1alpha1.Agent, *corev1.Pod, string) {
 	t.Helper()
-	ctx := context.Background()
 	agent := fixtures.Agent(ns, name, tenant, opts...)
 	agent.Spec.Delegation = delegation
-	fixtures.Create(t, k8sClient, agent)
-	agent.Status.Lifecycle = &custosv1alpha1.LifecycleStatus{Phase: custosv1alpha1.AgentPhaseActive}
-	meta.SetStatusCondition(&agent.Status.Conditions, metav1.Condition{Type: custosv1alpha1.ImageVerifiedCondition,
-		Status: metav1.ConditionTrue, Reason: custosv1alpha1.VerifiedReason, Message: "verified"})
-	if err := k8sClient.Status().Update(ctx, agent); err != nil {
-		t.Fatal(err)
-	}
-	sa := fixtures.Create(t, k8sClient, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "agent-" + name, Namespace: ns}})
-	pod := fixtures.Create(t, k8sClient, &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "agent-" + name + "-0", Namespace: ns, Labels: map[string]string{
-			custosv1alpha1.AgentLabel: name, custosv1alpha1.ManagedByLabel: custosv1alpha1.ManagedByValue}},
-		Spec: corev1.PodSpec{ServiceAccountName: sa.Name, AutomountServiceAccountToken: ptr.To(false),
-			Containers: []corev1.Container{{Name: "agent", Image: fixtures.Image}}},
-	})
+	agent, pod := fixtures.ActiveAgentPod(t, k8sClient, agent)
 	return agent, pod, podToken(t, pod, audience)
 }
 
 func podToken(t *testing.T, pod *corev1.Pod, aud string) string {
 	t.Helper()
-	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
-		Audiences: []string{aud}, ExpirationSeconds: ptr.To[int64](600),
-		BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
-	}}
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: pod.Spec.ServiceAccountName, Namespace: pod.Namespace}}
-	if err := k8sClient.SubResource("token").Create(context.Background(), sa, tr); err != nil {
-		t.Fatal(err)
-	}
-	return tr.Status.Token
+	return fixtures.PodToken(t, k8sClient, pod, aud)
 }
 
 func newActors(clk *clocktesting.FakePassiveClock) *Actors {

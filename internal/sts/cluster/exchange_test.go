@@ -28,6 +28,7 @@ import (
 	"github.com/custos-dev/custos/internal/audit"
 	"github.com/custos-dev/custos/internal/sts"
 	"github.com/custos-dev/custos/test/fixtures"
+	"github.com/custos-dev/custos/test/idptest"
 )
 
 type events struct{ got []audit.Event }
@@ -41,7 +42,7 @@ func (e *events) Record(_ context.Context, ev audit.Event) { e.got = append(e.go
 func TestExchangeOnTheCluster(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now()
-	provider := newIDP(t)
+	provider := idptest.New(t)
 	tenant := fixtures.UniqueTenant("sts")
 	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
 	fixtures.Create(t, k8sClient, fixtures.DataBoundary(tenant, func(b *custosv1alpha1.DataBoundary) {
@@ -77,7 +78,7 @@ func TestExchangeOnTheCluster(t *testing.T) {
 			ActorToken: actor, ActorTokenType: sts.TokenTypeJWT, Resources: []string{target}, Scope: scope,
 			RequestedTokenType: sts.TokenTypeAccessToken})
 	}
-	person := provider.token(t, "alice", "custos-sts", now.Add(time.Hour)) // scp ledger.read ledger.write, groups finance-clerks
+	person := provider.Token(t, "alice", "custos-sts", now.Add(time.Hour), nil) // scp ledger.read ledger.write, groups finance-clerks
 
 	// alice → invoice → the ledger, read only.
 	resp, serr := exchange(person, invoiceToken, ToolsetResource(ns, "ledger"), "ledger.read")

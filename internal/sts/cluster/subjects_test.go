@@ -18,81 +18,25 @@ package cluster
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"encoding/json"
-	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/sts"
 	"github.com/custos-dev/custos/test/fixtures"
+	"github.com/custos-dev/custos/test/idptest"
 )
-
-// idp is an identity provider on loopback over TLS: OpenID discovery and
-// its keys, its tokens signed with a key of its own by go-jose directly,
-// as another product would, with a groups claim and a roles claim.
-type idp struct {
-	*httptest.Server
-	key *ecdsa.PrivateKey
-}
-
-func newIDP(t *testing.T) *idp {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &idp{key: key}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
-		_ = json.NewEncoder(w).Encode(map[string]any{"issuer": p.URL, "jwks_uri": p.URL + "/keys",
-			"authorization_endpoint": p.URL + "/authorize", "id_token_signing_alg_values_supported": []string{"ES256"}})
-	})
-	mux.HandleFunc("GET /keys", func(w http.ResponseWriter, _ *http.Request) {
-		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
-	})
-	p.Server = httptest.NewTLSServer(mux)
-	t.Cleanup(p.Close)
-	return p
-}
-
-// token is a person's access token from p.
-func (p *idp) token(t *testing.T, sub, aud string, exp time.Time) string {
-	t.Helper()
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: p.key, KeyID: "k1"}},
-		(&jose.SignerOptions{}).WithType("at+jwt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload, _ := json.Marshal(map[string]any{"iss": p.URL, "sub": sub, "aud": aud, "exp": exp.Unix(), "iat": exp.Add(-time.Hour).Unix(),
-		"scp": []string{"ledger.read", "ledger.write"}, "sid": "s-" + sub, "jti": "jti-" + sub,
-		"groups": []string{"finance-clerks", "staff"}, "roles": "approver"})
-	jws, err := signer.Sign(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := jws.CompactSerialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
 
 func TestVerifySubject(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now()
-	provider := newIDP(t)
-	stranger := newIDP(t)
+	provider := idptest.New(t)
+	stranger := idptest.New(t)
 	tenant := fixtures.UniqueTenant("sts")
 	boundary := fixtures.Create(t, k8sClient, fixtures.DataBoundary(tenant, func(b *custosv1alpha1.DataBoundary) {
 		b.Spec.TrustedIssuers = []custosv1alpha1.TrustedIssuer{{Issuer: provider.URL, Audiences: []string{"custos-sts", "custos"}}}
@@ -105,7 +49,7 @@ func TestVerifySubject(t *testing.T) {
 		Clock: clocktesting.NewFakePassiveClock(now), Context: ctx}
 	agentID := "spiffe://cluster.local/ns/finance/sa/agent-invoice"
 
-	got, err := subjects.VerifySubject(ctx, tenant, provider.token(t, "alice", "custos-sts", now.Add(time.Hour)), []string{agentID})
+	got, err := subjects.VerifySubject(ctx, tenant, provider.Token(t, "alice", "custos-sts", now.Add(time.Hour), nil), []string{agentID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +70,7 @@ func TestVerifySubject(t *testing.T) {
 	if err := k8sClient.Update(ctx, b); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := subjects.VerifySubject(ctx, tenant, provider.token(t, "alice", "custos", now.Add(time.Hour)), []string{agentID}); err != nil ||
+	if got, err := subjects.VerifySubject(ctx, tenant, provider.Token(t, "alice", "custos", now.Add(time.Hour), nil), []string{agentID}); err != nil ||
 		!slices.Equal(got.Groups, []string{"approver"}) {
 		t.Errorf("groups through claims.groups=roles: %+v, %v", got, err)
 	}
@@ -143,14 +87,14 @@ func TestVerifySubject(t *testing.T) {
 	for name, tc := range map[string]struct {
 		tenant, token, says string
 	}{
-		"an issuer the tenant does not trust": {tenant, stranger.token(t, "alice", "custos-sts", now.Add(time.Hour)), "none of those DataBoundary"},
-		"a person's token for another client": {tenant, provider.token(t, "alice", "grafana", now.Add(time.Hour)), "none of the audiences"},
-		"an expired person's token":           {tenant, provider.token(t, "alice", "custos-sts", now.Add(-time.Minute)), "expired"},
+		"an issuer the tenant does not trust": {tenant, stranger.Token(t, "alice", "custos-sts", now.Add(time.Hour), nil), "none of those DataBoundary"},
+		"a person's token for another client": {tenant, provider.Token(t, "alice", "grafana", now.Add(time.Hour), nil), "none of the audiences"},
+		"an expired person's token":           {tenant, provider.Token(t, "alice", "custos-sts", now.Add(-time.Minute), nil), "expired"},
 		"the tenant's own token for another agent": {tenant, func() string {
 			tok, _ := own.Mint(sts.Claims{Subject: "alice", Audience: "spiffe://cluster.local/ns/finance/sa/agent-other", Expiry: now.Add(time.Minute).Unix()})
 			return tok
 		}(), "WrongAudience"},
-		"a tenant with no DataBoundary": {"nobody-" + tenant, provider.token(t, "alice", "custos-sts", now.Add(time.Hour)), "no DataBoundary"},
+		"a tenant with no DataBoundary": {"nobody-" + tenant, provider.Token(t, "alice", "custos-sts", now.Add(time.Hour), nil), "no DataBoundary"},
 		"not a JWT":                     {tenant, "opaque-token", "not a JWT"},
 	} {
 		t.Run(name, func(t *testing.T) {
