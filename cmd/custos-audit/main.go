@@ -28,7 +28,6 @@ limitations under the License.
 package main
 
 import (
-	"crypto"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -84,40 +83,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return exitUsage
 }
 
-// verifyFlags are the flags verify and prove share.
-type verifyFlags struct {
-	key                                   string
-	noSignatures, allowOpen, allowPartial bool
-}
-
-func (v *verifyFlags) add(fs *flag.FlagSet) {
-	fs.StringVar(&v.key, "key", "", "The public key (PEM) that signs the checkpoints: custos-audit keygen's audit-public.pem.")
-	fs.BoolVar(&v.noSignatures, "no-signatures", false, "Check everything but the checkpoint signatures (no --key).")
-	fs.BoolVar(&v.allowOpen, "allow-open", false, "Accept a log that does not end with a final checkpoint (a manager still writing it).")
-	fs.BoolVar(&v.allowPartial, "allow-partial", false, "Accept a log that does not start at seq 0 (a file cut from a longer log).")
-}
-
-func (v *verifyFlags) options() (audit.VerifyOptions, error) {
-	opts := audit.VerifyOptions{SkipSignatures: v.noSignatures, AllowOpenTail: v.allowOpen, AllowPartial: v.allowPartial}
-	switch {
-	case v.key == "" && !v.noSignatures:
-		return opts, errors.New("--key is required (or --no-signatures to skip the checkpoint signatures)")
-	case v.key != "" && v.noSignatures:
-		return opts, errors.New("--key and --no-signatures exclude each other")
-	case v.key != "":
-		data, err := os.ReadFile(v.key)
-		if err != nil {
-			return opts, err
-		}
-		var pub crypto.PublicKey
-		if pub, err = audit.ParsePublicKeyPEM(data); err != nil {
-			return opts, fmt.Errorf("%s: %v", v.key, err)
-		}
-		opts.Key = pub
-	}
-	return opts, nil
-}
-
 // parse parses flags that may come before or after the one path.
 func parse(fs *flag.FlagSet, args []string, stderr io.Writer) (string, bool) {
 	fs.SetOutput(stderr)
@@ -141,14 +106,14 @@ func parse(fs *flag.FlagSet, args []string, stderr io.Writer) (string, bool) {
 
 func verify(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
-	var vf verifyFlags
-	vf.add(fs)
+	var vf audit.VerifyFlags
+	vf.AddFlags(fs)
 	quiet := fs.Bool("quiet", false, "Print nothing when the log verifies.")
 	path, ok := parse(fs, args, stderr)
 	if !ok {
 		return exitUsage
 	}
-	opts, err := vf.options()
+	opts, err := vf.Options()
 	if err != nil {
 		fmt.Fprintf(stderr, "custos-audit verify: %v\n", err)
 		return exitUsage
@@ -193,8 +158,8 @@ func summary(rep *audit.Report, opts audit.VerifyOptions) string {
 
 func prove(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("prove", flag.ContinueOnError)
-	var vf verifyFlags
-	vf.add(fs)
+	var vf audit.VerifyFlags
+	vf.AddFlags(fs)
 	seqFlag := fs.String("seq", "", "The seq of the record to prove.")
 	path, ok := parse(fs, args, stderr)
 	if !ok {
@@ -205,7 +170,7 @@ func prove(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "custos-audit prove: --seq %q is not a record number\n", *seqFlag)
 		return exitUsage
 	}
-	opts, err := vf.options()
+	opts, err := vf.Options()
 	if err != nil {
 		fmt.Fprintf(stderr, "custos-audit prove: %v\n", err)
 		return exitUsage

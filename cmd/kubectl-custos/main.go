@@ -1,0 +1,126 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Command kubectl-custos is the kubectl plugin of Custos (kubectl custos
+// ...), on PATH as kubectl-custos.
+//
+//	kubectl custos trace --key PUBLIC.pem AUDIT JTI
+//	kubectl custos trace --no-signatures [--allow-open] AUDIT JTI
+//
+// trace verifies the audit trail AUDIT (a segment store directory, or a
+// JSON-lines file of records: custos-sts's standard output) and draws the
+// delegation tree through the token JTI from custos-sts's decisions: the
+// exchanges from the person's token down to it, and everything exchanged
+// or refused from it since. A trail that does not verify is not traced.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/custos-dev/custos/internal/audit"
+	"github.com/custos-dev/custos/internal/sts"
+)
+
+// Exit codes, as custos-audit's.
+const (
+	exitOK      = 0
+	exitFailed  = 1 // the trail did not verify, or holds nothing of the token
+	exitUsage   = 2
+	exitTrouble = 3 // the trail could not be read
+)
+
+const usage = `usage:
+  kubectl custos trace --key PUBLIC.pem [--allow-open] [--allow-partial] AUDIT JTI
+  kubectl custos trace --no-signatures [--allow-open] [--allow-partial] AUDIT JTI
+
+AUDIT is an audit segment store (--audit-dir) or a JSON-lines file of
+records (custos-sts's standard output with --audit-sink=stdout); JTI is a
+token's jti, or a person's token's jti as their identity provider set it.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "trace":
+		return trace(args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "kubectl custos: unknown command %q\n%s", args[0], usage)
+	return exitUsage
+}
+
+func trace(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("trace", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var vf audit.VerifyFlags
+	vf.AddFlags(fs)
+	// Flags may come before or after the two arguments.
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return exitUsage
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if len(pos) != 2 {
+		fmt.Fprintf(stderr, "kubectl custos trace: want AUDIT and JTI, got %d arguments\n%s", len(pos), usage)
+		return exitUsage
+	}
+	opts, err := vf.Options()
+	if err != nil {
+		fmt.Fprintf(stderr, "kubectl custos trace: %v\n", err)
+		return exitUsage
+	}
+	var records []audit.Record
+	opts.OnRecord = func(_ string, _ int, r *audit.Record) {
+		if r.Action == audit.ActionTokenExchanged || r.Action == audit.ActionTokenRefused {
+			records = append(records, *r)
+		}
+	}
+	if _, err := audit.Verify(pos[0], opts); err != nil {
+		var ve *audit.VerifyError
+		if errors.As(err, &ve) {
+			fmt.Fprintf(stderr, "kubectl custos trace: the audit trail does not verify, so it is not traced: %v\n", ve)
+			return exitFailed
+		}
+		fmt.Fprintf(stderr, "kubectl custos trace: %v\n", err)
+		return exitTrouble
+	}
+	tree, err := sts.Trace(sts.HopsFrom(records), pos[1])
+	if err != nil {
+		fmt.Fprintf(stderr, "kubectl custos trace: %v\n", err)
+		return exitFailed
+	}
+	fmt.Fprint(stdout, tree)
+	return exitOK
+}
