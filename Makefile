@@ -95,6 +95,11 @@ bench-memory: build controlplane ## Measure the manager's RSS with 10,000 unrela
 	$(GO) build -o bin/custos-bench ./hack/bench
 	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE))" bin/custos-bench -mode memory $(BENCH_ARGS)
 
+.PHONY: bench-sts
+bench-sts: controlplane ## Time custos-sts token exchanges (TokenReview cache warm and cold) against a floor endpoint, at 1, 10 and 50 clients (BENCH_ARGS=...).
+	$(GO) build -o bin/custos-bench ./hack/bench
+	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE))" bin/custos-bench -mode sts $(BENCH_ARGS)
+
 .PHONY: bench-image
 bench-image: ## Time image verification cold against cached, with registry round trips per verification.
 	$(GO) test ./internal/imageverify -run '^$$' -bench BenchmarkVerify -benchtime 2s

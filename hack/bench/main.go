@@ -109,8 +109,8 @@ func main() {
 	flag.IntVar(&c.burst, "burst", 100, "Client burst, of the manager (--kube-api-burst) and of the baseline.")
 	flag.DurationVar(&c.timeout, "timeout", 30*time.Minute, "Give up when the whole bench has not finished within this time.")
 	flag.StringVar(&c.pprof, "pprof", "", "Serve the manager's Go profiles on this loopback address (e.g. 127.0.0.1:8082), to see where a figure's time goes: go tool pprof http://ADDR/debug/pprof/profile?seconds=20.")
-	flag.StringVar(&c.mode, "mode", "onboarding", "onboarding: time Custos onboarding agents against a plain apply loop; admission: time agent pod and Agent creates with and without Custos's admission webhooks; audit: time the audit segment store against a plain file, and verification (its flags after --); lease: time kubernetesToken lease issuance against a raw TokenRequest; memory: the manager's RSS with -objects unrelated Secrets and as many ConfigMaps in the cluster against without them.")
-	flag.StringVar(&c.levels, "levels", "1:500,10:1000,50:2000", "Admission mode: concurrent clients:creates for each level; each level makes that many creates of each object on each side (Custos's webhooks, no-op webhooks, none), taking turns.")
+	flag.StringVar(&c.mode, "mode", "onboarding", "onboarding: time Custos onboarding agents against a plain apply loop; admission: time agent pod and Agent creates with and without Custos's admission webhooks; audit: time the audit segment store against a plain file, and verification (its flags after --); lease: time kubernetesToken lease issuance against a raw TokenRequest; memory: the manager's RSS with -objects unrelated Secrets and as many ConfigMaps in the cluster against without them; sts: token exchange latency of custos-sts against a floor, at -levels.")
+	flag.StringVar(&c.levels, "levels", "1:500,10:1000,50:2000", "Admission and sts modes: concurrent clients:requests for each level; each level makes that many creates of each object on each side (Custos's webhooks, no-op webhooks, none), taking turns.")
 	flag.StringVar(&c.objects, "objects", "pods,agents", "Admission mode: what to create, in this order: pods (an agent's pods, through Custos's pod guard), agents (Agents, through Custos's Agent webhook). Memory mode: how many unrelated Secrets, and as many ConfigMaps, to create (10000 when not given; -agents is then 20 when not given).")
 	flag.Float64Var(&c.clientQPS, "client-qps", 5000, "Admission mode: requests per second of the timed clients.")
 	flag.IntVar(&c.clientBurst, "client-burst", 5000, "Admission mode: burst of the timed clients.")
@@ -139,9 +139,11 @@ func main() {
 		err = runLease(ctx, c)
 	case "memory":
 		err = runMemory(ctx, c)
+	case "sts":
+		err = runSTS(ctx, c)
 	default:
 		stop()
-		fmt.Fprintf(os.Stderr, "custos bench: -mode %q is none of onboarding, admission, audit, lease and memory\n", c.mode)
+		fmt.Fprintf(os.Stderr, "custos bench: -mode %q is none of onboarding, admission, audit, lease, memory and sts\n", c.mode)
 		os.Exit(2)
 	}
 	if err != nil && ctx.Err() != nil {
