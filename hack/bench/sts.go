@@ -291,7 +291,7 @@ func floorHandler(idpKey *ecdsa.PublicKey, idpURL string, issuer *sts.Issuer) ht
 		}
 		var c struct {
 			Iss, Sub, Aud, Sid, Jti, Scope string
-			Exp                           int64
+			Exp                            int64
 		}
 		if err := json.Unmarshal(payload, &c); err != nil || c.Iss != idpURL || c.Aud != "custos-sts" || time.Now().Unix() >= c.Exp {
 			http.Error(w, "subject token refused", http.StatusBadRequest)
