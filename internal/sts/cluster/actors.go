@@ -98,7 +98,7 @@ func (a *Actors) ResolveActor(ctx context.Context, tenant, token string) (*sts.A
 	}
 	pod := &metav1.PartialObjectMetadata{}
 	pod.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Pod"))
-	if err := a.Reader.Get(ctx, who.pod, pod); apierrors.IsNotFound(err) || (err == nil && pod.UID != who.podUID) {
+	if err := a.Reader.Get(ctx, who.pod, pod, client.UnsafeDisableDeepCopy); apierrors.IsNotFound(err) || (err == nil && pod.UID != who.podUID) {
 		return nil, fmt.Errorf("the pod it is bound to, %s, is gone", who.pod)
 	} else if err != nil {
 		return nil, fmt.Errorf("reading pod %s: %w", who.pod, err)
@@ -170,10 +170,11 @@ func (a *Actors) review(ctx context.Context, token string) (review, error) {
 	return r, nil
 }
 
-// getAgent reads an Agent.
+// getAgent reads an Agent. What the STS reads it never changes, so reads
+// from the cache share its objects instead of copying them.
 func getAgent(ctx context.Context, r client.Reader, key types.NamespacedName) (*custosv1alpha1.Agent, error) {
 	agent := &custosv1alpha1.Agent{}
-	if err := r.Get(ctx, key, agent); err != nil {
+	if err := r.Get(ctx, key, agent, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}
 	return agent, nil

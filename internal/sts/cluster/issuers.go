@@ -68,7 +68,7 @@ func (t *TenantIssuers) Issuer(tenant string) (*sts.Issuer, bool) {
 // keys it had; the errors are returned together.
 func (t *TenantIssuers) Sync(ctx context.Context) error {
 	var boundaries custosv1alpha1.DataBoundaryList
-	if err := t.Reader.List(ctx, &boundaries); err != nil {
+	if err := t.Reader.List(ctx, &boundaries, client.UnsafeDisableDeepCopy); err != nil {
 		return fmt.Errorf("listing DataBoundaries: %w", err)
 	}
 	want := map[string]bool{}

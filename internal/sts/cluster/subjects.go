@@ -107,7 +107,7 @@ func (s *Subjects) VerifySubject(ctx context.Context, tenant, token string, audi
 // DataBoundary.
 func (s *Subjects) trustedIssuer(ctx context.Context, tenant, iss string) (custosv1alpha1.TrustedIssuer, string, error) {
 	var boundaries custosv1alpha1.DataBoundaryList
-	if err := s.Reader.List(ctx, &boundaries); err != nil {
+	if err := s.Reader.List(ctx, &boundaries, client.UnsafeDisableDeepCopy); err != nil {
 		return custosv1alpha1.TrustedIssuer{}, "", fmt.Errorf("reading DataBoundaries: %w", err)
 	}
 	for _, b := range boundaries.Items {

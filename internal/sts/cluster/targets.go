@@ -70,7 +70,7 @@ func toolsets(ctx context.Context, r client.Reader, agent *custosv1alpha1.Agent)
 	var out []custosv1alpha1.Toolset
 	for _, ref := range agent.Spec.ToolsetRefs {
 		ts := custosv1alpha1.Toolset{}
-		err := r.Get(ctx, ref.Key(agent.Namespace), &ts)
+		err := r.Get(ctx, ref.Key(agent.Namespace), &ts, client.UnsafeDisableDeepCopy)
 		if client.IgnoreNotFound(err) != nil {
 			return nil, fmt.Errorf("reading Toolset %s: %w", ref.Key(agent.Namespace), err)
 		}
@@ -106,8 +106,8 @@ var _ sts.TargetResolver = (*Targets)(nil)
 
 // ResolveTarget finds target among what actor may call.
 func (t *Targets) ResolveTarget(ctx context.Context, actor *sts.Agent, target string) (*sts.Target, error) {
-	agent := &custosv1alpha1.Agent{}
-	if err := t.Reader.Get(ctx, types.NamespacedName{Namespace: actor.Namespace, Name: actor.Name}, agent); err != nil {
+	agent, err := getAgent(ctx, t.Reader, types.NamespacedName{Namespace: actor.Namespace, Name: actor.Name})
+	if err != nil {
 		return nil, fmt.Errorf("reading Agent %s/%s: %w", actor.Namespace, actor.Name, err)
 	}
 	sets, err := toolsets(ctx, t.Reader, agent)
@@ -144,8 +144,8 @@ func (t *Targets) agentOf(id string) (types.NamespacedName, bool) {
 // resolveAgent: another agent of the tenant, whose delegation takes calls
 // from actor; the token is for it, and within its Toolsets' scopes.
 func (t *Targets) resolveAgent(ctx context.Context, actor *sts.Agent, key types.NamespacedName, target string) (*sts.Target, error) {
-	callee := &custosv1alpha1.Agent{}
-	if err := t.Reader.Get(ctx, key, callee); apierrors.IsNotFound(err) {
+	callee, err := getAgent(ctx, t.Reader, key)
+	if apierrors.IsNotFound(err) {
 		return nil, fmt.Errorf("no agent %s", key)
 	} else if err != nil {
 		return nil, fmt.Errorf("reading agent %s: %w", key, err)
