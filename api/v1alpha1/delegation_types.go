@@ -110,7 +110,8 @@ type TrustedIssuer struct {
 	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() == 'https'",message="must be an https URL"
 	JWKSURL string `json:"jwksURL,omitempty"`
 
-	// claims say which claims carry a person's groups and data region.
+	// claims say which claims carry a person's groups, tenant and data
+	// region.
 	// +optional
 	// +kubebuilder:default={groups: groups}
 	Claims IssuerClaims `json:"claims,omitzero"`
@@ -123,6 +124,15 @@ type IssuerClaims struct {
 	// +kubebuilder:default=groups
 	// +kubebuilder:validation:MaxLength=128
 	Groups string `json:"groups,omitempty"`
+
+	// tenant is the claim naming the tenant a person belongs to, for an
+	// identity provider several tenants share: a person's token is taken
+	// only when it names this DataBoundary's tenant there (the claim a
+	// string, or a list holding it). Empty: every person the provider
+	// vouches for with one of the audiences is the tenant's.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	Tenant string `json:"tenant,omitempty"`
 
 	// dataRegion is the claim naming the region the person's data may be
 	// processed in; none when empty.

@@ -95,6 +95,10 @@ func (s *Subjects) VerifySubject(ctx context.Context, tenant, token string, audi
 	if err := idt.Claims(&raw); err != nil {
 		return nil, err
 	}
+	if claim := trusted.Claims.Tenant; claim != "" && !slices.Contains(listClaim(raw, claim), tenant) {
+		return nil, fmt.Errorf("a token of %s for a person of another tenant: its %s claim does not name %q (DataBoundary %s, spec.trustedIssuers claims.tenant)",
+			iss, claim, tenant, boundary)
+	}
 	c := &sts.Claims{
 		Issuer: iss, Subject: idt.Subject, Expiry: idt.Expiry.Unix(), IssuedAt: idt.IssuedAt.Unix(),
 		ID: stringClaim(raw, "jti"), Session: stringClaim(raw, "sid"), Scope: scopeClaim(raw),

@@ -75,6 +75,35 @@ func TestVerifySubject(t *testing.T) {
 		t.Errorf("groups through claims.groups=roles: %+v, %v", got, err)
 	}
 
+	// An identity provider shared by tenants: claims.tenant names the
+	// claim that says whose person it is.
+	b = &custosv1alpha1.DataBoundary{}
+	if err := k8sClient.Get(ctx, client.ObjectKey{Name: boundary.Name}, b); err != nil {
+		t.Fatal(err)
+	}
+	b.Spec.TrustedIssuers[0].Claims.Tenant = "org"
+	if err := k8sClient.Update(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		org  any
+		want bool
+	}{
+		"this tenant":              {tenant, true},
+		"this tenant among others": {[]string{"globex", tenant}, true},
+		"another tenant":           {"globex", false},
+		"no tenant claim":          {nil, false},
+	} {
+		tok := provider.Token(t, "alice", "custos-sts", now.Add(time.Hour), map[string]any{"org": tc.org})
+		_, err := subjects.VerifySubject(ctx, tenant, tok, []string{agentID})
+		if (err == nil) != tc.want {
+			t.Errorf("%s: %v, want accepted %v", name, err, tc.want)
+		}
+		if err != nil && !strings.Contains(err.Error(), "another tenant") {
+			t.Errorf("%s: refused for another reason: %v", name, err)
+		}
+	}
+
 	hop, err := own.Mint(sts.Claims{Subject: "alice", Audience: agentID, Expiry: now.Add(time.Minute).Unix(),
 		Act: &sts.Actor{Subject: "spiffe://cluster.local/ns/finance/sa/agent-intake"}})
 	if err != nil {
