@@ -26,6 +26,8 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -54,62 +56,141 @@ import (
 	"github.com/custos-dev/custos/test/idptest"
 )
 
+// env is the API server the package's tests share, started by TestMain.
+var env struct {
+	cp     *controlplane.ControlPlane
+	c      client.Client
+	scheme *runtime.Scheme
+}
+
+func TestMain(m *testing.M) {
+	env.scheme = runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(env.scheme))
+	utilruntime.Must(custosv1alpha1.AddToScheme(env.scheme))
+	cp, err := controlplane.Start(context.Background(), controlplane.Options{RepoRoot: "../..", Scheme: env.scheme})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	env.cp = cp
+	if env.c, err = client.New(cp.Config, client.Options{Scheme: env.scheme}); err != nil {
+		_ = cp.Stop()
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = cp.Stop()
+	os.Exit(code)
+}
+
+// world is a tenant whose DataBoundary trusts a person's identity provider
+// on loopback, an Active agent invoice (which acts for alice, with Toolset
+// ledger) and its pod's token, and custos-sts's TLS certificate, namespace
+// and audit directory.
+type world struct {
+	t          *testing.T
+	idp        *idptest.IdP
+	idpCA      string
+	tenant     string
+	ns, system string
+	actorToken string
+	certDir    string
+	auditDir   string
+	https      *http.Client
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	c := env.c
+	dir := t.TempDir()
+	w := &world{t: t, idp: idptest.New(t), tenant: fixtures.UniqueTenant("acme"), auditDir: filepath.Join(dir, "audit")}
+	w.idpCA = w.idp.CAFile(t, dir)
+	w.ns = fixtures.CreateTenantNamespace(t, c, w.tenant)
+	w.system = fixtures.CreateTenantNamespace(t, c, fixtures.UniqueTenant("custos-system"))
+	fixtures.Create(t, c, fixtures.DataBoundary(w.tenant, func(b *custosv1alpha1.DataBoundary) {
+		b.Spec.TrustedIssuers = []custosv1alpha1.TrustedIssuer{{Issuer: w.idp.URL, Audiences: []string{"custos-sts"}}}
+	}))
+	fixtures.Create(t, c, fixtures.Toolset(w.ns, "ledger", w.tenant))
+	agent := fixtures.Agent(w.ns, "invoice", w.tenant, fixtures.WithToolsets("ledger"))
+	agent.Spec.Delegation = &custosv1alpha1.AgentDelegation{People: []string{"alice"}}
+	_, pod := fixtures.ActiveAgentPod(t, c, agent)
+	w.actorToken = fixtures.PodToken(t, c, pod, "custos-sts")
+	w.certDir = filepath.Join(dir, "tls")
+	roots := x509.NewCertPool()
+	roots.AddCert(selfSigned(t, w.certDir))
+	w.https = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	return w
+}
+
+// replica is one custos-sts run as its main does; stop ends it as SIGTERM
+// would and returns what run returned.
+type replica struct {
+	addr string
+	// base is the tenant's issuer as this replica serves it.
+	base string
+	stop func() error
+}
+
+// start runs a custos-sts replica on loopback; auditDir, when not empty,
+// replaces the world's (each replica keeps its own trail).
+func (w *world) start(auditDir string) *replica {
+	w.t.Helper()
+	if auditDir == "" {
+		auditDir = w.auditDir
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	o := options{listen: "127.0.0.1:0", certDir: w.certDir, namespace: w.system, issuerBase: "https://custos-sts.test",
+		audience: "custos-sts", trustDomain: "cluster.local", tokenTTL: sts.DefaultTTL, rotateEvery: cluster.DefaultRotateEvery,
+		issuersCA: w.idpCA, probeAddr: "0", metricsAddr: "0", audit: audit.Config{Sink: audit.SinkFile, Dir: auditDir}}
+	go func() { done <- run(ctx, o, env.cp.Config, ctrl.Log.WithName("test"), ready) }()
+	r := &replica{}
+	select {
+	case r.addr = <-ready:
+	case err := <-done:
+		cancel()
+		w.t.Fatalf("custos-sts stopped: %v", err)
+	case <-time.After(60 * time.Second):
+		cancel()
+		w.t.Fatal("custos-sts did not serve within a minute")
+	}
+	r.base = "https://" + r.addr + "/tenants/" + w.tenant
+	var stopped bool
+	var stopErr error
+	r.stop = func() error {
+		if stopped {
+			return stopErr
+		}
+		stopped = true
+		cancel()
+		select {
+		case stopErr = <-done:
+		case <-time.After(30 * time.Second):
+			stopErr = errors.New("custos-sts did not stop within 30 s")
+		}
+		return stopErr
+	}
+	w.t.Cleanup(func() { _ = r.stop() })
+	return r
+}
+
+// exchangeForm is alice's token, scope ledger.read, exchanged for agent
+// invoice for Toolset ledger.
+func (w *world) exchangeForm(sub string) url.Values {
+	person := w.idp.Token(w.t, sub, "custos-sts", time.Now().Add(time.Hour), map[string]any{"scp": nil, "scope": "ledger.read"})
+	return url.Values{"grant_type": {sts.GrantTypeTokenExchange}, "subject_token": {person}, "subject_token_type": {sts.TokenTypeAccessToken},
+		"actor_token": {w.actorToken}, "actor_token_type": {sts.TokenTypeJWT}, "resource": {cluster.ToolsetResource(w.ns, "ledger")}}
+}
+
 // TestCustosSTS runs custos-sts as its main does, on loopback against a
 // real API server, and exchanges a person's token for an agent over HTTPS.
 func TestCustosSTS(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	scheme := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(custosv1alpha1.AddToScheme(scheme))
-	cp, err := controlplane.Start(ctx, controlplane.Options{RepoRoot: "../..", Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cp.Stop() }()
-	c, err := client.New(cp.Config, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-
-	// A person's identity provider on loopback, trusted by the tenant.
-	idp := idptest.New(t)
-	idpCA := idp.CAFile(t, dir)
-
-	tenant := fixtures.UniqueTenant("acme")
-	ns := fixtures.CreateTenantNamespace(t, c, tenant)
-	system := fixtures.CreateTenantNamespace(t, c, fixtures.UniqueTenant("custos-system"))
-	fixtures.Create(t, c, fixtures.DataBoundary(tenant, func(b *custosv1alpha1.DataBoundary) {
-		b.Spec.TrustedIssuers = []custosv1alpha1.TrustedIssuer{{Issuer: idp.URL, Audiences: []string{"custos-sts"}}}
-	}))
-	fixtures.Create(t, c, fixtures.Toolset(ns, "ledger", tenant))
-	agent := fixtures.Agent(ns, "invoice", tenant, fixtures.WithToolsets("ledger"))
-	agent.Spec.Delegation = &custosv1alpha1.AgentDelegation{People: []string{"alice"}}
-	_, pod := fixtures.ActiveAgentPod(t, c, agent)
-	actorToken := fixtures.PodToken(t, c, pod, "custos-sts")
-
-	// custos-sts, with a serving certificate for 127.0.0.1.
-	certDir := filepath.Join(dir, "tls")
-	stsCert := selfSigned(t, certDir)
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	o := options{listen: "127.0.0.1:0", certDir: certDir, namespace: system, issuerBase: "https://custos-sts.test",
-		audience: "custos-sts", trustDomain: "cluster.local", tokenTTL: sts.DefaultTTL, rotateEvery: cluster.DefaultRotateEvery,
-		issuersCA: idpCA, probeAddr: "0", metricsAddr: "0", audit: audit.Config{Sink: audit.SinkFile, Dir: filepath.Join(dir, "audit")}}
-	go func() { done <- run(ctx, o, cp.Config, ctrl.Log.WithName("test"), ready) }()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		t.Fatalf("custos-sts stopped: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("custos-sts did not serve within a minute")
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(stsCert)
-	https := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
-	base := "https://" + addr + "/tenants/" + tenant
+	ctx := context.Background()
+	c := env.c
+	w := newWorld(t)
+	r := w.start("")
+	https, base, tenant, system := w.https, r.base, w.tenant, w.system
 
 	var md sts.Metadata
 	getJSON(t, https, base+"/.well-known/oauth-authorization-server", &md)
@@ -119,9 +200,7 @@ func TestCustosSTS(t *testing.T) {
 	var jwks jose.JSONWebKeySet
 	getJSON(t, https, base+"/jwks", &jwks)
 
-	person := idp.Token(t, "alice", "custos-sts", time.Now().Add(time.Hour), map[string]any{"scp": nil, "scope": "ledger.read"})
-	form := url.Values{"grant_type": {sts.GrantTypeTokenExchange}, "subject_token": {person}, "subject_token_type": {sts.TokenTypeAccessToken},
-		"actor_token": {actorToken}, "actor_token_type": {sts.TokenTypeJWT}, "resource": {cluster.ToolsetResource(ns, "ledger")}}
+	form := w.exchangeForm("alice")
 	resp, err := https.PostForm(base+"/token", form)
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +228,7 @@ func TestCustosSTS(t *testing.T) {
 		t.Errorf("the tenant's key Secret: %v", err)
 	}
 	// carol is not someone the agent acts for: 400, invalid_request.
-	form.Set("subject_token", idp.Token(t, "carol", "custos-sts", time.Now().Add(time.Hour), nil))
+	form.Set("subject_token", w.idp.Token(t, "carol", "custos-sts", time.Now().Add(time.Hour), nil))
 	resp, err = https.PostForm(base+"/token", form)
 	if err != nil {
 		t.Fatal(err)
@@ -160,18 +239,12 @@ func TestCustosSTS(t *testing.T) {
 		t.Errorf("carol's exchange: %d %s, want 400", resp.StatusCode, body)
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("custos-sts stopped with %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Error("custos-sts did not stop")
+	if err := r.stop(); err != nil {
+		t.Errorf("custos-sts stopped with %v", err)
 	}
 	// Both decisions are on the audit trail.
 	var actions []string
-	report, err := audit.Verify(filepath.Join(dir, "audit"), audit.VerifyOptions{SkipSignatures: true, AllowOpenTail: true,
+	report, err := audit.Verify(w.auditDir, audit.VerifyOptions{SkipSignatures: true, AllowOpenTail: true,
 		OnRecord: func(_ string, _ int, r *audit.Record) { actions = append(actions, r.Action) }})
 	if err != nil || !slices.Contains(actions, audit.ActionTokenExchanged) || !slices.Contains(actions, audit.ActionTokenRefused) {
 		t.Errorf("the audit trail: %+v %v, %v; want the exchange and the refusal", report, actions, err)
