@@ -42,6 +42,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -58,7 +59,7 @@ import (
 // What custos-sts needs, in a role of its own (not the manager's): create
 // tokenreviews; get, list and watch agents, toolsets, databoundaries and
 // pods; get, create and update Secrets in its own namespace (the signing
-// keys).
+// keys); get, list and watch ConfigMaps there (the revocation lists).
 
 // options are custos-sts's flags.
 type options struct {
@@ -131,6 +132,12 @@ func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, read
 		// The signing keys' Secrets are read and written directly, never
 		// cached: only the STS's own namespace's, by name.
 		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
+		// The tenants' revocation lists are watched, so every replica
+		// honours a revocation as soon as it is written: the ConfigMaps of
+		// the STS's own namespace only.
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{o.namespace: {}}},
+		}},
 	})
 	if err != nil {
 		return err
@@ -161,7 +168,7 @@ func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, read
 			Audience: o.audience, Clock: clk},
 		Subjects:    &cluster.Subjects{Reader: mgr.GetClient(), Issuers: issuers, HTTPClient: idpClient, Clock: clk, Context: ctx},
 		Targets:     &cluster.Targets{Reader: mgr.GetClient(), TrustDomain: o.trustDomain},
-		Revocations: &cluster.Revocations{Reader: mgr.GetClient(), TrustDomain: o.trustDomain},
+		Revocations: &cluster.Revocations{Reader: mgr.GetClient(), TrustDomain: o.trustDomain, Namespace: o.namespace, Clock: clk},
 		Audit:       auditLog, Clock: clk, TTL: o.tokenTTL,
 	}
 

@@ -25,6 +25,11 @@ limitations under the License.
 // delegation tree through the token JTI from custos-sts's decisions: the
 // exchanges from the person's token down to it, and everything exchanged
 // or refused from it since. A trail that does not verify is not traced.
+//
+//	kubectl custos revoke --tenant TENANT (--session SID | --jti JTI) --reason WHY
+//
+// revoke puts a person's session or one token on the tenant's revocation
+// list (revoke.go), as the user kubectl is configured as.
 package main
 
 import (
@@ -41,18 +46,23 @@ import (
 // Exit codes, as custos-audit's.
 const (
 	exitOK      = 0
-	exitFailed  = 1 // the trail did not verify, or holds nothing of the token
+	exitFailed  = 1 // the trail did not verify or holds nothing of the token; the revocation was not written
 	exitUsage   = 2
-	exitTrouble = 3 // the trail could not be read
+	exitTrouble = 3 // the trail could not be read; the API server could not be reached
 )
 
 const usage = `usage:
   kubectl custos trace --key PUBLIC.pem [--allow-open] [--allow-partial] AUDIT JTI
   kubectl custos trace --no-signatures [--allow-open] [--allow-partial] AUDIT JTI
+  kubectl custos revoke --tenant TENANT (--session SID | --jti JTI) --reason WHY [--for 24h] [-n NAMESPACE]
 
 AUDIT is an audit segment store (--audit-dir) or a JSON-lines file of
 records (custos-sts's standard output with --audit-sink=stdout); JTI is a
 token's jti, or a person's token's jti as their identity provider set it.
+
+revoke puts a session (every token of it) or a token on the tenant's
+revocation list; custos-sts refuses it from its next exchange. Run
+kubectl custos revoke --help for its flags.
 `
 
 func main() {
@@ -67,6 +77,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "trace":
 		return trace(args[1:], stdout, stderr)
+	case "revoke":
+		return revoke(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

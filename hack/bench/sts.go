@@ -142,13 +142,16 @@ func runSTS(ctx context.Context, c config) error {
 	}
 
 	// The STS's cache, synced before the first exchange.
-	cached, err := cache.New(cp.Config, cache.Options{Scheme: scheme})
+	// As custos-sts's: the revocation lists of its own namespace only.
+	cached, err := cache.New(cp.Config, cache.Options{Scheme: scheme, ByObject: map[client.Object]cache.ByObject{
+		&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{metav1.NamespaceDefault: {}}},
+	}})
 	if err != nil {
 		return err
 	}
 	podMeta := &metav1.PartialObjectMetadata{}
 	podMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Pod"))
-	for _, obj := range []client.Object{&custosv1alpha1.Agent{}, &custosv1alpha1.Toolset{}, &custosv1alpha1.DataBoundary{}, podMeta} {
+	for _, obj := range []client.Object{&custosv1alpha1.Agent{}, &custosv1alpha1.Toolset{}, &custosv1alpha1.DataBoundary{}, podMeta, &corev1.ConfigMap{}} {
 		if _, err := cached.GetInformer(ctx, obj); err != nil {
 			return err
 		}
@@ -173,7 +176,7 @@ func runSTS(ctx context.Context, c config) error {
 			Actors:      &cluster.Actors{Client: cl, Reader: cached, TrustDomain: "cluster.local", Audience: "custos-sts", TTL: reviewTTL, Clock: clk},
 			Subjects:    &cluster.Subjects{Reader: cached, Issuers: issuers, HTTPClient: idp.Client(), Clock: clk, Context: ctx},
 			Targets:     &cluster.Targets{Reader: cached, TrustDomain: "cluster.local"},
-			Revocations: &cluster.Revocations{Reader: cached, TrustDomain: "cluster.local"},
+			Revocations: &cluster.Revocations{Reader: cached, TrustDomain: "cluster.local", Namespace: metav1.NamespaceDefault, Clock: clk},
 			Audit:       audit.Discard(), Clock: clk,
 		}
 	}

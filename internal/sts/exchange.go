@@ -103,10 +103,10 @@ type (
 	TargetResolver interface {
 		ResolveTarget(ctx context.Context, actor *Agent, target string) (*Target, error)
 	}
-	// Revocations says whether a token (by jti), a session or an agent (by
-	// ID) is revoked, and why.
+	// Revocations says whether a token of tenant (by jti), a session of
+	// tenant's people or an agent (by ID) is revoked, and why.
 	Revocations interface {
-		Revoked(jti, session, agentID string) (string, bool)
+		Revoked(tenant, jti, session, agentID string) (string, bool)
 	}
 )
 
@@ -202,7 +202,7 @@ func (s *Service) exchange(ctx context.Context, tenant string, req *ExchangeRequ
 	if !actor.Runnable {
 		return nil, nil, actor, nil, bad(ReasonActorNotRunnable, "actor_token: agent %s/%s may not act: %s", actor.Namespace, actor.Name, actor.NotRunnable)
 	}
-	if why, revoked := s.Revocations.Revoked("", "", actor.ID); revoked {
+	if why, revoked := s.Revocations.Revoked(tenant, "", "", actor.ID); revoked {
 		return nil, nil, actor, nil, bad(ReasonActorRevoked, "actor_token: agent %s/%s is revoked: %s", actor.Namespace, actor.Name, why)
 	}
 	// The subject: a token for this very agent.
@@ -214,11 +214,11 @@ func (s *Service) exchange(ctx context.Context, tenant string, req *ExchangeRequ
 	if sc.Tenant != "" && sc.Tenant != tenant {
 		return nil, nil, actor, subject, bad(ReasonTenantMismatch, "subject_token: of tenant %q, not %q", sc.Tenant, tenant)
 	}
-	if why, revoked := s.Revocations.Revoked(sc.ID, sc.Session, ""); revoked {
+	if why, revoked := s.Revocations.Revoked(tenant, sc.ID, sc.Session, ""); revoked {
 		return nil, nil, actor, subject, bad(ReasonSubjectRevoked, "subject_token: %s", why)
 	}
 	for _, a := range sc.Chain() {
-		if why, revoked := s.Revocations.Revoked("", "", a.Subject); revoked {
+		if why, revoked := s.Revocations.Revoked(tenant, "", "", a.Subject); revoked {
 			return nil, nil, actor, subject, bad(ReasonActorRevoked, "subject_token: its chain holds %s, which is revoked: %s", a.Subject, why)
 		}
 	}

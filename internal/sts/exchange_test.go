@@ -134,7 +134,7 @@ func (w *world) ResolveTarget(_ context.Context, actor *Agent, target string) (*
 	return nil, fmt.Errorf("%s is none of agent %s/%s's Toolsets or agents it may call", target, actor.Namespace, actor.Name)
 }
 
-func (w *world) Revoked(jti, session, agent string) (string, bool) {
+func (w *world) Revoked(_, jti, session, agent string) (string, bool) {
 	for _, k := range []string{jti, session, agent} {
 		if why, ok := w.revoked[k]; ok && k != "" {
 			return why, true

@@ -66,7 +66,16 @@ func TestSTS(t *testing.T) {
 	), "no Secrets cluster-wide, nothing it does not read")
 	role := into[rbacv1.Role](t, m.find(t, "Role", "custos-sts"))
 	g.Expect(role.Namespace).To(Equal(namespace))
-	g.Expect(role.Rules).To(ConsistOf(rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "create", "update"}}))
+	g.Expect(role.Rules).To(ConsistOf(
+		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "create", "update"}},
+		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list", "watch"}},
+	), "its keys, and the revocation lists it only reads")
+	// Revoking is for people the platform binds to the revoker Role: the
+	// STS itself never writes a revocation list.
+	revoker := into[rbacv1.Role](t, m.find(t, "Role", "custos-sts-revoker"))
+	g.Expect(revoker.Rules).To(ConsistOf(
+		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "create", "update"}},
+	))
 
 	// cert-manager issues the certificate when none is given.
 	m = render(t, namespace, "sts.enabled=true", "certManager.enabled=true")

@@ -70,7 +70,7 @@ func TestExchangeOnTheCluster(t *testing.T) {
 		Actors:      &Actors{Client: k8sClient, Reader: k8sClient, TrustDomain: "cluster.local", Audience: audience, Clock: clk},
 		Subjects:    &Subjects{Reader: k8sClient, Issuers: sts.StaticIssuers{tenant: issuer}, HTTPClient: provider.Client(), Clock: clk, Context: ctx},
 		Targets:     &Targets{Reader: k8sClient, TrustDomain: "cluster.local"},
-		Revocations: &Revocations{Reader: k8sClient, TrustDomain: "cluster.local"},
+		Revocations: &Revocations{Reader: k8sClient, TrustDomain: "cluster.local", Namespace: "default"},
 		Audit:       trail, Clock: clk,
 	}
 	exchange := func(subject, actor, target, scope string) (*sts.TokenResponse, *sts.Error) {
