@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 )
 
 // The URNs of RFC 8693.
@@ -126,11 +127,32 @@ func ParseExchangeRequest(w http.ResponseWriter, r *http.Request) (*ExchangeRequ
 		}
 		return nil, InvalidRequest("the body is not a form: %v", err)
 	}
+	// The actor token authenticates the agent: the STS has no clients and
+	// no secrets (token_endpoint_auth_methods_supported: none), and a
+	// client that authenticates anyway is told so, not silently ignored.
+	if scheme, _, found := strings.Cut(r.Header.Get("Authorization"), " "); found || scheme != "" {
+		w.Header().Set("WWW-Authenticate", scheme+` realm="custos-sts"`)
+		return nil, oauthErr(http.StatusUnauthorized, CodeInvalidClient, "the token endpoint takes no client authentication (%s given): the actor token says which agent asks", scheme)
+	}
+	for _, p := range []string{"client_secret", "client_assertion", "client_assertion_type"} {
+		if r.PostForm.Get(p) != "" {
+			return nil, oauthErr(http.StatusUnauthorized, CodeInvalidClient, "the token endpoint takes no client authentication (%s given): the actor token says which agent asks", p)
+		}
+	}
 	return ParseExchangeForm(r.PostForm)
 }
 
 // ParseExchangeForm checks the parameters of an exchange request.
-func ParseExchangeForm(form url.Values) (*ExchangeRequest, *Error) {
+func ParseExchangeForm(given url.Values) (*ExchangeRequest, *Error) {
+	// A parameter without a value is as if omitted (RFC 6749 §3.2).
+	form := url.Values{}
+	for name, values := range given {
+		for _, v := range values {
+			if v != "" {
+				form[name] = append(form[name], v)
+			}
+		}
+	}
 	for name, values := range form {
 		if len(values) > 1 && name != "resource" && name != "audience" {
 			return nil, InvalidRequest("parameter %s is given %d times; it may be given once", name, len(values))
@@ -190,9 +212,12 @@ func ParseExchangeForm(form url.Values) (*ExchangeRequest, *Error) {
 // Metadata is the STS's RFC 8414 authorization server metadata, per
 // tenant issuer.
 type Metadata struct {
-	Issuer                            string   `json:"issuer"`
-	TokenEndpoint                     string   `json:"token_endpoint"`
-	JWKSURI                           string   `json:"jwks_uri"`
+	Issuer        string `json:"issuer"`
+	TokenEndpoint string `json:"token_endpoint"`
+	JWKSURI       string `json:"jwks_uri"`
+	// ResponseTypesSupported is empty: there is no authorization
+	// endpoint, but RFC 8414 §2 requires the member.
+	ResponseTypesSupported            []string `json:"response_types_supported"`
 	GrantTypesSupported               []string `json:"grant_types_supported"`
 	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported"`
 	// The actor token authenticates the agent; the STS has no client
@@ -205,6 +230,7 @@ func MetadataFor(issuer string) Metadata {
 		Issuer:                            issuer,
 		TokenEndpoint:                     issuer + "/token",
 		JWKSURI:                           issuer + "/jwks",
+		ResponseTypesSupported:            []string{},
 		GrantTypesSupported:               []string{GrantTypeTokenExchange},
 		TokenEndpointAuthMethodsSupported: []string{"none"},
 	}

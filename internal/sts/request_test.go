@@ -64,6 +64,16 @@ func TestParseExchangeForm(t *testing.T) {
 		{"two targets", func(f url.Values) { f.Add("audience", "crm") }, CodeInvalidTarget, "exactly one audience"},
 		{"a relative resource", func(f url.Values) { f.Set("resource", "/mcp") }, CodeInvalidTarget, "absolute URI"},
 		{"a resource with a fragment", func(f url.Values) { f.Set("resource", "https://ledger.acme.example/mcp#x") }, CodeInvalidTarget, "fragment"},
+		// RFC 6749 §3.2: a parameter without a value is as if omitted, as
+		// clients that send every field (zitadel's) do.
+		{"empty optional parameters", func(f url.Values) {
+			f.Set("audience", "")
+			f.Set("scope", "")
+			f.Set("requested_token_type", "")
+		}, "", ""},
+		{"an empty resource beside an audience", func(f url.Values) { f.Set("resource", ""); f.Set("audience", "ledger") }, "", ""},
+		{"an empty subject token", func(f url.Values) { f.Set("subject_token", "") }, CodeInvalidRequest, "subject_token is missing"},
+		{"a parameter twice, once empty", func(f url.Values) { f.Add("scope", "") }, "", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -103,7 +113,29 @@ func TestParseExchangeRequestHTTP(t *testing.T) {
 	if _, err := post(big.Encode(), "application/x-www-form-urlencoded"); err == nil || err.Status != http.StatusRequestEntityTooLarge {
 		t.Errorf("a body over 1 MiB: %v, want 413", err)
 	}
-	r := httptest.NewRequest(http.MethodGet, "/token?"+exchangeForm().Encode(), nil)
+	// The STS has no clients: credentials are refused, not ignored (RFC
+	// 6749 §5.2, invalid_client, 401 with the scheme the client used).
+	r := httptest.NewRequest(http.MethodPost, "/token", strings.NewReader(exchangeForm().Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.SetBasicAuth("gateway", "s3cret")
+	w := httptest.NewRecorder()
+	if _, err := ParseExchangeRequest(w, r); err == nil || err.Status != http.StatusUnauthorized || err.Code != CodeInvalidClient ||
+		!strings.HasPrefix(w.Header().Get("WWW-Authenticate"), "Basic ") {
+		t.Errorf("Basic client credentials: %v %v, want 401 invalid_client", err, w.Header())
+	}
+	withSecret := exchangeForm()
+	withSecret.Set("client_id", "gateway")
+	withSecret.Set("client_secret", "s3cret")
+	if _, err := post(withSecret.Encode(), "application/x-www-form-urlencoded"); err == nil || err.Code != CodeInvalidClient ||
+		!strings.Contains(err.Description, "client_secret given") {
+		t.Errorf("a client_secret: %v, want invalid_client", err)
+	}
+	withID := exchangeForm()
+	withID.Set("client_id", "gateway")
+	if _, err := post(withID.Encode(), "application/x-www-form-urlencoded"); err != nil {
+		t.Errorf("a public client's client_id alone: %v, want admitted", err)
+	}
+	r = httptest.NewRequest(http.MethodGet, "/token?"+exchangeForm().Encode(), nil)
 	if _, err := ParseExchangeRequest(httptest.NewRecorder(), r); err == nil || err.Status != http.StatusMethodNotAllowed {
 		t.Errorf("a GET: %v, want 405", err)
 	}
