@@ -74,7 +74,10 @@ type options struct {
 	issuersCA   string
 	probeAddr   string
 	metricsAddr string
-	audit       audit.Config
+	// shutdownDelay is how long a replica told to stop serves on, not
+	// ready, before it drains.
+	shutdownDelay time.Duration
+	audit         audit.Config
 }
 
 func main() {
@@ -90,6 +93,7 @@ func main() {
 	flag.StringVar(&o.issuersCA, "trusted-issuers-ca-file", "", "PEM bundle of CAs, besides the system's, that trusted identity providers' certificates may chain to (an in-house IdP).")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", "0", "Address of the Prometheus metrics endpoint; 0 disables it.")
+	flag.DurationVar(&o.shutdownDelay, "shutdown-delay", 5*time.Second, "On SIGTERM, how long to keep serving, with /readyz failing, before draining: the time every kube-proxy needs to take the pod out of the Service. Then the exchanges in flight get up to 10 s more; the pod's terminationGracePeriodSeconds must cover both.")
 	o.audit.AddFlags(flag.CommandLine)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -119,8 +123,12 @@ func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, read
 	case o.namespace == "":
 		return errors.New("--namespace (or POD_NAMESPACE) is required: the signing keys' Secrets live there")
 	}
-	// Everything run started stops when it returns.
-	ctx, cancel := context.WithCancel(ctx)
+	// The caller's ctx ending (SIGTERM) starts the shutdown (at the end of
+	// run). What the exchanges need (the manager and its cache, the IdPs'
+	// key fetches) lives by the ctx below, which ends only once the server
+	// drained, or when run returns: everything run started stops then.
+	stopping := ctx
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
@@ -191,8 +199,12 @@ func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, read
 		WriteTimeout:      30 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 	}
-	// Ready once the cache has synced and the first key sync is done.
+	// Ready once the cache has synced, and no longer once told to stop: the
+	// Service then sends new connections to the other replicas.
 	if err := mgr.AddReadyzCheck("issuers", func(*http.Request) error {
+		if stopping.Err() != nil {
+			return errors.New("shutting down")
+		}
 		if !mgr.GetCache().WaitForCacheSync(ctx) {
 			return errors.New("the cache has not synced")
 		}
@@ -203,10 +215,28 @@ func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, read
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
-	served := make(chan error, 1)
+	// Once told to stop, every response closes its connection (HTTP/2: a
+	// GOAWAY), so a client that keeps connections alive dials the Service
+	// again for its next exchange and reaches another replica, rather than
+	// finding its idle connection closed under it by the drain.
+	handler := srv.Handler
+	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if stopping.Err() != nil {
+			w.Header().Set("Connection", "close")
+		}
+		handler.ServeHTTP(w, r)
+	})
+
+	var mgrErr, srvErr error
+	managed, served := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(managed)
+		mgrErr = mgr.Start(ctx)
+	}()
+	go func() {
+		defer close(served)
 		if !mgr.GetCache().WaitForCacheSync(ctx) {
-			served <- nil
+			_ = l.Close()
 			return
 		}
 		if err := issuers.Sync(ctx); err != nil {
@@ -217,17 +247,37 @@ func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, read
 		}
 		log.Info("Serving token exchange", "address", l.Addr().String())
 		if err := srv.ServeTLS(l, "", ""); !errors.Is(err, http.ErrServerClosed) {
-			served <- err
-			return
+			srvErr = err
 		}
-		served <- nil
 	}()
-	mgrErr := mgr.Start(ctx)
-	cancel()
-	shutdown, stop := context.WithTimeout(context.Background(), 10*time.Second)
+
+	// The shutdown, on SIGTERM. The pod leaves the Service's endpoints when
+	// it is deleted, but every node's kube-proxy learns it a moment later:
+	// serve on, not ready, for --shutdown-delay, while the clients' kept-
+	// alive connections close one by one (above). Then stop accepting and
+	// let the exchanges in flight finish (srv.Shutdown drops a request that
+	// arrives after it began, hence the delay), with the manager and the
+	// cache they read still running; only then stop the manager. Should
+	// the manager or the server stop on their own, the rest stops at once.
+	select {
+	case <-stopping.Done():
+		log.Info("Stopping: not ready; draining after the delay", "delay", o.shutdownDelay)
+		select {
+		case <-time.After(o.shutdownDelay):
+		case <-managed:
+		}
+	case <-managed:
+	case <-served:
+	}
+	drain, stop := context.WithTimeout(context.Background(), 10*time.Second)
 	defer stop()
-	_ = srv.Shutdown(shutdown)
-	return errors.Join(mgrErr, <-served)
+	if err := srv.Shutdown(drain); err != nil {
+		log.Error(err, "Exchanges still in flight were cut off")
+	}
+	cancel()
+	<-served
+	<-managed
+	return errors.Join(mgrErr, srvErr)
 }
 
 // issuerClient is the HTTP client that fetches the trusted identity

@@ -36,6 +36,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -132,8 +133,9 @@ type replica struct {
 }
 
 // start runs a custos-sts replica on loopback; auditDir, when not empty,
-// replaces the world's (each replica keeps its own trail).
-func (w *world) start(auditDir string) *replica {
+// replaces the world's (each replica keeps its own trail), and change, if
+// any, changes its flags.
+func (w *world) start(auditDir string, change ...func(*options)) *replica {
 	w.t.Helper()
 	if auditDir == "" {
 		auditDir = w.auditDir
@@ -144,6 +146,9 @@ func (w *world) start(auditDir string) *replica {
 	o := options{listen: "127.0.0.1:0", certDir: w.certDir, namespace: w.system, issuerBase: "https://custos-sts.test",
 		audience: "custos-sts", trustDomain: "cluster.local", tokenTTL: sts.DefaultTTL, rotateEvery: cluster.DefaultRotateEvery,
 		issuersCA: w.idpCA, probeAddr: "0", metricsAddr: "0", audit: audit.Config{Sink: audit.SinkFile, Dir: auditDir}}
+	for _, c := range change {
+		c(&o)
+	}
 	go func() { done <- run(ctx, o, env.cp.Config, ctrl.Log.WithName("test"), ready) }()
 	r := &replica{}
 	select {
@@ -156,19 +161,17 @@ func (w *world) start(auditDir string) *replica {
 		w.t.Fatal("custos-sts did not serve within a minute")
 	}
 	r.base = "https://" + r.addr + "/tenants/" + w.tenant
-	var stopped bool
+	var once sync.Once
 	var stopErr error
 	r.stop = func() error {
-		if stopped {
-			return stopErr
-		}
-		stopped = true
-		cancel()
-		select {
-		case stopErr = <-done:
-		case <-time.After(30 * time.Second):
-			stopErr = errors.New("custos-sts did not stop within 30 s")
-		}
+		once.Do(func() {
+			cancel()
+			select {
+			case stopErr = <-done:
+			case <-time.After(30 * time.Second):
+				stopErr = errors.New("custos-sts did not stop within 30 s")
+			}
+		})
 		return stopErr
 	}
 	w.t.Cleanup(func() { _ = r.stop() })
