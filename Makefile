@@ -30,7 +30,7 @@ UNIT_PKGS := ./api/... ./cmd/custos-audit/... ./cmd/manager/... ./internal/audit
 	./internal/workload/... ./test/fixtures/... ./test/imagetest/... ./test/leasedoubles/...
 
 .PHONY: dev
-dev: build cluster kwok ## Run Custos locally: a cluster with nodes in three regions, the manager, the samples. Ctrl-C stops everything.
+dev: build cluster kwok ## Run Custos locally: a cluster with nodes in three regions, the manager, custos-sts, an identity provider, the samples. Ctrl-C stops everything.
 	$(GO) build -o bin/custos-dev ./hack/dev
 	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE) $(CLUSTER))" KWOK="$$($(KWOK))" bin/custos-dev
 
@@ -48,8 +48,9 @@ e2e: cluster helm kwok ## Walk the users' journeys (helm, kubectl) on a whole lo
 ##@ Develop
 
 .PHONY: build
-build: ## Build the manager into bin/manager.
+build: ## Build the manager and custos-sts into bin/manager and bin/custos-sts.
 	$(GO) build -o bin/manager ./cmd/manager
+	$(GO) build -o bin/custos-sts ./cmd/custos-sts
 
 .PHONY: controlplane
 controlplane: ## Build kube-apiserver, etcd and kubectl into bin/k8s/ (only when missing).
@@ -139,7 +140,7 @@ verify: generate manifests controlplane ## Fail when generated files are stale, 
 
 .PHONY: clean
 clean: ## Remove built binaries (not the control plane) and make dev's state.
-	rm -rf bin/manager bin/custos-dev .dev
+	rm -rf bin/manager bin/custos-sts bin/custos-dev .dev
 
 .PHONY: help
 help: ## Show this help.

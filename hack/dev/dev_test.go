@@ -18,7 +18,15 @@ package main
 
 import (
 	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,8 +43,9 @@ import (
 )
 
 // TestDevReadyAndCleanShutdown walks `make dev` as tooling uses it: wait for
-// the ready line, use .dev/kubeconfig to list the samples, send SIGTERM, and
-// find no process of it left.
+// the ready line, use .dev/kubeconfig to list the samples, log alice in at
+// the identity provider with PKCE and exchange her token for the sample
+// agent at custos-sts, send SIGTERM, and find no process of it left.
 func TestDevReadyAndCleanShutdown(t *testing.T) {
 	g := NewWithT(t)
 	assets := os.Getenv(controlplane.AssetsEnv)
@@ -44,13 +53,26 @@ func TestDevReadyAndCleanShutdown(t *testing.T) {
 	root, err := filepath.Abs("../..")
 	g.Expect(err).NotTo(HaveOccurred())
 
+	began := time.Now()
 	bin := t.TempDir()
-	for name, pkg := range map[string]string{"manager": "./cmd/manager", "custos-dev": "./hack/dev"} {
-		build := exec.Command("go", "build", "-o", filepath.Join(bin, name), pkg)
-		build.Dir = root
-		out, err := build.CombinedOutput()
-		g.Expect(err).NotTo(HaveOccurred(), "building %s: %s", pkg, out)
+	builds := map[string]string{"manager": "./cmd/manager", "custos-sts": "./cmd/custos-sts", "custos-dev": "./hack/dev"}
+	built := make(chan string, len(builds))
+	for name, pkg := range builds {
+		go func() {
+			build := exec.Command("go", "build", "-o", filepath.Join(bin, name), pkg)
+			build.Dir = root
+			if out, err := build.CombinedOutput(); err != nil {
+				built <- fmt.Sprintf("building %s: %v: %s", pkg, err, out)
+				return
+			}
+			built <- ""
+		}()
 	}
+	for range builds {
+		g.Expect(<-built).To(BeEmpty())
+	}
+	t.Logf("built in %s", time.Since(began).Round(100*time.Millisecond))
+	began = time.Now()
 
 	// Every process dev starts carries this directory on its command line
 	// (the kubeconfig, etcd's data and the API server's certificates live
@@ -58,7 +80,7 @@ func TestDevReadyAndCleanShutdown(t *testing.T) {
 	marker := t.TempDir()
 	state := filepath.Join(marker, "state")
 	dev := exec.Command(filepath.Join(bin, "custos-dev"),
-		"--repo-root", root, "--state-dir", state, "--manager", filepath.Join(bin, "manager"))
+		"--repo-root", root, "--state-dir", state, "--manager", filepath.Join(bin, "manager"), "--sts", filepath.Join(bin, "custos-sts"))
 	dev.Env = append(os.Environ(), "TMPDIR="+marker)
 	stdout, err := dev.StdoutPipe()
 	g.Expect(err).NotTo(HaveOccurred())
@@ -83,6 +105,7 @@ waitReady:
 			g.Expect(ok).To(BeTrue(), "dev exited before it was ready:\n%s", strings.Join(output, "\n"))
 			output = append(output, line)
 			if line == readyLine {
+				t.Logf("ready in %s", time.Since(began).Round(100*time.Millisecond))
 				break waitReady
 			}
 		case <-timeout:
@@ -146,22 +169,31 @@ waitReady:
 	g.Expect(err).NotTo(HaveOccurred(), "%s", out)
 	g.Expect(string(out)).To(BeElementOf("eu-west-1", "eu-central-1"))
 
+	// A person acts through the sample agent: alice logs in, and her token
+	// is exchanged for one the agent uses on her behalf.
+	aliceToken, bobToken, exchanged := personThroughAgent(t, g, bin, assets, kubeconfig, state)
+
 	running := processesMentioning(marker)
-	for _, name := range []string{"/etcd ", "/kube-apiserver ", "/kube-controller-manager ", "/kube-scheduler ", "/kwok ", "/manager "} {
+	for _, name := range []string{"/etcd ", "/kube-apiserver ", "/kube-controller-manager ", "/kube-scheduler ", "/kwok ", "/manager ", "/custos-sts "} {
 		g.Expect(running).To(ContainElement(ContainSubstring(name)), "the marker must find %s while it runs", name)
 	}
 
 	g.Expect(dev.Process.Signal(syscall.SIGTERM)).To(Succeed())
+	began = time.Now()
 	done := make(chan error, 1)
 	go func() { done <- dev.Wait() }()
 	select {
 	case err := <-done:
+		t.Logf("stopped in %s", time.Since(began).Round(100*time.Millisecond))
 		g.Expect(err).NotTo(HaveOccurred(), "dev must exit 0 on SIGTERM")
 	case <-time.After(time.Minute):
 		t.Fatal("dev did not exit within a minute of SIGTERM")
 	}
 	g.Expect(processesMentioning(marker)).To(BeEmpty(), "processes left behind after SIGTERM")
 	g.Expect(kubeconfig).NotTo(BeAnExistingFile(), "a kubeconfig of a stopped server must not be left")
+	for _, name := range []string{idpFileName, stsIssuerFileName} {
+		g.Expect(filepath.Join(state, name)).NotTo(BeAnExistingFile(), "%s of a stopped server must not be left", name)
+	}
 
 	// The manager closed its audit trail on the way out: the whole trail
 	// verifies against the run's public key, up to a final checkpoint, and
@@ -189,6 +221,141 @@ waitReady:
 	for _, path := range []string{filepath.Join(state, "manager.log"), filepath.Join(state, auditDirName)} {
 		g.Expect(containsInTree(path, token[len(token)-32:])).To(BeFalse(), "the lease's token leaked into %s", path)
 	}
+
+	// custos-sts closed its trail too, signed with the same key: alice's
+	// exchange and bob's refusal are on it, and none of the tokens.
+	var stsActions []string
+	report, err = audit.Verify(filepath.Join(state, stsAuditDirName), audit.VerifyOptions{
+		Key: key,
+		OnRecord: func(_ string, _ int, r *audit.Record) {
+			if r.Type == audit.TypeEvent {
+				stsActions = append(stsActions, r.Action+" "+r.Details["person"])
+			}
+		},
+	})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(report.Checkpoints).To(BeNumerically(">", 0))
+	g.Expect(stsActions).To(ConsistOf(audit.ActionTokenExchanged+" alice", audit.ActionTokenRefused+" bob"))
+	for _, tok := range []string{aliceToken, bobToken, exchanged} {
+		for _, path := range []string{filepath.Join(state, "custos-sts.log"), filepath.Join(state, stsAuditDirName)} {
+			g.Expect(containsInTree(path, tok[len(tok)-32:])).To(BeFalse(), "a token leaked into %s", path)
+		}
+	}
+}
+
+// personThroughAgent is the tour's delegation on make dev: alice logs in at
+// the identity provider with authorization code + PKCE (the login command,
+// as the tour runs it), a code redeemed with another verifier is refused,
+// and custos-sts exchanges alice's token and the sample agent pod's for a
+// token for the agent's Toolset, with alice as its subject and the agent
+// as its actor; bob, whom the agent may not act for, is refused. It
+// returns the people's tokens and the exchanged one.
+func personThroughAgent(t *testing.T, g Gomega, bin, assets, kubeconfig, state string) (alice, bob, exchanged string) {
+	t.Helper()
+	start := time.Now()
+	login := exec.Command(filepath.Join(bin, "custos-dev"), "login", "--state-dir", state, "alice")
+	var stderr strings.Builder
+	login.Stderr = &stderr
+	out, err := login.Output()
+	g.Expect(err).NotTo(HaveOccurred(), "custos-dev login alice: %s", stderr.String())
+	g.Expect(stderr.String()).To(ContainSubstring("alice logged in at https://127.0.0.1:"))
+	alice = strings.TrimSpace(string(out))
+	var person struct {
+		Iss    string   `json:"iss"`
+		Sub    string   `json:"sub"`
+		Aud    []string `json:"aud"`
+		Groups []string `json:"groups"`
+		Scope  string   `json:"scope"`
+	}
+	g.Expect(decodeJWT(alice, &person)).To(Succeed())
+	idp, err := readIdPClient(state)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(person.Iss).To(Equal(idp.Issuer))
+	g.Expect(person.Iss).To(HavePrefix("https://127.0.0.1:"))
+	g.Expect(person.Sub).To(Equal("alice"))
+	g.Expect(person.Aud).To(ConsistOf(idpClientID))
+	g.Expect(person.Groups).To(ConsistOf("finance-clerks"))
+	g.Expect(person.Scope).To(Equal("ledger-readonly.read"))
+
+	// PKCE holds: a code redeemed with another verifier (one stolen from
+	// the redirect) gets no token, and a request without a challenge gets
+	// no code.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err = pkceLogin(ctx, idp, loginRequest{Person: "alice", Scope: defaultLoginScope, Verifier: randomString(32)})
+	g.Expect(err).To(MatchError(And(ContainSubstring("invalid_grant"), ContainSubstring("code verifier"))))
+	pem, err := os.ReadFile(filepath.Join(state, tlsDirName, caFileName))
+	g.Expect(err).NotTo(HaveOccurred())
+	roots := x509.NewCertPool()
+	g.Expect(roots.AppendCertsFromPEM(pem)).To(BeTrue())
+	https := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	defer https.CloseIdleConnections()
+	resp, err := https.Get(idp.Issuer + "/authorize?" + url.Values{"client_id": {idp.ClientID}, "response_type": {"code"}, "scope": {"openid"},
+		"state": {"s"}, "login_hint": {"alice"}, "redirect_uri": {"http://127.0.0.1:9/callback"}}.Encode())
+	g.Expect(err).NotTo(HaveOccurred())
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	g.Expect(resp.StatusCode).To(Equal(http.StatusBadRequest), "%s", body)
+	g.Expect(string(body)).To(ContainSubstring("PKCE is required"))
+	bobTokens, err := pkceLogin(ctx, idp, loginRequest{Person: "bob", Scope: defaultLoginScope})
+	g.Expect(err).NotTo(HaveOccurred())
+	bob = bobTokens.IDToken
+
+	// The actor token is the agent pod's, as the tour mints it.
+	out, err = exec.Command(filepath.Join(assets, "kubectl"), "--kubeconfig", kubeconfig, "get", "pods", "-n", "finance-agents",
+		"-l", "custos.dev/agent=invoice-reconciler", "-o", "jsonpath={.items[0].metadata.name}").CombinedOutput()
+	g.Expect(err).NotTo(HaveOccurred(), "%s", out)
+	out, err = exec.Command(filepath.Join(assets, "kubectl"), "--kubeconfig", kubeconfig, "create", "token", "agent-invoice-reconciler",
+		"-n", "finance-agents", "--audience", "custos-sts", "--bound-object-kind", "Pod", "--bound-object-name", string(out)).Output()
+	g.Expect(err).NotTo(HaveOccurred())
+	actor := strings.TrimSpace(string(out))
+
+	issuer, err := os.ReadFile(filepath.Join(state, stsIssuerFileName))
+	g.Expect(err).NotTo(HaveOccurred())
+	sts := strings.TrimSpace(string(issuer))
+	g.Expect(sts).To(MatchRegexp(`^https://127\.0\.0\.1:[0-9]+/tenants/acme-finance$`))
+	exchange := func(subject string) (int, map[string]any) {
+		resp, err := https.PostForm(sts+"/token", url.Values{
+			"grant_type":    {"urn:ietf:params:oauth:grant-type:token-exchange"},
+			"subject_token": {subject}, "subject_token_type": {"urn:ietf:params:oauth:token-type:id_token"},
+			"actor_token": {actor}, "actor_token_type": {"urn:ietf:params:oauth:token-type:jwt"},
+			"resource": {"urn:custos:toolset:finance-agents:ledger-readonly"},
+		})
+		g.Expect(err).NotTo(HaveOccurred())
+		defer resp.Body.Close()
+		var body map[string]any
+		g.Expect(json.NewDecoder(resp.Body).Decode(&body)).To(Succeed())
+		return resp.StatusCode, body
+	}
+	status, body2 := exchange(alice)
+	g.Expect(status).To(Equal(http.StatusOK), "%v", body2)
+	exchanged, _ = body2["access_token"].(string)
+	var claims struct {
+		Iss     string   `json:"iss"`
+		Sub     string   `json:"sub"`
+		Aud     string   `json:"aud"`
+		Scope   string   `json:"scope"`
+		Groups  []string `json:"groups"`
+		OrigIss string   `json:"custos_orig_iss"`
+		Act     struct {
+			Sub string `json:"sub"`
+		} `json:"act"`
+	}
+	g.Expect(decodeJWT(exchanged, &claims)).To(Succeed())
+	g.Expect(claims.Iss).To(Equal(sts))
+	g.Expect(claims.Sub).To(Equal("alice"))
+	g.Expect(claims.Act.Sub).To(Equal("spiffe://cluster.local/ns/finance-agents/sa/agent-invoice-reconciler"))
+	g.Expect(claims.Aud).To(Equal("urn:custos:toolset:finance-agents:ledger-readonly"))
+	g.Expect(claims.Scope).To(Equal("ledger-readonly.read"))
+	g.Expect(claims.Groups).To(ConsistOf("finance-clerks"))
+	g.Expect(claims.OrigIss).To(Equal(idp.Issuer))
+
+	status, body2 = exchange(bob)
+	g.Expect(status).To(Equal(http.StatusBadRequest), "%v", body2)
+	g.Expect(body2["error_description"]).To(ContainSubstring("may not act for bob"))
+	t.Logf("logins, the refused verifier and the exchanges took %s", time.Since(start).Round(time.Millisecond))
+	return alice, bob, exchanged
 }
 
 // containsInTree reports whether the file at path, or any file under it,

@@ -18,12 +18,22 @@ limitations under the License.
 // kube-apiserver, kube-controller-manager, kube-scheduler, and kwok faking
 // three nodes in three regions, all on loopback), installs Custos's API, runs
 // the manager against it, serves the sample image from a registry on
-// loopback, applies config/samples and keeps everything running until it is
-// interrupted (SIGINT or SIGTERM), then stops everything it started.
+// loopback, runs an identity provider with the sample tenant's people
+// (mockoidc) and custos-sts, both on loopback over TLS, applies
+// config/samples (its DataBoundary trusting that provider) and keeps
+// everything running until it is interrupted (SIGINT or SIGTERM), then stops
+// everything it started.
 //
-// Contract other tooling relies on: once the manager is ready and the samples
-// are applied, the kubeconfig is written to .dev/kubeconfig and the line
-// "custos dev: ready" is printed.
+// `custos-dev login PERSON` logs one of the provider's people in with
+// authorization code + PKCE, without a browser, and prints their token;
+// `custos-dev decode` prints a token's claims.
+//
+// Contract other tooling relies on: once the manager and custos-sts are
+// ready and the samples are applied, the kubeconfig is written to
+// .dev/kubeconfig and the line "custos dev: ready" is printed; .dev/idp.json
+// then says where the identity provider is (and its client), .dev/sts-issuer
+// is the sample tenant's issuer at custos-sts and .dev/tls/ca.crt is the CA
+// both serve a certificate of.
 package main
 
 import (
@@ -53,8 +63,17 @@ import (
 const readyLine = "custos dev: ready"
 
 func main() {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "login":
+			os.Exit(loginMain(os.Args[2:], os.Stdout, os.Stderr))
+		case "decode":
+			os.Exit(decodeMain(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+		}
+	}
 	root := flag.String("repo-root", ".", "Root of the Custos repository.")
 	manager := flag.String("manager", "bin/manager", "The manager binary (make build).")
+	stsBin := flag.String("sts", "bin/custos-sts", "The custos-sts binary (make build).")
 	stateDir := flag.String("state-dir", ".dev", "Directory for the kubeconfig and the logs.")
 	flag.Parse()
 
@@ -68,13 +87,13 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	if err := run(ctx, *root, *stateDir, *manager); err != nil {
+	if err := run(ctx, *root, *stateDir, *manager, *stsBin); err != nil {
 		fmt.Fprintf(os.Stderr, "custos dev: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, root, devDir, managerBin string) error {
+func run(ctx context.Context, root, devDir, managerBin, stsBin string) error {
 	kubeconfig := filepath.Join(devDir, "kubeconfig")
 	if err := os.MkdirAll(devDir, 0o700); err != nil {
 		return err
@@ -146,7 +165,24 @@ func run(ctx context.Context, root, devDir, managerBin string) error {
 		return err
 	}
 	defer closeRegistry()
-	say("applying config/samples, with the sample image from the local registry (%s)", samples)
+
+	certs, err := writeLoopbackTLS(devDir)
+	if err != nil {
+		return err
+	}
+	idp, err := startIdP(devDir, certs)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		say("stopping the identity provider")
+		idp.Stop()
+	}()
+	say("serving an identity provider at %s with %s, over TLS (CA: %s)", idp.Issuer, describePeople(), certs.CAFile)
+	if err := writeTrustOverlay(samples, idp.Issuer); err != nil {
+		return err
+	}
+	say("applying config/samples, with the sample image from the local registry and %s trusting the identity provider (%s)", imagetest.SampleBoundary, samples)
 	// Admission reads DataBoundaries from the manager's cache: an Agent
 	// applied a moment after its boundary can be refused until the cache
 	// has it, so the apply is repeated (it is idempotent), as GitOps would.
@@ -164,6 +200,15 @@ func run(ctx context.Context, root, devDir, managerBin string) error {
 	if err := runKubectl(ctx, kubectl, bootKubeconfig, "get", "custos", "--all-namespaces"); err != nil {
 		return err
 	}
+	say("starting custos-sts (%s; logs: %s)", stsBin, filepath.Join(devDir, "custos-sts.log"))
+	stsProc, err := startSTS(ctx, stsBin, bootKubeconfig, devDir, imagetest.SampleBoundary, certs)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		say("stopping custos-sts")
+		stsProc.Stop()
+	}()
 	if err := os.Rename(bootKubeconfig, kubeconfig); err != nil {
 		return err
 	}
@@ -174,6 +219,14 @@ func run(ctx context.Context, root, devDir, managerBin string) error {
 	say("try: kubectl --kubeconfig %s get custos -A", abs)
 	say("audit trail: %s; check it with: make build-audit && bin/custos-audit verify --allow-open --key %s %s",
 		filepath.Join(devDir, auditDirName), filepath.Join(devDir, auditPublicKeyName), filepath.Join(devDir, auditDirName))
+	login := os.Args[0] + " login"
+	if filepath.Clean(devDir) != ".dev" {
+		login += " --state-dir " + devDir
+	}
+	say("identity provider: %s; log in with authorization code + PKCE: %s alice", idp.Issuer, login)
+	say("custos-sts: %s/token (issuer of %s, also in %s; audit trail: %s)", stsProc.Issuer, imagetest.SampleBoundary,
+		filepath.Join(devDir, stsIssuerFileName), filepath.Join(devDir, stsAuditDirName))
+	say("both serve a certificate of a CA made for this run: curl --cacert %s", certs.CAFile)
 	fmt.Println(readyLine)
 
 	select {
@@ -182,6 +235,8 @@ func run(ctx context.Context, root, devDir, managerBin string) error {
 		return nil
 	case <-mgr.Exited():
 		return fmt.Errorf("the manager exited unexpectedly: %v; see %s", mgr.Err(), mgr.LogPath)
+	case <-stsProc.Exited():
+		return fmt.Errorf("custos-sts exited unexpectedly: %v; see %s", stsProc.Err(), stsProc.LogPath)
 	}
 }
 
@@ -262,10 +317,10 @@ const imagePublicKeyName = "image-signer.pub"
 // setUpImages serves the sample agent's image from a registry on loopback,
 // signed at start-up with a key generated for this run, stores the public
 // key in the Secret the sample DataBoundary trusts, and writes the overlay
-// of config/samples that uses this registry. It returns the overlay's
-// directory. Verification is as in production: the sample agent runs the
-// digest it was verified at, and an image signed with another key does not
-// run.
+// of config/samples that uses this registry (into samples/image, under the
+// overlay writeTrustOverlay writes). It returns the samples' directory.
+// Verification is as in production: the sample agent runs the digest it
+// was verified at, and an image signed with another key does not run.
 func setUpImages(ctx context.Context, cp *controlplane.ControlPlane, root, devDir string) (string, func(), error) {
 	trust, err := imagetest.NewSampleTrust()
 	if err != nil {
@@ -283,7 +338,10 @@ func setUpImages(ctx context.Context, cp *controlplane.ControlPlane, root, devDi
 	}
 	overlay := filepath.Join(devDir, "samples")
 	if err == nil {
-		err = imagetest.WriteSamplesOverlay(overlay, filepath.Join(root, "config", "samples"), trust.Registry)
+		err = os.RemoveAll(overlay)
+	}
+	if err == nil {
+		err = imagetest.WriteSamplesOverlay(filepath.Join(overlay, "image"), filepath.Join(root, "config", "samples"), trust.Registry)
 	}
 	if err != nil {
 		trust.Close()
@@ -304,4 +362,38 @@ func regionsOf(nodes []controlplane.Node) string {
 		}
 	}
 	return strings.Join(regions, ", ")
+}
+
+// writeTrustOverlay writes into dir the kustomization make dev applies:
+// the image overlay in dir/image, with the sample DataBoundary trusting
+// the identity provider at issuer for tokens of its client.
+func writeTrustOverlay(dir, issuer string) error {
+	kustomization := fmt.Sprintf(`# Written by make dev: config/samples with the sample image served on
+# loopback (image/), and the sample DataBoundary trusting make dev's
+# identity provider.
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - image
+sortOptions:
+  order: fifo
+patches:
+  - target: {kind: DataBoundary, name: %s}
+    patch: |-
+      - op: add
+        path: /spec/trustedIssuers
+        value:
+          - issuer: %s
+            audiences: [%s]
+`, imagetest.SampleBoundary, issuer, idpClientID)
+	return os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(kustomization), 0o644)
+}
+
+// describePeople says who the identity provider's people are.
+func describePeople() string {
+	var out []string
+	for _, n := range peopleNames() {
+		out = append(out, fmt.Sprintf("%s (%s)", n, strings.Join(people[n].Groups, ", ")))
+	}
+	return "people " + strings.Join(out, " and ")
 }
