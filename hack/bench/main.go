@@ -42,6 +42,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"sync"
 	"syscall"
 	"time"
@@ -88,6 +89,7 @@ type config struct {
 	burst                           int
 	timeout                         time.Duration
 	pprof                           string
+	cpuProfile                      string
 
 	// The admission mode's (-mode admission).
 	mode, levels, objects string
@@ -108,6 +110,7 @@ func main() {
 	flag.Float64Var(&c.qps, "qps", 50, "Client requests per second, of the manager (--kube-api-qps) and of the baseline.")
 	flag.IntVar(&c.burst, "burst", 100, "Client burst, of the manager (--kube-api-burst) and of the baseline.")
 	flag.DurationVar(&c.timeout, "timeout", 30*time.Minute, "Give up when the whole bench has not finished within this time.")
+	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "Write a CPU profile of the bench process itself to this file: where the time of an in-process side (sts mode's custos-sts and floor) goes (go tool pprof FILE).")
 	flag.StringVar(&c.pprof, "pprof", "", "Serve the manager's Go profiles on this loopback address (e.g. 127.0.0.1:8082), to see where a figure's time goes: go tool pprof http://ADDR/debug/pprof/profile?seconds=20.")
 	flag.StringVar(&c.mode, "mode", "onboarding", "onboarding: time Custos onboarding agents against a plain apply loop; admission: time agent pod and Agent creates with and without Custos's admission webhooks; audit: time the audit segment store against a plain file, and verification (its flags after --); lease: time kubernetesToken lease issuance against a raw TokenRequest; memory: the manager's RSS with -objects unrelated Secrets and as many ConfigMaps in the cluster against without them; sts: token exchange latency of custos-sts against a floor, at -levels.")
 	flag.StringVar(&c.levels, "levels", "1:500,10:1000,50:2000", "Admission and sts modes: concurrent clients:requests for each level; each level makes that many creates of each object on each side (Custos's webhooks, no-op webhooks, none), taking turns.")
@@ -127,6 +130,17 @@ func main() {
 	// The first SIGINT or SIGTERM cancels ctx; later ones are swallowed
 	// until run has stopped everything it started.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	if c.cpuProfile != "" {
+		f, err := os.Create(c.cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "custos bench: -cpuprofile: %v\n", err)
+			os.Exit(2)
+		}
+		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+	}
 	var err error
 	switch c.mode {
 	case "onboarding":
