@@ -32,11 +32,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -77,7 +79,9 @@ type options struct {
 	// shutdownDelay is how long a replica told to stop serves on, not
 	// ready, before it drains.
 	shutdownDelay time.Duration
-	audit         audit.Config
+	// gatewaySA is custos-gateway's ServiceAccount, namespace/name.
+	gatewaySA string
+	audit     audit.Config
 }
 
 func main() {
@@ -94,6 +98,7 @@ func main() {
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", "0", "Address of the Prometheus metrics endpoint; 0 disables it.")
 	flag.DurationVar(&o.shutdownDelay, "shutdown-delay", 5*time.Second, "On SIGTERM, how long to keep serving, with /readyz failing, before draining: the time every kube-proxy needs to take the pod out of the Service. Then the exchanges in flight get up to 10 s more; the pod's terminationGracePeriodSeconds must cover both.")
+	flag.StringVar(&o.gatewaySA, "gateway-service-account", "", "custos-gateway's ServiceAccount, as namespace/name: its pods exchange the tokens agents were given for the gateway, for the agents' Toolsets (docs/sts.md). Empty: no gateway.")
 	o.audit.AddFlags(flag.CommandLine)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -122,6 +127,10 @@ func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, read
 		return errors.New("--issuer-base is required: it is the iss of every token")
 	case o.namespace == "":
 		return errors.New("--namespace (or POD_NAMESPACE) is required: the signing keys' Secrets live there")
+	}
+	gateway, err := parseServiceAccount(o.gatewaySA)
+	if err != nil {
+		return fmt.Errorf("--gateway-service-account: %w", err)
 	}
 	// The caller's ctx ending (SIGTERM) starts the shutdown (at the end of
 	// run). What the exchanges need (the manager and its cache, the IdPs'
@@ -173,7 +182,7 @@ func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, read
 	svc := &sts.Service{
 		Issuers: issuers,
 		Actors: &cluster.Actors{Client: mgr.GetClient(), Reader: mgr.GetClient(), TrustDomain: o.trustDomain,
-			Audience: o.audience, Clock: clk},
+			Audience: o.audience, Clock: clk, Gateway: gateway},
 		Subjects:    &cluster.Subjects{Reader: mgr.GetClient(), Issuers: issuers, HTTPClient: idpClient, Clock: clk, Context: ctx},
 		Targets:     &cluster.Targets{Reader: mgr.GetClient(), TrustDomain: o.trustDomain},
 		Revocations: &cluster.Revocations{Reader: mgr.GetClient(), TrustDomain: o.trustDomain, Namespace: o.namespace, Clock: clk},
@@ -300,4 +309,16 @@ func issuerClient(caFile string) (*http.Client, error) {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}
 	return &http.Client{Timeout: 10 * time.Second, Transport: transport}, nil
+}
+
+// parseServiceAccount reads namespace/name; empty is none.
+func parseServiceAccount(s string) (types.NamespacedName, error) {
+	if s == "" {
+		return types.NamespacedName{}, nil
+	}
+	ns, name, ok := strings.Cut(s, "/")
+	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+		return types.NamespacedName{}, fmt.Errorf("%q is not namespace/name", s)
+	}
+	return types.NamespacedName{Namespace: ns, Name: name}, nil
 }

@@ -36,6 +36,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -294,5 +295,19 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestParseServiceAccount(t *testing.T) {
+	if got, err := parseServiceAccount("custos-system/custos-gateway"); err != nil || got.Namespace != "custos-system" || got.Name != "custos-gateway" {
+		t.Errorf("custos-system/custos-gateway: %v, %v", got, err)
+	}
+	if got, err := parseServiceAccount(""); err != nil || got.Name != "" {
+		t.Errorf("empty: %v, %v; want none", got, err)
+	}
+	for _, bad := range []string{"custos-gateway", "/x", "x/", "a/b/c"} {
+		if _, err := parseServiceAccount(bad); err == nil || !strings.Contains(err.Error(), "is not namespace/name") {
+			t.Errorf("%q: %v, want refused", bad, err)
+		}
 	}
 }

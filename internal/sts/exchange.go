@@ -53,6 +53,12 @@ type Agent struct {
 	Delegation  Delegation
 	// Scopes are the scopes of its Toolsets' tools.
 	Scopes []string
+	// Gateway is set when the token is custos-gateway's own, not an
+	// agent's: the gateway exchanges for the agent acting in the subject
+	// token, and never acts itself.
+	Gateway bool
+	// Via is the gateway that asked, when it exchanged for this agent.
+	Via string
 }
 
 // Delegation is who may have an agent act for them: which people (the
@@ -80,7 +86,28 @@ type Target struct {
 	Audience string
 	// Scopes are what the target offers; the token's scope is within it.
 	Scopes []string
+	// Kind is what the target is.
+	Kind TargetKind
 }
+
+// TargetKind is what a token is for.
+type TargetKind string
+
+// The kinds of target.
+const (
+	// TargetToolset: one of the agent's Toolsets, a tool server.
+	TargetToolset TargetKind = "Toolset"
+	// TargetAgent: another agent that takes calls from this one.
+	TargetAgent TargetKind = "Agent"
+	// TargetGateway: the tenant's custos-gateway, which calls the
+	// agent's Toolsets for it (GatewayAudience).
+	TargetGateway TargetKind = "Gateway"
+)
+
+// GatewayAudience is the audience of the token an agent exchanges to call
+// tenant's custos-gateway: the gateway exchanges it again, for the Toolset
+// of each tool called (docs/sts.md, "Who calls whom").
+func GatewayAudience(tenant string) string { return "urn:custos:gateway:" + tenant }
 
 // The parts of an exchange that read the cluster or an identity provider.
 type (
@@ -92,6 +119,9 @@ type (
 	// short cache) and finds its Agent in tenant.
 	ActorResolver interface {
 		ResolveActor(ctx context.Context, tenant, token string) (*Agent, error)
+		// ActingAgent finds the agent with SPIFFE ID id, as it is now: the
+		// one acting in a token the gateway exchanges.
+		ActingAgent(ctx context.Context, tenant, id string) (*Agent, error)
 	}
 	// SubjectVerifier verifies a subject token of tenant for an actor: its
 	// aud must be one of audiences.
@@ -155,6 +185,10 @@ const (
 	ReasonNoScope          = "NoScope"
 	ReasonSubjectExpired   = "SubjectExpired"
 	ReasonTenantMismatch   = "TenantMismatch"
+	// ReasonNotForGateway: the gateway presented a token that is not one
+	// of the tenant's issuer for the gateway with an agent acting, or
+	// asked for something other than a Toolset of that agent.
+	ReasonNotForGateway = "NotForGateway"
 )
 
 // Refusal is an exchange refused: the OAuth error the client gets and the
@@ -196,6 +230,9 @@ func (s *Service) exchange(ctx context.Context, tenant string, req *ExchangeRequ
 	if err != nil {
 		return nil, nil, nil, nil, bad(ReasonActorInvalid, "actor_token: %v", err)
 	}
+	if actor.Gateway {
+		return s.exchangeForGateway(ctx, tenant, is, req, actor)
+	}
 	if actor.Tenant != tenant {
 		return nil, nil, actor, nil, bad(ReasonTenantMismatch, "actor_token: agent %s/%s is of tenant %q, not %q", actor.Namespace, actor.Name, actor.Tenant, tenant)
 	}
@@ -214,13 +251,8 @@ func (s *Service) exchange(ctx context.Context, tenant string, req *ExchangeRequ
 	if sc.Tenant != "" && sc.Tenant != tenant {
 		return nil, nil, actor, subject, bad(ReasonTenantMismatch, "subject_token: of tenant %q, not %q", sc.Tenant, tenant)
 	}
-	if why, revoked := s.Revocations.Revoked(tenant, sc.ID, sc.Session, ""); revoked {
-		return nil, nil, actor, subject, bad(ReasonSubjectRevoked, "subject_token: %s", why)
-	}
-	for _, a := range sc.Chain() {
-		if why, revoked := s.Revocations.Revoked(tenant, "", "", a.Subject); revoked {
-			return nil, nil, actor, subject, bad(ReasonActorRevoked, "subject_token: its chain holds %s, which is revoked: %s", a.Subject, why)
-		}
+	if r := s.revoked(tenant, sc); r != nil {
+		return nil, nil, actor, subject, r
 	}
 	// The delegation: this person, through this caller, to this agent.
 	d := actor.Delegation
@@ -251,6 +283,29 @@ func (s *Service) exchange(ctx context.Context, tenant string, req *ExchangeRequ
 		return nil, nil, actor, subject, refuse(http.StatusBadRequest, CodeInvalidScope, ReasonNoScope,
 			"no scope of %s is also one agent %s/%s's Toolsets and %s allow", sc.Subject, actor.Namespace, actor.Name, target.Audience)
 	}
+	resp, claims, r := s.issue(is, subject, target, granted, sc.Delegate(Actor{Subject: actor.ID}))
+	return resp, claims, actor, subject, r
+}
+
+// revoked refuses a subject token that is revoked, of a session that is,
+// or with a revoked agent anywhere in its chain.
+func (s *Service) revoked(tenant string, sc *Claims) *Refusal {
+	if why, revoked := s.Revocations.Revoked(tenant, sc.ID, sc.Session, ""); revoked {
+		return refuse(http.StatusBadRequest, CodeInvalidRequest, ReasonSubjectRevoked, "subject_token: %s", why)
+	}
+	for _, a := range sc.Chain() {
+		if why, revoked := s.Revocations.Revoked(tenant, "", "", a.Subject); revoked {
+			return refuse(http.StatusBadRequest, CodeInvalidRequest, ReasonActorRevoked, "subject_token: its chain holds %s, which is revoked: %s", a.Subject, why)
+		}
+	}
+	return nil
+}
+
+// issue mints the token for subject's person at target with scope granted
+// and the actor chain act (its outermost actor is the client_id); it never
+// outlives the subject token.
+func (s *Service) issue(is *Issuer, subject *Subject, target *Target, granted []string, act *Actor) (*TokenResponse, *Claims, *Refusal) {
+	sc := subject.Claims
 	now := s.Clock.Now()
 	ttl := s.TTL
 	if ttl == 0 {
@@ -258,7 +313,7 @@ func (s *Service) exchange(ctx context.Context, tenant string, req *ExchangeRequ
 	}
 	exp, err := Lifetime(now, ttl, sc.Expiry)
 	if err != nil {
-		return nil, nil, actor, subject, bad(ReasonSubjectExpired, "subject_token: %v", err)
+		return nil, nil, refuse(http.StatusBadRequest, CodeInvalidRequest, ReasonSubjectExpired, "subject_token: %v", err)
 	}
 	origIss, origSub := sc.OriginalIssuer, sc.OriginalSubject
 	if origIss == "" {
@@ -267,18 +322,77 @@ func (s *Service) exchange(ctx context.Context, tenant string, req *ExchangeRequ
 	claims := Claims{
 		Subject: sc.Subject, Audience: target.Audience, Scope: strings.Join(granted, " "),
 		Expiry: exp.Unix(), IssuedAt: now.Unix(), NotBefore: now.Unix(),
-		Act: sc.Delegate(Actor{Subject: actor.ID}), Session: sc.Session, Groups: subject.Groups,
+		Act: act, Session: sc.Session, Groups: subject.Groups,
 		OriginalIssuer: origIss, OriginalSubject: origSub, Parent: sc.ID, ID: NewID(),
 	}
 	token, err := is.Mint(claims)
 	if err != nil {
-		return nil, nil, actor, subject, &Refusal{Error: oauthErr(http.StatusInternalServerError, "server_error", "minting the token: %v", err), Reason: "MintFailed"}
+		return nil, nil, &Refusal{Error: oauthErr(http.StatusInternalServerError, "server_error", "minting the token: %v", err), Reason: "MintFailed"}
 	}
-	claims.Issuer, claims.Tenant, claims.ClientID = is.URL, is.Tenant, actor.ID
+	claims.Issuer, claims.Tenant, claims.ClientID = is.URL, is.Tenant, act.Subject
 	return &TokenResponse{
 		AccessToken: token, IssuedTokenType: TokenTypeAccessToken, TokenType: "Bearer",
 		ExpiresIn: int64(exp.Sub(now).Seconds()), Scope: claims.Scope,
-	}, &claims, actor, subject, nil
+	}, &claims, nil
+}
+
+// exchangeForGateway is step 3 of docs/sts.md's "Who calls whom": the
+// gateway, whose pod's token is the actor token, exchanges the token an
+// agent was given for the gateway (step 1) for one Toolset of that agent.
+// The gateway is not an actor: the new token's chain and client_id are the
+// subject token's, its scope the subject token's narrowed to the Toolset.
+func (s *Service) exchangeForGateway(ctx context.Context, tenant string, is *Issuer, req *ExchangeRequest, gw *Agent) (*TokenResponse, *Claims, *Agent, *Subject, *Refusal) {
+	notForGateway := func(format string, args ...any) *Refusal {
+		return refuse(http.StatusBadRequest, CodeInvalidRequest, ReasonNotForGateway, format, args...)
+	}
+	subject, err := s.Subjects.VerifySubject(ctx, tenant, req.SubjectToken, []string{GatewayAudience(tenant)})
+	if err != nil {
+		return nil, nil, gw, nil, refuse(http.StatusBadRequest, CodeInvalidRequest, ReasonSubjectInvalid,
+			"subject_token: %v (the gateway exchanges only tokens for %s)", err, GatewayAudience(tenant))
+	}
+	sc := subject.Claims
+	if sc.Issuer != is.URL || sc.Act == nil {
+		acting := "no agent"
+		if sc.Act != nil {
+			acting = sc.Act.Subject
+		}
+		return nil, nil, gw, subject, notForGateway("subject_token: the gateway exchanges only tokens tenant %s's issuer gave an agent for the gateway; this one is of %s, with %s acting", tenant, sc.Issuer, acting)
+	}
+	// The agent acting, as it is now.
+	actor, err := s.Actors.ActingAgent(ctx, tenant, sc.Act.Subject)
+	if err != nil {
+		return nil, nil, gw, subject, refuse(http.StatusBadRequest, CodeInvalidRequest, ReasonActorInvalid, "subject_token: its actor %s: %v", sc.Act.Subject, err)
+	}
+	actor.Via = gw.ID
+	switch {
+	case actor.Tenant != tenant:
+		return nil, nil, actor, subject, refuse(http.StatusBadRequest, CodeInvalidRequest, ReasonTenantMismatch, "subject_token: agent %s/%s is of tenant %q, not %q", actor.Namespace, actor.Name, actor.Tenant, tenant)
+	case !actor.Runnable:
+		return nil, nil, actor, subject, refuse(http.StatusBadRequest, CodeInvalidRequest, ReasonActorNotRunnable, "subject_token: agent %s/%s may not act: %s", actor.Namespace, actor.Name, actor.NotRunnable)
+	}
+	if r := s.revoked(tenant, sc); r != nil {
+		return nil, nil, actor, subject, r
+	}
+	target, err := s.Targets.ResolveTarget(ctx, actor, req.Target())
+	if err != nil {
+		return nil, nil, actor, subject, refuse(http.StatusBadRequest, CodeInvalidTarget, ReasonTargetNotAllowed, "%v", err)
+	}
+	if target.Kind != TargetToolset {
+		return nil, nil, actor, subject, refuse(http.StatusBadRequest, CodeInvalidTarget, ReasonNotForGateway,
+			"the gateway exchanges for a Toolset of agent %s/%s only; %s is %s", actor.Namespace, actor.Name, req.Target(), strings.ToLower(string(target.Kind))+" "+target.Audience)
+	}
+	granted, refused := NarrowScope(sc.Scope, req.Scope, target.Scopes)
+	if len(refused) > 0 {
+		return nil, nil, actor, subject, refuse(http.StatusBadRequest, CodeInvalidScope, ReasonScopeWidened,
+			"scope %s is not within what the token for the gateway holds and %s allows", strings.Join(refused, " "), target.Audience)
+	}
+	if len(granted) == 0 {
+		return nil, nil, actor, subject, refuse(http.StatusBadRequest, CodeInvalidScope, ReasonNoScope,
+			"no scope of the token for the gateway is one %s allows", target.Audience)
+	}
+	// The chain as it was: the gateway enforces, it does not act.
+	resp, claims, r := s.issue(is, subject, target, granted, sc.Act)
+	return resp, claims, actor, subject, r
 }
 
 // record writes the decision: token.exchanged with the new jti and the
@@ -292,6 +406,12 @@ func (s *Service) record(ctx context.Context, tenant string, req *ExchangeReques
 	if actor != nil {
 		e.Subject.Namespace, e.Subject.Name, e.Subject.UID = actor.Namespace, actor.Name, actor.UID
 		e.Details["actor"] = actor.ID
+		if actor.Via != "" {
+			e.Details["gateway"] = actor.Via
+		}
+		if actor.Gateway {
+			e.Subject.Kind = "Gateway"
+		}
 	}
 	if subject != nil {
 		e.Details["person"] = subject.Claims.Subject

@@ -71,12 +71,28 @@ func (r *recorder) last() audit.Event {
 	return r.events[len(r.events)-1]
 }
 
+// gatewayID is custos-gateway's ServiceAccount, as its pod's token says.
+const gatewayID = "spiffe://cluster.local/ns/custos-system/sa/custos-gateway"
+
 func (w *world) ResolveActor(_ context.Context, _, token string) (*Agent, error) {
+	if token == "pod-gateway" {
+		return &Agent{ID: gatewayID, Namespace: "custos-system", Name: "custos-gateway", Gateway: true, Runnable: true}, nil
+	}
 	if a, ok := w.agents[token]; ok {
 		c := *a
 		return &c, nil
 	}
 	return nil, errors.New("the API server does not authenticate it (TokenReview): the pod is gone or the token is not a pod's")
+}
+
+func (w *world) ActingAgent(_ context.Context, _, id string) (*Agent, error) {
+	for _, a := range w.agents {
+		if a.ID == id {
+			c := *a
+			return &c, nil
+		}
+	}
+	return nil, fmt.Errorf("no agent %s", id)
 }
 
 var groups = map[string][]string{
@@ -128,7 +144,14 @@ var targets = map[string]map[string]Target{
 }
 
 func (w *world) ResolveTarget(_ context.Context, actor *Agent, target string) (*Target, error) {
+	if target == GatewayAudience(actor.Tenant) {
+		return &Target{Audience: target, Scopes: actor.Scopes, Kind: TargetGateway}, nil
+	}
 	if t, ok := targets[actor.ID][target]; ok {
+		t.Kind = TargetToolset
+		if strings.HasPrefix(target, "spiffe://") {
+			t.Kind = TargetAgent
+		}
 		return &t, nil
 	}
 	return nil, fmt.Errorf("%s is none of agent %s/%s's Toolsets or agents it may call", target, actor.Namespace, actor.Name)
@@ -202,7 +225,12 @@ func (w *world) exchangeAt(tenant, subject, actor, target, scope string) (*Token
 // hop exchanges and fails the test when refused.
 func (w *world) hop(t *testing.T, subject, actor, target, scope string) string {
 	t.Helper()
-	resp, err := w.exchange(subject, actor, target, scope)
+	return w.hopAt(t, "acme", subject, actor, target, scope)
+}
+
+func (w *world) hopAt(t *testing.T, tenant, subject, actor, target, scope string) string {
+	t.Helper()
+	resp, err := w.exchangeAt(tenant, subject, actor, target, scope)
 	if err != nil {
 		t.Fatalf("hop by %s to %s refused: %v", actor, target, err)
 	}
@@ -247,6 +275,46 @@ func TestExchangeAllowed(t *testing.T) {
 	parent, _ := w.issuers["acme"].Verify(toPayments, agentID("finance", "payments"), w.now)
 	if c2.Expiry > parent.Expiry || c2.Parent != parent.ID || c2.OriginalSubject != "alice" || c2.OriginalIssuer != idpURL {
 		t.Errorf("hop 2 token %+v outlives or forgets its parent %+v", c2, parent)
+	}
+}
+
+// TestGatewayExchange: the agent exchanges alice's token for the tenant's
+// gateway (T1), the gateway exchanges T1 for the ledger (T2): T2 is
+// alice's, with the agent (not the gateway) acting, the chain no deeper,
+// the scope within T1's and the ledger's, never outliving T1; the record
+// names the agent and the gateway that asked.
+func TestGatewayExchange(t *testing.T) {
+	w := newWorld(t)
+	alice := w.person(t, "alice", "ledger.read ledger.write payments.execute crm.read")
+	toGateway := w.hop(t, alice, "pod-invoice", GatewayAudience("acme"), "")
+	t1, verr := w.issuers["acme"].Verify(toGateway, GatewayAudience("acme"), w.now)
+	if verr != nil {
+		t.Fatal(verr)
+	}
+	// The agent's Toolsets' scopes bound T1: crm.read and ledger.write are alice's, not invoice's.
+	if t1.Scope != "ledger.read payments.execute" || t1.ClientID != agentID("finance", "invoice") || t1.Depth() != 1 {
+		t.Errorf("T1: %+v", t1)
+	}
+	resp, err := w.exchange(toGateway, "pod-gateway", ledger, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t2, verr := w.issuers["acme"].Verify(resp.AccessToken, ledger, w.now)
+	if verr != nil {
+		t.Fatal(verr)
+	}
+	if t2.Subject != "alice" || t2.ClientID != agentID("finance", "invoice") || t2.Depth() != 1 || t2.Act.Subject != agentID("finance", "invoice") ||
+		t2.Scope != "ledger.read" || t2.Parent != t1.ID || t2.Expiry > t1.Expiry || t2.Session != "session-alice" || t2.OriginalSubject != "alice" {
+		t.Errorf("T2: %+v, want alice's with invoice acting, scope ledger.read, child of T1 %s", t2, t1.ID)
+	}
+	ev := w.recorded.last()
+	if ev.Action != audit.ActionTokenExchanged || ev.Subject.Name != "invoice" || ev.Details["gateway"] != gatewayID ||
+		ev.Details["jti"] != t2.ID || ev.Details["parentJTI"] != t1.ID {
+		t.Errorf("the record: %+v", ev)
+	}
+	// T2 is for the ledger alone: the gateway cannot use it elsewhere.
+	if _, verr := w.issuers["acme"].Verify(resp.AccessToken, bank, w.now); verr == nil {
+		t.Error("T2 verified at the bank")
 	}
 }
 
@@ -417,6 +485,68 @@ func TestConfusedDeputy(t *testing.T) {
 		name: "an audience outside the agent's Toolsets", code: CodeInvalidTarget, reason: ReasonTargetNotAllowed, says: "none of agent finance/invoice's Toolsets",
 		setup: func(t *testing.T, w *world) attempt {
 			return attempt{subject: w.person(t, "alice", "crm.read"), actor: "pod-invoice", target: crm}
+		},
+	}, {
+		// The gateway (docs/sts.md, "Who calls whom"): it exchanges only the
+		// token an agent was given for it, for that agent's Toolsets, within
+		// that token's scope.
+		name: "the gateway with a person's own token", code: CodeInvalidRequest, reason: ReasonSubjectInvalid, says: "the gateway exchanges only tokens for urn:custos:gateway:acme",
+		setup: func(t *testing.T, w *world) attempt {
+			return attempt{subject: w.person(t, "alice", "ledger.read"), actor: "pod-gateway", target: ledger}
+		},
+	}, {
+		name: "the gateway with a person's token made out to the gateway", code: CodeInvalidRequest, reason: ReasonNotForGateway, says: "with no agent acting",
+		setup: func(t *testing.T, w *world) attempt {
+			return attempt{subject: w.person(t, "alice", "ledger.read", func(c *Claims) { c.Audience = GatewayAudience("acme") }),
+				actor: "pod-gateway", target: ledger}
+		},
+	}, {
+		name: "the gateway with a token an agent was given for a tool server", code: CodeInvalidRequest, reason: ReasonSubjectInvalid, says: "WrongAudience",
+		setup: func(t *testing.T, w *world) attempt {
+			return attempt{subject: w.hop(t, w.person(t, "alice", "ledger.read"), "pod-invoice", ledger, ""), actor: "pod-gateway", target: ledger}
+		},
+	}, {
+		name: "the gateway asking for a Toolset that is not the acting agent's", code: CodeInvalidTarget, reason: ReasonTargetNotAllowed, says: "none of agent finance/invoice's Toolsets",
+		setup: func(t *testing.T, w *world) attempt {
+			return attempt{subject: w.hop(t, w.person(t, "alice", "ledger.read crm.read"), "pod-invoice", GatewayAudience("acme"), ""), actor: "pod-gateway", target: crm}
+		},
+	}, {
+		name: "the gateway asking for another agent", code: CodeInvalidTarget, reason: ReasonNotForGateway, says: "for a Toolset of agent finance/invoice only",
+		setup: func(t *testing.T, w *world) attempt {
+			return attempt{subject: w.hop(t, w.person(t, "alice", "ledger.read payments.execute"), "pod-invoice", GatewayAudience("acme"), ""),
+				actor: "pod-gateway", target: agentID("finance", "payments")}
+		},
+	}, {
+		name: "the gateway widening the agent's token", code: CodeInvalidScope, reason: ReasonScopeWidened, says: "ledger.write",
+		setup: func(t *testing.T, w *world) attempt {
+			return attempt{subject: w.hop(t, w.person(t, "alice", "ledger.read ledger.write"), "pod-invoice", GatewayAudience("acme"), "ledger.read"),
+				actor: "pod-gateway", target: ledger, scope: "ledger.write"}
+		},
+	}, {
+		name: "the gateway for an agent suspended since", code: CodeInvalidRequest, reason: ReasonActorNotRunnable, says: "Suspended",
+		setup: func(t *testing.T, w *world) attempt {
+			toGateway := w.hop(t, w.person(t, "alice", "ledger.read"), "pod-invoice", GatewayAudience("acme"), "")
+			w.agents["pod-invoice"].Runnable, w.agents["pod-invoice"].NotRunnable = false, "it is Suspended"
+			return attempt{subject: toGateway, actor: "pod-gateway", target: ledger}
+		},
+	}, {
+		name: "the gateway with a token of a session logged out since", code: CodeInvalidRequest, reason: ReasonSubjectRevoked, says: "logged out",
+		setup: func(t *testing.T, w *world) attempt {
+			toGateway := w.hop(t, w.person(t, "alice", "ledger.read"), "pod-invoice", GatewayAudience("acme"), "")
+			w.revoked["session-alice"] = "logged out"
+			return attempt{subject: toGateway, actor: "pod-gateway", target: ledger}
+		},
+	}, {
+		name: "the gateway with another tenant's token for its gateway", code: CodeInvalidRequest, reason: ReasonSubjectInvalid, says: "UnknownKey",
+		setup: func(t *testing.T, w *world) attempt {
+			toGateway := w.hopAt(t, "globex", w.person(t, "alice", "ledger.read"), "pod-globex", GatewayAudience("globex"), "")
+			return attempt{subject: toGateway, actor: "pod-gateway", target: ledger}
+		},
+	}, {
+		name: "an agent presenting its token for the gateway itself, to skip the gateway", code: CodeInvalidRequest, reason: ReasonSubjectInvalid, says: "WrongAudience",
+		setup: func(t *testing.T, w *world) attempt {
+			toGateway := w.hop(t, w.person(t, "alice", "ledger.read"), "pod-invoice", GatewayAudience("acme"), "")
+			return attempt{subject: toGateway, actor: "pod-invoice", target: ledger}
 		},
 	}, {
 		name: "a forged subject token", code: CodeInvalidRequest, reason: ReasonSubjectInvalid, says: "BadSignature",

@@ -71,6 +71,9 @@ type Actors struct {
 	// TTL of a review's answer; DefaultReviewTTL when 0.
 	TTL   time.Duration
 	Clock clock.PassiveClock
+	// Gateway is custos-gateway's ServiceAccount: its pods' tokens are the
+	// gateway's (sts.Agent.Gateway), not an agent's. None when empty.
+	Gateway types.NamespacedName
 
 	mu      sync.Mutex
 	reviews map[[sha256.Size]byte]review
@@ -92,8 +95,9 @@ func (a *Actors) ResolveActor(ctx context.Context, tenant, token string) (*sts.A
 	if err != nil {
 		return nil, err
 	}
+	gateway := a.Gateway.Name != "" && (types.NamespacedName{Namespace: who.namespace, Name: who.serviceAccount}) == a.Gateway
 	name, ok := strings.CutPrefix(who.serviceAccount, identity.ChildPrefix)
-	if !ok || name == "" {
+	if !gateway && (!ok || name == "") {
 		return nil, fmt.Errorf("ServiceAccount %s/%s is no agent's", who.namespace, who.serviceAccount)
 	}
 	pod := &metav1.PartialObjectMetadata{}
@@ -106,9 +110,27 @@ func (a *Actors) ResolveActor(ctx context.Context, tenant, token string) (*sts.A
 	if !pod.DeletionTimestamp.IsZero() {
 		return nil, fmt.Errorf("the pod it is bound to, %s, is terminating", who.pod)
 	}
-	agent, err := getAgent(ctx, a.Reader, types.NamespacedName{Namespace: who.namespace, Name: name})
+	if gateway {
+		return &sts.Agent{ID: identity.SPIFFEID(a.TrustDomain, who.namespace, who.serviceAccount), Namespace: who.namespace,
+			Name: who.serviceAccount, Gateway: true, Runnable: true}, nil
+	}
+	return a.agent(ctx, types.NamespacedName{Namespace: who.namespace, Name: name})
+}
+
+// ActingAgent returns the agent with SPIFFE ID id, as it is now.
+func (a *Actors) ActingAgent(ctx context.Context, _, id string) (*sts.Agent, error) {
+	key, ok := (&Targets{TrustDomain: a.TrustDomain}).agentOf(id)
+	if !ok {
+		return nil, fmt.Errorf("it is no agent of trust domain %s", a.TrustDomain)
+	}
+	return a.agent(ctx, key)
+}
+
+// agent is the Agent key as the exchange sees it, with its Toolsets' scopes.
+func (a *Actors) agent(ctx context.Context, key types.NamespacedName) (*sts.Agent, error) {
+	agent, err := getAgent(ctx, a.Reader, key)
 	if err != nil {
-		return nil, fmt.Errorf("the Agent of pod %s: %w", who.pod, err)
+		return nil, fmt.Errorf("its Agent %s: %w", key, err)
 	}
 	v := a.view(agent)
 	sets, err := toolsets(ctx, a.Reader, agent)

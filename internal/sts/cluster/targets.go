@@ -104,7 +104,8 @@ type Targets struct {
 
 var _ sts.TargetResolver = (*Targets)(nil)
 
-// ResolveTarget finds target among what actor may call.
+// ResolveTarget finds target among what actor may call: its tenant's
+// gateway, one of its Toolsets, or an agent that takes its calls.
 func (t *Targets) ResolveTarget(ctx context.Context, actor *sts.Agent, target string) (*sts.Target, error) {
 	agent, err := getAgent(ctx, t.Reader, types.NamespacedName{Namespace: actor.Namespace, Name: actor.Name})
 	if err != nil {
@@ -114,6 +115,11 @@ func (t *Targets) ResolveTarget(ctx context.Context, actor *sts.Agent, target st
 	if err != nil {
 		return nil, err
 	}
+	if target == sts.GatewayAudience(actor.Tenant) {
+		// The gateway calls the agent's Toolsets for it, each with a token
+		// of its own: the agent's Toolsets' scopes, no more.
+		return &sts.Target{Audience: target, Scopes: scopesOf(sets), Kind: sts.TargetGateway}, nil
+	}
 	for i := range sets {
 		ts := &sets[i]
 		names := []string{ToolsetResource(ts.Namespace, ts.Name)}
@@ -121,7 +127,7 @@ func (t *Targets) ResolveTarget(ctx context.Context, actor *sts.Agent, target st
 			names = append(names, externalResource(e)...)
 		}
 		if slices.Contains(names, target) {
-			return &sts.Target{Audience: target, Scopes: ToolsetScopes(ts)}, nil
+			return &sts.Target{Audience: target, Scopes: ToolsetScopes(ts), Kind: sts.TargetToolset}, nil
 		}
 	}
 	if callee, ok := t.agentOf(target); ok {
@@ -166,5 +172,5 @@ func (t *Targets) resolveAgent(ctx context.Context, actor *sts.Agent, key types.
 	if err != nil {
 		return nil, err
 	}
-	return &sts.Target{Audience: target, Scopes: scopesOf(sets)}, nil
+	return &sts.Target{Audience: target, Scopes: scopesOf(sets), Kind: sts.TargetAgent}, nil
 }
