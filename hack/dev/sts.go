@@ -19,15 +19,14 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"fmt"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"time"
+
+	"github.com/custos-dev/custos/test/controlplane"
 )
 
 // custos-sts as make dev runs it: on 127.0.0.1 over TLS with the run's
@@ -42,17 +41,13 @@ const (
 
 // stsProcess is custos-sts running as a child process.
 type stsProcess struct {
-	cmd *exec.Cmd
+	*controlplane.Process
 	// Base is its --issuer-base, https://127.0.0.1:<port>.
 	Base string
 	// Issuer is the sample tenant's issuer; its token endpoint is
 	// Issuer + "/token". It is written in sts-issuer too.
-	Issuer  string
-	LogPath string
-	file    string
-
-	exited chan struct{}
-	err    error
+	Issuer string
+	file   string
 }
 
 // startSTS runs bin against kubeconfig and waits until it serves the
@@ -66,20 +61,11 @@ func startSTS(ctx context.Context, bin, kubeconfig, devDir, tenant string, certs
 	if err := os.RemoveAll(auditDir); err != nil {
 		return nil, err
 	}
-	s := &stsProcess{
-		Base:    "https://127.0.0.1:" + strconv.Itoa(port),
-		LogPath: filepath.Join(devDir, "custos-sts.log"),
-		file:    filepath.Join(devDir, stsIssuerFileName),
-		exited:  make(chan struct{}),
-	}
+	s := &stsProcess{Base: "https://127.0.0.1:" + strconv.Itoa(port), file: filepath.Join(devDir, stsIssuerFileName)}
 	s.Issuer = s.Base + "/tenants/" + tenant
-	logFile, err := os.Create(s.LogPath)
-	if err != nil {
-		return nil, err
-	}
-	s.cmd = exec.Command(bin,
+	s.Process, err = controlplane.StartProcess(bin, []string{
 		"--kubeconfig", kubeconfig,
-		"--listen", "127.0.0.1:"+strconv.Itoa(port),
+		"--listen", "127.0.0.1:" + strconv.Itoa(port),
 		"--tls-cert-dir", certs.Dir,
 		"--namespace", stsNamespace,
 		"--issuer-base", s.Base,
@@ -89,76 +75,35 @@ func startSTS(ctx context.Context, bin, kubeconfig, devDir, tenant string, certs
 		// Nothing routes to it through a Service: it drains at once.
 		"--shutdown-delay=0s",
 		"--audit-sink=both",
-		"--audit-dir="+auditDir,
-		"--audit-signing-key-secret="+auditNamespace+"/"+auditKeySecret,
+		"--audit-dir=" + auditDir,
+		"--audit-signing-key-secret=" + auditNamespace + "/" + auditKeySecret,
 		"--audit-checkpoint-interval=10s",
-	)
-	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
-	// If our process is killed outright, the kernel stops custos-sts too.
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := s.cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("starting %s (run make build): %w", bin, err)
+	}, filepath.Join(devDir, "custos-sts.log"))
+	if err != nil {
+		return nil, err
 	}
-	go func() {
-		s.err = s.cmd.Wait()
-		logFile.Close()
-		close(s.exited)
-	}()
-
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: certs.Roots}, Proxy: nil}}
 	defer client.CloseIdleConnections()
-	deadline := time.NewTimer(time.Minute)
-	defer deadline.Stop()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			s.Stop()
-			return nil, ctx.Err()
-		case <-s.exited:
-			return nil, fmt.Errorf("custos-sts exited before it served: %v; see %s", s.err, s.LogPath)
-		case <-deadline.C:
-			s.Stop()
-			return nil, fmt.Errorf("custos-sts did not serve %s within a minute; see %s", s.Issuer, s.LogPath)
-		case <-tick.C:
-			resp, err := client.Get(s.Issuer + "/.well-known/oauth-authorization-server")
-			if err != nil {
-				continue
-			}
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s, os.WriteFile(s.file, []byte(s.Issuer+"\n"), 0o644)
-			}
+	if err := s.WaitReady(ctx, "custos-sts", time.Minute, 100*time.Millisecond, func() bool {
+		resp, err := client.Get(s.Issuer + "/.well-known/oauth-authorization-server")
+		if err != nil {
+			return false
 		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}); err != nil {
+		return nil, err
 	}
+	return s, os.WriteFile(s.file, []byte(s.Issuer+"\n"), 0o644)
 }
 
 // Stop asks custos-sts to shut down (it closes its audit trail with a
 // signed checkpoint) and kills it if it has not within 30 seconds.
 func (s *stsProcess) Stop() {
 	defer os.Remove(s.file)
-	select {
-	case <-s.exited:
-		return
-	default:
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.exited:
-	case <-time.After(30 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.exited
-	}
+	s.Process.Stop()
 }
-
-// Exited is closed when custos-sts has exited; Err then says how.
-func (s *stsProcess) Exited() <-chan struct{} { return s.exited }
-
-// Err is how custos-sts exited, once Exited is closed.
-func (s *stsProcess) Err() error { return s.err }
 
 // freePort is a port on 127.0.0.1 free a moment ago. custos-sts must know
 // its own URL before it listens (the tenants' issuers are under it).

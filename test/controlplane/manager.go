@@ -21,25 +21,18 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"time"
 )
 
 // Manager is Custos's manager binary running as a child process against a
 // local control plane, as make dev and the benchmarks run it.
 type Manager struct {
-	cmd *exec.Cmd
-	// LogPath holds the manager's output.
-	LogPath string
+	*Process
 	// MetricsAddr serves /metrics.
 	MetricsAddr string
-
-	exited chan struct{}
-	err    error
 }
 
 // StartManager runs the manager binary bin with every listener on loopback,
@@ -51,13 +44,9 @@ func (cp *ControlPlane) StartManager(ctx context.Context, bin, kubeconfig, logPa
 	if err != nil {
 		return nil, err
 	}
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	m := &Manager{LogPath: logPath, MetricsAddr: "127.0.0.1:" + strconv.Itoa(ports[1]), exited: make(chan struct{})}
+	m := &Manager{MetricsAddr: "127.0.0.1:" + strconv.Itoa(ports[1])}
 	probeAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
-	m.cmd = exec.Command(bin, append([]string{
+	m.Process, err = StartProcess(bin, append([]string{
 		"--kubeconfig", kubeconfig,
 		"--metrics-bind-address", m.MetricsAddr,
 		// Plain HTTP on loopback: the bench and make dev read it with curl.
@@ -67,74 +56,17 @@ func (cp *ControlPlane) StartManager(ctx context.Context, bin, kubeconfig, logPa
 		"--webhook-port", strconv.Itoa(cp.Webhook.Port),
 		"--webhook-cert-dir", cp.Webhook.CertDir,
 		"--webhook-cert-secret=",
-	}, args...)...)
-	m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
-	// If our process is killed outright, the kernel stops the manager too.
-	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := m.cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("starting %s (run make build): %w", bin, err)
+	}, args...), logPath)
+	if err != nil {
+		return nil, err
 	}
-	go func() {
-		m.err = m.cmd.Wait()
-		logFile.Close()
-		close(m.exited)
-	}()
-
-	deadline := time.NewTimer(2 * time.Minute)
-	defer deadline.Stop()
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			m.Stop()
-			return nil, ctx.Err()
-		case <-m.exited:
-			return nil, fmt.Errorf("the manager exited before it was ready: %v; see %s", m.err, logPath)
-		case <-deadline.C:
-			m.Stop()
-			return nil, fmt.Errorf("the manager was not ready within 2 minutes; see %s", logPath)
-		case <-tick.C:
-			if ready("http://" + probeAddr + "/readyz") {
-				return m, nil
-			}
-		}
+	if err := m.WaitReady(ctx, "the manager", 2*time.Minute, 200*time.Millisecond, func() bool {
+		return ready("http://" + probeAddr + "/readyz")
+	}); err != nil {
+		return nil, err
 	}
+	return m, nil
 }
-
-// Stop asks the manager to shut down gracefully and kills it if it has not
-// within 30 seconds.
-func (m *Manager) Stop() {
-	select {
-	case <-m.exited:
-		return
-	default:
-	}
-	_ = m.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-m.exited:
-	case <-time.After(30 * time.Second):
-		_ = m.cmd.Process.Kill()
-		<-m.exited
-	}
-}
-
-// Kill kills the manager outright (SIGKILL), as a crash or a node failure
-// would, and waits until it has exited.
-func (m *Manager) Kill() {
-	_ = m.cmd.Process.Kill()
-	<-m.exited
-}
-
-// Exited is closed when the manager has exited; Err then says how.
-func (m *Manager) Exited() <-chan struct{} { return m.exited }
-
-// Err is how the manager exited, once Exited is closed.
-func (m *Manager) Err() error { return m.err }
-
-// PID is the manager's process ID.
-func (m *Manager) PID() int { return m.cmd.Process.Pid }
 
 func ready(url string) bool {
 	c := http.Client{Timeout: time.Second}

@@ -35,20 +35,68 @@ type events struct{ got []audit.Event }
 
 func (e *events) Record(_ context.Context, ev audit.Event) { e.got = append(e.got, ev) }
 
+// onCluster is custos-sts's exchange against the test API server, for a
+// tenant whose DataBoundary trusts a person's identity provider on
+// loopback (its groups claim "groups"): the tenant's namespace ns, the
+// STS's namespace system (its revocation lists), the tenant's issuer, a
+// fake clock and the audit records.
+type onCluster struct {
+	provider   *idptest.IdP
+	tenant     string
+	ns, system string
+	issuer     *sts.Issuer
+	clk        *clocktesting.FakePassiveClock
+	trail      *events
+	actors     *Actors
+	svc        *sts.Service
+}
+
+func newOnCluster(t *testing.T, prefix string) *onCluster {
+	t.Helper()
+	ctx := context.Background()
+	now := time.Now()
+	w := &onCluster{provider: idptest.New(t), tenant: fixtures.UniqueTenant(prefix), clk: clocktesting.NewFakePassiveClock(now), trail: &events{}}
+	w.ns = fixtures.CreateTenantNamespace(t, k8sClient, w.tenant)
+	w.system = fixtures.CreateTenantNamespace(t, k8sClient, fixtures.UniqueTenant("custos-system"))
+	fixtures.Create(t, k8sClient, fixtures.DataBoundary(w.tenant, func(b *custosv1alpha1.DataBoundary) {
+		b.Spec.TrustedIssuers = []custosv1alpha1.TrustedIssuer{{Issuer: w.provider.URL, Audiences: []string{"custos-sts"},
+			Claims: custosv1alpha1.IssuerClaims{Groups: "groups"}}}
+	}))
+	own, err := sts.NewKeySet(now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.issuer = &sts.Issuer{URL: "https://custos-sts.custos-system.svc/tenants/" + w.tenant, Tenant: w.tenant, Keys: own}
+	w.actors = newActors(w.clk)
+	issuers := sts.StaticIssuers{w.tenant: w.issuer}
+	w.svc = &sts.Service{
+		Issuers:     issuers,
+		Actors:      w.actors,
+		Subjects:    &Subjects{Reader: k8sClient, Issuers: issuers, HTTPClient: w.provider.Client(), Clock: w.clk, Context: ctx},
+		Targets:     &Targets{Reader: k8sClient, TrustDomain: "cluster.local"},
+		Revocations: &Revocations{Reader: k8sClient, TrustDomain: "cluster.local", Namespace: w.system, Clock: w.clk},
+		Audit:       w.trail, Clock: w.clk,
+	}
+	return w
+}
+
+// exchange is one exchange at the tenant's endpoint.
+func (w *onCluster) exchange(subject, actor, target, scope string) (*sts.TokenResponse, *sts.Error) {
+	return w.svc.Exchange(context.Background(), w.tenant, &sts.ExchangeRequest{SubjectToken: subject, SubjectTokenType: sts.TokenTypeAccessToken,
+		ActorToken: actor, ActorTokenType: sts.TokenTypeJWT, Resources: []string{target}, Scope: scope,
+		RequestedTokenType: sts.TokenTypeAccessToken})
+}
+
+// last is the last audit record.
+func (w *onCluster) last() audit.Event { return w.trail.got[len(w.trail.got)-1] }
+
 // TestExchangeOnTheCluster: the whole exchange against a real API server:
 // a person's token from a trusted identity provider, agents' pod tokens
 // reviewed live, Toolsets and delegations read from their objects, and
 // suspending an agent in the middle of a chain stopping the chain.
 func TestExchangeOnTheCluster(t *testing.T) {
-	ctx := context.Background()
-	now := time.Now()
-	provider := idptest.New(t)
-	tenant := fixtures.UniqueTenant("sts")
-	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
-	fixtures.Create(t, k8sClient, fixtures.DataBoundary(tenant, func(b *custosv1alpha1.DataBoundary) {
-		b.Spec.TrustedIssuers = []custosv1alpha1.TrustedIssuer{{Issuer: provider.URL, Audiences: []string{"custos-sts"},
-			Claims: custosv1alpha1.IssuerClaims{Groups: "groups"}}}
-	}))
+	w := newOnCluster(t, "sts")
+	ctx, now, provider, tenant, ns, issuer, trail, exchange := context.Background(), w.clk.Now(), w.provider, w.tenant, w.ns, w.issuer, w.trail, w.exchange
 	read := custosv1alpha1.Tool{Name: "get_invoice", Access: custosv1alpha1.ToolAccessRead}
 	write := custosv1alpha1.Tool{Name: "post_entry", Access: custosv1alpha1.ToolAccessWrite}
 	fixtures.Create(t, k8sClient, fixtures.Toolset(ns, "ledger", tenant, fixtures.WithTools(read, write)))
@@ -58,26 +106,6 @@ func TestExchangeOnTheCluster(t *testing.T) {
 		&custosv1alpha1.AgentDelegation{Groups: []string{"finance-clerks"}, Agents: []custosv1alpha1.AgentReference{{Name: "invoice"}}},
 		fixtures.WithToolsets("ledger"))
 
-	own, err := sts.NewKeySet(now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	issuer := &sts.Issuer{URL: "https://custos-sts.custos-system.svc/tenants/" + tenant, Tenant: tenant, Keys: own}
-	clk := clocktesting.NewFakePassiveClock(now)
-	trail := &events{}
-	svc := &sts.Service{
-		Issuers:     sts.StaticIssuers{tenant: issuer},
-		Actors:      &Actors{Client: k8sClient, Reader: k8sClient, TrustDomain: "cluster.local", Audience: audience, Clock: clk},
-		Subjects:    &Subjects{Reader: k8sClient, Issuers: sts.StaticIssuers{tenant: issuer}, HTTPClient: provider.Client(), Clock: clk, Context: ctx},
-		Targets:     &Targets{Reader: k8sClient, TrustDomain: "cluster.local"},
-		Revocations: &Revocations{Reader: k8sClient, TrustDomain: "cluster.local", Namespace: "default"},
-		Audit:       trail, Clock: clk,
-	}
-	exchange := func(subject, actor, target, scope string) (*sts.TokenResponse, *sts.Error) {
-		return svc.Exchange(ctx, tenant, &sts.ExchangeRequest{SubjectToken: subject, SubjectTokenType: sts.TokenTypeAccessToken,
-			ActorToken: actor, ActorTokenType: sts.TokenTypeJWT, Resources: []string{target}, Scope: scope,
-			RequestedTokenType: sts.TokenTypeAccessToken})
-	}
 	person := provider.Token(t, "alice", "custos-sts", now.Add(time.Hour), nil) // scp ledger.read ledger.write, groups finance-clerks
 
 	// alice → invoice → the ledger, read only.

@@ -25,13 +25,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	clocktesting "k8s.io/utils/clock/testing"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/audit"
 	"github.com/custos-dev/custos/internal/sts"
 	"github.com/custos-dev/custos/test/fixtures"
-	"github.com/custos-dev/custos/test/idptest"
 )
 
 // TestGatewayExchangeOnTheCluster: docs/sts.md's "Who calls whom" against
@@ -41,15 +39,8 @@ import (
 // a pod of another ServiceAccount of the gateway's namespace cannot, nor
 // can the gateway once its pod is gone.
 func TestGatewayExchangeOnTheCluster(t *testing.T) {
-	ctx := context.Background()
-	now := time.Now()
-	provider := idptest.New(t)
-	tenant := fixtures.UniqueTenant("gw")
-	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
-	system := fixtures.CreateTenantNamespace(t, k8sClient, fixtures.UniqueTenant("custos-system"))
-	fixtures.Create(t, k8sClient, fixtures.DataBoundary(tenant, func(b *custosv1alpha1.DataBoundary) {
-		b.Spec.TrustedIssuers = []custosv1alpha1.TrustedIssuer{{Issuer: provider.URL, Audiences: []string{"custos-sts"}}}
-	}))
+	w := newOnCluster(t, "gw")
+	ctx, now, tenant, ns, system, issuer := context.Background(), w.clk.Now(), w.tenant, w.ns, w.system, w.issuer
 	read := custosv1alpha1.Tool{Name: "get_invoice", Access: custosv1alpha1.ToolAccessRead}
 	write := custosv1alpha1.Tool{Name: "post_entry", Access: custosv1alpha1.ToolAccessWrite}
 	fixtures.Create(t, k8sClient, fixtures.Toolset(ns, "ledger", tenant, fixtures.WithTools(read, write)))
@@ -66,28 +57,11 @@ func TestGatewayExchangeOnTheCluster(t *testing.T) {
 	gatewayPod, otherPod := podOf("custos-gateway"), podOf("custos-sts")
 	gatewayToken, otherToken := podToken(t, gatewayPod, audience), podToken(t, otherPod, audience)
 
-	own, err := sts.NewKeySet(now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	issuer := &sts.Issuer{URL: "https://custos-sts.custos-system.svc/tenants/" + tenant, Tenant: tenant, Keys: own}
-	clk := clocktesting.NewFakePassiveClock(now)
-	trail := &events{}
-	actors := newActors(clk)
-	actors.Gateway = types.NamespacedName{Namespace: system, Name: "custos-gateway"}
-	svc := &sts.Service{
-		Issuers:     sts.StaticIssuers{tenant: issuer},
-		Actors:      actors,
-		Subjects:    &Subjects{Reader: k8sClient, Issuers: sts.StaticIssuers{tenant: issuer}, HTTPClient: provider.Client(), Clock: clk, Context: ctx},
-		Targets:     &Targets{Reader: k8sClient, TrustDomain: "cluster.local"},
-		Revocations: &Revocations{Reader: k8sClient, TrustDomain: "cluster.local", Namespace: system},
-		Audit:       trail, Clock: clk,
-	}
+	w.actors.Gateway = types.NamespacedName{Namespace: system, Name: "custos-gateway"}
 	exchange := func(subject, actor, target string) (*sts.TokenResponse, *sts.Error) {
-		return svc.Exchange(ctx, tenant, &sts.ExchangeRequest{SubjectToken: subject, SubjectTokenType: sts.TokenTypeAccessToken,
-			ActorToken: actor, ActorTokenType: sts.TokenTypeJWT, Resources: []string{target}, RequestedTokenType: sts.TokenTypeAccessToken})
+		return w.exchange(subject, actor, target, "")
 	}
-	person := provider.Token(t, "alice", "custos-sts", now.Add(time.Hour), nil) // scp ledger.read ledger.write
+	person := w.provider.Token(t, "alice", "custos-sts", now.Add(time.Hour), nil) // scp ledger.read ledger.write
 	ledger := ToolsetResource(ns, "ledger")
 
 	// 1. The agent, for the gateway.
@@ -109,7 +83,7 @@ func TestGatewayExchangeOnTheCluster(t *testing.T) {
 		c2.Parent != c1.ID || c2.Scope != "ledger.read ledger.write" {
 		t.Errorf("T2: %+v, %v; want alice's, invoice acting alone, child of T1", c2, err)
 	}
-	if ev := trail.got[len(trail.got)-1]; ev.Details["gateway"] != "spiffe://cluster.local/ns/"+system+"/sa/custos-gateway" || ev.Subject.Name != "invoice" {
+	if ev := w.last(); ev.Details["gateway"] != "spiffe://cluster.local/ns/"+system+"/sa/custos-gateway" || ev.Subject.Name != "invoice" {
 		t.Errorf("the record of the gateway's exchange: %+v", ev)
 	}
 
@@ -125,7 +99,7 @@ func TestGatewayExchangeOnTheCluster(t *testing.T) {
 			if _, serr := exchange(tc.subject, tc.actor, tc.target); serr == nil || !strings.Contains(serr.Description, tc.says) {
 				t.Errorf("%v, want refused saying %q", serr, tc.says)
 			}
-			if ev := trail.got[len(trail.got)-1]; ev.Action != audit.ActionTokenRefused {
+			if ev := w.last(); ev.Action != audit.ActionTokenRefused {
 				t.Errorf("the record: %+v", ev)
 			}
 		})

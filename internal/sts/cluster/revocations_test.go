@@ -28,14 +28,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/audit"
 	"github.com/custos-dev/custos/internal/sts"
 	"github.com/custos-dev/custos/test/fixtures"
-	"github.com/custos-dev/custos/test/idptest"
 )
 
 // TestRevokedTokensAndSessions: a session revoked on the tenant's list
@@ -43,43 +41,15 @@ import (
 // only; another tenant's list changes nothing; an entry past its time is
 // ignored and dropped; each refusal says who revoked what, when and why.
 func TestRevokedTokensAndSessions(t *testing.T) {
-	ctx := context.Background()
-	now := time.Now()
-	provider := idptest.New(t)
-	tenant, other := fixtures.UniqueTenant("rev"), fixtures.UniqueTenant("rev")
-	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
-	system := fixtures.CreateTenantNamespace(t, k8sClient, fixtures.UniqueTenant("custos-system"))
-	fixtures.Create(t, k8sClient, fixtures.DataBoundary(tenant, func(b *custosv1alpha1.DataBoundary) {
-		b.Spec.TrustedIssuers = []custosv1alpha1.TrustedIssuer{{Issuer: provider.URL, Audiences: []string{"custos-sts"},
-			Claims: custosv1alpha1.IssuerClaims{Groups: "groups"}}}
-	}))
+	w := newOnCluster(t, "rev")
+	ctx, now, provider, tenant, ns, system, issuer, clk, exchange := context.Background(), w.clk.Now(), w.provider, w.tenant, w.ns, w.system, w.issuer, w.clk, w.exchange
+	other := fixtures.UniqueTenant("rev")
 	fixtures.Create(t, k8sClient, fixtures.Toolset(ns, "ledger", tenant))
 	_, _, invoiceToken := agentWithPod(t, ns, tenant, "invoice",
 		&custosv1alpha1.AgentDelegation{Groups: []string{"finance-clerks"}}, fixtures.WithToolsets("ledger"))
 	_, _, reportsToken := agentWithPod(t, ns, tenant, "reports",
 		&custosv1alpha1.AgentDelegation{Groups: []string{"finance-clerks"}, Agents: []custosv1alpha1.AgentReference{{Name: "invoice"}}},
 		fixtures.WithToolsets("ledger"))
-
-	own, err := sts.NewKeySet(now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	issuer := &sts.Issuer{URL: "https://custos-sts.custos-system.svc/tenants/" + tenant, Tenant: tenant, Keys: own}
-	clk := clocktesting.NewFakePassiveClock(now)
-	revocations := &Revocations{Reader: k8sClient, TrustDomain: "cluster.local", Namespace: system, Clock: clk}
-	trail := &events{}
-	svc := &sts.Service{
-		Issuers:     sts.StaticIssuers{tenant: issuer},
-		Actors:      &Actors{Client: k8sClient, Reader: k8sClient, TrustDomain: "cluster.local", Audience: audience, Clock: clk},
-		Subjects:    &Subjects{Reader: k8sClient, Issuers: sts.StaticIssuers{tenant: issuer}, HTTPClient: provider.Client(), Clock: clk, Context: ctx},
-		Targets:     &Targets{Reader: k8sClient, TrustDomain: "cluster.local"},
-		Revocations: revocations,
-		Audit:       trail, Clock: clk,
-	}
-	exchange := func(subject, actor, target string) (*sts.TokenResponse, *sts.Error) {
-		return svc.Exchange(ctx, tenant, &sts.ExchangeRequest{SubjectToken: subject, SubjectTokenType: sts.TokenTypeAccessToken,
-			ActorToken: actor, ActorTokenType: sts.TokenTypeJWT, Resources: []string{target}, RequestedTokenType: sts.TokenTypeAccessToken})
-	}
 	ledger := ToolsetResource(ns, "ledger")
 	toReports := "spiffe://cluster.local/ns/" + ns + "/sa/agent-reports"
 	person := provider.Token(t, "alice", "custos-sts", now.Add(time.Hour), nil) // jti jti-alice, sid s-alice
@@ -95,12 +65,12 @@ func TestRevokedTokensAndSessions(t *testing.T) {
 			t.Errorf("%s: %+v, want refused saying %q", what, serr, says)
 			return
 		}
-		if ev := trail.got[len(trail.got)-1]; ev.Action != audit.ActionTokenRefused || ev.Policy != sts.ReasonSubjectRevoked || ev.Reason != serr.Description {
+		if ev := w.last(); ev.Action != audit.ActionTokenRefused || ev.Policy != sts.ReasonSubjectRevoked || ev.Reason != serr.Description {
 			t.Errorf("%s: audit record %+v, want token.refused with policy %s", what, ev, sts.ReasonSubjectRevoked)
 		}
 	}
 
-	hop, serr := exchange(person, invoiceToken, toReports)
+	hop, serr := exchange(person, invoiceToken, toReports, "")
 	if serr != nil {
 		t.Fatal(serr)
 	}
@@ -111,39 +81,39 @@ func TestRevokedTokensAndSessions(t *testing.T) {
 
 	// Another tenant's list names alice's session: nothing changes here.
 	revoke(other, Revocation{Kind: RevokeSession, Value: "s-alice", Until: metav1.NewTime(now.Add(time.Hour)), By: "ops", Reason: "elsewhere"})
-	if _, serr := exchange(hop.AccessToken, reportsToken, ledger); serr != nil {
+	if _, serr := exchange(hop.AccessToken, reportsToken, ledger, ""); serr != nil {
 		t.Errorf("a session revoked in tenant %s refused an exchange in %s: %v", other, tenant, serr)
 	}
 
 	// The hop's jti revoked: that token is refused, the person's is not.
 	revoke(tenant, Revocation{Kind: RevokeToken, Value: hopClaims.ID, Until: metav1.NewTime(now.Add(10 * time.Minute)), By: "ops", Reason: "leaked in a log"})
-	_, serr = exchange(hop.AccessToken, reportsToken, ledger)
+	_, serr = exchange(hop.AccessToken, reportsToken, ledger, "")
 	refused("the revoked hop token", serr, "token "+hopClaims.ID+" was revoked at ")
 	refused("the revoked hop token", serr, "by ops: leaked in a log")
-	if _, serr := exchange(person, invoiceToken, ledger); serr != nil {
+	if _, serr := exchange(person, invoiceToken, ledger, ""); serr != nil {
 		t.Errorf("the person's own token after its child was revoked: %v", serr)
 	}
 
 	// A new hop from alice's token, then her session revoked: both her
 	// token and every token of the session are refused, at every hop.
-	hop2, serr := exchange(person, invoiceToken, toReports)
+	hop2, serr := exchange(person, invoiceToken, toReports, "")
 	if serr != nil {
 		t.Fatal(serr)
 	}
 	revoke(tenant, Revocation{Kind: RevokeSession, Value: "s-alice", Until: metav1.NewTime(now.Add(time.Hour)), By: "ops", Reason: "logged out"})
-	_, serr = exchange(person, invoiceToken, ledger)
+	_, serr = exchange(person, invoiceToken, ledger, "")
 	refused("alice's token in a revoked session", serr, "session s-alice was revoked")
-	_, serr = exchange(hop2.AccessToken, reportsToken, ledger)
+	_, serr = exchange(hop2.AccessToken, reportsToken, ledger, "")
 	refused("a second-hop token of a revoked session", serr, "by ops: logged out")
 	// bob's session is not alice's.
 	bob := provider.Token(t, "bob", "custos-sts", now.Add(time.Hour), nil)
-	if _, serr := exchange(bob, invoiceToken, ledger); serr != nil {
+	if _, serr := exchange(bob, invoiceToken, ledger, ""); serr != nil {
 		t.Errorf("bob, whose session nobody revoked: %v", serr)
 	}
 
 	// Past its time an entry no longer counts, and the next write drops it.
 	clk.SetTime(now.Add(2 * time.Hour))
-	if _, serr := exchange(provider.Token(t, "alice", "custos-sts", clk.Now().Add(time.Hour), nil), invoiceToken, ledger); serr != nil {
+	if _, serr := exchange(provider.Token(t, "alice", "custos-sts", clk.Now().Add(time.Hour), nil), invoiceToken, ledger, ""); serr != nil {
 		t.Errorf("alice's new token once the revocation ran out: %v", serr)
 	}
 	revoke(tenant, Revocation{Kind: RevokeSession, Value: "s-bob", Until: metav1.NewTime(clk.Now().Add(time.Hour))})
