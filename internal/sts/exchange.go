@@ -104,6 +104,15 @@ const (
 	TargetGateway TargetKind = "Gateway"
 )
 
+// ToolScope is the scope a call of a tool of Toolset toolset needs:
+// <toolset>.write for a Write tool, <toolset>.read for a Read one.
+func ToolScope(toolset string, write bool) string {
+	if write {
+		return toolset + ".write"
+	}
+	return toolset + ".read"
+}
+
 // GatewayAudience is the audience of the token an agent exchanges to call
 // tenant's custos-gateway: the gateway exchanges it again, for the Toolset
 // of each tool called (docs/sts.md, "Who calls whom").

@@ -129,7 +129,7 @@ func Compile(tools []custosv1alpha1.Tool) (Result, error) {
 			if which == OutputSchema {
 				raw = t.OutputSchema
 			}
-			doc, present, err := compileOne(raw)
+			doc, _, present, err := compileOne(raw)
 			if err != nil {
 				err.Tool, err.Index, err.Which = t.Name, i, which
 				return res, err
@@ -183,18 +183,19 @@ const (
 )
 
 // compileOne decodes and compiles one schema. It returns the decoded
-// document for the digest and whether a schema was there at all.
-func compileOne(raw *runtime.RawExtension) (any, bool, *SchemaError) {
+// document for the digest, the compiled schema, and whether a schema was
+// there at all.
+func compileOne(raw *runtime.RawExtension) (any, *jsonschema.Schema, bool, *SchemaError) {
 	data, err := rawBytes(raw)
 	if err != nil {
-		return nil, false, &SchemaError{Message: err.Error(), Err: err}
+		return nil, nil, false, &SchemaError{Message: err.Error(), Err: err}
 	}
 	if data == nil {
-		return nil, false, nil
+		return nil, nil, false, nil
 	}
 	doc, err := decode(data)
 	if err != nil {
-		return nil, false, &SchemaError{Message: "not JSON: " + err.Error(), Err: err}
+		return nil, nil, false, &SchemaError{Message: "not JSON: " + err.Error(), Err: err}
 	}
 
 	c := jsonschema.NewCompiler()
@@ -206,13 +207,83 @@ func compileOne(raw *runtime.RawExtension) (any, bool, *SchemaError) {
 	// asked.
 	c.UseLoader(offlineLoader{})
 	if err := c.AddResource(schemaURL, doc); err != nil {
-		return nil, false, &SchemaError{Message: shorten(err.Error()), Err: err}
+		return nil, nil, false, &SchemaError{Message: shorten(err.Error()), Err: err}
 	}
-	if _, err := c.Compile(schemaURL); err != nil {
-		return nil, false, describe(doc, err)
+	compiled, err := c.Compile(schemaURL)
+	if err != nil {
+		return nil, nil, false, describe(doc, err)
 	}
-	return doc, true, nil
+	return doc, compiled, true, nil
 }
+
+// Schemas are one tool's compiled schemas, nil where it has none: what the
+// gateway checks a call's arguments and result against.
+type Schemas struct {
+	Input, Output *jsonschema.Schema
+}
+
+// CompileTool compiles the schemas of t, spec.tools[index], by the rules
+// Compile applies.
+func CompileTool(t custosv1alpha1.Tool, index int) (Schemas, error) {
+	var out Schemas
+	for _, which := range []string{InputSchema, OutputSchema} {
+		raw := t.InputSchema
+		if which == OutputSchema {
+			raw = t.OutputSchema
+		}
+		_, compiled, _, err := compileOne(raw)
+		if err != nil {
+			err.Tool, err.Index, err.Which = t.Name, index, which
+			return Schemas{}, err
+		}
+		if which == InputSchema {
+			out.Input = compiled
+		} else {
+			out.Output = compiled
+		}
+	}
+	return out, nil
+}
+
+// ValueError says where a value breaks its schema, and how.
+type ValueError struct {
+	// Pointer is the JSON pointer of the offending place in the value,
+	// such as /amount; empty for the value as a whole.
+	Pointer string
+	// Message says which rule it breaks.
+	Message string
+}
+
+func (e *ValueError) Error() string {
+	where := "the value"
+	if e.Pointer != "" {
+		where = e.Pointer
+	}
+	return where + ": " + e.Message
+}
+
+// Validate checks value (JSON decoded with numbers kept as written, as
+// DecodeValue does) against s; a nil s takes anything. It names the
+// deepest place that fails and the rule it breaks.
+func Validate(s *jsonschema.Schema, value any) *ValueError {
+	if s == nil {
+		return nil
+	}
+	err := s.Validate(value)
+	if err == nil {
+		return nil
+	}
+	var verr *jsonschema.ValidationError
+	if !errors.As(err, &verr) {
+		return &ValueError{Message: shorten(err.Error())}
+	}
+	leaf := deepestCause(verr)
+	return &ValueError{Pointer: jsonPointer(leaf.InstanceLocation), Message: leaf.ErrorKind.LocalizedString(printer)}
+}
+
+// DecodeValue reads exactly one JSON value for Validate, numbers kept as
+// written.
+func DecodeValue(data []byte) (any, error) { return decode(data) }
 
 func rawBytes(raw *runtime.RawExtension) ([]byte, error) {
 	if raw == nil {

@@ -52,10 +52,7 @@ func externalResource(e *custosv1alpha1.ExternalEndpoint) []string {
 func ToolsetScopes(ts *custosv1alpha1.Toolset) []string {
 	var out []string
 	for _, t := range ts.Spec.Tools {
-		s := ts.Name + ".read"
-		if t.Access == custosv1alpha1.ToolAccessWrite {
-			s = ts.Name + ".write"
-		}
+		s := sts.ToolScope(ts.Name, t.Access == custosv1alpha1.ToolAccessWrite)
 		if !slices.Contains(out, s) {
 			out = append(out, s)
 		}
