@@ -17,6 +17,7 @@ limitations under the License.
 package sts
 
 import (
+	"crypto"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -112,6 +113,18 @@ func verifyErr(reason, format string, args ...any) error {
 // (exactly audience), exp after now and nbf not after now (give or take a
 // few seconds of skew). It returns the claims.
 func (is *Issuer) Verify(token, audience string, now time.Time) (*Claims, error) {
+	return Verify(is.Keys, is.URL, token, audience, now)
+}
+
+// PublicKeys are an issuer's live public keys by kid: its KeySet, or its
+// JWKS as a verifier that holds no signing key reads it.
+type PublicKeys interface {
+	PublicKey(kid string) (crypto.PublicKey, bool)
+}
+
+// Verify checks token as Issuer.Verify does, as a token of issuer, whose
+// live keys are keys.
+func Verify(keys PublicKeys, issuer, token, audience string, now time.Time) (*Claims, error) {
 	jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{Algorithm})
 	if err != nil {
 		return nil, verifyErr(ReasonMalformed, "%v", err)
@@ -123,9 +136,9 @@ func (is *Issuer) Verify(token, audience string, now time.Time) (*Claims, error)
 	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); typ != TokenType && typ != "application/"+TokenType {
 		return nil, verifyErr(ReasonWrongType, "typ %q, want %q", typ, TokenType)
 	}
-	pub, ok := is.Keys.key(h.KeyID)
+	pub, ok := keys.PublicKey(h.KeyID)
 	if !ok {
-		return nil, verifyErr(ReasonUnknownKey, "kid %q: %v of %s", h.KeyID, errNoKey, is.URL)
+		return nil, verifyErr(ReasonUnknownKey, "kid %q: %v of %s", h.KeyID, errNoKey, issuer)
 	}
 	payload, err := jws.Verify(pub)
 	if err != nil {
@@ -136,8 +149,8 @@ func (is *Issuer) Verify(token, audience string, now time.Time) (*Claims, error)
 		return nil, verifyErr(ReasonMalformed, "claims: %v", err)
 	}
 	switch {
-	case c.Issuer != is.URL:
-		return nil, verifyErr(ReasonWrongIssuer, "iss %q, want %q", c.Issuer, is.URL)
+	case c.Issuer != issuer:
+		return nil, verifyErr(ReasonWrongIssuer, "iss %q, want %q", c.Issuer, issuer)
 	case c.Audience != audience:
 		return nil, verifyErr(ReasonWrongAud, "aud %q, want %q", c.Audience, audience)
 	case !now.Before(time.Unix(c.Expiry, 0)):

@@ -92,8 +92,8 @@ func (ks *KeySet) current() signingKey {
 	return ks.keys[0]
 }
 
-// key returns the live key with id kid.
-func (ks *KeySet) key(kid string) (crypto.PublicKey, bool) {
+// PublicKey returns the live key with id kid.
+func (ks *KeySet) PublicKey(kid string) (crypto.PublicKey, bool) {
 	ks.mu.RLock()
 	defer ks.mu.RUnlock()
 	for _, k := range ks.keys {
