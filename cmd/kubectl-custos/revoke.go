@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -36,6 +37,7 @@ import (
 )
 
 const revokeUsage = `usage:
+  kubectl custos revoke --tenant TENANT --list [-n NAMESPACE]
   kubectl custos revoke --tenant TENANT --session SID --reason WHY [--for 24h] [-n NAMESPACE]
   kubectl custos revoke --tenant TENANT --jti JTI --reason WHY [--for 24h] [-n NAMESPACE]
 
@@ -60,6 +62,7 @@ func revoke(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(namespace, "n", "custos-system", "Short for --namespace.")
 	kubeconfig := fs.String("kubeconfig", "", "Path to the kubeconfig; KUBECONFIG or ~/.kube/config by default.")
 	kubecontext := fs.String("context", "", "The kubeconfig context to use.")
+	list := fs.Bool("list", false, "List what is revoked in the tenant now, instead of revoking.")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -72,6 +75,10 @@ func revoke(args []string, stdout, stderr io.Writer) int {
 	}
 	e := cluster.Revocation{Reason: strings.TrimSpace(*reason)}
 	switch {
+	case *list:
+		if *session != "" || *jti != "" || e.Reason != "" {
+			problems = append(problems, "--list takes no --session, --jti or --reason")
+		}
 	case (*session == "") == (*jti == ""):
 		problems = append(problems, "give exactly one of --session and --jti")
 	case *session != "":
@@ -79,7 +86,7 @@ func revoke(args []string, stdout, stderr io.Writer) int {
 	default:
 		e.Kind, e.Value = cluster.RevokeToken, *jti
 	}
-	if e.Reason == "" {
+	if e.Reason == "" && !*list {
 		problems = append(problems, "--reason is required: every refusal of the token says why it was revoked")
 	}
 	if *keep <= 0 {
@@ -107,6 +114,9 @@ func revoke(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if *list {
+		return listRevoked(ctx, c, *namespace, *tenant, stdout, stderr)
+	}
 	// Who revokes, as the API server names them: not a free-text name.
 	review := &authenticationv1.SelfSubjectReview{}
 	if err := c.Create(ctx, review); err != nil {
@@ -126,5 +136,29 @@ func revoke(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "revoked %s of tenant %s until %s, by %s: %s\n(on %s/%s; custos-sts refuses it from its next exchange)\n",
 		what, *tenant, e.Until.UTC().Format(time.RFC3339), e.By, e.Reason, *namespace, cluster.RevocationListName(*tenant))
+	return exitOK
+}
+
+// listRevoked prints what is revoked in tenant now, oldest first.
+func listRevoked(ctx context.Context, c client.Client, namespace, tenant string, stdout, stderr io.Writer) int {
+	entries, err := cluster.RevocationList(ctx, c, namespace, tenant, time.Now())
+	if err != nil {
+		fmt.Fprintf(stderr, "kubectl custos revoke: %v\n", err)
+		return exitFailed
+	}
+	if len(entries) == 0 {
+		fmt.Fprintf(stdout, "nothing is revoked in tenant %s\n", tenant)
+		return exitOK
+	}
+	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "KIND\tREVOKED\tAT\tUNTIL\tBY\tREASON")
+	for _, e := range entries {
+		kind := "session"
+		if e.Kind == cluster.RevokeToken {
+			kind = "token"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", kind, e.Value, e.At.UTC().Format(time.RFC3339), e.Until.UTC().Format(time.RFC3339), e.By, e.Reason)
+	}
+	_ = w.Flush()
 	return exitOK
 }

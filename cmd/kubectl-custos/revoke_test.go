@@ -102,6 +102,20 @@ func TestRevoke(t *testing.T) {
 		t.Errorf("custos-sts's view of s-alice: %q, %v", why, revoked)
 	}
 
+	// What is revoked, listed for the on-call people.
+	ola := kubeconfig("ola", "oncall")
+	stdout.Reset()
+	if code := run([]string{"revoke", "--kubeconfig", ola, "-n", ns, "--tenant", "acme", "--list"}, &stdout, &stderr); code != exitOK ||
+		!strings.HasPrefix(stdout.String(), "KIND ") || !strings.Contains(stdout.String(), "session  s-alice") ||
+		!strings.Contains(stdout.String(), "ola  laptop stolen") {
+		t.Errorf("--list: exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
+	}
+	stdout.Reset()
+	if code := run([]string{"revoke", "--kubeconfig", ola, "-n", ns, "--tenant", "globex", "--list"}, &stdout, &stderr); code != exitOK ||
+		stdout.String() != "nothing is revoked in tenant globex\n" {
+		t.Errorf("--list of a tenant with no list: exit %d, %q", code, stdout.String())
+	}
+
 	// tina holds no revoker Role: the API server says no, nothing changes.
 	stdout.Reset()
 	stderr.Reset()
@@ -124,6 +138,7 @@ func TestRevoke(t *testing.T) {
 		{[]string{"--tenant", "acme", "--session", "s"}, "--reason is required"},
 		{[]string{"--session", "s", "--reason", "x"}, "--tenant is required"},
 		{[]string{"--tenant", "acme", "--session", "s", "--reason", "x", "--for", "-1h"}, "--for -1h0m0s: must be positive"},
+		{[]string{"--tenant", "acme", "--list", "--session", "s"}, "--list takes no --session, --jti or --reason"},
 	} {
 		stderr.Reset()
 		args := append([]string{"revoke", "--kubeconfig", filepath.Join(t.TempDir(), "none")}, tc.args...)

@@ -22,6 +22,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -243,6 +244,31 @@ func Revoke(ctx context.Context, c client.Client, namespace, tenant string, e Re
 		}
 		return c.Update(ctx, cm)
 	})
+}
+
+// RevocationList reads tenant's revocation list in namespace: the entries
+// still in force at now, oldest first. No list is an empty one.
+func RevocationList(ctx context.Context, r client.Reader, namespace, tenant string, now time.Time) ([]Revocation, error) {
+	cm := &corev1.ConfigMap{}
+	err := r.Get(ctx, types.NamespacedName{Namespace: namespace, Name: RevocationListName(tenant)}, cm)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("reading the revocation list %s/%s: %w", namespace, RevocationListName(tenant), err)
+	}
+	var out []Revocation
+	for k, raw := range cm.Data {
+		var e Revocation
+		if err := json.Unmarshal([]byte(raw), &e); err != nil {
+			return nil, fmt.Errorf("the revocation list's entry %s is unreadable: %w", k, err)
+		}
+		if now.Before(e.Until.Time) {
+			out = append(out, e)
+		}
+	}
+	slices.SortFunc(out, func(a, b Revocation) int { return a.At.Compare(b.At.Time) })
+	return out, nil
 }
 
 // revokeBackoff spreads writers racing for one list (people revoking at
