@@ -252,6 +252,21 @@ func TestAPIValidationRefusesInvalidManifests(t *testing.T) {
 			wantField: "spec.tools", wantMsg: "Required value",
 		},
 		{
+			name: "toolset endpoint path that is not absolute", base: validToolset,
+			mutate:    set("mcp", "spec", "endpoint", "path"),
+			wantField: "spec.endpoint.path", wantMsg: "should match",
+		},
+		{
+			name: "toolset endpoint path with a query", base: validToolset,
+			mutate:    set("/mcp?as=admin", "spec", "endpoint", "path"),
+			wantField: "spec.endpoint.path", wantMsg: "should match",
+		},
+		{
+			name: "toolset in-cluster service that is not a Service name", base: validToolset,
+			mutate:    set("Ledger_API", "spec", "endpoint", "inCluster", "service"),
+			wantField: "spec.endpoint.inCluster.service", wantMsg: "should match",
+		},
+		{
 			name: "toolset with two endpoints", base: validToolset,
 			mutate:    set(map[string]any{"host": "ledger.acme.example", "cidrs": []any{"203.0.113.0/24"}}, "spec", "endpoint", "external"),
 			wantField: "spec.endpoint", wantMsg: "exactly one of inCluster or external must be set",
@@ -451,6 +466,11 @@ func TestAPIValidationAcceptsValidManifests(t *testing.T) {
 		obj := manifest(t, base, fixtures.CreateTenantNamespace(t, k8sClient, "acme-finance"))
 		g.Expect(k8sClient.Create(ctx, obj)).To(Succeed())
 		t.Cleanup(func() { _ = k8sClient.Delete(ctx, obj) })
+		if obj.GetKind() == "Toolset" {
+			// The gateway calls a tool server at /mcp unless the Toolset says otherwise.
+			path, _, _ := unstructured.NestedString(obj.Object, "spec", "endpoint", "path")
+			g.Expect(path).To(Equal("/mcp"), "spec.endpoint.path's default")
+		}
 	}
 }
 

@@ -100,6 +100,14 @@ type ToolEndpoint struct {
 	// external is a tool server outside the cluster.
 	// +optional
 	External *ExternalEndpoint `json:"external,omitempty"`
+
+	// path is the tool server's MCP endpoint on its host, where
+	// custos-gateway sends the agent's calls.
+	// +optional
+	// +kubebuilder:default="/mcp"
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:Pattern=`^/[^?#\s]*$`
+	Path string `json:"path,omitempty"`
 }
 
 // InClusterEndpoint selects the tool server's pods.
@@ -122,6 +130,14 @@ type InClusterEndpoint struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=65535
 	Port int32 `json:"port"`
+
+	// service is the Service in namespace, in front of the selected pods on
+	// port, that custos-gateway calls. Without it the gateway cannot call
+	// the Toolset.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z]([-a-z0-9]*[a-z0-9])?$`
+	Service string `json:"service,omitempty"`
 }
 
 // ExternalEndpoint is a tool server reached over the network.
