@@ -56,18 +56,6 @@ func (e *echo) Call(_ context.Context, caller *sts.Claims, _ string, tool *Tool,
 	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: tool.Toolset.String() + " " + tool.Spec.Name + " for " + caller.Subject + " " + string(args)}}}, nil
 }
 
-// bearer adds a token to every request.
-type bearer struct {
-	token string
-	next  http.RoundTripper
-}
-
-func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+b.token)
-	return b.next.RoundTrip(r)
-}
-
 // TestMCPFacade: an MCP client (the SDK's own) holding the token an agent
 // was given for the gateway lists the facade its scope allows, served as
 // the Toolset pins it, calls a tool, and is refused for a tool outside its
