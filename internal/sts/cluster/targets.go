@@ -171,3 +171,31 @@ func (t *Targets) resolveAgent(ctx context.Context, actor *sts.Agent, key types.
 	}
 	return &sts.Target{Audience: target, Scopes: scopesOf(sets), Kind: sts.TargetAgent}, nil
 }
+
+// AgentToolsets is what custos-gateway reads of the cluster for a caller
+// (its gateway.Source): the Toolsets of the agent acting, while it may act,
+// by the same reads and rules as custos-sts's exchange.
+type AgentToolsets struct {
+	Reader      client.Reader
+	TrustDomain string
+}
+
+// Toolsets returns the Toolsets of the agent with SPIFFE ID agentID in
+// tenant, or why it may not call any now.
+func (a *AgentToolsets) Toolsets(ctx context.Context, tenant, agentID string) ([]custosv1alpha1.Toolset, error) {
+	key, ok := (&Targets{TrustDomain: a.TrustDomain}).agentOf(agentID)
+	if !ok {
+		return nil, fmt.Errorf("%s is no agent of trust domain %s", agentID, a.TrustDomain)
+	}
+	agent, err := getAgent(ctx, a.Reader, key)
+	if err != nil {
+		return nil, fmt.Errorf("its Agent %s: %w", key, err)
+	}
+	if got := agent.Labels[custosv1alpha1.TenantLabel]; got != tenant {
+		return nil, fmt.Errorf("agent %s is of tenant %q, not %q", key, got, tenant)
+	}
+	if ok, why := runnable(agent); !ok {
+		return nil, fmt.Errorf("agent %s may not act: %s", key, why)
+	}
+	return toolsets(ctx, a.Reader, agent)
+}

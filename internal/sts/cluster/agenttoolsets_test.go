@@ -1,0 +1,71 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package cluster
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/test/fixtures"
+)
+
+// TestAgentToolsets: custos-gateway gets the acting agent's Toolsets of
+// its own tenant while it may act, and why not otherwise.
+func TestAgentToolsets(t *testing.T) {
+	ctx := context.Background()
+	tenant, other := fixtures.UniqueTenant("gw"), fixtures.UniqueTenant("gw")
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
+	otherNS := fixtures.CreateTenantNamespace(t, k8sClient, other)
+	fixtures.Create(t, k8sClient, fixtures.Toolset(ns, "ledger", tenant))
+	fixtures.Create(t, k8sClient, fixtures.Toolset(ns, "crm", tenant))
+	fixtures.Create(t, k8sClient, fixtures.Toolset(otherNS, "payroll", other))
+	invoice, _, _ := agentWithPod(t, ns, tenant, "invoice", nil, fixtures.WithToolsets("ledger", "crm"),
+		func(a *custosv1alpha1.Agent) {
+			a.Spec.ToolsetRefs = append(a.Spec.ToolsetRefs, custosv1alpha1.ToolsetReference{Name: "payroll", Namespace: otherNS})
+		})
+	src := &AgentToolsets{Reader: k8sClient, TrustDomain: "cluster.local"}
+	id := "spiffe://cluster.local/ns/" + ns + "/sa/agent-invoice"
+
+	sets, err := src.Toolsets(ctx, tenant, id)
+	var names []string
+	for _, ts := range sets {
+		names = append(names, ts.Name)
+	}
+	if err != nil || strings.Join(names, ",") != "ledger,crm" {
+		t.Errorf("invoice's Toolsets: %v, %v; want ledger and crm, not another tenant's payroll", names, err)
+	}
+	for name, tc := range map[string]struct{ tenant, id, says string }{
+		"another tenant's endpoint":  {other, id, "is of tenant"},
+		"not an agent":               {tenant, "spiffe://cluster.local/ns/" + ns + "/sa/builder", "is no agent"},
+		"an agent that is not there": {tenant, "spiffe://cluster.local/ns/" + ns + "/sa/agent-ghost", "not found"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := src.Toolsets(ctx, tc.tenant, tc.id); err == nil || !strings.Contains(err.Error(), tc.says) {
+				t.Errorf("%v, want refused saying %q", err, tc.says)
+			}
+		})
+	}
+	invoice.Spec.Lifecycle.State = custosv1alpha1.LifecycleSuspended
+	if err := k8sClient.Update(ctx, invoice); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Toolsets(ctx, tenant, id); err == nil || !strings.Contains(err.Error(), "may not act: spec.lifecycle.state is Suspended") {
+		t.Errorf("a suspended agent: %v", err)
+	}
+}
