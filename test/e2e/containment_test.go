@@ -44,6 +44,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -1523,10 +1524,17 @@ func (e *containment) cases() []ccase {
 				if err != nil {
 					return err
 				}
-				np.Spec.PodSelector = metav1.LabelSelector{}
-				delete(np.Annotations, narrowedAnnotation)
-				_, err = a.cs.NetworkingV1().NetworkPolicies(ctNS).Update(ctx, np, metav1.UpdateOptions{})
-				return err
+				// Retried on a conflict: the manager may touch the policy between the two writes.
+				return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+					np, err := a.cs.NetworkingV1().NetworkPolicies(ctNS).Get(ctx, np.Name, metav1.GetOptions{})
+					if err != nil {
+						return err
+					}
+					np.Spec.PodSelector = metav1.LabelSelector{}
+					delete(np.Annotations, narrowedAnnotation)
+					_, err = a.cs.NetworkingV1().NetworkPolicies(ctNS).Update(ctx, np, metav1.UpdateOptions{})
+					return err
+				})
 			},
 			want: map[string]want{edit: admittedIf("narrowed to select no agent pod", e.narrowed("unnarrowed")), owner: rbacRefuses("create", "networkpolicies")},
 			undo: e.removeAs(newNetworkPolicy, "unnarrowed"),
@@ -1900,9 +1908,15 @@ func (e *containment) cases() []ccase {
 				if err != nil {
 					return err
 				}
-				s.OwnerReferences = append(s.OwnerReferences, e.agentControllerRef(victim))
-				_, err = a.cs.CoreV1().Secrets(ctNS).Update(ctx, s, metav1.UpdateOptions{})
-				return err
+				return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+					s, err := a.cs.CoreV1().Secrets(ctNS).Get(ctx, s.Name, metav1.GetOptions{})
+					if err != nil {
+						return err
+					}
+					s.OwnerReferences = append(s.OwnerReferences, e.agentControllerRef(victim))
+					_, err = a.cs.CoreV1().Secrets(ctNS).Update(ctx, s, metav1.UpdateOptions{})
+					return err
+				})
 			},
 			want: both(policyRefuses(ownershipPolicy, "metadata.ownerReferences: Forbidden: "+tenantEditor.name("adopt-me")+" was not made for Agent "+victim),
 				rbacRefuses("create", "secrets")),
@@ -1916,9 +1930,16 @@ func (e *containment) cases() []ccase {
 				if err != nil {
 					return err
 				}
-				d.OwnerReferences = append(d.OwnerReferences, e.agentControllerRef(victim))
-				_, err = a.cs.AppsV1().Deployments(ctNS).Update(ctx, d, metav1.UpdateOptions{})
-				return err
+				// Retried on a conflict: the deployment controller writes its status between the two writes.
+				return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+					d, err := a.cs.AppsV1().Deployments(ctNS).Get(ctx, d.Name, metav1.GetOptions{})
+					if err != nil {
+						return err
+					}
+					d.OwnerReferences = append(d.OwnerReferences, e.agentControllerRef(victim))
+					_, err = a.cs.AppsV1().Deployments(ctNS).Update(ctx, d, metav1.UpdateOptions{})
+					return err
+				})
 			},
 			want: both(policyRefuses(ownershipPolicy, "metadata.ownerReferences: Forbidden: "+tenantEditor.name("adopt-me")+" was not made for Agent "+victim),
 				rbacRefuses("create", "deployments")),
