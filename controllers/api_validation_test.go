@@ -267,6 +267,27 @@ func TestAPIValidationRefusesInvalidManifests(t *testing.T) {
 			wantField: "spec.endpoint.inCluster.service", wantMsg: "should match",
 		},
 		{
+			name: "toolset in-cluster scheme other than https or http", base: validToolset,
+			mutate:    set("grpc", "spec", "endpoint", "inCluster", "scheme"),
+			wantField: "spec.endpoint.inCluster.scheme", wantMsg: "Unsupported value",
+		},
+		{
+			name: "tool argument bound to no known claim", base: validToolset,
+			mutate:    set([]any{map[string]any{"argument": "customer", "claim": "Email"}}, "spec", "tools", 0, "bind"),
+			wantField: "spec.tools[0].bind[0].claim", wantMsg: "Unsupported value",
+		},
+		{
+			name: "tool argument bound twice", base: validToolset,
+			mutate: set([]any{map[string]any{"argument": "customer", "claim": "Person"}, map[string]any{"argument": "customer", "claim": "Session"}},
+				"spec", "tools", 0, "bind"),
+			wantField: "spec.tools[0].bind[1]", wantMsg: "Duplicate value",
+		},
+		{
+			name: "agent decision record requirement that is not one of the three", base: validAgent,
+			mutate:    set("Always", "spec", "requireDecisionRecord"),
+			wantField: "spec.requireDecisionRecord", wantMsg: "Unsupported value",
+		},
+		{
 			name: "toolset with two endpoints", base: validToolset,
 			mutate:    set(map[string]any{"host": "ledger.acme.example", "cidrs": []any{"203.0.113.0/24"}}, "spec", "endpoint", "external"),
 			wantField: "spec.endpoint", wantMsg: "exactly one of inCluster or external must be set",
@@ -470,6 +491,13 @@ func TestAPIValidationAcceptsValidManifests(t *testing.T) {
 			// The gateway calls a tool server at /mcp unless the Toolset says otherwise.
 			path, _, _ := unstructured.NestedString(obj.Object, "spec", "endpoint", "path")
 			g.Expect(path).To(Equal("/mcp"), "spec.endpoint.path's default")
+			// Tokens never travel in the clear unless the owner says so.
+			scheme, _, _ := unstructured.NestedString(obj.Object, "spec", "endpoint", "inCluster", "scheme")
+			g.Expect(scheme).To(Equal("https"), "spec.endpoint.inCluster.scheme's default")
+		}
+		if obj.GetKind() == "Agent" {
+			req, _, _ := unstructured.NestedString(obj.Object, "spec", "requireDecisionRecord")
+			g.Expect(req).To(Equal("None"), "spec.requireDecisionRecord's default")
 		}
 	}
 }

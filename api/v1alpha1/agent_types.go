@@ -111,11 +111,34 @@ type AgentSpec struct {
 	// +optional
 	Delegation *AgentDelegation `json:"delegation,omitempty"`
 
+	// requireDecisionRecord says which of the agent's tool calls through
+	// custos-gateway must carry a decision record (goal, reasoning,
+	// alternatives, confidence) in the call's _meta: None, Irreversible
+	// (calls of irreversible tools) or Write (calls of Write tools,
+	// irreversible ones included). A call without one is refused. Records
+	// sent when none is required are checked and recorded all the same.
+	// +optional
+	// +kubebuilder:default=None
+	RequireDecisionRecord DecisionRecordRequirement `json:"requireDecisionRecord,omitempty"`
+
 	// lifecycle is the state the owner asks for and when the agent expires.
 	// +optional
 	// +kubebuilder:default={state: Active}
 	Lifecycle AgentLifecycle `json:"lifecycle,omitzero"`
 }
+
+// DecisionRecordRequirement says which tool calls must carry a decision record.
+// +kubebuilder:validation:Enum=None;Irreversible;Write
+type DecisionRecordRequirement string
+
+const (
+	// DecisionRecordNone: no call must carry one.
+	DecisionRecordNone DecisionRecordRequirement = "None"
+	// DecisionRecordIrreversible: calls of irreversible tools must.
+	DecisionRecordIrreversible DecisionRecordRequirement = "Irreversible"
+	// DecisionRecordWrite: calls of Write tools must, irreversible ones included.
+	DecisionRecordWrite DecisionRecordRequirement = "Write"
+)
 
 // AgentOwner is the accountable owner of an agent.
 type AgentOwner struct {

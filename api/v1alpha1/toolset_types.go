@@ -138,6 +138,15 @@ type InClusterEndpoint struct {
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:Pattern=`^[a-z]([-a-z0-9]*[a-z0-9])?$`
 	Service string `json:"service,omitempty"`
+
+	// scheme custos-gateway calls service with: https (the default; the
+	// server's certificate must chain to the gateway's upstream CAs) or
+	// http, which carries the Toolset's token in the clear on the pod
+	// network (only behind a mesh that encrypts it).
+	// +optional
+	// +kubebuilder:default=https
+	// +kubebuilder:validation:Enum=https;http
+	Scheme string `json:"scheme,omitempty"`
 }
 
 // ExternalEndpoint is a tool server reached over the network.
@@ -202,7 +211,46 @@ type Tool struct {
 	// +kubebuilder:validation:Type=object
 	// +kubebuilder:pruning:PreserveUnknownFields
 	OutputSchema *runtime.RawExtension `json:"outputSchema,omitempty"`
+
+	// bind sets arguments of every call from the caller's token, so that
+	// the agent cannot choose them: a call that sends another value is
+	// refused by custos-gateway, and one that sends none gets the token's.
+	// +optional
+	// +listType=map
+	// +listMapKey=argument
+	// +kubebuilder:validation:MaxItems=8
+	Bind []ArgumentBinding `json:"bind,omitempty"`
 }
+
+// ArgumentBinding binds one top-level argument of a tool to a claim of the
+// caller's token.
+type ArgumentBinding struct {
+	// argument is the name of a top-level property of the tool's input.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[A-Za-z_][A-Za-z0-9_.-]*$`
+	Argument string `json:"argument"`
+
+	// claim is what of the token the argument gets: Person (sub, the
+	// person the agent acts for, as custos-sts names them), PersonAtIssuer
+	// (the person as their identity provider names them), Session, Tenant
+	// or Agent (the acting agent's SPIFFE ID).
+	// +required
+	Claim BoundClaim `json:"claim"`
+}
+
+// BoundClaim is a claim of the caller's token an argument can be bound to.
+// +kubebuilder:validation:Enum=Person;PersonAtIssuer;Session;Tenant;Agent
+type BoundClaim string
+
+const (
+	BoundClaimPerson         BoundClaim = "Person"
+	BoundClaimPersonAtIssuer BoundClaim = "PersonAtIssuer"
+	BoundClaimSession        BoundClaim = "Session"
+	BoundClaimTenant         BoundClaim = "Tenant"
+	BoundClaimAgent          BoundClaim = "Agent"
+)
 
 // ToolsetStatus is what Custos observed of a Toolset.
 type ToolsetStatus struct {
