@@ -57,12 +57,15 @@ type Verifier struct {
 	tenants map[string]*tenantKeys
 }
 
-// tenantKeys are one tenant's keys as last fetched.
+// tenantKeys are one tenant's keys as last fetched. Lookups of known keys
+// take the read lock only; a fetch holds fetching, not mu, so a slow
+// custos-sts never holds up tokens of keys already known.
 type tenantKeys struct {
-	mu      sync.Mutex
-	keys    jose.JSONWebKeySet
-	fetched time.Time
-	err     error
+	mu       sync.RWMutex
+	keys     jose.JSONWebKeySet
+	fetched  time.Time
+	err      error
+	fetching sync.Mutex
 }
 
 // Verify checks token as the caller's token at tenant's gateway and
@@ -95,9 +98,17 @@ type jwksKeys struct {
 
 func (k *jwksKeys) PublicKey(kid string) (crypto.PublicKey, bool) {
 	t := k.v.keysOf(k.tenant)
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if pub, ok := lookup(t.keys, kid); ok {
+	if pub, ok := t.lookup(kid); ok {
+		return pub, true
+	}
+	// One fetch at a time per tenant; who waited for it looks again first.
+	t.fetching.Lock()
+	defer t.fetching.Unlock()
+	t.mu.RLock()
+	pub, ok := lookup(t.keys, kid)
+	fetched, lastErr := t.fetched, t.err
+	t.mu.RUnlock()
+	if ok {
 		return pub, true
 	}
 	after := k.v.RefetchAfter
@@ -105,11 +116,13 @@ func (k *jwksKeys) PublicKey(kid string) (crypto.PublicKey, bool) {
 		after = DefaultRefetchAfter
 	}
 	now := k.v.Clock.Now()
-	if !t.fetched.IsZero() && now.Sub(t.fetched) < after {
-		k.fetchErr = t.err
+	if !fetched.IsZero() && now.Sub(fetched) < after {
+		k.fetchErr = lastErr
 		return nil, false
 	}
 	keys, err := k.v.fetch(k.ctx, k.issuer+"/jwks")
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	t.fetched, t.err = now, err
 	if err != nil {
 		// The keys fetched before stay: a custos-sts that is down for a
@@ -118,6 +131,12 @@ func (k *jwksKeys) PublicKey(kid string) (crypto.PublicKey, bool) {
 		return nil, false
 	}
 	t.keys = keys
+	return lookup(t.keys, kid)
+}
+
+func (t *tenantKeys) lookup(kid string) (crypto.PublicKey, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
 	return lookup(t.keys, kid)
 }
 
