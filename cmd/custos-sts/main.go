@@ -28,10 +28,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -45,15 +43,14 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/audit"
+	"github.com/custos-dev/custos/internal/serve"
 	"github.com/custos-dev/custos/internal/sts"
 	"github.com/custos-dev/custos/internal/sts/cluster"
 )
@@ -132,10 +129,10 @@ func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, read
 	if err != nil {
 		return fmt.Errorf("--gateway-service-account: %w", err)
 	}
-	// The caller's ctx ending (SIGTERM) starts the shutdown (at the end of
-	// run). What the exchanges need (the manager and its cache, the IdPs'
-	// key fetches) lives by the ctx below, which ends only once the server
-	// drained, or when run returns: everything run started stops then.
+	// The caller's ctx ending (SIGTERM) starts the shutdown (serve.Run).
+	// What the exchanges need (the audit trail, the IdPs' key fetches)
+	// lives by the ctx below, which ends when run returns, once the server
+	// drained.
 	stopping := ctx
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
@@ -189,104 +186,16 @@ func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, read
 		Audit:       auditLog, Clock: clk, TTL: o.tokenTTL,
 	}
 
-	watcher, err := certwatcher.New(filepath.Join(o.certDir, "tls.crt"), filepath.Join(o.certDir, "tls.key"))
-	if err != nil {
-		return fmt.Errorf("the serving certificate: %w", err)
-	}
-	if err := mgr.Add(watcher); err != nil {
-		return err
-	}
-	l, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{
-		Handler:           sts.Handler(svc),
-		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: watcher.GetCertificate},
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-	}
-	// Ready once the cache has synced, and no longer once told to stop: the
-	// Service then sends new connections to the other replicas.
-	if err := mgr.AddReadyzCheck("issuers", func(*http.Request) error {
-		if stopping.Err() != nil {
-			return errors.New("shutting down")
-		}
-		if !mgr.GetCache().WaitForCacheSync(ctx) {
-			return errors.New("the cache has not synced")
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
-	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
-		return err
-	}
-	// Once told to stop, every response closes its connection (HTTP/2: a
-	// GOAWAY), so a client that keeps connections alive dials the Service
-	// again for its next exchange and reaches another replica, rather than
-	// finding its idle connection closed under it by the drain.
-	handler := srv.Handler
-	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if stopping.Err() != nil {
-			w.Header().Set("Connection", "close")
-		}
-		handler.ServeHTTP(w, r)
+	return serve.Run(stopping, serve.Options{
+		Name: "issuers", Manager: mgr, Handler: sts.Handler(svc), Listen: o.listen, CertDir: o.certDir,
+		ShutdownDelay: o.shutdownDelay, Ready: ready, Log: log,
+		BeforeServe: func(ctx context.Context) error {
+			if err := issuers.Sync(ctx); err != nil {
+				return fmt.Errorf("the first sync of the tenants' issuers: %w", err)
+			}
+			return nil
+		},
 	})
-
-	var mgrErr, srvErr error
-	managed, served := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(managed)
-		mgrErr = mgr.Start(ctx)
-	}()
-	go func() {
-		defer close(served)
-		if !mgr.GetCache().WaitForCacheSync(ctx) {
-			_ = l.Close()
-			return
-		}
-		if err := issuers.Sync(ctx); err != nil {
-			log.Error(err, "The first sync of the tenants' issuers")
-		}
-		if ready != nil {
-			ready <- l.Addr().String()
-		}
-		log.Info("Serving token exchange", "address", l.Addr().String())
-		if err := srv.ServeTLS(l, "", ""); !errors.Is(err, http.ErrServerClosed) {
-			srvErr = err
-		}
-	}()
-
-	// The shutdown, on SIGTERM. The pod leaves the Service's endpoints when
-	// it is deleted, but every node's kube-proxy learns it a moment later:
-	// serve on, not ready, for --shutdown-delay, while the clients' kept-
-	// alive connections close one by one (above). Then stop accepting and
-	// let the exchanges in flight finish (srv.Shutdown drops a request that
-	// arrives after it began, hence the delay), with the manager and the
-	// cache they read still running; only then stop the manager. Should
-	// the manager or the server stop on their own, the rest stops at once.
-	select {
-	case <-stopping.Done():
-		log.Info("Stopping: not ready; draining after the delay", "delay", o.shutdownDelay)
-		select {
-		case <-time.After(o.shutdownDelay):
-		case <-managed:
-		}
-	case <-managed:
-	case <-served:
-	}
-	drain, stop := context.WithTimeout(context.Background(), 10*time.Second)
-	defer stop()
-	if err := srv.Shutdown(drain); err != nil {
-		log.Error(err, "Exchanges still in flight were cut off")
-	}
-	cancel()
-	<-served
-	<-managed
-	return errors.Join(mgrErr, srvErr)
 }
 
 // issuerClient is the HTTP client that fetches the trusted identity
