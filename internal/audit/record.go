@@ -65,6 +65,17 @@ const (
 	// the new jti and the parent's, so the delegation tree can be rebuilt.
 	ActionTokenExchanged = "token.exchanged"
 	ActionTokenRefused   = "token.refused"
+	// ActionToolCalled and ActionToolRefused: custos-gateway passed an
+	// agent's tools/call to its tool server, or refused it (on the way in
+	// or on the way out); details carry the person, the actor chain, the
+	// jti, the arguments' digest (never the arguments), every check and
+	// its result, and the latency.
+	ActionToolCalled  = "tool.called"
+	ActionToolRefused = "tool.refused"
+	// ActionGatewayRefused: custos-gateway refused a request that was not
+	// a tools/call (an MCP session without a valid token, or for an agent
+	// that may not act).
+	ActionGatewayRefused = "gateway.refused"
 
 	// ActionLogRecovered is written by the Log itself, first after a
 	// restart that found the previous run's segment unsealed or ending in

@@ -48,6 +48,8 @@ type Tool struct {
 	// Scope is the scope a call needs (sts.ToolScope).
 	Scope   string
 	Schemas toolschema.Schemas
+	// Endpoint is the URL of the Toolset's MCP server (EndpointURL).
+	Endpoint string
 }
 
 // Facade is what one agent may call through the gateway under one token:
@@ -73,6 +75,11 @@ func NewFacade(toolsets []custosv1alpha1.Toolset, scopes []string) (*Facade, []e
 			continue
 		}
 		seen[ts.Name] = key
+		endpoint, err := EndpointURL(ts)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		tools := make([]*Tool, 0, len(ts.Spec.Tools))
 		var bad error
 		for j, spec := range ts.Spec.Tools {
@@ -82,7 +89,7 @@ func NewFacade(toolsets []custosv1alpha1.Toolset, scopes []string) (*Facade, []e
 				break
 			}
 			tools = append(tools, &Tool{Name: ToolName(ts.Name, spec.Name), Toolset: key, Spec: spec,
-				Scope: sts.ToolScope(ts.Name, spec.Access == custosv1alpha1.ToolAccessWrite), Schemas: schemas})
+				Scope: sts.ToolScope(ts.Name, spec.Access == custosv1alpha1.ToolAccessWrite), Schemas: schemas, Endpoint: endpoint})
 		}
 		if bad != nil {
 			errs = append(errs, bad)
@@ -133,8 +140,19 @@ type Refusal struct {
 func (r *Refusal) Error() string { return r.Message }
 
 // Check finds the tool name and checks args (the call's arguments, a JSON
-// object, or empty for none) against its input schema.
+// object, or empty for none) against its input schema: Lookup, then
+// CheckInput.
 func (f *Facade) Check(name string, args json.RawMessage) (*Tool, *Refusal) {
+	t, refused := f.Lookup(name)
+	if refused != nil {
+		return nil, refused
+	}
+	_, refused = t.CheckInput(args)
+	return t, refused
+}
+
+// Lookup finds the tool name among those the token may call.
+func (f *Facade) Lookup(name string) (*Tool, *Refusal) {
 	t, ok := f.tools[name]
 	if !ok {
 		notHere := fmt.Sprintf("no tool %q here: tools/list says what this token may call", name)
@@ -144,22 +162,84 @@ func (f *Facade) Check(name string, args json.RawMessage) (*Tool, *Refusal) {
 		}
 		return nil, &Refusal{Reason: ReasonUnknownTool, Message: notHere, Detail: fmt.Sprintf("no Toolset of the agent has a tool %s", name)}
 	}
+	return t, nil
+}
+
+// DecodeArgs reads a call's arguments: a JSON object, or empty for none.
+func (t *Tool) DecodeArgs(args json.RawMessage) (map[string]any, *Refusal) {
 	if len(args) == 0 {
 		args = json.RawMessage(`{}`)
 	}
 	value, err := toolschema.DecodeValue(args)
 	if err != nil {
-		return t, &Refusal{Reason: ReasonInvalidInput, Message: fmt.Sprintf("tool %s: the arguments are not JSON: %v", name, err)}
+		return nil, &Refusal{Reason: ReasonInvalidInput, Message: fmt.Sprintf("tool %s: the arguments are not JSON: %v", t.Name, err)}
 	}
-	if _, ok := value.(map[string]any); !ok {
-		return t, &Refusal{Reason: ReasonInvalidInput, Message: fmt.Sprintf("tool %s: the arguments must be a JSON object", name)}
+	obj, ok := value.(map[string]any)
+	if !ok {
+		return nil, &Refusal{Reason: ReasonInvalidInput, Message: fmt.Sprintf("tool %s: the arguments must be a JSON object", t.Name)}
 	}
-	if verr := toolschema.Validate(t.Schemas.Input, value); verr != nil {
+	return obj, nil
+}
+
+// CheckInput decodes args and checks them against the tool's input schema.
+func (t *Tool) CheckInput(args json.RawMessage) (map[string]any, *Refusal) {
+	obj, refused := t.DecodeArgs(args)
+	if refused != nil {
+		return nil, refused
+	}
+	return obj, t.Validate(obj)
+}
+
+// Validate checks decoded arguments against the tool's input schema,
+// naming the field and the rule.
+func (t *Tool) Validate(args map[string]any) *Refusal {
+	if verr := toolschema.Validate(t.Schemas.Input, args); verr != nil {
 		where := "arguments"
 		if verr.Pointer != "" {
 			where = "argument " + verr.Pointer
 		}
-		return t, &Refusal{Reason: ReasonInvalidInput, Message: fmt.Sprintf("tool %s: %s: %s (its Toolset's inputSchema)", name, where, verr.Message)}
+		return &Refusal{Reason: ReasonInvalidInput, Message: fmt.Sprintf("tool %s: %s: %s (its Toolset's inputSchema)", t.Name, where, verr.Message)}
 	}
-	return t, nil
+	return nil
+}
+
+// ReasonSpoofedArgument: an argument the Toolset binds to the caller's
+// token was sent with another value.
+const ReasonSpoofedArgument = "SpoofedArgument"
+
+// Bind sets the arguments the tool binds to claims of the caller's token
+// (spec.tools[].bind). An argument sent with the token's value stays; one
+// sent with another value is refused, since an agent naming someone else
+// than the person it acts for is what a reviewer must see; one not sent
+// is added.
+func (t *Tool) Bind(args map[string]any, c *sts.Claims) *Refusal {
+	for _, b := range t.Spec.Bind {
+		want := claimValue(c, b.Claim)
+		if want == "" {
+			return &Refusal{Reason: ReasonInvalidInput, Message: fmt.Sprintf("tool %s: argument %s is bound to the token's %s, which this token does not carry", t.Name, b.Argument, b.Claim)}
+		}
+		if got, sent := args[b.Argument]; sent && got != any(want) {
+			return &Refusal{Reason: ReasonSpoofedArgument,
+				Message: fmt.Sprintf("tool %s: argument %s is set from the token (%s), not by the caller: it must be left out or be the token's", t.Name, b.Argument, b.Claim),
+				Detail:  fmt.Sprintf("argument %s sent with a value other than the token's %s", b.Argument, b.Claim)}
+		}
+		args[b.Argument] = want
+	}
+	return nil
+}
+
+func claimValue(c *sts.Claims, claim custosv1alpha1.BoundClaim) string {
+	switch claim {
+	case custosv1alpha1.BoundClaimPerson:
+		return c.Subject
+	case custosv1alpha1.BoundClaimPersonAtIssuer:
+		return c.OriginalSubject
+	case custosv1alpha1.BoundClaimSession:
+		return c.Session
+	case custosv1alpha1.BoundClaimTenant:
+		return c.Tenant
+	case custosv1alpha1.BoundClaimAgent:
+		return c.ClientID
+	}
+	return ""
 }

@@ -120,15 +120,16 @@ func (c *Claims) CheckChain(actor Actor, maxDepth int) error {
 	}
 	chain := c.Chain()
 	if slices.ContainsFunc(chain, func(a Actor) bool { return a.Subject == actor.Subject }) {
-		return fmt.Errorf("%w: %s already acted in it (%s)", ErrActorRepeats, actor.Subject, describeChain(chain))
+		return fmt.Errorf("%w: %s already acted in it (%s)", ErrActorRepeats, actor.Subject, DescribeChain(chain))
 	}
 	if len(chain)+1 > maxDepth {
-		return fmt.Errorf("%w: %s would be hop %d of at most %d (%s)", ErrChainTooDeep, actor.Subject, len(chain)+1, maxDepth, describeChain(chain))
+		return fmt.Errorf("%w: %s would be hop %d of at most %d (%s)", ErrChainTooDeep, actor.Subject, len(chain)+1, maxDepth, DescribeChain(chain))
 	}
 	return nil
 }
 
-func describeChain(chain []Actor) string {
+// DescribeChain names the actors of a chain, newest first, for records and errors.
+func DescribeChain(chain []Actor) string {
 	if len(chain) == 0 {
 		return "no actor yet"
 	}

@@ -425,7 +425,7 @@ func (s *Service) record(ctx context.Context, tenant string, req *ExchangeReques
 	if subject != nil {
 		e.Details["person"] = subject.Claims.Subject
 		e.Details["parentJTI"] = subject.Claims.ID
-		e.Details["chain"] = describeChain(subject.Claims.Chain())
+		e.Details["chain"] = DescribeChain(subject.Claims.Chain())
 	}
 	if r != nil {
 		e.Action, e.Decision, e.Reason, e.Policy = audit.ActionTokenRefused, audit.DecisionDeny, r.Description, r.Reason

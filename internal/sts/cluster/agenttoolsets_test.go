@@ -42,7 +42,10 @@ func TestAgentToolsets(t *testing.T) {
 	src := &AgentToolsets{Reader: k8sClient, TrustDomain: "cluster.local"}
 	id := "spiffe://cluster.local/ns/" + ns + "/sa/agent-invoice"
 
-	sets, err := src.Toolsets(ctx, tenant, id)
+	agent, sets, err := src.Caller(ctx, tenant, id)
+	if err == nil && agent.UID != invoice.UID {
+		t.Errorf("the caller's Agent is %s/%s (%s), want invoice", agent.Namespace, agent.Name, agent.UID)
+	}
 	var names []string
 	for _, ts := range sets {
 		names = append(names, ts.Name)
@@ -56,7 +59,7 @@ func TestAgentToolsets(t *testing.T) {
 		"an agent that is not there": {tenant, "spiffe://cluster.local/ns/" + ns + "/sa/agent-ghost", "not found"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			if _, err := src.Toolsets(ctx, tc.tenant, tc.id); err == nil || !strings.Contains(err.Error(), tc.says) {
+			if _, _, err := src.Caller(ctx, tc.tenant, tc.id); err == nil || !strings.Contains(err.Error(), tc.says) {
 				t.Errorf("%v, want refused saying %q", err, tc.says)
 			}
 		})
@@ -65,7 +68,7 @@ func TestAgentToolsets(t *testing.T) {
 	if err := k8sClient.Update(ctx, invoice); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := src.Toolsets(ctx, tenant, id); err == nil || !strings.Contains(err.Error(), "may not act: spec.lifecycle.state is Suspended") {
+	if _, _, err := src.Caller(ctx, tenant, id); err == nil || !strings.Contains(err.Error(), "may not act: spec.lifecycle.state is Suspended") {
 		t.Errorf("a suspended agent: %v", err)
 	}
 }

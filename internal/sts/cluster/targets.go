@@ -180,22 +180,26 @@ type AgentToolsets struct {
 	TrustDomain string
 }
 
-// Toolsets returns the Toolsets of the agent with SPIFFE ID agentID in
-// tenant, or why it may not call any now.
-func (a *AgentToolsets) Toolsets(ctx context.Context, tenant, agentID string) ([]custosv1alpha1.Toolset, error) {
+// Caller returns the Agent with SPIFFE ID agentID in tenant and its
+// Toolsets of the tenant, or why it may not call any now.
+func (a *AgentToolsets) Caller(ctx context.Context, tenant, agentID string) (*custosv1alpha1.Agent, []custosv1alpha1.Toolset, error) {
 	key, ok := (&Targets{TrustDomain: a.TrustDomain}).agentOf(agentID)
 	if !ok {
-		return nil, fmt.Errorf("%s is no agent of trust domain %s", agentID, a.TrustDomain)
+		return nil, nil, fmt.Errorf("%s is no agent of trust domain %s", agentID, a.TrustDomain)
 	}
 	agent, err := getAgent(ctx, a.Reader, key)
 	if err != nil {
-		return nil, fmt.Errorf("its Agent %s: %w", key, err)
+		return nil, nil, fmt.Errorf("its Agent %s: %w", key, err)
 	}
 	if got := agent.Labels[custosv1alpha1.TenantLabel]; got != tenant {
-		return nil, fmt.Errorf("agent %s is of tenant %q, not %q", key, got, tenant)
+		return nil, nil, fmt.Errorf("agent %s is of tenant %q, not %q", key, got, tenant)
 	}
 	if ok, why := runnable(agent); !ok {
-		return nil, fmt.Errorf("agent %s may not act: %s", key, why)
+		return nil, nil, fmt.Errorf("agent %s may not act: %s", key, why)
 	}
-	return toolsets(ctx, a.Reader, agent)
+	sets, err := toolsets(ctx, a.Reader, agent)
+	if err != nil {
+		return nil, nil, err
+	}
+	return agent, sets, nil
 }
