@@ -14,7 +14,6 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-
 // Package serve runs an HTTPS service of Custos (custos-sts,
 // custos-gateway) beside the controller-runtime manager whose caches it
 // reads, and stops it without dropping a request: on SIGTERM the replica
