@@ -17,10 +17,12 @@ limitations under the License.
 package gateway
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/url"
 	"strconv"
+	"time"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 )
@@ -57,4 +59,17 @@ func EndpointURL(ts *custosv1alpha1.Toolset) (string, error) {
 	}
 	u := url.URL{Scheme: scheme, Host: net.JoinHostPort(host, strconv.Itoa(int(port))), Path: path}
 	return u.String(), nil
+}
+
+// Dialer dials as curl --resolve does: the address overrides give for a
+// host:port, and any other as it is. Development and tests run tool
+// servers on loopback under the names their Toolsets give.
+func Dialer(overrides map[string]string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if to, ok := overrides[addr]; ok {
+			addr = to
+		}
+		return d.DialContext(ctx, network, addr)
+	}
 }

@@ -17,82 +17,147 @@ limitations under the License.
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/clock"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/audit"
 	"github.com/custos-dev/custos/internal/sts"
 )
 
-// Source is what the gateway reads of the cluster for a caller: the
-// Toolsets of the agent acting (by SPIFFE ID) in tenant, or an error when
-// that agent may not act now.
+// Source is what the gateway reads of the cluster for a caller: the Agent
+// acting, while it may act, and its Toolsets of the tenant
+// (sts/cluster.AgentToolsets).
 type Source interface {
-	Toolsets(ctx context.Context, tenant, agentID string) ([]custosv1alpha1.Toolset, error)
+	Caller(ctx context.Context, tenant, agentID string) (*custosv1alpha1.Agent, []custosv1alpha1.Toolset, error)
 }
 
-// Upstream makes a call that passed the checks on the way in: tool's
-// server, for the caller (whose token for the gateway is token), with
-// args.
-type Upstream interface {
-	Call(ctx context.Context, caller *sts.Claims, token string, tool *Tool, args json.RawMessage) (*mcp.CallToolResult, error)
+// Revocations says whether a token, its session or an agent of its chain
+// may no longer be used (sts/cluster.Revocations, the lists kubectl custos
+// revoke writes). A read that fails says revoked.
+type Revocations interface {
+	Revoked(tenant, jti, session, agentID string) (string, bool)
 }
+
+// Upstream calls a tool's server for a caller, with a token of its own,
+// and checks the answer on the way out. A refusal says why nothing of the
+// answer is passed on.
+type Upstream interface {
+	Call(ctx context.Context, caller *sts.Claims, token string, tool *Tool, args json.RawMessage) (*mcp.CallToolResult, *Refusal)
+}
+
+// DefaultMaxRequestBytes bounds a request's body.
+const DefaultMaxRequestBytes = 1 << 20
 
 // Server is custos-gateway's MCP endpoint, one per tenant at
-// /tenants/<tenant>/mcp (streamable HTTP, stateless): each request is
-// served the facade its bearer token allows.
+// /tenants/<tenant>/mcp.
 type Server struct {
 	Verifier *Verifier
 	Source   Source
-	Upstream Upstream
+	// Revocations, when set, refuses revoked tokens and sessions and
+	// chains through an agent that may not act, before anything is
+	// called; custos-sts refuses to exchange them in any case.
+	Revocations Revocations
+	Upstream    Upstream
+	// Limits, when set, are the rate limits per agent and per tool.
+	Limits *Limiter
+	// Audit records every call; none when nil.
+	Audit audit.Recorder
+	// Clock is the real clock when nil.
+	Clock clock.PassiveClock
+	// MaxRequestBytes is DefaultMaxRequestBytes when 0.
+	MaxRequestBytes int64
 }
 
-// Handler serves the tenants' MCP endpoints.
+func (s *Server) now() time.Time {
+	if s.Clock == nil {
+		return time.Now()
+	}
+	return s.Clock.Now()
+}
+
+func (s *Server) record(ctx context.Context, e audit.Event) {
+	if s.Audit != nil {
+		s.Audit.Record(ctx, e)
+	}
+}
+
+// Handler serves /tenants/{tenant}/mcp.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/tenants/{tenant}/mcp", s.serveMCP)
 	return mux
 }
 
+// session is what every call of one request is checked with.
+type session struct {
+	tenant string
+	caller *sts.Claims
+	token  string
+	agent  *custosv1alpha1.Agent
+	facade *Facade
+}
+
+// serveMCP authenticates the request, reads the caller's Agent and
+// Toolsets, and serves the facade built from them for this request alone
+// (stateless: every request stands alone, so a suspension or a Toolset
+// change holds from the next request on).
 func (s *Server) serveMCP(w http.ResponseWriter, r *http.Request) {
+	start := s.now()
 	tenant := r.PathValue("tenant")
+	max := s.MaxRequestBytes
+	if max == 0 {
+		max = DefaultMaxRequestBytes
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, max)
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || token == "" {
-		unauthorized(w, "a bearer token is required: the token the agent was given for this gateway by custos-sts")
+		s.refuseRequest(w, r, tenant, nil, start, http.StatusUnauthorized, &Refusal{Reason: ReasonInvalidToken,
+			Message: "a bearer token is required: the token the agent was given for this gateway by custos-sts"})
 		return
 	}
 	caller, err := s.Verifier.Verify(r.Context(), tenant, token)
 	if err != nil {
-		unauthorized(w, err.Error())
+		s.refuseRequest(w, r, tenant, nil, start, http.StatusUnauthorized, &Refusal{Reason: ReasonInvalidToken, Message: err.Error()})
 		return
 	}
-	toolsets, err := s.Source.Toolsets(r.Context(), tenant, caller.ClientID)
+	if refused := s.revoked(tenant, caller); refused != nil {
+		s.refuseRequest(w, r, tenant, caller, start, http.StatusUnauthorized, refused)
+		return
+	}
+	agent, toolsets, err := s.Source.Caller(r.Context(), tenant, caller.ClientID)
 	if err != nil {
-		http.Error(w, fmt.Sprintf("agent %s may not call tools: %v", caller.ClientID, err), http.StatusForbidden)
+		s.refuseRequest(w, r, tenant, caller, start, http.StatusForbidden, &Refusal{Reason: ReasonAgentInactive,
+			Message: fmt.Sprintf("agent %s may not call tools: %v", caller.ClientID, err)})
 		return
 	}
 	// A Toolset that cannot be served is left out; it is not Ready, and
 	// its status says why.
 	facade, _ := NewFacade(toolsets, sts.Scopes(caller.Scope))
+	sess := &session{tenant: tenant, caller: caller, token: token, agent: agent, facade: facade}
 	server := mcp.NewServer(&mcp.Implementation{Name: "custos-gateway"}, nil)
 	for _, t := range facade.List() {
-		server.AddTool(t.mcpTool(), s.handler(facade, caller, token))
+		server.AddTool(t.mcpTool(), unreachable)
 	}
-	// Every tools/call is checked here, before the SDK looks the tool up:
-	// a tool outside the facade is refused with the gateway's own answer
-	// and reason, whether it exists or not.
+	// Every tools/call is answered here, before the SDK looks the tool up:
+	// checked on the way in, called, checked on the way out and recorded.
+	// A tool outside the facade gets the gateway's own answer, whether it
+	// exists or not.
 	server.AddReceivingMiddleware(func(next mcp.MethodHandler) mcp.MethodHandler {
 		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
 			if call, ok := req.(*mcp.CallToolRequest); ok && call.Params != nil {
-				if _, refused := facade.Check(call.Params.Name, call.Params.Arguments); refused != nil {
-					return toolError(refused.Message), nil
-				}
+				return s.call(ctx, sess, call.Params), nil
 			}
 			return next(ctx, method, req)
 		}
@@ -101,23 +166,69 @@ func (s *Server) serveMCP(w http.ResponseWriter, r *http.Request) {
 		&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true}).ServeHTTP(w, r)
 }
 
-// unauthorized answers 401 as RFC 6750 §3 says.
-func unauthorized(w http.ResponseWriter, why string) {
-	w.Header().Set("WWW-Authenticate", `Bearer realm="custos-gateway", error="invalid_token"`)
-	http.Error(w, why, http.StatusUnauthorized)
+// unreachable is the SDK's handler of every facade tool: the middleware
+// answers every tools/call before the SDK would call it.
+func unreachable(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	return nil, errors.New("custos-gateway: a tools/call reached no check")
 }
 
-// handler hands a call that passed the checks (the middleware's) to the
-// upstream; it checks again, so that no path reaches the upstream
-// unchecked.
-func (s *Server) handler(f *Facade, caller *sts.Claims, token string) mcp.ToolHandler {
-	return func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		tool, refused := f.Check(req.Params.Name, req.Params.Arguments)
-		if refused != nil {
-			return toolError(refused.Message), nil
-		}
-		return s.Upstream.Call(ctx, caller, token, tool, req.Params.Arguments)
+// revoked refuses a token revoked by jti or session, or whose chain passes
+// through an agent that may not act now. The acting agent itself is
+// checked by Source.
+func (s *Server) revoked(tenant string, c *sts.Claims) *Refusal {
+	if s.Revocations == nil {
+		return nil
 	}
+	if why, revoked := s.Revocations.Revoked(tenant, c.ID, c.Session, ""); revoked {
+		return &Refusal{Reason: ReasonRevoked, Message: "the token is revoked: " + why}
+	}
+	for _, a := range c.Chain()[1:] {
+		if why, revoked := s.Revocations.Revoked(tenant, "", "", a.Subject); revoked {
+			return &Refusal{Reason: ReasonRevoked, Message: fmt.Sprintf("agent %s, earlier in the token's actor chain, may not act: %s", a.Subject, why)}
+		}
+	}
+	return nil
+}
+
+// refuseRequest answers a request refused before any MCP session: 401
+// with a WWW-Authenticate challenge (RFC 6750) or 403, and records it.
+func (s *Server) refuseRequest(w http.ResponseWriter, r *http.Request, tenant string, caller *sts.Claims, start time.Time, status int, refused *Refusal) {
+	method, tool := peekRPC(r.Body)
+	rec := newCallRecord(start, tenant, caller, nil)
+	rec.tool = tool
+	rec.check("token", refused.Reason != ReasonInvalidToken)
+	if refused.Reason != ReasonInvalidToken {
+		rec.check("agent", false)
+	}
+	action := audit.ActionGatewayRefused
+	if method == "tools/call" {
+		action = audit.ActionToolRefused
+	}
+	rec.details["method"] = method
+	s.record(r.Context(), rec.event(action, refused, s.now()))
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="custos-gateway", error="invalid_token"`)
+	}
+	http.Error(w, refused.Message, status)
+}
+
+// peekRPC reads the JSON-RPC method and, for tools/call, the tool's name
+// of a refused request, for its record.
+func peekRPC(body io.Reader) (method, tool string) {
+	raw, _ := io.ReadAll(body)
+	var msg struct {
+		Method string `json:"method"`
+		Params struct {
+			Name string `json:"name"`
+		} `json:"params"`
+	}
+	if json.NewDecoder(bytes.NewReader(raw)).Decode(&msg) != nil {
+		return "", ""
+	}
+	if msg.Method != "tools/call" {
+		msg.Params.Name = ""
+	}
+	return msg.Method, msg.Params.Name
 }
 
 func toolError(msg string) *mcp.CallToolResult {
@@ -152,6 +263,7 @@ func rawOf(ext *runtime.RawExtension) []byte {
 	return ext.Raw
 }
 
+// objectSchema is a pinned input schema as MCP wants it: of type object.
 func objectSchema(raw []byte) json.RawMessage {
 	if len(raw) == 0 {
 		return json.RawMessage(`{"type":"object"}`)

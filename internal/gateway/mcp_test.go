@@ -32,26 +32,27 @@ import (
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/sts"
+	"github.com/custos-dev/custos/test/fixtures"
 )
 
 // source: agent invoice has the ledger and crm Toolsets; agent idle is
 // suspended.
 type source struct{}
 
-func (source) Toolsets(_ context.Context, tenant, agentID string) ([]custosv1alpha1.Toolset, error) {
+func (source) Caller(_ context.Context, tenant, agentID string) (*custosv1alpha1.Agent, []custosv1alpha1.Toolset, error) {
 	switch {
 	case tenant == "acme" && agentID == "spiffe://cluster.local/ns/finance/sa/agent-invoice":
-		return toolsets(), nil
+		return fixtures.Agent("finance", "invoice", "acme"), toolsets(), nil
 	case strings.HasSuffix(agentID, "/sa/agent-idle"):
-		return nil, errors.New("it is Suspended")
+		return nil, nil, errors.New("it is Suspended")
 	}
-	return nil, errors.New("no such agent")
+	return nil, nil, errors.New("no such agent")
 }
 
 // echo is the upstream: it says which tool it was asked for, for whom.
 type echo struct{ calls []string }
 
-func (e *echo) Call(_ context.Context, caller *sts.Claims, _ string, tool *Tool, args json.RawMessage) (*mcp.CallToolResult, error) {
+func (e *echo) Call(_ context.Context, caller *sts.Claims, _ string, tool *Tool, args json.RawMessage) (*mcp.CallToolResult, *Refusal) {
 	e.calls = append(e.calls, tool.Name)
 	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: tool.Toolset.String() + " " + tool.Spec.Name + " for " + caller.Subject + " " + string(args)}}}, nil
 }

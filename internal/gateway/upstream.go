@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"k8s.io/apimachinery/pkg/types"
@@ -80,15 +81,29 @@ func (c *STSClient) ExchangeForToolset(ctx context.Context, tenant, callerToken,
 	return tok.AccessToken, nil
 }
 
+// Reasons a call is refused on its way to the tool server and back (see
+// limits.go for the upstream's size, time and breaker).
+const (
+	// ReasonTokenExchange: custos-sts would not exchange the caller's
+	// token for the Toolset's (revoked, the agent may not act, the scope).
+	ReasonTokenExchange = "TokenExchangeRefused"
+	// ReasonInvalidOutput: the answer breaks the tool's output schema, or
+	// has no structured content where the schema wants it.
+	ReasonInvalidOutput = "InvalidOutput"
+)
+
 // MCPUpstream calls a tool's server over MCP with the token custos-sts
 // exchanged for its Toolset (never the caller's), and lets out only what
 // the Toolset's output schema allows.
 type MCPUpstream struct {
 	Tokens Exchanger
-	// Client calls the tool servers.
+	// Client calls the tool servers; its transport bounds their answers'
+	// size (LimitBody).
 	Client *http.Client
-	// Endpoint is the URL of a Toolset's MCP endpoint.
-	Endpoint func(ctx context.Context, toolset types.NamespacedName) (string, error)
+	// Timeout bounds a whole call: connecting, the call and the answer.
+	Timeout time.Duration
+	// Breakers, when set, stop calling a tool server that keeps failing.
+	Breakers *Breakers
 	// Resource is the resource (RFC 8707) custos-sts knows a Toolset by.
 	Resource func(toolset types.NamespacedName) string
 }
@@ -96,35 +111,63 @@ type MCPUpstream struct {
 // Call makes the call upstream. The upstream's answer is checked on the
 // way out: with an output schema, its structured content must validate,
 // and the text the caller gets is rebuilt from it, so nothing passes as
-// free text beside the schema; without one, only its text passes.
-func (u *MCPUpstream) Call(ctx context.Context, caller *sts.Claims, token string, tool *Tool, args json.RawMessage) (*mcp.CallToolResult, error) {
-	endpoint, err := u.Endpoint(ctx, tool.Toolset)
-	if err != nil {
-		return toolError(fmt.Sprintf("tool %s cannot be reached: %v", tool.Name, err)), nil
-	}
+// free text beside the schema; without one, only its text passes. A
+// server that cannot be reached, is too slow, answers too much or breaks
+// the schema counts against its breaker; the tool's own error (isError)
+// does not.
+func (u *MCPUpstream) Call(ctx context.Context, caller *sts.Claims, token string, tool *Tool, args json.RawMessage) (*mcp.CallToolResult, *Refusal) {
 	upstreamToken, err := u.Tokens.ExchangeForToolset(ctx, caller.Tenant, token, u.Resource(tool.Toolset))
 	if err != nil {
-		return toolError(fmt.Sprintf("tool %s: %v", tool.Name, err)), nil
+		return nil, &Refusal{Reason: ReasonTokenExchange, Message: fmt.Sprintf("tool %s: %v", tool.Name, err)}
+	}
+	var res *mcp.CallToolResult
+	var refused *Refusal
+	call := func() error {
+		res, refused = u.call(ctx, upstreamToken, tool, args)
+		if refused != nil {
+			return refused
+		}
+		return nil
+	}
+	if u.Breakers == nil {
+		_ = call()
+		return res, refused
+	}
+	if err := u.Breakers.Do(tool.Toolset.String(), call); err != nil && refused == nil {
+		return nil, UpstreamRefusal(tool.Name, u.Timeout, err)
+	}
+	return res, refused
+}
+
+// call is one call of the tool server, within the timeout.
+func (u *MCPUpstream) call(ctx context.Context, upstreamToken string, tool *Tool, args json.RawMessage) (*mcp.CallToolResult, *Refusal) {
+	if u.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, u.Timeout)
+		defer cancel()
 	}
 	client := mcp.NewClient(&mcp.Implementation{Name: "custos-gateway"}, nil)
-	session, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: endpoint, DisableStandaloneSSE: true,
-		HTTPClient: &http.Client{Timeout: u.Client.Timeout, Transport: bearer{token: upstreamToken, next: transportOf(u.Client)}}}, nil)
+	session, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: tool.Endpoint, DisableStandaloneSSE: true, MaxRetries: -1,
+		HTTPClient: &http.Client{Transport: bearer{token: upstreamToken, next: transportOf(u.Client)}}}, nil)
 	if err != nil {
-		return toolError(fmt.Sprintf("tool %s: its server: %v", tool.Name, err)), nil
+		return nil, UpstreamRefusal(tool.Name, u.Timeout, err)
 	}
 	defer session.Close()
-	if len(args) == 0 {
-		args = json.RawMessage(`{}`)
-	}
+	// An answer cut off for its size mid-body reaches the SDK's caller as
+	// some other error; the watch tells it apart.
+	ctx, tooLarge := WatchBodyLimit(ctx)
 	res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: tool.Spec.Name, Arguments: args})
-	if err != nil {
-		return toolError(fmt.Sprintf("tool %s: its server: %v", tool.Name, err)), nil
+	if e := tooLarge(); e != nil {
+		err = e
 	}
-	return out(tool, res), nil
+	if err != nil {
+		return nil, UpstreamRefusal(tool.Name, u.Timeout, err)
+	}
+	return out(tool, res)
 }
 
 // out is what of the upstream's answer reaches the caller.
-func out(tool *Tool, res *mcp.CallToolResult) *mcp.CallToolResult {
+func out(tool *Tool, res *mcp.CallToolResult) (*mcp.CallToolResult, *Refusal) {
 	if res.IsError || tool.Schemas.Output == nil {
 		var texts []mcp.Content
 		for _, c := range res.Content {
@@ -132,24 +175,27 @@ func out(tool *Tool, res *mcp.CallToolResult) *mcp.CallToolResult {
 				texts = append(texts, &mcp.TextContent{Text: t.Text})
 			}
 		}
-		return &mcp.CallToolResult{IsError: res.IsError, Content: texts}
+		return &mcp.CallToolResult{IsError: res.IsError, Content: texts}, nil
+	}
+	invalid := func(format string, args ...any) *Refusal {
+		return &Refusal{Reason: ReasonInvalidOutput, Message: fmt.Sprintf("tool %s: ", tool.Name) + fmt.Sprintf(format, args...)}
 	}
 	raw, err := json.Marshal(res.StructuredContent)
 	if err != nil || res.StructuredContent == nil {
-		return toolError(fmt.Sprintf("tool %s: its server returned no structured content, and its Toolset's outputSchema requires it", tool.Name))
+		return nil, invalid("its server returned no structured content, and its Toolset's outputSchema requires it")
 	}
 	value, err := toolschema.DecodeValue(raw)
 	if err != nil {
-		return toolError(fmt.Sprintf("tool %s: its server's result is not JSON: %v", tool.Name, err))
+		return nil, invalid("its server's result is not JSON: %v", err)
 	}
 	if verr := toolschema.Validate(tool.Schemas.Output, value); verr != nil {
 		where := "result"
 		if verr.Pointer != "" {
 			where = "result " + verr.Pointer
 		}
-		return toolError(fmt.Sprintf("tool %s: its server's %s: %s (its Toolset's outputSchema); nothing of it is passed on", tool.Name, where, verr.Message))
+		return nil, invalid("its server's %s: %s (its Toolset's outputSchema); nothing of it is passed on", where, verr.Message)
 	}
-	return &mcp.CallToolResult{StructuredContent: json.RawMessage(raw), Content: []mcp.Content{&mcp.TextContent{Text: string(raw)}}}
+	return &mcp.CallToolResult{StructuredContent: json.RawMessage(raw), Content: []mcp.Content{&mcp.TextContent{Text: string(raw)}}}, nil
 }
 
 func transportOf(c *http.Client) http.RoundTripper {

@@ -19,7 +19,6 @@ package gateway
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -70,7 +69,10 @@ func ledgerServer(t *testing.T, keys *stsKeys, now time.Time, answer func(id str
 			_ = json.Unmarshal(req.Params.Arguments, &args)
 			return answer(args.ID), nil
 		})
-	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, &mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true})
+	// Called by its Service's name on loopback: the SDK's DNS rebinding
+	// protection would take that for an attack.
+	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server },
+		&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true, DisableLocalhostProtection: true})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		c, err := keys.issuers["acme"].Verify(tok, ledgerResource, now)
@@ -101,20 +103,14 @@ func TestUpstreamCall(t *testing.T) {
 	}
 	upstream, seen := ledgerServer(t, keys, now, func(id string) *mcp.CallToolResult { return answers[id] })
 	tokens := &exchanger{keys: keys, now: now}
-	ledger := fixtures.Toolset("finance", "ledger", "acme", fixtures.WithTools(custosv1alpha1.Tool{Name: "get_invoice", Access: custosv1alpha1.ToolAccessRead,
+	ledger := fixtures.Toolset("finance", "ledger", "acme", plainHTTP, fixtures.WithTools(custosv1alpha1.Tool{Name: "get_invoice", Access: custosv1alpha1.ToolAccessRead,
 		InputSchema:  schema(`{"type":"object","properties":{"id":{"type":"string"}},"required":["id"]}`),
 		OutputSchema: schema(`{"type":"object","properties":{"id":{"type":"string"},"amount":{"type":"number"}},"required":["id","amount"],"additionalProperties":false}`)}))
-	src := sourceFunc(func(context.Context, string, string) ([]custosv1alpha1.Toolset, error) {
-		return []custosv1alpha1.Toolset{*ledger}, nil
+	src := sourceFunc(func(context.Context, string, string) (*custosv1alpha1.Agent, []custosv1alpha1.Toolset, error) {
+		return fixtures.Agent("finance", "invoice", "acme"), []custosv1alpha1.Toolset{*ledger}, nil
 	})
 	gw := &Server{Verifier: &Verifier{IssuerBase: keys.URL, Client: keys.Client(), Clock: clocktesting.NewFakeClock(now)}, Source: src,
-		Upstream: &MCPUpstream{Tokens: tokens, Client: &http.Client{Timeout: 10 * time.Second},
-			Endpoint: func(_ context.Context, ts types.NamespacedName) (string, error) {
-				if ts.String() != "finance/ledger" {
-					return "", errors.New("unknown Toolset")
-				}
-				return upstream.URL + "/mcp", nil
-			},
+		Upstream: &MCPUpstream{Tokens: tokens, Client: resolving(upstream.Listener.Addr().String()), Timeout: 10 * time.Second,
 			Resource: func(ts types.NamespacedName) string { return "urn:custos:toolset:" + ts.Namespace + ":" + ts.Name }}}
 	srv := httptest.NewServer(gw.Handler())
 	t.Cleanup(srv.Close)
@@ -171,10 +167,22 @@ func TestUpstreamCall(t *testing.T) {
 	}
 }
 
-type sourceFunc func(ctx context.Context, tenant, agentID string) ([]custosv1alpha1.Toolset, error)
+type sourceFunc func(ctx context.Context, tenant, agentID string) (*custosv1alpha1.Agent, []custosv1alpha1.Toolset, error)
 
-func (f sourceFunc) Toolsets(ctx context.Context, tenant, agentID string) ([]custosv1alpha1.Toolset, error) {
+func (f sourceFunc) Caller(ctx context.Context, tenant, agentID string) (*custosv1alpha1.Agent, []custosv1alpha1.Toolset, error) {
 	return f(ctx, tenant, agentID)
+}
+
+// plainHTTP has the Toolset's in-cluster server called over http: the
+// test's tool servers are plain httptest servers.
+func plainHTTP(ts *custosv1alpha1.Toolset) { ts.Spec.Endpoint.InCluster.Scheme = "http" }
+
+// resolving is a client that reaches the fixtures' ledger-api Service
+// (ledger-api.<ns>.svc:8080) at addr on loopback, as --resolve does.
+func resolving(addr string) *http.Client {
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.DialContext = Dialer(map[string]string{"ledger-api.finance.svc:8080": addr, "ledger-api.sales.svc:8080": addr})
+	return &http.Client{Transport: transport}
 }
 
 // TestSTSClient: the gateway asks custos-sts as RFC 8693 says, with its

@@ -1,0 +1,270 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+
+// Command custos-gateway is Custos's gateway in front of every tool call:
+// an MCP server (streamable HTTP) that serves each agent a facade of its
+// Toolsets at /tenants/<tenant>/mcp, checks every tools/call on the way
+// in and on the way out, calls the tool server with a token custos-sts
+// exchanged for it alone, and records every call, allowed or refused. It
+// is stateless and holds no signing key. docs/gateway.md is its contract.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/audit"
+	"github.com/custos-dev/custos/internal/gateway"
+	"github.com/custos-dev/custos/internal/serve"
+	"github.com/custos-dev/custos/internal/sts/cluster"
+)
+
+// What custos-gateway needs, in a role of its own: get, list and watch
+// agents and toolsets; get, list and watch ConfigMaps in custos-sts's
+// namespace (the revocation lists). It reads no Secret and signs nothing.
+
+// options are custos-gateway's flags.
+type options struct {
+	listen         string
+	certDir        string
+	issuerBase     string
+	stsCA          string
+	upstreamCA     string
+	actorTokenFile string
+	stsNamespace   string
+	trustDomain    string
+	perAgent       gateway.Rate
+	perTool        gateway.Rate
+	breaker        gateway.BreakerSettings
+	timeout        time.Duration
+	maxResponse    int64
+	maxRequest     int64
+	resolve        resolveFlag
+	probeAddr      string
+	metricsAddr    string
+	shutdownDelay  time.Duration
+	audit          audit.Config
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.listen, "listen", ":8443", "Address the gateway listens on, over TLS.")
+	flag.StringVar(&o.certDir, "tls-cert-dir", "", "Directory holding tls.crt and tls.key, reloaded when they change. Required: tokens never travel in the clear.")
+	flag.StringVar(&o.issuerBase, "issuer-base", "", "custos-sts's --issuer-base: a tenant's issuer is <issuer-base>/tenants/<tenant>, its keys at <issuer>/jwks, its token endpoint at <issuer>/token. Required.")
+	flag.StringVar(&o.stsCA, "sts-ca-file", "", "PEM bundle of CAs, besides the system's, that custos-sts's serving certificate chains to.")
+	flag.StringVar(&o.upstreamCA, "upstream-ca-file", "", "PEM bundle of CAs, besides the system's, that tool servers' certificates chain to (in-cluster servers called over https).")
+	flag.StringVar(&o.actorTokenFile, "actor-token-file", "/var/run/secrets/custos/sts/token", "The gateway pod's projected ServiceAccount token for custos-sts, read afresh for every exchange: the actor token when it exchanges a caller's token for a Toolset's.")
+	flag.StringVar(&o.stsNamespace, "sts-namespace", os.Getenv("POD_NAMESPACE"), "custos-sts's namespace, where the tenants' revocation lists are (custos-sts-revocations-<tenant>); the pod's own by default.")
+	flag.StringVar(&o.trustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain of the agents' IDs, as the manager's --trust-domain.")
+	flag.IntVar(&o.perAgent.PerMinute, "rate-per-agent", 600, "Tool calls an agent may make per minute, all tools together; 0: no limit.")
+	flag.IntVar(&o.perAgent.Burst, "rate-per-agent-burst", 60, "Calls an agent may make at once above its rate.")
+	flag.IntVar(&o.perTool.PerMinute, "rate-per-tool", 300, "Calls an agent may make of one tool per minute; 0: no limit.")
+	flag.IntVar(&o.perTool.Burst, "rate-per-tool-burst", 30, "Calls of one tool an agent may make at once above its rate.")
+	flag.Func("breaker-failures", "Calls in a row that must fail for a tool server's circuit to open (default 5).", uintFlag(&o.breaker.Failures))
+	flag.DurationVar(&o.breaker.OpenFor, "breaker-open-for", 30*time.Second, "How long an open circuit refuses calls before one is let through to try the tool server again.")
+	flag.DurationVar(&o.timeout, "upstream-timeout", 10*time.Second, "How long a tool server gets to answer a call.")
+	flag.Int64Var(&o.maxResponse, "max-response-bytes", 10<<20, "Largest answer taken from a tool server; a larger one is refused, nothing of it passed on.")
+	flag.Int64Var(&o.maxRequest, "max-request-bytes", gateway.DefaultMaxRequestBytes, "Largest request taken from an agent.")
+	flag.Var(&o.resolve, "resolve", "host:port=address:port, repeatable: dial address:port for host:port, as curl --resolve does (development and tests, where tool servers run on loopback).")
+	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
+	flag.StringVar(&o.metricsAddr, "metrics-bind-address", "0", "Address of the Prometheus metrics endpoint; 0 disables it.")
+	flag.DurationVar(&o.shutdownDelay, "shutdown-delay", 5*time.Second, "On SIGTERM, how long to keep serving, with /readyz failing, before draining: the time every kube-proxy needs to take the pod out of the Service. The calls in flight then get up to 10 s more; the pod's terminationGracePeriodSeconds must cover both.")
+	o.audit.AddFlags(flag.CommandLine)
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	log := ctrl.Log.WithName("custos-gateway")
+
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		log.Error(err, "Unable to reach the API server")
+		os.Exit(1)
+	}
+	if err := run(ctrl.SetupSignalHandler(), o, cfg, log, nil); err != nil {
+		log.Error(err, "custos-gateway stopped")
+		os.Exit(1)
+	}
+}
+
+// run serves until ctx ends. ready, when not nil, receives the address it
+// listens on once it serves.
+func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, ready chan<- string) error {
+	switch {
+	case o.certDir == "":
+		return errors.New("--tls-cert-dir is required: tokens never travel in the clear")
+	case o.issuerBase == "":
+		return errors.New("--issuer-base is required: the gateway verifies callers' tokens with custos-sts's keys")
+	case o.stsNamespace == "":
+		return errors.New("--sts-namespace (or POD_NAMESPACE) is required: the revocation lists live there")
+	case o.timeout <= 0:
+		return errors.New("--upstream-timeout must be positive")
+	case o.maxResponse <= 0 || o.maxRequest <= 0:
+		return errors.New("--max-response-bytes and --max-request-bytes must be positive")
+	}
+	stopping := ctx
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(custosv1alpha1.AddToScheme(scheme))
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress: o.probeAddr,
+		// The revocation lists are watched, so every replica honours a
+		// revocation as soon as it is written: custos-sts's namespace's
+		// ConfigMaps only. The gateway reads no Secret.
+		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{o.stsNamespace: {}}},
+		}},
+	})
+	if err != nil {
+		return err
+	}
+	auditCfg := o.audit
+	auditCfg.Registerer = metrics.Registry
+	auditLog, err := audit.Open(ctx, auditCfg, mgr.GetAPIReader(), log.WithName("audit"))
+	if err != nil {
+		return fmt.Errorf("opening the audit trail: %w", err)
+	}
+	defer func() { _ = auditLog.Close() }()
+
+	stsClient, err := httpClient(o.stsCA, o.resolve, 10*time.Second, 0)
+	if err != nil {
+		return fmt.Errorf("--sts-ca-file: %w", err)
+	}
+	upstreamClient, err := httpClient(o.upstreamCA, o.resolve, o.timeout, o.maxResponse)
+	if err != nil {
+		return fmt.Errorf("--upstream-ca-file: %w", err)
+	}
+	clk := clock.RealClock{}
+	gw := &gateway.Server{
+		Verifier:    &gateway.Verifier{IssuerBase: o.issuerBase, Client: stsClient, Clock: clk},
+		Source:      &cluster.AgentToolsets{Reader: mgr.GetClient(), TrustDomain: o.trustDomain},
+		Revocations: &cluster.Revocations{Reader: mgr.GetClient(), TrustDomain: o.trustDomain, Namespace: o.stsNamespace, Clock: clk},
+		Upstream: &gateway.MCPUpstream{
+			Tokens: &gateway.STSClient{IssuerBase: o.issuerBase, Client: stsClient, ActorToken: func() (string, error) {
+				b, err := os.ReadFile(o.actorTokenFile)
+				return strings.TrimSpace(string(b)), err
+			}},
+			Client:   upstreamClient,
+			Timeout:  o.timeout,
+			Breakers: gateway.NewBreakers(o.breaker),
+			Resource: func(ts types.NamespacedName) string { return cluster.ToolsetResource(ts.Namespace, ts.Name) },
+		},
+		Limits:          gateway.NewLimiter(gateway.RateLimits{PerAgent: o.perAgent, PerTool: o.perTool}, clk),
+		Audit:           auditLog,
+		Clock:           clk,
+		MaxRequestBytes: o.maxRequest,
+	}
+	return serve.Run(stopping, serve.Options{
+		Name: "gateway", Manager: mgr, Handler: gw.Handler(), Listen: o.listen, CertDir: o.certDir,
+		// A call may take the upstream's whole time, and the exchange before it.
+		WriteTimeout:  o.timeout + 20*time.Second,
+		ShutdownDelay: o.shutdownDelay, Ready: ready, Log: log,
+	})
+}
+
+// httpClient trusts the system's CAs and those of caFile, dials as
+// resolve says, and, when maxBody is set, refuses an answer larger than it.
+func httpClient(caFile string, resolve resolveFlag, timeout time.Duration, maxBody int64) (*http.Client, error) {
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, err
+		}
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s holds no PEM certificate", caFile)
+		}
+	}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}
+	transport.MaxIdleConnsPerHost = 64
+	if len(resolve) > 0 {
+		transport.DialContext = gateway.Dialer(resolve)
+	}
+	var rt http.RoundTripper = transport
+	if maxBody > 0 {
+		rt = gateway.LimitBody(transport, maxBody)
+	}
+	return &http.Client{Timeout: timeout, Transport: rt}, nil
+}
+
+// resolveFlag maps host:port to the address dialled instead.
+type resolveFlag map[string]string
+
+func (r *resolveFlag) String() string { return fmt.Sprint(map[string]string(*r)) }
+
+func (r *resolveFlag) Set(v string) error {
+	hostPort, addr, ok := strings.Cut(v, "=")
+	if !ok {
+		return fmt.Errorf("%q is not host:port=address:port", v)
+	}
+	for _, hp := range []string{hostPort, addr} {
+		if host, port, err := net.SplitHostPort(hp); err != nil || host == "" || port == "" {
+			return fmt.Errorf("%q is not host:port=address:port", v)
+		}
+	}
+	if *r == nil {
+		*r = resolveFlag{}
+	}
+	(*r)[hostPort] = addr
+	return nil
+}
+
+// uintFlag parses a flag into a uint32.
+func uintFlag(p *uint32) func(string) error {
+	return func(s string) error {
+		var v uint32
+		if _, err := fmt.Sscanf(s, "%d", &v); err != nil {
+			return fmt.Errorf("%q is not a count", s)
+		}
+		*p = v
+		return nil
+	}
+}

@@ -1,0 +1,235 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/audit"
+	"github.com/custos-dev/custos/internal/sts"
+)
+
+// Reasons a request is refused before any tool is looked at.
+const (
+	// ReasonInvalidToken: no token, or not one of the tenant's custos-sts
+	// for its gateway with an agent acting.
+	ReasonInvalidToken = "InvalidToken"
+	// ReasonRevoked: the token or its session was revoked, or an agent of
+	// its chain may not act now.
+	ReasonRevoked = "Revoked"
+	// ReasonAgentInactive: the acting agent may not act now (suspended,
+	// frozen, decommissioned, its image not verified, another tenant's).
+	ReasonAgentInactive = "AgentInactive"
+)
+
+// call checks one tools/call on the way in, makes it, checks the answer
+// on the way out, and records it, allowed or refused. The caller gets
+// the refusal's message as a tool error; the record says which check
+// refused and why.
+func (s *Server) call(ctx context.Context, sess *session, params *mcp.CallToolParamsRaw) *mcp.CallToolResult {
+	rec := newCallRecord(s.now(), sess.tenant, sess.caller, sess.agent)
+	rec.tool = params.Name
+	rec.check("token", true)
+	rec.check("agent", true)
+	res, refused := s.checkAndCall(ctx, sess, params, rec)
+	action := audit.ActionToolCalled
+	if refused != nil {
+		action, res = audit.ActionToolRefused, toolError(refused.Message)
+	}
+	s.record(ctx, rec.event(action, refused, s.now()))
+	return res
+}
+
+func (s *Server) checkAndCall(ctx context.Context, sess *session, params *mcp.CallToolParamsRaw, rec *callRecord) (*mcp.CallToolResult, *Refusal) {
+	tool, refused := sess.facade.Lookup(params.Name)
+	if !rec.check("tool", refused == nil) {
+		return nil, refused
+	}
+	rec.toolset = tool.Toolset.String()
+	if s.Limits != nil {
+		if refused := s.Limits.Allow(sess.caller.ClientID, tool.Name); !rec.check("rate", refused == nil) {
+			return nil, refused
+		}
+	}
+	meta, refused := ParseMeta(params.Meta)
+	if refused == nil {
+		rec.traceFrom(meta)
+		rec.details["decisionDigest"] = meta.DecisionDigest
+		refused = meta.Require(decisionRequired(sess.agent, tool), tool.Name)
+	}
+	if !rec.check("decision", refused == nil) {
+		return nil, refused
+	}
+	args, refused := tool.DecodeArgs(params.Arguments)
+	if refused == nil {
+		refused = tool.Bind(args, sess.caller)
+		if len(tool.Spec.Bind) > 0 && !rec.check("bind", refused == nil) {
+			return nil, refused
+		}
+	}
+	if refused == nil {
+		refused = tool.Validate(args)
+	}
+	if !rec.check("input", refused == nil) {
+		return nil, refused
+	}
+	// What goes upstream is what was checked: the arguments re-encoded,
+	// bound ones included; their digest is on the record, never they.
+	raw, err := json.Marshal(args)
+	if err != nil {
+		return nil, &Refusal{Reason: ReasonInvalidInput, Message: fmt.Sprintf("tool %s: the arguments cannot be encoded: %v", tool.Name, err)}
+	}
+	rec.details["argumentsDigest"] = digest(raw)
+	res, refused := s.Upstream.Call(ctx, sess.caller, sess.token, tool, raw)
+	if refused != nil {
+		rec.check(upstreamCheck(refused.Reason), false)
+		return nil, refused
+	}
+	rec.check("upstream", true)
+	rec.check("output", true)
+	if res.IsError {
+		rec.details["outcome"] = "toolError"
+	}
+	return res, nil
+}
+
+// decisionRequired says whether the agent must give a decision record for
+// a call of tool (spec.requireDecisionRecord).
+func decisionRequired(agent *custosv1alpha1.Agent, tool *Tool) bool {
+	switch agent.Spec.RequireDecisionRecord {
+	case custosv1alpha1.DecisionRecordWrite:
+		return tool.Spec.Access == custosv1alpha1.ToolAccessWrite
+	case custosv1alpha1.DecisionRecordIrreversible:
+		return tool.Spec.Irreversible
+	}
+	return false
+}
+
+// upstreamCheck names the check an upstream refusal failed.
+func upstreamCheck(reason string) string {
+	if reason == ReasonInvalidOutput {
+		return "output"
+	}
+	return "upstream"
+}
+
+// digest is the sha256 of canonical JSON (RFC 8785, as decision records'
+// digests), so the same arguments in another member order have the same
+// digest.
+func digest(raw []byte) string {
+	var v any
+	if err := json.Unmarshal(raw, &v); err == nil {
+		if c, err := appendJCS(nil, v); err == nil {
+			raw = c
+		}
+	}
+	sum := sha256.Sum256(raw)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// callRecord gathers what a call's audit record says as the call goes.
+type callRecord struct {
+	start   time.Time
+	tenant  string
+	caller  *sts.Claims
+	agent   *custosv1alpha1.Agent
+	tool    string
+	toolset string
+	traceID string
+	checks  []string
+	details map[string]string
+}
+
+func newCallRecord(start time.Time, tenant string, caller *sts.Claims, agent *custosv1alpha1.Agent) *callRecord {
+	return &callRecord{start: start, tenant: tenant, caller: caller, agent: agent, details: map[string]string{}}
+}
+
+// check notes a check's result and returns it.
+func (r *callRecord) check(name string, passed bool) bool {
+	result := "pass"
+	if !passed {
+		result = "fail"
+	}
+	r.checks = append(r.checks, name+"="+result)
+	return passed
+}
+
+// traceFrom takes the W3C trace ID the caller sent in _meta.
+func (r *callRecord) traceFrom(m *CallMeta) {
+	if m.TraceParent != "" {
+		r.traceID = hex.EncodeToString(m.TraceID[:])
+	}
+}
+
+// event is the call's audit record.
+func (r *callRecord) event(action string, refused *Refusal, end time.Time) audit.Event {
+	e := audit.Event{Action: action, Subject: audit.Subject{Kind: "Agent", Tenant: r.tenant}, Details: r.details, TraceID: r.traceID}
+	if e.TraceID == "" {
+		e.TraceID = newTraceID()
+	}
+	if r.caller != nil {
+		e.Actor = audit.Actor{Kind: audit.ActorAgent, Name: r.caller.ClientID}
+		r.details["person"] = r.caller.Subject
+		r.details["jti"] = r.caller.ID
+		r.details["session"] = r.caller.Session
+		r.details["chain"] = sts.DescribeChain(r.caller.Chain())
+		r.details["scope"] = r.caller.Scope
+	}
+	if r.agent != nil {
+		e.Subject.Namespace, e.Subject.Name, e.Subject.UID = r.agent.Namespace, r.agent.Name, string(r.agent.UID)
+	}
+	r.details["tool"] = r.tool
+	r.details["toolset"] = r.toolset
+	r.details["checks"] = strings.Join(r.checks, " ")
+	r.details["latencyMicros"] = strconv.FormatInt(end.Sub(r.start).Microseconds(), 10)
+	if refused != nil {
+		e.Decision, e.Policy, e.Reason = audit.DecisionDeny, refused.Reason, refused.Message
+		if refused.Detail != "" {
+			r.details["detail"] = refused.Detail
+		}
+		r.details["outcome"] = "refused"
+	} else {
+		e.Decision, e.Policy = audit.DecisionAllow, "gateway"
+		e.Reason = fmt.Sprintf("%s called %s for %s", r.caller.ClientID, r.tool, r.caller.Subject)
+		if r.details["outcome"] == "" {
+			r.details["outcome"] = "ok"
+		}
+	}
+	for k, v := range r.details {
+		if v == "" {
+			delete(r.details, k)
+		}
+	}
+	return e
+}
+
+func newTraceID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
