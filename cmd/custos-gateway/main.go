@@ -14,7 +14,6 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-
 // Command custos-gateway is Custos's gateway in front of every tool call:
 // an MCP server (streamable HTTP) that serves each agent a facade of its
 // Toolsets at /tenants/<tenant>/mcp, checks every tools/call on the way
