@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
-# The Custos image: the manager and custos-sts (the chart runs the latter
-# with command /custos-sts), static binaries on a distroless base, running
+# The Custos image: the manager, custos-sts and custos-gateway (the chart
+# runs the latter two with command /custos-sts and /custos-gateway), static binaries on a distroless base, running
 # as a non-root user, with no shell or package manager in the final image.
 
 FROM golang:1.26.8-bookworm AS build
@@ -17,10 +17,13 @@ ARG TARGETARCH=amd64
 RUN CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
     go build -trimpath -ldflags="-s -w" -o /out/manager ./cmd/manager && \
     CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
-    go build -trimpath -ldflags="-s -w" -o /out/custos-sts ./cmd/custos-sts
+    go build -trimpath -ldflags="-s -w" -o /out/custos-sts ./cmd/custos-sts && \
+    CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
+    go build -trimpath -ldflags="-s -w" -o /out/custos-gateway ./cmd/custos-gateway
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/manager /manager
 COPY --from=build /out/custos-sts /custos-sts
+COPY --from=build /out/custos-gateway /custos-gateway
 USER 65532:65532
 ENTRYPOINT ["/manager"]

@@ -48,9 +48,10 @@ e2e: cluster helm kwok ## Walk the users' journeys (helm, kubectl) on a whole lo
 ##@ Develop
 
 .PHONY: build
-build: ## Build the manager and custos-sts into bin/manager and bin/custos-sts.
+build: ## Build the manager, custos-sts and custos-gateway into bin/.
 	$(GO) build -o bin/manager ./cmd/manager
 	$(GO) build -o bin/custos-sts ./cmd/custos-sts
+	$(GO) build -o bin/custos-gateway ./cmd/custos-gateway
 
 .PHONY: controlplane
 controlplane: ## Build kube-apiserver, etcd and kubectl into bin/k8s/ (only when missing).
@@ -140,7 +141,7 @@ verify: generate manifests controlplane ## Fail when generated files are stale, 
 
 .PHONY: clean
 clean: ## Remove built binaries (not the control plane) and make dev's state.
-	rm -rf bin/manager bin/custos-sts bin/custos-dev .dev
+	rm -rf bin/manager bin/custos-sts bin/custos-gateway bin/custos-dev .dev
 
 .PHONY: help
 help: ## Show this help.

@@ -58,7 +58,8 @@ import (
 )
 
 // What custos-gateway needs, in a role of its own: get, list and watch
-// agents and toolsets; get, list and watch ConfigMaps in custos-sts's
+// agents and toolsets, and patch toolsets/status (their Drifted condition,
+// by server-side apply); get, list and watch ConfigMaps in custos-sts's
 // namespace (the revocation lists). It reads no Secret and signs nothing.
 
 // options are custos-gateway's flags.
@@ -178,7 +179,11 @@ func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, read
 		return fmt.Errorf("--upstream-ca-file: %w", err)
 	}
 	clk := clock.RealClock{}
+	// What a tool server lists is compared with what its Toolset pins; a
+	// drifted tool is hidden and refused, and its Toolset says so.
+	drift := &gateway.DriftChecks{Clock: clk, Report: (&cluster.ToolsetDrift{Client: mgr.GetClient(), Log: log.WithName("drift")}).Report}
 	gw := &gateway.Server{
+		Drift:       drift,
 		Verifier:    &gateway.Verifier{IssuerBase: o.issuerBase, Client: stsClient, Clock: clk},
 		Source:      &cluster.AgentToolsets{Reader: mgr.GetClient(), TrustDomain: o.trustDomain},
 		Revocations: &cluster.Revocations{Reader: mgr.GetClient(), TrustDomain: o.trustDomain, Namespace: o.stsNamespace, Clock: clk},
@@ -190,6 +195,7 @@ func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, read
 			Client:   upstreamClient,
 			Timeout:  o.timeout,
 			Breakers: gateway.NewBreakers(o.breaker),
+			Drift:    drift,
 			Resource: func(ts types.NamespacedName) string { return cluster.ToolsetResource(ts.Namespace, ts.Name) },
 		},
 		Limits:          gateway.NewLimiter(gateway.RateLimits{PerAgent: o.perAgent, PerTool: o.perTool}, clk),

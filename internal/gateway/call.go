@@ -71,14 +71,20 @@ func (s *Server) checkAndCall(ctx context.Context, sess *session, params *mcp.Ca
 		return nil, refused
 	}
 	rec.toolset = tool.Toolset.String()
+	// A tool found drifted is refused here until its server is due to be
+	// checked again (MCPUpstream.Drift), in the call's own session.
+	if why, drifted := s.Drift.Drifted(tool); drifted && !s.Drift.due(tool) {
+		rec.check("drift", false)
+		return nil, driftRefusal(tool, why)
+	}
 	if s.Limits != nil {
 		if refused := s.Limits.Allow(sess.caller.ClientID, tool.Name); !rec.check("rate", refused == nil) {
 			return nil, refused
 		}
 	}
 	meta, refused := ParseMeta(params.Meta)
+	rec.traceFrom(meta) // refused or not: the refusal belongs to the caller's trace
 	if refused == nil {
-		rec.traceFrom(meta)
 		rec.details["decisionDigest"] = meta.DecisionDigest
 		refused = meta.Require(decisionRequired(sess.agent, tool), tool.Name)
 	}
@@ -110,6 +116,9 @@ func (s *Server) checkAndCall(ctx context.Context, sess *session, params *mcp.Ca
 		rec.check(upstreamCheck(refused.Reason), false)
 		return nil, refused
 	}
+	if s.Drift != nil {
+		rec.check("drift", true)
+	}
 	rec.check("upstream", true)
 	rec.check("output", true)
 	if res.IsError {
@@ -132,8 +141,11 @@ func decisionRequired(agent *custosv1alpha1.Agent, tool *Tool) bool {
 
 // upstreamCheck names the check an upstream refusal failed.
 func upstreamCheck(reason string) string {
-	if reason == ReasonInvalidOutput {
+	switch reason {
+	case ReasonInvalidOutput:
 		return "output"
+	case ReasonDrifted:
+		return "drift"
 	}
 	return "upstream"
 }

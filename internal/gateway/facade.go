@@ -50,6 +50,10 @@ type Tool struct {
 	Schemas toolschema.Schemas
 	// Endpoint is the URL of the Toolset's MCP server (EndpointURL).
 	Endpoint string
+	// siblings are the Toolset's tools, itself included, and pins their
+	// digest: what a drift check compares its server's tools with.
+	siblings []*Tool
+	pins     string
 }
 
 // Facade is what one agent may call through the gateway under one token:
@@ -94,6 +98,10 @@ func NewFacade(toolsets []custosv1alpha1.Toolset, scopes []string) (*Facade, []e
 		if bad != nil {
 			errs = append(errs, bad)
 			continue
+		}
+		pins := pinsOf(tools)
+		for _, t := range tools {
+			t.siblings, t.pins = tools, pins
 		}
 		for _, t := range tools {
 			if slices.Contains(scopes, t.Scope) {

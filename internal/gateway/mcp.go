@@ -70,6 +70,9 @@ type Server struct {
 	// called; custos-sts refuses to exchange them in any case.
 	Revocations Revocations
 	Upstream    Upstream
+	// Drift, when set, hides and refuses the tools found drifted (the
+	// same DriftChecks as the upstream's).
+	Drift *DriftChecks
 	// Limits, when set, are the rate limits per agent and per tool.
 	Limits *Limiter
 	// Audit records every call; none when nil.
@@ -148,7 +151,9 @@ func (s *Server) serveMCP(w http.ResponseWriter, r *http.Request) {
 	sess := &session{tenant: tenant, caller: caller, token: token, agent: agent, facade: facade}
 	server := mcp.NewServer(&mcp.Implementation{Name: "custos-gateway"}, nil)
 	for _, t := range facade.List() {
-		server.AddTool(t.mcpTool(), unreachable)
+		if _, drifted := s.Drift.Drifted(t); !drifted {
+			server.AddTool(t.mcpTool(), unreachable)
+		}
 	}
 	// Every tools/call is answered here, before the SDK looks the tool up:
 	// checked on the way in, called, checked on the way out and recorded.

@@ -25,6 +25,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -84,6 +85,26 @@ type world struct {
 	revoked     map[string]string // jti, session or agent ID: why
 	exchangeErr error
 	events      []audit.Event
+	// driftReports are what the Toolset's Drifted condition was told.
+	driftReports []map[string]string
+}
+
+// honestTools is a tool server that serves exactly what ts pins, answering
+// as the ledger sample does.
+func honestTools(ts *custosv1alpha1.Toolset) []tooldoubles.Tool {
+	answers := map[string]func(map[string]any) *mcp.CallToolResult{}
+	for _, t := range tooldoubles.Ledger() {
+		answers[t.Name] = t.Answer
+	}
+	var out []tooldoubles.Tool
+	for _, p := range ts.Spec.Tools {
+		t := tooldoubles.Tool{Name: p.Name, Description: p.Description, InputSchema: objectSchema(rawOf(p.InputSchema)), Answer: answers[p.Name]}
+		if raw := rawOf(p.OutputSchema); len(raw) > 0 {
+			t.OutputSchema = raw
+		}
+		out = append(out, t)
+	}
+	return out
 }
 
 type worldOption func(*Server)
@@ -93,7 +114,7 @@ func newWorld(t *testing.T, opts ...worldOption) *world {
 	w := &world{now: time.Now(), agents: map[string]*custosv1alpha1.Agent{}, revoked: map[string]string{}}
 	w.keys = newSTSKeys(t, w.now)
 	w.tokens = &exchanger{keys: w.keys, now: w.now}
-	w.ledger = tooldoubles.New(t, tooldoubles.Options{Tools: tooldoubles.Ledger(),
+	w.ledger = tooldoubles.New(t, tooldoubles.Options{Tools: honestTools(pinnedLedger()),
 		Verify: func(tok string) (any, error) { return w.keys.issuers["acme"].Verify(tok, ledgerResource, w.now) }})
 	invoice := fixtures.Agent("finance", "invoice", "acme")
 	invoice.Spec.RequireDecisionRecord = custosv1alpha1.DecisionRecordIrreversible
@@ -101,11 +122,16 @@ func newWorld(t *testing.T, opts ...worldOption) *world {
 	w.agents["spiffe://cluster.local/ns/finance/sa/agent-helper"] = fixtures.Agent("finance", "helper", "acme")
 	client := resolving(w.ledger.Addr)
 	client.Transport = LimitBody(client.Transport, 1<<20)
-	w.server = &Server{
+	drift := &DriftChecks{Every: time.Nanosecond, Report: func(_ context.Context, ts types.NamespacedName, drifted map[string]string) {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.driftReports = append(w.driftReports, drifted)
+	}}
+	w.server = &Server{Drift: drift,
 		Verifier: &Verifier{IssuerBase: w.keys.URL, Client: w.keys.Client(), Clock: clocktesting.NewFakeClock(w.now)},
 		Source:   sourceFunc(w.caller), Revocations: w, Audit: w,
 		Upstream: &MCPUpstream{Tokens: w, Client: client, Timeout: 500 * time.Millisecond,
-			Breakers: NewBreakers(BreakerSettings{Failures: 3, OpenFor: time.Minute}),
+			Breakers: NewBreakers(BreakerSettings{Failures: 3, OpenFor: time.Minute}), Drift: drift,
 			Resource: func(ts types.NamespacedName) string { return "urn:custos:toolset:" + ts.Namespace + ":" + ts.Name }},
 		Limits: NewLimiter(RateLimits{PerAgent: Rate{PerMinute: 600, Burst: 100}, PerTool: Rate{PerMinute: 600, Burst: 100}}, clocktesting.NewFakeClock(w.now)),
 	}
@@ -405,6 +431,15 @@ func TestRefusals(t *testing.T) {
 			},
 			tool: "ledger.get_invoice", args: okInvoice, says: "(circuit open)", reason: ReasonUpstreamUnavailable, check: "upstream"},
 
+		{name: "a tool whose server changed its schema after it was listed (rug pull)",
+			setup: func(t *testing.T, w *world) {
+				w.ledger.SetBehaviour(tooldoubles.DriftAfterList)
+				if got := w.call(t, "acme", w.token(t), "ledger.get_invoice", okInvoice, nil); got.result == nil || got.result.IsError {
+					t.Fatalf("the call before the drift: %s", got.body)
+				}
+			},
+			tool: "ledger.get_invoice", args: okInvoice, says: "its server's inputSchema differ from the ones its Toolset pins", reason: ReasonDrifted, check: "drift"},
+
 		// Rate limits.
 		{name: "rate limit per agent", setup: func(t *testing.T, w *world) {
 			w.server.Limits = NewLimiter(RateLimits{PerAgent: Rate{PerMinute: 2, Burst: 2}}, clocktesting.NewFakeClock(w.now))
@@ -506,7 +541,7 @@ func TestAllowedCalls(t *testing.T) {
 	}
 	e, _ := w.lastEvent()
 	if e.Action != audit.ActionToolCalled || e.Decision != audit.DecisionAllow || e.TraceID != "4bf92f3577b34da6a3ce929d0e0e4736" ||
-		e.Details["checks"] != "token=pass agent=pass tool=pass rate=pass decision=pass input=pass upstream=pass output=pass" ||
+		e.Details["checks"] != "token=pass agent=pass tool=pass rate=pass decision=pass input=pass drift=pass upstream=pass output=pass" ||
 		e.Details["argumentsDigest"] != digest([]byte(`{"invoiceNumber":"INV-000001"}`)) || e.Details["toolset"] != "finance/ledger" || e.Details["outcome"] != "ok" {
 		t.Errorf("the record: %+v", e)
 	}
@@ -543,5 +578,68 @@ func TestAllowedCalls(t *testing.T) {
 	// Sent with the token's own value, a bound argument is taken as it is.
 	if got := w.call(t, "acme", w.token(t), "ledger.pay", payArgs("requestedBy", "alice"), decision(0.8)); got.result == nil || got.result.IsError {
 		t.Errorf("pay with requestedBy alice: %s", got.body)
+	}
+}
+
+// listTools is what tools/list gives the caller, by name.
+func (w *world) listTools(t *testing.T) []string {
+	t.Helper()
+	got := w.post(t, "acme", w.token(t), []byte(`{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{}}`))
+	var msg struct {
+		Result struct {
+			Tools []struct{ Name string } `json:"tools"`
+		} `json:"result"`
+	}
+	if err := json.Unmarshal([]byte(got.body), &msg); err != nil {
+		t.Fatalf("tools/list: %s", got.body)
+	}
+	var names []string
+	for _, tool := range msg.Result.Tools {
+		names = append(names, tool.Name)
+	}
+	return names
+}
+
+// TestDrift: a tool server that changes a tool after it was listed gets
+// that tool hidden and refused, the Toolset told (its Drifted condition),
+// and the tool back once the server serves the pinned definition again.
+func TestDrift(t *testing.T) {
+	w := newWorld(t)
+	w.server.Drift.Every = time.Hour
+	if got := w.listTools(t); !slices.Contains(got, "ledger.get_invoice") {
+		t.Fatalf("tools/list before: %v", got)
+	}
+	w.ledger.SetBehaviour(tooldoubles.DriftAfterList)
+	if got := w.call(t, "acme", w.token(t), "ledger.get_invoice", okInvoice, nil); got.result == nil || got.result.IsError {
+		t.Fatalf("the first call, checked against the first listing: %s", got.body)
+	}
+	w.server.Drift.Every = time.Nanosecond
+	if got := w.call(t, "acme", w.token(t), "ledger.get_invoice", okInvoice, nil); !strings.Contains(got.text(), "is not served: its server's inputSchema differ") {
+		t.Fatalf("the call after the drift: %s", got.body)
+	}
+	w.server.Drift.Every = time.Hour
+	// The double changes every tool's schema: each is hidden.
+	if got := w.listTools(t); len(got) != 0 {
+		t.Errorf("tools/list after the drift: %v, want every drifted tool hidden", got)
+	}
+	calls := w.ledger.Calls()
+	if got := w.call(t, "acme", w.token(t), "ledger.get_invoice", okInvoice, nil); !strings.Contains(got.text(), "is not served") || w.ledger.Calls() != calls {
+		t.Errorf("a call of the hidden tool: %s, %d calls reached its server", got.body, w.ledger.Calls()-calls)
+	}
+	w.mu.Lock()
+	reports := slices.Clone(w.driftReports)
+	w.mu.Unlock()
+	if len(reports) != 2 || len(reports[0]) != 0 || !strings.Contains(reports[1]["get_invoice"], "inputSchema") {
+		t.Errorf("the Toolset was told %v, want nothing drifted, then get_invoice", reports)
+	}
+
+	// The server reverts: at the next check the tool is back.
+	w.ledger.SetBehaviour(tooldoubles.Honest)
+	w.server.Drift.Every = time.Nanosecond
+	if got := w.call(t, "acme", w.token(t), "ledger.get_invoice", okInvoice, nil); got.result == nil || got.result.IsError {
+		t.Errorf("after the server reverted: %s", got.body)
+	}
+	if got := w.listTools(t); !slices.Contains(got, "ledger.get_invoice") {
+		t.Errorf("tools/list after the revert: %v", got)
 	}
 }

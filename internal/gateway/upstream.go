@@ -106,6 +106,9 @@ type MCPUpstream struct {
 	Breakers *Breakers
 	// Resource is the resource (RFC 8707) custos-sts knows a Toolset by.
 	Resource func(toolset types.NamespacedName) string
+	// Drift, when set, compares the server's tools with the pinned ones
+	// before a call, when due, and refuses a drifted tool.
+	Drift *DriftChecks
 }
 
 // Call makes the call upstream. The upstream's answer is checked on the
@@ -153,6 +156,15 @@ func (u *MCPUpstream) call(ctx context.Context, upstreamToken string, tool *Tool
 		return nil, UpstreamRefusal(tool.Name, u.Timeout, err)
 	}
 	defer session.Close()
+	if u.Drift != nil && u.Drift.due(tool) {
+		why, drifted, err := u.Drift.check(ctx, session, tool)
+		if err != nil {
+			return nil, UpstreamRefusal(tool.Name, u.Timeout, err)
+		}
+		if drifted {
+			return nil, driftRefusal(tool, why)
+		}
+	}
 	// An answer cut off for its size mid-body reaches the SDK's caller as
 	// some other error; the watch tells it apart.
 	ctx, tooLarge := WatchBodyLimit(ctx)

@@ -124,3 +124,22 @@ app.kubernetes.io/part-of: custos
 {{- define "custos.stsIssuerBase" -}}
 {{- default (printf "https://%s.%s.svc" (include "custos.stsName" .) .Release.Namespace) .Values.sts.issuerBase }}
 {{- end }}
+
+{{/* custos-gateway: its names and labels (component gateway, apart from the manager's and custos-sts's). */}}
+{{- define "custos.gatewayName" -}}{{ include "custos.fullname" . }}-gateway{{- end }}
+{{- define "custos.gatewaySelectorLabels" -}}
+app.kubernetes.io/name: {{ include "custos.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: gateway
+{{- end }}
+{{- define "custos.gatewayLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "custos.gatewaySelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: custos
+{{- end }}
+{{/* The Secret of custos-gateway's serving certificate. */}}
+{{- define "custos.gatewayTLSSecretName" -}}
+{{- default (printf "%s-tls" (include "custos.gatewayName" .)) .Values.gateway.tls.secretName }}
+{{- end }}
