@@ -102,6 +102,11 @@ bench-sts: controlplane ## Time custos-sts token exchanges (TokenReview cache wa
 	$(GO) build -o bin/custos-bench ./hack/bench
 	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE))" bin/custos-bench -mode sts $(BENCH_ARGS)
 
+.PHONY: bench-gateway
+bench-gateway: ## Time MCP tool calls through custos-gateway (every check on) against the same calls made directly, at 1, 16 and 64 connections; the cost of each stage; 1,000 facades' memory (BENCH_ARGS="-duration 3s -turns 3 -concurrency 1,16,64 -cpuprofile FILE").
+	$(GO) build -o bin/custos-bench ./hack/bench
+	bin/custos-bench -mode gateway -- $(BENCH_ARGS)
+
 .PHONY: bench-image
 bench-image: ## Time image verification cold against cached, with registry round trips per verification.
 	$(GO) test ./internal/imageverify -run '^$$' -bench BenchmarkVerify -benchtime 2s

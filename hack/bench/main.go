@@ -112,7 +112,7 @@ func main() {
 	flag.DurationVar(&c.timeout, "timeout", 30*time.Minute, "Give up when the whole bench has not finished within this time.")
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "Write a CPU profile of the bench process itself to this file: where the time of an in-process side (sts mode's custos-sts and floor) goes (go tool pprof FILE).")
 	flag.StringVar(&c.pprof, "pprof", "", "Serve the manager's Go profiles on this loopback address (e.g. 127.0.0.1:8082), to see where a figure's time goes: go tool pprof http://ADDR/debug/pprof/profile?seconds=20.")
-	flag.StringVar(&c.mode, "mode", "onboarding", "onboarding: time Custos onboarding agents against a plain apply loop; admission: time agent pod and Agent creates with and without Custos's admission webhooks; audit: time the audit segment store against a plain file, and verification (its flags after --); lease: time kubernetesToken lease issuance against a raw TokenRequest; memory: the manager's RSS with -objects unrelated Secrets and as many ConfigMaps in the cluster against without them; sts: token exchange latency of custos-sts against a floor, at -levels.")
+	flag.StringVar(&c.mode, "mode", "onboarding", "onboarding: time Custos onboarding agents against a plain apply loop; admission: time agent pod and Agent creates with and without Custos's admission webhooks; audit: time the audit segment store against a plain file, and verification (its flags after --); lease: time kubernetesToken lease issuance against a raw TokenRequest; memory: the manager's RSS with -objects unrelated Secrets and as many ConfigMaps in the cluster against without them; sts: token exchange latency of custos-sts against a floor, at -levels; gateway: MCP tool calls through custos-gateway against direct (its flags after --).")
 	flag.StringVar(&c.levels, "levels", "1:500,10:1000,50:2000", "Admission and sts modes: concurrent clients:requests for each level; each level makes that many creates of each object on each side (Custos's webhooks, no-op webhooks, none), taking turns.")
 	flag.StringVar(&c.objects, "objects", "pods,agents", "Admission mode: what to create, in this order: pods (an agent's pods, through Custos's pod guard), agents (Agents, through Custos's Agent webhook). Memory mode: how many unrelated Secrets, and as many ConfigMaps, to create (10000 when not given; -agents is then 20 when not given).")
 	flag.Float64Var(&c.clientQPS, "client-qps", 5000, "Admission mode: requests per second of the timed clients.")
@@ -155,9 +155,11 @@ func main() {
 		err = runMemory(ctx, c)
 	case "sts":
 		err = runSTS(ctx, c)
+	case "gateway":
+		err = runGateway(ctx, flag.Args())
 	default:
 		stop()
-		fmt.Fprintf(os.Stderr, "custos bench: -mode %q is none of onboarding, admission, audit, lease, memory and sts\n", c.mode)
+		fmt.Fprintf(os.Stderr, "custos bench: -mode %q is none of onboarding, admission, audit, lease, memory, sts and gateway\n", c.mode)
 		os.Exit(2)
 	}
 	if err != nil && ctx.Err() != nil {
