@@ -353,8 +353,16 @@ func setUpContainment(t *testing.T) *containment {
 		{sleeper, "  credentials:\n    - {name: ledger-api, kubernetesToken: {audience: ledger-api}, ttl: 10m}\n"},
 		{retired, "  credentials:\n    - {name: ledger-api, kubernetesToken: {audience: ledger-api}, ttl: 10m}\n"},
 	} {
-		_, err := owner.Resource(agentsGVR).Namespace(ctNS).Create(ctx, object(g, ctAgentYAML(a.name, a.spec)), metav1.CreateOptions{})
-		g.Expect(err).NotTo(HaveOccurred(), "the owner creates Agent %s", a.name)
+		// Right after the install the API server may not serve the Agent
+		// kind to every client yet (ServiceUnavailable): retried.
+		g.Eventually(func() error {
+			_, err := owner.Resource(agentsGVR).Namespace(ctNS).Create(ctx, object(g, ctAgentYAML(a.name, a.spec)), metav1.CreateOptions{})
+			if apierrors.IsServiceUnavailable(err) {
+				return err
+			}
+			g.Expect(err).NotTo(HaveOccurred(), "the owner creates Agent %s", a.name)
+			return nil
+		}).WithTimeout(eventually).WithPolling(time.Second).Should(Succeed())
 	}
 	for _, name := range []string{victim, neighbour, sleeper, retired} {
 		e.waitRunning(g, name)
