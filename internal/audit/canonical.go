@@ -25,6 +25,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -237,4 +238,118 @@ func utf16Unit(r rune) rune {
 		return hi
 	}
 	return r
+}
+
+// CanonicalValue returns the RFC 8785 form of v, a value as encoding/json
+// decodes JSON into an any (nil, bool, float64, string, []any,
+// map[string]any). Unlike Canonicalize, it takes numbers that are not
+// integers, written as ECMAScript writes doubles: for digests of documents
+// that hold them, such as a tool call's arguments or an agent's decision
+// record, never for audit records themselves.
+// (encoding/json has bounded v's depth already.)
+func CanonicalValue(v any) ([]byte, error) { return appendCanonicalValue(nil, v) }
+
+func appendCanonicalValue(out []byte, v any) ([]byte, error) {
+	switch v := v.(type) {
+	case nil:
+		return append(out, "null"...), nil
+	case bool:
+		return strconv.AppendBool(out, v), nil
+	case string:
+		if !utf8.ValidString(v) {
+			return nil, errors.New("canonical JSON: a string is not valid UTF-8")
+		}
+		return appendCanonicalString(out, v), nil
+	case float64:
+		return appendESNumber(out, v)
+	case []any:
+		out = append(out, '[')
+		for i, e := range v {
+			if i > 0 {
+				out = append(out, ',')
+			}
+			var err error
+			if out, err = appendCanonicalValue(out, e); err != nil {
+				return nil, err
+			}
+		}
+		return append(out, ']'), nil
+	case map[string]any:
+		names := make([]string, 0, len(v))
+		for name := range v {
+			if !utf8.ValidString(name) {
+				return nil, errors.New("canonical JSON: a member name is not valid UTF-8")
+			}
+			names = append(names, name)
+		}
+		slices.SortFunc(names, compareUTF16)
+		out = append(out, '{')
+		for i, name := range names {
+			if i > 0 {
+				out = append(out, ',')
+			}
+			out = appendCanonicalString(out, name)
+			out = append(out, ':')
+			var err error
+			if out, err = appendCanonicalValue(out, v[name]); err != nil {
+				return nil, err
+			}
+		}
+		return append(out, '}'), nil
+	}
+	return nil, fmt.Errorf("canonical JSON: unexpected %T", v)
+}
+
+// appendESNumber writes f as ECMAScript's Number.prototype.toString does
+// (ECMA-262, Number::toString), which RFC 8785 prescribes: the shortest
+// digits that read back as f, in plain form for exponents from -7 to 20
+// and in exponent form otherwise.
+func appendESNumber(out []byte, f float64) ([]byte, error) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return nil, errors.New("canonical JSON: NaN and infinities are not JSON numbers")
+	}
+	if f == 0 {
+		return append(out, '0'), nil // -0 too
+	}
+	if f < 0 {
+		out = append(out, '-')
+		f = -f
+	}
+	// d.ddddde±xx: the shortest digits s, k of them, and x = s × 10^(n-k).
+	mantissa, exp, _ := strings.Cut(strconv.FormatFloat(f, 'e', -1, 64), "e")
+	digits := strings.Replace(mantissa, ".", "", 1)
+	e, err := strconv.Atoi(exp)
+	if err != nil {
+		return nil, fmt.Errorf("canonical JSON: number %v: %w", f, err)
+	}
+	k, n := len(digits), e+1
+	switch {
+	case k <= n && n <= 21:
+		out = append(out, digits...)
+		for range n - k {
+			out = append(out, '0')
+		}
+	case 0 < n && n <= 21:
+		out = append(out, digits[:n]...)
+		out = append(out, '.')
+		out = append(out, digits[n:]...)
+	case -6 < n && n <= 0:
+		out = append(out, "0."...)
+		for range -n {
+			out = append(out, '0')
+		}
+		out = append(out, digits...)
+	default:
+		out = append(out, digits[0])
+		if k > 1 {
+			out = append(out, '.')
+			out = append(out, digits[1:]...)
+		}
+		out = append(out, 'e')
+		if n-1 >= 0 {
+			out = append(out, '+')
+		}
+		out = strconv.AppendInt(out, int64(n-1), 10)
+	}
+	return out, nil
 }

@@ -156,7 +156,7 @@ func upstreamCheck(reason string) string {
 func digest(raw []byte) string {
 	var v any
 	if err := json.Unmarshal(raw, &v); err == nil {
-		if c, err := appendJCS(nil, v); err == nil {
+		if c, err := audit.CanonicalValue(v); err == nil {
 			raw = c
 		}
 	}

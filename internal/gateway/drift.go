@@ -27,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/custos-dev/custos/internal/audit"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
@@ -171,8 +172,8 @@ func sameJSON(a json.RawMessage, b any) bool {
 	if json.Unmarshal(a, &av) != nil {
 		return false
 	}
-	ca, err1 := appendJCS(nil, av)
-	cb, err2 := appendJCS(nil, bv)
+	ca, err1 := audit.CanonicalValue(av)
+	cb, err2 := audit.CanonicalValue(bv)
 	return err1 == nil && err2 == nil && bytes.Equal(ca, cb)
 }
 

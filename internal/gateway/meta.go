@@ -21,14 +21,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
-	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/custos-dev/custos/internal/audit"
 )
 
 // The keys of a tools/call's _meta the gateway reads.
@@ -113,7 +112,7 @@ func (d *DecisionRecord) Digest() (string, error) {
 	if err := json.Unmarshal(data, &v); err != nil {
 		return "", fmt.Errorf("decision record: %w", err)
 	}
-	canonical, err := appendJCS(nil, v)
+	canonical, err := audit.CanonicalValue(v)
 	if err != nil {
 		return "", fmt.Errorf("decision record: %w", err)
 	}
@@ -431,147 +430,4 @@ func printableASCII(s string) bool {
 		}
 	}
 	return true
-}
-
-// appendJCS appends the RFC 8785 (JSON Canonicalization Scheme) form of v,
-// a value decoded from JSON by encoding/json into an any. It is
-// audit.Canonicalize's form, with numbers that are not integers too
-// (audit.Canonicalize refuses those, and a confidence is one): numbers are
-// written as ECMAScript writes doubles.
-func appendJCS(out []byte, v any) ([]byte, error) {
-	switch v := v.(type) {
-	case nil:
-		return append(out, "null"...), nil
-	case bool:
-		return strconv.AppendBool(out, v), nil
-	case string:
-		return appendJCSString(out, v), nil
-	case float64:
-		return appendESNumber(out, v)
-	case []any:
-		out = append(out, '[')
-		for i, e := range v {
-			if i > 0 {
-				out = append(out, ',')
-			}
-			var err error
-			if out, err = appendJCS(out, e); err != nil {
-				return nil, err
-			}
-		}
-		return append(out, ']'), nil
-	case map[string]any:
-		type member struct {
-			name  string
-			units []uint16
-		}
-		members := make([]member, 0, len(v))
-		for name := range v {
-			members = append(members, member{name, utf16.Encode([]rune(name))})
-		}
-		slices.SortFunc(members, func(a, b member) int { return slices.Compare(a.units, b.units) })
-		out = append(out, '{')
-		for i, m := range members {
-			if i > 0 {
-				out = append(out, ',')
-			}
-			out = appendJCSString(out, m.name)
-			out = append(out, ':')
-			var err error
-			if out, err = appendJCS(out, v[m.name]); err != nil {
-				return nil, err
-			}
-		}
-		return append(out, '}'), nil
-	}
-	return nil, fmt.Errorf("canonical JSON: unexpected %T", v)
-}
-
-// appendJCSString writes s, valid UTF-8, with RFC 8785's escaping: only
-// '"', '\\' and the control characters are escaped, the latter as \b \t
-// \n \f \r or \u00xx in lower case.
-func appendJCSString(out []byte, s string) []byte {
-	const hexDigits = "0123456789abcdef"
-	out = append(out, '"')
-	start := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
-			continue
-		}
-		out = append(out, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			out = append(out, '\\', c)
-		case '\b':
-			out = append(out, '\\', 'b')
-		case '\t':
-			out = append(out, '\\', 't')
-		case '\n':
-			out = append(out, '\\', 'n')
-		case '\f':
-			out = append(out, '\\', 'f')
-		case '\r':
-			out = append(out, '\\', 'r')
-		default:
-			out = append(out, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-		}
-		start = i + 1
-	}
-	out = append(out, s[start:]...)
-	return append(out, '"')
-}
-
-// appendESNumber writes f as ECMAScript's Number.prototype.toString does
-// (ECMA-262, Number::toString), which RFC 8785 prescribes: the shortest
-// digits that read back as f, in plain form for exponents from -7 to 20
-// and in exponent form otherwise.
-func appendESNumber(out []byte, f float64) ([]byte, error) {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return nil, errors.New("canonical JSON: NaN and infinities are not JSON numbers")
-	}
-	if f == 0 {
-		return append(out, '0'), nil // -0 too
-	}
-	if f < 0 {
-		out = append(out, '-')
-		f = -f
-	}
-	// d.ddddde±xx: the shortest digits s, k of them, and x = s × 10^(n-k).
-	mantissa, exp, _ := strings.Cut(strconv.FormatFloat(f, 'e', -1, 64), "e")
-	digits := strings.Replace(mantissa, ".", "", 1)
-	e, err := strconv.Atoi(exp)
-	if err != nil {
-		return nil, fmt.Errorf("canonical JSON: number %v: %w", f, err)
-	}
-	k, n := len(digits), e+1
-	switch {
-	case k <= n && n <= 21:
-		out = append(out, digits...)
-		for range n - k {
-			out = append(out, '0')
-		}
-	case 0 < n && n <= 21:
-		out = append(out, digits[:n]...)
-		out = append(out, '.')
-		out = append(out, digits[n:]...)
-	case -6 < n && n <= 0:
-		out = append(out, "0."...)
-		for range -n {
-			out = append(out, '0')
-		}
-		out = append(out, digits...)
-	default:
-		out = append(out, digits[0])
-		if k > 1 {
-			out = append(out, '.')
-			out = append(out, digits[1:]...)
-		}
-		out = append(out, 'e')
-		if n-1 >= 0 {
-			out = append(out, '+')
-		}
-		out = strconv.AppendInt(out, int64(n-1), 10)
-	}
-	return out, nil
 }
