@@ -25,7 +25,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -214,18 +213,9 @@ func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, read
 // httpClient trusts the system's CAs and those of caFile, dials as
 // resolve says, and, when maxBody is set, refuses an answer larger than it.
 func httpClient(caFile string, resolve resolveFlag, timeout time.Duration, maxBody int64) (*http.Client, error) {
-	roots, err := x509.SystemCertPool()
+	roots, err := serve.RootCAs(caFile)
 	if err != nil {
-		roots = x509.NewCertPool()
-	}
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, err
-		}
-		if !roots.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%s holds no PEM certificate", caFile)
-		}
+		return nil, err
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}

@@ -24,7 +24,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -202,18 +201,9 @@ func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, read
 // providers' discovery documents and keys: the system's CAs and those of
 // caFile.
 func issuerClient(caFile string) (*http.Client, error) {
-	roots, err := x509.SystemCertPool()
+	roots, err := serve.RootCAs(caFile)
 	if err != nil {
-		roots = x509.NewCertPool()
-	}
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("--trusted-issuers-ca-file: %w", err)
-		}
-		if !roots.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--trusted-issuers-ca-file %s holds no PEM certificate", caFile)
-		}
+		return nil, fmt.Errorf("--trusted-issuers-ca-file: %w", err)
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}

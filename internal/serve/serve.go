@@ -25,9 +25,12 @@ package serve
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -179,4 +182,25 @@ func Run(stopping context.Context, o Options) error {
 	<-served
 	<-managed
 	return errors.Join(mgrErr, srvErr)
+}
+
+// RootCAs is the system's CA pool (an empty one where the system has
+// none) with the PEM certificates of caFile added, when it is set: what a
+// Custos service trusts when it calls out over TLS.
+func RootCAs(caFile string) (*x509.CertPool, error) {
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	if caFile == "" {
+		return roots, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", caFile)
+	}
+	return roots, nil
 }
