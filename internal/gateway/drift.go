@@ -25,6 +25,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/custos-dev/custos/internal/audit"
@@ -59,6 +60,17 @@ type DriftChecks struct {
 
 	mu    sync.Mutex
 	state map[types.NamespacedName]*driftState
+	// version counts the changes of any Toolset's drifted tools: what
+	// tools/list serves depends on it.
+	version atomic.Uint64
+}
+
+// Version changes whenever some Toolset's drifted tools do.
+func (d *DriftChecks) Version() uint64 {
+	if d == nil {
+		return 0
+	}
+	return d.version.Load()
 }
 
 type driftState struct {
@@ -124,6 +136,9 @@ func (d *DriftChecks) check(ctx context.Context, session *mcp.ClientSession, too
 	}
 	before, had := d.state[tool.Toolset]
 	d.state[tool.Toolset] = &driftState{pins: tool.pins, checked: d.now(), drifted: drifted}
+	if (had && !maps.Equal(before.drifted, drifted)) || (!had && len(drifted) > 0) {
+		d.version.Add(1)
+	}
 	d.mu.Unlock()
 	if d.Report != nil && (!had || !maps.Equal(before.drifted, drifted)) {
 		d.Report(ctx, tool.Toolset, drifted)

@@ -25,6 +25,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -186,7 +187,38 @@ func (t *Tool) DecodeArgs(args json.RawMessage) (map[string]any, *Refusal) {
 	if !ok {
 		return nil, &Refusal{Reason: ReasonInvalidInput, Message: fmt.Sprintf("tool %s: the arguments must be a JSON object", t.Name)}
 	}
+	// JSON has no bound on numbers, but MCP servers read them as 64-bit
+	// floats: one beyond that range would pass an open schema here and
+	// be refused by the tool server, which is not the server's failure.
+	if where, n, ok := outOfRange(obj, ""); ok {
+		return nil, &Refusal{Reason: ReasonInvalidInput,
+			Message: fmt.Sprintf("tool %s: argument %s: number %.40s is beyond what a 64-bit float holds (MCP servers read numbers as such)", t.Name, where, n)}
+	}
 	return obj, nil
+}
+
+// outOfRange finds a number in v beyond a 64-bit float's range, and
+// where it is (a JSON pointer).
+func outOfRange(v any, at string) (string, string, bool) {
+	switch v := v.(type) {
+	case json.Number:
+		if _, err := strconv.ParseFloat(string(v), 64); err != nil {
+			return at, string(v), true
+		}
+	case map[string]any:
+		for k, e := range v {
+			if where, n, ok := outOfRange(e, at+"/"+strings.NewReplacer("~", "~0", "/", "~1").Replace(k)); ok {
+				return where, n, true
+			}
+		}
+	case []any:
+		for i, e := range v {
+			if where, n, ok := outOfRange(e, at+"/"+strconv.Itoa(i)); ok {
+				return where, n, true
+			}
+		}
+	}
+	return "", "", false
 }
 
 // CheckInput decodes args and checks them against the tool's input schema.

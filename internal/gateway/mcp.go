@@ -25,6 +25,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -81,6 +82,10 @@ type Server struct {
 	Clock clock.PassiveClock
 	// MaxRequestBytes is DefaultMaxRequestBytes when 0.
 	MaxRequestBytes int64
+	// MaxFacades bounds the facades kept (DefaultMaxFacades when 0).
+	MaxFacades int
+
+	facades facadeCache
 }
 
 func (s *Server) now() time.Time {
@@ -110,12 +115,24 @@ type session struct {
 	token  string
 	agent  *custosv1alpha1.Agent
 	facade *Facade
+	// calls counts the tools/call messages the gateway answered.
+	calls atomic.Int32
 }
 
+// sessionKey carries a request's session to the MCP server's middleware.
+type sessionKey struct{}
+
+// ReasonInvalidRequest: the request is not one the gateway can read: a
+// body over the size limit, or a tools/call whose params are not what
+// MCP defines (answered by the MCP SDK before any check).
+const ReasonInvalidRequest = "InvalidRequest"
+
 // serveMCP authenticates the request, reads the caller's Agent and
-// Toolsets, and serves the facade built from them for this request alone
-// (stateless: every request stands alone, so a suspension or a Toolset
-// change holds from the next request on).
+// Toolsets, and serves the facade built from them (stateless: every
+// request stands alone, so a suspension or a Toolset change holds from
+// the next request on). Facades are kept per Toolsets' generation and
+// scope (facadeCache), never per caller: what a call may do is checked
+// with this request's session.
 func (s *Server) serveMCP(w http.ResponseWriter, r *http.Request) {
 	start := s.now()
 	tenant := r.PathValue("tenant")
@@ -145,10 +162,45 @@ func (s *Server) serveMCP(w http.ResponseWriter, r *http.Request) {
 			Message: fmt.Sprintf("agent %s may not call tools: %v", caller.ClientID, err)})
 		return
 	}
-	// A Toolset that cannot be served is left out; it is not Ready, and
-	// its status says why.
-	facade, _ := NewFacade(toolsets, sts.Scopes(caller.Scope))
-	sess := &session{tenant: tenant, caller: caller, token: token, agent: agent, facade: facade}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		status, refused := http.StatusBadRequest, &Refusal{Reason: ReasonInvalidRequest, Message: "reading the request: " + err.Error()}
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			status, refused.Message = http.StatusRequestEntityTooLarge, fmt.Sprintf("the request is over %d bytes (the gateway's --max-request-bytes)", tooLarge.Limit)
+		}
+		rec := newCallRecord(start, tenant, caller, agent)
+		rec.check("token", true)
+		rec.check("agent", true)
+		rec.check("request", false)
+		s.record(r.Context(), rec.event(audit.ActionGatewayRefused, refused, s.now()))
+		http.Error(w, refused.Message, status)
+		return
+	}
+	served := s.facades.get(toolsets, caller.Scope, s.Drift, s.MaxFacades, s.serve)
+	sess := &session{tenant: tenant, caller: caller, token: token, agent: agent, facade: served.facade}
+	r = r.WithContext(context.WithValue(r.Context(), sessionKey{}, sess))
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	served.handler.ServeHTTP(w, r)
+	// A tools/call the MCP SDK could not decode was answered before the
+	// gateway saw it: it is on the record all the same.
+	if sess.calls.Load() == 0 {
+		if name, why, isCall := undecodedCall(body); isCall {
+			rec := newCallRecord(start, tenant, caller, agent)
+			rec.tool = name
+			rec.check("token", true)
+			rec.check("agent", true)
+			rec.check("request", false)
+			s.record(r.Context(), rec.event(audit.ActionToolRefused, &Refusal{Reason: ReasonInvalidRequest,
+				Message: "the tools/call's params are not what MCP defines: " + why}, s.now()))
+		}
+	}
+}
+
+// serve builds the MCP server of a facade: its tools, but those found
+// drifted, and the middleware that answers every tools/call, with the
+// session of the request it comes in.
+func (s *Server) serve(facade *Facade) http.Handler {
 	server := mcp.NewServer(&mcp.Implementation{Name: "custos-gateway"}, nil)
 	for _, t := range facade.List() {
 		if _, drifted := s.Drift.Drifted(t); !drifted {
@@ -162,13 +214,43 @@ func (s *Server) serveMCP(w http.ResponseWriter, r *http.Request) {
 	server.AddReceivingMiddleware(func(next mcp.MethodHandler) mcp.MethodHandler {
 		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
 			if call, ok := req.(*mcp.CallToolRequest); ok && call.Params != nil {
+				sess, ok := ctx.Value(sessionKey{}).(*session)
+				if !ok {
+					return nil, errors.New("custos-gateway: a tools/call without its request's session")
+				}
+				sess.calls.Add(1)
 				return s.call(ctx, sess, call.Params), nil
 			}
 			return next(ctx, method, req)
 		}
 	})
-	mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server },
-		&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true}).ServeHTTP(w, r)
+	return mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server },
+		&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true})
+}
+
+// undecodedCall says whether body is (or, batched, holds) a tools/call,
+// with its tool's name and why its params do not decode as MCP's.
+func undecodedCall(body []byte) (name, why string, isCall bool) {
+	var msgs []json.RawMessage
+	if err := json.Unmarshal(body, &msgs); err != nil {
+		msgs = []json.RawMessage{body}
+	}
+	for _, m := range msgs {
+		var msg struct {
+			Method string          `json:"method"`
+			Params json.RawMessage `json:"params"`
+		}
+		if json.Unmarshal(m, &msg) != nil || msg.Method != "tools/call" {
+			continue
+		}
+		var params mcp.CallToolParamsRaw
+		why := "the MCP SDK refused them"
+		if err := json.Unmarshal(msg.Params, &params); err != nil {
+			why = err.Error()
+		}
+		return params.Name, why, true
+	}
+	return "", "", false
 }
 
 // unreachable is the SDK's handler of every facade tool: the middleware

@@ -84,6 +84,7 @@ type world struct {
 	agents      map[string]*custosv1alpha1.Agent
 	revoked     map[string]string // jti, session or agent ID: why
 	exchangeErr error
+	exchanges   int
 	events      []audit.Event
 	// driftReports are what the Toolset's Drifted condition was told.
 	driftReports []map[string]string
@@ -176,6 +177,9 @@ func (w *world) Record(_ context.Context, e audit.Event) {
 }
 
 func (w *world) ExchangeForToolset(ctx context.Context, tenant, callerToken, resource string) (string, error) {
+	w.mu.Lock()
+	w.exchanges++
+	w.mu.Unlock()
 	if w.exchangeErr != nil {
 		return "", w.exchangeErr
 	}
@@ -389,6 +393,9 @@ func TestRefusals(t *testing.T) {
 			says: "argument /amount", reason: ReasonInvalidInput, check: "input"},
 		{name: "spoofed bound argument: paying as someone else", tool: "ledger.pay", args: payArgs("requestedBy", "bob"), meta: decision(0.9),
 			says: "argument requestedBy is set from the token (Person)", reason: ReasonSpoofedArgument, check: "bind"},
+		{name: "a number beyond a 64-bit float in an open argument", tool: "ledger.export_customer",
+			args: map[string]any{"limit": json.Number("1e400")}, says: "argument /limit: number 1e400 is beyond what a 64-bit float holds",
+			reason: ReasonInvalidInput, check: "input"},
 		{name: "a bound argument the token cannot fill", token: withClaims(func(c *sts.Claims) { c.OriginalSubject = "" }),
 			tool: "ledger.export_customer", args: map[string]any{}, says: "which this token does not carry", reason: ReasonInvalidInput, check: "bind"},
 

@@ -18,15 +18,21 @@ package gateway
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 
 	"github.com/custos-dev/custos/internal/sts"
 	"github.com/custos-dev/custos/internal/toolschema"
@@ -92,9 +98,22 @@ const (
 	ReasonInvalidOutput = "InvalidOutput"
 )
 
+// ReasonUpstreamError: the tool's server answered the call with a
+// JSON-RPC error (it refused the request, as opposed to the tool failing,
+// which is a tool result with isError). The server is up: its breaker
+// does not count it.
+const ReasonUpstreamError = "UpstreamError"
+
 // MCPUpstream calls a tool's server over MCP with the token custos-sts
 // exchanged for its Toolset (never the caller's), and lets out only what
 // the Toolset's output schema allows.
+//
+// The token exchanged for a caller's token and a Toolset is kept until
+// shortly before it expires, with one MCP session with the tool server
+// opened with it: the calls the same caller's token makes to the same
+// Toolset reuse both. Nothing is kept across callers. A caller whose
+// token is revoked, or whose agent may no longer act, is refused before
+// Call is reached (Server), so what is kept for it is never used again.
 type MCPUpstream struct {
 	Tokens Exchanger
 	// Client calls the tool servers; its transport bounds their answers'
@@ -109,6 +128,47 @@ type MCPUpstream struct {
 	// Drift, when set, compares the server's tools with the pinned ones
 	// before a call, when due, and refuses a drifted tool.
 	Drift *DriftChecks
+	// Clock is the real clock when nil.
+	Clock clock.PassiveClock
+	// MaxLinks bounds the exchanged tokens and sessions kept
+	// (DefaultMaxLinks when 0); IdleFor closes those unused for that
+	// long (DefaultLinkIdle when 0).
+	MaxLinks int
+	IdleFor  time.Duration
+
+	mu        sync.Mutex
+	links     map[linkKey]*link
+	lastSweep time.Time
+}
+
+// The defaults of MCPUpstream's links.
+const (
+	DefaultMaxLinks = 10000
+	DefaultLinkIdle = 2 * time.Minute
+	// linkMargin is how long before its token expires a link is dropped.
+	linkMargin = 30 * time.Second
+)
+
+// linkKey is one caller's token (its jti) and one tool server.
+type linkKey struct {
+	jti, resource, endpoint string
+}
+
+// link is what is kept for a linkKey: the token custos-sts exchanged for
+// it, and the session opened with that token, once one is.
+type link struct {
+	ready   chan struct{} // closed once token or err is set
+	token   string
+	expires time.Time
+	err     error
+	used    atomic.Int64 // unix nanoseconds of the last use
+	busy    atomic.Int32 // calls under way
+	// kept: the link is in MCPUpstream.links (a token without a jti is
+	// not kept: its link is dropped after its call).
+	kept bool
+
+	mu      sync.Mutex
+	session *mcp.ClientSession
 }
 
 // Call makes the call upstream. The upstream's answer is checked on the
@@ -116,18 +176,24 @@ type MCPUpstream struct {
 // and the text the caller gets is rebuilt from it, so nothing passes as
 // free text beside the schema; without one, only its text passes. A
 // server that cannot be reached, is too slow, answers too much or breaks
-// the schema counts against its breaker; the tool's own error (isError)
-// does not.
+// the schema counts against its breaker; the tool's own error (isError),
+// a JSON-RPC error the server answers with, and a drifted tool do not.
 func (u *MCPUpstream) Call(ctx context.Context, caller *sts.Claims, token string, tool *Tool, args json.RawMessage) (*mcp.CallToolResult, *Refusal) {
-	upstreamToken, err := u.Tokens.ExchangeForToolset(ctx, caller.Tenant, token, u.Resource(tool.Toolset))
+	l, err := u.link(ctx, caller, token, tool)
 	if err != nil {
 		return nil, &Refusal{Reason: ReasonTokenExchange, Message: fmt.Sprintf("tool %s: %v", tool.Name, err)}
 	}
+	defer func() {
+		l.busy.Add(-1)
+		if !l.kept {
+			u.dropLater(l)
+		}
+	}()
 	var res *mcp.CallToolResult
 	var refused *Refusal
 	call := func() error {
-		res, refused = u.call(ctx, upstreamToken, tool, args)
-		if refused != nil {
+		res, refused = u.call(ctx, l, tool, args)
+		if refused != nil && upstreamFailed(refused.Reason) {
 			return refused
 		}
 		return nil
@@ -142,23 +208,213 @@ func (u *MCPUpstream) Call(ctx context.Context, caller *sts.Claims, token string
 	return res, refused
 }
 
+// upstreamFailed says whether a refusal for reason is the tool server's
+// failure, which its breaker counts.
+func upstreamFailed(reason string) bool {
+	switch reason {
+	case ReasonUpstreamUnavailable, ReasonUpstreamTimeout, ReasonUpstreamTooLarge, ReasonInvalidOutput:
+		return true
+	}
+	return false
+}
+
+func (u *MCPUpstream) now() time.Time {
+	if u.Clock == nil {
+		return time.Now()
+	}
+	return u.Clock.Now()
+}
+
+// link is the link for caller's token and tool's server, exchanging the
+// token for it when none is kept (one exchange for concurrent calls).
+// The link is marked busy until the caller is done with it.
+func (u *MCPUpstream) link(ctx context.Context, caller *sts.Claims, token string, tool *Tool) (*link, error) {
+	resource := u.Resource(tool.Toolset)
+	key := linkKey{jti: caller.ID, resource: resource, endpoint: tool.Endpoint}
+	now := u.now()
+	u.mu.Lock()
+	if u.links == nil {
+		u.links = map[linkKey]*link{}
+	}
+	l, ok := u.links[key]
+	if ok {
+		select {
+		case <-l.ready:
+			if l.err != nil || !now.Before(l.expires) {
+				delete(u.links, key)
+				u.dropLater(l)
+				ok = false
+			}
+		default:
+		}
+	}
+	created := !ok || caller.ID == ""
+	if created {
+		l = &link{ready: make(chan struct{})}
+		if caller.ID != "" {
+			l.kept = true
+			u.links[key] = l
+			u.sweep(now)
+		}
+	}
+	l.busy.Add(1)
+	l.used.Store(now.UnixNano())
+	u.mu.Unlock()
+
+	if created {
+		l.token, l.err = u.Tokens.ExchangeForToolset(ctx, caller.Tenant, token, resource)
+		l.expires = keepUntil(l.token, caller, now)
+		close(l.ready)
+	}
+	select {
+	case <-l.ready:
+	case <-ctx.Done():
+		l.busy.Add(-1)
+		return nil, ctx.Err()
+	}
+	if l.err != nil {
+		l.busy.Add(-1)
+		return nil, l.err
+	}
+	return l, nil
+}
+
+// keepUntil is when a link holding token, exchanged for caller at now,
+// is dropped: linkMargin before the first of the two tokens expires, or
+// at once when its expiry cannot be read.
+func keepUntil(token string, caller *sts.Claims, now time.Time) time.Time {
+	exp := expiryOf(token)
+	if caller.Expiry > 0 && (exp.IsZero() || time.Unix(caller.Expiry, 0).Before(exp)) {
+		exp = time.Unix(caller.Expiry, 0)
+	}
+	if exp.IsZero() {
+		return now
+	}
+	margin := min(linkMargin, exp.Sub(now)/2)
+	return exp.Add(-margin)
+}
+
+// expiryOf reads a JWT's exp, unverified: the token is custos-sts's
+// answer to the gateway, only its lifetime is read here.
+func expiryOf(token string) time.Time {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return time.Time{}
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return time.Time{}
+	}
+	var claims struct {
+		Exp int64 `json:"exp"`
+	}
+	if json.Unmarshal(payload, &claims) != nil || claims.Exp == 0 {
+		return time.Time{}
+	}
+	return time.Unix(claims.Exp, 0)
+}
+
+// sweep drops, at most every IdleFor/2 or when over MaxLinks, the links
+// that expired or went unused for IdleFor, and, over MaxLinks, idle ones
+// until under it. u.mu is held.
+func (u *MCPUpstream) sweep(now time.Time) {
+	idle, max := u.IdleFor, u.MaxLinks
+	if idle == 0 {
+		idle = DefaultLinkIdle
+	}
+	if max == 0 {
+		max = DefaultMaxLinks
+	}
+	if len(u.links) <= max && now.Sub(u.lastSweep) < idle/2 {
+		return
+	}
+	u.lastSweep = now
+	for k, l := range u.links {
+		select {
+		case <-l.ready:
+		default:
+			continue
+		}
+		stale := l.err != nil || !now.Before(l.expires) || now.Sub(time.Unix(0, l.used.Load())) >= idle
+		if (stale || len(u.links) > max) && l.busy.Load() == 0 {
+			delete(u.links, k)
+			u.dropLater(l)
+		}
+	}
+}
+
+// dropLater closes a link's session, if it has one, away from the
+// caller, once no call uses it.
+func (u *MCPUpstream) dropLater(l *link) {
+	go func() {
+		<-l.ready
+		for l.busy.Load() > 0 {
+			time.Sleep(100 * time.Millisecond)
+		}
+		l.mu.Lock()
+		s := l.session
+		l.session = nil
+		l.mu.Unlock()
+		if s != nil {
+			_ = s.Close()
+		}
+	}()
+}
+
+// Close closes every session kept with tool servers.
+func (u *MCPUpstream) Close() {
+	u.mu.Lock()
+	links := u.links
+	u.links = nil
+	u.mu.Unlock()
+	for _, l := range links {
+		u.dropLater(l)
+	}
+}
+
+// session is l's session with tool's server, opened when it has none.
+func (u *MCPUpstream) session(ctx context.Context, l *link, tool *Tool) (*mcp.ClientSession, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.session != nil {
+		return l.session, nil
+	}
+	client := mcp.NewClient(&mcp.Implementation{Name: "custos-gateway"}, nil)
+	s, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: tool.Endpoint, DisableStandaloneSSE: true, MaxRetries: -1,
+		HTTPClient: &http.Client{Transport: bearer{token: l.token, next: transportOf(u.Client)}}}, nil)
+	if err != nil {
+		return nil, err
+	}
+	l.session = s
+	return s, nil
+}
+
+// forget closes s and takes it off l after a call in it failed: a broken
+// session is not used again, the next call opens another.
+func (l *link) forget(s *mcp.ClientSession) {
+	l.mu.Lock()
+	if l.session == s {
+		l.session = nil
+	}
+	l.mu.Unlock()
+	go s.Close()
+}
+
 // call is one call of the tool server, within the timeout.
-func (u *MCPUpstream) call(ctx context.Context, upstreamToken string, tool *Tool, args json.RawMessage) (*mcp.CallToolResult, *Refusal) {
+func (u *MCPUpstream) call(ctx context.Context, l *link, tool *Tool, args json.RawMessage) (*mcp.CallToolResult, *Refusal) {
 	if u.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, u.Timeout)
 		defer cancel()
 	}
-	client := mcp.NewClient(&mcp.Implementation{Name: "custos-gateway"}, nil)
-	session, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: tool.Endpoint, DisableStandaloneSSE: true, MaxRetries: -1,
-		HTTPClient: &http.Client{Transport: bearer{token: upstreamToken, next: transportOf(u.Client)}}}, nil)
+	session, err := u.session(ctx, l, tool)
 	if err != nil {
 		return nil, UpstreamRefusal(tool.Name, u.Timeout, err)
 	}
-	defer session.Close()
 	if u.Drift != nil && u.Drift.due(tool) {
 		why, drifted, err := u.Drift.check(ctx, session, tool)
 		if err != nil {
+			l.forget(session)
 			return nil, UpstreamRefusal(tool.Name, u.Timeout, err)
 		}
 		if drifted {
@@ -172,10 +428,17 @@ func (u *MCPUpstream) call(ctx context.Context, upstreamToken string, tool *Tool
 	if e := tooLarge(); e != nil {
 		err = e
 	}
-	if err != nil {
-		return nil, UpstreamRefusal(tool.Name, u.Timeout, err)
+	var rpcErr *jsonrpc.Error
+	switch {
+	case err == nil:
+		return out(tool, res)
+	case errors.As(err, &rpcErr) && tooLarge() == nil:
+		return nil, &Refusal{Reason: ReasonUpstreamError,
+			Message: fmt.Sprintf("tool %s: its server refused the call: %s", tool.Name, rpcErr.Message),
+			Detail:  fmt.Sprintf("JSON-RPC error %d", rpcErr.Code)}
 	}
-	return out(tool, res)
+	l.forget(session)
+	return nil, UpstreamRefusal(tool.Name, u.Timeout, err)
 }
 
 // out is what of the upstream's answer reaches the caller.

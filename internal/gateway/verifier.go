@@ -52,9 +52,31 @@ type Verifier struct {
 	Clock      clock.PassiveClock
 	// RefetchAfter is DefaultRefetchAfter when 0.
 	RefetchAfter time.Duration
+	// VerifiedFor is how long a token once verified is taken again
+	// without checking its signature (DefaultVerifiedFor when 0; never
+	// past its expiry): an agent calls with the same token many times,
+	// and an ES256 verification is the costliest check of a call.
+	// Revocations and the agent are checked on every request whatever.
+	VerifiedFor time.Duration
 
 	mu      sync.Mutex
 	tenants map[string]*tenantKeys
+
+	verifiedMu sync.Mutex
+	verified   map[string]verifiedToken
+}
+
+// DefaultVerifiedFor is how long a verified token is taken again without
+// checking its signature; a key custos-sts withdraws stops verifying
+// tokens within it.
+const DefaultVerifiedFor = time.Minute
+
+// maxVerified bounds the verified tokens kept.
+const maxVerified = 10000
+
+type verifiedToken struct {
+	claims *sts.Claims
+	until  time.Time
 }
 
 // tenantKeys are one tenant's keys as last fetched. Lookups of known keys
@@ -72,9 +94,17 @@ type tenantKeys struct {
 // returns its claims. The error says why a token is refused
 // (sts.VerifyError for the token itself).
 func (v *Verifier) Verify(ctx context.Context, tenant, token string) (*sts.Claims, error) {
+	now := v.Clock.Now()
+	key := tenant + "\x00" + token
+	v.verifiedMu.Lock()
+	hit, ok := v.verified[key]
+	v.verifiedMu.Unlock()
+	if ok && now.Before(hit.until) {
+		return hit.claims, nil
+	}
 	issuer := v.IssuerBase + "/tenants/" + tenant
 	keys := &jwksKeys{ctx: ctx, v: v, tenant: tenant, issuer: issuer}
-	c, err := sts.Verify(keys, issuer, token, sts.GatewayAudience(tenant), v.Clock.Now())
+	c, err := sts.Verify(keys, issuer, token, sts.GatewayAudience(tenant), now)
 	if err != nil {
 		if keys.fetchErr != nil {
 			return nil, fmt.Errorf("%w (the issuer's keys: %v)", err, keys.fetchErr)
@@ -84,7 +114,34 @@ func (v *Verifier) Verify(ctx context.Context, tenant, token string) (*sts.Claim
 	if c.Act == nil {
 		return nil, errors.New("no agent acts in the token: the gateway takes the token an agent was given for it (docs/sts.md)")
 	}
+	v.remember(key, c, now)
 	return c, nil
+}
+
+// remember keeps a verified token until VerifiedFor has passed or it
+// expires, whichever is first.
+func (v *Verifier) remember(key string, c *sts.Claims, now time.Time) {
+	for_ := v.VerifiedFor
+	if for_ == 0 {
+		for_ = DefaultVerifiedFor
+	}
+	until := now.Add(for_)
+	if exp := time.Unix(c.Expiry, 0); c.Expiry > 0 && exp.Before(until) {
+		until = exp
+	}
+	v.verifiedMu.Lock()
+	defer v.verifiedMu.Unlock()
+	if v.verified == nil {
+		v.verified = map[string]verifiedToken{}
+	}
+	if len(v.verified) >= maxVerified {
+		for k, e := range v.verified {
+			if !now.Before(e.until) || len(v.verified) >= maxVerified {
+				delete(v.verified, k)
+			}
+		}
+	}
+	v.verified[key] = verifiedToken{claims: c, until: until}
 }
 
 // jwksKeys looks kids up among a tenant's fetched keys, fetching again for

@@ -159,3 +159,52 @@ func TestVerifier(t *testing.T) {
 		t.Errorf("a token of a key it cannot fetch: %v, want UnknownKey saying the fetch failed", err)
 	}
 }
+
+// TestVerifierKeepsVerifiedTokens: a token verified once is taken again
+// without its signature checked, for VerifiedFor at most and never past
+// its expiry; a token that differs by a byte is verified afresh.
+func TestVerifierKeepsVerifiedTokens(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	clk := clocktesting.NewFakeClock(now)
+	s := newSTSKeys(t, now)
+	v := &Verifier{IssuerBase: s.URL, Client: s.Client(), Clock: clk, VerifiedFor: 30 * time.Second}
+	ctx := context.Background()
+	short := s.token(t, "acme", now, func(c *sts.Claims) { c.Expiry = now.Add(10 * time.Second).Unix() })
+	long := s.token(t, "acme", now)
+	for _, tok := range []string{short, long} {
+		if _, err := v.Verify(ctx, "acme", tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Another tenant's path is another key: never a hit.
+	if _, err := v.Verify(ctx, "globex", long); err == nil {
+		t.Error("acme's token verified at globex's gateway from what was kept")
+	}
+	tampered := long[:len(long)-2] + map[bool]string{true: "AA", false: "BB"}[!strings.HasSuffix(long, "AA")]
+	if _, err := v.Verify(ctx, "acme", tampered); err == nil {
+		t.Error("a token with another signature verified")
+	}
+	clk.Step(15 * time.Second)
+	if _, err := v.Verify(ctx, "acme", short); err == nil {
+		t.Error("an expired token was taken from what was kept")
+	}
+	if _, err := v.Verify(ctx, "acme", long); err != nil {
+		t.Errorf("a token verified 15 s ago: %v", err)
+	}
+	// Past VerifiedFor the signature is checked again: with the issuer's
+	// keys withdrawn, the token no longer verifies.
+	s.down.Store(true)
+	if err := s.issuers["acme"].Keys.Rotate(now); err != nil {
+		t.Fatal(err)
+	}
+	v.mu.Lock()
+	v.tenants = nil
+	v.mu.Unlock()
+	if _, err := v.Verify(ctx, "acme", long); err != nil {
+		t.Errorf("within VerifiedFor: %v", err)
+	}
+	clk.Step(20 * time.Second)
+	if _, err := v.Verify(ctx, "acme", long); err == nil {
+		t.Error("past VerifiedFor, a token whose key cannot be fetched still verified")
+	}
+}
