@@ -86,6 +86,17 @@ type DataBoundarySpec struct {
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=32
 	Checks []PolicyCheck `json:"checks,omitempty"`
+
+	// callChecks are policy-as-code rules every tool call of the tenant's
+	// agents must pass at custos-gateway, written as kyverno-json assertion
+	// trees over the payload {agent, person, chain, tool, arguments, recent,
+	// time} (docs/gateway.md, "Policy over the call"). A failed check
+	// refuses the call (PolicyDenied) with the check's name and message.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=32
+	CallChecks []PolicyCheck `json:"callChecks,omitempty"`
 }
 
 // PolicyCheck is one policy-as-code rule: a kyverno-json assertion tree.

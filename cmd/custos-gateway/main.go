@@ -54,12 +54,14 @@ import (
 	"github.com/custos-dev/custos/internal/gateway"
 	"github.com/custos-dev/custos/internal/serve"
 	"github.com/custos-dev/custos/internal/sts/cluster"
+	"github.com/custos-dev/custos/internal/tracing"
 )
 
 // What custos-gateway needs, in a role of its own: get, list and watch
-// agents and toolsets, and patch toolsets/status (their Drifted condition,
-// by server-side apply); get, list and watch ConfigMaps in custos-sts's
-// namespace (the revocation lists). It reads no Secret and signs nothing.
+// agents, toolsets and databoundaries (their callChecks), and patch
+// toolsets/status (their Drifted condition, by server-side apply); get,
+// list and watch ConfigMaps in custos-sts's namespace (the revocation
+// lists). It reads no Secret and signs nothing.
 
 // options are custos-gateway's flags.
 type options struct {
@@ -82,6 +84,7 @@ type options struct {
 	metricsAddr    string
 	shutdownDelay  time.Duration
 	audit          audit.Config
+	tracing        tracing.Options
 }
 
 func main() {
@@ -108,6 +111,7 @@ func main() {
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", "0", "Address of the Prometheus metrics endpoint; 0 disables it.")
 	flag.DurationVar(&o.shutdownDelay, "shutdown-delay", 5*time.Second, "On SIGTERM, how long to keep serving, with /readyz failing, before draining: the time every kube-proxy needs to take the pod out of the Service. The calls in flight then get up to 10 s more; the pod's terminationGracePeriodSeconds must cover both.")
 	o.audit.AddFlags(flag.CommandLine)
+	o.tracing.AddFlags(flag.CommandLine)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -143,6 +147,18 @@ func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, read
 	stopping := ctx
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
+	stopTracing, err := tracing.Setup(ctx, "custos-gateway", o.tracing)
+	if err != nil {
+		return err
+	}
+	// Spans still queued are sent before the process ends.
+	defer func() {
+		flush, done := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer done()
+		if err := stopTracing(flush); err != nil {
+			log.Error(err, "Sending the last spans")
+		}
+	}()
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(custosv1alpha1.AddToScheme(scheme))
@@ -181,24 +197,32 @@ func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, read
 	// What a tool server lists is compared with what its Toolset pins; a
 	// drifted tool is hidden and refused, and its Toolset says so.
 	drift := &gateway.DriftChecks{Clock: clk, Report: (&cluster.ToolsetDrift{Client: mgr.GetClient(), Log: log.WithName("drift")}).Report}
+	source := &cluster.AgentToolsets{Reader: mgr.GetClient(), TrustDomain: o.trustDomain}
+	// The tenant's DataBoundary callChecks run over every call, with what
+	// the agent did lately at this replica, counted from its records.
+	recent := &gateway.Recent{Clock: clk}
+	upstream := &gateway.MCPUpstream{
+		Tokens: &gateway.STSClient{IssuerBase: o.issuerBase, Client: stsClient, ActorToken: func() (string, error) {
+			b, err := os.ReadFile(o.actorTokenFile)
+			return strings.TrimSpace(string(b)), err
+		}},
+		Client:   upstreamClient,
+		Timeout:  o.timeout,
+		Breakers: gateway.NewBreakers(o.breaker),
+		Drift:    drift,
+		Resource: func(ts types.NamespacedName) string { return cluster.ToolsetResource(ts.Namespace, ts.Name) },
+	}
+	// The sessions kept with tool servers end with the gateway.
+	defer upstream.Close()
 	gw := &gateway.Server{
-		Drift:       drift,
-		Verifier:    &gateway.Verifier{IssuerBase: o.issuerBase, Client: stsClient, Clock: clk},
-		Source:      &cluster.AgentToolsets{Reader: mgr.GetClient(), TrustDomain: o.trustDomain},
-		Revocations: &cluster.Revocations{Reader: mgr.GetClient(), TrustDomain: o.trustDomain, Namespace: o.stsNamespace, Clock: clk},
-		Upstream: &gateway.MCPUpstream{
-			Tokens: &gateway.STSClient{IssuerBase: o.issuerBase, Client: stsClient, ActorToken: func() (string, error) {
-				b, err := os.ReadFile(o.actorTokenFile)
-				return strings.TrimSpace(string(b)), err
-			}},
-			Client:   upstreamClient,
-			Timeout:  o.timeout,
-			Breakers: gateway.NewBreakers(o.breaker),
-			Drift:    drift,
-			Resource: func(ts types.NamespacedName) string { return cluster.ToolsetResource(ts.Namespace, ts.Name) },
-		},
+		Drift:           drift,
+		Verifier:        &gateway.Verifier{IssuerBase: o.issuerBase, Client: stsClient, Clock: clk},
+		Source:          source,
+		Policy:          &gateway.CallPolicy{Boundaries: source, Recent: recent},
+		Revocations:     &cluster.Revocations{Reader: mgr.GetClient(), TrustDomain: o.trustDomain, Namespace: o.stsNamespace, Clock: clk},
+		Upstream:        upstream,
 		Limits:          gateway.NewLimiter(gateway.RateLimits{PerAgent: o.perAgent, PerTool: o.perTool}, clk),
-		Audit:           auditLog,
+		Audit:           recent.Observe(auditLog),
 		Clock:           clk,
 		MaxRequestBytes: o.maxRequest,
 	}

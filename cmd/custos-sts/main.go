@@ -52,6 +52,7 @@ import (
 	"github.com/custos-dev/custos/internal/serve"
 	"github.com/custos-dev/custos/internal/sts"
 	"github.com/custos-dev/custos/internal/sts/cluster"
+	"github.com/custos-dev/custos/internal/tracing"
 )
 
 // What custos-sts needs, in a role of its own (not the manager's): create
@@ -78,6 +79,7 @@ type options struct {
 	// gatewaySA is custos-gateway's ServiceAccount, namespace/name.
 	gatewaySA string
 	audit     audit.Config
+	tracing   tracing.Options
 }
 
 func main() {
@@ -96,6 +98,7 @@ func main() {
 	flag.DurationVar(&o.shutdownDelay, "shutdown-delay", 5*time.Second, "On SIGTERM, how long to keep serving, with /readyz failing, before draining: the time every kube-proxy needs to take the pod out of the Service. Then the exchanges in flight get up to 10 s more; the pod's terminationGracePeriodSeconds must cover both.")
 	flag.StringVar(&o.gatewaySA, "gateway-service-account", "", "custos-gateway's ServiceAccount, as namespace/name: its pods exchange the tokens agents were given for the gateway, for the agents' Toolsets (docs/sts.md). Empty: no gateway.")
 	o.audit.AddFlags(flag.CommandLine)
+	o.tracing.AddFlags(flag.CommandLine)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -135,6 +138,18 @@ func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, read
 	stopping := ctx
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
+	stopTracing, err := tracing.Setup(ctx, "custos-sts", o.tracing)
+	if err != nil {
+		return err
+	}
+	// Spans still queued are sent before the process ends.
+	defer func() {
+		flush, done := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer done()
+		if err := stopTracing(flush); err != nil {
+			log.Error(err, "Sending the last spans")
+		}
+	}()
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(custosv1alpha1.AddToScheme(scheme))

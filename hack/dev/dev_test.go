@@ -30,6 +30,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -45,7 +46,9 @@ import (
 // TestDevReadyAndCleanShutdown walks `make dev` as tooling uses it: wait for
 // the ready line, use .dev/kubeconfig to list the samples, log alice in at
 // the identity provider with PKCE and exchange her token for the sample
-// agent at custos-sts, send SIGTERM, and find no process of it left.
+// agent at custos-sts, call a tool through custos-gateway as the agent for
+// her (once allowed, once refused for bad input), send SIGTERM, and find no
+// process of it left.
 func TestDevReadyAndCleanShutdown(t *testing.T) {
 	g := NewWithT(t)
 	assets := os.Getenv(controlplane.AssetsEnv)
@@ -55,7 +58,7 @@ func TestDevReadyAndCleanShutdown(t *testing.T) {
 
 	began := time.Now()
 	bin := t.TempDir()
-	builds := map[string]string{"manager": "./cmd/manager", "custos-sts": "./cmd/custos-sts", "custos-dev": "./hack/dev"}
+	builds := map[string]string{"manager": "./cmd/manager", "custos-sts": "./cmd/custos-sts", "custos-gateway": "./cmd/custos-gateway", "custos-dev": "./hack/dev"}
 	built := make(chan string, len(builds))
 	for name, pkg := range builds {
 		go func() {
@@ -80,7 +83,8 @@ func TestDevReadyAndCleanShutdown(t *testing.T) {
 	marker := t.TempDir()
 	state := filepath.Join(marker, "state")
 	dev := exec.Command(filepath.Join(bin, "custos-dev"),
-		"--repo-root", root, "--state-dir", state, "--manager", filepath.Join(bin, "manager"), "--sts", filepath.Join(bin, "custos-sts"))
+		"--repo-root", root, "--state-dir", state, "--manager", filepath.Join(bin, "manager"), "--sts", filepath.Join(bin, "custos-sts"),
+		"--gateway", filepath.Join(bin, "custos-gateway"))
 	dev.Env = append(os.Environ(), "TMPDIR="+marker)
 	stdout, err := dev.StdoutPipe()
 	g.Expect(err).NotTo(HaveOccurred())
@@ -172,9 +176,11 @@ waitReady:
 	// A person acts through the sample agent: alice logs in, and her token
 	// is exchanged for one the agent uses on her behalf.
 	aliceToken, bobToken, exchanged := personThroughAgent(t, g, bin, assets, kubeconfig, state)
+	// The agent calls a tool for her through the gateway.
+	calls := toolCallsThroughGateway(t, g, bin, state, aliceToken)
 
 	running := processesMentioning(marker)
-	for _, name := range []string{"/etcd ", "/kube-apiserver ", "/kube-controller-manager ", "/kube-scheduler ", "/kwok ", "/manager ", "/custos-sts "} {
+	for _, name := range []string{"/etcd ", "/kube-apiserver ", "/kube-controller-manager ", "/kube-scheduler ", "/kwok ", "/manager ", "/custos-sts ", "/custos-gateway "} {
 		g.Expect(running).To(ContainElement(ContainSubstring(name)), "the marker must find %s while it runs", name)
 	}
 
@@ -191,7 +197,7 @@ waitReady:
 	}
 	g.Expect(processesMentioning(marker)).To(BeEmpty(), "processes left behind after SIGTERM")
 	g.Expect(kubeconfig).NotTo(BeAnExistingFile(), "a kubeconfig of a stopped server must not be left")
-	for _, name := range []string{idpFileName, stsIssuerFileName} {
+	for _, name := range []string{idpFileName, stsIssuerFileName, gatewayURLFileName, gatewayTokenFileName} {
 		g.Expect(filepath.Join(state, name)).NotTo(BeAnExistingFile(), "%s of a stopped server must not be left", name)
 	}
 
@@ -223,24 +229,130 @@ waitReady:
 	}
 
 	// custos-sts closed its trail too, signed with the same key: alice's
-	// exchange and bob's refusal are on it, and none of the tokens.
+	// exchanges (for the Toolset; for the gateway, twice, by the agent; for
+	// the Toolset by the gateway, once, for the call it let through) and
+	// bob's refusal are on it, and none of the tokens.
 	var stsActions []string
 	report, err = audit.Verify(filepath.Join(state, stsAuditDirName), audit.VerifyOptions{
 		Key: key,
 		OnRecord: func(_ string, _ int, r *audit.Record) {
 			if r.Type == audit.TypeEvent {
-				stsActions = append(stsActions, r.Action+" "+r.Details["person"])
+				stsActions = append(stsActions, r.Action+" "+r.Details["person"]+" "+r.Details["target"]+" "+r.Details["gateway"])
 			}
 		},
 	})
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(report.Checkpoints).To(BeNumerically(">", 0))
-	g.Expect(stsActions).To(ConsistOf(audit.ActionTokenExchanged+" alice", audit.ActionTokenRefused+" bob"))
+	const ledger, gatewayID = "urn:custos:toolset:finance-agents:ledger-readonly", "spiffe://cluster.local/ns/custos-system/sa/custos-gateway"
+	g.Expect(stsActions).To(ConsistOf(
+		audit.ActionTokenExchanged+" alice "+ledger+" ",
+		audit.ActionTokenRefused+" bob "+ledger+" ",
+		audit.ActionTokenExchanged+" alice urn:custos:gateway:acme-finance ",
+		audit.ActionTokenExchanged+" alice urn:custos:gateway:acme-finance ",
+		audit.ActionTokenExchanged+" alice "+ledger+" "+gatewayID,
+	))
 	for _, tok := range []string{aliceToken, bobToken, exchanged} {
 		for _, path := range []string{filepath.Join(state, "custos-sts.log"), filepath.Join(state, stsAuditDirName)} {
 			g.Expect(containsInTree(path, tok[len(tok)-32:])).To(BeFalse(), "a token leaked into %s", path)
 		}
 	}
+
+	// custos-gateway closed its trail, signed with the same key: each call
+	// is on it under the trace ID the caller sent, the allowed one with
+	// every check passed, the refused one with the rule it broke.
+	byTrace := map[string]*audit.Record{}
+	report, err = audit.Verify(filepath.Join(state, gatewayAuditDirName), audit.VerifyOptions{
+		Key: key,
+		OnRecord: func(_ string, _ int, r *audit.Record) {
+			if r.Type == audit.TypeEvent {
+				byTrace[r.TraceID] = r
+			}
+		},
+	})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(report.Checkpoints).To(BeNumerically(">", 0))
+	g.Expect(byTrace).To(HaveLen(2), "the gateway recorded more than the two calls: %v", byTrace)
+	allowed, refused := byTrace[calls.allowed], byTrace[calls.refused]
+	g.Expect(allowed).NotTo(BeNil(), "no record of trace %s", calls.allowed)
+	g.Expect(refused).NotTo(BeNil(), "no record of trace %s", calls.refused)
+	for _, r := range []*audit.Record{allowed, refused} {
+		g.Expect(r.Subject.Namespace + "/" + r.Subject.Name).To(Equal(sampleAgent))
+		g.Expect(r.Actor.Name).To(Equal("spiffe://cluster.local/ns/finance-agents/sa/agent-invoice-reconciler"))
+		g.Expect(r.Details).To(HaveKeyWithValue("person", "alice"))
+		g.Expect(r.Details).To(HaveKeyWithValue("tool", sampleCallTool))
+		g.Expect(r.Details).To(HaveKeyWithValue("toolset", "finance-agents/ledger-readonly"))
+	}
+	g.Expect(allowed.Action).To(Equal(audit.ActionToolCalled))
+	g.Expect(allowed.Decision).To(Equal(audit.DecisionAllow))
+	g.Expect(allowed.Details).To(HaveKeyWithValue("outcome", "ok"))
+	// The record as written to disk, through the trail's redaction: every
+	// check and its result, none mistaken for a credential.
+	g.Expect(allowed.Details["checks"]).To(Equal("caller=pass agent=pass tool=pass rate=pass decision=pass input=pass drift=pass upstream=pass output=pass"))
+	g.Expect(allowed.Redacted).To(BeEmpty())
+	g.Expect(refused.Action).To(Equal(audit.ActionToolRefused))
+	g.Expect(refused.Decision).To(Equal(audit.DecisionDeny))
+	g.Expect(refused.Policy).To(Equal("InvalidInput"))
+	g.Expect(refused.Reason).To(Equal(calls.refusal))
+	g.Expect(refused.Details["checks"]).To(Equal("caller=pass agent=pass tool=pass rate=pass decision=pass input=fail"))
+	for _, tok := range []string{aliceToken, calls.gatewayToken} {
+		for _, path := range []string{filepath.Join(state, "custos-gateway.log"), filepath.Join(state, gatewayAuditDirName), filepath.Join(state, ledgerLogName)} {
+			g.Expect(containsInTree(path, tok[len(tok)-32:])).To(BeFalse(), "a token leaked into %s", path)
+		}
+	}
+}
+
+// gatewayCalls are the trace IDs of toolCallsThroughGateway's calls, the
+// refusal's words, and the gateway's own ServiceAccount token.
+type gatewayCalls struct {
+	allowed, refused, refusal, gatewayToken string
+}
+
+// toolCallsThroughGateway is the tour's tool calls on make dev: the
+// sample agent calls the sample Toolset's get_invoice for alice through
+// custos-gateway (the call command, as the tour runs it) and gets the
+// invoice, which the tool server answered to a token for its Toolset
+// alone; a call with an invoice number the pinned schema does not allow
+// is refused, naming the argument and the rule.
+func toolCallsThroughGateway(t *testing.T, g Gomega, bin, state, alice string) gatewayCalls {
+	t.Helper()
+	start := time.Now()
+	call := func(arguments string) (stdout, stderr, traceID string, err error) {
+		cmd := exec.Command(filepath.Join(bin, "custos-dev"), "call", "--state-dir", state, sampleCallTool, arguments)
+		cmd.Stdin = strings.NewReader(alice)
+		var out, errOut strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		err = cmd.Run()
+		m := regexp.MustCompile(`trace ID ([0-9a-f]{32})\n`).FindStringSubmatch(errOut.String())
+		g.Expect(m).To(HaveLen(2), "custos-dev call prints no trace ID: %s", errOut.String())
+		return out.String(), errOut.String(), m[1], err
+	}
+	out, errOut, allowed, err := call(sampleCallArguments)
+	g.Expect(err).NotTo(HaveOccurred(), "custos-dev call: %s%s", out, errOut)
+	g.Expect(errOut).To(MatchRegexp(`alice's token and pod finance-agents/agent-invoice-reconciler-[a-z0-9-]+'s exchanged at custos-sts for one for urn:custos:gateway:acme-finance \(scope ledger-readonly.read\)`))
+	var invoice map[string]any
+	g.Expect(json.Unmarshal([]byte(out), &invoice)).To(Succeed(), "%s", out)
+	g.Expect(invoice).To(Equal(map[string]any{"invoiceNumber": "INV-000001", "supplier": "Acme Paper GmbH", "amount": 120.5, "currency": "EUR"}))
+
+	const refusal = `tool ledger-readonly.get_invoice: argument /invoiceNumber: 'INV-42' does not match pattern '^INV-[0-9]{6}$' (its Toolset's inputSchema)`
+	out, errOut, refused, err := call(`{"invoiceNumber":"INV-42"}`)
+	g.Expect(err).To(HaveOccurred(), "a call with bad input must fail: %s", out)
+	g.Expect(strings.TrimSpace(out)).To(Equal(refusal))
+	g.Expect(errOut).To(ContainSubstring("an error result (isError): the gateway refused the call, or the tool failed"))
+
+	// The tool server took tokens for its Toolset, alice's with the agent
+	// acting, and nothing else; it saw none for the refused call.
+	log, err := os.ReadFile(filepath.Join(state, ledgerLogName))
+	g.Expect(err).NotTo(HaveOccurred())
+	lines := strings.Split(strings.TrimSpace(string(log)), "\n")
+	g.Expect(lines).NotTo(BeEmpty())
+	for _, line := range lines {
+		g.Expect(line).To(ContainSubstring(" took a token for urn:custos:toolset:finance-agents:ledger-readonly: " +
+			"spiffe://cluster.local/ns/finance-agents/sa/agent-invoice-reconciler for alice, scope \"ledger-readonly.read\""))
+	}
+	gatewayToken, err := os.ReadFile(filepath.Join(state, gatewayTokenFileName))
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Logf("the calls through the gateway took %s", time.Since(start).Round(time.Millisecond))
+	return gatewayCalls{allowed: allowed, refused: refused, refusal: refusal, gatewayToken: string(gatewayToken)}
 }
 
 // personThroughAgent is the tour's delegation on make dev: alice logs in at

@@ -19,21 +19,25 @@ limitations under the License.
 // three nodes in three regions, all on loopback), installs Custos's API, runs
 // the manager against it, serves the sample image from a registry on
 // loopback, runs an identity provider with the sample tenant's people
-// (mockoidc) and custos-sts, both on loopback over TLS, applies
-// config/samples (its DataBoundary trusting that provider) and keeps
-// everything running until it is interrupted (SIGINT or SIGTERM), then stops
-// everything it started.
+// (mockoidc), custos-sts, the sample Toolset's tool server (the ledger of
+// test/tooldoubles) and custos-gateway in front of it, all on loopback over
+// TLS, applies config/samples (its DataBoundary trusting that provider) and
+// keeps everything running until it is interrupted (SIGINT or SIGTERM), then
+// stops everything it started.
 //
 // `custos-dev login PERSON` logs one of the provider's people in with
 // authorization code + PKCE, without a browser, and prints their token;
-// `custos-dev decode` prints a token's claims.
+// `custos-dev decode` prints a token's claims; `custos-dev call TOOL ARGS`
+// calls a tool through the gateway as the sample agent, for the person
+// whose token it reads.
 //
-// Contract other tooling relies on: once the manager and custos-sts are
-// ready and the samples are applied, the kubeconfig is written to
-// .dev/kubeconfig and the line "custos dev: ready" is printed; .dev/idp.json
-// then says where the identity provider is (and its client), .dev/sts-issuer
-// is the sample tenant's issuer at custos-sts and .dev/tls/ca.crt is the CA
-// both serve a certificate of.
+// Contract other tooling relies on: once the manager, custos-sts and
+// custos-gateway are ready and the samples are applied, the kubeconfig is
+// written to .dev/kubeconfig and the line "custos dev: ready" is printed;
+// .dev/idp.json then says where the identity provider is (and its client),
+// .dev/sts-issuer is the sample tenant's issuer at custos-sts,
+// .dev/gateway-url its MCP endpoint at custos-gateway and .dev/tls/ca.crt
+// is the CA they all serve a certificate of.
 package main
 
 import (
@@ -69,11 +73,14 @@ func main() {
 			os.Exit(loginMain(os.Args[2:], os.Stdout, os.Stderr))
 		case "decode":
 			os.Exit(decodeMain(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+		case "call":
+			os.Exit(callMain(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
 		}
 	}
 	root := flag.String("repo-root", ".", "Root of the Custos repository.")
 	manager := flag.String("manager", "bin/manager", "The manager binary (make build).")
 	stsBin := flag.String("sts", "bin/custos-sts", "The custos-sts binary (make build).")
+	gatewayBin := flag.String("gateway", "bin/custos-gateway", "The custos-gateway binary (make build).")
 	stateDir := flag.String("state-dir", ".dev", "Directory for the kubeconfig and the logs.")
 	flag.Parse()
 
@@ -87,13 +94,13 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	if err := run(ctx, *root, *stateDir, *manager, *stsBin); err != nil {
+	if err := run(ctx, *root, *stateDir, *manager, *stsBin, *gatewayBin); err != nil {
 		fmt.Fprintf(os.Stderr, "custos dev: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, root, devDir, managerBin, stsBin string) error {
+func run(ctx context.Context, root, devDir, managerBin, stsBin, gatewayBin string) error {
 	kubeconfig := filepath.Join(devDir, "kubeconfig")
 	if err := os.MkdirAll(devDir, 0o700); err != nil {
 		return err
@@ -209,6 +216,37 @@ func run(ctx context.Context, root, devDir, managerBin, stsBin string) error {
 		say("stopping custos-sts")
 		stsProc.Stop()
 	}()
+
+	// The sample Toolset's tool server, and the gateway in front of it.
+	toolset, err := readSampleToolset(root)
+	if err != nil {
+		return err
+	}
+	ledger, err := startLedger(devDir, stsProc.Issuer, toolset, certs)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		say("stopping the ledger tool server")
+		ledger.Close()
+	}()
+	say("serving the sample Toolset's tools (the ledger's) at %s over TLS, as %s (tokens it takes: %s)",
+		ledger.Addr, toolset.HostPort, filepath.Join(devDir, ledgerLogName))
+	tokenFile, stopIdentity, err := startGatewayIdentity(ctx, cp, devDir)
+	if err != nil {
+		return err
+	}
+	defer stopIdentity()
+	say("starting custos-gateway (%s; logs: %s), as ServiceAccount %s, calling %s at %s",
+		gatewayBin, filepath.Join(devDir, "custos-gateway.log"), gatewayServiceAccount, toolset.HostPort, ledger.Addr)
+	gw, err := startGateway(ctx, gatewayBin, bootKubeconfig, devDir, imagetest.SampleBoundary, tokenFile, stsProc, toolset, ledger.Addr, certs)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		say("stopping custos-gateway")
+		gw.Stop()
+	}()
 	if err := os.Rename(bootKubeconfig, kubeconfig); err != nil {
 		return err
 	}
@@ -219,14 +257,18 @@ func run(ctx context.Context, root, devDir, managerBin, stsBin string) error {
 	say("try: kubectl --kubeconfig %s get custos -A", abs)
 	say("audit trail: %s; check it with: make build-audit && bin/custos-audit verify --allow-open --key %s %s",
 		filepath.Join(devDir, auditDirName), filepath.Join(devDir, auditPublicKeyName), filepath.Join(devDir, auditDirName))
-	login := os.Args[0] + " login"
+	login, call := os.Args[0]+" login", os.Args[0]+" call"
 	if filepath.Clean(devDir) != ".dev" {
 		login += " --state-dir " + devDir
+		call += " --state-dir " + devDir
 	}
 	say("identity provider: %s; log in with authorization code + PKCE: %s alice", idp.Issuer, login)
 	say("custos-sts: %s/token (issuer of %s, also in %s; audit trail: %s)", stsProc.Issuer, imagetest.SampleBoundary,
 		filepath.Join(devDir, stsIssuerFileName), filepath.Join(devDir, stsAuditDirName))
-	say("both serve a certificate of a CA made for this run: curl --cacert %s", certs.CAFile)
+	say("custos-gateway: %s (MCP endpoint of %s, also in %s; audit trail: %s)", gw.MCP, imagetest.SampleBoundary,
+		filepath.Join(devDir, gatewayURLFileName), filepath.Join(devDir, gatewayAuditDirName))
+	say("call a tool as the sample agent for alice: %s alice | %s %s '%s'", login, call, sampleCallTool, sampleCallArguments)
+	say("all serve a certificate of a CA made for this run: curl --cacert %s", certs.CAFile)
 	fmt.Println(readyLine)
 
 	select {
@@ -237,6 +279,8 @@ func run(ctx context.Context, root, devDir, managerBin, stsBin string) error {
 		return fmt.Errorf("the manager exited unexpectedly: %v; see %s", mgr.Err(), mgr.LogPath)
 	case <-stsProc.Exited():
 		return fmt.Errorf("custos-sts exited unexpectedly: %v; see %s", stsProc.Err(), stsProc.LogPath)
+	case <-gw.Exited():
+		return fmt.Errorf("custos-gateway exited unexpectedly: %v; see %s", gw.Err(), gw.LogPath)
 	}
 }
 

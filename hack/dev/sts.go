@@ -32,7 +32,8 @@ import (
 // custos-sts as make dev runs it: on 127.0.0.1 over TLS with the run's
 // serving certificate, trusting the run's identity provider through the
 // run's CA, its signing keys in custos-system, its audit trail signed with
-// the manager's key in its own directory.
+// the manager's key in its own directory, taking the tokens agents were
+// given for the gateway from custos-gateway's ServiceAccount alone.
 const (
 	stsAuditDirName   = "sts-audit"
 	stsIssuerFileName = "sts-issuer"
@@ -70,6 +71,7 @@ func startSTS(ctx context.Context, bin, kubeconfig, devDir, tenant string, certs
 		"--namespace", stsNamespace,
 		"--issuer-base", s.Base,
 		"--trusted-issuers-ca-file", certs.CAFile,
+		"--gateway-service-account", gatewayServiceAccount,
 		"--health-probe-bind-address", "0",
 		"--metrics-bind-address", "0",
 		// Nothing routes to it through a Service: it drains at once.

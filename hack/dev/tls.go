@@ -32,9 +32,11 @@ import (
 )
 
 // make dev's TLS: a CA made for the run, whose private key is never
-// written down, and one serving certificate it signed for 127.0.0.1 that
-// the identity provider and custos-sts both serve. Clients trust the CA
-// (custos-sts through --trusted-issuers-ca-file, curl through --cacert).
+// written down, and the serving certificates it signs: one for 127.0.0.1
+// that the identity provider, custos-sts and custos-gateway serve, and one
+// for the sample tool server under its Service's name. Clients trust the
+// CA (custos-sts through --trusted-issuers-ca-file, custos-gateway through
+// --sts-ca-file and --upstream-ca-file, curl through --cacert).
 const (
 	tlsDirName = "tls"
 	caFileName = "ca.crt"
@@ -51,6 +53,9 @@ type loopbackTLS struct {
 	Cert tls.Certificate
 	// Roots trust the CA alone, for clients in this process.
 	Roots *x509.CertPool
+
+	ca    *x509.Certificate
+	caKey *ecdsa.PrivateKey
 }
 
 // writeLoopbackTLS makes a CA and a serving certificate for 127.0.0.1 and
@@ -82,28 +87,13 @@ func writeLoopbackTLS(devDir string) (*loopbackTLS, error) {
 	if err != nil {
 		return nil, err
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	leafTmpl := &x509.Certificate{
-		SerialNumber: serial(), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: now.Add(-time.Minute), NotAfter: now.Add(30 * 24 * time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return nil, err
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	t := &loopbackTLS{Dir: dir, CAFile: filepath.Join(dir, caFileName), Roots: x509.NewCertPool(), ca: ca, caKey: caKey}
+	t.Roots.AddCert(ca)
+	certPEM, keyPEM, err := t.issue("127.0.0.1", []net.IP{net.IPv4(127, 0, 0, 1)}, "localhost")
 	if err != nil {
 		return nil, err
 	}
 	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
 	for _, f := range []struct {
 		name string
 		data []byte
@@ -113,13 +103,47 @@ func writeLoopbackTLS(devDir string) (*loopbackTLS, error) {
 			return nil, err
 		}
 	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
+	if t.Cert, err = tls.X509KeyPair(certPEM, keyPEM); err != nil {
 		return nil, err
 	}
-	roots := x509.NewCertPool()
-	roots.AddCert(ca)
-	return &loopbackTLS{Dir: dir, CAFile: filepath.Join(dir, caFileName), Cert: cert, Roots: roots}, nil
+	return t, nil
+}
+
+// serverCert is a serving certificate of the CA for dnsNames, for a
+// server in this process; nothing of it is written down.
+func (t *loopbackTLS) serverCert(dnsNames ...string) (tls.Certificate, error) {
+	certPEM, keyPEM, err := t.issue(dnsNames[0], nil, dnsNames...)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair(certPEM, keyPEM)
+}
+
+// issue signs a serving certificate for ips and dnsNames with a new key,
+// and returns both in PEM.
+func (t *loopbackTLS) issue(commonName string, ips []net.IP, dnsNames ...string) (certPEM, keyPEM []byte, err error) {
+	now := time.Now()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	leafTmpl := &x509.Certificate{
+		SerialNumber: serial(), Subject: pkix.Name{CommonName: commonName},
+		NotBefore: now.Add(-time.Minute), NotAfter: now.Add(30 * 24 * time.Hour),
+		IPAddresses: ips, DNSNames: dnsNames,
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, t.ca, &key.PublicKey, t.caKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
 }
 
 func serial() *big.Int {

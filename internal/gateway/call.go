@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"go.opentelemetry.io/otel/attribute"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/audit"
@@ -52,9 +53,15 @@ const (
 // the refusal's message as a tool error; the record says which check
 // refused and why.
 func (s *Server) call(ctx context.Context, sess *session, params *mcp.CallToolParamsRaw) *mcp.CallToolResult {
+	// The call's span is the caller's trace's (the record carries its
+	// trace ID), refused or not.
+	ctx, span := s.startSpan(remoteParent(ctx, params.Meta, nil), "tools/call "+params.Name,
+		attribute.String(attrMCPMethod, "tools/call"), attribute.String(attrTool, params.Name),
+		attribute.String(attrTenant, sess.tenant), attribute.String(attrAgent, sess.caller.ClientID))
 	rec := newCallRecord(s.now(), sess.tenant, sess.caller, sess.agent)
+	rec.traceID = span.SpanContext().TraceID().String()
 	rec.tool = params.Name
-	rec.check("token", true)
+	rec.check("caller", true)
 	rec.check("agent", true)
 	res, refused := s.checkAndCall(ctx, sess, params, rec)
 	action := audit.ActionToolCalled
@@ -62,6 +69,7 @@ func (s *Server) call(ctx context.Context, sess *session, params *mcp.CallToolPa
 		action, res = audit.ActionToolRefused, toolError(refused.Message)
 	}
 	s.record(ctx, rec.event(action, refused, s.now()))
+	endSpan(span, rec, refused)
 	return res
 }
 
@@ -83,7 +91,6 @@ func (s *Server) checkAndCall(ctx context.Context, sess *session, params *mcp.Ca
 		}
 	}
 	meta, refused := ParseMeta(params.Meta)
-	rec.traceFrom(meta) // refused or not: the refusal belongs to the caller's trace
 	if refused == nil {
 		rec.details["decisionDigest"] = meta.DecisionDigest
 		refused = meta.Require(decisionRequired(sess.agent, tool), tool.Name)
@@ -102,6 +109,9 @@ func (s *Server) checkAndCall(ctx context.Context, sess *session, params *mcp.Ca
 		refused = tool.Validate(args)
 	}
 	if !rec.check("input", refused == nil) {
+		return nil, refused
+	}
+	if refused, applies := s.checkPolicy(ctx, sess, tool, args); applies && !rec.check("policy", refused == nil) {
 		return nil, refused
 	}
 	// What goes upstream is what was checked: the arguments re-encoded,
@@ -191,12 +201,8 @@ func (r *callRecord) check(name string, passed bool) bool {
 	return passed
 }
 
-// traceFrom takes the W3C trace ID the caller sent in _meta.
-func (r *callRecord) traceFrom(m *CallMeta) {
-	if m.TraceParent != "" {
-		r.traceID = hex.EncodeToString(m.TraceID[:])
-	}
-}
+// checksString is the checks so far, as the record says them.
+func (r *callRecord) checksString() string { return strings.Join(r.checks, " ") }
 
 // event is the call's audit record.
 func (r *callRecord) event(action string, refused *Refusal, end time.Time) audit.Event {
@@ -217,7 +223,7 @@ func (r *callRecord) event(action string, refused *Refusal, end time.Time) audit
 	}
 	r.details["tool"] = r.tool
 	r.details["toolset"] = r.toolset
-	r.details["checks"] = strings.Join(r.checks, " ")
+	r.details["checks"] = r.checksString()
 	r.details["latencyMicros"] = strconv.FormatInt(end.Sub(r.start).Microseconds(), 10)
 	if refused != nil {
 		e.Decision, e.Policy, e.Reason = audit.DecisionDeny, refused.Reason, refused.Message

@@ -225,7 +225,7 @@ func secondImplementation(t *testing.T, version string) {
 	}
 	e := w.oneEvent(t, mark, "get_invoice")
 	if e.Action != audit.ActionToolCalled || e.Decision != audit.DecisionAllow || e.Details["tool"] != "ledger.get_invoice" ||
-		e.Details["checks"] != "token=pass agent=pass tool=pass rate=pass decision=pass input=pass drift=pass upstream=pass output=pass" ||
+		e.Details["checks"] != "caller=pass agent=pass tool=pass rate=pass decision=pass input=pass drift=pass upstream=pass output=pass" ||
 		e.Details["person"] != "alice" || e.Details["jti"] != "jti-1" || e.Subject.Name != "invoice" ||
 		e.Details["argumentsDigest"] != digest([]byte(`{"invoiceNumber":"INV-000001"}`)) {
 		t.Errorf("get_invoice's record: %+v", e)

@@ -14,18 +14,21 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-
 package gateway
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 	"k8s.io/apimachinery/pkg/types"
 	clocktesting "k8s.io/utils/clock/testing"
 
@@ -130,7 +133,9 @@ func TestUpstreamRefusingIsNotFailing(t *testing.T) {
 
 type exchangeFunc func() (string, error)
 
-func (f exchangeFunc) ExchangeForToolset(context.Context, string, string, string) (string, error) { return f() }
+func (f exchangeFunc) ExchangeForToolset(context.Context, string, string, string) (string, error) {
+	return f()
+}
 
 // TestRequestsTheSDKAnswers: a tools/call whose params the MCP SDK cannot
 // decode, and a body over the size limit, are answered before any check,
@@ -148,7 +153,7 @@ func TestRequestsTheSDKAnswers(t *testing.T) {
 			t.Errorf("%s: HTTP %d %s, want a JSON-RPC error", body, got.status, got.body)
 		}
 		e := w.oneEvent(t, n, body)
-		if e.Action != audit.ActionToolRefused || e.Policy != ReasonInvalidRequest || e.Details["checks"] != "token=pass agent=pass request=fail" ||
+		if e.Action != audit.ActionToolRefused || e.Policy != ReasonInvalidRequest || e.Details["checks"] != "caller=pass agent=pass request=fail" ||
 			e.Details["person"] != "alice" || e.Subject.Name != "invoice" {
 			t.Errorf("%s: recorded %+v", body, e)
 		}
@@ -201,5 +206,64 @@ func TestFacadesAreShared(t *testing.T) {
 	edited.Spec.Tools[0].Description = "changed"
 	if facadeKey([]custosv1alpha1.Toolset{noGen}, "s", 0) == facadeKey([]custosv1alpha1.Toolset{edited}, "s", 0) {
 		t.Error("a Toolset without a generation: an edited spec kept the key")
+	}
+}
+
+// TestTraceGoesOn: a call's span is a child of the caller's (its _meta's
+// traceparent, else its HTTP headers'), the exchange and the upstream
+// call are its children, and the tool server gets the trace in the
+// call's _meta: one trace ID from the agent to the tool server, the
+// audit record's.
+func TestTraceGoesOn(t *testing.T) {
+	w := newWorld(t)
+	const callerTrace, callerSpan = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	got := w.call(t, "acme", w.token(t), "ledger.get_invoice", okInvoice, map[string]any{"traceparent": "00-" + callerTrace + "-" + callerSpan + "-01"})
+	if got.result == nil || got.result.IsError {
+		t.Fatalf("get_invoice: %s", got.body)
+	}
+	e, _ := w.lastEvent()
+	if e.TraceID != callerTrace {
+		t.Errorf("the record's trace ID %s, want the caller's %s", e.TraceID, callerTrace)
+	}
+	byName := map[string]sdktrace.ReadOnlySpan{}
+	for _, sp := range w.spans.Ended() {
+		if sp.SpanContext().TraceID().String() != callerTrace {
+			t.Errorf("span %s in trace %s, not the caller's", sp.Name(), sp.SpanContext().TraceID())
+		}
+		byName[sp.Name()] = sp
+	}
+	call, exchange, upstream := byName["tools/call ledger.get_invoice"], byName["token exchange"], byName["upstream tools/call get_invoice"]
+	if call == nil || exchange == nil || upstream == nil {
+		t.Fatalf("spans %v, want the call's, the exchange's and the upstream call's", slices.Collect(maps.Keys(byName)))
+	}
+	if call.Parent().SpanID().String() != callerSpan || !call.Parent().IsRemote() || call.SpanKind() != trace.SpanKindServer {
+		t.Errorf("the call's span: parent %v, kind %v; want the caller's span, remote", call.Parent(), call.SpanKind())
+	}
+	if upstream.Parent().SpanID() != call.SpanContext().SpanID() || upstream.SpanKind() != trace.SpanKindClient {
+		t.Errorf("the upstream span's parent %v, want the call's span", upstream.Parent())
+	}
+	if exchange.Parent().SpanID() != upstream.SpanContext().SpanID() {
+		t.Errorf("the exchange's parent %v, want the upstream call's span", exchange.Parent())
+	}
+	parents := w.ledger.TraceParents()
+	if len(parents) != 1 || parents[0] != "00-"+callerTrace+"-"+upstream.SpanContext().SpanID().String()+"-01" {
+		t.Errorf("the tool server got traceparents %q, want the upstream span's in the caller's trace", parents)
+	}
+
+	// Without _meta, the HTTP request's traceparent header is the parent.
+	req := w.request(t, "acme", w.token(t), "ledger.get_invoice", okInvoice)
+	req.Header.Set("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	} else {
+		resp.Body.Close()
+	}
+	if e, _ := w.lastEvent(); e.TraceID != "0af7651916cd43dd8448eb211c80319c" {
+		t.Errorf("a traceparent header: the record's trace ID %s", e.TraceID)
+	}
+	// With neither, the gateway starts a trace; the record carries it.
+	w.call(t, "acme", w.token(t), "ledger.get_invoice", okInvoice, nil)
+	if e, _ := w.lastEvent(); len(e.TraceID) != 32 || e.TraceID == callerTrace || e.TraceID == "0af7651916cd43dd8448eb211c80319c" {
+		t.Errorf("no traceparent: the record's trace ID %q, want a new one", e.TraceID)
 	}
 }

@@ -29,6 +29,8 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/clock"
 
@@ -76,6 +78,9 @@ type Server struct {
 	Drift *DriftChecks
 	// Limits, when set, are the rate limits per agent and per tool.
 	Limits *Limiter
+	// Policy, when set, runs the tenant's DataBoundary callChecks over
+	// every call whose input passed (callpolicy.go).
+	Policy *CallPolicy
 	// Audit records every call; none when nil.
 	Audit audit.Recorder
 	// Clock is the real clock when nil.
@@ -84,6 +89,9 @@ type Server struct {
 	MaxRequestBytes int64
 	// MaxFacades bounds the facades kept (DefaultMaxFacades when 0).
 	MaxFacades int
+	// Tracing makes the spans of every request and call (the global
+	// provider when nil: tracing.Setup's).
+	Tracing trace.TracerProvider
 
 	facades facadeCache
 }
@@ -170,16 +178,19 @@ func (s *Server) serveMCP(w http.ResponseWriter, r *http.Request) {
 			status, refused.Message = http.StatusRequestEntityTooLarge, fmt.Sprintf("the request is over %d bytes (the gateway's --max-request-bytes)", tooLarge.Limit)
 		}
 		rec := newCallRecord(start, tenant, caller, agent)
-		rec.check("token", true)
+		_, span := s.startSpan(remoteParent(r.Context(), nil, r.Header), "request refused", attribute.String(attrTenant, tenant))
+		rec.traceID = span.SpanContext().TraceID().String()
+		rec.check("caller", true)
 		rec.check("agent", true)
 		rec.check("request", false)
 		s.record(r.Context(), rec.event(audit.ActionGatewayRefused, refused, s.now()))
+		endSpan(span, rec, refused)
 		http.Error(w, refused.Message, status)
 		return
 	}
 	served := s.facades.get(toolsets, caller.Scope, s.Drift, s.MaxFacades, s.serve)
 	sess := &session{tenant: tenant, caller: caller, token: token, agent: agent, facade: served.facade}
-	r = r.WithContext(context.WithValue(r.Context(), sessionKey{}, sess))
+	r = r.WithContext(context.WithValue(remoteParent(r.Context(), nil, r.Header), sessionKey{}, sess))
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	served.handler.ServeHTTP(w, r)
 	// A tools/call the MCP SDK could not decode was answered before the
@@ -187,12 +198,16 @@ func (s *Server) serveMCP(w http.ResponseWriter, r *http.Request) {
 	if sess.calls.Load() == 0 {
 		if name, why, isCall := undecodedCall(body); isCall {
 			rec := newCallRecord(start, tenant, caller, agent)
+			_, span := s.startSpan(remoteParent(r.Context(), nil, r.Header), "tools/call "+name,
+				attribute.String(attrMCPMethod, "tools/call"), attribute.String(attrTool, name), attribute.String(attrTenant, tenant))
+			rec.traceID = span.SpanContext().TraceID().String()
 			rec.tool = name
-			rec.check("token", true)
+			rec.check("caller", true)
 			rec.check("agent", true)
 			rec.check("request", false)
-			s.record(r.Context(), rec.event(audit.ActionToolRefused, &Refusal{Reason: ReasonInvalidRequest,
-				Message: "the tools/call's params are not what MCP defines: " + why}, s.now()))
+			refused := &Refusal{Reason: ReasonInvalidRequest, Message: "the tools/call's params are not what MCP defines: " + why}
+			s.record(r.Context(), rec.event(audit.ActionToolRefused, refused, s.now()))
+			endSpan(span, rec, refused)
 		}
 	}
 }
@@ -280,10 +295,18 @@ func (s *Server) revoked(tenant string, c *sts.Claims) *Refusal {
 // refuseRequest answers a request refused before any MCP session: 401
 // with a WWW-Authenticate challenge (RFC 6750) or 403, and records it.
 func (s *Server) refuseRequest(w http.ResponseWriter, r *http.Request, tenant string, caller *sts.Claims, start time.Time, status int, refused *Refusal) {
-	method, tool := peekRPC(r.Body)
+	method, tool, meta := peekRPC(r.Body)
 	rec := newCallRecord(start, tenant, caller, nil)
 	rec.tool = tool
-	rec.check("token", refused.Reason != ReasonInvalidToken)
+	name := "request refused"
+	if method != "" {
+		name = method + " " + tool
+	}
+	_, span := s.startSpan(remoteParent(r.Context(), meta, r.Header), strings.TrimSpace(name),
+		attribute.String(attrMCPMethod, method), attribute.String(attrTool, tool), attribute.String(attrTenant, tenant))
+	rec.traceID = span.SpanContext().TraceID().String()
+	defer func() { endSpan(span, rec, refused) }()
+	rec.check("caller", refused.Reason != ReasonInvalidToken)
 	if refused.Reason != ReasonInvalidToken {
 		rec.check("agent", false)
 	}
@@ -300,22 +323,23 @@ func (s *Server) refuseRequest(w http.ResponseWriter, r *http.Request, tenant st
 }
 
 // peekRPC reads the JSON-RPC method and, for tools/call, the tool's name
-// of a refused request, for its record.
-func peekRPC(body io.Reader) (method, tool string) {
+// and _meta of a refused request, for its record and span.
+func peekRPC(body io.Reader) (method, tool string, meta map[string]any) {
 	raw, _ := io.ReadAll(body)
 	var msg struct {
 		Method string `json:"method"`
 		Params struct {
-			Name string `json:"name"`
+			Name string         `json:"name"`
+			Meta map[string]any `json:"_meta"`
 		} `json:"params"`
 	}
 	if json.NewDecoder(bytes.NewReader(raw)).Decode(&msg) != nil {
-		return "", ""
+		return "", "", nil
 	}
 	if msg.Method != "tools/call" {
-		msg.Params.Name = ""
+		return msg.Method, "", nil
 	}
-	return msg.Method, msg.Params.Name
+	return msg.Method, msg.Params.Name, msg.Params.Meta
 }
 
 func toolError(msg string) *mcp.CallToolResult {

@@ -32,6 +32,11 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 	"k8s.io/apimachinery/pkg/types"
 	clocktesting "k8s.io/utils/clock/testing"
 
@@ -88,6 +93,8 @@ type world struct {
 	events      []audit.Event
 	// driftReports are what the Toolset's Drifted condition was told.
 	driftReports []map[string]string
+	// spans are the gateway's spans, ended.
+	spans *tracetest.SpanRecorder
 }
 
 // honestTools is a tool server that serves exactly what ts pins, answering
@@ -136,6 +143,10 @@ func newWorld(t *testing.T, opts ...worldOption) *world {
 			Resource: func(ts types.NamespacedName) string { return "urn:custos:toolset:" + ts.Namespace + ":" + ts.Name }},
 		Limits: NewLimiter(RateLimits{PerAgent: Rate{PerMinute: 600, Burst: 100}, PerTool: Rate{PerMinute: 600, Burst: 100}}, clocktesting.NewFakeClock(w.now)),
 	}
+	w.spans = tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(w.spans))
+	w.server.Tracing = tp
+	w.server.Upstream.(*MCPUpstream).Tracing = tp
 	for _, o := range opts {
 		o(w.server)
 	}
@@ -238,6 +249,18 @@ func (w *world) call(t *testing.T, tenant, token, tool string, args, meta map[st
 	return w.post(t, tenant, token, body)
 }
 
+// request is the HTTP request of a tools/call, not sent.
+func (w *world) request(t *testing.T, tenant, token, tool string, args map[string]any) *http.Request {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": map[string]any{"name": tool, "arguments": args}})
+	req, _ := http.NewRequest(http.MethodPost, w.gateway.URL+"/tenants/"+tenant+"/mcp", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Protocol-Version", "2025-06-18")
+	req.Header.Set("Authorization", "Bearer "+token)
+	return req
+}
+
 func (w *world) post(t *testing.T, tenant, token string, body []byte) rpcResult {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, w.gateway.URL+"/tenants/"+tenant+"/mcp", bytes.NewReader(body))
@@ -315,21 +338,21 @@ func TestRefusals(t *testing.T) {
 	cases := []refusal{
 		// The token.
 		{name: "no token", token: func(*testing.T, *world) string { return "" }, tool: "ledger.get_invoice", args: okInvoice,
-			status: 401, says: "a bearer token is required", reason: ReasonInvalidToken, check: "token"},
+			status: 401, says: "a bearer token is required", reason: ReasonInvalidToken, check: "caller"},
 		{name: "not a JWT", token: func(*testing.T, *world) string { return "opaque-session-cookie" }, tool: "ledger.get_invoice", args: okInvoice,
-			status: 401, says: "", reason: ReasonInvalidToken, check: "token"},
+			status: 401, says: "", reason: ReasonInvalidToken, check: "caller"},
 		{name: "another tenant's token", token: func(t *testing.T, w *world) string { return w.keys.token(t, "globex", w.now) },
-			tool: "ledger.get_invoice", args: okInvoice, status: 401, says: sts.ReasonUnknownKey, reason: ReasonInvalidToken, check: "token"},
+			tool: "ledger.get_invoice", args: okInvoice, status: 401, says: sts.ReasonUnknownKey, reason: ReasonInvalidToken, check: "caller"},
 		{name: "a token for another tenant's gateway, at that gateway's own endpoint", tenant: "globex",
-			tool: "ledger.get_invoice", args: okInvoice, status: 401, reason: ReasonInvalidToken, check: "token"},
+			tool: "ledger.get_invoice", args: okInvoice, status: 401, reason: ReasonInvalidToken, check: "caller"},
 		{name: "wrong audience: a token for the tool server", token: withClaims(func(c *sts.Claims) { c.Audience = ledgerResource }),
-			tool: "ledger.get_invoice", args: okInvoice, status: 401, says: sts.ReasonWrongAud, reason: ReasonInvalidToken, check: "token"},
+			tool: "ledger.get_invoice", args: okInvoice, status: 401, says: sts.ReasonWrongAud, reason: ReasonInvalidToken, check: "caller"},
 		{name: "token passthrough: the person's own token, no agent acting", token: withClaims(func(c *sts.Claims) { c.Act = nil }),
-			tool: "ledger.get_invoice", args: okInvoice, status: 401, says: "no agent acts in the token", reason: ReasonInvalidToken, check: "token"},
+			tool: "ledger.get_invoice", args: okInvoice, status: 401, says: "no agent acts in the token", reason: ReasonInvalidToken, check: "caller"},
 		{name: "expired token", token: withClaims(func(c *sts.Claims) { c.Expiry = c.IssuedAt - 1 }),
-			tool: "ledger.get_invoice", args: okInvoice, status: 401, says: sts.ReasonExpired, reason: ReasonInvalidToken, check: "token"},
+			tool: "ledger.get_invoice", args: okInvoice, status: 401, says: sts.ReasonExpired, reason: ReasonInvalidToken, check: "caller"},
 		{name: "token not valid yet", token: withClaims(func(c *sts.Claims) { c.NotBefore = c.IssuedAt + 3600; c.Expiry = c.IssuedAt + 7200 }),
-			tool: "ledger.get_invoice", args: okInvoice, status: 401, reason: ReasonInvalidToken, check: "token"},
+			tool: "ledger.get_invoice", args: okInvoice, status: 401, reason: ReasonInvalidToken, check: "caller"},
 		{name: "revoked session", setup: func(_ *testing.T, w *world) { w.revoked["sid-1"] = "session sid-1 revoked by oncall: laptop stolen" },
 			tool: "ledger.get_invoice", args: okInvoice, status: 401, says: "laptop stolen", reason: ReasonRevoked, check: "agent"},
 		{name: "revoked token", setup: func(_ *testing.T, w *world) { w.revoked["jti-1"] = "token jti-1 revoked by oncall: leaked in a log" },
@@ -459,6 +482,8 @@ func TestRefusals(t *testing.T) {
 			w.call(t, "acme", w.token(t), "ledger.get_invoice", okInvoice, nil)
 		}, tool: "ledger.get_invoice", args: okInvoice, says: "on this tool reached", reason: ReasonRateLimited, check: "rate"},
 	}
+	// The policy over the call: the DataBoundary's callChecks.
+	cases = append(cases, policyRefusals()...)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld(t)
@@ -524,6 +549,21 @@ func TestRefusals(t *testing.T) {
 			if e.Reason == "" || (tc.says != "" && !strings.Contains(e.Reason, tc.says)) {
 				t.Errorf("the record's reason %q, want what the caller was told (%q)", e.Reason, tc.says)
 			}
+			// And its span: one of the gateway's, in the record's trace,
+			// saying the same.
+			var spans []sdktrace.ReadOnlySpan
+			for _, sp := range w.spans.Ended() {
+				if sp.SpanKind() == trace.SpanKindServer && sp.SpanContext().TraceID().String() == e.TraceID {
+					spans = append(spans, sp)
+				}
+			}
+			if len(spans) != 1 {
+				t.Fatalf("%d gateway spans in the record's trace %s, want 1", len(spans), e.TraceID)
+			}
+			if sp := spans[0]; sp.Status().Code != codes.Error || !slices.Contains(sp.Attributes(), attribute.String(attrReason, tc.reason)) ||
+				!slices.Contains(sp.Attributes(), attribute.String(attrChecks, e.Details["checks"])) {
+				t.Errorf("span %s: status %v, attributes %v; want an error saying %s and the record's checks", sp.Name(), sp.Status(), sp.Attributes(), tc.reason)
+			}
 			if got.status == http.StatusOK && (e.Details["person"] != "alice" || e.Details["jti"] != "jti-1" || e.Subject.Name != "invoice" ||
 				!strings.Contains(e.Details["chain"], invoiceAgent)) {
 				t.Errorf("the record %+v, want alice, the jti, agent invoice and the chain", e)
@@ -548,7 +588,7 @@ func TestAllowedCalls(t *testing.T) {
 	}
 	e, _ := w.lastEvent()
 	if e.Action != audit.ActionToolCalled || e.Decision != audit.DecisionAllow || e.TraceID != "4bf92f3577b34da6a3ce929d0e0e4736" ||
-		e.Details["checks"] != "token=pass agent=pass tool=pass rate=pass decision=pass input=pass drift=pass upstream=pass output=pass" ||
+		e.Details["checks"] != "caller=pass agent=pass tool=pass rate=pass decision=pass input=pass drift=pass upstream=pass output=pass" ||
 		e.Details["argumentsDigest"] != digest([]byte(`{"invoiceNumber":"INV-000001"}`)) || e.Details["toolset"] != "finance/ledger" || e.Details["outcome"] != "ok" {
 		t.Errorf("the record: %+v", e)
 	}

@@ -31,11 +31,16 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 
 	"github.com/custos-dev/custos/internal/sts"
 	"github.com/custos-dev/custos/internal/toolschema"
+	"github.com/custos-dev/custos/internal/tracing"
 )
 
 // Exchanger gets, from custos-sts, the token for one Toolset that the
@@ -70,6 +75,7 @@ func (c *STSClient) ExchangeForToolset(ctx context.Context, tenant, callerToken,
 		return "", err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	tracing.Propagator.Inject(ctx, propagation.HeaderCarrier(req.Header))
 	resp, err := c.Client.Do(req)
 	if err != nil {
 		return "", fmt.Errorf("custos-sts: %w", err)
@@ -130,6 +136,10 @@ type MCPUpstream struct {
 	Drift *DriftChecks
 	// Clock is the real clock when nil.
 	Clock clock.PassiveClock
+	// Tracing makes the spans of the calls upstream and of the token
+	// exchanges (the global provider when nil); the call's trace context
+	// goes upstream in its _meta and its HTTP headers.
+	Tracing trace.TracerProvider
 	// MaxLinks bounds the exchanged tokens and sessions kept
 	// (DefaultMaxLinks when 0); IdleFor closes those unused for that
 	// long (DefaultLinkIdle when 0).
@@ -179,6 +189,19 @@ type link struct {
 // the schema counts against its breaker; the tool's own error (isError),
 // a JSON-RPC error the server answers with, and a drifted tool do not.
 func (u *MCPUpstream) Call(ctx context.Context, caller *sts.Claims, token string, tool *Tool, args json.RawMessage) (*mcp.CallToolResult, *Refusal) {
+	ctx, span := tracing.Tracer(u.Tracing, tracerName).Start(ctx, "upstream tools/call "+tool.Spec.Name, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String(attrMCPMethod, "tools/call"), attribute.String(attrTool, tool.Spec.Name),
+			attribute.String(attrToolset, tool.Toolset.String()), attribute.String("server.address", tool.Endpoint)))
+	defer span.End()
+	res, refused := u.linkAndCall(ctx, caller, token, tool, args)
+	if refused != nil {
+		span.SetAttributes(attribute.String(attrReason, refused.Reason))
+		span.SetStatus(codes.Error, refused.Reason)
+	}
+	return res, refused
+}
+
+func (u *MCPUpstream) linkAndCall(ctx context.Context, caller *sts.Claims, token string, tool *Tool, args json.RawMessage) (*mcp.CallToolResult, *Refusal) {
 	l, err := u.link(ctx, caller, token, tool)
 	if err != nil {
 		return nil, &Refusal{Reason: ReasonTokenExchange, Message: fmt.Sprintf("tool %s: %v", tool.Name, err)}
@@ -262,7 +285,13 @@ func (u *MCPUpstream) link(ctx context.Context, caller *sts.Claims, token string
 	u.mu.Unlock()
 
 	if created {
-		l.token, l.err = u.Tokens.ExchangeForToolset(ctx, caller.Tenant, token, resource)
+		xctx, span := tracing.Tracer(u.Tracing, tracerName).Start(ctx, "token exchange", trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithAttributes(attribute.String(attrToolset, tool.Toolset.String())))
+		l.token, l.err = u.Tokens.ExchangeForToolset(xctx, caller.Tenant, token, resource)
+		if l.err != nil {
+			span.SetStatus(codes.Error, l.err.Error())
+		}
+		span.End()
 		l.expires = keepUntil(l.token, caller, now)
 		close(l.ready)
 	}
@@ -381,7 +410,7 @@ func (u *MCPUpstream) session(ctx context.Context, l *link, tool *Tool) (*mcp.Cl
 	}
 	client := mcp.NewClient(&mcp.Implementation{Name: "custos-gateway"}, nil)
 	s, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: tool.Endpoint, DisableStandaloneSSE: true, MaxRetries: -1,
-		HTTPClient: &http.Client{Transport: bearer{token: l.token, next: transportOf(u.Client)}}}, nil)
+		HTTPClient: &http.Client{Transport: bearer{token: l.token, next: tracing.Transport(transportOf(u.Client))}}}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -424,7 +453,11 @@ func (u *MCPUpstream) call(ctx context.Context, l *link, tool *Tool, args json.R
 	// An answer cut off for its size mid-body reaches the SDK's caller as
 	// some other error; the watch tells it apart.
 	ctx, tooLarge := WatchBodyLimit(ctx)
-	res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: tool.Spec.Name, Arguments: args})
+	// The trace goes on upstream: the call's _meta carries it (MCP's
+	// place for it), as its HTTP request's headers do.
+	meta := mcp.Meta{}
+	tracing.ToMeta(ctx, meta)
+	res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: tool.Spec.Name, Arguments: args, Meta: meta})
 	if e := tooLarge(); e != nil {
 		err = e
 	}

@@ -17,10 +17,12 @@ limitations under the License.
 // Package policy owns the policy-as-code checks of a DataBoundary: it
 // compiles each check's kyverno-json assertion tree once, and evaluates the
 // compiled checks against an admission payload
-// {agent, namespace, boundary, request, time}. Evaluation is pure: it reads
-// nothing but the payload (no clock, no network, no files), so the webhook
-// reaches the same verdict for the same request, and fails closed when a
-// check cannot be evaluated.
+// {agent, namespace, boundary, request, time} (spec.checks, at admission of
+// Agents) or a call payload {agent, person, chain, tool, arguments, recent,
+// time} (spec.callChecks, at custos-gateway on every tool call). Evaluation
+// is pure: it reads nothing but the payload (no clock, no network, no
+// files), so the same request always gets the same verdict, and fails
+// closed when a check cannot be evaluated.
 //
 // Assertion trees follow kyverno-json
 // (https://kyverno.github.io/kyverno-json/latest/policies/asserts/):

@@ -60,7 +60,7 @@ type RequestInfo struct {
 	Operation string   `json:"operation"`
 }
 
-// TimeInfo is the admission time in UTC.
+// TimeInfo is the time of the admission or of the call, in UTC.
 type TimeInfo struct {
 	// Now is RFC 3339, such as 2026-03-02T14:05:00Z.
 	Now string `json:"now"`
@@ -68,6 +68,20 @@ type TimeInfo struct {
 	Hour int `json:"hour"`
 	// Weekday is Monday, Tuesday, ...
 	Weekday string `json:"weekday"`
+}
+
+// NewTimeInfo is now as checks see it, in UTC.
+func NewTimeInfo(now time.Time) TimeInfo {
+	now = now.UTC()
+	return TimeInfo{Now: now.Format(time.RFC3339), Hour: now.Hour(), Weekday: now.Weekday().String()}
+}
+
+func (t TimeInfo) value() map[string]any {
+	return map[string]any{
+		"now":     t.Now,
+		"hour":    float64(t.Hour),
+		"weekday": t.Weekday,
+	}
 }
 
 // NewPayload builds the payload for an admission request. agent, ns and b may
@@ -84,8 +98,7 @@ func NewPayload(agent *custosv1alpha1.Agent, ns *corev1.Namespace, b *custosv1al
 			Operation: operation,
 		},
 	}
-	now = now.UTC()
-	p.Time = TimeInfo{Now: now.Format(time.RFC3339), Hour: now.Hour(), Weekday: now.Weekday().String()}
+	p.Time = NewTimeInfo(now)
 
 	if agent != nil {
 		m, err := objectJSON(agent)
@@ -136,10 +149,7 @@ func (p Payload) value() map[string]any {
 	for k, v := range p.Namespace.Labels {
 		labels[k] = v
 	}
-	groups := make([]any, 0, len(p.Request.Groups))
-	for _, g := range p.Request.Groups {
-		groups = append(groups, g)
-	}
+	groups := stringList(p.Request.Groups)
 	return map[string]any{
 		"agent": jsonObject(p.Agent),
 		"namespace": map[string]any{
@@ -152,12 +162,17 @@ func (p Payload) value() map[string]any {
 			"groups":    groups,
 			"operation": p.Request.Operation,
 		},
-		"time": map[string]any{
-			"now":     p.Time.Now,
-			"hour":    float64(p.Time.Hour),
-			"weekday": p.Time.Weekday,
-		},
+		"time": p.Time.value(),
 	}
+}
+
+// stringList is ss as JSON decodes a list of strings: never null.
+func stringList(ss []string) []any {
+	out := make([]any, 0, len(ss))
+	for _, s := range ss {
+		out = append(out, s)
+	}
+	return out
 }
 
 // jsonObject makes a nil map a JSON null: a typed nil map inside an any would

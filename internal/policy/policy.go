@@ -41,7 +41,8 @@ const (
 )
 
 // Set is a DataBoundary's checks, compiled. It is immutable and safe for
-// concurrent use, so the webhook may cache it per DataBoundary generation.
+// concurrent use, so the webhook and custos-gateway may cache it per
+// DataBoundary generation.
 type Set struct {
 	checks []compiledCheck
 }
@@ -60,21 +61,27 @@ func (s *Set) Len() int {
 	return len(s.checks)
 }
 
-// Compile parses every check's assertion tree once. (The engine of this
+// Compile compiles a DataBoundary's admission checks, spec.checks: CompileAt
+// at that path.
+func Compile(checks []custosv1alpha1.PolicyCheck) (*Set, field.ErrorList) {
+	return CompileAt(field.NewPath("spec", "checks"), checks)
+}
+
+// CompileAt parses every check's assertion tree once. (The engine of this
 // kyverno-json version keeps no compiled form of the JMESPath expressions in
 // a tree: it parses them again on every evaluation. Compile parses them here
 // only to refuse broken ones early.) An assertion tree must
 // be a non-empty JSON object, and every JMESPath expression in it must parse
 // and call only functions checks may use: a check that could never pass
 // would deny every request of the tenant, so it is refused when the
-// DataBoundary is written. Errors name the check; the set is nil when there
-// are any.
-func Compile(checks []custosv1alpha1.PolicyCheck) (*Set, field.ErrorList) {
+// DataBoundary is written. Errors name the check, at path (spec.checks or
+// spec.callChecks); the set is nil when there are any.
+func CompileAt(path *field.Path, checks []custosv1alpha1.PolicyCheck) (*Set, field.ErrorList) {
 	var errs field.ErrorList
 	set := &Set{checks: make([]compiledCheck, 0, len(checks))}
 	seen := make(map[string]bool, len(checks))
 	for i, c := range checks {
-		at := field.NewPath("spec", "checks").Index(i)
+		at := path.Index(i)
 		if seen[c.Name] {
 			errs = append(errs, field.Duplicate(at.Child("name"), c.Name))
 		}
@@ -127,28 +134,51 @@ func decodeTree(c custosv1alpha1.PolicyCheck) (map[string]any, error) {
 	return m, nil
 }
 
-// Evaluate runs every check against p and returns one field.Forbidden at
-// `at` per failed check, in check order. A check that cannot be evaluated
-// (an expression that errors on this payload, a cancelled context) counts as
-// failed, with its error in the message: admission fails closed.
+// Evaluate runs every check against an admission payload and returns one
+// field.Forbidden at `at` per failed check, in check order: the Failures of
+// Check, as admission reports them.
 func (s *Set) Evaluate(ctx context.Context, p Payload, boundaryName string, at *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	for _, f := range s.Check(ctx, p, boundaryName) {
+		errs = append(errs, field.Forbidden(at, f.Message))
+	}
+	return errs
+}
+
+// Input is what checks run against: an admission Payload or a CallPayload.
+type Input interface {
+	value() map[string]any
+}
+
+// Failure is a check that failed: its name, and the denial that says so,
+// DataBoundary "<b>" check "<name>" failed: <message>: <failures>.
+type Failure struct {
+	Check   string
+	Message string
+}
+
+// Check runs every check against in and returns the failed ones, in check
+// order. A check that cannot be evaluated (an expression that errors on this
+// payload, a cancelled context) counts as failed, with its error in the
+// message: whoever asks fails closed.
+func (s *Set) Check(ctx context.Context, in Input, boundaryName string) []Failure {
 	if s.Len() == 0 {
 		return nil
 	}
-	value := p.value()
+	value := in.value()
 	// $payload lets an expression deep in the tree reach the rest of the
 	// payload, as kyverno-json binds it for its own policies.
 	bindings := binding.NewBindings().Register("$payload", binding.NewBinding(value))
 
-	var errs field.ErrorList
+	var out []Failure
 	for _, c := range s.checks {
 		failures, err := c.run(ctx, value, bindings)
 		if err == nil && len(failures) == 0 {
 			continue
 		}
-		errs = append(errs, field.Forbidden(at, c.denial(boundaryName, failures, err)))
+		out = append(out, Failure{Check: c.name, Message: c.denial(boundaryName, failures, err)})
 	}
-	return errs
+	return out
 }
 
 // run evaluates one check. The engine walks the tree's maps in Go's random

@@ -25,9 +25,11 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"k8s.io/utils/clock"
 
 	"github.com/custos-dev/custos/internal/audit"
+	"github.com/custos-dev/custos/internal/tracing"
 )
 
 // DefaultTTL is how long an exchanged token lives unless the parent
@@ -163,6 +165,9 @@ type Service struct {
 	Clock       clock.PassiveClock
 	// TTL of exchanged tokens; DefaultTTL when 0.
 	TTL time.Duration
+	// Tracing makes the token endpoint's spans (the global provider when
+	// nil); a record carries its span's trace ID.
+	Tracing trace.TracerProvider
 }
 
 var _ Exchanger = (*Service)(nil)
@@ -411,6 +416,7 @@ func (s *Service) record(ctx context.Context, tenant string, req *ExchangeReques
 		Actor:   audit.Actor{Kind: audit.ActorController, Name: "custos-sts"},
 		Subject: audit.Subject{Kind: "Agent", Tenant: tenant},
 		Details: map[string]string{"target": req.Target()},
+		TraceID: tracing.TraceID(ctx),
 	}
 	if actor != nil {
 		e.Subject.Namespace, e.Subject.Name, e.Subject.UID = actor.Namespace, actor.Name, actor.UID

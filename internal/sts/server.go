@@ -20,6 +20,11 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+
+	"github.com/custos-dev/custos/internal/tracing"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Handler serves custos-sts's endpoints for every tenant of svc, below
@@ -62,16 +67,24 @@ func (s *Service) serveJWKS(w http.ResponseWriter, r *http.Request) {
 // serveToken is the token endpoint: RFC 8693 exchange only.
 func (s *Service) serveToken(w http.ResponseWriter, r *http.Request) {
 	tenant := r.PathValue("tenant")
+	// The exchange is a span of its caller's trace (the traceparent
+	// header), and its record carries the trace ID.
+	ctx, span := tracing.Tracer(s.Tracing, "custos.dev/sts").Start(tracing.FromHeaders(r.Context(), r.Header), "token exchange",
+		trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attribute.String("custos.tenant", tenant)))
+	defer span.End()
 	req, perr := ParseExchangeRequest(w, r)
 	if perr != nil {
 		if perr.Status == http.StatusMethodNotAllowed {
 			w.Header().Set("Allow", http.MethodPost)
 		}
+		span.SetStatus(codes.Error, perr.Code)
 		WriteError(w, perr)
 		return
 	}
-	resp, err := s.Exchange(r.Context(), tenant, req)
+	span.SetAttributes(attribute.String("custos.target", req.Target()))
+	resp, err := s.Exchange(ctx, tenant, req)
 	if err != nil {
+		span.SetStatus(codes.Error, err.Code)
 		WriteError(w, err)
 		return
 	}

@@ -19,6 +19,7 @@ package webhook
 import (
 	"context"
 
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
@@ -28,8 +29,9 @@ import (
 // +kubebuilder:webhook:path=/validate-custos-dev-v1alpha1-databoundary,mutating=false,failurePolicy=fail,sideEffects=None,groups=custos.dev,resources=databoundaries,verbs=create;update,versions=v1alpha1,name=databoundaries.custos.dev,serviceName=webhook,serviceNamespace=custos-system,admissionReviewVersions=v1,matchPolicy=Equivalent,timeoutSeconds=5
 
 // DataBoundaryValidator refuses a DataBoundary whose policy-as-code checks
-// do not compile, so that a typo fails when the platform team applies it,
-// not on every agent of the tenant afterwards.
+// (spec.checks, spec.callChecks) do not compile, so that a typo fails when
+// the platform team applies it, not on every agent or tool call of the
+// tenant afterwards.
 type DataBoundaryValidator struct{}
 
 var _ admission.Validator[*custosv1alpha1.DataBoundary] = &DataBoundaryValidator{}
@@ -54,5 +56,6 @@ func (v *DataBoundaryValidator) ValidateDelete(context.Context, *custosv1alpha1.
 
 func (v *DataBoundaryValidator) validate(b *custosv1alpha1.DataBoundary) error {
 	_, errs := policy.Compile(b.Spec.Checks)
-	return invalid(dataBoundaryKind, b.Name, errs)
+	_, callErrs := policy.CompileAt(field.NewPath("spec", "callChecks"), b.Spec.CallChecks)
+	return invalid(dataBoundaryKind, b.Name, append(errs, callErrs...))
 }

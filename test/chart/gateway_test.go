@@ -147,11 +147,12 @@ func TestGateway(t *testing.T) {
 	g.Expect(names(render(t, namespace, append(gatewayOn, "gateway.replicaCount=1")...).ofKind("PodDisruptionBudget"))).
 		NotTo(ContainElement("custos-gateway"), "minAvailable 1 of 1 replica would block every node drain")
 
-	// RBAC: Agents and Toolsets cluster-wide, the revocation lists in the
-	// release namespace; no Secrets, no pods, no TokenReviews.
+	// RBAC: Agents, Toolsets and DataBoundaries (their callChecks)
+	// cluster-wide, the revocation lists in the release namespace; no
+	// Secrets, no pods, no TokenReviews.
 	cr := into[rbacv1.ClusterRole](t, m.find(t, "ClusterRole", "custos-gateway"))
 	g.Expect(cr.Rules).To(ConsistOf(
-		rbacv1.PolicyRule{APIGroups: []string{"custos.dev"}, Resources: []string{"agents", "toolsets"}, Verbs: []string{"get", "list", "watch"}},
+		rbacv1.PolicyRule{APIGroups: []string{"custos.dev"}, Resources: []string{"agents", "toolsets", "databoundaries"}, Verbs: []string{"get", "list", "watch"}},
 		rbacv1.PolicyRule{APIGroups: []string{"custos.dev"}, Resources: []string{"toolsets/status"}, Verbs: []string{"patch"}},
 	), "nothing it does not read")
 	role := into[rbacv1.Role](t, m.find(t, "Role", "custos-gateway"))

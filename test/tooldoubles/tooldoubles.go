@@ -34,6 +34,7 @@ package tooldoubles
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
@@ -149,6 +150,11 @@ type Options struct {
 	// Server.CertPool trust it.
 	TLS bool
 
+	// Certificate, with TLS, is served instead of httptest's: one of a CA
+	// its clients already trust (make dev's), naming the host they call.
+	// Server.CertPool then holds its leaf.
+	Certificate *tls.Certificate
+
 	// Behaviour is how the server answers from the start (Honest unless
 	// set); SetBehaviour changes it.
 	Behaviour Behaviour
@@ -230,6 +236,9 @@ func Serve(addr string, o Options) (*Server, error) {
 	// as long as its client waits.
 	srv := &httptest.Server{Listener: l, Config: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}}
 	if o.TLS {
+		if o.Certificate != nil {
+			srv.TLS = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{*o.Certificate}}
+		}
 		srv.StartTLS()
 	} else {
 		srv.Start()
@@ -252,6 +261,15 @@ func (s *Server) Seen() []any {
 // the tool then answered: not those refused 401 or 503, nor calls of a
 // tool the server does not have.
 func (s *Server) Calls() int { return int(s.h.calls.Load()) }
+
+// TraceParents are the W3C traceparents the tools/calls that reached a
+// tool carried in their _meta ("" for one that carried none), in order:
+// what a tool server continues its caller's trace with.
+func (s *Server) TraceParents() []string {
+	s.h.mu.Lock()
+	defer s.h.mu.Unlock()
+	return slices.Clone(s.h.traces)
+}
 
 // Stalled is the number of calls Stall is holding now: a client that gives
 // up on a call lets go of it, so it falls back to 0.
@@ -299,8 +317,9 @@ type handler struct {
 	calls   atomic.Int64
 	stalled atomic.Int64
 
-	mu   sync.Mutex
-	seen []any
+	mu     sync.Mutex
+	seen   []any
+	traces []string
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -513,6 +532,10 @@ func writeHuge(w http.ResponseWriter, id json.RawMessage) {
 func (h *handler) call(t *Tool) mcp.ToolHandler {
 	return func(_ context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		h.calls.Add(1)
+		traceparent, _ := req.Params.Meta["traceparent"].(string)
+		h.mu.Lock()
+		h.traces = append(h.traces, traceparent)
+		h.mu.Unlock()
 		args := map[string]any{}
 		if raw := req.Params.Arguments; len(raw) > 0 && string(raw) != "null" {
 			if err := json.Unmarshal(raw, &args); err != nil {

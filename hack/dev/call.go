@@ -1,0 +1,269 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/custos-dev/custos/internal/identity"
+	"github.com/custos-dev/custos/internal/sts"
+)
+
+// The call command: `custos-dev call TOOL ARGUMENTS < TOKEN` does what the
+// sample agent does to call a tool for a person (docs/sts.md, "Who calls
+// whom", steps 1 and 2): it exchanges the person's token, with its pod's
+// ServiceAccount token as the actor token, at custos-sts for a token for
+// the tenant's gateway, and calls the tool through custos-gateway with it
+// (MCP tools/call, a W3C traceparent in _meta). The gateway does the rest:
+// it checks the call, exchanges the token for one for the Toolset alone
+// and calls the tool server with that.
+
+// The sample agent, and the call make dev suggests.
+const (
+	sampleAgent         = "finance-agents/invoice-reconciler"
+	sampleCallTool      = "ledger-readonly.get_invoice"
+	sampleCallArguments = `{"invoiceNumber":"INV-000001"}`
+)
+
+func callMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("call", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	stateDir := fs.String("state-dir", ".dev", "make dev's state directory, which holds kubeconfig, "+stsIssuerFileName+" and "+gatewayURLFileName+".")
+	agent := fs.String("agent", sampleAgent, "The agent that calls, as namespace/name: a token of its pod is the actor token.")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: %s call [flags] TOOL [ARGUMENTS] < PERSON-TOKEN\n\n"+
+			"Calls TOOL (<toolset>.<tool>) with ARGUMENTS (a JSON object) through make dev's custos-gateway, as the agent, for the\n"+
+			"person whose token (custos-dev login) is on standard input, and prints the result.\n\n", filepath.Base(os.Args[0]))
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	ns, name, ok := strings.Cut(*agent, "/")
+	if fs.NArg() < 1 || fs.NArg() > 2 || !ok {
+		fs.Usage()
+		return 2
+	}
+	arguments := json.RawMessage("{}")
+	if fs.NArg() == 2 {
+		arguments = json.RawMessage(fs.Arg(1))
+	}
+	if err := json.Unmarshal(arguments, new(map[string]any)); err != nil {
+		fmt.Fprintf(stderr, "custos-dev call: ARGUMENTS is not a JSON object: %v\n", err)
+		return 2
+	}
+	in, err := io.ReadAll(io.LimitReader(stdin, 1<<20))
+	if err != nil {
+		fmt.Fprintf(stderr, "custos-dev call: %v\n", err)
+		return 1
+	}
+	person := strings.TrimSpace(string(in))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := call(ctx, *stateDir, ns, name, person, fs.Arg(0), arguments, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "custos-dev call: %v\n", err)
+		return 1
+	}
+	if res.StructuredContent != nil {
+		out, _ := json.MarshalIndent(res.StructuredContent, "", "  ")
+		fmt.Fprintln(stdout, string(out))
+	} else {
+		for _, c := range res.Content {
+			if text, ok := c.(*mcp.TextContent); ok {
+				fmt.Fprintln(stdout, text.Text)
+			}
+		}
+	}
+	if res.IsError {
+		fmt.Fprintln(stderr, "custos-dev call: an error result (isError): the gateway refused the call, or the tool failed")
+		return 1
+	}
+	return 0
+}
+
+// call makes the call, saying on log what it does.
+func call(ctx context.Context, stateDir, ns, name, person, tool string, arguments json.RawMessage, log io.Writer) (*mcp.CallToolResult, error) {
+	issuer, err := readStateFile(stateDir, stsIssuerFileName)
+	if err != nil {
+		return nil, err
+	}
+	endpoint, err := readStateFile(stateDir, gatewayURLFileName)
+	if err != nil {
+		return nil, err
+	}
+	_, tenant, _ := strings.Cut(issuer, "/tenants/")
+	https, err := caClient(filepath.Join(stateDir, tlsDirName, caFileName))
+	if err != nil {
+		return nil, err
+	}
+
+	// 1. The agent's token for the gateway: the person's token, and the
+	// agent pod's ServiceAccount token as the actor token, at custos-sts.
+	actor, pod, err := agentPodToken(ctx, filepath.Join(stateDir, "kubeconfig"), ns, name)
+	if err != nil {
+		return nil, err
+	}
+	token, err := exchange(ctx, https, issuer+"/token", url.Values{
+		"grant_type":    {"urn:ietf:params:oauth:grant-type:token-exchange"},
+		"subject_token": {person}, "subject_token_type": {"urn:ietf:params:oauth:token-type:id_token"},
+		"actor_token": {actor}, "actor_token_type": {"urn:ietf:params:oauth:token-type:jwt"},
+		"resource": {sts.GatewayAudience(tenant)},
+	})
+	if err != nil {
+		return nil, err
+	}
+	var claims sts.Claims
+	if err := decodeJWT(token, &claims); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(log, "custos-dev call: %s's token and pod %s/%s's exchanged at custos-sts for one for %s (scope %s)\n",
+		claims.Subject, ns, pod, claims.Audience, claims.Scope)
+
+	// 2. The call, with that token, through the gateway; the trace ID is
+	// the call's in the gateway's audit record.
+	traceID, spanID := make([]byte, 16), make([]byte, 8)
+	_, _ = rand.Read(traceID)
+	_, _ = rand.Read(spanID)
+	traceparent := "00-" + hex.EncodeToString(traceID) + "-" + hex.EncodeToString(spanID) + "-01"
+	fmt.Fprintf(log, "custos-dev call: %s at %s, trace ID %s\n", tool, endpoint, hex.EncodeToString(traceID))
+	client := mcp.NewClient(&mcp.Implementation{Name: "custos-dev", Version: "v0.0.0"}, nil)
+	session, err := client.Connect(ctx, &mcp.StreamableClientTransport{
+		Endpoint: endpoint, HTTPClient: &http.Client{Transport: bearer{token, https.Transport}},
+		DisableStandaloneSSE: true, MaxRetries: -1,
+	}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the gateway: %w", err)
+	}
+	defer session.Close()
+	return session.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: arguments, Meta: mcp.Meta{"traceparent": traceparent}})
+}
+
+// agentPodToken is a ServiceAccount token of a pod of agent ns/name, for
+// custos-sts and bound to the pod, as the pod's projected token is; and
+// the pod's name. Only Custos, or a cluster admin as make dev's kubeconfig
+// is, may mint one.
+func agentPodToken(ctx context.Context, kubeconfig, ns, name string) (token, pod string, err error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return "", "", err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return "", "", err
+	}
+	pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "custos.dev/agent=" + name})
+	if err != nil {
+		return "", "", err
+	}
+	if len(pods.Items) == 0 {
+		return "", "", fmt.Errorf("agent %s/%s has no pod", ns, name)
+	}
+	p := pods.Items[0]
+	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, identity.ServiceAccountName(name), &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{
+			Audiences: []string{"custos-sts"}, ExpirationSeconds: new(int64(600)),
+			BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: p.Name, UID: p.UID},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return "", "", err
+	}
+	return tr.Status.Token, p.Name, nil
+}
+
+// exchange posts an RFC 8693 token exchange and returns the access token.
+func exchange(ctx context.Context, c *http.Client, endpoint string, form url.Values) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		AccessToken string `json:"access_token"`
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&body); err != nil {
+		return "", fmt.Errorf("custos-sts: %s: %w", resp.Status, err)
+	}
+	if resp.StatusCode != http.StatusOK || body.AccessToken == "" {
+		return "", fmt.Errorf("custos-sts refused the exchange: %s: %s", body.Error, body.Description)
+	}
+	return body.AccessToken, nil
+}
+
+// bearer presents a bearer token on every request.
+type bearer struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.next.RoundTrip(r)
+}
+
+// caClient is an HTTP client trusting the CA in caFile alone.
+func caClient(caFile string) (*http.Client, error) {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no certificate", caFile)
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}, Proxy: nil}}, nil
+}
+
+// readStateFile reads one line make dev wrote into stateDir.
+func readStateFile(stateDir, name string) (string, error) {
+	data, err := os.ReadFile(filepath.Join(stateDir, name))
+	if errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("%s is not there: is make dev running (and is this the repository's root)?", filepath.Join(stateDir, name))
+	}
+	return strings.TrimSpace(string(data)), err
+}
