@@ -56,6 +56,12 @@ func TestGatewayExchangeOnTheCluster(t *testing.T) {
 	}
 	gatewayPod, otherPod := podOf("custos-gateway"), podOf("custos-sts")
 	gatewayToken, otherToken := podToken(t, gatewayPod, audience), podToken(t, otherPod, audience)
+	// What a namespace edit user of the tenant can make: a ServiceAccount
+	// named as the gateway's, in the tenant's namespace, and a pod of it.
+	fixtures.Create(t, k8sClient, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "custos-gateway", Namespace: ns}})
+	lookalikePod := fixtures.Create(t, k8sClient, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "custos-gateway-0", Namespace: ns},
+		Spec: corev1.PodSpec{ServiceAccountName: "custos-gateway", Containers: []corev1.Container{{Name: "c", Image: fixtures.Image}}}})
+	lookalikeToken := podToken(t, lookalikePod, audience)
 
 	w.actors.Gateway = types.NamespacedName{Namespace: system, Name: "custos-gateway"}
 	exchange := func(subject, actor, target string) (*sts.TokenResponse, *sts.Error) {
@@ -90,10 +96,11 @@ func TestGatewayExchangeOnTheCluster(t *testing.T) {
 	for name, tc := range map[string]struct {
 		subject, actor, target, says string
 	}{
-		"another ServiceAccount of the gateway's namespace": {t1.AccessToken, otherToken, ledger, "is no agent's"},
-		"a Toolset that is not the agent's":                 {t1.AccessToken, gatewayToken, ToolsetResource(ns, "crm"), "none of agent " + ns + "/invoice's Toolsets"},
-		"the agent with its token for the gateway":          {t1.AccessToken, invoiceToken, ledger, "WrongAudience"},
-		"the gateway with the person's own token":           {person, gatewayToken, ledger, "with no agent acting"},
+		"another ServiceAccount of the gateway's namespace":               {t1.AccessToken, otherToken, ledger, "is no agent's"},
+		"a ServiceAccount named custos-gateway in the tenant's namespace": {t1.AccessToken, lookalikeToken, ledger, "is no agent's"},
+		"a Toolset that is not the agent's":                               {t1.AccessToken, gatewayToken, ToolsetResource(ns, "crm"), "none of agent " + ns + "/invoice's Toolsets"},
+		"the agent with its token for the gateway":                        {t1.AccessToken, invoiceToken, ledger, "WrongAudience"},
+		"the gateway with the person's own token":                         {person, gatewayToken, ledger, "with no agent acting"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if _, serr := exchange(tc.subject, tc.actor, tc.target); serr == nil || !strings.Contains(serr.Description, tc.says) {
