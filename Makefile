@@ -24,9 +24,9 @@ GENERATED := api config charts/custos/crds charts/custos/files
 
 # The packages whose tests start no control plane: make test runs them with
 # the race detector. Every other package runs against a real API server.
-UNIT_PKGS := ./api/... ./cmd/custos-audit/... ./cmd/manager/... ./internal/audit/... ./internal/boundary/... \
+UNIT_PKGS := ./api/... ./cmd/custos-audit/... ./cmd/custos-gateway/... ./cmd/manager/... ./internal/audit/... ./internal/boundary/... \
 	./internal/gateway/... ./internal/identity/... ./internal/imageverify/... ./internal/netpol/... \
-	./internal/policy/... ./internal/sts ./internal/toolschema/... ./internal/webhook/... \
+	./internal/policy/... ./internal/sts ./internal/toolschema/... ./internal/tracing/... ./internal/webhook/... \
 	./internal/workload/... ./test/fixtures/... ./test/imagetest/... ./test/leasedoubles/...
 
 .PHONY: dev
