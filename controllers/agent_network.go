@@ -34,7 +34,9 @@ import (
 )
 
 // reconcileNetwork applies the agent's NetworkPolicy (NetworkIsolated):
-// deny-all unless the agent is active, then DNS and its Toolsets only.
+// deny-all unless the agent is active, then DNS and its Toolsets only, or,
+// in gateway mode, DNS, custos-gateway and custos-sts only. custos-sts is
+// reachable whenever it is configured: agents get their tokens there.
 func (r *AgentReconciler) reconcileNetwork(ctx context.Context, s *agentScope) stepResult {
 	agent := s.agent
 	name := childName(agent)
@@ -46,8 +48,17 @@ func (r *AgentReconciler) reconcileNetwork(ctx context.Context, s *agentScope) s
 		return stepResult{}
 	}
 	var egress *netpol.Egress
-	if s.active() {
+	switch {
+	case !s.active():
+	case r.Gateway != nil:
+		// Every tool call goes through the gateway: no Toolset's endpoint
+		// is reachable from the agent itself.
+		egress = &netpol.Egress{InCluster: []netpol.InClusterPeer{*r.Gateway, *r.STS}}
+	default:
 		egress = &netpol.Egress{}
+		if r.STS != nil {
+			egress.InCluster = append(egress.InCluster, *r.STS)
+		}
 		for _, g := range s.inputs.Toolsets {
 			switch ep := g.Toolset.Spec.Endpoint; {
 			case ep.InCluster != nil:
@@ -84,12 +95,21 @@ func (r *AgentReconciler) reconcileNetwork(ctx context.Context, s *agentScope) s
 		s.observe(custosv1alpha1.NetworkIsolatedCondition, metav1.ConditionFalse, custosv1alpha1.NetworkPolicyWidenedReason,
 			"NetworkPolicy %s also select(s) the agent's pods and allow(s) traffic; NetworkPolicies add up, so its network is wider than %s: narrow or remove them",
 			strings.Join(widened, ", "), name)
+	case len(s.inputs.MissingToolsets) > 0 && r.Gateway != nil:
+		s.observe(custosv1alpha1.NetworkIsolatedCondition, metav1.ConditionFalse, custosv1alpha1.DependencyNotFoundReason,
+			"Toolset %s not found; custos-gateway serves none of its tools until it exists", strings.Join(missingToolsets(s.inputs), ", "))
 	case len(s.inputs.MissingToolsets) > 0:
 		s.observe(custosv1alpha1.NetworkIsolatedCondition, metav1.ConditionFalse, custosv1alpha1.DependencyNotFoundReason,
 			"Toolset %s not found; its endpoint stays closed until it exists", strings.Join(missingToolsets(s.inputs), ", "))
 	case egress == nil:
 		s.observe(custosv1alpha1.NetworkIsolatedCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason,
 			"NetworkPolicy %s denies all traffic while the agent is not active", name)
+	case r.Gateway != nil:
+		s.observe(custosv1alpha1.NetworkIsolatedCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason,
+			"NetworkPolicy %s denies all traffic except DNS, custos-gateway and custos-sts: every tool call goes through the gateway", name)
+	case r.STS != nil:
+		s.observe(custosv1alpha1.NetworkIsolatedCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason,
+			"NetworkPolicy %s denies all traffic except DNS, custos-sts and %d Toolset endpoint(s)", name, len(egress.InCluster)-1+len(egress.External))
 	default:
 		s.observe(custosv1alpha1.NetworkIsolatedCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason,
 			"NetworkPolicy %s denies all traffic except DNS and %d Toolset endpoint(s)", name, len(egress.InCluster)+len(egress.External))

@@ -18,6 +18,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -61,6 +62,18 @@ type Options struct {
 
 	// DNS locates the cluster DNS that agents may always reach.
 	DNS netpol.DNS
+
+	// Gateway locates custos-gateway's pods. Set, Custos runs in gateway
+	// mode: an Active agent's egress is DNS, the gateway and custos-sts
+	// only (never its Toolsets' endpoints: every tool call goes through the
+	// gateway), and the pods of each Toolset's in-cluster endpoint admit
+	// the gateway's pods alone. It needs STS. Nil leaves agents egress to
+	// their Toolsets' endpoints.
+	Gateway *netpol.InClusterPeer
+
+	// STS locates custos-sts's pods, where agents exchange tokens: set, an
+	// Active agent may reach them too. Nil when custos-sts does not run.
+	STS *netpol.InClusterPeer
 
 	// Concurrency is how many Agents are reconciled at once.
 	Concurrency int
@@ -120,6 +133,9 @@ func (o *Options) defaults() {
 // sweeper with mgr.
 func SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	opts.defaults()
+	if opts.Gateway != nil && opts.STS == nil {
+		return errors.New("custos-gateway needs custos-sts: agents get their tokens for the gateway from custos-sts, so they must reach it (Options.STS)")
+	}
 	names, err := newNameCache(ctx, mgr)
 	if err != nil {
 		return err
@@ -145,9 +161,11 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts Options) error
 		return err
 	}
 	if err := (&ToolsetReconciler{
-		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder(eventSource),
-	}).SetupWithManager(mgr); err != nil {
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder(eventSource),
+		Gateway:   opts.Gateway,
+	}).SetupWithManager(ctx, mgr); err != nil {
 		return err
 	}
 	if err := (&DataBoundaryReconciler{

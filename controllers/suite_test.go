@@ -162,8 +162,9 @@ func runSuite(m *testing.M) (code int) {
 var stopManager func()
 
 // startManager starts the reconcilers as they run in the manager binary,
-// with a clock the tests move and a short sweep interval.
-func startManager() error {
+// with a clock the tests move and a short sweep interval; opts change the
+// suite's options (testOptions) for this manager.
+func startManager(opts ...func(*Options)) error {
 	mgr, err := ctrl.NewManager(cp.Config, ctrl.Options{
 		Scheme:                 testScheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
@@ -179,7 +180,11 @@ func startManager() error {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := SetupWithManager(ctx, mgr, testOptions()); err != nil {
+	o := testOptions()
+	for _, change := range opts {
+		change(&o)
+	}
+	if err := SetupWithManager(ctx, mgr, o); err != nil {
 		cancel()
 		return err
 	}

@@ -45,7 +45,7 @@ import (
 // reapedTotal counts the objects the sweeper deleted, by kind.
 var reapedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "custos_sweeper_reaped_total",
-	Help: "Objects made by Custos for an Agent that no longer exists (or was replaced or decommissioned), deleted by the sweeper.",
+	Help: "Objects made by Custos for an Agent (or a Toolset) that no longer exists (or was replaced or decommissioned), deleted by the sweeper.",
 }, []string{"kind"})
 
 func init() {
@@ -57,7 +57,9 @@ func init() {
 // the middle of a decommission, or an Agent deleted while Custos was down
 // with its finalizer removed by hand, leaves such objects behind. The
 // sweeper never touches an object Custos did not make: one without
-// Custos's labels and its Agent's controller reference.
+// Custos's labels and its Agent's controller reference. It also reaps the
+// NetworkPolicies of tool servers whose Toolset is gone
+// (sweepToolServerPolicies).
 type Sweeper struct {
 	// APIReader lists and reads around the cache: the sweeper must not
 	// judge an Agent gone because the cache has not seen it yet.
@@ -135,36 +137,46 @@ func (s *Sweeper) Sweep(ctx context.Context) error {
 					return fmt.Errorf("releasing %s %s: %w", k.kind, klog.KObj(obj), err)
 				}
 			}
-			if !obj.GetDeletionTimestamp().IsZero() {
-				continue
+			if err := s.reap(ctx, k.kind, obj, why, k.removed); err != nil {
+				return err
 			}
-			// The preconditions make the delete fail if the object changed
-			// since it was judged, say because a new Agent of the same
-			// name took it over in between.
-			uid, rv := obj.GetUID(), obj.GetResourceVersion()
-			err = s.Client.Delete(ctx, obj,
-				client.Preconditions{UID: &uid, ResourceVersion: &rv},
-				client.PropagationPolicy(metav1.DeletePropagationBackground))
-			if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("deleting %s %s: %w", k.kind, klog.KObj(obj), err)
-			}
-			reapedTotal.WithLabelValues(k.kind).Inc()
-			msg := fmt.Sprintf("Reaped %s %s: %s", k.kind, klog.KObj(obj), why)
-			ctrl.LoggerFrom(ctx).Info(msg, "kind", k.kind, "object", klog.KObj(obj))
-			s.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "Reaped", "Sweep", "%s", msg)
-			auditByController(ctx, s.Audit, audit.Event{
-				Subject:  subjectOf(obj, k.kind),
-				Action:   audit.ActionSweeperReaped,
-				Decision: audit.DecisionInfo,
-				Reason:   msg,
-				Policy:   "sweeper",
-				Details:  map[string]string{"kind": k.kind, "name": obj.GetName(), "action": k.removed},
-			})
 		}
 	}
+	// What Custos keeps for Toolsets' tool servers (gateway mode).
+	return s.sweepToolServerPolicies(ctx)
+}
+
+// reap deletes obj, of kind, a zombie for the reason why, and puts it on
+// the record; removed is the audit action of deleting one.
+func (s *Sweeper) reap(ctx context.Context, kind string, obj client.Object, why, removed string) error {
+	if !obj.GetDeletionTimestamp().IsZero() {
+		return nil
+	}
+	// The preconditions make the delete fail if the object changed
+	// since it was judged, say because a new Agent of the same
+	// name took it over in between.
+	uid, rv := obj.GetUID(), obj.GetResourceVersion()
+	err := s.Client.Delete(ctx, obj,
+		client.Preconditions{UID: &uid, ResourceVersion: &rv},
+		client.PropagationPolicy(metav1.DeletePropagationBackground))
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("deleting %s %s: %w", kind, klog.KObj(obj), err)
+	}
+	reapedTotal.WithLabelValues(kind).Inc()
+	msg := fmt.Sprintf("Reaped %s %s: %s", kind, klog.KObj(obj), why)
+	ctrl.LoggerFrom(ctx).Info(msg, "kind", kind, "object", klog.KObj(obj))
+	s.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "Reaped", "Sweep", "%s", msg)
+	auditByController(ctx, s.Audit, audit.Event{
+		Subject:  subjectOf(obj, kind),
+		Action:   audit.ActionSweeperReaped,
+		Decision: audit.DecisionInfo,
+		Reason:   msg,
+		Policy:   "sweeper",
+		Details:  map[string]string{"kind": kind, "name": obj.GetName(), "action": removed},
+	})
 	return nil
 }
 

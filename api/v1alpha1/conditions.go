@@ -51,6 +51,17 @@ const (
 	// sweeper release it once the agent's pods are gone.
 	NetworkPolicyFinalizer = "custos.dev/network-isolation"
 
+	// ToolsetUIDLabel carries, on a NetworkPolicy Custos made for a
+	// Toolset's tool server, the UID of that Toolset: a policy left behind
+	// by a deleted Toolset of the same name is told apart from its
+	// successor's, and the sweeper reaps it.
+	ToolsetUIDLabel = "custos.dev/toolset-uid"
+
+	// ToolsetAnnotation names, on a NetworkPolicy Custos made for a
+	// Toolset's tool server, that Toolset as <namespace>/<name> (a Toolset's
+	// name can be longer than a label value).
+	ToolsetAnnotation = "custos.dev/toolset"
+
 	// CredentialLabel names, on a lease Secret, the credential of
 	// spec.credentials whose material it holds.
 	CredentialLabel = "custos.dev/credential"
@@ -103,6 +114,9 @@ const (
 	// NetworkIsolatedCondition is True when the Agent's NetworkPolicy denies
 	// all traffic except DNS and egress to its Toolsets' endpoints allowed by
 	// the DataBoundary (or denies everything while the Agent is not Active).
+	// With custos-gateway (the manager's --gateway-* flags) the egress is
+	// DNS, custos-gateway and custos-sts only: every tool call goes through
+	// the gateway. It is a condition of Toolsets too (below).
 	NetworkIsolatedCondition = "NetworkIsolated"
 
 	// CredentialsIssuedCondition is True when every credential in
@@ -120,6 +134,14 @@ const (
 	// SchemasValidCondition is True when every tool's input and output JSON
 	// Schema compiles.
 	SchemasValidCondition = "SchemasValid"
+
+	// NetworkIsolatedCondition (the Agent's condition type, above) is, on a
+	// Toolset with an in-cluster endpoint and only while custos-gateway
+	// runs, True when the tool server's pods are reachable from the
+	// gateway's pods alone: Custos's NetworkPolicy custos-toolset-<toolset
+	// namespace>.<toolset name> in the endpoint's namespace admits only them,
+	// on the endpoint's port, and no other NetworkPolicy there admits more.
+	// Ready summarizes it, except for EndpointOutsideTenant (a report).
 )
 
 // Condition reasons. Reasons are API: tooling and alerts match on them, so
@@ -197,6 +219,14 @@ const (
 	// agent's pods and allows traffic. NetworkPolicies add up, so the
 	// agent's network is wider than its own policy says.
 	NetworkPolicyWidenedReason = "NetworkPolicyWidened"
+
+	// EndpointOutsideTenantReason: a Toolset's in-cluster endpoint is in a
+	// namespace that is not its tenant's (a shared namespace a DataBoundary
+	// lists in spec.egress.namespaces, say): Custos writes no NetworkPolicy
+	// there for a tenant's Toolset, so keeping that tool server reachable
+	// from custos-gateway alone is up to whoever runs the namespace
+	// (Toolset NetworkIsolated False; Ready does not summarize it).
+	EndpointOutsideTenantReason = "EndpointOutsideTenant"
 
 	// SchemaInvalidReason: a tool's JSON Schema does not compile.
 	SchemaInvalidReason = "SchemaInvalid"

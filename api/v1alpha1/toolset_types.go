@@ -260,7 +260,9 @@ type ToolsetStatus struct {
 	// +kubebuilder:default=-1
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// conditions: Ready, Reconciling, Stalled, SchemasValid.
+	// conditions: Ready, Reconciling, Stalled, SchemasValid, and
+	// NetworkIsolated while custos-gateway runs (the tool server reachable
+	// from the gateway only).
 	// +optional
 	// +listType=map
 	// +listMapKey=type

@@ -22,17 +22,21 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -49,6 +53,7 @@ import (
 	"github.com/custos-dev/custos/internal/boundary"
 	"github.com/custos-dev/custos/internal/certs"
 	"github.com/custos-dev/custos/internal/lease"
+	"github.com/custos-dev/custos/internal/netpol"
 	custoswebhook "github.com/custos-dev/custos/internal/webhook"
 )
 
@@ -95,6 +100,12 @@ func main() {
 		validatingHooks  string
 		mutatingHooks    string
 		pprofAddr        string
+		gatewayNamespace string
+		gatewayLabels    string
+		gatewayPort      int
+		stsNamespace     string
+		stsLabels        string
+		stsPort          int
 	)
 	// --kubeconfig is registered by controller-runtime's config loading.
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
@@ -126,6 +137,12 @@ func main() {
 	flag.StringVar(&awsRegion, "aws-region", "", "AWS region of the STS endpoint awsSTS leases are issued from; empty leaves awsSTS credentials unissued (BackendNotConfigured).")
 	flag.StringVar(&awsEndpoint, "aws-sts-endpoint", "", "STS endpoint URL; empty: the region's own.")
 	flag.StringVar(&azureAuthority, "azure-authority-host", "", "Entra ID authority host azureToken leases are issued from; empty: Azure's public cloud.")
+	flag.StringVar(&gatewayNamespace, "gateway-namespace", "", "Namespace custos-gateway's pods run in. Set, Custos runs in gateway mode: an Active agent may reach DNS, custos-gateway and custos-sts only, never its Toolsets' endpoints (every tool call goes through the gateway), and the pods of each Toolset's in-cluster endpoint admit custos-gateway's pods alone. Needs --gateway-pod-labels and --sts-namespace; empty: agents reach their Toolsets' endpoints themselves.")
+	flag.StringVar(&gatewayLabels, "gateway-pod-labels", "", "Labels that select custos-gateway's pods in --gateway-namespace, as key=value,key=value.")
+	flag.IntVar(&gatewayPort, "gateway-port", 8443, "Port custos-gateway's pods listen on: their container port, not their Service's (NetworkPolicies see traffic after a Service has sent it on to a pod).")
+	flag.StringVar(&stsNamespace, "sts-namespace", "", "Namespace custos-sts's pods run in. Set, an Active agent may reach them, to exchange tokens. Needs --sts-pod-labels; empty: custos-sts does not run.")
+	flag.StringVar(&stsLabels, "sts-pod-labels", "", "Labels that select custos-sts's pods in --sts-namespace, as key=value,key=value.")
+	flag.IntVar(&stsPort, "sts-port", 8443, "Port custos-sts's pods listen on: their container port, not their Service's.")
 	var auditCfg audit.Config
 	auditCfg.AddFlags(flag.CommandLine)
 	zapOpts := zap.Options{}
@@ -141,6 +158,21 @@ func main() {
 	}
 	if maxLeaseTTL < 15*time.Minute {
 		log.Error(nil, "--lease-max-ttl must be at least 15m: AWS STS issues no shorter session", "got", maxLeaseTTL)
+		os.Exit(1)
+	}
+
+	gateway, err := peerFlags("gateway", gatewayNamespace, gatewayLabels, gatewayPort)
+	if err != nil {
+		log.Error(err, "Invalid custos-gateway flags")
+		os.Exit(1)
+	}
+	sts, err := peerFlags("sts", stsNamespace, stsLabels, stsPort)
+	if err != nil {
+		log.Error(err, "Invalid custos-sts flags")
+		os.Exit(1)
+	}
+	if gateway != nil && sts == nil {
+		log.Error(nil, "--gateway-namespace needs --sts-namespace and --sts-pod-labels: agents get their tokens for custos-gateway from custos-sts, so they must reach it")
 		os.Exit(1)
 	}
 
@@ -233,6 +265,8 @@ func main() {
 		Concurrency:           concurrency,
 		Audit:                 auditLog,
 		ManagerServiceAccount: self,
+		Gateway:               gateway,
+		STS:                   sts,
 		Images:                controllers.ImageOptions{ReverifyInterval: reverifyInterval},
 		Leases: controllers.LeaseOptions{
 			Backends:     backends,
@@ -301,6 +335,32 @@ func main() {
 		log.Error(err, "Closing the audit trail")
 		os.Exit(1)
 	}
+}
+
+// peerFlags reads the --<name>-namespace, --<name>-pod-labels and
+// --<name>-port flags that locate custos-gateway's or custos-sts's pods: nil
+// when the namespace is empty.
+func peerFlags(name, namespace, podLabels string, port int) (*netpol.InClusterPeer, error) {
+	if namespace == "" {
+		if podLabels != "" {
+			return nil, fmt.Errorf("--%s-pod-labels needs --%s-namespace", name, name)
+		}
+		return nil, nil
+	}
+	if errs := validation.IsDNS1123Label(namespace); len(errs) > 0 {
+		return nil, fmt.Errorf("--%s-namespace=%q is not a namespace name: %s", name, namespace, strings.Join(errs, "; "))
+	}
+	if podLabels == "" {
+		return nil, fmt.Errorf("--%s-namespace needs --%s-pod-labels: without them the NetworkPolicies would select every pod of namespace %s", name, name, namespace)
+	}
+	set, err := labels.ConvertSelectorToLabelsMap(podLabels)
+	if err != nil {
+		return nil, fmt.Errorf("--%s-pod-labels=%q: want key=value,key=value: %w", name, podLabels, err)
+	}
+	if port < 1 || port > 65535 {
+		return nil, fmt.Errorf("--%s-port=%d is not a port (1-65535)", name, port)
+	}
+	return &netpol.InClusterPeer{Namespace: namespace, PodSelector: set, Port: int32(port)}, nil
 }
 
 // managerServiceAccount asks the API server whom the manager's requests

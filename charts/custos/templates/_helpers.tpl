@@ -139,6 +139,14 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: custos
 {{- end }}
+{{/* Labels given as YAML (a selector's), as the manager's --*-pod-labels take them: key=value,key=value, sorted by key. */}}
+{{- define "custos.labelsFlag" -}}
+{{- $pairs := list }}
+{{- range $k, $v := fromYaml . }}
+{{- $pairs = append $pairs (printf "%s=%s" $k $v) }}
+{{- end }}
+{{- join "," $pairs }}
+{{- end }}
 {{/* The Secret of custos-gateway's serving certificate. */}}
 {{- define "custos.gatewayTLSSecretName" -}}
 {{- default (printf "%s-tls" (include "custos.gatewayName" .)) .Values.gateway.tls.secretName }}
