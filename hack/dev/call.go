@@ -18,10 +18,8 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -31,10 +29,13 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -42,6 +43,8 @@ import (
 
 	"github.com/custos-dev/custos/internal/identity"
 	"github.com/custos-dev/custos/internal/sts"
+	"github.com/custos-dev/custos/internal/tracing"
+	"github.com/custos-dev/custos/test/otlptest"
 )
 
 // The call command: `custos-dev call TOOL ARGUMENTS < TOKEN` does what the
@@ -65,6 +68,7 @@ func callMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	stateDir := fs.String("state-dir", ".dev", "make dev's state directory, which holds kubeconfig, "+stsIssuerFileName+" and "+gatewayURLFileName+".")
 	agent := fs.String("agent", sampleAgent, "The agent that calls, as namespace/name: a token of its pod is the actor token.")
+	showTrace := fs.Bool("trace", true, "Read the call's trace back from make dev's trace receiver and print it.")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: %s call [flags] TOOL [ARGUMENTS] < PERSON-TOKEN\n\n"+
 			"Calls TOOL (<toolset>.<tool>) with ARGUMENTS (a JSON object) through make dev's custos-gateway, as the agent, for the\n"+
@@ -96,10 +100,15 @@ func callMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	res, err := call(ctx, *stateDir, ns, name, person, fs.Arg(0), arguments, stderr)
+	res, traceID, err := call(ctx, *stateDir, ns, name, person, fs.Arg(0), arguments, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "custos-dev call: %v\n", err)
 		return 1
+	}
+	if *showTrace {
+		if err := printTrace(ctx, *stateDir, traceID, stderr); err != nil {
+			fmt.Fprintf(stderr, "custos-dev call: reading the trace back: %v\n", err)
+		}
 	}
 	if res.StructuredContent != nil {
 		out, _ := json.MarshalIndent(res.StructuredContent, "", "  ")
@@ -119,20 +128,43 @@ func callMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 }
 
 // call makes the call, saying on log what it does.
-func call(ctx context.Context, stateDir, ns, name, person, tool string, arguments json.RawMessage, log io.Writer) (*mcp.CallToolResult, error) {
+func call(ctx context.Context, stateDir, ns, name, person, tool string, arguments json.RawMessage, log io.Writer) (_ *mcp.CallToolResult, traceID string, err error) {
 	issuer, err := readStateFile(stateDir, stsIssuerFileName)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	endpoint, err := readStateFile(stateDir, gatewayURLFileName)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	_, tenant, _ := strings.Cut(issuer, "/tenants/")
 	https, err := caClient(filepath.Join(stateDir, tlsDirName, caFileName))
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
+	// The agent's side of the trace: its span is the root, and its trace
+	// context goes to custos-sts in a header and to the gateway in the
+	// call's _meta. Its spans go to make dev's receiver, when it runs.
+	otlp, _ := readStateFile(stateDir, otlpEndpointFileName)
+	stopTracing, err := tracing.Setup(ctx, "agent "+ns+"/"+name, tracing.Options{Endpoint: otlp, Insecure: true})
+	if err != nil {
+		return nil, "", err
+	}
+	defer func() {
+		if err := stopTracing(context.WithoutCancel(ctx)); err != nil {
+			fmt.Fprintf(log, "custos-dev call: sending the agent's span: %v\n", err)
+		}
+	}()
+	ctx, span := otel.Tracer("custos.dev/dev").Start(ctx, "agent calls "+tool, trace.WithSpanKind(trace.SpanKindClient))
+	defer span.End()
+	traceID = span.SpanContext().TraceID().String()
+	https = &http.Client{Timeout: https.Timeout, Transport: tracing.Transport(https.Transport)}
+	res, err := callTraced(ctx, https, issuer, endpoint, tenant, stateDir, ns, name, person, tool, arguments, traceID, log)
+	return res, traceID, err
+}
+
+func callTraced(ctx context.Context, https *http.Client, issuer, endpoint, tenant, stateDir, ns, name, person, tool string, arguments json.RawMessage,
+	traceID string, log io.Writer) (*mcp.CallToolResult, error) {
 
 	// 1. The agent's token for the gateway: the person's token, and the
 	// agent pod's ServiceAccount token as the actor token, at custos-sts.
@@ -158,11 +190,9 @@ func call(ctx context.Context, stateDir, ns, name, person, tool string, argument
 
 	// 2. The call, with that token, through the gateway; the trace ID is
 	// the call's in the gateway's audit record.
-	traceID, spanID := make([]byte, 16), make([]byte, 8)
-	_, _ = rand.Read(traceID)
-	_, _ = rand.Read(spanID)
-	traceparent := "00-" + hex.EncodeToString(traceID) + "-" + hex.EncodeToString(spanID) + "-01"
-	fmt.Fprintf(log, "custos-dev call: %s at %s, trace ID %s\n", tool, endpoint, hex.EncodeToString(traceID))
+	meta := mcp.Meta{}
+	tracing.ToMeta(ctx, meta)
+	fmt.Fprintf(log, "custos-dev call: %s at %s, trace ID %s\n", tool, endpoint, traceID)
 	client := mcp.NewClient(&mcp.Implementation{Name: "custos-dev", Version: "v0.0.0"}, nil)
 	session, err := client.Connect(ctx, &mcp.StreamableClientTransport{
 		Endpoint: endpoint, HTTPClient: &http.Client{Transport: bearer{token, https.Transport}},
@@ -172,7 +202,7 @@ func call(ctx context.Context, stateDir, ns, name, person, tool string, argument
 		return nil, fmt.Errorf("connecting to the gateway: %w", err)
 	}
 	defer session.Close()
-	return session.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: arguments, Meta: mcp.Meta{"traceparent": traceparent}})
+	return session.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: arguments, Meta: meta})
 }
 
 // agentPodToken is a ServiceAccount token of a pod of agent ns/name, for
@@ -266,4 +296,94 @@ func readStateFile(stateDir, name string) (string, error) {
 		return "", fmt.Errorf("%s is not there: is make dev running (and is this the repository's root)?", filepath.Join(stateDir, name))
 	}
 	return strings.TrimSpace(string(data)), err
+}
+
+// printTrace reads the call's trace back from make dev's receiver (the
+// servers send their spans within a moment) and prints it as a tree.
+func printTrace(ctx context.Context, stateDir, traceID string, out io.Writer) error {
+	base, err := readStateFile(stateDir, tracesURLFileName)
+	if err != nil {
+		return err
+	}
+	spans, err := waitForTrace(ctx, base, traceID)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "custos-dev call: trace %s, as make dev's receiver got it (%s/traces/%s):\n", traceID, base, traceID)
+	children := map[string][]otlptest.Span{}
+	ids := map[string]bool{}
+	for _, s := range spans {
+		ids[s.SpanID] = true
+	}
+	var roots []otlptest.Span
+	for _, s := range spans {
+		if s.ParentSpanID == "" || !ids[s.ParentSpanID] {
+			roots = append(roots, s)
+		} else {
+			children[s.ParentSpanID] = append(children[s.ParentSpanID], s)
+		}
+	}
+	var walk func(s otlptest.Span, depth int)
+	walk = func(s otlptest.Span, depth int) {
+		line := fmt.Sprintf("%s%s: %s (%s, %.1f ms)", strings.Repeat("  ", depth+1), s.Service, s.Name, strings.ToLower(s.Kind),
+			float64(s.EndNanos-s.StartNanos)/1e6)
+		for _, k := range []string{"custos.reason", "custos.checks"} {
+			if v := s.Attributes[k]; v != "" {
+				line += fmt.Sprintf(" %s=%q", k, v)
+			}
+		}
+		if s.Error {
+			line += " ERROR"
+		}
+		fmt.Fprintln(out, line)
+		for _, c := range children[s.SpanID] {
+			walk(c, depth+1)
+		}
+	}
+	for _, r := range roots {
+		walk(r, 0)
+	}
+	return nil
+}
+
+// waitForTrace polls for traceID's spans until the gateway's call span is
+// in and no more come for half a second, or 10 s have passed.
+func waitForTrace(ctx context.Context, base, traceID string) ([]otlptest.Span, error) {
+	client := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(10 * time.Second)
+	var last []otlptest.Span
+	stable := 0
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/traces/"+traceID, nil)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		var spans []otlptest.Span
+		err = json.NewDecoder(resp.Body).Decode(&spans)
+		resp.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		called := slices.ContainsFunc(spans, func(s otlptest.Span) bool {
+			return s.Service == "custos-gateway" && strings.HasPrefix(s.Name, "tools/call ")
+		})
+		if called && len(spans) == len(last) {
+			stable++
+		} else {
+			stable = 0
+		}
+		last = spans
+		if stable >= 2 || time.Now().After(deadline) {
+			return last, nil
+		}
+		select {
+		case <-ctx.Done():
+			return last, nil
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }

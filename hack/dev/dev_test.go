@@ -25,12 +25,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -41,6 +43,7 @@ import (
 	"github.com/custos-dev/custos/internal/audit"
 
 	"github.com/custos-dev/custos/test/controlplane"
+	"github.com/custos-dev/custos/test/otlptest"
 )
 
 // TestDevReadyAndCleanShutdown walks `make dev` as tooling uses it: wait for
@@ -233,11 +236,13 @@ waitReady:
 	// the Toolset by the gateway, once, for the call it let through) and
 	// bob's refusal are on it, and none of the tokens.
 	var stsActions []string
+	stsTraces := map[string][]string{}
 	report, err = audit.Verify(filepath.Join(state, stsAuditDirName), audit.VerifyOptions{
 		Key: key,
 		OnRecord: func(_ string, _ int, r *audit.Record) {
 			if r.Type == audit.TypeEvent {
 				stsActions = append(stsActions, r.Action+" "+r.Details["person"]+" "+r.Details["target"]+" "+r.Details["gateway"])
+				stsTraces[r.TraceID] = append(stsTraces[r.TraceID], r.Details["target"]+" "+r.Details["gateway"])
 			}
 		},
 	})
@@ -251,6 +256,11 @@ waitReady:
 		audit.ActionTokenExchanged+" alice urn:custos:gateway:acme-finance ",
 		audit.ActionTokenExchanged+" alice "+ledger+" "+gatewayID,
 	))
+	// custos-sts's records are in the calls' traces: the agent's exchange
+	// for the gateway in both, the gateway's for the Toolset in the
+	// allowed one's alone.
+	g.Expect(stsTraces[calls.allowed]).To(ConsistOf("urn:custos:gateway:acme-finance ", ledger+" "+gatewayID))
+	g.Expect(stsTraces[calls.refused]).To(ConsistOf("urn:custos:gateway:acme-finance "))
 	for _, tok := range []string{aliceToken, bobToken, exchanged} {
 		for _, path := range []string{filepath.Join(state, "custos-sts.log"), filepath.Join(state, stsAuditDirName)} {
 			g.Expect(containsInTree(path, tok[len(tok)-32:])).To(BeFalse(), "a token leaked into %s", path)
@@ -346,9 +356,63 @@ func toolCallsThroughGateway(t *testing.T, g Gomega, bin, state, alice string) g
 	lines := strings.Split(strings.TrimSpace(string(log)), "\n")
 	g.Expect(lines).NotTo(BeEmpty())
 	for _, line := range lines {
+		if strings.Contains(line, " called ") {
+			continue
+		}
 		g.Expect(line).To(ContainSubstring(" took a token for urn:custos:toolset:finance-agents:ledger-readonly: " +
 			"spiffe://cluster.local/ns/finance-agents/sa/agent-invoice-reconciler for alice, scope \"ledger-readonly.read\""))
 	}
+	// One trace from the agent to the tool server, read back from make
+	// dev's OTLP receiver: the agent's span; custos-sts's exchange for the
+	// gateway under it; the gateway's call span under it, and under that
+	// the call upstream, the gateway's exchange for the Toolset and
+	// custos-sts's span of it; the tool server got the upstream span as
+	// its parent. The refused call's trace stops at the gateway.
+	base, err := readStateFile(state, tracesURLFileName)
+	g.Expect(err).NotTo(HaveOccurred())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	spans, err := waitForTrace(ctx, base, allowed)
+	g.Expect(err).NotTo(HaveOccurred())
+	byName := map[string]otlptest.Span{}
+	for _, sp := range spans {
+		g.Expect(sp.TraceID).To(Equal(allowed))
+		byName[sp.Service+": "+sp.Name] = sp
+	}
+	agentSpan := byName["agent "+sampleAgent+": agent calls "+sampleCallTool]
+	callSpan := byName["custos-gateway: tools/call "+sampleCallTool]
+	upstream := byName["custos-gateway: upstream tools/call get_invoice"]
+	gwExchange := byName["custos-gateway: token exchange"]
+	g.Expect(slices.Sorted(maps.Keys(byName))).To(ConsistOf(
+		"agent "+sampleAgent+": agent calls "+sampleCallTool, "custos-sts: token exchange",
+		"custos-gateway: tools/call "+sampleCallTool, "custos-gateway: upstream tools/call get_invoice", "custos-gateway: token exchange"))
+	g.Expect(spans).To(HaveLen(6), "two custos-sts exchanges and four spans of the others: %+v", spans)
+	g.Expect(agentSpan.ParentSpanID).To(BeEmpty())
+	g.Expect(callSpan.ParentSpanID).To(Equal(agentSpan.SpanID))
+	g.Expect(upstream.ParentSpanID).To(Equal(callSpan.SpanID))
+	g.Expect(gwExchange.ParentSpanID).To(Equal(upstream.SpanID))
+	var stsParents []string
+	for _, sp := range spans {
+		if sp.Service == "custos-sts" {
+			stsParents = append(stsParents, sp.ParentSpanID)
+		}
+	}
+	g.Expect(stsParents).To(ConsistOf(agentSpan.SpanID, gwExchange.SpanID))
+	g.Expect(string(log)).To(ContainSubstring("called get_invoice, traceparent 00-" + allowed + "-" + upstream.SpanID + "-01"))
+	spans, err = waitForTrace(ctx, base, refused)
+	g.Expect(err).NotTo(HaveOccurred())
+	var refusedCall *otlptest.Span
+	for i, sp := range spans {
+		g.Expect(sp.Name).NotTo(ContainSubstring("upstream"), "the refused call went upstream")
+		if sp.Service == "custos-gateway" {
+			refusedCall = &spans[i]
+		}
+	}
+	g.Expect(refusedCall).NotTo(BeNil(), "no gateway span in the refused call's trace: %+v", spans)
+	g.Expect(refusedCall.Error).To(BeTrue())
+	g.Expect(refusedCall.Attributes).To(HaveKeyWithValue("custos.reason", "InvalidInput"))
+	g.Expect(errOut).To(ContainSubstring(`custos-gateway: tools/call ` + sampleCallTool + ` (server,`))
+
 	gatewayToken, err := os.ReadFile(filepath.Join(state, gatewayTokenFileName))
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Logf("the calls through the gateway took %s", time.Since(start).Round(time.Millisecond))

@@ -129,6 +129,9 @@ func startLedger(devDir, issuer string, ts *sampleToolset, certs *loopbackTLS) (
 	}
 	s, err := tooldoubles.Serve("127.0.0.1:0", tooldoubles.Options{
 		Tools: tooldoubles.Ledger(), TLS: true, Certificate: &cert,
+		// The trace goes on here: what a tool server that traces would
+		// take its parent span from.
+		OnCall: func(tool, traceparent string) { logf("called %s, traceparent %s", tool, traceparent) },
 		Verify: func(token string) (any, error) {
 			c, err := sts.Verify(keys, issuer, token, ts.Resource, time.Now())
 			if err != nil {
@@ -275,7 +278,7 @@ type gatewayProcess struct {
 // calling the sample Toolset's server at ledgerAddr, and waits until it
 // serves.
 func startGateway(ctx context.Context, bin, kubeconfig, devDir, tenant, tokenFile string, stsProc *stsProcess,
-	ts *sampleToolset, ledgerAddr string, certs *loopbackTLS) (*gatewayProcess, error) {
+	ts *sampleToolset, ledgerAddr string, certs *loopbackTLS, extra ...string) (*gatewayProcess, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -286,7 +289,7 @@ func startGateway(ctx context.Context, bin, kubeconfig, devDir, tenant, tokenFil
 	}
 	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	g := &gatewayProcess{MCP: "https://" + listen + "/tenants/" + tenant + "/mcp", file: filepath.Join(devDir, gatewayURLFileName)}
-	g.Process, err = controlplane.StartProcess(bin, []string{
+	g.Process, err = controlplane.StartProcess(bin, append([]string{
 		"--kubeconfig", kubeconfig,
 		"--listen", listen,
 		"--tls-cert-dir", certs.Dir,
@@ -303,7 +306,7 @@ func startGateway(ctx context.Context, bin, kubeconfig, devDir, tenant, tokenFil
 		"--audit-dir=" + auditDir,
 		"--audit-signing-key-secret=" + auditNamespace + "/" + auditKeySecret,
 		"--audit-checkpoint-interval=10s",
-	}, filepath.Join(devDir, "custos-gateway.log"))
+	}, extra...), filepath.Join(devDir, "custos-gateway.log"))
 	if err != nil {
 		return nil, err
 	}

@@ -207,8 +207,19 @@ func run(ctx context.Context, root, devDir, managerBin, stsBin, gatewayBin strin
 	if err := runKubectl(ctx, kubectl, bootKubeconfig, "get", "custos", "--all-namespaces"); err != nil {
 		return err
 	}
+	traces, err := startTraces(devDir)
+	if err != nil {
+		return err
+	}
+	defer traces.Stop()
+	// The servers send their spans within 200 ms rather than the SDK's
+	// 5 s: the tour reads a call's trace back right after it.
+	if err := os.Setenv("OTEL_BSP_SCHEDULE_DELAY", "200"); err != nil {
+		return err
+	}
+	say("collecting traces over OTLP/gRPC at %s (read back at %s/traces/<trace ID>)", traces.Endpoint(), traces.URL)
 	say("starting custos-sts (%s; logs: %s)", stsBin, filepath.Join(devDir, "custos-sts.log"))
-	stsProc, err := startSTS(ctx, stsBin, bootKubeconfig, devDir, imagetest.SampleBoundary, certs)
+	stsProc, err := startSTS(ctx, stsBin, bootKubeconfig, devDir, imagetest.SampleBoundary, certs, traces.Args()...)
 	if err != nil {
 		return err
 	}
@@ -239,7 +250,7 @@ func run(ctx context.Context, root, devDir, managerBin, stsBin, gatewayBin strin
 	defer stopIdentity()
 	say("starting custos-gateway (%s; logs: %s), as ServiceAccount %s, calling %s at %s",
 		gatewayBin, filepath.Join(devDir, "custos-gateway.log"), gatewayServiceAccount, toolset.HostPort, ledger.Addr)
-	gw, err := startGateway(ctx, gatewayBin, bootKubeconfig, devDir, imagetest.SampleBoundary, tokenFile, stsProc, toolset, ledger.Addr, certs)
+	gw, err := startGateway(ctx, gatewayBin, bootKubeconfig, devDir, imagetest.SampleBoundary, tokenFile, stsProc, toolset, ledger.Addr, certs, traces.Args()...)
 	if err != nil {
 		return err
 	}

@@ -53,7 +53,7 @@ type stsProcess struct {
 
 // startSTS runs bin against kubeconfig and waits until it serves the
 // sample tenant's metadata.
-func startSTS(ctx context.Context, bin, kubeconfig, devDir, tenant string, certs *loopbackTLS) (*stsProcess, error) {
+func startSTS(ctx context.Context, bin, kubeconfig, devDir, tenant string, certs *loopbackTLS, extra ...string) (*stsProcess, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -64,7 +64,7 @@ func startSTS(ctx context.Context, bin, kubeconfig, devDir, tenant string, certs
 	}
 	s := &stsProcess{Base: "https://127.0.0.1:" + strconv.Itoa(port), file: filepath.Join(devDir, stsIssuerFileName)}
 	s.Issuer = s.Base + "/tenants/" + tenant
-	s.Process, err = controlplane.StartProcess(bin, []string{
+	s.Process, err = controlplane.StartProcess(bin, append([]string{
 		"--kubeconfig", kubeconfig,
 		"--listen", "127.0.0.1:" + strconv.Itoa(port),
 		"--tls-cert-dir", certs.Dir,
@@ -80,7 +80,7 @@ func startSTS(ctx context.Context, bin, kubeconfig, devDir, tenant string, certs
 		"--audit-dir=" + auditDir,
 		"--audit-signing-key-secret=" + auditNamespace + "/" + auditKeySecret,
 		"--audit-checkpoint-interval=10s",
-	}, filepath.Join(devDir, "custos-sts.log"))
+	}, extra...), filepath.Join(devDir, "custos-sts.log"))
 	if err != nil {
 		return nil, err
 	}

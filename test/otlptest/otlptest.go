@@ -48,6 +48,7 @@ type Span struct {
 	Error        bool              `json:"error,omitempty"`
 	Attributes   map[string]string `json:"attributes,omitempty"`
 	StartNanos   uint64            `json:"startUnixNano"`
+	EndNanos     uint64            `json:"endUnixNano"`
 }
 
 // Receiver stores every span exported to it.
@@ -88,7 +89,7 @@ func (r *Receiver) Export(_ context.Context, req *collectortrace.ExportTraceServ
 				sp := Span{Service: service, Name: s.GetName(), Kind: strings.TrimPrefix(s.GetKind().String(), "SPAN_KIND_"),
 					TraceID: hex.EncodeToString(s.GetTraceId()), SpanID: hex.EncodeToString(s.GetSpanId()),
 					Error: s.GetStatus().GetCode() == tracepb.Status_STATUS_CODE_ERROR, Attributes: attributes(s.GetAttributes()),
-					StartNanos: s.GetStartTimeUnixNano()}
+					StartNanos: s.GetStartTimeUnixNano(), EndNanos: s.GetEndTimeUnixNano()}
 				if len(s.GetParentSpanId()) > 0 {
 					sp.ParentSpanID = hex.EncodeToString(s.GetParentSpanId())
 				}

@@ -158,6 +158,10 @@ type Options struct {
 	// Behaviour is how the server answers from the start (Honest unless
 	// set); SetBehaviour changes it.
 	Behaviour Behaviour
+
+	// OnCall, when set, is told of every tools/call that reaches a tool:
+	// its name and the W3C traceparent of its _meta ("" when none).
+	OnCall func(tool, traceparent string)
 }
 
 // Tool is one tool of a Server.
@@ -310,6 +314,7 @@ func (s *Server) Close() {
 // and Stall take over itself, as no SDK server would.
 type handler struct {
 	verify func(string) (any, error)
+	onCall func(tool, traceparent string)
 	tools  map[string]*Tool
 	mcp    http.Handler
 
@@ -337,7 +342,7 @@ type mode struct {
 type drifted struct{}
 
 func newHandler(o Options) (*handler, error) {
-	h := &handler{verify: o.Verify, tools: map[string]*Tool{}, done: make(chan struct{})}
+	h := &handler{verify: o.Verify, onCall: o.OnCall, tools: map[string]*Tool{}, done: make(chan struct{})}
 	h.mode.Store(&mode{b: o.Behaviour})
 	impl := &mcp.Implementation{Name: "custos-tooldoubles", Version: "v0.0.0"}
 	honest, drift := mcp.NewServer(impl, nil), mcp.NewServer(impl, nil)
@@ -536,6 +541,9 @@ func (h *handler) call(t *Tool) mcp.ToolHandler {
 		h.mu.Lock()
 		h.traces = append(h.traces, traceparent)
 		h.mu.Unlock()
+		if h.onCall != nil {
+			h.onCall(t.Name, traceparent)
+		}
 		args := map[string]any{}
 		if raw := req.Params.Arguments; len(raw) > 0 && string(raw) != "null" {
 			if err := json.Unmarshal(raw, &args); err != nil {
