@@ -200,7 +200,7 @@ waitReady:
 	}
 	g.Expect(processesMentioning(marker)).To(BeEmpty(), "processes left behind after SIGTERM")
 	g.Expect(kubeconfig).NotTo(BeAnExistingFile(), "a kubeconfig of a stopped server must not be left")
-	for _, name := range []string{idpFileName, stsIssuerFileName, gatewayURLFileName, gatewayTokenFileName} {
+	for _, name := range []string{idpFileName, stsIssuerFileName, gatewayURLFileName, gatewayTokenFileName, otlpEndpointFileName, tracesURLFileName} {
 		g.Expect(filepath.Join(state, name)).NotTo(BeAnExistingFile(), "%s of a stopped server must not be left", name)
 	}
 
