@@ -61,6 +61,12 @@ type LeaseOptions struct {
 	// credential that does not (admission refuses the clouds' well-known
 	// token-exchange audiences, yet a cloud can be told to trust any).
 	MaxTTL time.Duration
+
+	// GatewayNamespace is where the leases of gateway-only credentials
+	// (spec.credentials[].gateway) are kept: a namespace only the manager
+	// and custos-gateway read. Empty: an agent asking for one gets
+	// CredentialsIssued False (GatewayNotConfigured) and no such lease.
+	GatewayNamespace string
 }
 
 func (o *LeaseOptions) defaults() {
@@ -90,13 +96,38 @@ func leaseSecretName(agent, credential string) string {
 	return identity.LeaseSecretName(agent, credential)
 }
 
+// leaseLocation is the namespace and name of the Secret of an agent's
+// credential c: the agent's namespace, or, for a gateway-only credential,
+// the namespace where leases are kept for custos-gateway ("" when there is
+// none).
+func (r *AgentReconciler) leaseLocation(agent *custosv1alpha1.Agent, c custosv1alpha1.CredentialSpec) (namespace, name string) {
+	if c.Gateway != nil {
+		return r.Leases.GatewayNamespace, identity.GatewayLeaseSecretName(agent.Namespace, agent.Name, c.Name)
+	}
+	return agent.Namespace, leaseSecretName(agent.Name, c.Name)
+}
+
 // leaseSecrets lists the lease Secrets an agent holds (their metadata,
-// from the cache: the material is never cached).
+// from the cache: the material is never cached), in its namespace and in
+// the one of gateway-only credentials.
 func (r *AgentReconciler) leaseSecrets(ctx context.Context, agent *custosv1alpha1.Agent) ([]metav1.PartialObjectMetadata, error) {
 	var list metav1.PartialObjectMetadataList
 	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
-	err := r.Client.List(ctx, &list, client.InNamespace(agent.Namespace), childrenOf(agent))
-	return list.Items, err
+	if err := r.Client.List(ctx, &list, client.InNamespace(agent.Namespace), childrenOf(agent)); err != nil {
+		return nil, err
+	}
+	items := list.Items
+	if ns := r.Leases.GatewayNamespace; ns != "" && ns != agent.Namespace {
+		var gw metav1.PartialObjectMetadataList
+		gw.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
+		sel := childrenOf(agent)
+		sel[custosv1alpha1.AgentNamespaceLabel] = agent.Namespace
+		if err := r.Client.List(ctx, &gw, client.InNamespace(ns), sel); err != nil {
+			return nil, err
+		}
+		items = append(items, gw.Items...)
+	}
+	return items, nil
 }
 
 // reconcileCredentials issues, renews and revokes the agent's leases
@@ -109,17 +140,21 @@ func (r *AgentReconciler) reconcileCredentials(ctx context.Context, s *agentScop
 	if err != nil {
 		return failed(err)
 	}
-	wanted := map[string]bool{}
+	// wanted: where each credential's lease belongs, by credential.
+	wanted := map[string]types.NamespacedName{}
 	if s.active() && s.identityBound {
 		for _, c := range agent.Spec.Credentials {
-			wanted[c.Name] = true
+			ns, name := r.leaseLocation(agent, c)
+			if ns != "" {
+				wanted[c.Name] = types.NamespacedName{Namespace: ns, Name: name}
+			}
 		}
 	}
 	secrets := map[string]*metav1.PartialObjectMetadata{}
 	for i := range held {
 		sec := &held[i]
-		if cred := sec.Labels[custosv1alpha1.CredentialLabel]; wanted[cred] && sec.Name == leaseSecretName(agent.Name, cred) {
-			secrets[cred] = sec
+		if at, ok := wanted[sec.Labels[custosv1alpha1.CredentialLabel]]; ok && sec.Namespace == at.Namespace && sec.Name == at.Name {
+			secrets[sec.Labels[custosv1alpha1.CredentialLabel]] = sec
 			continue
 		}
 		if err := r.revokeLease(ctx, agent, sec, revokeWhy(s, sec)); err != nil {
@@ -127,7 +162,7 @@ func (r *AgentReconciler) reconcileCredentials(ctx context.Context, s *agentScop
 		}
 	}
 
-	if len(wanted) == 0 {
+	if len(wanted) == 0 && !(s.active() && s.identityBound && len(agent.Spec.Credentials) > 0) {
 		agent.Status.Leases = nil
 		msg := "No credentials requested"
 		if len(agent.Spec.Credentials) > 0 {
@@ -140,7 +175,7 @@ func (r *AgentReconciler) reconcileCredentials(ctx context.Context, s *agentScop
 	ledger := make([]custosv1alpha1.LeaseStatus, 0, len(agent.Spec.Credentials))
 	var errs []error
 	var refused *lease.RefusedError
-	var unconfigured, conflicts []string
+	var unconfigured, conflicts, noGateway []string
 	// renewAt is when the next lease is due for renewal.
 	var renewAt time.Time
 	for _, c := range agent.Spec.Credentials {
@@ -152,15 +187,22 @@ func (r *AgentReconciler) reconcileCredentials(ctx context.Context, s *agentScop
 		}
 		backendName := lease.BackendFor(c)
 		backend := r.Leases.Backends[backendName]
+		at, ok := wanted[c.Name]
+		if !ok {
+			// Gateway-only, and nowhere to keep it from the agent.
+			noGateway = append(noGateway, c.Name)
+			ledger = append(ledger, custosv1alpha1.LeaseStatus{Name: c.Name})
+			continue
+		}
 		if secrets[c.Name] == nil {
-			taken, err := r.leaseNameTaken(ctx, agent, leaseSecretName(agent.Name, c.Name))
+			taken, err := r.leaseNameTaken(ctx, agent, at, c.Gateway != nil)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("credential %s: %w", c.Name, err))
 				ledger = append(ledger, entry)
 				continue
 			}
 			if taken {
-				conflicts = append(conflicts, leaseSecretName(agent.Name, c.Name))
+				conflicts = append(conflicts, leaseShown(at, c))
 				ledger = append(ledger, custosv1alpha1.LeaseStatus{Name: c.Name})
 				continue
 			}
@@ -170,7 +212,7 @@ func (r *AgentReconciler) reconcileCredentials(ctx context.Context, s *agentScop
 			unconfigured = append(unconfigured, fmt.Sprintf("%s (%s)", c.Name, backendName))
 		case leaseDue(secrets[c.Name], entry, c, now):
 			if err := r.issueLease(ctx, s, c, backend, secrets[c.Name], &entry, now); errors.Is(err, errNameTaken) {
-				conflicts = append(conflicts, leaseSecretName(agent.Name, c.Name))
+				conflicts = append(conflicts, leaseShown(at, c))
 			} else if err != nil {
 				errs = append(errs, fmt.Errorf("credential %s: %w", c.Name, err))
 				if re := (*lease.RefusedError)(nil); errors.As(err, &re) && refused == nil {
@@ -191,6 +233,11 @@ func (r *AgentReconciler) reconcileCredentials(ctx context.Context, s *agentScop
 			"Secret %s exists and was not made by Custos for this agent; no lease is written into it: remove it",
 			strings.Join(conflicts, ", "))
 		return stepResult{requeueAt: renewAt, err: errors.Join(errs...)}
+	case len(noGateway) > 0:
+		s.observe(custosv1alpha1.CredentialsIssuedCondition, metav1.ConditionFalse, custosv1alpha1.GatewayNotConfiguredReason,
+			"Credential %s is gateway-only, but this manager keeps no credentials for custos-gateway: its lease is not issued (set the manager's --gateway-credentials-namespace, or the chart's gateway.enabled)",
+			strings.Join(noGateway, ", "))
+		return stepResult{requeueAt: renewAt, err: errors.Join(errs...)}
 	case len(unconfigured) > 0:
 		s.observe(custosv1alpha1.CredentialsIssuedCondition, metav1.ConditionFalse, custosv1alpha1.LeaseBackendNotConfiguredReason,
 			"This manager issues no leases of credential %s; configure the backend (see the manager's --aws-sts-* and --azure-* flags)",
@@ -203,27 +250,57 @@ func (r *AgentReconciler) reconcileCredentials(ctx context.Context, s *agentScop
 		s.observe(custosv1alpha1.CredentialsIssuedCondition, metav1.ConditionFalse, custosv1alpha1.LeaseBackendUnavailableReason,
 			"%v; retried with backoff, a lease still valid is kept until it expires", errors.Join(errs...))
 	default:
-		s.observe(custosv1alpha1.CredentialsIssuedCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason,
-			"%d lease(s) current, mounted from %s", len(ledger), workload.LeasesDir)
+		kept := 0
+		for _, c := range agent.Spec.Credentials {
+			if c.Gateway != nil {
+				kept++
+			}
+		}
+		msg := fmt.Sprintf("%d lease(s) current, mounted from %s", len(ledger)-kept, workload.LeasesDir)
+		if kept > 0 {
+			msg += fmt.Sprintf("; %d kept for custos-gateway alone (gateway-only)", kept)
+		}
+		s.observe(custosv1alpha1.CredentialsIssuedCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason, "%s", msg)
 	}
 	return stepResult{requeueAt: renewAt, err: errors.Join(errs...)}
 }
 
-// leaseNameTaken reports whether a Secret named name exists that Custos did
-// not make for this agent: Custos writes no lease into a Secret it would
-// have to take over. The agent's own leases are in the cache; this reads
-// the API server, once per lease not yet issued.
-func (r *AgentReconciler) leaseNameTaken(ctx context.Context, agent *custosv1alpha1.Agent, name string) (bool, error) {
+// leaseNameTaken reports whether a Secret at exists that Custos did not
+// make for this agent: Custos writes no lease into a Secret it would have
+// to take over. The agent's own leases are in the cache; this reads the
+// API server, once per lease not yet issued. A gateway-only lease has no
+// owner reference (it is in another namespace): its labels say whose it is.
+func (r *AgentReconciler) leaseNameTaken(ctx context.Context, agent *custosv1alpha1.Agent, at types.NamespacedName, gateway bool) (bool, error) {
 	m := &metav1.PartialObjectMetadata{}
 	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: agent.Namespace, Name: name}, m)
+	err := r.APIReader.Get(ctx, at, m)
 	if apierrors.IsNotFound(err) {
 		return false, nil
 	}
 	if err != nil {
 		return false, err
 	}
+	if gateway {
+		return !gatewayLeaseOf(m, agent), nil
+	}
 	return !madeForAgent(m, agent), nil
+}
+
+// leaseShown names the Secret at of credential c for a person: its name
+// in the agent's namespace, namespace/name elsewhere (gateway-only).
+func leaseShown(at types.NamespacedName, c custosv1alpha1.CredentialSpec) string {
+	if c.Gateway != nil {
+		return at.String()
+	}
+	return at.Name
+}
+
+// gatewayLeaseOf: obj is a gateway-only lease Custos made for agent.
+func gatewayLeaseOf(obj client.Object, agent *custosv1alpha1.Agent) bool {
+	l := obj.GetLabels()
+	return l[custosv1alpha1.ManagedByLabel] == custosv1alpha1.ManagedByValue &&
+		l[custosv1alpha1.AgentUIDLabel] == string(agent.UID) &&
+		l[custosv1alpha1.AgentNamespaceLabel] == agent.Namespace
 }
 
 // revokeWhy says why a held lease goes.
@@ -260,14 +337,19 @@ func credentialHash(c custosv1alpha1.CredentialSpec) string {
 func (r *AgentReconciler) issueLease(ctx context.Context, s *agentScope, c custosv1alpha1.CredentialSpec, backend lease.Backend,
 	secret *metav1.PartialObjectMetadata, entry *custosv1alpha1.LeaseStatus, now time.Time) error {
 	agent := s.agent
-	name := leaseSecretName(agent.Name, c.Name)
+	ns, name := r.leaseLocation(agent, c)
 	renewal := secret != nil && entry.IssuedAt != nil
 	bound := lease.BoundObject{Kind: "Secret", Name: name}
-	if secret != nil {
+	switch {
+	case c.Gateway != nil:
+		// A token is bound to an object of its ServiceAccount's
+		// namespace: a gateway-only lease's is bound to nothing more.
+		bound = lease.BoundObject{}
+	case secret != nil:
 		bound.UID = secret.UID
-	} else if backend.Name() == lease.BackendKubernetesToken {
+	case backend.Name() == lease.BackendKubernetesToken:
 		// The token is bound to its Secret, which must exist first.
-		uid, err := r.applyLeaseSecret(ctx, agent, c, name, nil, nil)
+		uid, err := r.applyLeaseSecret(ctx, agent, c, ns, name, nil, nil)
 		if err != nil {
 			return err
 		}
@@ -306,7 +388,7 @@ func (r *AgentReconciler) issueLease(ctx context.Context, s *agentScope, c custo
 	// to renew: the lease's life as the backend reported it, from now.
 	l.ExpiresAt = now.Add(l.ExpiresAt.Sub(l.IssuedAt))
 	l.IssuedAt = now
-	storedUID, err := r.applyLeaseSecret(ctx, agent, c, name, l, map[string]string{
+	storedUID, err := r.applyLeaseSecret(ctx, agent, c, ns, name, l, map[string]string{
 		leaseIssuedAtAnnotation:  l.IssuedAt.UTC().Format(time.RFC3339),
 		leaseExpiresAtAnnotation: l.ExpiresAt.UTC().Format(time.RFC3339),
 	})
@@ -327,7 +409,7 @@ func (r *AgentReconciler) issueLease(ctx context.Context, s *agentScope, c custo
 		action = audit.ActionLeaseRenewed
 	}
 	details := map[string]string{
-		"credentialName": c.Name, "backend": backend.Name(), "secretName": name,
+		"credentialName": c.Name, "backend": backend.Name(), "secretName": name, "secretNamespace": ns,
 		"expiresAt": l.ExpiresAt.UTC().Format(time.RFC3339), "ttl": l.ExpiresAt.Sub(l.IssuedAt).Round(time.Second).String(),
 	}
 	for k, v := range l.Attributes {
@@ -345,11 +427,15 @@ func (r *AgentReconciler) issueLease(ctx context.Context, s *agentScope, c custo
 }
 
 // applyLeaseSecret writes an agent's lease Secret: its labels, owner and
-// annotations, and the lease's material when l is not nil.
+// annotations, and the lease's material when l is not nil. A gateway-only
+// lease, in another namespace, has no owner: its labels name its agent.
 func (r *AgentReconciler) applyLeaseSecret(ctx context.Context, agent *custosv1alpha1.Agent, c custosv1alpha1.CredentialSpec,
-	name string, l *lease.Lease, annotations map[string]string) (types.UID, error) {
+	ns, name string, l *lease.Lease, annotations map[string]string) (types.UID, error) {
 	labels := childLabels(agent)
 	labels[custosv1alpha1.CredentialLabel] = c.Name
+	if c.Gateway != nil {
+		labels[custosv1alpha1.AgentNamespaceLabel] = agent.Namespace
+	}
 	ann := map[string]string{
 		leaseBackendAnnotation: lease.BackendFor(c),
 		leaseSpecAnnotation:    credentialHash(c),
@@ -357,11 +443,13 @@ func (r *AgentReconciler) applyLeaseSecret(ctx context.Context, agent *custosv1a
 	for k, v := range annotations {
 		ann[k] = v
 	}
-	ac := corev1ac.Secret(name, agent.Namespace).
+	ac := corev1ac.Secret(name, ns).
 		WithType(custosv1alpha1.LeaseSecretType).
 		WithLabels(labels).
-		WithAnnotations(ann).
-		WithOwnerReferences(ownerReference(agent))
+		WithAnnotations(ann)
+	if c.Gateway == nil {
+		ac.WithOwnerReferences(ownerReference(agent))
+	}
 	if l != nil {
 		ac.WithData(l.Data)
 	}
@@ -397,7 +485,7 @@ func (r *AgentReconciler) revokeLease(ctx context.Context, agent *custosv1alpha1
 		Decision: audit.DecisionInfo,
 		Reason:   fmt.Sprintf("Lease of credential %s revoked: %s", sec.Labels[custosv1alpha1.CredentialLabel], why),
 		Policy:   "spec.credentials",
-		Details:  map[string]string{"credentialName": sec.Labels[custosv1alpha1.CredentialLabel], "backend": backend, "secretName": sec.Name},
+		Details:  map[string]string{"credentialName": sec.Labels[custosv1alpha1.CredentialLabel], "backend": backend, "secretName": sec.Name, "secretNamespace": sec.Namespace},
 	})
 	return nil
 }
@@ -432,10 +520,14 @@ func leaseResult(err error) string {
 }
 
 // leaseMounts lists an agent's lease Secrets as the workload mounts them,
-// in the order of spec.credentials.
+// in the order of spec.credentials; gateway-only credentials are never
+// mounted.
 func leaseMounts(agent *custosv1alpha1.Agent) []workload.MountedLease {
 	var out []workload.MountedLease
 	for _, c := range agent.Spec.Credentials {
+		if c.Gateway != nil {
+			continue
+		}
 		out = append(out, workload.MountedLease{Name: c.Name, Secret: leaseSecretName(agent.Name, c.Name)})
 	}
 	return out

@@ -75,6 +75,12 @@ func (r *AgentReconciler) runTeardown(ctx context.Context, agent *custosv1alpha1
 		for _, k := range kindsWhere(func(k agentKind) bool { return k.removing == step.reason }) {
 			listings = append(listings, listing{k.kind, k.newList(), []client.ListOption{client.InNamespace(agent.Namespace), selector}})
 		}
+		if step.reason == custosv1alpha1.RevokingLeasesReason && r.Leases.GatewayNamespace != "" && r.Leases.GatewayNamespace != agent.Namespace {
+			// Gateway-only leases, kept outside the agent's namespace.
+			gw := childrenOf(agent)
+			gw[custosv1alpha1.AgentNamespaceLabel] = agent.Namespace
+			listings = append(listings, listing{"Secret", &corev1.SecretList{}, []client.ListOption{client.InNamespace(r.Leases.GatewayNamespace), gw}})
+		}
 		if step.asAgent {
 			listings = append(listings, listing{"Pod", &corev1.PodList{}, []client.ListOption{client.InNamespace(agent.Namespace),
 				client.MatchingFields{"spec.serviceAccountName": identity.ServiceAccountName(agent.Name)}}})

@@ -32,7 +32,7 @@ func isStalledReason(reason string) bool {
 	switch reason {
 	case custosv1alpha1.BoundaryConflictReason, custosv1alpha1.BoundaryViolationReason,
 		custosv1alpha1.NameConflictReason, custosv1alpha1.InvalidSpecReason, custosv1alpha1.NetworkPolicyWidenedReason,
-		custosv1alpha1.LeaseBackendNotConfiguredReason,
+		custosv1alpha1.LeaseBackendNotConfiguredReason, custosv1alpha1.GatewayNotConfiguredReason,
 		custosv1alpha1.SignatureMissingReason, custosv1alpha1.UntrustedSignerReason,
 		custosv1alpha1.RegistryNotAllowedReason, custosv1alpha1.NoTrustedSignersReason,
 		custosv1alpha1.InvalidImagePolicyReason:

@@ -75,6 +75,9 @@ func (r *AgentReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager
 		// Lease Secrets by their metadata only: the material is never
 		// cached; a Secret deleted by hand is reissued.
 		Owns(&corev1.Secret{}, builder.OnlyMetadata).
+		// Gateway-only leases have no owner reference (they are kept in
+		// another namespace): their labels name their agent.
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.agentOfGatewayLease), builder.OnlyMetadata).
 		// Any other NetworkPolicy may select an agent's pods (NetworkIsolated).
 		Watches(&networkingv1.NetworkPolicy{}, handler.EnqueueRequestsFromMapFunc(r.agentsBesidePolicy)).
 		Watches(&custosv1alpha1.Toolset{}, handler.EnqueueRequestsFromMapFunc(r.agentsForToolset)).
@@ -253,4 +256,18 @@ func requests(agents []custosv1alpha1.Agent) []reconcile.Request {
 		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&agents[i])})
 	}
 	return reqs
+}
+
+// agentOfGatewayLease maps a gateway-only lease Secret, in the namespace
+// where Custos keeps them for custos-gateway, to its Agent.
+func (r *AgentReconciler) agentOfGatewayLease(_ context.Context, obj client.Object) []reconcile.Request {
+	l := obj.GetLabels()
+	if r.Leases.GatewayNamespace == "" || obj.GetNamespace() != r.Leases.GatewayNamespace ||
+		l[custosv1alpha1.ManagedByLabel] != custosv1alpha1.ManagedByValue ||
+		l[custosv1alpha1.AgentNamespaceLabel] == "" || l[custosv1alpha1.AgentLabel] == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{
+		Namespace: l[custosv1alpha1.AgentNamespaceLabel], Name: l[custosv1alpha1.AgentLabel],
+	}}}
 }

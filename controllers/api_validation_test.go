@@ -155,6 +155,32 @@ func TestAPIValidationRefusesInvalidManifests(t *testing.T) {
 			wantField: "spec.credentials", wantMsg: "awsSTS credentials need spec.identity.aws",
 		},
 		{
+			name: "gateway credential in the Authorization header", base: validAgent,
+			mutate:    set(map[string]any{"toolset": "ledger-readonly", "header": "authorization"}, "spec", "credentials", 0, "gateway"),
+			wantField: "spec.credentials[0].gateway.header", wantMsg: "is a header custos-gateway sets itself",
+		},
+		{
+			name: "gateway credential in a traceparent header", base: validAgent,
+			mutate:    set(map[string]any{"toolset": "ledger-readonly", "header": "Traceparent"}, "spec", "credentials", 0, "gateway"),
+			wantField: "spec.credentials[0].gateway.header", wantMsg: "is a header custos-gateway sets itself",
+		},
+		{
+			name: "gateway credential header that is no header name", base: validAgent,
+			mutate:    set(map[string]any{"toolset": "ledger-readonly", "header": "X Api Key"}, "spec", "credentials", 0, "gateway"),
+			wantField: "spec.credentials[0].gateway.header", wantMsg: "should match",
+		},
+		{
+			name: "gateway credential for a Toolset the agent does not use", base: validAgent,
+			mutate:    set(map[string]any{"toolset": "crm", "header": "X-Api-Key"}, "spec", "credentials", 0, "gateway"),
+			wantField: "spec.credentials", wantMsg: "a gateway credential's toolset must be one of spec.toolsetRefs",
+		},
+		{
+			name: "gateway awsSTS credential", base: validAgent,
+			mutate: set([]any{map[string]any{"name": "reports", "awsSTS": map[string]any{}, "ttl": "15m",
+				"gateway": map[string]any{"toolset": "ledger-readonly", "header": "X-Api-Key"}}}, "spec", "credentials"),
+			wantField: "spec.credentials[0].gateway", wantMsg: "an awsSTS session is several values",
+		},
+		{
 			name: "two credentials of one name", base: validAgent,
 			mutate: set([]any{
 				map[string]any{"name": "ledger-api", "kubernetesToken": map[string]any{"audience": "a"}},

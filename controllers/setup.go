@@ -188,6 +188,8 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts Options) error
 		Recorder:  mgr.GetEventRecorder(eventSource),
 		Audit:     opts.Audit,
 		Interval:  opts.SweepInterval,
+
+		GatewayNamespace: opts.Leases.GatewayNamespace,
 	})
 }
 

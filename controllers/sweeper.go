@@ -69,6 +69,10 @@ type Sweeper struct {
 	// Audit receives a sweeper.reaped record for every object reaped.
 	Audit    audit.Recorder
 	Interval time.Duration
+	// GatewayNamespace is where gateway-only leases are kept (see
+	// LeaseOptions): a lease there names its Agent by labels, since no
+	// owner reference crosses namespaces.
+	GatewayNamespace string
 }
 
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=list;delete
@@ -186,12 +190,19 @@ func (s *Sweeper) reap(ctx context.Context, kind string, obj client.Object, why,
 // Custos's labels (a cluster admin's look-alike) is not Custos's to reap.
 func (s *Sweeper) zombie(ctx context.Context, obj client.Object) (string, error) {
 	ref := metav1.GetControllerOf(obj)
-	if ref == nil || ref.Kind != "Agent" || !strings.HasPrefix(ref.APIVersion, custosv1alpha1.GroupVersion.Group+"/") {
+	namespace := obj.GetNamespace()
+	switch l := obj.GetLabels(); {
+	case ref == nil && s.GatewayNamespace != "" && obj.GetNamespace() == s.GatewayNamespace &&
+		l[custosv1alpha1.AgentNamespaceLabel] != "" && l[custosv1alpha1.AgentUIDLabel] != "":
+		// A gateway-only lease: its labels name its Agent.
+		namespace = l[custosv1alpha1.AgentNamespaceLabel]
+		ref = &metav1.OwnerReference{Kind: "Agent", Name: l[custosv1alpha1.AgentLabel], UID: types.UID(l[custosv1alpha1.AgentUIDLabel])}
+	case ref == nil || ref.Kind != "Agent" || !strings.HasPrefix(ref.APIVersion, custosv1alpha1.GroupVersion.Group+"/"):
 		return "", nil
 	}
 	name := ref.Name
 	agent := &custosv1alpha1.Agent{}
-	err := s.APIReader.Get(ctx, types.NamespacedName{Namespace: obj.GetNamespace(), Name: name}, agent)
+	err := s.APIReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, agent)
 	switch {
 	case apierrors.IsNotFound(err):
 		return fmt.Sprintf("its Agent %s no longer exists", name), nil

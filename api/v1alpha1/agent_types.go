@@ -59,6 +59,7 @@ const (
 // AgentSpec is what an agent's owner asks for.
 // +kubebuilder:validation:XValidation:rule="!has(self.credentials) || self.credentials.all(c, !has(c.awsSTS) || (has(self.identity) && has(self.identity.aws)))",message="awsSTS credentials need spec.identity.aws: a session is assumed from the agent's bound role",fieldPath=".credentials"
 // +kubebuilder:validation:XValidation:rule="!has(self.credentials) || self.credentials.all(c, !has(c.azureToken) || (has(self.identity) && has(self.identity.azure)))",message="azureToken credentials need spec.identity.azure: a token is issued for the agent's bound client ID",fieldPath=".credentials"
+// +kubebuilder:validation:XValidation:rule="!has(self.credentials) || self.credentials.all(c, !has(c.gateway) || (has(self.toolsetRefs) && self.toolsetRefs.exists(r, r.name == c.gateway.toolset && has(r.__namespace__) == has(c.gateway.toolsetNamespace) && (!has(r.__namespace__) || r.__namespace__ == c.gateway.toolsetNamespace))))",message="a gateway credential's toolset must be one of spec.toolsetRefs (same name and namespace)",fieldPath=".credentials"
 type AgentSpec struct {
 	// owner is the accountable team for this agent and how to reach it.
 	// +required
@@ -297,6 +298,7 @@ type GCPIdentity struct {
 // exactly one backend.
 // +kubebuilder:validation:XValidation:rule="[has(self.kubernetesToken), has(self.awsSTS), has(self.azureToken)].filter(b, b).size() == 1",message="exactly one of kubernetesToken, awsSTS or azureToken must be set"
 // +kubebuilder:validation:XValidation:rule="!has(self.awsSTS) || duration(self.ttl) >= duration('15m')",message="awsSTS sessions last at least 15m (the STS minimum)",fieldPath=".ttl"
+// +kubebuilder:validation:XValidation:rule="!has(self.gateway) || !has(self.awsSTS)",message="an awsSTS session is several values, not one header: a gateway credential is a kubernetesToken or an azureToken",fieldPath=".gateway"
 type CredentialSpec struct {
 	// name identifies the credential; its lease Secret is named after it.
 	// +required
@@ -326,6 +328,43 @@ type CredentialSpec struct {
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10m') && duration(self) <= duration('12h')",message="must be between 10m and 12h"
 	TTL metav1.Duration `json:"ttl,omitzero"`
+
+	// gateway, set, makes the credential gateway-only: its lease is kept
+	// where only Custos and custos-gateway read it (the manager's
+	// --gateway-credentials-namespace), never in the agent's namespace nor
+	// its pods, and custos-gateway sets it on the calls the agent makes
+	// to one of its Toolsets, and to no other.
+	// +optional
+	Gateway *GatewayCredential `json:"gateway,omitempty"`
+}
+
+// GatewayCredential says where custos-gateway puts a gateway-only
+// credential: in one header of the calls to one Toolset's tool server.
+type GatewayCredential struct {
+	// toolset is the name of the agent's Toolset (one of spec.toolsets)
+	// whose tool server receives the credential.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Toolset string `json:"toolset"`
+
+	// toolsetNamespace is the Toolset's namespace, as in its toolsetRefs
+	// entry; the agent's own namespace when empty.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	ToolsetNamespace string `json:"toolsetNamespace,omitempty"`
+
+	// header is the HTTP header custos-gateway sets to the lease's value
+	// on the calls to the Toolset's tool server, such as X-Api-Key. Not
+	// Authorization (custos-gateway's own token for the tool server) nor a
+	// header MCP or tracing needs.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9!#$%&'*+.^_|~-]+$`
+	// +kubebuilder:validation:XValidation:rule="!(self.lowerAscii() in ['authorization', 'mcp-session-id', 'mcp-protocol-version', 'content-type', 'content-length', 'accept', 'host', 'traceparent', 'tracestate', 'connection', 'transfer-encoding'])",messageExpression="self + ' is a header custos-gateway sets itself (its token, MCP, HTTP or tracing): name another, such as X-Api-Key'"
+	Header string `json:"header"`
 }
 
 // KubernetesTokenCredential is a bound ServiceAccount token.

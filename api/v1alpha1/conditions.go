@@ -66,6 +66,12 @@ const (
 	// spec.credentials whose material it holds.
 	CredentialLabel = "custos.dev/credential"
 
+	// AgentNamespaceLabel carries, on a gateway-only credential's lease
+	// Secret (kept in the manager's --gateway-credentials-namespace, not
+	// the agent's), the namespace of the Agent it was issued for: no owner
+	// reference crosses namespaces, so the labels say whose it is.
+	AgentNamespaceLabel = "custos.dev/agent-namespace"
+
 	// LeaseSecretType is the type of the Secrets that hold an agent's
 	// credential leases.
 	LeaseSecretType = "custos.dev/lease"
@@ -235,6 +241,12 @@ const (
 	// manager is not configured to issue from (CredentialsIssued False,
 	// Stalled until the manager is configured).
 	LeaseBackendNotConfiguredReason = "BackendNotConfigured"
+
+	// GatewayNotConfiguredReason: a credential is gateway-only
+	// (spec.credentials[].gateway) but this manager keeps no credentials
+	// for custos-gateway (no --gateway-credentials-namespace); its lease is
+	// not issued (CredentialsIssued False, Stalled until configured).
+	GatewayNotConfiguredReason = "GatewayNotConfigured"
 
 	// VerifiedReason: the image resolved to a digest signed by a signer the
 	// DataBoundary trusts (ImageVerified True).

@@ -36,6 +36,7 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -61,7 +62,9 @@ import (
 // agents, toolsets and databoundaries (their callChecks), and patch
 // toolsets/status (their Drifted condition, by server-side apply); get,
 // list and watch ConfigMaps in custos-sts's namespace (the revocation
-// lists). It reads no Secret and signs nothing.
+// lists); with --credentials-namespace, get, list and watch Secrets there
+// (the leases of gateway-only credentials), and none elsewhere. It signs
+// nothing.
 
 // options are custos-gateway's flags.
 type options struct {
@@ -72,6 +75,7 @@ type options struct {
 	upstreamCA     string
 	actorTokenFile string
 	stsNamespace   string
+	credentialsNS  string
 	trustDomain    string
 	perAgent       gateway.Rate
 	perTool        gateway.Rate
@@ -96,6 +100,7 @@ func main() {
 	flag.StringVar(&o.upstreamCA, "upstream-ca-file", "", "PEM bundle of CAs, besides the system's, that tool servers' certificates chain to (in-cluster servers called over https).")
 	flag.StringVar(&o.actorTokenFile, "actor-token-file", "/var/run/secrets/custos/sts/token", "The gateway pod's projected ServiceAccount token for custos-sts, read afresh for every exchange: the actor token when it exchanges a caller's token for a Toolset's.")
 	flag.StringVar(&o.stsNamespace, "sts-namespace", os.Getenv("POD_NAMESPACE"), "custos-sts's namespace, where the tenants' revocation lists are (custos-sts-revocations-<tenant>); the pod's own by default.")
+	flag.StringVar(&o.credentialsNS, "credentials-namespace", "", "Namespace where the manager keeps the leases of agents' gateway-only credentials (the manager's --gateway-credentials-namespace): the gateway watches its Secrets, and no others, and sets each lease on the calls to its Toolset. Empty: a call that needs one is refused (CredentialUnavailable).")
 	flag.StringVar(&o.trustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain of the agents' IDs, as the manager's --trust-domain.")
 	flag.IntVar(&o.perAgent.PerMinute, "rate-per-agent", 600, "Tool calls an agent may make per minute, all tools together; 0: no limit.")
 	flag.IntVar(&o.perAgent.Burst, "rate-per-agent-burst", 60, "Calls an agent may make at once above its rate.")
@@ -168,7 +173,8 @@ func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, read
 		HealthProbeBindAddress: o.probeAddr,
 		// The revocation lists are watched, so every replica honours a
 		// revocation as soon as it is written: custos-sts's namespace's
-		// ConfigMaps only. The gateway reads no Secret.
+		// ConfigMaps only. The gateway reads no Secret but the leases of
+		// --credentials-namespace, through a cache of its own (below).
 		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{o.stsNamespace: {}}},
@@ -214,7 +220,30 @@ func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, read
 	}
 	// The sessions kept with tool servers end with the gateway.
 	defer upstream.Close()
+	var creds gateway.Credentials
+	if o.credentialsNS != "" {
+		// The leases it sets on calls: Secrets of that one namespace
+		// only, watched apart from the manager's other caches.
+		secrets, err := cache.New(mgr.GetConfig(), cache.Options{
+			HTTPClient: mgr.GetHTTPClient(), Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(),
+			DefaultNamespaces: map[string]cache.Config{o.credentialsNS: {}},
+			ByObject: map[client.Object]cache.ByObject{&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{
+				custosv1alpha1.ManagedByLabel: custosv1alpha1.ManagedByValue,
+			})}},
+		})
+		if err != nil {
+			return fmt.Errorf("--credentials-namespace: %w", err)
+		}
+		if _, err := secrets.GetInformer(ctx, &corev1.Secret{}); err != nil {
+			return fmt.Errorf("--credentials-namespace: %w", err)
+		}
+		if err := mgr.Add(secrets); err != nil {
+			return err
+		}
+		creds = &cluster.GatewayCredentials{Reader: secrets, Namespace: o.credentialsNS}
+	}
 	gw := &gateway.Server{
+		Credentials:     creds,
 		Drift:           drift,
 		Verifier:        &gateway.Verifier{IssuerBase: o.issuerBase, Client: stsClient, Clock: clk},
 		Source:          source,

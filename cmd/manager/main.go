@@ -103,6 +103,7 @@ func main() {
 		gatewayNamespace string
 		gatewayLabels    string
 		gatewayPort      int
+		gatewayCreds     string
 		stsNamespace     string
 		stsLabels        string
 		stsPort          int
@@ -139,6 +140,7 @@ func main() {
 	flag.StringVar(&azureAuthority, "azure-authority-host", "", "Entra ID authority host azureToken leases are issued from; empty: Azure's public cloud.")
 	flag.StringVar(&gatewayNamespace, "gateway-namespace", "", "Namespace custos-gateway's pods run in. Set, Custos runs in gateway mode: an Active agent may reach DNS, custos-gateway and custos-sts only, never its Toolsets' endpoints (every tool call goes through the gateway), and the pods of each Toolset's in-cluster endpoint admit custos-gateway's pods alone. Needs --gateway-pod-labels and --sts-namespace; empty: agents reach their Toolsets' endpoints themselves.")
 	flag.StringVar(&gatewayLabels, "gateway-pod-labels", "", "Labels that select custos-gateway's pods in --gateway-namespace, as key=value,key=value.")
+	flag.StringVar(&gatewayCreds, "gateway-credentials-namespace", "", "Namespace where the leases of gateway-only credentials (an Agent's spec.credentials[].gateway) are kept: one only the manager and custos-gateway may read, never the agents' own (custos-gateway sets such a lease on the calls to its Toolset; the agent's pods never hold it). Empty: an Agent asking for one gets CredentialsIssued False, GatewayNotConfigured.")
 	flag.IntVar(&gatewayPort, "gateway-port", 8443, "Port custos-gateway's pods listen on: their container port, not their Service's (NetworkPolicies see traffic after a Service has sent it on to a pod).")
 	flag.StringVar(&stsNamespace, "sts-namespace", "", "Namespace custos-sts's pods run in. Set, an Active agent may reach them, to exchange tokens. Needs --sts-pod-labels; empty: custos-sts does not run.")
 	flag.StringVar(&stsLabels, "sts-pod-labels", "", "Labels that select custos-sts's pods in --sts-namespace, as key=value,key=value.")
@@ -272,6 +274,8 @@ func main() {
 			Backends:     backends,
 			RenewPercent: renewPercent,
 			MaxTTL:       maxLeaseTTL,
+
+			GatewayNamespace: gatewayCreds,
 		},
 	}); err != nil {
 		fail(err, "Unable to set up the controllers")

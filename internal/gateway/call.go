@@ -121,7 +121,13 @@ func (s *Server) checkAndCall(ctx context.Context, sess *session, params *mcp.Ca
 		return nil, &Refusal{Reason: ReasonInvalidInput, Message: fmt.Sprintf("tool %s: the arguments cannot be encoded: %v", tool.Name, err)}
 	}
 	rec.details["argumentsDigest"] = digest(raw)
-	res, refused := s.Upstream.Call(ctx, sess.caller, sess.token, tool, raw)
+	// The agent's gateway-only credentials for this Toolset, set on this
+	// call's requests to its server and on no other's.
+	headers, refused := s.credentialHeaders(ctx, sess.agent, tool.Toolset, tool.Name)
+	if (headers != nil || refused != nil) && !rec.check("credential", refused == nil) {
+		return nil, refused
+	}
+	res, refused := s.Upstream.Call(withCallHeaders(ctx, headers), sess.caller, sess.token, tool, raw)
 	if refused != nil {
 		rec.check(upstreamCheck(refused.Reason), false)
 		return nil, refused

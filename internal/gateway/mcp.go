@@ -81,6 +81,10 @@ type Server struct {
 	// Policy, when set, runs the tenant's DataBoundary callChecks over
 	// every call whose input passed (callpolicy.go).
 	Policy *CallPolicy
+	// Credentials gives the leases of the agents' gateway-only
+	// credentials, set on the calls to their Toolset; a call that needs
+	// one is refused (CredentialUnavailable) when nil.
+	Credentials Credentials
 	// Audit records every call; none when nil.
 	Audit audit.Recorder
 	// Clock is the real clock when nil.

@@ -410,7 +410,7 @@ func (u *MCPUpstream) session(ctx context.Context, l *link, tool *Tool) (*mcp.Cl
 	}
 	client := mcp.NewClient(&mcp.Implementation{Name: "custos-gateway"}, nil)
 	s, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: tool.Endpoint, DisableStandaloneSSE: true, MaxRetries: -1,
-		HTTPClient: &http.Client{Transport: bearer{token: l.token, next: tracing.Transport(transportOf(u.Client))}}}, nil)
+		HTTPClient: &http.Client{Transport: headersOf{next: bearer{token: l.token, next: tracing.Transport(transportOf(u.Client))}}}}, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -63,6 +63,14 @@ func LeaseSecretName(agentName, credential string) string {
 	return ChildPrefix + agentName + "." + credential
 }
 
+// GatewayLeaseSecretName names the Secret, in the namespace where Custos
+// keeps credentials for custos-gateway, holding the lease of an agent's
+// gateway-only credential. Namespace, agent and credential names are DNS
+// labels (no '.'): agents of different namespaces never share one.
+func GatewayLeaseSecretName(namespace, agentName, credential string) string {
+	return ChildPrefix + namespace + "." + agentName + "." + credential
+}
+
 // LeaseOf splits a lease Secret's name into its agent and credential; ok is
 // false for a name that is not a lease's.
 func LeaseOf(secretName string) (agentName, credential string, ok bool) {

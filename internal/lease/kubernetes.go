@@ -77,7 +77,14 @@ func (k *KubernetesToken) Issue(ctx context.Context, req Request) (*Lease, error
 		return nil, fmt.Errorf("credential %s is not a kubernetesToken credential", req.Credential.Name)
 	}
 	now := nowFrom(k.Clock)
-	token, expires, err := k.Tokens.ServiceAccountToken(ctx, req.Namespace, req.ServiceAccount, []string{spec.Audience}, req.TTL, &req.Secret)
+	// A lease kept outside the agent's namespace (gateway-only) cannot be
+	// bound to its Secret: a bound object is in the ServiceAccount's
+	// namespace. Its token is bound to the ServiceAccount alone.
+	var bound *BoundObject
+	if req.Secret.Name != "" {
+		bound = &req.Secret
+	}
+	token, expires, err := k.Tokens.ServiceAccountToken(ctx, req.Namespace, req.ServiceAccount, []string{spec.Audience}, req.TTL, bound)
 	switch {
 	case apierrors.IsForbidden(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err):
 		return nil, &RefusedError{Backend: BackendKubernetesToken, Reason: "TokenRequestRefused", Message: err.Error()}

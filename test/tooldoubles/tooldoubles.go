@@ -162,6 +162,10 @@ type Options struct {
 	// OnCall, when set, is told of every tools/call that reaches a tool:
 	// its name and the W3C traceparent of its _meta ("" when none).
 	OnCall func(tool, traceparent string)
+
+	// RecordHeader, when set, names an HTTP header whose value on every
+	// tools/call request for a tool is kept ("" when absent): Headers.
+	RecordHeader string
 }
 
 // Tool is one tool of a Server.
@@ -261,6 +265,15 @@ func (s *Server) Seen() []any {
 	return slices.Clone(s.h.seen)
 }
 
+// Headers is the value of Options.RecordHeader on every tools/call
+// request for a tool, in the order they came ("" when it was absent).
+// Safe to call concurrently.
+func (s *Server) Headers() []string {
+	s.h.mu.Lock()
+	defer s.h.mu.Unlock()
+	return slices.Clone(s.h.headers)
+}
+
 // Calls is the number of tools/call requests that reached a tool, whatever
 // the tool then answered: not those refused 401 or 503, nor calls of a
 // tool the server does not have.
@@ -315,16 +328,19 @@ func (s *Server) Close() {
 type handler struct {
 	verify func(string) (any, error)
 	onCall func(tool, traceparent string)
-	tools  map[string]*Tool
-	mcp    http.Handler
+	// recordHeader is Options.RecordHeader; headers its values.
+	recordHeader string
+	tools        map[string]*Tool
+	mcp          http.Handler
 
 	mode    atomic.Pointer[mode]
 	calls   atomic.Int64
 	stalled atomic.Int64
 
-	mu     sync.Mutex
-	seen   []any
-	traces []string
+	mu      sync.Mutex
+	seen    []any
+	traces  []string
+	headers []string
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -342,7 +358,7 @@ type mode struct {
 type drifted struct{}
 
 func newHandler(o Options) (*handler, error) {
-	h := &handler{verify: o.Verify, onCall: o.OnCall, tools: map[string]*Tool{}, done: make(chan struct{})}
+	h := &handler{verify: o.Verify, onCall: o.OnCall, recordHeader: o.RecordHeader, tools: map[string]*Tool{}, done: make(chan struct{})}
 	h.mode.Store(&mode{b: o.Behaviour})
 	impl := &mcp.Implementation{Name: "custos-tooldoubles", Version: "v0.0.0"}
 	honest, drift := mcp.NewServer(impl, nil), mcp.NewServer(impl, nil)
@@ -446,6 +462,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = json.Unmarshal(body, &msg) // what does not decode is the SDK's to refuse
 	_, known := h.tools[msg.Params.Name]
 	call := msg.Method == "tools/call" && known && len(msg.ID) > 0 && string(msg.ID) != "null"
+	if call && h.recordHeader != "" {
+		h.mu.Lock()
+		h.headers = append(h.headers, r.Header.Get(h.recordHeader))
+		h.mu.Unlock()
+	}
 	switch {
 	case call && m.b == Huge:
 		h.calls.Add(1)

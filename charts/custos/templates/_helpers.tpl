@@ -147,6 +147,11 @@ app.kubernetes.io/part-of: custos
 {{- end }}
 {{- join "," $pairs }}
 {{- end }}
+{{/* The namespace of gateway-only credentials' leases: the manager writes them, custos-gateway alone reads them. */}}
+{{- define "custos.gatewayCredentialsNamespace" -}}
+{{- default (printf "%s-gateway-credentials" .Release.Namespace | trunc 63 | trimSuffix "-") .Values.gateway.credentials.namespace }}
+{{- end }}
+
 {{/* The Secret of custos-gateway's serving certificate. */}}
 {{- define "custos.gatewayTLSSecretName" -}}
 {{- default (printf "%s-tls" (include "custos.gatewayName" .)) .Values.gateway.tls.secretName }}
