@@ -59,7 +59,7 @@ func (s *Server) call(ctx context.Context, sess *session, params *mcp.CallToolPa
 		attribute.String(attrMCPMethod, "tools/call"), attribute.String(attrTool, params.Name),
 		attribute.String(attrTenant, sess.tenant), attribute.String(attrAgent, sess.caller.ClientID))
 	rec := newCallRecord(s.now(), sess.tenant, sess.caller, sess.agent)
-	rec.traceID = span.SpanContext().TraceID().String()
+	rec.traceID = traceIDOf(span)
 	rec.tool = params.Name
 	rec.check("caller", true)
 	rec.check("agent", true)

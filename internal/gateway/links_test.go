@@ -29,6 +29,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"k8s.io/apimachinery/pkg/types"
 	clocktesting "k8s.io/utils/clock/testing"
 
@@ -265,5 +266,16 @@ func TestTraceGoesOn(t *testing.T) {
 	w.call(t, "acme", w.token(t), "ledger.get_invoice", okInvoice, nil)
 	if e, _ := w.lastEvent(); len(e.TraceID) != 32 || e.TraceID == callerTrace || e.TraceID == "0af7651916cd43dd8448eb211c80319c" {
 		t.Errorf("no traceparent: the record's trace ID %q, want a new one", e.TraceID)
+	}
+}
+
+// TestTraceIDWithoutTracing: with OpenTelemetry's no-op provider (a
+// gateway whose tracing was never set up), the record still carries a
+// trace ID of its own, never the all-zero one.
+func TestTraceIDWithoutTracing(t *testing.T) {
+	w := newWorld(t, func(s *Server) { s.Tracing = noop.NewTracerProvider() })
+	w.call(t, "acme", w.token(t), "ledger.get_invoice", okInvoice, nil)
+	if e, _ := w.lastEvent(); len(e.TraceID) != 32 || e.TraceID == strings.Repeat("0", 32) {
+		t.Errorf("the record's trace ID %q, want one of its own", e.TraceID)
 	}
 }

@@ -183,7 +183,7 @@ func (s *Server) serveMCP(w http.ResponseWriter, r *http.Request) {
 		}
 		rec := newCallRecord(start, tenant, caller, agent)
 		_, span := s.startSpan(remoteParent(r.Context(), nil, r.Header), "request refused", attribute.String(attrTenant, tenant))
-		rec.traceID = span.SpanContext().TraceID().String()
+		rec.traceID = traceIDOf(span)
 		rec.check("caller", true)
 		rec.check("agent", true)
 		rec.check("request", false)
@@ -204,7 +204,7 @@ func (s *Server) serveMCP(w http.ResponseWriter, r *http.Request) {
 			rec := newCallRecord(start, tenant, caller, agent)
 			_, span := s.startSpan(remoteParent(r.Context(), nil, r.Header), "tools/call "+name,
 				attribute.String(attrMCPMethod, "tools/call"), attribute.String(attrTool, name), attribute.String(attrTenant, tenant))
-			rec.traceID = span.SpanContext().TraceID().String()
+			rec.traceID = traceIDOf(span)
 			rec.tool = name
 			rec.check("caller", true)
 			rec.check("agent", true)
@@ -308,7 +308,7 @@ func (s *Server) refuseRequest(w http.ResponseWriter, r *http.Request, tenant st
 	}
 	_, span := s.startSpan(remoteParent(r.Context(), meta, r.Header), strings.TrimSpace(name),
 		attribute.String(attrMCPMethod, method), attribute.String(attrTool, tool), attribute.String(attrTenant, tenant))
-	rec.traceID = span.SpanContext().TraceID().String()
+	rec.traceID = traceIDOf(span)
 	defer func() { endSpan(span, rec, refused) }()
 	rec.check("caller", refused.Reason != ReasonInvalidToken)
 	if refused.Reason != ReasonInvalidToken {

@@ -88,3 +88,13 @@ func endSpan(span trace.Span, rec *callRecord, refused *Refusal) {
 	}
 	span.End()
 }
+
+// traceIDOf is span's W3C trace ID, or "" when it has none (a tracer
+// provider that makes no IDs, such as OpenTelemetry's no-op default):
+// the record then gets one of its own.
+func traceIDOf(span trace.Span) string {
+	if sc := span.SpanContext(); sc.HasTraceID() {
+		return sc.TraceID().String()
+	}
+	return ""
+}
