@@ -84,7 +84,7 @@ func (o *LeaseOptions) defaults() {
 // Annotations on a lease Secret: what the lease is, never what it holds.
 const (
 	leaseIssuedAtAnnotation  = "custos.dev/issued-at"
-	leaseExpiresAtAnnotation = "custos.dev/expires-at"
+	leaseExpiresAtAnnotation = custosv1alpha1.LeaseExpiresAtAnnotation
 	leaseBackendAnnotation   = "custos.dev/backend"
 	// leaseSpecAnnotation is a digest of the credential's spec the lease
 	// was issued for: a changed audience or TTL means a new lease.

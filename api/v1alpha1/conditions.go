@@ -75,6 +75,14 @@ const (
 	// LeaseSecretType is the type of the Secrets that hold an agent's
 	// credential leases.
 	LeaseSecretType = "custos.dev/lease"
+
+	// LeaseExpiresAtAnnotation is when a lease expires, RFC 3339, on every
+	// lease Secret; custos-gateway reads it on gateway-only leases.
+	LeaseExpiresAtAnnotation = "custos.dev/expires-at"
+
+	// LeaseTokenKey is the Secret key of a bearer token lease
+	// (kubernetesToken, azureToken): a file a client reads its token from.
+	LeaseTokenKey = "token"
 )
 
 // Condition types shared by every Custos kind. They follow kstatus: Ready is

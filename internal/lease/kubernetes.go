@@ -26,11 +26,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 )
 
 // TokenKey is the Secret key of a bearer token lease (kubernetesToken,
 // azureToken): a file a client reads its token from.
-const TokenKey = "token"
+const TokenKey = custosv1alpha1.LeaseTokenKey
 
 // tokenRequests is a TokenSource on the API server's TokenRequest API.
 type tokenRequests struct {

@@ -29,14 +29,6 @@ import (
 	"github.com/custos-dev/custos/internal/identity"
 )
 
-// leaseExpiresAtAnnotation is when a lease expires, RFC 3339, as the
-// manager writes it on every lease Secret.
-const leaseExpiresAtAnnotation = "custos.dev/expires-at"
-
-// leaseTokenKey is the Secret key of a token lease (lease.TokenKey, not
-// imported: that package links the clouds' SDKs).
-const leaseTokenKey = "token"
-
 // GatewayCredentials reads the leases of agents' gateway-only credentials
 // (gateway.Credentials) from the namespace where the manager keeps them
 // for custos-gateway (its --gateway-credentials-namespace). Reader should
@@ -61,9 +53,9 @@ func (g *GatewayCredentials) Lease(ctx context.Context, agent *custosv1alpha1.Ag
 		l[custosv1alpha1.CredentialLabel] != credential {
 		return "", time.Time{}, fmt.Errorf("lease Secret %s/%s was not issued by Custos for agent %s/%s", g.Namespace, name, agent.Namespace, agent.Name)
 	}
-	expires, err := time.Parse(time.RFC3339, sec.Annotations[leaseExpiresAtAnnotation])
+	expires, err := time.Parse(time.RFC3339, sec.Annotations[custosv1alpha1.LeaseExpiresAtAnnotation])
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("lease Secret %s/%s has no expiry", g.Namespace, name)
 	}
-	return string(sec.Data[leaseTokenKey]), expires, nil
+	return string(sec.Data[custosv1alpha1.LeaseTokenKey]), expires, nil
 }

@@ -47,8 +47,8 @@ func TestGatewayCredentials(t *testing.T) {
 			l[k] = v
 		}
 		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "custos-credentials", Name: name, Labels: l,
-			Annotations: map[string]string{leaseExpiresAtAnnotation: expires.Format(time.RFC3339)}},
-			Type: custosv1alpha1.LeaseSecretType, Data: map[string][]byte{leaseTokenKey: []byte("the-lease")}}
+			Annotations: map[string]string{custosv1alpha1.LeaseExpiresAtAnnotation: expires.Format(time.RFC3339)}},
+			Type: custosv1alpha1.LeaseSecretType, Data: map[string][]byte{custosv1alpha1.LeaseTokenKey: []byte("the-lease")}}
 	}
 	c := fake.NewClientBuilder().WithObjects(
 		lease("agent-finance.invoice.ledger-key", nil),
