@@ -181,14 +181,7 @@ func (s *Server) serveMCP(w http.ResponseWriter, r *http.Request) {
 		if errors.As(err, &tooLarge) {
 			status, refused.Message = http.StatusRequestEntityTooLarge, fmt.Sprintf("the request is over %d bytes (the gateway's --max-request-bytes)", tooLarge.Limit)
 		}
-		rec := newCallRecord(start, tenant, caller, agent)
-		_, span := s.startSpan(remoteParent(r.Context(), nil, r.Header), "request refused", attribute.String(attrTenant, tenant))
-		rec.traceID = traceIDOf(span)
-		rec.check("caller", true)
-		rec.check("agent", true)
-		rec.check("request", false)
-		s.record(r.Context(), rec.event(audit.ActionGatewayRefused, refused, s.now()))
-		endSpan(span, rec, refused)
+		s.recordUnreadRequest(r, start, tenant, caller, agent, false, "", refused)
 		http.Error(w, refused.Message, status)
 		return
 	}
@@ -201,19 +194,34 @@ func (s *Server) serveMCP(w http.ResponseWriter, r *http.Request) {
 	// gateway saw it: it is on the record all the same.
 	if sess.calls.Load() == 0 {
 		if name, why, isCall := undecodedCall(body); isCall {
-			rec := newCallRecord(start, tenant, caller, agent)
-			_, span := s.startSpan(remoteParent(r.Context(), nil, r.Header), "tools/call "+name,
-				attribute.String(attrMCPMethod, "tools/call"), attribute.String(attrTool, name), attribute.String(attrTenant, tenant))
-			rec.traceID = traceIDOf(span)
-			rec.tool = name
-			rec.check("caller", true)
-			rec.check("agent", true)
-			rec.check("request", false)
-			refused := &Refusal{Reason: ReasonInvalidRequest, Message: "the tools/call's params are not what MCP defines: " + why}
-			s.record(r.Context(), rec.event(audit.ActionToolRefused, refused, s.now()))
-			endSpan(span, rec, refused)
+			s.recordUnreadRequest(r, start, tenant, caller, agent, true, name,
+				&Refusal{Reason: ReasonInvalidRequest, Message: "the tools/call's params are not what MCP defines: " + why})
 		}
 	}
+}
+
+// recordUnreadRequest records, with its span, a request of a caller who
+// passed the caller and agent checks that the gateway could not read:
+// a body it refused (gateway.refused), or a tools/call (of tool, when
+// its name could be read) the MCP SDK answered before any check
+// (tool.refused).
+func (s *Server) recordUnreadRequest(r *http.Request, start time.Time, tenant string, caller *sts.Claims, agent *custosv1alpha1.Agent,
+	call bool, tool string, refused *Refusal) {
+	name, action := "request refused", audit.ActionGatewayRefused
+	attrs := []attribute.KeyValue{attribute.String(attrTenant, tenant)}
+	if call {
+		name, action = "tools/call "+tool, audit.ActionToolRefused
+		attrs = append(attrs, attribute.String(attrMCPMethod, "tools/call"), attribute.String(attrTool, tool))
+	}
+	_, span := s.startSpan(remoteParent(r.Context(), nil, r.Header), name, attrs...)
+	rec := newCallRecord(start, tenant, caller, agent)
+	rec.traceID = traceIDOf(span)
+	rec.tool = tool
+	rec.check("caller", true)
+	rec.check("agent", true)
+	rec.check("request", false)
+	s.record(r.Context(), rec.event(action, refused, s.now()))
+	endSpan(span, rec, refused)
 }
 
 // serve builds the MCP server of a facade: its tools, but those found
