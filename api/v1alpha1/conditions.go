@@ -72,6 +72,15 @@ const (
 	// reference crosses namespaces, so the labels say whose it is.
 	AgentNamespaceLabel = "custos.dev/agent-namespace"
 
+	// CallDigestLabel carries, on an ApprovalRequest, the first 40 hex
+	// digits of its spec.callDigest: custos-gateway finds the request of a
+	// call retried by it.
+	CallDigestLabel = "custos.dev/call-digest"
+
+	// ApprovalRequestLabel carries, on an ApprovalDecision, the name of
+	// the ApprovalRequest it decides (set by the admission webhook).
+	ApprovalRequestLabel = "custos.dev/approval-request"
+
 	// LeaseSecretType is the type of the Secrets that hold an agent's
 	// credential leases.
 	LeaseSecretType = "custos.dev/lease"
