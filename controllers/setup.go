@@ -35,6 +35,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/approval"
 	"github.com/custos-dev/custos/internal/audit"
 	"github.com/custos-dev/custos/internal/lease"
 	"github.com/custos-dev/custos/internal/netpol"
@@ -175,6 +176,15 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts Options) error
 		ManagerServiceAccount: opts.ManagerServiceAccount,
 		imagePolicies:         policies,
 	}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := (&ApprovalRequestReconciler{
+		Client:   mgr.GetClient(),
+		Recorder: mgr.GetEventRecorder(eventSource),
+		Access:   approval.SubjectAccessReviews{Client: mgr.GetClient()},
+		Audit:    opts.Audit,
+		Clock:    opts.Clock,
+	}).SetupWithManager(ctx, mgr); err != nil {
 		return err
 	}
 	// Registered once per process: a manager restarted in the same process

@@ -55,7 +55,7 @@ type ApprovalPolicySpec struct {
 	// +kubebuilder:default="15m"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s') && duration(self) <= duration('24h')",message="timeout must be between 10s and 24h"
-	Timeout metav1.Duration `json:"timeout,omitempty"`
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
 
 	// onTimeout is what a request that timed out means: Deny (the only
 	// choice: silence never approves).

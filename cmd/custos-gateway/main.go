@@ -51,6 +51,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/approval"
 	"github.com/custos-dev/custos/internal/audit"
 	"github.com/custos-dev/custos/internal/gateway"
 	"github.com/custos-dev/custos/internal/serve"
@@ -61,7 +62,10 @@ import (
 // What custos-gateway needs, in a role of its own: get, list and watch
 // agents, toolsets and databoundaries (their callChecks), and patch
 // toolsets/status (their Drifted condition, by server-side apply); get,
-// list and watch ConfigMaps in custos-sts's namespace (the revocation
+// list and watch approvalpolicies, get, list, watch and create
+// approvalrequests and update approvalrequests/status (it holds calls and
+// consumes approvals); get, list and watch ConfigMaps in custos-sts's
+// namespace (the revocation
 // lists); with --credentials-namespace, get, list and watch Secrets there
 // (the leases of gateway-only credentials), and none elsewhere. It signs
 // nothing.
@@ -87,6 +91,7 @@ type options struct {
 	probeAddr      string
 	metricsAddr    string
 	shutdownDelay  time.Duration
+	approvalHold   time.Duration
 	audit          audit.Config
 	tracing        tracing.Options
 }
@@ -115,6 +120,7 @@ func main() {
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", "0", "Address of the Prometheus metrics endpoint; 0 disables it.")
 	flag.DurationVar(&o.shutdownDelay, "shutdown-delay", 5*time.Second, "On SIGTERM, how long to keep serving, with /readyz failing, before draining: the time every kube-proxy needs to take the pod out of the Service. The calls in flight then get up to 10 s more; the pod's terminationGracePeriodSeconds must cover both.")
+	flag.DurationVar(&o.approvalHold, "approval-hold", approval.DefaultHold, "How long a call an ApprovalPolicy matches is held, waiting for people to approve it, before the gateway answers \"pending approval\" (the agent retries the same call); 0 answers at once.")
 	o.audit.AddFlags(flag.CommandLine)
 	o.tracing.AddFlags(flag.CommandLine)
 	zapOpts := zap.Options{}
@@ -242,7 +248,14 @@ func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, read
 		}
 		creds = &cluster.GatewayCredentials{Reader: secrets, Namespace: o.credentialsNS}
 	}
+	// Calls ApprovalPolicies match wait for people (ApprovalRequests),
+	// woken as soon as the manager writes a request's phase.
+	approvals := &approval.Gate{Client: mgr.GetClient(), Live: mgr.GetAPIReader(), Hold: o.approvalHold, Clock: clk}
+	if err := approvals.Watch(ctx, mgr.GetCache()); err != nil {
+		return err
+	}
 	gw := &gateway.Server{
+		Approvals:       approvals,
 		Credentials:     creds,
 		Drift:           drift,
 		Verifier:        &gateway.Verifier{IssuerBase: o.issuerBase, Client: stsClient, Clock: clk},
@@ -257,8 +270,9 @@ func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, read
 	}
 	return serve.Run(stopping, serve.Options{
 		Name: "gateway", Manager: mgr, Handler: gw.Handler(), Listen: o.listen, CertDir: o.certDir,
-		// A call may take the upstream's whole time, and the exchange before it.
-		WriteTimeout:  o.timeout + 20*time.Second,
+		// A call may be held for approval, then take the upstream's
+		// whole time, and the exchange before it.
+		WriteTimeout:  o.approvalHold + o.timeout + 20*time.Second,
 		ShutdownDelay: o.shutdownDelay, Ready: ready, Log: log,
 	})
 }

@@ -30,6 +30,15 @@ limitations under the License.
 //
 // revoke puts a person's session or one token on the tenant's revocation
 // list (revoke.go), as the user kubectl is configured as.
+//
+//	kubectl custos pending [-n NAMESPACE | -A]
+//	kubectl custos approve REQUEST [-n NAMESPACE] [--comment TEXT] [--wait]
+//	kubectl custos deny REQUEST [-n NAMESPACE] [--comment TEXT] [--wait]
+//
+// pending lists the tool calls waiting for people's approval
+// (ApprovalRequests); approve and deny show one and record a decision on
+// it, an ApprovalDecision the API server attributes to the user kubectl is
+// configured as (approve.go).
 package main
 
 import (
@@ -39,6 +48,7 @@ import (
 	"io"
 	"os"
 
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/audit"
 	"github.com/custos-dev/custos/internal/sts"
 )
@@ -55,6 +65,9 @@ const usage = `usage:
   kubectl custos trace --key PUBLIC.pem [--allow-open] [--allow-partial] AUDIT JTI
   kubectl custos trace --no-signatures [--allow-open] [--allow-partial] AUDIT JTI
   kubectl custos revoke --tenant TENANT (--session SID | --jti JTI) --reason WHY [--for 24h] [-n NAMESPACE]
+  kubectl custos pending [-n NAMESPACE | -A]
+  kubectl custos approve REQUEST [-n NAMESPACE] [--comment TEXT] [--wait [--timeout 30s]]
+  kubectl custos deny REQUEST [-n NAMESPACE] [--comment TEXT] [--wait [--timeout 30s]]
 
 AUDIT is an audit segment store (--audit-dir) or a JSON-lines file of
 records (custos-sts's standard output with --audit-sink=stdout); JTI is a
@@ -63,6 +76,12 @@ token's jti, or a person's token's jti as their identity provider set it.
 revoke puts a session (every token of it) or a token on the tenant's
 revocation list; custos-sts refuses it from its next exchange. Run
 kubectl custos revoke --help for its flags.
+
+pending lists the tool calls held for people's approval (ApprovalRequests)
+in NAMESPACE (the kubeconfig context's by default) or every namespace (-A).
+approve and deny show the call REQUEST holds and record your decision on it
+(an ApprovalDecision); the API server, not the command, says who you are.
+They take --kubeconfig, --context, --as and --as-group as kubectl does.
 `
 
 func main() {
@@ -79,6 +98,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return trace(args[1:], stdout, stderr)
 	case "revoke":
 		return revoke(args[1:], stdout, stderr)
+	case "pending":
+		return pending(args[1:], stdout, stderr)
+	case "approve":
+		return decide(custosv1alpha1.Approve, args[1:], stdout, stderr)
+	case "deny":
+		return decide(custosv1alpha1.Deny, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

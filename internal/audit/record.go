@@ -72,6 +72,16 @@ const (
 	// its result, and the latency.
 	ActionToolCalled  = "tool.called"
 	ActionToolRefused = "tool.refused"
+	// ActionApprovalRequested: custos-gateway held a call an
+	// ApprovalPolicy matched and made its ApprovalRequest (details: the
+	// request, the call's digest, the policies, the quorum).
+	ActionApprovalRequested = "approval.requested"
+	// ActionApprovalDecided: the manager counted a person's decision on a
+	// request (counted or not, and why), or the request was decided:
+	// Approved, Denied or Expired.
+	ActionApprovalDecided = "approval.decided"
+	// ActionApprovalConsumed: custos-gateway ran the approved call, once.
+	ActionApprovalConsumed = "approval.consumed"
 	// ActionGatewayRefused: custos-gateway refused a request that was not
 	// a tools/call (an MCP session without a valid token, or for an agent
 	// that may not act).

@@ -242,3 +242,32 @@ func redactEvent(e *Event) []string {
 
 // sortUTF16 sorts strings as RFC 8785 sorts member names.
 func sortUTF16(s []string) { slices.SortFunc(s, compareUTF16) }
+
+// RedactValue scrubs a decoded JSON value (a tool call's arguments, say)
+// by the same rules as a record's details: a member whose name says
+// secret is Redacted whatever its value, and every string is scrubbed of
+// the secrets it holds. v is not changed; the copy is returned.
+func RedactValue(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		for k, e := range t {
+			if _, isString := e.(string); isString && secretKeyName.MatchString(k) && !referenceKeyName.MatchString(k) {
+				out[k] = Redacted
+				continue
+			}
+			out[k] = RedactValue(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(t))
+		for i, e := range t {
+			out[i] = RedactValue(e)
+		}
+		return out
+	case string:
+		s, _ := redactString(t)
+		return s
+	}
+	return v
+}

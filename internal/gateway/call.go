@@ -121,6 +121,13 @@ func (s *Server) checkAndCall(ctx context.Context, sess *session, params *mcp.Ca
 		return nil, &Refusal{Reason: ReasonInvalidInput, Message: fmt.Sprintf("tool %s: the arguments cannot be encoded: %v", tool.Name, err)}
 	}
 	rec.details["argumentsDigest"] = digest(raw)
+	// A call an ApprovalPolicy matches waits for people here, after every
+	// check of the call itself and before anything is sent.
+	if s.Approvals != nil {
+		if refused, applies := s.checkApproval(ctx, sess, tool, raw, meta, rec); applies && !rec.check("approval", refused == nil) {
+			return nil, refused
+		}
+	}
 	// The agent's gateway-only credentials for this Toolset, set on this
 	// call's requests to its server and on no other's.
 	headers, refused := s.credentialHeaders(ctx, sess.agent, tool.Toolset, tool.Name)

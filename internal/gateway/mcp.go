@@ -85,6 +85,9 @@ type Server struct {
 	// credentials, set on the calls to their Toolset; a call that needs
 	// one is refused (CredentialUnavailable) when nil.
 	Credentials Credentials
+	// Approvals, when set, holds the calls ApprovalPolicies match until
+	// people approve them (approval.go); none are held when nil.
+	Approvals Approvals
 	// Audit records every call; none when nil.
 	Audit audit.Recorder
 	// Clock is the real clock when nil.

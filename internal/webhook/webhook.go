@@ -35,6 +35,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/approval"
 	"github.com/custos-dev/custos/internal/audit"
 	"github.com/custos-dev/custos/internal/boundary"
 )
@@ -46,6 +47,10 @@ const (
 	ToolsetPath   = "/validate-custos-dev-v1alpha1-toolset"
 	NamespacePath = "/validate-v1-namespace"
 	BoundaryPath  = "/validate-custos-dev-v1alpha1-databoundary"
+
+	ApprovalPolicyPath         = "/validate-custos-dev-v1alpha1-approvalpolicy"
+	ApprovalDecisionMutatePath = "/mutate-custos-dev-v1alpha1-approvaldecision"
+	ApprovalDecisionPath       = "/validate-custos-dev-v1alpha1-approvaldecision"
 
 	PodMutatePath   = "/mutate-v1-pod"
 	PodValidatePath = "/validate-v1-pod"
@@ -80,6 +85,12 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	register(ToolsetPath, admission.WithValidator[*custosv1alpha1.Toolset](mgr.GetScheme(), &ToolsetValidator{Client: c}))
 	register(BoundaryPath, admission.WithValidator[*custosv1alpha1.DataBoundary](mgr.GetScheme(), &DataBoundaryValidator{}))
 	register(NamespacePath, admission.WithValidator[*corev1.Namespace](mgr.GetScheme(), &NamespaceValidator{Client: c}))
+	// Approvals: a decision's approver is who the API server
+	// authenticated, and only someone allowed to decide may.
+	register(ApprovalPolicyPath, admission.WithValidator[*custosv1alpha1.ApprovalPolicy](mgr.GetScheme(), &ApprovalPolicyValidator{}))
+	register(ApprovalDecisionMutatePath, admission.WithDefaulter[*custosv1alpha1.ApprovalDecision](mgr.GetScheme(), ApprovalDecisionDefaulter{}))
+	register(ApprovalDecisionPath, admission.WithValidator[*custosv1alpha1.ApprovalDecision](mgr.GetScheme(),
+		&ApprovalDecisionValidator{Client: c, Access: approval.SubjectAccessReviews{Client: mgr.GetClient()}}))
 	// The pod guard: agent pods are labelled with their tenant and pinned to
 	// their boundary's regions, then checked.
 	register(PodMutatePath, admission.WithDefaulter[*corev1.Pod](mgr.GetScheme(), &PodDefaulter{Client: c}))
