@@ -1,13 +1,16 @@
 -- Copyright 2026 The Custos Authors.
 -- SPDX-License-Identifier: Apache-2.0
 --
--- Argo CD health check for Custos's kinds: Agent, Toolset and DataBoundary
--- (custos.dev/v1alpha1). One script serves all three; install it under
--- resource.customizations.health.custos.dev_Agent, ..._Toolset and
--- ..._DataBoundary in argocd-cm (docs/gitops.md shows the ConfigMap).
+-- Argo CD health check for Custos's kinds (custos.dev/v1alpha1): Agent,
+-- Toolset, DataBoundary, ApprovalRequest, ApprovalPolicy and
+-- ApprovalDecision. One script serves them all; install it under
+-- resource.customizations.health.custos.dev_Agent, ..._Toolset,
+-- ..._DataBoundary, ..._ApprovalRequest, ..._ApprovalPolicy and
+-- ..._ApprovalDecision in argocd-cm (docs/gitops.md shows the ConfigMap).
 --
--- It reads the kstatus conditions Custos writes, in the order kstatus reads
--- them, so Argo CD, Flux and kubectl-wait tooling agree:
+-- For Agents, Toolsets and DataBoundaries it reads the kstatus conditions
+-- Custos writes, in the order kstatus reads them, so Argo CD, Flux and
+-- kubectl-wait tooling agree:
 --
 --   observedGeneration absent, -1 or not the generation  Progressing
 --   Stalled=True                                          Degraded
@@ -17,9 +20,19 @@
 --   Ready=False or Unknown                                Progressing
 --   no Ready condition                                    Progressing
 --
--- The message is the deciding condition's. Argo CD gives custom health
--- checks only `obj` and the base, table and (safe) os libraries: no string
--- library, so nothing here calls string functions.
+-- ApprovalPolicies and ApprovalDecisions have no status: Healthy once
+-- stored. An ApprovalRequest's spec never changes (it has no
+-- observedGeneration); its health is its phase:
+--
+--   Pending, or no phase yet                              Progressing
+--   Approved (the call may run once, at its next try)     Healthy
+--   Consumed (the approved call ran)                      Healthy
+--   Denied, or Expired (which denies)                     Degraded
+--
+-- The message is the deciding condition's (for an ApprovalRequest, made
+-- from its phase and counts). Argo CD gives custom health checks only
+-- `obj` and the base, table and (safe) os libraries: no string library,
+-- so nothing here calls string functions.
 
 local function findCondition(conditions, conditionType)
   for _, c in ipairs(conditions) do
@@ -40,6 +53,70 @@ local function messageOf(c)
   return c.type .. " is " .. tostring(c.status)
 end
 
+-- The approvals.
+if obj.kind == "ApprovalPolicy" or obj.kind == "ApprovalDecision" then
+  return {status = "Healthy", message = obj.kind .. " stored"}
+end
+if obj.kind == "ApprovalRequest" then
+  local spec = obj.spec
+  if type(spec) ~= "table" then
+    spec = {}
+  end
+  local st = obj.status
+  if type(st) ~= "table" then
+    st = {}
+  end
+  local approvals = st.approvals
+  if type(approvals) ~= "number" then
+    approvals = 0
+  end
+  local quorum = spec.quorum
+  if type(quorum) ~= "number" then
+    quorum = 1
+  end
+  local tally = tostring(approvals) .. " of " .. tostring(quorum) .. " approvals"
+  local phase = st.phase
+  if phase == "Approved" then
+    return {status = "Healthy", message = "Approved with " .. tally .. ": the call runs once, at the agent's next try"}
+  end
+  if phase == "Consumed" then
+    local message = "Consumed: the approved call ran"
+    if type(st.consumedAt) == "string" then
+      message = message .. " at " .. st.consumedAt
+    end
+    return {status = "Healthy", message = message}
+  end
+  if phase == "Denied" then
+    local message = "Denied"
+    if type(st.decisions) == "table" then
+      for _, d in ipairs(st.decisions) do
+        if type(d) == "table" and d.decision == "Deny" and d.counted == true and
+            type(d.approver) == "table" and type(d.approver.username) == "string" then
+          message = "Denied by " .. d.approver.username
+          break
+        end
+      end
+    end
+    return {status = "Degraded", message = message .. " (" .. tally .. "): the call does not run"}
+  end
+  if phase == "Expired" then
+    local message = "Expired"
+    if type(spec.expiresAt) == "string" then
+      message = message .. " at " .. spec.expiresAt
+    end
+    return {status = "Degraded", message = message .. " with " .. tally .. ": the call is denied"}
+  end
+  if phase == "Pending" then
+    local message = "Waiting for " .. tally
+    if type(spec.expiresAt) == "string" then
+      message = message .. ", until " .. spec.expiresAt
+    end
+    return {status = "Progressing", message = message}
+  end
+  return {status = "Progressing", message = "Waiting for Custos to observe the ApprovalRequest"}
+end
+
+-- Agents, Toolsets and DataBoundaries.
 local status = obj.status
 if type(status) ~= "table" then
   return {status = "Progressing", message = "Waiting for Custos to observe the " .. tostring(obj.kind)}

@@ -296,8 +296,10 @@ func TestTenantRoles(t *testing.T) {
 	m := render(t, namespace)
 	owner := into[rbacv1.ClusterRole](t, m.find(t, "ClusterRole", "custos-agent-owner"))
 	viewer := into[rbacv1.ClusterRole](t, m.find(t, "ClusterRole", "custos-agent-viewer"))
+	approver := into[rbacv1.ClusterRole](t, m.find(t, "ClusterRole", "custos-approver"))
+	riskOwner := into[rbacv1.ClusterRole](t, m.find(t, "ClusterRole", "custos-risk-owner"))
 
-	for _, role := range []*rbacv1.ClusterRole{owner, viewer} {
+	for _, role := range []*rbacv1.ClusterRole{owner, viewer, approver, riskOwner} {
 		g.Expect(role.Labels).To(HaveKeyWithValue("app.kubernetes.io/part-of", "custos"), role.Name)
 		g.Expect(boundary.UnsafeGrants(role.Rules, false)).To(BeEmpty(), "%s, bound in a namespace", role.Name)
 		g.Expect(boundary.UnsafeGrants(role.Rules, true)).To(BeEmpty(), "%s, bound cluster-wide", role.Name)
@@ -329,6 +331,57 @@ func TestTenantRoles(t *testing.T) {
 		g.Expect(r.Verbs).To(ConsistOf("get", "list", "watch"), "the viewer only reads: %+v", r)
 	}
 
+	// Custos's API, role by role: exactly these verbs on these resources,
+	// in every object of the namespace (no resourceNames). Approvals: the
+	// risk owner alone writes ApprovalPolicies; the approver alone decides
+	// (creates ApprovalDecisions) and holds approve on toolsets, which is
+	// what custos-gateway's SubjectAccessReview asks; nobody writes an
+	// ApprovalRequest or its status (custos-gateway's and Custos's), nor
+	// changes or deletes a decision.
+	read := []string{"get", "list", "watch"}
+	write := []string{"get", "list", "watch", "create", "update", "patch", "delete"}
+	grants := func(verbs []string, resources ...string) []string {
+		var out []string
+		for _, res := range resources {
+			for _, v := range verbs {
+				out = append(out, v+" "+res)
+			}
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		role *rbacv1.ClusterRole
+		want []string
+	}{
+		{owner, append(grants(write, "agents", "toolsets"), grants(read, "approvalrequests", "approvaldecisions")...)},
+		{viewer, grants(read, "agents", "toolsets", "approvalrequests", "approvaldecisions")},
+		{approver, append(grants(read, "approvalrequests", "approvaldecisions", "agents", "toolsets"),
+			"create approvaldecisions", "approve toolsets")},
+		{riskOwner, append(grants(write, "approvalpolicies"), grants(read, "approvalrequests", "approvaldecisions")...)},
+	} {
+		var got []string
+		for _, r := range tc.role.Rules {
+			if !slices.Contains(r.APIGroups, "custos.dev") {
+				continue
+			}
+			g.Expect(r.ResourceNames).To(BeEmpty(), "%s: %+v", tc.role.Name, r)
+			got = append(got, grants(r.Verbs, r.Resources...)...)
+		}
+		g.Expect(got).To(ConsistOf(tc.want), tc.role.Name)
+		for _, res := range []string{"approvalrequests", "approvalrequests/status", "approvaldecisions"} {
+			for _, v := range []string{"update", "patch", "delete"} {
+				g.Expect(got).NotTo(ContainElement(v+" "+res), tc.role.Name)
+			}
+		}
+		g.Expect(got).NotTo(ContainElement("create approvalrequests"), tc.role.Name)
+	}
+	// The approvers and risk owners need nothing but Custos's API.
+	for _, role := range []*rbacv1.ClusterRole{approver, riskOwner} {
+		for _, r := range role.Rules {
+			g.Expect(r.APIGroups).To(Equal([]string{"custos.dev"}), "%s: %+v", role.Name, r)
+		}
+	}
+
 	// The check is not vacuous: the same rules flag what edit has.
 	g.Expect(boundary.UnsafeGrants(append(slices.Clone(owner.Rules),
 		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}},
@@ -339,9 +392,12 @@ func TestTenantRoles(t *testing.T) {
 	other := render(t, "platform", "fullnameOverride=platform-custos")
 	other.find(t, "ClusterRole", "platform-custos-agent-owner")
 	other.find(t, "ClusterRole", "platform-custos-agent-viewer")
+	other.find(t, "ClusterRole", "platform-custos-approver")
+	other.find(t, "ClusterRole", "platform-custos-risk-owner")
 	for _, o := range render(t, namespace, "tenantRoles.create=false").ofKind("ClusterRole") {
-		g.Expect(o.GetName()).NotTo(HaveSuffix("-agent-owner"))
-		g.Expect(o.GetName()).NotTo(HaveSuffix("-agent-viewer"))
+		for _, role := range []string{"agent-owner", "agent-viewer", "approver", "risk-owner"} {
+			g.Expect(o.GetName()).NotTo(HaveSuffix("-" + role))
+		}
 	}
 }
 
@@ -389,7 +445,10 @@ func TestWebhooksSkipTheReleaseNamespace(t *testing.T) {
 	for _, wh := range mutating(t, m).Webhooks {
 		check(wh.Name, wh.NamespaceSelector, wh.ClientConfig)
 	}
-	g.Expect(selectors).To(Equal(5))
+	// agents, toolsets, namespaces, pods (validating and mutating), and
+	// the approvals: approvalpolicies, approvaldecisions (validating and
+	// mutating).
+	g.Expect(selectors).To(Equal(8))
 	g.Expect(m.deployment(t).Namespace).To(Equal(ns))
 }
 

@@ -149,12 +149,17 @@ func TestGateway(t *testing.T) {
 
 	// RBAC: Agents, Toolsets and DataBoundaries (their callChecks)
 	// cluster-wide, the revocation lists in the release namespace; no
-	// Secrets, no pods, no TokenReviews.
+	// Secrets, no pods, no TokenReviews. For approvals: ApprovalPolicies
+	// read, ApprovalRequests created and their status written (Consumed),
+	// never their spec changed nor deleted, and no ApprovalDecisions.
 	cr := into[rbacv1.ClusterRole](t, m.find(t, "ClusterRole", "custos-gateway"))
 	g.Expect(cr.Rules).To(ConsistOf(
 		rbacv1.PolicyRule{APIGroups: []string{"custos.dev"}, Resources: []string{"agents", "toolsets", "databoundaries"}, Verbs: []string{"get", "list", "watch"}},
 		rbacv1.PolicyRule{APIGroups: []string{"custos.dev"}, Resources: []string{"toolsets/status"}, Verbs: []string{"patch"}},
-	), "nothing it does not read")
+		rbacv1.PolicyRule{APIGroups: []string{"custos.dev"}, Resources: []string{"approvalpolicies"}, Verbs: []string{"get", "list", "watch"}},
+		rbacv1.PolicyRule{APIGroups: []string{"custos.dev"}, Resources: []string{"approvalrequests"}, Verbs: []string{"get", "list", "watch", "create"}},
+		rbacv1.PolicyRule{APIGroups: []string{"custos.dev"}, Resources: []string{"approvalrequests/status"}, Verbs: []string{"update", "patch"}},
+	), "nothing it does not read, but the requests of the calls it holds and their Consumed phase")
 	role := into[rbacv1.Role](t, m.find(t, "Role", "custos-gateway"))
 	g.Expect(role.Namespace).To(Equal(namespace))
 	g.Expect(role.Rules).To(ConsistOf(

@@ -304,6 +304,117 @@ func TestArgoCDHealthEdgeCases(t *testing.T) {
 	}
 }
 
+// TestArgoCDHealthOfApprovals covers the approval kinds beyond what
+// TestApprovalStatusForGitOps writes: statuses partly written, by hand or
+// by an older Custos, and values of the wrong type. An ApprovalRequest's
+// health is its phase, whatever its conditions or generation say.
+func TestArgoCDHealthOfApprovals(t *testing.T) {
+	request := func(spec, status map[string]any) map[string]any {
+		o := map[string]any{
+			"apiVersion": "custos.dev/v1alpha1",
+			"kind":       "ApprovalRequest",
+			"metadata":   map[string]any{"name": "payer-0123456789abcdef-1", "namespace": "y", "generation": int64(1)},
+		}
+		if spec != nil {
+			o["spec"] = spec
+		}
+		if status != nil {
+			o["status"] = status
+		}
+		return o
+	}
+	spec := map[string]any{"quorum": int64(3), "expiresAt": "2030-01-01T00:00:00Z"}
+	vote := func(user, decision string, counted bool) map[string]any {
+		return map[string]any{"name": user, "approver": map[string]any{"username": user}, "decision": decision, "counted": counted}
+	}
+	cases := []struct {
+		name    string
+		obj     map[string]any
+		want    string
+		message string
+	}{
+		{
+			name: "an ApprovalPolicy, which has no status",
+			obj: map[string]any{"apiVersion": "custos.dev/v1alpha1", "kind": "ApprovalPolicy",
+				"metadata": map[string]any{"name": "p", "namespace": "y", "generation": int64(4)}, "spec": map[string]any{"quorum": int64(2)}},
+			want: healthy, message: "ApprovalPolicy stored",
+		},
+		{
+			name: "an ApprovalDecision, which has no status",
+			obj: map[string]any{"apiVersion": "custos.dev/v1alpha1", "kind": "ApprovalDecision",
+				"metadata": map[string]any{"name": "d", "namespace": "y"}, "spec": map[string]any{"request": "r", "decision": "Deny"}},
+			want: healthy, message: "ApprovalDecision stored",
+		},
+		{
+			name: "a request without a status",
+			obj:  request(spec, nil), want: progressing, message: "Waiting for Custos to observe the ApprovalRequest",
+		},
+		{
+			name: "a request with a phase it does not know",
+			obj:  request(spec, map[string]any{"phase": "Escalated"}), want: progressing, message: "Waiting for Custos to observe the ApprovalRequest",
+		},
+		{
+			name: "Pending, nothing counted yet",
+			obj:  request(spec, map[string]any{"phase": "Pending"}), want: progressing, message: "Waiting for 0 of 3 approvals, until 2030-01-01T00:00:00Z",
+		},
+		{
+			name: "Pending, whatever Ready says",
+			obj: request(spec, map[string]any{"phase": "Pending", "approvals": int64(2), "conditions": []any{
+				map[string]any{"type": "Ready", "status": "True", "reason": "Approved"},
+			}}),
+			want: progressing, message: "Waiting for 2 of 3 approvals",
+		},
+		{
+			name: "Pending, without a spec (quorum 1, its default)",
+			obj:  request(nil, map[string]any{"phase": "Pending"}), want: progressing, message: "Waiting for 0 of 1 approvals",
+		},
+		{
+			name: "Pending, with counts of the wrong type",
+			obj:  request(map[string]any{"quorum": "3", "expiresAt": int64(5)}, map[string]any{"phase": "Pending", "approvals": "2"}),
+			want: progressing, message: "Waiting for 0 of 1 approvals",
+		},
+		{
+			name: "Approved: ready to run once",
+			obj:  request(spec, map[string]any{"phase": "Approved", "approvals": float64(3)}), want: healthy, message: "Approved with 3 of 3 approvals",
+		},
+		{
+			name: "Consumed, without consumedAt",
+			obj:  request(spec, map[string]any{"phase": "Consumed", "approvals": int64(3)}), want: healthy, message: "Consumed: the approved call ran",
+		},
+		{
+			name: "Denied: the counted veto is named, not a refused one",
+			obj: request(spec, map[string]any{"phase": "Denied", "approvals": int64(1), "decisions": []any{
+				vote("paula@example.com", "Deny", false), vote("ann@example.com", "Approve", true), vote("dora@example.com", "Deny", true),
+			}}),
+			want: degraded, message: "Denied by dora@example.com (1 of 3 approvals)",
+		},
+		{
+			name: "Denied, without decisions",
+			obj:  request(spec, map[string]any{"phase": "Denied", "decisions": "dora"}), want: degraded, message: "Denied (0 of 3 approvals): the call does not run",
+		},
+		{
+			name: "Expired",
+			obj:  request(spec, map[string]any{"phase": "Expired", "approvals": int64(2)}), want: degraded, message: "Expired at 2030-01-01T00:00:00Z with 2 of 3 approvals",
+		},
+		{
+			name: "Expired, whatever Ready's reason (the Agent's Suspended reason Expired is not this)",
+			obj: request(nil, map[string]any{"phase": "Expired", "conditions": []any{
+				map[string]any{"type": "Ready", "status": "True", "reason": "Expired"},
+			}}),
+			want: degraded, message: "Expired with 0 of 1 approvals",
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			h, err := argoCDHealth(healthScript, tc.obj)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(h.Status).To(Equal(tc.want), "message %q", h.Message)
+			g.Expect(h.Message).To(ContainSubstring(tc.message))
+		})
+	}
+}
+
 // TestArgoCDHealthNeedsOnlyObj: Argo CD gives a custom health check the
 // object and nothing else. The script must not reach for the string library
 // (not opened for argocd-cm scripts), globals of its own, or anything but
@@ -363,7 +474,7 @@ func TestArgoCDConfigMapInDocsIsTheScript(t *testing.T) {
 	g.Expect(cm).NotTo(BeNil(), "docs/gitops.md shows no argocd-cm ConfigMap in a yaml block")
 	data, ok := cm["data"].(map[string]any)
 	g.Expect(ok).To(BeTrue())
-	for _, kind := range []string{"Agent", "Toolset", "DataBoundary"} {
+	for _, kind := range []string{"Agent", "Toolset", "DataBoundary", "ApprovalRequest", "ApprovalPolicy", "ApprovalDecision"} {
 		key := "resource.customizations.health.custos.dev_" + kind
 		g.Expect(data).To(HaveKey(key))
 		g.Expect(data[key]).To(Equal(script), "%s in docs/gitops.md differs from %s", key, healthScriptPath)

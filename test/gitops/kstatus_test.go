@@ -18,6 +18,7 @@ package gitops
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -343,4 +344,147 @@ func TestDataBoundaryStatusForGitOps(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		expectStatus(g, read(g, b), status.CurrentStatus, healthy, "Covers 1 namespace")
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+}
+
+// newApprovalRequest is a request as custos-gateway makes one for a call
+// of agent payer to tool pay of Toolset ledger, needing quorum approvals.
+func newApprovalRequest(ns, name string, quorum int32) *custosv1alpha1.ApprovalRequest {
+	return &custosv1alpha1.ApprovalRequest{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: custosv1alpha1.ApprovalRequestSpec{
+			Agent:      custosv1alpha1.ApprovalAgent{Name: "payer", UID: "6d1f3c9e-0000-4000-8000-000000000001"},
+			Toolset:    custosv1alpha1.ToolsetReference{Name: "ledger"},
+			Tool:       "pay",
+			Access:     custosv1alpha1.ToolAccessWrite,
+			CallDigest: "sha256:" + strings.Repeat("ab", 32),
+			Arguments:  `{"amount":1200}`,
+			Person:     "paula@example.com",
+			Policies:   []string{"payments"},
+			Quorum:     quorum,
+			ExpiresAt:  metav1.NewTime(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)),
+		},
+	}
+}
+
+// setApprovalStatus writes req's status through the status subresource,
+// as the manager (phase, counts, Ready) or custos-gateway (Consumed) do,
+// and returns the object the API server answered with. (The manager's
+// approval controller may tally the request again afterwards; what a tool
+// reads is asserted on the answer, so the test does not race it.)
+func setApprovalStatus(g Gomega, req *custosv1alpha1.ApprovalRequest, st custosv1alpha1.ApprovalRequestStatus) map[string]any {
+	g.Eventually(func() error {
+		if err := k8sClient.Get(context.Background(), client.ObjectKeyFromObject(req), req); err != nil {
+			return err
+		}
+		req.Status = st
+		return k8sClient.Status().Update(context.Background(), req)
+	}).WithTimeout(eventually).Should(Succeed())
+	g.ExpectWithOffset(1, req.Status.Phase).To(Equal(st.Phase))
+	return unstructuredOf(g, req).Object
+}
+
+// readyCondition is the Ready condition of an ApprovalRequest in phase:
+// False while Pending, True once decided.
+func readyCondition(phase custosv1alpha1.ApprovalPhase, message string) []metav1.Condition {
+	st := metav1.ConditionTrue
+	if phase == custosv1alpha1.ApprovalPending {
+		st = metav1.ConditionFalse
+	}
+	return []metav1.Condition{{Type: custosv1alpha1.ReadyCondition, Status: st, Reason: string(phase), Message: message,
+		LastTransitionTime: metav1.Now()}}
+}
+
+// TestApprovalStatusForGitOps: what kstatus and the Argo CD health check
+// make of the approval kinds, as the API server serves them (their CRDs,
+// defaults and status subresource). ApprovalPolicies and ApprovalDecisions
+// have no status: Current and Healthy once stored. An ApprovalRequest is
+// waited on while Pending, Healthy when approved or consumed, and Degraded
+// for Argo CD when denied or expired; kstatus, which reads its Ready
+// condition, calls every decided request Current. custos-gateway and the
+// manager write the statuses here by hand: the test is what the tools
+// read, not who writes it.
+func TestApprovalStatusForGitOps(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	tenant := fixtures.UniqueTenant("ks-approval")
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
+
+	// The risk owner's policy, from Git.
+	policy := &custosv1alpha1.ApprovalPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "payments"},
+		Spec:       custosv1alpha1.ApprovalPolicySpec{Quorum: 2, Match: custosv1alpha1.ApprovalMatch{Write: true}},
+	}
+	expectStatus(g, create(g, policy), status.CurrentStatus, healthy, "ApprovalPolicy stored")
+	expectStatus(g, read(g, policy), status.CurrentStatus, healthy, "ApprovalPolicy stored")
+
+	// A held call, as the gateway creates it: no phase yet. kstatus sees
+	// no condition and says Current; the health check waits for Custos.
+	req := newApprovalRequest(ns, "payer-0123456789abcdef-1", 2)
+	obj := create(g, req)
+	expectStatus(g, obj, status.CurrentStatus, progressing, "Waiting for Custos to observe the ApprovalRequest")
+
+	// Pending: Ready False.
+	obj = setApprovalStatus(g, req, custosv1alpha1.ApprovalRequestStatus{
+		Phase: custosv1alpha1.ApprovalPending, Approvals: 1,
+		Conditions: readyCondition(custosv1alpha1.ApprovalPending, "waiting for 1 more approval"),
+	})
+	expectStatus(g, obj, status.InProgressStatus, progressing, "Waiting for 1 of 2 approvals, until 2030-01-01T00:00:00Z")
+
+	// Approved: decided, ready to run once.
+	decided := metav1.Now()
+	obj = setApprovalStatus(g, req, custosv1alpha1.ApprovalRequestStatus{
+		Phase: custosv1alpha1.ApprovalApproved, Approvals: 2, DecidedAt: &decided,
+		Conditions: readyCondition(custosv1alpha1.ApprovalApproved, "approved by 2 of 2"),
+	})
+	expectStatus(g, obj, status.CurrentStatus, healthy, "Approved with 2 of 2 approvals", "runs once")
+
+	// Consumed by the gateway: the call ran.
+	consumed := metav1.NewTime(time.Date(2029, 12, 31, 12, 0, 0, 0, time.UTC))
+	obj = setApprovalStatus(g, req, custosv1alpha1.ApprovalRequestStatus{
+		Phase: custosv1alpha1.ApprovalConsumed, Approvals: 2, DecidedAt: &decided, ConsumedAt: &consumed,
+		Conditions: readyCondition(custosv1alpha1.ApprovalConsumed, "the approved call ran"),
+	})
+	expectStatus(g, obj, status.CurrentStatus, healthy, "Consumed: the approved call ran at 2029-12-31T12:00:00Z")
+	// A consumed request is final: read again, it is what it was.
+	expectStatus(g, read(g, req), status.CurrentStatus, healthy, "Consumed: the approved call ran")
+
+	// Denied by one counted veto: decided, so Current for kstatus;
+	// Degraded for Argo CD, naming who denied it.
+	denied := newApprovalRequest(ns, "payer-0123456789abcdef-2", 2)
+	create(g, denied)
+	setApprovalStatus(g, denied, custosv1alpha1.ApprovalRequestStatus{
+		Phase: custosv1alpha1.ApprovalDenied, DecidedAt: &decided,
+		Decisions: []custosv1alpha1.ApprovalVote{
+			{Name: "paula-approves", Approver: custosv1alpha1.Approver{Username: "paula@example.com"}, Decision: custosv1alpha1.Approve,
+				Counted: false, Reason: "the person the agent acts for", DecidedAt: decided},
+			{Name: "dora-denies", Approver: custosv1alpha1.Approver{Username: "dora@example.com"}, Decision: custosv1alpha1.Deny,
+				Counted: true, DecidedAt: decided},
+		},
+		Conditions: readyCondition(custosv1alpha1.ApprovalDenied, "denied by dora@example.com"),
+	})
+	expectStatus(g, read(g, denied), status.CurrentStatus, degraded, "Denied by dora@example.com (0 of 2 approvals)")
+
+	// Expired: silence denies.
+	expired := newApprovalRequest(ns, "payer-0123456789abcdef-3", 1)
+	create(g, expired)
+	setApprovalStatus(g, expired, custosv1alpha1.ApprovalRequestStatus{
+		Phase: custosv1alpha1.ApprovalExpired, DecidedAt: &decided,
+		Conditions: readyCondition(custosv1alpha1.ApprovalExpired, "no quorum before 2030-01-01T00:00:00Z"),
+	})
+	expectStatus(g, read(g, expired), status.CurrentStatus, degraded, "Expired at 2030-01-01T00:00:00Z with 0 of 1 approvals")
+
+	// A person's decision: immutable, no status. It is made on a request
+	// still open, which the suite's administrator may decide (it holds
+	// approve on every Toolset, and may change the Agent: owners are let
+	// approve here), so that Custos's admission webhook lets it through.
+	open := newApprovalRequest(ns, "payer-0123456789abcdef-4", 2)
+	notOwners := false
+	open.Spec.SeparationOfDuties.ExcludeOwners = &notOwners
+	create(g, open)
+	decision := &custosv1alpha1.ApprovalDecision{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "admin-approves"},
+		Spec:       custosv1alpha1.ApprovalDecisionSpec{Request: open.Name, Decision: custosv1alpha1.Approve, Comment: "within budget"},
+	}
+	expectStatus(g, create(g, decision), status.CurrentStatus, healthy, "ApprovalDecision stored")
+	expectStatus(g, read(g, decision), status.CurrentStatus, healthy, "ApprovalDecision stored")
 }
