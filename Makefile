@@ -22,8 +22,9 @@ GENERATED := api config charts/custos/crds charts/custos/files
 
 ##@ Use
 
-# The packages whose tests start no control plane: make test runs them with
-# the race detector. Every other package runs against a real API server.
+# The packages make test runs with the race detector: their tests start no
+# control plane, but for internal/gateway's approval test, which starts one
+# of its own. Every other package runs against a real API server.
 UNIT_PKGS := ./api/... ./cmd/custos-audit/... ./cmd/custos-gateway/... ./cmd/manager/... ./internal/audit/... ./internal/boundary/... \
 	./internal/gateway/... ./internal/identity/... ./internal/imageverify/... ./internal/netpol/... \
 	./internal/policy/... ./internal/sts ./internal/toolschema/... ./internal/tracing/... ./internal/webhook/... \
@@ -36,7 +37,7 @@ dev: build cluster kwok ## Run Custos locally: a cluster with nodes in three reg
 
 .PHONY: test
 test: cluster helm kwok ## Run every test: the unit packages with the race detector, the rest against a real kube-apiserver and etcd (make dev's on a whole local cluster).
-	$(GO) test -race -count=1 $(UNIT_PKGS)
+	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE))" $(GO) test -race -count=1 $(UNIT_PKGS)
 	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE) $(CLUSTER))" HELM="$$($(HELM))" KWOK="$$($(KWOK))" \
 		$(GO) test -count=1 $$($(GO) list ./... | grep -v -x -F "$$($(GO) list $(UNIT_PKGS))")
 
@@ -106,6 +107,11 @@ bench-sts: controlplane ## Time custos-sts token exchanges (TokenReview cache wa
 bench-gateway: ## Time MCP tool calls through custos-gateway (every check on) against the same calls made directly, at 1, 16 and 64 connections; the cost of each stage; 1,000 facades' memory (BENCH_ARGS="-duration 3s -turns 3 -concurrency 1,16,64 -cpuprofile FILE").
 	$(GO) build -o bin/custos-bench ./hack/bench
 	bin/custos-bench -mode gateway -- $(BENCH_ARGS)
+
+.PHONY: bench-approval
+bench-approval: controlplane ## Race 4 consumers of each of 10,000 approved ApprovalRequests (exactly one may run), time approval to run held and on retry, and count an approval's objects and bytes (BENCH_ARGS="-trials 500 -consumers 4 -samples 200").
+	$(GO) build -o bin/custos-bench-approval ./hack/bench/approval
+	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE))" bin/custos-bench-approval -trials 10000 $(BENCH_ARGS)
 
 .PHONY: bench-image
 bench-image: ## Time image verification cold against cached, with registry round trips per verification.

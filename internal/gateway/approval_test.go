@@ -41,7 +41,7 @@ import (
 func approvalCluster(t *testing.T) client.Client {
 	t.Helper()
 	if os.Getenv(controlplane.AssetsEnv) == "" {
-		t.Skip(controlplane.AssetsEnv + " is not set: make test sets it")
+		t.Fatal(controlplane.AssetsEnv + " is not set: make test sets it (the control plane hack/controlplane.sh builds)")
 	}
 	scheme := runtime.NewScheme()
 	_ = clientgoscheme.AddToScheme(scheme)
