@@ -133,6 +133,7 @@ waitReady:
 		"agent.custos.dev/invoice-reconciler",
 		"toolset.custos.dev/ledger-readonly",
 		"databoundary.custos.dev/acme-finance",
+		"approvalpolicy.custos.dev/payments",
 	))
 	// The sample agent's lease: its token is in its Secret, and nowhere
 	// in what the manager logs or records.

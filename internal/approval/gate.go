@@ -94,8 +94,12 @@ func (g *Gate) Require(ctx context.Context, call Call) (*Requirement, error) {
 func (g *Gate) Await(ctx context.Context, h *Held, req *Requirement) (Outcome, error) {
 	deadline := g.now().Add(g.Hold)
 	digest := h.Digest()
+	key := h.Agent.Namespace + "/" + DigestLabel(digest)
 	var out Outcome
 	for {
+		// Listening starts before the read: a change between the two
+		// wakes this try at once.
+		woken := g.listen(key)
 		ar, n, err := g.find(ctx, h.Agent.Namespace, digest)
 		if err != nil {
 			return out, err
@@ -149,7 +153,7 @@ func (g *Gate) Await(ctx context.Context, h *Held, req *Requirement) (Outcome, e
 			return out, nil
 		}
 		// Pending (or not yet seen by the manager): wait for a change.
-		if !g.wait(ctx, ar.Namespace, ar.Name, deadline) {
+		if !g.wait(ctx, woken, deadline) {
 			return out, nil
 		}
 	}
@@ -221,7 +225,7 @@ func (g *Gate) Watch(ctx context.Context, informers cache.Informers) error {
 	}
 	changed := func(obj any) {
 		if ar, ok := obj.(*custosv1alpha1.ApprovalRequest); ok {
-			g.Changed(ar.Namespace, ar.Name)
+			g.Changed(ar.Namespace, ar.Labels[custosv1alpha1.CallDigestLabel])
 		}
 	}
 	_, err = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
@@ -231,10 +235,11 @@ func (g *Gate) Watch(ctx context.Context, informers cache.Informers) error {
 	return err
 }
 
-// Changed wakes the calls held on the request named ns/name (the
-// gateway's informer calls it on every change of a request).
-func (g *Gate) Changed(ns, name string) {
-	key := ns + "/" + name
+// Changed wakes the calls held on the requests of namespace ns whose
+// call digest label is digestLabel (the gateway's informer calls it on
+// every change of a request).
+func (g *Gate) Changed(ns, digestLabel string) {
+	key := ns + "/" + digestLabel
 	g.mu.Lock()
 	ch, ok := g.waiting[key]
 	delete(g.waiting, key)
@@ -244,31 +249,35 @@ func (g *Gate) Changed(ns, name string) {
 	}
 }
 
-// recheck bounds a wait without news: a change missed is seen within it.
-const recheck = time.Second
-
-// wait waits for a change of ns/name until deadline; false when the
-// deadline passed or ctx ended.
-func (g *Gate) wait(ctx context.Context, ns, name string, deadline time.Time) bool {
-	left := deadline.Sub(g.now())
-	if left <= 0 {
-		return false
-	}
+// listen returns the channel Changed closes for key.
+func (g *Gate) listen(key string) <-chan struct{} {
 	g.mu.Lock()
+	defer g.mu.Unlock()
 	if g.waiting == nil {
 		g.waiting = map[string]chan struct{}{}
 	}
-	key := ns + "/" + name
 	ch, ok := g.waiting[key]
 	if !ok {
 		ch = make(chan struct{})
 		g.waiting[key] = ch
 	}
-	g.mu.Unlock()
+	return ch
+}
+
+// recheck bounds a wait without news: a change missed is seen within it.
+const recheck = time.Second
+
+// wait waits for woken until deadline; false when the deadline passed or
+// ctx ended.
+func (g *Gate) wait(ctx context.Context, woken <-chan struct{}, deadline time.Time) bool {
+	left := deadline.Sub(g.now())
+	if left <= 0 {
+		return false
+	}
 	t := time.NewTimer(min(left, recheck))
 	defer t.Stop()
 	select {
-	case <-ch:
+	case <-woken:
 		return true
 	case <-t.C:
 		return true

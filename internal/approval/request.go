@@ -39,8 +39,11 @@ type Held struct {
 	Session string
 	Chain   string
 	// CanonicalArguments are the arguments' RFC 8785 form (what the
-	// digest covers).
+	// approvers are shown and the digest covers), and RawArguments what
+	// goes to the tool server (the digest covers it too: numbers a
+	// 64-bit float cannot tell apart are two calls).
 	CanonicalArguments []byte
+	RawArguments       []byte
 	// DecisionRecord is the agent's decision record as canonical JSON,
 	// or empty.
 	DecisionRecord string
@@ -63,6 +66,10 @@ func (h *Held) Digest() string {
 		"arguments": args,
 		"person":    h.Person,
 		"session":   h.Session,
+	}
+	if len(h.RawArguments) > 0 {
+		sum := sha256.Sum256(h.RawArguments)
+		doc["raw"] = hex.EncodeToString(sum[:])
 	}
 	c, err := audit.CanonicalValue(doc)
 	if err != nil {

@@ -245,14 +245,15 @@ func sortUTF16(s []string) { slices.SortFunc(s, compareUTF16) }
 
 // RedactValue scrubs a decoded JSON value (a tool call's arguments, say)
 // by the same rules as a record's details: a member whose name says
-// secret is Redacted whatever its value, and every string is scrubbed of
+// secret is Redacted whatever its value (a string, a number, an array or
+// an object alike), and every other string is scrubbed of
 // the secrets it holds. v is not changed; the copy is returned.
 func RedactValue(v any) any {
 	switch t := v.(type) {
 	case map[string]any:
 		out := make(map[string]any, len(t))
 		for k, e := range t {
-			if _, isString := e.(string); isString && secretKeyName.MatchString(k) && !referenceKeyName.MatchString(k) {
+			if e != nil && secretKeyName.MatchString(k) && !referenceKeyName.MatchString(k) {
 				out[k] = Redacted
 				continue
 			}

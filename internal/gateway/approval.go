@@ -82,7 +82,7 @@ func (s *Server) checkApproval(ctx context.Context, sess *session, tool *Tool, r
 	}
 	held := &approval.Held{
 		Call: call, AgentUID: string(sess.agent.UID), Session: sess.caller.Session,
-		Chain: sts.DescribeChain(sess.caller.Chain()), CanonicalArguments: canonical, TraceID: rec.traceID,
+		Chain: sts.DescribeChain(sess.caller.Chain()), CanonicalArguments: canonical, RawArguments: raw, TraceID: rec.traceID,
 	}
 	if meta != nil && meta.Decision != nil {
 		if b, err := json.Marshal(meta.Decision); err == nil {
@@ -119,7 +119,8 @@ func (s *Server) checkApproval(ctx context.Context, sess *session, tool *Tool, r
 	switch ar.Status.Phase {
 	case custosv1alpha1.ApprovalDenied:
 		return &Refusal{Reason: ReasonApprovalDenied, Detail: ref, Message: fmt.Sprintf("tool %s: approval request %s was denied%s", tool.Name, ref, deniedBy(ar))}, true
-	case custosv1alpha1.ApprovalExpired:
+	case custosv1alpha1.ApprovalExpired, custosv1alpha1.ApprovalApproved:
+		// Approved but past its expiry: not consumed, not run.
 		return &Refusal{Reason: ReasonApprovalExpired, Detail: ref, Message: fmt.Sprintf(
 			"tool %s: approval request %s expired at %s without its quorum, which means deny; retrying the call asks again", tool.Name, ref, ar.Spec.ExpiresAt.UTC().Format(time.RFC3339))}, true
 	}
