@@ -19,7 +19,6 @@ package approval
 import (
 	"context"
 	"errors"
-	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -188,14 +187,5 @@ func TestEligibleErrorIsNoYes(t *testing.T) {
 	why, err := Eligible(context.Background(), access, custosv1alpha1.Approver{Username: "bob"}, approvalRequest("", 1))
 	if !errors.Is(err, boom) || why != nil {
 		t.Errorf("Eligible with a failing SAR: %v, %v; want the error", why, err)
-	}
-}
-
-// knownBug skips a test that shows a bug not yet fixed, unless
-// CUSTOS_KNOWN_BUGS is set (go test -run the test to see it fail).
-func knownBug(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("CUSTOS_KNOWN_BUGS") == "" {
-		t.Skipf("known bug (set CUSTOS_KNOWN_BUGS=1 to see it fail): %s", what)
 	}
 }
