@@ -299,6 +299,17 @@ func (r *AgentReconciler) reconcileSteps(ctx context.Context, agent *custosv1alp
 		// Suspend at the moment of expiry, not at the next resync.
 		res.requeueAt = lc.ExpiresAt.Time
 	}
+	// An owner review overdue suspends the agent until an owner attests
+	// it; due, it is looked at again then.
+	due, overdue, err := r.observeReview(ctx, agent, now)
+	switch {
+	case err != nil:
+		return ctrl.Result{}, err
+	case overdue && s.suspendReason == "":
+		s.suspendReason = custosv1alpha1.ReviewOverdueReason
+	case !due.IsZero() && !overdue:
+		res = res.merge(stepResult{requeueAt: due})
+	}
 
 	off := map[string]bool{}
 	for _, step := range agentSteps {

@@ -153,6 +153,14 @@ func suspendedMessage(agent *custosv1alpha1.Agent, reason string) string {
 		return "Suspended because spec.image does not verify (the DataBoundary's onVerificationFailure is Suspend): " +
 			conditionMessage(agent, custosv1alpha1.ImageVerifiedCondition)
 	}
+	if reason == custosv1alpha1.ReviewOverdueReason {
+		due := "its spec.review period"
+		if r := agent.Status.Review; r != nil && r.DueAt != nil {
+			due = r.DueAt.UTC().Format(time.RFC3339)
+		}
+		return fmt.Sprintf("Owner review overdue since %s: suspended, scaled to zero and deny-all until an owner attests it (kubectl custos attest %s -n %s)",
+			due, agent.Name, agent.Namespace)
+	}
 	if reason == custosv1alpha1.ExpiredReason {
 		return fmt.Sprintf("Expired at %s: suspended, scaled to zero and deny-all; move spec.lifecycle.expiresAt to renew it",
 			agent.Spec.Lifecycle.ExpiresAt.UTC().Format(time.RFC3339))

@@ -62,6 +62,9 @@ func (r *AgentReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager
 	}); err != nil {
 		return err
 	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &custosv1alpha1.AgentAttestation{}, attestationAgentIndex, indexAttestations); err != nil {
+		return err
+	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("agent").
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.Concurrency}).
@@ -81,6 +84,8 @@ func (r *AgentReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager
 		// Any other NetworkPolicy may select an agent's pods (NetworkIsolated).
 		Watches(&networkingv1.NetworkPolicy{}, handler.EnqueueRequestsFromMapFunc(r.agentsBesidePolicy)).
 		Watches(&custosv1alpha1.Toolset{}, handler.EnqueueRequestsFromMapFunc(r.agentsForToolset)).
+		// An owner's attestation renews the agent's review.
+		Watches(&custosv1alpha1.AgentAttestation{}, handler.EnqueueRequestsFromMapFunc(agentOfAttestation)).
 		Watches(&custosv1alpha1.DataBoundary{}, handler.EnqueueRequestsFromMapFunc(r.agentsForBoundary),
 			builder.WithPredicates(boundaryChangedForAgents)).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.agentsInNamespace),

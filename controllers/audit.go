@@ -18,6 +18,7 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -94,6 +95,16 @@ func (r *AgentReconciler) auditTransitions(ctx context.Context, before, agent *c
 		}
 	}
 
+	if rv := agent.Status.Review; rv != nil && rv.Attestation != "" && (before.Status.Review == nil || before.Status.Review.Attestation != rv.Attestation) {
+		auditByController(ctx, r.Audit, audit.Event{
+			Subject:  subject,
+			Action:   audit.ActionAgentAttested,
+			Decision: audit.DecisionAllow,
+			Policy:   "spec.review",
+			Reason:   fmt.Sprintf("%s attested agent %s/%s (AgentAttestation %s); next review due at %s", rv.AttestedBy, agent.Namespace, agent.Name, rv.Attestation, rv.DueAt.UTC().Format(time.RFC3339)),
+			Details:  map[string]string{"attester": rv.AttestedBy, "attestation": rv.Attestation, "dueAt": rv.DueAt.UTC().Format(time.RFC3339)},
+		})
+	}
 	beforePhase, phase := phaseOf(before), phaseOf(agent)
 	if beforePhase == phase {
 		return
@@ -115,9 +126,18 @@ func (r *AgentReconciler) auditTransitions(ctx context.Context, before, agent *c
 		})
 	case custosv1alpha1.AgentPhaseSuspended:
 		action, policy, reason := audit.ActionAgentSuspended, "spec.lifecycle.state", custosv1alpha1.SuspendedBySpecReason
-		if agent.Spec.Lifecycle.State != custosv1alpha1.LifecycleSuspended {
+		// Why, in the order the reconciler asks (reconcileSteps).
+		now := r.Clock.Now()
+		switch lc, rv := agent.Spec.Lifecycle, agent.Status.Review; {
+		case lc.State == custosv1alpha1.LifecycleSuspended:
+		case lc.ExpiresAt != nil && !now.Before(lc.ExpiresAt.Time):
 			action, policy, reason = audit.ActionAgentExpired, "spec.lifecycle.expiresAt", custosv1alpha1.ExpiredReason
-			details["expiresAt"] = agent.Spec.Lifecycle.ExpiresAt.UTC().Format(time.RFC3339)
+			details["expiresAt"] = lc.ExpiresAt.UTC().Format(time.RFC3339)
+		case agent.Spec.Review != nil && rv != nil && rv.DueAt != nil && !now.Before(rv.DueAt.Time):
+			policy, reason = "spec.review", custosv1alpha1.ReviewOverdueReason
+			details["dueAt"] = rv.DueAt.UTC().Format(time.RFC3339)
+		default:
+			policy, reason = "DataBoundary spec.images", custosv1alpha1.ImageNotVerifiedReason
 		}
 		auditByController(ctx, r.Audit, audit.Event{
 			Subject:  subject,

@@ -122,10 +122,27 @@ type AgentSpec struct {
 	// +kubebuilder:default=None
 	RequireDecisionRecord DecisionRecordRequirement `json:"requireDecisionRecord,omitempty"`
 
+	// review, when set, has the agent's owners re-attest it (an
+	// AgentAttestation, kubectl custos attest) every everyDays days, as
+	// people review an employee; an agent whose review is overdue is
+	// Suspended (reason ReviewOverdue) until an owner attests it.
+	// +optional
+	Review *AgentReview `json:"review,omitempty"`
+
 	// lifecycle is the state the owner asks for and when the agent expires.
 	// +optional
 	// +kubebuilder:default={state: Active}
 	Lifecycle AgentLifecycle `json:"lifecycle,omitzero"`
+}
+
+// AgentReview is how often the agent's owners must attest it.
+type AgentReview struct {
+	// everyDays is the most days that may pass between two attestations
+	// (counted from the Agent's creation for the first).
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=366
+	EveryDays int32 `json:"everyDays"`
 }
 
 // DecisionRecordRequirement says which tool calls must carry a decision record.
@@ -465,6 +482,28 @@ type AgentStatus struct {
 	// lifecycle is the observed phase and its milestones.
 	// +optional
 	Lifecycle *LifecycleStatus `json:"lifecycle,omitempty"`
+
+	// review is the owners' last attestation and when the next is due,
+	// with spec.review.
+	// +optional
+	Review *ReviewStatus `json:"review,omitempty"`
+}
+
+// ReviewStatus is where the agent's owner review stands.
+type ReviewStatus struct {
+	// lastAttestedAt is when an owner last attested the agent, by whom
+	// (as the API server authenticated them) and with which
+	// AgentAttestation.
+	// +optional
+	LastAttestedAt *metav1.Time `json:"lastAttestedAt,omitempty"`
+	// +optional
+	AttestedBy string `json:"attestedBy,omitempty"`
+	// +optional
+	Attestation string `json:"attestation,omitempty"`
+	// dueAt is when the next attestation is due; past it the agent is
+	// Suspended (ReviewOverdue).
+	// +optional
+	DueAt *metav1.Time `json:"dueAt,omitempty"`
 }
 
 // IdentityStatus is the agent's identity.

@@ -421,7 +421,59 @@ type ApprovalDecisionList struct {
 	Items           []ApprovalDecision `json:"items"`
 }
 
+// AgentAttestationSpec is an owner's attestation of one Agent of the same
+// namespace.
+// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="an AgentAttestation is immutable: make a new one"
+type AgentAttestationSpec struct {
+	// agent is the Agent's name.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Agent string `json:"agent"`
+
+	// comment says what was reviewed, for the record.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Comment string `json:"comment,omitempty"`
+
+	// agentUID and attester are set by Custos's admission webhook: the
+	// Agent's UID (an attestation does not carry over to a new Agent of the
+	// same name) and who the API server authenticated.
+	// +optional
+	AgentUID string `json:"agentUID,omitempty"`
+	// +optional
+	Attester Approver `json:"attester,omitzero"`
+}
+
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:shortName=attest,categories=custos
+// +kubebuilder:printcolumn:name="Agent",type=string,JSONPath=`.spec.agent`
+// +kubebuilder:printcolumn:name="Attester",type=string,JSONPath=`.spec.attester.username`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+
+// AgentAttestation is an owner's review of an agent (spec.review): who
+// attested is what the API server authenticated, and only who may change
+// the Agent may.
+type AgentAttestation struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec AgentAttestationSpec `json:"spec"`
+}
+
+// +kubebuilder:object:root=true
+
+// AgentAttestationList is a list of AgentAttestations.
+type AgentAttestationList struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []AgentAttestation `json:"items"`
+}
+
 func init() {
 	SchemeBuilder.Register(&ApprovalPolicy{}, &ApprovalPolicyList{}, &ApprovalRequest{}, &ApprovalRequestList{},
-		&ApprovalDecision{}, &ApprovalDecisionList{})
+		&ApprovalDecision{}, &ApprovalDecisionList{}, &AgentAttestation{}, &AgentAttestationList{})
 }

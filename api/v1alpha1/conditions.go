@@ -202,6 +202,10 @@ const (
 	// suspended.
 	ExpiredReason = "Expired"
 
+	// ReviewOverdueReason: the agent's owners have not attested it within
+	// spec.review.everyDays; it is suspended until one does.
+	ReviewOverdueReason = "ReviewOverdue"
+
 	// DecommissioningReason: the Agent is being decommissioned; a step of the
 	// decommission path is still under way.
 	DecommissioningReason = "Decommissioning"

@@ -39,6 +39,12 @@ limitations under the License.
 // (ApprovalRequests); approve and deny show one and record a decision on
 // it, an ApprovalDecision the API server attributes to the user kubectl is
 // configured as (approve.go).
+//
+//	kubectl custos attest AGENT [-n NAMESPACE] --comment TEXT
+//
+// attest shows an Agent and where its owner review (spec.review) stands,
+// and records an owner's review of it, an AgentAttestation the API server
+// attributes to the user kubectl is configured as (attest.go).
 package main
 
 import (
@@ -68,6 +74,7 @@ const usage = `usage:
   kubectl custos pending [-n NAMESPACE | -A]
   kubectl custos approve REQUEST [-n NAMESPACE] [--comment TEXT] [--wait [--timeout 30s]]
   kubectl custos deny REQUEST [-n NAMESPACE] [--comment TEXT] [--wait [--timeout 30s]]
+  kubectl custos attest AGENT [-n NAMESPACE] --comment TEXT
 
 AUDIT is an audit segment store (--audit-dir) or a JSON-lines file of
 records (custos-sts's standard output with --audit-sink=stdout); JTI is a
@@ -81,7 +88,14 @@ pending lists the tool calls held for people's approval (ApprovalRequests)
 in NAMESPACE (the kubeconfig context's by default) or every namespace (-A).
 approve and deny show the call REQUEST holds and record your decision on it
 (an ApprovalDecision); the API server, not the command, says who you are.
-They take --kubeconfig, --context, --as and --as-group as kubectl does.
+
+attest shows the Agent AGENT (owner, purpose, toolsets, phase, review) and
+records your review of it as one of its owners (an AgentAttestation): its
+next review is due spec.review.everyDays from now, and an agent suspended
+for an overdue review (ReviewOverdue) runs again. --comment is required.
+
+pending, approve, deny and attest take --kubeconfig, --context, --as and
+--as-group as kubectl does.
 `
 
 func main() {
@@ -104,6 +118,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return decide(custosv1alpha1.Approve, args[1:], stdout, stderr)
 	case "deny":
 		return decide(custosv1alpha1.Deny, args[1:], stdout, stderr)
+	case "attest":
+		return attest(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

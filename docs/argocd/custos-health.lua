@@ -2,11 +2,12 @@
 -- SPDX-License-Identifier: Apache-2.0
 --
 -- Argo CD health check for Custos's kinds (custos.dev/v1alpha1): Agent,
--- Toolset, DataBoundary, ApprovalRequest, ApprovalPolicy and
--- ApprovalDecision. One script serves them all; install it under
--- resource.customizations.health.custos.dev_Agent, ..._Toolset,
--- ..._DataBoundary, ..._ApprovalRequest, ..._ApprovalPolicy and
--- ..._ApprovalDecision in argocd-cm (docs/gitops.md shows the ConfigMap).
+-- Toolset, DataBoundary, ApprovalRequest, ApprovalPolicy,
+-- ApprovalDecision and AgentAttestation. One script serves them all;
+-- install it under resource.customizations.health.custos.dev_Agent,
+-- ..._Toolset, ..._DataBoundary, ..._ApprovalRequest, ..._ApprovalPolicy,
+-- ..._ApprovalDecision and ..._AgentAttestation in argocd-cm
+-- (docs/gitops.md shows the ConfigMap).
 --
 -- For Agents, Toolsets and DataBoundaries it reads the kstatus conditions
 -- Custos writes, in the order kstatus reads them, so Argo CD, Flux and
@@ -16,12 +17,17 @@
 --   Stalled=True                                          Degraded
 --   Reconciling=True                                      Progressing
 --   Ready=True, reason SuspendedBySpec or Expired         Suspended
+--   Ready=True, reason ReviewOverdue                      Suspended
 --   Ready=True (Succeeded, Decommissioned, ...)           Healthy
 --   Ready=False or Unknown                                Progressing
 --   no Ready condition                                    Progressing
 --
--- ApprovalPolicies and ApprovalDecisions have no status: Healthy once
--- stored. An ApprovalRequest's spec never changes (it has no
+-- An Agent suspended for ReviewOverdue waits for one of its owners to
+-- attest it (an AgentAttestation: kubectl custos attest); the message says
+-- so when the condition's does not.
+--
+-- ApprovalPolicies, ApprovalDecisions and AgentAttestations have no
+-- status: Healthy once stored. An ApprovalRequest's spec never changes (it has no
 -- observedGeneration); its health is its phase:
 --
 --   Pending, or no phase yet                              Progressing
@@ -54,7 +60,7 @@ local function messageOf(c)
 end
 
 -- The approvals.
-if obj.kind == "ApprovalPolicy" or obj.kind == "ApprovalDecision" then
+if obj.kind == "ApprovalPolicy" or obj.kind == "ApprovalDecision" or obj.kind == "AgentAttestation" then
   return {status = "Healthy", message = obj.kind .. " stored"}
 end
 if obj.kind == "ApprovalRequest" then
@@ -163,6 +169,13 @@ end
 if ready.status == "True" then
   if ready.reason == "SuspendedBySpec" or ready.reason == "Expired" then
     return {status = "Suspended", message = messageOf(ready)}
+  end
+  if ready.reason == "ReviewOverdue" then
+    local message = ready.message
+    if message == nil or message == "" then
+      message = "Owner review overdue: suspended until an owner attests the agent (kubectl custos attest)"
+    end
+    return {status = "Suspended", message = message}
   end
   return {status = "Healthy", message = messageOf(ready)}
 end

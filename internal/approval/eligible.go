@@ -77,7 +77,7 @@ func Eligible(ctx context.Context, access Access, who custosv1alpha1.Approver, r
 	if who.Username == "" {
 		return &Ineligible{RuleNoIdentity, "the decision has no approver: the API server did not say who made it"}, nil
 	}
-	if sod.ServiceAccounts() && isServiceAccount(who) {
+	if sod.ServiceAccounts() && IsServiceAccount(who) {
 		return &Ineligible{RuleServiceAccount, fmt.Sprintf("%s is a ServiceAccount: approvals are people's (separationOfDuties.excludeServiceAccounts)", who.Username)}, nil
 	}
 	if sod.Person() && IsPerson(who.Username, req.Spec.Person) {
@@ -110,7 +110,8 @@ func Eligible(ctx context.Context, access Access, who custosv1alpha1.Approver, r
 	return nil, nil
 }
 
-func isServiceAccount(who custosv1alpha1.Approver) bool {
+// IsServiceAccount says whether who is a ServiceAccount (by name or group).
+func IsServiceAccount(who custosv1alpha1.Approver) bool {
 	if strings.HasPrefix(who.Username, serviceAccountPrefix) {
 		return true
 	}

@@ -72,6 +72,9 @@ const (
 	// its result, and the latency.
 	ActionToolCalled  = "tool.called"
 	ActionToolRefused = "tool.refused"
+	// ActionAgentAttested: an owner attested an agent (spec.review), as
+	// the API server authenticated them.
+	ActionAgentAttested = "agent.attested"
 	// ActionApprovalRequested: custos-gateway held a call an
 	// ApprovalPolicy matched and made its ApprovalRequest (details: the
 	// request, the call's digest, the policies, the quorum).

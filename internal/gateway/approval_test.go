@@ -22,6 +22,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -102,7 +103,12 @@ func setPhase(t *testing.T, c client.Client, name string, phase custosv1alpha1.A
 func TestApprovalHoldsIrreversibleCalls(t *testing.T) {
 	c := approvalCluster(t)
 	gate := &approval.Gate{Client: c, Live: c}
-	w := newWorld(t, func(s *Server) { s.Approvals, s.Limits = gate, nil })
+	w := newWorld(t, func(s *Server) {
+		s.Approvals, s.Limits = gate, nil
+		// 100 calls at once under the race detector: the one that runs
+		// must not time out (its approval would be used, at most once).
+		s.Upstream.(*MCPUpstream).Timeout = 30 * time.Second
+	})
 	w.agents[invoiceAgent].UID = "uid-invoice"
 
 	got := w.call(t, "acme", w.token(t), "ledger.pay", payArgs(), decision(0.8))

@@ -51,6 +51,8 @@ const (
 	ApprovalPolicyPath         = "/validate-custos-dev-v1alpha1-approvalpolicy"
 	ApprovalDecisionMutatePath = "/mutate-custos-dev-v1alpha1-approvaldecision"
 	ApprovalDecisionPath       = "/validate-custos-dev-v1alpha1-approvaldecision"
+	AttestationMutatePath      = "/mutate-custos-dev-v1alpha1-agentattestation"
+	AttestationPath            = "/validate-custos-dev-v1alpha1-agentattestation"
 
 	PodMutatePath   = "/mutate-v1-pod"
 	PodValidatePath = "/validate-v1-pod"
@@ -91,6 +93,10 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	register(ApprovalDecisionMutatePath, admission.WithDefaulter[*custosv1alpha1.ApprovalDecision](mgr.GetScheme(), ApprovalDecisionDefaulter{}))
 	register(ApprovalDecisionPath, admission.WithValidator[*custosv1alpha1.ApprovalDecision](mgr.GetScheme(),
 		&ApprovalDecisionValidator{Client: c, Access: approval.SubjectAccessReviews{Client: mgr.GetClient()}}))
+	// Owner reviews: only an owner of the agent attests it, as themselves.
+	register(AttestationMutatePath, admission.WithDefaulter[*custosv1alpha1.AgentAttestation](mgr.GetScheme(), &AgentAttestationDefaulter{Client: c}))
+	register(AttestationPath, admission.WithValidator[*custosv1alpha1.AgentAttestation](mgr.GetScheme(),
+		&AgentAttestationValidator{Client: c, Access: approval.SubjectAccessReviews{Client: mgr.GetClient()}}))
 	// The pod guard: agent pods are labelled with their tenant and pinned to
 	// their boundary's regions, then checked.
 	register(PodMutatePath, admission.WithDefaulter[*corev1.Pod](mgr.GetScheme(), &PodDefaulter{Client: c}))

@@ -353,8 +353,9 @@ func TestTenantRoles(t *testing.T) {
 		role *rbacv1.ClusterRole
 		want []string
 	}{
-		{owner, append(grants(write, "agents", "toolsets"), grants(read, "approvalrequests", "approvaldecisions")...)},
-		{viewer, grants(read, "agents", "toolsets", "approvalrequests", "approvaldecisions")},
+		{owner, append(append(grants(write, "agents", "toolsets"), grants(read, "approvalrequests", "approvaldecisions", "agentattestations")...),
+			"create agentattestations")},
+		{viewer, grants(read, "agents", "toolsets", "approvalrequests", "approvaldecisions", "agentattestations")},
 		{approver, append(grants(read, "approvalrequests", "approvaldecisions", "agents", "toolsets"),
 			"create approvaldecisions", "approve toolsets")},
 		{riskOwner, append(grants(write, "approvalpolicies"), grants(read, "approvalrequests", "approvaldecisions")...)},
@@ -368,7 +369,7 @@ func TestTenantRoles(t *testing.T) {
 			got = append(got, grants(r.Verbs, r.Resources...)...)
 		}
 		g.Expect(got).To(ConsistOf(tc.want), tc.role.Name)
-		for _, res := range []string{"approvalrequests", "approvalrequests/status", "approvaldecisions"} {
+		for _, res := range []string{"approvalrequests", "approvalrequests/status", "approvaldecisions", "agentattestations"} {
 			for _, v := range []string{"update", "patch", "delete"} {
 				g.Expect(got).NotTo(ContainElement(v+" "+res), tc.role.Name)
 			}
@@ -445,10 +446,10 @@ func TestWebhooksSkipTheReleaseNamespace(t *testing.T) {
 	for _, wh := range mutating(t, m).Webhooks {
 		check(wh.Name, wh.NamespaceSelector, wh.ClientConfig)
 	}
-	// agents, toolsets, namespaces, pods (validating and mutating), and
-	// the approvals: approvalpolicies, approvaldecisions (validating and
-	// mutating).
-	g.Expect(selectors).To(Equal(8))
+	// agents, toolsets, namespaces, pods (validating and mutating), the
+	// approvals: approvalpolicies, approvaldecisions (validating and
+	// mutating), and agentattestations (validating and mutating).
+	g.Expect(selectors).To(Equal(10))
 	g.Expect(m.deployment(t).Namespace).To(Equal(ns))
 }
 

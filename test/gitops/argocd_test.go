@@ -286,6 +286,43 @@ func TestArgoCDHealthEdgeCases(t *testing.T) {
 			want: suspended, message: "Expired at",
 		},
 		{
+			name: "review overdue: suspended until an owner attests it",
+			obj: object("Agent", 2, map[string]any{"observedGeneration": int64(2), "conditions": []any{
+				cond("Reconciling", "False", "Succeeded", ""),
+				cond("Ready", "True", "ReviewOverdue", "Owner review overdue since 2026-01-01T00:00:00Z: suspended, scaled to zero and deny-all until an owner attests it (kubectl custos attest x -n y)"),
+			}}),
+			want: suspended, message: "Owner review overdue since 2026-01-01T00:00:00Z: suspended, scaled to zero and deny-all until an owner attests it (kubectl custos attest x -n y)",
+		},
+		{
+			name: "review overdue, without a message: the script says what to do",
+			obj: object("Agent", 1, map[string]any{"observedGeneration": int64(1), "conditions": []any{
+				map[string]any{"type": "Ready", "status": "True", "reason": "ReviewOverdue"},
+			}}),
+			want: suspended, message: "Owner review overdue: suspended until an owner attests the agent (kubectl custos attest)",
+		},
+		{
+			name: "review overdue but Stalled: the stall wins, as for any suspension",
+			obj: object("Agent", 1, map[string]any{"observedGeneration": int64(1), "conditions": []any{
+				cond("Stalled", "True", "BoundaryViolation", "spec.image: Forbidden"),
+				cond("Ready", "True", "ReviewOverdue", "Owner review overdue"),
+			}}),
+			want: degraded, message: "spec.image: Forbidden",
+		},
+		{
+			name: "review overdue on a generation not yet observed: waiting, as for any status",
+			obj: object("Agent", 3, map[string]any{"observedGeneration": int64(2), "conditions": []any{
+				cond("Ready", "True", "ReviewOverdue", "Owner review overdue"),
+			}}),
+			want: progressing, message: "Waiting for Custos to observe generation 3 (observed 2)",
+		},
+		{
+			name: "Ready False with reason ReviewOverdue is not a suspension",
+			obj: object("Agent", 1, map[string]any{"observedGeneration": int64(1), "conditions": []any{
+				cond("Ready", "False", "ReviewOverdue", "scaling down"),
+			}}),
+			want: progressing, message: "scaling down",
+		},
+		{
 			name: "a status written with a float observedGeneration (JSON decoded without types)",
 			obj: object("Agent", 2, map[string]any{"observedGeneration": float64(2), "conditions": []any{
 				cond("Ready", "True", "Decommissioned", "Decommissioned: every lease revoked"),
@@ -344,6 +381,24 @@ func TestArgoCDHealthOfApprovals(t *testing.T) {
 			obj: map[string]any{"apiVersion": "custos.dev/v1alpha1", "kind": "ApprovalDecision",
 				"metadata": map[string]any{"name": "d", "namespace": "y"}, "spec": map[string]any{"request": "r", "decision": "Deny"}},
 			want: healthy, message: "ApprovalDecision stored",
+		},
+		{
+			name: "an AgentAttestation, which has no status",
+			obj: map[string]any{"apiVersion": "custos.dev/v1alpha1", "kind": "AgentAttestation",
+				"metadata": map[string]any{"name": "payments-bot-x1y2z", "namespace": "y", "generation": int64(1)},
+				"spec": map[string]any{"agent": "payments-bot", "comment": "checked", "agentUID": "u",
+					"attester": map[string]any{"username": "alice@example.com"}}},
+			want: healthy, message: "AgentAttestation stored",
+		},
+		{
+			name: "an AgentAttestation, whatever a status written by hand says",
+			obj: map[string]any{"apiVersion": "custos.dev/v1alpha1", "kind": "AgentAttestation",
+				"metadata": map[string]any{"name": "a", "namespace": "y", "generation": int64(2)},
+				"spec":     map[string]any{"agent": "payments-bot"},
+				"status": map[string]any{"observedGeneration": int64(1), "conditions": []any{
+					map[string]any{"type": "Stalled", "status": "True", "reason": "InvalidSpec"},
+				}}},
+			want: healthy, message: "AgentAttestation stored",
 		},
 		{
 			name: "a request without a status",
@@ -474,7 +529,7 @@ func TestArgoCDConfigMapInDocsIsTheScript(t *testing.T) {
 	g.Expect(cm).NotTo(BeNil(), "docs/gitops.md shows no argocd-cm ConfigMap in a yaml block")
 	data, ok := cm["data"].(map[string]any)
 	g.Expect(ok).To(BeTrue())
-	for _, kind := range []string{"Agent", "Toolset", "DataBoundary", "ApprovalRequest", "ApprovalPolicy", "ApprovalDecision"} {
+	for _, kind := range []string{"Agent", "Toolset", "DataBoundary", "ApprovalRequest", "ApprovalPolicy", "ApprovalDecision", "AgentAttestation"} {
 		key := "resource.customizations.health.custos.dev_" + kind
 		g.Expect(data).To(HaveKey(key))
 		g.Expect(data[key]).To(Equal(script), "%s in docs/gitops.md differs from %s", key, healthScriptPath)
