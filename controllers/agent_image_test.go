@@ -473,6 +473,8 @@ func TestImageKeyRotatedInItsSecret(t *testing.T) {
 		}
 		return n
 	}
+	// The record is written once the status is: wait for it, then hold.
+	g.Eventually(untrusted).WithTimeout(eventually).WithPolling(poll).Should(Equal(1), "a refusal that stands is recorded")
 	g.Consistently(untrusted).WithTimeout(3*time.Second).WithPolling(poll).Should(Equal(1), "a refusal that stands is recorded once")
 }
 

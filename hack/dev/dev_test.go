@@ -61,7 +61,8 @@ func TestDevReadyAndCleanShutdown(t *testing.T) {
 
 	began := time.Now()
 	bin := t.TempDir()
-	builds := map[string]string{"manager": "./cmd/manager", "custos-sts": "./cmd/custos-sts", "custos-gateway": "./cmd/custos-gateway", "custos-dev": "./hack/dev"}
+	builds := map[string]string{"manager": "./cmd/manager", "custos-sts": "./cmd/custos-sts", "custos-gateway": "./cmd/custos-gateway", "custos-dev": "./hack/dev",
+		"kubectl-custos": "./cmd/kubectl-custos"}
 	built := make(chan string, len(builds))
 	for name, pkg := range builds {
 		go func() {
@@ -132,6 +133,7 @@ waitReady:
 	g.Expect(strings.Fields(string(out))).To(ConsistOf(
 		"agent.custos.dev/invoice-reconciler",
 		"toolset.custos.dev/ledger-readonly",
+		"toolset.custos.dev/ledger-payments",
 		"databoundary.custos.dev/acme-finance",
 		"approvalpolicy.custos.dev/payments",
 	))
@@ -182,6 +184,9 @@ waitReady:
 	aliceToken, bobToken, exchanged := personThroughAgent(t, g, bin, assets, kubeconfig, state)
 	// The agent calls a tool for her through the gateway.
 	calls := toolCallsThroughGateway(t, g, bin, state, aliceToken)
+	// A payment waits for two approvers, runs once, and the next needs
+	// approving again.
+	payments := paymentApproved(t, g, bin, kubeconfig, state, aliceToken)
 
 	running := processesMentioning(marker)
 	for _, name := range []string{"/etcd ", "/kube-apiserver ", "/kube-controller-manager ", "/kube-scheduler ", "/kwok ", "/manager ", "/custos-sts ", "/custos-gateway "} {
@@ -241,9 +246,12 @@ waitReady:
 	report, err = audit.Verify(filepath.Join(state, stsAuditDirName), audit.VerifyOptions{
 		Key: key,
 		OnRecord: func(_ string, _ int, r *audit.Record) {
-			if r.Type == audit.TypeEvent {
+			if r.Type != audit.TypeEvent {
+				return
+			}
+			stsTraces[r.TraceID] = append(stsTraces[r.TraceID], r.Details["target"]+" "+r.Details["gateway"])
+			if !slices.Contains(payments.traces, r.TraceID) {
 				stsActions = append(stsActions, r.Action+" "+r.Details["person"]+" "+r.Details["target"]+" "+r.Details["gateway"])
-				stsTraces[r.TraceID] = append(stsTraces[r.TraceID], r.Details["target"]+" "+r.Details["gateway"])
 			}
 		},
 	})
@@ -262,6 +270,14 @@ waitReady:
 	// allowed one's alone.
 	g.Expect(stsTraces[calls.allowed]).To(ConsistOf("urn:custos:gateway:acme-finance ", ledger+" "+gatewayID))
 	g.Expect(stsTraces[calls.refused]).To(ConsistOf("urn:custos:gateway:acme-finance "))
+	// The payments: only the one that ran got a token for its Toolset.
+	for _, trace := range payments.traces {
+		want := []string{"urn:custos:gateway:acme-finance "}
+		if trace == payments.ran {
+			want = append(want, "urn:custos:toolset:finance-agents:ledger-payments "+gatewayID)
+		}
+		g.Expect(stsTraces[trace]).To(ConsistOf(want), "payment %s", trace)
+	}
 	for _, tok := range []string{aliceToken, bobToken, exchanged} {
 		for _, path := range []string{filepath.Join(state, "custos-sts.log"), filepath.Join(state, stsAuditDirName)} {
 			g.Expect(containsInTree(path, tok[len(tok)-32:])).To(BeFalse(), "a token leaked into %s", path)
@@ -272,10 +288,15 @@ waitReady:
 	// is on it under the trace ID the caller sent, the allowed one with
 	// every check passed, the refused one with the rule it broke.
 	byTrace := map[string]*audit.Record{}
+	paid := map[string][]string{}
 	report, err = audit.Verify(filepath.Join(state, gatewayAuditDirName), audit.VerifyOptions{
 		Key: key,
 		OnRecord: func(_ string, _ int, r *audit.Record) {
-			if r.Type == audit.TypeEvent {
+			switch {
+			case r.Type != audit.TypeEvent:
+			case slices.Contains(payments.traces, r.TraceID):
+				paid[r.TraceID] = append(paid[r.TraceID], r.Action+" "+r.Policy+" "+r.Details["checks"])
+			default:
 				byTrace[r.TraceID] = r
 			}
 		},
@@ -293,6 +314,18 @@ waitReady:
 		g.Expect(r.Details).To(HaveKeyWithValue("tool", sampleCallTool))
 		g.Expect(r.Details).To(HaveKeyWithValue("toolset", "finance-agents/ledger-readonly"))
 	}
+	// The payments: held (the request made), run once its approvers
+	// approved (the approval consumed), held again (a new request).
+	const heldChecks = "caller=pass agent=pass tool=pass rate=pass decision=pass input=pass approval=fail"
+	g.Expect(paid[payments.traces[0]]).To(Equal([]string{
+		audit.ActionApprovalRequested + " approval ",
+		audit.ActionToolRefused + " ApprovalPending " + heldChecks,
+	}))
+	g.Expect(paid[payments.ran]).To(Equal([]string{
+		audit.ActionApprovalConsumed + " approval ",
+		audit.ActionToolCalled + " gateway caller=pass agent=pass tool=pass rate=pass decision=pass input=pass approval=pass drift=pass upstream=pass output=pass",
+	}))
+	g.Expect(paid[payments.traces[2]]).To(Equal(paid[payments.traces[0]]))
 	g.Expect(allowed.Action).To(Equal(audit.ActionToolCalled))
 	g.Expect(allowed.Decision).To(Equal(audit.DecisionAllow))
 	g.Expect(allowed.Details).To(HaveKeyWithValue("outcome", "ok"))
@@ -339,7 +372,7 @@ func toolCallsThroughGateway(t *testing.T, g Gomega, bin, state, alice string) g
 	}
 	out, errOut, allowed, err := call(sampleCallArguments)
 	g.Expect(err).NotTo(HaveOccurred(), "custos-dev call: %s%s", out, errOut)
-	g.Expect(errOut).To(MatchRegexp(`alice's token and pod finance-agents/agent-invoice-reconciler-[a-z0-9-]+'s exchanged at custos-sts for one for urn:custos:gateway:acme-finance \(scope ledger-readonly.read\)`))
+	g.Expect(errOut).To(MatchRegexp(`alice's token and pod finance-agents/agent-invoice-reconciler-[a-z0-9-]+'s exchanged at custos-sts for one for urn:custos:gateway:acme-finance \(scope (ledger-readonly.read ledger-payments.write|ledger-payments.write ledger-readonly.read)\)`))
 	var invoice map[string]any
 	g.Expect(json.Unmarshal([]byte(out), &invoice)).To(Succeed(), "%s", out)
 	g.Expect(invoice).To(Equal(map[string]any{"invoiceNumber": "INV-000001", "supplier": "Acme Paper GmbH", "amount": 120.5, "currency": "EUR"}))
@@ -360,8 +393,11 @@ func toolCallsThroughGateway(t *testing.T, g Gomega, bin, state, alice string) g
 		if strings.Contains(line, " called ") {
 			continue
 		}
-		g.Expect(line).To(ContainSubstring(" took a token for urn:custos:toolset:finance-agents:ledger-readonly: " +
-			"spiffe://cluster.local/ns/finance-agents/sa/agent-invoice-reconciler for alice, scope \"ledger-readonly.read\""))
+		g.Expect(line).To(Or(
+			ContainSubstring(" took a token for urn:custos:toolset:finance-agents:ledger-readonly: "+
+				"spiffe://cluster.local/ns/finance-agents/sa/agent-invoice-reconciler for alice, scope \"ledger-readonly.read\""),
+			ContainSubstring(" took a token for urn:custos:toolset:finance-agents:ledger-payments: "+
+				"spiffe://cluster.local/ns/finance-agents/sa/agent-invoice-reconciler for alice, scope \"ledger-payments.write\"")))
 	}
 	// One trace from the agent to the tool server, read back from make
 	// dev's OTLP receiver: the agent's span; custos-sts's exchange for the
@@ -452,7 +488,7 @@ func personThroughAgent(t *testing.T, g Gomega, bin, assets, kubeconfig, state s
 	g.Expect(person.Sub).To(Equal("alice"))
 	g.Expect(person.Aud).To(ConsistOf(idpClientID))
 	g.Expect(person.Groups).To(ConsistOf("finance-clerks"))
-	g.Expect(person.Scope).To(Equal("ledger-readonly.read"))
+	g.Expect(strings.Fields(person.Scope)).To(ConsistOf("ledger-readonly.read", "ledger-payments.write"))
 
 	// PKCE holds: a code redeemed with another verifier (one stolen from
 	// the redirect) gets no token, and a request without a challenge gets
@@ -569,4 +605,71 @@ func processesMentioning(s string) []string {
 		}
 	}
 	return found
+}
+
+// paymentApproved: the sample agent's payment for alice is held
+// (ApprovalPending, naming its request), alice cannot approve it herself,
+// two approvers (make dev's carol and dave, through the plugin) approve it,
+// the retried call runs once (the ledger sees one payment), and the same
+// payment again waits for a new approval.
+func paymentApproved(t *testing.T, g Gomega, bin, kubeconfig, state, alice string) (p payments) {
+	t.Helper()
+	const payment = `{"invoice":"INV-000001","amount":120.5}`
+	pay := func() (string, error) {
+		cmd := exec.Command(filepath.Join(bin, "custos-dev"), "call", "--state-dir", state, "ledger-payments.pay", payment)
+		cmd.Stdin = strings.NewReader(alice)
+		var out, errOut strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		err := cmd.Run()
+		m := regexp.MustCompile(`trace ID ([0-9a-f]{32})\n`).FindStringSubmatch(errOut.String())
+		g.Expect(m).To(HaveLen(2), "custos-dev call prints no trace ID: %s", errOut.String())
+		p.traces = append(p.traces, m[1])
+		return out.String(), err
+	}
+	held := regexp.MustCompile(`tool ledger-payments.pay waits for approval: approval request finance-agents/(invoice-reconciler-[0-9a-f]{16}-([0-9]+)) has 0 of 2 approval\(s\)`)
+	out, err := pay()
+	g.Expect(err).To(HaveOccurred(), "a payment must wait for its approvers: %s", out)
+	m := held.FindStringSubmatch(out)
+	g.Expect(m).To(HaveLen(3), "%s", out)
+	request := m[1]
+	g.Expect(m[2]).To(Equal("1"))
+
+	plugin := func(args ...string) (string, error) {
+		out, err := exec.Command(filepath.Join(bin, "kubectl-custos"), append(args, "--kubeconfig", kubeconfig, "-n", "finance-agents")...).CombinedOutput()
+		return string(out), err
+	}
+	out, err = plugin("pending")
+	g.Expect(err).NotTo(HaveOccurred(), "%s", out)
+	g.Expect(out).To(ContainSubstring(request))
+	// The person the agent acts for may not approve her own payment.
+	out, err = plugin("approve", request, "--as", "alice", "--comment", "mine")
+	g.Expect(err).To(HaveOccurred(), "%s", out)
+	out, err = plugin("approve", request, "--as", "carol", "--comment", "matches PO 4711")
+	g.Expect(err).NotTo(HaveOccurred(), "%s", out)
+	g.Expect(out).To(ContainSubstring("(as carol)"))
+	out, err = plugin("approve", request, "--as", "dave", "--comment", "second pair of eyes", "--wait")
+	g.Expect(err).NotTo(HaveOccurred(), "%s", out)
+	g.Expect(out).To(ContainSubstring("is Approved (2/2 approvals)"))
+
+	out, err = pay()
+	g.Expect(err).NotTo(HaveOccurred(), "the approved payment: %s", out)
+	g.Expect(out).To(MatchRegexp(`"paymentId": ?"PAY-[0-9]{6}"`))
+	// Once: the same payment again is a new request.
+	out, err = pay()
+	g.Expect(err).To(HaveOccurred(), "%s", out)
+	m = held.FindStringSubmatch(out)
+	g.Expect(m).To(HaveLen(3), "%s", out)
+	g.Expect(m[2]).To(Equal("2"))
+	log, err := os.ReadFile(filepath.Join(state, ledgerLogName))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(strings.Count(string(log), "called pay,")).To(Equal(1), "%s", log)
+	p.ran = p.traces[1]
+	return p
+}
+
+// payments are the trace IDs of paymentApproved's calls, and the one that
+// ran.
+type payments struct {
+	traces []string
+	ran    string
 }

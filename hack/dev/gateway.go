@@ -74,41 +74,54 @@ const (
 // names.
 var gatewayServiceAccount = gatewayNamespace + "/" + gatewayName
 
-// sampleToolset is config/samples' Toolset: where the gateway calls it
-// (EndpointURL) and the audience of the tokens for it.
+// sampleToolset is config/samples' Toolsets, served by one tool server:
+// where the gateway calls it (EndpointURL) and the audiences of the tokens
+// for them.
 type sampleToolset struct {
 	// HostPort is the in-cluster host:port the gateway dials.
 	HostPort string
 	Host     string
-	// Resource is the Toolset's audience at custos-sts.
-	Resource string
+	// Resources are the Toolsets' audiences at custos-sts.
+	Resources []string
 }
 
+// sampleToolsetFiles are the sample Toolsets the ledger serves: the
+// read-only one and the payments.
+var sampleToolsetFiles = []string{sampleToolsetFile, "toolset-payments.yaml"}
+
 func readSampleToolset(root string) (*sampleToolset, error) {
-	data, err := os.ReadFile(filepath.Join(root, "config", "samples", sampleToolsetFile))
-	if err != nil {
-		return nil, err
+	out := &sampleToolset{}
+	for _, name := range sampleToolsetFiles {
+		data, err := os.ReadFile(filepath.Join(root, "config", "samples", name))
+		if err != nil {
+			return nil, err
+		}
+		ts := &custosv1alpha1.Toolset{}
+		if err := yaml.UnmarshalStrict(data, ts); err != nil {
+			return nil, fmt.Errorf("config/samples/%s: %w", name, err)
+		}
+		endpoint, err := gateway.EndpointURL(ts)
+		if err != nil {
+			return nil, err
+		}
+		u, err := url.Parse(endpoint)
+		if err != nil {
+			return nil, err
+		}
+		if u.Scheme != "https" {
+			return nil, fmt.Errorf("config/samples/%s: the sample tool server is served over https, not %s", name, u.Scheme)
+		}
+		if out.HostPort != "" && out.HostPort != u.Host {
+			return nil, fmt.Errorf("config/samples/%s: its endpoint %s is not the ledger's, %s", name, u.Host, out.HostPort)
+		}
+		out.HostPort, out.Host = u.Host, u.Hostname()
+		out.Resources = append(out.Resources, cluster.ToolsetResource(ts.Namespace, ts.Name))
 	}
-	ts := &custosv1alpha1.Toolset{}
-	if err := yaml.UnmarshalStrict(data, ts); err != nil {
-		return nil, fmt.Errorf("config/samples/%s: %w", sampleToolsetFile, err)
-	}
-	endpoint, err := gateway.EndpointURL(ts)
-	if err != nil {
-		return nil, err
-	}
-	u, err := url.Parse(endpoint)
-	if err != nil {
-		return nil, err
-	}
-	if u.Scheme != "https" {
-		return nil, fmt.Errorf("config/samples/%s: the sample tool server is served over https, not %s", sampleToolsetFile, u.Scheme)
-	}
-	return &sampleToolset{HostPort: u.Host, Host: u.Hostname(), Resource: cluster.ToolsetResource(ts.Namespace, ts.Name)}, nil
+	return out, nil
 }
 
 // startLedger serves the ledger tools on 127.0.0.1 over TLS, as the sample
-// Toolset's server, taking tokens of issuer for the Toolset alone. Every
+// Toolsets' server, taking tokens of issuer for those Toolsets alone. Every
 // token it takes or refuses is a line of ledger.log.
 func startLedger(devDir, issuer string, ts *sampleToolset, certs *loopbackTLS) (*tooldoubles.Server, error) {
 	cert, err := certs.serverCert(ts.Host)
@@ -133,7 +146,13 @@ func startLedger(devDir, issuer string, ts *sampleToolset, certs *loopbackTLS) (
 		// take its parent span from.
 		OnCall: func(tool, traceparent string) { logf("called %s, traceparent %s", tool, traceparent) },
 		Verify: func(token string) (any, error) {
-			c, err := sts.Verify(keys, issuer, token, ts.Resource, time.Now())
+			var c *sts.Claims
+			var err error
+			for _, resource := range ts.Resources {
+				if c, err = sts.Verify(keys, issuer, token, resource, time.Now()); err == nil {
+					break
+				}
+			}
 			if err != nil {
 				logf("refused a token: %v", err)
 				return nil, err
@@ -299,6 +318,9 @@ func startGateway(ctx context.Context, bin, kubeconfig, devDir, tenant, tokenFil
 		"--actor-token-file", tokenFile,
 		"--upstream-ca-file", certs.CAFile,
 		"--resolve", ts.HostPort + "=" + ledgerAddr,
+		// A payment waits 2 s for its approvers before the agent is told
+		// to retry: the tour's calls answer quickly.
+		"--approval-hold=2s",
 		"--health-probe-bind-address", "0",
 		"--metrics-bind-address", "0",
 		"--shutdown-delay=0s",

@@ -66,7 +66,7 @@ type person struct {
 // sample agent may act for (its spec.delegation names the group); bob is
 // in sales, whom it may not.
 var people = map[string]*person{
-	"alice": {Subject: "alice", Email: "alice@acme.example", Groups: []string{"finance-clerks"}, Scopes: []string{"ledger-readonly.read"}},
+	"alice": {Subject: "alice", Email: "alice@acme.example", Groups: []string{"finance-clerks"}, Scopes: []string{"ledger-readonly.read", "ledger-payments.write"}},
 	"bob":   {Subject: "bob", Email: "bob@acme.example", Groups: []string{"sales"}, Scopes: []string{"ledger-readonly.read"}},
 }
 

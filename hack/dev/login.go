@@ -44,7 +44,7 @@ import (
 // (S256) and a callback on loopback, then the code and the verifier at the
 // token endpoint. It prints the ID token, the one custos-sts exchanges.
 
-const defaultLoginScope = "openid email groups ledger-readonly.read"
+const defaultLoginScope = "openid email groups ledger-readonly.read ledger-payments.write"
 
 func loginMain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("login", flag.ContinueOnError)

@@ -204,6 +204,9 @@ func run(ctx context.Context, root, devDir, managerBin, stsBin, gatewayBin strin
 		say("applying again in a second")
 		time.Sleep(time.Second)
 	}
+	if err := grantApprovers(ctx, kubectl, bootKubeconfig, root, devDir); err != nil {
+		return err
+	}
 	if err := runKubectl(ctx, kubectl, bootKubeconfig, "get", "custos", "--all-namespaces"); err != nil {
 		return err
 	}
@@ -451,4 +454,34 @@ func describePeople() string {
 		out = append(out, fmt.Sprintf("%s (%s)", n, strings.Join(people[n].Groups, ", ")))
 	}
 	return "people " + strings.Join(out, " and ")
+}
+
+// devApprovers are the people make dev lets approve the sample agent's
+// payments (the chart's approver role, bound in finance-agents): two, as the
+// sample ApprovalPolicy's quorum. They act through the kubeconfig's
+// impersonation: kubectl custos approve REQUEST --as carol.
+var devApprovers = []string{"carol", "dave"}
+
+// grantApprovers binds the chart's approver tenant role
+// (charts/custos/files/tenantroles/approver.yaml) to devApprovers in the
+// samples' namespace.
+func grantApprovers(ctx context.Context, kubectl, kubeconfig, root, devDir string) error {
+	rules, err := os.ReadFile(filepath.Join(root, "charts", "custos", "files", "tenantroles", "approver.yaml"))
+	if err != nil {
+		return err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: custos-approver\n%s", rules)
+	fmt.Fprintf(&b, "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: approvers\n  namespace: finance-agents\n"+
+		"roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: custos-approver}\nsubjects:\n")
+	for _, who := range devApprovers {
+		fmt.Fprintf(&b, "  - {apiGroup: rbac.authorization.k8s.io, kind: User, name: %s}\n", who)
+	}
+	file := filepath.Join(devDir, "approvers.yaml")
+	if err := os.WriteFile(file, []byte(b.String()), 0o600); err != nil {
+		return err
+	}
+	say("letting %s approve finance-agents' payments (the chart's approver role): kubectl custos approve REQUEST -n finance-agents --as %s",
+		strings.Join(devApprovers, " and "), devApprovers[0])
+	return runKubectl(ctx, kubectl, kubeconfig, "apply", "-f", file)
 }

@@ -187,6 +187,7 @@ func admObjects(tb testing.TB) []client.Object {
 			b.UID, b.Generation = "uid-acme-finance", 1
 		}),
 		admToolset(tb),
+		admSample(tb, "toolset-payments.yaml", &custosv1alpha1.Toolset{}),
 		admAgent(tb),
 		paymentsNS, legacyNS, payments, paymentsLedger,
 	}
