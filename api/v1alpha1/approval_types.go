@@ -317,7 +317,7 @@ type ApprovalVote struct {
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Approvals",type=integer,JSONPath=`.status.approvals`
 // +kubebuilder:printcolumn:name="Quorum",type=integer,JSONPath=`.spec.quorum`
-// +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.spec.expiresAt`
+// +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.spec.expiresAt`
 
 // ApprovalRequest is one tool call held by custos-gateway until people
 // approve it. The gateway creates it; people decide with

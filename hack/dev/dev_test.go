@@ -644,6 +644,7 @@ func paymentApproved(t *testing.T, g Gomega, bin, kubeconfig, state, alice strin
 	// The person the agent acts for may not approve her own payment.
 	out, err = plugin("approve", request, "--as", "alice", "--comment", "mine")
 	g.Expect(err).To(HaveOccurred(), "%s", out)
+	g.Expect(out).To(ContainSubstring("alice is the person the agent acts for: nobody approves their own request (separationOfDuties.excludePerson) [SeparationOfDuties.Person]"))
 	out, err = plugin("approve", request, "--as", "carol", "--comment", "matches PO 4711")
 	g.Expect(err).NotTo(HaveOccurred(), "%s", out)
 	g.Expect(out).To(ContainSubstring("(as carol)"))

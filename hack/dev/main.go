@@ -458,9 +458,10 @@ func describePeople() string {
 
 // devApprovers are the people make dev lets approve the sample agent's
 // payments (the chart's approver role, bound in finance-agents): two, as the
-// sample ApprovalPolicy's quorum. They act through the kubeconfig's
-// impersonation: kubectl custos approve REQUEST --as carol.
-var devApprovers = []string{"carol", "dave"}
+// sample ApprovalPolicy's quorum, and alice, whom separation of duties
+// refuses on the requests of the calls made for her. They act through the
+// kubeconfig's impersonation: kubectl custos approve REQUEST --as carol.
+var devApprovers = []string{"carol", "dave", "alice"}
 
 // grantApprovers binds the chart's approver tenant role
 // (charts/custos/files/tenantroles/approver.yaml) to devApprovers in the
@@ -482,6 +483,6 @@ func grantApprovers(ctx context.Context, kubectl, kubeconfig, root, devDir strin
 		return err
 	}
 	say("letting %s approve finance-agents' payments (the chart's approver role): kubectl custos approve REQUEST -n finance-agents --as %s",
-		strings.Join(devApprovers, " and "), devApprovers[0])
+		strings.Join(devApprovers, ", "), devApprovers[0])
 	return runKubectl(ctx, kubectl, kubeconfig, "apply", "-f", file)
 }
