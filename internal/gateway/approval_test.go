@@ -17,10 +17,15 @@ limitations under the License.
 package gateway
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -223,5 +228,71 @@ func TestApprovalHoldsIrreversibleCalls(t *testing.T) {
 	}
 	if w.ledger.Calls() != before {
 		t.Errorf("a denied call reached the tool server")
+	}
+}
+
+// restartable is the gateway's approvals, replaced as a restarted gateway
+// would have them: a Gate that knows nothing of the one before.
+type restartable struct{ gate atomic.Pointer[approval.Gate] }
+
+func (r *restartable) Require(ctx context.Context, call approval.Call) (*approval.Requirement, error) {
+	return r.gate.Load().Require(ctx, call)
+}
+
+func (r *restartable) Await(ctx context.Context, h *approval.Held, req *approval.Requirement) (approval.Outcome, error) {
+	return r.gate.Load().Await(ctx, h, req)
+}
+
+// TestApprovalSurvivesAGatewayRestart: a call held when the gateway goes
+// away (its connection dropped, the gateway's memory gone) loses nothing:
+// its request is in the API server, approved there, and the same call
+// retried at the new gateway runs, once.
+func TestApprovalSurvivesAGatewayRestart(t *testing.T) {
+	c := approvalCluster(t)
+	approvals := &restartable{}
+	approvals.gate.Store(&approval.Gate{Client: c, Live: c, Hold: time.Minute})
+	w := newWorld(t, func(s *Server) { s.Approvals, s.Limits = approvals, nil })
+	w.agents[invoiceAgent].UID = "uid-invoice"
+
+	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+		"params": map[string]any{"name": "ledger.pay", "arguments": payArgs(), "_meta": decision(0.8)}})
+	req := w.request(t, "acme", w.token(t), "ledger.pay", nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	req = req.WithContext(ctx)
+	req.Body, req.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+	done := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for len(requestsOf(t, c)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the held call made no ApprovalRequest")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The gateway goes away while it holds the call.
+	cancel()
+	w.gateway.CloseClientConnections()
+	if err := <-done; err == nil {
+		t.Fatal("the held call was answered, not dropped")
+	}
+	approvals.gate.Store(&approval.Gate{Client: c, Live: c})
+	ar := requestsOf(t, c)[0]
+	setPhase(t, c, ar.Name, custosv1alpha1.ApprovalApproved, "carol")
+
+	got := w.call(t, "acme", w.token(t), "ledger.pay", payArgs(), decision(0.8))
+	if got.result == nil || got.result.IsError {
+		t.Fatalf("the approved call at the restarted gateway: %s", got.body)
+	}
+	if w.ledger.Calls() != 1 || len(requestsOf(t, c)) != 1 {
+		t.Errorf("after the restart: the tool server saw %d calls, %d requests exist; want 1 and 1", w.ledger.Calls(), len(requestsOf(t, c)))
+	}
+	if e, _ := w.lastEvent(); e.Action != audit.ActionToolCalled || e.Details["approvalRequest"] != ar.Name {
+		t.Errorf("the approved call's record: %+v", e)
 	}
 }
