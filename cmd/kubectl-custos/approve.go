@@ -277,13 +277,8 @@ func decide(verdict custosv1alpha1.ApprovalVerdict, args []string, stdout, stder
 	defer cancel()
 
 	req := &custosv1alpha1.ApprovalRequest{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, req); err != nil {
-		if apierrors.IsNotFound(err) {
-			fmt.Fprintf(stderr, "%s: approval request %s not found in namespace %s\n", prefix, name, namespace)
-		} else {
-			fmt.Fprintf(stderr, "%s: reading approval request %s/%s: %v\n", prefix, namespace, name, err)
-		}
-		return apiExit(err)
+	if code, ok := getNamed(ctx, c, req, "approval request", namespace, name, prefix, stderr); !ok {
+		return code
 	}
 	if phase := phaseOf(req); phase.Terminal() {
 		fmt.Fprintf(stderr, "%s: approval request %s is %s: nothing left to decide\n", prefix, name, phase)
@@ -490,4 +485,19 @@ func apiExit(err error) int {
 		return exitFailed
 	}
 	return exitTrouble
+}
+
+// getNamed reads obj, the kind named namespace/name, saying on stderr why
+// not (not found, or the API server's error) and with which exit code.
+func getNamed(ctx context.Context, c client.Client, obj client.Object, kind, namespace, name, prefix string, stderr io.Writer) (int, bool) {
+	err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, obj)
+	switch {
+	case err == nil:
+		return 0, true
+	case apierrors.IsNotFound(err):
+		fmt.Fprintf(stderr, "%s: %s %s not found in namespace %s\n", prefix, kind, name, namespace)
+	default:
+		fmt.Fprintf(stderr, "%s: reading %s %s/%s: %v\n", prefix, kind, namespace, name, err)
+	}
+	return apiExit(err), false
 }

@@ -26,10 +26,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 )
@@ -85,13 +83,8 @@ func attest(args []string, stdout, stderr io.Writer) int {
 	defer cancel()
 
 	agent := &custosv1alpha1.Agent{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, agent); err != nil {
-		if apierrors.IsNotFound(err) {
-			fmt.Fprintf(stderr, "%s: agent %s not found in namespace %s\n", prefix, name, namespace)
-		} else {
-			fmt.Fprintf(stderr, "%s: reading agent %s/%s: %v\n", prefix, namespace, name, err)
-		}
-		return apiExit(err)
+	if code, ok := getNamed(ctx, c, agent, "agent", namespace, name, prefix, stderr); !ok {
+		return code
 	}
 	describeAgent(stdout, agent, time.Now())
 
