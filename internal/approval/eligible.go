@@ -123,6 +123,15 @@ func IsServiceAccount(who custosv1alpha1.Approver) bool {
 	return false
 }
 
+// SamePerson says whether a and b are one person: the same UID when both
+// have one, else the same username. One decision counts per person.
+func SamePerson(a, b custosv1alpha1.Approver) bool {
+	if a.UID != "" && b.UID != "" {
+		return a.UID == b.UID
+	}
+	return a.Username == b.Username
+}
+
 // IsPerson says whether an API server username is the person a token was
 // issued for: the same subject, with or without the prefix an
 // authenticator adds (oidc:alice for alice). When unsure it says yes: an

@@ -20,6 +20,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -46,13 +47,17 @@ func Tally(ctx context.Context, access Access, req *custosv1alpha1.ApprovalReque
 		if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
 			return c
 		}
-		return compareStrings(a.Name, b.Name)
+		return strings.Compare(a.Name, b.Name)
 	})
-	seen := map[string]bool{}
+	// The people whose decision counts already.
+	var counted []custosv1alpha1.Approver
 	for _, v := range st.Decisions {
 		if v.Counted {
-			seen[personKey(v.Approver)] = true
+			counted = append(counted, v.Approver)
 		}
+	}
+	decided := func(who custosv1alpha1.Approver) bool {
+		return slices.ContainsFunc(counted, func(c custosv1alpha1.Approver) bool { return SamePerson(c, who) })
 	}
 	recorded := func(name string) bool {
 		return slices.ContainsFunc(st.Decisions, func(v custosv1alpha1.ApprovalVote) bool { return v.Name == name })
@@ -66,7 +71,7 @@ func Tally(ctx context.Context, access Access, req *custosv1alpha1.ApprovalReque
 		switch {
 		case !d.CreationTimestamp.Time.Before(req.Spec.ExpiresAt.Time):
 			vote.Reason = "made after the request expired"
-		case seen[personKey(d.Spec.Approver)]:
+		case decided(d.Spec.Approver):
 			vote.Reason = fmt.Sprintf("%s already decided this request: one decision per person", d.Spec.Approver.Username)
 		default:
 			why, err := Eligible(ctx, access, d.Spec.Approver, req)
@@ -77,7 +82,7 @@ func Tally(ctx context.Context, access Access, req *custosv1alpha1.ApprovalReque
 				vote.Reason = why.Message
 			} else {
 				vote.Counted = true
-				seen[personKey(d.Spec.Approver)] = true
+				counted = append(counted, d.Spec.Approver)
 			}
 		}
 		st.Decisions = append(st.Decisions, vote)
@@ -108,21 +113,4 @@ func Tally(ctx context.Context, access Access, req *custosv1alpha1.ApprovalReque
 		st.DecidedAt = &t
 	}
 	return st, nil
-}
-
-func personKey(a custosv1alpha1.Approver) string {
-	if a.UID != "" {
-		return "uid:" + a.UID
-	}
-	return "user:" + a.Username
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

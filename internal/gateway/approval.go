@@ -85,13 +85,8 @@ func (s *Server) checkApproval(ctx context.Context, sess *session, tool *Tool, r
 		Chain: sts.DescribeChain(sess.caller.Chain()), CanonicalArguments: canonical, RawArguments: raw, TraceID: rec.traceID,
 	}
 	if meta != nil && meta.Decision != nil {
-		if b, err := json.Marshal(meta.Decision); err == nil {
-			var v any
-			if json.Unmarshal(b, &v) == nil {
-				if c, err := audit.CanonicalValue(v); err == nil {
-					held.DecisionRecord = string(c)
-				}
-			}
+		if c, err := meta.Decision.Canonical(); err == nil {
+			held.DecisionRecord = string(c)
 		}
 	}
 	out, err := s.Approvals.Await(ctx, held, req)

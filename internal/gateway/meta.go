@@ -104,20 +104,30 @@ type DecisionIntent struct {
 // numbers do not change it. An empty reasoning, alternatives, intent tool
 // or intent arguments is the same as none.
 func (d *DecisionRecord) Digest() (string, error) {
-	data, err := json.Marshal(d)
+	canonical, err := d.Canonical()
 	if err != nil {
-		return "", fmt.Errorf("decision record: %w", err)
-	}
-	var v any
-	if err := json.Unmarshal(data, &v); err != nil {
-		return "", fmt.Errorf("decision record: %w", err)
-	}
-	canonical, err := audit.CanonicalValue(v)
-	if err != nil {
-		return "", fmt.Errorf("decision record: %w", err)
+		return "", err
 	}
 	sum := sha256.Sum256(canonical)
 	return "sha256:" + hex.EncodeToString(sum[:]), nil
+}
+
+// Canonical is the record's JSON form (json.Marshal) in the RFC 8785 form:
+// what Digest hashes, and what an ApprovalRequest shows its approvers.
+func (d *DecisionRecord) Canonical() ([]byte, error) {
+	data, err := json.Marshal(d)
+	if err != nil {
+		return nil, fmt.Errorf("decision record: %w", err)
+	}
+	var v any
+	if err := json.Unmarshal(data, &v); err != nil {
+		return nil, fmt.Errorf("decision record: %w", err)
+	}
+	canonical, err := audit.CanonicalValue(v)
+	if err != nil {
+		return nil, fmt.Errorf("decision record: %w", err)
+	}
+	return canonical, nil
 }
 
 // CallMeta is what the gateway reads of a tools/call's _meta.

@@ -172,7 +172,7 @@ func (v *ApprovalDecisionValidator) ValidateCreate(ctx context.Context, d *custo
 // decided names a decision who already made on ar, or "".
 func (v *ApprovalDecisionValidator) decided(ctx context.Context, ar *custosv1alpha1.ApprovalRequest, who custosv1alpha1.Approver) (string, error) {
 	for _, vote := range ar.Status.Decisions {
-		if samePerson(vote.Approver, who) {
+		if approval.SamePerson(vote.Approver, who) {
 			return vote.Name, nil
 		}
 	}
@@ -181,7 +181,7 @@ func (v *ApprovalDecisionValidator) decided(ctx context.Context, ar *custosv1alp
 		return "", err
 	}
 	for _, d := range list.Items {
-		if d.Spec.Request == ar.Name && samePerson(d.Spec.Approver, who) {
+		if d.Spec.Request == ar.Name && approval.SamePerson(d.Spec.Approver, who) {
 			return d.Name, nil
 		}
 	}
@@ -190,15 +190,6 @@ func (v *ApprovalDecisionValidator) decided(ctx context.Context, ar *custosv1alp
 
 func sameApprover(a, b custosv1alpha1.Approver) bool {
 	return a.Username == b.Username && a.UID == b.UID && slices.Equal(a.Groups, b.Groups)
-}
-
-// samePerson says whether a and b are one person: the same UID when both
-// have one, else the same username.
-func samePerson(a, b custosv1alpha1.Approver) bool {
-	if a.UID != "" && b.UID != "" {
-		return a.UID == b.UID
-	}
-	return a.Username == b.Username
 }
 
 // ValidateUpdate: the spec cannot change (the CRD says so); the rest may.
