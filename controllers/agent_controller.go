@@ -255,11 +255,12 @@ type agentStep struct {
 //
 //	step         file                   needs
 //	boundary     agent_boundary.go      -
-//	identity     agent_identity.go      boundary (the identity mode in force depends on it)
+//	changes      agent_changes.go       boundary (the Toolsets it gathered)
+//	identity     agent_identity.go      boundary (the identity mode in force depends on it), changes (the roles in force)
 //	image        agent_image.go         boundary (its trusted signers)
-//	network      agent_network.go       boundary (active or not; the Toolsets' endpoints)
-//	credentials  agent_credentials.go   boundary, identity
-//	workload     agent_workload.go      boundary, identity
+//	network      agent_network.go       boundary (active or not; the Toolsets' endpoints), changes (the Toolsets in force)
+//	credentials  agent_credentials.go   boundary, identity, changes
+//	workload     agent_workload.go      boundary, identity, changes
 //
 // A step that fails (a read or a write that did not go through: an error,
 // not an observation) switches off the later steps that need it, and those
@@ -272,16 +273,18 @@ type agentStep struct {
 // and every pod running as it stopped).
 var agentSteps = []agentStep{
 	{custosv1alpha1.BoundaryCompliantCondition, (*AgentReconciler).reconcileBoundary, nil},
-	{custosv1alpha1.IdentityBoundCondition, (*AgentReconciler).reconcileIdentity,
+	{custosv1alpha1.ChangesApprovedCondition, (*AgentReconciler).reconcileChanges,
 		[]string{custosv1alpha1.BoundaryCompliantCondition}},
+	{custosv1alpha1.IdentityBoundCondition, (*AgentReconciler).reconcileIdentity,
+		[]string{custosv1alpha1.BoundaryCompliantCondition, custosv1alpha1.ChangesApprovedCondition}},
 	{custosv1alpha1.ImageVerifiedCondition, (*AgentReconciler).reconcileImage,
 		[]string{custosv1alpha1.BoundaryCompliantCondition}},
 	{custosv1alpha1.NetworkIsolatedCondition, (*AgentReconciler).reconcileNetwork,
-		[]string{custosv1alpha1.BoundaryCompliantCondition}},
+		[]string{custosv1alpha1.BoundaryCompliantCondition, custosv1alpha1.ChangesApprovedCondition}},
 	{custosv1alpha1.CredentialsIssuedCondition, (*AgentReconciler).reconcileCredentials,
-		[]string{custosv1alpha1.BoundaryCompliantCondition, custosv1alpha1.IdentityBoundCondition}},
+		[]string{custosv1alpha1.BoundaryCompliantCondition, custosv1alpha1.IdentityBoundCondition, custosv1alpha1.ChangesApprovedCondition}},
 	{custosv1alpha1.WorkloadAvailableCondition, (*AgentReconciler).reconcileWorkload,
-		[]string{custosv1alpha1.BoundaryCompliantCondition, custosv1alpha1.IdentityBoundCondition}},
+		[]string{custosv1alpha1.BoundaryCompliantCondition, custosv1alpha1.IdentityBoundCondition, custosv1alpha1.ChangesApprovedCondition}},
 }
 
 // reconcileSteps runs the agent's steps, merges their results and computes

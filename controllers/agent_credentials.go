@@ -145,7 +145,7 @@ func (r *AgentReconciler) reconcileCredentials(ctx context.Context, s *agentScop
 	if s.active() && s.identityBound {
 		for _, c := range agent.Spec.Credentials {
 			ns, name := r.leaseLocation(agent, c)
-			if ns != "" {
+			if ns != "" && roleInForce(agent, c) {
 				wanted[c.Name] = types.NamespacedName{Namespace: ns, Name: name}
 			}
 		}
@@ -175,7 +175,7 @@ func (r *AgentReconciler) reconcileCredentials(ctx context.Context, s *agentScop
 	ledger := make([]custosv1alpha1.LeaseStatus, 0, len(agent.Spec.Credentials))
 	var errs []error
 	var refused *lease.RefusedError
-	var unconfigured, conflicts, noGateway []string
+	var unconfigured, conflicts, noGateway, awaiting []string
 	// renewAt is when the next lease is due for renewal.
 	var renewAt time.Time
 	for _, c := range agent.Spec.Credentials {
@@ -188,6 +188,12 @@ func (r *AgentReconciler) reconcileCredentials(ctx context.Context, s *agentScop
 		backendName := lease.BackendFor(c)
 		backend := r.Leases.Backends[backendName]
 		at, ok := wanted[c.Name]
+		if !ok && !roleInForce(agent, c) {
+			// Its cloud role waits for approval (reconcileChanges).
+			awaiting = append(awaiting, c.Name)
+			ledger = append(ledger, custosv1alpha1.LeaseStatus{Name: c.Name})
+			continue
+		}
 		if !ok {
 			// Gateway-only, and nowhere to keep it from the agent.
 			noGateway = append(noGateway, c.Name)
@@ -232,6 +238,11 @@ func (r *AgentReconciler) reconcileCredentials(ctx context.Context, s *agentScop
 		s.observe(custosv1alpha1.CredentialsIssuedCondition, metav1.ConditionFalse, custosv1alpha1.NameConflictReason,
 			"Secret %s exists and was not made by Custos for this agent; no lease is written into it: remove it",
 			strings.Join(conflicts, ", "))
+		return stepResult{requeueAt: renewAt, err: errors.Join(errs...)}
+	case len(awaiting) > 0:
+		s.observe(custosv1alpha1.CredentialsIssuedCondition, metav1.ConditionFalse, custosv1alpha1.ApprovalRequiredReason,
+			"Credential %s is not issued: its cloud role is not in force until the change that adds it is approved (%s)",
+			strings.Join(awaiting, ", "), s.conditionMessage(custosv1alpha1.ChangesApprovedCondition))
 		return stepResult{requeueAt: renewAt, err: errors.Join(errs...)}
 	case len(noGateway) > 0:
 		s.observe(custosv1alpha1.CredentialsIssuedCondition, metav1.ConditionFalse, custosv1alpha1.GatewayNotConfiguredReason,
@@ -366,7 +377,7 @@ func (r *AgentReconciler) issueLease(ctx context.Context, s *agentScope, c custo
 		Tenant:         agent.Labels[custosv1alpha1.TenantLabel],
 		Owner:          agent.Spec.Owner.Team,
 		ServiceAccount: agent.Status.Identity.ServiceAccount,
-		Identity:       ptr.Deref(agent.Spec.Identity, custosv1alpha1.IdentityBindings{}),
+		Identity:       ptr.Deref(agent.GrantedIdentity(), custosv1alpha1.IdentityBindings{}),
 		Credential:     c,
 		TTL:            ttl,
 		Secret:         bound,

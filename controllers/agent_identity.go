@@ -88,7 +88,8 @@ func (r *AgentReconciler) reconcileIdentity(ctx context.Context, s *agentScope) 
 // away); Leased otherwise. notAmbient says why an Ambient spec is not in
 // force; empty when it is, or was not asked for.
 func identityInForce(s *agentScope) (bindings *custosv1alpha1.IdentityBindings, notAmbient string) {
-	spec := s.agent.Spec.Identity
+	// The roles in force: a role a change adds waits for approval.
+	spec := s.agent.GrantedIdentity()
 	if identity.Mode(spec) != custosv1alpha1.IdentityModeAmbient {
 		return spec, ""
 	}

@@ -60,6 +60,10 @@ func (r *AgentReconciler) reconcileNetwork(ctx context.Context, s *agentScope) s
 			egress.InCluster = append(egress.InCluster, *r.STS)
 		}
 		for _, g := range s.inputs.Toolsets {
+			if !granted(agent, g.Key) {
+				// Not in force: a change that adds it waits for approval.
+				continue
+			}
 			switch ep := g.Toolset.Spec.Endpoint; {
 			case ep.InCluster != nil:
 				egress.InCluster = append(egress.InCluster, netpol.InClusterPeer{
@@ -129,7 +133,7 @@ func (r *AgentReconciler) widenedBy(ctx context.Context, agent *custosv1alpha1.A
 		return nil, err
 	}
 	pod := labels.Set(childLabels(agent))
-	for k, v := range identity.PodLabels(agent.Spec.Identity) {
+	for k, v := range identity.PodLabels(agent.GrantedIdentity()) {
 		pod[k] = v
 	}
 	var widened []string

@@ -35,7 +35,7 @@ func isStalledReason(reason string) bool {
 		custosv1alpha1.LeaseBackendNotConfiguredReason, custosv1alpha1.GatewayNotConfiguredReason,
 		custosv1alpha1.SignatureMissingReason, custosv1alpha1.UntrustedSignerReason,
 		custosv1alpha1.RegistryNotAllowedReason, custosv1alpha1.NoTrustedSignersReason,
-		custosv1alpha1.InvalidImagePolicyReason:
+		custosv1alpha1.InvalidImagePolicyReason, custosv1alpha1.ApprovalDeniedReason, custosv1alpha1.ApprovalExpiredReason:
 		return true
 	}
 	return false

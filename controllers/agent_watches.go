@@ -86,6 +86,11 @@ func (r *AgentReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager
 		Watches(&custosv1alpha1.Toolset{}, handler.EnqueueRequestsFromMapFunc(r.agentsForToolset)).
 		// An owner's attestation renews the agent's review.
 		Watches(&custosv1alpha1.AgentAttestation{}, handler.EnqueueRequestsFromMapFunc(agentOfAttestation)).
+		// A change request decided lets the change in (or keeps it out);
+		// a policy that holds changes, or no longer does, decides whether
+		// one waits.
+		Watches(&custosv1alpha1.ApprovalRequest{}, handler.EnqueueRequestsFromMapFunc(agentOfChangeRequest)).
+		Watches(&custosv1alpha1.ApprovalPolicy{}, handler.EnqueueRequestsFromMapFunc(r.agentsBesidePolicyOfChanges)).
 		Watches(&custosv1alpha1.DataBoundary{}, handler.EnqueueRequestsFromMapFunc(r.agentsForBoundary),
 			builder.WithPredicates(boundaryChangedForAgents)).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.agentsInNamespace),

@@ -148,7 +148,7 @@ func (r *AgentReconciler) reconcileDeployment(ctx context.Context, s *agentScope
 		replicas = 0
 	}
 	podLabels := childLabels(agent)
-	for k, v := range identity.PodLabels(agent.Spec.Identity) {
+	for k, v := range identity.PodLabels(agent.GrantedIdentity()) {
 		podLabels[k] = v
 	}
 	deploy := workload.Deployment(workload.Params{
@@ -161,7 +161,7 @@ func (r *AgentReconciler) reconcileDeployment(ctx context.Context, s *agentScope
 		Runtime:        agent.Spec.Runtime,
 		Replicas:       replicas,
 		Regions:        s.boundary().Spec.Regions,
-		ConfigHash:     workload.ConfigHash(agent.Spec.Identity, agent.Spec.Credentials),
+		ConfigHash:     workload.ConfigHash(agent.GrantedIdentity(), agent.Spec.Credentials),
 		Leases:         leaseMounts(agent),
 	}).WithLabels(childLabels(agent)).WithOwnerReferences(ownerReference(agent))
 	desired, err := json.Marshal(deploy)

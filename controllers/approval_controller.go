@@ -187,6 +187,13 @@ func (r *ApprovalRequestReconciler) report(ctx context.Context, before, ar *cust
 			"person": ar.Spec.Person, "callDigest": ar.Spec.CallDigest, "quorum": strconv.Itoa(int(ar.Spec.Quorum)),
 			"approvals": strconv.Itoa(int(ar.Status.Approvals)), "phase": string(ar.Status.Phase),
 		}
+		if c := ar.Spec.Change; c != nil {
+			// An Agent change: no tool, no person.
+			delete(d, "tool")
+			delete(d, "toolset")
+			delete(d, "person")
+			d["agent"], d["generation"], d["change"] = ar.Spec.Agent.Name, strconv.FormatInt(c.Generation, 10), c.Describe()
+		}
 		for k, v := range extra {
 			d[k] = v
 		}

@@ -487,6 +487,49 @@ type AgentStatus struct {
 	// with spec.review.
 	// +optional
 	Review *ReviewStatus `json:"review,omitempty"`
+
+	// granted is what of spec.toolsetRefs and spec.identity's cloud roles
+	// is in force: the Toolsets custos-gateway and custos-sts serve and the
+	// network reaches, the roles leases assume. It lags the spec while a
+	// change waits for approval (condition ChangesApproved, an
+	// ApprovalPolicy with agentChanges); nothing is in force without it.
+	// +optional
+	Granted *AgentGrant `json:"granted,omitempty"`
+}
+
+// AgentGrant is what of an Agent's Toolsets and cloud roles is in force.
+type AgentGrant struct {
+	// generation is the last generation whose Toolsets and cloud roles are
+	// all in force. A later generation's removals are in force at once;
+	// its additions that need approval wait.
+	// +optional
+	Generation int64 `json:"generation,omitempty"`
+
+	// toolsetRefs are the Toolsets in force.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	ToolsetRefs []ToolsetReference `json:"toolsetRefs,omitempty"`
+
+	// identity holds the cloud roles in force.
+	// +optional
+	Identity *CloudRoles `json:"identity,omitempty"`
+
+	// approvalRequest is the ApprovalRequest that approved the last change
+	// that needed approval, when one did.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	ApprovalRequest string `json:"approvalRequest,omitempty"`
+}
+
+// CloudRoles are an Agent's cloud roles, at most one per cloud.
+type CloudRoles struct {
+	// +optional
+	AWS *AWSIdentity `json:"aws,omitempty"`
+	// +optional
+	Azure *AzureIdentity `json:"azure,omitempty"`
+	// +optional
+	GCP *GCPIdentity `json:"gcp,omitempty"`
 }
 
 // ReviewStatus is where the agent's owner review stands.

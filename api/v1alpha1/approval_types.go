@@ -63,6 +63,15 @@ type ApprovalPolicySpec struct {
 	// +kubebuilder:default=Deny
 	// +kubebuilder:validation:Enum=Deny
 	OnTimeout string `json:"onTimeout,omitempty"`
+
+	// agentChanges, true, also holds changes to the Agents the policy
+	// selects: a generation that adds a Toolset with Write tools or a
+	// cloud role (spec.identity) runs with the Toolsets and roles of the
+	// generation in force until people approve it (an ApprovalRequest with
+	// spec.change, decided by whoever may approve agents). Off by default.
+	// To hold Agent changes only, set match.irreversible to false too.
+	// +optional
+	AgentChanges bool `json:"agentChanges,omitempty"`
 }
 
 // ApprovalMatch selects calls. A call matches when any of its clauses
@@ -171,24 +180,32 @@ func (p ApprovalPhase) Terminal() bool {
 	return p == ApprovalDenied || p == ApprovalExpired || p == ApprovalConsumed
 }
 
-// ApprovalRequestSpec is exactly one call, as custos-gateway held it. It
-// cannot change once created.
+// ApprovalRequestSpec is exactly one call, as custos-gateway held it, or
+// exactly one Agent change, as Custos held it. It cannot change once
+// created.
 // +kubebuilder:validation:XValidation:rule="self == oldSelf",message="an ApprovalRequest is immutable: it is bound to one call"
+// +kubebuilder:validation:XValidation:rule="has(self.change) != has(self.tool)",message="an ApprovalRequest holds one tool call (tool, toolset, person) or one Agent change (change), not both"
 type ApprovalRequestSpec struct {
 	// agent is the Agent that made the call.
 	// +required
 	Agent ApprovalAgent `json:"agent"`
 
 	// toolset holds the tool; who may approve is asked of it (verb
-	// approve on toolsets).
-	// +required
-	Toolset ToolsetReference `json:"toolset"`
+	// approve on toolsets). Empty for an Agent change.
+	// +optional
+	Toolset ToolsetReference `json:"toolset,omitzero"`
 
-	// tool is the tool called.
-	// +required
+	// tool is the tool called. Empty for an Agent change.
+	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=128
-	Tool string `json:"tool"`
+	Tool string `json:"tool,omitempty"`
+
+	// change is the Agent change held, when the request is for one rather
+	// than for a tool call; who may approve is asked of the Agent (verb
+	// approve on agents).
+	// +optional
+	Change *AgentChange `json:"change,omitempty"`
 
 	// access and irreversible are the tool's, as declared when called.
 	// +optional
@@ -198,7 +215,9 @@ type ApprovalRequestSpec struct {
 
 	// callDigest binds the request to this call: sha256 over the agent's
 	// UID, the Toolset and tool, the canonical arguments, the person and
-	// their session. Only a call with the same digest can use it.
+	// their session. Only a call with the same digest can use it. For an
+	// Agent change, sha256 over the agent's UID, the generation and what
+	// it adds.
 	// +required
 	// +kubebuilder:validation:Pattern=`^sha256:[0-9a-f]{64}$`
 	CallDigest string `json:"callDigest"`
@@ -214,9 +233,10 @@ type ApprovalRequestSpec struct {
 	Arguments string `json:"arguments,omitempty"`
 
 	// person is the subject the agent acts for, session their session,
-	// and chain the actors from the person to this agent.
-	// +required
-	Person string `json:"person"`
+	// and chain the actors from the person to this agent. Empty for an
+	// Agent change.
+	// +optional
+	Person string `json:"person,omitempty"`
 	// +optional
 	Session string `json:"session,omitempty"`
 	// +optional
@@ -246,6 +266,52 @@ type ApprovalRequestSpec struct {
 	// traceID is the trace of the call that asked first.
 	// +optional
 	TraceID string `json:"traceID,omitempty"`
+}
+
+// AgentChange is what one generation of an Agent adds to the Toolsets
+// and cloud roles in force.
+type AgentChange struct {
+	// generation is the Agent generation the request approves; an
+	// approval counts for it alone.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	Generation int64 `json:"generation"`
+
+	// inForce is the generation whose Toolsets and roles run meanwhile
+	// (0 when none ran yet).
+	// +optional
+	InForce int64 `json:"inForce,omitempty"`
+
+	// toolsets are the Toolsets added that have Write tools, with those
+	// tools.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	Toolsets []ChangedToolset `json:"toolsets,omitempty"`
+
+	// identity holds the cloud roles added or replaced, one per cloud.
+	// +optional
+	Identity *CloudRoles `json:"identity,omitempty"`
+}
+
+// ChangedToolset is a Toolset an Agent change adds.
+type ChangedToolset struct {
+	// +required
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// +required
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace"`
+	// writeTools are its Write tools; irreversibleTools those of them
+	// marked irreversible.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	WriteTools []string `json:"writeTools,omitempty"`
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	IrreversibleTools []string `json:"irreversibleTools,omitempty"`
 }
 
 // ApprovalAgent names the Agent that made a call, by name and UID (a new
@@ -313,15 +379,17 @@ type ApprovalVote struct {
 // +kubebuilder:resource:shortName=areq,categories=custos
 // +kubebuilder:printcolumn:name="Agent",type=string,JSONPath=`.spec.agent.name`
 // +kubebuilder:printcolumn:name="Tool",type=string,JSONPath=`.spec.tool`
+// +kubebuilder:printcolumn:name="Change",type=integer,JSONPath=`.spec.change.generation`,priority=1
 // +kubebuilder:printcolumn:name="Person",type=string,JSONPath=`.spec.person`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Approvals",type=integer,JSONPath=`.status.approvals`
 // +kubebuilder:printcolumn:name="Quorum",type=integer,JSONPath=`.spec.quorum`
 // +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.spec.expiresAt`
 
-// ApprovalRequest is one tool call held by custos-gateway until people
-// approve it. The gateway creates it; people decide with
-// ApprovalDecisions; the gateway consumes an approved one exactly once.
+// ApprovalRequest is one tool call held by custos-gateway, or one Agent
+// change held by Custos, until people approve it. The gateway (or
+// Custos) creates it; people decide with ApprovalDecisions; the gateway
+// (or Custos) consumes an approved one exactly once.
 type ApprovalRequest struct {
 	metav1.TypeMeta `json:",inline"`
 	// +optional

@@ -150,6 +150,14 @@ const (
 	// WorkloadAvailableCondition is True when the Agent's Deployment has the
 	// desired number of available, up-to-date replicas (zero while Suspended).
 	WorkloadAvailableCondition = "WorkloadAvailable"
+
+	// ChangesApprovedCondition is True when every Toolset and cloud role
+	// the generation asks for is in force (status.granted). False while an
+	// addition waits for people's approval (reason ApprovalRequired; an
+	// ApprovalPolicy with agentChanges holds the agent's changes), or was
+	// denied (ApprovalDenied, ApprovalExpired): the generation in force
+	// keeps running meanwhile.
+	ChangesApprovedCondition = "ChangesApproved"
 )
 
 // Condition types of a Toolset.
@@ -305,6 +313,19 @@ const (
 	// failed; issuance is retried with backoff and a lease still valid is
 	// kept until it expires (CredentialsIssued False).
 	LeaseBackendUnavailableReason = "BackendUnavailable"
+
+	// ApprovalRequiredReason: the generation adds a Toolset with Write
+	// tools or a cloud role, which waits for its ApprovalRequest to be
+	// approved; the generation in force keeps running.
+	ApprovalRequiredReason = "ApprovalRequired"
+
+	// ApprovalDeniedReason: people denied the generation's additions; it
+	// stays out of force until the spec changes.
+	ApprovalDeniedReason = "ApprovalDenied"
+
+	// ApprovalExpiredReason: the generation's ApprovalRequest expired
+	// unapproved, which means deny.
+	ApprovalExpiredReason = "ApprovalExpired"
 )
 
 // The RBAC report of a DataBoundary.

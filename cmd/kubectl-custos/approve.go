@@ -219,9 +219,14 @@ func pending(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(w, header)
 	for _, r := range open {
-		row := []string{r.Name, string(phaseOf(&r)), r.Spec.Agent.Name, r.Spec.Tool, r.Spec.Person,
+		tool, person, args := r.Spec.Tool, r.Spec.Person, r.Spec.Arguments
+		if c := r.Spec.Change; c != nil {
+			// An Agent change: what its generation adds.
+			tool, person, args = fmt.Sprintf("(generation %d)", c.Generation), "-", c.Describe()
+		}
+		row := []string{r.Name, string(phaseOf(&r)), r.Spec.Agent.Name, tool, person,
 			fmt.Sprintf("%d/%d", r.Status.Approvals, r.Spec.Quorum), relative(r.Spec.ExpiresAt.Time, now),
-			truncate(cell(r.Spec.Arguments), argumentsWidth)}
+			truncate(cell(args), argumentsWidth)}
 		if all {
 			row = append([]string{r.Namespace}, row...)
 		}
@@ -378,6 +383,14 @@ func describeRequest(w io.Writer, r *custosv1alpha1.ApprovalRequest, now time.Ti
 	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', 0)
 	line := func(k, v string) { fmt.Fprintf(tw, "  %s:\t%s\n", k, v) }
 	line("agent", cell(s.Agent.Name))
+	if c := s.Change; c != nil {
+		line("change", fmt.Sprintf("generation %d adds %s", c.Generation, cell(c.Describe())))
+		if c.InForce > 0 {
+			line("in force", fmt.Sprintf("generation %d, until this is approved", c.InForce))
+		}
+		_ = tw.Flush()
+		return
+	}
 	line("tool", cell(tool)+" of toolset "+cell(toolset))
 	line("person", cell(s.Person))
 	if s.Chain != "" {

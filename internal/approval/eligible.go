@@ -69,9 +69,10 @@ const serviceAccountPrefix = "system:serviceaccount:"
 
 // Eligible says whether who may decide req: a person (not a
 // ServiceAccount, unless the policies allow), not the person the agent
-// acts for, not one of the agent's owners (whoever may update the
-// Agent), and allowed the verb approve on the request's Toolset. An error
-// is a failed question, never a yes.
+// acts for, not one of the agent's owners (whoever may update the Agent,
+// so whoever made an Agent change too), and allowed the verb approve on
+// the request's Toolset (on the Agent, for an Agent change). An error is
+// a failed question, never a yes.
 func Eligible(ctx context.Context, access Access, who custosv1alpha1.Approver, req *custosv1alpha1.ApprovalRequest) (*Ineligible, error) {
 	sod := req.Spec.SeparationOfDuties
 	if who.Username == "" {
@@ -83,18 +84,24 @@ func Eligible(ctx context.Context, access Access, who custosv1alpha1.Approver, r
 	if sod.Person() && IsPerson(who.Username, req.Spec.Person) {
 		return &Ineligible{RulePerson, fmt.Sprintf("%s is the person the agent acts for: nobody approves their own request (separationOfDuties.excludePerson)", who.Username)}, nil
 	}
-	ns := req.Spec.Toolset.Namespace
-	if ns == "" {
-		ns = req.Namespace
+	// A call is approved on its Toolset; an Agent change on the Agent.
+	attrs := authorizationv1.ResourceAttributes{
+		Group: custosv1alpha1.GroupVersion.Group, Resource: "agents", Verb: VerbApprove, Namespace: req.Namespace, Name: req.Spec.Agent.Name,
 	}
-	ok, err := access.Allowed(ctx, who, authorizationv1.ResourceAttributes{
-		Group: custosv1alpha1.GroupVersion.Group, Resource: "toolsets", Verb: VerbApprove, Namespace: ns, Name: req.Spec.Toolset.Name,
-	})
+	refused := fmt.Sprintf("%s may not approve changes to Agent %s/%s: RBAC does not grant the verb approve on agents there", who.Username, req.Namespace, req.Spec.Agent.Name)
+	if req.Spec.Change == nil {
+		attrs.Resource, attrs.Namespace, attrs.Name = "toolsets", req.Spec.Toolset.Namespace, req.Spec.Toolset.Name
+		if attrs.Namespace == "" {
+			attrs.Namespace = req.Namespace
+		}
+		refused = fmt.Sprintf("%s may not approve calls to Toolset %s/%s: RBAC does not grant the verb approve on toolsets there", who.Username, attrs.Namespace, attrs.Name)
+	}
+	ok, err := access.Allowed(ctx, who, attrs)
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
-		return &Ineligible{RuleNotAuthorized, fmt.Sprintf("%s may not approve calls to Toolset %s/%s: RBAC does not grant the verb approve on toolsets there", who.Username, ns, req.Spec.Toolset.Name)}, nil
+		return &Ineligible{RuleNotAuthorized, refused}, nil
 	}
 	if sod.Owners() {
 		owner, err := access.Allowed(ctx, who, authorizationv1.ResourceAttributes{
@@ -104,7 +111,7 @@ func Eligible(ctx context.Context, access Access, who custosv1alpha1.Approver, r
 			return nil, err
 		}
 		if owner {
-			return &Ineligible{RuleOwner, fmt.Sprintf("%s may change Agent %s/%s, so owns it: owners do not approve their agent's calls (separationOfDuties.excludeOwners)", who.Username, req.Namespace, req.Spec.Agent.Name)}, nil
+			return &Ineligible{RuleOwner, fmt.Sprintf("%s may change Agent %s/%s, so owns it: owners do not approve their agent's calls or changes (separationOfDuties.excludeOwners)", who.Username, req.Namespace, req.Spec.Agent.Name)}, nil
 		}
 	}
 	return nil, nil

@@ -77,13 +77,16 @@ const (
 	ActionAgentAttested = "agent.attested"
 	// ActionApprovalRequested: custos-gateway held a call an
 	// ApprovalPolicy matched and made its ApprovalRequest (details: the
-	// request, the call's digest, the policies, the quorum).
+	// request, the call's digest, the policies, the quorum), or the
+	// manager held an Agent change (details: the generation, the one in
+	// force, what it adds).
 	ActionApprovalRequested = "approval.requested"
 	// ActionApprovalDecided: the manager counted a person's decision on a
 	// request (counted or not, and why), or the request was decided:
 	// Approved, Denied or Expired.
 	ActionApprovalDecided = "approval.decided"
-	// ActionApprovalConsumed: custos-gateway ran the approved call, once.
+	// ActionApprovalConsumed: custos-gateway ran the approved call, once,
+	// or the manager put an approved Agent change in force.
 	ActionApprovalConsumed = "approval.consumed"
 	// ActionGatewayRefused: custos-gateway refused a request that was not
 	// a tools/call (an MCP session without a valid token, or for an agent

@@ -334,8 +334,9 @@ func TestTenantRoles(t *testing.T) {
 	// Custos's API, role by role: exactly these verbs on these resources,
 	// in every object of the namespace (no resourceNames). Approvals: the
 	// risk owner alone writes ApprovalPolicies; the approver alone decides
-	// (creates ApprovalDecisions) and holds approve on toolsets, which is
-	// what custos-gateway's SubjectAccessReview asks; nobody writes an
+	// (creates ApprovalDecisions) and holds approve on toolsets and agents,
+	// which is what the SubjectAccessReviews of a call's and of an Agent
+	// change's approvals ask; nobody writes an
 	// ApprovalRequest or its status (custos-gateway's and Custos's), nor
 	// changes or deletes a decision.
 	read := []string{"get", "list", "watch"}
@@ -357,7 +358,7 @@ func TestTenantRoles(t *testing.T) {
 			"create agentattestations")},
 		{viewer, grants(read, "agents", "toolsets", "approvalrequests", "approvaldecisions", "agentattestations")},
 		{approver, append(grants(read, "approvalrequests", "approvaldecisions", "agents", "toolsets"),
-			"create approvaldecisions", "approve toolsets")},
+			"create approvaldecisions", "approve agents", "approve toolsets")},
 		{riskOwner, append(grants(write, "approvalpolicies"), grants(read, "approvalrequests", "approvaldecisions")...)},
 	} {
 		var got []string

@@ -53,6 +53,29 @@ func TestAgentToolsets(t *testing.T) {
 	if err != nil || strings.Join(names, ",") != "ledger,crm" {
 		t.Errorf("invoice's Toolsets: %v, %v; want ledger and crm, not another tenant's payroll", names, err)
 	}
+
+	// The Toolsets in force, not those asked for: crm waiting for
+	// approval is not served; nothing is before Custos granted anything.
+	for _, tc := range []struct {
+		grant *custosv1alpha1.AgentGrant
+		want  string
+	}{
+		{&custosv1alpha1.AgentGrant{Generation: 1, ToolsetRefs: []custosv1alpha1.ToolsetReference{{Name: "ledger"}}}, "ledger"},
+		{nil, ""},
+	} {
+		invoice.Status.Granted = tc.grant
+		if err := k8sClient.Status().Update(ctx, invoice); err != nil {
+			t.Fatal(err)
+		}
+		_, sets, err := src.Caller(ctx, tenant, id)
+		names = nil
+		for _, ts := range sets {
+			names = append(names, ts.Name)
+		}
+		if err != nil || strings.Join(names, ",") != tc.want {
+			t.Errorf("invoice's Toolsets granted %+v: %v, %v; want %q", tc.grant, names, err, tc.want)
+		}
+	}
 	for name, tc := range map[string]struct{ tenant, id, says string }{
 		"another tenant's endpoint":  {other, id, "is of tenant"},
 		"not an agent":               {tenant, "spiffe://cluster.local/ns/" + ns + "/sa/builder", "is no agent"},

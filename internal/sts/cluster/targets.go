@@ -61,11 +61,12 @@ func ToolsetScopes(ts *custosv1alpha1.Toolset) []string {
 	return out
 }
 
-// toolsets reads the Toolsets agent references; one that cannot be found
-// is left out (the Agent is then not Ready anyway).
+// toolsets reads the agent's Toolsets in force (status.granted, which
+// lags spec.toolsetRefs while a change waits for approval); one that
+// cannot be found is left out (the Agent is then not Ready anyway).
 func toolsets(ctx context.Context, r client.Reader, agent *custosv1alpha1.Agent) ([]custosv1alpha1.Toolset, error) {
 	var out []custosv1alpha1.Toolset
-	for _, ref := range agent.Spec.ToolsetRefs {
+	for _, ref := range agent.GrantedToolsetRefs() {
 		ts := custosv1alpha1.Toolset{}
 		err := r.Get(ctx, ref.Key(agent.Namespace), &ts, client.UnsafeDisableDeepCopy)
 		if client.IgnoreNotFound(err) != nil {
@@ -130,7 +131,7 @@ func (t *Targets) ResolveTarget(ctx context.Context, actor *sts.Agent, target st
 	if callee, ok := t.agentOf(target); ok {
 		return t.resolveAgent(ctx, actor, callee, target)
 	}
-	return nil, fmt.Errorf("%s is none of agent %s/%s's Toolsets (spec.toolsetRefs) nor an agent", target, actor.Namespace, actor.Name)
+	return nil, fmt.Errorf("%s is none of agent %s/%s's Toolsets in force (status.granted) nor an agent", target, actor.Namespace, actor.Name)
 }
 
 // agentOf reads an agent's SPIFFE ID of this trust domain.
