@@ -209,4 +209,20 @@ func TestAgentChangesWaitForApproval(t *testing.T) {
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
 	// An approval after the veto changes nothing.
 	g.Expect(decide("dave", custosv1alpha1.Approve, ar.Name)).NotTo(Succeed())
+
+	// A role replaced: the one in force keeps running until the new one
+	// is approved (and the Toolset denied is dropped from the spec).
+	other := fixtures.AWSRoleARN(tenant + "-payer")
+	updateAgent(g, agent, func(a *custosv1alpha1.Agent) {
+		a.Spec.ToolsetRefs = a.Spec.ToolsetRefs[:2]
+		a.Spec.Identity.AWS.RoleARN = other
+	})
+	g.Eventually(func(g Gomega) {
+		a := getAgent(g, agent)
+		g.Expect(a.Generation).To(Equal(int64(5)))
+		expectCondition(g, a, custosv1alpha1.ChangesApprovedCondition, metav1.ConditionFalse, custosv1alpha1.ApprovalRequiredReason)
+		g.Expect(changeRequestOf(g, a, 5).Spec.Change.Identity.AWS.RoleARN).To(Equal(other))
+		g.Expect(a.GrantedIdentity().AWS.RoleARN).To(Equal(role), "the role in force is the approved one")
+		g.Expect(grantedNames(a)).To(Equal([]string{"docs", "crm"}))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
 }

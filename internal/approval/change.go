@@ -99,8 +99,10 @@ func Grant(agent *custosv1alpha1.Agent, toolsets map[types.NamespacedName]*custo
 	return grant, change
 }
 
-// split is a role asked for: in force when it is the one in force, added
-// otherwise.
+// split is one cloud's role: the one asked for is in force when it is
+// the one in force; another is added, and the one in force stays until
+// it is approved (a role replaced keeps running); none asked for removes
+// it at once.
 func split[T any](asked, had *T) (in, added *T) {
 	switch {
 	case asked == nil:
@@ -108,7 +110,7 @@ func split[T any](asked, had *T) (in, added *T) {
 	case had != nil && equality.Semantic.DeepEqual(asked, had):
 		return asked, nil
 	default:
-		return nil, asked
+		return had, asked
 	}
 }
 

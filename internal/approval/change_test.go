@@ -86,7 +86,7 @@ func TestGrant(t *testing.T) {
 			toolsets: []string{"ledger", "docs"}, wantIn: "ledger,docs", wantGen: 3, wantNoChg: true},
 		{name: "a Toolset that does not exist", prev: &custosv1alpha1.AgentGrant{Generation: 2}, toolsets: []string{"ghost"}, wantGen: 3, wantNoChg: true},
 		{name: "a role replaced", prev: &custosv1alpha1.AgentGrant{Generation: 2, Identity: &custosv1alpha1.CloudRoles{AWS: roleA}},
-			identity: &custosv1alpha1.IdentityBindings{AWS: roleB}, wantGen: 2, wantHeld: "AWS role " + roleB.RoleARN},
+			identity: &custosv1alpha1.IdentityBindings{AWS: roleB}, wantRole: roleA.RoleARN, wantGen: 2, wantHeld: "AWS role " + roleB.RoleARN},
 		{name: "the role in force kept", prev: &custosv1alpha1.AgentGrant{Generation: 2, Identity: &custosv1alpha1.CloudRoles{AWS: roleA}},
 			identity: &custosv1alpha1.IdentityBindings{AWS: roleA}, wantRole: roleA.RoleARN, wantGen: 3, wantNoChg: true},
 		{name: "a role removed", prev: &custosv1alpha1.AgentGrant{Generation: 2, Identity: &custosv1alpha1.CloudRoles{AWS: roleA}},
