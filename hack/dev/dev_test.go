@@ -187,6 +187,9 @@ waitReady:
 	// A payment waits for two approvers, runs once, and the next needs
 	// approving again.
 	payments := paymentApproved(t, g, bin, kubeconfig, state, aliceToken)
+	// An Agent change adding a cloud role waits for two approvers, not
+	// its owner, as the README's tour shows.
+	agentChangeApproved(t, g, bin, assets, kubeconfig)
 
 	running := processesMentioning(marker)
 	for _, name := range []string{"/etcd ", "/kube-apiserver ", "/kube-controller-manager ", "/kube-scheduler ", "/kwok ", "/manager ", "/custos-sts ", "/custos-gateway "} {
@@ -666,6 +669,57 @@ func paymentApproved(t *testing.T, g Gomega, bin, kubeconfig, state, alice strin
 	g.Expect(strings.Count(string(log), "called pay,")).To(Equal(1), "%s", log)
 	p.ran = p.traces[1]
 	return p
+}
+
+// agentChangeApproved applies an ApprovalPolicy that holds Agent changes,
+// gives the sample agent another AWS role, and walks the README's tour:
+// the role in force stays until carol and dave approve; the owner (make
+// dev's admin) may not.
+func agentChangeApproved(t *testing.T, g Gomega, bin, assets, kubeconfig string) {
+	t.Helper()
+	kubectl := func(stdin string, args ...string) string {
+		cmd := exec.Command(filepath.Join(assets, "kubectl"), append([]string{"--kubeconfig", kubeconfig, "-n", "finance-agents"}, args...)...)
+		cmd.Stdin = strings.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		g.Expect(err).NotTo(HaveOccurred(), "kubectl %v: %s", args, out)
+		return string(out)
+	}
+	kubectl(`apiVersion: custos.dev/v1alpha1
+kind: ApprovalPolicy
+metadata: {name: agent-changes, namespace: finance-agents}
+spec: {agentChanges: true, match: {irreversible: false}, quorum: 2, timeout: 24h}
+`, "apply", "-f", "-")
+	const before, after = "arn:aws:iam::111122223333:role/acme-finance-invoice-reconciler", "arn:aws:iam::111122223333:role/acme-finance-payments"
+	kubectl("", "patch", "agent", "invoice-reconciler", "--type", "merge", "-p", `{"spec":{"identity":{"aws":{"roleARN":"`+after+`"}}}}`)
+	var request string
+	g.Eventually(func(g Gomega) {
+		out := kubectl("", "get", "agent", "invoice-reconciler", "-o",
+			`jsonpath={.status.conditions[?(@.type=="ChangesApproved")].reason} {.status.granted.identity.aws.roleARN} {.status.conditions[?(@.type=="ChangesApproved")].message}`)
+		m := regexp.MustCompile(`^ApprovalRequired (\S+) .*ApprovalRequest (invoice-reconciler-g2-[0-9a-f]{8}) is approved \(0 of 2`).FindStringSubmatch(out)
+		g.Expect(m).To(HaveLen(3), "%s", out)
+		g.Expect(m[1]).To(Equal(before), "the role in force until approved")
+		request = m[2]
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+	plugin := func(args ...string) (string, error) {
+		out, err := exec.Command(filepath.Join(bin, "kubectl-custos"), append(args, "--kubeconfig", kubeconfig, "-n", "finance-agents")...).CombinedOutput()
+		return string(out), err
+	}
+	out, err := plugin("pending")
+	g.Expect(err).NotTo(HaveOccurred(), "%s", out)
+	g.Expect(out).To(MatchRegexp(request + `\s+Pending\s+invoice-reconciler\s+\(generation 2\)`))
+	out, err = plugin("approve", request, "--comment", "my own change")
+	g.Expect(err).To(HaveOccurred(), "%s", out)
+	g.Expect(out).To(ContainSubstring("[SeparationOfDuties.Owner]"))
+	out, err = plugin("approve", request, "--as", "carol")
+	g.Expect(err).NotTo(HaveOccurred(), "%s", out)
+	out, err = plugin("approve", request, "--as", "dave", "--wait")
+	g.Expect(err).NotTo(HaveOccurred(), "%s", out)
+	g.Eventually(func(g Gomega) {
+		out := kubectl("", "get", "agent", "invoice-reconciler", "-o",
+			`jsonpath={.status.conditions[?(@.type=="ChangesApproved")].reason} {.status.granted.identity.aws.roleARN} {.status.granted.approvalRequest}`)
+		g.Expect(out).To(Equal("Succeeded " + after + " " + request))
+		g.Expect(kubectl("", "get", "approvalrequest", request, "-o", "jsonpath={.status.phase}")).To(Equal("Consumed"))
+	}).WithTimeout(30 * time.Second).Should(Succeed())
 }
 
 // payments are the trace IDs of paymentApproved's calls, and the one that
