@@ -214,18 +214,8 @@ func ChangeRequest(c *Change, req *Requirement, now time.Time) *custosv1alpha1.A
 	digest := c.Digest()
 	a := c.Agent
 	change := c.AgentChange
-	ar := &custosv1alpha1.ApprovalRequest{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:      ChangeRequestName(a.Name, c.Generation, digest),
-			Namespace: a.Namespace,
-			Labels: map[string]string{
-				custosv1alpha1.AgentLabel:      a.Name,
-				custosv1alpha1.AgentUIDLabel:   string(a.UID),
-				custosv1alpha1.CallDigestLabel: DigestLabel(digest),
-				custosv1alpha1.ManagedByLabel:  custosv1alpha1.ManagedByValue,
-			},
-			OwnerReferences: []metav1.OwnerReference{{APIVersion: custosv1alpha1.GroupVersion.String(), Kind: "Agent", Name: a.Name, UID: a.UID}},
-		},
+	return &custosv1alpha1.ApprovalRequest{
+		ObjectMeta: requestMeta(a, ChangeRequestName(a.Name, c.Generation, digest), digest),
 		Spec: custosv1alpha1.ApprovalRequestSpec{
 			Agent:              custosv1alpha1.ApprovalAgent{Name: a.Name, UID: string(a.UID)},
 			Change:             &change,
@@ -236,10 +226,6 @@ func ChangeRequest(c *Change, req *Requirement, now time.Time) *custosv1alpha1.A
 			ExpiresAt:          metav1.NewTime(now.Add(req.Timeout).Truncate(time.Second)),
 		},
 	}
-	if t := a.Labels[custosv1alpha1.TenantLabel]; t != "" {
-		ar.Labels[custosv1alpha1.TenantLabel] = t
-	}
-	return ar
 }
 
 // IsChangeOf says whether ar is the request for c: the same agent (by

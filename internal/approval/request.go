@@ -109,19 +109,8 @@ const maxArguments = 4096
 func Request(h *Held, req *Requirement, n int, now time.Time) *custosv1alpha1.ApprovalRequest {
 	digest := h.Digest()
 	a := h.Agent
-	ar := &custosv1alpha1.ApprovalRequest{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:      RequestName(a.Name, digest, n),
-			Namespace: a.Namespace,
-			Labels: map[string]string{
-				custosv1alpha1.AgentLabel:      a.Name,
-				custosv1alpha1.AgentUIDLabel:   string(a.UID),
-				custosv1alpha1.CallDigestLabel: DigestLabel(digest),
-				custosv1alpha1.ManagedByLabel:  custosv1alpha1.ManagedByValue,
-			},
-			// Gone with its Agent; never blocks the Agent's deletion.
-			OwnerReferences: []metav1.OwnerReference{{APIVersion: custosv1alpha1.GroupVersion.String(), Kind: "Agent", Name: a.Name, UID: a.UID}},
-		},
+	return &custosv1alpha1.ApprovalRequest{
+		ObjectMeta: requestMeta(a, RequestName(a.Name, digest, n), digest),
 		Spec: custosv1alpha1.ApprovalRequestSpec{
 			Agent:              custosv1alpha1.ApprovalAgent{Name: a.Name, UID: h.AgentUID},
 			Toolset:            h.Toolset,
@@ -142,10 +131,27 @@ func Request(h *Held, req *Requirement, n int, now time.Time) *custosv1alpha1.Ap
 			TraceID:            h.TraceID,
 		},
 	}
-	if t := a.Labels[custosv1alpha1.TenantLabel]; t != "" {
-		ar.Labels[custosv1alpha1.TenantLabel] = t
+}
+
+// requestMeta is the metadata of agent's request name for digest:
+// labelled with the agent, its UID, the digest and its tenant, and owned
+// by the Agent (gone with it, never blocking its deletion).
+func requestMeta(agent *custosv1alpha1.Agent, name, digest string) metav1.ObjectMeta {
+	m := metav1.ObjectMeta{
+		Name:      name,
+		Namespace: agent.Namespace,
+		Labels: map[string]string{
+			custosv1alpha1.AgentLabel:      agent.Name,
+			custosv1alpha1.AgentUIDLabel:   string(agent.UID),
+			custosv1alpha1.CallDigestLabel: DigestLabel(digest),
+			custosv1alpha1.ManagedByLabel:  custosv1alpha1.ManagedByValue,
+		},
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: custosv1alpha1.GroupVersion.String(), Kind: "Agent", Name: agent.Name, UID: agent.UID}},
 	}
-	return ar
+	if t := agent.Labels[custosv1alpha1.TenantLabel]; t != "" {
+		m.Labels[custosv1alpha1.TenantLabel] = t
+	}
+	return m
 }
 
 func argumentsDigest(canonical []byte) string {
