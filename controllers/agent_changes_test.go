@@ -225,4 +225,26 @@ func TestAgentChangesWaitForApproval(t *testing.T) {
 		g.Expect(a.GrantedIdentity().AWS.RoleARN).To(Equal(role), "the role in force is the approved one")
 		g.Expect(grantedNames(a)).To(Equal([]string{"docs", "crm"}))
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+
+	// The owner may write Toolsets: docs, in force as read-only, given a
+	// Write tool is held again (and out of force until approved), not
+	// served with it. Nor may the owner lift the policy.
+	g.Eventually(func() error {
+		ts := &custosv1alpha1.Toolset{}
+		if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "docs"}, ts); err != nil {
+			return err
+		}
+		ts.Spec.Tools = append(ts.Spec.Tools, custosv1alpha1.Tool{Name: "delete_doc", Access: custosv1alpha1.ToolAccessWrite})
+		return asUser(t, "olga").Update(ctx, ts)
+	}).WithTimeout(eventually).Should(Succeed())
+	g.Eventually(func(g Gomega) {
+		a := getAgent(g, agent)
+		g.Expect(grantedNames(a)).To(Equal([]string{"crm"}), "docs with a Write tool nobody approved")
+		var list custosv1alpha1.ApprovalRequestList
+		g.Expect(k8sClient.List(ctx, &list, client.InNamespace(ns), client.MatchingLabels{custosv1alpha1.AgentUIDLabel: string(a.UID)})).To(Succeed())
+		g.Expect(list.Items).To(ContainElement(HaveField("Spec.Change.Toolsets", ContainElement(And(
+			HaveField("Name", "docs"), HaveField("WriteTools", Equal([]string{"delete_doc"})))))))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	policy := &custosv1alpha1.ApprovalPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "agent-changes"}}
+	g.Expect(apierrors.IsForbidden(asUser(t, "olga").Delete(ctx, policy))).To(BeTrue(), "the owner deletes the ApprovalPolicy")
 }

@@ -511,6 +511,13 @@ type AgentGrant struct {
 	// +kubebuilder:validation:MaxItems=32
 	ToolsetRefs []ToolsetReference `json:"toolsetRefs,omitempty"`
 
+	// writeTools are the Write tools in force, by Toolset: a Toolset in
+	// force that gains another is held again.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	WriteTools []WriteToolset `json:"writeTools,omitempty"`
+
 	// identity holds the cloud roles in force.
 	// +optional
 	Identity *CloudRoles `json:"identity,omitempty"`

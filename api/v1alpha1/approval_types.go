@@ -283,19 +283,21 @@ type AgentChange struct {
 	InForce int64 `json:"inForce,omitempty"`
 
 	// toolsets are the Toolsets added that have Write tools, with those
-	// tools.
+	// tools, and the Toolsets in force that gained Write tools since (with
+	// the new ones; held out of force until approved).
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=32
-	Toolsets []ChangedToolset `json:"toolsets,omitempty"`
+	Toolsets []WriteToolset `json:"toolsets,omitempty"`
 
 	// identity holds the cloud roles added or replaced, one per cloud.
 	// +optional
 	Identity *CloudRoles `json:"identity,omitempty"`
 }
 
-// ChangedToolset is a Toolset an Agent change adds.
-type ChangedToolset struct {
+// WriteToolset is a Toolset's Write tools: those an Agent change adds, or
+// those in force.
+type WriteToolset struct {
 	// +required
 	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name"`

@@ -38,6 +38,9 @@ import (
 type Change struct {
 	Agent *custosv1alpha1.Agent
 	custosv1alpha1.AgentChange
+	// all are the held Toolsets' Write tools, those in force before
+	// included: what is in force once approved.
+	all map[types.NamespacedName]custosv1alpha1.WriteToolset
 }
 
 // Grant says, for agent's generation, what is in force without approval:
@@ -45,8 +48,11 @@ type Change struct {
 // asks for (removals take effect at once), and what the spec adds that
 // needs none (a Toolset without Write tools); and what it adds that needs
 // approval, nil when nothing does (the grant is then the whole
-// generation). toolsets are the agent's Toolsets that exist, by key: one
-// that does not exist is neither in force nor held, until it does.
+// generation). A Toolset in force that has gained Write tools since they
+// were put in force (its owner edited it) is held too, and out of force
+// meanwhile: Custos keeps no earlier version of it to serve. toolsets are
+// the agent's Toolsets that exist, by key: one that does not exist is
+// neither in force nor held, until it does.
 func Grant(agent *custosv1alpha1.Agent, toolsets map[types.NamespacedName]*custosv1alpha1.Toolset) (custosv1alpha1.AgentGrant, *Change) {
 	prev := custosv1alpha1.AgentGrant{}
 	if agent.Status.Granted != nil {
@@ -56,22 +62,36 @@ func Grant(agent *custosv1alpha1.Agent, toolsets map[types.NamespacedName]*custo
 		return slices.ContainsFunc(prev.ToolsetRefs, func(r custosv1alpha1.ToolsetReference) bool { return r.Key(agent.Namespace) == key })
 	}
 	grant := custosv1alpha1.AgentGrant{Generation: prev.Generation, ApprovalRequest: prev.ApprovalRequest}
-	change := &Change{Agent: agent, AgentChange: custosv1alpha1.AgentChange{Generation: agent.Generation, InForce: prev.Generation}}
+	change := &Change{Agent: agent, AgentChange: custosv1alpha1.AgentChange{Generation: agent.Generation, InForce: prev.Generation},
+		all: map[types.NamespacedName]custosv1alpha1.WriteToolset{}}
 	for _, ref := range agent.Spec.ToolsetRefs {
 		key := ref.Key(agent.Namespace)
 		ts := toolsets[key]
 		switch {
-		case granted(key):
+		case ts == nil && granted(key):
+			// In force, though gone for now: it serves nothing.
 			grant.ToolsetRefs = append(grant.ToolsetRefs, ref)
 		case ts == nil:
 		default:
 			write, irreversible := writeTools(ts)
-			if len(write) == 0 {
+			var had []string
+			if granted(key) {
+				had = writeToolsOf(prev.WriteTools, key)
+			}
+			added := slices.DeleteFunc(slices.Clone(write), func(t string) bool { return slices.Contains(had, t) })
+			if len(added) == 0 {
 				grant.ToolsetRefs = append(grant.ToolsetRefs, ref)
+				if len(write) > 0 {
+					grant.WriteTools = append(grant.WriteTools, custosv1alpha1.WriteToolset{
+						Name: key.Name, Namespace: key.Namespace, WriteTools: write, IrreversibleTools: irreversible,
+					})
+				}
 				continue
 			}
-			change.Toolsets = append(change.Toolsets, custosv1alpha1.ChangedToolset{
-				Name: key.Name, Namespace: key.Namespace, WriteTools: write, IrreversibleTools: irreversible,
+			change.all[key] = custosv1alpha1.WriteToolset{Name: key.Name, Namespace: key.Namespace, WriteTools: write, IrreversibleTools: irreversible}
+			change.Toolsets = append(change.Toolsets, custosv1alpha1.WriteToolset{
+				Name: key.Name, Namespace: key.Namespace, WriteTools: added,
+				IrreversibleTools: slices.DeleteFunc(slices.Clone(irreversible), func(t string) bool { return !slices.Contains(added, t) }),
 			})
 		}
 	}
@@ -97,6 +117,16 @@ func Grant(agent *custosv1alpha1.Agent, toolsets map[types.NamespacedName]*custo
 		return grant, nil
 	}
 	return grant, change
+}
+
+// writeToolsOf are the Write tools in force of the Toolset key.
+func writeToolsOf(in []custosv1alpha1.WriteToolset, key types.NamespacedName) []string {
+	for _, w := range in {
+		if w.Namespace == key.Namespace && w.Name == key.Name {
+			return w.WriteTools
+		}
+	}
+	return nil
 }
 
 // split is one cloud's role: the one asked for is in force when it is
@@ -134,10 +164,20 @@ func Apply(agent *custosv1alpha1.Agent, grant custosv1alpha1.AgentGrant, change 
 	out := custosv1alpha1.AgentGrant{Generation: agent.Generation, ApprovalRequest: approvedBy}
 	for _, ref := range agent.Spec.ToolsetRefs {
 		key := ref.Key(agent.Namespace)
-		in := slices.ContainsFunc(grant.ToolsetRefs, func(r custosv1alpha1.ToolsetReference) bool { return r.Key(agent.Namespace) == key }) ||
-			slices.ContainsFunc(change.Toolsets, func(t custosv1alpha1.ChangedToolset) bool { return t.Namespace == key.Namespace && t.Name == key.Name })
-		if in {
-			out.ToolsetRefs = append(out.ToolsetRefs, ref)
+		inForce := slices.ContainsFunc(grant.ToolsetRefs, func(r custosv1alpha1.ToolsetReference) bool { return r.Key(agent.Namespace) == key })
+		i := slices.IndexFunc(change.Toolsets, func(t custosv1alpha1.WriteToolset) bool { return t.Namespace == key.Namespace && t.Name == key.Name })
+		if !inForce && i < 0 {
+			continue
+		}
+		out.ToolsetRefs = append(out.ToolsetRefs, ref)
+		// Its Write tools in force: the Toolset's whole, once approved.
+		for _, w := range grant.WriteTools {
+			if i < 0 && w.Namespace == key.Namespace && w.Name == key.Name {
+				out.WriteTools = append(out.WriteTools, *w.DeepCopy())
+			}
+		}
+		if w, ok := change.all[key]; ok && i >= 0 {
+			out.WriteTools = append(out.WriteTools, *w.DeepCopy())
 		}
 	}
 	roles := grant.Identity.DeepCopy()

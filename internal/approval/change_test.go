@@ -17,6 +17,7 @@ limitations under the License.
 package approval
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -61,7 +62,7 @@ func names(rs []custosv1alpha1.ToolsetReference) string {
 func TestGrant(t *testing.T) {
 	sets := map[types.NamespacedName]*custosv1alpha1.Toolset{}
 	for _, ts := range []*custosv1alpha1.Toolset{
-		toolset("ns", "docs", readTool), toolset("ns", "crm", readTool, writeTool), toolset("ns", "ledger", readTool, payTool),
+		toolset("ns", "docs", readTool), toolset("ns", "crm", readTool, writeTool), toolset("ns", "ledger", readTool, payTool), toolset("ns", "bank", writeTool, payTool),
 	} {
 		sets[types.NamespacedName{Namespace: ts.Namespace, Name: ts.Name}] = ts
 	}
@@ -82,8 +83,12 @@ func TestGrant(t *testing.T) {
 			wantHeld: "Toolset ns/crm with Write tools post; Toolset ns/ledger with Write tools pay (irreversible); AWS role " + roleA.RoleARN},
 		{name: "a Write Toolset added to one in force", prev: &custosv1alpha1.AgentGrant{Generation: 2, ToolsetRefs: refs("docs")},
 			toolsets: []string{"docs", "crm"}, wantIn: "docs", wantGen: 2, wantHeld: "Toolset ns/crm with Write tools post"},
-		{name: "a Toolset removed, another added, none Write", prev: &custosv1alpha1.AgentGrant{Generation: 2, ToolsetRefs: refs("crm", "ledger")},
+		{name: "a Toolset removed, another added, none Write", prev: &custosv1alpha1.AgentGrant{Generation: 2, ToolsetRefs: refs("crm", "ledger"),
+			WriteTools: []custosv1alpha1.WriteToolset{{Namespace: "ns", Name: "crm", WriteTools: []string{"post"}}, {Namespace: "ns", Name: "ledger", WriteTools: []string{"pay"}}}},
 			toolsets: []string{"ledger", "docs"}, wantIn: "ledger,docs", wantGen: 3, wantNoChg: true},
+		{name: "a Toolset in force that gained a Write tool", prev: &custosv1alpha1.AgentGrant{Generation: 3, ToolsetRefs: refs("docs", "bank"),
+			WriteTools: []custosv1alpha1.WriteToolset{{Namespace: "ns", Name: "bank", WriteTools: []string{"post"}}}},
+			toolsets: []string{"docs", "bank"}, wantIn: "docs", wantGen: 3, wantHeld: "Toolset ns/bank with Write tools pay (irreversible)"},
 		{name: "a Toolset that does not exist", prev: &custosv1alpha1.AgentGrant{Generation: 2}, toolsets: []string{"ghost"}, wantGen: 3, wantNoChg: true},
 		{name: "a role replaced", prev: &custosv1alpha1.AgentGrant{Generation: 2, Identity: &custosv1alpha1.CloudRoles{AWS: roleA}},
 			identity: &custosv1alpha1.IdentityBindings{AWS: roleB}, wantRole: roleA.RoleARN, wantGen: 2, wantHeld: "AWS role " + roleB.RoleARN},
@@ -132,6 +137,19 @@ func TestGrant(t *testing.T) {
 			if got := names(all.ToolsetRefs); got != names(existing(a.Spec.ToolsetRefs, sets)) {
 				t.Errorf("approved: in force %q, want every Toolset that exists %q", got, names(existing(a.Spec.ToolsetRefs, sets)))
 			}
+			for _, held := range change.Toolsets {
+				got := writeToolsOf(all.WriteTools, types.NamespacedName{Namespace: held.Namespace, Name: held.Name})
+				for _, tool := range held.WriteTools {
+					if !slices.Contains(got, tool) {
+						t.Errorf("approved: %s/%s's Write tools in force %v, want %s among them", held.Namespace, held.Name, got, tool)
+					}
+				}
+			}
+			// The next pass holds nothing more.
+			a.Status.Granted = &all
+			if _, again := Grant(a, sets); again != nil {
+				t.Errorf("approved, then held again: %s", again.AgentChange.Describe())
+			}
 			if all.Generation != 3 || all.ApprovalRequest != "req" {
 				t.Errorf("approved: generation %d by %q, want 3 by req", all.Generation, all.ApprovalRequest)
 			}
@@ -158,7 +176,7 @@ func TestChangeRequest(t *testing.T) {
 	a := testAgent(map[string]string{"team": "pay"})
 	a.Generation = 4
 	c := &Change{Agent: a, AgentChange: custosv1alpha1.AgentChange{Generation: 4, InForce: 3,
-		Toolsets: []custosv1alpha1.ChangedToolset{{Namespace: "ns", Name: "ledger", WriteTools: []string{"pay"}}}}}
+		Toolsets: []custosv1alpha1.WriteToolset{{Namespace: "ns", Name: "ledger", WriteTools: []string{"pay"}}}}}
 	if RequireChange([]custosv1alpha1.ApprovalPolicy{policy("calls", nil)}, a) != nil {
 		t.Error("a policy without agentChanges holds a change")
 	}
