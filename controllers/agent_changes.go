@@ -19,6 +19,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -56,7 +57,7 @@ func (r *AgentReconciler) reconcileChanges(ctx context.Context, s *agentScope) s
 	if change == nil {
 		agent.Status.Granted = &grant
 		s.observe(custosv1alpha1.ChangesApprovedCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason,
-			"Every Toolset and cloud role of generation %d is in force", agent.Generation)
+			"Every Toolset and cloud role of generation %d is in force%s", agent.Generation, notYet(agent, grant))
 		return stepResult{}
 	}
 	var policies custosv1alpha1.ApprovalPolicyList
@@ -68,13 +69,13 @@ func (r *AgentReconciler) reconcileChanges(ctx context.Context, s *agentScope) s
 		grant = approval.Apply(agent, grant, change, "")
 		agent.Status.Granted = &grant
 		s.observe(custosv1alpha1.ChangesApprovedCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason,
-			"Every Toolset and cloud role of generation %d is in force (no ApprovalPolicy holds this agent's changes)", agent.Generation)
+			"Every Toolset and cloud role of generation %d is in force (no ApprovalPolicy holds this agent's changes)%s", agent.Generation, notYet(agent, grant))
 		return stepResult{}
 	}
 	// Until the change is approved, the grant is what needs no approval.
 	agent.Status.Granted = &grant
 	what := change.Describe()
-	inForce := fmt.Sprintf("generation %d's Toolsets and cloud roles stay in force", grant.Generation)
+	inForce := "the Toolsets, Write tools and cloud roles in force stay as they are (status.granted)"
 	if grant.Generation == 0 {
 		inForce = "only what needs no approval is in force"
 	}
@@ -105,7 +106,13 @@ func (r *AgentReconciler) reconcileChanges(ctx context.Context, s *agentScope) s
 		return stepResult{}
 	}
 
-	switch ar.Status.Phase {
+	phase := ar.Status.Phase
+	if phase == custosv1alpha1.ApprovalApproved && !s.now.Before(ar.Spec.ExpiresAt.Time) {
+		// Approved, but not put in force before it expired (the manager
+		// was away): as custos-gateway does with a call, expiry means deny.
+		phase = custosv1alpha1.ApprovalExpired
+	}
+	switch phase {
 	case custosv1alpha1.ApprovalApproved:
 		consumed := ar.DeepCopy()
 		now := metav1.NewTime(s.now)
@@ -135,7 +142,7 @@ func (r *AgentReconciler) reconcileChanges(ctx context.Context, s *agentScope) s
 			"Generation %d adds %s, which ApprovalRequest %s denied: %s; change the spec to ask again", agent.Generation, what, ar.Name, inForce)
 	case custosv1alpha1.ApprovalExpired:
 		s.observe(custosv1alpha1.ChangesApprovedCondition, metav1.ConditionFalse, custosv1alpha1.ApprovalExpiredReason,
-			"Generation %d adds %s; ApprovalRequest %s expired unapproved, which means deny: %s; change the spec to ask again", agent.Generation, what, ar.Name, inForce)
+			"Generation %d adds %s; ApprovalRequest %s expired before it was approved and put in force, which means deny: %s; change the spec to ask again", agent.Generation, what, ar.Name, inForce)
 	default:
 		s.observe(custosv1alpha1.ChangesApprovedCondition, metav1.ConditionFalse, custosv1alpha1.ApprovalRequiredReason,
 			"Generation %d adds %s: %s until ApprovalRequest %s is approved (%d of %d, kubectl custos approve %s -n %s)",
@@ -144,6 +151,22 @@ func (r *AgentReconciler) reconcileChanges(ctx context.Context, s *agentScope) s
 		return stepResult{requeueAt: ar.Spec.ExpiresAt.Add(time.Second)}
 	}
 	return stepResult{}
+}
+
+// notYet says which of the agent's Toolsets are not in force because they
+// do not exist (or are out of the boundary's reach) yet; "" when none.
+func notYet(agent *custosv1alpha1.Agent, grant custosv1alpha1.AgentGrant) string {
+	var missing []string
+	for _, ref := range agent.Spec.ToolsetRefs {
+		key := ref.Key(agent.Namespace)
+		if !slices.ContainsFunc(grant.ToolsetRefs, func(r custosv1alpha1.ToolsetReference) bool { return r.Key(agent.Namespace) == key }) {
+			missing = append(missing, key.String())
+		}
+	}
+	if len(missing) == 0 {
+		return ""
+	}
+	return "; not yet " + strings.Join(missing, ", ") + ", which do not exist or are out of reach: each goes in force (or is held for approval) once it is there"
 }
 
 // changeDetails are an Agent change's audit details.

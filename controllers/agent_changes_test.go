@@ -18,6 +18,8 @@ package controllers
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +28,9 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+	clocktesting "k8s.io/utils/clock/testing"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
@@ -125,7 +130,7 @@ func TestAgentChangesWaitForApproval(t *testing.T) {
 		expectCondition(g, a, custosv1alpha1.ReadyCondition, metav1.ConditionFalse, custosv1alpha1.ApprovalRequiredReason)
 		g.Expect(conditionMessage(a, custosv1alpha1.ReadyCondition)).To(And(
 			ContainSubstring("Toolset "+ns+"/payments with Write tools pay (irreversible)"), ContainSubstring("AWS role "+role),
-			ContainSubstring("generation 1's Toolsets and cloud roles stay in force")))
+			ContainSubstring("the Toolsets, Write tools and cloud roles in force stay as they are")))
 		// What runs is generation 1's: its Toolsets, its network, no role.
 		g.Expect(a.Status.Granted.Generation).To(Equal(int64(1)))
 		g.Expect(grantedNames(a)).To(Equal([]string{"docs", "crm"}))
@@ -209,6 +214,21 @@ func TestAgentChangesWaitForApproval(t *testing.T) {
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
 	// An approval after the veto changes nothing.
 	g.Expect(decide("dave", custosv1alpha1.Approve, ar.Name)).NotTo(Succeed())
+	g.Consistently(func(g Gomega) {
+		a := getAgent(g, agent)
+		g.Expect(a.Status.Granted.Generation).To(Equal(int64(3)))
+		g.Expect(grantedNames(a)).To(Equal([]string{"docs", "crm"}))
+		g.Expect(egressPorts(g, a)).NotTo(ContainElement(9090))
+	}).WithTimeout(3 * time.Second).WithPolling(poll).Should(Succeed())
+	// Nor does time: a decided request is forgotten a day later, but not
+	// a denied change while the agent is at that generation (it would
+	// ask again); once the spec moves on, it is.
+	denied := ar.DeepCopy()
+	nextDay := &ApprovalRequestReconciler{Client: decisionsByRequest{k8sClient},
+		Clock: clocktesting.NewFakeClock(testClock.Now().Add(DefaultDecidedRetention + time.Hour))}
+	_, err = nextDay.Reconcile(ctx, ctrl.Request{NamespacedName: keyOf(denied)})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(k8sClient.Get(ctx, keyOf(denied), &custosv1alpha1.ApprovalRequest{})).To(Succeed(), "the denied change forgotten")
 
 	// A role replaced: the one in force keeps running until the new one
 	// is approved (and the Toolset denied is dropped from the spec).
@@ -225,10 +245,19 @@ func TestAgentChangesWaitForApproval(t *testing.T) {
 		g.Expect(a.GrantedIdentity().AWS.RoleARN).To(Equal(role), "the role in force is the approved one")
 		g.Expect(grantedNames(a)).To(Equal([]string{"docs", "crm"}))
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	_, err = nextDay.Reconcile(ctx, ctrl.Request{NamespacedName: keyOf(denied)})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(apierrors.IsNotFound(k8sClient.Get(ctx, keyOf(denied), &custosv1alpha1.ApprovalRequest{}))).To(BeTrue(),
+		"the denied change kept after the agent moved on")
+	var left custosv1alpha1.ApprovalDecisionList
+	g.Expect(k8sClient.List(ctx, &left, client.InNamespace(ns))).To(Succeed())
+	g.Expect(left.Items).NotTo(ContainElement(HaveField("Spec.Request", denied.Name)), "its decisions kept")
 
 	// The owner may write Toolsets: docs, in force as read-only, given a
-	// Write tool is held again (and out of force until approved), not
-	// served with it. Nor may the owner lift the policy.
+	// Write tool stays in force without it (custos-gateway and custos-sts
+	// serve only the Write tools in force: internal/sts/cluster), and the
+	// new tool is held. Nor may the owner lift the policy, by deleting it
+	// or by taking the agent out of its selector.
 	g.Eventually(func() error {
 		ts := &custosv1alpha1.Toolset{}
 		if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "docs"}, ts); err != nil {
@@ -239,7 +268,9 @@ func TestAgentChangesWaitForApproval(t *testing.T) {
 	}).WithTimeout(eventually).Should(Succeed())
 	g.Eventually(func(g Gomega) {
 		a := getAgent(g, agent)
-		g.Expect(grantedNames(a)).To(Equal([]string{"crm"}), "docs with a Write tool nobody approved")
+		g.Expect(grantedNames(a)).To(Equal([]string{"docs", "crm"}))
+		g.Expect(a.GrantedWriteTools(ns, "docs")).To(BeEmpty(), "docs with a Write tool nobody approved")
+		g.Expect(a.GrantedWriteTools(ns, "crm")).To(Equal([]string{"update_contact"}))
 		var list custosv1alpha1.ApprovalRequestList
 		g.Expect(k8sClient.List(ctx, &list, client.InNamespace(ns), client.MatchingLabels{custosv1alpha1.AgentUIDLabel: string(a.UID)})).To(Succeed())
 		g.Expect(list.Items).To(ContainElement(HaveField("Spec.Change.Toolsets", ContainElement(And(
@@ -247,4 +278,49 @@ func TestAgentChangesWaitForApproval(t *testing.T) {
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
 	policy := &custosv1alpha1.ApprovalPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "agent-changes"}}
 	g.Expect(apierrors.IsForbidden(asUser(t, "olga").Delete(ctx, policy))).To(BeTrue(), "the owner deletes the ApprovalPolicy")
+
+	fixtures.Create(t, k8sClient, &custosv1alpha1.ApprovalPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "high-risk"},
+		Spec: custosv1alpha1.ApprovalPolicySpec{AgentChanges: true, Quorum: 3,
+			AgentSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"risk": "high"}}},
+	})
+	relabel := func(c client.Client, f func(map[string]string)) error {
+		return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			a := &custosv1alpha1.Agent{}
+			if err := c.Get(ctx, keyOf(agent), a); err != nil {
+				return err
+			}
+			f(a.Labels)
+			return c.Update(ctx, a)
+		})
+	}
+	g.Expect(relabel(k8sClient, func(l map[string]string) { l["risk"] = "high" })).To(Succeed())
+	err = relabel(asUser(t, "olga"), func(l map[string]string) { delete(l, "risk") })
+	g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "the owner takes the agent out of high-risk's selector: %v", err)
+	g.Expect(err.Error()).To(And(ContainSubstring("metadata.labels"), ContainSubstring("ApprovalPolicy high-risk's agentSelector")))
+	g.Expect(relabel(asUser(t, "olga"), func(l map[string]string) { l["risk"] = "low" })).NotTo(Succeed(), "relabelled instead")
+	g.Expect(relabel(asUser(t, "olga"), func(l map[string]string) { l["team"] = "treasury" })).To(Succeed(), "a label no policy reads")
+	g.Expect(relabel(k8sClient, func(l map[string]string) { delete(l, "risk") })).To(Succeed(), "one who may update the policy")
+}
+
+// decisionsByRequest lists ApprovalDecisions by the request they decide
+// as the manager's cache does by its index (the API server has no such
+// field selector), for a reconciler run with the suite's direct client.
+type decisionsByRequest struct{ client.Client }
+
+func (c decisionsByRequest) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	o := (&client.ListOptions{}).ApplyOptions(opts)
+	if o.FieldSelector == nil {
+		return c.Client.List(ctx, list, opts...)
+	}
+	req, ok := o.FieldSelector.RequiresExactMatch(approvalDecisionRequestIndex)
+	decisions, isDecisions := list.(*custosv1alpha1.ApprovalDecisionList)
+	if !ok || !isDecisions {
+		return fmt.Errorf("decisionsByRequest lists decisions by request only, not %s", o.FieldSelector)
+	}
+	if err := c.Client.List(ctx, decisions, client.InNamespace(o.Namespace)); err != nil {
+		return err
+	}
+	decisions.Items = slices.DeleteFunc(decisions.Items, func(d custosv1alpha1.ApprovalDecision) bool { return d.Spec.Request != req })
+	return nil
 }

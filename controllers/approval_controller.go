@@ -43,9 +43,11 @@ import (
 // each ApprovalRequest (approval.Tally: who may decide is asked of the
 // API server again, whatever admission said) and writes its phase:
 // Approved at quorum, Denied on any counted deny, Expired at its
-// expiresAt. custos-gateway alone marks one Consumed. Decided requests
-// are deleted, with their decisions, DecidedRetention after they were
-// decided; the audit trail keeps every step.
+// expiresAt. custos-gateway marks a call's request Consumed, the Agent
+// reconciler an Agent change's. Decided requests are deleted, with their
+// decisions, DecidedRetention after they were decided (an Agent change's
+// denied or expired request not while its Agent is at that generation);
+// the audit trail keeps every step.
 type ApprovalRequestReconciler struct {
 	Client   client.Client
 	Recorder recorder.EventRecorder
@@ -153,6 +155,9 @@ func (r *ApprovalRequestReconciler) forget(ctx context.Context, ar *custosv1alph
 	if left := since.Add(keep).Sub(now); left > 0 {
 		return ctrl.Result{RequeueAfter: left}, nil
 	}
+	if held, err := r.stillHeld(ctx, ar); err != nil || held {
+		return ctrl.Result{RequeueAfter: keep}, err
+	}
 	var decisions custosv1alpha1.ApprovalDecisionList
 	if err := r.Client.List(ctx, &decisions, client.InNamespace(ar.Namespace), client.MatchingFields{approvalDecisionRequestIndex: ar.Name}); err != nil {
 		return ctrl.Result{}, err
@@ -163,6 +168,20 @@ func (r *ApprovalRequestReconciler) forget(ctx context.Context, ar *custosv1alph
 		}
 	}
 	return ctrl.Result{}, client.IgnoreNotFound(r.Client.Delete(ctx, ar, client.Preconditions{ResourceVersion: &ar.ResourceVersion}))
+}
+
+// stillHeld says whether ar is an Agent change's request that was not put
+// in force (denied, expired) while its Agent is still at that generation:
+// forgotten, the Agent would ask for the same change again.
+func (r *ApprovalRequestReconciler) stillHeld(ctx context.Context, ar *custosv1alpha1.ApprovalRequest) (bool, error) {
+	if ar.Spec.Change == nil || ar.Status.Phase == custosv1alpha1.ApprovalConsumed {
+		return false, nil
+	}
+	agent := &custosv1alpha1.Agent{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: ar.Namespace, Name: ar.Spec.Agent.Name}, agent); err != nil {
+		return false, client.IgnoreNotFound(err)
+	}
+	return string(agent.UID) == ar.Spec.Agent.UID && agent.Generation == ar.Spec.Change.Generation, nil
 }
 
 // setApprovalCondition keeps Ready: True once decided.

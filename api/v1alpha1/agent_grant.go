@@ -44,6 +44,21 @@ func (a *Agent) GrantedToolsetRefs() []ToolsetReference {
 	return a.Status.Granted.ToolsetRefs
 }
 
+// GrantedWriteTools are the Write tools in force (status.granted) of the
+// Toolset namespace/name: none until Custos has granted them, whatever
+// the Toolset offers.
+func (a *Agent) GrantedWriteTools(namespace, name string) []string {
+	if a.Status.Granted == nil {
+		return nil
+	}
+	for _, w := range a.Status.Granted.WriteTools {
+		if w.Namespace == namespace && w.Name == name {
+			return w.WriteTools
+		}
+	}
+	return nil
+}
+
 // GrantedIdentity is spec.identity with the cloud roles in force
 // (status.granted) in place of those asked for: nil when none is in
 // force. The mode is the spec's.

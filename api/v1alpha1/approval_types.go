@@ -308,11 +308,11 @@ type WriteToolset struct {
 	// marked irreversible.
 	// +optional
 	// +listType=atomic
-	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:MaxItems=128
 	WriteTools []string `json:"writeTools,omitempty"`
 	// +optional
 	// +listType=atomic
-	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:MaxItems=128
 	IrreversibleTools []string `json:"irreversibleTools,omitempty"`
 }
 

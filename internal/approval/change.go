@@ -48,11 +48,12 @@ type Change struct {
 // asks for (removals take effect at once), and what the spec adds that
 // needs none (a Toolset without Write tools); and what it adds that needs
 // approval, nil when nothing does (the grant is then the whole
-// generation). A Toolset in force that has gained Write tools since they
-// were put in force (its owner edited it) is held too, and out of force
-// meanwhile: Custos keeps no earlier version of it to serve. toolsets are
-// the agent's Toolsets that exist, by key: one that does not exist is
-// neither in force nor held, until it does.
+// generation). A Toolset in force that has gained Write tools since its
+// were approved (its owner edited it) stays in force with those it had
+// (status.granted.writeTools: custos-gateway and custos-sts serve no
+// other), and its new ones are held. toolsets are the agent's Toolsets
+// that exist and are placed, by key: one that is not is neither put in
+// force nor held until it is, and one in force keeps its grant meanwhile.
 func Grant(agent *custosv1alpha1.Agent, toolsets map[types.NamespacedName]*custosv1alpha1.Toolset) (custosv1alpha1.AgentGrant, *Change) {
 	prev := custosv1alpha1.AgentGrant{}
 	if agent.Status.Granted != nil {
@@ -67,24 +68,36 @@ func Grant(agent *custosv1alpha1.Agent, toolsets map[types.NamespacedName]*custo
 	for _, ref := range agent.Spec.ToolsetRefs {
 		key := ref.Key(agent.Namespace)
 		ts := toolsets[key]
+		had, inForce := writeToolsOf(prev.WriteTools, key), granted(key)
 		switch {
-		case ts == nil && granted(key):
-			// In force, though gone for now: it serves nothing.
+		case ts == nil && inForce:
+			// In force, though gone or out of reach for now: it serves
+			// nothing, and keeps the Write tools approved for it.
 			grant.ToolsetRefs = append(grant.ToolsetRefs, ref)
+			if had != nil {
+				grant.WriteTools = append(grant.WriteTools, *had.DeepCopy())
+			}
 		case ts == nil:
 		default:
 			write, irreversible := writeTools(ts)
-			var had []string
-			if granted(key) {
-				had = writeToolsOf(prev.WriteTools, key)
+			var approved []string
+			if inForce && had != nil {
+				approved = had.WriteTools
 			}
-			added := slices.DeleteFunc(slices.Clone(write), func(t string) bool { return slices.Contains(had, t) })
-			if len(added) == 0 {
+			added := slices.DeleteFunc(slices.Clone(write), func(t string) bool { return slices.Contains(approved, t) })
+			if inForce {
+				// Still in force with the Write tools it had (those it
+				// still offers): custos-gateway and custos-sts serve no
+				// other until approved.
 				grant.ToolsetRefs = append(grant.ToolsetRefs, ref)
-				if len(write) > 0 {
-					grant.WriteTools = append(grant.WriteTools, custosv1alpha1.WriteToolset{
-						Name: key.Name, Namespace: key.Namespace, WriteTools: write, IrreversibleTools: irreversible,
-					})
+				if kept := slices.DeleteFunc(slices.Clone(write), func(t string) bool { return !slices.Contains(approved, t) }); len(kept) > 0 {
+					grant.WriteTools = append(grant.WriteTools, custosv1alpha1.WriteToolset{Name: key.Name, Namespace: key.Namespace, WriteTools: kept,
+						IrreversibleTools: slices.DeleteFunc(slices.Clone(irreversible), func(t string) bool { return !slices.Contains(kept, t) })})
+				}
+			}
+			if len(added) == 0 {
+				if !inForce {
+					grant.ToolsetRefs = append(grant.ToolsetRefs, ref)
 				}
 				continue
 			}
@@ -119,11 +132,12 @@ func Grant(agent *custosv1alpha1.Agent, toolsets map[types.NamespacedName]*custo
 	return grant, change
 }
 
-// writeToolsOf are the Write tools in force of the Toolset key.
-func writeToolsOf(in []custosv1alpha1.WriteToolset, key types.NamespacedName) []string {
-	for _, w := range in {
-		if w.Namespace == key.Namespace && w.Name == key.Name {
-			return w.WriteTools
+// writeToolsOf is the Toolset key's entry among the Write tools in force;
+// nil when none of its Write tools is.
+func writeToolsOf(in []custosv1alpha1.WriteToolset, key types.NamespacedName) *custosv1alpha1.WriteToolset {
+	for i := range in {
+		if in[i].Namespace == key.Namespace && in[i].Name == key.Name {
+			return &in[i]
 		}
 	}
 	return nil
@@ -225,7 +239,7 @@ func RequireChange(policies []custosv1alpha1.ApprovalPolicy, agent *custosv1alph
 	var req *Requirement
 	for i := range policies {
 		p := &policies[i]
-		if !p.Spec.AgentChanges || !selects(p, agent) {
+		if !p.Spec.AgentChanges || !Selects(p, agent) {
 			continue
 		}
 		if req == nil {

@@ -76,6 +76,7 @@ func TestGrant(t *testing.T) {
 		wantHeld  string
 		wantGen   int64
 		wantNoChg bool
+		wantWrite string // the Write tools in force without approval
 	}{
 		{name: "a new agent with a read Toolset", toolsets: []string{"docs"}, wantIn: "docs", wantGen: 3, wantNoChg: true},
 		{name: "a new agent with Write Toolsets and a role", toolsets: []string{"docs", "crm", "ledger"},
@@ -85,11 +86,15 @@ func TestGrant(t *testing.T) {
 			toolsets: []string{"docs", "crm"}, wantIn: "docs", wantGen: 2, wantHeld: "Toolset ns/crm with Write tools post"},
 		{name: "a Toolset removed, another added, none Write", prev: &custosv1alpha1.AgentGrant{Generation: 2, ToolsetRefs: refs("crm", "ledger"),
 			WriteTools: []custosv1alpha1.WriteToolset{{Namespace: "ns", Name: "crm", WriteTools: []string{"post"}}, {Namespace: "ns", Name: "ledger", WriteTools: []string{"pay"}}}},
-			toolsets: []string{"ledger", "docs"}, wantIn: "ledger,docs", wantGen: 3, wantNoChg: true},
+			toolsets: []string{"ledger", "docs"}, wantIn: "ledger,docs", wantGen: 3, wantNoChg: true, wantWrite: "ledger:pay"},
 		{name: "a Toolset in force that gained a Write tool", prev: &custosv1alpha1.AgentGrant{Generation: 3, ToolsetRefs: refs("docs", "bank"),
 			WriteTools: []custosv1alpha1.WriteToolset{{Namespace: "ns", Name: "bank", WriteTools: []string{"post"}}}},
-			toolsets: []string{"docs", "bank"}, wantIn: "docs", wantGen: 3, wantHeld: "Toolset ns/bank with Write tools pay (irreversible)"},
+			toolsets: []string{"docs", "bank"}, wantIn: "docs,bank", wantGen: 3, wantHeld: "Toolset ns/bank with Write tools pay (irreversible)",
+			wantWrite: "bank:post"},
 		{name: "a Toolset that does not exist", prev: &custosv1alpha1.AgentGrant{Generation: 2}, toolsets: []string{"ghost"}, wantGen: 3, wantNoChg: true},
+		{name: "a Toolset in force that is gone for now", prev: &custosv1alpha1.AgentGrant{Generation: 2, ToolsetRefs: refs("ghost"),
+			WriteTools: []custosv1alpha1.WriteToolset{{Namespace: "ns", Name: "ghost", WriteTools: []string{"post"}}}},
+			toolsets: []string{"ghost"}, wantIn: "ghost", wantGen: 3, wantNoChg: true, wantWrite: "ghost:post"},
 		{name: "a role replaced", prev: &custosv1alpha1.AgentGrant{Generation: 2, Identity: &custosv1alpha1.CloudRoles{AWS: roleA}},
 			identity: &custosv1alpha1.IdentityBindings{AWS: roleB}, wantRole: roleA.RoleARN, wantGen: 2, wantHeld: "AWS role " + roleB.RoleARN},
 		{name: "the role in force kept", prev: &custosv1alpha1.AgentGrant{Generation: 2, Identity: &custosv1alpha1.CloudRoles{AWS: roleA}},
@@ -113,6 +118,13 @@ func TestGrant(t *testing.T) {
 			}
 			if role != tc.wantRole {
 				t.Errorf("role in force %q, want %q", role, tc.wantRole)
+			}
+			var write []string
+			for _, w := range grant.WriteTools {
+				write = append(write, w.Name+":"+strings.Join(w.WriteTools, "+"))
+			}
+			if got := strings.Join(write, ","); got != tc.wantWrite {
+				t.Errorf("Write tools in force %q, want %q", got, tc.wantWrite)
 			}
 			if grant.Generation != tc.wantGen {
 				t.Errorf("generation in force %d, want %d", grant.Generation, tc.wantGen)
@@ -140,7 +152,7 @@ func TestGrant(t *testing.T) {
 			for _, held := range change.Toolsets {
 				got := writeToolsOf(all.WriteTools, types.NamespacedName{Namespace: held.Namespace, Name: held.Name})
 				for _, tool := range held.WriteTools {
-					if !slices.Contains(got, tool) {
+					if got == nil || !slices.Contains(got.WriteTools, tool) {
 						t.Errorf("approved: %s/%s's Write tools in force %v, want %s among them", held.Namespace, held.Name, got, tool)
 					}
 				}

@@ -79,7 +79,7 @@ func (m *Matcher) Require(policies []custosv1alpha1.ApprovalPolicy, call Call) *
 	var req *Requirement
 	for i := range policies {
 		p := &policies[i]
-		if !selects(p, call.Agent) {
+		if !Selects(p, call.Agent) {
 			continue
 		}
 		matched, err := m.matches(p, call)
@@ -104,7 +104,9 @@ func (m *Matcher) Require(policies []custosv1alpha1.ApprovalPolicy, call Call) *
 	return req
 }
 
-func selects(p *custosv1alpha1.ApprovalPolicy, agent *custosv1alpha1.Agent) bool {
+// Selects says whether p governs agent: its agentSelector matches the
+// agent's labels (every agent when it has none).
+func Selects(p *custosv1alpha1.ApprovalPolicy, agent *custosv1alpha1.Agent) bool {
 	if p.Spec.AgentSelector == nil || agent == nil {
 		return true
 	}

@@ -19,8 +19,10 @@ package webhook
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sync"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -31,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/approval"
 	"github.com/custos-dev/custos/internal/boundary"
 	"github.com/custos-dev/custos/internal/policy"
 )
@@ -41,6 +44,9 @@ import (
 type AgentValidator struct {
 	Client client.Reader
 	Clock  clock.PassiveClock
+	// Access asks the API server whether the requester may change the
+	// ApprovalPolicies a label change takes the agent out of.
+	Access approval.Access
 
 	policies compiledPolicies
 }
@@ -60,10 +66,60 @@ func (v *AgentValidator) ValidateUpdate(ctx context.Context, old, agent *custosv
 	if errs := checkLifecycleTransition(old, agent); len(errs) > 0 {
 		return nil, invalid(agentKind, agent.Name, errs)
 	}
-	if !agent.DeletionTimestamp.IsZero() || onlyWithdraws(old, agent) {
+	if !agent.DeletionTimestamp.IsZero() {
+		return nil, nil
+	}
+	if errs, err := v.checkPolicySelectors(ctx, old, agent); err != nil || len(errs) > 0 {
+		if err != nil {
+			return nil, apierrors.NewInternalError(err)
+		}
+		return nil, invalid(agentKind, agent.Name, errs)
+	}
+	if onlyWithdraws(old, agent) {
 		return nil, nil
 	}
 	return v.validate(ctx, old, agent)
+}
+
+// checkPolicySelectors: a label change that takes the agent out of an
+// ApprovalPolicy's agentSelector lifts the approvals that policy asks of
+// its calls and changes, so it needs what changing the policy needs
+// (update on that ApprovalPolicy, a risk owner's); whoever may only edit
+// the Agent (its owner, the namespace's edit role) may not.
+func (v *AgentValidator) checkPolicySelectors(ctx context.Context, old, agent *custosv1alpha1.Agent) (field.ErrorList, error) {
+	if maps.Equal(old.Labels, agent.Labels) {
+		return nil, nil
+	}
+	var policies custosv1alpha1.ApprovalPolicyList
+	if err := v.Client.List(ctx, &policies, client.InNamespace(agent.Namespace)); err != nil {
+		return nil, fmt.Errorf("listing the ApprovalPolicies of namespace %s: %w", agent.Namespace, err)
+	}
+	var errs field.ErrorList
+	for i := range policies.Items {
+		p := &policies.Items[i]
+		if !approval.Selects(p, old) || approval.Selects(p, agent) {
+			continue
+		}
+		may := false
+		if v.Access != nil {
+			req, err := admission.RequestFromContext(ctx)
+			if err != nil {
+				return nil, err
+			}
+			may, err = v.Access.Allowed(ctx, approverOf(req), authorizationv1.ResourceAttributes{
+				Namespace: p.Namespace, Verb: "update", Group: custosv1alpha1.GroupVersion.Group, Resource: "approvalpolicies", Name: p.Name,
+			})
+			if err != nil {
+				return nil, err
+			}
+		}
+		if !may {
+			errs = append(errs, field.Forbidden(field.NewPath("metadata", "labels"), fmt.Sprintf(
+				"this change takes the Agent out of ApprovalPolicy %s's agentSelector, lifting the approvals it asks for; "+
+					"only someone who may update that ApprovalPolicy may do that (ask its risk owner to change the policy instead)", p.Name)))
+		}
+	}
+	return errs, nil
 }
 
 // ValidateDelete allows every deletion: the decommission path runs on it.

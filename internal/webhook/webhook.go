@@ -83,7 +83,8 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 		w.Handler = audited(w.Handler, opts.Audit)
 		srv.Register(path, w)
 	}
-	register(AgentPath, admission.WithValidator[*custosv1alpha1.Agent](mgr.GetScheme(), &AgentValidator{Client: c, Clock: opts.Clock}))
+	register(AgentPath, admission.WithValidator[*custosv1alpha1.Agent](mgr.GetScheme(), &AgentValidator{Client: c, Clock: opts.Clock,
+		Access: approval.SubjectAccessReviews{Client: mgr.GetClient()}}))
 	register(ToolsetPath, admission.WithValidator[*custosv1alpha1.Toolset](mgr.GetScheme(), &ToolsetValidator{Client: c}))
 	register(BoundaryPath, admission.WithValidator[*custosv1alpha1.DataBoundary](mgr.GetScheme(), &DataBoundaryValidator{}))
 	register(NamespacePath, admission.WithValidator[*corev1.Namespace](mgr.GetScheme(), &NamespaceValidator{Client: c}))

@@ -22,6 +22,7 @@ import (
 	"testing"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/sts"
 	"github.com/custos-dev/custos/test/fixtures"
 )
 
@@ -33,7 +34,10 @@ func TestAgentToolsets(t *testing.T) {
 	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
 	otherNS := fixtures.CreateTenantNamespace(t, k8sClient, other)
 	fixtures.Create(t, k8sClient, fixtures.Toolset(ns, "ledger", tenant))
-	fixtures.Create(t, k8sClient, fixtures.Toolset(ns, "crm", tenant))
+	fixtures.Create(t, k8sClient, fixtures.Toolset(ns, "crm", tenant, fixtures.WithTools(
+		custosv1alpha1.Tool{Name: "find_contact", Access: custosv1alpha1.ToolAccessRead},
+		custosv1alpha1.Tool{Name: "update_contact", Access: custosv1alpha1.ToolAccessWrite},
+		custosv1alpha1.Tool{Name: "delete_contact", Access: custosv1alpha1.ToolAccessWrite, Irreversible: true})))
 	fixtures.Create(t, k8sClient, fixtures.Toolset(otherNS, "payroll", other))
 	invoice, _, _ := agentWithPod(t, ns, tenant, "invoice", nil, fixtures.WithToolsets("ledger", "crm"),
 		func(a *custosv1alpha1.Agent) {
@@ -54,14 +58,27 @@ func TestAgentToolsets(t *testing.T) {
 		t.Errorf("invoice's Toolsets: %v, %v; want ledger and crm, not another tenant's payroll", names, err)
 	}
 
-	// The Toolsets in force, not those asked for: crm waiting for
-	// approval is not served; nothing is before Custos granted anything.
+	// The Toolsets and Write tools in force, not those asked for: crm
+	// waiting for approval is not served, nor a Write tool its owner added
+	// since its Write tools were approved (nor crm's write scope while
+	// none of them is in force); nothing is before Custos granted anything.
+	crm := []custosv1alpha1.ToolsetReference{{Name: "ledger"}, {Name: "crm"}}
 	for _, tc := range []struct {
-		grant *custosv1alpha1.AgentGrant
-		want  string
+		grant       *custosv1alpha1.AgentGrant
+		want, scope string
 	}{
-		{&custosv1alpha1.AgentGrant{Generation: 1, ToolsetRefs: []custosv1alpha1.ToolsetReference{{Name: "ledger"}}}, "ledger"},
-		{nil, ""},
+		{&custosv1alpha1.AgentGrant{Generation: 1, ToolsetRefs: []custosv1alpha1.ToolsetReference{{Name: "ledger"}}}, "ledger[get_invoice]", "ledger.read"},
+		{&custosv1alpha1.AgentGrant{Generation: 1, ToolsetRefs: crm}, "ledger[get_invoice] crm[find_contact]", "ledger.read crm.read"},
+		{&custosv1alpha1.AgentGrant{Generation: 1, ToolsetRefs: crm, WriteTools: []custosv1alpha1.WriteToolset{
+			{Namespace: ns, Name: "crm", WriteTools: []string{"update_contact"}}}},
+			"ledger[get_invoice] crm[find_contact update_contact]", "ledger.read crm.read crm.write"},
+		{&custosv1alpha1.AgentGrant{Generation: 1, ToolsetRefs: crm, WriteTools: []custosv1alpha1.WriteToolset{
+			{Namespace: "elsewhere", Name: "crm", WriteTools: []string{"update_contact", "delete_contact"}}}},
+			"ledger[get_invoice] crm[find_contact]", "ledger.read crm.read"},
+		{&custosv1alpha1.AgentGrant{Generation: 1, ToolsetRefs: crm, WriteTools: []custosv1alpha1.WriteToolset{
+			{Namespace: ns, Name: "crm", WriteTools: []string{"update_contact", "delete_contact"}}}},
+			"ledger[get_invoice] crm[find_contact update_contact delete_contact]", "ledger.read crm.read crm.write"},
+		{nil, "", ""},
 	} {
 		invoice.Status.Granted = tc.grant
 		if err := k8sClient.Status().Update(ctx, invoice); err != nil {
@@ -70,10 +87,19 @@ func TestAgentToolsets(t *testing.T) {
 		_, sets, err := src.Caller(ctx, tenant, id)
 		names = nil
 		for _, ts := range sets {
-			names = append(names, ts.Name)
+			var tools []string
+			for _, tool := range ts.Spec.Tools {
+				tools = append(tools, tool.Name)
+			}
+			names = append(names, ts.Name+"["+strings.Join(tools, " ")+"]")
 		}
-		if err != nil || strings.Join(names, ",") != tc.want {
+		if err != nil || strings.Join(names, " ") != tc.want {
 			t.Errorf("invoice's Toolsets granted %+v: %v, %v; want %q", tc.grant, names, err, tc.want)
+		}
+		targets := &Targets{Reader: k8sClient, TrustDomain: "cluster.local"}
+		target, err := targets.ResolveTarget(ctx, &sts.Agent{Namespace: ns, Name: "invoice", Tenant: tenant}, sts.GatewayAudience(tenant))
+		if err != nil || strings.Join(target.Scopes, " ") != tc.scope {
+			t.Errorf("the gateway's scopes for invoice granted %+v: %+v, %v; want %q", tc.grant, target, err, tc.scope)
 		}
 	}
 	for name, tc := range map[string]struct{ tenant, id, says string }{
