@@ -179,7 +179,8 @@ type agentScope struct {
 	// Toolsets lie inside it.
 	compliant bool
 	// suspendReason is why the agent must not run although compliant:
-	// SuspendedBySpec, Expired or ImageNotVerified; empty when it may run.
+	// Frozen, SuspendedBySpec, Expired, ReviewOverdue or ImageNotVerified;
+	// empty when it may run.
 	suspendReason string
 	identityBound bool
 	// observed are the conditions the steps observed in this pass.
@@ -301,6 +302,17 @@ func (r *AgentReconciler) reconcileSteps(ctx context.Context, agent *custosv1alp
 	case lc.ExpiresAt != nil:
 		// Suspend at the moment of expiry, not at the next resync.
 		res.requeueAt = lc.ExpiresAt.Time
+	}
+	// A freeze holds the agent whatever else it asks for, until a person
+	// lifts it.
+	freeze, err := r.freezeOf(ctx, agent)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	ensureLifecycle(agent).Freeze = ""
+	if freeze != nil {
+		s.suspendReason = custosv1alpha1.FrozenReason
+		agent.Status.Lifecycle.Freeze = freeze.Name
 	}
 	// An owner review overdue suspends the agent until an owner attests
 	// it; due, it is looked at again then.

@@ -284,7 +284,11 @@ func expectSuspended(t *testing.T, g *WithT, agent *custosv1alpha1.Agent, reason
 		a := getAgent(g, agent)
 		expectCondition(g, a, custosv1alpha1.ReadyCondition, metav1.ConditionTrue, reason)
 		expectCondition(g, a, custosv1alpha1.WorkloadAvailableCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason)
-		g.Expect(a.Status.Lifecycle.Phase).To(Equal(custosv1alpha1.AgentPhaseSuspended))
+		phase := custosv1alpha1.AgentPhaseSuspended
+		if reason == custosv1alpha1.FrozenReason {
+			phase = custosv1alpha1.AgentPhaseFrozen
+		}
+		g.Expect(a.Status.Lifecycle.Phase).To(Equal(phase))
 		g.Expect(a.Status.Lifecycle.SuspendedAt).NotTo(BeNil())
 		g.Expect(kstatusOf(g, a)).To(Equal(status.CurrentStatus))
 		g.Expect(eventReasons(g, a)).To(ContainElement(reason))

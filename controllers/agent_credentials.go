@@ -319,6 +319,8 @@ func revokeWhy(s *agentScope, sec *metav1.PartialObjectMetadata) string {
 	switch {
 	case s.suspendReason == custosv1alpha1.ExpiredReason:
 		return "the agent expired"
+	case s.suspendReason == custosv1alpha1.FrozenReason:
+		return "the agent is frozen (AgentFreeze " + s.agent.Status.Lifecycle.Freeze + ")"
 	case s.suspendReason != "":
 		return "the agent is suspended"
 	case !s.compliant:

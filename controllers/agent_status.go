@@ -126,6 +126,11 @@ func summarize(agent *custosv1alpha1.Agent, suspendReason string, now time.Time)
 		stopping = true
 	}
 	switch {
+	case suspendReason == custosv1alpha1.FrozenReason && !stopping:
+		lc.Phase = custosv1alpha1.AgentPhaseFrozen
+		if lc.SuspendedAt == nil {
+			lc.SuspendedAt = ptr.To(metav1.NewTime(now))
+		}
 	case suspendReason != "" && !stopping:
 		lc.Phase = custosv1alpha1.AgentPhaseSuspended
 		if lc.SuspendedAt == nil {
@@ -149,6 +154,11 @@ func summarize(agent *custosv1alpha1.Agent, suspendReason string, now time.Time)
 }
 
 func suspendedMessage(agent *custosv1alpha1.Agent, reason string) string {
+	if reason == custosv1alpha1.FrozenReason {
+		return fmt.Sprintf("Frozen by AgentFreeze %s: every lease revoked, scaled to zero and deny-all, its calls and exchanges refused, "+
+			"until a person who may unfreeze it, and does not own it, lifts the freeze (kubectl custos unfreeze %s -n %s)",
+			agent.Status.Lifecycle.Freeze, agent.Name, agent.Namespace)
+	}
 	if reason == custosv1alpha1.ImageNotVerifiedReason {
 		return "Suspended because spec.image does not verify (the DataBoundary's onVerificationFailure is Suspend): " +
 			conditionMessage(agent, custosv1alpha1.ImageVerifiedCondition)

@@ -86,6 +86,8 @@ func (r *AgentReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager
 		Watches(&custosv1alpha1.Toolset{}, handler.EnqueueRequestsFromMapFunc(r.agentsForToolset)).
 		// An owner's attestation renews the agent's review.
 		Watches(&custosv1alpha1.AgentAttestation{}, handler.EnqueueRequestsFromMapFunc(agentOfAttestation)).
+		// A freeze, and its lifting, move the agent at once.
+		Watches(&custosv1alpha1.AgentFreeze{}, handler.EnqueueRequestsFromMapFunc(agentOfFreeze)).
 		// A change request decided lets the change in (or keeps it out);
 		// a policy that holds changes, or no longer does, decides whether
 		// one waits.

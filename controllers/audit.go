@@ -113,7 +113,7 @@ func (r *AgentReconciler) auditTransitions(ctx context.Context, before, agent *c
 	switch phase {
 	case custosv1alpha1.AgentPhaseActive:
 		action := audit.ActionAgentOnboarded
-		if beforePhase == custosv1alpha1.AgentPhaseSuspended {
+		if beforePhase == custosv1alpha1.AgentPhaseSuspended || beforePhase == custosv1alpha1.AgentPhaseFrozen {
 			action = audit.ActionAgentResumed
 		}
 		details["image"] = agent.Spec.Image

@@ -187,6 +187,15 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts Options) error
 	}).SetupWithManager(ctx, mgr); err != nil {
 		return err
 	}
+	if err := (&AgentFreezeReconciler{
+		Client:   mgr.GetClient(),
+		Recorder: mgr.GetEventRecorder(eventSource),
+		Access:   approval.SubjectAccessReviews{Client: mgr.GetClient()},
+		Audit:    opts.Audit,
+		Clock:    opts.Clock,
+	}).SetupWithManager(ctx, mgr); err != nil {
+		return err
+	}
 	// Registered once per process: a manager restarted in the same process
 	// (tests) keeps counting through the new one's cache.
 	var reader client.Reader = mgr.GetCache()

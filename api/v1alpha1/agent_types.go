@@ -660,6 +660,12 @@ type LifecycleStatus struct {
 	// decommissionedAt is when the decommission path completed.
 	// +optional
 	DecommissionedAt *metav1.Time `json:"decommissionedAt,omitempty"`
+
+	// freeze is the AgentFreeze that holds the agent Frozen; empty when
+	// none does.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	Freeze string `json:"freeze,omitempty"`
 }
 
 // +kubebuilder:object:root=true

@@ -214,6 +214,10 @@ const (
 	// spec.review.everyDays; it is suspended until one does.
 	ReviewOverdueReason = "ReviewOverdue"
 
+	// FrozenReason: an AgentFreeze holds the agent (a cap or the breaker
+	// tripped, or a person froze it) until a person lifts it.
+	FrozenReason = "Frozen"
+
 	// DecommissioningReason: the Agent is being decommissioned; a step of the
 	// decommission path is still under way.
 	DecommissioningReason = "Decommissioning"

@@ -45,6 +45,12 @@ limitations under the License.
 // attest shows an Agent and where its owner review (spec.review) stands,
 // and records an owner's review of it, an AgentAttestation the API server
 // attributes to the user kubectl is configured as (attest.go).
+//
+//	kubectl custos freeze AGENT [-n NAMESPACE] --reason TEXT
+//	kubectl custos unfreeze AGENT [-n NAMESPACE] --verdict V --reason TEXT
+//
+// freeze makes an AgentFreeze of an Agent by hand; unfreeze lifts the
+// freezes that hold it with a person's verdict (freeze.go).
 package main
 
 import (
@@ -75,6 +81,8 @@ const usage = `usage:
   kubectl custos approve REQUEST [-n NAMESPACE] [--comment TEXT] [--wait [--timeout 30s]]
   kubectl custos deny REQUEST [-n NAMESPACE] [--comment TEXT] [--wait [--timeout 30s]]
   kubectl custos attest AGENT [-n NAMESPACE] --comment TEXT
+  kubectl custos freeze AGENT [-n NAMESPACE] --reason TEXT
+  kubectl custos unfreeze AGENT [-n NAMESPACE] --verdict false-positive|confirmed-misuse --reason TEXT
 
 AUDIT is an audit segment store (--audit-dir) or a JSON-lines file of
 records (custos-sts's standard output with --audit-sink=stdout); JTI is a
@@ -94,8 +102,13 @@ records your review of it as one of its owners (an AgentAttestation): its
 next review is due spec.review.everyDays from now, and an agent suspended
 for an overdue review (ReviewOverdue) runs again. --comment is required.
 
-pending, approve, deny and attest take --kubeconfig, --context, --as and
---as-group as kubectl does.
+freeze makes an AgentFreeze of AGENT: its calls and exchanges are refused
+at once and it is held Frozen until a person lifts the freeze. unfreeze
+shows each freeze that holds AGENT and lifts it with your verdict
+(false-positive or confirmed-misuse); it is refused to the agent's owners.
+
+pending, approve, deny, attest, freeze and unfreeze take --kubeconfig,
+--context, --as and --as-group as kubectl does.
 `
 
 func main() {
@@ -120,6 +133,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return decide(custosv1alpha1.Deny, args[1:], stdout, stderr)
 	case "attest":
 		return attest(args[1:], stdout, stderr)
+	case "freeze":
+		return freezeCommand(false, args[1:], stdout, stderr)
+	case "unfreeze":
+		return freezeCommand(true, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

@@ -3,11 +3,12 @@
 --
 -- Argo CD health check for Custos's kinds (custos.dev/v1alpha1): Agent,
 -- Toolset, DataBoundary, ApprovalRequest, ApprovalPolicy,
--- ApprovalDecision and AgentAttestation. One script serves them all;
--- install it under resource.customizations.health.custos.dev_Agent,
--- ..._Toolset, ..._DataBoundary, ..._ApprovalRequest, ..._ApprovalPolicy,
--- ..._ApprovalDecision and ..._AgentAttestation in argocd-cm
--- (docs/gitops.md shows the ConfigMap).
+-- ApprovalDecision, AgentAttestation, AgentFreeze and AgentUnfreeze. One
+-- script serves them all; install it under
+-- resource.customizations.health.custos.dev_Agent, ..._Toolset,
+-- ..._DataBoundary, ..._ApprovalRequest, ..._ApprovalPolicy,
+-- ..._ApprovalDecision, ..._AgentAttestation, ..._AgentFreeze and
+-- ..._AgentUnfreeze in argocd-cm (docs/gitops.md shows the ConfigMap).
 --
 -- For Agents, Toolsets and DataBoundaries it reads the kstatus conditions
 -- Custos writes, in the order kstatus reads them, so Argo CD, Flux and
@@ -18,6 +19,7 @@
 --   Reconciling=True                                      Progressing
 --   Ready=True, reason SuspendedBySpec or Expired         Suspended
 --   Ready=True, reason ReviewOverdue                      Suspended
+--   Ready=True, reason Frozen                             Degraded
 --   Ready=True (Succeeded, Decommissioned, ...)           Healthy
 --   Ready=False or Unknown                                Progressing
 --   no Ready condition                                    Progressing
@@ -26,8 +28,13 @@
 -- attest it (an AgentAttestation: kubectl custos attest); the message says
 -- so when the condition's does not.
 --
--- ApprovalPolicies, ApprovalDecisions and AgentAttestations have no
--- status: Healthy once stored. An ApprovalRequest's spec never changes (it has no
+-- A Frozen Agent (an AgentFreeze holds it: a cap or the breaker tripped,
+-- or a person froze it) is contained, and waits for a person who may lift
+-- the freeze: Degraded, so that it is seen.
+--
+-- ApprovalPolicies, ApprovalDecisions, AgentAttestations and
+-- AgentUnfreezes have no status: Healthy once stored. An AgentFreeze is
+-- Degraded while it holds its agent and Healthy once Lifted. An ApprovalRequest's spec never changes (it has no
 -- observedGeneration); its health is its phase:
 --
 --   Pending, or no phase yet                              Progressing
@@ -60,8 +67,22 @@ local function messageOf(c)
 end
 
 -- The approvals.
-if obj.kind == "ApprovalPolicy" or obj.kind == "ApprovalDecision" or obj.kind == "AgentAttestation" then
+if obj.kind == "ApprovalPolicy" or obj.kind == "ApprovalDecision" or obj.kind == "AgentAttestation" or obj.kind == "AgentUnfreeze" then
   return {status = "Healthy", message = obj.kind .. " stored"}
+end
+if obj.kind == "AgentFreeze" then
+  local spec = obj.spec
+  if type(spec) ~= "table" then
+    spec = {}
+  end
+  local st = obj.status
+  if type(st) ~= "table" then
+    st = {}
+  end
+  if st.phase == "Lifted" then
+    return {status = "Healthy", message = "Lifted by " .. tostring(st.unfreeze) .. " (" .. tostring(st.verdict) .. ")"}
+  end
+  return {status = "Degraded", message = "Holds Agent " .. tostring(spec.agent) .. " Frozen (" .. tostring(spec.trigger) .. "): " .. tostring(spec.reason)}
 end
 if obj.kind == "ApprovalRequest" then
   local spec = obj.spec
@@ -176,6 +197,9 @@ if ready.status == "True" then
       message = "Owner review overdue: suspended until an owner attests the agent (kubectl custos attest)"
     end
     return {status = "Suspended", message = message}
+  end
+  if ready.reason == "Frozen" then
+    return {status = "Degraded", message = messageOf(ready)}
   end
   return {status = "Healthy", message = messageOf(ready)}
 end

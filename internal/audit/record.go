@@ -92,6 +92,14 @@ const (
 	// a tools/call (an MCP session without a valid token, or for an agent
 	// that may not act).
 	ActionGatewayRefused = "gateway.refused"
+	// ActionAgentFrozen: an AgentFreeze holds an agent (details: the
+	// freeze, its trigger and signal, observed, baseline and limit, who
+	// made it, and the evidence: audit log ID, sequence numbers, trace
+	// IDs), as the manager first saw it.
+	ActionAgentFrozen = "agent.frozen"
+	// ActionAgentUnfrozen: a person lifted an AgentFreeze (details: the
+	// freeze, the AgentUnfreeze, who, the verdict and why).
+	ActionAgentUnfrozen = "agent.unfrozen"
 
 	// ActionLogRecovered is written by the Log itself, first after a
 	// restart that found the previous run's segment unsealed or ending in

@@ -53,6 +53,10 @@ const (
 	ApprovalDecisionPath       = "/validate-custos-dev-v1alpha1-approvaldecision"
 	AttestationMutatePath      = "/mutate-custos-dev-v1alpha1-agentattestation"
 	AttestationPath            = "/validate-custos-dev-v1alpha1-agentattestation"
+	AgentFreezeMutatePath      = "/mutate-custos-dev-v1alpha1-agentfreeze"
+	AgentFreezePath            = "/validate-custos-dev-v1alpha1-agentfreeze"
+	AgentUnfreezeMutatePath    = "/mutate-custos-dev-v1alpha1-agentunfreeze"
+	AgentUnfreezePath          = "/validate-custos-dev-v1alpha1-agentunfreeze"
 
 	PodMutatePath   = "/mutate-v1-pod"
 	PodValidatePath = "/validate-v1-pod"
@@ -98,6 +102,14 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	register(AttestationMutatePath, admission.WithDefaulter[*custosv1alpha1.AgentAttestation](mgr.GetScheme(), &AgentAttestationDefaulter{Client: c}))
 	register(AttestationPath, admission.WithValidator[*custosv1alpha1.AgentAttestation](mgr.GetScheme(),
 		&AgentAttestationValidator{Client: c, Access: approval.SubjectAccessReviews{Client: mgr.GetClient()}}))
+	// Freezes: a trip with evidence is Custos's components' alone; a
+	// person who may unfreeze the agent, and does not own it, lifts one.
+	register(AgentFreezeMutatePath, admission.WithDefaulter[*custosv1alpha1.AgentFreeze](mgr.GetScheme(), &AgentFreezeDefaulter{Client: c}))
+	register(AgentFreezePath, admission.WithValidator[*custosv1alpha1.AgentFreeze](mgr.GetScheme(),
+		&AgentFreezeValidator{Client: c, Access: approval.SubjectAccessReviews{Client: mgr.GetClient()}}))
+	register(AgentUnfreezeMutatePath, admission.WithDefaulter[*custosv1alpha1.AgentUnfreeze](mgr.GetScheme(), AgentUnfreezeDefaulter{}))
+	register(AgentUnfreezePath, admission.WithValidator[*custosv1alpha1.AgentUnfreeze](mgr.GetScheme(),
+		&AgentUnfreezeValidator{Client: c, Access: approval.SubjectAccessReviews{Client: mgr.GetClient()}}))
 	// The pod guard: agent pods are labelled with their tenant and pinned to
 	// their boundary's regions, then checked.
 	register(PodMutatePath, admission.WithDefaulter[*corev1.Pod](mgr.GetScheme(), &PodDefaulter{Client: c}))

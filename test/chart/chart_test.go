@@ -354,12 +354,13 @@ func TestTenantRoles(t *testing.T) {
 		role *rbacv1.ClusterRole
 		want []string
 	}{
-		{owner, append(append(grants(write, "agents", "toolsets"), grants(read, "approvalrequests", "approvaldecisions", "agentattestations")...),
-			"create agentattestations")},
-		{viewer, grants(read, "agents", "toolsets", "approvalrequests", "approvaldecisions", "agentattestations")},
+		{owner, append(append(grants(write, "agents", "toolsets"), grants(read, "approvalrequests", "approvaldecisions", "agentattestations", "agentfreezes", "agentunfreezes")...),
+			"create agentattestations", "create agentfreezes", "freeze agents")},
+		{viewer, grants(read, "agents", "toolsets", "approvalrequests", "approvaldecisions", "agentattestations", "agentfreezes", "agentunfreezes")},
 		{approver, append(grants(read, "approvalrequests", "approvaldecisions", "agents", "toolsets"),
 			"create approvaldecisions", "approve agents", "approve toolsets")},
-		{riskOwner, append(grants(write, "approvalpolicies"), grants(read, "approvalrequests", "approvaldecisions")...)},
+		{riskOwner, append(append(grants(write, "approvalpolicies"), grants(read, "approvalrequests", "approvaldecisions", "agentfreezes", "agentunfreezes")...),
+			"create agentfreezes", "create agentunfreezes", "freeze agents", "unfreeze agents")},
 	} {
 		var got []string
 		for _, r := range tc.role.Rules {
@@ -370,12 +371,14 @@ func TestTenantRoles(t *testing.T) {
 			got = append(got, grants(r.Verbs, r.Resources...)...)
 		}
 		g.Expect(got).To(ConsistOf(tc.want), tc.role.Name)
-		for _, res := range []string{"approvalrequests", "approvalrequests/status", "approvaldecisions", "agentattestations"} {
+		for _, res := range []string{"approvalrequests", "approvalrequests/status", "approvaldecisions", "agentattestations",
+			"agentfreezes", "agentfreezes/status", "agentunfreezes"} {
 			for _, v := range []string{"update", "patch", "delete"} {
 				g.Expect(got).NotTo(ContainElement(v+" "+res), tc.role.Name)
 			}
 		}
 		g.Expect(got).NotTo(ContainElement("create approvalrequests"), tc.role.Name)
+		g.Expect(got).NotTo(ContainElement("trip agents"), tc.role.Name+": only Custos's components trip the breaker")
 	}
 	// The approvers and risk owners need nothing but Custos's API.
 	for _, role := range []*rbacv1.ClusterRole{approver, riskOwner} {
@@ -449,8 +452,9 @@ func TestWebhooksSkipTheReleaseNamespace(t *testing.T) {
 	}
 	// agents, toolsets, namespaces, pods (validating and mutating), the
 	// approvals: approvalpolicies, approvaldecisions (validating and
-	// mutating), and agentattestations (validating and mutating).
-	g.Expect(selectors).To(Equal(10))
+	// mutating), agentattestations, agentfreezes and agentunfreezes
+	// (validating and mutating each).
+	g.Expect(selectors).To(Equal(14))
 	g.Expect(m.deployment(t).Namespace).To(Equal(ns))
 }
 

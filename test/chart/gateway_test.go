@@ -155,6 +155,7 @@ func TestGateway(t *testing.T) {
 	cr := into[rbacv1.ClusterRole](t, m.find(t, "ClusterRole", "custos-gateway"))
 	g.Expect(cr.Rules).To(ConsistOf(
 		rbacv1.PolicyRule{APIGroups: []string{"custos.dev"}, Resources: []string{"agents", "toolsets", "databoundaries"}, Verbs: []string{"get", "list", "watch"}},
+		rbacv1.PolicyRule{APIGroups: []string{"custos.dev"}, Resources: []string{"agentfreezes"}, Verbs: []string{"get", "list", "watch"}},
 		rbacv1.PolicyRule{APIGroups: []string{"custos.dev"}, Resources: []string{"toolsets/status"}, Verbs: []string{"patch"}},
 		rbacv1.PolicyRule{APIGroups: []string{"custos.dev"}, Resources: []string{"approvalpolicies"}, Verbs: []string{"get", "list", "watch"}},
 		rbacv1.PolicyRule{APIGroups: []string{"custos.dev"}, Resources: []string{"approvalrequests"}, Verbs: []string{"get", "list", "watch", "create"}},

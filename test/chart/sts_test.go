@@ -62,6 +62,7 @@ func TestSTS(t *testing.T) {
 	g.Expect(cr.Rules).To(ConsistOf(
 		rbacv1.PolicyRule{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
 		rbacv1.PolicyRule{APIGroups: []string{"custos.dev"}, Resources: []string{"agents", "toolsets", "databoundaries"}, Verbs: []string{"get", "list", "watch"}},
+		rbacv1.PolicyRule{APIGroups: []string{"custos.dev"}, Resources: []string{"agentfreezes"}, Verbs: []string{"get", "list", "watch"}},
 		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}},
 	), "no Secrets cluster-wide, nothing it does not read")
 	role := into[rbacv1.Role](t, m.find(t, "Role", "custos-sts"))

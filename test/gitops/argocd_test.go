@@ -316,6 +316,13 @@ func TestArgoCDHealthEdgeCases(t *testing.T) {
 			want: progressing, message: "Waiting for Custos to observe generation 3 (observed 2)",
 		},
 		{
+			name: "frozen: contained, waiting for a person to lift the freeze",
+			obj: object("Agent", 2, map[string]any{"observedGeneration": int64(2), "conditions": []any{
+				cond("Ready", "True", "Frozen", "Frozen by AgentFreeze x-abcde: every lease revoked, scaled to zero and deny-all"),
+			}}),
+			want: degraded, message: "Frozen by AgentFreeze x-abcde",
+		},
+		{
 			name: "Ready False with reason ReviewOverdue is not a suspension",
 			obj: object("Agent", 1, map[string]any{"observedGeneration": int64(1), "conditions": []any{
 				cond("Ready", "False", "ReviewOverdue", "scaling down"),
@@ -381,6 +388,36 @@ func TestArgoCDHealthOfApprovals(t *testing.T) {
 			obj: map[string]any{"apiVersion": "custos.dev/v1alpha1", "kind": "ApprovalDecision",
 				"metadata": map[string]any{"name": "d", "namespace": "y"}, "spec": map[string]any{"request": "r", "decision": "Deny"}},
 			want: healthy, message: "ApprovalDecision stored",
+		},
+		{
+			name: "an AgentFreeze that holds its agent",
+			obj: map[string]any{"apiVersion": "custos.dev/v1alpha1", "kind": "AgentFreeze",
+				"metadata": map[string]any{"name": "x-abcde", "namespace": "y"},
+				"spec":     map[string]any{"agent": "payments-bot", "trigger": "Cap", "reason": "records per day over the cap"},
+				"status":   map[string]any{"phase": "Active"}},
+			want: degraded, message: "Holds Agent payments-bot Frozen (Cap): records per day over the cap",
+		},
+		{
+			name: "an AgentFreeze not recorded yet holds too",
+			obj: map[string]any{"apiVersion": "custos.dev/v1alpha1", "kind": "AgentFreeze",
+				"metadata": map[string]any{"name": "x-abcde", "namespace": "y"},
+				"spec":     map[string]any{"agent": "payments-bot", "trigger": "Manual", "reason": "r"}},
+			want: degraded, message: "Holds Agent payments-bot Frozen (Manual)",
+		},
+		{
+			name: "an AgentFreeze lifted",
+			obj: map[string]any{"apiVersion": "custos.dev/v1alpha1", "kind": "AgentFreeze",
+				"metadata": map[string]any{"name": "x-abcde", "namespace": "y"},
+				"spec":     map[string]any{"agent": "payments-bot", "trigger": "Cap", "reason": "r"},
+				"status":   map[string]any{"phase": "Lifted", "unfreeze": "x-fghij", "verdict": "FalsePositive"}},
+			want: healthy, message: "Lifted by x-fghij (FalsePositive)",
+		},
+		{
+			name: "an AgentUnfreeze, which has no status",
+			obj: map[string]any{"apiVersion": "custos.dev/v1alpha1", "kind": "AgentUnfreeze",
+				"metadata": map[string]any{"name": "x-fghij", "namespace": "y"},
+				"spec":     map[string]any{"freeze": "x-abcde", "verdict": "FalsePositive", "reason": "batch"}},
+			want: healthy, message: "AgentUnfreeze stored",
 		},
 		{
 			name: "an AgentAttestation, which has no status",
@@ -529,7 +566,7 @@ func TestArgoCDConfigMapInDocsIsTheScript(t *testing.T) {
 	g.Expect(cm).NotTo(BeNil(), "docs/gitops.md shows no argocd-cm ConfigMap in a yaml block")
 	data, ok := cm["data"].(map[string]any)
 	g.Expect(ok).To(BeTrue())
-	for _, kind := range []string{"Agent", "Toolset", "DataBoundary", "ApprovalRequest", "ApprovalPolicy", "ApprovalDecision", "AgentAttestation"} {
+	for _, kind := range []string{"Agent", "Toolset", "DataBoundary", "ApprovalRequest", "ApprovalPolicy", "ApprovalDecision", "AgentAttestation", "AgentFreeze", "AgentUnfreeze"} {
 		key := "resource.customizations.health.custos.dev_" + kind
 		g.Expect(data).To(HaveKey(key))
 		g.Expect(data[key]).To(Equal(script), "%s in docs/gitops.md differs from %s", key, healthScriptPath)

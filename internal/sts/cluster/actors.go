@@ -132,7 +132,7 @@ func (a *Actors) agent(ctx context.Context, key types.NamespacedName) (*sts.Agen
 	if err != nil {
 		return nil, fmt.Errorf("its Agent %s: %w", key, err)
 	}
-	v := a.view(agent)
+	v := a.view(ctx, agent)
 	sets, err := toolsets(ctx, a.Reader, agent)
 	if err != nil {
 		return nil, err
@@ -213,13 +213,13 @@ func serviceAccountOf(username string) (ns, name string, ok bool) {
 }
 
 // view is agent as the exchange sees it.
-func (a *Actors) view(agent *custosv1alpha1.Agent) *sts.Agent {
+func (a *Actors) view(ctx context.Context, agent *custosv1alpha1.Agent) *sts.Agent {
 	id := identity.SPIFFEID(a.TrustDomain, agent.Namespace, identity.ServiceAccountName(agent.Name))
 	v := &sts.Agent{
 		ID: id, Namespace: agent.Namespace, Name: agent.Name, UID: string(agent.UID),
 		Tenant: agent.Labels[custosv1alpha1.TenantLabel], Audiences: []string{id},
 	}
-	v.Runnable, v.NotRunnable = runnable(agent)
+	v.Runnable, v.NotRunnable = runnable(ctx, a.Reader, agent)
 	if d := agent.Spec.Delegation; d != nil {
 		v.Delegation = sts.Delegation{People: d.People, Groups: d.Groups, MaxDepth: int(d.MaxDepth)}
 		for _, ref := range d.Agents {
@@ -231,9 +231,27 @@ func (a *Actors) view(agent *custosv1alpha1.Agent) *sts.Agent {
 }
 
 // runnable: the agent may act now. Its owner asks for Active, Custos has
-// onboarded it and not suspended, frozen or decommissioned it, and its
-// image verifies.
-func runnable(agent *custosv1alpha1.Agent) (bool, string) {
+// onboarded it and not suspended, frozen or decommissioned it, its image
+// verifies, and no AgentFreeze holds it: a freeze is refused here the
+// moment it exists, before the manager has moved the agent to Frozen.
+func runnable(ctx context.Context, r client.Reader, agent *custosv1alpha1.Agent) (bool, string) {
+	if ok, why := phaseRunnable(agent); !ok {
+		return false, why
+	}
+	var freezes custosv1alpha1.AgentFreezeList
+	if err := r.List(ctx, &freezes, client.InNamespace(agent.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+		return false, "its AgentFreezes cannot be read: " + err.Error()
+	}
+	for i := range freezes.Items {
+		if f := &freezes.Items[i]; f.Holds(agent) {
+			return false, fmt.Sprintf("it is frozen by AgentFreeze %s (%s)", f.Name, f.Spec.Trigger)
+		}
+	}
+	return true, ""
+}
+
+// phaseRunnable: what the Agent alone says of whether it may act.
+func phaseRunnable(agent *custosv1alpha1.Agent) (bool, string) {
 	if s := agent.Spec.Lifecycle.State; s != custosv1alpha1.LifecycleActive {
 		return false, fmt.Sprintf("spec.lifecycle.state is %s", s)
 	}

@@ -21,6 +21,8 @@ import (
 	"strings"
 	"testing"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/sts"
 	"github.com/custos-dev/custos/test/fixtures"
@@ -112,6 +114,35 @@ func TestAgentToolsets(t *testing.T) {
 				t.Errorf("%v, want refused saying %q", err, tc.says)
 			}
 		})
+	}
+	// A freeze refuses the agent the moment it exists, before the manager
+	// moves it to Frozen, until it is lifted; one of another Agent of the
+	// same name (another UID) does not.
+	for _, uid := range []string{"an-earlier-invoice", string(invoice.UID)} {
+		f := fixtures.Create(t, k8sClient, &custosv1alpha1.AgentFreeze{ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "invoice-"},
+			Spec: custosv1alpha1.AgentFreezeSpec{Agent: "invoice", AgentUID: uid, Trigger: custosv1alpha1.FreezeCap, Reason: "a cap"}})
+		_, _, err := src.Caller(ctx, tenant, id)
+		reason, refused := (&Revocations{Reader: k8sClient, TrustDomain: "cluster.local", Namespace: ns}).Revoked(tenant, "", "", id)
+		if uid != string(invoice.UID) {
+			if err != nil || reason != "" || refused {
+				t.Errorf("a freeze of another Agent of the same name: %v; %q", err, reason)
+			}
+			continue
+		}
+		want := "may not act: it is frozen by AgentFreeze " + f.Name + " (Cap)"
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("a frozen agent's toolsets: %v, want %q", err, want)
+		}
+		if !refused || !strings.Contains(reason, "frozen by AgentFreeze "+f.Name) {
+			t.Errorf("a frozen agent's tokens: %q, %v; want refused", reason, refused)
+		}
+		f.Status.Phase = custosv1alpha1.FreezeLifted
+		if err := k8sClient.Status().Update(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := src.Caller(ctx, tenant, id); err != nil {
+			t.Errorf("lifted, still refused: %v", err)
+		}
 	}
 	invoice.Spec.Lifecycle.State = custosv1alpha1.LifecycleSuspended
 	if err := k8sClient.Update(ctx, invoice); err != nil {

@@ -91,7 +91,7 @@ func (r *Revocations) Revoked(tenant, jti, session, agentID string) (string, boo
 	if err != nil {
 		return strings.TrimSpace("its Agent cannot be read: " + err.Error()), true
 	}
-	if ok, why := runnable(agent); !ok {
+	if ok, why := runnable(ctx, r.Reader, agent); !ok {
 		return why, true
 	}
 	return "", false

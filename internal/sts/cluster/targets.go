@@ -218,7 +218,7 @@ func (a *AgentToolsets) Caller(ctx context.Context, tenant, agentID string) (*cu
 	if got := agent.Labels[custosv1alpha1.TenantLabel]; got != tenant {
 		return nil, nil, fmt.Errorf("agent %s is of tenant %q, not %q", key, got, tenant)
 	}
-	if ok, why := runnable(agent); !ok {
+	if ok, why := runnable(ctx, a.Reader, agent); !ok {
 		return nil, nil, fmt.Errorf("agent %s may not act: %s", key, why)
 	}
 	sets, err := toolsets(ctx, a.Reader, agent)

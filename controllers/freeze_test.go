@@ -1,0 +1,168 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/approval"
+	"github.com/custos-dev/custos/internal/audit"
+	"github.com/custos-dev/custos/test/fixtures"
+)
+
+// TestFreeze: a tenant cannot forge a trip, an owner may freeze their agent
+// by hand, and a freeze holds the agent Frozen through the suspend path
+// (leases revoked, deny-all, scaled to zero) until a person who may
+// unfreeze it, and does not own it, lifts it with a verdict; nobody lifts
+// it by deleting it; who froze and who lifted are stamped and on the
+// record.
+func TestFreeze(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	tenant := fixtures.UniqueTenant("frz")
+	createBoundary(t, tenant, "eu-west-1")
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
+	owner := fixtures.Create(t, k8sClient, chartTenantRole(t, "agent-owner", ns+"-agent-owner"))
+	risk := fixtures.Create(t, k8sClient, chartTenantRole(t, "risk-owner", ns+"-risk-owner"))
+	bindInNamespace(t, ns, "owner-olga", owner.Name, "olga")
+	bindInNamespace(t, ns, "risk-rita", risk.Name, "rita")
+	// Olga owns the agent and is a risk owner too: still an owner.
+	bindInNamespace(t, ns, "risk-olga", risk.Name, "olga")
+	bindInNamespace(t, ns, "risk-bot", risk.Name, "system:serviceaccount:"+ns+":responder")
+	bindInNamespace(t, ns, "edit-eve", "edit", "eve")
+
+	agent := newAgent(ns, "reconciler", tenant)
+	g.Expect(k8sClient.Create(ctx, agent)).To(Succeed())
+	g.Eventually(func() error { return fixtures.MarkRolledOut(k8sClient, ns, "agent-reconciler") }).WithTimeout(eventually).Should(Succeed())
+	g.Eventually(func(g Gomega) {
+		a := getAgent(g, agent)
+		expectCondition(g, a, custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason)
+		expectCondition(g, a, custosv1alpha1.CredentialsIssuedCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason)
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	uid := getAgent(g, agent).UID
+
+	freeze := func(c client.Client, trigger custosv1alpha1.FreezeTrigger) (*custosv1alpha1.AgentFreeze, error) {
+		f := &custosv1alpha1.AgentFreeze{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "reconciler-"},
+			Spec: custosv1alpha1.AgentFreezeSpec{Agent: "reconciler", Trigger: trigger, Signal: "records",
+				Reason: "records per minute 40x its baseline", Observed: ptr.To[int64](4000), Baseline: ptr.To[int64](100),
+				Evidence: &custosv1alpha1.FreezeEvidence{AuditLogID: "gateway-0", Sequences: []int64{41, 42}},
+				FrozenBy: custosv1alpha1.Approver{Username: "custos-gateway"}, AgentUID: "forged"},
+		}
+		return f, c.Create(ctx, f)
+	}
+	// A tenant cannot forge a trip, with the evidence it cites; the
+	// namespace's edit role cannot freeze at all.
+	_, err := freeze(asUser(t, "olga"), custosv1alpha1.FreezeCap)
+	g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%v", err)
+	g.Expect(err.Error()).To(And(ContainSubstring("spec.trigger: Forbidden"), ContainSubstring("verb trip")))
+	_, err = freeze(asUser(t, "eve"), custosv1alpha1.FreezeManual)
+	g.Expect(apierrors.IsForbidden(err)).To(BeTrue(), "%v", err)
+	g.Consistently(func(g Gomega) {
+		g.Expect(getAgent(g, agent).Status.Lifecycle.Phase).To(Equal(custosv1alpha1.AgentPhaseActive))
+	}).WithTimeout(2 * time.Second).WithPolling(poll).Should(Succeed())
+
+	// The owner freezes it by hand: who and which Agent are stamped.
+	made, err := freeze(asUser(t, "olga"), custosv1alpha1.FreezeManual)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(made.Spec.FrozenBy.Username).To(Equal("olga"))
+	g.Expect(made.Spec.AgentUID).To(Equal(string(uid)))
+	g.Expect(made.OwnerReferences).To(ContainElement(HaveField("UID", uid)), "gone with its Agent")
+	expectSuspended(t, g, agent, custosv1alpha1.FrozenReason)
+	g.Eventually(func(g Gomega) {
+		a := getAgent(g, agent)
+		g.Expect(a.Status.Lifecycle.Freeze).To(Equal(made.Name))
+		g.Expect(conditionMessage(a, custosv1alpha1.ReadyCondition)).To(ContainSubstring("kubectl custos unfreeze reconciler -n " + ns))
+		g.Expect(conditionMessage(a, custosv1alpha1.CredentialsIssuedCondition)).To(ContainSubstring("Every lease revoked"))
+		var leases corev1.SecretList
+		g.Expect(k8sClient.List(ctx, &leases, client.InNamespace(ns), client.MatchingLabels{custosv1alpha1.AgentLabel: "reconciler"})).To(Succeed())
+		g.Expect(leases.Items).To(BeEmpty(), "a frozen agent's leases are revoked")
+		f := &custosv1alpha1.AgentFreeze{}
+		g.Expect(k8sClient.Get(ctx, keyOf(made), f)).To(Succeed())
+		g.Expect(f.Status.Phase).To(Equal(custosv1alpha1.FreezeActive))
+		g.Expect(auditActions(auditTrail(uid))).To(ContainElement(audit.ActionAgentFrozen))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+
+	// Nobody lifts it by deleting it, not even a cluster admin, nor by
+	// changing it.
+	err = asUser(t, "olga").Delete(ctx, made)
+	g.Expect(apierrors.IsForbidden(err)).To(BeTrue(), "RBAC: %v", err)
+	err = k8sClient.Delete(ctx, made)
+	g.Expect(apierrors.IsForbidden(err)).To(BeTrue(), "admission: %v", err)
+	g.Expect(err.Error()).To(ContainSubstring("kubectl custos unfreeze reconciler -n " + ns))
+	changed := &custosv1alpha1.AgentFreeze{}
+	g.Expect(k8sClient.Get(ctx, keyOf(made), changed)).To(Succeed())
+	changed.Spec.Trigger = custosv1alpha1.FreezeManual
+	changed.Spec.Agent = "another"
+	g.Expect(k8sClient.Update(ctx, changed)).To(MatchError(ContainSubstring("an AgentFreeze is immutable")))
+
+	unfreeze := func(user string) (*custosv1alpha1.AgentUnfreeze, error) {
+		u := &custosv1alpha1.AgentUnfreeze{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "reconciler-"},
+			Spec: custosv1alpha1.AgentUnfreezeSpec{Freeze: made.Name, Verdict: custosv1alpha1.FalsePositive,
+				Reason: "month-end batch, expected", UnfrozenBy: custosv1alpha1.Approver{Username: "the-ceo"}},
+		}
+		return u, asUser(t, user).Create(ctx, u)
+	}
+	for _, tc := range []struct{ user, want string }{
+		{"olga", approval.RuleOwner},
+		{"system:serviceaccount:" + ns + ":responder", "is a ServiceAccount"},
+	} {
+		_, err := unfreeze(tc.user)
+		g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%s: %v", tc.user, err)
+		g.Expect(err.Error()).To(And(ContainSubstring("spec.unfrozenBy: Forbidden"), ContainSubstring(tc.want)))
+	}
+	_, err = unfreeze("eve")
+	g.Expect(apierrors.IsForbidden(err)).To(BeTrue(), "%v", err)
+	g.Expect(getAgent(g, agent).Status.Lifecycle.Phase).To(Equal(custosv1alpha1.AgentPhaseFrozen))
+
+	// Rita, a risk owner who does not own it, lifts it: stamped, counted,
+	// and the agent runs again.
+	lifted, err := unfreeze("rita")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(lifted.Spec.UnfrozenBy.Username).To(Equal("rita"))
+	g.Eventually(func(g Gomega) {
+		g.Expect(fixtures.MarkRolledOut(k8sClient, ns, "agent-reconciler")).To(Succeed())
+		a := getAgent(g, agent)
+		expectCondition(g, a, custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason)
+		g.Expect(a.Status.Lifecycle.Phase).To(Equal(custosv1alpha1.AgentPhaseActive))
+		g.Expect(a.Status.Lifecycle.Freeze).To(BeEmpty())
+		f := &custosv1alpha1.AgentFreeze{}
+		g.Expect(k8sClient.Get(ctx, keyOf(made), f)).To(Succeed())
+		g.Expect(f.Status.Phase).To(Equal(custosv1alpha1.FreezeLifted))
+		g.Expect(f.Status.Unfreeze).To(Equal(lifted.Name))
+		g.Expect(f.Status.LiftedBy.Username).To(Equal("rita"))
+		g.Expect(f.Status.Verdict).To(Equal(custosv1alpha1.FalsePositive))
+		g.Expect(auditActions(auditTrail(uid))).To(ContainElements(audit.ActionAgentUnfrozen, audit.ActionAgentResumed))
+		g.Expect(eventReasons(g, a)).To(ContainElements("Frozen", "Unfrozen"))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	// A lifted freeze is lifted once, and may then go.
+	_, err = unfreeze("rita")
+	g.Expect(err).To(MatchError(ContainSubstring("there is nothing to lift")))
+	g.Expect(asUser(t, "rita").Delete(ctx, made)).To(Or(Succeed(), MatchError(ContainSubstring("forbidden"))))
+	g.Expect(k8sClient.Delete(ctx, made)).To(Succeed())
+}
