@@ -34,8 +34,8 @@ func agentOfFreeze(_ context.Context, o client.Object) []reconcile.Request {
 	return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: f.Namespace, Name: f.Spec.Agent}}}
 }
 
-// freezeOf is the oldest AgentFreeze that holds agent (of this Agent, by
-// UID, and not lifted); nil when none does. A namespace holds few freezes:
+// freezeOf is the oldest AgentFreeze that holds agent (naming it, and not
+// lifted, whichever Agent of that name it was made for); nil when none does. A namespace holds few freezes:
 // they are read whole, as custos-gateway and custos-sts read them.
 func (r *AgentReconciler) freezeOf(ctx context.Context, agent *custosv1alpha1.Agent) (*custosv1alpha1.AgentFreeze, error) {
 	var list custosv1alpha1.AgentFreezeList

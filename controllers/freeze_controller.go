@@ -53,6 +53,7 @@ type AgentFreezeReconciler struct {
 	Clock    clock.PassiveClock
 }
 
+// +kubebuilder:rbac:groups=custos.dev,resources=agentfreezes,verbs=patch
 // +kubebuilder:rbac:groups=custos.dev,resources=agentfreezes/status,verbs=update;patch
 // +kubebuilder:rbac:groups=custos.dev,resources=agentunfreezes,verbs=get;list;watch
 
@@ -82,8 +83,11 @@ func (r *AgentFreezeReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if err := r.Client.Get(ctx, req.NamespacedName, f); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if !f.DeletionTimestamp.IsZero() || f.Status.Phase == custosv1alpha1.FreezeLifted {
+	if !f.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil
+	}
+	if f.Status.Phase == custosv1alpha1.FreezeLifted {
+		return ctrl.Result{}, r.ownByAgent(ctx, f)
 	}
 	if f.Status.Phase == "" {
 		f.Status.Phase = custosv1alpha1.FreezeActive
@@ -137,7 +141,7 @@ func (r *AgentFreezeReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 			Reason:  fmt.Sprintf("AgentFreeze %s of Agent %s/%s lifted by %s (%s): %s", f.Name, f.Namespace, f.Spec.Agent, u.Spec.UnfrozenBy.Username, u.Spec.Verdict, u.Spec.Reason),
 			Details: details})
 		r.event(ctx, f, corev1.EventTypeNormal, "Unfrozen", "AgentFreeze %s lifted by %s (%s): %s", f.Name, u.Spec.UnfrozenBy.Username, u.Spec.Verdict, clipMessage(u.Spec.Reason, eventNoteLimit))
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, r.ownByAgent(ctx, f)
 	}
 	return ctrl.Result{}, nil
 }
@@ -149,11 +153,28 @@ func (r *AgentFreezeReconciler) now() time.Time {
 	return r.Clock.Now()
 }
 
+// ownByAgent makes a lifted freeze its Agent's, so that it goes with the
+// Agent (while it holds it is nobody's: it holds the name through the
+// Agent's deletion). A freeze whose Agent is gone stays until deleted.
+func (r *AgentFreezeReconciler) ownByAgent(ctx context.Context, f *custosv1alpha1.AgentFreeze) error {
+	agent := &custosv1alpha1.Agent{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: f.Namespace, Name: f.Spec.Agent}, agent); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if slices.ContainsFunc(f.OwnerReferences, func(o metav1.OwnerReference) bool { return o.UID == agent.UID }) {
+		return nil
+	}
+	patch := client.MergeFromWithOptions(f.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	f.OwnerReferences = append(f.OwnerReferences, metav1.OwnerReference{
+		APIVersion: custosv1alpha1.GroupVersion.String(), Kind: "Agent", Name: agent.Name, UID: agent.UID})
+	return client.IgnoreNotFound(r.Client.Patch(ctx, f, patch))
+}
+
 // event is recorded on the freeze's Agent, where people look, when it
 // exists.
 func (r *AgentFreezeReconciler) event(ctx context.Context, f *custosv1alpha1.AgentFreeze, eventType, reason, msg string, args ...any) {
 	agent := &custosv1alpha1.Agent{}
-	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: f.Namespace, Name: f.Spec.Agent}, agent); err != nil || string(agent.UID) != f.Spec.AgentUID {
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: f.Namespace, Name: f.Spec.Agent}, agent); err != nil {
 		return
 	}
 	r.Recorder.Eventf(agent, f, eventType, reason, "Breaker", msg, args...)

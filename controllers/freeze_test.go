@@ -91,7 +91,7 @@ func TestFreeze(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(made.Spec.FrozenBy.Username).To(Equal("olga"))
 	g.Expect(made.Spec.AgentUID).To(Equal(string(uid)))
-	g.Expect(made.OwnerReferences).To(ContainElement(HaveField("UID", uid)), "gone with its Agent")
+	g.Expect(made.OwnerReferences).To(BeEmpty(), "nobody's while it holds: the Agent's deletion must not lift it")
 	expectSuspended(t, g, agent, custosv1alpha1.FrozenReason)
 	g.Eventually(func(g Gomega) {
 		a := getAgent(g, agent)
@@ -119,6 +119,28 @@ func TestFreeze(t *testing.T) {
 	changed.Spec.Trigger = custosv1alpha1.FreezeManual
 	changed.Spec.Agent = "another"
 	g.Expect(k8sClient.Update(ctx, changed)).To(MatchError(ContainSubstring("an AgentFreeze is immutable")))
+
+	// Nor by deleting the Agent and applying it again: the freeze holds
+	// the name, and the new Agent starts Frozen.
+	g.Expect(k8sClient.Delete(ctx, agent)).To(Succeed())
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(k8sClient.Get(ctx, keyOf(agent), &custosv1alpha1.Agent{}))
+	}).WithTimeout(eventually).WithPolling(poll).Should(BeTrue())
+	g.Expect(k8sClient.Get(ctx, keyOf(made), &custosv1alpha1.AgentFreeze{})).To(Succeed(), "kept through the Agent's deletion")
+	g.Expect(k8sClient.Delete(ctx, made)).To(MatchError(ContainSubstring("holds Agent")), "refused with its Agent gone too")
+	agent = newAgent(ns, "reconciler", tenant)
+	g.Expect(k8sClient.Create(ctx, agent)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		a := getAgent(g, agent)
+		g.Expect(a.Status.Lifecycle).NotTo(BeNil())
+		g.Expect(a.Status.Lifecycle.Phase).To(Equal(custosv1alpha1.AgentPhaseFrozen))
+		g.Expect(a.Status.Lifecycle.Freeze).To(Equal(made.Name))
+		var leases corev1.SecretList
+		g.Expect(k8sClient.List(ctx, &leases, client.InNamespace(ns), client.MatchingLabels{custosv1alpha1.AgentLabel: "reconciler"})).To(Succeed())
+		g.Expect(leases.Items).To(BeEmpty(), "the agent applied again gets no lease while frozen")
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	expectSuspended(t, g, agent, custosv1alpha1.FrozenReason)
+	newUID := getAgent(g, agent).UID
 
 	unfreeze := func(user string) (*custosv1alpha1.AgentUnfreeze, error) {
 		u := &custosv1alpha1.AgentUnfreeze{
@@ -157,12 +179,48 @@ func TestFreeze(t *testing.T) {
 		g.Expect(f.Status.Unfreeze).To(Equal(lifted.Name))
 		g.Expect(f.Status.LiftedBy.Username).To(Equal("rita"))
 		g.Expect(f.Status.Verdict).To(Equal(custosv1alpha1.FalsePositive))
-		g.Expect(auditActions(auditTrail(uid))).To(ContainElements(audit.ActionAgentUnfrozen, audit.ActionAgentResumed))
-		g.Expect(eventReasons(g, a)).To(ContainElements("Frozen", "Unfrozen"))
+		g.Expect(f.OwnerReferences).To(ContainElement(HaveField("UID", newUID)), "lifted, it goes with the Agent")
+		g.Expect(auditActions(auditTrail(uid))).To(ContainElement(audit.ActionAgentUnfrozen))
+		// Frozen from its start, the agent applied again is onboarded
+		// (its first lease) only now.
+		g.Expect(auditActions(auditTrail(newUID))).To(ContainElements(audit.ActionLeaseIssued, audit.ActionAgentOnboarded))
+		g.Expect(eventReasons(g, a)).To(ContainElement("Unfrozen"))
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
 	// A lifted freeze is lifted once, and may then go.
 	_, err = unfreeze("rita")
 	g.Expect(err).To(MatchError(ContainSubstring("there is nothing to lift")))
 	g.Expect(asUser(t, "rita").Delete(ctx, made)).To(Or(Succeed(), MatchError(ContainSubstring("forbidden"))))
 	g.Expect(k8sClient.Delete(ctx, made)).To(Succeed())
+}
+
+// An Agent may lower its DataBoundary's caps, never raise them: admission
+// names the field and the boundary's cap; caps the boundary does not set
+// are the agent's own.
+func TestAgentCapsOnlyLowerTheBoundarys(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	tenant := fixtures.UniqueTenant("caps")
+	b := createBoundary(t, tenant, "eu-west-1")
+	b.Spec.Caps = &custosv1alpha1.AgentCaps{PerDay: &custosv1alpha1.CapLimits{Records: ptr.To[int64](10000)}}
+	g.Expect(k8sClient.Update(ctx, b)).To(Succeed())
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
+
+	higher := newAgent(ns, "greedy", tenant)
+	higher.Spec.Caps = &custosv1alpha1.AgentCaps{PerDay: &custosv1alpha1.CapLimits{Records: ptr.To[int64](20000)}}
+	err := k8sClient.Create(ctx, higher)
+	g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%v", err)
+	g.Expect(err.Error()).To(And(ContainSubstring("spec.caps.perDay.records: Invalid value: 20000"),
+		ContainSubstring("above DataBoundary "+b.Name+"'s cap of 10000"), ContainSubstring("may only lower")))
+
+	lower := newAgent(ns, "frugal", tenant)
+	lower.Spec.Caps = &custosv1alpha1.AgentCaps{PerDay: &custosv1alpha1.CapLimits{Records: ptr.To[int64](5000)},
+		PerMinute: &custosv1alpha1.CapLimits{Calls: ptr.To[int64](60)}}
+	g.Expect(k8sClient.Create(ctx, lower)).To(Succeed())
+	// Raising it later is refused the same way.
+	lower.Spec.Caps.PerDay.Records = ptr.To[int64](10001)
+	g.Expect(k8sClient.Update(ctx, lower)).To(MatchError(ContainSubstring("spec.caps.perDay.records: Invalid value: 10001")))
+	// The CRD refuses a cap of 0 or less.
+	zero := newAgent(ns, "zero", tenant)
+	zero.Spec.Caps = &custosv1alpha1.AgentCaps{PerDay: &custosv1alpha1.CapLimits{Calls: ptr.To[int64](0)}}
+	g.Expect(k8sClient.Create(ctx, zero)).To(MatchError(ContainSubstring("spec.caps.perDay.calls")))
 }

@@ -122,6 +122,13 @@ type AgentSpec struct {
 	// +kubebuilder:default=None
 	RequireDecisionRecord DecisionRecordRequirement `json:"requireDecisionRecord,omitempty"`
 
+	// caps lower, for this agent, the caps its DataBoundary sets
+	// (spec.caps there): a cap here above the boundary's is refused at
+	// admission, one the boundary does not set is the agent's own, and
+	// the lower of the two is enforced.
+	// +optional
+	Caps *AgentCaps `json:"caps,omitempty"`
+
 	// review, when set, has the agent's owners re-attest it (an
 	// AgentAttestation, kubectl custos attest) every everyDays days, as
 	// people review an employee; an agent whose review is overdue is

@@ -97,6 +97,46 @@ type DataBoundarySpec struct {
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=32
 	CallChecks []PolicyCheck `json:"callChecks,omitempty"`
+
+	// caps are the most each agent of the tenant may take through
+	// custos-gateway in a minute and in a day (UTC): records, bytes and
+	// calls. The call or result that would cross a cap is withheld
+	// (CapExceeded) and the agent frozen (an AgentFreeze with trigger
+	// Cap) until a person lifts it. An Agent may set lower caps of its
+	// own (spec.caps), never higher ones. Rate limits throttle; caps
+	// freeze.
+	// +optional
+	Caps *AgentCaps `json:"caps,omitempty"`
+}
+
+// AgentCaps are the caps of an agent's use of its tools, per minute and
+// per day.
+type AgentCaps struct {
+	// perMinute caps what one agent takes in a clock minute (UTC).
+	// +optional
+	PerMinute *CapLimits `json:"perMinute,omitempty"`
+
+	// perDay caps what one agent takes in a calendar day (UTC).
+	// +optional
+	PerDay *CapLimits `json:"perDay,omitempty"`
+}
+
+// CapLimits are the caps of one window; an unset one is no cap.
+type CapLimits struct {
+	// records returned (a tool's recordsPath says what a record is).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	Records *int64 `json:"records,omitempty"`
+
+	// bytes of the results served to the agent.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	Bytes *int64 `json:"bytes,omitempty"`
+
+	// calls made.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	Calls *int64 `json:"calls,omitempty"`
 }
 
 // PolicyCheck is one policy-as-code rule: a kyverno-json assertion tree.

@@ -188,11 +188,13 @@ type AgentFreeze struct {
 	Status AgentFreezeStatus `json:"status,omitzero"`
 }
 
-// Holds says whether f freezes agent now: it is agent's (by UID) and not
-// lifted.
+// Holds says whether f freezes agent now: it names agent and is not
+// lifted. It holds the name, not only the Agent it was made for (its
+// spec.agentUID): an Agent deleted and made again under that name is
+// frozen still, so deleting and re-applying an agent does not lift a
+// freeze; only an AgentUnfreeze does.
 func (f *AgentFreeze) Holds(agent *Agent) bool {
-	return f.Namespace == agent.Namespace && f.Spec.Agent == agent.Name && f.Spec.AgentUID == string(agent.UID) &&
-		f.Status.Phase != FreezeLifted
+	return f.Namespace == agent.Namespace && f.Spec.Agent == agent.Name && f.Status.Phase != FreezeLifted
 }
 
 // +kubebuilder:object:root=true

@@ -220,6 +220,24 @@ type Tool struct {
 	// +listMapKey=argument
 	// +kubebuilder:validation:MaxItems=8
 	Bind []ArgumentBinding `json:"bind,omitempty"`
+
+	// recordsPath says where the records are in the tool's structured
+	// result: a JSON Pointer (RFC 6901, "/invoices") to an array, whose
+	// length is the records a call returned, for maxRecords and the
+	// DataBoundary's caps. Empty, or nothing there, or not an array: a
+	// call returned one record. The caps on bytes count whatever a record
+	// is.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^(/([^~/]|~[01])*)*$`
+	RecordsPath string `json:"recordsPath,omitempty"`
+
+	// maxRecords is the most records one call of the tool may return: a
+	// result with more is withheld from the agent (CapExceeded) and the
+	// agent is frozen (an AgentFreeze with trigger Cap).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	MaxRecords *int64 `json:"maxRecords,omitempty"`
 }
 
 // ArgumentBinding binds one top-level argument of a tool to a claim of the

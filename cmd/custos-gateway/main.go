@@ -53,6 +53,7 @@ import (
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/approval"
 	"github.com/custos-dev/custos/internal/audit"
+	"github.com/custos-dev/custos/internal/breaker"
 	"github.com/custos-dev/custos/internal/gateway"
 	"github.com/custos-dev/custos/internal/serve"
 	"github.com/custos-dev/custos/internal/sts/cluster"
@@ -80,6 +81,7 @@ type options struct {
 	actorTokenFile string
 	stsNamespace   string
 	credentialsNS  string
+	capsNS         string
 	trustDomain    string
 	perAgent       gateway.Rate
 	perTool        gateway.Rate
@@ -106,6 +108,7 @@ func main() {
 	flag.StringVar(&o.actorTokenFile, "actor-token-file", "/var/run/secrets/custos/sts/token", "The gateway pod's projected ServiceAccount token for custos-sts, read afresh for every exchange: the actor token when it exchanges a caller's token for a Toolset's.")
 	flag.StringVar(&o.stsNamespace, "sts-namespace", os.Getenv("POD_NAMESPACE"), "custos-sts's namespace, where the tenants' revocation lists are (custos-sts-revocations-<tenant>); the pod's own by default.")
 	flag.StringVar(&o.credentialsNS, "credentials-namespace", "", "Namespace where the manager keeps the leases of agents' gateway-only credentials (the manager's --gateway-credentials-namespace): the gateway watches its Secrets, and no others, and sets each lease on the calls to its Toolset. Empty: a call that needs one is refused (CredentialUnavailable).")
+	flag.StringVar(&o.capsNS, "caps-namespace", "", "Namespace where the replicas keep, in ConfigMaps custos-caps-*, how much of each agent's caps (DataBoundary and Agent spec.caps) they have handed out this minute and day, so that together, and across restarts, they never serve past a cap. Empty: --credentials-namespace; when both are empty each replica counts alone, in memory (one replica, development).")
 	flag.StringVar(&o.trustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain of the agents' IDs, as the manager's --trust-domain.")
 	flag.IntVar(&o.perAgent.PerMinute, "rate-per-agent", 600, "Tool calls an agent may make per minute, all tools together; 0: no limit.")
 	flag.IntVar(&o.perAgent.Burst, "rate-per-agent-burst", 60, "Calls an agent may make at once above its rate.")
@@ -254,7 +257,23 @@ func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, read
 	if err := approvals.Watch(ctx, mgr.GetCache()); err != nil {
 		return err
 	}
+	// The agents' caps, counted across replicas in --caps-namespace; a
+	// crossing freezes the agent (verb trip on agents, the chart's).
+	caps, err := capsOf(o, mgr, source, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// What this replica holds and did not use goes back, for the
+		// others to serve.
+		release, done := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer done()
+		if err := caps.Meter.Release(release); err != nil {
+			log.Error(err, "Giving back the unused caps")
+		}
+	}()
 	gw := &gateway.Server{
+		Caps:            caps,
 		Approvals:       approvals,
 		Credentials:     creds,
 		Drift:           drift,
@@ -275,6 +294,29 @@ func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, read
 		WriteTimeout:  o.approvalHold + o.timeout + 20*time.Second,
 		ShutdownDelay: o.shutdownDelay, Ready: ready, Log: log,
 	})
+}
+
+// capsOf is the gateway's Caps: a ConfigMapLedger in --caps-namespace
+// (or --credentials-namespace), read and written without a cache.
+func capsOf(o options, mgr ctrl.Manager, source *cluster.AgentToolsets, log logr.Logger) (*gateway.Caps, error) {
+	logID, _ := os.Hostname()
+	caps := &gateway.Caps{Boundaries: source, AuditLogID: "custos-gateway/" + logID,
+		Freezer: gateway.ClientFreezer{Client: mgr.GetClient(), Reader: mgr.GetClient()}}
+	ns := o.capsNS
+	if ns == "" {
+		ns = o.credentialsNS
+	}
+	if ns == "" {
+		log.Info("No --caps-namespace nor --credentials-namespace: this replica counts the agents' caps alone, in memory, and forgets them when it stops")
+		caps.Meter = &breaker.Meter{Ledger: &breaker.MemoryLedger{}}
+		return caps, nil
+	}
+	direct, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme(), HTTPClient: mgr.GetHTTPClient(), Mapper: mgr.GetRESTMapper()})
+	if err != nil {
+		return nil, fmt.Errorf("--caps-namespace: %w", err)
+	}
+	caps.Meter = &breaker.Meter{Ledger: &breaker.ConfigMapLedger{Client: direct, Namespace: ns}}
+	return caps, nil
 }
 
 // httpClient trusts the system's CAs and those of caFile, dials as

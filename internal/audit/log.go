@@ -42,6 +42,15 @@ type Recorder interface {
 	Record(ctx context.Context, e Event)
 }
 
+// Sequencer is a Recorder that says where in its chain a record went, so
+// that what cites it (a freeze's evidence) can name it.
+type Sequencer interface {
+	Recorder
+	// RecordSeq records e and returns its sequence number; false when
+	// it was dropped.
+	RecordSeq(ctx context.Context, e Event) (uint64, bool)
+}
+
 // Discard returns a Recorder that drops every event, for components whose
 // audit trail is not wired in (tests, tools).
 func Discard() Recorder { return discard{} }
@@ -248,14 +257,19 @@ func (l *Log) resume(r Resumer) error {
 }
 
 // Record implements Recorder.
-func (l *Log) Record(_ context.Context, e Event) {
+func (l *Log) Record(ctx context.Context, e Event) {
+	l.RecordSeq(ctx, e)
+}
+
+// RecordSeq implements Sequencer.
+func (l *Log) RecordSeq(_ context.Context, e Event) (uint64, bool) {
 	redacted := sanitizeEvent(&e)
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
 		l.metrics.dropped.WithLabelValues(queueSink).Inc()
 		l.log.Error(nil, "Audit event recorded after the log was closed; dropped", "action", e.Action)
-		return
+		return 0, false
 	}
 	if len(l.pending) >= l.opts.QueueSize {
 		if l.droppedEvents == 0 {
@@ -264,7 +278,7 @@ func (l *Log) Record(_ context.Context, e Event) {
 		l.droppedEvents++
 		l.mu.Unlock()
 		l.metrics.dropped.WithLabelValues(queueSink).Inc()
-		return
+		return 0, false
 	}
 	if l.droppedEvents > 0 {
 		l.log.Error(nil, "Audit events were dropped while the queue was full", "count", l.droppedEvents)
@@ -282,6 +296,7 @@ func (l *Log) Record(_ context.Context, e Event) {
 		r.Subject = &e.Subject
 	}
 	l.appendLocked(r)
+	seq := r.Seq
 	if n := l.opts.CheckpointEvery; n > 0 && l.sinceCheckpoint >= n {
 		l.checkpointLocked(false)
 	}
@@ -293,6 +308,7 @@ func (l *Log) Record(_ context.Context, e Event) {
 	case l.wake <- struct{}{}:
 	default:
 	}
+	return seq, true
 }
 
 // appendLocked gives r its place in the chain and queues it.

@@ -100,6 +100,11 @@ const (
 	// ActionAgentUnfrozen: a person lifted an AgentFreeze (details: the
 	// freeze, the AgentUnfreeze, who, the verdict and why).
 	ActionAgentUnfrozen = "agent.unfrozen"
+	// ActionCapExceeded: custos-gateway withheld a call or its result
+	// that would have crossed one of the agent's caps, and froze it
+	// (details: tool, toolset, signal, window, limit, observed); the
+	// call's own tool.refused record follows, naming the freeze.
+	ActionCapExceeded = "cap.exceeded"
 
 	// ActionLogRecovered is written by the Log itself, first after a
 	// restart that found the previous run's segment unsealed or ending in

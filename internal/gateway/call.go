@@ -128,6 +128,12 @@ func (s *Server) checkAndCall(ctx context.Context, sess *session, params *mcp.Ca
 			return nil, refused
 		}
 	}
+	// The agent's caps: the call that would cross one is not made.
+	if s.Caps != nil {
+		if refused := s.takeCall(ctx, sess, tool, rec); !rec.check("caps", refused == nil) {
+			return nil, refused
+		}
+	}
 	// The agent's gateway-only credentials for this Toolset, set on this
 	// call's requests to its server and on no other's.
 	headers, refused := s.credentialHeaders(ctx, sess.agent, tool.Toolset, tool.Name)
@@ -146,6 +152,12 @@ func (s *Server) checkAndCall(ctx context.Context, sess *session, params *mcp.Ca
 	rec.check("output", true)
 	if res.IsError {
 		rec.details["outcome"] = "toolError"
+	}
+	// The result that would cross a cap is withheld.
+	if s.Caps != nil {
+		if refused := s.takeResult(ctx, sess, tool, res, rec); !rec.check("caps", refused == nil) {
+			return nil, refused
+		}
 	}
 	return res, nil
 }

@@ -88,6 +88,9 @@ type Server struct {
 	// Approvals, when set, holds the calls ApprovalPolicies match until
 	// people approve them (approval.go); none are held when nil.
 	Approvals Approvals
+	// Caps, when set, enforces the agents' caps (caps.go): the call or
+	// result that would cross one is withheld and the agent frozen.
+	Caps *Caps
 	// Audit records every call; none when nil.
 	Audit audit.Recorder
 	// Clock is the real clock when nil.

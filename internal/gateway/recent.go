@@ -110,10 +110,19 @@ type observer struct {
 }
 
 func (o observer) Record(ctx context.Context, e audit.Event) {
+	o.RecordSeq(ctx, e)
+}
+
+// RecordSeq implements audit.Sequencer when next does.
+func (o observer) RecordSeq(ctx context.Context, e audit.Event) (uint64, bool) {
 	o.recent.observe(e)
+	if s, ok := o.next.(audit.Sequencer); ok {
+		return s.RecordSeq(ctx, e)
+	}
 	if o.next != nil {
 		o.next.Record(ctx, e)
 	}
+	return 0, false
 }
 
 func (r *Recent) observe(e audit.Event) {

@@ -35,6 +35,7 @@ import (
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/approval"
 	"github.com/custos-dev/custos/internal/boundary"
+	"github.com/custos-dev/custos/internal/breaker"
 	"github.com/custos-dev/custos/internal/policy"
 )
 
@@ -184,6 +185,7 @@ func (v *AgentValidator) validate(ctx context.Context, old, agent *custosv1alpha
 			errs = append(errs, e)
 		}
 	}
+	errs = append(errs, breaker.CheckAgentCaps(agent, b)...)
 	// A Toolset that does not exist yet is allowed with a warning: GitOps
 	// applies in any order, and the agent's egress to it stays closed until
 	// it exists.

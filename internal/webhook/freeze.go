@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"slices"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -71,10 +72,12 @@ func (d *AgentFreezeDefaulter) Default(ctx context.Context, f *custosv1alpha1.Ag
 	f.Labels[custosv1alpha1.AgentLabel] = agent.Name
 	f.Labels[custosv1alpha1.AgentUIDLabel] = string(agent.UID)
 	f.Labels[custosv1alpha1.TenantLabel] = agent.Labels[custosv1alpha1.TenantLabel]
-	if !slices.ContainsFunc(f.OwnerReferences, func(o metav1.OwnerReference) bool { return o.UID == agent.UID }) {
-		f.OwnerReferences = append(f.OwnerReferences, metav1.OwnerReference{
-			APIVersion: custosv1alpha1.GroupVersion.String(), Kind: "Agent", Name: agent.Name, UID: agent.UID})
-	}
+	// Not owned by the Agent while it holds: the garbage collector would
+	// lift it with the Agent's deletion, and the name, applied again,
+	// would run unfrozen. The manager makes a lifted freeze the Agent's.
+	f.OwnerReferences = slices.DeleteFunc(f.OwnerReferences, func(o metav1.OwnerReference) bool {
+		return o.APIVersion == custosv1alpha1.GroupVersion.String() && o.Kind == "Agent"
+	})
 	return nil
 }
 
@@ -136,17 +139,19 @@ func (v *AgentFreezeValidator) ValidateUpdate(context.Context, *custosv1alpha1.A
 	return nil, nil
 }
 
-// ValidateDelete refuses to delete a freeze that holds its Agent; one
-// lifted, or whose Agent is gone (the garbage collector's), may go.
+// ValidateDelete refuses to delete a freeze that is not lifted, whether
+// its Agent exists now or not (a freeze holds the name: an Agent deleted
+// and applied again is frozen still); a lifted one may go, and so does
+// every freeze of a namespace being deleted.
 func (v *AgentFreezeValidator) ValidateDelete(ctx context.Context, f *custosv1alpha1.AgentFreeze) (admission.Warnings, error) {
 	if f.Status.Phase == custosv1alpha1.FreezeLifted {
 		return nil, nil
 	}
-	uid, err := agentUIDOf(ctx, liveOf(v.Client), f.Namespace, f.Spec.Agent)
-	if err != nil {
+	ns := &corev1.Namespace{}
+	if err := liveOf(v.Client).Get(ctx, client.ObjectKey{Name: f.Namespace}, ns); err != nil && !apierrors.IsNotFound(err) {
 		return nil, apierrors.NewInternalError(err)
 	}
-	if uid == "" || uid != f.Spec.AgentUID {
+	if ns.Name == "" || !ns.DeletionTimestamp.IsZero() || ns.Status.Phase == corev1.NamespaceTerminating {
 		return nil, nil
 	}
 	return nil, apierrors.NewForbidden(custosv1alpha1.GroupVersion.WithResource("agentfreezes").GroupResource(), f.Name, fmt.Errorf(

@@ -155,12 +155,13 @@ func TestGateway(t *testing.T) {
 	cr := into[rbacv1.ClusterRole](t, m.find(t, "ClusterRole", "custos-gateway"))
 	g.Expect(cr.Rules).To(ConsistOf(
 		rbacv1.PolicyRule{APIGroups: []string{"custos.dev"}, Resources: []string{"agents", "toolsets", "databoundaries"}, Verbs: []string{"get", "list", "watch"}},
-		rbacv1.PolicyRule{APIGroups: []string{"custos.dev"}, Resources: []string{"agentfreezes"}, Verbs: []string{"get", "list", "watch"}},
+		rbacv1.PolicyRule{APIGroups: []string{"custos.dev"}, Resources: []string{"agentfreezes"}, Verbs: []string{"get", "list", "watch", "create"}},
+		rbacv1.PolicyRule{APIGroups: []string{"custos.dev"}, Resources: []string{"agents"}, Verbs: []string{"trip"}},
 		rbacv1.PolicyRule{APIGroups: []string{"custos.dev"}, Resources: []string{"toolsets/status"}, Verbs: []string{"patch"}},
 		rbacv1.PolicyRule{APIGroups: []string{"custos.dev"}, Resources: []string{"approvalpolicies"}, Verbs: []string{"get", "list", "watch"}},
 		rbacv1.PolicyRule{APIGroups: []string{"custos.dev"}, Resources: []string{"approvalrequests"}, Verbs: []string{"get", "list", "watch", "create"}},
 		rbacv1.PolicyRule{APIGroups: []string{"custos.dev"}, Resources: []string{"approvalrequests/status"}, Verbs: []string{"update", "patch"}},
-	), "nothing it does not read, but the requests of the calls it holds and their Consumed phase")
+	), "nothing it does not read, but the requests of the calls it holds and their Consumed phase, and the freezes its caps trip")
 	role := into[rbacv1.Role](t, m.find(t, "Role", "custos-gateway"))
 	g.Expect(role.Namespace).To(Equal(namespace))
 	g.Expect(role.Rules).To(ConsistOf(

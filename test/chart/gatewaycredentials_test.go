@@ -45,7 +45,8 @@ func TestGatewayCredentialsNamespace(t *testing.T) {
 	g.Expect(role.Namespace).To(Equal(credentials))
 	g.Expect(role.Rules).To(ConsistOf(
 		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "list", "watch"}},
-	), "the leases, read only")
+		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "create", "update"}},
+	), "the leases, read only; the caps the replicas hand out (custos-caps-* ConfigMaps), kept there")
 	b := into[rbacv1.RoleBinding](t, m.find(t, "RoleBinding", "custos-gateway-credentials"))
 	g.Expect(b.Namespace).To(Equal(credentials))
 	g.Expect(b.RoleRef).To(Equal(rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "custos-gateway-credentials"}))

@@ -1,0 +1,205 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package breaker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+)
+
+// reserve is a Ledger's arithmetic: total is what was handed out of the
+// window; it returns what to add, or the cap need would cross.
+func reserve(w Window, total, need, want, limits Usage) (Usage, *Exceeded) {
+	var exceeded *Exceeded
+	check := func(signal string, t, n, l int64) {
+		if exceeded == nil && l > 0 && n > 0 && t+n > l {
+			exceeded = &Exceeded{Window: w, Signal: signal, Limit: l, Observed: t + n}
+		}
+	}
+	check(SignalRecords, total.Records, need.Records, limits.Records)
+	check(SignalBytes, total.Bytes, need.Bytes, limits.Bytes)
+	check(SignalCalls, total.Calls, need.Calls, limits.Calls)
+	if exceeded != nil {
+		return Usage{}, exceeded
+	}
+	grant := func(t, n, wa, l int64) int64 {
+		if l == 0 {
+			return wa
+		}
+		return max(n, min(wa, l-t))
+	}
+	return Usage{grant(total.Records, need.Records, want.Records, limits.Records),
+		grant(total.Bytes, need.Bytes, want.Bytes, limits.Bytes),
+		grant(total.Calls, need.Calls, want.Calls, limits.Calls)}, nil
+}
+
+// MemoryLedger is a Ledger of one process, for one replica and tests.
+type MemoryLedger struct {
+	mu     sync.Mutex
+	totals map[memoryKey]Usage
+}
+
+type memoryKey struct {
+	agent Key
+	w     Window
+	start time.Time
+}
+
+// Reserve implements Ledger.
+func (l *MemoryLedger) Reserve(_ context.Context, agent Key, w Window, start time.Time, need, want, limits Usage) (Usage, *Exceeded, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.totals == nil {
+		l.totals = map[memoryKey]Usage{}
+	}
+	k := memoryKey{agent, w, start.UTC()}
+	got, exceeded := reserve(w, l.totals[k], need, want, limits)
+	if exceeded == nil {
+		l.totals[k] = l.totals[k].plus(got)
+	}
+	return got, exceeded, nil
+}
+
+// Release implements Ledger.
+func (l *MemoryLedger) Release(_ context.Context, agent Key, w Window, start time.Time, unused Usage) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k := memoryKey{agent, w, start.UTC()}
+	l.totals[k] = l.totals[k].minus(unused)
+	return nil
+}
+
+// ConfigMapLedger keeps each agent's totals in a ConfigMap of the
+// gateway's own namespace (custos-caps-<hash of the agent's namespace and
+// name>), written with the resourceVersion read, so that replicas racing
+// for the same agent each get a share or a conflict to retry, and a
+// replica starting again (or another one) reads what was handed out
+// before it. Tenants cannot write there.
+type ConfigMapLedger struct {
+	// Client reads and writes the ConfigMaps; reads must not come from a
+	// cache (a stale total would hand out twice).
+	Client    client.Client
+	Namespace string
+}
+
+// LedgerName is the name of the ConfigMap keeping agent's totals.
+func LedgerName(agent Key) string {
+	sum := sha256.Sum256([]byte(agent.Namespace + "/" + agent.Name))
+	return "custos-caps-" + hex.EncodeToString(sum[:10])
+}
+
+// Reserve implements Ledger.
+func (l *ConfigMapLedger) Reserve(ctx context.Context, agent Key, w Window, start time.Time, need, want, limits Usage) (Usage, *Exceeded, error) {
+	var got Usage
+	var exceeded *Exceeded
+	err := l.update(ctx, agent, w, start, func(total Usage, _ bool) (Usage, bool) {
+		got, exceeded = reserve(w, total, need, want, limits)
+		return total.plus(got), exceeded == nil
+	})
+	if err != nil {
+		return Usage{}, nil, err
+	}
+	return got, exceeded, nil
+}
+
+// Release implements Ledger.
+func (l *ConfigMapLedger) Release(ctx context.Context, agent Key, w Window, start time.Time, unused Usage) error {
+	return l.update(ctx, agent, w, start, func(total Usage, current bool) (Usage, bool) {
+		// Nothing to give back of a window that is over.
+		return total.minus(unused), current
+	})
+}
+
+// update reads agent's totals of window w, starting at start, changes
+// them with f (false: nothing to write) and writes them, again on a
+// conflict. Totals of another window (an older one) are zero to f, and
+// not current.
+func (l *ConfigMapLedger) update(ctx context.Context, agent Key, w Window, start time.Time, f func(total Usage, current bool) (Usage, bool)) error {
+	key := client.ObjectKey{Namespace: l.Namespace, Name: LedgerName(agent)}
+	startText := start.UTC().Format(time.RFC3339)
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cm := &corev1.ConfigMap{}
+		err := l.Client.Get(ctx, key, cm)
+		create := apierrors.IsNotFound(err)
+		if err != nil && !create {
+			return err
+		}
+		if create {
+			cm = &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name, Labels: map[string]string{
+				custosv1alpha1.AgentNamespaceLabel: agent.Namespace, custosv1alpha1.AgentLabel: agent.Name}}}
+		}
+		if cm.Data == nil {
+			cm.Data = map[string]string{}
+		}
+		var total Usage
+		current := cm.Data[string(w)] == startText
+		if current {
+			var err error
+			if total, err = parseUsage(cm.Data, string(w)); err != nil {
+				return fmt.Errorf("ConfigMap %s: %w", key, err)
+			}
+		}
+		next, write := f(total, current)
+		if !write {
+			return nil
+		}
+		cm.Data["agent"] = agent.String()
+		cm.Data[string(w)] = startText
+		next.each(func(signal string, v int64) { cm.Data[string(w)+"."+signal] = strconv.FormatInt(v, 10) })
+		if create {
+			err = l.Client.Create(ctx, cm)
+			if apierrors.IsAlreadyExists(err) {
+				// Another replica made it first: read it, as on a conflict.
+				return apierrors.NewConflict(corev1.Resource("configmaps"), key.Name, err)
+			}
+			return err
+		}
+		return l.Client.Update(ctx, cm)
+	})
+}
+
+func parseUsage(data map[string]string, prefix string) (Usage, error) {
+	var u Usage
+	for _, f := range []struct {
+		signal string
+		v      *int64
+	}{{SignalRecords, &u.Records}, {SignalBytes, &u.Bytes}, {SignalCalls, &u.Calls}} {
+		text, ok := data[prefix+"."+f.signal]
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseInt(text, 10, 64)
+		if err != nil {
+			return Usage{}, fmt.Errorf("%s.%s: %w", prefix, f.signal, err)
+		}
+		*f.v = n
+	}
+	return u, nil
+}

@@ -1,0 +1,75 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package breaker_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/custos-dev/custos/internal/breaker"
+	"github.com/custos-dev/custos/test/controlplane"
+)
+
+var (
+	cpOnce   sync.Once
+	cpClient client.Client
+	cpErr    error
+	cpStop   func()
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if cpStop != nil {
+		cpStop()
+	}
+	os.Exit(code)
+}
+
+// configMapLedger is a ConfigMapLedger on a real API server (started for
+// the first test that needs one), in a namespace of its own.
+func configMapLedger(t *testing.T) breaker.Ledger {
+	t.Helper()
+	cpOnce.Do(func() {
+		cp, err := controlplane.Start(context.Background(), controlplane.Options{RepoRoot: "../..", Bare: true})
+		if err != nil {
+			cpErr = err
+			return
+		}
+		cpStop = func() {
+			if err := cp.Stop(); err != nil {
+				fmt.Fprintf(os.Stderr, "breaker: stopping the control plane: %v\n", err)
+			}
+		}
+		cpClient, cpErr = client.New(cp.Config, client.Options{Scheme: scheme.Scheme})
+	})
+	if cpErr != nil {
+		t.Fatalf("cannot start the control plane: %v", cpErr)
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "custos-gateway-"}}
+	if err := cpClient.Create(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	return &breaker.ConfigMapLedger{Client: cpClient, Namespace: ns.Name}
+}

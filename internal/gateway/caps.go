@@ -1,0 +1,271 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kwait "k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/audit"
+	freezes "github.com/custos-dev/custos/internal/breaker"
+)
+
+// Reasons a call is refused on account of the agent's caps.
+const (
+	// ReasonCapExceeded: the call, or its result, would have crossed one
+	// of the agent's caps (a tool's maxRecords, or the DataBoundary's or
+	// Agent's per minute or per day); the result is withheld and the
+	// agent frozen.
+	ReasonCapExceeded = "CapExceeded"
+	// ReasonCapsUnavailable: the agent's caps could not be counted (the
+	// ledger could not be reached); the call is not made, or its result
+	// not served, uncounted.
+	ReasonCapsUnavailable = "CapsUnavailable"
+)
+
+// Freezer makes the AgentFreeze a crossed cap trips.
+type Freezer interface {
+	Freeze(ctx context.Context, f *custosv1alpha1.AgentFreeze) error
+}
+
+// ClientFreezer creates AgentFreezes through the API server as the
+// gateway's ServiceAccount (which the chart grants verb trip on agents).
+type ClientFreezer struct {
+	Client client.Client
+	// Reader, when set, is the cache the gateway reads freezes from:
+	// Freeze returns once the freeze is there (for up to 2 s), so that
+	// this replica's next call of the agent is refused by it.
+	Reader client.Reader
+}
+
+// Freeze implements Freezer.
+func (c ClientFreezer) Freeze(ctx context.Context, f *custosv1alpha1.AgentFreeze) error {
+	if err := c.Client.Create(ctx, f); err != nil {
+		return err
+	}
+	if c.Reader == nil {
+		return nil
+	}
+	return kwait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 2*time.Second, true, func(ctx context.Context) (bool, error) {
+		return c.Reader.Get(ctx, client.ObjectKeyFromObject(f), &custosv1alpha1.AgentFreeze{}) == nil, nil
+	})
+}
+
+// Caps enforces the agents' caps on the call path: the calls, records
+// and bytes each agent takes in a minute and a day (the lowest of its
+// tenant's DataBoundaries' spec.caps and its own), across replicas and
+// restarts (freezes.Meter over a shared Ledger), and a tool's maxRecords
+// per call. The call or result that would cross a cap is withheld
+// (CapExceeded), recorded (cap.exceeded) and the agent frozen.
+type Caps struct {
+	Meter *freezes.Meter
+	// Boundaries gives the tenant's DataBoundaries (their caps).
+	Boundaries Boundaries
+	// Freezer makes the freeze; none is made when nil (the refusal
+	// stands all the same).
+	Freezer Freezer
+	// AuditLogID names this replica's audit trail in a freeze's evidence.
+	AuditLogID string
+}
+
+// limits are the caps in force for sess's agent.
+func (c *Caps) limits(ctx context.Context, sess *session) (freezes.Limits, error) {
+	boundaries, err := c.Boundaries.Boundaries(ctx, sess.tenant)
+	if err != nil {
+		return freezes.Limits{}, err
+	}
+	bs := make([]*custosv1alpha1.DataBoundary, 0, len(boundaries))
+	for i := range boundaries {
+		bs = append(bs, &boundaries[i])
+	}
+	return freezes.LimitsOf(sess.agent, bs...), nil
+}
+
+// takeCall counts a call about to be made against the agent's caps.
+func (s *Server) takeCall(ctx context.Context, sess *session, tool *Tool, rec *callRecord) *Refusal {
+	return s.takeCaps(ctx, sess, tool, rec, freezes.Usage{Calls: 1}, "the call")
+}
+
+// takeResult counts a result about to be served: the tool's maxRecords,
+// then the agent's caps on records and bytes.
+func (s *Server) takeResult(ctx context.Context, sess *session, tool *Tool, res *mcp.CallToolResult, rec *callRecord) *Refusal {
+	records, bytes := measure(tool, res)
+	rec.details["records"] = strconv.FormatInt(records, 10)
+	rec.details["bytes"] = strconv.FormatInt(bytes, 10)
+	if max := tool.Spec.MaxRecords; max != nil && records > *max {
+		return s.capExceeded(ctx, sess, tool, rec, &freezes.Exceeded{Signal: freezes.SignalRecords, Limit: *max, Observed: records}, "its result")
+	}
+	return s.takeCaps(ctx, sess, tool, rec, freezes.Usage{Records: records, Bytes: bytes}, "its result")
+}
+
+func (s *Server) takeCaps(ctx context.Context, sess *session, tool *Tool, rec *callRecord, n freezes.Usage, what string) *Refusal {
+	limits, err := s.Caps.limits(ctx, sess)
+	if err == nil {
+		var exceeded *freezes.Exceeded
+		exceeded, err = s.Caps.Meter.Take(ctx, freezes.Key{Namespace: sess.agent.Namespace, Name: sess.agent.Name}, limits, n)
+		if exceeded != nil {
+			return s.capExceeded(ctx, sess, tool, rec, exceeded, what)
+		}
+	}
+	if err != nil {
+		return &Refusal{Reason: ReasonCapsUnavailable,
+			Message: fmt.Sprintf("tool %s: the agent's caps cannot be counted now, so %s is not served uncounted: %v", tool.Name, what, err)}
+	}
+	return nil
+}
+
+// capExceeded records the crossing, freezes the agent, and refuses.
+func (s *Server) capExceeded(ctx context.Context, sess *session, tool *Tool, rec *callRecord, e *freezes.Exceeded, what string) *Refusal {
+	if rec.traceID == "" {
+		// The cap's record and the call's share one trace ID, cited by
+		// the freeze, tracing on or not.
+		rec.traceID = newTraceID()
+	}
+	window := string(e.Window)
+	if window == "" {
+		window = "call"
+	}
+	details := map[string]string{
+		"tool": tool.Name, "toolset": tool.Toolset.String(), "signal": e.Signal, "window": window,
+		"limit": strconv.FormatInt(e.Limit, 10), "observed": strconv.FormatInt(e.Observed, 10),
+	}
+	ev := audit.Event{Action: audit.ActionCapExceeded,
+		Actor:    audit.Actor{Kind: audit.ActorAgent, Name: sess.caller.ClientID},
+		Subject:  audit.Subject{Kind: "Agent", Namespace: sess.agent.Namespace, Name: sess.agent.Name, UID: string(sess.agent.UID), Tenant: sess.tenant},
+		Decision: audit.DecisionDeny, Policy: "caps", TraceID: rec.traceID, Details: details,
+		Reason: fmt.Sprintf("Agent %s/%s: %s withheld: %s", sess.agent.Namespace, sess.agent.Name, what, e.Describe())}
+	var seqs []int64
+	if seq, ok := s.recordSeq(ctx, ev); ok {
+		seqs = []int64{int64(seq)}
+	}
+	freeze := &custosv1alpha1.AgentFreeze{
+		ObjectMeta: metav1.ObjectMeta{Namespace: sess.agent.Namespace, GenerateName: freezeNamePrefix(sess.agent.Name)},
+		Spec: custosv1alpha1.AgentFreezeSpec{Agent: sess.agent.Name, Trigger: custosv1alpha1.FreezeCap,
+			Signal: e.Signal + " per " + window, Reason: e.Describe(), Observed: &e.Observed, Limit: &e.Limit,
+			Evidence: &custosv1alpha1.FreezeEvidence{AuditLogID: s.Caps.AuditLogID, Sequences: seqs, TraceIDs: traceIDs(rec.traceID)}},
+	}
+	frozen := "and the agent is frozen until a person lifts it (kubectl custos unfreeze " + sess.agent.Name + " -n " + sess.agent.Namespace + ")"
+	if s.Caps.Freezer != nil {
+		if err := s.Caps.Freezer.Freeze(ctx, freeze); err != nil {
+			frozen = "and freezing the agent failed (" + err.Error() + "); the cap still refuses"
+		} else {
+			rec.details["freeze"] = freeze.Name
+		}
+	}
+	for k, v := range details {
+		if k != "tool" && k != "toolset" {
+			rec.details["cap."+k] = v
+		}
+	}
+	return &Refusal{Reason: ReasonCapExceeded,
+		Message: fmt.Sprintf("tool %s: %s is withheld: %s, %s", tool.Name, what, e.Describe(), frozen)}
+}
+
+// freezeNamePrefix keeps a trip's generated name within the 253 bytes of
+// a name.
+func freezeNamePrefix(agent string) string {
+	if len(agent) > 200 {
+		agent = agent[:200]
+	}
+	return strings.TrimSuffix(agent, "-") + "-cap-"
+}
+
+func traceIDs(id string) []string {
+	if id == "" {
+		return nil
+	}
+	return []string{id}
+}
+
+// recordSeq records e and says where in this replica's trail it went,
+// when the trail can tell.
+func (s *Server) recordSeq(ctx context.Context, e audit.Event) (uint64, bool) {
+	if seq, ok := s.Audit.(audit.Sequencer); ok {
+		return seq.RecordSeq(ctx, e)
+	}
+	s.record(ctx, e)
+	return 0, false
+}
+
+// measure is what a result takes: its records (the length of the array
+// at the tool's recordsPath in its structured result, or in its text
+// when that is JSON; 1 when there is none) and its bytes (the text
+// served).
+func measure(tool *Tool, res *mcp.CallToolResult) (records, bytes int64) {
+	var text string
+	for _, c := range res.Content {
+		if t, ok := c.(*mcp.TextContent); ok {
+			bytes += int64(len(t.Text))
+			if text == "" {
+				text = t.Text
+			}
+		}
+	}
+	if tool.Spec.RecordsPath == "" || res.IsError {
+		return 1, bytes
+	}
+	var doc any
+	switch v := res.StructuredContent.(type) {
+	case json.RawMessage:
+		if json.Unmarshal(v, &doc) != nil {
+			return 1, bytes
+		}
+	case nil:
+		if json.Unmarshal([]byte(text), &doc) != nil {
+			return 1, bytes
+		}
+	default:
+		doc = v
+	}
+	if list, ok := pointer(doc, tool.Spec.RecordsPath).([]any); ok {
+		return int64(len(list)), bytes
+	}
+	return 1, bytes
+}
+
+// pointer is the value at JSON Pointer p (RFC 6901) in doc, or nil.
+func pointer(doc any, p string) any {
+	if p == "" {
+		return doc
+	}
+	for _, token := range strings.Split(p[1:], "/") {
+		token = strings.ReplaceAll(strings.ReplaceAll(token, "~1", "/"), "~0", "~")
+		switch v := doc.(type) {
+		case map[string]any:
+			doc = v[token]
+		case []any:
+			i, err := strconv.Atoi(token)
+			if err != nil || i < 0 || i >= len(v) {
+				return nil
+			}
+			doc = v[i]
+		default:
+			return nil
+		}
+	}
+	return doc
+}
