@@ -224,9 +224,9 @@ type Tool struct {
 	// recordsPath says where the records are in the tool's structured
 	// result: a JSON Pointer (RFC 6901, "/invoices") to an array, whose
 	// length is the records a call returned, for maxRecords and the
-	// DataBoundary's caps. Empty, or nothing there, or not an array: a
-	// call returned one record. The caps on bytes count whatever a record
-	// is.
+	// DataBoundary's caps. Empty: a result that is an array is that many
+	// records. Anything else (nothing there, not an array): one record.
+	// The caps on bytes count whatever a record is.
 	// +optional
 	// +kubebuilder:validation:MaxLength=256
 	// +kubebuilder:validation:Pattern=`^(/([^~/]|~[01])*)*$`

@@ -212,9 +212,9 @@ func (s *Server) recordSeq(ctx context.Context, e audit.Event) (uint64, bool) {
 }
 
 // measure is what a result takes: its records (the length of the array
-// at the tool's recordsPath in its structured result, or in its text
-// when that is JSON; 1 when there is none) and its bytes (the text
-// served).
+// at the tool's recordsPath in its structured result, or in its text when
+// that is JSON; without a recordsPath, the length of a result that is an
+// array; else 1) and its bytes (the text served).
 func measure(tool *Tool, res *mcp.CallToolResult) (records, bytes int64) {
 	var text string
 	for _, c := range res.Content {
@@ -225,23 +225,28 @@ func measure(tool *Tool, res *mcp.CallToolResult) (records, bytes int64) {
 			}
 		}
 	}
-	if tool.Spec.RecordsPath == "" || res.IsError {
+	if res.IsError {
+		return 1, bytes
+	}
+	raw, _ := res.StructuredContent.(json.RawMessage)
+	if res.StructuredContent == nil {
+		raw = json.RawMessage(text)
+	}
+	path := tool.Spec.RecordsPath
+	if path == "" && !strings.HasPrefix(strings.TrimSpace(string(raw)), "[") {
+		// Not a list, and nothing says where one is: one record. (A
+		// structured result the SDK decoded is an object, by MCP's rules.)
 		return 1, bytes
 	}
 	var doc any
-	switch v := res.StructuredContent.(type) {
-	case json.RawMessage:
-		if json.Unmarshal(v, &doc) != nil {
+	if raw != nil {
+		if json.Unmarshal(raw, &doc) != nil {
 			return 1, bytes
 		}
-	case nil:
-		if json.Unmarshal([]byte(text), &doc) != nil {
-			return 1, bytes
-		}
-	default:
-		doc = v
+	} else {
+		doc = res.StructuredContent
 	}
-	if list, ok := pointer(doc, tool.Spec.RecordsPath).([]any); ok {
+	if list, ok := pointer(doc, path).([]any); ok {
 		return int64(len(list)), bytes
 	}
 	return 1, bytes

@@ -277,3 +277,41 @@ func TestCapsMaxRecordsPerCall(t *testing.T) {
 		t.Errorf("the freeze: %+v", f)
 	}
 }
+
+// What a result counts as: records where the tool's recordsPath says, an
+// array result without one, else one record; bytes are the text served.
+func TestMeasure(t *testing.T) {
+	text := func(s string) *mcp.CallToolResult {
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: s}}}
+	}
+	structured := func(s string) *mcp.CallToolResult {
+		return &mcp.CallToolResult{StructuredContent: json.RawMessage(s), Content: []mcp.Content{&mcp.TextContent{Text: s}}}
+	}
+	for _, tc := range []struct {
+		name    string
+		path    string
+		res     *mcp.CallToolResult
+		records int64
+	}{
+		{"records at the path", "/hits", structured(`{"hits":[1,2,3],"total":3}`), 3},
+		{"an escaped path", "/a~1b/c~0d", structured(`{"a/b":{"c~d":[1,2]}}`), 2},
+		{"an index in the path", "/pages/1", structured(`{"pages":[[1],[1,2,3,4]]}`), 4},
+		{"nothing at the path", "/hits", structured(`{"total":3}`), 1},
+		{"not an array at the path", "/hits", structured(`{"hits":{"a":1}}`), 1},
+		{"an array result, no path", "", text(`[{"id":1},{"id":2}]`), 2},
+		{"an object result, no path", "", structured(`{"hits":[1,2,3]}`), 1},
+		{"text that is not JSON", "/hits", text(`three hits`), 1},
+		{"a tool error", "/hits", &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: `{"hits":[1,2]}`}}}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tool := &Tool{Spec: custosv1alpha1.Tool{Name: "t", RecordsPath: tc.path}}
+			records, bytes := measure(tool, tc.res)
+			if records != tc.records {
+				t.Errorf("records %d, want %d", records, tc.records)
+			}
+			if want := int64(len(tc.res.Content[0].(*mcp.TextContent).Text)); bytes != want {
+				t.Errorf("bytes %d, want %d", bytes, want)
+			}
+		})
+	}
+}
