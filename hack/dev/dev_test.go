@@ -190,6 +190,10 @@ waitReady:
 	// An Agent change adding a cloud role waits for two approvers, not
 	// its owner, as the README's tour shows.
 	agentChangeApproved(t, g, bin, assets, kubeconfig)
+	// Frozen by its owner, contained, and lifted by a risk owner, not by
+	// the owner.
+	frozeAt := time.Now()
+	agentFrozen(t, g, bin, assets, kubeconfig, state, aliceToken)
 
 	running := processesMentioning(marker)
 	for _, name := range []string{"/etcd ", "/kube-apiserver ", "/kube-controller-manager ", "/kube-scheduler ", "/kwok ", "/manager ", "/custos-sts ", "/custos-gateway "} {
@@ -252,6 +256,10 @@ waitReady:
 			if r.Type != audit.TypeEvent {
 				return
 			}
+			if !r.Time.Before(frozeAt) {
+				// The freeze's walk: its refusals are checked there.
+				return
+			}
 			stsTraces[r.TraceID] = append(stsTraces[r.TraceID], r.Details["target"]+" "+r.Details["gateway"])
 			if !slices.Contains(payments.traces, r.TraceID) {
 				stsActions = append(stsActions, r.Action+" "+r.Details["person"]+" "+r.Details["target"]+" "+r.Details["gateway"])
@@ -296,7 +304,7 @@ waitReady:
 		Key: key,
 		OnRecord: func(_ string, _ int, r *audit.Record) {
 			switch {
-			case r.Type != audit.TypeEvent:
+			case r.Type != audit.TypeEvent, !r.Time.Before(frozeAt):
 			case slices.Contains(payments.traces, r.TraceID):
 				paid[r.TraceID] = append(paid[r.TraceID], r.Action+" "+r.Policy+" "+r.Details["checks"])
 			default:
@@ -720,6 +728,61 @@ spec: {agentChanges: true, match: {irreversible: false}, quorum: 2, timeout: 24h
 		g.Expect(out).To(Equal("Succeeded " + after + " " + request))
 		g.Expect(kubectl("", "get", "approvalrequest", request, "-o", "jsonpath={.status.phase}")).To(Equal("Consumed"))
 	}).WithTimeout(30 * time.Second).Should(Succeed())
+}
+
+// agentFrozen walks the README's freeze: the owner (make dev's admin)
+// freezes the sample agent; its calls are refused at once, and it is held
+// Frozen with no pod and deny-all; the owner may not lift the freeze; rita,
+// the risk owner, lifts it with a verdict, and the agent calls again.
+func agentFrozen(t *testing.T, g Gomega, bin, assets, kubeconfig, state, alice string) {
+	t.Helper()
+	kubectl := func(args ...string) string {
+		out, err := exec.Command(filepath.Join(assets, "kubectl"), append([]string{"--kubeconfig", kubeconfig, "-n", "finance-agents"}, args...)...).CombinedOutput()
+		g.Expect(err).NotTo(HaveOccurred(), "kubectl %v: %s", args, out)
+		return string(out)
+	}
+	plugin := func(args ...string) (string, error) {
+		out, err := exec.Command(filepath.Join(bin, "kubectl-custos"), append(args, "--kubeconfig", kubeconfig, "-n", "finance-agents")...).CombinedOutput()
+		return string(out), err
+	}
+	call := func() (string, error) {
+		cmd := exec.Command(filepath.Join(bin, "custos-dev"), "call", "--state-dir", state, sampleCallTool, sampleCallArguments)
+		cmd.Stdin = strings.NewReader(alice)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := plugin("freeze", "invoice-reconciler", "--reason", "paying an IBAN nobody knows")
+	g.Expect(err).NotTo(HaveOccurred(), "%s", out)
+	m := regexp.MustCompile(`agentfreeze finance-agents/(invoice-reconciler-[a-z0-9]+) created: invoice-reconciler frozen`).FindStringSubmatch(out)
+	g.Expect(m).To(HaveLen(2), "%s", out)
+	freeze := m[1]
+	// Refused from the moment the freeze exists; then no pod runs as it.
+	out, err = call()
+	g.Expect(err).To(HaveOccurred(), "a frozen agent's call: %s", out)
+	// Whichever comes first: the freeze itself, or its pod going (the
+	// call's token is the pod's, which the freeze takes away: no pod, a
+	// terminating one, its token invalidated).
+	g.Expect(out).To(MatchRegexp(`frozen by AgentFreeze ` + freeze + `|custos-sts refused the exchange|has no pod|pods "agent-invoice-reconciler-[a-z0-9-]+" not found`))
+	g.Eventually(func(g Gomega) {
+		out := kubectl("get", "agent", "invoice-reconciler", "-o", "jsonpath={.status.lifecycle.phase} {.status.lifecycle.freeze} {.status.conditions[?(@.type==\"Ready\")].reason}")
+		g.Expect(out).To(Equal("Frozen " + freeze + " Frozen"))
+		g.Expect(kubectl("get", "deployment", "agent-invoice-reconciler", "-o", "jsonpath={.spec.replicas}")).To(Equal("0"))
+		g.Expect(kubectl("get", "networkpolicy", "agent-invoice-reconciler", "-o", "jsonpath={.spec.egress}")).To(BeEmpty())
+	}).WithTimeout(60 * time.Second).WithPolling(time.Second).Should(Succeed())
+
+	out, err = plugin("unfreeze", "invoice-reconciler", "--verdict", "false-positive", "--reason", "my own agent")
+	g.Expect(err).To(HaveOccurred(), "the owner lifts the freeze: %s", out)
+	g.Expect(out).To(ContainSubstring("SeparationOfDuties.Owner"))
+	out, err = plugin("unfreeze", "invoice-reconciler", "--as", "rita", "--verdict", "false-positive", "--reason", "month-end batch, expected")
+	g.Expect(err).NotTo(HaveOccurred(), "%s", out)
+	g.Expect(out).To(ContainSubstring(freeze + " lifted (FalsePositive)"))
+	g.Eventually(func(g Gomega) {
+		g.Expect(kubectl("get", "agentfreeze", freeze, "-o", "jsonpath={.status.phase} {.status.liftedBy.username} {.status.verdict}")).
+			To(Equal("Lifted rita FalsePositive"))
+		g.Expect(kubectl("get", "agent", "invoice-reconciler", "-o", "jsonpath={.status.lifecycle.phase}")).To(Equal("Active"))
+		out, err := call()
+		g.Expect(err).NotTo(HaveOccurred(), "the agent's call once the freeze is lifted: %s", out)
+	}).WithTimeout(90 * time.Second).WithPolling(2 * time.Second).Should(Succeed())
 }
 
 // payments are the trace IDs of paymentApproved's calls, and the one that

@@ -204,7 +204,14 @@ func run(ctx context.Context, root, devDir, managerBin, stsBin, gatewayBin strin
 		say("applying again in a second")
 		time.Sleep(time.Second)
 	}
-	if err := grantApprovers(ctx, kubectl, bootKubeconfig, root, devDir); err != nil {
+	say("letting %s approve finance-agents' payments (the chart's approver role): kubectl custos approve REQUEST -n finance-agents --as %s",
+		strings.Join(devApprovers, ", "), devApprovers[0])
+	if err := grantTenantRole(ctx, kubectl, bootKubeconfig, root, devDir, "approver", devApprovers); err != nil {
+		return err
+	}
+	say("making %s finance-agents' risk owner (the chart's risk-owner role): kubectl custos unfreeze AGENT -n finance-agents --as %s ...",
+		strings.Join(devRiskOwners, ", "), devRiskOwners[0])
+	if err := grantTenantRole(ctx, kubectl, bootKubeconfig, root, devDir, "risk-owner", devRiskOwners); err != nil {
 		return err
 	}
 	if err := runKubectl(ctx, kubectl, bootKubeconfig, "get", "custos", "--all-namespaces"); err != nil {
@@ -463,26 +470,30 @@ func describePeople() string {
 // kubeconfig's impersonation: kubectl custos approve REQUEST --as carol.
 var devApprovers = []string{"carol", "dave", "alice"}
 
-// grantApprovers binds the chart's approver tenant role
-// (charts/custos/files/tenantroles/approver.yaml) to devApprovers in the
-// samples' namespace.
-func grantApprovers(ctx context.Context, kubectl, kubeconfig, root, devDir string) error {
-	rules, err := os.ReadFile(filepath.Join(root, "charts", "custos", "files", "tenantroles", "approver.yaml"))
+// devRiskOwners are the people make dev makes the samples' risk owners
+// (the chart's risk-owner role, bound in finance-agents): they lift a
+// freeze of the sample agent, which its owner (make dev's admin) may not:
+// kubectl custos unfreeze AGENT --as rita.
+var devRiskOwners = []string{"rita"}
+
+// grantTenantRole binds the chart's tenant role role
+// (charts/custos/files/tenantroles/<role>.yaml, as the ClusterRole
+// custos-<role>) to users in the samples' namespace.
+func grantTenantRole(ctx context.Context, kubectl, kubeconfig, root, devDir, role string, users []string) error {
+	rules, err := os.ReadFile(filepath.Join(root, "charts", "custos", "files", "tenantroles", role+".yaml"))
 	if err != nil {
 		return err
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: custos-approver\n%s", rules)
-	fmt.Fprintf(&b, "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: approvers\n  namespace: finance-agents\n"+
-		"roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: custos-approver}\nsubjects:\n")
-	for _, who := range devApprovers {
+	fmt.Fprintf(&b, "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: custos-%s\n%s", role, rules)
+	fmt.Fprintf(&b, "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: %ss\n  namespace: finance-agents\n"+
+		"roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: custos-%s}\nsubjects:\n", role, role)
+	for _, who := range users {
 		fmt.Fprintf(&b, "  - {apiGroup: rbac.authorization.k8s.io, kind: User, name: %s}\n", who)
 	}
-	file := filepath.Join(devDir, "approvers.yaml")
+	file := filepath.Join(devDir, role+"s.yaml")
 	if err := os.WriteFile(file, []byte(b.String()), 0o600); err != nil {
 		return err
 	}
-	say("letting %s approve finance-agents' payments (the chart's approver role): kubectl custos approve REQUEST -n finance-agents --as %s",
-		strings.Join(devApprovers, ", "), devApprovers[0])
 	return runKubectl(ctx, kubectl, kubeconfig, "apply", "-f", file)
 }

@@ -130,7 +130,7 @@ func (s *Server) checkAndCall(ctx context.Context, sess *session, params *mcp.Ca
 	}
 	// The agent's caps: the call that would cross one is not made.
 	if s.Caps != nil {
-		if refused := s.takeCall(ctx, sess, tool, rec); !rec.check("caps", refused == nil) {
+		if refused, applies := s.takeCall(ctx, sess, tool, rec); applies && !rec.check("caps", refused == nil) {
 			return nil, refused
 		}
 	}
@@ -155,7 +155,7 @@ func (s *Server) checkAndCall(ctx context.Context, sess *session, params *mcp.Ca
 	}
 	// The result that would cross a cap is withheld.
 	if s.Caps != nil {
-		if refused := s.takeResult(ctx, sess, tool, res, rec); !rec.check("caps", refused == nil) {
+		if refused, applies := s.takeResult(ctx, sess, tool, res, rec); applies && !rec.check("caps.result", refused == nil) {
 			return nil, refused
 		}
 	}

@@ -105,37 +105,54 @@ func (c *Caps) limits(ctx context.Context, sess *session) (freezes.Limits, error
 	return freezes.LimitsOf(sess.agent, bs...), nil
 }
 
-// takeCall counts a call about to be made against the agent's caps.
-func (s *Server) takeCall(ctx context.Context, sess *session, tool *Tool, rec *callRecord) *Refusal {
-	return s.takeCaps(ctx, sess, tool, rec, freezes.Usage{Calls: 1}, "the call")
+// takeCall counts a call about to be made against the agent's caps; it
+// says whether any cap applies to the agent (the record's check "caps").
+func (s *Server) takeCall(ctx context.Context, sess *session, tool *Tool, rec *callRecord) (*Refusal, bool) {
+	limits, err := s.Caps.limits(ctx, sess)
+	if err != nil {
+		return capsUnavailable(tool, "the call", err), true
+	}
+	if limits.None() {
+		return nil, false
+	}
+	return s.takeCaps(ctx, sess, tool, rec, limits, freezes.Usage{Calls: 1}, "the call"), true
 }
 
 // takeResult counts a result about to be served: the tool's maxRecords,
-// then the agent's caps on records and bytes.
-func (s *Server) takeResult(ctx context.Context, sess *session, tool *Tool, res *mcp.CallToolResult, rec *callRecord) *Refusal {
+// then the agent's caps on records and bytes; it says whether any applies
+// (the record's check "caps.result").
+func (s *Server) takeResult(ctx context.Context, sess *session, tool *Tool, res *mcp.CallToolResult, rec *callRecord) (*Refusal, bool) {
+	limits, err := s.Caps.limits(ctx, sess)
+	if err != nil {
+		return capsUnavailable(tool, "its result", err), true
+	}
+	max := tool.Spec.MaxRecords
+	if limits.None() && max == nil {
+		return nil, false
+	}
 	records, bytes := measure(tool, res)
 	rec.details["records"] = strconv.FormatInt(records, 10)
 	rec.details["bytes"] = strconv.FormatInt(bytes, 10)
-	if max := tool.Spec.MaxRecords; max != nil && records > *max {
-		return s.capExceeded(ctx, sess, tool, rec, &freezes.Exceeded{Signal: freezes.SignalRecords, Limit: *max, Observed: records}, "its result")
+	if max != nil && records > *max {
+		return s.capExceeded(ctx, sess, tool, rec, &freezes.Exceeded{Signal: freezes.SignalRecords, Limit: *max, Observed: records}, "its result"), true
 	}
-	return s.takeCaps(ctx, sess, tool, rec, freezes.Usage{Records: records, Bytes: bytes}, "its result")
+	return s.takeCaps(ctx, sess, tool, rec, limits, freezes.Usage{Records: records, Bytes: bytes}, "its result"), true
 }
 
-func (s *Server) takeCaps(ctx context.Context, sess *session, tool *Tool, rec *callRecord, n freezes.Usage, what string) *Refusal {
-	limits, err := s.Caps.limits(ctx, sess)
-	if err == nil {
-		var exceeded *freezes.Exceeded
-		exceeded, err = s.Caps.Meter.Take(ctx, freezes.Key{Namespace: sess.agent.Namespace, Name: sess.agent.Name}, limits, n)
-		if exceeded != nil {
-			return s.capExceeded(ctx, sess, tool, rec, exceeded, what)
-		}
-	}
+func (s *Server) takeCaps(ctx context.Context, sess *session, tool *Tool, rec *callRecord, limits freezes.Limits, n freezes.Usage, what string) *Refusal {
+	exceeded, err := s.Caps.Meter.Take(ctx, freezes.Key{Namespace: sess.agent.Namespace, Name: sess.agent.Name}, limits, n)
 	if err != nil {
-		return &Refusal{Reason: ReasonCapsUnavailable,
-			Message: fmt.Sprintf("tool %s: the agent's caps cannot be counted now, so %s is not served uncounted: %v", tool.Name, what, err)}
+		return capsUnavailable(tool, what, err)
+	}
+	if exceeded != nil {
+		return s.capExceeded(ctx, sess, tool, rec, exceeded, what)
 	}
 	return nil
+}
+
+func capsUnavailable(tool *Tool, what string, err error) *Refusal {
+	return &Refusal{Reason: ReasonCapsUnavailable,
+		Message: fmt.Sprintf("tool %s: the agent's caps cannot be counted now, so %s is not served uncounted: %v", tool.Name, what, err)}
 }
 
 // capExceeded records the crossing, freezes the agent, and refuses.

@@ -236,7 +236,7 @@ func TestCapsWithholdAndFreeze(t *testing.T) {
 	if len(f.Spec.Evidence.Sequences) != 1 || f.Spec.Evidence.Sequences[0] != capSeq || len(f.Spec.Evidence.TraceIDs) != 1 || f.Spec.Evidence.TraceIDs[0] != capRecord.TraceID {
 		t.Errorf("the freeze's evidence %+v does not cite the cap.exceeded record (seq %d, trace %s)", f.Spec.Evidence, capSeq, capRecord.TraceID)
 	}
-	if refused.Details["freeze"] != f.Name || !strings.Contains(refused.Details["checks"], "caps=fail") {
+	if refused.Details["freeze"] != f.Name || !strings.HasSuffix(refused.Details["checks"], "caps=pass upstream=pass output=pass caps.result=fail") {
 		t.Errorf("tool.refused: %+v", refused.Details)
 	}
 

@@ -359,7 +359,7 @@ func TestTenantRoles(t *testing.T) {
 		{viewer, grants(read, "agents", "toolsets", "approvalrequests", "approvaldecisions", "agentattestations", "agentfreezes", "agentunfreezes")},
 		{approver, append(grants(read, "approvalrequests", "approvaldecisions", "agents", "toolsets"),
 			"create approvaldecisions", "approve agents", "approve toolsets")},
-		{riskOwner, append(append(grants(write, "approvalpolicies"), grants(read, "approvalrequests", "approvaldecisions", "agentfreezes", "agentunfreezes")...),
+		{riskOwner, append(append(grants(write, "approvalpolicies"), grants(read, "approvalrequests", "approvaldecisions", "agentfreezes", "agentunfreezes", "agents")...),
 			"create agentfreezes", "create agentunfreezes", "freeze agents", "unfreeze agents")},
 	} {
 		var got []string
