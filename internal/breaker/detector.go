@@ -1,0 +1,288 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package breaker
+
+import (
+	"math"
+	"time"
+)
+
+// The signals the breaker watches, in the order of Observation's members.
+const (
+	signalRecords = iota
+	signalCalls
+	signals
+)
+
+// slots is the breaker's seasons: the hour of the day (UTC), on a weekday
+// or on a weekend.
+const slots = 48
+
+func slotOf(t time.Time) int {
+	t = t.UTC()
+	slot := t.Hour()
+	if wd := t.Weekday(); wd == time.Saturday || wd == time.Sunday {
+		slot += 24
+	}
+	return slot
+}
+
+// Observation is what an agent took in one tick: records returned and
+// calls made, every replica's together.
+type Observation struct {
+	Records, Calls float64
+}
+
+func (o Observation) at(signal int) float64 {
+	if signal == signalRecords {
+		return o.Records
+	}
+	return o.Calls
+}
+
+// Floor keeps a quiet agent from tripping on small numbers: its baseline is
+// at least MinMean per tick, its spread at least MinSpread.
+type Floor struct {
+	MinMean, MinSpread float64
+}
+
+// DetectorParams are the breaker's settings. DefaultDetectorParams are
+// what Custos runs, and what `make replay-risk` judges.
+type DetectorParams struct {
+	// Tick is how often counts are taken.
+	Tick time.Duration
+	// WarmUp is how long an agent is only learned (caps alone freeze it
+	// then).
+	WarmUp time.Duration
+	// Memory is how many ticks of a slot the baseline remembers (its
+	// exponential weights' horizon).
+	Memory float64
+	// K is the CUSUM's allowance per tick, in spreads: excess below it
+	// does not accumulate.
+	K float64
+	// H is the evidence, in spreads, at which the breaker trips.
+	H float64
+	// ZMax bounds one tick's evidence, so that no single oversized
+	// result trips the breaker alone (ZMax - K < H).
+	ZMax float64
+	// PauseAt: nothing is learned while the evidence is at least this
+	// share of H (an anomaly is not learned as normal; the upper tail of
+	// normal is).
+	PauseAt float64
+	// Floors, per signal (records, calls).
+	Floors [signals]Floor
+	// Ratio and RatioFor: records above Ratio times the baseline in every
+	// minute (the last minute's, at each tick) for RatioFor trip as well.
+	Ratio    float64
+	RatioFor time.Duration
+}
+
+// DefaultDetectorParams are the breaker's settings.
+var DefaultDetectorParams = DetectorParams{
+	Tick:     15 * time.Second,
+	WarmUp:   7 * 24 * time.Hour,
+	Memory:   1200,
+	K:        4,
+	H:        16,
+	ZMax:     12,
+	Floors:   [signals]Floor{{MinMean: 5, MinSpread: 5}, {MinMean: 0.5, MinSpread: 1}},
+	PauseAt:  0.5,
+	Ratio:    5,
+	RatioFor: 10 * time.Minute,
+}
+
+// Trip is the breaker's verdict on an agent.
+type Trip struct {
+	// Trigger is "Trend" (the CUSUM) or "Ratio".
+	Trigger string
+	// Signal is SignalRecords or SignalCalls.
+	Signal string
+	// Observed and Baseline are the last tick's (Trend) or the window's
+	// (Ratio) counts, and what the baseline expected.
+	Observed, Baseline float64
+	// Evidence is the CUSUM's sum, in spreads (Trend).
+	Evidence float64
+}
+
+// AgentState is what the breaker keeps of one agent: its seasonal
+// baseline per signal and slot, the evidence accumulating, and the ratio
+// rule's window. About 1 KiB.
+type AgentState struct {
+	baseline [signals][slots]slotStat
+	evidence [signals]float64
+	started  time.Time
+	// The ratio rule: the last minute's records and baseline, per tick,
+	// and how many ticks in a row they were above the ratio.
+	ring     []float64
+	ringBase []float64
+	ringAt   int
+	ringSum  float64
+	baseSum  float64
+	ratioRun int
+}
+
+type slotStat struct {
+	mean, vari float64
+	n          float64
+}
+
+// expect is the slot's mean and spread: its standard deviation (heavy
+// tails widen it, as they should), never below the Poisson spread of its
+// mean or the floor.
+func (s *slotStat) expect(f Floor) (mean, spread float64) {
+	mean = max(s.mean, f.MinMean)
+	return mean, max(math.Sqrt(s.vari), math.Sqrt(mean), f.MinSpread)
+}
+
+func (s *slotStat) learn(x, memory float64) {
+	s.n++
+	a := max(1/s.n, 1/memory)
+	if s.n == 1 {
+		s.mean, s.vari = x, 0
+		return
+	}
+	d := x - s.mean
+	s.mean += a * d
+	s.vari = (1 - a) * (s.vari + a*d*d)
+}
+
+// Reset forgets the evidence (after a trip, once the freeze is lifted);
+// the baseline stays.
+func (st *AgentState) Reset() {
+	st.evidence = [signals]float64{}
+	for i := range st.ring {
+		st.ring[i], st.ringBase[i] = 0, 0
+	}
+	st.ringSum, st.baseSum, st.ratioRun = 0, 0, 0
+}
+
+// Observe takes one tick of an agent's counts at t and returns a Trip when
+// the evidence is enough; the state learns the tick unless it is
+// anomalous.
+func (p *DetectorParams) Observe(st *AgentState, t time.Time, x Observation) *Trip {
+	if st.started.IsZero() {
+		st.started = t
+		n := max(1, int(time.Minute/p.Tick))
+		st.ring, st.ringBase = make([]float64, n), make([]float64, n)
+	}
+	warm := t.Sub(st.started) >= p.WarmUp
+	slot := slotOf(t)
+	var trip *Trip
+	anomalous := false
+	var learn [signals]float64
+	for sig := range signals {
+		s := &st.baseline[sig][slot]
+		v := x.at(sig)
+		if s.n == 0 {
+			// The slot's first tick: nothing to compare it with.
+			learn[sig] = math.NaN()
+			s.learn(v, p.Memory)
+			continue
+		}
+		mean, spread := s.expect(p.Floors[sig])
+		z := min((v-mean)/spread, p.ZMax)
+		e := max(0, st.evidence[sig]+z-p.K)
+		st.evidence[sig] = e
+		if e >= p.PauseAt*p.H {
+			anomalous = true
+		}
+		learn[sig] = v
+		if warm && e >= p.H && trip == nil {
+			trip = &Trip{Trigger: "Trend", Signal: signalName(sig), Observed: v, Baseline: mean, Evidence: e}
+		}
+		if sig == signalRecords {
+			i := st.ringAt
+			st.ringSum += v - st.ring[i]
+			st.baseSum += mean - st.ringBase[i]
+			st.ring[i], st.ringBase[i] = v, mean
+			st.ringAt = (i + 1) % len(st.ring)
+			if st.ringSum > p.Ratio*st.baseSum {
+				st.ratioRun++
+			} else {
+				st.ratioRun = 0
+			}
+			if warm && trip == nil && time.Duration(st.ratioRun)*p.Tick >= p.RatioFor {
+				trip = &Trip{Trigger: "Ratio", Signal: SignalRecords, Observed: st.ringSum, Baseline: st.baseSum}
+			}
+		}
+	}
+	if !anomalous {
+		for sig := range signals {
+			if !math.IsNaN(learn[sig]) {
+				st.baseline[sig][slot].learn(learn[sig], p.Memory)
+			}
+		}
+	}
+	return trip
+}
+
+func signalName(sig int) string {
+	if sig == signalRecords {
+		return SignalRecords
+	}
+	return SignalCalls
+}
+
+// ZScore is the plain detector the breaker is measured against: one EWMA
+// mean and variance per signal, no seasons, tripping when z >= Z for For.
+// It must not freeze anyone: it is here to be beaten, in make
+// replay-risk.
+type ZScore struct {
+	Alpha, Z float64
+	For      int // ticks in a row
+}
+
+// ZState is ZScore's state of one agent.
+type ZState struct {
+	mean, vari [signals]float64
+	n          int
+	run        [signals]int
+}
+
+// Observe takes one tick; a non-nil Trip is what the plain z-score would
+// have frozen.
+func (d ZScore) Observe(st *ZState, warm bool, x Observation) *Trip {
+	var trip *Trip
+	st.n++
+	for sig := range signals {
+		v := x.at(sig)
+		if st.n == 1 {
+			st.mean[sig] = v
+			continue
+		}
+		sd := math.Sqrt(st.vari[sig])
+		z := 0.0
+		if sd > 0 {
+			z = (v - st.mean[sig]) / sd
+		}
+		if z >= d.Z {
+			st.run[sig]++
+		} else {
+			st.run[sig] = 0
+		}
+		if warm && st.run[sig] >= d.For && trip == nil {
+			trip = &Trip{Trigger: "ZScore", Signal: signalName(sig), Observed: v, Baseline: st.mean[sig], Evidence: z}
+		}
+		diff := v - st.mean[sig]
+		st.mean[sig] += d.Alpha * diff
+		st.vari[sig] = (1 - d.Alpha) * (st.vari[sig] + d.Alpha*diff*diff)
+	}
+	return trip
+}
+
+// ResetRuns forgets the runs after a trip.
+func (st *ZState) ResetRuns() { st.run = [signals]int{} }
