@@ -113,6 +113,15 @@ bench-approval: controlplane ## Race 4 consumers of each of 10,000 approved Appr
 	$(GO) build -o bin/custos-bench-approval ./hack/bench/approval
 	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE))" bin/custos-bench-approval -trials 10000 $(BENCH_ARGS)
 
+.PHONY: bench-risk
+bench-risk: ## Time the caps' accounting per gateway call (goal 1 us) and the breaker's tick for 10,000 agents (goal 10 ms).
+	$(GO) test ./internal/breaker/ -run '^$$' -bench 'BenchmarkMeterTake|BenchmarkDetectorTick10000Agents' -benchmem -benchtime 2s
+
+.PHONY: replay-risk
+replay-risk: ## Judge the breaker's detector on a seeded replay (1,000 agents, 7+7 days, 6x spikes) beside a plain z-score: catch rate, time to detect, false trips (BENCH_ARGS=...).
+	$(GO) build -o bin/riskreplay ./hack/riskreplay
+	bin/riskreplay $(BENCH_ARGS)
+
 .PHONY: bench-image
 bench-image: ## Time image verification cold against cached, with registry round trips per verification.
 	$(GO) test ./internal/imageverify -run '^$$' -bench BenchmarkVerify -benchtime 2s

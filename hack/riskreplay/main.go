@@ -68,17 +68,21 @@ func main() {
 	flag.DurationVar(&cfg.FrozenFor, "frozen-for", 30*time.Minute, "How long a trip keeps an agent frozen before a person lifts it.")
 	p := &breaker.DefaultDetectorParams
 	flag.DurationVar(&p.Tick, "tick", p.Tick, "The breaker's tick (a multiple of 15s), for tuning.")
-	flag.Float64Var(&p.K, "k", p.K, "The breaker's K, for tuning.")
+	flag.Float64Var(&p.K[0], "k", p.K[0], "The breaker's K for records and calls, for tuning.")
+	flag.Float64Var(&p.K[2], "k-percall", p.K[2], "The breaker's K for records per call, for tuning.")
+	flag.Float64Var(&p.Floors[0].MinMean, "records-floor", p.Floors[0].MinMean, "The breaker's records floor (log scale), for tuning.")
 	flag.Float64Var(&p.H, "h", p.H, "The breaker's H, for tuning.")
 	flag.Float64Var(&p.ZMax, "zmax", p.ZMax, "The breaker's ZMax, for tuning.")
 	flag.Float64Var(&p.Memory, "memory", p.Memory, "The breaker's Memory, for tuning.")
 	flag.Float64Var(&p.PauseAt, "pause-at", p.PauseAt, "The breaker's PauseAt, for tuning.")
 	flag.Float64Var(&p.Ratio, "ratio", p.Ratio, "The breaker's Ratio, for tuning.")
-	flag.Float64Var(&p.Floors[0].MinMean, "records-floor", p.Floors[0].MinMean, "The breaker's records floor (mean and spread), for tuning.")
+	flag.Float64Var(&p.Floors[0].MinSpread, "records-spread", p.Floors[0].MinSpread, "The breaker's records spread floor (log scale), for tuning.")
+	flag.Float64Var(&p.Floors[1].MinSpread, "calls-spread", p.Floors[1].MinSpread, "The breaker's calls spread floor (log scale), for tuning.")
+	flag.Float64Var(&p.Floors[2].MinSpread, "percall-spread", p.Floors[2].MinSpread, "The breaker's records-per-call spread floor (log scale), for tuning.")
 	tuning := flag.String("tuning-seeds", "1", "Seeds the parameters were tuned on (reported apart).")
 	judging := flag.String("judging-seeds", "2,3", "Seeds never used for tuning: the verdict.")
 	flag.Parse()
-	p.Floors[0].MinSpread = p.Floors[0].MinMean
+	p.K[1] = p.K[0]
 	tune, err := seeds(*tuning)
 	if err == nil {
 		var judge []uint64
@@ -446,6 +450,9 @@ func replayAgent(cfg Config, seed uint64, a int, sp spike, hasSpike bool) [2]res
 		if falsely[i] {
 			out[i].falselyHeld = 1
 		}
+	}
+	if debug && hasSpike && !caught[0] {
+		fmt.Fprintf(os.Stderr, "missed agent %d %s moreCalls=%v model %+v\n", a, sp.at.Format("Mon 15:04"), sp.moreCalls, m)
 	}
 	return out
 }

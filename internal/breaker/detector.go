@@ -25,8 +25,14 @@ import (
 const (
 	signalRecords = iota
 	signalCalls
+	signalPerCall
 	signals
 )
+
+// SignalRecordsPerCall is the breaker's third signal: records per call,
+// which a burst of legitimate work does not move and a query widened to
+// take more does.
+const SignalRecordsPerCall = "records per call"
 
 // slots is the breaker's seasons: the hour of the day (UTC), on a weekday
 // or on a weekend.
@@ -47,11 +53,24 @@ type Observation struct {
 	Records, Calls float64
 }
 
+// at is what the breaker learns of a signal: its logarithm. An agent
+// that stops behaving like itself takes a multiple of what it takes
+// (sixfold, not a hundred more), which is a shift on a log scale whatever
+// its volume; and a tick's records are a sum of heavy-tailed results,
+// whose spread would drown a sixfold rise, while their logarithm's does
+// not.
 func (o Observation) at(signal int) float64 {
-	if signal == signalRecords {
+	return math.Log1p(o.linear(signal))
+}
+
+func (o Observation) linear(signal int) float64 {
+	switch signal {
+	case signalRecords:
 		return o.Records
+	case signalCalls:
+		return o.Calls
 	}
-	return o.Calls
+	return o.Records / o.Calls
 }
 
 // Floor keeps a quiet agent from tripping on small numbers: its baseline is
@@ -71,9 +90,9 @@ type DetectorParams struct {
 	// Memory is how many ticks of a slot the baseline remembers (its
 	// exponential weights' horizon).
 	Memory float64
-	// K is the CUSUM's allowance per tick, in spreads: excess below it
-	// does not accumulate.
-	K float64
+	// K is the CUSUM's allowance per tick, in spreads, per signal:
+	// excess below it does not accumulate.
+	K [signals]float64
 	// H is the evidence, in spreads, at which the breaker trips.
 	H float64
 	// ZMax bounds one tick's evidence, so that no single oversized
@@ -89,20 +108,27 @@ type DetectorParams struct {
 	// minute (the last minute's, at each tick) for RatioFor trip as well.
 	Ratio    float64
 	RatioFor time.Duration
+	// RatioFloor is the least baseline, in records per tick, the ratio
+	// rule compares with.
+	RatioFloor float64
 }
 
 // DefaultDetectorParams are the breaker's settings.
 var DefaultDetectorParams = DetectorParams{
-	Tick:     15 * time.Second,
-	WarmUp:   7 * 24 * time.Hour,
-	Memory:   1200,
-	K:        4,
-	H:        16,
-	ZMax:     12,
-	Floors:   [signals]Floor{{MinMean: 5, MinSpread: 5}, {MinMean: 0.5, MinSpread: 1}},
-	PauseAt:  0.5,
-	Ratio:    5,
-	RatioFor: 10 * time.Minute,
+	Tick:    15 * time.Second,
+	WarmUp:  7 * 24 * time.Hour,
+	Memory:  1200,
+	K:       [signals]float64{2, 2, 1.25},
+	H:       8,
+	ZMax:    3,
+	PauseAt: 0.5,
+	// On a log scale: a quiet agent's records are taken as at least 50 a
+	// tick, its calls as at least 0.6, and no spread as less than half a
+	// doubling (a third for records per call, a mean of draws).
+	Floors:     [signals]Floor{{MinMean: 3.9, MinSpread: 0.5}, {MinMean: 0.5, MinSpread: 0.5}, {MinMean: 0, MinSpread: 0.3}},
+	Ratio:      5,
+	RatioFor:   10 * time.Minute,
+	RatioFloor: 50,
 }
 
 // Trip is the breaker's verdict on an agent.
@@ -123,6 +149,8 @@ type Trip struct {
 // rule's window. About 1 KiB.
 type AgentState struct {
 	baseline [signals][slots]slotStat
+	// linear is the records' baseline as counted, for the ratio rule.
+	linear   [slots]slotStat
 	evidence [signals]float64
 	started  time.Time
 	// The ratio rule: the last minute's records and baseline, per tick,
@@ -140,15 +168,17 @@ type slotStat struct {
 	n          float64
 }
 
-// expect is the slot's mean and spread: its standard deviation (heavy
-// tails widen it, as they should), never below the Poisson spread of its
-// mean or the floor.
+// expect is the slot's mean and spread (its standard deviation, never
+// below the floor).
 func (s *slotStat) expect(f Floor) (mean, spread float64) {
-	mean = max(s.mean, f.MinMean)
-	return mean, max(math.Sqrt(s.vari), math.Sqrt(mean), f.MinSpread)
+	return max(s.mean, f.MinMean), max(math.Sqrt(s.vari), f.MinSpread)
 }
 
-func (s *slotStat) learn(x, memory float64) {
+func (s *slotStat) learn(x, memory float64) { s.learnWeighted(x, 1, memory) }
+
+// learnWeighted learns x, a mean of w draws: its deviation counts as w
+// draws' (so that the spread is one draw's).
+func (s *slotStat) learnWeighted(x, w, memory float64) {
 	s.n++
 	a := max(1/s.n, 1/memory)
 	if s.n == 1 {
@@ -157,7 +187,7 @@ func (s *slotStat) learn(x, memory float64) {
 	}
 	d := x - s.mean
 	s.mean += a * d
-	s.vari = (1 - a) * (s.vari + a*d*d)
+	s.vari = (1 - a) * (s.vari + a*d*d*w)
 }
 
 // Reset forgets the evidence (after a trip, once the freeze is lifted);
@@ -186,6 +216,11 @@ func (p *DetectorParams) Observe(st *AgentState, t time.Time, x Observation) *Tr
 	var learn [signals]float64
 	for sig := range signals {
 		s := &st.baseline[sig][slot]
+		if sig == signalPerCall && x.Calls == 0 {
+			// No call, nothing to say of records per call.
+			learn[sig] = math.NaN()
+			continue
+		}
 		v := x.at(sig)
 		if s.n == 0 {
 			// The slot's first tick: nothing to compare it with.
@@ -194,24 +229,30 @@ func (p *DetectorParams) Observe(st *AgentState, t time.Time, x Observation) *Tr
 			continue
 		}
 		mean, spread := s.expect(p.Floors[sig])
+		if sig == signalPerCall {
+			// A mean of x.Calls calls': its spread shrinks with them.
+			spread /= math.Sqrt(x.Calls)
+		}
 		z := min((v-mean)/spread, p.ZMax)
-		e := max(0, st.evidence[sig]+z-p.K)
+		e := max(0, st.evidence[sig]+z-p.K[sig])
 		st.evidence[sig] = e
 		if e >= p.PauseAt*p.H {
 			anomalous = true
 		}
 		learn[sig] = v
 		if warm && e >= p.H && trip == nil {
-			trip = &Trip{Trigger: "Trend", Signal: signalName(sig), Observed: v, Baseline: mean, Evidence: e}
+			trip = &Trip{Trigger: "Trend", Signal: signalName(sig), Observed: x.linear(sig), Baseline: math.Expm1(mean), Evidence: e}
 		}
 		if sig == signalRecords {
 			i := st.ringAt
-			st.ringSum += v - st.ring[i]
-			st.baseSum += mean - st.ringBase[i]
-			st.ring[i], st.ringBase[i] = v, mean
+			lin, linMean := x.Records, st.linear[slot].mean
+			st.ringSum += lin - st.ring[i]
+			st.baseSum += linMean - st.ringBase[i]
+			st.ring[i], st.ringBase[i] = lin, linMean
 			st.ringAt = (i + 1) % len(st.ring)
-			if st.ringSum > p.Ratio*st.baseSum {
+			if st.ringSum > p.Ratio*max(st.baseSum, p.RatioFloor*float64(len(st.ring))) {
 				st.ratioRun++
+				anomalous = true
 			} else {
 				st.ratioRun = 0
 			}
@@ -221,8 +262,14 @@ func (p *DetectorParams) Observe(st *AgentState, t time.Time, x Observation) *Tr
 		}
 	}
 	if !anomalous {
+		st.linear[slot].learn(x.Records, p.Memory)
 		for sig := range signals {
-			if !math.IsNaN(learn[sig]) {
+			if math.IsNaN(learn[sig]) {
+				continue
+			}
+			if sig == signalPerCall {
+				st.baseline[sig][slot].learnWeighted(learn[sig], x.Calls, p.Memory)
+			} else {
 				st.baseline[sig][slot].learn(learn[sig], p.Memory)
 			}
 		}
@@ -231,10 +278,13 @@ func (p *DetectorParams) Observe(st *AgentState, t time.Time, x Observation) *Tr
 }
 
 func signalName(sig int) string {
-	if sig == signalRecords {
+	switch sig {
+	case signalRecords:
 		return SignalRecords
+	case signalCalls:
+		return SignalCalls
 	}
-	return SignalCalls
+	return SignalRecordsPerCall
 }
 
 // ZScore is the plain detector the breaker is measured against: one EWMA
@@ -258,8 +308,8 @@ type ZState struct {
 func (d ZScore) Observe(st *ZState, warm bool, x Observation) *Trip {
 	var trip *Trip
 	st.n++
-	for sig := range signals {
-		v := x.at(sig)
+	for sig := range signalPerCall {
+		v := x.linear(sig)
 		if st.n == 1 {
 			st.mean[sig] = v
 			continue
