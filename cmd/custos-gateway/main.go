@@ -48,6 +48,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
@@ -92,6 +93,7 @@ type options struct {
 	resolve        resolveFlag
 	probeAddr      string
 	metricsAddr    string
+	metricsSecure  bool
 	shutdownDelay  time.Duration
 	approvalHold   time.Duration
 	audit          audit.Config
@@ -121,7 +123,8 @@ func main() {
 	flag.Int64Var(&o.maxRequest, "max-request-bytes", gateway.DefaultMaxRequestBytes, "Largest request taken from an agent.")
 	flag.Var(&o.resolve, "resolve", "host:port=address:port, repeatable: dial address:port for host:port, as curl --resolve does (development and tests, where tool servers run on loopback).")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
-	flag.StringVar(&o.metricsAddr, "metrics-bind-address", "0", "Address of the Prometheus metrics endpoint; 0 disables it.")
+	flag.StringVar(&o.metricsAddr, "metrics-bind-address", "0", "Address of the Prometheus metrics endpoint (per agent: calls, records, bytes; refusals by reason; call durations by tool); 0 disables it.")
+	flag.BoolVar(&o.metricsSecure, "metrics-secure", true, "Serve metrics over HTTPS to clients the API server authenticates (TokenReview) and authorizes (SubjectAccessReview: get on the non-resource URL /metrics): they name agents and namespaces. false serves plain HTTP to anyone who can connect.")
 	flag.DurationVar(&o.shutdownDelay, "shutdown-delay", 5*time.Second, "On SIGTERM, how long to keep serving, with /readyz failing, before draining: the time every kube-proxy needs to take the pod out of the Service. The calls in flight then get up to 10 s more; the pod's terminationGracePeriodSeconds must cover both.")
 	flag.DurationVar(&o.approvalHold, "approval-hold", approval.DefaultHold, "How long a call an ApprovalPolicy matches is held, waiting for people to approve it, before the gateway answers \"pending approval\" (the agent retries the same call); 0 answers at once.")
 	o.audit.AddFlags(flag.CommandLine)
@@ -178,7 +181,7 @@ func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, read
 	utilruntime.Must(custosv1alpha1.AddToScheme(scheme))
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: o.metricsAddr},
+		Metrics:                metricsOptions(o),
 		HealthProbeBindAddress: o.probeAddr,
 		// The revocation lists are watched, so every replica honours a
 		// revocation as soon as it is written: custos-sts's namespace's
@@ -272,7 +275,12 @@ func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, read
 			log.Error(err, "Giving back the unused caps")
 		}
 	}()
+	gwMetrics, err := gateway.NewMetrics(metrics.Registry)
+	if err != nil {
+		return err
+	}
 	gw := &gateway.Server{
+		Metrics:         gwMetrics,
 		Caps:            caps,
 		Approvals:       approvals,
 		Credentials:     creds,
@@ -294,6 +302,16 @@ func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, read
 		WriteTimeout:  o.approvalHold + o.timeout + 20*time.Second,
 		ShutdownDelay: o.shutdownDelay, Ready: ready, Log: log,
 	})
+}
+
+// metricsOptions serves the metrics as --metrics-secure says.
+func metricsOptions(o options) metricsserver.Options {
+	opts := metricsserver.Options{BindAddress: o.metricsAddr}
+	if o.metricsSecure {
+		opts.SecureServing = true
+		opts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	return opts
 }
 
 // capsOf is the gateway's Caps: a ConfigMapLedger in --caps-namespace

@@ -29,6 +29,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"go.opentelemetry.io/otel/attribute"
+	"k8s.io/apimachinery/pkg/types"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/audit"
@@ -60,15 +61,34 @@ func (s *Server) call(ctx context.Context, sess *session, params *mcp.CallToolPa
 		attribute.String(attrTenant, sess.tenant), attribute.String(attrAgent, sess.caller.ClientID))
 	rec := newCallRecord(s.now(), sess.tenant, sess.caller, sess.agent)
 	rec.traceID = traceIDOf(span)
+	if rec.traceID == "" {
+		// Tracing off: the call still has one ID, on its records and its
+		// metrics' exemplar.
+		rec.traceID = newTraceID()
+	}
 	rec.tool = params.Name
 	rec.check("caller", true)
 	rec.check("agent", true)
 	res, refused := s.checkAndCall(ctx, sess, params, rec)
 	action := audit.ActionToolCalled
+	reason := ""
 	if refused != nil {
-		action, res = audit.ActionToolRefused, toolError(refused.Message)
+		action, res, reason = audit.ActionToolRefused, toolError(refused.Message), refused.Reason
 	}
-	s.record(ctx, rec.event(action, refused, s.now()))
+	end := s.now()
+	s.record(ctx, rec.event(action, refused, end))
+	if s.Metrics != nil {
+		var agent types.NamespacedName
+		if sess.agent != nil {
+			agent = types.NamespacedName{Namespace: sess.agent.Namespace, Name: sess.agent.Name}
+		}
+		records, bytes := rec.records, rec.bytes
+		if refused != nil {
+			// Withheld: nothing was served.
+			records, bytes = 0, 0
+		}
+		s.Metrics.observe(agent, params.Name, reason, records, bytes, end.Sub(rec.start), rec.traceID)
+	}
 	endSpan(span, rec, refused)
 	return res
 }
@@ -153,6 +173,9 @@ func (s *Server) checkAndCall(ctx context.Context, sess *session, params *mcp.Ca
 	if res.IsError {
 		rec.details["outcome"] = "toolError"
 	}
+	if s.Caps != nil || s.Metrics != nil {
+		rec.records, rec.bytes = measure(tool, res)
+	}
 	// The result that would cross a cap is withheld.
 	if s.Caps != nil {
 		if refused, applies := s.takeResult(ctx, sess, tool, res, rec); applies && !rec.check("caps.result", refused == nil) {
@@ -210,6 +233,8 @@ type callRecord struct {
 	traceID string
 	checks  []string
 	details map[string]string
+	// records and bytes the result served (measure), when counted.
+	records, bytes int64
 }
 
 func newCallRecord(start time.Time, tenant string, caller *sts.Claims, agent *custosv1alpha1.Agent) *callRecord {

@@ -130,7 +130,7 @@ func (s *Server) takeResult(ctx context.Context, sess *session, tool *Tool, res 
 	if limits.None() && max == nil {
 		return nil, false
 	}
-	records, bytes := measure(tool, res)
+	records, bytes := rec.records, rec.bytes
 	rec.details["records"] = strconv.FormatInt(records, 10)
 	rec.details["bytes"] = strconv.FormatInt(bytes, 10)
 	if max != nil && records > *max {

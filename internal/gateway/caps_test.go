@@ -93,7 +93,12 @@ func newCapsWorld(t *testing.T) *capsWorld {
 // replica is one gateway replica: its own Meter (what it holds of the
 // caps), the shared ledger.
 func (w *capsWorld) replica(t *testing.T) *httptest.Server {
+	return w.replicaWith(t, nil)
+}
+
+func (w *capsWorld) replicaWith(t *testing.T, metrics *Metrics) *httptest.Server {
 	s := &Server{
+		Metrics:  metrics,
 		Verifier: &Verifier{IssuerBase: w.keys.URL, Client: w.keys.Client(), Clock: clocktesting.NewFakeClock(w.now)},
 		Source:   sourceFunc(w.caller), Upstream: w.upstream, Audit: w,
 		Caps: &Caps{Meter: &freezes.Meter{Ledger: w.ledger}, Boundaries: w, Freezer: w, AuditLogID: "custos-gateway/test"},

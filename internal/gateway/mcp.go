@@ -91,6 +91,8 @@ type Server struct {
 	// Caps, when set, enforces the agents' caps (caps.go): the call or
 	// result that would cross one is withheld and the agent frozen.
 	Caps *Caps
+	// Metrics, when set, counts every call per agent (metrics.go).
+	Metrics *Metrics
 	// Audit records every call; none when nil.
 	Audit audit.Recorder
 	// Clock is the real clock when nil.

@@ -140,6 +140,20 @@ func TestGateway(t *testing.T) {
 	g.Expect(svc.Spec.Selector).To(Equal(d.Spec.Selector.MatchLabels))
 	g.Expect(svc.Spec.Ports).To(ConsistOf(corev1.ServicePort{
 		Name: "https", Port: 443, TargetPort: intstr.FromString("https"), Protocol: corev1.ProtocolTCP}))
+	// Its metrics: on their own port and Service, over HTTPS (--metrics-secure
+	// is the default), scraped by a ServiceMonitor of their own.
+	g.Expect(pod.Containers[0].Args).To(ContainElement("--metrics-bind-address=:8444"))
+	g.Expect(pod.Containers[0].Ports).To(ContainElement(corev1.ContainerPort{Name: "metrics", ContainerPort: 8444, Protocol: corev1.ProtocolTCP}))
+	metricsSvc := into[corev1.Service](t, m.find(t, "Service", "custos-gateway-metrics"))
+	g.Expect(metricsSvc.Spec.Selector).To(Equal(d.Spec.Selector.MatchLabels))
+	g.Expect(metricsSvc.Labels).To(HaveKeyWithValue("custos.dev/endpoint", "metrics"))
+	g.Expect(metricsSvc.Spec.Ports).To(ConsistOf(corev1.ServicePort{
+		Name: "https", Port: 8444, TargetPort: intstr.FromString("metrics"), Protocol: corev1.ProtocolTCP}))
+	monitors := render(t, namespace, append(gatewayOn, "serviceMonitor.enabled=true")...)
+	sm := monitors.find(t, "ServiceMonitor", "custos-gateway")
+	g.Expect(sm.Object["spec"]).To(HaveKeyWithValue("selector", HaveKeyWithValue("matchLabels", And(
+		HaveKeyWithValue("app.kubernetes.io/component", "gateway"), HaveKeyWithValue("custos.dev/endpoint", "metrics")))))
+	g.Expect(names(render(t, namespace, "serviceMonitor.enabled=true").ofKind("ServiceMonitor"))).NotTo(ContainElement("custos-gateway"))
 	g.Expect(pod.TopologySpreadConstraints).NotTo(BeEmpty())
 	for _, tsc := range pod.TopologySpreadConstraints {
 		g.Expect(tsc.LabelSelector.MatchLabels).To(Equal(d.Spec.Selector.MatchLabels))
@@ -149,7 +163,9 @@ func TestGateway(t *testing.T) {
 
 	// RBAC: Agents, Toolsets and DataBoundaries (their callChecks)
 	// cluster-wide, the revocation lists in the release namespace; no
-	// Secrets, no pods, no TokenReviews. For approvals: ApprovalPolicies
+	// Secrets, no pods; TokenReviews and SubjectAccessReviews only for its
+	// metrics endpoint's scrapers (callers' tokens are verified with
+	// custos-sts's keys). For approvals: ApprovalPolicies
 	// read, ApprovalRequests created and their status written (Consumed),
 	// never their spec changed nor deleted, and no ApprovalDecisions.
 	cr := into[rbacv1.ClusterRole](t, m.find(t, "ClusterRole", "custos-gateway"))
@@ -157,6 +173,8 @@ func TestGateway(t *testing.T) {
 		rbacv1.PolicyRule{APIGroups: []string{"custos.dev"}, Resources: []string{"agents", "toolsets", "databoundaries"}, Verbs: []string{"get", "list", "watch"}},
 		rbacv1.PolicyRule{APIGroups: []string{"custos.dev"}, Resources: []string{"agentfreezes"}, Verbs: []string{"get", "list", "watch", "create"}},
 		rbacv1.PolicyRule{APIGroups: []string{"custos.dev"}, Resources: []string{"agents"}, Verbs: []string{"trip"}},
+		rbacv1.PolicyRule{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
+		rbacv1.PolicyRule{APIGroups: []string{"authorization.k8s.io"}, Resources: []string{"subjectaccessreviews"}, Verbs: []string{"create"}},
 		rbacv1.PolicyRule{APIGroups: []string{"custos.dev"}, Resources: []string{"toolsets/status"}, Verbs: []string{"patch"}},
 		rbacv1.PolicyRule{APIGroups: []string{"custos.dev"}, Resources: []string{"approvalpolicies"}, Verbs: []string{"get", "list", "watch"}},
 		rbacv1.PolicyRule{APIGroups: []string{"custos.dev"}, Resources: []string{"approvalrequests"}, Verbs: []string{"get", "list", "watch", "create"}},
