@@ -20,6 +20,7 @@ limitations under the License.
 //	custos-audit verify --key audit-public.pem DIR|FILE
 //	custos-audit prove --key audit-public.pem --seq N DIR|FILE
 //	custos-audit keygen [--out-dir DIR]
+//	custos-audit freezes --key audit-public.pem --trail ID=DIR|FILE ... DIR|FILE
 //
 // verify exits 0 and prints "ok: …" when the log is intact, and exits 1
 // and prints the first problem, as file:line: record seq N: what is wrong,
@@ -36,8 +37,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/custos-dev/custos/internal/audit"
+	"github.com/custos-dev/custos/internal/breaker"
 )
 
 // Exit codes.
@@ -57,6 +60,7 @@ const usage = `usage:
   custos-audit verify --no-signatures [--allow-open] [--allow-partial] DIR|FILE
   custos-audit prove --key PUBLIC.pem --seq N DIR|FILE
   custos-audit keygen [--out-dir DIR]
+  custos-audit freezes --key PUBLIC.pem [--allow-open] --trail [LOGID=]DIR|FILE ... DIR|FILE
 
 DIR is a segment store (--audit-dir); FILE is a JSON-lines file of records
 (the manager's standard output with --audit-sink=stdout).
@@ -75,6 +79,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return prove(args[1:], stdout, stderr)
 	case "keygen":
 		return keygen(args[1:], stdout, stderr)
+	case "freezes":
+		return freezes(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
@@ -261,4 +267,112 @@ func keygen(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "wrote %s and %s (Ed25519, key ID %s)\n", privPath, pubPath, id)
 	fmt.Fprintf(stdout, "store the private key for the manager with:\n  kubectl -n NAMESPACE create secret generic NAME --from-file=%s=%s\n", audit.SigningKeyDataKey, privPath)
 	return exitOK
+}
+
+// trailFlags are freezes' --trail flags: LOGID=PATH, or PATH for any log.
+type trailFlags map[string]string
+
+func (t trailFlags) String() string { return fmt.Sprint(map[string]string(t)) }
+
+func (t trailFlags) Set(v string) error {
+	id, path, ok := strings.Cut(v, "=")
+	if !ok {
+		id, path = "", v
+	}
+	if path == "" {
+		return errors.New("want [LOGID=]DIR|FILE")
+	}
+	t[id] = path
+	return nil
+}
+
+// freezes recomputes, from the trails alone, why each freeze on the
+// manager's trail (DIR|FILE) happened: a Cap freeze's cited records are
+// looked up in the gateway trails given with --trail (custos-gateway/<pod>
+// is a replica's log ID; a trail given without one answers for any), every
+// trail verified first. One line per freeze; exit 1 when one is not borne
+// out.
+func freezes(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("freezes", flag.ContinueOnError)
+	var vf audit.VerifyFlags
+	vf.AddFlags(fs)
+	trails := trailFlags{}
+	fs.Var(trails, "trail", "A gateway's trail, as LOGID=DIR|FILE (the freezes' evidence.auditLogID, custos-gateway/<pod>) or DIR|FILE for any log ID; repeatable.")
+	path, ok := parse(fs, args, stderr)
+	if !ok {
+		return exitUsage
+	}
+	opts, err := vf.Options()
+	if err != nil {
+		fmt.Fprintf(stderr, "custos-audit freezes: %v\n", err)
+		return exitUsage
+	}
+	verified := func(p string, on func(r *audit.Record)) int {
+		o := opts
+		o.OnRecord = func(_ string, _ int, r *audit.Record) { on(r) }
+		if _, err := audit.Verify(p, o); err != nil {
+			var ve *audit.VerifyError
+			if errors.As(err, &ve) {
+				fmt.Fprintf(stderr, "%s does not verify: %s\n", p, ve.Error())
+				return exitFailed
+			}
+			fmt.Fprintf(stderr, "custos-audit freezes: %v\n", err)
+			return exitTrouble
+		}
+		return exitOK
+	}
+	var frozen []*audit.Record
+	if code := verified(path, func(r *audit.Record) {
+		if r.Action == audit.ActionAgentFrozen {
+			frozen = append(frozen, r)
+		}
+	}); code != exitOK {
+		return code
+	}
+	// The records the freezes cite, and those alone, are kept of the
+	// gateways' trails.
+	wanted := map[string]map[uint64]bool{}
+	for _, f := range frozen {
+		id := f.Details["evidence.auditLogID"]
+		for _, s := range strings.Split(f.Details["evidence.sequences"], ",") {
+			if seq, err := strconv.ParseUint(s, 10, 64); err == nil {
+				for _, key := range []string{id, ""} {
+					if wanted[key] == nil {
+						wanted[key] = map[uint64]bool{}
+					}
+					wanted[key][seq] = true
+				}
+			}
+		}
+	}
+	cited := map[string]map[uint64]*audit.Record{}
+	for id, p := range trails {
+		cited[id] = map[uint64]*audit.Record{}
+		if code := verified(p, func(r *audit.Record) {
+			if r.Type == audit.TypeEvent && wanted[id][r.Seq] {
+				cited[id][r.Seq] = r
+			}
+		}); code != exitOK {
+			return code
+		}
+	}
+	find := func(logID string, seq uint64) (*audit.Record, bool) {
+		for _, id := range []string{logID, ""} {
+			if r, ok := cited[id][seq]; ok {
+				return r, true
+			}
+		}
+		return nil, false
+	}
+	code := exitOK
+	for _, f := range frozen {
+		r := breaker.Recompute(f, find)
+		verdict := "ok  "
+		if !r.OK {
+			verdict, code = "FAIL", exitFailed
+		}
+		fmt.Fprintf(stdout, "%s %s frozen by %s (%s, record %d): %s\n", verdict, r.Agent, r.Freeze, r.Trigger, f.Seq, r.Says)
+	}
+	fmt.Fprintf(stdout, "%d freezes on the trail\n", len(frozen))
+	return code
 }

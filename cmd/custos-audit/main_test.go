@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -162,4 +163,86 @@ func TestUsage(t *testing.T) {
 	code, _, errOut := runCmd("verify", "--no-signatures", filepath.Join(t.TempDir(), "missing"))
 	g.Expect(code).To(Equal(3))
 	g.Expect(errOut).To(ContainSubstring("no such file or directory"))
+}
+
+// trail writes a closed, signed segment store of events, each recorded
+// by write (which may use the log's sequence numbers).
+func trail(t *testing.T, keyDir string, write func(l *audit.Log)) string {
+	t.Helper()
+	g := NewWithT(t)
+	privPEM, err := os.ReadFile(filepath.Join(keyDir, "audit-private.pem"))
+	g.Expect(err).NotTo(HaveOccurred())
+	key, err := audit.ParsePrivateKeyPEM(privPEM, nil)
+	g.Expect(err).NotTo(HaveOccurred())
+	signer, err := audit.NewSigner(key)
+	g.Expect(err).NotTo(HaveOccurred())
+	dir := filepath.Join(t.TempDir(), "audit")
+	store, err := audit.OpenSegmentStore(dir, audit.StoreOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	l, err := audit.New(audit.Options{Sinks: []audit.Sink{store}, Signer: signer, CheckpointEvery: 10, BufferDir: t.TempDir(), Logger: logr.Discard()})
+	g.Expect(err).NotTo(HaveOccurred())
+	write(l)
+	g.Expect(l.Close()).To(Succeed())
+	return dir
+}
+
+// custos-audit freezes recomputes each freeze from the trails alone: a cap
+// freeze from the gateway's cap.exceeded record it cites, a person's as
+// theirs; one whose evidence does not bear it out fails.
+func TestFreezesCommand(t *testing.T) {
+	g := NewWithT(t)
+	keys := t.TempDir()
+	code, _, _ := runCmd("keygen", "--out-dir", keys)
+	g.Expect(code).To(Equal(0))
+	agent := audit.Subject{Kind: "Agent", Namespace: "finance-agents", Name: "invoice-reconciler", Tenant: "acme-finance"}
+	const trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+	var capSeq, calledSeq uint64
+	gateway := trail(t, keys, func(l *audit.Log) {
+		calledSeq, _ = l.RecordSeq(context.Background(), audit.Event{Action: audit.ActionToolCalled, Decision: audit.DecisionAllow, Subject: agent, TraceID: "0af7651916cd43dd8448eb211c80319c"})
+		capSeq, _ = l.RecordSeq(context.Background(), audit.Event{Action: audit.ActionCapExceeded, Decision: audit.DecisionDeny, Subject: agent, TraceID: trace,
+			Details: map[string]string{"tool": "ledger.search", "signal": "records", "window": "day", "limit": "10000", "observed": "10040"}})
+	})
+	frozen := func(name, trigger string, details map[string]string) audit.Event {
+		d := map[string]string{"freeze": name, "trigger": trigger, "frozenBy": "system:serviceaccount:custos-system:custos-gateway"}
+		for k, v := range details {
+			d[k] = v
+		}
+		return audit.Event{Action: audit.ActionAgentFrozen, Decision: audit.DecisionDeny, Subject: agent, Details: d}
+	}
+	cap := map[string]string{"evidence.auditLogID": "custos-gateway/gw-0", "evidence.sequences": strconv.FormatUint(capSeq, 10),
+		"evidence.traceIDs": trace, "limit": "10000", "observed": "10040", "signal": "records per day"}
+	manager := trail(t, keys, func(l *audit.Log) {
+		l.Record(context.Background(), frozen("invoice-reconciler-cap-x1", "Cap", cap))
+		l.Record(context.Background(), frozen("invoice-reconciler-7xk2q", "Manual", map[string]string{"frozenBy": "olga"}))
+	})
+	code, out, errOut := runCmd("freezes", "--key", filepath.Join(keys, "audit-public.pem"), "--trail", "custos-gateway/gw-0="+gateway, manager)
+	g.Expect(code).To(Equal(0), "%s%s", out, errOut)
+	g.Expect(out).To(ContainSubstring("ok   finance-agents/invoice-reconciler frozen by invoice-reconciler-cap-x1 (Cap, record "))
+	g.Expect(out).To(ContainSubstring("10040 records per day over the cap of 10000 (custos-gateway/gw-0 record " + strconv.FormatUint(capSeq, 10) + ", tool ledger.search, trace " + trace + ")"))
+	g.Expect(out).To(ContainSubstring("frozen by invoice-reconciler-7xk2q (Manual, record 1): by a person (olga): nothing to recompute"))
+	g.Expect(out).To(ContainSubstring("2 freezes on the trail"))
+
+	// Evidence that does not bear the freeze out: a record that is no
+	// crossing, numbers that differ, a trail not given.
+	forged := trail(t, keys, func(l *audit.Log) {
+		c := map[string]string{}
+		for k, v := range cap {
+			c[k] = v
+		}
+		c["evidence.sequences"] = strconv.FormatUint(calledSeq, 10)
+		l.Record(context.Background(), frozen("cites-a-call", "Cap", c))
+		c = map[string]string{}
+		for k, v := range cap {
+			c[k] = v
+		}
+		c["observed"] = "20000"
+		l.Record(context.Background(), frozen("inflated", "Cap", c))
+		c["evidence.auditLogID"], c["observed"] = "custos-gateway/gw-9", "10040"
+		l.Record(context.Background(), frozen("elsewhere", "Cap", c))
+	})
+	code, out, _ = runCmd("freezes", "--key", filepath.Join(keys, "audit-public.pem"), "--trail", "custos-gateway/gw-0="+gateway, forged)
+	g.Expect(code).To(Equal(1), out)
+	g.Expect(out).To(ContainSubstring("FAIL finance-agents/invoice-reconciler frozen by cites-a-call (Cap, record 0): cites record " + strconv.FormatUint(calledSeq, 10) + " of custos-gateway/gw-0, a tool.called, not a cap.exceeded"))
+	g.Expect(out).To(ContainSubstring("frozen by inflated (Cap, record 1): record " + strconv.FormatUint(capSeq, 10) + " of custos-gateway/gw-0 says 10040 of 10000, the freeze 20000 of 10000"))
+	g.Expect(out).To(ContainSubstring("frozen by elsewhere (Cap, record 2): cites record " + strconv.FormatUint(capSeq, 10) + " of trail custos-gateway/gw-9, which is not in the trails given"))
 }

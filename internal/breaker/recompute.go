@@ -1,0 +1,103 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package breaker
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/audit"
+)
+
+// Recomputed is what the audit trail alone says of one freeze.
+type Recomputed struct {
+	// Freeze and Agent (namespace/name) as agent.frozen records them.
+	Freeze, Agent string
+	// Trigger is the freeze's.
+	Trigger string
+	// OK: the cited records say what the freeze says (a Cap freeze), or
+	// there is nothing to recompute (a Manual one, by the person named).
+	OK bool
+	// Says is why, for people.
+	Says string
+}
+
+// Cited finds a record of the trail logID by its sequence number.
+type Cited func(logID string, seq uint64) (*audit.Record, bool)
+
+// Recompute says whether the trail bears out an agent.frozen record:
+// for a Cap freeze, each cited record of the gateway's trail must be a
+// cap.exceeded of the same agent, in the cited traces, with the freeze's
+// limit and observed, and observed over the limit.
+func Recompute(frozen *audit.Record, cited Cited) Recomputed {
+	d := frozen.Details
+	r := Recomputed{Freeze: d["freeze"], Trigger: d["trigger"]}
+	if frozen.Subject != nil {
+		r.Agent = frozen.Subject.Namespace + "/" + frozen.Subject.Name
+	}
+	switch custosv1alpha1.FreezeTrigger(r.Trigger) {
+	case custosv1alpha1.FreezeManual:
+		r.OK, r.Says = true, fmt.Sprintf("by a person (%s): nothing to recompute", d["frozenBy"])
+		return r
+	case custosv1alpha1.FreezeCap:
+	default:
+		r.Says = fmt.Sprintf("trigger %q: this version of custos-audit cannot recompute it", r.Trigger)
+		return r
+	}
+	fail := func(format string, args ...any) Recomputed {
+		r.Says = fmt.Sprintf(format, args...)
+		return r
+	}
+	logID, seqs := d["evidence.auditLogID"], d["evidence.sequences"]
+	if logID == "" || seqs == "" {
+		return fail("cites no records (evidence.auditLogID %q, evidence.sequences %q)", logID, seqs)
+	}
+	traces := strings.Split(d["evidence.traceIDs"], ",")
+	var said []string
+	for _, s := range strings.Split(seqs, ",") {
+		seq, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return fail("evidence.sequences %q: %v", seqs, err)
+		}
+		c, ok := cited(logID, seq)
+		switch {
+		case !ok:
+			return fail("cites record %d of trail %s, which is not in the trails given", seq, logID)
+		case c.Action != audit.ActionCapExceeded:
+			return fail("cites record %d of %s, a %s, not a %s", seq, logID, c.Action, audit.ActionCapExceeded)
+		case c.Subject == nil || c.Subject.Namespace+"/"+c.Subject.Name != r.Agent:
+			return fail("cites record %d of %s, which is of another agent", seq, logID)
+		case !slices.Contains(traces, c.TraceID):
+			return fail("cites record %d of %s, whose trace %s is not among the freeze's (%s)", seq, logID, c.TraceID, d["evidence.traceIDs"])
+		case c.Details["limit"] != d["limit"] || c.Details["observed"] != d["observed"]:
+			return fail("record %d of %s says %s of %s, the freeze %s of %s", seq, logID, c.Details["observed"], c.Details["limit"], d["observed"], d["limit"])
+		}
+		observed, err1 := strconv.ParseInt(c.Details["observed"], 10, 64)
+		limit, err2 := strconv.ParseInt(c.Details["limit"], 10, 64)
+		if err1 != nil || err2 != nil || observed <= limit {
+			return fail("record %d of %s: %s %s is not over the cap of %s", seq, logID, c.Details["observed"], c.Details["signal"], c.Details["limit"])
+		}
+		per := c.Details["window"]
+		said = append(said, fmt.Sprintf("%d %s per %s over the cap of %d (%s record %d, tool %s, trace %s)",
+			observed, c.Details["signal"], per, limit, logID, seq, c.Details["tool"], c.TraceID))
+	}
+	r.OK, r.Says = true, strings.Join(said, "; ")
+	return r
+}
