@@ -23,6 +23,7 @@ import (
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -191,6 +192,26 @@ func TestFreeze(t *testing.T) {
 	g.Expect(err).To(MatchError(ContainSubstring("there is nothing to lift")))
 	g.Expect(asUser(t, "rita").Delete(ctx, made)).To(Or(Succeed(), MatchError(ContainSubstring("forbidden"))))
 	g.Expect(k8sClient.Delete(ctx, made)).To(Succeed())
+
+	// custos-gateway trips a cap: the two rules the chart gives it for
+	// that (create agentfreezes, trip agents) are what admission wants,
+	// and the freeze holds the agent as a person's does.
+	const gateway = "system:serviceaccount:custos-system:custos-gateway"
+	tripper := fixtures.Create(t, k8sClient, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: ns + "-gateway-trips"},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{"custos.dev"}, Resources: []string{"agentfreezes"}, Verbs: []string{"get", "list", "watch", "create"}},
+			{APIGroups: []string{"custos.dev"}, Resources: []string{"agents"}, Verbs: []string{"trip"}},
+		}})
+	bindInNamespace(t, ns, "gateway-trips", tripper.Name, gateway)
+	tripped, err := freeze(asUser(t, gateway, "system:serviceaccounts"), custosv1alpha1.FreezeCap)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(tripped.Spec.FrozenBy.Username).To(Equal(gateway))
+	g.Expect(tripped.Spec.AgentUID).To(Equal(string(newUID)))
+	g.Eventually(func(g Gomega) {
+		a := getAgent(g, agent)
+		g.Expect(a.Status.Lifecycle.Phase).To(Equal(custosv1alpha1.AgentPhaseFrozen))
+		g.Expect(a.Status.Lifecycle.Freeze).To(Equal(tripped.Name))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
 }
 
 // An Agent may lower its DataBoundary's caps, never raise them: admission
