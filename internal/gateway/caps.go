@@ -182,7 +182,7 @@ func (s *Server) capExceeded(ctx context.Context, sess *session, tool *Tool, rec
 	freeze := &custosv1alpha1.AgentFreeze{
 		ObjectMeta: metav1.ObjectMeta{Namespace: sess.agent.Namespace, GenerateName: freezeNamePrefix(sess.agent.Name)},
 		Spec: custosv1alpha1.AgentFreezeSpec{Agent: sess.agent.Name, Trigger: custosv1alpha1.FreezeCap,
-			Signal: e.Signal + " per " + window, Reason: e.Describe(), Observed: &e.Observed, Limit: &e.Limit,
+			Signal: e.Signal, Reason: e.Describe(), Observed: &e.Observed, Limit: &e.Limit,
 			Evidence: &custosv1alpha1.FreezeEvidence{AuditLogID: s.Caps.AuditLogID, Sequences: seqs, TraceIDs: traceIDs(rec.traceID)}},
 	}
 	frozen := "and the agent is frozen until a person lifts it (kubectl custos unfreeze " + sess.agent.Name + " -n " + sess.agent.Namespace + ")"

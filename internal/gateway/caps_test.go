@@ -56,6 +56,9 @@ type capsWorld struct {
 	boundary custosv1alpha1.DataBoundary
 	answered atomic.Int64 // records the tool server answered with
 
+	// api, when set, makes the freezes through a real API server too.
+	api Freezer
+
 	mu      sync.Mutex
 	frozen  map[string]*custosv1alpha1.AgentFreeze // by agent name
 	events  []audit.Event
@@ -128,13 +131,20 @@ func (w *capsWorld) Toolset(context.Context, string, types.NamespacedName) (*cus
 	return w.toolset, nil
 }
 
-func (w *capsWorld) Freeze(_ context.Context, f *custosv1alpha1.AgentFreeze) error {
+func (w *capsWorld) Freeze(ctx context.Context, f *custosv1alpha1.AgentFreeze) error {
+	if w.api != nil {
+		if err := w.api.Freeze(ctx, f); err != nil {
+			return err
+		}
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if _, ok := w.frozen[f.Spec.Agent]; ok {
 		return errors.New("already frozen")
 	}
-	f.Name = f.GenerateName + "x1"
+	if f.Name == "" {
+		f.Name = f.GenerateName + "x1"
+	}
 	w.frozen[f.Spec.Agent] = f
 	return nil
 }
@@ -228,7 +238,7 @@ func TestCapsWithholdAndFreeze(t *testing.T) {
 	if f == nil {
 		t.Fatal("no AgentFreeze was made")
 	}
-	if f.Namespace != "finance" || f.Spec.Agent != "invoice" || f.Spec.Trigger != custosv1alpha1.FreezeCap || f.Spec.Signal != "records per day" ||
+	if f.Namespace != "finance" || f.Spec.Agent != "invoice" || f.Spec.Trigger != custosv1alpha1.FreezeCap || f.Spec.Signal != freezes.SignalRecords || !strings.Contains(f.Spec.Reason, "records this day, over the cap of 300 a day") ||
 		*f.Spec.Limit != 300 || *f.Spec.Observed <= 300 || f.Spec.Evidence == nil || f.Spec.Evidence.AuditLogID != "custos-gateway/test" {
 		t.Errorf("the freeze: %+v", f.Spec)
 	}
@@ -278,7 +288,7 @@ func TestCapsMaxRecordsPerCall(t *testing.T) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if f := w.frozen["helper"]; f == nil || f.Spec.Signal != "records per call" || *f.Spec.Limit != 50 || *f.Spec.Observed != 51 {
+	if f := w.frozen["helper"]; f == nil || f.Spec.Signal != freezes.SignalRecords || *f.Spec.Limit != 50 || *f.Spec.Observed != 51 {
 		t.Errorf("the freeze: %+v", f)
 	}
 }
@@ -320,3 +330,29 @@ func TestMeasure(t *testing.T) {
 		})
 	}
 }
+
+// The freeze a crossed cap makes is one the API server takes (its CRD's
+// rules), and ClientFreezer returns once its cache has it.
+func TestCapsFreezeThroughTheAPIServer(t *testing.T) {
+	c := approvalCluster(t)
+	w := newCapsWorld(t)
+	w.api = ClientFreezer{Client: c, Reader: c}
+	gw := w.replica(t)
+	_, refusal := w.search(t, gw, "invoice", 51)
+	if !strings.Contains(refusal, "the agent is frozen until a person lifts it") {
+		t.Fatalf("51 records: %q", refusal)
+	}
+	var list custosv1alpha1.AgentFreezeList
+	if err := c.List(context.Background(), &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 1 {
+		t.Fatalf("%d AgentFreezes, want 1", len(list.Items))
+	}
+	f := list.Items[0]
+	if f.Namespace != "finance" || !strings.HasPrefix(f.Name, "invoice-cap-") || f.Spec.Trigger != custosv1alpha1.FreezeCap || f.Spec.Signal != "records" ||
+		*f.Spec.Observed != 51 || *f.Spec.Limit != 50 || f.Spec.Evidence == nil || len(f.Spec.Evidence.TraceIDs) != 1 || len(f.Spec.Evidence.Sequences) != 1 {
+		t.Errorf("the freeze as stored: %+v", f.Spec)
+	}
+}
+
