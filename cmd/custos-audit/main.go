@@ -282,6 +282,12 @@ func (t trailFlags) Set(v string) error {
 	if path == "" {
 		return errors.New("want [LOGID=]DIR|FILE")
 	}
+	if _, dup := t[id]; dup {
+		if id == "" {
+			return errors.New("one trail without a log ID at most (it answers for every log)")
+		}
+		return fmt.Errorf("log ID %s given twice", id)
+	}
 	t[id] = path
 	return nil
 }

@@ -325,7 +325,7 @@ func capsOf(o options, mgr ctrl.Manager, source *cluster.AgentToolsets, log logr
 		ns = o.credentialsNS
 	}
 	if ns == "" {
-		log.Info("No --caps-namespace nor --credentials-namespace: this replica counts the agents' caps alone, in memory, and forgets them when it stops")
+		log.Error(nil, "No --caps-namespace nor --credentials-namespace: this replica counts the agents' caps alone, in memory, and forgets them when it stops; with several replicas each serves up to the whole cap")
 		caps.Meter = &breaker.Meter{Ledger: &breaker.MemoryLedger{}}
 		return caps, nil
 	}

@@ -22,6 +22,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,11 +50,14 @@ func reserve(w Window, total, need, want, limits Usage) (Usage, *Exceeded) {
 	if exceeded != nil {
 		return Usage{}, exceeded
 	}
+	// Near a cap the chunks shrink (an eighth of what is left at most), so
+	// that what other replicas hold and have not used is little when the
+	// cap is reached: the cap is reached early by little, never late.
 	grant := func(t, n, wa, l int64) int64 {
 		if l == 0 {
 			return wa
 		}
-		return max(n, min(wa, l-t))
+		return max(n, min(wa, (l-t)/8))
 	}
 	return Usage{grant(total.Records, need.Records, want.Records, limits.Records),
 		grant(total.Bytes, need.Bytes, want.Bytes, limits.Bytes),
@@ -84,6 +88,12 @@ func (l *MemoryLedger) Reserve(_ context.Context, agent Key, w Window, start tim
 	if exceeded == nil {
 		l.totals[k] = l.totals[k].plus(got)
 	}
+	// The windows before the last two of this agent are over.
+	for old := range l.totals {
+		if old.agent == agent && old.w == w && old.start.Before(start.Add(-2*w.length())) {
+			delete(l.totals, old)
+		}
+	}
 	return got, exceeded, nil
 }
 
@@ -92,7 +102,9 @@ func (l *MemoryLedger) Release(_ context.Context, agent Key, w Window, start tim
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	k := memoryKey{agent, w, start.UTC()}
-	l.totals[k] = l.totals[k].minus(unused)
+	if t, ok := l.totals[k]; ok {
+		l.totals[k] = t.minus(unused).atLeastZero()
+	}
 	return nil
 }
 
@@ -131,19 +143,22 @@ func (l *ConfigMapLedger) Reserve(ctx context.Context, agent Key, w Window, star
 
 // Release implements Ledger.
 func (l *ConfigMapLedger) Release(ctx context.Context, agent Key, w Window, start time.Time, unused Usage) error {
-	return l.update(ctx, agent, w, start, func(total Usage, current bool) (Usage, bool) {
-		// Nothing to give back of a window that is over.
-		return total.minus(unused), current
+	return l.update(ctx, agent, w, start, func(total Usage, found bool) (Usage, bool) {
+		// Nothing to give back of a window the ledger no longer keeps
+		// (or that was deleted meanwhile), and never below zero.
+		return total.minus(unused).atLeastZero(), found
 	})
 }
 
-// update reads agent's totals of window w, starting at start, changes
+// update reads agent's totals of the window w starting at start, changes
 // them with f (false: nothing to write) and writes them, again on a
-// conflict. Totals of another window (an older one) are zero to f, and
-// not current.
-func (l *ConfigMapLedger) update(ctx context.Context, agent Key, w Window, start time.Time, f func(total Usage, current bool) (Usage, bool)) error {
+// conflict. Each window's totals have keys of their own
+// (<window>.<start, Unix seconds>.<signal>): a replica whose clock is a
+// little behind reserves in the window it is in, never over the next
+// one's totals. Windows before the last two are dropped.
+func (l *ConfigMapLedger) update(ctx context.Context, agent Key, w Window, start time.Time, f func(total Usage, found bool) (Usage, bool)) error {
 	key := client.ObjectKey{Namespace: l.Namespace, Name: LedgerName(agent)}
-	startText := start.UTC().Format(time.RFC3339)
+	prefix := windowKey(w, start)
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cm := &corev1.ConfigMap{}
 		err := l.Client.Get(ctx, key, cm)
@@ -158,21 +173,27 @@ func (l *ConfigMapLedger) update(ctx context.Context, agent Key, w Window, start
 		if cm.Data == nil {
 			cm.Data = map[string]string{}
 		}
-		var total Usage
-		current := cm.Data[string(w)] == startText
-		if current {
-			var err error
-			if total, err = parseUsage(cm.Data, string(w)); err != nil {
-				return fmt.Errorf("ConfigMap %s: %w", key, err)
-			}
+		total, found, err := parseUsage(cm.Data, prefix)
+		if err != nil {
+			return fmt.Errorf("ConfigMap %s: %w", key, err)
 		}
-		next, write := f(total, current)
+		next, write := f(total, found)
 		if !write {
 			return nil
 		}
 		cm.Data["agent"] = agent.String()
-		cm.Data[string(w)] = startText
-		next.each(func(signal string, v int64) { cm.Data[string(w)+"."+signal] = strconv.FormatInt(v, 10) })
+		next.each(func(signal string, v int64) { cm.Data[prefix+"."+signal] = strconv.FormatInt(v, 10) })
+		oldest := start.Add(-2 * w.length()).Unix()
+		for k := range cm.Data {
+			kind, rest, ok := strings.Cut(k, ".")
+			if !ok || kind != string(w) {
+				continue
+			}
+			at, _, _ := strings.Cut(rest, ".")
+			if n, err := strconv.ParseInt(at, 10, 64); err == nil && n < oldest {
+				delete(cm.Data, k)
+			}
+		}
 		if create {
 			err = l.Client.Create(ctx, cm)
 			if apierrors.IsAlreadyExists(err) {
@@ -185,8 +206,17 @@ func (l *ConfigMapLedger) update(ctx context.Context, agent Key, w Window, start
 	})
 }
 
-func parseUsage(data map[string]string, prefix string) (Usage, error) {
+// windowKey is the prefix of the keys of window w starting at start.
+func windowKey(w Window, start time.Time) string {
+	return string(w) + "." + strconv.FormatInt(start.Unix(), 10)
+}
+
+// parseUsage reads the totals under prefix; found says whether any is
+// there. A total that is not a number, or below zero, is corrupt: the
+// ledger refuses rather than guess.
+func parseUsage(data map[string]string, prefix string) (Usage, bool, error) {
 	var u Usage
+	found := false
 	for _, f := range []struct {
 		signal string
 		v      *int64
@@ -195,11 +225,12 @@ func parseUsage(data map[string]string, prefix string) (Usage, error) {
 		if !ok {
 			continue
 		}
+		found = true
 		n, err := strconv.ParseInt(text, 10, 64)
-		if err != nil {
-			return Usage{}, fmt.Errorf("%s.%s: %w", prefix, f.signal, err)
+		if err != nil || n < 0 {
+			return Usage{}, false, fmt.Errorf("%s.%s is %q: not a count", prefix, f.signal, text)
 		}
 		*f.v = n
 	}
-	return u, nil
+	return u, found, nil
 }

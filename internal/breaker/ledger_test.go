@@ -20,8 +20,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -72,4 +74,36 @@ func configMapLedger(t *testing.T) breaker.Ledger {
 		t.Fatal(err)
 	}
 	return &breaker.ConfigMapLedger{Client: cpClient, Namespace: ns.Name}
+}
+
+// A total that is not a count is corrupt: the ledger refuses (the gateway
+// refuses the call, CapsUnavailable) rather than guess; giving back to a
+// window the ledger no longer keeps writes nothing.
+func TestConfigMapLedgerRefusesCorruptTotals(t *testing.T) {
+	l := configMapLedger(t).(*breaker.ConfigMapLedger)
+	ctx := context.Background()
+	start := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	limits := breaker.Usage{Records: 100}
+	if err := l.Release(ctx, agentKey, breaker.Day, start, breaker.Usage{Records: 50}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := l.Reserve(ctx, agentKey, breaker.Day, start, breaker.Usage{Records: 1}, breaker.Usage{Records: 1}, limits); err != nil {
+		t.Fatal(err)
+	}
+	cm := &corev1.ConfigMap{}
+	if err := cpClient.Get(ctx, client.ObjectKey{Namespace: l.Namespace, Name: breaker.LedgerName(agentKey)}, cm); err != nil {
+		t.Fatal(err)
+	}
+	key := fmt.Sprintf("day.%d.records", start.Unix())
+	if cm.Data[key] != "1" {
+		t.Fatalf("after a release to nothing and a reservation of 1: %v", cm.Data)
+	}
+	cm.Data[key] = "-500"
+	if err := cpClient.Update(ctx, cm); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := l.Reserve(ctx, agentKey, breaker.Day, start, breaker.Usage{Records: 1}, breaker.Usage{Records: 1}, limits)
+	if err == nil || !strings.Contains(err.Error(), `is "-500": not a count`) {
+		t.Fatalf("a negative total: %v", err)
+	}
 }

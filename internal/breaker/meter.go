@@ -57,6 +57,10 @@ func (u Usage) minus(o Usage) Usage {
 	return Usage{u.Records - o.Records, u.Bytes - o.Bytes, u.Calls - o.Calls}
 }
 
+func (u Usage) atLeastZero() Usage {
+	return Usage{max(0, u.Records), max(0, u.Bytes), max(0, u.Calls)}
+}
+
 // Window is a cap's window: a clock minute or a calendar day, in UTC.
 type Window string
 
@@ -65,6 +69,14 @@ const (
 	Minute Window = "minute"
 	Day    Window = "day"
 )
+
+// length is how long a window w lasts.
+func (w Window) length() time.Duration {
+	if w == Minute {
+		return time.Minute
+	}
+	return 24 * time.Hour
+}
 
 // start is the start of the window w that t is in.
 func (w Window) start(t time.Time) time.Time {
@@ -216,6 +228,9 @@ type Meter struct {
 type account struct {
 	mu      sync.Mutex
 	windows [2]held // Minute, Day
+	// swept: dropped from the Meter (its day is over); whoever holds it
+	// takes the Meter's account again.
+	swept bool
 }
 
 type held struct {
@@ -238,6 +253,11 @@ func (m *Meter) Take(ctx context.Context, agent Key, limits Limits, n Usage) (*E
 	}
 	a := m.account(agent)
 	a.mu.Lock()
+	for a.swept {
+		a.mu.Unlock()
+		a = m.account(agent)
+		a.mu.Lock()
+	}
 	defer a.mu.Unlock()
 	now := m.now()
 	for i, w := range []Window{Minute, Day} {
@@ -340,6 +360,7 @@ func (m *Meter) account(agent Key) *account {
 		for k, a := range m.accounts {
 			if a.mu.TryLock() {
 				if a.windows[1].start.Before(today) && a.windows[0].start.Before(today) {
+					a.swept = true
 					delete(m.accounts, k)
 				}
 				a.mu.Unlock()

@@ -172,3 +172,68 @@ func TestLimitsOf(t *testing.T) {
 	}))
 	g.Expect(breaker.LimitsOf(nil).None()).To(BeTrue())
 }
+
+// Across midnight, a replica whose clock is two seconds behind reserves in
+// the day it is in, and never over the new day's totals: neither day is
+// served past its cap.
+func TestMeterAcrossTheDayWithClocksApart(t *testing.T) {
+	for _, ledger := range []struct {
+		name string
+		new  func(t *testing.T) breaker.Ledger
+	}{
+		{"memory", func(*testing.T) breaker.Ledger { return &breaker.MemoryLedger{} }},
+		{"configmap", configMapLedger},
+	} {
+		t.Run(ledger.name, func(t *testing.T) {
+			g := NewWithT(t)
+			l := ledger.new(t)
+			limits := breaker.Limits{Day: breaker.Usage{Records: 1000}}
+			midnight := time.Date(2026, 12, 8, 0, 0, 0, 0, time.UTC)
+			behind := clocktesting.NewFakePassiveClock(midnight.Add(-2 * time.Second))
+			ahead := clocktesting.NewFakePassiveClock(midnight.Add(time.Second))
+			a, b := &breaker.Meter{Ledger: l, Clock: behind}, &breaker.Meter{Ledger: l, Clock: ahead}
+			served := map[*breaker.Meter]int64{}
+			take := func(m *breaker.Meter) bool {
+				e, err := m.Take(context.Background(), agentKey, limits, breaker.Usage{Records: 10})
+				g.Expect(err).NotTo(HaveOccurred())
+				if e == nil {
+					served[m] += 10
+				}
+				return e == nil
+			}
+			// Turn about: a in the old day, b in the new one.
+			for i := 0; i < 400; i++ {
+				take(a)
+				take(b)
+			}
+			g.Expect(served[a]).To(BeNumerically("<=", 1000), "the old day")
+			g.Expect(served[b]).To(BeNumerically("<=", 1000), "the new day")
+			g.Expect(served[b]).To(BeNumerically(">=", 900), "the new day's cap is not eaten by the old")
+		})
+	}
+}
+
+// Four replicas serving one agent in turn reach its cap only a little
+// early: near a cap the chunks they hold shrink.
+func TestMeterReplicasReachTheCapNearlyWhole(t *testing.T) {
+	g := NewWithT(t)
+	l := &breaker.MemoryLedger{}
+	clk := clocktesting.NewFakePassiveClock(time.Date(2026, 12, 7, 9, 30, 5, 0, time.UTC))
+	limits := breaker.Limits{Minute: breaker.Usage{Calls: 120}}
+	meters := make([]*breaker.Meter, 4)
+	for i := range meters {
+		meters[i] = &breaker.Meter{Ledger: l, Clock: clk}
+	}
+	calls := 0
+	for ; calls < 200; calls++ {
+		e, err := meters[calls%4].Take(context.Background(), agentKey, limits, breaker.Usage{Calls: 1})
+		g.Expect(err).NotTo(HaveOccurred())
+		if e != nil {
+			g.Expect(e.Observed).To(BeNumerically(">", 120))
+			break
+		}
+	}
+	t.Logf("frozen after %d of 120 calls", calls)
+	g.Expect(calls).To(BeNumerically(">=", 112), "the cap was reached far too early: other replicas held too much")
+	g.Expect(calls).To(BeNumerically("<=", 120))
+}

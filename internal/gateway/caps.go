@@ -67,12 +67,14 @@ func (c ClientFreezer) Freeze(ctx context.Context, f *custosv1alpha1.AgentFreeze
 	if err := c.Client.Create(ctx, f); err != nil {
 		return err
 	}
-	if c.Reader == nil {
-		return nil
+	if c.Reader != nil {
+		// Made: not seeing it in the cache yet is no failure (the API
+		// server has it, and every replica's cache will).
+		_ = kwait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 2*time.Second, true, func(ctx context.Context) (bool, error) {
+			return c.Reader.Get(ctx, client.ObjectKeyFromObject(f), &custosv1alpha1.AgentFreeze{}) == nil, nil
+		})
 	}
-	return kwait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 2*time.Second, true, func(ctx context.Context) (bool, error) {
-		return c.Reader.Get(ctx, client.ObjectKeyFromObject(f), &custosv1alpha1.AgentFreeze{}) == nil, nil
-	})
+	return nil
 }
 
 // Caps enforces the agents' caps on the call path: the calls, records
@@ -187,7 +189,10 @@ func (s *Server) capExceeded(ctx context.Context, sess *session, tool *Tool, rec
 	}
 	frozen := "and the agent is frozen until a person lifts it (kubectl custos unfreeze " + sess.agent.Name + " -n " + sess.agent.Namespace + ")"
 	if s.Caps.Freezer != nil {
-		if err := s.Caps.Freezer.Freeze(ctx, freeze); err != nil {
+		// The agent hanging up does not stop its freeze.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := s.Caps.Freezer.Freeze(fctx, freeze); err != nil {
 			frozen = "and freezing the agent failed (" + err.Error() + "); the cap still refuses"
 		} else {
 			rec.details["freeze"] = freeze.Name
@@ -229,44 +234,56 @@ func (s *Server) recordSeq(ctx context.Context, e audit.Event) (uint64, bool) {
 }
 
 // measure is what a result takes: its records (the length of the array
-// at the tool's recordsPath in its structured result, or in its text when
-// that is JSON; without a recordsPath, the length of a result that is an
-// array; else 1) and its bytes (the text served).
+// at the tool's recordsPath in its structured result, or in each text
+// block that is JSON, added up; without a recordsPath, the length of a
+// result that is an array; else 1) and its bytes (the text served).
 func measure(tool *Tool, res *mcp.CallToolResult) (records, bytes int64) {
-	var text string
+	var texts []string
 	for _, c := range res.Content {
 		if t, ok := c.(*mcp.TextContent); ok {
 			bytes += int64(len(t.Text))
-			if text == "" {
-				text = t.Text
-			}
+			texts = append(texts, t.Text)
 		}
 	}
 	if res.IsError {
 		return 1, bytes
 	}
-	raw, _ := res.StructuredContent.(json.RawMessage)
-	if res.StructuredContent == nil {
-		raw = json.RawMessage(text)
-	}
-	path := tool.Spec.RecordsPath
-	if path == "" && !strings.HasPrefix(strings.TrimSpace(string(raw)), "[") {
-		// Not a list, and nothing says where one is: one record. (A
-		// structured result the SDK decoded is an object, by MCP's rules.)
-		return 1, bytes
-	}
-	var doc any
-	if raw != nil {
-		if json.Unmarshal(raw, &doc) != nil {
+	if res.StructuredContent != nil {
+		raw, isRaw := res.StructuredContent.(json.RawMessage)
+		if !isRaw {
+			// The SDK decoded it: an object, by MCP's rules.
+			if n, ok := recordsIn(res.StructuredContent, tool.Spec.RecordsPath); ok {
+				return n, bytes
+			}
 			return 1, bytes
 		}
-	} else {
-		doc = res.StructuredContent
+		texts = []string{string(raw)}
 	}
-	if list, ok := pointer(doc, path).([]any); ok {
-		return int64(len(list)), bytes
+	counted := false
+	for _, text := range texts {
+		if tool.Spec.RecordsPath == "" && !strings.HasPrefix(strings.TrimSpace(text), "[") {
+			// Not a list, and nothing says where one is.
+			continue
+		}
+		var doc any
+		if json.Unmarshal([]byte(text), &doc) != nil {
+			continue
+		}
+		if n, ok := recordsIn(doc, tool.Spec.RecordsPath); ok {
+			records += n
+			counted = true
+		}
 	}
-	return 1, bytes
+	if !counted {
+		return 1, bytes
+	}
+	return records, bytes
+}
+
+// recordsIn is the length of the array at path in doc.
+func recordsIn(doc any, path string) (int64, bool) {
+	list, ok := pointer(doc, path).([]any)
+	return int64(len(list)), ok
 }
 
 // pointer is the value at JSON Pointer p (RFC 6901) in doc, or nil.

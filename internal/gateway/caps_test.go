@@ -316,6 +316,8 @@ func TestMeasure(t *testing.T) {
 		{"an array result, no path", "", text(`[{"id":1},{"id":2}]`), 2},
 		{"an object result, no path", "", structured(`{"hits":[1,2,3]}`), 1},
 		{"text that is not JSON", "/hits", text(`three hits`), 1},
+		{"records in every text block", "/hits", &mcp.CallToolResult{Content: []mcp.Content{
+			&mcp.TextContent{Text: `{"hits":[1,2,3]}`}, &mcp.TextContent{Text: `{"hits":[4,5]}`}}}, 5},
 		{"a tool error", "/hits", &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: `{"hits":[1,2]}`}}}, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -324,7 +326,11 @@ func TestMeasure(t *testing.T) {
 			if records != tc.records {
 				t.Errorf("records %d, want %d", records, tc.records)
 			}
-			if want := int64(len(tc.res.Content[0].(*mcp.TextContent).Text)); bytes != want {
+			want := int64(0)
+			for _, c := range tc.res.Content {
+				want += int64(len(c.(*mcp.TextContent).Text))
+			}
+			if bytes != want {
 				t.Errorf("bytes %d, want %d", bytes, want)
 			}
 		})

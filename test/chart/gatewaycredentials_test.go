@@ -34,6 +34,11 @@ func TestGatewayCredentialsNamespace(t *testing.T) {
 	const credentials = namespace + "-gateway-credentials"
 	m := render(t, namespace, gatewayOn...)
 
+	// Never the release namespace: the gateway writes ConfigMaps in its
+	// own, and custos-sts's revocation lists are ConfigMaps of the release's.
+	g.Expect(renderError(t, append(gatewayOn, "gateway.credentials.namespace="+namespace, "gateway.credentials.create=false")...)).
+		To(ContainSubstring("gateway.credentials.namespace must not be the release namespace"))
+
 	ns := into[corev1.Namespace](t, m.find(t, "Namespace", credentials))
 	g.Expect(ns.Labels).To(HaveKeyWithValue("pod-security.kubernetes.io/enforce", "restricted"))
 	g.Expect(m.deployment(t).Spec.Template.Spec.Containers[0].Args).
