@@ -361,4 +361,3 @@ func TestCapsFreezeThroughTheAPIServer(t *testing.T) {
 		t.Errorf("the freeze as stored: %+v", f.Spec)
 	}
 }
-
