@@ -210,7 +210,7 @@ func TestFreezesCommand(t *testing.T) {
 		return audit.Event{Action: audit.ActionAgentFrozen, Decision: audit.DecisionDeny, Subject: agent, Details: d}
 	}
 	cap := map[string]string{"evidence.auditLogID": "custos-gateway/gw-0", "evidence.sequences": strconv.FormatUint(capSeq, 10),
-		"evidence.traceIDs": trace, "limit": "10000", "observed": "10040", "signal": "records per day"}
+		"evidence.traceIDs": trace, "limit": "10000", "observed": "10040", "signal": "records"}
 	manager := trail(t, keys, func(l *audit.Log) {
 		l.Record(context.Background(), frozen("invoice-reconciler-cap-x1", "Cap", cap))
 		l.Record(context.Background(), frozen("invoice-reconciler-7xk2q", "Manual", map[string]string{"frozenBy": "olga"}))
@@ -239,10 +239,16 @@ func TestFreezesCommand(t *testing.T) {
 		l.Record(context.Background(), frozen("inflated", "Cap", c))
 		c["evidence.auditLogID"], c["observed"] = "custos-gateway/gw-9", "10040"
 		l.Record(context.Background(), frozen("elsewhere", "Cap", c))
+		c["evidence.auditLogID"], c["signal"] = "custos-gateway/gw-0", "bytes"
+		l.Record(context.Background(), frozen("other-signal", "Cap", c))
 	})
 	code, out, _ = runCmd("freezes", "--key", filepath.Join(keys, "audit-public.pem"), "--trail", "custos-gateway/gw-0="+gateway, forged)
 	g.Expect(code).To(Equal(1), out)
 	g.Expect(out).To(ContainSubstring("FAIL finance-agents/invoice-reconciler frozen by cites-a-call (Cap, record 0): cites record " + strconv.FormatUint(calledSeq, 10) + " of custos-gateway/gw-0, a tool.called, not a cap.exceeded"))
 	g.Expect(out).To(ContainSubstring("frozen by inflated (Cap, record 1): record " + strconv.FormatUint(capSeq, 10) + " of custos-gateway/gw-0 says 10040 of 10000, the freeze 20000 of 10000"))
 	g.Expect(out).To(ContainSubstring("frozen by elsewhere (Cap, record 2): cites record " + strconv.FormatUint(capSeq, 10) + " of trail custos-gateway/gw-9, which is not in the trails given"))
+	g.Expect(out).To(ContainSubstring("frozen by other-signal (Cap, record 3): record " + strconv.FormatUint(capSeq, 10) + " of custos-gateway/gw-0 is of records, the freeze of bytes"))
+	code, _, errOut = runCmd("freezes", "--key", filepath.Join(keys, "audit-public.pem"), "--trail", "custos-gateway/gw-0="+gateway, "--trail", "custos-gateway/gw-0="+gateway, forged)
+	g.Expect(code).To(Equal(2))
+	g.Expect(errOut).To(ContainSubstring("log ID custos-gateway/gw-0 given twice"))
 }

@@ -86,6 +86,8 @@ func Recompute(frozen *audit.Record, cited Cited) Recomputed {
 			return fail("cites record %d of %s, which is of another agent", seq, logID)
 		case !slices.Contains(traces, c.TraceID):
 			return fail("cites record %d of %s, whose trace %s is not among the freeze's (%s)", seq, logID, c.TraceID, d["evidence.traceIDs"])
+		case d["signal"] != "" && c.Details["signal"] != d["signal"]:
+			return fail("record %d of %s is of %s, the freeze of %s", seq, logID, c.Details["signal"], d["signal"])
 		case c.Details["limit"] != d["limit"] || c.Details["observed"] != d["observed"]:
 			return fail("record %d of %s says %s of %s, the freeze %s of %s", seq, logID, c.Details["observed"], c.Details["limit"], d["observed"], d["limit"])
 		}
