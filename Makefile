@@ -14,6 +14,7 @@ HELM := hack/helm.sh
 # Builds (once) and prints the path of kwok, which fakes the e2e cluster's
 # nodes and pods; its Stage files go beside it.
 KWOK := hack/kwok.sh
+PROMTOOL := hack/promtool.sh
 # The binaries of the whole cluster make e2e runs on: the control plane, and
 # the controller manager and scheduler that make it a cluster.
 CLUSTER := kube-apiserver etcd kubectl kube-controller-manager kube-scheduler
@@ -36,9 +37,9 @@ dev: build cluster kwok ## Run Custos locally: a cluster with nodes in three reg
 	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE) $(CLUSTER))" KWOK="$$($(KWOK))" bin/custos-dev
 
 .PHONY: test
-test: cluster helm kwok ## Run every test: the unit packages with the race detector, the rest against a real kube-apiserver and etcd (make dev's on a whole local cluster).
+test: cluster helm kwok promtool ## Run every test: the unit packages with the race detector, the rest against a real kube-apiserver and etcd (make dev's on a whole local cluster).
 	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE))" $(GO) test -race -count=1 $(UNIT_PKGS)
-	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE) $(CLUSTER))" HELM="$$($(HELM))" KWOK="$$($(KWOK))" \
+	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE) $(CLUSTER))" HELM="$$($(HELM))" KWOK="$$($(KWOK))" PROMTOOL="$$($(PROMTOOL))" \
 		$(GO) test -count=1 $$($(GO) list ./... | grep -v -x -F "$$($(GO) list $(UNIT_PKGS))")
 
 .PHONY: e2e
@@ -61,6 +62,10 @@ controlplane: ## Build kube-apiserver, etcd and kubectl into bin/k8s/ (only when
 .PHONY: helm
 helm: ## Build helm, for the chart tests, into bin/tools/ (only when missing).
 	$(HELM) >/dev/null
+
+.PHONY: promtool
+promtool: ## Fetch promtool, for the alerting rules' tests, from Debian's prometheus package into bin/tools/ (only when missing).
+	$(PROMTOOL) >/dev/null
 
 .PHONY: kwok
 kwok: ## Build kwok and its stages, for make e2e, into bin/tools/ (only when missing).
