@@ -7,7 +7,7 @@
 # at the version pinned below, into bin/tools/prometheus-<version>/. A
 # binary already there is never fetched again. Prints promtool's path.
 #
-#   hack/promtool.sh                          # bin/tools/prometheus-2.42.0+ds-5+b6/usr/bin/promtool
+#   hack/promtool.sh                          # bin/tools/prometheus-2.42.0+ds-5+b6/promtool
 #   "$(hack/promtool.sh)" test rules test/rules/custos.test.yaml
 set -euo pipefail
 
@@ -15,7 +15,7 @@ version="2.42.0+ds-5+b6"
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 dir="$root/bin/tools/prometheus-$version"
-bin="$dir/usr/bin/promtool"
+bin="$dir/promtool"
 mkdir -p "$dir"
 
 exec 9>"$dir/.lock"
@@ -32,7 +32,10 @@ if [[ ! -x "$bin" ]]; then
       exit 1
     }
   fi
-  dpkg-deb -x "$work"/prometheus_*.deb "$dir"
+  # The binaries alone: the package's documentation holds Go examples,
+  # which go list ./... (and controller-gen) would take for the project's.
+  dpkg-deb -x "$work"/prometheus_*.deb "$work/x"
+  cp "$work/x/usr/bin/promtool" "$work/x/usr/bin/prometheus" "$dir/"
   "$bin" --version >/dev/null
 fi
 echo "$bin"

@@ -69,7 +69,7 @@ func TestAlertRules(t *testing.T) {
 			g.Expect(r.Annotations["runbook_url"]).To(HaveSuffix("/docs/runbooks/"+r.Alert+".md"), r.Alert)
 			g.Expect(filepath.Join("..", "..", "docs", "runbooks", r.Alert+".md")).To(BeAnExistingFile(), r.Alert)
 			// A case that fires and one that does not.
-			cases := regexp.MustCompile(`(?s)alertname: ` + r.Alert + `\n\s+exp_alerts:(\s*\[\]|\s*\n\s+- exp_labels)`).FindAllSubmatch(tests, -1)
+			cases := regexp.MustCompile(`(?s)alertname: `+r.Alert+`\n\s+exp_alerts:(\s*\[\]|\s*\n\s+- exp_labels)`).FindAllSubmatch(tests, -1)
 			fires, quiet := false, false
 			for _, c := range cases {
 				if string(c[1]) == " []" {
