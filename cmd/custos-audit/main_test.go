@@ -43,26 +43,13 @@ func runCmd(args ...string) (code int, stdout, stderr string) {
 // private key in keyDir.
 func writeStore(t *testing.T, keyDir string, n int) string {
 	t.Helper()
-	g := NewWithT(t)
-	privPEM, err := os.ReadFile(filepath.Join(keyDir, "audit-private.pem"))
-	g.Expect(err).NotTo(HaveOccurred())
-	key, err := audit.ParsePrivateKeyPEM(privPEM, nil)
-	g.Expect(err).NotTo(HaveOccurred())
-	signer, err := audit.NewSigner(key)
-	g.Expect(err).NotTo(HaveOccurred())
-	dir := filepath.Join(t.TempDir(), "audit")
-	store, err := audit.OpenSegmentStore(dir, audit.StoreOptions{SegmentSize: 8192})
-	g.Expect(err).NotTo(HaveOccurred())
-	l, err := audit.New(audit.Options{Sinks: []audit.Sink{store}, Signer: signer, CheckpointEvery: 10,
-		BufferDir: t.TempDir(), Logger: logr.Discard()})
-	g.Expect(err).NotTo(HaveOccurred())
-	for i := range n {
-		l.Record(context.Background(), audit.Event{Action: audit.ActionAgentOnboarded, Decision: audit.DecisionAllow,
-			Subject: audit.Subject{Kind: "Agent", Namespace: "finance-agents", Name: "invoice-reconciler", Tenant: "acme-finance"},
-			Details: map[string]string{"i": strings.Repeat("x", i%7)}})
-	}
-	g.Expect(l.Close()).To(Succeed())
-	return dir
+	return trail(t, keyDir, audit.StoreOptions{SegmentSize: 8192}, func(l *audit.Log) {
+		for i := range n {
+			l.Record(context.Background(), audit.Event{Action: audit.ActionAgentOnboarded, Decision: audit.DecisionAllow,
+				Subject: audit.Subject{Kind: "Agent", Namespace: "finance-agents", Name: "invoice-reconciler", Tenant: "acme-finance"},
+				Details: map[string]string{"i": strings.Repeat("x", i%7)}})
+		}
+	})
 }
 
 func TestVerifyCommand(t *testing.T) {
@@ -165,9 +152,10 @@ func TestUsage(t *testing.T) {
 	g.Expect(errOut).To(ContainSubstring("no such file or directory"))
 }
 
-// trail writes a closed, signed segment store of events, each recorded
-// by write (which may use the log's sequence numbers).
-func trail(t *testing.T, keyDir string, write func(l *audit.Log)) string {
+// trail writes a closed segment store, signed with the private key in
+// keyDir, of the events write records (which may use the log's sequence
+// numbers).
+func trail(t *testing.T, keyDir string, opts audit.StoreOptions, write func(l *audit.Log)) string {
 	t.Helper()
 	g := NewWithT(t)
 	privPEM, err := os.ReadFile(filepath.Join(keyDir, "audit-private.pem"))
@@ -177,7 +165,7 @@ func trail(t *testing.T, keyDir string, write func(l *audit.Log)) string {
 	signer, err := audit.NewSigner(key)
 	g.Expect(err).NotTo(HaveOccurred())
 	dir := filepath.Join(t.TempDir(), "audit")
-	store, err := audit.OpenSegmentStore(dir, audit.StoreOptions{})
+	store, err := audit.OpenSegmentStore(dir, opts)
 	g.Expect(err).NotTo(HaveOccurred())
 	l, err := audit.New(audit.Options{Sinks: []audit.Sink{store}, Signer: signer, CheckpointEvery: 10, BufferDir: t.TempDir(), Logger: logr.Discard()})
 	g.Expect(err).NotTo(HaveOccurred())
@@ -197,7 +185,7 @@ func TestFreezesCommand(t *testing.T) {
 	agent := audit.Subject{Kind: "Agent", Namespace: "finance-agents", Name: "invoice-reconciler", Tenant: "acme-finance"}
 	const trace = "4bf92f3577b34da6a3ce929d0e0e4736"
 	var capSeq, calledSeq uint64
-	gateway := trail(t, keys, func(l *audit.Log) {
+	gateway := trail(t, keys, audit.StoreOptions{}, func(l *audit.Log) {
 		calledSeq, _ = l.RecordSeq(context.Background(), audit.Event{Action: audit.ActionToolCalled, Decision: audit.DecisionAllow, Subject: agent, TraceID: "0af7651916cd43dd8448eb211c80319c"})
 		capSeq, _ = l.RecordSeq(context.Background(), audit.Event{Action: audit.ActionCapExceeded, Decision: audit.DecisionDeny, Subject: agent, TraceID: trace,
 			Details: map[string]string{"tool": "ledger.search", "signal": "records", "window": "day", "limit": "10000", "observed": "10040"}})
@@ -211,7 +199,7 @@ func TestFreezesCommand(t *testing.T) {
 	}
 	cap := map[string]string{"evidence.auditLogID": "custos-gateway/gw-0", "evidence.sequences": strconv.FormatUint(capSeq, 10),
 		"evidence.traceIDs": trace, "limit": "10000", "observed": "10040", "signal": "records"}
-	manager := trail(t, keys, func(l *audit.Log) {
+	manager := trail(t, keys, audit.StoreOptions{}, func(l *audit.Log) {
 		l.Record(context.Background(), frozen("invoice-reconciler-cap-x1", "Cap", cap))
 		l.Record(context.Background(), frozen("invoice-reconciler-7xk2q", "Manual", map[string]string{"frozenBy": "olga"}))
 	})
@@ -224,7 +212,7 @@ func TestFreezesCommand(t *testing.T) {
 
 	// Evidence that does not bear the freeze out: a record that is no
 	// crossing, numbers that differ, a trail not given.
-	forged := trail(t, keys, func(l *audit.Log) {
+	forged := trail(t, keys, audit.StoreOptions{}, func(l *audit.Log) {
 		c := map[string]string{}
 		for k, v := range cap {
 			c[k] = v

@@ -36,6 +36,16 @@ import (
 
 var agentKey = breaker.Key{Namespace: "finance-agents", Name: "reconciler"}
 
+// ledgers are the Ledgers the Meter's tests run on: in memory, and
+// ConfigMaps on a real API server.
+var ledgers = []struct {
+	name string
+	new  func(t *testing.T) breaker.Ledger
+}{
+	{"memory", func(*testing.T) breaker.Ledger { return &breaker.MemoryLedger{} }},
+	{"configmap", configMapLedger},
+}
+
 // serve plays a gateway replica's calls: each result of 1..maxResult
 // records is served only when the meter takes it, and counted as served.
 // It stops at the first refusal, and returns the refusals.
@@ -68,13 +78,7 @@ func serve(t *testing.T, m *breaker.Meter, limits breaker.Limits, calls, maxResu
 // never serve a record past the day's cap, and stop short of it by no more
 // than what the lost replica held.
 func TestMeterServesNoRecordPastACapAcrossReplicasAndARestart(t *testing.T) {
-	for _, ledger := range []struct {
-		name string
-		new  func(t *testing.T) breaker.Ledger
-	}{
-		{"memory", func(*testing.T) breaker.Ledger { return &breaker.MemoryLedger{} }},
-		{"configmap", configMapLedger},
-	} {
+	for _, ledger := range ledgers {
 		t.Run(ledger.name, func(t *testing.T) {
 			g := NewWithT(t)
 			l := ledger.new(t)
@@ -177,13 +181,7 @@ func TestLimitsOf(t *testing.T) {
 // the day it is in, and never over the new day's totals: neither day is
 // served past its cap.
 func TestMeterAcrossTheDayWithClocksApart(t *testing.T) {
-	for _, ledger := range []struct {
-		name string
-		new  func(t *testing.T) breaker.Ledger
-	}{
-		{"memory", func(*testing.T) breaker.Ledger { return &breaker.MemoryLedger{} }},
-		{"configmap", configMapLedger},
-	} {
+	for _, ledger := range ledgers {
 		t.Run(ledger.name, func(t *testing.T) {
 			g := NewWithT(t)
 			l := ledger.new(t)
