@@ -29,6 +29,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -159,7 +160,7 @@ func (l *ConfigMapLedger) Release(ctx context.Context, agent Key, w Window, star
 func (l *ConfigMapLedger) update(ctx context.Context, agent Key, w Window, start time.Time, f func(total Usage, found bool) (Usage, bool)) error {
 	key := client.ObjectKey{Namespace: l.Namespace, Name: LedgerName(agent)}
 	prefix := windowKey(w, start)
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	return retry.RetryOnConflict(ledgerRetry, func() error {
 		cm := &corev1.ConfigMap{}
 		err := l.Client.Get(ctx, key, cm)
 		create := apierrors.IsNotFound(err)
@@ -205,6 +206,11 @@ func (l *ConfigMapLedger) update(ctx context.Context, agent Key, w Window, start
 		return l.Client.Update(ctx, cm)
 	})
 }
+
+// ledgerRetry is how often a write that lost a race to another replica
+// is tried again: replicas serving one busy agent race for its ConfigMap,
+// most of all near a cap, where every result is a reservation.
+var ledgerRetry = wait.Backoff{Steps: 40, Duration: 2 * time.Millisecond, Factor: 1.3, Jitter: 1, Cap: 200 * time.Millisecond}
 
 // windowKey is the prefix of the keys of window w starting at start.
 func windowKey(w Window, start time.Time) string {
