@@ -3,7 +3,8 @@
 # SPDX-License-Identifier: Apache-2.0
 #
 # Fetches promtool, for `promtool check rules` and `promtool test rules` on
-# the chart's alerting rules (test/chart), from Debian's prometheus package
+# the chart's alerting rules (test/chart), and prometheus beside it (the
+# dashboard's queries are run against it), from Debian's prometheus package
 # at the version pinned below, into bin/tools/prometheus-<version>/. A
 # binary already there is never fetched again. Prints promtool's path.
 #

@@ -1,0 +1,193 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package chart
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+)
+
+const dashboardFile = "files/dashboards/custos-agent-risk.json"
+
+type dashboard struct {
+	Panels []struct {
+		Title   string `json:"title"`
+		Targets []struct {
+			Expr string `json:"expr"`
+		} `json:"targets"`
+	} `json:"panels"`
+}
+
+// TestDashboardConfigMap: the chart ships the dashboard as it is, with the
+// sidecar's label.
+func TestDashboardConfigMap(t *testing.T) {
+	g := NewWithT(t)
+	cm := render(t, namespace).find(t, "ConfigMap", "custos-dashboards")
+	g.Expect(cm.GetLabels()).To(HaveKeyWithValue("grafana_dashboard", "1"))
+	raw, err := os.ReadFile(filepath.Join(chartDir, dashboardFile))
+	g.Expect(err).NotTo(HaveOccurred())
+	data := cm.Object["data"].(map[string]any)
+	var shipped, file any
+	g.Expect(json.Unmarshal([]byte(data["custos-agent-risk.json"].(string)), &shipped)).To(Succeed())
+	g.Expect(json.Unmarshal(raw, &file)).To(Succeed())
+	g.Expect(shipped).To(Equal(file))
+	other := render(t, namespace, "grafanaDashboard.label=dashboards", "grafanaDashboard.labelValue=custos", "grafanaDashboard.namespace=monitoring").
+		find(t, "ConfigMap", "custos-dashboards")
+	g.Expect(other.GetLabels()).To(HaveKeyWithValue("dashboards", "custos"))
+	g.Expect(other.GetNamespace()).To(Equal("monitoring"))
+	g.Expect(names(render(t, namespace, "grafanaDashboard.enabled=false").ofKind("ConfigMap"))).NotTo(ContainElement("custos-dashboards"))
+}
+
+// TestDashboardQueries: every query of the dashboard returns data from a
+// real Prometheus (Debian's, beside promtool) loaded with a slice of the
+// gateway's metrics: 20 agents over 8 days at 1-minute resolution, each
+// with its own daily shape.
+func TestDashboardQueries(t *testing.T) {
+	g := NewWithT(t)
+	promtool := os.Getenv("PROMTOOL")
+	if promtool == "" {
+		t.Fatal("PROMTOOL is not set: make test sets it (hack/promtool.sh fetches Debian's promtool and prometheus)")
+	}
+	dir := t.TempDir()
+	end := time.Now().Truncate(time.Minute)
+	slice := filepath.Join(dir, "slice.om")
+	g.Expect(writeSlice(slice, end.Add(-8*24*time.Hour), end)).To(Succeed())
+	data := filepath.Join(dir, "data")
+	out, err := exec.Command(promtool, "tsdb", "create-blocks-from", "openmetrics", slice, data).CombinedOutput()
+	g.Expect(err).NotTo(HaveOccurred(), "promtool tsdb create-blocks-from openmetrics:\n%s", out)
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	g.Expect(err).NotTo(HaveOccurred())
+	addr := l.Addr().String()
+	g.Expect(l.Close()).To(Succeed())
+	config := filepath.Join(dir, "prometheus.yml")
+	g.Expect(os.WriteFile(config, []byte("global: {}\n"), 0o600)).To(Succeed())
+	prom := exec.Command(filepath.Join(filepath.Dir(promtool), "prometheus"), "--config.file="+config, "--storage.tsdb.path="+data,
+		"--web.listen-address="+addr, "--storage.tsdb.retention.time=30d")
+	logs, err := os.Create(filepath.Join(dir, "prometheus.log"))
+	g.Expect(err).NotTo(HaveOccurred())
+	prom.Stdout, prom.Stderr = logs, logs
+	g.Expect(prom.Start()).To(Succeed())
+	t.Cleanup(func() { _ = prom.Process.Kill(); _ = prom.Wait() })
+
+	query := func(expr string) (int, error) {
+		u := "http://" + addr + "/api/v1/query?" + url.Values{"query": {expr}, "time": {fmt.Sprint(end.Add(-time.Hour).Unix())}}.Encode()
+		res, err := http.Get(u)
+		if err != nil {
+			return 0, err
+		}
+		defer res.Body.Close()
+		var body struct {
+			Status string `json:"status"`
+			Error  string `json:"error"`
+			Data   struct {
+				Result []json.RawMessage `json:"result"`
+			} `json:"data"`
+		}
+		if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
+			return 0, err
+		}
+		if body.Status != "success" {
+			return 0, fmt.Errorf("%s", body.Error)
+		}
+		return len(body.Data.Result), nil
+	}
+	g.Eventually(func() error { _, err := query("up"); return err }).WithTimeout(30*time.Second).WithPolling(200*time.Millisecond).
+		Should(Succeed(), "prometheus did not answer")
+
+	raw, err := os.ReadFile(filepath.Join(chartDir, dashboardFile))
+	g.Expect(err).NotTo(HaveOccurred())
+	var d dashboard
+	g.Expect(json.Unmarshal(raw, &d)).To(Succeed())
+	g.Expect(d.Panels).NotTo(BeEmpty())
+	vars := strings.NewReplacer("$namespace", ".*", "$agent", ".*")
+	for _, p := range d.Panels {
+		for _, target := range p.Targets {
+			n, err := query(vars.Replace(target.Expr))
+			g.Expect(err).NotTo(HaveOccurred(), "%s: %s", p.Title, target.Expr)
+			g.Expect(n).To(BeNumerically(">", 0), "%s: %s returned no data", p.Title, target.Expr)
+		}
+	}
+}
+
+// writeSlice writes the gateway's metrics of 20 agents from start to end,
+// a sample a minute, as OpenMetrics for promtool's backfill.
+func writeSlice(path string, start, end time.Time) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	// busy is an agent's activity at t: a working day, quieter at night.
+	busy := func(agent int, t time.Time) float64 {
+		h := float64(t.UTC().Hour()) + float64(t.Minute())/60
+		return 0.2 + math.Max(0, math.Sin(math.Pi*(h-7-float64(agent%3))/11))
+	}
+	each := func(series string, rate func(agent int, t time.Time) float64, agents int) {
+		for a := range agents {
+			name := series
+			if agents > 1 {
+				name = fmt.Sprintf(series, a)
+			}
+			total := 0.0
+			for t := start; t.Before(end); t = t.Add(time.Minute) {
+				total += rate(a, t) * 60
+				fmt.Fprintf(w, "%s %.0f %d\n", name, total, t.Unix())
+			}
+		}
+	}
+	agent := `{namespace="finance-agents",agent="agent-%02d"}`
+	fmt.Fprintln(w, "# TYPE custos_gateway_agent_records counter")
+	each("custos_gateway_agent_records_total"+agent, func(a int, t time.Time) float64 { return float64(5+a) * busy(a, t) }, 20)
+	fmt.Fprintln(w, "# TYPE custos_gateway_agent_bytes counter")
+	each("custos_gateway_agent_bytes_total"+agent, func(a int, t time.Time) float64 { return float64(800*(5+a)) * busy(a, t) }, 20)
+	fmt.Fprintln(w, "# TYPE custos_gateway_agent_calls counter")
+	each(`custos_gateway_agent_calls_total{namespace="finance-agents",agent="agent-%02d",outcome="allowed"}`, func(a int, t time.Time) float64 { return busy(a, t) }, 20)
+	each(`custos_gateway_agent_calls_total{namespace="finance-agents",agent="agent-%02d",outcome="refused"}`, func(a int, t time.Time) float64 { return 0.05 * busy(a, t) }, 20)
+	fmt.Fprintln(w, "# TYPE custos_gateway_refusals counter")
+	for _, reason := range []string{"PolicyDenied", "ApprovalPending", "CapExceeded"} {
+		each(`custos_gateway_refusals_total{reason="`+reason+`"}`, func(_ int, t time.Time) float64 { return 0.1 * busy(0, t) }, 1)
+	}
+	fmt.Fprintln(w, "# TYPE mcp_server_operation_duration_seconds histogram")
+	for _, tool := range []string{"ledger-readonly.get_invoice", "ledger-payments.pay"} {
+		labels := `mcp_method_name="tools/call",gen_ai_tool_name="` + tool + `",error_type=""`
+		for _, le := range []string{"0.01", "0.05", "0.1", "0.5", "1", "+Inf"} {
+			share := map[string]float64{"0.01": 0.2, "0.05": 0.6, "0.1": 0.8, "0.5": 0.95, "1": 0.99, "+Inf": 1}[le]
+			each(`mcp_server_operation_duration_seconds_bucket{`+labels+`,le="`+le+`"}`, func(_ int, t time.Time) float64 { return share * busy(1, t) }, 1)
+		}
+		each(`mcp_server_operation_duration_seconds_sum{`+labels+`}`, func(_ int, t time.Time) float64 { return 0.05 * busy(1, t) }, 1)
+		each(`mcp_server_operation_duration_seconds_count{`+labels+`}`, func(_ int, t time.Time) float64 { return busy(1, t) }, 1)
+	}
+	fmt.Fprintln(w, "# EOF")
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	return f.Close()
+}
