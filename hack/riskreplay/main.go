@@ -356,6 +356,7 @@ func replayAgent(cfg Config, seed uint64, a int, sp spike, hasSpike bool) [2]res
 	if hasSpike {
 		out[0].spikes, out[1].spikes = 1, 1
 	}
+	var perCall []float64
 	var frozenUntil [2]time.Time
 	var caught [2]bool
 	var falsely [2]bool
@@ -378,9 +379,12 @@ func replayAgent(cfg Config, seed uint64, a int, sp spike, hasSpike bool) [2]res
 		}
 		inSpike := hasSpike && !t.Before(sp.at) && t.Before(sp.until)
 		calls := poisson(rng, lambda)
-		records := 0.0
+		records, logRecords := 0.0, 0.0
+		perCall = perCall[:0]
 		for range calls {
-			records += math.Round(math.Exp(m.recMu + m.recSigma*rng.NormFloat64()))
+			r := math.Round(math.Exp(m.recMu + m.recSigma*rng.NormFloat64()))
+			records += r
+			perCall = append(perCall, r)
 		}
 		if inSpike {
 			// What the spike adds: (factor-1) times as much again.
@@ -388,16 +392,24 @@ func replayAgent(cfg Config, seed uint64, a int, sp spike, hasSpike bool) [2]res
 			if sp.moreCalls {
 				extraCalls = poisson(rng, lambda*(cfg.SpikeFactor-1))
 				for range extraCalls {
-					extraRecords += math.Round(math.Exp(m.recMu + m.recSigma*rng.NormFloat64()))
+					r := math.Round(math.Exp(m.recMu + m.recSigma*rng.NormFloat64()))
+					extraRecords += r
+					perCall = append(perCall, r)
 				}
 			} else {
 				extraRecords = records * (cfg.SpikeFactor - 1)
+				for i := range perCall {
+					perCall[i] *= cfg.SpikeFactor
+				}
 			}
 			calls += extraCalls
 			records += extraRecords
 			excess += extraRecords
 		}
-		x := breaker.Observation{Records: records, Calls: float64(calls)}
+		for _, r := range perCall {
+			logRecords += math.Log1p(r)
+		}
+		x := breaker.Observation{Records: records, Calls: float64(calls), LogRecords: logRecords}
 		measured := !t.Before(measureFrom)
 		if measured {
 			out[0].agentHours += tick.Hours()
@@ -410,6 +422,7 @@ func replayAgent(cfg Config, seed uint64, a int, sp spike, hasSpike bool) [2]res
 			}
 			agg[i].x.Records += x.Records
 			agg[i].x.Calls += x.Calls
+			agg[i].x.LogRecords += x.LogRecords
 			if agg[i].n++; agg[i].n < every[i] {
 				continue
 			}

@@ -51,6 +51,12 @@ func slotOf(t time.Time) int {
 // calls made, every replica's together.
 type Observation struct {
 	Records, Calls float64
+	// LogRecords is the sum, over the tick's calls, of log(1+records of
+	// the call): records per call on a log scale, call by call, whose
+	// mean a heavy-tailed result does not drag as it drags the mean of
+	// records. 0 when not counted (the breaker then takes the log of
+	// records per call).
+	LogRecords float64
 }
 
 // at is what the breaker learns of a signal: its logarithm. An agent
@@ -60,6 +66,9 @@ type Observation struct {
 // whose spread would drown a sixfold rise, while their logarithm's does
 // not.
 func (o Observation) at(signal int) float64 {
+	if signal == signalPerCall && o.LogRecords > 0 {
+		return o.LogRecords / o.Calls
+	}
 	return math.Log1p(o.linear(signal))
 }
 

@@ -173,3 +173,4 @@ func BenchmarkMeterTake(b *testing.B) {
 		}
 	}
 }
+
