@@ -173,4 +173,3 @@ func BenchmarkMeterTake(b *testing.B) {
 		}
 	}
 }
-
