@@ -39,6 +39,7 @@ import (
 	"strconv"
 	"strings"
 
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/audit"
 	"github.com/custos-dev/custos/internal/breaker"
 )
@@ -352,7 +353,15 @@ func freezes(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	cited := map[string]map[uint64]*audit.Record{}
+	// The manager's trail answers too, last: a Trend or Ratio freeze cites
+	// the breaker's record there.
+	const own = "\x00manager"
+	all := map[string]string{own: path}
 	for id, p := range trails {
+		all[id] = p
+	}
+	wanted[own] = wanted[""]
+	for id, p := range all {
 		cited[id] = map[uint64]*audit.Record{}
 		if code := verified(p, func(r *audit.Record) {
 			if r.Type == audit.TypeEvent && wanted[id][r.Seq] {
@@ -362,16 +371,25 @@ func freezes(args []string, stdout, stderr io.Writer) int {
 			return code
 		}
 	}
-	find := func(logID string, seq uint64) (*audit.Record, bool) {
-		for _, id := range []string{logID, ""} {
-			if r, ok := cited[id][seq]; ok {
-				return r, true
+	// A Cap freeze cites a gateway's trail; a Trend or Ratio one the
+	// manager's own, unless that trail is given by its log ID.
+	finder := func(ids ...string) breaker.Cited {
+		return func(logID string, seq uint64) (*audit.Record, bool) {
+			for _, id := range append([]string{logID}, ids...) {
+				if r, ok := cited[id][seq]; ok {
+					return r, true
+				}
 			}
+			return nil, false
 		}
-		return nil, false
 	}
+	gateways, manager := finder(""), finder(own)
 	code := exitOK
 	for _, f := range frozen {
+		find := gateways
+		if t := custosv1alpha1.FreezeTrigger(f.Details["trigger"]); t == custosv1alpha1.FreezeTrend || t == custosv1alpha1.FreezeRatio {
+			find = manager
+		}
 		r := breaker.Recompute(f, find)
 		verdict := "ok  "
 		if !r.OK {

@@ -202,13 +202,19 @@ func TestFreezesCommand(t *testing.T) {
 	manager := trail(t, keys, audit.StoreOptions{}, func(l *audit.Log) {
 		l.Record(context.Background(), frozen("invoice-reconciler-cap-x1", "Cap", cap))
 		l.Record(context.Background(), frozen("invoice-reconciler-7xk2q", "Manual", map[string]string{"frozenBy": "olga"}))
+		tripped, _ := l.RecordSeq(context.Background(), audit.Event{Action: audit.ActionBreakerTripped, Decision: audit.DecisionDeny, Subject: agent,
+			Reason:  "records per call: 135 this tick (15s), against a baseline of 19.9: Trend evidence 8.8",
+			Details: map[string]string{"trigger": "Trend", "signal": "records per call", "observed": "135.00", "baseline": "19.90"}})
+		l.Record(context.Background(), frozen("invoice-reconciler-trend-k2", "Trend", map[string]string{"frozenBy": "system:serviceaccount:custos-system:custos-manager",
+			"evidence.auditLogID": "custos-manager/m-0", "evidence.sequences": strconv.FormatUint(tripped, 10), "signal": "records"}))
 	})
 	code, out, errOut := runCmd("freezes", "--key", filepath.Join(keys, "audit-public.pem"), "--trail", "custos-gateway/gw-0="+gateway, manager)
 	g.Expect(code).To(Equal(0), "%s%s", out, errOut)
 	g.Expect(out).To(ContainSubstring("ok   finance-agents/invoice-reconciler frozen by invoice-reconciler-cap-x1 (Cap, record "))
 	g.Expect(out).To(ContainSubstring("10040 records per day over the cap of 10000 (custos-gateway/gw-0 record " + strconv.FormatUint(capSeq, 10) + ", tool ledger.search, trace " + trace + ")"))
 	g.Expect(out).To(ContainSubstring("frozen by invoice-reconciler-7xk2q (Manual, record 1): by a person (olga): nothing to recompute"))
-	g.Expect(out).To(ContainSubstring("2 freezes on the trail"))
+	g.Expect(out).To(ContainSubstring("frozen by invoice-reconciler-trend-k2 (Trend, record 3): records per call: records per call: 135 this tick (15s), against a baseline of 19.9: Trend evidence 8.8 (custos-manager/m-0 record 2)"))
+	g.Expect(out).To(ContainSubstring("3 freezes on the trail"))
 
 	// Evidence that does not bear the freeze out: a record that is no
 	// crossing, numbers that differ, a trail not given.

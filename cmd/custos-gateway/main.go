@@ -36,6 +36,7 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -83,6 +84,7 @@ type options struct {
 	stsNamespace   string
 	credentialsNS  string
 	capsNS         string
+	usageEvery     time.Duration
 	trustDomain    string
 	perAgent       gateway.Rate
 	perTool        gateway.Rate
@@ -111,6 +113,7 @@ func main() {
 	flag.StringVar(&o.stsNamespace, "sts-namespace", os.Getenv("POD_NAMESPACE"), "custos-sts's namespace, where the tenants' revocation lists are (custos-sts-revocations-<tenant>); the pod's own by default.")
 	flag.StringVar(&o.credentialsNS, "credentials-namespace", "", "Namespace where the manager keeps the leases of agents' gateway-only credentials (the manager's --gateway-credentials-namespace): the gateway watches its Secrets, and no others, and sets each lease on the calls to its Toolset. Empty: a call that needs one is refused (CredentialUnavailable).")
 	flag.StringVar(&o.capsNS, "caps-namespace", "", "Namespace where the replicas keep, in ConfigMaps custos-caps-*, how much of each agent's caps (DataBoundary and Agent spec.caps) they have handed out this minute and day, so that together, and across restarts, they never serve past a cap. Empty: --credentials-namespace; when both are empty each replica counts alone, in memory (one replica, development).")
+	flag.DurationVar(&o.usageEvery, "usage-report-interval", 15*time.Second, "How often each replica writes what each agent took through it (ConfigMap custos-usage-<pod> in the caps namespace) for the manager's breaker.")
 	flag.StringVar(&o.trustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain of the agents' IDs, as the manager's --trust-domain.")
 	flag.IntVar(&o.perAgent.PerMinute, "rate-per-agent", 600, "Tool calls an agent may make per minute, all tools together; 0: no limit.")
 	flag.IntVar(&o.perAgent.Burst, "rate-per-agent-burst", 60, "Calls an agent may make at once above its rate.")
@@ -279,7 +282,25 @@ func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, read
 	if err != nil {
 		return err
 	}
+	// What each agent takes, reported for the manager's breaker in the
+	// caps' namespace, a ConfigMap per replica owned by its Pod.
+	usage := &gateway.Usage{}
+	if ns := capsNamespace(o); ns != "" {
+		replica, _ := os.Hostname()
+		if n := os.Getenv("POD_NAME"); n != "" {
+			replica = n
+		}
+		reporter := &gateway.UsageReporter{Usage: usage, Client: mgr.GetClient(), Namespace: ns, Replica: replica, Every: o.usageEvery,
+			Log: log.WithName("usage")}
+		if uid := os.Getenv("POD_UID"); uid != "" {
+			reporter.Owner = &metav1.OwnerReference{APIVersion: "v1", Kind: "Pod", Name: replica, UID: types.UID(uid)}
+		}
+		if err := mgr.Add(reporter); err != nil {
+			return err
+		}
+	}
 	gw := &gateway.Server{
+		Usage:           usage,
 		Metrics:         gwMetrics,
 		Caps:            caps,
 		Approvals:       approvals,
@@ -304,6 +325,15 @@ func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, read
 	})
 }
 
+// capsNamespace is where the replicas keep the caps' ledger and report
+// the agents' usage: --caps-namespace, else --credentials-namespace.
+func capsNamespace(o options) string {
+	if o.capsNS != "" {
+		return o.capsNS
+	}
+	return o.credentialsNS
+}
+
 // metricsOptions serves the metrics as --metrics-secure says.
 func metricsOptions(o options) metricsserver.Options {
 	opts := metricsserver.Options{BindAddress: o.metricsAddr}
@@ -320,10 +350,7 @@ func capsOf(o options, mgr ctrl.Manager, source *cluster.AgentToolsets, log logr
 	logID, _ := os.Hostname()
 	caps := &gateway.Caps{Boundaries: source, AuditLogID: "custos-gateway/" + logID,
 		Freezer: gateway.ClientFreezer{Client: mgr.GetClient(), Reader: mgr.GetClient()}}
-	ns := o.capsNS
-	if ns == "" {
-		ns = o.credentialsNS
-	}
+	ns := capsNamespace(o)
 	if ns == "" {
 		log.Error(nil, "No --caps-namespace nor --credentials-namespace: this replica counts the agents' caps alone, in memory, and forgets them when it stops; with several replicas each serves up to the whole cap")
 		caps.Meter = &breaker.Meter{Ledger: &breaker.MemoryLedger{}}

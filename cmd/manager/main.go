@@ -51,6 +51,7 @@ import (
 	"github.com/custos-dev/custos/controllers"
 	"github.com/custos-dev/custos/internal/audit"
 	"github.com/custos-dev/custos/internal/boundary"
+	"github.com/custos-dev/custos/internal/breaker"
 	"github.com/custos-dev/custos/internal/certs"
 	"github.com/custos-dev/custos/internal/lease"
 	"github.com/custos-dev/custos/internal/netpol"
@@ -104,6 +105,7 @@ func main() {
 		gatewayLabels    string
 		gatewayPort      int
 		gatewayCreds     string
+		breakerEnabled   bool
 		stsNamespace     string
 		stsLabels        string
 		stsPort          int
@@ -140,6 +142,7 @@ func main() {
 	flag.StringVar(&azureAuthority, "azure-authority-host", "", "Entra ID authority host azureToken leases are issued from; empty: Azure's public cloud.")
 	flag.StringVar(&gatewayNamespace, "gateway-namespace", "", "Namespace custos-gateway's pods run in. Set, Custos runs in gateway mode: an Active agent may reach DNS, custos-gateway and custos-sts only, never its Toolsets' endpoints (every tool call goes through the gateway), and the pods of each Toolset's in-cluster endpoint admit custos-gateway's pods alone. Needs --gateway-pod-labels and --sts-namespace; empty: agents reach their Toolsets' endpoints themselves.")
 	flag.StringVar(&gatewayLabels, "gateway-pod-labels", "", "Labels that select custos-gateway's pods in --gateway-namespace, as key=value,key=value.")
+	flag.BoolVar(&breakerEnabled, "breaker", true, "Run the breaker (the leader): read what each agent takes through custos-gateway (the replicas' usage reports in --gateway-credentials-namespace) and freeze an agent that stops behaving like itself (AgentFreeze, trigger Trend or Ratio), after 7 days of learning it.")
 	flag.StringVar(&gatewayCreds, "gateway-credentials-namespace", "", "Namespace where the leases of gateway-only credentials (an Agent's spec.credentials[].gateway) are kept: one only the manager and custos-gateway may read, never the agents' own (custos-gateway sets such a lease on the calls to its Toolset; the agent's pods never hold it). Empty: an Agent asking for one gets CredentialsIssued False, GatewayNotConfigured.")
 	flag.IntVar(&gatewayPort, "gateway-port", 8443, "Port custos-gateway's pods listen on: their container port, not their Service's (NetworkPolicies see traffic after a Service has sent it on to a pod).")
 	flag.StringVar(&stsNamespace, "sts-namespace", "", "Namespace custos-sts's pods run in. Set, an Active agent may reach them, to exchange tokens. Needs --sts-pod-labels; empty: custos-sts does not run.")
@@ -279,6 +282,18 @@ func main() {
 		},
 	}); err != nil {
 		fail(err, "Unable to set up the controllers")
+	}
+
+	// The breaker: the leader reads what each agent took through the
+	// gateway replicas (their usage reports in the gateway's namespace)
+	// and freezes an agent that stops behaving like itself.
+	if gatewayCreds != "" && breakerEnabled {
+		host, _ := os.Hostname()
+		if err := mgr.Add(&breaker.Runner{Reports: mgr.GetAPIReader(), Agents: mgr.GetClient(), Client: mgr.GetClient(),
+			Namespace: gatewayCreds, Params: breaker.DefaultDetectorParams, Audit: auditLog, AuditLogID: "custos-manager/" + host,
+			Log: ctrl.Log.WithName("breaker")}); err != nil {
+			fail(err, "Unable to add the breaker")
+		}
 	}
 
 	ready := healthz.Ping

@@ -105,6 +105,10 @@ const (
 	// (details: tool, toolset, signal, window, limit, observed); the
 	// call's own tool.refused record follows, naming the freeze.
 	ActionCapExceeded = "cap.exceeded"
+	// ActionBreakerTripped: the manager's breaker tripped on an agent
+	// (details: trigger, signal, observed, baseline, evidence, the tick's
+	// records and calls); the AgentFreeze it makes cites this record.
+	ActionBreakerTripped = "breaker.tripped"
 
 	// ActionLogRecovered is written by the Log itself, first after a
 	// restart that found the previous run's segment unsealed or ending in

@@ -27,9 +27,11 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/breaker"
 	"github.com/custos-dev/custos/test/controlplane"
 )
@@ -53,8 +55,18 @@ func TestMain(m *testing.M) {
 // the first test that needs one), in a namespace of its own.
 func configMapLedger(t *testing.T) breaker.Ledger {
 	t.Helper()
+	return &breaker.ConfigMapLedger{Client: apiServer(t), Namespace: newNamespace(t, "custos-gateway-")}
+}
+
+// apiServer is a client of a real API server with Custos's CRDs, started
+// for the first test that needs one.
+func apiServer(t *testing.T) client.Client {
+	t.Helper()
 	cpOnce.Do(func() {
-		cp, err := controlplane.Start(context.Background(), controlplane.Options{RepoRoot: "../..", Bare: true})
+		scheme := runtime.NewScheme()
+		_ = clientgoscheme.AddToScheme(scheme)
+		_ = custosv1alpha1.AddToScheme(scheme)
+		cp, err := controlplane.Start(context.Background(), controlplane.Options{RepoRoot: "../..", Scheme: scheme})
 		if err != nil {
 			cpErr = err
 			return
@@ -64,16 +76,22 @@ func configMapLedger(t *testing.T) breaker.Ledger {
 				fmt.Fprintf(os.Stderr, "breaker: stopping the control plane: %v\n", err)
 			}
 		}
-		cpClient, cpErr = client.New(cp.Config, client.Options{Scheme: scheme.Scheme})
+		cpClient, cpErr = client.New(cp.Config, client.Options{Scheme: scheme})
 	})
 	if cpErr != nil {
 		t.Fatalf("cannot start the control plane: %v", cpErr)
 	}
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "custos-gateway-"}}
-	if err := cpClient.Create(context.Background(), ns); err != nil {
+	return cpClient
+}
+
+// newNamespace makes a namespace of a generated name.
+func newNamespace(t *testing.T, prefix string) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix}}
+	if err := apiServer(t).Create(context.Background(), ns); err != nil {
 		t.Fatal(err)
 	}
-	return &breaker.ConfigMapLedger{Client: cpClient, Namespace: ns.Name}
+	return ns.Name
 }
 
 // A total that is not a count is corrupt: the ledger refuses (the gateway

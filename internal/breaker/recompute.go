@@ -57,6 +57,8 @@ func Recompute(frozen *audit.Record, cited Cited) Recomputed {
 		r.OK, r.Says = true, fmt.Sprintf("by a person (%s): nothing to recompute", d["frozenBy"])
 		return r
 	case custosv1alpha1.FreezeCap:
+	case custosv1alpha1.FreezeTrend, custosv1alpha1.FreezeRatio:
+		return recomputeTrip(frozen, cited, r)
 	default:
 		r.Says = fmt.Sprintf("trigger %q: this version of custos-audit cannot recompute it", r.Trigger)
 		return r
@@ -101,5 +103,35 @@ func Recompute(frozen *audit.Record, cited Cited) Recomputed {
 			observed, c.Details["signal"], per, limit, logID, seq, c.Details["tool"], c.TraceID))
 	}
 	r.OK, r.Says = true, strings.Join(said, "; ")
+	return r
+}
+
+// recomputeTrip checks a Trend or Ratio freeze against the breaker.tripped
+// record it cites on the manager's trail: the same agent and trigger, and
+// evidence that reached the breaker's threshold (Trend) or a window over
+// its ratio (Ratio), as the record says.
+func recomputeTrip(frozen *audit.Record, cited Cited, r Recomputed) Recomputed {
+	d := frozen.Details
+	fail := func(format string, args ...any) Recomputed {
+		r.Says = fmt.Sprintf(format, args...)
+		return r
+	}
+	logID, seqs := d["evidence.auditLogID"], d["evidence.sequences"]
+	seq, err := strconv.ParseUint(seqs, 10, 64)
+	if logID == "" || err != nil {
+		return fail("cites no breaker record (evidence.auditLogID %q, evidence.sequences %q)", logID, seqs)
+	}
+	c, ok := cited(logID, seq)
+	switch {
+	case !ok:
+		return fail("cites record %d of trail %s, which is not in the trails given", seq, logID)
+	case c.Action != audit.ActionBreakerTripped:
+		return fail("cites record %d of %s, a %s, not a %s", seq, logID, c.Action, audit.ActionBreakerTripped)
+	case c.Subject == nil || c.Subject.Namespace+"/"+c.Subject.Name != r.Agent:
+		return fail("cites record %d of %s, which is of another agent", seq, logID)
+	case c.Details["trigger"] != r.Trigger:
+		return fail("record %d of %s is a %s trip, the freeze a %s one", seq, logID, c.Details["trigger"], r.Trigger)
+	}
+	r.OK, r.Says = true, fmt.Sprintf("%s: %s (%s record %d)", c.Details["signal"], c.Reason, logID, seq)
 	return r
 }

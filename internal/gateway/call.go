@@ -77,11 +77,14 @@ func (s *Server) call(ctx context.Context, sess *session, params *mcp.CallToolPa
 	}
 	end := s.now()
 	s.record(ctx, rec.event(action, refused, end))
+	var agent types.NamespacedName
+	if sess.agent != nil {
+		agent = types.NamespacedName{Namespace: sess.agent.Namespace, Name: sess.agent.Name}
+	}
+	if refused == nil {
+		s.Usage.Add(agent, rec.records, end)
+	}
 	if s.Metrics != nil {
-		var agent types.NamespacedName
-		if sess.agent != nil {
-			agent = types.NamespacedName{Namespace: sess.agent.Namespace, Name: sess.agent.Name}
-		}
 		records, bytes := rec.records, rec.bytes
 		if refused != nil {
 			// Withheld: nothing was served.
@@ -173,7 +176,7 @@ func (s *Server) checkAndCall(ctx context.Context, sess *session, params *mcp.Ca
 	if res.IsError {
 		rec.details["outcome"] = "toolError"
 	}
-	if s.Caps != nil || s.Metrics != nil {
+	if s.Caps != nil || s.Metrics != nil || s.Usage != nil {
 		rec.records, rec.bytes = measure(tool, res)
 	}
 	// The result that would cross a cap is withheld.

@@ -58,6 +58,8 @@ type capsWorld struct {
 
 	// api, when set, makes the freezes through a real API server too.
 	api Freezer
+	// usage, when set, is the replicas' Usage.
+	usage *Usage
 
 	mu      sync.Mutex
 	frozen  map[string]*custosv1alpha1.AgentFreeze // by agent name
@@ -101,6 +103,7 @@ func (w *capsWorld) replica(t *testing.T) *httptest.Server {
 
 func (w *capsWorld) replicaWith(t *testing.T, metrics *Metrics) *httptest.Server {
 	s := &Server{
+		Usage:    w.usage,
 		Metrics:  metrics,
 		Verifier: &Verifier{IssuerBase: w.keys.URL, Client: w.keys.Client(), Clock: clocktesting.NewFakeClock(w.now)},
 		Source:   sourceFunc(w.caller), Upstream: w.upstream, Audit: w,

@@ -91,6 +91,9 @@ type Server struct {
 	// Caps, when set, enforces the agents' caps (caps.go): the call or
 	// result that would cross one is withheld and the agent frozen.
 	Caps *Caps
+	// Usage, when set, counts what each agent took, for the manager's
+	// breaker (usage.go).
+	Usage *Usage
 	// Metrics, when set, counts every call per agent (metrics.go).
 	Metrics *Metrics
 	// Audit records every call; none when nil.

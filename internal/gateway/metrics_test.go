@@ -18,8 +18,10 @@ package gateway
 
 import (
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -70,6 +72,7 @@ func TestMetricsPerAgent(t *testing.T) {
 	}
 	clk := clocktesting.NewFakePassiveClock(time.Now())
 	m.Clock = clk
+	w.usage = &Usage{}
 	gw := w.replicaWith(t, m)
 	for range 3 {
 		if n, refusal := w.search(t, gw, "invoice", 10); n != 10 {
@@ -78,6 +81,11 @@ func TestMetricsPerAgent(t *testing.T) {
 	}
 	if _, refusal := w.search(t, gw, "invoice", 51); !strings.Contains(refusal, "maxRecords") {
 		t.Fatalf("51 records: %q", refusal)
+	}
+	// The breaker's report: what was served, not what was withheld.
+	report := w.usage.Report(time.Now())
+	if got := report["finance.invoice"]; got != "30 3 "+strconv.FormatFloat(3*math.Log1p(10), 'f', 6, 64) {
+		t.Errorf("the usage report of invoice: %q (all: %v)", got, report)
 	}
 	text := scrape(t, reg)
 	series := seriesOf(text, "invoice")

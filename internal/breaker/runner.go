@@ -1,0 +1,250 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package breaker
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/audit"
+)
+
+// usageLabel is the label of the gateway replicas' usage reports
+// (internal/gateway's UsageLabel).
+const usageLabel = "custos.dev/usage"
+
+// Runner is the breaker in the manager (the leader alone): every tick it
+// reads what each agent took through the gateway replicas (their usage
+// reports, ConfigMaps custos-usage-<pod> of Namespace), runs the detector
+// per agent, and freezes an agent it trips on: an AgentFreeze with trigger
+// Trend or Ratio, citing the breaker.tripped record it wrote with the
+// evidence (what it saw, what it expected). Its baselines live in memory:
+// a new leader learns again, and trips nothing in its warm-up.
+type Runner struct {
+	// Reports lists the usage reports (uncached: Namespace's only).
+	Reports client.Reader
+	// Agents lists the Agents (the manager's cache).
+	Agents client.Reader
+	// Client creates the AgentFreezes.
+	Client    client.Client
+	Namespace string
+	Params    DetectorParams
+	Audit     audit.Sequencer
+	// AuditLogID names the manager's trail in a freeze's evidence.
+	AuditLogID string
+	Clock      clock.PassiveClock
+	Log        logr.Logger
+
+	states map[types.NamespacedName]*AgentState
+	// last are the counts each report (by ConfigMap UID) gave last time.
+	last map[types.UID]map[types.NamespacedName][3]float64
+}
+
+// NeedLeaderElection: one breaker, the leader's.
+func (r *Runner) NeedLeaderElection() bool { return true }
+
+// +kubebuilder:rbac:groups=custos.dev,resources=agentfreezes,verbs=create
+// +kubebuilder:rbac:groups=custos.dev,resources=agents,verbs=trip
+
+// Start runs the breaker every tick until ctx ends.
+func (r *Runner) Start(ctx context.Context) error {
+	t := time.NewTicker(r.Params.Tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := r.Step(ctx, r.now()); err != nil {
+				r.Log.Error(err, "The breaker's tick")
+			}
+		}
+	}
+}
+
+func (r *Runner) now() time.Time {
+	if r.Clock == nil {
+		return time.Now()
+	}
+	return r.Clock.Now()
+}
+
+// Step is one tick at now: what each agent took since the last, into the
+// detector; an agent it trips on is frozen.
+func (r *Runner) Step(ctx context.Context, now time.Time) error {
+	if r.states == nil {
+		r.states, r.last = map[types.NamespacedName]*AgentState{}, map[types.UID]map[types.NamespacedName][3]float64{}
+	}
+	took, err := r.took(ctx)
+	if err != nil {
+		return err
+	}
+	var agents custosv1alpha1.AgentList
+	if err := r.Agents.List(ctx, &agents); err != nil {
+		return err
+	}
+	seen := map[types.NamespacedName]bool{}
+	for i := range agents.Items {
+		a := &agents.Items[i]
+		key := types.NamespacedName{Namespace: a.Namespace, Name: a.Name}
+		seen[key] = true
+		st := r.states[key]
+		if st == nil {
+			st = &AgentState{}
+			r.states[key] = st
+		}
+		if a.Status.Lifecycle == nil || a.Status.Lifecycle.Phase != custosv1alpha1.AgentPhaseActive {
+			// Not running (frozen, suspended, ...): nothing to learn, and
+			// the evidence starts again when it does.
+			st.Reset()
+			continue
+		}
+		t := took[key]
+		x := Observation{Records: t[0], Calls: t[1], LogRecords: t[2]}
+		if trip := r.Params.Observe(st, now, x); trip != nil {
+			if err := r.freeze(ctx, a, trip, x); err != nil {
+				r.Log.Error(err, "Freezing an agent the breaker tripped on", "agent", key)
+				continue
+			}
+			st.Reset()
+		}
+	}
+	for k := range r.states {
+		if !seen[k] {
+			delete(r.states, k)
+		}
+	}
+	return nil
+}
+
+// took is what each agent took since the last tick, every replica's
+// report together. A report seen for the first time counts whole (a
+// replica reports from its start); a count that went down is a replica
+// that started again.
+func (r *Runner) took(ctx context.Context) (map[types.NamespacedName][3]float64, error) {
+	var reports corev1.ConfigMapList
+	if err := r.Reports.List(ctx, &reports, client.InNamespace(r.Namespace), client.HasLabels{usageLabel}); err != nil {
+		return nil, fmt.Errorf("reading the gateways' usage reports in %s: %w", r.Namespace, err)
+	}
+	out := map[types.NamespacedName][3]float64{}
+	live := map[types.UID]bool{}
+	for i := range reports.Items {
+		cm := &reports.Items[i]
+		live[cm.UID] = true
+		last := r.last[cm.UID]
+		now := map[types.NamespacedName][3]float64{}
+		for k, v := range cm.Data {
+			agent, records, calls, logs, err := parseReport(k, v)
+			if err != nil {
+				r.Log.Error(err, "A usage report that is not one", "configMap", cm.Name)
+				continue
+			}
+			cur := [3]float64{records, calls, logs}
+			now[agent] = cur
+			prev, ok := last[agent]
+			d := out[agent]
+			for j := range cur {
+				delta := cur[j]
+				if ok && cur[j] >= prev[j] {
+					delta = cur[j] - prev[j]
+				}
+				d[j] += delta
+			}
+			out[agent] = d
+		}
+		r.last[cm.UID] = now
+	}
+	for uid := range r.last {
+		if !live[uid] {
+			delete(r.last, uid)
+		}
+	}
+	return out, nil
+}
+
+// parseReport reads "namespace.name" = "records calls logRecords".
+func parseReport(key, value string) (types.NamespacedName, float64, float64, float64, error) {
+	ns, name, ok := strings.Cut(key, ".")
+	f := strings.Fields(value)
+	if !ok || len(f) != 3 {
+		return types.NamespacedName{}, 0, 0, 0, fmt.Errorf("%q=%q: want namespace.name=\"records calls logRecords\"", key, value)
+	}
+	var v [3]float64
+	for i := range f {
+		n, err := strconv.ParseFloat(f[i], 64)
+		if err != nil || n < 0 || math.IsNaN(n) || math.IsInf(n, 0) {
+			return types.NamespacedName{}, 0, 0, 0, fmt.Errorf("%q=%q: %q is not a count", key, value, f[i])
+		}
+		v[i] = n
+	}
+	return types.NamespacedName{Namespace: ns, Name: name}, v[0], v[1], v[2], nil
+}
+
+// freeze records the trip and freezes the agent.
+func (r *Runner) freeze(ctx context.Context, a *custosv1alpha1.Agent, trip *Trip, x Observation) error {
+	trigger := custosv1alpha1.FreezeTrigger(trip.Trigger)
+	signal := trip.Signal
+	if signal == SignalRecordsPerCall {
+		// The AgentFreeze's signals are records, bytes and calls.
+		signal = SignalRecords
+	}
+	reason := fmt.Sprintf("%s: %.0f this tick (%s), against a baseline of %.1f: %s evidence %.1f", trip.Signal, trip.Observed, r.Params.Tick, trip.Baseline, trip.Trigger, trip.Evidence)
+	if trip.Trigger == "Ratio" {
+		reason = fmt.Sprintf("records above %g times the baseline in every minute for %s: %.0f against %.0f", r.Params.Ratio, r.Params.RatioFor, trip.Observed, trip.Baseline)
+	}
+	details := map[string]string{
+		"trigger": trip.Trigger, "signal": trip.Signal, "observed": strconv.FormatFloat(trip.Observed, 'f', 2, 64),
+		"baseline": strconv.FormatFloat(trip.Baseline, 'f', 2, 64), "evidence": strconv.FormatFloat(trip.Evidence, 'f', 2, 64),
+		"tick.records": strconv.FormatFloat(x.Records, 'f', 0, 64), "tick.calls": strconv.FormatFloat(x.Calls, 'f', 0, 64),
+		"tick": r.Params.Tick.String(),
+	}
+	var seqs []int64
+	if r.Audit != nil {
+		if seq, ok := r.Audit.RecordSeq(ctx, audit.Event{Action: audit.ActionBreakerTripped, Decision: audit.DecisionDeny, Policy: "breaker." + strings.ToLower(trip.Trigger),
+			Actor:   audit.Actor{Kind: audit.ActorController, Name: "breaker"},
+			Subject: audit.Subject{Kind: "Agent", Namespace: a.Namespace, Name: a.Name, UID: string(a.UID), Tenant: a.Labels[custosv1alpha1.TenantLabel]},
+			Reason:  reason, Details: details}); ok {
+			seqs = []int64{int64(seq)}
+		}
+	}
+	observed, baseline := int64(math.Round(trip.Observed)), int64(math.Round(trip.Baseline))
+	f := &custosv1alpha1.AgentFreeze{
+		ObjectMeta: metav1.ObjectMeta{Namespace: a.Namespace, GenerateName: strings.TrimSuffix(truncate(a.Name, 200), "-") + "-" + strings.ToLower(trip.Trigger) + "-"},
+		Spec: custosv1alpha1.AgentFreezeSpec{Agent: a.Name, Trigger: trigger, Signal: signal, Reason: reason,
+			Observed: &observed, Baseline: &baseline, Evidence: &custosv1alpha1.FreezeEvidence{AuditLogID: r.AuditLogID, Sequences: seqs}},
+	}
+	return r.Client.Create(ctx, f)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
