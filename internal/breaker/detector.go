@@ -111,6 +111,8 @@ type DetectorParams struct {
 	// share of H (an anomaly is not learned as normal; the upper tail of
 	// normal is).
 	PauseAt float64
+	// PauseFor is the longest learning stays paused.
+	PauseFor time.Duration
 	// Floors, per signal (records, calls).
 	Floors [signals]Floor
 	// Ratio and RatioFor: records above Ratio times the baseline in every
@@ -124,13 +126,14 @@ type DetectorParams struct {
 
 // DefaultDetectorParams are the breaker's settings.
 var DefaultDetectorParams = DetectorParams{
-	Tick:    15 * time.Second,
-	WarmUp:  7 * 24 * time.Hour,
-	Memory:  1200,
-	K:       [signals]float64{2, 2, 1.25},
-	H:       8,
-	ZMax:    3,
-	PauseAt: 0.5,
+	Tick:     15 * time.Second,
+	WarmUp:   7 * 24 * time.Hour,
+	Memory:   1200,
+	K:        [signals]float64{2, 2, 1.25},
+	H:        8,
+	ZMax:     3,
+	PauseAt:  0.5,
+	PauseFor: time.Hour,
 	// On a log scale: a quiet agent's records are taken as at least 50 a
 	// tick, its calls as at least 0.6, and no spread as less than half a
 	// doubling (a third for records per call, a mean of draws).
@@ -170,6 +173,8 @@ type AgentState struct {
 	ringSum  float64
 	baseSum  float64
 	ratioRun int
+	// paused is how many ticks in a row learning has been paused.
+	paused int
 }
 
 type slotStat struct {
@@ -206,7 +211,7 @@ func (st *AgentState) Reset() {
 	for i := range st.ring {
 		st.ring[i], st.ringBase[i] = 0, 0
 	}
-	st.ringSum, st.baseSum, st.ratioRun = 0, 0, 0
+	st.ringSum, st.baseSum, st.ratioRun, st.paused = 0, 0, 0, 0
 }
 
 // Observe takes one tick of an agent's counts at t and returns a Trip when
@@ -243,7 +248,11 @@ func (p *DetectorParams) Observe(st *AgentState, t time.Time, x Observation) *Tr
 			spread /= math.Sqrt(x.Calls)
 		}
 		z := min((v-mean)/spread, p.ZMax)
-		e := max(0, st.evidence[sig]+z-p.K[sig])
+		e := 0.0
+		if warm {
+			// In the warm-up everything is learned, nothing is evidence.
+			e = max(0, st.evidence[sig]+z-p.K[sig])
+		}
 		st.evidence[sig] = e
 		if e >= p.PauseAt*p.H {
 			anomalous = true
@@ -270,7 +279,15 @@ func (p *DetectorParams) Observe(st *AgentState, t time.Time, x Observation) *Tr
 			}
 		}
 	}
-	if !anomalous {
+	if anomalous {
+		st.paused++
+	} else {
+		st.paused = 0
+	}
+	// Evidence that neither trips nor fades (a new level about K spreads
+	// up) would pause learning for ever: after PauseFor the new level is
+	// learned as normal.
+	if !anomalous || time.Duration(st.paused)*p.Tick > p.PauseFor {
 		st.linear[slot].learn(x.Records, p.Memory)
 		for sig := range signals {
 			if math.IsNaN(learn[sig]) {

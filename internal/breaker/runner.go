@@ -62,9 +62,23 @@ type Runner struct {
 	Log        logr.Logger
 
 	states map[types.NamespacedName]*AgentState
-	// last are the counts each report (by ConfigMap UID) gave last time.
-	last map[types.UID]map[types.NamespacedName][3]float64
+	// reports are what each report (by ConfigMap UID) said last.
+	reports map[types.UID]*report
+	ticked  bool
 }
+
+// report is what the Runner knows of one replica's report: when it was
+// made, its counts, and the rates they showed against the one before.
+type report struct {
+	at     time.Time
+	counts map[types.NamespacedName][3]float64
+	rates  map[types.NamespacedName][3]float64
+	stale  int
+}
+
+// reportedAt is the report's key for when it was made (internal/gateway's
+// UsageReportedAt).
+const reportedAt = "_at"
 
 // NeedLeaderElection: one breaker, the leader's.
 func (r *Runner) NeedLeaderElection() bool { return true }
@@ -99,7 +113,7 @@ func (r *Runner) now() time.Time {
 // detector; an agent it trips on is frozen.
 func (r *Runner) Step(ctx context.Context, now time.Time) error {
 	if r.states == nil {
-		r.states, r.last = map[types.NamespacedName]*AgentState{}, map[types.UID]map[types.NamespacedName][3]float64{}
+		r.states, r.reports = map[types.NamespacedName]*AgentState{}, map[types.UID]*report{}
 	}
 	took, err := r.took(ctx)
 	if err != nil {
@@ -143,48 +157,90 @@ func (r *Runner) Step(ctx context.Context, now time.Time) error {
 	return nil
 }
 
-// took is what each agent took since the last tick, every replica's
-// report together. A report seen for the first time counts whole (a
-// replica reports from its start); a count that went down is a replica
-// that started again.
+// took is what each agent took in the tick, every replica's report
+// together. Replicas report on their own clocks, so a tick may see two
+// reports of a replica, or none: each new report gives rates (its counts
+// against the one before, over the time between them) and a replica adds
+// its latest rates for a tick, for two ticks at most without a new report.
+// A count that went down is a replica that started again. At the Runner's
+// first tick (a new leader) reports give their counts only, no rate: what
+// a replica took since it started is not one tick's; a report first seen
+// later is a replica that started since, counted whole.
 func (r *Runner) took(ctx context.Context) (map[types.NamespacedName][3]float64, error) {
-	var reports corev1.ConfigMapList
-	if err := r.Reports.List(ctx, &reports, client.InNamespace(r.Namespace), client.HasLabels{usageLabel}); err != nil {
+	var list corev1.ConfigMapList
+	if err := r.Reports.List(ctx, &list, client.InNamespace(r.Namespace), client.HasLabels{usageLabel}); err != nil {
 		return nil, fmt.Errorf("reading the gateways' usage reports in %s: %w", r.Namespace, err)
 	}
+	tick := r.Params.Tick.Seconds()
 	out := map[types.NamespacedName][3]float64{}
+	add := func(agent types.NamespacedName, v [3]float64, scale float64) {
+		d := out[agent]
+		for j := range v {
+			d[j] += v[j] * scale
+		}
+		out[agent] = d
+	}
 	live := map[types.UID]bool{}
-	for i := range reports.Items {
-		cm := &reports.Items[i]
+	for i := range list.Items {
+		cm := &list.Items[i]
 		live[cm.UID] = true
-		last := r.last[cm.UID]
-		now := map[types.NamespacedName][3]float64{}
+		at := r.now()
+		if ms, err := strconv.ParseInt(cm.Data[reportedAt], 10, 64); err == nil {
+			at = time.UnixMilli(ms)
+		}
+		counts := map[types.NamespacedName][3]float64{}
 		for k, v := range cm.Data {
+			if k == reportedAt {
+				continue
+			}
 			agent, records, calls, logs, err := parseReport(k, v)
 			if err != nil {
 				r.Log.Error(err, "A usage report that is not one", "configMap", cm.Name)
 				continue
 			}
-			cur := [3]float64{records, calls, logs}
-			now[agent] = cur
-			prev, ok := last[agent]
-			d := out[agent]
-			for j := range cur {
-				delta := cur[j]
-				if ok && cur[j] >= prev[j] {
-					delta = cur[j] - prev[j]
+			counts[agent] = [3]float64{records, calls, logs}
+		}
+		rep := r.reports[cm.UID]
+		switch {
+		case rep == nil:
+			r.reports[cm.UID] = &report{at: at, counts: counts, rates: map[types.NamespacedName][3]float64{}}
+			if r.ticked {
+				for agent, c := range counts {
+					add(agent, c, 1)
 				}
-				d[j] += delta
 			}
-			out[agent] = d
+		case at.After(rep.at):
+			dt := at.Sub(rep.at).Seconds()
+			rates := map[types.NamespacedName][3]float64{}
+			for agent, c := range counts {
+				prev, ok := rep.counts[agent]
+				var rate [3]float64
+				for j := range c {
+					delta := c[j]
+					if ok && c[j] >= prev[j] {
+						delta = c[j] - prev[j]
+					}
+					rate[j] = delta / dt
+				}
+				rates[agent] = rate
+				add(agent, rate, tick)
+			}
+			rep.at, rep.counts, rep.rates, rep.stale = at, counts, rates, 0
+		default:
+			// No new report this tick: its latest rates stand in, a while.
+			if rep.stale++; rep.stale <= 2 {
+				for agent, rate := range rep.rates {
+					add(agent, rate, tick)
+				}
+			}
 		}
-		r.last[cm.UID] = now
 	}
-	for uid := range r.last {
+	for uid := range r.reports {
 		if !live[uid] {
-			delete(r.last, uid)
+			delete(r.reports, uid)
 		}
 	}
+	r.ticked = true
 	return out, nil
 }
 

@@ -70,12 +70,18 @@ func (u *Usage) Add(agent types.NamespacedName, records int64, now time.Time) {
 	a.last = now
 }
 
-// Report is what the replica reports: "namespace.name" (a namespace has no
-// dot) to "records calls logRecords", the counts since it started.
+// UsageReportedAt is the report's key for when it was made (Unix
+// milliseconds): the breaker turns counts into rates by it.
+const UsageReportedAt = "_at"
+
+// Report is what the replica reports at now: "namespace.name" (a namespace
+// has no dot) to "records calls logRecords", the counts since it started,
+// and UsageReportedAt.
 func (u *Usage) Report(now time.Time) map[string]string {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	out := make(map[string]string, len(u.agents))
+	out := make(map[string]string, len(u.agents)+1)
+	out[UsageReportedAt] = strconv.FormatInt(now.UnixMilli(), 10)
 	for k, a := range u.agents {
 		if now.Sub(a.last) > 24*time.Hour {
 			delete(u.agents, k)
