@@ -36,7 +36,6 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -265,10 +264,13 @@ func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, read
 	}
 	// The agents' caps, counted across replicas in --caps-namespace; a
 	// crossing freezes the agent (verb trip on agents, the chart's).
-	caps, err := capsOf(o, mgr, source, log)
+	// The caps' ledger and the usage reports are read and written without
+	// a cache (a stale total would hand out twice).
+	direct, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme(), HTTPClient: mgr.GetHTTPClient(), Mapper: mgr.GetRESTMapper()})
 	if err != nil {
 		return err
 	}
+	caps := capsOf(o, mgr, direct, source, log)
 	defer func() {
 		// What this replica holds and did not use goes back, for the
 		// others to serve.
@@ -283,19 +285,15 @@ func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, read
 		return err
 	}
 	// What each agent takes, reported for the manager's breaker in the
-	// caps' namespace, a ConfigMap per replica owned by its Pod.
-	usage := &gateway.Usage{}
+	// caps' namespace, a ConfigMap per replica.
+	usage := &gateway.Usage{Started: time.Now()}
 	if ns := capsNamespace(o); ns != "" {
 		replica, _ := os.Hostname()
 		if n := os.Getenv("POD_NAME"); n != "" {
 			replica = n
 		}
-		reporter := &gateway.UsageReporter{Usage: usage, Client: mgr.GetClient(), Namespace: ns, Replica: replica, Every: o.usageEvery,
-			Log: log.WithName("usage")}
-		if uid := os.Getenv("POD_UID"); uid != "" {
-			reporter.Owner = &metav1.OwnerReference{APIVersion: "v1", Kind: "Pod", Name: replica, UID: types.UID(uid)}
-		}
-		if err := mgr.Add(reporter); err != nil {
+		if err := mgr.Add(&gateway.UsageReporter{Usage: usage, Client: direct, Namespace: ns, Replica: replica, Every: o.usageEvery,
+			Log: log.WithName("usage")}); err != nil {
 			return err
 		}
 	}
@@ -346,7 +344,7 @@ func metricsOptions(o options) metricsserver.Options {
 
 // capsOf is the gateway's Caps: a ConfigMapLedger in --caps-namespace
 // (or --credentials-namespace), read and written without a cache.
-func capsOf(o options, mgr ctrl.Manager, source *cluster.AgentToolsets, log logr.Logger) (*gateway.Caps, error) {
+func capsOf(o options, mgr ctrl.Manager, direct client.Client, source *cluster.AgentToolsets, log logr.Logger) *gateway.Caps {
 	logID, _ := os.Hostname()
 	caps := &gateway.Caps{Boundaries: source, AuditLogID: "custos-gateway/" + logID,
 		Freezer: gateway.ClientFreezer{Client: mgr.GetClient(), Reader: mgr.GetClient()}}
@@ -354,14 +352,10 @@ func capsOf(o options, mgr ctrl.Manager, source *cluster.AgentToolsets, log logr
 	if ns == "" {
 		log.Error(nil, "No --caps-namespace nor --credentials-namespace: this replica counts the agents' caps alone, in memory, and forgets them when it stops; with several replicas each serves up to the whole cap")
 		caps.Meter = &breaker.Meter{Ledger: &breaker.MemoryLedger{}}
-		return caps, nil
-	}
-	direct, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme(), HTTPClient: mgr.GetHTTPClient(), Mapper: mgr.GetRESTMapper()})
-	if err != nil {
-		return nil, fmt.Errorf("--caps-namespace: %w", err)
+		return caps
 	}
 	caps.Meter = &breaker.Meter{Ledger: &breaker.ConfigMapLedger{Client: direct, Namespace: ns}}
-	return caps, nil
+	return caps
 }
 
 // httpClient trusts the system's CAs and those of caFile, dials as

@@ -65,20 +65,33 @@ type Runner struct {
 	// reports are what each report (by ConfigMap UID) said last.
 	reports map[types.UID]*report
 	ticked  bool
+	// pending are freezes tripped whose creation failed: made again each
+	// tick, with the record already written, until they are.
+	pending map[types.NamespacedName]*custosv1alpha1.AgentFreeze
 }
 
 // report is what the Runner knows of one replica's report: when it was
 // made, its counts, and the rates they showed against the one before.
 type report struct {
-	at     time.Time
-	counts map[types.NamespacedName][3]float64
-	rates  map[types.NamespacedName][3]float64
-	stale  int
+	at, started time.Time
+	counts      map[types.NamespacedName][3]float64
+	rates       map[types.NamespacedName][3]float64
+	stale       int
 }
 
-// reportedAt is the report's key for when it was made (internal/gateway's
-// UsageReportedAt).
-const reportedAt = "_at"
+// The report's keys for when it was made and when its process began
+// counting (internal/gateway's UsageReportedAt, UsageStartedAt).
+const (
+	reportedAt = "_at"
+	startedAt  = "_started"
+)
+
+// A report not written for reportStale is a replica gone: it counts for
+// nothing; one not written for reportGone is deleted.
+const (
+	reportStale = 5 * time.Minute
+	reportGone  = time.Hour
+)
 
 // NeedLeaderElection: one breaker, the leader's.
 func (r *Runner) NeedLeaderElection() bool { return true }
@@ -114,8 +127,9 @@ func (r *Runner) now() time.Time {
 func (r *Runner) Step(ctx context.Context, now time.Time) error {
 	if r.states == nil {
 		r.states, r.reports = map[types.NamespacedName]*AgentState{}, map[types.UID]*report{}
+		r.pending = map[types.NamespacedName]*custosv1alpha1.AgentFreeze{}
 	}
-	took, err := r.took(ctx)
+	took, err := r.Took(ctx)
 	if err != nil {
 		return err
 	}
@@ -133,40 +147,49 @@ func (r *Runner) Step(ctx context.Context, now time.Time) error {
 			st = &AgentState{}
 			r.states[key] = st
 		}
+		if f := r.pending[key]; f != nil {
+			if err := r.Client.Create(ctx, f.DeepCopy()); err != nil {
+				r.Log.Error(err, "Freezing an agent the breaker tripped on, again", "agent", key)
+				continue
+			}
+			delete(r.pending, key)
+		}
 		if a.Status.Lifecycle == nil || a.Status.Lifecycle.Phase != custosv1alpha1.AgentPhaseActive {
 			// Not running (frozen, suspended, ...): nothing to learn, and
 			// the evidence starts again when it does.
 			st.Reset()
 			continue
 		}
-		t := took[key]
-		x := Observation{Records: t[0], Calls: t[1], LogRecords: t[2]}
+		x := took[key]
 		if trip := r.Params.Observe(st, now, x); trip != nil {
-			if err := r.freeze(ctx, a, trip, x); err != nil {
-				r.Log.Error(err, "Freezing an agent the breaker tripped on", "agent", key)
-				continue
-			}
 			st.Reset()
+			if f, err := r.freeze(ctx, a, trip, x); err != nil {
+				r.Log.Error(err, "Freezing an agent the breaker tripped on; trying again next tick", "agent", key)
+				r.pending[key] = f
+			}
 		}
 	}
 	for k := range r.states {
 		if !seen[k] {
 			delete(r.states, k)
+			delete(r.pending, k)
 		}
 	}
 	return nil
 }
 
-// took is what each agent took in the tick, every replica's report
+// Took is what each agent took in the tick, every replica's report
 // together. Replicas report on their own clocks, so a tick may see two
 // reports of a replica, or none: each new report gives rates (its counts
 // against the one before, over the time between them) and a replica adds
 // its latest rates for a tick, for two ticks at most without a new report.
-// A count that went down is a replica that started again. At the Runner's
-// first tick (a new leader) reports give their counts only, no rate: what
-// a replica took since it started is not one tick's; a report first seen
-// later is a replica that started since, counted whole.
-func (r *Runner) took(ctx context.Context) (map[types.NamespacedName][3]float64, error) {
+// A process started again (its report's _started) counts from zero. A
+// report not written for reportStale counts for nothing, and goes after
+// reportGone.
+func (r *Runner) Took(ctx context.Context) (map[types.NamespacedName]Observation, error) {
+	if r.reports == nil {
+		r.reports = map[types.UID]*report{}
+	}
 	var list corev1.ConfigMapList
 	if err := r.Reports.List(ctx, &list, client.InNamespace(r.Namespace), client.HasLabels{usageLabel}); err != nil {
 		return nil, fmt.Errorf("reading the gateways' usage reports in %s: %w", r.Namespace, err)
@@ -181,16 +204,23 @@ func (r *Runner) took(ctx context.Context) (map[types.NamespacedName][3]float64,
 		out[agent] = d
 	}
 	live := map[types.UID]bool{}
+	now := r.now()
 	for i := range list.Items {
 		cm := &list.Items[i]
-		live[cm.UID] = true
-		at := r.now()
-		if ms, err := strconv.ParseInt(cm.Data[reportedAt], 10, 64); err == nil {
-			at = time.UnixMilli(ms)
+		at, started := millis(cm.Data[reportedAt]), millis(cm.Data[startedAt])
+		if at.IsZero() || now.Sub(at) > reportStale {
+			if !at.IsZero() && now.Sub(at) > reportGone {
+				// A replica long gone: its report goes.
+				if err := r.Client.Delete(ctx, cm); client.IgnoreNotFound(err) != nil {
+					r.Log.Error(err, "Deleting the usage report of a replica gone", "configMap", cm.Name)
+				}
+			}
+			continue
 		}
+		live[cm.UID] = true
 		counts := map[types.NamespacedName][3]float64{}
 		for k, v := range cm.Data {
-			if k == reportedAt {
+			if k == reportedAt || k == startedAt {
 				continue
 			}
 			agent, records, calls, logs, err := parseReport(k, v)
@@ -203,17 +233,31 @@ func (r *Runner) took(ctx context.Context) (map[types.NamespacedName][3]float64,
 		rep := r.reports[cm.UID]
 		switch {
 		case rep == nil:
-			r.reports[cm.UID] = &report{at: at, counts: counts, rates: map[types.NamespacedName][3]float64{}}
-			if r.ticked {
+			rep = &report{at: at, started: started, counts: counts, rates: map[types.NamespacedName][3]float64{}}
+			r.reports[cm.UID] = rep
+			// A replica started since the last ticks: what it reports is
+			// what it took since, as rates. Any other report first seen
+			// (a new leader's, or one back from being stale) says nothing
+			// of this tick until its next.
+			if r.ticked && !started.IsZero() && now.Sub(started) <= reportStale {
+				dt := max(at.Sub(started).Seconds(), 1)
 				for agent, c := range counts {
-					add(agent, c, 1)
+					rate := [3]float64{c[0] / dt, c[1] / dt, c[2] / dt}
+					rep.rates[agent] = rate
+					add(agent, rate, tick)
 				}
 			}
 		case at.After(rep.at):
-			dt := at.Sub(rep.at).Seconds()
+			since, before := rep.at, rep.counts
+			if !started.Equal(rep.started) {
+				// The replica's process started again: its counts are
+				// from zero, since it started.
+				since, before = started, nil
+			}
+			dt := max(at.Sub(since).Seconds(), 1)
 			rates := map[types.NamespacedName][3]float64{}
 			for agent, c := range counts {
-				prev, ok := rep.counts[agent]
+				prev, ok := before[agent]
 				var rate [3]float64
 				for j := range c {
 					delta := c[j]
@@ -225,7 +269,7 @@ func (r *Runner) took(ctx context.Context) (map[types.NamespacedName][3]float64,
 				rates[agent] = rate
 				add(agent, rate, tick)
 			}
-			rep.at, rep.counts, rep.rates, rep.stale = at, counts, rates, 0
+			rep.at, rep.started, rep.counts, rep.rates, rep.stale = at, started, counts, rates, 0
 		default:
 			// No new report this tick: its latest rates stand in, a while.
 			if rep.stale++; rep.stale <= 2 {
@@ -241,7 +285,20 @@ func (r *Runner) took(ctx context.Context) (map[types.NamespacedName][3]float64,
 		}
 	}
 	r.ticked = true
-	return out, nil
+	obs := make(map[types.NamespacedName]Observation, len(out))
+	for agent, v := range out {
+		obs[agent] = Observation{Records: v[0], Calls: v[1], LogRecords: v[2]}
+	}
+	return obs, nil
+}
+
+// millis is a time in Unix milliseconds; zero when it is not one.
+func millis(v string) time.Time {
+	ms, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || ms <= 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
 }
 
 // parseReport reads "namespace.name" = "records calls logRecords".
@@ -262,8 +319,9 @@ func parseReport(key, value string) (types.NamespacedName, float64, float64, flo
 	return types.NamespacedName{Namespace: ns, Name: name}, v[0], v[1], v[2], nil
 }
 
-// freeze records the trip and freezes the agent.
-func (r *Runner) freeze(ctx context.Context, a *custosv1alpha1.Agent, trip *Trip, x Observation) error {
+// freeze records the trip and freezes the agent; it returns the freeze,
+// made or not.
+func (r *Runner) freeze(ctx context.Context, a *custosv1alpha1.Agent, trip *Trip, x Observation) (*custosv1alpha1.AgentFreeze, error) {
 	trigger := custosv1alpha1.FreezeTrigger(trip.Trigger)
 	signal := trip.Signal
 	if signal == SignalRecordsPerCall {
@@ -295,7 +353,7 @@ func (r *Runner) freeze(ctx context.Context, a *custosv1alpha1.Agent, trip *Trip
 		Spec: custosv1alpha1.AgentFreezeSpec{Agent: a.Name, Trigger: trigger, Signal: signal, Reason: reason,
 			Observed: &observed, Baseline: &baseline, Evidence: &custosv1alpha1.FreezeEvidence{AuditLogID: r.AuditLogID, Sequences: seqs}},
 	}
-	return r.Client.Create(ctx, f)
+	return f, r.Client.Create(ctx, f.DeepCopy())
 }
 
 func truncate(s string, n int) string {

@@ -18,8 +18,10 @@ package breaker_test
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -28,6 +30,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
@@ -140,4 +143,104 @@ func TestRunnerFreezesOnATrend(t *testing.T) {
 	g.Expect(e.Subject.Name).To(Equal("reconciler"))
 	g.Expect(frozen.Spec.Evidence.Sequences).To(Equal([]int64{0}), "the freeze cites the breaker.tripped record")
 	g.Expect(e.Details).To(HaveKeyWithValue("trigger", "Trend"))
+}
+
+// What the breaker reads of the replicas' reports, tick by tick: nothing
+// of what was there before it started (a new leader); rates between two
+// reports, whatever their timing; a replica's latest rates for two ticks
+// without a new report, then nothing; a process started again counts from
+// zero; a new replica from its start; a report not written for five
+// minutes is nothing, and one not written for an hour goes.
+func TestRunnerReadsReportsAsRates(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	c := apiServer(t)
+	ns := newNamespace(t, "custos-gateway-")
+	clk := clocktesting.NewFakePassiveClock(time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC))
+	params := breaker.DefaultDetectorParams
+	params.Tick = time.Minute
+	r := &breaker.Runner{Reports: c, Agents: c, Client: c, Namespace: ns, Params: params, Clock: clk}
+	agent := types.NamespacedName{Namespace: "finance", Name: "reconciler"}
+	write := func(replica string, at, started time.Time, records, calls float64) {
+		data := map[string]string{gateway.UsageReportedAt: strconv.FormatInt(at.UnixMilli(), 10),
+			gateway.UsageStartedAt: strconv.FormatInt(started.UnixMilli(), 10),
+			"finance.reconciler":   fmt.Sprintf("%g %g %g", records, calls, calls*math.Log1p(10))}
+		cm := &corev1.ConfigMap{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "custos-usage-" + replica}, cm); err != nil {
+			cm = &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "custos-usage-" + replica,
+				Labels: map[string]string{gateway.UsageLabel: "gateway"}}, Data: data}
+			g.Expect(c.Create(ctx, cm)).To(Succeed())
+			return
+		}
+		cm.Data = data
+		g.Expect(c.Update(ctx, cm)).To(Succeed())
+	}
+	took := func() breaker.Observation {
+		obs, err := r.Took(ctx)
+		g.Expect(err).NotTo(HaveOccurred())
+		return obs[agent]
+	}
+	start := clk.Now().Add(-time.Hour) // both replicas have run an hour
+	at := clk.Now()
+	write("a", at, start, 6000, 600)
+	write("b", at, start, 3000, 300)
+	g.Expect(took()).To(Equal(breaker.Observation{}), "a new leader: nothing of the hour before")
+
+	// A minute on, 100 records and 10 calls more on each.
+	at = at.Add(time.Minute)
+	clk.SetTime(at.Add(time.Second))
+	write("a", at, start, 6100, 610)
+	write("b", at, start, 3100, 310)
+	g.Expect(took().Records).To(BeNumerically("~", 200, 0.01))
+	g.Expect(took().Calls).To(BeNumerically("~", 20, 0.01), "both replicas, a minute each")
+
+	// b reports every two minutes from here: a minute without its report
+	// takes its last rate; a reports every minute, at half the rate.
+	for i := 1; i <= 2; i++ {
+		at = at.Add(time.Minute)
+		clk.SetTime(at.Add(time.Second))
+		write("a", at, start, 6100+50*float64(i), 610+5*float64(i))
+		if i == 2 {
+			write("b", at, start, 3300, 330)
+		}
+		g.Expect(took().Records).To(BeNumerically("~", 150, 0.01), "minute %d", i)
+	}
+	// b stops reporting: two ticks of its rate, then nothing.
+	for i, want := range []float64{150, 150, 50} {
+		at = at.Add(time.Minute)
+		clk.SetTime(at.Add(time.Second))
+		write("a", at, start, 6250+50*float64(i), 625+5*float64(i))
+		g.Expect(took().Records).To(BeNumerically("~", want, 0.01), "tick %d without b", i)
+	}
+	// b's process started again 30 s ago, under the same name: from zero.
+	at = at.Add(time.Minute)
+	clk.SetTime(at.Add(time.Second))
+	write("a", at, start, 6400, 640)
+	write("b", at, at.Add(-30*time.Second), 50, 5)
+	g.Expect(took().Records).To(BeNumerically("~", 50+100, 0.01), "b's 50 in 30 s: 100 a minute")
+	// A new replica, started 20 s ago.
+	at = at.Add(time.Minute)
+	clk.SetTime(at.Add(time.Second))
+	write("a", at, start, 6450, 645)
+	write("b", at, at.Add(-90*time.Second), 150, 15)
+	write("c", at, at.Add(-20*time.Second), 40, 4)
+	g.Expect(took().Records).To(BeNumerically("~", 50+100+120, 0.01))
+
+	// Five minutes later only a reports: b's and c's reports are stale,
+	// nothing; an hour later they are deleted.
+	clk.SetTime(at.Add(6 * time.Minute))
+	write("a", clk.Now(), start, 6750, 675)
+	g.Expect(took().Records).To(BeNumerically("~", 50, 0.01), "a's 300 in 6 minutes; b and c stale")
+	clk.SetTime(at.Add(61 * time.Minute))
+	write("a", clk.Now(), start, 9700, 970)
+	took()
+	var left corev1.ConfigMapList
+	g.Expect(c.List(ctx, &left, client.InNamespace(ns))).To(Succeed())
+	var names []string
+	for _, cm := range left.Items {
+		if cm.Labels[gateway.UsageLabel] != "" {
+			names = append(names, cm.Name)
+		}
+	}
+	g.Expect(names).To(ConsistOf("custos-usage-a"))
 }

@@ -21,8 +21,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,9 +32,11 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/audit"
@@ -362,5 +366,48 @@ func TestCapsFreezeThroughTheAPIServer(t *testing.T) {
 	if f.Namespace != "finance" || !strings.HasPrefix(f.Name, "invoice-cap-") || f.Spec.Trigger != custosv1alpha1.FreezeCap || f.Spec.Signal != "records" ||
 		*f.Spec.Observed != 51 || *f.Spec.Limit != 50 || f.Spec.Evidence == nil || len(f.Spec.Evidence.TraceIDs) != 1 || len(f.Spec.Evidence.Sequences) != 1 {
 		t.Errorf("the freeze as stored: %+v", f.Spec)
+	}
+}
+
+// A replica's usage report, as the manager's breaker reads it: written on
+// its tick and once more on the way out, counts since the process began,
+// when it was made and when the process began; owned by nobody (an owner
+// in another namespace would have the garbage collector delete it).
+func TestUsageReporter(t *testing.T) {
+	c := approvalCluster(t)
+	ctx, stop := context.WithCancel(context.Background())
+	started := time.Now().Add(-time.Minute)
+	u := &Usage{Started: started}
+	agent := types.NamespacedName{Namespace: "finance", Name: "invoice"}
+	u.Add(agent, 10, time.Now())
+	r := &UsageReporter{Usage: u, Client: c, Namespace: "finance", Replica: "custos-gateway-7d9c-x2k4p", Every: 50 * time.Millisecond}
+	done := make(chan error)
+	go func() { done <- r.Start(ctx) }()
+	read := func() map[string]string {
+		cm := &corev1.ConfigMap{}
+		if err := c.Get(context.Background(), client.ObjectKey{Namespace: "finance", Name: "custos-usage-custos-gateway-7d9c-x2k4p"}, cm); err != nil {
+			return nil
+		}
+		if len(cm.OwnerReferences) != 0 || cm.Labels[UsageLabel] != "gateway" {
+			t.Errorf("the report's metadata: %+v", cm.ObjectMeta)
+		}
+		return cm.Data
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for read()["finance.invoice"] == "" && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	data := read()
+	if data["finance.invoice"] != "10 1 "+strconv.FormatFloat(math.Log1p(10), 'f', 6, 64) || data[UsageStartedAt] != strconv.FormatInt(started.UnixMilli(), 10) || data[UsageReportedAt] == "" {
+		t.Fatalf("the report: %v", data)
+	}
+	// Served just before the replica stops: reported on the way out.
+	u.Add(agent, 5, time.Now())
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := read()["finance.invoice"]; !strings.HasPrefix(got, "15 2 ") {
+		t.Errorf("the last report: %q", got)
 	}
 }

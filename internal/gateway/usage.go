@@ -40,6 +40,10 @@ const UsageLabel = "custos.dev/usage"
 // records per call). The counts only grow; an agent idle for a day is
 // dropped (the breaker reads a missing agent as no use).
 type Usage struct {
+	// Started is when this process began counting (UsageStartedAt): a
+	// replica started again, under the same name, counts from zero.
+	Started time.Time
+
 	mu     sync.Mutex
 	agents map[types.NamespacedName]*agentUsage
 }
@@ -70,9 +74,13 @@ func (u *Usage) Add(agent types.NamespacedName, records int64, now time.Time) {
 	a.last = now
 }
 
-// UsageReportedAt is the report's key for when it was made (Unix
-// milliseconds): the breaker turns counts into rates by it.
-const UsageReportedAt = "_at"
+// The report's keys besides the agents' (a namespace never starts with
+// an underscore): when it was made and when its process began counting,
+// in Unix milliseconds. The breaker turns counts into rates by them.
+const (
+	UsageReportedAt = "_at"
+	UsageStartedAt  = "_started"
+)
 
 // Report is what the replica reports at now: "namespace.name" (a namespace
 // has no dot) to "records calls logRecords", the counts since it started,
@@ -80,8 +88,9 @@ const UsageReportedAt = "_at"
 func (u *Usage) Report(now time.Time) map[string]string {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	out := make(map[string]string, len(u.agents)+1)
+	out := make(map[string]string, len(u.agents)+2)
 	out[UsageReportedAt] = strconv.FormatInt(now.UnixMilli(), 10)
+	out[UsageStartedAt] = strconv.FormatInt(u.Started.UnixMilli(), 10)
 	for k, a := range u.agents {
 		if now.Sub(a.last) > 24*time.Hour {
 			delete(u.agents, k)
@@ -94,15 +103,17 @@ func (u *Usage) Report(now time.Time) map[string]string {
 }
 
 // UsageReporter writes a replica's Usage every Every into the ConfigMap
-// custos-usage-<Replica> of Namespace, owned by the replica's Pod (so it
-// goes with it), for the manager's breaker.
+// custos-usage-<Replica> of Namespace, for the manager's breaker, and once
+// more as it stops. (Not owned by the Pod: an owner must be in the same
+// namespace, and the garbage collector deletes what names one that is
+// not; the manager deletes the reports of replicas long gone.)
 type UsageReporter struct {
-	Usage     *Usage
+	Usage *Usage
+	// Client reads and writes the report without a cache.
 	Client    client.Client
 	Namespace string
-	// Replica is the pod's name; Owner, when set, its Pod.
+	// Replica is the pod's name.
 	Replica string
-	Owner   *metav1.OwnerReference
 	Every   time.Duration
 	Log     logr.Logger
 }
@@ -114,6 +125,12 @@ func (r *UsageReporter) Start(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			// What was served since the last report, on the way out.
+			last, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			defer cancel()
+			if err := r.report(last, time.Now()); err != nil {
+				r.Log.Error(err, "Reporting the agents' usage to the breaker on the way out")
+			}
 			return nil
 		case now := <-t.C:
 			if err := r.report(ctx, now); err != nil {
@@ -134,9 +151,6 @@ func (r *UsageReporter) report(ctx context.Context, now time.Time) error {
 	if apierrors.IsNotFound(err) {
 		cm = &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name,
 			Labels: map[string]string{UsageLabel: "gateway"}}, Data: data}
-		if r.Owner != nil {
-			cm.OwnerReferences = []metav1.OwnerReference{*r.Owner}
-		}
 		return r.Client.Create(ctx, cm)
 	}
 	if err != nil {

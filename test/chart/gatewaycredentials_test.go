@@ -52,21 +52,21 @@ func TestGatewayCredentialsNamespace(t *testing.T) {
 		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "list", "watch"}},
 		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "create", "update"}},
 	), "the leases, read only; the caps the replicas hand out (custos-caps-* ConfigMaps), kept there")
-	// The manager's breaker lists the replicas' usage reports there, and
-	// reads nothing else of ConfigMaps.
+	// The manager's breaker lists the replicas' usage reports there (and
+	// deletes those of replicas long gone), nothing else of ConfigMaps.
 	breakerRole := into[rbacv1.Role](t, m.find(t, "Role", "custos-manager-breaker"))
 	g.Expect(breakerRole.Namespace).To(Equal(credentials))
-	g.Expect(breakerRole.Rules).To(ConsistOf(rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"list"}}))
+	g.Expect(breakerRole.Rules).To(ConsistOf(rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"list", "delete"}}))
 	breakerBinding := into[rbacv1.RoleBinding](t, m.find(t, "RoleBinding", "custos-manager-breaker"))
 	g.Expect(breakerBinding.Subjects).To(Equal([]rbacv1.Subject{{Kind: "ServiceAccount", Name: "custos-manager", Namespace: namespace}}))
-	// Each replica's usage report is owned by its Pod.
+	// Each replica's usage report is named by its Pod.
 	var env []string
 	for _, e := range m.deploymentNamed(t, "custos-gateway").Spec.Template.Spec.Containers[0].Env {
 		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
 			env = append(env, e.Name+"="+e.ValueFrom.FieldRef.FieldPath)
 		}
 	}
-	g.Expect(env).To(ContainElements("POD_NAME=metadata.name", "POD_UID=metadata.uid"))
+	g.Expect(env).To(ContainElement("POD_NAME=metadata.name"))
 
 	b := into[rbacv1.RoleBinding](t, m.find(t, "RoleBinding", "custos-gateway-credentials"))
 	g.Expect(b.Namespace).To(Equal(credentials))
