@@ -107,6 +107,35 @@ type DataBoundarySpec struct {
 	// freeze.
 	// +optional
 	Caps *AgentCaps `json:"caps,omitempty"`
+
+	// breaker says what the manager's breaker does when it trips on one of
+	// the tenant's agents (an agent that stops behaving like itself): the
+	// platform team's to set, not the owners' being watched.
+	// +optional
+	Breaker *BreakerPolicy `json:"breaker,omitempty"`
+}
+
+// BreakerMode is what a trip of the breaker does.
+// +kubebuilder:validation:Enum=Enforce;Observe
+type BreakerMode string
+
+const (
+	// BreakerEnforce: a trip freezes the agent (an AgentFreeze, trigger
+	// Trend or Ratio).
+	BreakerEnforce BreakerMode = "Enforce"
+	// BreakerObserve: a trip is recorded (breaker.observed, what would
+	// have frozen the agent) and freezes nothing: for rolling the breaker
+	// out to a tenant. Caps freeze all the same.
+	BreakerObserve BreakerMode = "Observe"
+)
+
+// BreakerPolicy is a tenant's setting of the breaker.
+type BreakerPolicy struct {
+	// mode is Enforce (the default) or Observe. A tenant with several
+	// DataBoundaries is observed only when every one says Observe.
+	// +optional
+	// +kubebuilder:default=Enforce
+	Mode BreakerMode `json:"mode,omitempty"`
 }
 
 // AgentCaps are the caps of an agent's use of its tools, per minute and

@@ -109,6 +109,10 @@ const (
 	// (details: trigger, signal, observed, baseline, evidence, the tick's
 	// records and calls); the AgentFreeze it makes cites this record.
 	ActionBreakerTripped = "breaker.tripped"
+	// ActionBreakerObserved: the breaker tripped on an agent of a tenant
+	// whose DataBoundaries say Observe: what would have frozen it, and
+	// nothing frozen (details as breaker.tripped).
+	ActionBreakerObserved = "breaker.observed"
 
 	// ActionLogRecovered is written by the Log itself, first after a
 	// restart that found the previous run's segment unsealed or ending in

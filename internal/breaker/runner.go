@@ -137,6 +137,18 @@ func (r *Runner) Step(ctx context.Context, now time.Time) error {
 	if err := r.Agents.List(ctx, &agents); err != nil {
 		return err
 	}
+	var boundaries custosv1alpha1.DataBoundaryList
+	if err := r.Agents.List(ctx, &boundaries); err != nil {
+		return err
+	}
+	// A tenant is observed, not frozen, when every boundary of it says so.
+	observed := map[string]bool{}
+	for _, b := range boundaries.Items {
+		obs := b.Spec.Breaker != nil && b.Spec.Breaker.Mode == custosv1alpha1.BreakerObserve
+		if prev, seen := observed[b.Spec.Tenant]; !seen || prev {
+			observed[b.Spec.Tenant] = obs
+		}
+	}
 	seen := map[types.NamespacedName]bool{}
 	for i := range agents.Items {
 		a := &agents.Items[i]
@@ -163,6 +175,10 @@ func (r *Runner) Step(ctx context.Context, now time.Time) error {
 		x := took[key]
 		if trip := r.Params.Observe(st, now, x); trip != nil {
 			st.Reset()
+			if observed[a.Labels[custosv1alpha1.TenantLabel]] {
+				r.record(ctx, audit.ActionBreakerObserved, a, trip, x)
+				continue
+			}
 			if f, err := r.freeze(ctx, a, trip, x); err != nil {
 				r.Log.Error(err, "Freezing an agent the breaker tripped on; trying again next tick", "agent", key)
 				r.pending[key] = f
@@ -319,6 +335,26 @@ func parseReport(key, value string) (types.NamespacedName, float64, float64, flo
 	return types.NamespacedName{Namespace: ns, Name: name}, v[0], v[1], v[2], nil
 }
 
+// record writes what the breaker saw of a trip under action.
+func (r *Runner) record(ctx context.Context, action string, a *custosv1alpha1.Agent, trip *Trip, x Observation) {
+	reason, details := describeTrip(r.Params, trip, x)
+	r.recordWith(ctx, action, a, trip, reason, details)
+}
+
+func (r *Runner) recordWith(ctx context.Context, action string, a *custosv1alpha1.Agent, trip *Trip, reason string, details map[string]string) (uint64, bool) {
+	if r.Audit == nil {
+		return 0, false
+	}
+	decision := audit.DecisionDeny
+	if action == audit.ActionBreakerObserved {
+		decision = audit.DecisionInfo
+	}
+	return r.Audit.RecordSeq(ctx, audit.Event{Action: action, Decision: decision, Policy: "breaker." + strings.ToLower(trip.Trigger),
+		Actor:   audit.Actor{Kind: audit.ActorController, Name: "breaker"},
+		Subject: audit.Subject{Kind: "Agent", Namespace: a.Namespace, Name: a.Name, UID: string(a.UID), Tenant: a.Labels[custosv1alpha1.TenantLabel]},
+		Reason:  reason, Details: details})
+}
+
 // freeze records the trip and freezes the agent; it returns the freeze,
 // made or not.
 func (r *Runner) freeze(ctx context.Context, a *custosv1alpha1.Agent, trip *Trip, x Observation) (*custosv1alpha1.AgentFreeze, error) {
@@ -328,24 +364,10 @@ func (r *Runner) freeze(ctx context.Context, a *custosv1alpha1.Agent, trip *Trip
 		// The AgentFreeze's signals are records, bytes and calls.
 		signal = SignalRecords
 	}
-	reason := fmt.Sprintf("%s: %.0f this tick (%s), against a baseline of %.1f: %s evidence %.1f", trip.Signal, trip.Observed, r.Params.Tick, trip.Baseline, trip.Trigger, trip.Evidence)
-	if trip.Trigger == "Ratio" {
-		reason = fmt.Sprintf("records above %g times the baseline in every minute for %s: %.0f against %.0f", r.Params.Ratio, r.Params.RatioFor, trip.Observed, trip.Baseline)
-	}
-	details := map[string]string{
-		"trigger": trip.Trigger, "signal": trip.Signal, "observed": strconv.FormatFloat(trip.Observed, 'f', 2, 64),
-		"baseline": strconv.FormatFloat(trip.Baseline, 'f', 2, 64), "evidence": strconv.FormatFloat(trip.Evidence, 'f', 2, 64),
-		"tick.records": strconv.FormatFloat(x.Records, 'f', 0, 64), "tick.calls": strconv.FormatFloat(x.Calls, 'f', 0, 64),
-		"tick": r.Params.Tick.String(),
-	}
+	reason, details := describeTrip(r.Params, trip, x)
 	var seqs []int64
-	if r.Audit != nil {
-		if seq, ok := r.Audit.RecordSeq(ctx, audit.Event{Action: audit.ActionBreakerTripped, Decision: audit.DecisionDeny, Policy: "breaker." + strings.ToLower(trip.Trigger),
-			Actor:   audit.Actor{Kind: audit.ActorController, Name: "breaker"},
-			Subject: audit.Subject{Kind: "Agent", Namespace: a.Namespace, Name: a.Name, UID: string(a.UID), Tenant: a.Labels[custosv1alpha1.TenantLabel]},
-			Reason:  reason, Details: details}); ok {
-			seqs = []int64{int64(seq)}
-		}
+	if seq, ok := r.recordWith(ctx, audit.ActionBreakerTripped, a, trip, reason, details); ok {
+		seqs = []int64{int64(seq)}
 	}
 	observed, baseline := int64(math.Round(trip.Observed)), int64(math.Round(trip.Baseline))
 	f := &custosv1alpha1.AgentFreeze{
@@ -361,4 +383,18 @@ func truncate(s string, n int) string {
 		return s[:n]
 	}
 	return s
+}
+
+// describeTrip is a trip's reason and audit details.
+func describeTrip(p DetectorParams, trip *Trip, x Observation) (string, map[string]string) {
+	reason := fmt.Sprintf("%s: %.0f this tick (%s), against a baseline of %.1f: %s evidence %.1f", trip.Signal, trip.Observed, p.Tick, trip.Baseline, trip.Trigger, trip.Evidence)
+	if trip.Trigger == "Ratio" {
+		reason = fmt.Sprintf("records above %g times the baseline in every minute for %s: %.0f against %.0f", p.Ratio, p.RatioFor, trip.Observed, trip.Baseline)
+	}
+	return reason, map[string]string{
+		"trigger": trip.Trigger, "signal": trip.Signal, "observed": strconv.FormatFloat(trip.Observed, 'f', 2, 64),
+		"baseline": strconv.FormatFloat(trip.Baseline, 'f', 2, 64), "evidence": strconv.FormatFloat(trip.Evidence, 'f', 2, 64),
+		"tick.records": strconv.FormatFloat(x.Records, 'f', 0, 64), "tick.calls": strconv.FormatFloat(x.Calls, 'f', 0, 64),
+		"tick": p.Tick.String(),
+	}
 }

@@ -62,12 +62,23 @@ func (tr *trail) RecordSeq(_ context.Context, e audit.Event) (uint64, bool) {
 // A replica that starts again (a new report, counting from zero) is no
 // rise. Nothing trips before.
 func TestRunnerFreezesOnATrend(t *testing.T) {
+	t.Run("Enforce", func(t *testing.T) { runnerOnATrend(t, custosv1alpha1.BreakerEnforce) })
+	// A tenant whose DataBoundary says Observe: the trip is recorded as
+	// what would have frozen the agent, and nothing is frozen.
+	t.Run("Observe", func(t *testing.T) { runnerOnATrend(t, custosv1alpha1.BreakerObserve) })
+}
+
+func runnerOnATrend(t *testing.T, mode custosv1alpha1.BreakerMode) {
 	g := NewWithT(t)
 	ctx := context.Background()
 	c := apiServer(t)
 	gatewayNS := newNamespace(t, "custos-gateway-")
 	tenant := fixtures.UniqueTenant("brk")
 	agentsNS := fixtures.CreateTenantNamespace(t, c, tenant)
+	b := fixtures.DataBoundary(tenant)
+	b.Spec.Breaker = &custosv1alpha1.BreakerPolicy{Mode: mode}
+	g.Expect(c.Create(ctx, b)).To(Succeed())
+	t.Cleanup(func() { _ = c.Delete(context.Background(), b) })
 	agent := fixtures.Agent(agentsNS, "reconciler", tenant)
 	g.Expect(c.Create(ctx, agent)).To(Succeed())
 	agent.Status.Lifecycle = &custosv1alpha1.LifecycleStatus{Phase: custosv1alpha1.AgentPhaseActive}
@@ -126,6 +137,16 @@ func TestRunnerFreezesOnATrend(t *testing.T) {
 	for ; frozen == nil && took < 10; took++ {
 		frozen = tick(now, 6)
 		now = now.Add(params.Tick)
+	}
+	if mode == custosv1alpha1.BreakerObserve {
+		g.Expect(frozen).To(BeNil(), "observed, not frozen")
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		g.Expect(tr.events).NotTo(BeEmpty())
+		g.Expect(tr.events[0].Action).To(Equal(audit.ActionBreakerObserved))
+		g.Expect(tr.events[0].Details).To(HaveKeyWithValue("trigger", "Trend"))
+		g.Expect(tr.events[0].Subject.Name).To(Equal("reconciler"))
+		return
 	}
 	g.Expect(frozen).NotTo(BeNil(), "ten minutes of six times the records per call did not trip the breaker")
 	t.Logf("tripped after %d ticks of %s: %s", took, params.Tick, frozen.Spec.Reason)
