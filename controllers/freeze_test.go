@@ -222,8 +222,11 @@ func TestAgentCapsOnlyLowerTheBoundarys(t *testing.T) {
 	ctx := context.Background()
 	tenant := fixtures.UniqueTenant("caps")
 	b := createBoundary(t, tenant, "eu-west-1")
+	// A merge patch: the boundary's controller writes it too (finalizer,
+	// status), and an update could lose that race.
+	patch := client.MergeFrom(b.DeepCopy())
 	b.Spec.Caps = &custosv1alpha1.AgentCaps{PerDay: &custosv1alpha1.CapLimits{Records: ptr.To[int64](10000)}}
-	g.Expect(k8sClient.Update(ctx, b)).To(Succeed())
+	g.Expect(k8sClient.Patch(ctx, b, patch)).To(Succeed())
 	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
 
 	higher := newAgent(ns, "greedy", tenant)
@@ -238,8 +241,9 @@ func TestAgentCapsOnlyLowerTheBoundarys(t *testing.T) {
 		PerMinute: &custosv1alpha1.CapLimits{Calls: ptr.To[int64](60)}}
 	g.Expect(k8sClient.Create(ctx, lower)).To(Succeed())
 	// Raising it later is refused the same way.
+	raise := client.MergeFrom(lower.DeepCopy())
 	lower.Spec.Caps.PerDay.Records = ptr.To[int64](10001)
-	g.Expect(k8sClient.Update(ctx, lower)).To(MatchError(ContainSubstring("spec.caps.perDay.records: Invalid value: 10001")))
+	g.Expect(k8sClient.Patch(ctx, lower, raise)).To(MatchError(ContainSubstring("spec.caps.perDay.records: Invalid value: 10001")))
 	// The CRD refuses a cap of 0 or less.
 	zero := newAgent(ns, "zero", tenant)
 	zero.Spec.Caps = &custosv1alpha1.AgentCaps{PerDay: &custosv1alpha1.CapLimits{Calls: ptr.To[int64](0)}}
