@@ -24,6 +24,7 @@ package breaker
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 
@@ -92,4 +93,14 @@ func MayLift(ctx context.Context, access approval.Access, who custosv1alpha1.App
 			Message: fmt.Sprintf("%s may change Agent %s/%s, so owns it: an agent's owners do not lift its freeze", who.Username, namespace, agent)}, nil
 	}
 	return nil, nil
+}
+
+// GenerateName is the generated-name prefix of a freeze Custos trips on
+// agent: <agent>-<trigger>-, the agent's name cut to keep within the 253
+// bytes of a name.
+func GenerateName(agent string, trigger custosv1alpha1.FreezeTrigger) string {
+	if len(agent) > 200 {
+		agent = agent[:200]
+	}
+	return strings.TrimSuffix(agent, "-") + "-" + strings.ToLower(string(trigger)) + "-"
 }

@@ -78,14 +78,10 @@ func Recompute(frozen *audit.Record, cited Cited) Recomputed {
 		if err != nil {
 			return fail("evidence.sequences %q: %v", seqs, err)
 		}
-		c, ok := cited(logID, seq)
+		c, why := cite(cited, logID, seq, audit.ActionCapExceeded, r.Agent)
 		switch {
-		case !ok:
-			return fail("cites record %d of trail %s, which is not in the trails given", seq, logID)
-		case c.Action != audit.ActionCapExceeded:
-			return fail("cites record %d of %s, a %s, not a %s", seq, logID, c.Action, audit.ActionCapExceeded)
-		case c.Subject == nil || c.Subject.Namespace+"/"+c.Subject.Name != r.Agent:
-			return fail("cites record %d of %s, which is of another agent", seq, logID)
+		case why != "":
+			return fail("%s", why)
 		case !slices.Contains(traces, c.TraceID):
 			return fail("cites record %d of %s, whose trace %s is not among the freeze's (%s)", seq, logID, c.TraceID, d["evidence.traceIDs"])
 		case d["signal"] != "" && c.Details["signal"] != d["signal"]:
@@ -121,17 +117,28 @@ func recomputeTrip(frozen *audit.Record, cited Cited, r Recomputed) Recomputed {
 	if logID == "" || err != nil {
 		return fail("cites no breaker record (evidence.auditLogID %q, evidence.sequences %q)", logID, seqs)
 	}
-	c, ok := cited(logID, seq)
+	c, why := cite(cited, logID, seq, audit.ActionBreakerTripped, r.Agent)
 	switch {
-	case !ok:
-		return fail("cites record %d of trail %s, which is not in the trails given", seq, logID)
-	case c.Action != audit.ActionBreakerTripped:
-		return fail("cites record %d of %s, a %s, not a %s", seq, logID, c.Action, audit.ActionBreakerTripped)
-	case c.Subject == nil || c.Subject.Namespace+"/"+c.Subject.Name != r.Agent:
-		return fail("cites record %d of %s, which is of another agent", seq, logID)
+	case why != "":
+		return fail("%s", why)
 	case c.Details["trigger"] != r.Trigger:
 		return fail("record %d of %s is a %s trip, the freeze a %s one", seq, logID, c.Details["trigger"], r.Trigger)
 	}
 	r.OK, r.Says = true, fmt.Sprintf("%s: %s (%s record %d)", c.Details["signal"], c.Reason, logID, seq)
 	return r
+}
+
+// cite is record seq of trail logID, which must be a record of action
+// about agent (namespace/name); otherwise why not.
+func cite(cited Cited, logID string, seq uint64, action, agent string) (*audit.Record, string) {
+	c, ok := cited(logID, seq)
+	switch {
+	case !ok:
+		return nil, fmt.Sprintf("cites record %d of trail %s, which is not in the trails given", seq, logID)
+	case c.Action != action:
+		return nil, fmt.Sprintf("cites record %d of %s, a %s, not a %s", seq, logID, c.Action, action)
+	case c.Subject == nil || c.Subject.Namespace+"/"+c.Subject.Name != agent:
+		return nil, fmt.Sprintf("cites record %d of %s, which is of another agent", seq, logID)
+	}
+	return c, ""
 }

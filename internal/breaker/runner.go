@@ -371,18 +371,11 @@ func (r *Runner) freeze(ctx context.Context, a *custosv1alpha1.Agent, trip *Trip
 	}
 	observed, baseline := int64(math.Round(trip.Observed)), int64(math.Round(trip.Baseline))
 	f := &custosv1alpha1.AgentFreeze{
-		ObjectMeta: metav1.ObjectMeta{Namespace: a.Namespace, GenerateName: strings.TrimSuffix(truncate(a.Name, 200), "-") + "-" + strings.ToLower(trip.Trigger) + "-"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: a.Namespace, GenerateName: GenerateName(a.Name, trigger)},
 		Spec: custosv1alpha1.AgentFreezeSpec{Agent: a.Name, Trigger: trigger, Signal: signal, Reason: reason,
 			Observed: &observed, Baseline: &baseline, Evidence: &custosv1alpha1.FreezeEvidence{AuditLogID: r.AuditLogID, Sequences: seqs}},
 	}
 	return f, r.Client.Create(ctx, f.DeepCopy())
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }
 
 // describeTrip is a trip's reason and audit details.

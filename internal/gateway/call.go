@@ -33,6 +33,7 @@ import (
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/audit"
+	freezes "github.com/custos-dev/custos/internal/breaker"
 	"github.com/custos-dev/custos/internal/sts"
 )
 
@@ -238,6 +239,8 @@ type callRecord struct {
 	details map[string]string
 	// records and bytes the result served (measure), when counted.
 	records, bytes int64
+	// limits are the agent's caps in force, once read (Caps.limits).
+	limits *freezes.Limits
 }
 
 func newCallRecord(start time.Time, tenant string, caller *sts.Claims, agent *custosv1alpha1.Agent) *callRecord {

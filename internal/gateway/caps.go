@@ -94,8 +94,12 @@ type Caps struct {
 	AuditLogID string
 }
 
-// limits are the caps in force for sess's agent.
-func (c *Caps) limits(ctx context.Context, sess *session) (freezes.Limits, error) {
+// limits are the caps in force for sess's agent, read once per call
+// (the call and its result are counted against the same).
+func (c *Caps) limits(ctx context.Context, sess *session, rec *callRecord) (freezes.Limits, error) {
+	if rec.limits != nil {
+		return *rec.limits, nil
+	}
 	boundaries, err := c.Boundaries.Boundaries(ctx, sess.tenant)
 	if err != nil {
 		return freezes.Limits{}, err
@@ -104,13 +108,15 @@ func (c *Caps) limits(ctx context.Context, sess *session) (freezes.Limits, error
 	for i := range boundaries {
 		bs = append(bs, &boundaries[i])
 	}
-	return freezes.LimitsOf(sess.agent, bs...), nil
+	l := freezes.LimitsOf(sess.agent, bs...)
+	rec.limits = &l
+	return l, nil
 }
 
 // takeCall counts a call about to be made against the agent's caps; it
 // says whether any cap applies to the agent (the record's check "caps").
 func (s *Server) takeCall(ctx context.Context, sess *session, tool *Tool, rec *callRecord) (*Refusal, bool) {
-	limits, err := s.Caps.limits(ctx, sess)
+	limits, err := s.Caps.limits(ctx, sess, rec)
 	if err != nil {
 		return capsUnavailable(tool, "the call", err), true
 	}
@@ -124,7 +130,7 @@ func (s *Server) takeCall(ctx context.Context, sess *session, tool *Tool, rec *c
 // then the agent's caps on records and bytes; it says whether any applies
 // (the record's check "caps.result").
 func (s *Server) takeResult(ctx context.Context, sess *session, tool *Tool, res *mcp.CallToolResult, rec *callRecord) (*Refusal, bool) {
-	limits, err := s.Caps.limits(ctx, sess)
+	limits, err := s.Caps.limits(ctx, sess, rec)
 	if err != nil {
 		return capsUnavailable(tool, "its result", err), true
 	}
@@ -159,11 +165,6 @@ func capsUnavailable(tool *Tool, what string, err error) *Refusal {
 
 // capExceeded records the crossing, freezes the agent, and refuses.
 func (s *Server) capExceeded(ctx context.Context, sess *session, tool *Tool, rec *callRecord, e *freezes.Exceeded, what string) *Refusal {
-	if rec.traceID == "" {
-		// The cap's record and the call's share one trace ID, cited by
-		// the freeze, tracing on or not.
-		rec.traceID = newTraceID()
-	}
 	window := string(e.Window)
 	if window == "" {
 		window = "call"
@@ -182,10 +183,10 @@ func (s *Server) capExceeded(ctx context.Context, sess *session, tool *Tool, rec
 		seqs = []int64{int64(seq)}
 	}
 	freeze := &custosv1alpha1.AgentFreeze{
-		ObjectMeta: metav1.ObjectMeta{Namespace: sess.agent.Namespace, GenerateName: freezeNamePrefix(sess.agent.Name)},
+		ObjectMeta: metav1.ObjectMeta{Namespace: sess.agent.Namespace, GenerateName: freezes.GenerateName(sess.agent.Name, custosv1alpha1.FreezeCap)},
 		Spec: custosv1alpha1.AgentFreezeSpec{Agent: sess.agent.Name, Trigger: custosv1alpha1.FreezeCap,
 			Signal: e.Signal, Reason: e.Describe(), Observed: &e.Observed, Limit: &e.Limit,
-			Evidence: &custosv1alpha1.FreezeEvidence{AuditLogID: s.Caps.AuditLogID, Sequences: seqs, TraceIDs: traceIDs(rec.traceID)}},
+			Evidence: &custosv1alpha1.FreezeEvidence{AuditLogID: s.Caps.AuditLogID, Sequences: seqs, TraceIDs: []string{rec.traceID}}},
 	}
 	frozen := "and the agent is frozen until a person lifts it (kubectl custos unfreeze " + sess.agent.Name + " -n " + sess.agent.Namespace + ")"
 	if s.Caps.Freezer != nil {
@@ -205,22 +206,6 @@ func (s *Server) capExceeded(ctx context.Context, sess *session, tool *Tool, rec
 	}
 	return &Refusal{Reason: ReasonCapExceeded,
 		Message: fmt.Sprintf("tool %s: %s is withheld: %s, %s", tool.Name, what, e.Describe(), frozen)}
-}
-
-// freezeNamePrefix keeps a trip's generated name within the 253 bytes of
-// a name.
-func freezeNamePrefix(agent string) string {
-	if len(agent) > 200 {
-		agent = agent[:200]
-	}
-	return strings.TrimSuffix(agent, "-") + "-cap-"
-}
-
-func traceIDs(id string) []string {
-	if id == "" {
-		return nil
-	}
-	return []string{id}
 }
 
 // recordSeq records e and says where in this replica's trail it went,
