@@ -120,6 +120,16 @@ func TestFreeze(t *testing.T) {
 	changed.Spec.Trigger = custosv1alpha1.FreezeManual
 	changed.Spec.Agent = "another"
 	g.Expect(k8sClient.Update(ctx, changed)).To(MatchError(ContainSubstring("an AgentFreeze is immutable")))
+	// Nor by writing its status Lifted: the status subresource is the
+	// manager's alone, not the owner's, the risk owner's or edit's.
+	for _, user := range []string{"olga", "rita", "eve"} {
+		lifted := &custosv1alpha1.AgentFreeze{}
+		g.Expect(k8sClient.Get(ctx, keyOf(made), lifted)).To(Succeed())
+		patch := client.MergeFrom(lifted.DeepCopy())
+		lifted.Status.Phase = custosv1alpha1.FreezeLifted
+		err := asUser(t, user).Status().Patch(ctx, lifted, patch)
+		g.Expect(apierrors.IsForbidden(err)).To(BeTrue(), "%s writes the freeze's status: %v", user, err)
+	}
 
 	// Nor by deleting the Agent and applying it again: the freeze holds
 	// the name, and the new Agent starts Frozen.

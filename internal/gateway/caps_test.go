@@ -64,6 +64,9 @@ type capsWorld struct {
 	api Freezer
 	// usage, when set, is the replicas' Usage.
 	usage *Usage
+	// recreate gives the agents a new UID on every call.
+	recreate bool
+	uids     int
 
 	mu      sync.Mutex
 	frozen  map[string]*custosv1alpha1.AgentFreeze // by agent name
@@ -127,7 +130,13 @@ func (w *capsWorld) caller(_ context.Context, _, agentID string) (*custosv1alpha
 	if f, ok := w.frozen[name]; ok {
 		return nil, nil, fmt.Errorf("agent finance/%s may not act: it is frozen by AgentFreeze %s (Cap)", name, f.Name)
 	}
-	return fixtures.Agent("finance", name, "acme"), []custosv1alpha1.Toolset{*w.toolset}, nil
+	a := fixtures.Agent("finance", name, "acme")
+	if w.recreate {
+		// Deleted and applied again between every two calls: a new UID.
+		w.uids++
+		a.UID = types.UID(fmt.Sprintf("uid-%d", w.uids))
+	}
+	return a, []custosv1alpha1.Toolset{*w.toolset}, nil
 }
 
 func (w *capsWorld) Boundaries(context.Context, string) ([]custosv1alpha1.DataBoundary, error) {
@@ -409,5 +418,22 @@ func TestUsageReporter(t *testing.T) {
 	}
 	if got := read()["finance.invoice"]; !strings.HasPrefix(got, "15 2 ") {
 		t.Errorf("the last report: %q", got)
+	}
+}
+
+// An owner who deletes the Agent and applies it again (a new UID) does not
+// get its day's caps back: they are kept by the agent's name.
+func TestCapsOutliveTheAgentsRecreation(t *testing.T) {
+	w := newCapsWorld(t)
+	w.recreate = true
+	w.boundary.Spec.Caps = &custosv1alpha1.AgentCaps{PerDay: &custosv1alpha1.CapLimits{Calls: ptr.To[int64](3)}}
+	gw := w.replica(t)
+	for i := range 3 {
+		if n, refusal := w.search(t, gw, "invoice", 1); n != 1 {
+			t.Fatalf("call %d: %q", i+1, refusal)
+		}
+	}
+	if _, refusal := w.search(t, gw, "invoice", 1); !strings.Contains(refusal, "4 calls this day, over the cap of 3 a day") {
+		t.Errorf("the fourth call, by the Agent applied again: %q", refusal)
 	}
 }
