@@ -259,3 +259,99 @@ func TestAgentCapsOnlyLowerTheBoundarys(t *testing.T) {
 	zero.Spec.Caps = &custosv1alpha1.AgentCaps{PerDay: &custosv1alpha1.CapLimits{Calls: ptr.To[int64](0)}}
 	g.Expect(k8sClient.Create(ctx, zero)).To(MatchError(ContainSubstring("spec.caps.perDay.calls")))
 }
+
+// Who sets the breaker's watch of an agent: the DataBoundary sets its
+// sensitivity and how large an allowance may be; an Agent may raise the
+// sensitivity, never lower it. Observe and batch-window allowances loosen
+// the watch, so they take what lifting a freeze takes: the agent's owner,
+// the namespace's edit role, a ServiceAccount holding every verb (the
+// agent's own, a GitOps controller's) and the risk owner (who may not
+// write the Agent) are all refused; a platform administrator is not.
+// Taking them away is anyone's who may write the Agent.
+func TestBreakerWatchIsNotTheOwners(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	tenant := fixtures.UniqueTenant("watch")
+	b := createBoundary(t, tenant, "eu-west-1")
+	patch := client.MergeFrom(b.DeepCopy())
+	b.Spec.Breaker = &custosv1alpha1.BreakerPolicy{Sensitivity: custosv1alpha1.SensitivityHigh, MaxAllowance: 4}
+	g.Expect(k8sClient.Patch(ctx, b, patch)).To(Succeed())
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
+	owner := fixtures.Create(t, k8sClient, chartTenantRole(t, "agent-owner", ns+"-agent-owner"))
+	risk := fixtures.Create(t, k8sClient, chartTenantRole(t, "risk-owner", ns+"-risk-owner"))
+	bindInNamespace(t, ns, "owner-olga", owner.Name, "olga")
+	bindInNamespace(t, ns, "risk-rita", risk.Name, "rita")
+	bindInNamespace(t, ns, "edit-eve", "edit", "eve")
+	bot := "system:serviceaccount:" + ns + ":gitops"
+	bindInNamespace(t, ns, "admin-bot", "cluster-admin", bot)
+	bindInNamespace(t, ns, "admin-pat", "cluster-admin", "pat")
+
+	agent := newAgent(ns, "reconciler", tenant)
+	g.Expect(k8sClient.Create(ctx, agent)).To(Succeed())
+	change := func(user string, set func(*custosv1alpha1.AgentBreaker)) error {
+		a := getAgent(g, agent)
+		p := client.MergeFrom(a.DeepCopy())
+		if a.Spec.Breaker == nil {
+			a.Spec.Breaker = &custosv1alpha1.AgentBreaker{}
+		}
+		set(a.Spec.Breaker)
+		return asUser(t, user).Patch(ctx, a, p)
+	}
+	observe := func(ab *custosv1alpha1.AgentBreaker) { ab.Mode = custosv1alpha1.BreakerObserve }
+	monthEnd := func(factor int32) func(*custosv1alpha1.AgentBreaker) {
+		return func(ab *custosv1alpha1.AgentBreaker) {
+			ab.Allowances = []custosv1alpha1.BreakerAllowance{{Name: "month-end", Days: []custosv1alpha1.Weekday{"Mon"},
+				Start: "02:00", Duration: metav1.Duration{Duration: 3 * time.Hour}, Factor: factor}}
+		}
+	}
+
+	// The sensitivity: only up.
+	err := change("olga", func(ab *custosv1alpha1.AgentBreaker) { ab.Sensitivity = custosv1alpha1.SensitivityMedium })
+	g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%v", err)
+	g.Expect(err.Error()).To(And(ContainSubstring("spec.breaker.sensitivity: Invalid value: \"Medium\""),
+		ContainSubstring("below DataBoundary "+b.Name+"'s sensitivity High"), ContainSubstring("may only raise it")))
+
+	// Observe and an allowance, by everyone who may not loosen the watch.
+	for _, tc := range []struct{ user, want string }{
+		{"olga", "olga may not unfreeze Agent " + ns + "/reconciler"},
+		{bot, "is a ServiceAccount"},
+	} {
+		err := change(tc.user, observe)
+		g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%s: %v", tc.user, err)
+		g.Expect(err.Error()).To(And(ContainSubstring("spec.breaker.mode: Forbidden"), ContainSubstring(tc.want),
+			ContainSubstring("its owners cannot switch their own watch off")))
+		err = change(tc.user, monthEnd(3))
+		g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%s: %v", tc.user, err)
+		g.Expect(err.Error()).To(And(ContainSubstring("spec.breaker.allowances[0]: Forbidden"), ContainSubstring(tc.want)))
+	}
+	for _, user := range []string{"eve", "rita", "system:serviceaccount:" + ns + ":agent-reconciler"} {
+		err := change(user, observe)
+		g.Expect(err).To(HaveOccurred(), user)
+		g.Expect(apierrors.IsInvalid(err) || apierrors.IsForbidden(err)).To(BeTrue(), "%s: %v", user, err)
+	}
+	// Nor on create: an owner's new agent may not start observed.
+	observed := newAgent(ns, "unwatched", tenant)
+	observed.Spec.Breaker = &custosv1alpha1.AgentBreaker{Mode: custosv1alpha1.BreakerObserve}
+	err = asUser(t, "olga").Create(ctx, observed)
+	g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%v", err)
+	g.Expect(err.Error()).To(ContainSubstring("spec.breaker.mode: Forbidden"))
+	g.Expect(getAgent(g, agent).Spec.Breaker).To(BeNil(), "nothing of the refused changes was kept")
+
+	// A platform administrator: within the boundary's maxAllowance.
+	err = change("pat", monthEnd(5))
+	g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%v", err)
+	g.Expect(err.Error()).To(And(ContainSubstring("spec.breaker.allowances[0].factor: Invalid value: 5"),
+		ContainSubstring("above DataBoundary "+b.Name+"'s maxAllowance of 4")))
+	g.Expect(change("pat", monthEnd(3))).To(Succeed())
+	g.Expect(change("pat", observe)).To(Succeed())
+
+	// The owner may tighten it again, but not change the allowance.
+	err = change("olga", monthEnd(2))
+	g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%v", err)
+	g.Expect(change("olga", func(ab *custosv1alpha1.AgentBreaker) {
+		ab.Mode, ab.Allowances, ab.Sensitivity = custosv1alpha1.BreakerEnforce, nil, custosv1alpha1.SensitivityHigh
+	})).To(Succeed())
+	got := getAgent(g, agent).Spec.Breaker
+	g.Expect(got.Mode).To(Equal(custosv1alpha1.BreakerEnforce))
+	g.Expect(got.Allowances).To(BeEmpty())
+}

@@ -129,6 +129,15 @@ type AgentSpec struct {
 	// +optional
 	Caps *AgentCaps `json:"caps,omitempty"`
 
+	// breaker tunes the breaker's watch of this agent within what its
+	// DataBoundary allows: a higher sensitivity than the boundary's is
+	// anyone's to set (the watch only tightens); Observe and allowances
+	// loosen it, so setting or widening them needs what lifting a freeze
+	// needs: a person (not a ServiceAccount) allowed the verb unfreeze on
+	// the Agent, which the agent's owners do not hold.
+	// +optional
+	Breaker *AgentBreaker `json:"breaker,omitempty"`
+
 	// review, when set, has the agent's owners re-attest it (an
 	// AgentAttestation, kubectl custos attest) every everyDays days, as
 	// people review an employee; an agent whose review is overdue is

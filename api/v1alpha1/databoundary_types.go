@@ -136,7 +136,90 @@ type BreakerPolicy struct {
 	// +optional
 	// +kubebuilder:default=Enforce
 	Mode BreakerMode `json:"mode,omitempty"`
+
+	// sensitivity is how much evidence trips the breaker: Low (12
+	// spreads), Medium (8, the default, what make replay-risk judges) or
+	// High (6). An Agent may only raise it; with several DataBoundaries,
+	// a tenant's agents are watched at the highest.
+	// +optional
+	// +kubebuilder:default=Medium
+	Sensitivity BreakerSensitivity `json:"sensitivity,omitempty"`
+
+	// maxAllowance is the most an Agent's allowance (spec.breaker
+	// .allowances[].factor there) may multiply its baseline by in a batch
+	// window; with several DataBoundaries, the lowest holds.
+	// +optional
+	// +kubebuilder:default=10
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	MaxAllowance int32 `json:"maxAllowance,omitempty"`
 }
+
+// BreakerSensitivity is how much evidence trips the breaker.
+// +kubebuilder:validation:Enum=Low;Medium;High
+type BreakerSensitivity string
+
+const (
+	SensitivityLow    BreakerSensitivity = "Low"
+	SensitivityMedium BreakerSensitivity = "Medium"
+	SensitivityHigh   BreakerSensitivity = "High"
+)
+
+// AgentBreaker is an Agent's setting of the breaker, within its
+// DataBoundary's.
+type AgentBreaker struct {
+	// mode Observe records this agent's trips (breaker.observed) and
+	// freezes nothing; Enforce, or none, leaves it to the DataBoundary.
+	// Caps freeze all the same. Setting Observe needs the verb unfreeze.
+	// +optional
+	Mode BreakerMode `json:"mode,omitempty"`
+
+	// sensitivity may only be at least the DataBoundary's.
+	// +optional
+	Sensitivity BreakerSensitivity `json:"sensitivity,omitempty"`
+
+	// allowances are known batch windows: in each, the agent may take up
+	// to factor times its baseline before any evidence accumulates, and
+	// nothing it takes is learned as normal. Adding or widening one needs
+	// the verb unfreeze.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	Allowances []BreakerAllowance `json:"allowances,omitempty"`
+}
+
+// BreakerAllowance is a batch window, every week, in UTC.
+type BreakerAllowance struct {
+	// name names the window (e.g. month-end-close).
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+
+	// days the window opens on (UTC); every day when empty.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=7
+	Days []Weekday `json:"days,omitempty"`
+
+	// start is when the window opens, HH:MM in UTC.
+	// +kubebuilder:validation:Pattern=`^([01][0-9]|2[0-3]):[0-5][0-9]$`
+	Start string `json:"start"`
+
+	// duration is how long it stays open: at most 24h.
+	Duration metav1.Duration `json:"duration"`
+
+	// factor is how many times its baseline the agent may take in the
+	// window: at most the DataBoundary's maxAllowance.
+	// +kubebuilder:validation:Minimum=2
+	// +kubebuilder:validation:Maximum=100
+	Factor int32 `json:"factor"`
+}
+
+// Weekday is a day of the week.
+// +kubebuilder:validation:Enum=Mon;Tue;Wed;Thu;Fri;Sat;Sun
+type Weekday string
 
 // AgentCaps are the caps of an agent's use of its tools, per minute and
 // per day.

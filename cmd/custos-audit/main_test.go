@@ -245,4 +245,26 @@ func TestFreezesCommand(t *testing.T) {
 	code, _, errOut = runCmd("freezes", "--key", filepath.Join(keys, "audit-public.pem"), "--trail", "custos-gateway/gw-0="+gateway, "--trail", "custos-gateway/gw-0="+gateway, forged)
 	g.Expect(code).To(Equal(2))
 	g.Expect(errOut).To(ContainSubstring("log ID custos-gateway/gw-0 given twice"))
+
+	// A breaker record whose own numbers do not trip: evidence short of
+	// the h it was watched at, a window not above its ratio.
+	weak := trail(t, keys, audit.StoreOptions{}, func(l *audit.Log) {
+		trend, _ := l.RecordSeq(context.Background(), audit.Event{Action: audit.ActionBreakerTripped, Decision: audit.DecisionDeny, Subject: agent,
+			Details: map[string]string{"trigger": "Trend", "signal": "records", "evidence": "5.10", "h": "8.00"}})
+		ratio, _ := l.RecordSeq(context.Background(), audit.Event{Action: audit.ActionBreakerTripped, Decision: audit.DecisionDeny, Subject: agent,
+			Details: map[string]string{"trigger": "Ratio", "signal": "records", "observed": "400.00", "baseline": "100.00", "ratio": "5"}})
+		for name, seq := range map[string]uint64{"weak-trend": trend, "weak-ratio": ratio} {
+			trigger := "Trend"
+			if name == "weak-ratio" {
+				trigger = "Ratio"
+			}
+			l.Record(context.Background(), frozen(name, trigger, map[string]string{"evidence.auditLogID": "custos-manager/m-0",
+				"evidence.sequences": strconv.FormatUint(seq, 10), "signal": "records"}))
+		}
+	})
+	code, out, _ = runCmd("freezes", "--key", filepath.Join(keys, "audit-public.pem"), weak)
+	g.Expect(code).To(Equal(1), out)
+	g.Expect(out).To(ContainSubstring("frozen by weak-trend (Trend, record "))
+	g.Expect(out).To(ContainSubstring("says evidence 5.10, short of the 8.00 that trips the breaker"))
+	g.Expect(out).To(ContainSubstring("says 400.00 records against a baseline of 100.00: not above 5 times"))
 }

@@ -19,6 +19,7 @@ limitations under the License.
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -289,9 +290,17 @@ func main() {
 	// and freezes an agent that stops behaving like itself.
 	if gatewayCreds != "" && breakerEnabled {
 		host, _ := os.Hostname()
-		if err := mgr.Add(&breaker.Runner{Reports: mgr.GetAPIReader(), Agents: mgr.GetClient(), Client: mgr.GetClient(),
+		runner := &breaker.Runner{Reports: mgr.GetAPIReader(), Agents: mgr.GetClient(), Client: mgr.GetClient(),
 			Namespace: gatewayCreds, Params: breaker.DefaultDetectorParams, Audit: auditLog, AuditLogID: "custos-manager/" + host,
-			Log: ctrl.Log.WithName("breaker")}); err != nil {
+			Log: ctrl.Log.WithName("breaker")}
+		// Its baselines are kept in the manager's own namespace, for the
+		// next leader.
+		if ns := cmp.Or(leaderNamespace, os.Getenv("POD_NAMESPACE")); ns != "" {
+			runner.Store = &breaker.StateStore{Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), Namespace: ns, Log: runner.Log}
+		} else {
+			log.Info("The breaker keeps its baselines in memory only (a new leader learns every agent again): set POD_NAMESPACE or --leader-election-namespace")
+		}
+		if err := mgr.Add(runner); err != nil {
 			fail(err, "Unable to add the breaker")
 		}
 	}

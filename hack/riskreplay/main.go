@@ -51,6 +51,8 @@ type Config struct {
 	SpikeFactor float64       // 6
 	SpikeFor    time.Duration // 10m
 	FrozenFor   time.Duration // how long a person takes to lift a freeze
+	KillEvery   time.Duration // the breaker's leader killed this often
+	KillGap     time.Duration // ticks nobody observes while the leader changes
 }
 
 var debug = os.Getenv("RISKREPLAY_DEBUG") != ""
@@ -66,6 +68,9 @@ func main() {
 	flag.Float64Var(&cfg.SpikeFactor, "spike-factor", 6, "How much a spike multiplies what the agent takes.")
 	flag.DurationVar(&cfg.SpikeFor, "spike-for", 10*time.Minute, "How long a spike lasts.")
 	flag.DurationVar(&cfg.FrozenFor, "frozen-for", 30*time.Minute, "How long a trip keeps an agent frozen before a person lifts it.")
+	flag.DurationVar(&cfg.KillEvery, "kill-every", 47*time.Minute, "How often the breaker's leader is killed in the third row (0: never).")
+	flag.DurationVar(&cfg.KillGap, "kill-gap", 45*time.Second, "Ticks nobody observes when the leader changes: the lease taken over, and the new leader's first tick, which reads the reports and learns nothing.")
+	flag.DurationVar(&saveEvery, "save-every", saveEvery, "How often the breaker's leader keeps every agent's whole state (its Runner's SaveEvery); the hot parts are kept every tick.")
 	p := &breaker.DefaultDetectorParams
 	flag.DurationVar(&p.Tick, "tick", p.Tick, "The breaker's tick (a multiple of 15s), for tuning.")
 	flag.Float64Var(&p.K[0], "k", p.K[0], "The breaker's K for records and calls, for tuning.")
@@ -119,12 +124,12 @@ func run(cfg Config, tune, judge []uint64) error {
 	fmt.Printf("plain z-score: %+v\n\n", plainZ)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "seeds\tdetector\tspikes\tcaught\tmedian s\tp90 s\texcess records p50\tfalse trips /168k agent-h\tagents never falsely frozen\t")
-	var all [2]result
+	var all [detectors]result
 	for _, group := range []struct {
 		name  string
 		seeds []uint64
 	}{{"tuning", tune}, {"judging", judge}} {
-		var sum [2]result
+		var sum [detectors]result
 		for _, seed := range group.seeds {
 			t0 := time.Now()
 			r := replay(cfg, seed)
@@ -149,6 +154,10 @@ func run(cfg Config, tune, judge []uint64) error {
 	b := all[0]
 	fmt.Printf("\njudged (the breaker, seeds never tuned on): caught %.1f%% (goal >= 80%%), median %.0f s (<= 90), false trips %.1f per 168,000 agent-hours (<= 10), never falsely frozen %.2f%% (>= 99%%)\n",
 		100*b.catchRate(), b.quantile(0.5), b.falsePer168k(cfg), 100*b.neverFalse())
+	if k := all[2]; cfg.KillEvery > 0 {
+		fmt.Printf("the leader killed every %s (%s unobserved each time), judged: %d spikes caught without kills missed with them, %d false trips made with them only (goal 0 and 0); median %.0f s against %.0f\n",
+			cfg.KillEvery, cfg.KillGap, k.killMissed, k.killFalse, k.quantile(0.5), b.quantile(0.5))
+	}
 	return nil
 }
 
@@ -178,6 +187,61 @@ type result struct {
 	agents      int
 	falselyHeld int // agents falsely frozen at least once
 	agentHours  float64
+	// The leader killed: spikes caught without kills and missed with
+	// them; false trips made with them and not without.
+	killMissed, killFalse int
+}
+
+// detectors are the breaker, the plain z-score and the breaker with its
+// leader killed.
+const detectors = 3
+
+func killedName(cfg Config) string {
+	return "breaker, leader killed every " + strings.TrimSuffix(cfg.KillEvery.String(), "0s")
+}
+
+// keptState is what the breaker's StateStore keeps of an agent, as the
+// Runner saves it: the whole state every SaveEvery, the hot part every
+// tick.
+type keptState struct {
+	all, hot      []byte
+	allAt, hotAt  time.Time
+	hasHot, saved bool
+}
+
+// saveEvery is the Runner's default SaveEvery.
+var saveEvery = 5 * time.Minute
+
+func (k *keptState) save(st *breaker.AgentState, t time.Time, p breaker.DetectorParams) {
+	if !k.saved || t.Sub(k.allAt) >= saveEvery {
+		k.all, _ = st.MarshalBinary()
+		k.allAt, k.saved = t, true
+	}
+	k.hot, k.hotAt, k.hasHot = nil, t, st.Hot()
+	if k.hasHot {
+		k.hot = st.AppendHot(nil)
+	}
+}
+
+// restore is the new leader reading it (StateStore.Load).
+func (k *keptState) restore(st *breaker.AgentState) {
+	if !k.saved {
+		*st = breaker.AgentState{}
+		return
+	}
+	if err := st.UnmarshalBinary(k.all); err != nil {
+		panic(err)
+	}
+	if !k.hotAt.After(k.allAt) {
+		return
+	}
+	if !k.hasHot {
+		st.Reset()
+		return
+	}
+	if err := st.RestoreHot(k.hot); err != nil {
+		panic(err)
+	}
 }
 
 func (r *result) add(o result) {
@@ -189,6 +253,8 @@ func (r *result) add(o result) {
 	r.agents += o.agents
 	r.falselyHeld += o.falselyHeld
 	r.agentHours += o.agentHours
+	r.killMissed += o.killMissed
+	r.killFalse += o.killFalse
 }
 
 func (r *result) catchRate() float64 { return float64(len(r.detect)) / float64(max(1, r.spikes)) }
@@ -225,7 +291,7 @@ type spike struct {
 }
 
 // replay runs one seed: the breaker's result and the plain z-score's.
-func replay(cfg Config, seed uint64) [2]result {
+func replay(cfg Config, seed uint64) [detectors]result {
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
 	// The spikes: distinct agents, weekdays of the measured days, 09:00 to
 	// 16:50 UTC (working hours for every agent's shape).
@@ -242,7 +308,7 @@ func replay(cfg Config, seed uint64) [2]result {
 		at := day.Add(9*time.Hour + time.Duration(rng.IntN(int(8*time.Hour-cfg.SpikeFor)/int(time.Minute)))*time.Minute)
 		spikes[a] = spike{at: at, until: at.Add(cfg.SpikeFor), moreCalls: rng.IntN(2) == 0}
 	}
-	out := [2]result{{name: "breaker"}, {name: "z-score"}}
+	out := [detectors]result{{name: "breaker"}, {name: "z-score"}, {name: killedName(cfg)}}
 	var mu sync.Mutex
 	work := make(chan int)
 	var wg sync.WaitGroup
@@ -333,7 +399,7 @@ func poisson(rng *rand.Rand, lambda float64) int {
 }
 
 // replayAgent runs one agent through both detectors.
-func replayAgent(cfg Config, seed uint64, a int, sp spike, hasSpike bool) [2]result {
+func replayAgent(cfg Config, seed uint64, a int, sp spike, hasSpike bool) [detectors]result {
 	rng := rand.New(rand.NewPCG(seed, uint64(a)+1))
 	m := newAgentModel(rng)
 	p := breaker.DefaultDetectorParams
@@ -344,22 +410,33 @@ func replayAgent(cfg Config, seed uint64, a int, sp spike, hasSpike bool) [2]res
 		x breaker.Observation
 		n int
 	}
-	var agg [2]acc
-	every := [2]int{max(1, int(p.Tick/genTick)), int(time.Minute / genTick)}
+	var agg [detectors]acc
+	every := [detectors]int{max(1, int(p.Tick/genTick)), int(time.Minute / genTick), max(1, int(p.Tick/genTick))}
 	days := cfg.LearnDays + cfg.MeasureDays
 	measureFrom := start.AddDate(0, 0, cfg.LearnDays)
 	end := start.AddDate(0, 0, days)
 
 	var st breaker.AgentState
 	var zs breaker.ZState
-	out := [2]result{{name: "breaker", agents: 1}, {name: "z-score", agents: 1}}
+	out := [detectors]result{{name: "breaker", agents: 1}, {name: "z-score", agents: 1}, {name: killedName(cfg), agents: 1}}
 	if hasSpike {
-		out[0].spikes, out[1].spikes = 1, 1
+		for i := range out {
+			out[i].spikes = 1
+		}
 	}
+	// The breaker again, its leader killed every cfg.KillEvery: the new
+	// leader goes on from what the last one kept (the whole state as of
+	// its last save, the hot part as of its last tick), after a gap of
+	// ticks nobody observed.
+	var killed breaker.AgentState
+	var kept keptState
+	nextKill := measureFrom.Add(cfg.KillEvery / 3)
+	var gapUntil time.Time
+	falseTrips := [detectors]int{}
 	var perCall []float64
-	var frozenUntil [2]time.Time
-	var caught [2]bool
-	var falsely [2]bool
+	var frozenUntil [detectors]time.Time
+	var caught [detectors]bool
+	var falsely [detectors]bool
 	var excess float64
 	// A legitimate burst, at most one a day.
 	var burstFrom, burstUntil time.Time
@@ -412,10 +489,21 @@ func replayAgent(cfg Config, seed uint64, a int, sp spike, hasSpike bool) [2]res
 		x := breaker.Observation{Records: records, Calls: float64(calls), LogRecords: logRecords}
 		measured := !t.Before(measureFrom)
 		if measured {
-			out[0].agentHours += tick.Hours()
-			out[1].agentHours += tick.Hours()
+			for i := range out {
+				out[i].agentHours += tick.Hours()
+			}
 		}
-		for i := range 2 {
+		if cfg.KillEvery > 0 && !t.Before(nextKill) {
+			kept.restore(&killed)
+			gapUntil = t.Add(cfg.KillGap)
+			nextKill = nextKill.Add(cfg.KillEvery)
+		}
+		for i := range detectors {
+			if i == 2 && t.Before(gapUntil) {
+				// The leader changing: these ticks are nobody's.
+				agg[i] = acc{}
+				continue
+			}
 			if t.Before(frozenUntil[i]) {
 				agg[i] = acc{}
 				continue
@@ -429,19 +517,40 @@ func replayAgent(cfg Config, seed uint64, a int, sp spike, hasSpike bool) [2]res
 			sum := agg[i].x
 			agg[i] = acc{}
 			var trip *breaker.Trip
-			if i == 0 {
+			switch i {
+			case 0:
 				trip = p.Observe(&st, t, sum)
-			} else {
+			case 1:
 				trip = plainZ.Observe(&zs, measured, sum)
+			default:
+				trip = p.Observe(&killed, t, sum)
+			}
+			if trip != nil && trip.WarmUp {
+				// A new agent's first days are observed: recorded, not
+				// frozen (the Runner resets the evidence).
+				trip = nil
+				if i == 0 {
+					st.Reset()
+				} else {
+					killed.Reset()
+				}
+			}
+			if trip != nil {
+				frozenUntil[i] = t.Add(cfg.FrozenFor)
+				switch i {
+				case 0:
+					st.Reset()
+				case 1:
+					zs.ResetRuns()
+				default:
+					killed.Reset()
+				}
+			}
+			if i == 2 {
+				kept.save(&killed, t, p)
 			}
 			if trip == nil {
 				continue
-			}
-			frozenUntil[i] = t.Add(cfg.FrozenFor)
-			if i == 0 {
-				st.Reset()
-			} else {
-				zs.ResetRuns()
 			}
 			switch {
 			case inSpike && !caught[i]:
@@ -452,6 +561,7 @@ func replayAgent(cfg Config, seed uint64, a int, sp spike, hasSpike bool) [2]res
 				// Late, but the spike's doing: neither a catch nor false.
 			case measured:
 				out[i].falseTrips++
+				falseTrips[i]++
 				falsely[i] = true
 				if debug && i == 0 {
 					fmt.Fprintf(os.Stderr, "false trip agent %d %s %s %+v model %+v\n", a, t.Format("Mon 15:04:05"), trip.Trigger, *trip, m)
@@ -459,11 +569,17 @@ func replayAgent(cfg Config, seed uint64, a int, sp spike, hasSpike bool) [2]res
 			}
 		}
 	}
-	for i := range 2 {
+	for i := range detectors {
 		if falsely[i] {
 			out[i].falselyHeld = 1
 		}
 	}
+	// What the kills changed: a spike the breaker caught and missed with
+	// them, false trips it made with them only.
+	if caught[0] && !caught[2] {
+		out[2].killMissed = 1
+	}
+	out[2].killFalse = max(0, falseTrips[2]-falseTrips[0])
 	if debug && hasSpike && !caught[0] {
 		fmt.Fprintf(os.Stderr, "missed agent %d %s moreCalls=%v model %+v\n", a, sp.at.Format("Mon 15:04"), sp.moreCalls, m)
 	}

@@ -93,9 +93,13 @@ type Floor struct {
 type DetectorParams struct {
 	// Tick is how often counts are taken.
 	Tick time.Duration
-	// WarmUp is how long an agent is only learned (caps alone freeze it
-	// then).
+	// WarmUp is how long an agent is learned before the breaker may
+	// freeze it (caps alone freeze it then).
 	WarmUp time.Duration
+	// ObserveAfter: from then on in the warm-up, evidence accumulates and
+	// a trip is a Trip with WarmUp set, which the breaker records and acts
+	// on as in Observe mode (a new agent's first days are observed).
+	ObserveAfter time.Duration
 	// Memory is how many ticks of a slot the baseline remembers (its
 	// exponential weights' horizon).
 	Memory float64
@@ -126,14 +130,15 @@ type DetectorParams struct {
 
 // DefaultDetectorParams are the breaker's settings.
 var DefaultDetectorParams = DetectorParams{
-	Tick:     15 * time.Second,
-	WarmUp:   7 * 24 * time.Hour,
-	Memory:   1200,
-	K:        [signals]float64{2, 2, 1.25},
-	H:        8,
-	ZMax:     3,
-	PauseAt:  0.5,
-	PauseFor: time.Hour,
+	Tick:         15 * time.Second,
+	WarmUp:       7 * 24 * time.Hour,
+	ObserveAfter: 24 * time.Hour,
+	Memory:       1200,
+	K:            [signals]float64{2, 2, 1.25},
+	H:            8,
+	ZMax:         3,
+	PauseAt:      0.5,
+	PauseFor:     time.Hour,
 	// On a log scale: a quiet agent's records are taken as at least 50 a
 	// tick, its calls as at least 0.6, and no spread as less than half a
 	// doubling (a third for records per call, a mean of draws).
@@ -154,6 +159,28 @@ type Trip struct {
 	Observed, Baseline float64
 	// Evidence is the CUSUM's sum, in spreads (Trend).
 	Evidence float64
+	// WarmUp: the agent is in its first days, observed whatever the mode.
+	WarmUp bool
+}
+
+// Watch is how one agent is watched, within the DetectorParams.
+type Watch struct {
+	// H is the evidence that trips it; the params' H when 0.
+	H float64
+	// Allow is an allowance in force: the agent may take Allow times its
+	// baseline before evidence accumulates, and nothing is learned. None
+	// when at most 1.
+	Allow float64
+}
+
+// scaled is what an allowance of f leaves of x: its records and calls
+// divided by f, and each call's log(1 + records) less log f.
+func (o Observation) scaled(f float64) Observation {
+	lr := o.LogRecords
+	if lr > 0 {
+		lr = max(0, lr-o.Calls*math.Log(f)) / f
+	}
+	return Observation{Records: o.Records / f, Calls: o.Calls / f, LogRecords: lr}
 }
 
 // AgentState is what the breaker keeps of one agent: its seasonal
@@ -218,12 +245,31 @@ func (st *AgentState) Reset() {
 // the evidence is enough; the state learns the tick unless it is
 // anomalous.
 func (p *DetectorParams) Observe(st *AgentState, t time.Time, x Observation) *Trip {
+	return p.ObserveWith(st, t, x, Watch{})
+}
+
+// ObserveWith is Observe for an agent watched as w.
+func (p *DetectorParams) ObserveWith(st *AgentState, t time.Time, x Observation, w Watch) *Trip {
+	h := p.H
+	if w.H > 0 {
+		h = w.H
+	}
+	allowed := w.Allow > 1
+	if allowed {
+		x = x.scaled(w.Allow)
+	}
 	if st.started.IsZero() {
 		st.started = t
-		n := max(1, int(time.Minute/p.Tick))
+	}
+	if n := max(1, int(time.Minute/p.Tick)); len(st.ring) != n {
+		// The first tick, or a state kept under another tick.
 		st.ring, st.ringBase = make([]float64, n), make([]float64, n)
+		st.ringAt, st.ringSum, st.baseSum, st.ratioRun = 0, 0, 0, 0
 	}
 	warm := t.Sub(st.started) >= p.WarmUp
+	// In the warm-up everything is learned; from ObserveAfter on, evidence
+	// accumulates, and a trip is observed.
+	watching := warm || (p.ObserveAfter > 0 && t.Sub(st.started) >= p.ObserveAfter)
 	slot := slotOf(t)
 	var trip *Trip
 	anomalous := false
@@ -237,9 +283,12 @@ func (p *DetectorParams) Observe(st *AgentState, t time.Time, x Observation) *Tr
 		}
 		v := x.at(sig)
 		if s.n == 0 {
-			// The slot's first tick: nothing to compare it with.
+			// The slot's first tick: nothing to compare it with (nor to
+			// learn, in an allowance).
 			learn[sig] = math.NaN()
-			s.learn(v, p.Memory)
+			if !allowed {
+				s.learn(v, p.Memory)
+			}
 			continue
 		}
 		mean, spread := s.expect(p.Floors[sig])
@@ -249,17 +298,16 @@ func (p *DetectorParams) Observe(st *AgentState, t time.Time, x Observation) *Tr
 		}
 		z := min((v-mean)/spread, p.ZMax)
 		e := 0.0
-		if warm {
-			// In the warm-up everything is learned, nothing is evidence.
+		if watching {
 			e = max(0, st.evidence[sig]+z-p.K[sig])
 		}
 		st.evidence[sig] = e
-		if e >= p.PauseAt*p.H {
+		if warm && e >= p.PauseAt*h {
 			anomalous = true
 		}
 		learn[sig] = v
-		if warm && e >= p.H && trip == nil {
-			trip = &Trip{Trigger: "Trend", Signal: signalName(sig), Observed: x.linear(sig), Baseline: math.Expm1(mean), Evidence: e}
+		if watching && e >= h && trip == nil {
+			trip = &Trip{Trigger: "Trend", Signal: signalName(sig), Observed: x.linear(sig), Baseline: math.Expm1(mean), Evidence: e, WarmUp: !warm}
 		}
 		if sig == signalRecords {
 			i := st.ringAt
@@ -274,8 +322,8 @@ func (p *DetectorParams) Observe(st *AgentState, t time.Time, x Observation) *Tr
 			} else {
 				st.ratioRun = 0
 			}
-			if warm && trip == nil && time.Duration(st.ratioRun)*p.Tick >= p.RatioFor {
-				trip = &Trip{Trigger: "Ratio", Signal: SignalRecords, Observed: st.ringSum, Baseline: st.baseSum}
+			if watching && trip == nil && time.Duration(st.ratioRun)*p.Tick >= p.RatioFor {
+				trip = &Trip{Trigger: "Ratio", Signal: SignalRecords, Observed: st.ringSum, Baseline: st.baseSum, WarmUp: !warm}
 			}
 		}
 	}
@@ -287,6 +335,10 @@ func (p *DetectorParams) Observe(st *AgentState, t time.Time, x Observation) *Tr
 	// Evidence that neither trips nor fades (a new level about K spreads
 	// up) would pause learning for ever: after PauseFor the new level is
 	// learned as normal.
+	if allowed {
+		// A batch window is not what the agent normally takes then.
+		return trip
+	}
 	if !anomalous || time.Duration(st.paused)*p.Tick > p.PauseFor {
 		st.linear[slot].learn(x.Records, p.Memory)
 		for sig := range signals {

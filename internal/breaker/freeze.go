@@ -66,25 +66,10 @@ func MayFreeze(ctx context.Context, access approval.Access, who custosv1alpha1.A
 // the team being watched does not switch its watch off), and allowed the
 // verb unfreeze on the Agent. An error is a failed question, never a yes.
 func MayLift(ctx context.Context, access approval.Access, who custosv1alpha1.Approver, namespace, agent string) (*approval.Ineligible, error) {
-	if who.Username == "" {
-		return &approval.Ineligible{Rule: approval.RuleNoIdentity, Message: "the unfreeze has no author: the API server did not say who made it"}, nil
+	if no, err := mayUnfreeze(ctx, access, who, namespace, agent, "the unfreeze", "lifting a freeze"); no != nil || err != nil {
+		return no, err
 	}
-	if approval.IsServiceAccount(who) {
-		return &approval.Ineligible{Rule: approval.RuleServiceAccount,
-			Message: fmt.Sprintf("%s is a ServiceAccount: lifting a freeze is a person's decision", who.Username)}, nil
-	}
-	attrs := func(verb string) authorizationv1.ResourceAttributes {
-		return authorizationv1.ResourceAttributes{Group: custosv1alpha1.GroupVersion.Group, Resource: "agents", Verb: verb, Namespace: namespace, Name: agent}
-	}
-	ok, err := access.Allowed(ctx, who, attrs(custosv1alpha1.VerbUnfreeze))
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return &approval.Ineligible{Rule: approval.RuleNotAuthorized,
-			Message: fmt.Sprintf("%s may not unfreeze Agent %s/%s: RBAC does not grant the verb unfreeze on agents there", who.Username, namespace, agent)}, nil
-	}
-	owner, err := access.Allowed(ctx, who, attrs("update"))
+	owner, err := access.Allowed(ctx, who, agentVerb(namespace, agent, "update"))
 	if err != nil {
 		return nil, err
 	}
@@ -93,6 +78,39 @@ func MayLift(ctx context.Context, access approval.Access, who custosv1alpha1.App
 			Message: fmt.Sprintf("%s may change Agent %s/%s, so owns it: an agent's owners do not lift its freeze", who.Username, namespace, agent)}, nil
 	}
 	return nil, nil
+}
+
+// MayLoosen says whether who may loosen the breaker's watch of Agent
+// namespace/agent (Observe, an allowance: its spec.breaker): a person, not
+// a ServiceAccount (so not the agent itself nor a GitOps controller),
+// allowed the verb unfreeze on the Agent, which its owners do not hold.
+// Writing the Agent takes update besides, so this is a platform
+// administrator's, or whoever is granted both.
+func MayLoosen(ctx context.Context, access approval.Access, who custosv1alpha1.Approver, namespace, agent string) (*approval.Ineligible, error) {
+	return mayUnfreeze(ctx, access, who, namespace, agent, "the change", "loosening the breaker's watch")
+}
+
+func mayUnfreeze(ctx context.Context, access approval.Access, who custosv1alpha1.Approver, namespace, agent, what, decision string) (*approval.Ineligible, error) {
+	if who.Username == "" {
+		return &approval.Ineligible{Rule: approval.RuleNoIdentity, Message: what + " has no author: the API server did not say who made it"}, nil
+	}
+	if approval.IsServiceAccount(who) {
+		return &approval.Ineligible{Rule: approval.RuleServiceAccount,
+			Message: fmt.Sprintf("%s is a ServiceAccount: %s is a person's decision", who.Username, decision)}, nil
+	}
+	ok, err := access.Allowed(ctx, who, agentVerb(namespace, agent, custosv1alpha1.VerbUnfreeze))
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return &approval.Ineligible{Rule: approval.RuleNotAuthorized,
+			Message: fmt.Sprintf("%s may not unfreeze Agent %s/%s: RBAC does not grant the verb unfreeze on agents there", who.Username, namespace, agent)}, nil
+	}
+	return nil, nil
+}
+
+func agentVerb(namespace, agent, verb string) authorizationv1.ResourceAttributes {
+	return authorizationv1.ResourceAttributes{Group: custosv1alpha1.GroupVersion.Group, Resource: "agents", Verb: verb, Namespace: namespace, Name: agent}
 }
 
 // GenerateName is the generated-name prefix of a freeze Custos trips on

@@ -18,6 +18,7 @@ package breaker
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -123,6 +124,19 @@ func recomputeTrip(frozen *audit.Record, cited Cited, r Recomputed) Recomputed {
 		return fail("%s", why)
 	case c.Details["trigger"] != r.Trigger:
 		return fail("record %d of %s is a %s trip, the freeze a %s one", seq, logID, c.Details["trigger"], r.Trigger)
+	}
+	num := func(k string) float64 {
+		v, err := strconv.ParseFloat(c.Details[k], 64)
+		if err != nil {
+			return math.NaN()
+		}
+		return v
+	}
+	switch h, e, ratio, seen, base := num("h"), num("evidence"), num("ratio"), num("observed"), num("baseline"); {
+	case r.Trigger == string(custosv1alpha1.FreezeTrend) && !math.IsNaN(h) && !(e >= h):
+		return fail("record %d of %s says evidence %s, short of the %s that trips the breaker", seq, logID, c.Details["evidence"], c.Details["h"])
+	case r.Trigger == string(custosv1alpha1.FreezeRatio) && !math.IsNaN(ratio) && !(seen > ratio*base):
+		return fail("record %d of %s says %s records against a baseline of %s: not above %s times", seq, logID, c.Details["observed"], c.Details["baseline"], c.Details["ratio"])
 	}
 	r.OK, r.Says = true, fmt.Sprintf("%s: %s (%s record %d)", c.Details["signal"], c.Reason, logID, seq)
 	return r

@@ -17,6 +17,7 @@ limitations under the License.
 package breaker
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -44,8 +45,10 @@ const usageLabel = "custos.dev/usage"
 // reports, ConfigMaps custos-usage-<pod> of Namespace), runs the detector
 // per agent, and freezes an agent it trips on: an AgentFreeze with trigger
 // Trend or Ratio, citing the breaker.tripped record it wrote with the
-// evidence (what it saw, what it expected). Its baselines live in memory:
-// a new leader learns again, and trips nothing in its warm-up.
+// evidence (what it saw, what it expected). Its baselines are kept in
+// Store: a new leader goes on from where the last stopped (the evidence as
+// of its last tick, the baselines as of its last SaveEvery), instead of
+// learning every agent again for a week.
 type Runner struct {
 	// Reports lists the usage reports (uncached: Namespace's only).
 	Reports client.Reader
@@ -60,8 +63,20 @@ type Runner struct {
 	AuditLogID string
 	Clock      clock.PassiveClock
 	Log        logr.Logger
+	// Store keeps the states across a change of leader; nil keeps them in
+	// memory only.
+	Store *StateStore
+	// SaveEvery is how often every agent's whole state is written (5
+	// minutes when 0); the hot parts are written every tick.
+	SaveEvery time.Duration
 
 	states map[types.NamespacedName]*AgentState
+	// loaded: the states kept by the last leader are read.
+	loaded bool
+	// savedAll is when the whole states were last written; hotSaved, that
+	// the last hot parts written listed some agent.
+	savedAll time.Time
+	hotSaved bool
 	// reports are what each report (by ConfigMap UID) said last.
 	reports map[types.UID]*report
 	ticked  bool
@@ -129,7 +144,20 @@ func (r *Runner) Step(ctx context.Context, now time.Time) error {
 		r.states, r.reports = map[types.NamespacedName]*AgentState{}, map[types.UID]*report{}
 		r.pending = map[types.NamespacedName]*custosv1alpha1.AgentFreeze{}
 	}
-	took, err := r.Took(ctx)
+	if !r.loaded {
+		if r.Store != nil {
+			// Nothing is learned, nor written, before the baselines are
+			// back: a failed read is tried again next tick.
+			states, err := r.Store.Load(ctx)
+			if err != nil {
+				return err
+			}
+			r.states = states
+			r.Log.Info("The breaker goes on from the state the last leader kept", "agents", len(states))
+		}
+		r.loaded = true
+	}
+	took, complete, err := r.Took(ctx)
 	if err != nil {
 		return err
 	}
@@ -141,12 +169,24 @@ func (r *Runner) Step(ctx context.Context, now time.Time) error {
 	if err := r.Agents.List(ctx, &boundaries); err != nil {
 		return err
 	}
-	// A tenant is observed, not frozen, when every boundary of it says so.
+	// A tenant is observed, not frozen, when every boundary of it says
+	// so; it is watched at the highest sensitivity of its boundaries, and
+	// allowed the lowest of their maxAllowances.
 	observed := map[string]bool{}
-	for _, b := range boundaries.Items {
+	sensitivity := map[string]custosv1alpha1.BreakerSensitivity{}
+	maxAllowance := map[string]int32{}
+	for i := range boundaries.Items {
+		b := &boundaries.Items[i]
+		tenant := b.Spec.Tenant
 		obs := b.Spec.Breaker != nil && b.Spec.Breaker.Mode == custosv1alpha1.BreakerObserve
-		if prev, seen := observed[b.Spec.Tenant]; !seen || prev {
-			observed[b.Spec.Tenant] = obs
+		if prev, seen := observed[tenant]; !seen || prev {
+			observed[tenant] = obs
+		}
+		if b.Spec.Breaker != nil {
+			sensitivity[tenant] = Higher(sensitivity[tenant], b.Spec.Breaker.Sensitivity)
+		}
+		if m, seen := maxAllowance[tenant]; !seen || MaxAllowanceOf(b) < m {
+			maxAllowance[tenant] = MaxAllowanceOf(b)
 		}
 	}
 	seen := map[types.NamespacedName]bool{}
@@ -172,14 +212,39 @@ func (r *Runner) Step(ctx context.Context, now time.Time) error {
 			st.Reset()
 			continue
 		}
+		if !complete {
+			// A tick some replica's report said nothing of (a new
+			// leader's first): neither learned nor evidence.
+			continue
+		}
 		x := took[key]
-		if trip := r.Params.Observe(st, now, x); trip != nil {
+		tenant := a.Labels[custosv1alpha1.TenantLabel]
+		ab := a.Spec.Breaker
+		if ab == nil {
+			ab = &custosv1alpha1.AgentBreaker{}
+		}
+		w := Watch{H: r.Params.H * SensitivityScale(Higher(sensitivity[tenant], ab.Sensitivity))}
+		most, seen := maxAllowance[tenant]
+		if !seen {
+			most = DefaultMaxAllowance
+		}
+		w.Allow, _ = AllowanceAt(ab.Allowances, most, now)
+		if trip := r.Params.ObserveWith(st, now, x, w); trip != nil {
 			st.Reset()
-			if observed[a.Labels[custosv1alpha1.TenantLabel]] {
-				r.record(ctx, audit.ActionBreakerObserved, a, trip, x)
+			why := ""
+			switch {
+			case trip.WarmUp:
+				why = "its first days"
+			case ab.Mode == custosv1alpha1.BreakerObserve:
+				why = "the Agent's spec.breaker.mode"
+			case observed[tenant]:
+				why = "its DataBoundaries' spec.breaker.mode"
+			}
+			if why != "" {
+				r.record(ctx, audit.ActionBreakerObserved, a, trip, x, w, why)
 				continue
 			}
-			if f, err := r.freeze(ctx, a, trip, x); err != nil {
+			if f, err := r.freeze(ctx, a, trip, x, w); err != nil {
 				r.Log.Error(err, "Freezing an agent the breaker tripped on; trying again next tick", "agent", key)
 				r.pending[key] = f
 			}
@@ -191,7 +256,43 @@ func (r *Runner) Step(ctx context.Context, now time.Time) error {
 			delete(r.pending, k)
 		}
 	}
+	r.save(ctx, now)
 	return nil
+}
+
+// save keeps the states for the next leader: every agent's whole state
+// every SaveEvery, the hot parts every tick (and once more when none is
+// left, so that a new leader forgets evidence that has faded).
+func (r *Runner) save(ctx context.Context, now time.Time) {
+	if r.Store == nil {
+		return
+	}
+	every := r.SaveEvery
+	if every <= 0 {
+		every = 5 * time.Minute
+	}
+	if r.savedAll.IsZero() || now.Sub(r.savedAll) >= every {
+		if err := r.Store.SaveAll(ctx, now, r.states); err != nil {
+			r.Log.Error(err, "Keeping the breaker's state for the next leader")
+		} else {
+			r.savedAll = now
+		}
+	}
+	hot := false
+	for _, st := range r.states {
+		if st.Hot() {
+			hot = true
+			break
+		}
+	}
+	if hot || r.hotSaved {
+		n, err := r.Store.SaveHot(ctx, now, r.states)
+		if err != nil {
+			r.Log.Error(err, "Keeping the breaker's evidence for the next leader")
+			return
+		}
+		r.hotSaved = n > 0
+	}
 }
 
 // Took is what each agent took in the tick, every replica's report
@@ -201,14 +302,16 @@ func (r *Runner) Step(ctx context.Context, now time.Time) error {
 // its latest rates for a tick, for two ticks at most without a new report.
 // A process started again (its report's _started) counts from zero. A
 // report not written for reportStale counts for nothing, and goes after
-// reportGone.
-func (r *Runner) Took(ctx context.Context) (map[types.NamespacedName]Observation, error) {
+// reportGone. complete is false when a live report said nothing of the
+// tick (first seen, by a new leader or back from being stale): the tick's
+// counts are short of what was taken.
+func (r *Runner) Took(ctx context.Context) (obs map[types.NamespacedName]Observation, complete bool, err error) {
 	if r.reports == nil {
 		r.reports = map[types.UID]*report{}
 	}
 	var list corev1.ConfigMapList
 	if err := r.Reports.List(ctx, &list, client.InNamespace(r.Namespace), client.HasLabels{usageLabel}); err != nil {
-		return nil, fmt.Errorf("reading the gateways' usage reports in %s: %w", r.Namespace, err)
+		return nil, false, fmt.Errorf("reading the gateways' usage reports in %s: %w", r.Namespace, err)
 	}
 	tick := r.Params.Tick.Seconds()
 	out := map[types.NamespacedName][3]float64{}
@@ -221,6 +324,7 @@ func (r *Runner) Took(ctx context.Context) (map[types.NamespacedName]Observation
 	}
 	live := map[types.UID]bool{}
 	now := r.now()
+	complete = true
 	for i := range list.Items {
 		cm := &list.Items[i]
 		at, started := millis(cm.Data[reportedAt]), millis(cm.Data[startedAt])
@@ -255,7 +359,9 @@ func (r *Runner) Took(ctx context.Context) (map[types.NamespacedName]Observation
 			// what it took since, as rates. Any other report first seen
 			// (a new leader's, or one back from being stale) says nothing
 			// of this tick until its next.
-			if r.ticked && !started.IsZero() && now.Sub(started) <= reportStale {
+			if !r.ticked || started.IsZero() || now.Sub(started) > reportStale {
+				complete = false
+			} else {
 				dt := max(at.Sub(started).Seconds(), 1)
 				for agent, c := range counts {
 					rate := [3]float64{c[0] / dt, c[1] / dt, c[2] / dt}
@@ -301,11 +407,11 @@ func (r *Runner) Took(ctx context.Context) (map[types.NamespacedName]Observation
 		}
 	}
 	r.ticked = true
-	obs := make(map[types.NamespacedName]Observation, len(out))
+	obs = make(map[types.NamespacedName]Observation, len(out))
 	for agent, v := range out {
 		obs[agent] = Observation{Records: v[0], Calls: v[1], LogRecords: v[2]}
 	}
-	return obs, nil
+	return obs, complete, nil
 }
 
 // millis is a time in Unix milliseconds; zero when it is not one.
@@ -335,10 +441,12 @@ func parseReport(key, value string) (types.NamespacedName, float64, float64, flo
 	return types.NamespacedName{Namespace: ns, Name: name}, v[0], v[1], v[2], nil
 }
 
-// record writes what the breaker saw of a trip under action.
-func (r *Runner) record(ctx context.Context, action string, a *custosv1alpha1.Agent, trip *Trip, x Observation) {
-	reason, details := describeTrip(r.Params, trip, x)
-	r.recordWith(ctx, action, a, trip, reason, details)
+// record writes what the breaker observed of a trip, and why it froze
+// nothing.
+func (r *Runner) record(ctx context.Context, action string, a *custosv1alpha1.Agent, trip *Trip, x Observation, w Watch, why string) {
+	reason, details := describeTrip(r.Params, trip, x, w)
+	details["observed"] = why
+	r.recordWith(ctx, action, a, trip, reason+"; observed for "+why, details)
 }
 
 func (r *Runner) recordWith(ctx context.Context, action string, a *custosv1alpha1.Agent, trip *Trip, reason string, details map[string]string) (uint64, bool) {
@@ -357,14 +465,14 @@ func (r *Runner) recordWith(ctx context.Context, action string, a *custosv1alpha
 
 // freeze records the trip and freezes the agent; it returns the freeze,
 // made or not.
-func (r *Runner) freeze(ctx context.Context, a *custosv1alpha1.Agent, trip *Trip, x Observation) (*custosv1alpha1.AgentFreeze, error) {
+func (r *Runner) freeze(ctx context.Context, a *custosv1alpha1.Agent, trip *Trip, x Observation, w Watch) (*custosv1alpha1.AgentFreeze, error) {
 	trigger := custosv1alpha1.FreezeTrigger(trip.Trigger)
 	signal := trip.Signal
 	if signal == SignalRecordsPerCall {
 		// The AgentFreeze's signals are records, bytes and calls.
 		signal = SignalRecords
 	}
-	reason, details := describeTrip(r.Params, trip, x)
+	reason, details := describeTrip(r.Params, trip, x, w)
 	var seqs []int64
 	if seq, ok := r.recordWith(ctx, audit.ActionBreakerTripped, a, trip, reason, details); ok {
 		seqs = []int64{int64(seq)}
@@ -379,7 +487,7 @@ func (r *Runner) freeze(ctx context.Context, a *custosv1alpha1.Agent, trip *Trip
 }
 
 // describeTrip is a trip's reason and audit details.
-func describeTrip(p DetectorParams, trip *Trip, x Observation) (string, map[string]string) {
+func describeTrip(p DetectorParams, trip *Trip, x Observation, w Watch) (string, map[string]string) {
 	reason := fmt.Sprintf("%s: %.0f this tick (%s), against a baseline of %.1f: %s evidence %.1f", trip.Signal, trip.Observed, p.Tick, trip.Baseline, trip.Trigger, trip.Evidence)
 	if trip.Trigger == "Ratio" {
 		reason = fmt.Sprintf("records above %g times the baseline in every minute for %s: %.0f against %.0f", p.Ratio, p.RatioFor, trip.Observed, trip.Baseline)
@@ -388,6 +496,7 @@ func describeTrip(p DetectorParams, trip *Trip, x Observation) (string, map[stri
 		"trigger": trip.Trigger, "signal": trip.Signal, "observed": strconv.FormatFloat(trip.Observed, 'f', 2, 64),
 		"baseline": strconv.FormatFloat(trip.Baseline, 'f', 2, 64), "evidence": strconv.FormatFloat(trip.Evidence, 'f', 2, 64),
 		"tick.records": strconv.FormatFloat(x.Records, 'f', 0, 64), "tick.calls": strconv.FormatFloat(x.Calls, 'f', 0, 64),
-		"tick": p.Tick.String(),
+		"tick": p.Tick.String(), "h": strconv.FormatFloat(cmp.Or(w.H, p.H), 'f', 2, 64),
+		"allowance": strconv.FormatFloat(max(1, w.Allow), 'f', 0, 64), "ratio": strconv.FormatFloat(p.Ratio, 'f', -1, 64),
 	}
 }

@@ -17,6 +17,7 @@ limitations under the License.
 package breaker_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -62,66 +63,63 @@ func (tr *trail) RecordSeq(_ context.Context, e audit.Event) (uint64, bool) {
 // A replica that starts again (a new report, counting from zero) is no
 // rise. Nothing trips before.
 func TestRunnerFreezesOnATrend(t *testing.T) {
-	t.Run("Enforce", func(t *testing.T) { runnerOnATrend(t, custosv1alpha1.BreakerEnforce) })
+	t.Run("Enforce", func(t *testing.T) { runnerOnATrend(t, trendCase{mode: custosv1alpha1.BreakerEnforce}) })
 	// A tenant whose DataBoundary says Observe: the trip is recorded as
 	// what would have frozen the agent, and nothing is frozen.
-	t.Run("Observe", func(t *testing.T) { runnerOnATrend(t, custosv1alpha1.BreakerObserve) })
+	t.Run("Observe", func(t *testing.T) {
+		runnerOnATrend(t, trendCase{mode: custosv1alpha1.BreakerObserve, observed: "its DataBoundaries' spec.breaker.mode"})
+	})
+	// The Agent says Observe (set by someone who may unfreeze it): the
+	// same, whatever its boundary says.
+	t.Run("AgentObserve", func(t *testing.T) {
+		runnerOnATrend(t, trendCase{agent: &custosv1alpha1.AgentBreaker{Mode: custosv1alpha1.BreakerObserve}, observed: "the Agent's spec.breaker.mode"})
+	})
+	// A new agent's first days are observed: from ObserveAfter on in its
+	// warm-up, a trip is recorded and freezes nothing.
+	t.Run("FirstDays", func(t *testing.T) {
+		runnerOnATrend(t, trendCase{warmUp: 5 * time.Hour, observed: "its first days"})
+	})
+	// In a batch window with an allowance of 10 times its baseline, six
+	// times is nothing: no freeze, no record.
+	t.Run("Allowance", func(t *testing.T) {
+		runnerOnATrend(t, trendCase{agent: &custosv1alpha1.AgentBreaker{Allowances: []custosv1alpha1.BreakerAllowance{{
+			Name: "month-end", Start: "11:00", Duration: metav1.Duration{Duration: time.Hour}, Factor: 10}}}, allowed: true})
+	})
 }
 
-func runnerOnATrend(t *testing.T, mode custosv1alpha1.BreakerMode) {
+// trendCase is how the breaker is set for runnerOnATrend: the
+// DataBoundary's mode, the Agent's spec.breaker, the warm-up (an hour when
+// 0), and what a trip does: freeze (observed empty), be observed for that
+// reason, or nothing at all (allowed).
+type trendCase struct {
+	mode     custosv1alpha1.BreakerMode
+	agent    *custosv1alpha1.AgentBreaker
+	warmUp   time.Duration
+	observed string
+	allowed  bool
+}
+
+func runnerOnATrend(t *testing.T, tc trendCase) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	c := apiServer(t)
-	gatewayNS := newNamespace(t, "custos-gateway-")
-	tenant := fixtures.UniqueTenant("brk")
-	agentsNS := fixtures.CreateTenantNamespace(t, c, tenant)
-	b := fixtures.DataBoundary(tenant)
-	b.Spec.Breaker = &custosv1alpha1.BreakerPolicy{Mode: mode}
-	g.Expect(c.Create(ctx, b)).To(Succeed())
-	t.Cleanup(func() { _ = c.Delete(context.Background(), b) })
-	agent := fixtures.Agent(agentsNS, "reconciler", tenant)
-	g.Expect(c.Create(ctx, agent)).To(Succeed())
-	agent.Status.Lifecycle = &custosv1alpha1.LifecycleStatus{Phase: custosv1alpha1.AgentPhaseActive}
-	g.Expect(c.Status().Update(ctx, agent)).To(Succeed())
-
+	w := newUsageWorld(t, tc.mode, tc.agent)
+	c := w.c
 	params := breaker.DefaultDetectorParams
-	params.WarmUp = time.Hour
+	params.WarmUp = cmp.Or(tc.warmUp, time.Hour)
+	params.ObserveAfter = 30 * time.Minute
+	if tc.warmUp == 0 {
+		// Nothing observed in the warm-up: the steady ticks' only record
+		// would be the spike's.
+		params.ObserveAfter = 0
+	}
 	params.Tick = time.Minute // fewer API round trips than 15 s ticks, the same detector
 	tr := &trail{}
-	r := &breaker.Runner{Reports: c, Agents: c, Client: c, Namespace: gatewayNS, Params: params, Audit: tr, AuditLogID: "custos-manager/test"}
-
-	key := types.NamespacedName{Namespace: agentsNS, Name: "reconciler"}
-	replicas := []*gateway.Usage{{}, {}}
-	names := []string{"gw-a", "gw-b"}
-	report := func(i int, now time.Time) {
-		cm := &corev1.ConfigMap{}
-		err := c.Get(ctx, client.ObjectKey{Namespace: gatewayNS, Name: "custos-usage-" + names[i]}, cm)
-		if err != nil {
-			cm = &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: gatewayNS, Name: "custos-usage-" + names[i],
-				Labels: map[string]string{gateway.UsageLabel: "gateway"}}, Data: replicas[i].Report(now)}
-			g.Expect(c.Create(ctx, cm)).To(Succeed())
-			return
-		}
-		cm.Data = replicas[i].Report(now)
-		g.Expect(c.Update(ctx, cm)).To(Succeed())
-	}
-	rng := rand.New(rand.NewPCG(11, 12))
-	// Each tick, 30 calls of about 20 records, served by either replica;
-	// from rise on, six times the records per call.
+	r := &breaker.Runner{Reports: c, Agents: c, Client: c, Namespace: w.gatewayNS, Params: params, Audit: tr, AuditLogID: "custos-manager/test"}
+	gatewayNS, replicas := w.gatewayNS, w.replicas
 	tick := func(now time.Time, rise float64) *custosv1alpha1.AgentFreeze {
-		for range 30 {
-			records := int64(math.Round(rise * math.Exp(math.Log(20)+0.4*rng.NormFloat64())))
-			replicas[rng.IntN(2)].Add(key, records, now)
-		}
-		report(0, now)
-		report(1, now)
+		w.take(now, rise)
 		g.Expect(r.Step(ctx, now)).To(Succeed())
-		var freezes custosv1alpha1.AgentFreezeList
-		g.Expect(c.List(ctx, &freezes, client.InNamespace(agentsNS))).To(Succeed())
-		if len(freezes.Items) > 0 {
-			return &freezes.Items[0]
-		}
-		return nil
+		return w.frozen()
 	}
 	now := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
 	for end := now.Add(150 * time.Minute); now.Before(end); now = now.Add(params.Tick) {
@@ -138,13 +136,21 @@ func runnerOnATrend(t *testing.T, mode custosv1alpha1.BreakerMode) {
 		frozen = tick(now, 6)
 		now = now.Add(params.Tick)
 	}
-	if mode == custosv1alpha1.BreakerObserve {
+	if tc.allowed {
+		g.Expect(frozen).To(BeNil(), "in the allowance")
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		g.Expect(tr.events).To(BeEmpty(), "in the allowance")
+		return
+	}
+	if tc.observed != "" {
 		g.Expect(frozen).To(BeNil(), "observed, not frozen")
 		tr.mu.Lock()
 		defer tr.mu.Unlock()
 		g.Expect(tr.events).NotTo(BeEmpty())
 		g.Expect(tr.events[0].Action).To(Equal(audit.ActionBreakerObserved))
 		g.Expect(tr.events[0].Details).To(HaveKeyWithValue("trigger", "Trend"))
+		g.Expect(tr.events[0].Details).To(HaveKeyWithValue("observed", tc.observed))
 		g.Expect(tr.events[0].Subject.Name).To(Equal("reconciler"))
 		return
 	}
@@ -164,6 +170,76 @@ func runnerOnATrend(t *testing.T, mode custosv1alpha1.BreakerMode) {
 	g.Expect(e.Subject.Name).To(Equal("reconciler"))
 	g.Expect(frozen.Spec.Evidence.Sequences).To(Equal([]int64{0}), "the freeze cites the breaker.tripped record")
 	g.Expect(e.Details).To(HaveKeyWithValue("trigger", "Trend"))
+}
+
+// usageWorld is a tenant with an active Agent, "reconciler", and two
+// gateway replicas reporting what it takes as custos-gateway writes its
+// reports.
+type usageWorld struct {
+	g                   *WithT
+	c                   client.Client
+	gatewayNS, agentsNS string
+	key                 types.NamespacedName
+	replicas            []*gateway.Usage
+	names               []string
+	rng                 *rand.Rand
+}
+
+func newUsageWorld(t *testing.T, mode custosv1alpha1.BreakerMode, ab *custosv1alpha1.AgentBreaker) *usageWorld {
+	g := NewWithT(t)
+	ctx := context.Background()
+	c := apiServer(t)
+	w := &usageWorld{g: g, c: c, gatewayNS: newNamespace(t, "custos-gateway-"), replicas: []*gateway.Usage{{}, {}},
+		names: []string{"gw-a", "gw-b"}, rng: rand.New(rand.NewPCG(11, 12))}
+	tenant := fixtures.UniqueTenant("brk")
+	w.agentsNS = fixtures.CreateTenantNamespace(t, c, tenant)
+	b := fixtures.DataBoundary(tenant)
+	b.Spec.Breaker = &custosv1alpha1.BreakerPolicy{Mode: mode}
+	g.Expect(c.Create(ctx, b)).To(Succeed())
+	t.Cleanup(func() { _ = c.Delete(context.Background(), b) })
+	agent := fixtures.Agent(w.agentsNS, "reconciler", tenant)
+	agent.Spec.Breaker = ab
+	g.Expect(c.Create(ctx, agent)).To(Succeed())
+	agent.Status.Lifecycle = &custosv1alpha1.LifecycleStatus{Phase: custosv1alpha1.AgentPhaseActive}
+	g.Expect(c.Status().Update(ctx, agent)).To(Succeed())
+	w.key = types.NamespacedName{Namespace: w.agentsNS, Name: "reconciler"}
+	return w
+}
+
+// report writes replica i's report at now.
+func (w *usageWorld) report(i int, now time.Time) {
+	ctx := context.Background()
+	cm := &corev1.ConfigMap{}
+	err := w.c.Get(ctx, client.ObjectKey{Namespace: w.gatewayNS, Name: "custos-usage-" + w.names[i]}, cm)
+	if err != nil {
+		cm = &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: w.gatewayNS, Name: "custos-usage-" + w.names[i],
+			Labels: map[string]string{gateway.UsageLabel: "gateway"}}, Data: w.replicas[i].Report(now)}
+		w.g.Expect(w.c.Create(ctx, cm)).To(Succeed())
+		return
+	}
+	cm.Data = w.replicas[i].Report(now)
+	w.g.Expect(w.c.Update(ctx, cm)).To(Succeed())
+}
+
+// take is a tick of 30 calls of about 20 records (rise times as many
+// records per call), served by either replica, and both replicas' reports.
+func (w *usageWorld) take(now time.Time, rise float64) {
+	for range 30 {
+		records := int64(math.Round(rise * math.Exp(math.Log(20)+0.4*w.rng.NormFloat64())))
+		w.replicas[w.rng.IntN(2)].Add(w.key, records, now)
+	}
+	w.report(0, now)
+	w.report(1, now)
+}
+
+// frozen is the agent's first AgentFreeze, nil when there is none.
+func (w *usageWorld) frozen() *custosv1alpha1.AgentFreeze {
+	var freezes custosv1alpha1.AgentFreezeList
+	w.g.Expect(w.c.List(context.Background(), &freezes, client.InNamespace(w.agentsNS))).To(Succeed())
+	if len(freezes.Items) > 0 {
+		return &freezes.Items[0]
+	}
+	return nil
 }
 
 // What the breaker reads of the replicas' reports, tick by tick: nothing
@@ -196,9 +272,11 @@ func TestRunnerReadsReportsAsRates(t *testing.T) {
 		cm.Data = data
 		g.Expect(c.Update(ctx, cm)).To(Succeed())
 	}
+	complete := false
 	took := func() breaker.Observation {
-		obs, err := r.Took(ctx)
+		obs, ok, err := r.Took(ctx)
 		g.Expect(err).NotTo(HaveOccurred())
+		complete = ok
 		return obs[agent]
 	}
 	start := clk.Now().Add(-time.Hour) // both replicas have run an hour
@@ -206,6 +284,7 @@ func TestRunnerReadsReportsAsRates(t *testing.T) {
 	write("a", at, start, 6000, 600)
 	write("b", at, start, 3000, 300)
 	g.Expect(took()).To(Equal(breaker.Observation{}), "a new leader: nothing of the hour before")
+	g.Expect(complete).To(BeFalse(), "a new leader's first tick is short of what was taken: not learned")
 
 	// A minute on, 100 records and 10 calls more on each.
 	at = at.Add(time.Minute)
@@ -214,6 +293,7 @@ func TestRunnerReadsReportsAsRates(t *testing.T) {
 	write("b", at, start, 3100, 310)
 	g.Expect(took().Records).To(BeNumerically("~", 200, 0.01))
 	g.Expect(took().Calls).To(BeNumerically("~", 20, 0.01), "both replicas, a minute each")
+	g.Expect(complete).To(BeTrue())
 
 	// b reports every two minutes from here: a minute without its report
 	// takes its last rate; a reports every minute, at half the rate.
@@ -246,6 +326,7 @@ func TestRunnerReadsReportsAsRates(t *testing.T) {
 	write("b", at, at.Add(-90*time.Second), 150, 15)
 	write("c", at, at.Add(-20*time.Second), 40, 4)
 	g.Expect(took().Records).To(BeNumerically("~", 50+100+120, 0.01))
+	g.Expect(complete).To(BeTrue(), "a new replica counts from its start")
 
 	// Five minutes later only a reports: b's and c's reports are stale,
 	// nothing; an hour later they are deleted.

@@ -186,6 +186,12 @@ func (v *AgentValidator) validate(ctx context.Context, old, agent *custosv1alpha
 		}
 	}
 	errs = append(errs, breaker.CheckAgentCaps(agent, b)...)
+	errs = append(errs, breaker.CheckAgentBreaker(agent, b)...)
+	loosenErrs, err := v.checkLoosens(ctx, old, agent)
+	if err != nil {
+		return nil, apierrors.NewInternalError(err)
+	}
+	errs = append(errs, loosenErrs...)
 	// A Toolset that does not exist yet is allowed with a warning: GitOps
 	// applies in any order, and the agent's egress to it stays closed until
 	// it exists.
@@ -200,6 +206,37 @@ func (v *AgentValidator) validate(ctx context.Context, old, agent *custosv1alpha
 	}
 	errs = append(errs, policyErrs...)
 	return warnings, invalid(agentKind, agent.Name, errs)
+}
+
+// checkLoosens: Observe or an allowance set on the Agent loosens the
+// breaker's watch of it, so it needs what lifting a freeze needs (a
+// person allowed the verb unfreeze, breaker.MayLoosen), which the agent's
+// owners, the namespace's edit role and the agent itself do not hold.
+func (v *AgentValidator) checkLoosens(ctx context.Context, old, agent *custosv1alpha1.Agent) (field.ErrorList, error) {
+	paths := breaker.Loosens(old, agent)
+	if len(paths) == 0 {
+		return nil, nil
+	}
+	req, err := admission.RequestFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	who := approverOf(req)
+	no := &approval.Ineligible{Rule: approval.RuleNotAuthorized, Message: "no authorizer to ask"}
+	if v.Access != nil {
+		if no, err = breaker.MayLoosen(ctx, v.Access, who, agent.Namespace, agent.Name); err != nil {
+			return nil, err
+		}
+	}
+	if no == nil {
+		return nil, nil
+	}
+	var errs field.ErrorList
+	for _, p := range paths {
+		errs = append(errs, field.Forbidden(p, fmt.Sprintf("%s: %s; Observe and allowances loosen the breaker's watch of the agent, "+
+			"so they take what lifting its freeze takes (a person allowed the verb unfreeze on the Agent): its owners cannot switch their own watch off", no.Rule, no.Message)))
+	}
+	return errs, nil
 }
 
 // checkPolicies evaluates the boundary's policy-as-code checks against the

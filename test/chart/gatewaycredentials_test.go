@@ -22,6 +22,8 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+
+	"github.com/custos-dev/custos/internal/breaker"
 )
 
 // TestGatewayCredentialsNamespace: with custos-gateway, the leases of
@@ -59,6 +61,17 @@ func TestGatewayCredentialsNamespace(t *testing.T) {
 	g.Expect(breakerRole.Rules).To(ConsistOf(rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"list", "delete"}}))
 	breakerBinding := into[rbacv1.RoleBinding](t, m.find(t, "RoleBinding", "custos-manager-breaker"))
 	g.Expect(breakerBinding.Subjects).To(Equal([]rbacv1.Subject{{Kind: "ServiceAccount", Name: "custos-manager", Namespace: namespace}}))
+	// It keeps its baselines for the next leader in the release's
+	// namespace: the ConfigMaps internal/breaker names, and no other.
+	kept := []string{breaker.HotName}
+	for i := range breaker.StateShards {
+		kept = append(kept, breaker.ShardName(i))
+	}
+	own := into[rbacv1.Role](t, m.find(t, "Role", "custos-manager"))
+	g.Expect(own.Rules).To(ContainElements(
+		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"create"}},
+		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: kept, Verbs: []string{"get", "update", "delete"}},
+	))
 	// Each replica's usage report is named by its Pod.
 	var env []string
 	for _, e := range m.deploymentNamed(t, "custos-gateway").Spec.Template.Spec.Containers[0].Env {

@@ -1,0 +1,257 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package breaker_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/breaker"
+)
+
+// learned is an agent's state after a day and a half of learning at about
+// level records a tick, and (spike) four ticks of six times as much: with
+// evidence accumulating.
+func learned(seed uint64, level float64, spike bool) *breaker.AgentState {
+	p := breaker.DefaultDetectorParams
+	p.WarmUp = 24 * time.Hour
+	p.Tick = time.Minute
+	rng := rand.New(rand.NewPCG(seed, 7))
+	st := &breaker.AgentState{}
+	t := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	for range 36 * 60 {
+		calls := 10 + rng.Float64()*4
+		p.Observe(st, t, breaker.Observation{Records: level * calls * (0.8 + 0.4*rng.Float64()), Calls: calls})
+		t = t.Add(p.Tick)
+	}
+	// Ten quiet ticks: whatever evidence the noise left fades.
+	for range 10 {
+		p.Observe(st, t, breaker.Observation{Records: 0.8 * level * 12, Calls: 12})
+		t = t.Add(p.Tick)
+	}
+	if spike {
+		for range 4 {
+			p.Observe(st, t, breaker.Observation{Records: 6 * level * 12, Calls: 12})
+			t = t.Add(p.Tick)
+		}
+	}
+	return st
+}
+
+func bin(t *testing.T, st *breaker.AgentState) []byte {
+	t.Helper()
+	b, err := st.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// An agent's state kept and read back is the same state; bytes that are
+// not one (cut short, of another format, not numbers, too many) are
+// refused, and the state they were read into is left as it was.
+func TestAgentStateRoundTrip(t *testing.T) {
+	g := NewWithT(t)
+	st := learned(1, 20, true)
+	g.Expect(st.Hot()).To(BeTrue(), "four ticks of six times the records leave evidence")
+	b := bin(t, st)
+	var back breaker.AgentState
+	g.Expect(back.UnmarshalBinary(b)).To(Succeed())
+	g.Expect(bin(t, &back)).To(Equal(b))
+
+	// The hot part alone, onto a state kept before the spike: its
+	// evidence is the spike's, its baselines its own.
+	before := learned(1, 20, false)
+	g.Expect(before.Hot()).To(BeFalse())
+	hot, baselines := len(before.AppendHot(nil)), bin(t, before)[len(before.AppendHot(nil)):]
+	g.Expect(before.RestoreHot(st.AppendHot(nil))).To(Succeed())
+	g.Expect(before.Hot()).To(BeTrue())
+	g.Expect(before.AppendHot(nil)).To(Equal(st.AppendHot(nil)))
+	g.Expect(bin(t, before)[hot:]).To(Equal(baselines))
+
+	for name, bad := range map[string][]byte{
+		"cut short":      b[:len(b)-3],
+		"another format": append([]byte{9}, b[1:]...),
+		"too long":       append(bytes.Clone(b), 0),
+		"not a number":   append(append(bytes.Clone(b[:9]), 0, 0, 0, 0, 0, 0, 0xf8, 0x7f), b[17:]...),
+	} {
+		kept := bytes.Clone(bin(t, before))
+		g.Expect(before.UnmarshalBinary(bad)).NotTo(Succeed(), name)
+		g.Expect(before.RestoreHot(bad[:min(len(bad), 90)])).NotTo(Succeed(), name)
+		g.Expect(bin(t, before)).To(Equal(kept), "%s: the state is left as it was", name)
+	}
+}
+
+// The states kept in ConfigMaps of the manager's namespace: in as many
+// shards as they take, read back whole; fewer agents take fewer shards
+// and the rest are deleted; the hot parts written later win over the
+// whole states (an agent they no longer list has lost its evidence); a
+// shard that does not read costs its agents' baselines, not the others'.
+func TestStateStore(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	c := apiServer(t)
+	ns := newNamespace(t, "custos-system-")
+	store := &breaker.StateStore{Reader: c, Client: c, Namespace: ns, ShardBytes: 16 << 10}
+	states := map[types.NamespacedName]*breaker.AgentState{}
+	for i := range 30 {
+		states[types.NamespacedName{Namespace: fmt.Sprintf("team-%d", i%3), Name: fmt.Sprintf("agent-%d", i)}] = learned(uint64(i), float64(5+i), false)
+	}
+	at := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
+	g.Expect(store.SaveAll(ctx, at, states)).To(Succeed())
+	shards := func() int {
+		n := 0
+		for ; n < breaker.StateShards; n++ {
+			err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: breaker.ShardName(n)}, &corev1.ConfigMap{})
+			if apierrors.IsNotFound(err) {
+				break
+			}
+			g.Expect(err).NotTo(HaveOccurred())
+		}
+		return n
+	}
+	g.Expect(shards()).To(Equal(5), "30 states of about 2.4 KiB, 16 KiB a shard")
+	back, err := store.Load(ctx)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(back).To(HaveLen(30))
+	for k, st := range states {
+		g.Expect(back).To(HaveKey(k))
+		g.Expect(bin(t, back[k])).To(Equal(bin(t, st)), "%s", k)
+	}
+
+	// Ten agents left; three of them with evidence, kept a tick later.
+	small := map[types.NamespacedName]*breaker.AgentState{}
+	var hot []types.NamespacedName
+	for k, st := range states {
+		if len(small) < 10 {
+			small[k] = st
+		}
+	}
+	at = at.Add(5 * time.Minute)
+	g.Expect(store.SaveAll(ctx, at, small)).To(Succeed())
+	g.Expect(shards()).To(Equal(2), "the shards no longer needed are deleted")
+	for k := range small {
+		if len(hot) < 3 {
+			hot = append(hot, k)
+			small[k] = learned(uint64(len(hot)), 30, true)
+		}
+	}
+	wrote, err := store.SaveHot(ctx, at.Add(time.Minute), small)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(wrote).To(Equal(3))
+	back, err = store.Load(ctx)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(back).To(HaveLen(10))
+	for k, st := range small {
+		g.Expect(back[k].Hot()).To(Equal(st.Hot()), "%s", k)
+		if st.Hot() {
+			g.Expect(back[k].AppendHot(nil)).To(Equal(st.AppendHot(nil)), "%s: the evidence as of the last tick", k)
+		}
+	}
+	// A tick later none has evidence: the hot parts say so.
+	calm := map[types.NamespacedName]*breaker.AgentState{}
+	for k := range small {
+		calm[k] = learned(1, 30, false)
+	}
+	_, err = store.SaveHot(ctx, at.Add(2*time.Minute), calm)
+	g.Expect(err).NotTo(HaveOccurred())
+	back, err = store.Load(ctx)
+	g.Expect(err).NotTo(HaveOccurred())
+	for _, k := range hot {
+		g.Expect(back[k].Hot()).To(BeFalse(), "%s: its evidence faded before the leader changed", k)
+	}
+
+	// A shard overwritten with bytes that are not states.
+	var cm corev1.ConfigMap
+	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: ns, Name: breaker.ShardName(1)}, &cm)).To(Succeed())
+	lost := cm.Data["agents"]
+	cm.BinaryData["states"] = []byte{1, 2, 3}
+	g.Expect(c.Update(ctx, &cm)).To(Succeed())
+	back, err = store.Load(ctx)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(fmt.Sprint(10-len(back))).To(Equal(lost), "the agents of the shard that does not read learn again; the others keep theirs")
+}
+
+// The leader changes while an agent's records are six times its usual:
+// the new leader goes on from the state the last one kept (baselines,
+// evidence, the week of learning behind it) and freezes the agent within
+// minutes, where a leader learning again would trip nothing for its whole
+// warm-up.
+func TestRunnerKeepsItsStateAcrossLeaders(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	w := newUsageWorld(t, custosv1alpha1.BreakerEnforce, nil)
+	c := w.c
+	params := breaker.DefaultDetectorParams
+	params.WarmUp = time.Hour
+	params.Tick = time.Minute
+	store := &breaker.StateStore{Reader: c, Client: c, Namespace: newNamespace(t, "custos-system-")}
+	leader := func() *breaker.Runner {
+		return &breaker.Runner{Reports: c, Agents: c, Client: c, Namespace: w.gatewayNS, Params: params, Store: store, SaveEvery: 5 * time.Minute}
+	}
+	first := leader()
+	now := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
+	for end := now.Add(90 * time.Minute); now.Before(end); now = now.Add(params.Tick) {
+		w.take(now, 1)
+		g.Expect(first.Step(ctx, now)).To(Succeed())
+	}
+	for range 2 {
+		w.take(now, 6)
+		g.Expect(first.Step(ctx, now)).To(Succeed())
+		now = now.Add(params.Tick)
+	}
+	g.Expect(w.frozen()).To(BeNil(), "two ticks are not enough evidence")
+	var hot corev1.ConfigMap
+	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: store.Namespace, Name: breaker.HotName}, &hot)).To(Succeed())
+	g.Expect(hot.Data).To(HaveKeyWithValue("agents", "1"), "the agent's evidence is kept every tick")
+
+	// The first leader is gone; a second takes over a tick later.
+	now = now.Add(params.Tick)
+	second := leader()
+	took := 0
+	for ; w.frozen() == nil && took < 12; took++ {
+		w.take(now, 6)
+		g.Expect(second.Step(ctx, now)).To(Succeed())
+		now = now.Add(params.Tick)
+	}
+	frozen := w.frozen()
+	g.Expect(frozen).NotTo(BeNil(), "the new leader learned the agent again instead of going on")
+	t.Logf("the new leader tripped after %d ticks of its own: %s", took, frozen.Spec.Reason)
+	g.Expect(frozen.Spec.Trigger).To(Equal(custosv1alpha1.FreezeTrend))
+
+	// A leader with nothing kept trips nothing in its warm-up.
+	w2 := newUsageWorld(t, custosv1alpha1.BreakerEnforce, nil)
+	fresh := &breaker.Runner{Reports: c, Agents: c, Client: c, Namespace: w2.gatewayNS, Params: params,
+		Store: &breaker.StateStore{Reader: c, Client: c, Namespace: newNamespace(t, "custos-system-")}}
+	for range 12 {
+		w2.take(now, 6)
+		g.Expect(fresh.Step(ctx, now)).To(Succeed())
+		now = now.Add(params.Tick)
+	}
+	g.Expect(w2.frozen()).To(BeNil(), "in its warm-up")
+}
