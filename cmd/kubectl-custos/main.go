@@ -51,6 +51,11 @@ limitations under the License.
 //
 // freeze makes an AgentFreeze of an Agent by hand; unfreeze lifts the
 // freezes that hold it with a person's verdict (freeze.go).
+//
+//	kubectl custos top [-n NAMESPACE | -A] [--watch]
+//
+// top shows each agent as the breaker sees it, the most evidence first
+// (top.go).
 package main
 
 import (
@@ -83,6 +88,7 @@ const usage = `usage:
   kubectl custos attest AGENT [-n NAMESPACE] --comment TEXT
   kubectl custos freeze AGENT [-n NAMESPACE] --reason TEXT
   kubectl custos unfreeze AGENT [-n NAMESPACE] --verdict false-positive|confirmed-misuse --reason TEXT
+  kubectl custos top [-n NAMESPACE | -A] [--custos-namespace custos-system] [--watch]
 
 AUDIT is an audit segment store (--audit-dir) or a JSON-lines file of
 records (custos-sts's standard output with --audit-sink=stdout); JTI is a
@@ -107,7 +113,12 @@ at once and it is held Frozen until a person lifts the freeze. unfreeze
 shows each freeze that holds AGENT and lifts it with your verdict
 (false-positive or confirmed-misuse); it is refused to the agent's owners.
 
-pending, approve, deny, attest, freeze and unfreeze take --kubeconfig,
+top shows each agent as the breaker sees it (records in the last minute
+against its baseline, evidence against what trips it, how it is watched,
+learning, Active or Frozen), the most evidence first: a platform
+administrator's view (it reads the breaker's kept state).
+
+pending, approve, deny, attest, freeze, unfreeze and top take --kubeconfig,
 --context, --as and --as-group as kubectl does.
 `
 
@@ -137,6 +148,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return freezeCommand(false, args[1:], stdout, stderr)
 	case "unfreeze":
 		return freezeCommand(true, args[1:], stdout, stderr)
+	case "top":
+		return top(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

@@ -201,26 +201,23 @@ func killedName(cfg Config) string {
 }
 
 // keptState is what the breaker's StateStore keeps of an agent, as the
-// Runner saves it: the whole state every SaveEvery, the hot part every
-// tick.
+// Runner saves it: the whole state every SaveEvery and at the first tick
+// of a slot, the tick part every tick.
 type keptState struct {
-	all, hot      []byte
-	allAt, hotAt  time.Time
-	hasHot, saved bool
+	all, tick     []byte
+	allAt, tickAt time.Time
+	saved         bool
 }
 
 // saveEvery is the Runner's default SaveEvery.
 var saveEvery = 5 * time.Minute
 
-func (k *keptState) save(st *breaker.AgentState, t time.Time, p breaker.DetectorParams) {
-	if !k.saved || t.Sub(k.allAt) >= saveEvery {
+func (k *keptState) save(st *breaker.AgentState, t time.Time) {
+	if !k.saved || t.Sub(k.allAt) >= saveEvery || t.Hour() != k.allAt.Hour() {
 		k.all, _ = st.MarshalBinary()
 		k.allAt, k.saved = t, true
 	}
-	k.hot, k.hotAt, k.hasHot = nil, t, st.Hot()
-	if k.hasHot {
-		k.hot = st.AppendHot(nil)
-	}
+	k.tick, k.tickAt = st.AppendTick(k.tick[:0], t), t
 }
 
 // restore is the new leader reading it (StateStore.Load).
@@ -232,15 +229,10 @@ func (k *keptState) restore(st *breaker.AgentState) {
 	if err := st.UnmarshalBinary(k.all); err != nil {
 		panic(err)
 	}
-	if !k.hotAt.After(k.allAt) {
-		return
-	}
-	if !k.hasHot {
-		st.Reset()
-		return
-	}
-	if err := st.RestoreHot(k.hot); err != nil {
-		panic(err)
+	if k.tickAt.After(k.allAt) {
+		if err := st.RestoreHot(k.tick); err != nil {
+			panic(err)
+		}
 	}
 }
 
@@ -431,7 +423,7 @@ func replayAgent(cfg Config, seed uint64, a int, sp spike, hasSpike bool) [detec
 	var killed breaker.AgentState
 	var kept keptState
 	nextKill := measureFrom.Add(cfg.KillEvery / 3)
-	var gapUntil time.Time
+	var gapUntil, resumeFrom time.Time
 	falseTrips := [detectors]int{}
 	var perCall []float64
 	var frozenUntil [detectors]time.Time
@@ -495,7 +487,7 @@ func replayAgent(cfg Config, seed uint64, a int, sp spike, hasSpike bool) [detec
 		}
 		if cfg.KillEvery > 0 && !t.Before(nextKill) {
 			kept.restore(&killed)
-			gapUntil = t.Add(cfg.KillGap)
+			gapUntil, resumeFrom = t.Add(cfg.KillGap), kept.tickAt
 			nextKill = nextKill.Add(cfg.KillEvery)
 		}
 		for i := range detectors {
@@ -523,7 +515,19 @@ func replayAgent(cfg Config, seed uint64, a int, sp spike, hasSpike bool) [detec
 			case 1:
 				trip = plainZ.Observe(&zs, measured, sum)
 			default:
-				trip = p.Observe(&killed, t, sum)
+				// The new leader's first tick fills those nobody observed
+				// with what it saw (the Runner's ticks).
+				if !resumeFrom.IsZero() {
+					if missed := int(t.Sub(resumeFrom)/p.Tick) - 1; missed <= 8 {
+						for k := 1; k <= missed && trip == nil; k++ {
+							trip = p.Observe(&killed, resumeFrom.Add(time.Duration(k)*p.Tick), sum)
+						}
+					}
+					resumeFrom = time.Time{}
+				}
+				if trip == nil {
+					trip = p.Observe(&killed, t, sum)
+				}
 			}
 			if trip != nil && trip.WarmUp {
 				// A new agent's first days are observed: recorded, not
@@ -547,7 +551,7 @@ func replayAgent(cfg Config, seed uint64, a int, sp spike, hasSpike bool) [detec
 				}
 			}
 			if i == 2 {
-				kept.save(&killed, t, p)
+				kept.save(&killed, t)
 			}
 			if trip == nil {
 				continue

@@ -25,10 +25,11 @@ import (
 )
 
 // An AgentState is kept across a change of leader in two parts: the whole
-// state (its baselines, which change slowly: written every few minutes)
-// and its hot part (the evidence accumulating, the ratio rule's window and
-// how long learning has been paused: written every tick, for the agents
-// that have any).
+// state (its 48 slots of baselines: written every few minutes and when the
+// slot changes) and its tick part (what a tick changes: the evidence
+// accumulating, the ratio rule's window, how long learning has been
+// paused, and the baselines of the slot the tick was in; written every
+// tick). The two together are the state exactly as the last tick left it.
 
 // stateFormat is the encoding's version, its first byte.
 const stateFormat = 1
@@ -73,11 +74,15 @@ func (st *AgentState) AppendHot(b []byte) []byte {
 
 func appendSlots(b []byte, s *[slots]slotStat) []byte {
 	for i := range s {
-		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(float32(s[i].mean)))
-		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(float32(s[i].vari)))
-		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(float32(s[i].n)))
+		b = appendStat(b, &s[i])
 	}
 	return b
+}
+
+func appendStat(b []byte, s *slotStat) []byte {
+	b = binary.LittleEndian.AppendUint32(b, math.Float32bits(float32(s.mean)))
+	b = binary.LittleEndian.AppendUint32(b, math.Float32bits(float32(s.vari)))
+	return binary.LittleEndian.AppendUint32(b, math.Float32bits(float32(s.n)))
 }
 
 // UnmarshalBinary restores a whole state from MarshalBinary's bytes.
@@ -96,17 +101,46 @@ func (st *AgentState) UnmarshalBinary(b []byte) error {
 	return nil
 }
 
-// RestoreHot sets the state's hot part from AppendHot's bytes; its
-// baselines stay.
+// RestoreHot sets the state's hot part from AppendHot's bytes, or its
+// tick part from AppendTick's; the other baselines stay.
 func (st *AgentState) RestoreHot(b []byte) error {
 	d := decoder{b: b}
 	out := *st
 	out.decodeHot(&d)
+	if len(d.b) > 0 && d.err == nil {
+		slot := int(d.byte())
+		if slot >= slots {
+			d.fail("slot %d of %d", slot, slots)
+		}
+		var one [1]slotStat
+		for sig := range signals {
+			d.stat(&one[0])
+			if d.err == nil {
+				out.baseline[sig][slot] = one[0]
+			}
+		}
+		d.stat(&one[0])
+		if d.err == nil {
+			out.linear[slot] = one[0]
+		}
+	}
 	if err := d.done(); err != nil {
 		return err
 	}
 	*st = out
 	return nil
+}
+
+// AppendTick appends the state's tick part: its hot part and the
+// baselines of the slot of t, the only ones a tick at t changes.
+func (st *AgentState) AppendTick(b []byte, t time.Time) []byte {
+	b = st.AppendHot(b)
+	slot := slotOf(t)
+	b = append(b, byte(slot))
+	for sig := range signals {
+		b = appendStat(b, &st.baseline[sig][slot])
+	}
+	return appendStat(b, &st.linear[slot])
 }
 
 func (st *AgentState) decodeHot(d *decoder) {
@@ -178,10 +212,14 @@ func (d *decoder) finite(v float64) float64 {
 
 func (d *decoder) slots(s *[slots]slotStat) {
 	for i := range s {
-		s[i].mean, s[i].vari, s[i].n = d.f32(), d.f32(), d.f32()
-		if s[i].vari < 0 || s[i].n < 0 {
-			d.fail("a negative spread or count")
-		}
+		d.stat(&s[i])
+	}
+}
+
+func (d *decoder) stat(s *slotStat) {
+	s.mean, s.vari, s.n = d.f32(), d.f32(), d.f32()
+	if s.vari < 0 || s.n < 0 {
+		d.fail("a negative spread or count")
 	}
 }
 

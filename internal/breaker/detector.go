@@ -414,3 +414,27 @@ func (d ZScore) Observe(st *ZState, warm bool, x Observation) *Trip {
 
 // ResetRuns forgets the runs after a trip.
 func (st *ZState) ResetRuns() { st.run = [signals]int{} }
+
+// View is what a person sees of an agent's state (kubectl custos top).
+type View struct {
+	// LastMinute is the records the agent took in the last minute;
+	// Expected, what its baseline expected of that minute.
+	LastMinute, Expected float64
+	// Evidence is the most of any signal's evidence, in spreads, and
+	// Signal that signal's name.
+	Evidence float64
+	Signal   string
+	// Started is when the breaker began learning the agent.
+	Started time.Time
+}
+
+// View is the state as a person sees it.
+func (st *AgentState) View() View {
+	v := View{LastMinute: st.ringSum, Expected: st.baseSum, Started: st.started, Signal: SignalRecords}
+	for sig := range signals {
+		if st.evidence[sig] > v.Evidence {
+			v.Evidence, v.Signal = st.evidence[sig], signalName(sig)
+		}
+	}
+	return v
+}

@@ -46,9 +46,8 @@ const usageLabel = "custos.dev/usage"
 // per agent, and freezes an agent it trips on: an AgentFreeze with trigger
 // Trend or Ratio, citing the breaker.tripped record it wrote with the
 // evidence (what it saw, what it expected). Its baselines are kept in
-// Store: a new leader goes on from where the last stopped (the evidence as
-// of its last tick, the baselines as of its last SaveEvery), instead of
-// learning every agent again for a week.
+// Store: a new leader goes on from the state the last one's last tick
+// left, instead of learning every agent again for a week.
 type Runner struct {
 	// Reports lists the usage reports (uncached: Namespace's only).
 	Reports client.Reader
@@ -67,16 +66,17 @@ type Runner struct {
 	// memory only.
 	Store *StateStore
 	// SaveEvery is how often every agent's whole state is written (5
-	// minutes when 0); the hot parts are written every tick.
+	// minutes when 0); their tick parts are written every tick.
 	SaveEvery time.Duration
 
 	states map[types.NamespacedName]*AgentState
 	// loaded: the states kept by the last leader are read.
 	loaded bool
-	// savedAll is when the whole states were last written; hotSaved, that
-	// the last hot parts written listed some agent.
+	// savedAll is when the whole states were last written.
 	savedAll time.Time
-	hotSaved bool
+	// resumeFrom is the last leader's last tick, until the first tick
+	// this one observes: the ticks between, nobody observed.
+	resumeFrom time.Time
 	// reports are what each report (by ConfigMap UID) said last.
 	reports map[types.UID]*report
 	ticked  bool
@@ -93,6 +93,10 @@ type report struct {
 	rates       map[types.NamespacedName][3]float64
 	stale       int
 }
+
+// maxFill is the most ticks nobody observed that a new leader fills: a
+// gap longer than a lease's handover is not guessed at.
+const maxFill = 8
 
 // The report's keys for when it was made and when its process began
 // counting (internal/gateway's UsageReportedAt, UsageStartedAt).
@@ -148,12 +152,12 @@ func (r *Runner) Step(ctx context.Context, now time.Time) error {
 		if r.Store != nil {
 			// Nothing is learned, nor written, before the baselines are
 			// back: a failed read is tried again next tick.
-			states, err := r.Store.Load(ctx)
+			states, last, err := r.Store.Load(ctx)
 			if err != nil {
 				return err
 			}
-			r.states = states
-			r.Log.Info("The breaker goes on from the state the last leader kept", "agents", len(states))
+			r.states, r.resumeFrom = states, last
+			r.Log.Info("The breaker goes on from the state the last leader kept", "agents", len(states), "lastTick", last)
 		}
 		r.loaded = true
 	}
@@ -169,25 +173,22 @@ func (r *Runner) Step(ctx context.Context, now time.Time) error {
 	if err := r.Agents.List(ctx, &boundaries); err != nil {
 		return err
 	}
-	// A tenant is observed, not frozen, when every boundary of it says
-	// so; it is watched at the highest sensitivity of its boundaries, and
-	// allowed the lowest of their maxAllowances.
-	observed := map[string]bool{}
-	sensitivity := map[string]custosv1alpha1.BreakerSensitivity{}
-	maxAllowance := map[string]int32{}
-	for i := range boundaries.Items {
-		b := &boundaries.Items[i]
-		tenant := b.Spec.Tenant
-		obs := b.Spec.Breaker != nil && b.Spec.Breaker.Mode == custosv1alpha1.BreakerObserve
-		if prev, seen := observed[tenant]; !seen || prev {
-			observed[tenant] = obs
+	tenants := TenantWatches(boundaries.Items)
+	// The ticks to observe: this one, after those nobody observed since
+	// the last leader's last (a few at most), filled with what this one
+	// saw: an agent's evidence grows through a change of leader as it
+	// would have, and a spike in the gap is not missed.
+	ticks := []time.Time{now}
+	if complete && !r.resumeFrom.IsZero() {
+		missed := int(now.Sub(r.resumeFrom)/r.Params.Tick) - 1
+		if missed > 0 && missed <= maxFill {
+			ticks = ticks[:0]
+			for k := 1; k <= missed; k++ {
+				ticks = append(ticks, r.resumeFrom.Add(time.Duration(k)*r.Params.Tick))
+			}
+			ticks = append(ticks, now)
 		}
-		if b.Spec.Breaker != nil {
-			sensitivity[tenant] = Higher(sensitivity[tenant], b.Spec.Breaker.Sensitivity)
-		}
-		if m, seen := maxAllowance[tenant]; !seen || MaxAllowanceOf(b) < m {
-			maxAllowance[tenant] = MaxAllowanceOf(b)
-		}
+		r.resumeFrom = time.Time{}
 	}
 	seen := map[types.NamespacedName]bool{}
 	for i := range agents.Items {
@@ -218,27 +219,20 @@ func (r *Runner) Step(ctx context.Context, now time.Time) error {
 			continue
 		}
 		x := took[key]
-		tenant := a.Labels[custosv1alpha1.TenantLabel]
-		ab := a.Spec.Breaker
-		if ab == nil {
-			ab = &custosv1alpha1.AgentBreaker{}
+		tw := tenants[a.Labels[custosv1alpha1.TenantLabel]]
+		var trip *Trip
+		var w Watch
+		why := ""
+		for _, t := range ticks {
+			w, _, why = r.Params.WatchOf(a, tw, t)
+			if trip = r.Params.ObserveWith(st, t, x, w); trip != nil {
+				break
+			}
 		}
-		w := Watch{H: r.Params.H * SensitivityScale(Higher(sensitivity[tenant], ab.Sensitivity))}
-		most, seen := maxAllowance[tenant]
-		if !seen {
-			most = DefaultMaxAllowance
-		}
-		w.Allow, _ = AllowanceAt(ab.Allowances, most, now)
-		if trip := r.Params.ObserveWith(st, now, x, w); trip != nil {
+		if trip != nil {
 			st.Reset()
-			why := ""
-			switch {
-			case trip.WarmUp:
+			if trip.WarmUp {
 				why = "its first days"
-			case ab.Mode == custosv1alpha1.BreakerObserve:
-				why = "the Agent's spec.breaker.mode"
-			case observed[tenant]:
-				why = "its DataBoundaries' spec.breaker.mode"
 			}
 			if why != "" {
 				r.record(ctx, audit.ActionBreakerObserved, a, trip, x, w, why)
@@ -261,8 +255,8 @@ func (r *Runner) Step(ctx context.Context, now time.Time) error {
 }
 
 // save keeps the states for the next leader: every agent's whole state
-// every SaveEvery, the hot parts every tick (and once more when none is
-// left, so that a new leader forgets evidence that has faded).
+// every SaveEvery and at the first tick of a slot (so that the slot just
+// ended is kept whole), and every agent's tick part every tick.
 func (r *Runner) save(ctx context.Context, now time.Time) {
 	if r.Store == nil {
 		return
@@ -271,27 +265,15 @@ func (r *Runner) save(ctx context.Context, now time.Time) {
 	if every <= 0 {
 		every = 5 * time.Minute
 	}
-	if r.savedAll.IsZero() || now.Sub(r.savedAll) >= every {
+	if r.savedAll.IsZero() || now.Sub(r.savedAll) >= every || slotOf(now) != slotOf(r.savedAll) {
 		if err := r.Store.SaveAll(ctx, now, r.states); err != nil {
 			r.Log.Error(err, "Keeping the breaker's state for the next leader")
 		} else {
 			r.savedAll = now
 		}
 	}
-	hot := false
-	for _, st := range r.states {
-		if st.Hot() {
-			hot = true
-			break
-		}
-	}
-	if hot || r.hotSaved {
-		n, err := r.Store.SaveHot(ctx, now, r.states)
-		if err != nil {
-			r.Log.Error(err, "Keeping the breaker's evidence for the next leader")
-			return
-		}
-		r.hotSaved = n > 0
+	if _, err := r.Store.SaveTick(ctx, now, r.states); err != nil {
+		r.Log.Error(err, "Keeping the breaker's last tick for the next leader")
 	}
 }
 

@@ -36,16 +36,18 @@ import (
 
 // The ConfigMaps the breaker keeps its states in, in the manager's own
 // namespace: StateName-0 to StateName-63 (every agent's whole state, in
-// shards) and StateName-hot (the hot parts, every tick).
+// shards) and StateName-tick-0 to -63 (every agent's tick part, every
+// tick).
 const (
 	StateName = "custos-breaker-state"
-	// StateShards is the most shards: 64 of 768 KiB hold about 20,000
-	// agents.
+	// StateShards is the most shards of each part: 64 of 768 KiB hold
+	// about 20,000 agents' whole states.
 	StateShards = 64
 	stateLabel  = "custos.dev/breaker-state"
 	stateAt     = "at"
 	stateAgents = "agents"
 	stateKey    = "states"
+	tickName    = StateName + "-tick"
 )
 
 // StateStore keeps the breaker's states where a new leader finds them.
@@ -69,91 +71,115 @@ func (s *StateStore) shardBytes() int {
 	return 768 << 10
 }
 
-// ShardName is the i-th shard's ConfigMap; HotName the hot parts'.
+// ShardName is the i-th shard of the whole states' ConfigMaps.
 func ShardName(i int) string { return StateName + "-" + strconv.Itoa(i) }
 
-// HotName is the ConfigMap of the hot parts.
-const HotName = StateName + "-hot"
+// TickShardName is the i-th shard of the tick parts' ConfigMaps.
+func TickShardName(i int) string { return tickName + "-" + strconv.Itoa(i) }
 
-// Load reads every agent's state as the last leader left it: the newest
-// whole state of each, and its hot part when that is newer (an agent the
-// hot part no longer lists had none then: its evidence is forgotten). An
-// agent whose bytes do not decode is left out (it learns again) and
-// logged. No state at all is an empty map.
-func (s *StateStore) Load(ctx context.Context) (map[types.NamespacedName]*AgentState, error) {
-	states := map[types.NamespacedName]*AgentState{}
+// Load reads every agent's state as the last leader left it: its newest
+// whole state, and its tick part when that is newer (the two are the
+// state as of the last leader's last tick). An agent the newer tick parts
+// leave out has its evidence forgotten. An agent whose bytes do not decode
+// is left out (it learns again) and logged. No state at all is an empty
+// map. last is the last leader's last tick (zero when none is kept).
+func (s *StateStore) Load(ctx context.Context) (states map[types.NamespacedName]*AgentState, last time.Time, err error) {
+	states = map[types.NamespacedName]*AgentState{}
 	at := map[types.NamespacedName]time.Time{}
-	for i := range StateShards {
-		shard, when, err := s.read(ctx, ShardName(i))
-		if err != nil {
-			return nil, err
-		}
-		if shard == nil {
-			break
-		}
-		for key, b := range shard {
-			if when.Before(at[key]) {
-				continue
-			}
-			st := &AgentState{}
-			if err := st.UnmarshalBinary(b); err != nil {
-				s.Log.Error(err, "An agent's kept state does not read; it learns again", "agent", key, "configMap", ShardName(i))
-				continue
-			}
-			states[key], at[key] = st, when
-		}
+	all, err := s.readShards(ctx, ShardName)
+	if err != nil {
+		return nil, time.Time{}, err
 	}
-	hot, hotAt, err := s.read(ctx, HotName)
-	if err != nil || hot == nil {
-		return states, err
+	for key, e := range all {
+		st := &AgentState{}
+		if err := st.UnmarshalBinary(e.b); err != nil {
+			s.Log.Error(err, "An agent's kept state does not read; it learns again", "agent", key)
+			continue
+		}
+		states[key], at[key] = st, e.at
+	}
+	ticks, err := s.readShards(ctx, TickShardName)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	for _, e := range ticks {
+		if e.at.After(last) {
+			last = e.at
+		}
 	}
 	for key, st := range states {
-		if !hotAt.After(at[key]) {
-			continue
-		}
-		b, ok := hot[key]
-		if !ok {
-			st.Reset()
-			continue
-		}
-		if err := st.RestoreHot(b); err != nil {
-			s.Log.Error(err, "An agent's kept evidence does not read; it is forgotten", "agent", key, "configMap", HotName)
+		e, ok := ticks[key]
+		switch {
+		case ok && e.at.After(at[key]):
+			if err := st.RestoreHot(e.b); err != nil {
+				s.Log.Error(err, "An agent's kept evidence does not read; it is forgotten", "agent", key)
+				st.Reset()
+			}
+		case !ok && last.After(at[key]):
 			st.Reset()
 		}
 	}
-	return states, nil
+	return states, last, nil
 }
 
-// read is one ConfigMap's entries and when they were written; nil when it
-// does not exist.
-func (s *StateStore) read(ctx context.Context, name string) (map[types.NamespacedName][]byte, time.Time, error) {
-	var cm corev1.ConfigMap
-	if err := s.Reader.Get(ctx, client.ObjectKey{Namespace: s.Namespace, Name: name}, &cm); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, time.Time{}, nil
+// entry is an agent's bytes and when they were written.
+type entry struct {
+	b  []byte
+	at time.Time
+}
+
+// readShards reads the shards name(0), name(1), ... up to the first that
+// does not exist: each agent's newest entry.
+func (s *StateStore) readShards(ctx context.Context, name func(int) string) (map[types.NamespacedName]entry, error) {
+	out := map[types.NamespacedName]entry{}
+	for i := range StateShards {
+		var cm corev1.ConfigMap
+		if err := s.Reader.Get(ctx, client.ObjectKey{Namespace: s.Namespace, Name: name(i)}, &cm); err != nil {
+			if apierrors.IsNotFound(err) {
+				break
+			}
+			return nil, fmt.Errorf("reading the breaker's state %s/%s: %w", s.Namespace, name(i), err)
 		}
-		return nil, time.Time{}, fmt.Errorf("reading the breaker's state %s/%s: %w", s.Namespace, name, err)
+		when := millis(cm.Data[stateAt])
+		shard, err := decodeEntries(cm.BinaryData[stateKey])
+		if err != nil {
+			s.Log.Error(err, "The breaker's kept state does not read; the agents in it learn again", "configMap", name(i))
+			continue
+		}
+		for key, b := range shard {
+			if prev, ok := out[key]; !ok || when.After(prev.at) {
+				out[key] = entry{b: b, at: when}
+			}
+		}
 	}
-	when := millis(cm.Data[stateAt])
-	out, err := decodeEntries(cm.BinaryData[stateKey])
-	if err != nil {
-		s.Log.Error(err, "The breaker's kept state does not read; the agents in it learn again", "configMap", name)
-		return map[types.NamespacedName][]byte{}, when, nil
-	}
-	return out, when, nil
+	return out, nil
 }
 
 // SaveAll writes every agent's whole state, in as many shards as it
 // takes, and deletes the shards it no longer takes.
 func (s *StateStore) SaveAll(ctx context.Context, now time.Time, states map[types.NamespacedName]*AgentState) error {
+	_, err := s.saveShards(ctx, ShardName, "all", now, states, func(st *AgentState) []byte {
+		b, _ := st.MarshalBinary()
+		return b
+	})
+	return err
+}
+
+// SaveTick writes every agent's tick part of the tick at now. It reports
+// how many agents it wrote.
+func (s *StateStore) SaveTick(ctx context.Context, now time.Time, states map[types.NamespacedName]*AgentState) (int, error) {
+	return s.saveShards(ctx, TickShardName, "tick", now, states, func(st *AgentState) []byte { return st.AppendTick(nil, now) })
+}
+
+func (s *StateStore) saveShards(ctx context.Context, name func(int) string, part string, now time.Time,
+	states map[types.NamespacedName]*AgentState, encode func(*AgentState) []byte) (int, error) {
 	keys := sortedKeys(states)
 	var shards [][]byte
 	var counts []int
 	var cur []byte
 	n := 0
 	for _, key := range keys {
-		b, _ := states[key].MarshalBinary()
-		e := appendEntry(nil, key, b)
+		e := appendEntry(nil, key, encode(states[key]))
 		if len(cur)+len(e) > s.shardBytes() && len(cur) > 0 {
 			shards, counts = append(shards, cur), append(counts, n)
 			cur, n = nil, 0
@@ -164,56 +190,23 @@ func (s *StateStore) SaveAll(ctx context.Context, now time.Time, states map[type
 		shards, counts = append(shards, cur), append(counts, n)
 	}
 	if len(shards) > StateShards {
-		return fmt.Errorf("%d agents' states take %d ConfigMaps of %d KiB, more than %d", len(keys), len(shards), s.shardBytes()>>10, StateShards)
+		return 0, fmt.Errorf("%d agents' states take %d ConfigMaps of %d KiB, more than %d", len(keys), len(shards), s.shardBytes()>>10, StateShards)
 	}
 	for i, b := range shards {
-		if err := s.put(ctx, ShardName(i), "all", now, counts[i], b); err != nil {
-			return err
+		if err := s.put(ctx, name(i), part, now, counts[i], b); err != nil {
+			return 0, err
 		}
 	}
 	for i := len(shards); i < StateShards; i++ {
-		err := s.Client.Delete(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: s.Namespace, Name: ShardName(i)}})
+		err := s.Client.Delete(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: s.Namespace, Name: name(i)}})
 		if apierrors.IsNotFound(err) {
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("deleting the breaker's state %s/%s: %w", s.Namespace, ShardName(i), err)
+			return 0, fmt.Errorf("deleting the breaker's state %s/%s: %w", s.Namespace, name(i), err)
 		}
 	}
-	return nil
-}
-
-// SaveHot writes the hot parts of the agents that have any, the most
-// evidence first, as many as one ConfigMap holds. It reports how many it
-// wrote.
-func (s *StateStore) SaveHot(ctx context.Context, now time.Time, states map[types.NamespacedName]*AgentState) (int, error) {
-	var keys []types.NamespacedName
-	for key, st := range states {
-		if st.Hot() {
-			keys = append(keys, key)
-		}
-	}
-	slices.SortFunc(keys, func(a, b types.NamespacedName) int {
-		if c := cmp.Compare(states[b].maxEvidence(), states[a].maxEvidence()); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.String(), b.String())
-	})
-	var b []byte
-	n := 0
-	for _, key := range keys {
-		e := appendEntry(nil, key, states[key].AppendHot(nil))
-		if len(b)+len(e) > s.shardBytes() {
-			s.Log.Info("More agents have evidence than the breaker's hot state holds; the least are left out", "kept", n, "agents", len(keys))
-			break
-		}
-		b, n = append(b, e...), n+1
-	}
-	return n, s.put(ctx, HotName, "hot", now, n, b)
-}
-
-func (st *AgentState) maxEvidence() float64 {
-	return max(st.evidence[0], st.evidence[1], st.evidence[2])
+	return len(keys), nil
 }
 
 func (s *StateStore) put(ctx context.Context, name, part string, now time.Time, agents int, b []byte) error {

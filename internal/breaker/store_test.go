@@ -20,7 +20,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"strconv"
 	"testing"
 	"time"
 
@@ -109,9 +111,10 @@ func TestAgentStateRoundTrip(t *testing.T) {
 
 // The states kept in ConfigMaps of the manager's namespace: in as many
 // shards as they take, read back whole; fewer agents take fewer shards
-// and the rest are deleted; the hot parts written later win over the
-// whole states (an agent they no longer list has lost its evidence); a
-// shard that does not read costs its agents' baselines, not the others'.
+// and the rest are deleted; the tick parts written later make the whole
+// states what the last tick left (an agent the newer ones leave out has
+// its evidence forgotten); a shard that does not read costs its agents'
+// baselines, not the others'.
 func TestStateStore(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
@@ -136,7 +139,7 @@ func TestStateStore(t *testing.T) {
 		return n
 	}
 	g.Expect(shards()).To(Equal(5), "30 states of about 2.4 KiB, 16 KiB a shard")
-	back, err := store.Load(ctx)
+	back, _, err := store.Load(ctx)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(back).To(HaveLen(30))
 	for k, st := range states {
@@ -161,26 +164,35 @@ func TestStateStore(t *testing.T) {
 			small[k] = learned(uint64(len(hot)), 30, true)
 		}
 	}
-	wrote, err := store.SaveHot(ctx, at.Add(time.Minute), small)
+	tickAt := at.Add(time.Minute)
+	wrote, err := store.SaveTick(ctx, tickAt, small)
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(wrote).To(Equal(3))
-	back, err = store.Load(ctx)
+	g.Expect(wrote).To(Equal(10))
+	back, _, err = store.Load(ctx)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(back).To(HaveLen(10))
 	for k, st := range small {
 		g.Expect(back[k].Hot()).To(Equal(st.Hot()), "%s", k)
-		if st.Hot() {
-			g.Expect(back[k].AppendHot(nil)).To(Equal(st.AppendHot(nil)), "%s: the evidence as of the last tick", k)
-		}
+		g.Expect(back[k].AppendTick(nil, tickAt)).To(Equal(st.AppendTick(nil, tickAt)), "%s: as of the last tick", k)
 	}
-	// A tick later none has evidence: the hot parts say so.
+	// A tick later one of them is left out (the tick parts written in
+	// part): its evidence is forgotten, not kept stale.
+	partial := maps.Clone(small)
+	delete(partial, hot[0])
+	_, err = store.SaveTick(ctx, tickAt.Add(time.Minute), partial)
+	g.Expect(err).NotTo(HaveOccurred())
+	back, _, err = store.Load(ctx)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(back[hot[0]].Hot()).To(BeFalse(), "left out of the newer tick parts")
+	g.Expect(back[hot[1]].Hot()).To(BeTrue())
+	// Another tick later none has evidence: the tick parts say so.
 	calm := map[types.NamespacedName]*breaker.AgentState{}
 	for k := range small {
 		calm[k] = learned(1, 30, false)
 	}
-	_, err = store.SaveHot(ctx, at.Add(2*time.Minute), calm)
+	_, err = store.SaveTick(ctx, tickAt.Add(2*time.Minute), calm)
 	g.Expect(err).NotTo(HaveOccurred())
-	back, err = store.Load(ctx)
+	back, _, err = store.Load(ctx)
 	g.Expect(err).NotTo(HaveOccurred())
 	for _, k := range hot {
 		g.Expect(back[k].Hot()).To(BeFalse(), "%s: its evidence faded before the leader changed", k)
@@ -192,16 +204,16 @@ func TestStateStore(t *testing.T) {
 	lost := cm.Data["agents"]
 	cm.BinaryData["states"] = []byte{1, 2, 3}
 	g.Expect(c.Update(ctx, &cm)).To(Succeed())
-	back, err = store.Load(ctx)
+	back, _, err = store.Load(ctx)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(fmt.Sprint(10-len(back))).To(Equal(lost), "the agents of the shard that does not read learn again; the others keep theirs")
 }
 
 // The leader changes while an agent's records are six times its usual:
 // the new leader goes on from the state the last one kept (baselines,
-// evidence, the week of learning behind it) and freezes the agent within
-// minutes, where a leader learning again would trip nothing for its whole
-// warm-up.
+// evidence, the week of learning behind it), fills the ticks nobody
+// observed, and freezes the agent when one leader would have, where a
+// leader learning again would trip nothing for its whole warm-up.
 func TestRunnerKeepsItsStateAcrossLeaders(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
@@ -226,9 +238,9 @@ func TestRunnerKeepsItsStateAcrossLeaders(t *testing.T) {
 		now = now.Add(params.Tick)
 	}
 	g.Expect(w.frozen()).To(BeNil(), "two ticks are not enough evidence")
-	var hot corev1.ConfigMap
-	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: store.Namespace, Name: breaker.HotName}, &hot)).To(Succeed())
-	g.Expect(hot.Data).To(HaveKeyWithValue("agents", "1"), "the agent's evidence is kept every tick")
+	var tick corev1.ConfigMap
+	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: store.Namespace, Name: breaker.TickShardName(0)}, &tick)).To(Succeed())
+	g.Expect(tick.Data).To(HaveKeyWithValue("at", strconv.FormatInt(now.Add(-params.Tick).UnixMilli(), 10)), "the agent's last tick is kept")
 
 	// The first leader is gone; a second takes over a tick later.
 	now = now.Add(params.Tick)
@@ -242,6 +254,10 @@ func TestRunnerKeepsItsStateAcrossLeaders(t *testing.T) {
 	frozen := w.frozen()
 	g.Expect(frozen).NotTo(BeNil(), "the new leader learned the agent again instead of going on")
 	t.Logf("the new leader tripped after %d ticks of its own: %s", took, frozen.Spec.Reason)
+	// Its first tick reads the reports and learns nothing; its second
+	// fills the two ticks nobody observed with what it saw: five ticks of
+	// evidence, as one leader would have had.
+	g.Expect(took).To(BeNumerically("<=", 2), "the ticks nobody observed are filled")
 	g.Expect(frozen.Spec.Trigger).To(Equal(custosv1alpha1.FreezeTrend))
 
 	// A leader with nothing kept trips nothing in its warm-up.

@@ -164,3 +164,55 @@ func Loosens(old, agent *custosv1alpha1.Agent) []*field.Path {
 	}
 	return out
 }
+
+// TenantWatch is what a tenant's DataBoundaries say of the breaker: it is
+// observed when every one says Observe, watched at the highest of their
+// sensitivities, and allowed the lowest of their maxAllowances.
+type TenantWatch struct {
+	Observed     bool
+	Sensitivity  custosv1alpha1.BreakerSensitivity
+	MaxAllowance int32
+}
+
+// TenantWatches is every tenant's TenantWatch.
+func TenantWatches(boundaries []custosv1alpha1.DataBoundary) map[string]TenantWatch {
+	out := map[string]TenantWatch{}
+	for i := range boundaries {
+		b := &boundaries[i]
+		tw, seen := out[b.Spec.Tenant]
+		obs := b.Spec.Breaker != nil && b.Spec.Breaker.Mode == custosv1alpha1.BreakerObserve
+		tw.Observed = obs && (!seen || tw.Observed)
+		if b.Spec.Breaker != nil {
+			tw.Sensitivity = Higher(tw.Sensitivity, b.Spec.Breaker.Sensitivity)
+		}
+		if !seen || MaxAllowanceOf(b) < tw.MaxAllowance {
+			tw.MaxAllowance = MaxAllowanceOf(b)
+		}
+		out[b.Spec.Tenant] = tw
+	}
+	return out
+}
+
+// WatchOf is how the breaker watches agent at t, within its tenant's
+// TenantWatch: the evidence that trips it and the allowance in force (and
+// its name); and why a trip of it is observed rather than frozen ("" when
+// it freezes; a trip in the warm-up is observed besides, Trip.WarmUp).
+func (p *DetectorParams) WatchOf(agent *custosv1alpha1.Agent, tw TenantWatch, t time.Time) (w Watch, allowance, observed string) {
+	ab := agent.Spec.Breaker
+	if ab == nil {
+		ab = &custosv1alpha1.AgentBreaker{}
+	}
+	most := tw.MaxAllowance
+	if most == 0 {
+		most = DefaultMaxAllowance
+	}
+	w.H = p.H * SensitivityScale(Higher(tw.Sensitivity, ab.Sensitivity))
+	w.Allow, allowance = AllowanceAt(ab.Allowances, most, t)
+	switch {
+	case ab.Mode == custosv1alpha1.BreakerObserve:
+		observed = "the Agent's spec.breaker.mode"
+	case tw.Observed:
+		observed = "its DataBoundaries' spec.breaker.mode"
+	}
+	return w, allowance, observed
+}

@@ -63,10 +63,11 @@ func TestGatewayCredentialsNamespace(t *testing.T) {
 	g.Expect(breakerBinding.Subjects).To(Equal([]rbacv1.Subject{{Kind: "ServiceAccount", Name: "custos-manager", Namespace: namespace}}))
 	// It keeps its baselines for the next leader in the release's
 	// namespace: the ConfigMaps internal/breaker names, and no other.
-	kept := []string{breaker.HotName}
+	var kept, ticks []string
 	for i := range breaker.StateShards {
-		kept = append(kept, breaker.ShardName(i))
+		kept, ticks = append(kept, breaker.ShardName(i)), append(ticks, breaker.TickShardName(i))
 	}
+	kept = append(kept, ticks...)
 	own := into[rbacv1.Role](t, m.find(t, "Role", "custos-manager"))
 	g.Expect(own.Rules).To(ContainElements(
 		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"create"}},
