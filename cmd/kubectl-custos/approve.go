@@ -143,6 +143,22 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 }
 
 // pending is kubectl custos pending.
+// listProblems is what is wrong with a listing command's arguments: none
+// are expected, and -n and -A do not go together.
+func listProblems(pos []string, all bool, cf *clientFlags) []string {
+	var problems []string
+	if len(pos) > 0 {
+		problems = append(problems, fmt.Sprintf("unexpected arguments %q", pos))
+	}
+	if all && cf.namespace != "" {
+		problems = append(problems, "give -n or -A, not both")
+	}
+	if p := cf.check(); p != "" {
+		problems = append(problems, p)
+	}
+	return problems
+}
+
 func pending(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("pending", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -156,17 +172,7 @@ func pending(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return exitUsage
 	}
-	var problems []string
-	if len(pos) > 0 {
-		problems = append(problems, fmt.Sprintf("unexpected arguments %q", pos))
-	}
-	if all && cf.namespace != "" {
-		problems = append(problems, "give -n or -A, not both")
-	}
-	if p := cf.check(); p != "" {
-		problems = append(problems, p)
-	}
-	if len(problems) > 0 {
+	if problems := listProblems(pos, all, &cf); len(problems) > 0 {
 		fmt.Fprintf(stderr, "kubectl custos pending: %s\n%s", strings.Join(problems, "; "), pendingUsage)
 		return exitUsage
 	}

@@ -66,18 +66,9 @@ func top(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return exitUsage
 	}
-	var problems []string
-	if len(pos) > 0 {
-		problems = append(problems, fmt.Sprintf("unexpected arguments %q", pos))
-	}
-	if all && cf.namespace != "" {
-		problems = append(problems, "give -n or -A, not both")
-	}
+	problems := listProblems(pos, all, &cf)
 	if *every < time.Second {
 		problems = append(problems, "--every must be at least 1s")
-	}
-	if p := cf.check(); p != "" {
-		problems = append(problems, p)
 	}
 	if len(problems) > 0 {
 		fmt.Fprintf(stderr, "kubectl custos top: %s\n%s", strings.Join(problems, "; "), topUsage)
