@@ -81,6 +81,8 @@ func main() {
 	flag.Float64Var(&p.Memory, "memory", p.Memory, "The breaker's Memory, for tuning.")
 	flag.Float64Var(&p.PauseAt, "pause-at", p.PauseAt, "The breaker's PauseAt, for tuning.")
 	flag.Float64Var(&p.Ratio, "ratio", p.Ratio, "The breaker's Ratio, for tuning.")
+	flag.Float64Var(&p.CallsScale, "calls-scale", p.CallsScale, "The breaker's CallsScale, for tuning.")
+	flag.Float64Var(&p.CallsRatio, "calls-ratio", p.CallsRatio, "The breaker's CallsRatio (0: calls in spreads above a log baseline), for tuning.")
 	flag.Float64Var(&p.Floors[0].MinSpread, "records-spread", p.Floors[0].MinSpread, "The breaker's records spread floor (log scale), for tuning.")
 	flag.Float64Var(&p.Floors[1].MinSpread, "calls-spread", p.Floors[1].MinSpread, "The breaker's calls spread floor (log scale), for tuning.")
 	flag.Float64Var(&p.Floors[2].MinSpread, "percall-spread", p.Floors[2].MinSpread, "The breaker's records-per-call spread floor (log scale), for tuning.")
@@ -423,7 +425,7 @@ func replayAgent(cfg Config, seed uint64, a int, sp spike, hasSpike bool) [detec
 	var killed breaker.AgentState
 	var kept keptState
 	nextKill := measureFrom.Add(cfg.KillEvery / 3)
-	var gapUntil, resumeFrom time.Time
+	var gapUntil time.Time
 	falseTrips := [detectors]int{}
 	var perCall []float64
 	var frozenUntil [detectors]time.Time
@@ -487,7 +489,7 @@ func replayAgent(cfg Config, seed uint64, a int, sp spike, hasSpike bool) [detec
 		}
 		if cfg.KillEvery > 0 && !t.Before(nextKill) {
 			kept.restore(&killed)
-			gapUntil, resumeFrom = t.Add(cfg.KillGap), kept.tickAt
+			gapUntil = t.Add(cfg.KillGap)
 			nextKill = nextKill.Add(cfg.KillEvery)
 		}
 		for i := range detectors {
@@ -515,19 +517,7 @@ func replayAgent(cfg Config, seed uint64, a int, sp spike, hasSpike bool) [detec
 			case 1:
 				trip = plainZ.Observe(&zs, measured, sum)
 			default:
-				// The new leader's first tick fills those nobody observed
-				// with what it saw (the Runner's ticks).
-				if !resumeFrom.IsZero() {
-					if missed := int(t.Sub(resumeFrom)/p.Tick) - 1; missed <= 8 {
-						for k := 1; k <= missed && trip == nil; k++ {
-							trip = p.Observe(&killed, resumeFrom.Add(time.Duration(k)*p.Tick), sum)
-						}
-					}
-					resumeFrom = time.Time{}
-				}
-				if trip == nil {
-					trip = p.Observe(&killed, t, sum)
-				}
+				trip = p.Observe(&killed, t, sum)
 			}
 			if trip != nil && trip.WarmUp {
 				// A new agent's first days are observed: recorded, not

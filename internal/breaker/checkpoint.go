@@ -40,14 +40,16 @@ func (st *AgentState) Hot() bool {
 	return st.evidence != [signals]float64{} || st.ratioRun > 0 || st.paused > 0
 }
 
-// MarshalBinary is the whole state: about 2.4 KiB (its baselines as
-// float32, which the detector's decisions do not feel).
+// MarshalBinary is the whole state: about 3 KiB (its baselines as
+// float32, which the detector's decisions do not feel: make replay-risk's
+// leader kills change no trip).
 func (st *AgentState) MarshalBinary() ([]byte, error) {
 	b := st.AppendHot(make([]byte, 0, 2560))
 	for sig := range signals {
 		b = appendSlots(b, &st.baseline[sig])
 	}
-	return appendSlots(b, &st.linear), nil
+	b = appendSlots(b, &st.linear[signalRecords])
+	return appendSlots(b, &st.linear[signalCalls]), nil
 }
 
 // AppendHot appends the state's hot part (and when it began learning).
@@ -93,7 +95,8 @@ func (st *AgentState) UnmarshalBinary(b []byte) error {
 	for sig := range signals {
 		d.slots(&out.baseline[sig])
 	}
-	d.slots(&out.linear)
+	d.slots(&out.linear[signalRecords])
+	d.slots(&out.linear[signalCalls])
 	if err := d.done(); err != nil {
 		return err
 	}
@@ -119,9 +122,11 @@ func (st *AgentState) RestoreHot(b []byte) error {
 				out.baseline[sig][slot] = one[0]
 			}
 		}
-		d.stat(&one[0])
-		if d.err == nil {
-			out.linear[slot] = one[0]
+		for sig := range out.linear {
+			d.stat(&one[0])
+			if d.err == nil {
+				out.linear[sig][slot] = one[0]
+			}
 		}
 	}
 	if err := d.done(); err != nil {
@@ -140,7 +145,8 @@ func (st *AgentState) AppendTick(b []byte, t time.Time) []byte {
 	for sig := range signals {
 		b = appendStat(b, &st.baseline[sig][slot])
 	}
-	return appendStat(b, &st.linear[slot])
+	b = appendStat(b, &st.linear[signalRecords][slot])
+	return appendStat(b, &st.linear[signalCalls][slot])
 }
 
 func (st *AgentState) decodeHot(d *decoder) {

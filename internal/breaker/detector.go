@@ -119,6 +119,13 @@ type DetectorParams struct {
 	PauseFor time.Duration
 	// Floors, per signal (records, calls).
 	Floors [signals]Floor
+	// CallsRatio, when above 1, has the calls' evidence be the
+	// log-likelihood ratio of a rate CallsRatio times the baseline's (a
+	// count's, over its dispersion) rather than spreads above a log
+	// baseline.
+	CallsRatio float64
+	// CallsScale scales that ratio into evidence.
+	CallsScale float64
 	// Ratio and RatioFor: records above Ratio times the baseline in every
 	// minute (the last minute's, at each tick) for RatioFor trip as well.
 	Ratio    float64
@@ -142,7 +149,11 @@ var DefaultDetectorParams = DetectorParams{
 	// On a log scale: a quiet agent's records are taken as at least 50 a
 	// tick, its calls as at least 0.6, and no spread as less than half a
 	// doubling (a third for records per call, a mean of draws).
-	Floors:     [signals]Floor{{MinMean: 3.9, MinSpread: 0.5}, {MinMean: 0.5, MinSpread: 0.5}, {MinMean: 0, MinSpread: 0.3}},
+	Floors: [signals]Floor{{MinMean: 3.9, MinSpread: 0.5}, {MinMean: 0.5, MinSpread: 0.5}, {MinMean: 0, MinSpread: 0.3}},
+	// Calls: evidence for a rate twelve times the baseline's, at half
+	// weight: legitimate bursts of up to three times drift it down.
+	CallsRatio: 12,
+	CallsScale: 0.5,
 	Ratio:      5,
 	RatioFor:   10 * time.Minute,
 	RatioFloor: 50,
@@ -188,8 +199,9 @@ func (o Observation) scaled(f float64) Observation {
 // rule's window. About 1 KiB.
 type AgentState struct {
 	baseline [signals][slots]slotStat
-	// linear is the records' baseline as counted, for the ratio rule.
-	linear   [slots]slotStat
+	// linear is the records' (for the ratio rule) and calls' (for their
+	// rate's evidence) baselines as counted.
+	linear   [2][slots]slotStat
 	evidence [signals]float64
 	started  time.Time
 	// The ratio rule: the last minute's records and baseline, per tick,
@@ -296,10 +308,22 @@ func (p *DetectorParams) ObserveWith(st *AgentState, t time.Time, x Observation,
 			// A mean of x.Calls calls': its spread shrinks with them.
 			spread /= math.Sqrt(x.Calls)
 		}
-		z := min((v-mean)/spread, p.ZMax)
+		step := min((v-mean)/spread, p.ZMax) - p.K[sig]
+		if lc := &st.linear[signalCalls][slot]; sig == signalCalls && p.CallsRatio > 1 && lc.n > 0 {
+			// Calls are counts: the log-likelihood ratio of a rate
+			// CallsRatio times the baseline's against the baseline's,
+			// scaled down by their overdispersion. Its drift is negative
+			// below about a third of CallsRatio, positive above.
+			// At least half a call a tick (the calls' floor, taken as a
+			// count).
+			lam := max(lc.mean, p.Floors[signalCalls].MinMean)
+			phi := max(1, lc.vari/lam)
+			step = min((x.Calls*math.Log(p.CallsRatio)-lam*(p.CallsRatio-1))/phi*p.CallsScale, p.ZMax)
+			mean = math.Log1p(lam)
+		}
 		e := 0.0
 		if watching {
-			e = max(0, st.evidence[sig]+z-p.K[sig])
+			e = max(0, st.evidence[sig]+step)
 		}
 		st.evidence[sig] = e
 		if warm && e >= p.PauseAt*h {
@@ -311,7 +335,7 @@ func (p *DetectorParams) ObserveWith(st *AgentState, t time.Time, x Observation,
 		}
 		if sig == signalRecords {
 			i := st.ringAt
-			lin, linMean := x.Records, st.linear[slot].mean
+			lin, linMean := x.Records, st.linear[signalRecords][slot].mean
 			st.ringSum += lin - st.ring[i]
 			st.baseSum += linMean - st.ringBase[i]
 			st.ring[i], st.ringBase[i] = lin, linMean
@@ -340,7 +364,8 @@ func (p *DetectorParams) ObserveWith(st *AgentState, t time.Time, x Observation,
 		return trip
 	}
 	if !anomalous || time.Duration(st.paused)*p.Tick > p.PauseFor {
-		st.linear[slot].learn(x.Records, p.Memory)
+		st.linear[signalRecords][slot].learn(x.Records, p.Memory)
+		st.linear[signalCalls][slot].learn(x.Calls, p.Memory)
 		for sig := range signals {
 			if math.IsNaN(learn[sig]) {
 				continue

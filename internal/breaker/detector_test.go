@@ -173,3 +173,35 @@ func BenchmarkMeterTake(b *testing.B) {
 		}
 	}
 }
+
+// Calls are counts: twice as many calls for an hour (a batch of legitimate
+// work) drifts their evidence down; six times as many trips on calls
+// within a few ticks, not on the first.
+func TestDetectorCallsRate(t *testing.T) {
+	p := breaker.DefaultDetectorParams
+	rng := rand.New(rand.NewPCG(7, 8))
+	var st breaker.AgentState
+	at := learn(t, &p, &st, rng)
+	times := func(x breaker.Observation, n float64) breaker.Observation {
+		return breaker.Observation{Records: x.Records * n, Calls: x.Calls * n}
+	}
+	for end := at.Add(time.Hour); at.Before(end); at = at.Add(p.Tick) {
+		if trip := p.Observe(&st, at, times(steady(rng), 2)); trip != nil && trip.Signal == breaker.SignalCalls {
+			t.Fatalf("twice the calls tripped on calls: %+v", trip)
+		}
+	}
+	st.Reset()
+	for i := range 10 {
+		trip := p.Observe(&st, at, times(steady(rng), 6))
+		at = at.Add(p.Tick)
+		if trip == nil {
+			continue
+		}
+		if i < 1 || trip.Signal != breaker.SignalCalls || trip.Evidence < p.H {
+			t.Fatalf("tick %d: %+v", i+1, trip)
+		}
+		t.Logf("tripped after %d ticks: %+v", i+1, trip)
+		return
+	}
+	t.Fatal("ten ticks of six times the calls did not trip the breaker")
+}

@@ -74,9 +74,6 @@ type Runner struct {
 	loaded bool
 	// savedAll is when the whole states were last written.
 	savedAll time.Time
-	// resumeFrom is the last leader's last tick, until the first tick
-	// this one observes: the ticks between, nobody observed.
-	resumeFrom time.Time
 	// reports are what each report (by ConfigMap UID) said last.
 	reports map[types.UID]*report
 	ticked  bool
@@ -93,10 +90,6 @@ type report struct {
 	rates       map[types.NamespacedName][3]float64
 	stale       int
 }
-
-// maxFill is the most ticks nobody observed that a new leader fills: a
-// gap longer than a lease's handover is not guessed at.
-const maxFill = 8
 
 // The report's keys for when it was made and when its process began
 // counting (internal/gateway's UsageReportedAt, UsageStartedAt).
@@ -156,7 +149,7 @@ func (r *Runner) Step(ctx context.Context, now time.Time) error {
 			if err != nil {
 				return err
 			}
-			r.states, r.resumeFrom = states, last
+			r.states = states
 			r.Log.Info("The breaker goes on from the state the last leader kept", "agents", len(states), "lastTick", last)
 		}
 		r.loaded = true
@@ -174,22 +167,6 @@ func (r *Runner) Step(ctx context.Context, now time.Time) error {
 		return err
 	}
 	tenants := TenantWatches(boundaries.Items)
-	// The ticks to observe: this one, after those nobody observed since
-	// the last leader's last (a few at most), filled with what this one
-	// saw: an agent's evidence grows through a change of leader as it
-	// would have, and a spike in the gap is not missed.
-	ticks := []time.Time{now}
-	if complete && !r.resumeFrom.IsZero() {
-		missed := int(now.Sub(r.resumeFrom)/r.Params.Tick) - 1
-		if missed > 0 && missed <= maxFill {
-			ticks = ticks[:0]
-			for k := 1; k <= missed; k++ {
-				ticks = append(ticks, r.resumeFrom.Add(time.Duration(k)*r.Params.Tick))
-			}
-			ticks = append(ticks, now)
-		}
-		r.resumeFrom = time.Time{}
-	}
 	seen := map[types.NamespacedName]bool{}
 	for i := range agents.Items {
 		a := &agents.Items[i]
@@ -220,16 +197,8 @@ func (r *Runner) Step(ctx context.Context, now time.Time) error {
 		}
 		x := took[key]
 		tw := tenants[a.Labels[custosv1alpha1.TenantLabel]]
-		var trip *Trip
-		var w Watch
-		why := ""
-		for _, t := range ticks {
-			w, _, why = r.Params.WatchOf(a, tw, t)
-			if trip = r.Params.ObserveWith(st, t, x, w); trip != nil {
-				break
-			}
-		}
-		if trip != nil {
+		w, _, why := r.Params.WatchOf(a, tw, now)
+		if trip := r.Params.ObserveWith(st, now, x, w); trip != nil {
 			st.Reset()
 			if trip.WarmUp {
 				why = "its first days"

@@ -41,7 +41,7 @@ import (
 const (
 	StateName = "custos-breaker-state"
 	// StateShards is the most shards of each part: 64 of 768 KiB hold
-	// about 20,000 agents' whole states.
+	// about 16,000 agents' whole states.
 	StateShards = 64
 	stateLabel  = "custos.dev/breaker-state"
 	stateAt     = "at"
