@@ -292,7 +292,7 @@ func main() {
 		host, _ := os.Hostname()
 		runner := &breaker.Runner{Reports: mgr.GetAPIReader(), Agents: mgr.GetClient(), Client: mgr.GetClient(),
 			Namespace: gatewayCreds, Params: breaker.DefaultDetectorParams, Audit: auditLog, AuditLogID: "custos-manager/" + host,
-			Log: ctrl.Log.WithName("breaker")}
+			Log: ctrl.Log.WithName("breaker"), Metrics: breaker.NewMetrics(metrics.Registry)}
 		// Its baselines are kept in the manager's own namespace, for the
 		// next leader.
 		if ns := cmp.Or(leaderNamespace, os.Getenv("POD_NAMESPACE")); ns != "" {

@@ -68,6 +68,8 @@ type Runner struct {
 	// SaveEvery is how often every agent's whole state is written (5
 	// minutes when 0); their tick parts are written every tick.
 	SaveEvery time.Duration
+	// Metrics, when set, are kept every tick.
+	Metrics *Metrics
 
 	states map[types.NamespacedName]*AgentState
 	// loaded: the states kept by the last leader are read.
@@ -168,10 +170,14 @@ func (r *Runner) Step(ctx context.Context, now time.Time) error {
 	}
 	tenants := TenantWatches(boundaries.Items)
 	seen := map[types.NamespacedName]bool{}
+	frozen := map[string]int{}
 	for i := range agents.Items {
 		a := &agents.Items[i]
 		key := types.NamespacedName{Namespace: a.Namespace, Name: a.Name}
 		seen[key] = true
+		if a.Status.Lifecycle != nil && a.Status.Lifecycle.Phase == custosv1alpha1.AgentPhaseFrozen {
+			frozen[a.Namespace]++
+		}
 		st := r.states[key]
 		if st == nil {
 			st = &AgentState{}
@@ -188,6 +194,7 @@ func (r *Runner) Step(ctx context.Context, now time.Time) error {
 			// Not running (frozen, suspended, ...): nothing to learn, and
 			// the evidence starts again when it does.
 			st.Reset()
+			r.Metrics.evidenceOf(key, 0)
 			continue
 		}
 		if !complete {
@@ -198,11 +205,16 @@ func (r *Runner) Step(ctx context.Context, now time.Time) error {
 		x := took[key]
 		tw := tenants[a.Labels[custosv1alpha1.TenantLabel]]
 		w, _, why := r.Params.WatchOf(a, tw, now)
-		if trip := r.Params.ObserveWith(st, now, x, w); trip != nil {
+		trip := r.Params.ObserveWith(st, now, x, w)
+		if trip != nil {
 			st.Reset()
+		}
+		r.Metrics.evidenceOf(key, st.View().Evidence/w.H)
+		if trip != nil {
 			if trip.WarmUp {
 				why = "its first days"
 			}
+			r.Metrics.trip(trip.Trigger, why != "")
 			if why != "" {
 				r.record(ctx, audit.ActionBreakerObserved, a, trip, x, w, why)
 				continue
@@ -217,8 +229,10 @@ func (r *Runner) Step(ctx context.Context, now time.Time) error {
 		if !seen[k] {
 			delete(r.states, k)
 			delete(r.pending, k)
+			r.Metrics.evidenceOf(k, 0)
 		}
 	}
+	r.Metrics.frozenAgents(frozen)
 	r.save(ctx, now)
 	return nil
 }
@@ -236,12 +250,14 @@ func (r *Runner) save(ctx context.Context, now time.Time) {
 	}
 	if r.savedAll.IsZero() || now.Sub(r.savedAll) >= every || slotOf(now) != slotOf(r.savedAll) {
 		if err := r.Store.SaveAll(ctx, now, r.states); err != nil {
+			r.Metrics.saveFailed()
 			r.Log.Error(err, "Keeping the breaker's state for the next leader")
 		} else {
 			r.savedAll = now
 		}
 	}
 	if _, err := r.Store.SaveTick(ctx, now, r.states); err != nil {
+		r.Metrics.saveFailed()
 		r.Log.Error(err, "Keeping the breaker's last tick for the next leader")
 	}
 }

@@ -28,6 +28,8 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -114,8 +116,36 @@ func runnerOnATrend(t *testing.T, tc trendCase) {
 	}
 	params.Tick = time.Minute // fewer API round trips than 15 s ticks, the same detector
 	tr := &trail{}
-	r := &breaker.Runner{Reports: c, Agents: c, Client: c, Namespace: w.gatewayNS, Params: params, Audit: tr, AuditLogID: "custos-manager/test"}
+	reg := prometheus.NewRegistry()
+	r := &breaker.Runner{Reports: c, Agents: c, Client: c, Namespace: w.gatewayNS, Params: params, Audit: tr, AuditLogID: "custos-manager/test",
+		Metrics: breaker.NewMetrics(reg)}
 	gatewayNS, replicas := w.gatewayNS, w.replicas
+	// evidence is the agent's custos_breaker_evidence_ratio, 0 when it
+	// has no series.
+	evidence := func() float64 {
+		families, err := reg.Gather()
+		g.Expect(err).NotTo(HaveOccurred())
+		for _, f := range families {
+			if f.GetName() != "custos_breaker_evidence_ratio" {
+				continue
+			}
+			for _, m := range f.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "agent" && l.GetValue() == "reconciler" {
+						return m.GetGauge().GetValue()
+					}
+				}
+			}
+		}
+		return 0
+	}
+	trips := func(outcome string) float64 {
+		n := 0.0
+		for _, trigger := range []string{"Trend", "Ratio"} {
+			n += testutil.ToFloat64(r.Metrics.Trips().WithLabelValues(trigger, outcome))
+		}
+		return n
+	}
 	tick := func(now time.Time, rise float64) *custosv1alpha1.AgentFreeze {
 		w.take(now, rise)
 		g.Expect(r.Step(ctx, now)).To(Succeed())
@@ -131,10 +161,24 @@ func runnerOnATrend(t *testing.T, tc trendCase) {
 		g.Expect(tick(now, 1)).To(BeNil(), "tripped on a steady agent at %s", now)
 	}
 	var frozen *custosv1alpha1.AgentFreeze
-	took := 0
+	took, most := 0, 0.0
 	for ; frozen == nil && took < 10; took++ {
 		frozen = tick(now, 6)
 		now = now.Add(params.Tick)
+		if frozen == nil && trips("frozen")+trips("observed") == 0 {
+			most = max(most, evidence())
+		}
+	}
+	if !tc.allowed {
+		// The evidence rose on the way, as the metric says, and the trip
+		// is counted by its outcome; the evidence is gone after it.
+		g.Expect(most).To(BeNumerically(">", 0.3), "custos_breaker_evidence_ratio on the way to the trip")
+		g.Expect(evidence()).To(BeZero(), "no series once the trip reset the evidence")
+		outcome := "frozen"
+		if tc.observed != "" {
+			outcome = "observed"
+		}
+		g.Expect(trips(outcome)).To(BeNumerically(">=", 1))
 	}
 	if tc.allowed {
 		g.Expect(frozen).To(BeNil(), "in the allowance")

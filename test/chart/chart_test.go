@@ -560,12 +560,16 @@ func TestServiceMonitor(t *testing.T) {
 			Path            string         `json:"path"`
 			BearerTokenFile string         `json:"bearerTokenFile"`
 			TLSConfig       map[string]any `json:"tlsConfig"`
+			HonorLabels     bool           `json:"honorLabels"`
 		} `json:"endpoints"`
 	}
 	raw, _ := json.Marshal(sm.Object["spec"])
 	g.Expect(json.Unmarshal(raw, &spec)).To(Succeed())
 	g.Expect(spec.Endpoints).To(HaveLen(1))
 	ep := spec.Endpoints[0]
+	// The agent's namespace on per-agent series stays namespace, not
+	// exported_namespace: the dashboard filters on it.
+	g.Expect(ep.HonorLabels).To(BeTrue())
 	g.Expect(ep.Port).To(Equal("https"))
 	g.Expect(ep.Scheme).To(Equal("https"))
 	g.Expect(ep.Path).To(Equal("/metrics"))

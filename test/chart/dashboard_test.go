@@ -137,8 +137,9 @@ func TestDashboardQueries(t *testing.T) {
 	}
 }
 
-// writeSlice writes the gateway's metrics of 20 agents from start to end,
-// a sample a minute, as OpenMetrics for promtool's backfill.
+// writeSlice writes the gateway's metrics of 20 agents, and the breaker's,
+// from start to end, a sample a minute, as OpenMetrics for promtool's
+// backfill.
 func writeSlice(path string, start, end time.Time) error {
 	f, err := os.Create(path)
 	if err != nil {
@@ -175,6 +176,20 @@ func writeSlice(path string, start, end time.Time) error {
 	for _, reason := range []string{"PolicyDenied", "ApprovalPending", "CapExceeded"} {
 		each(`custos_gateway_refusals_total{reason="`+reason+`"}`, func(_ int, t time.Time) float64 { return 0.1 * busy(0, t) }, 1)
 	}
+	// The breaker's (the manager's): evidence of a few agents, agents
+	// Frozen, trips.
+	fmt.Fprintln(w, "# TYPE custos_breaker_evidence_ratio gauge")
+	for a := range 5 {
+		for t := start; t.Before(end); t = t.Add(time.Minute) {
+			fmt.Fprintf(w, "custos_breaker_evidence_ratio{namespace=\"finance-agents\",agent=\"agent-%02d\"} %.3f %d\n", a, 0.1*float64(a+1)*busy(a, t), t.Unix())
+		}
+	}
+	fmt.Fprintln(w, "# TYPE custos_breaker_frozen_agents gauge")
+	for t := start; t.Before(end); t = t.Add(time.Minute) {
+		fmt.Fprintf(w, "custos_breaker_frozen_agents{namespace=\"finance-agents\"} 1 %d\n", t.Unix())
+	}
+	fmt.Fprintln(w, "# TYPE custos_breaker_trips counter")
+	each(`custos_breaker_trips_total{trigger="Trend",outcome="frozen"}`, func(_ int, t time.Time) float64 { return 0.001 * busy(0, t) }, 1)
 	fmt.Fprintln(w, "# TYPE mcp_server_operation_duration_seconds histogram")
 	for _, tool := range []string{"ledger-readonly.get_invoice", "ledger-payments.pay"} {
 		labels := `mcp_method_name="tools/call",gen_ai_tool_name="` + tool + `",error_type=""`

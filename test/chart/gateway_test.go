@@ -153,6 +153,8 @@ func TestGateway(t *testing.T) {
 	sm := monitors.find(t, "ServiceMonitor", "custos-gateway")
 	g.Expect(sm.Object["spec"]).To(HaveKeyWithValue("selector", HaveKeyWithValue("matchLabels", And(
 		HaveKeyWithValue("app.kubernetes.io/component", "gateway"), HaveKeyWithValue("custos.dev/endpoint", "metrics")))))
+	g.Expect(sm.Object["spec"]).To(HaveKeyWithValue("endpoints", ContainElement(HaveKeyWithValue("honorLabels", true))),
+		"the per-agent series keep the agent's namespace as namespace")
 	g.Expect(names(render(t, namespace, "serviceMonitor.enabled=true").ofKind("ServiceMonitor"))).NotTo(ContainElement("custos-gateway"))
 	g.Expect(pod.TopologySpreadConstraints).NotTo(BeEmpty())
 	for _, tsc := range pod.TopologySpreadConstraints {
