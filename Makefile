@@ -122,6 +122,15 @@ bench-approval: controlplane ## Race 4 consumers of each of 10,000 approved Appr
 bench-risk: ## Time the caps' accounting per gateway call (goal 1 us) and the breaker's tick for 10,000 agents (goal 10 ms).
 	$(GO) test ./internal/breaker/ -run '^$$' -bench 'BenchmarkMeterTake|BenchmarkDetectorTick10000Agents' -benchmem -benchtime 2s
 
+# Debian's packages the screenshots take: Prometheus with its web UI, and
+# a headless Chromium.
+SCREENSHOT_PACKAGES := prometheus=2.42.0+ds-5+deb12u1 chromium-headless-shell=156.0.8078.129-1~deb12u1
+
+.PHONY: screenshots
+screenshots: ## Take docs/images' pictures of Prometheus's web UI with Custos's alerts and a per-agent graph (installs Debian's prometheus and chromium-headless-shell).
+	@dpkg -s prometheus chromium-headless-shell >/dev/null 2>&1 || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(SCREENSHOT_PACKAGES) >/dev/null; }
+	$(GO) run ./hack/screenshots
+
 .PHONY: replay-risk
 replay-risk: ## Judge the breaker's detector on a seeded replay (1,000 agents, 7+7 days, 6x spikes) beside a plain z-score: catch rate, time to detect, false trips (BENCH_ARGS=...).
 	$(GO) build -o bin/riskreplay ./hack/riskreplay
