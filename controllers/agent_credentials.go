@@ -24,6 +24,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -151,6 +152,11 @@ func (r *AgentReconciler) reconcileCredentials(ctx context.Context, s *agentScop
 		}
 	}
 	secrets := map[string]*metav1.PartialObjectMetadata{}
+	// outstanding: leases revoked here that their source cannot revoke,
+	// still valid there until they expire.
+	outstanding := slices.DeleteFunc(slices.Clone(agent.Status.OutstandingLeases), func(o custosv1alpha1.OutstandingLease) bool {
+		return !now.Before(o.ExpiresAt.Time)
+	})
 	for i := range held {
 		sec := &held[i]
 		if at, ok := wanted[sec.Labels[custosv1alpha1.CredentialLabel]]; ok && sec.Namespace == at.Namespace && sec.Name == at.Name {
@@ -160,6 +166,20 @@ func (r *AgentReconciler) reconcileCredentials(ctx context.Context, s *agentScop
 		if err := r.revokeLease(ctx, agent, sec, revokeWhy(s, sec)); err != nil {
 			return failed(err)
 		}
+		if o, ok := outstandingOf(sec, now); ok {
+			outstanding = append(outstanding, o)
+		}
+	}
+	if len(outstanding) > 64 {
+		outstanding = outstanding[len(outstanding)-64:]
+	}
+	agent.Status.OutstandingLeases = outstanding
+	// Looked at again when the first of them expires, to take it off.
+	var expiry time.Time
+	for _, o := range outstanding {
+		if expiry.IsZero() || o.ExpiresAt.Time.Before(expiry) {
+			expiry = o.ExpiresAt.Time
+		}
 	}
 
 	if len(wanted) == 0 && !(s.active() && s.identityBound && len(agent.Spec.Credentials) > 0) {
@@ -168,8 +188,12 @@ func (r *AgentReconciler) reconcileCredentials(ctx context.Context, s *agentScop
 		if len(agent.Spec.Credentials) > 0 {
 			msg = "Every lease revoked: the agent is not active"
 		}
+		if len(outstanding) > 0 {
+			msg += fmt.Sprintf("; %d cannot be revoked at their source and stay valid there until %s (status.outstandingLeases)",
+				len(outstanding), latestExpiry(outstanding).UTC().Format(time.RFC3339))
+		}
 		s.observe(custosv1alpha1.CredentialsIssuedCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason, "%s", msg)
-		return stepResult{}
+		return stepResult{requeueAt: expiry}
 	}
 
 	ledger := make([]custosv1alpha1.LeaseStatus, 0, len(agent.Spec.Credentials))
@@ -476,6 +500,29 @@ func (r *AgentReconciler) applyLeaseSecret(ctx context.Context, agent *custosv1a
 	return ptr.Deref(ac.UID, ""), nil
 }
 
+// outstandingOf is a revoked lease Secret's lease when its source cannot
+// revoke it (every backend but Kubernetes tokens, which die with the
+// Secret they are bound to) and it has not expired.
+func outstandingOf(sec *metav1.PartialObjectMetadata, now time.Time) (custosv1alpha1.OutstandingLease, bool) {
+	backend := sec.Annotations[leaseBackendAnnotation]
+	expires, err := time.Parse(time.RFC3339, sec.Annotations[leaseExpiresAtAnnotation])
+	if backend == "" || backend == lease.BackendKubernetesToken || err != nil || !now.Before(expires) {
+		return custosv1alpha1.OutstandingLease{}, false
+	}
+	return custosv1alpha1.OutstandingLease{Name: sec.Labels[custosv1alpha1.CredentialLabel], Backend: backend,
+		RevokedAt: metav1.NewTime(now), ExpiresAt: metav1.NewTime(expires)}, true
+}
+
+func latestExpiry(out []custosv1alpha1.OutstandingLease) time.Time {
+	var t time.Time
+	for _, o := range out {
+		if o.ExpiresAt.After(t) {
+			t = o.ExpiresAt.Time
+		}
+	}
+	return t
+}
+
 // revokeLease deletes a lease Secret, which invalidates the Kubernetes
 // tokens bound to it and takes the material away from the agent's pods,
 // and records the revocation.
@@ -498,9 +545,21 @@ func (r *AgentReconciler) revokeLease(ctx context.Context, agent *custosv1alpha1
 		Decision: audit.DecisionInfo,
 		Reason:   fmt.Sprintf("Lease of credential %s revoked: %s", sec.Labels[custosv1alpha1.CredentialLabel], why),
 		Policy:   "spec.credentials",
-		Details:  map[string]string{"credentialName": sec.Labels[custosv1alpha1.CredentialLabel], "backend": backend, "secretName": sec.Name, "secretNamespace": sec.Namespace},
+		Details:  revokedDetails(sec, backend),
 	})
 	return nil
+}
+
+// revokedDetails are a revocation's audit details; a lease its source
+// cannot revoke says until when it stays valid there.
+func revokedDetails(sec *metav1.PartialObjectMetadata, backend string) map[string]string {
+	d := map[string]string{"credentialName": sec.Labels[custosv1alpha1.CredentialLabel], "backend": backend, "secretName": sec.Name, "secretNamespace": sec.Namespace}
+	if backend != lease.BackendKubernetesToken {
+		if at := sec.Annotations[leaseExpiresAtAnnotation]; at != "" {
+			d["validAtSourceUntil"] = at
+		}
+	}
+	return d
 }
 
 // renewTime is when a lease issued at issued and expiring at expires is

@@ -30,6 +30,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -121,6 +122,7 @@ func TestAgentLeases(t *testing.T) {
 		g.Expect(apierrors.IsNotFound(k8sClient.Get(ctx, secretKey, &corev1.Secret{}))).To(BeTrue())
 		a := getAgent(g, agent)
 		g.Expect(a.Status.Leases).To(BeEmpty())
+		g.Expect(a.Status.OutstandingLeases).To(BeEmpty(), "a bound token dies with its Secret: nothing stays valid")
 		expectCondition(g, a, custosv1alpha1.CredentialsIssuedCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason)
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
 	g.Expect(tokenReview(g, current, "ledger-api").Status.Authenticated).To(BeFalse(), "revoked on suspension")
@@ -282,6 +284,21 @@ func TestAgentSTSLeases(t *testing.T) {
 	g.Expect(session.RoleARN).To(Equal(role))
 	g.Expect(session.Subject).To(Equal(leasedoubles.Subject(ns, "agent-reader")))
 	g.Expect(session.DurationSeconds).To(Equal(3600), "STS sessions cannot be revoked: their TTL is capped at an hour")
+
+	// Suspended: the Secret goes, and the session, which STS cannot
+	// revoke, is listed as valid at its source until it expires.
+	expires := getAgent(g, agent).Status.Leases[0].ExpiresAt
+	g.Expect(expires).NotTo(BeNil())
+	updateAgent(g, agent, func(a *custosv1alpha1.Agent) { a.Spec.Lifecycle.State = custosv1alpha1.LifecycleSuspended })
+	g.Eventually(func(g Gomega) {
+		g.Expect(apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "agent-reader.aws"}, &corev1.Secret{}))).To(BeTrue())
+		a := getAgent(g, agent)
+		g.Expect(a.Status.OutstandingLeases).To(ConsistOf(And(HaveField("Name", "aws"), HaveField("Backend", lease.BackendAWSSTS),
+			HaveField("ExpiresAt.Time", BeTemporally("==", expires.Time)))))
+		c := meta.FindStatusCondition(a.Status.Conditions, custosv1alpha1.CredentialsIssuedCondition)
+		g.Expect(c).NotTo(BeNil())
+		g.Expect(c.Message).To(ContainSubstring("1 cannot be revoked at their source and stay valid there until " + expires.UTC().Format(time.RFC3339)))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
 
 	// A role that does not trust this agent.
 	rogue := newAgent(ns, "rogue", tenant, fixtures.WithAWSRole("arn:aws:iam::111122223333:role/"+tenant+"-admin"))

@@ -495,6 +495,16 @@ type AgentStatus struct {
 	// +kubebuilder:validation:MaxItems=16
 	Leases []LeaseStatus `json:"leases,omitempty"`
 
+	// outstandingLeases are leases Custos revoked (the agent suspended,
+	// frozen or decommissioned, a credential removed) that their source
+	// cannot revoke: AWS STS sessions and Entra tokens stay valid there
+	// until they expire, though the Secret that held them is gone. Each is
+	// listed until then.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	OutstandingLeases []OutstandingLease `json:"outstandingLeases,omitempty"`
+
 	// lifecycle is the observed phase and its milestones.
 	// +optional
 	Lifecycle *LifecycleStatus `json:"lifecycle,omitempty"`
@@ -617,6 +627,24 @@ type ImageStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=80
 	PolicyHash string `json:"policyHash,omitempty"`
+}
+
+// OutstandingLease is a lease deleted from the cluster that stays valid at
+// its source until it expires.
+type OutstandingLease struct {
+	// name of the credential in spec.credentials.
+	// +kubebuilder:validation:MaxLength=40
+	Name string `json:"name"`
+
+	// backend that issued it.
+	// +kubebuilder:validation:Enum=kubernetesToken;awsSTS;azureToken
+	Backend string `json:"backend"`
+
+	// revokedAt is when Custos deleted it.
+	RevokedAt metav1.Time `json:"revokedAt"`
+
+	// expiresAt is when it stops being valid at its source.
+	ExpiresAt metav1.Time `json:"expiresAt"`
 }
 
 // LeaseStatus is one entry of the lease ledger.
