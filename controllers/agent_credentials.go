@@ -163,10 +163,15 @@ func (r *AgentReconciler) reconcileCredentials(ctx context.Context, s *agentScop
 			secrets[sec.Labels[custosv1alpha1.CredentialLabel]] = sec
 			continue
 		}
-		if err := r.revokeLease(ctx, agent, sec, revokeWhy(s, sec)); err != nil {
+		deleted, err := r.revokeLease(ctx, agent, sec, revokeWhy(s, sec))
+		if err != nil {
+			// Those already revoked stay on the record.
+			agent.Status.OutstandingLeases = outstanding
 			return failed(err)
 		}
-		if o, ok := outstandingOf(sec, now); ok {
+		if o, ok := outstandingOf(sec, now); ok && deleted && !slices.ContainsFunc(outstanding, func(had custosv1alpha1.OutstandingLease) bool {
+			return had.Name == o.Name && had.Backend == o.Backend && had.ExpiresAt.Equal(&o.ExpiresAt)
+		}) {
 			outstanding = append(outstanding, o)
 		}
 	}
@@ -177,9 +182,7 @@ func (r *AgentReconciler) reconcileCredentials(ctx context.Context, s *agentScop
 	// Looked at again when the first of them expires, to take it off.
 	var expiry time.Time
 	for _, o := range outstanding {
-		if expiry.IsZero() || o.ExpiresAt.Time.Before(expiry) {
-			expiry = o.ExpiresAt.Time
-		}
+		expiry = earliest(expiry, o.ExpiresAt.Time)
 	}
 
 	if len(wanted) == 0 && !(s.active() && s.identityBound && len(agent.Spec.Credentials) > 0) {
@@ -200,8 +203,9 @@ func (r *AgentReconciler) reconcileCredentials(ctx context.Context, s *agentScop
 	var errs []error
 	var refused *lease.RefusedError
 	var unconfigured, conflicts, noGateway, awaiting []string
-	// renewAt is when the next lease is due for renewal.
-	var renewAt time.Time
+	// renewAt is when the next lease is due for renewal (or an
+	// outstanding lease expires).
+	renewAt := expiry
 	for _, c := range agent.Spec.Credentials {
 		entry := custosv1alpha1.LeaseStatus{Name: c.Name}
 		for _, old := range agent.Status.Leases {
@@ -414,7 +418,7 @@ func (r *AgentReconciler) issueLease(ctx context.Context, s *agentScope, c custo
 		entry.Backend = backend.Name()
 		// A lease still valid is kept until it expires, then it goes.
 		if secret != nil && (entry.ExpiresAt == nil || !now.Before(entry.ExpiresAt.Time)) {
-			if rerr := r.revokeLease(ctx, agent, secret, "it expired and could not be renewed"); rerr != nil {
+			if _, rerr := r.revokeLease(ctx, agent, secret, "it expired and could not be renewed"); rerr != nil {
 				return errors.Join(err, rerr)
 			}
 			entry.IssuedAt, entry.ExpiresAt, entry.RenewAt = nil, nil, nil
@@ -525,17 +529,18 @@ func latestExpiry(out []custosv1alpha1.OutstandingLease) time.Time {
 
 // revokeLease deletes a lease Secret, which invalidates the Kubernetes
 // tokens bound to it and takes the material away from the agent's pods,
-// and records the revocation.
-func (r *AgentReconciler) revokeLease(ctx context.Context, agent *custosv1alpha1.Agent, sec *metav1.PartialObjectMetadata, why string) error {
+// and records the revocation. deleted is false when the Secret was gone
+// already (or replaced).
+func (r *AgentReconciler) revokeLease(ctx context.Context, agent *custosv1alpha1.Agent, sec *metav1.PartialObjectMetadata, why string) (deleted bool, err error) {
 	obj := &corev1.Secret{}
 	obj.Name, obj.Namespace = sec.Name, sec.Namespace
 	uid := sec.UID
-	err := r.Client.Delete(ctx, obj, client.Preconditions{UID: &uid})
+	err = r.Client.Delete(ctx, obj, client.Preconditions{UID: &uid})
 	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("revoking lease Secret %s: %w", sec.Name, err)
+		return false, fmt.Errorf("revoking lease Secret %s: %w", sec.Name, err)
 	}
 	backend := sec.Annotations[leaseBackendAnnotation]
 	leaseOps.WithLabelValues(backend, "revoke", "ok").Inc()
@@ -547,7 +552,7 @@ func (r *AgentReconciler) revokeLease(ctx context.Context, agent *custosv1alpha1
 		Policy:   "spec.credentials",
 		Details:  revokedDetails(sec, backend),
 	})
-	return nil
+	return true, nil
 }
 
 // revokedDetails are a revocation's audit details; a lease its source

@@ -267,7 +267,8 @@ func TestAgentCapsOnlyLowerTheBoundarys(t *testing.T) {
 // the namespace's edit role, a ServiceAccount holding every verb (the
 // agent's own, a GitOps controller's) and the risk owner (who may not
 // write the Agent) are all refused; a platform administrator is not.
-// Taking them away is anyone's who may write the Agent.
+// Taking them away is anyone's who may write the Agent; lowering the
+// sensitivity is loosening too.
 func TestBreakerWatchIsNotTheOwners(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
@@ -354,4 +355,16 @@ func TestBreakerWatchIsNotTheOwners(t *testing.T) {
 	got := getAgent(g, agent).Spec.Breaker
 	g.Expect(got.Mode).To(Equal(custosv1alpha1.BreakerEnforce))
 	g.Expect(got.Allowances).To(BeEmpty())
+	// Nor lower the sensitivity again, or drop spec.breaker to do so.
+	for _, set := range []func(*custosv1alpha1.Agent){
+		func(a *custosv1alpha1.Agent) { a.Spec.Breaker.Sensitivity = "" },
+		func(a *custosv1alpha1.Agent) { a.Spec.Breaker = nil },
+	} {
+		a := getAgent(g, agent)
+		p := client.MergeFrom(a.DeepCopy())
+		set(a)
+		err := asUser(t, "olga").Patch(ctx, a, p)
+		g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%v", err)
+		g.Expect(err.Error()).To(ContainSubstring("spec.breaker.sensitivity: Forbidden"))
+	}
 }

@@ -37,15 +37,16 @@ import (
 // DefaultMaxAllowance is a DataBoundary's maxAllowance when it sets none.
 const DefaultMaxAllowance = 10
 
+// sensitivityRank orders sensitivities; none set is below every one.
 var sensitivityRank = map[custosv1alpha1.BreakerSensitivity]int{
-	"": 1, custosv1alpha1.SensitivityLow: 0, custosv1alpha1.SensitivityMedium: 1, custosv1alpha1.SensitivityHigh: 2,
+	"": -1, custosv1alpha1.SensitivityLow: 0, custosv1alpha1.SensitivityMedium: 1, custosv1alpha1.SensitivityHigh: 2,
 }
 
 // SensitivityScale is what a sensitivity multiplies the detector's H by
 // (the evidence that trips it): Low 1.5 (12 spreads), Medium 1 (8, what
 // make replay-risk judges), High 0.75 (6).
 func SensitivityScale(s custosv1alpha1.BreakerSensitivity) float64 {
-	return [...]float64{1.5, 1, 0.75}[sensitivityRank[s]]
+	return [...]float64{1.5, 1, 0.75}[max(0, sensitivityRank[Higher(s, "")])]
 }
 
 // Higher is the higher of two sensitivities (Medium when neither is set).
@@ -140,8 +141,8 @@ func CheckAgentBreaker(agent *custosv1alpha1.Agent, b *custosv1alpha1.DataBounda
 
 // Loosens lists what an update (old nil on create) does to loosen the
 // breaker's watch of the agent: Observe set, an allowance added or
-// changed. Each needs MayLoosen. Removing them, or raising the
-// sensitivity, is anyone's.
+// changed, the sensitivity lowered. Each needs MayLoosen. Removing
+// Observe or an allowance, or raising the sensitivity, is anyone's.
 func Loosens(old, agent *custosv1alpha1.Agent) []*field.Path {
 	var was custosv1alpha1.AgentBreaker
 	if old != nil && old.Spec.Breaker != nil {
@@ -149,10 +150,14 @@ func Loosens(old, agent *custosv1alpha1.Agent) []*field.Path {
 	}
 	ab := agent.Spec.Breaker
 	if ab == nil {
-		return nil
+		ab = &custosv1alpha1.AgentBreaker{}
 	}
 	var out []*field.Path
 	path := field.NewPath("spec", "breaker")
+	if sensitivityRank[ab.Sensitivity] < sensitivityRank[was.Sensitivity] {
+		// Back down from what someone who may unfreeze it raised it to.
+		out = append(out, path.Child("sensitivity"))
+	}
 	if ab.Mode == custosv1alpha1.BreakerObserve && was.Mode != custosv1alpha1.BreakerObserve {
 		out = append(out, path.Child("mode"))
 	}
@@ -182,9 +187,11 @@ func TenantWatches(boundaries []custosv1alpha1.DataBoundary) map[string]TenantWa
 		tw, seen := out[b.Spec.Tenant]
 		obs := b.Spec.Breaker != nil && b.Spec.Breaker.Mode == custosv1alpha1.BreakerObserve
 		tw.Observed = obs && (!seen || tw.Observed)
-		if b.Spec.Breaker != nil {
-			tw.Sensitivity = Higher(tw.Sensitivity, b.Spec.Breaker.Sensitivity)
+		sens := custosv1alpha1.SensitivityMedium
+		if b.Spec.Breaker != nil && b.Spec.Breaker.Sensitivity != "" {
+			sens = b.Spec.Breaker.Sensitivity
 		}
+		tw.Sensitivity = Higher(tw.Sensitivity, sens)
 		if !seen || MaxAllowanceOf(b) < tw.MaxAllowance {
 			tw.MaxAllowance = MaxAllowanceOf(b)
 		}
