@@ -25,8 +25,6 @@ package main
 import (
 	"flag"
 	"fmt"
-	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -55,52 +53,16 @@ func run(promtool, prometheus, chrome, out, rules string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	end := time.Now().Truncate(time.Minute)
-	slice := filepath.Join(dir, "slice.om")
-	if err := promslice.Write(slice, end.Add(-8*24*time.Hour), end); err != nil {
-		return err
-	}
-	data := filepath.Join(dir, "data")
-	if b, err := exec.Command(promtool, "tsdb", "create-blocks-from", "openmetrics", slice, data).CombinedOutput(); err != nil {
-		return fmt.Errorf("promtool tsdb create-blocks-from: %v\n%s", err, b)
-	}
 	absRules, err := filepath.Abs(rules)
 	if err != nil {
 		return err
 	}
-	config := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(config, []byte("global: {evaluation_interval: 5s}\nrule_files: ["+absRules+"]\n"), 0o600); err != nil {
-		return err
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	prom, err := promslice.Serve(promtool, prometheus, dir, "global: {evaluation_interval: 5s}\nrule_files: ["+absRules+"]\n", time.Now().Truncate(time.Minute))
 	if err != nil {
 		return err
 	}
-	addr := l.Addr().String()
-	l.Close()
-	prom := exec.Command(prometheus, "--config.file="+config, "--storage.tsdb.path="+data,
-		"--web.listen-address="+addr, "--storage.tsdb.retention.time=30d")
-	logs, err := os.Create(filepath.Join(dir, "prometheus.log"))
-	if err != nil {
-		return err
-	}
-	prom.Stdout, prom.Stderr = logs, logs
-	if err := prom.Start(); err != nil {
-		return err
-	}
-	defer func() { _ = prom.Process.Kill(); _ = prom.Wait() }()
-	base := "http://" + addr
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		if res, err := http.Get(base + "/-/ready"); err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("prometheus did not get ready (its log: %s)", logs.Name())
-		}
-	}
+	defer prom.Stop()
+	base := "http://" + prom.Addr
 	// A few evaluations of the rules.
 	time.Sleep(15 * time.Second)
 	graph := url.Values{

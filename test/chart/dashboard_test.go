@@ -19,11 +19,9 @@ package chart
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -75,27 +73,11 @@ func TestDashboardQueries(t *testing.T) {
 	if promtool == "" {
 		t.Fatal("PROMTOOL is not set: make test sets it (hack/promtool.sh fetches Debian's promtool and prometheus)")
 	}
-	dir := t.TempDir()
 	end := time.Now().Truncate(time.Minute)
-	slice := filepath.Join(dir, "slice.om")
-	g.Expect(promslice.Write(slice, end.Add(-8*24*time.Hour), end)).To(Succeed())
-	data := filepath.Join(dir, "data")
-	out, err := exec.Command(promtool, "tsdb", "create-blocks-from", "openmetrics", slice, data).CombinedOutput()
-	g.Expect(err).NotTo(HaveOccurred(), "promtool tsdb create-blocks-from openmetrics:\n%s", out)
-
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	prom, err := promslice.Serve(promtool, filepath.Join(filepath.Dir(promtool), "prometheus"), t.TempDir(), "global: {}\n", end)
 	g.Expect(err).NotTo(HaveOccurred())
-	addr := l.Addr().String()
-	g.Expect(l.Close()).To(Succeed())
-	config := filepath.Join(dir, "prometheus.yml")
-	g.Expect(os.WriteFile(config, []byte("global: {}\n"), 0o600)).To(Succeed())
-	prom := exec.Command(filepath.Join(filepath.Dir(promtool), "prometheus"), "--config.file="+config, "--storage.tsdb.path="+data,
-		"--web.listen-address="+addr, "--storage.tsdb.retention.time=30d")
-	logs, err := os.Create(filepath.Join(dir, "prometheus.log"))
-	g.Expect(err).NotTo(HaveOccurred())
-	prom.Stdout, prom.Stderr = logs, logs
-	g.Expect(prom.Start()).To(Succeed())
-	t.Cleanup(func() { _ = prom.Process.Kill(); _ = prom.Wait() })
+	t.Cleanup(prom.Stop)
+	addr := prom.Addr
 
 	query := func(expr string) (int, error) {
 		u := "http://" + addr + "/api/v1/query?" + url.Values{"query": {expr}, "time": {fmt.Sprint(end.Add(-time.Hour).Unix())}}.Encode()

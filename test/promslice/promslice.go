@@ -15,15 +15,19 @@ limitations under the License.
 */
 
 // Package promslice writes a slice of Custos's metrics (the gateway's for
-// 20 agents, the breaker's) for a real Prometheus to load: the chart's
-// dashboard test queries it, and hack/screenshots shows it.
+// 20 agents, the breaker's) and serves it from a real Prometheus: the
+// chart's dashboard test queries it, and hack/screenshots shows it.
 package promslice
 
 import (
 	"bufio"
 	"fmt"
 	"math"
+	"net"
+	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"time"
 )
 
@@ -95,4 +99,67 @@ func Write(path string, start, end time.Time) error {
 		return err
 	}
 	return f.Close()
+}
+
+// Server is a real Prometheus serving a slice on loopback.
+type Server struct {
+	// Addr is where it listens (127.0.0.1:port).
+	Addr string
+	cmd  *exec.Cmd
+}
+
+// Serve writes the slice of the eight days to end into dir, loads it with
+// promtool, and starts prometheus on loopback with config (a
+// prometheus.yml), waiting until it is ready. Its log is dir/prometheus.log.
+func Serve(promtool, prometheus, dir, config string, end time.Time) (*Server, error) {
+	slice := filepath.Join(dir, "slice.om")
+	if err := Write(slice, end.Add(-8*24*time.Hour), end); err != nil {
+		return nil, err
+	}
+	data := filepath.Join(dir, "data")
+	if out, err := exec.Command(promtool, "tsdb", "create-blocks-from", "openmetrics", slice, data).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("promtool tsdb create-blocks-from openmetrics: %v\n%s", err, out)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		return nil, err
+	}
+	configFile := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(configFile, []byte(config), 0o600); err != nil {
+		return nil, err
+	}
+	logs, err := os.Create(filepath.Join(dir, "prometheus.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer logs.Close()
+	cmd := exec.Command(prometheus, "--config.file="+configFile, "--storage.tsdb.path="+data,
+		"--web.listen-address="+addr, "--storage.tsdb.retention.time=30d")
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &Server{Addr: addr, cmd: cmd}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if res, err := http.Get("http://" + addr + "/-/ready"); err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return s, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			s.Stop()
+			return nil, fmt.Errorf("prometheus did not get ready (its log: %s)", logs.Name())
+		}
+	}
+}
+
+// Stop stops it.
+func (s *Server) Stop() {
+	_ = s.cmd.Process.Kill()
+	_ = s.cmd.Wait()
 }
