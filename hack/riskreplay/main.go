@@ -203,8 +203,8 @@ func killedName(cfg Config) string {
 }
 
 // keptState is what the breaker's StateStore keeps of an agent, as the
-// Runner saves it: the whole state every SaveEvery and at the first tick
-// of a slot, the tick part every tick.
+// Runner saves it: the whole state when breaker.WholeStateDue, the tick
+// part at every other tick.
 type keptState struct {
 	all, tick     []byte
 	allAt, tickAt time.Time
@@ -215,9 +215,10 @@ type keptState struct {
 var saveEvery = 5 * time.Minute
 
 func (k *keptState) save(st *breaker.AgentState, t time.Time) {
-	if !k.saved || t.Sub(k.allAt) >= saveEvery || t.Hour() != k.allAt.Hour() {
+	if breaker.WholeStateDue(k.allAt, t, saveEvery) {
 		k.all, _ = st.MarshalBinary()
 		k.allAt, k.saved = t, true
+		return
 	}
 	k.tick, k.tickAt = st.AppendTick(k.tick[:0], t), t
 }

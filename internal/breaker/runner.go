@@ -238,28 +238,36 @@ func (r *Runner) Step(ctx context.Context, now time.Time) error {
 }
 
 // save keeps the states for the next leader: every agent's whole state
-// every SaveEvery and at the first tick of a slot (so that the slot just
-// ended is kept whole), and every agent's tick part every tick.
+// when WholeStateDue, and every agent's tick part at every other tick.
 func (r *Runner) save(ctx context.Context, now time.Time) {
 	if r.Store == nil {
 		return
 	}
-	every := r.SaveEvery
-	if every <= 0 {
-		every = 5 * time.Minute
-	}
-	if r.savedAll.IsZero() || now.Sub(r.savedAll) >= every || slotOf(now) != slotOf(r.savedAll) {
-		if err := r.Store.SaveAll(ctx, now, r.states); err != nil {
-			r.Metrics.saveFailed()
-			r.Log.Error(err, "Keeping the breaker's state for the next leader")
-		} else {
+	if WholeStateDue(r.savedAll, now, r.SaveEvery) {
+		err := r.Store.SaveAll(ctx, now, r.states)
+		if err == nil {
+			// The whole state has this tick's: its tick part would be
+			// the same, and Load takes the tick parts only when newer.
 			r.savedAll = now
+			return
 		}
+		r.Metrics.saveFailed()
+		r.Log.Error(err, "Keeping the breaker's state for the next leader")
 	}
 	if _, err := r.Store.SaveTick(ctx, now, r.states); err != nil {
 		r.Metrics.saveFailed()
 		r.Log.Error(err, "Keeping the breaker's last tick for the next leader")
 	}
+}
+
+// WholeStateDue says whether the whole states are written at now, last
+// written at savedAll: every every (5 minutes when 0), and at the first
+// tick of a slot, so that the slot just ended is kept whole.
+func WholeStateDue(savedAll, now time.Time, every time.Duration) bool {
+	if every <= 0 {
+		every = 5 * time.Minute
+	}
+	return savedAll.IsZero() || now.Sub(savedAll) >= every || slotOf(now) != slotOf(savedAll)
 }
 
 // Took is what each agent took in the tick, every replica's report
