@@ -151,11 +151,7 @@ func showTop(c client.Client, namespace, custosNS string, now time.Time, out io.
 			r.view, r.kept = st.View(), true
 			r.evidence = r.view.Evidence / w.H
 		}
-		sens := breaker.Higher(tenants[a.Labels[custosv1alpha1.TenantLabel]].Sensitivity, "")
-		if a.Spec.Breaker != nil {
-			sens = breaker.Higher(sens, a.Spec.Breaker.Sensitivity)
-		}
-		watch := []string{string(sens)}
+		watch := []string{string(tenants[a.Labels[custosv1alpha1.TenantLabel]].SensitivityOf(a))}
 		if allowance != "" {
 			watch = append(watch, fmt.Sprintf("allowance %s %gx", allowance, w.Allow))
 		}

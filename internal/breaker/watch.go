@@ -200,6 +200,16 @@ func TenantWatches(boundaries []custosv1alpha1.DataBoundary) map[string]TenantWa
 	return out
 }
 
+// SensitivityOf is agent's sensitivity: the higher of its tenant's and
+// its own.
+func (tw TenantWatch) SensitivityOf(agent *custosv1alpha1.Agent) custosv1alpha1.BreakerSensitivity {
+	own := custosv1alpha1.BreakerSensitivity("")
+	if agent.Spec.Breaker != nil {
+		own = agent.Spec.Breaker.Sensitivity
+	}
+	return Higher(tw.Sensitivity, own)
+}
+
 // WatchOf is how the breaker watches agent at t, within its tenant's
 // TenantWatch: the evidence that trips it and the allowance in force (and
 // its name); and why a trip of it is observed rather than frozen ("" when
@@ -213,7 +223,7 @@ func (p *DetectorParams) WatchOf(agent *custosv1alpha1.Agent, tw TenantWatch, t 
 	if most == 0 {
 		most = DefaultMaxAllowance
 	}
-	w.H = p.H * SensitivityScale(Higher(tw.Sensitivity, ab.Sensitivity))
+	w.H = p.H * SensitivityScale(tw.SensitivityOf(agent))
 	w.Allow, allowance = AllowanceAt(ab.Allowances, most, t)
 	switch {
 	case ab.Mode == custosv1alpha1.BreakerObserve:
