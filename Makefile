@@ -122,6 +122,11 @@ bench-approval: controlplane ## Race 4 consumers of each of 10,000 approved Appr
 bench-risk: ## Time the caps' accounting per gateway call (goal 1 us) and the breaker's tick for 10,000 agents (goal 10 ms).
 	$(GO) test ./internal/breaker/ -run '^$$' -bench 'BenchmarkMeterTake|BenchmarkDetectorTick10000Agents' -benchmem -benchtime 2s
 
+.PHONY: bench-freeze
+bench-freeze: build cluster kwok ## Trip the sample agent again and again on make dev's kwok cluster with 2 gateway replicas, and time every replica and custos-sts refusing it, its lease revoked at the source, deny-all and 0 replicas (BENCH_ARGS="-trials 20").
+	$(GO) build -o bin/custos-dev ./hack/dev
+	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE) $(CLUSTER))" KWOK="$$($(KWOK))" bin/custos-dev bench-freeze $(BENCH_ARGS)
+
 # Debian's packages the screenshots take: Prometheus with its web UI, and
 # a headless Chromium.
 SCREENSHOT_PACKAGES := prometheus=2.42.0+ds-5+deb12u1 chromium-headless-shell=156.0.8078.129-1~deb12u1

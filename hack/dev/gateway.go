@@ -286,28 +286,48 @@ func startGatewayIdentity(ctx context.Context, cp *controlplane.ControlPlane, de
 // gatewayProcess is custos-gateway running as a child process.
 type gatewayProcess struct {
 	*controlplane.Process
+	// Name is the replica's: custos-gateway, custos-gateway-1, ...
+	Name string
 	// MCP is the sample tenant's endpoint, <base>/tenants/<tenant>/mcp.
 	// It is written in gateway-url too.
 	MCP  string
 	file string
 }
 
-// startGateway runs bin against kubeconfig, verifying tokens with
-// custos-sts's keys, exchanging them with the token in tokenFile, and
-// calling the sample Toolset's server at ledgerAddr, and waits until it
-// serves.
-func startGateway(ctx context.Context, bin, kubeconfig, devDir, tenant, tokenFile string, stsProc *stsProcess,
+// gatewayReplicaName names replica n of make dev's gateway: its log is
+// <name>.log. The first is custos-gateway; the others (make
+// bench-freeze runs two) custos-gateway-1, ...
+func gatewayReplicaName(n int) string {
+	if n == 0 {
+		return gatewayName
+	}
+	return gatewayName + "-" + strconv.Itoa(n)
+}
+
+// startGateway runs replica n of bin against kubeconfig, verifying tokens
+// with custos-sts's keys, exchanging them with the token in tokenFile,
+// and calling the sample Toolset's server at ledgerAddr, and waits until
+// it serves. Each replica keeps its own audit trail (gateway-audit,
+// gateway-audit-1, ...); the first's endpoint is written in gateway-url.
+func startGateway(ctx context.Context, bin, kubeconfig, devDir string, n int, tenant, tokenFile string, stsProc *stsProcess,
 	ts *sampleToolset, ledgerAddr string, certs *loopbackTLS, extra ...string) (*gatewayProcess, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
+	name := gatewayReplicaName(n)
 	auditDir := filepath.Join(devDir, gatewayAuditDirName)
+	if n > 0 {
+		auditDir += "-" + strconv.Itoa(n)
+	}
 	if err := os.RemoveAll(auditDir); err != nil {
 		return nil, err
 	}
 	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	g := &gatewayProcess{MCP: "https://" + listen + "/tenants/" + tenant + "/mcp", file: filepath.Join(devDir, gatewayURLFileName)}
+	g := &gatewayProcess{Name: name, MCP: "https://" + listen + "/tenants/" + tenant + "/mcp"}
+	if n == 0 {
+		g.file = filepath.Join(devDir, gatewayURLFileName)
+	}
 	g.Process, err = controlplane.StartProcess(bin, append([]string{
 		"--kubeconfig", kubeconfig,
 		"--listen", listen,
@@ -328,7 +348,7 @@ func startGateway(ctx context.Context, bin, kubeconfig, devDir, tenant, tokenFil
 		"--audit-dir=" + auditDir,
 		"--audit-signing-key-secret=" + auditNamespace + "/" + auditKeySecret,
 		"--audit-checkpoint-interval=10s",
-	}, extra...), filepath.Join(devDir, "custos-gateway.log"))
+	}, extra...), filepath.Join(devDir, name+".log"))
 	if err != nil {
 		return nil, err
 	}
@@ -337,7 +357,7 @@ func startGateway(ctx context.Context, bin, kubeconfig, devDir, tenant, tokenFil
 	defer client.CloseIdleConnections()
 	// Serving (it serves once its cache has synced): a path it does not
 	// serve is not found. A request to the endpoint would be on the record.
-	if err := g.WaitReady(ctx, "custos-gateway", time.Minute, 100*time.Millisecond, func() bool {
+	if err := g.WaitReady(ctx, name, time.Minute, 100*time.Millisecond, func() bool {
 		resp, err := client.Get("https://" + listen + "/")
 		if err != nil {
 			return false
@@ -347,12 +367,17 @@ func startGateway(ctx context.Context, bin, kubeconfig, devDir, tenant, tokenFil
 	}); err != nil {
 		return nil, err
 	}
+	if g.file == "" {
+		return g, nil
+	}
 	return g, os.WriteFile(g.file, []byte(g.MCP+"\n"), 0o644)
 }
 
 // Stop asks custos-gateway to shut down (it closes its audit trail with
 // a signed checkpoint) and kills it if it has not within 30 seconds.
 func (g *gatewayProcess) Stop() {
-	defer os.Remove(g.file)
+	if g.file != "" {
+		defer os.Remove(g.file)
+	}
 	g.Process.Stop()
 }

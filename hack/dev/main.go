@@ -29,7 +29,9 @@ limitations under the License.
 // authorization code + PKCE, without a browser, and prints their token;
 // `custos-dev decode` prints a token's claims; `custos-dev call TOOL ARGS`
 // calls a tool through the gateway as the sample agent, for the person
-// whose token it reads.
+// whose token it reads. `custos-dev bench-freeze` (make bench-freeze)
+// starts the same with two gateway replicas and times the freeze path
+// (benchfreeze.go).
 //
 // Contract other tooling relies on: once the manager, custos-sts and
 // custos-gateway are ready and the samples are applied, the kubeconfig is
@@ -75,6 +77,8 @@ func main() {
 			os.Exit(decodeMain(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
 		case "call":
 			os.Exit(callMain(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+		case "bench-freeze":
+			os.Exit(benchFreezeMain(os.Args[2:], os.Stdout, os.Stderr))
 		}
 	}
 	root := flag.String("repo-root", ".", "Root of the Custos repository.")
@@ -94,13 +98,33 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	if err := run(ctx, *root, *stateDir, *manager, *stsBin, *gatewayBin); err != nil {
+	if err := run(ctx, *root, *stateDir, *manager, *stsBin, *gatewayBin, devOptions{}); err != nil {
 		fmt.Fprintf(os.Stderr, "custos dev: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, root, devDir, managerBin, stsBin, gatewayBin string) error {
+// devOptions change what run starts and what it does once ready.
+type devOptions struct {
+	// Gateways is how many custos-gateway replicas run; 1 when 0.
+	Gateways int
+	// GatewayArgs are more flags for every replica.
+	GatewayArgs []string
+	// Then, when set, runs once everything is ready, instead of waiting
+	// for an interrupt; run stops everything when it returns.
+	Then func(ctx context.Context, env *devEnv) error
+}
+
+// devEnv is what run started, for Then.
+type devEnv struct {
+	StateDir   string
+	Kubeconfig string
+	STS        *stsProcess
+	// Gateways are the replicas' MCP endpoints of the sample tenant.
+	Gateways []string
+}
+
+func run(ctx context.Context, root, devDir, managerBin, stsBin, gatewayBin string, opts devOptions) error {
 	kubeconfig := filepath.Join(devDir, "kubeconfig")
 	if err := os.MkdirAll(devDir, 0o700); err != nil {
 		return err
@@ -258,16 +282,25 @@ func run(ctx context.Context, root, devDir, managerBin, stsBin, gatewayBin strin
 		return err
 	}
 	defer stopIdentity()
-	say("starting custos-gateway (%s; logs: %s), as ServiceAccount %s, calling %s at %s",
-		gatewayBin, filepath.Join(devDir, "custos-gateway.log"), gatewayServiceAccount, toolset.HostPort, ledger.Addr)
-	gw, err := startGateway(ctx, gatewayBin, bootKubeconfig, devDir, imagetest.SampleBoundary, tokenFile, stsProc, toolset, ledger.Addr, certs, traces.Args()...)
-	if err != nil {
-		return err
-	}
+	var gateways []*gatewayProcess
 	defer func() {
-		say("stopping custos-gateway")
-		gw.Stop()
+		for _, gw := range gateways {
+			say("stopping %s", gw.Name)
+			gw.Stop()
+		}
 	}()
+	for replica := range max(1, opts.Gateways) {
+		name := gatewayReplicaName(replica)
+		say("starting %s (%s; logs: %s), as ServiceAccount %s, calling %s at %s",
+			name, gatewayBin, filepath.Join(devDir, name+".log"), gatewayServiceAccount, toolset.HostPort, ledger.Addr)
+		gw, err := startGateway(ctx, gatewayBin, bootKubeconfig, devDir, replica, imagetest.SampleBoundary, tokenFile, stsProc, toolset, ledger.Addr, certs,
+			append(traces.Args(), opts.GatewayArgs...)...)
+		if err != nil {
+			return err
+		}
+		gateways = append(gateways, gw)
+	}
+	gw := gateways[0]
 	if err := os.Rename(bootKubeconfig, kubeconfig); err != nil {
 		return err
 	}
@@ -292,6 +325,20 @@ func run(ctx context.Context, root, devDir, managerBin, stsBin, gatewayBin strin
 	say("all serve a certificate of a CA made for this run: curl --cacert %s", certs.CAFile)
 	fmt.Println(readyLine)
 
+	if opts.Then != nil {
+		env := &devEnv{StateDir: devDir, Kubeconfig: kubeconfig, STS: stsProc}
+		for _, g := range gateways {
+			env.Gateways = append(env.Gateways, g.MCP)
+		}
+		return opts.Then(ctx, env)
+	}
+	exited := make(chan *gatewayProcess, len(gateways))
+	for _, g := range gateways {
+		go func() {
+			<-g.Exited()
+			exited <- g
+		}()
+	}
 	select {
 	case <-ctx.Done():
 		say("interrupted, shutting down")
@@ -300,8 +347,8 @@ func run(ctx context.Context, root, devDir, managerBin, stsBin, gatewayBin strin
 		return fmt.Errorf("the manager exited unexpectedly: %v; see %s", mgr.Err(), mgr.LogPath)
 	case <-stsProc.Exited():
 		return fmt.Errorf("custos-sts exited unexpectedly: %v; see %s", stsProc.Err(), stsProc.LogPath)
-	case <-gw.Exited():
-		return fmt.Errorf("custos-gateway exited unexpectedly: %v; see %s", gw.Err(), gw.LogPath)
+	case gw := <-exited:
+		return fmt.Errorf("%s exited unexpectedly: %v; see %s", gw.Name, gw.Err(), gw.LogPath)
 	}
 }
 
