@@ -19,6 +19,7 @@ package breaker
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"math"
 	"strconv"
@@ -27,6 +28,7 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
@@ -80,8 +82,11 @@ type Runner struct {
 	reports map[types.UID]*report
 	ticked  bool
 	// pending are freezes tripped whose creation failed: made again each
-	// tick, with the record already written, until they are.
-	pending map[types.NamespacedName]*custosv1alpha1.AgentFreeze
+	// tick, with the record already written, until they are. They are
+	// kept in the Store too, for the next leader; pendingSaved is false
+	// while the Store's copy is not this one.
+	pending      map[types.NamespacedName]*custosv1alpha1.AgentFreeze
+	pendingSaved bool
 }
 
 // report is what the Runner knows of one replica's report: when it was
@@ -151,9 +156,14 @@ func (r *Runner) Step(ctx context.Context, now time.Time) error {
 			if err != nil {
 				return err
 			}
-			r.states = states
-			r.Log.Info("The breaker goes on from the state the last leader kept", "agents", len(states), "lastTick", last)
+			pending, err := r.Store.LoadPending(ctx)
+			if err != nil {
+				return err
+			}
+			r.states, r.pending = states, pending
+			r.Log.Info("The breaker goes on from the state the last leader kept", "agents", len(states), "lastTick", last, "pendingFreezes", len(pending))
 		}
+		r.pendingSaved = true
 		r.loaded = true
 	}
 	took, complete, err := r.Took(ctx)
@@ -184,11 +194,17 @@ func (r *Runner) Step(ctx context.Context, now time.Time) error {
 			r.states[key] = st
 		}
 		if f := r.pending[key]; f != nil {
-			if err := r.Client.Create(ctx, f.DeepCopy()); err != nil {
-				r.Log.Error(err, "Freezing an agent the breaker tripped on, again", "agent", key)
+			if f.Labels[custosv1alpha1.AgentUIDLabel] != string(a.UID) {
+				// Tripped on an Agent deleted since: this one is another.
+				delete(r.pending, key)
+				r.pendingSaved = false
+			} else if err := r.create(ctx, f); err != nil {
+				r.Log.Error(err, "Freezing an agent the breaker tripped on, again", "agent", key, "freeze", f.Name)
 				continue
+			} else {
+				delete(r.pending, key)
+				r.pendingSaved = false
 			}
-			delete(r.pending, key)
 		}
 		if a.Status.Lifecycle == nil || a.Status.Lifecycle.Phase != custosv1alpha1.AgentPhaseActive {
 			// Not running (frozen, suspended, ...): nothing to learn, and
@@ -219,17 +235,23 @@ func (r *Runner) Step(ctx context.Context, now time.Time) error {
 				r.record(ctx, audit.ActionBreakerObserved, a, trip, x, w, why)
 				continue
 			}
-			if f, err := r.freeze(ctx, a, trip, x, w); err != nil {
-				r.Log.Error(err, "Freezing an agent the breaker tripped on; trying again next tick", "agent", key)
+			if f, err := r.freeze(ctx, now, a, trip, x, w); err != nil {
+				r.Log.Error(err, "Freezing an agent the breaker tripped on; trying again next tick", "agent", key, "freeze", f.Name)
 				r.pending[key] = f
+				r.pendingSaved = false
 			}
 		}
 	}
 	for k := range r.states {
 		if !seen[k] {
 			delete(r.states, k)
-			delete(r.pending, k)
 			r.Metrics.evidenceOf(k, 0)
+		}
+	}
+	for k := range r.pending {
+		if !seen[k] {
+			delete(r.pending, k)
+			r.pendingSaved = false
 		}
 	}
 	r.Metrics.frozenAgents(frozen)
@@ -242,6 +264,17 @@ func (r *Runner) Step(ctx context.Context, now time.Time) error {
 func (r *Runner) save(ctx context.Context, now time.Time) {
 	if r.Store == nil {
 		return
+	}
+	if !r.pendingSaved {
+		// Before the states: a trip is the state's reset, and a new
+		// leader that read the reset without the freeze would lose it.
+		if err := r.Store.SavePending(ctx, r.pending); err != nil {
+			// Nor the states: the kept ones still hold the evidence.
+			r.Metrics.saveFailed()
+			r.Log.Error(err, "Keeping the freezes not made yet for the next leader")
+			return
+		}
+		r.pendingSaved = true
 	}
 	if WholeStateDue(r.savedAll, now, r.SaveEvery) {
 		err := r.Store.SaveAll(ctx, now, r.states)
@@ -439,8 +472,9 @@ func (r *Runner) recordWith(ctx context.Context, action string, a *custosv1alpha
 }
 
 // freeze records the trip and freezes the agent; it returns the freeze,
-// made or not.
-func (r *Runner) freeze(ctx context.Context, a *custosv1alpha1.Agent, trip *Trip, x Observation, w Watch) (*custosv1alpha1.AgentFreeze, error) {
+// made or not. Its name is the trip's (TripName), so that making it again
+// after a failure that was not one makes no second freeze.
+func (r *Runner) freeze(ctx context.Context, now time.Time, a *custosv1alpha1.Agent, trip *Trip, x Observation, w Watch) (*custosv1alpha1.AgentFreeze, error) {
 	trigger := custosv1alpha1.FreezeTrigger(trip.Trigger)
 	signal := trip.Signal
 	if signal == SignalRecordsPerCall {
@@ -454,11 +488,33 @@ func (r *Runner) freeze(ctx context.Context, a *custosv1alpha1.Agent, trip *Trip
 	}
 	observed, baseline := int64(math.Round(trip.Observed)), int64(math.Round(trip.Baseline))
 	f := &custosv1alpha1.AgentFreeze{
-		ObjectMeta: metav1.ObjectMeta{Namespace: a.Namespace, GenerateName: GenerateName(a.Name, trigger)},
+		ObjectMeta: metav1.ObjectMeta{Namespace: a.Namespace, Name: TripName(a, trigger, now),
+			Labels: map[string]string{custosv1alpha1.AgentUIDLabel: string(a.UID)}},
 		Spec: custosv1alpha1.AgentFreezeSpec{Agent: a.Name, Trigger: trigger, Signal: signal, Reason: reason,
 			Observed: &observed, Baseline: &baseline, Evidence: &custosv1alpha1.FreezeEvidence{AuditLogID: r.AuditLogID, Sequences: seqs}},
 	}
-	return f, r.Client.Create(ctx, f.DeepCopy())
+	return f, r.create(ctx, f)
+}
+
+// create makes f; one that exists already was made by an earlier try.
+func (r *Runner) create(ctx context.Context, f *custosv1alpha1.AgentFreeze) error {
+	if err := r.Client.Create(ctx, f.DeepCopy()); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	return nil
+}
+
+// TripName names the freeze of a trip on agent a at now: GenerateName's
+// prefix and five characters of a hash of the Agent's UID and the time,
+// so that every try of one trip names the same freeze.
+func TripName(a *custosv1alpha1.Agent, trigger custosv1alpha1.FreezeTrigger, now time.Time) string {
+	sum := sha256.Sum256([]byte(string(a.UID) + "/" + strconv.FormatInt(now.UnixNano(), 10)))
+	const alphabet = "bcdfghjklmnpqrstvwxz2456789"
+	suffix := make([]byte, 5)
+	for i := range suffix {
+		suffix[i] = alphabet[int(sum[i])%len(alphabet)]
+	}
+	return GenerateName(a.Name, trigger) + string(suffix)
 }
 
 // describeTrip is a trip's reason and audit details.

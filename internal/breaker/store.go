@@ -20,7 +20,9 @@ import (
 	"cmp"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,6 +34,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 )
 
 // The ConfigMaps the breaker keeps its states in, in the manager's own
@@ -48,6 +52,9 @@ const (
 	stateAgents = "agents"
 	stateKey    = "states"
 	tickName    = StateName + "-tick"
+	// PendingName holds the freezes a trip could not make yet.
+	PendingName = StateName + "-pending"
+	pendingKey  = "freezes"
 )
 
 // StateStore keeps the breaker's states where a new leader finds them.
@@ -224,6 +231,58 @@ func (s *StateStore) put(ctx context.Context, name, part string, now time.Time, 
 	}
 	if err != nil {
 		return fmt.Errorf("writing the breaker's state %s/%s: %w", s.Namespace, name, err)
+	}
+	return nil
+}
+
+// LoadPending reads the freezes the last leader tripped on and could not
+// make: the new leader makes them.
+func (s *StateStore) LoadPending(ctx context.Context) (map[types.NamespacedName]*custosv1alpha1.AgentFreeze, error) {
+	out := map[types.NamespacedName]*custosv1alpha1.AgentFreeze{}
+	var cm corev1.ConfigMap
+	err := s.Reader.Get(ctx, client.ObjectKey{Namespace: s.Namespace, Name: PendingName}, &cm)
+	switch {
+	case apierrors.IsNotFound(err):
+		return out, nil
+	case err != nil:
+		return nil, fmt.Errorf("reading the breaker's pending freezes %s/%s: %w", s.Namespace, PendingName, err)
+	}
+	var list []custosv1alpha1.AgentFreeze
+	if raw := cm.Data[pendingKey]; raw != "" {
+		if err := json.Unmarshal([]byte(raw), &list); err != nil {
+			return nil, fmt.Errorf("reading the breaker's pending freezes %s/%s: %w", s.Namespace, PendingName, err)
+		}
+	}
+	for i := range list {
+		f := &list[i]
+		out[types.NamespacedName{Namespace: f.Namespace, Name: f.Spec.Agent}] = f
+	}
+	return out, nil
+}
+
+// SavePending writes the freezes tripped and not made yet (by agent).
+func (s *StateStore) SavePending(ctx context.Context, pending map[types.NamespacedName]*custosv1alpha1.AgentFreeze) error {
+	list := make([]custosv1alpha1.AgentFreeze, 0, len(pending))
+	for _, key := range slices.SortedFunc(maps.Keys(pending), func(a, b types.NamespacedName) int { return strings.Compare(a.String(), b.String()) }) {
+		list = append(list, *pending[key])
+	}
+	raw, err := json.Marshal(list)
+	if err != nil {
+		return err
+	}
+	var cm corev1.ConfigMap
+	err = s.Reader.Get(ctx, client.ObjectKey{Namespace: s.Namespace, Name: PendingName}, &cm)
+	switch {
+	case apierrors.IsNotFound(err):
+		cm = corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: s.Namespace, Name: PendingName, Labels: map[string]string{stateLabel: "pending"}},
+			Data: map[string]string{pendingKey: string(raw)}}
+		err = s.Client.Create(ctx, &cm)
+	case err == nil:
+		cm.Data = map[string]string{pendingKey: string(raw)}
+		err = s.Client.Update(ctx, &cm)
+	}
+	if err != nil {
+		return fmt.Errorf("writing the breaker's pending freezes %s/%s: %w", s.Namespace, PendingName, err)
 	}
 	return nil
 }

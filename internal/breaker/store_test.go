@@ -271,3 +271,97 @@ func TestRunnerKeepsItsStateAcrossLeaders(t *testing.T) {
 	}
 	g.Expect(w2.frozen()).To(BeNil(), "in its warm-up")
 }
+
+// A trip whose freeze cannot be made (the API server or the webhook away)
+// is made again each tick, and by the next leader when this one goes: the
+// trip reset the evidence the new leader reads, so the freeze must be
+// kept with it. Made twice (a create that reached the API server but did
+// not answer), it is still one freeze: every try names the same.
+func TestRunnerKeepsAPendingFreezeAcrossLeaders(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	w := newUsageWorld(t, custosv1alpha1.BreakerEnforce, nil)
+	c := w.c
+	params := breaker.DefaultDetectorParams
+	params.WarmUp = time.Hour
+	params.Tick = time.Minute
+	store := &breaker.StateStore{Reader: c, Client: c, Namespace: newNamespace(t, "custos-system-")}
+	leader := func(c client.Client) *breaker.Runner {
+		return &breaker.Runner{Reports: w.c, Agents: w.c, Client: c, Namespace: w.gatewayNS, Params: params, Store: store}
+	}
+	var tries []string
+	first := leader(createsFreezes{Client: c, create: func(ctx context.Context, f *custosv1alpha1.AgentFreeze, opts ...client.CreateOption) error {
+		tries = append(tries, f.Name)
+		return apierrors.NewTimeoutError("the webhook did not answer", 1)
+	}})
+	now := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
+	for end := now.Add(90 * time.Minute); now.Before(end); now = now.Add(params.Tick) {
+		w.take(now, 1)
+		g.Expect(first.Step(ctx, now)).To(Succeed())
+	}
+	for took := 0; len(tries) < 2 && took < 12; took++ {
+		w.take(now, 6)
+		g.Expect(first.Step(ctx, now)).To(Succeed())
+		now = now.Add(params.Tick)
+	}
+	g.Expect(tries).To(HaveLen(2), "the trip's freeze, tried at the trip and again the next tick")
+	g.Expect(tries[0]).To(MatchRegexp(`^reconciler-trend-[a-z0-9]{5}$`))
+	g.Expect(tries[1]).To(Equal(tries[0]), "every try of a trip names the same freeze")
+	g.Expect(w.frozen()).To(BeNil())
+	var kept corev1.ConfigMap
+	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: store.Namespace, Name: breaker.PendingName}, &kept)).To(Succeed())
+	g.Expect(kept.Data["freezes"]).To(ContainSubstring(tries[0]))
+
+	// The first leader is gone; the agent is back to normal, so the
+	// second would never trip again: it makes the kept freeze at its
+	// first tick.
+	second := leader(c)
+	w.take(now, 1)
+	g.Expect(second.Step(ctx, now)).To(Succeed())
+	frozen := w.frozen()
+	g.Expect(frozen).NotTo(BeNil(), "the new leader lost the trip the last could not make")
+	g.Expect(frozen.Name).To(Equal(tries[0]))
+	g.Expect(frozen.Spec.Trigger).To(Equal(custosv1alpha1.FreezeTrend))
+	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: store.Namespace, Name: breaker.PendingName}, &kept)).To(Succeed())
+	g.Expect(kept.Data["freezes"]).To(Equal("[]"), "made, and no longer kept")
+
+	// Kept though it was made (its create's answer lost): made again, it
+	// is the same freeze, and no longer kept.
+	pending := func(f custosv1alpha1.AgentFreeze) map[types.NamespacedName]*custosv1alpha1.AgentFreeze {
+		f.ResourceVersion, f.UID = "", ""
+		return map[types.NamespacedName]*custosv1alpha1.AgentFreeze{w.key: &f}
+	}
+	g.Expect(store.SavePending(ctx, pending(*frozen))).To(Succeed())
+	now = now.Add(params.Tick)
+	w.take(now, 1)
+	g.Expect(leader(c).Step(ctx, now)).To(Succeed())
+	var freezes custosv1alpha1.AgentFreezeList
+	g.Expect(c.List(ctx, &freezes, client.InNamespace(w.agentsNS))).To(Succeed())
+	g.Expect(freezes.Items).To(HaveLen(1))
+	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: store.Namespace, Name: breaker.PendingName}, &kept)).To(Succeed())
+	g.Expect(kept.Data["freezes"]).To(Equal("[]"))
+
+	// A kept freeze of an Agent deleted and made again is not the new
+	// one's.
+	g.Expect(c.Delete(ctx, frozen)).To(Succeed())
+	old := *frozen
+	old.Name, old.Labels = "reconciler-trend-old00", map[string]string{custosv1alpha1.AgentUIDLabel: "an-earlier-agent"}
+	g.Expect(store.SavePending(ctx, pending(old))).To(Succeed())
+	now = now.Add(params.Tick)
+	w.take(now, 1)
+	g.Expect(leader(c).Step(ctx, now)).To(Succeed())
+	g.Expect(w.frozen()).To(BeNil(), "a freeze tripped on another Agent of that name")
+}
+
+// createsFreezes is a client whose AgentFreeze creates go to create.
+type createsFreezes struct {
+	client.Client
+	create func(ctx context.Context, f *custosv1alpha1.AgentFreeze, opts ...client.CreateOption) error
+}
+
+func (c createsFreezes) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
+	if f, ok := obj.(*custosv1alpha1.AgentFreeze); ok {
+		return c.create(ctx, f, opts...)
+	}
+	return c.Client.Create(ctx, obj, opts...)
+}

@@ -67,7 +67,7 @@ func TestGatewayCredentialsNamespace(t *testing.T) {
 	for i := range breaker.StateShards {
 		kept, ticks = append(kept, breaker.ShardName(i)), append(ticks, breaker.TickShardName(i))
 	}
-	kept = append(kept, ticks...)
+	kept = append(append(kept, ticks...), breaker.PendingName)
 	own := into[rbacv1.Role](t, m.find(t, "Role", "custos-manager"))
 	g.Expect(own.Rules).To(ContainElements(
 		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"create"}},
