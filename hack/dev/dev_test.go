@@ -190,6 +190,8 @@ waitReady:
 	// An Agent change adding a cloud role waits for two approvers, not
 	// its owner, as the README's tour shows.
 	agentChangeApproved(t, g, bin, assets, kubeconfig)
+	// The breaker learns it from what the gateway reports.
+	breakerLearns(g, bin, assets, kubeconfig)
 	// Frozen by its owner, contained, and lifted by a risk owner, not by
 	// the owner.
 	frozeAt := time.Now()
@@ -728,6 +730,23 @@ spec: {agentChanges: true, match: {irreversible: false}, quorum: 2, timeout: 24h
 		g.Expect(out).To(Equal("Succeeded " + after + " " + request))
 		g.Expect(kubectl("", "get", "approvalrequest", request, "-o", "jsonpath={.status.phase}")).To(Equal("Consumed"))
 	}).WithTimeout(30 * time.Second).Should(Succeed())
+}
+
+// breakerLearns: the gateway reports what the sample agent took, and
+// kubectl custos top shows the manager's breaker learning it (its first 7
+// days are observed), as the README's tour does.
+func breakerLearns(g Gomega, bin, assets, kubeconfig string) {
+	g.Eventually(func(g Gomega) {
+		out, err := exec.Command(filepath.Join(assets, "kubectl"), "--kubeconfig", kubeconfig, "get", "configmap", "-n", gatewayCredentialsNamespace,
+			"custos-usage-"+gatewayName, "-o", "jsonpath={.data}").CombinedOutput()
+		g.Expect(err).NotTo(HaveOccurred(), "%s", out)
+		g.Expect(string(out)).To(ContainSubstring(`"finance-agents.invoice-reconciler":`))
+	}).WithTimeout(45 * time.Second).Should(Succeed())
+	g.Eventually(func(g Gomega) {
+		out, err := exec.Command(filepath.Join(bin, "kubectl-custos"), "top", "-A", "--kubeconfig", kubeconfig).CombinedOutput()
+		g.Expect(err).NotTo(HaveOccurred(), "%s", out)
+		g.Expect(string(out)).To(MatchRegexp(`(?m)^finance-agents +invoice-reconciler +[0-9]+ +[0-9]+ +[0-9.]+/8 +Medium, Observe \(first days\) +Active, learning until `))
+	}).WithTimeout(45 * time.Second).Should(Succeed())
 }
 
 // agentFrozen walks the README's freeze: the owner (make dev's admin)

@@ -328,13 +328,17 @@ func startGateway(ctx context.Context, bin, kubeconfig, devDir string, n int, te
 	if n == 0 {
 		g.file = filepath.Join(devDir, gatewayURLFileName)
 	}
-	g.Process, err = controlplane.StartProcess(bin, append([]string{
+	g.Process, err = controlplane.StartProcessWithEnv(bin, append([]string{
 		"--kubeconfig", kubeconfig,
 		"--listen", listen,
 		"--tls-cert-dir", certs.Dir,
 		"--issuer-base", stsProc.Base,
 		"--sts-ca-file", certs.CAFile,
 		"--sts-namespace", stsNamespace,
+		// Where the replicas share the caps' ledger and report what each
+		// agent takes for the manager's breaker (ConfigMap
+		// custos-usage-<replica>), as the chart has them.
+		"--credentials-namespace", gatewayCredentialsNamespace,
 		"--actor-token-file", tokenFile,
 		"--upstream-ca-file", certs.CAFile,
 		"--resolve", ts.HostPort + "=" + ledgerAddr,
@@ -348,7 +352,7 @@ func startGateway(ctx context.Context, bin, kubeconfig, devDir string, n int, te
 		"--audit-dir=" + auditDir,
 		"--audit-signing-key-secret=" + auditNamespace + "/" + auditKeySecret,
 		"--audit-checkpoint-interval=10s",
-	}, extra...), filepath.Join(devDir, name+".log"))
+	}, extra...), []string{"POD_NAME=" + name}, filepath.Join(devDir, name+".log"))
 	if err != nil {
 		return nil, err
 	}

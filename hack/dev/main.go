@@ -181,8 +181,12 @@ func run(ctx context.Context, root, devDir, managerBin, stsBin, gatewayBin strin
 	if err != nil {
 		return err
 	}
+	breakerArgs, err := setUpBreaker(ctx, cp)
+	if err != nil {
+		return err
+	}
 	say("starting the manager (%s)", managerBin)
-	mgr, err := cp.StartManager(ctx, managerBin, bootKubeconfig, filepath.Join(devDir, "manager.log"), auditArgs...)
+	mgr, err := cp.StartManager(ctx, managerBin, bootKubeconfig, filepath.Join(devDir, "manager.log"), append(auditArgs, breakerArgs...)...)
 	if err != nil {
 		return err
 	}
@@ -384,6 +388,11 @@ const (
 	auditPublicKeyName = "audit-public.pem"
 	auditNamespace     = "custos-system"
 	auditKeySecret     = "custos-audit-signing-key"
+	// gatewayCredentialsNamespace is the manager's and the gateway's
+	// (the chart's <release>-gateway-credentials): the leases of
+	// gateway-only credentials, the caps' ledger and the replicas' usage
+	// reports, which the manager's breaker reads.
+	gatewayCredentialsNamespace = "custos-gateway-credentials"
 )
 
 // setUpAudit makes a fresh signing key for this run's audit trail, stores
@@ -420,6 +429,25 @@ func setUpAudit(ctx context.Context, cp *controlplane.ControlPlane, devDir strin
 		"--audit-dir=" + dir,
 		"--audit-signing-key-secret=" + auditNamespace + "/" + auditKeySecret,
 		"--audit-checkpoint-interval=10s",
+	}, nil
+}
+
+// setUpBreaker makes the namespace where the gateway replicas share the
+// caps' ledger and report what each agent takes, and returns the
+// manager's flags: its breaker reads the reports there, and keeps its
+// state in custos-system for the next leader. It learns each agent for 7
+// days before it may freeze one: kubectl custos top -A shows it learning.
+func setUpBreaker(ctx context.Context, cp *controlplane.ControlPlane) ([]string, error) {
+	c, err := client.New(cp.Config, client.Options{})
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: gatewayCredentialsNamespace}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, err
+	}
+	return []string{
+		"--gateway-credentials-namespace=" + gatewayCredentialsNamespace,
+		"--leader-election-namespace=" + auditNamespace,
 	}, nil
 }
 

@@ -39,11 +39,20 @@ type Process struct {
 // StartProcess runs bin with args, its output to logPath. If this process
 // is killed outright, the kernel stops it too (SIGTERM).
 func StartProcess(bin string, args []string, logPath string) (*Process, error) {
+	return StartProcessWithEnv(bin, args, nil, logPath)
+}
+
+// StartProcessWithEnv is StartProcess with env (KEY=value) added to this
+// process's environment.
+func StartProcessWithEnv(bin string, args, env []string, logPath string) (*Process, error) {
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
 	p := &Process{cmd: exec.Command(bin, args...), LogPath: logPath, exited: make(chan struct{})}
+	if len(env) > 0 {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := p.cmd.Start(); err != nil {
