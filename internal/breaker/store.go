@@ -69,6 +69,12 @@ type StateStore struct {
 	// ShardBytes is the most one ConfigMap holds; 768 KiB when 0.
 	ShardBytes int
 	Log        logr.Logger
+
+	// written is the resourceVersion of each ConfigMap as this store last
+	// wrote it, so that the next write needs no read; shards is how many
+	// shards of each part it last wrote.
+	written map[string]string
+	shards  map[string]int
 }
 
 func (s *StateStore) shardBytes() int {
@@ -204,20 +210,49 @@ func (s *StateStore) saveShards(ctx context.Context, name func(int) string, part
 			return 0, err
 		}
 	}
-	for i := len(shards); i < StateShards; i++ {
+	// The shards no longer needed: those this store wrote last time, or,
+	// before it wrote any, whatever the last leader left.
+	last, known := s.shards[part]
+	for i := len(shards); i < StateShards && (!known || i < last); i++ {
 		err := s.Client.Delete(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: s.Namespace, Name: name(i)}})
+		delete(s.written, name(i))
 		if apierrors.IsNotFound(err) {
+			if known {
+				continue
+			}
 			break
 		}
 		if err != nil {
 			return 0, fmt.Errorf("deleting the breaker's state %s/%s: %w", s.Namespace, name(i), err)
 		}
 	}
+	if s.shards == nil {
+		s.shards = map[string]int{}
+	}
+	s.shards[part] = len(shards)
 	return len(keys), nil
 }
 
 func (s *StateStore) put(ctx context.Context, name, part string, now time.Time, agents int, b []byte) error {
 	data := map[string]string{stateAt: strconv.FormatInt(now.UnixMilli(), 10), stateAgents: strconv.Itoa(agents)}
+	if s.written == nil {
+		s.written = map[string]string{}
+	}
+	if rv, ok := s.written[name]; ok {
+		// Written by this store last: no read needed. Anyone else's
+		// write since (a conflict) or a deletion reads it again.
+		cm := corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: s.Namespace, Name: name, ResourceVersion: rv, Labels: map[string]string{stateLabel: part}},
+			Data: data, BinaryData: map[string][]byte{stateKey: b}}
+		err := s.Client.Update(ctx, &cm)
+		if err == nil {
+			s.written[name] = cm.ResourceVersion
+			return nil
+		}
+		delete(s.written, name)
+		if !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("writing the breaker's state %s/%s: %w", s.Namespace, name, err)
+		}
+	}
 	var cm corev1.ConfigMap
 	err := s.Reader.Get(ctx, client.ObjectKey{Namespace: s.Namespace, Name: name}, &cm)
 	switch {
@@ -232,6 +267,7 @@ func (s *StateStore) put(ctx context.Context, name, part string, now time.Time, 
 	if err != nil {
 		return fmt.Errorf("writing the breaker's state %s/%s: %w", s.Namespace, name, err)
 	}
+	s.written[name] = cm.ResourceVersion
 	return nil
 }
 

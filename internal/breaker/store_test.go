@@ -207,6 +207,34 @@ func TestStateStore(t *testing.T) {
 	back, _, err = store.Load(ctx)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(fmt.Sprint(10-len(back))).To(Equal(lost), "the agents of the shard that does not read learn again; the others keep theirs")
+
+	// The store writes what it wrote itself without reading it first;
+	// written by someone else since (the shard above), it reads it again.
+	gets := &countingReader{Reader: c}
+	store.Reader = gets
+	g.Expect(store.SaveAll(ctx, at.Add(10*time.Minute), small)).To(Succeed())
+	g.Expect(gets.n).To(Equal(1), "the shard someone else wrote, read again after the conflict")
+	back, _, err = store.Load(ctx)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(back).To(HaveLen(10), "every shard written whole again")
+	gets.n = 0
+	for i := range 3 {
+		_, err = store.SaveTick(ctx, tickAt.Add(time.Duration(3+i)*time.Minute), calm)
+		g.Expect(err).NotTo(HaveOccurred())
+	}
+	g.Expect(store.SaveAll(ctx, at.Add(15*time.Minute), small)).To(Succeed())
+	g.Expect(gets.n).To(BeZero(), "no read before a write of what the store wrote last")
+}
+
+// countingReader counts Gets.
+type countingReader struct {
+	client.Reader
+	n int
+}
+
+func (r *countingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	r.n++
+	return r.Reader.Get(ctx, key, obj, opts...)
 }
 
 // The leader changes while an agent's records are six times its usual:
