@@ -51,17 +51,21 @@ import (
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/audit"
+	"github.com/custos-dev/custos/internal/breaker"
 )
 
 // The containment suite's tenant (issue #15): a DataBoundary, namespace and
 // people of its own, apart from the journeys' tenant, so that the two
 // suites share the cluster and the chart without seeing each other.
 const (
-	ctTenant  = "containment-e2e"
-	ctNS      = "containment-agents"
-	ctSigner  = "containment-image-signer"
-	ctEditors = "containment-editors"
-	ctOwners  = "containment-owners"
+	ctTenant = "containment-e2e"
+	ctNS     = "containment-agents"
+	// gatewayCredentialsNS is the chart's gateway credentials namespace
+	// of the release: the caps' ledger and the replicas' usage reports.
+	gatewayCredentialsNS = custosNS + "-gateway-credentials"
+	ctSigner             = "containment-image-signer"
+	ctEditors            = "containment-editors"
+	ctOwners             = "containment-owners"
 
 	// The agents the tenants go after.
 	victim    = "invoice-reconciler" // Active; credential ledger-api, a kubernetesToken of 12h
@@ -278,7 +282,9 @@ func setUpContainment(t *testing.T) *containment {
 	start := time.Now()
 	e := &containment{ctx: ctx, uid: map[string]types.UID{}, deploy: map[string]*appsv1.Deployment{}, rs: map[string]*appsv1.ReplicaSet{}}
 	e.apiAudit = &apiAuditLog{path: cp.AuditLog(), keep: func(ev apiAuditEvent) bool {
-		return ev.ObjectRef != nil && ev.ObjectRef.Namespace == ctNS
+		// The tenant's namespace, and Custos's own, where the breaker's
+		// inputs and state are.
+		return ev.ObjectRef != nil && (ev.ObjectRef.Namespace == ctNS || ev.ObjectRef.Namespace == custosNS || ev.ObjectRef.Namespace == gatewayCredentialsNS)
 	}}
 	if e.apiAudit.path == "" {
 		t.Errorf("the API server keeps no audit log (controlplane.Options.AuditLog is not set in main_test.go): the policies' refusals cannot be checked on the record")
@@ -2174,7 +2180,59 @@ func (e *containment) cases() []ccase {
 			try:  guarded(func(p *corev1.Pod) { p.Spec.Containers[0].Image = images.Image }),
 			want: byGuard("image: Forbidden"),
 		},
+
+		// The breaker's watch: what it reads (the gateway replicas' usage
+		// reports), the caps' ledger, and the state it keeps for the next
+		// leader are Custos's alone. A tenant who could write them would
+		// blind the breaker to its agent, hand the agent its caps back, or
+		// reset the evidence against it.
+		{
+			name: "breaker: a usage report of a replica that does not exist, saying the agent took nothing",
+			try: func(a *attempt) error {
+				_, err := a.cs.CoreV1().ConfigMaps(gatewayCredentialsNS).Create(ctx, &corev1.ConfigMap{
+					ObjectMeta: metav1.ObjectMeta{Name: "custos-usage-" + a.suffix, Labels: map[string]string{"custos.dev/usage": "gateway"}},
+					Data:       map[string]string{ctNS + "." + victim: "0 0 0"},
+				}, metav1.CreateOptions{})
+				return err
+			},
+			want:      both(rbacRefuses("create", "configmaps"), rbacRefuses("create", "configmaps")),
+			unchanged: func(g Gomega, a actor) { e.absentIn(g, gatewayCredentialsNS, "custos-usage-"+a.suffix) },
+		},
+		{
+			name: "breaker: a replica's usage report rewritten",
+			try:  patchConfigMap(gatewayCredentialsNS, "custos-usage-custos-gateway", `{"data":{"`+ctNS+`.`+victim+`":"0 0 0"}}`),
+			want: both(rbacRefuses("patch", "configmaps"), rbacRefuses("patch", "configmaps")),
+		},
+		{
+			name: "breaker: the caps' ledger, the day's count given back",
+			try:  patchConfigMap(gatewayCredentialsNS, "custos-caps-0", `{"data":{"`+ctNS+`.`+victim+`":"0"}}`),
+			want: both(rbacRefuses("patch", "configmaps"), rbacRefuses("patch", "configmaps")),
+		},
+		{
+			name: "breaker: the evidence it keeps for the next leader, reset",
+			try:  patchConfigMap(custosNS, breaker.TickShardName(0), `{"binaryData":{"states":""}}`),
+			want: both(rbacRefuses("patch", "configmaps"), rbacRefuses("patch", "configmaps")),
+		},
+		{
+			name: "breaker: a trip it could not make yet, dropped",
+			try:  patchConfigMap(custosNS, breaker.PendingName, `{"data":{"freezes":"[]"}}`),
+			want: both(rbacRefuses("patch", "configmaps"), rbacRefuses("patch", "configmaps")),
+		},
 	}
+}
+
+// patchConfigMap merge-patches ConfigMap namespace/name.
+func patchConfigMap(namespace, name, patch string) func(a *attempt) error {
+	return func(a *attempt) error {
+		_, err := a.cs.CoreV1().ConfigMaps(namespace).Patch(a.ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+		return err
+	}
+}
+
+// absentIn: no ConfigMap namespace/name was stored.
+func (e *containment) absentIn(g Gomega, namespace, name string) {
+	err := e.c.Get(e.ctx, client.ObjectKey{Namespace: namespace, Name: name}, &corev1.ConfigMap{})
+	g.ExpectWithOffset(1, apierrors.IsNotFound(err)).To(BeTrue(), "STORED: ConfigMap %s/%s (%v)", namespace, name, err)
 }
 
 // leaseRefused: custos-agent-identity refuses a pod referencing lease,
