@@ -25,7 +25,6 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"net/url"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -53,7 +52,6 @@ import (
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/breaker"
 	"github.com/custos-dev/custos/internal/lease"
-	"github.com/custos-dev/custos/internal/sts"
 )
 
 // The bench-freeze command (make bench-freeze): make dev's whole local
@@ -252,12 +250,7 @@ func (b *freezeBench) trial(ctx context.Context, n int) (trialResult, error) {
 	if err != nil {
 		return trialResult{}, err
 	}
-	form := url.Values{
-		"grant_type":    {"urn:ietf:params:oauth:grant-type:token-exchange"},
-		"subject_token": {login.IDToken}, "subject_token_type": {"urn:ietf:params:oauth:token-type:id_token"},
-		"actor_token": {actor}, "actor_token_type": {"urn:ietf:params:oauth:token-type:jwt"},
-		"resource": {sts.GatewayAudience(b.tenant)},
-	}
+	form := gatewayExchange(login.IDToken, actor, b.tenant)
 	token, err := exchange(ctx, b.https, b.env.STS.Issuer+"/token", form)
 	if err != nil {
 		return trialResult{}, err

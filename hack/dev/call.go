@@ -172,12 +172,7 @@ func callTraced(ctx context.Context, https *http.Client, issuer, endpoint, tenan
 	if err != nil {
 		return nil, err
 	}
-	token, err := exchange(ctx, https, issuer+"/token", url.Values{
-		"grant_type":    {"urn:ietf:params:oauth:grant-type:token-exchange"},
-		"subject_token": {person}, "subject_token_type": {"urn:ietf:params:oauth:token-type:id_token"},
-		"actor_token": {actor}, "actor_token_type": {"urn:ietf:params:oauth:token-type:jwt"},
-		"resource": {sts.GatewayAudience(tenant)},
-	})
+	token, err := exchange(ctx, https, issuer+"/token", gatewayExchange(person, actor, tenant))
 	if err != nil {
 		return nil, err
 	}
@@ -236,6 +231,17 @@ func agentPodToken(ctx context.Context, kubeconfig, ns, name string) (token, pod
 		return "", "", err
 	}
 	return tr.Status.Token, p.Name, nil
+}
+
+// gatewayExchange is the agent's exchange of a person's ID token, with
+// its pod's token as the actor token, for a token for tenant's gateway.
+func gatewayExchange(person, actor, tenant string) url.Values {
+	return url.Values{
+		"grant_type":    {"urn:ietf:params:oauth:grant-type:token-exchange"},
+		"subject_token": {person}, "subject_token_type": {"urn:ietf:params:oauth:token-type:id_token"},
+		"actor_token": {actor}, "actor_token_type": {"urn:ietf:params:oauth:token-type:jwt"},
+		"resource": {sts.GatewayAudience(tenant)},
+	}
 }
 
 // exchange posts an RFC 8693 token exchange and returns the access token.
