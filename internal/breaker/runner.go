@@ -87,6 +87,9 @@ type Runner struct {
 	// while the Store's copy is not this one.
 	pending      map[types.NamespacedName]*custosv1alpha1.AgentFreeze
 	pendingSaved bool
+	// pendingAdded: a freeze was added to pending since it was last
+	// saved (the states may not be written before it is).
+	pendingAdded bool
 }
 
 // report is what the Runner knows of one replica's report: when it was
@@ -194,17 +197,15 @@ func (r *Runner) Step(ctx context.Context, now time.Time) error {
 			r.states[key] = st
 		}
 		if f := r.pending[key]; f != nil {
-			if f.Labels[custosv1alpha1.AgentUIDLabel] != string(a.UID) {
-				// Tripped on an Agent deleted since: this one is another.
-				delete(r.pending, key)
-				r.pendingSaved = false
-			} else if err := r.create(ctx, f); err != nil {
+			// Made for the agent of that name, as every freeze holds the
+			// name: deleting the Agent and applying it again does not
+			// escape a trip.
+			if err := r.create(ctx, f); err != nil {
 				r.Log.Error(err, "Freezing an agent the breaker tripped on, again", "agent", key, "freeze", f.Name)
 				continue
-			} else {
-				delete(r.pending, key)
-				r.pendingSaved = false
 			}
+			delete(r.pending, key)
+			r.pendingSaved = false
 		}
 		if a.Status.Lifecycle == nil || a.Status.Lifecycle.Phase != custosv1alpha1.AgentPhaseActive {
 			// Not running (frozen, suspended, ...): nothing to learn, and
@@ -238,7 +239,7 @@ func (r *Runner) Step(ctx context.Context, now time.Time) error {
 			if f, err := r.freeze(ctx, now, a, trip, x, w); err != nil {
 				r.Log.Error(err, "Freezing an agent the breaker tripped on; trying again next tick", "agent", key, "freeze", f.Name)
 				r.pending[key] = f
-				r.pendingSaved = false
+				r.pendingSaved, r.pendingAdded = false, true
 			}
 		}
 	}
@@ -248,8 +249,10 @@ func (r *Runner) Step(ctx context.Context, now time.Time) error {
 			r.Metrics.evidenceOf(k, 0)
 		}
 	}
-	for k := range r.pending {
-		if !seen[k] {
+	for k, f := range r.pending {
+		// An agent gone: its trip waits for the name to be applied again,
+		// for as long as a new agent would be learned before any trip.
+		if at, err := time.Parse(time.RFC3339, f.Annotations[trippedAtAnnotation]); !seen[k] && (err != nil || now.Sub(at) > r.Params.WarmUp) {
 			delete(r.pending, k)
 			r.pendingSaved = false
 		}
@@ -265,16 +268,24 @@ func (r *Runner) save(ctx context.Context, now time.Time) {
 	if r.Store == nil {
 		return
 	}
+	if len(r.pending) == 0 {
+		// Nothing kept is a trip lost: a stale copy is one made since.
+		r.pendingAdded = false
+	}
 	if !r.pendingSaved {
 		// Before the states: a trip is the state's reset, and a new
 		// leader that read the reset without the freeze would lose it.
 		if err := r.Store.SavePending(ctx, r.pending); err != nil {
-			// Nor the states: the kept ones still hold the evidence.
 			r.Metrics.saveFailed()
 			r.Log.Error(err, "Keeping the freezes not made yet for the next leader")
-			return
+			if r.pendingAdded {
+				// Nor the states while a trip is not kept: the kept ones
+				// still hold the evidence that tripped.
+				return
+			}
+		} else {
+			r.pendingSaved, r.pendingAdded = true, false
 		}
-		r.pendingSaved = true
 	}
 	if WholeStateDue(r.savedAll, now, r.SaveEvery) {
 		err := r.Store.SaveAll(ctx, now, r.states)
@@ -489,12 +500,15 @@ func (r *Runner) freeze(ctx context.Context, now time.Time, a *custosv1alpha1.Ag
 	observed, baseline := int64(math.Round(trip.Observed)), int64(math.Round(trip.Baseline))
 	f := &custosv1alpha1.AgentFreeze{
 		ObjectMeta: metav1.ObjectMeta{Namespace: a.Namespace, Name: TripName(a, trigger, now),
-			Labels: map[string]string{custosv1alpha1.AgentUIDLabel: string(a.UID)}},
+			Annotations: map[string]string{trippedAtAnnotation: now.UTC().Format(time.RFC3339)}},
 		Spec: custosv1alpha1.AgentFreezeSpec{Agent: a.Name, Trigger: trigger, Signal: signal, Reason: reason,
 			Observed: &observed, Baseline: &baseline, Evidence: &custosv1alpha1.FreezeEvidence{AuditLogID: r.AuditLogID, Sequences: seqs}},
 	}
 	return f, r.create(ctx, f)
 }
+
+// trippedAtAnnotation is when the breaker tripped, on its freeze.
+const trippedAtAnnotation = "custos.dev/tripped-at"
 
 // create makes f; one that exists already was made by an earlier try.
 func (r *Runner) create(ctx context.Context, f *custosv1alpha1.AgentFreeze) error {

@@ -207,6 +207,9 @@ func (s *StateStore) saveShards(ctx context.Context, name func(int) string, part
 	}
 	for i, b := range shards {
 		if err := s.put(ctx, name(i), part, now, counts[i], b); err != nil {
+			// How many shards there are is not known any more: the next
+			// save deletes up to the first missing.
+			delete(s.shards, part)
 			return 0, err
 		}
 	}
@@ -223,6 +226,7 @@ func (s *StateStore) saveShards(ctx context.Context, name func(int) string, part
 			break
 		}
 		if err != nil {
+			delete(s.shards, part)
 			return 0, fmt.Errorf("deleting the breaker's state %s/%s: %w", s.Namespace, name(i), err)
 		}
 	}

@@ -29,6 +29,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -369,8 +370,8 @@ func TestRunnerKeepsAPendingFreezeAcrossLeaders(t *testing.T) {
 	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: store.Namespace, Name: breaker.PendingName}, &kept)).To(Succeed())
 	g.Expect(kept.Data["freezes"]).To(Equal("[]"))
 
-	// A kept freeze of an Agent deleted and made again is not the new
-	// one's.
+	// A trip kept while its Agent was deleted and applied again is made
+	// for the new one: as every freeze, it holds the name.
 	g.Expect(c.Delete(ctx, frozen)).To(Succeed())
 	old := *frozen
 	old.Name, old.Labels = "reconciler-trend-old00", map[string]string{custosv1alpha1.AgentUIDLabel: "an-earlier-agent"}
@@ -378,7 +379,114 @@ func TestRunnerKeepsAPendingFreezeAcrossLeaders(t *testing.T) {
 	now = now.Add(params.Tick)
 	w.take(now, 1)
 	g.Expect(leader(c).Step(ctx, now)).To(Succeed())
-	g.Expect(w.frozen()).To(BeNil(), "a freeze tripped on another Agent of that name")
+	g.Expect(w.frozen()).To(HaveField("Name", "reconciler-trend-old00"), "deleting the Agent and applying it again escapes no trip")
+
+	// A trip kept for an agent that is gone waits for its name, for a
+	// warm-up's time; then it is dropped.
+	g.Expect(store.SavePending(ctx, map[types.NamespacedName]*custosv1alpha1.AgentFreeze{{Namespace: w.key.Namespace, Name: "gone"}: {
+		ObjectMeta: metav1.ObjectMeta{Namespace: w.key.Namespace, Name: "gone-trend-aaaaa", Annotations: map[string]string{"custos.dev/tripped-at": now.Format(time.RFC3339)}},
+		Spec:       custosv1alpha1.AgentFreezeSpec{Agent: "gone", Trigger: custosv1alpha1.FreezeTrend, Reason: "tripped"},
+	}})).To(Succeed())
+	next := leader(c)
+	now = now.Add(params.Tick)
+	w.take(now, 1)
+	g.Expect(next.Step(ctx, now)).To(Succeed())
+	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: store.Namespace, Name: breaker.PendingName}, &kept)).To(Succeed())
+	g.Expect(kept.Data["freezes"]).To(ContainSubstring("gone-trend-aaaaa"), "kept while the name may come back")
+	now = now.Add(params.WarmUp + params.Tick)
+	w.take(now, 1)
+	g.Expect(next.Step(ctx, now)).To(Succeed())
+	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: store.Namespace, Name: breaker.PendingName}, &kept)).To(Succeed())
+	g.Expect(kept.Data["freezes"]).To(Equal("[]"), "dropped after a warm-up's time")
+}
+
+// A trip whose freeze is neither made nor kept (the API server refusing
+// both) holds back the states too: the ones written before the trip still
+// have the evidence that tripped, where the trip's own would have it reset
+// and the trip lost with the leader.
+func TestRunnerWritesNoStateWhileATripIsNotKept(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	w := newUsageWorld(t, custosv1alpha1.BreakerEnforce, nil)
+	c := w.c
+	params := breaker.DefaultDetectorParams
+	params.WarmUp = time.Hour
+	params.Tick = time.Minute
+	failing := true
+	storeClient := writesConfigMaps{Client: c, write: func(name string) error {
+		if failing && name == breaker.PendingName {
+			return apierrors.NewServiceUnavailable("etcd is away")
+		}
+		return nil
+	}}
+	store := &breaker.StateStore{Reader: c, Client: storeClient, Namespace: newNamespace(t, "custos-system-")}
+	tried := 0
+	r := &breaker.Runner{Reports: c, Agents: c, Namespace: w.gatewayNS, Params: params, Store: store,
+		Client: createsFreezes{Client: c, create: func(context.Context, *custosv1alpha1.AgentFreeze, ...client.CreateOption) error {
+			tried++
+			return apierrors.NewServiceUnavailable("the webhook is away")
+		}}}
+	now := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
+	for end := now.Add(90 * time.Minute); now.Before(end); now = now.Add(params.Tick) {
+		w.take(now, 1)
+		g.Expect(r.Step(ctx, now)).To(Succeed())
+	}
+	var trippedAt time.Time
+	for took := 0; tried == 0 && took < 12; took++ {
+		w.take(now, 6)
+		g.Expect(r.Step(ctx, now)).To(Succeed())
+		trippedAt = now
+		now = now.Add(params.Tick)
+	}
+	g.Expect(tried).To(Equal(1), "tripped")
+	// The newest state kept: whole, or a tick part.
+	keptAt := func() string {
+		newest := ""
+		for _, name := range []string{breaker.ShardName(0), breaker.TickShardName(0)} {
+			var cm corev1.ConfigMap
+			g.Expect(c.Get(ctx, client.ObjectKey{Namespace: store.Namespace, Name: name}, &cm)).To(Succeed())
+			if at := cm.Data["at"]; len(at) > len(newest) || (len(at) == len(newest) && at > newest) {
+				newest = at
+			}
+		}
+		return newest
+	}
+	before := strconv.FormatInt(trippedAt.Add(-params.Tick).UnixMilli(), 10)
+	g.Expect(keptAt()).To(Equal(before), "the trip's tick (its evidence reset) is not written while the trip is not kept")
+	w.take(now, 1)
+	g.Expect(r.Step(ctx, now)).To(Succeed())
+	g.Expect(keptAt()).To(Equal(before), "nor the ticks after it")
+
+	// Once the trip is kept, the states are written again.
+	failing = false
+	now = now.Add(params.Tick)
+	w.take(now, 1)
+	g.Expect(r.Step(ctx, now)).To(Succeed())
+	g.Expect(keptAt()).To(Equal(strconv.FormatInt(now.UnixMilli(), 10)))
+	pending, err := store.LoadPending(ctx)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(pending).To(HaveKey(w.key))
+}
+
+// writesConfigMaps is a client whose ConfigMap creates and updates first
+// ask write, which may refuse them.
+type writesConfigMaps struct {
+	client.Client
+	write func(name string) error
+}
+
+func (c writesConfigMaps) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
+	if err := c.write(obj.GetName()); err != nil {
+		return err
+	}
+	return c.Client.Create(ctx, obj, opts...)
+}
+
+func (c writesConfigMaps) Update(ctx context.Context, obj client.Object, opts ...client.UpdateOption) error {
+	if err := c.write(obj.GetName()); err != nil {
+		return err
+	}
+	return c.Client.Update(ctx, obj, opts...)
 }
 
 // createsFreezes is a client whose AgentFreeze creates go to create.
