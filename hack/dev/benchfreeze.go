@@ -56,13 +56,15 @@ import (
 
 // The bench-freeze command (make bench-freeze): make dev's whole local
 // cluster, with two custos-gateway replicas, and the sample agent tripped
-// again and again, as the breaker trips it (an AgentFreeze of trigger
-// Trend, made with the manager's verb trip). Each trial times, from the
-// moment the freeze is created, what the freeze path promises:
+// again and again with the object the breaker makes (an AgentFreeze of
+// trigger Trend; made here by the kubeconfig's admin, so the breaker's
+// detection and tick are not timed). Each trial times, from the moment the
+// freeze is created, what the freeze path promises:
 //
 //   - every gateway replica refusing the agent's calls, made on an MCP
-//     session opened before the trip with a token the STS issued before
-//     it (so the refusal is the freeze's, not a token's end);
+//     session with a token the STS issued before the trip: only the
+//     gateway's 403 saying the agent may not act counts, any other
+//     failure fails the trial;
 //   - custos-sts refusing its exchanges (the person's token and the
 //     agent pod's, as the agent exchanges them);
 //   - its revocable lease (the sample's kubernetesToken, bound to the
@@ -313,10 +315,22 @@ func (b *freezeBench) trial(ctx context.Context, n int) (trialResult, error) {
 			}
 		})
 	}
-	for _, s := range sessions {
+	for i, s := range sessions {
 		probe(probeGateways, 0, func(ctx context.Context) (string, bool, error) {
-			why, refused := b.call(ctx, s)
-			return why, refused, nil
+			if why, refused := b.call(ctx, s); !refused {
+				return "", false, nil
+			} else if !strings.Contains(why, "Forbidden") {
+				// Not the gateway's refusal of the agent (a replica gone, a
+				// timeout, a tool server's failure): not what is timed.
+				return "", false, fmt.Errorf("%s: %s", gatewayReplicaName(i), why)
+			}
+			// The MCP client says only "Forbidden": what the gateway
+			// said, as a plain request with the token shows it.
+			why, err := b.refusal(ctx, b.env.Gateways[i], token)
+			if err != nil {
+				return "", false, err
+			}
+			return why, strings.HasPrefix(why, "403 ") && strings.Contains(why, "may not act"), nil
 		})
 	}
 	probe(probeSTS, 0, func(ctx context.Context) (string, bool, error) {
@@ -324,7 +338,11 @@ func (b *freezeBench) trial(ctx context.Context, n int) (trialResult, error) {
 		if err == nil {
 			return "", false, nil
 		}
-		return err.Error(), strings.Contains(err.Error(), "refused the exchange"), nil
+		// The freeze's refusal, not any error of custos-sts's.
+		if strings.Contains(err.Error(), "may not act: it is frozen by AgentFreeze "+freeze.Name) {
+			return err.Error(), true, nil
+		}
+		return "", false, err
 	})
 	probe(probeRevoked, 0, func(ctx context.Context) (string, bool, error) {
 		err := b.admin.Get(ctx, client.ObjectKey{Namespace: b.ns, Name: leaseSecret}, &corev1.Secret{})
@@ -342,16 +360,12 @@ func (b *freezeBench) trial(ctx context.Context, n int) (trialResult, error) {
 		if err := b.admin.Get(ctx, client.ObjectKey{Namespace: b.ns, Name: b.name}, a); err != nil {
 			return "", false, err
 		}
-		return "", a.Status.Lifecycle.Phase == custosv1alpha1.AgentPhaseFrozen && a.Status.Lifecycle.Freeze == freeze.Name, nil
+		l := a.Status.Lifecycle
+		return "", l != nil && l.Phase == custosv1alpha1.AgentPhaseFrozen && l.Freeze == freeze.Name, nil
 	})
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return res, err
-	}
-	// The MCP client says only "Forbidden": what the gateway said, as a
-	// plain request shows it.
-	if why, err := b.refusal(ctx, b.env.Gateways[len(b.env.Gateways)-1], token); err == nil {
-		res.refusals[probeGateways] = why
 	}
 
 	// A person lifts it.
@@ -457,8 +471,8 @@ func (b *freezeBench) waitRunning(ctx context.Context) (secretName, token string
 		if err := b.admin.Get(ctx, client.ObjectKey{Namespace: b.ns, Name: b.name}, a); err != nil {
 			return "", false, err
 		}
-		if a.Status.Lifecycle.Phase != custosv1alpha1.AgentPhaseActive || !meta.IsStatusConditionTrue(a.Status.Conditions, custosv1alpha1.ReadyCondition) {
-			last = fmt.Sprintf("phase %s", a.Status.Lifecycle.Phase)
+		if l := a.Status.Lifecycle; l == nil || l.Phase != custosv1alpha1.AgentPhaseActive || !meta.IsStatusConditionTrue(a.Status.Conditions, custosv1alpha1.ReadyCondition) {
+			last = "not Active and Ready"
 			return "", false, nil
 		}
 		i := slices.IndexFunc(a.Status.Leases, func(l custosv1alpha1.LeaseStatus) bool { return l.Name == sampleLease })

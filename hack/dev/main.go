@@ -329,13 +329,6 @@ func run(ctx context.Context, root, devDir, managerBin, stsBin, gatewayBin strin
 	say("all serve a certificate of a CA made for this run: curl --cacert %s", certs.CAFile)
 	fmt.Println(readyLine)
 
-	if opts.Then != nil {
-		env := &devEnv{StateDir: devDir, Kubeconfig: kubeconfig, STS: stsProc}
-		for _, g := range gateways {
-			env.Gateways = append(env.Gateways, g.MCP)
-		}
-		return opts.Then(ctx, env)
-	}
 	exited := make(chan *gatewayProcess, len(gateways))
 	for _, g := range gateways {
 		go func() {
@@ -343,17 +336,44 @@ func run(ctx context.Context, root, devDir, managerBin, stsBin, gatewayBin strin
 			exited <- g
 		}()
 	}
-	select {
-	case <-ctx.Done():
-		say("interrupted, shutting down")
-		return nil
-	case <-mgr.Exited():
-		return fmt.Errorf("the manager exited unexpectedly: %v; see %s", mgr.Err(), mgr.LogPath)
-	case <-stsProc.Exited():
-		return fmt.Errorf("custos-sts exited unexpectedly: %v; see %s", stsProc.Err(), stsProc.LogPath)
-	case gw := <-exited:
-		return fmt.Errorf("%s exited unexpectedly: %v; see %s", gw.Name, gw.Err(), gw.LogPath)
+	// unexpected is what ends the run besides an interrupt: a process
+	// that exits.
+	unexpected := func(done <-chan struct{}) error {
+		select {
+		case <-done:
+			return nil
+		case <-mgr.Exited():
+			return fmt.Errorf("the manager exited unexpectedly: %v; see %s", mgr.Err(), mgr.LogPath)
+		case <-stsProc.Exited():
+			return fmt.Errorf("custos-sts exited unexpectedly: %v; see %s", stsProc.Err(), stsProc.LogPath)
+		case gw := <-exited:
+			return fmt.Errorf("%s exited unexpectedly: %v; see %s", gw.Name, gw.Err(), gw.LogPath)
+		}
 	}
+	if opts.Then != nil {
+		env := &devEnv{StateDir: devDir, Kubeconfig: kubeconfig, STS: stsProc}
+		for _, g := range gateways {
+			env.Gateways = append(env.Gateways, g.MCP)
+		}
+		// Then stops, and fails, as soon as a process exits.
+		thenCtx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		go func() {
+			if err := unexpected(thenCtx.Done()); err != nil {
+				cancel(err)
+			}
+		}()
+		err := opts.Then(thenCtx, env)
+		if cause := context.Cause(thenCtx); cause != nil && !errors.Is(cause, context.Canceled) {
+			return cause
+		}
+		return err
+	}
+	if err := unexpected(ctx.Done()); err != nil {
+		return err
+	}
+	say("interrupted, shutting down")
+	return nil
 }
 
 func runKubectl(ctx context.Context, kubectl, kubeconfig string, args ...string) error {
