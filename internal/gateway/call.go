@@ -103,6 +103,12 @@ func (s *Server) checkAndCall(ctx context.Context, sess *session, params *mcp.Ca
 		return nil, refused
 	}
 	rec.toolset = tool.Toolset.String()
+	// What the call can do, for whoever reads the trail alone (the
+	// evaluators): a Write tool, and whether it is irreversible.
+	rec.details["access"] = string(tool.Spec.Access)
+	if tool.Spec.Irreversible {
+		rec.details["irreversible"] = "true"
+	}
 	// A tool found drifted is refused here until its server is due to be
 	// checked again (MCPUpstream.Drift), in the call's own session.
 	if why, drifted := s.Drift.Drifted(tool); drifted && !s.Drift.due(tool) {
@@ -117,6 +123,7 @@ func (s *Server) checkAndCall(ctx context.Context, sess *session, params *mcp.Ca
 	meta, refused := ParseMeta(params.Meta)
 	if refused == nil {
 		rec.details["decisionDigest"] = meta.DecisionDigest
+		recordDecision(rec.details, meta.Decision)
 		refused = meta.Require(decisionRequired(sess.agent, tool), tool.Name)
 	}
 	if !rec.check("decision", refused == nil) {
@@ -210,6 +217,40 @@ func upstreamCheck(reason string) string {
 		return "drift"
 	}
 	return "upstream"
+}
+
+// maxRecordedIntentTool is the most of a decision record's intent tool the
+// record keeps.
+const maxRecordedIntentTool = 256
+
+// recordDecision puts on the call's record what an evaluator compares of
+// its decision record with the call itself, and never its text (goal,
+// reasoning, alternatives: the agent's words, which may name people): the
+// stated confidence, and the intent's tool and the digest of its arguments
+// (as argumentsDigest is the call's, so that equal arguments have equal
+// digests when none is bound from the token).
+func recordDecision(details map[string]string, d *DecisionRecord) {
+	if d == nil {
+		return
+	}
+	if d.Confidence != nil {
+		details["decision.confidence"] = strconv.FormatFloat(*d.Confidence, 'g', -1, 64)
+	}
+	if d.Intent == nil {
+		return
+	}
+	if t := d.Intent.Tool; t != "" {
+		// Bounded only by the _meta's size: a name this long is no tool's.
+		if len(t) > maxRecordedIntentTool {
+			t = strings.ToValidUTF8(t[:maxRecordedIntentTool], "") + "…"
+		}
+		details["decision.intentTool"] = t
+	}
+	if len(d.Intent.Arguments) > 0 {
+		if raw, err := json.Marshal(d.Intent.Arguments); err == nil {
+			details["decision.intentArgumentsDigest"] = digest(raw)
+		}
+	}
 }
 
 // digest is the sha256 of canonical JSON (RFC 8785, as decision records'

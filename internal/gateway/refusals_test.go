@@ -622,6 +622,45 @@ func TestAllowedCalls(t *testing.T) {
 	if e.Details["decisionDigest"] != rec.DecisionDigest || e.Details["argumentsDigest"] != digest([]byte(`{"invoice":"INV-000001","amount":120.5,"requestedBy":"alice"}`)) {
 		t.Errorf("pay's record: %+v, want the decision record's digest and that of the arguments with requestedBy alice", e.Details)
 	}
+	// What an evaluator reads of it on the trail alone: an irreversible
+	// Write, the stated confidence, and never the decision's text.
+	if e.Details["access"] != "Write" || e.Details["irreversible"] != "true" || e.Details["decision.confidence"] != "0.8" {
+		t.Errorf("pay's record: %+v, want access Write, irreversible and the decision's confidence", e.Details)
+	}
+	for k, v := range e.Details {
+		if strings.Contains(v, "settle INV-000001") || strings.Contains(v, "the invoice matches the order") {
+			t.Errorf("the decision record's text is on the record (%s)", k)
+		}
+	}
+	if _, ok := e.Details["decision.intentTool"]; ok {
+		t.Errorf("pay's record names an intent its decision record has not: %+v", e.Details)
+	}
+	// With a stated intent: its tool, and its arguments' digest, which
+	// is the call's when they are the arguments sent.
+	stated := decision(0.9)
+	stated["custos.dev/decision"].(map[string]any)["intent"] = map[string]any{"tool": "ledger.pay",
+		"arguments": map[string]any{"requestedBy": "alice", "amount": 120.5, "invoice": "INV-000001"}}
+	if got := w.call(t, "acme", w.token(t), "ledger.pay", payArgs("requestedBy", "alice"), stated); got.result == nil || got.result.IsError {
+		t.Fatalf("pay with an intent: %s", got.body)
+	}
+	e, _ = w.lastEvent()
+	if e.Details["decision.intentTool"] != "ledger.pay" || e.Details["decision.intentArgumentsDigest"] != e.Details["argumentsDigest"] {
+		t.Errorf("pay's record with an intent: %+v, want its tool and its arguments' digest equal to the call's", e.Details)
+	}
+	// An intent's tool is kept on the record only so long.
+	long := map[string]string{}
+	recordDecision(long, &DecisionRecord{Intent: &DecisionIntent{Tool: strings.Repeat("x", 100_000)}})
+	if n := len(long["decision.intentTool"]); n == 0 || n > maxRecordedIntentTool+len("…") {
+		t.Errorf("a 100,000-character intent tool is kept as %d bytes", n)
+	}
+	// A read's record says so, and has no decision's.
+	if got := w.call(t, "acme", w.token(t), "ledger.get_invoice", okInvoice, nil); got.result == nil || got.result.IsError {
+		t.Fatalf("get_invoice: %s", got.body)
+	}
+	e, _ = w.lastEvent()
+	if e.Details["access"] != "Read" || e.Details["irreversible"] != "" || e.Details["decision.confidence"] != "" {
+		t.Errorf("get_invoice's record: %+v", e.Details)
+	}
 	// Sent with the token's own value, a bound argument is taken as it is.
 	if got := w.call(t, "acme", w.token(t), "ledger.pay", payArgs("requestedBy", "alice"), decision(0.8)); got.result == nil || got.result.IsError {
 		t.Errorf("pay with requestedBy alice: %s", got.body)
