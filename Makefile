@@ -27,7 +27,7 @@ GENERATED := api config charts/custos/crds charts/custos/files
 # control plane, but for internal/gateway's approval test, which starts one
 # of its own. Every other package runs against a real API server.
 UNIT_PKGS := ./api/... ./cmd/custos-audit/... ./cmd/custos-gateway/... ./cmd/manager/... ./internal/audit/... ./internal/boundary/... \
-	./internal/gateway/... ./internal/identity/... ./internal/imageverify/... ./internal/netpol/... \
+	./internal/evaluate/... ./internal/gateway/... ./internal/identity/... ./internal/imageverify/... ./internal/netpol/... \
 	./internal/policy/... ./internal/sts ./internal/toolschema/... ./internal/tracing/... ./internal/webhook/... \
 	./internal/workload/... ./test/fixtures/... ./test/imagetest/... ./test/leasedoubles/...
 

@@ -42,6 +42,7 @@ import (
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/audit"
+	"github.com/custos-dev/custos/internal/evaluate"
 	"github.com/custos-dev/custos/internal/sts"
 	"github.com/custos-dev/custos/test/fixtures"
 	"github.com/custos-dev/custos/test/tooldoubles"
@@ -660,6 +661,36 @@ func TestAllowedCalls(t *testing.T) {
 	e, _ = w.lastEvent()
 	if e.Details["access"] != "Read" || e.Details["irreversible"] != "" || e.Details["decision.confidence"] != "" {
 		t.Errorf("get_invoice's record: %+v", e.Details)
+	}
+
+	// The evaluators' rubrics read these records alone: a payment made
+	// with a confidence of 0.3, and one that is not the call its decision
+	// record stated, are raised; the calls above are not.
+	before := w.eventCount()
+	if got := w.call(t, "acme", w.token(t), "ledger.pay", payArgs("requestedBy", "alice"), decision(0.3)); got.result == nil || got.result.IsError {
+		t.Fatalf("pay with a confidence of 0.3: %s", got.body)
+	}
+	other := decision(0.9)
+	other["custos.dev/decision"].(map[string]any)["intent"] = map[string]any{"tool": "ledger.pay",
+		"arguments": map[string]any{"requestedBy": "alice", "amount": 12000, "invoice": "INV-000001"}}
+	if got := w.call(t, "acme", w.token(t), "ledger.pay", payArgs("requestedBy", "alice"), other); got.result == nil || got.result.IsError {
+		t.Fatalf("pay with other arguments than stated: %s", got.body)
+	}
+	var records []audit.Record
+	for i, e := range w.eventsSince(0) {
+		records = append(records, audit.Record{Seq: uint64(i), Time: w.now, Type: audit.TypeEvent, Action: e.Action, Actor: &e.Actor,
+			Subject: &e.Subject, Decision: e.Decision, Reason: e.Reason, Policy: e.Policy, TraceID: e.TraceID, Details: e.Details})
+	}
+	var raised []string
+	for _, h := range evaluate.Evaluate(records, evaluate.DefaultThresholds) {
+		if h.Seqs[0] < uint64(before) {
+			t.Errorf("a call before the two raised %s: %s", h.Rubric, h.Why)
+			continue
+		}
+		raised = append(raised, fmt.Sprintf("%d %s", h.Seqs[0]-uint64(before), h.Rubric))
+	}
+	if want := []string{"0 " + evaluate.RubricLowConfidence, "1 " + evaluate.RubricIntentMismatch}; !slices.Equal(raised, want) {
+		t.Errorf("the rubrics over the gateway's own records raised %q, want %q", raised, want)
 	}
 	// Sent with the token's own value, a bound argument is taken as it is.
 	if got := w.call(t, "acme", w.token(t), "ledger.pay", payArgs("requestedBy", "alice"), decision(0.8)); got.result == nil || got.result.IsError {

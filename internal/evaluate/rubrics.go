@@ -1,0 +1,229 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package evaluate reads the audit trail for what volume does not show:
+// rubrics, pure functions over audit records, each a rule that can be
+// tested, that say which calls a person should look at and why (issue
+// #23). They read the trail alone: what custos-gateway records of each
+// call (its tool's access, irreversible, its decision record's digest,
+// stated confidence and intent, the arguments' digest) and of each
+// refusal (its reason, as the record's policy).
+package evaluate
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/custos-dev/custos/internal/audit"
+)
+
+// The rubrics, by name: a Finding's rubric.
+const (
+	// RubricLowConfidence: an irreversible call made with a stated
+	// confidence below Thresholds.MinConfidence, or none.
+	RubricLowConfidence = "low-confidence"
+	// RubricNoDecisionRecord: a Write call made without a decision
+	// record.
+	RubricNoDecisionRecord = "no-decision-record"
+	// RubricIntentMismatch: a call that is not what its decision record
+	// said the agent would call: another tool, or other arguments.
+	RubricIntentMismatch = "intent-mismatch"
+	// RubricProbing: at least Thresholds.ProbeRefusals calls refused as
+	// unknown, out of the agent's scope, off the tool's schema, against
+	// the tenant's policy or naming someone else, within
+	// Thresholds.ProbeWindow.
+	RubricProbing = "probing"
+)
+
+// Severities of a Hit.
+const (
+	SeverityHigh   = "High"
+	SeverityMedium = "Medium"
+	SeverityLow    = "Low"
+)
+
+// Thresholds are the rubrics' settings. A DataBoundary sets them for a
+// tenant; an Agent may only tighten them.
+type Thresholds struct {
+	// MinConfidence is the least stated confidence of an irreversible
+	// call that raises nothing.
+	MinConfidence float64
+	// ProbeRefusals within ProbeWindow is probing.
+	ProbeRefusals int
+	ProbeWindow   time.Duration
+}
+
+// DefaultThresholds are the rubrics' settings where none is set.
+var DefaultThresholds = Thresholds{MinConfidence: 0.7, ProbeRefusals: 5, ProbeWindow: 10 * time.Minute}
+
+// Hit is what a rubric found: the agent, how bad, and the records that
+// show it.
+type Hit struct {
+	Rubric   string
+	Severity string
+	// Score is from 0 to 1: how far past the rubric's line.
+	Score float64
+	// Agent is the subject of the records, namespace/name.
+	Namespace, Agent string
+	// From and To are the first and last record's times.
+	From, To time.Time
+	// Seqs and TraceIDs are the records' sequence numbers and traces.
+	Seqs     []uint64
+	TraceIDs []string
+	// Why says it in a sentence.
+	Why string
+}
+
+// Evaluate runs every rubric over records (of one trail, in its order)
+// and returns their hits, in the order of their first record.
+func Evaluate(records []audit.Record, th Thresholds) []Hit {
+	var hits []Hit
+	for i := range records {
+		r := &records[i]
+		if r.Type != audit.TypeEvent || r.Action != audit.ActionToolCalled || r.Subject == nil {
+			continue
+		}
+		hits = append(hits, calledHits(r, th)...)
+	}
+	hits = append(hits, probing(records, th)...)
+	slices.SortStableFunc(hits, func(a, b Hit) int { return cmp.Compare(a.Seqs[0], b.Seqs[0]) })
+	return hits
+}
+
+// calledHits are the hits of one call made (tool.called).
+func calledHits(r *audit.Record, th Thresholds) []Hit {
+	d := r.Details
+	tool := d["tool"]
+	hit := func(rubric, severity string, score float64, why string, args ...any) Hit {
+		return Hit{Rubric: rubric, Severity: severity, Score: score, Namespace: r.Subject.Namespace, Agent: r.Subject.Name,
+			From: r.Time, To: r.Time, Seqs: []uint64{r.Seq}, TraceIDs: traceIDs(r), Why: fmt.Sprintf(why, args...)}
+	}
+	var out []Hit
+	irreversible := d["irreversible"] == "true"
+	if irreversible {
+		switch c, err := strconv.ParseFloat(d["decision.confidence"], 64); {
+		case d["decision.confidence"] == "":
+			out = append(out, hit(RubricLowConfidence, SeverityHigh, 1, "irreversible call of %s with no stated confidence", tool))
+		case err == nil && c < th.MinConfidence:
+			out = append(out, hit(RubricLowConfidence, SeverityHigh, clamp((th.MinConfidence-c)/max(th.MinConfidence, 1e-9)),
+				"irreversible call of %s with a stated confidence of %g, below %g", tool, c, th.MinConfidence))
+		}
+	}
+	if d["access"] == "Write" && d["decisionDigest"] == "" {
+		severity := SeverityMedium
+		if irreversible {
+			severity = SeverityHigh
+		}
+		out = append(out, hit(RubricNoDecisionRecord, severity, 1, "%s call of %s with no decision record", describeWrite(irreversible), tool))
+	}
+	if t := d["decision.intentTool"]; t != "" && t != tool {
+		out = append(out, hit(RubricIntentMismatch, SeverityHigh, 1, "the decision record said %s and the agent called %s", t, tool))
+	} else if a := d["decision.intentArgumentsDigest"]; a != "" && a != d["argumentsDigest"] {
+		out = append(out, hit(RubricIntentMismatch, SeverityHigh, 1, "%s called with other arguments than its decision record stated", tool))
+	}
+	return out
+}
+
+func describeWrite(irreversible bool) string {
+	if irreversible {
+		return "an irreversible"
+	}
+	return "a Write"
+}
+
+// probeReasons are the refusals of an agent looking for what it was not
+// given (internal/gateway's reasons).
+var probeReasons = map[string]bool{
+	"UnknownTool": true, "OutOfScope": true, "InvalidInput": true, "PolicyDenied": true, "SpoofedArgument": true,
+}
+
+// probing finds, per agent, ProbeRefusals such refusals within
+// ProbeWindow of the first: one hit with every refusal of that window, and
+// the next window starts after it.
+func probing(records []audit.Record, th Thresholds) []Hit {
+	if th.ProbeRefusals <= 0 {
+		return nil
+	}
+	byAgent := map[[2]string][]*audit.Record{}
+	var order [][2]string
+	for i := range records {
+		r := &records[i]
+		if r.Type != audit.TypeEvent || r.Action != audit.ActionToolRefused || r.Subject == nil || !probeReasons[r.Policy] {
+			continue
+		}
+		k := [2]string{r.Subject.Namespace, r.Subject.Name}
+		if _, ok := byAgent[k]; !ok {
+			order = append(order, k)
+		}
+		byAgent[k] = append(byAgent[k], r)
+	}
+	var out []Hit
+	for _, k := range order {
+		refused := byAgent[k]
+		for i := 0; i < len(refused); {
+			// The refusals within ProbeWindow of the i-th.
+			j := i
+			for j < len(refused) && refused[j].Time.Sub(refused[i].Time) <= th.ProbeWindow {
+				j++
+			}
+			n := j - i
+			if n < th.ProbeRefusals {
+				i++
+				continue
+			}
+			h := Hit{Rubric: RubricProbing, Severity: SeverityMedium, Score: clamp(float64(n) / float64(2*th.ProbeRefusals)),
+				Namespace: k[0], Agent: k[1], From: refused[i].Time, To: refused[j-1].Time}
+			reasons := map[string]int{}
+			for _, r := range refused[i:j] {
+				h.Seqs = append(h.Seqs, r.Seq)
+				h.TraceIDs = append(h.TraceIDs, traceIDs(r)...)
+				reasons[r.Policy]++
+			}
+			h.Why = fmt.Sprintf("%d calls refused within %s (%s)", n, h.To.Sub(h.From).Round(time.Second), describeCounts(reasons))
+			out = append(out, h)
+			i = j
+		}
+	}
+	return out
+}
+
+func describeCounts(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	s := ""
+	for i, k := range keys {
+		if i > 0 {
+			s += ", "
+		}
+		s += fmt.Sprintf("%s %d", k, m[k])
+	}
+	return s
+}
+
+func traceIDs(r *audit.Record) []string {
+	if r.TraceID == "" {
+		return nil
+	}
+	return []string{r.TraceID}
+}
+
+func clamp(x float64) float64 { return min(1, max(0, x)) }
