@@ -49,6 +49,9 @@ const (
 	// the tenant's policy or naming someone else, within
 	// Thresholds.ProbeWindow.
 	RubricProbing = "probing"
+	// RubricDeniedApprovals: at least Thresholds.DeniedApprovals of the
+	// agent's approval requests denied within Thresholds.DeniedWindow.
+	RubricDeniedApprovals = "denied-approvals"
 )
 
 // Severities of a Hit.
@@ -67,10 +70,15 @@ type Thresholds struct {
 	// ProbeRefusals within ProbeWindow is probing.
 	ProbeRefusals int
 	ProbeWindow   time.Duration
+	// DeniedApprovals within DeniedWindow is asking again what people
+	// refused.
+	DeniedApprovals int
+	DeniedWindow    time.Duration
 }
 
 // DefaultThresholds are the rubrics' settings where none is set.
-var DefaultThresholds = Thresholds{MinConfidence: 0.7, ProbeRefusals: 5, ProbeWindow: 10 * time.Minute}
+var DefaultThresholds = Thresholds{MinConfidence: 0.7, ProbeRefusals: 5, ProbeWindow: 10 * time.Minute,
+	DeniedApprovals: 3, DeniedWindow: 24 * time.Hour}
 
 // Hit is what a rubric found: the agent, how bad, and the records that
 // show it.
@@ -102,6 +110,7 @@ func Evaluate(records []audit.Record, th Thresholds) []Hit {
 		hits = append(hits, calledHits(r, th)...)
 	}
 	hits = append(hits, probing(records, th)...)
+	hits = append(hits, deniedApprovals(records, th)...)
 	slices.SortStableFunc(hits, func(a, b Hit) int { return cmp.Compare(a.Seqs[0], b.Seqs[0]) })
 	return hits
 }
@@ -157,14 +166,41 @@ var probeReasons = map[string]bool{
 // ProbeWindow of the first: one hit with every refusal of that window, and
 // the next window starts after it.
 func probing(records []audit.Record, th Thresholds) []Hit {
-	if th.ProbeRefusals <= 0 {
+	return bursts(records, th.ProbeRefusals, th.ProbeWindow, func(r *audit.Record) bool {
+		return r.Action == audit.ActionToolRefused && probeReasons[r.Policy]
+	}, func(r *audit.Record) string { return r.Policy }, func(h *Hit, n int, counts string) {
+		h.Rubric, h.Severity = RubricProbing, SeverityMedium
+		h.Why = fmt.Sprintf("%d calls refused within %s (%s)", n, h.To.Sub(h.From).Round(time.Second), counts)
+	})
+}
+
+// deniedApprovals finds, per agent, DeniedApprovals approval requests
+// denied within DeniedWindow of the first (the manager's final tally of
+// each: approval.decided, phase Denied).
+func deniedApprovals(records []audit.Record, th Thresholds) []Hit {
+	return bursts(records, th.DeniedApprovals, th.DeniedWindow, func(r *audit.Record) bool {
+		return r.Action == audit.ActionApprovalDecided && r.Decision == audit.DecisionDeny && r.Details["phase"] == "Denied" &&
+			r.Details["approvalDecision"] == ""
+	}, func(r *audit.Record) string { return cmp.Or(r.Details["tool"], "an Agent change") }, func(h *Hit, n int, counts string) {
+		h.Rubric, h.Severity = RubricDeniedApprovals, SeverityMedium
+		h.Why = fmt.Sprintf("%d approval requests denied within %s (%s)", n, h.To.Sub(h.From).Round(time.Second), counts)
+	})
+}
+
+// bursts finds, per agent (the records' subject), at least n records that
+// match within window of the first: one hit with every such record of the
+// window, and the next window starts after it. kind names a record in the
+// hit's counts; describe sets the hit's rubric, severity and why.
+func bursts(records []audit.Record, n int, window time.Duration, match func(*audit.Record) bool, kind func(*audit.Record) string,
+	describe func(h *Hit, n int, counts string)) []Hit {
+	if n <= 0 {
 		return nil
 	}
 	byAgent := map[[2]string][]*audit.Record{}
 	var order [][2]string
 	for i := range records {
 		r := &records[i]
-		if r.Type != audit.TypeEvent || r.Action != audit.ActionToolRefused || r.Subject == nil || !probeReasons[r.Policy] {
+		if r.Type != audit.TypeEvent || r.Subject == nil || r.Subject.Kind != "Agent" || !match(r) {
 			continue
 		}
 		k := [2]string{r.Subject.Namespace, r.Subject.Name}
@@ -175,27 +211,24 @@ func probing(records []audit.Record, th Thresholds) []Hit {
 	}
 	var out []Hit
 	for _, k := range order {
-		refused := byAgent[k]
-		for i := 0; i < len(refused); {
-			// The refusals within ProbeWindow of the i-th.
+		rs := byAgent[k]
+		for i := 0; i < len(rs); {
 			j := i
-			for j < len(refused) && refused[j].Time.Sub(refused[i].Time) <= th.ProbeWindow {
+			for j < len(rs) && rs[j].Time.Sub(rs[i].Time) <= window {
 				j++
 			}
-			n := j - i
-			if n < th.ProbeRefusals {
+			if j-i < n {
 				i++
 				continue
 			}
-			h := Hit{Rubric: RubricProbing, Severity: SeverityMedium, Score: clamp(float64(n) / float64(2*th.ProbeRefusals)),
-				Namespace: k[0], Agent: k[1], From: refused[i].Time, To: refused[j-1].Time}
-			reasons := map[string]int{}
-			for _, r := range refused[i:j] {
+			h := Hit{Score: clamp(float64(j-i) / float64(2*n)), Namespace: k[0], Agent: k[1], From: rs[i].Time, To: rs[j-1].Time}
+			counts := map[string]int{}
+			for _, r := range rs[i:j] {
 				h.Seqs = append(h.Seqs, r.Seq)
 				h.TraceIDs = append(h.TraceIDs, traceIDs(r)...)
-				reasons[r.Policy]++
+				counts[kind(r)]++
 			}
-			h.Why = fmt.Sprintf("%d calls refused within %s (%s)", n, h.To.Sub(h.From).Round(time.Second), describeCounts(reasons))
+			describe(&h, j-i, describeCounts(counts))
 			out = append(out, h)
 			i = j
 		}

@@ -60,6 +60,26 @@ func refused(agent, reason string, at time.Duration) audit.Record {
 		Details: map[string]string{"tool": "ledger.export_all", "outcome": "refused"}}
 }
 
+// tallied is the manager's final approval.decided record of request ar
+// of agent finance/reconciler, in phase, at.
+func tallied(ar, phase string, at time.Duration) audit.Record {
+	decision := audit.DecisionDeny
+	if phase == "Approved" {
+		decision = audit.DecisionAllow
+	}
+	return audit.Record{Action: audit.ActionApprovalDecided, Decision: decision, Policy: "approval", Time: t0.Add(at),
+		Subject: &audit.Subject{Kind: "Agent", Namespace: "finance", Name: "reconciler"},
+		Details: map[string]string{"approvalRequest": ar, "tool": "ledger.pay", "phase": phase, "quorum": "2"}}
+}
+
+// vote is a person's decision on request ar, as the manager records it
+// (denied, but not the request's end).
+func vote(ar string, at time.Duration) audit.Record {
+	r := tallied(ar, "Denied", at)
+	r.Details["approvalDecision"], r.Details["decision"], r.Details["approver"] = ar+"-carol", "Deny", "carol"
+	return r
+}
+
 const decided = "sha256:decision"
 
 func rubrics(hits []evaluate.Hit) []string {
@@ -116,6 +136,16 @@ func TestRubrics(t *testing.T) {
 		{"five refusals that are not probing (rate limits, caps)", trail(refused("reconciler", "RateLimited", 0), refused("reconciler", "RateLimited", time.Second),
 			refused("reconciler", "CapExceeded", 2*time.Second), refused("reconciler", "RateLimited", 3*time.Second),
 			refused("reconciler", "UpstreamTimeout", 4*time.Second)), nil},
+
+		// Approval requests people denied, again and again.
+		{"three requests denied in a day", trail(tallied("pay-1", "Denied", 0), tallied("pay-2", "Denied", 5*time.Hour),
+			tallied("pay-3", "Denied", 20*time.Hour)), []string{evaluate.RubricDeniedApprovals}},
+		{"three requests denied over three days", trail(tallied("pay-1", "Denied", 0), tallied("pay-2", "Denied", 30*time.Hour),
+			tallied("pay-3", "Denied", 60*time.Hour)), nil},
+		{"two denied, one expired, one approved", trail(tallied("pay-1", "Denied", 0), tallied("pay-2", "Expired", time.Hour),
+			tallied("pay-3", "Approved", 2*time.Hour), tallied("pay-4", "Denied", 3*time.Hour)), nil},
+		{"three denying votes on one request", trail(vote("pay-1", 0), vote("pay-1", time.Minute), vote("pay-1", 2*time.Minute),
+			tallied("pay-1", "Denied", 3*time.Minute)), nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			g := NewWithT(t)
