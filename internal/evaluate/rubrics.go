@@ -52,6 +52,9 @@ const (
 	// RubricDeniedApprovals: at least Thresholds.DeniedApprovals of the
 	// agent's approval requests denied within Thresholds.DeniedWindow.
 	RubricDeniedApprovals = "denied-approvals"
+	// RubricMaxDepth: custos-sts issued a token whose chain of agents is
+	// as deep as the acting agent's delegation allows.
+	RubricMaxDepth = "delegation-at-max-depth"
 )
 
 // Severities of a Hit.
@@ -109,6 +112,11 @@ func Evaluate(records []audit.Record, th Thresholds) []Hit {
 		}
 		hits = append(hits, calledHits(r, th)...)
 	}
+	for i := range records {
+		if h, ok := maxDepth(&records[i]); ok {
+			hits = append(hits, h)
+		}
+	}
 	hits = append(hits, probing(records, th)...)
 	hits = append(hits, deniedApprovals(records, th)...)
 	slices.SortStableFunc(hits, func(a, b Hit) int { return cmp.Compare(a.Seqs[0], b.Seqs[0]) })
@@ -147,6 +155,23 @@ func calledHits(r *audit.Record, th Thresholds) []Hit {
 		out = append(out, hit(RubricIntentMismatch, SeverityHigh, 1, "%s called with other arguments than its decision record stated", tool))
 	}
 	return out
+}
+
+// maxDepth: an exchange (token.exchanged, custos-sts's) whose chain is
+// at its delegation's maximum depth.
+func maxDepth(r *audit.Record) (Hit, bool) {
+	if r.Type != audit.TypeEvent || r.Action != audit.ActionTokenExchanged || r.Subject == nil || r.Subject.Kind != "Agent" {
+		return Hit{}, false
+	}
+	depth, err1 := strconv.Atoi(r.Details["depth"])
+	limit, err2 := strconv.Atoi(r.Details["maxDepth"])
+	if err1 != nil || err2 != nil || limit <= 1 || depth < limit {
+		// A chain of one is any agent acting for a person.
+		return Hit{}, false
+	}
+	return Hit{Rubric: RubricMaxDepth, Severity: SeverityLow, Score: 1, Namespace: r.Subject.Namespace, Agent: r.Subject.Name,
+		From: r.Time, To: r.Time, Seqs: []uint64{r.Seq}, TraceIDs: traceIDs(r),
+		Why: fmt.Sprintf("a token for %s with a chain of %d agents, the most its delegation allows (%s)", r.Details["target"], depth, r.Details["chain"])}, true
 }
 
 func describeWrite(irreversible bool) string {

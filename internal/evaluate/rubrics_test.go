@@ -80,6 +80,15 @@ func vote(ar string, at time.Duration) audit.Record {
 	return r
 }
 
+// exchanged is custos-sts's token.exchanged record of agent
+// finance/reconciler, with the chain's depth and its delegation's maximum.
+func exchanged(depth, maxDepth string) audit.Record {
+	return audit.Record{Action: audit.ActionTokenExchanged, Decision: audit.DecisionAllow, Policy: "delegation",
+		Subject: &audit.Subject{Kind: "Agent", Namespace: "finance", Name: "reconciler"},
+		Details: map[string]string{"target": "urn:custos:toolset:finance:ledger", "depth": depth, "maxDepth": maxDepth,
+			"chain": "newest first: spiffe://cluster.local/ns/finance/sa/agent-reconciler, spiffe://cluster.local/ns/finance/sa/agent-invoice"}}
+}
+
 const decided = "sha256:decision"
 
 func rubrics(hits []evaluate.Hit) []string {
@@ -136,6 +145,12 @@ func TestRubrics(t *testing.T) {
 		{"five refusals that are not probing (rate limits, caps)", trail(refused("reconciler", "RateLimited", 0), refused("reconciler", "RateLimited", time.Second),
 			refused("reconciler", "CapExceeded", 2*time.Second), refused("reconciler", "RateLimited", 3*time.Second),
 			refused("reconciler", "UpstreamTimeout", 4*time.Second)), nil},
+
+		// Delegation chains at their delegation's maximum depth.
+		{"a chain of 2 where 2 is the most", trail(exchanged("2", "2")), []string{evaluate.RubricMaxDepth}},
+		{"a chain of 2 where 4 is the most", trail(exchanged("2", "4")), nil},
+		{"a chain of 1 where 1 is the most (an agent acting for a person)", trail(exchanged("1", "1")), nil},
+		{"a gateway's exchange (no maximum of its own)", trail(exchanged("2", "")), nil},
 
 		// Approval requests people denied, again and again.
 		{"three requests denied in a day", trail(tallied("pay-1", "Denied", 0), tallied("pay-2", "Denied", 5*time.Hour),

@@ -107,17 +107,24 @@ var (
 	ErrActorRepeats = errors.New("an actor appears twice in the chain")
 )
 
+// EffectiveMaxDepth is the chain depth a delegation's maxDepth allows:
+// DefaultMaxDepth for 0, never over MaxDepth.
+func EffectiveMaxDepth(maxDepth int) int {
+	switch {
+	case maxDepth <= 0:
+		return DefaultMaxDepth
+	case maxDepth > MaxDepth:
+		return MaxDepth
+	}
+	return maxDepth
+}
+
 // CheckChain checks a chain that actor would extend: no more than
 // maxDepth actors once extended, and actor not in it already (a loop, or
 // an agent relaying to itself through another). maxDepth is capped at
 // MaxDepth; 0 means DefaultMaxDepth.
 func (c *Claims) CheckChain(actor Actor, maxDepth int) error {
-	switch {
-	case maxDepth <= 0:
-		maxDepth = DefaultMaxDepth
-	case maxDepth > MaxDepth:
-		maxDepth = MaxDepth
-	}
+	maxDepth = EffectiveMaxDepth(maxDepth)
 	chain := c.Chain()
 	if slices.ContainsFunc(chain, func(a Actor) bool { return a.Subject == actor.Subject }) {
 		return fmt.Errorf("%w: %s already acted in it (%s)", ErrActorRepeats, actor.Subject, DescribeChain(chain))

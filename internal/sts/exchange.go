@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -441,6 +442,12 @@ func (s *Service) record(ctx context.Context, tenant string, req *ExchangeReques
 		e.Reason = fmt.Sprintf("Exchanged for %s acting for %s at %s, scope %s, until %s", claims.ClientID, claims.Subject,
 			claims.Audience, claims.Scope, time.Unix(claims.Expiry, 0).UTC().Format(time.RFC3339))
 		e.Details["jti"], e.Details["scope"] = claims.ID, claims.Scope
+		// How deep the chain is against what the agent's delegation
+		// allows, for the evaluators (a gateway's exchange extends none).
+		e.Details["depth"] = strconv.Itoa(claims.Depth())
+		if actor != nil && !actor.Gateway {
+			e.Details["maxDepth"] = strconv.Itoa(EffectiveMaxDepth(actor.Delegation.MaxDepth))
+		}
 	}
 	s.Audit.Record(ctx, e)
 }

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -254,8 +255,9 @@ func TestExchangeAllowed(t *testing.T) {
 		t.Errorf("hop 1 token: %+v, response %+v", c, resp)
 	}
 	ev := w.recorded.last()
-	if ev.Action != audit.ActionTokenExchanged || ev.Details["jti"] != c.ID || ev.Details["parentJTI"] != "idp-alice" {
-		t.Errorf("hop 1 record: %+v", ev)
+	if ev.Action != audit.ActionTokenExchanged || ev.Details["jti"] != c.ID || ev.Details["parentJTI"] != "idp-alice" ||
+		ev.Details["depth"] != "1" || ev.Details["maxDepth"] == "" {
+		t.Errorf("hop 1 record: %+v, want its depth 1 and the delegation's maxDepth", ev)
 	}
 	// Hop 2: invoice passes alice's token on to payments, which acts at the
 	// bank; the chain nests, newest outermost, and never outlives hop 1.
@@ -267,6 +269,11 @@ func TestExchangeAllowed(t *testing.T) {
 	c2, verr := w.issuers["acme"].Verify(resp.AccessToken, bank, w.now)
 	if verr != nil {
 		t.Fatal(verr)
+	}
+	// At the most its delegation allows (2 by default), and the record
+	// says so, for the evaluators.
+	if ev := w.recorded.last(); ev.Details["depth"] != "2" || ev.Details["maxDepth"] != strconv.Itoa(EffectiveMaxDepth(w.agents["pod-payments"].Delegation.MaxDepth)) {
+		t.Errorf("hop 2 record: %+v, want depth 2 and the delegation's maxDepth", ev.Details)
 	}
 	chain := c2.Chain()
 	if len(chain) != 2 || chain[0].Subject != agentID("finance", "payments") || chain[1].Subject != agentID("finance", "invoice") {
