@@ -275,7 +275,7 @@ func (r *Runner) save(ctx context.Context, now time.Time) {
 	if !r.pendingSaved {
 		// Before the states: a trip is the state's reset, and a new
 		// leader that read the reset without the freeze would lose it.
-		if err := r.Store.SavePending(ctx, r.pending); err != nil {
+		if err := r.Store.SavePending(ctx, now, r.pending); err != nil {
 			r.Metrics.saveFailed()
 			r.Log.Error(err, "Keeping the freezes not made yet for the next leader")
 			if r.pendingAdded {

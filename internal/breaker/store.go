@@ -22,7 +22,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -54,7 +53,6 @@ const (
 	tickName    = StateName + "-tick"
 	// PendingName holds the freezes a trip could not make yet.
 	PendingName = StateName + "-pending"
-	pendingKey  = "freezes"
 )
 
 // StateStore keeps the breaker's states where a new leader finds them.
@@ -237,16 +235,19 @@ func (s *StateStore) saveShards(ctx context.Context, name func(int) string, part
 	return len(keys), nil
 }
 
+// put writes b, the agents' entries of one ConfigMap, as name.
 func (s *StateStore) put(ctx context.Context, name, part string, now time.Time, agents int, b []byte) error {
 	data := map[string]string{stateAt: strconv.FormatInt(now.UnixMilli(), 10), stateAgents: strconv.Itoa(agents)}
+	binary := map[string][]byte{stateKey: b}
 	if s.written == nil {
 		s.written = map[string]string{}
 	}
+	cm := corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: s.Namespace, Name: name, Labels: map[string]string{stateLabel: part}},
+		Data: data, BinaryData: binary}
 	if rv, ok := s.written[name]; ok {
 		// Written by this store last: no read needed. Anyone else's
 		// write since (a conflict) or a deletion reads it again.
-		cm := corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: s.Namespace, Name: name, ResourceVersion: rv, Labels: map[string]string{stateLabel: part}},
-			Data: data, BinaryData: map[string][]byte{stateKey: b}}
+		cm.ResourceVersion = rv
 		err := s.Client.Update(ctx, &cm)
 		if err == nil {
 			s.written[name] = cm.ResourceVersion
@@ -256,16 +257,16 @@ func (s *StateStore) put(ctx context.Context, name, part string, now time.Time, 
 		if !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("writing the breaker's state %s/%s: %w", s.Namespace, name, err)
 		}
+		cm.ResourceVersion = ""
 	}
-	var cm corev1.ConfigMap
-	err := s.Reader.Get(ctx, client.ObjectKey{Namespace: s.Namespace, Name: name}, &cm)
+	var cur corev1.ConfigMap
+	err := s.Reader.Get(ctx, client.ObjectKey{Namespace: s.Namespace, Name: name}, &cur)
 	switch {
 	case apierrors.IsNotFound(err):
-		cm = corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: s.Namespace, Name: name, Labels: map[string]string{stateLabel: part}},
-			Data: data, BinaryData: map[string][]byte{stateKey: b}}
 		err = s.Client.Create(ctx, &cm)
 	case err == nil:
-		cm.Data, cm.BinaryData = data, map[string][]byte{stateKey: b}
+		cm = cur
+		cm.Data, cm.BinaryData = data, binary
 		err = s.Client.Update(ctx, &cm)
 	}
 	if err != nil {
@@ -288,8 +289,8 @@ func (s *StateStore) LoadPending(ctx context.Context) (map[types.NamespacedName]
 		return nil, fmt.Errorf("reading the breaker's pending freezes %s/%s: %w", s.Namespace, PendingName, err)
 	}
 	var list []custosv1alpha1.AgentFreeze
-	if raw := cm.Data[pendingKey]; raw != "" {
-		if err := json.Unmarshal([]byte(raw), &list); err != nil {
+	if raw := cm.BinaryData[stateKey]; len(raw) > 0 {
+		if err := json.Unmarshal(raw, &list); err != nil {
 			return nil, fmt.Errorf("reading the breaker's pending freezes %s/%s: %w", s.Namespace, PendingName, err)
 		}
 	}
@@ -300,36 +301,24 @@ func (s *StateStore) LoadPending(ctx context.Context) (map[types.NamespacedName]
 	return out, nil
 }
 
-// SavePending writes the freezes tripped and not made yet (by agent).
-func (s *StateStore) SavePending(ctx context.Context, pending map[types.NamespacedName]*custosv1alpha1.AgentFreeze) error {
+// SavePending writes the freezes tripped at or before now and not made
+// yet (by agent), as JSON, where the states are kept.
+func (s *StateStore) SavePending(ctx context.Context, now time.Time, pending map[types.NamespacedName]*custosv1alpha1.AgentFreeze) error {
 	list := make([]custosv1alpha1.AgentFreeze, 0, len(pending))
-	for _, key := range slices.SortedFunc(maps.Keys(pending), func(a, b types.NamespacedName) int { return strings.Compare(a.String(), b.String()) }) {
+	for _, key := range sortedKeys(pending) {
 		list = append(list, *pending[key])
 	}
 	raw, err := json.Marshal(list)
 	if err != nil {
 		return err
 	}
-	var cm corev1.ConfigMap
-	err = s.Reader.Get(ctx, client.ObjectKey{Namespace: s.Namespace, Name: PendingName}, &cm)
-	switch {
-	case apierrors.IsNotFound(err):
-		cm = corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: s.Namespace, Name: PendingName, Labels: map[string]string{stateLabel: "pending"}},
-			Data: map[string]string{pendingKey: string(raw)}}
-		err = s.Client.Create(ctx, &cm)
-	case err == nil:
-		cm.Data = map[string]string{pendingKey: string(raw)}
-		err = s.Client.Update(ctx, &cm)
-	}
-	if err != nil {
-		return fmt.Errorf("writing the breaker's pending freezes %s/%s: %w", s.Namespace, PendingName, err)
-	}
-	return nil
+	return s.put(ctx, PendingName, "pending", now, len(list), raw)
 }
 
-func sortedKeys(states map[types.NamespacedName]*AgentState) []types.NamespacedName {
-	keys := make([]types.NamespacedName, 0, len(states))
-	for k := range states {
+// sortedKeys are m's keys, in order.
+func sortedKeys[V any](m map[types.NamespacedName]V) []types.NamespacedName {
+	keys := make([]types.NamespacedName, 0, len(m))
+	for k := range m {
 		keys = append(keys, k)
 	}
 	slices.SortFunc(keys, func(a, b types.NamespacedName) int { return cmp.Compare(a.String(), b.String()) })

@@ -248,19 +248,14 @@ func TestRunnerKeepsItsStateAcrossLeaders(t *testing.T) {
 	ctx := context.Background()
 	w := newUsageWorld(t, custosv1alpha1.BreakerEnforce, nil)
 	c := w.c
-	params := breaker.DefaultDetectorParams
-	params.WarmUp = time.Hour
-	params.Tick = time.Minute
+	params := leaderParams()
 	store := &breaker.StateStore{Reader: c, Client: c, Namespace: newNamespace(t, "custos-system-")}
 	leader := func() *breaker.Runner {
 		return &breaker.Runner{Reports: c, Agents: c, Client: c, Namespace: w.gatewayNS, Params: params, Store: store, SaveEvery: 5 * time.Minute}
 	}
 	first := leader()
 	now := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
-	for end := now.Add(90 * time.Minute); now.Before(end); now = now.Add(params.Tick) {
-		w.take(now, 1)
-		g.Expect(first.Step(ctx, now)).To(Succeed())
-	}
+	now = w.learn(first, params, now)
 	for range 2 {
 		w.take(now, 6)
 		g.Expect(first.Step(ctx, now)).To(Succeed())
@@ -311,9 +306,7 @@ func TestRunnerKeepsAPendingFreezeAcrossLeaders(t *testing.T) {
 	ctx := context.Background()
 	w := newUsageWorld(t, custosv1alpha1.BreakerEnforce, nil)
 	c := w.c
-	params := breaker.DefaultDetectorParams
-	params.WarmUp = time.Hour
-	params.Tick = time.Minute
+	params := leaderParams()
 	store := &breaker.StateStore{Reader: c, Client: c, Namespace: newNamespace(t, "custos-system-")}
 	leader := func(c client.Client) *breaker.Runner {
 		return &breaker.Runner{Reports: w.c, Agents: w.c, Client: c, Namespace: w.gatewayNS, Params: params, Store: store}
@@ -324,10 +317,7 @@ func TestRunnerKeepsAPendingFreezeAcrossLeaders(t *testing.T) {
 		return apierrors.NewTimeoutError("the webhook did not answer", 1)
 	}})
 	now := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
-	for end := now.Add(90 * time.Minute); now.Before(end); now = now.Add(params.Tick) {
-		w.take(now, 1)
-		g.Expect(first.Step(ctx, now)).To(Succeed())
-	}
+	now = w.learn(first, params, now)
 	for took := 0; len(tries) < 2 && took < 12; took++ {
 		w.take(now, 6)
 		g.Expect(first.Step(ctx, now)).To(Succeed())
@@ -339,7 +329,7 @@ func TestRunnerKeepsAPendingFreezeAcrossLeaders(t *testing.T) {
 	g.Expect(w.frozen()).To(BeNil())
 	var kept corev1.ConfigMap
 	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: store.Namespace, Name: breaker.PendingName}, &kept)).To(Succeed())
-	g.Expect(kept.Data["freezes"]).To(ContainSubstring(tries[0]))
+	g.Expect(string(kept.BinaryData["states"])).To(ContainSubstring(tries[0]))
 
 	// The first leader is gone; the agent is back to normal, so the
 	// second would never trip again: it makes the kept freeze at its
@@ -352,7 +342,7 @@ func TestRunnerKeepsAPendingFreezeAcrossLeaders(t *testing.T) {
 	g.Expect(frozen.Name).To(Equal(tries[0]))
 	g.Expect(frozen.Spec.Trigger).To(Equal(custosv1alpha1.FreezeTrend))
 	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: store.Namespace, Name: breaker.PendingName}, &kept)).To(Succeed())
-	g.Expect(kept.Data["freezes"]).To(Equal("[]"), "made, and no longer kept")
+	g.Expect(string(kept.BinaryData["states"])).To(Equal("[]"), "made, and no longer kept")
 
 	// Kept though it was made (its create's answer lost): made again, it
 	// is the same freeze, and no longer kept.
@@ -360,7 +350,7 @@ func TestRunnerKeepsAPendingFreezeAcrossLeaders(t *testing.T) {
 		f.ResourceVersion, f.UID = "", ""
 		return map[types.NamespacedName]*custosv1alpha1.AgentFreeze{w.key: &f}
 	}
-	g.Expect(store.SavePending(ctx, pending(*frozen))).To(Succeed())
+	g.Expect(store.SavePending(ctx, now, pending(*frozen))).To(Succeed())
 	now = now.Add(params.Tick)
 	w.take(now, 1)
 	g.Expect(leader(c).Step(ctx, now)).To(Succeed())
@@ -368,14 +358,14 @@ func TestRunnerKeepsAPendingFreezeAcrossLeaders(t *testing.T) {
 	g.Expect(c.List(ctx, &freezes, client.InNamespace(w.agentsNS))).To(Succeed())
 	g.Expect(freezes.Items).To(HaveLen(1))
 	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: store.Namespace, Name: breaker.PendingName}, &kept)).To(Succeed())
-	g.Expect(kept.Data["freezes"]).To(Equal("[]"))
+	g.Expect(string(kept.BinaryData["states"])).To(Equal("[]"))
 
 	// A trip kept while its Agent was deleted and applied again is made
 	// for the new one: as every freeze, it holds the name.
 	g.Expect(c.Delete(ctx, frozen)).To(Succeed())
 	old := *frozen
 	old.Name, old.Labels = "reconciler-trend-old00", map[string]string{custosv1alpha1.AgentUIDLabel: "an-earlier-agent"}
-	g.Expect(store.SavePending(ctx, pending(old))).To(Succeed())
+	g.Expect(store.SavePending(ctx, now, pending(old))).To(Succeed())
 	now = now.Add(params.Tick)
 	w.take(now, 1)
 	g.Expect(leader(c).Step(ctx, now)).To(Succeed())
@@ -383,7 +373,7 @@ func TestRunnerKeepsAPendingFreezeAcrossLeaders(t *testing.T) {
 
 	// A trip kept for an agent that is gone waits for its name, for a
 	// warm-up's time; then it is dropped.
-	g.Expect(store.SavePending(ctx, map[types.NamespacedName]*custosv1alpha1.AgentFreeze{{Namespace: w.key.Namespace, Name: "gone"}: {
+	g.Expect(store.SavePending(ctx, now, map[types.NamespacedName]*custosv1alpha1.AgentFreeze{{Namespace: w.key.Namespace, Name: "gone"}: {
 		ObjectMeta: metav1.ObjectMeta{Namespace: w.key.Namespace, Name: "gone-trend-aaaaa", Annotations: map[string]string{"custos.dev/tripped-at": now.Format(time.RFC3339)}},
 		Spec:       custosv1alpha1.AgentFreezeSpec{Agent: "gone", Trigger: custosv1alpha1.FreezeTrend, Reason: "tripped"},
 	}})).To(Succeed())
@@ -392,12 +382,12 @@ func TestRunnerKeepsAPendingFreezeAcrossLeaders(t *testing.T) {
 	w.take(now, 1)
 	g.Expect(next.Step(ctx, now)).To(Succeed())
 	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: store.Namespace, Name: breaker.PendingName}, &kept)).To(Succeed())
-	g.Expect(kept.Data["freezes"]).To(ContainSubstring("gone-trend-aaaaa"), "kept while the name may come back")
+	g.Expect(string(kept.BinaryData["states"])).To(ContainSubstring("gone-trend-aaaaa"), "kept while the name may come back")
 	now = now.Add(params.WarmUp + params.Tick)
 	w.take(now, 1)
 	g.Expect(next.Step(ctx, now)).To(Succeed())
 	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: store.Namespace, Name: breaker.PendingName}, &kept)).To(Succeed())
-	g.Expect(kept.Data["freezes"]).To(Equal("[]"), "dropped after a warm-up's time")
+	g.Expect(string(kept.BinaryData["states"])).To(Equal("[]"), "dropped after a warm-up's time")
 }
 
 // A trip whose freeze is neither made nor kept (the API server refusing
@@ -409,9 +399,7 @@ func TestRunnerWritesNoStateWhileATripIsNotKept(t *testing.T) {
 	ctx := context.Background()
 	w := newUsageWorld(t, custosv1alpha1.BreakerEnforce, nil)
 	c := w.c
-	params := breaker.DefaultDetectorParams
-	params.WarmUp = time.Hour
-	params.Tick = time.Minute
+	params := leaderParams()
 	failing := true
 	storeClient := writesConfigMaps{Client: c, write: func(name string) error {
 		if failing && name == breaker.PendingName {
@@ -427,10 +415,7 @@ func TestRunnerWritesNoStateWhileATripIsNotKept(t *testing.T) {
 			return apierrors.NewServiceUnavailable("the webhook is away")
 		}}}
 	now := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
-	for end := now.Add(90 * time.Minute); now.Before(end); now = now.Add(params.Tick) {
-		w.take(now, 1)
-		g.Expect(r.Step(ctx, now)).To(Succeed())
-	}
+	now = w.learn(r, params, now)
 	var trippedAt time.Time
 	for took := 0; tried == 0 && took < 12; took++ {
 		w.take(now, 6)
@@ -500,4 +485,22 @@ func (c createsFreezes) Create(ctx context.Context, obj client.Object, opts ...c
 		return c.create(ctx, f, opts...)
 	}
 	return c.Client.Create(ctx, obj, opts...)
+}
+
+// leaderParams are the breaker's settings in the tests of its kept state:
+// an hour's warm-up, one-minute ticks.
+func leaderParams() breaker.DetectorParams {
+	p := breaker.DefaultDetectorParams
+	p.WarmUp, p.Tick = time.Hour, time.Minute
+	return p
+}
+
+// learn has r learn the agent taking what it usually does for 90 minutes
+// from now (past leaderParams' warm-up), and returns the time after.
+func (w *usageWorld) learn(r *breaker.Runner, params breaker.DetectorParams, now time.Time) time.Time {
+	for end := now.Add(90 * time.Minute); now.Before(end); now = now.Add(params.Tick) {
+		w.take(now, 1)
+		w.g.Expect(r.Step(context.Background(), now)).To(Succeed())
+	}
+	return now
 }

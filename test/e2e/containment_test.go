@@ -2215,7 +2215,7 @@ func (e *containment) cases() []ccase {
 		},
 		{
 			name: "breaker: a trip it could not make yet, dropped",
-			try:  patchConfigMap(custosNS, breaker.PendingName, `{"data":{"freezes":"[]"}}`),
+			try:  patchConfigMap(custosNS, breaker.PendingName, `{"binaryData":{"states":"W10="}}`),
 			want: both(rbacRefuses("patch", "configmaps"), rbacRefuses("patch", "configmaps")),
 		},
 	}
