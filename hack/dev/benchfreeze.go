@@ -264,11 +264,7 @@ func (b *freezeBench) trial(ctx context.Context, n int) (trialResult, error) {
 		}
 	}()
 	for i, endpoint := range b.env.Gateways {
-		c := mcp.NewClient(&mcp.Implementation{Name: "custos-dev-bench-freeze", Version: "v0.0.0"}, nil)
-		s, err := c.Connect(ctx, &mcp.StreamableClientTransport{
-			Endpoint: endpoint, HTTPClient: &http.Client{Transport: bearer{token, b.https.Transport}},
-			DisableStandaloneSSE: true, MaxRetries: -1,
-		}, nil)
+		s, err := connectGateway(ctx, endpoint, token, b.https.Transport)
 		if err != nil {
 			return trialResult{}, fmt.Errorf("connecting to %s: %w", gatewayReplicaName(i), err)
 		}

@@ -188,16 +188,21 @@ func callTraced(ctx context.Context, https *http.Client, issuer, endpoint, tenan
 	meta := mcp.Meta{}
 	tracing.ToMeta(ctx, meta)
 	fmt.Fprintf(log, "custos-dev call: %s at %s, trace ID %s\n", tool, endpoint, traceID)
-	client := mcp.NewClient(&mcp.Implementation{Name: "custos-dev", Version: "v0.0.0"}, nil)
-	session, err := client.Connect(ctx, &mcp.StreamableClientTransport{
-		Endpoint: endpoint, HTTPClient: &http.Client{Transport: bearer{token, https.Transport}},
-		DisableStandaloneSSE: true, MaxRetries: -1,
-	}, nil)
+	session, err := connectGateway(ctx, endpoint, token, https.Transport)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the gateway: %w", err)
 	}
 	defer session.Close()
 	return session.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: arguments, Meta: meta})
+}
+
+// connectGateway opens an MCP session at the gateway's endpoint with the
+// agent's token for it, as the agent does.
+func connectGateway(ctx context.Context, endpoint, token string, transport http.RoundTripper) (*mcp.ClientSession, error) {
+	return mcp.NewClient(&mcp.Implementation{Name: "custos-dev", Version: "v0.0.0"}, nil).Connect(ctx, &mcp.StreamableClientTransport{
+		Endpoint: endpoint, HTTPClient: &http.Client{Transport: bearer{token, transport}},
+		DisableStandaloneSSE: true, MaxRetries: -1,
+	}, nil)
 }
 
 // agentPodToken is a ServiceAccount token of a pod of agent ns/name, for
