@@ -107,14 +107,16 @@ func Evaluate(records []audit.Record, th Thresholds) []Hit {
 	var hits []Hit
 	for i := range records {
 		r := &records[i]
-		if r.Type != audit.TypeEvent || r.Action != audit.ActionToolCalled || r.Subject == nil {
+		if r.Type != audit.TypeEvent || r.Subject == nil {
 			continue
 		}
-		hits = append(hits, calledHits(r, th)...)
-	}
-	for i := range records {
-		if h, ok := maxDepth(&records[i]); ok {
-			hits = append(hits, h)
+		switch r.Action {
+		case audit.ActionToolCalled:
+			hits = append(hits, calledHits(r, th)...)
+		case audit.ActionTokenExchanged:
+			if h, ok := maxDepth(r); ok {
+				hits = append(hits, h)
+			}
 		}
 	}
 	hits = append(hits, probing(records, th)...)
@@ -160,7 +162,7 @@ func calledHits(r *audit.Record, th Thresholds) []Hit {
 // maxDepth: an exchange (token.exchanged, custos-sts's) whose chain is
 // at its delegation's maximum depth.
 func maxDepth(r *audit.Record) (Hit, bool) {
-	if r.Type != audit.TypeEvent || r.Action != audit.ActionTokenExchanged || r.Subject == nil || r.Subject.Kind != "Agent" {
+	if r.Subject.Kind != "Agent" {
 		return Hit{}, false
 	}
 	depth, err1 := strconv.Atoi(r.Details["depth"])
