@@ -95,6 +95,13 @@ type Options struct {
 	// admission cannot stop is its job. Empty leaves out no ServiceAccount
 	// for it (tests, or a manager running as a user).
 	ManagerServiceAccount types.NamespacedName
+
+	// FindingRetention is how long a closed Finding is kept
+	// (DefaultFindingRetention when zero); FindingReviewWithin how long an
+	// open one may wait before custos_findings_overdue counts it
+	// (DefaultFindingReviewWithin when zero).
+	FindingRetention    time.Duration
+	FindingReviewWithin time.Duration
 }
 
 // The defaults of Options, which the manager's flags show too.
@@ -116,6 +123,12 @@ func (o *Options) defaults() {
 	}
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
+	}
+	if o.FindingRetention == 0 {
+		o.FindingRetention = DefaultFindingRetention
+	}
+	if o.FindingReviewWithin == 0 {
+		o.FindingReviewWithin = DefaultFindingReviewWithin
 	}
 	if o.Concurrency == 0 {
 		o.Concurrency = DefaultConcurrency
@@ -196,11 +209,23 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts Options) error
 	}).SetupWithManager(ctx, mgr); err != nil {
 		return err
 	}
+	if err := (&FindingReconciler{
+		Client:    mgr.GetClient(),
+		Recorder:  mgr.GetEventRecorder(eventSource),
+		Access:    approval.SubjectAccessReviews{Client: mgr.GetClient()},
+		Audit:     opts.Audit,
+		Clock:     opts.Clock,
+		Retention: opts.FindingRetention,
+	}).SetupWithManager(ctx, mgr); err != nil {
+		return err
+	}
 	// Registered once per process: a manager restarted in the same process
 	// (tests) keeps counting through the new one's cache.
 	var reader client.Reader = mgr.GetCache()
 	agentsCollector.reader.Store(&reader)
 	registerAgentCollector.Do(func() { metrics.Registry.MustRegister(&agentsCollector) })
+	findingsCollector.state.Store(&findingCollectorState{reader: reader, within: opts.FindingReviewWithin, clock: opts.Clock})
+	registerFindingCollector.Do(func() { metrics.Registry.MustRegister(&findingsCollector) })
 	return mgr.Add(&Sweeper{
 		APIReader: mgr.GetAPIReader(),
 		Client:    mgr.GetClient(),

@@ -56,6 +56,12 @@ limitations under the License.
 //
 // top shows each agent as the breaker sees it, the most evidence first
 // (top.go).
+//
+//	kubectl custos findings [-n NAMESPACE | -A] [--closed]
+//	kubectl custos review FINDING [-n NAMESPACE] --verdict V --reason TEXT
+//
+// findings lists the Findings waiting for people; review shows one and
+// records a person's review of it (findings.go).
 package main
 
 import (
@@ -89,6 +95,8 @@ const usage = `usage:
   kubectl custos freeze AGENT [-n NAMESPACE] --reason TEXT
   kubectl custos unfreeze AGENT [-n NAMESPACE] --verdict false-positive|confirmed-misuse --reason TEXT
   kubectl custos top [-n NAMESPACE | -A] [--custos-namespace custos-system] [--watch]
+  kubectl custos findings [-n NAMESPACE | -A] [--closed]
+  kubectl custos review FINDING [-n NAMESPACE] --verdict acknowledged|confirmed|dismissed --reason TEXT
 
 AUDIT is an audit segment store (--audit-dir) or a JSON-lines file of
 records (custos-sts's standard output with --audit-sink=stdout); JTI is a
@@ -118,7 +126,13 @@ against its baseline, evidence against what trips it, how it is watched,
 learning, Active or Frozen), the most evidence first: a platform
 administrator's view (it reads the breaker's kept state).
 
-pending, approve, deny, attest, freeze, unfreeze and top take --kubeconfig,
+findings lists the Findings the evaluator opened on the audit trail that
+wait for a person, the most severe and oldest first. review shows one and
+records your review (acknowledged, confirmed or dismissed) with a reason;
+an agent's owners do not dismiss its Findings.
+
+pending, approve, deny, attest, freeze, unfreeze, top, findings and review
+take --kubeconfig,
 --context, --as and --as-group as kubectl does.
 `
 
@@ -148,6 +162,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return freezeCommand(false, args[1:], stdout, stderr)
 	case "unfreeze":
 		return freezeCommand(true, args[1:], stdout, stderr)
+	case "findings":
+		return findingsCommand(args[1:], stdout, stderr)
+	case "review":
+		return reviewCommand(args[1:], stdout, stderr)
 	case "top":
 		return top(args[1:], stdout, stderr)
 	case "help", "-h", "--help":

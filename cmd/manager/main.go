@@ -54,6 +54,7 @@ import (
 	"github.com/custos-dev/custos/internal/boundary"
 	"github.com/custos-dev/custos/internal/breaker"
 	"github.com/custos-dev/custos/internal/certs"
+	"github.com/custos-dev/custos/internal/evaluate"
 	"github.com/custos-dev/custos/internal/lease"
 	"github.com/custos-dev/custos/internal/netpol"
 	custoswebhook "github.com/custos-dev/custos/internal/webhook"
@@ -149,6 +150,19 @@ func main() {
 	flag.StringVar(&stsNamespace, "sts-namespace", "", "Namespace custos-sts's pods run in. Set, an Active agent may reach them, to exchange tokens. Needs --sts-pod-labels; empty: custos-sts does not run.")
 	flag.StringVar(&stsLabels, "sts-pod-labels", "", "Labels that select custos-sts's pods in --sts-namespace, as key=value,key=value.")
 	flag.IntVar(&stsPort, "sts-port", 8443, "Port custos-sts's pods listen on: their container port, not their Service's.")
+	var evaluateTrails []string
+	flag.Func("evaluate-trail", "An audit trail the evaluator follows (the leader), as <log ID>=<directory of its segment store>, e.g. custos-gateway/gw-0=/var/lib/custos-gateway/audit; repeat it for each trail. The manager's own trail is followed too when --audit-sink writes files. Its rubrics' hits open Findings.", func(v string) error {
+		id, dir, ok := strings.Cut(v, "=")
+		if !ok || id == "" || dir == "" {
+			return fmt.Errorf("want <log ID>=<directory>, got %q", v)
+		}
+		evaluateTrails = append(evaluateTrails, v)
+		return nil
+	})
+	var evaluateInterval, findingRetention, findingReviewWithin time.Duration
+	flag.DurationVar(&evaluateInterval, "evaluate-interval", evaluate.DefaultInterval, "How often the evaluator reads what its trails added.")
+	flag.DurationVar(&findingRetention, "finding-retention", controllers.DefaultFindingRetention, "How long a closed (Confirmed or Dismissed) Finding is kept before the manager deletes it; its opening and reviews stay on the audit trail.")
+	flag.DurationVar(&findingReviewWithin, "finding-review-within", controllers.DefaultFindingReviewWithin, "How long an open Finding may wait for a person before custos_findings_overdue counts it (and the chart's CustosFindingsOverdue alert fires).")
 	var auditCfg audit.Config
 	auditCfg.AddFlags(flag.CommandLine)
 	zapOpts := zap.Options{}
@@ -271,6 +285,8 @@ func main() {
 		Concurrency:           concurrency,
 		Audit:                 auditLog,
 		ManagerServiceAccount: self,
+		FindingRetention:      findingRetention,
+		FindingReviewWithin:   findingReviewWithin,
 		Gateway:               gateway,
 		STS:                   sts,
 		Images:                controllers.ImageOptions{ReverifyInterval: reverifyInterval},
@@ -302,6 +318,19 @@ func main() {
 		}
 		if err := mgr.Add(runner); err != nil {
 			fail(err, "Unable to add the breaker")
+		}
+	}
+
+	// The evaluator: the leader follows the audit trails and opens
+	// Findings for people to review.
+	if trails := evaluatorTrails(evaluateTrails, auditCfg); len(trails) > 0 {
+		ns := cmp.Or(leaderNamespace, os.Getenv("POD_NAMESPACE"))
+		if ns == "" {
+			fail(errors.New("--evaluate-trail needs POD_NAMESPACE or --leader-election-namespace"), "Unable to add the evaluator")
+		}
+		if err := mgr.Add(&evaluate.Runner{Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), Namespace: ns, Trails: trails, Interval: evaluateInterval,
+			Audit: auditLog, Actor: controllers.ControllerActor, Log: ctrl.Log.WithName("evaluator")}); err != nil {
+			fail(err, "Unable to add the evaluator")
 		}
 	}
 
@@ -424,4 +453,19 @@ func cachesSynced(mgr ctrl.Manager) healthz.Checker {
 		synced.Store(true)
 		return nil
 	}
+}
+
+// evaluatorTrails are the trails of --evaluate-trail, and the manager's
+// own when it writes a segment store.
+func evaluatorTrails(flags []string, cfg audit.Config) []evaluate.Trail {
+	var trails []evaluate.Trail
+	for _, v := range flags {
+		id, dir, _ := strings.Cut(v, "=")
+		trails = append(trails, evaluate.DirTrail(id, dir))
+	}
+	if cfg.Sink != audit.SinkStdout && cfg.Dir != "" {
+		host, _ := os.Hostname()
+		trails = append(trails, evaluate.DirTrail("custos-manager/"+host, cfg.Dir))
+	}
+	return trails
 }

@@ -113,6 +113,13 @@ const (
 	// whose DataBoundaries say Observe: what would have frozen it, and
 	// nothing frozen (details as breaker.tripped).
 	ActionBreakerObserved = "breaker.observed"
+	// ActionFindingOpened: the evaluator opened a Finding, or opened it
+	// again with new evidence (details: finding, rubric, window, severity,
+	// score, the records cited); ActionFindingReviewed: the manager
+	// counted a person's FindingReview (details: the review, reviewer,
+	// verdict and the phase it left).
+	ActionFindingOpened   = "finding.opened"
+	ActionFindingReviewed = "finding.reviewed"
 
 	// ActionLogRecovered is written by the Log itself, first after a
 	// restart that found the previous run's segment unsealed or ending in

@@ -30,6 +30,7 @@ import (
 	"strconv"
 	"time"
 
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/audit"
 )
 
@@ -57,13 +58,6 @@ const (
 	RubricMaxDepth = "delegation-at-max-depth"
 )
 
-// Severities of a Hit.
-const (
-	SeverityHigh   = "High"
-	SeverityMedium = "Medium"
-	SeverityLow    = "Low"
-)
-
 // Thresholds are the rubrics' settings. A DataBoundary sets them for a
 // tenant; an Agent may only tighten them.
 type Thresholds struct {
@@ -87,11 +81,13 @@ var DefaultThresholds = Thresholds{MinConfidence: 0.7, ProbeRefusals: 5, ProbeWi
 // show it.
 type Hit struct {
 	Rubric   string
-	Severity string
+	Severity custosv1alpha1.FindingSeverity
 	// Score is from 0 to 1: how far past the rubric's line.
 	Score float64
-	// Agent is the subject of the records, namespace/name.
+	// Agent is the subject of the records, namespace/name; AgentUID and
+	// Tenant are the subject's, as the records name them.
 	Namespace, Agent string
+	AgentUID, Tenant string
 	// From and To are the first and last record's times.
 	From, To time.Time
 	// Seqs and TraceIDs are the records' sequence numbers and traces.
@@ -129,32 +125,32 @@ func Evaluate(records []audit.Record, th Thresholds) []Hit {
 func calledHits(r *audit.Record, th Thresholds) []Hit {
 	d := r.Details
 	tool := d["tool"]
-	hit := func(rubric, severity string, score float64, why string, args ...any) Hit {
+	hit := func(rubric string, severity custosv1alpha1.FindingSeverity, score float64, why string, args ...any) Hit {
 		return Hit{Rubric: rubric, Severity: severity, Score: score, Namespace: r.Subject.Namespace, Agent: r.Subject.Name,
-			From: r.Time, To: r.Time, Seqs: []uint64{r.Seq}, TraceIDs: traceIDs(r), Why: fmt.Sprintf(why, args...)}
+			AgentUID: r.Subject.UID, Tenant: r.Subject.Tenant, From: r.Time, To: r.Time, Seqs: []uint64{r.Seq}, TraceIDs: traceIDs(r), Why: fmt.Sprintf(why, args...)}
 	}
 	var out []Hit
 	irreversible := d["irreversible"] == "true"
 	if irreversible {
 		switch c, err := strconv.ParseFloat(d["decision.confidence"], 64); {
 		case d["decision.confidence"] == "":
-			out = append(out, hit(RubricLowConfidence, SeverityHigh, 1, "irreversible call of %s with no stated confidence", tool))
+			out = append(out, hit(RubricLowConfidence, custosv1alpha1.SeverityHigh, 1, "irreversible call of %s with no stated confidence", tool))
 		case err == nil && c < th.MinConfidence:
-			out = append(out, hit(RubricLowConfidence, SeverityHigh, clamp((th.MinConfidence-c)/max(th.MinConfidence, 1e-9)),
+			out = append(out, hit(RubricLowConfidence, custosv1alpha1.SeverityHigh, clamp((th.MinConfidence-c)/max(th.MinConfidence, 1e-9)),
 				"irreversible call of %s with a stated confidence of %g, below %g", tool, c, th.MinConfidence))
 		}
 	}
 	if d["access"] == "Write" && d["decisionDigest"] == "" {
-		severity := SeverityMedium
+		severity := custosv1alpha1.SeverityMedium
 		if irreversible {
-			severity = SeverityHigh
+			severity = custosv1alpha1.SeverityHigh
 		}
 		out = append(out, hit(RubricNoDecisionRecord, severity, 1, "%s call of %s with no decision record", describeWrite(irreversible), tool))
 	}
 	if t := d["decision.intentTool"]; t != "" && t != tool {
-		out = append(out, hit(RubricIntentMismatch, SeverityHigh, 1, "the decision record said %s and the agent called %s", t, tool))
+		out = append(out, hit(RubricIntentMismatch, custosv1alpha1.SeverityHigh, 1, "the decision record said %s and the agent called %s", t, tool))
 	} else if a := d["decision.intentArgumentsDigest"]; a != "" && a != d["argumentsDigest"] {
-		out = append(out, hit(RubricIntentMismatch, SeverityHigh, 1, "%s called with other arguments than its decision record stated", tool))
+		out = append(out, hit(RubricIntentMismatch, custosv1alpha1.SeverityHigh, 1, "%s called with other arguments than its decision record stated", tool))
 	}
 	return out
 }
@@ -171,8 +167,8 @@ func maxDepth(r *audit.Record) (Hit, bool) {
 		// A chain of one is any agent acting for a person.
 		return Hit{}, false
 	}
-	return Hit{Rubric: RubricMaxDepth, Severity: SeverityLow, Score: 1, Namespace: r.Subject.Namespace, Agent: r.Subject.Name,
-		From: r.Time, To: r.Time, Seqs: []uint64{r.Seq}, TraceIDs: traceIDs(r),
+	return Hit{Rubric: RubricMaxDepth, Severity: custosv1alpha1.SeverityLow, Score: 1, Namespace: r.Subject.Namespace, Agent: r.Subject.Name,
+		AgentUID: r.Subject.UID, Tenant: r.Subject.Tenant, From: r.Time, To: r.Time, Seqs: []uint64{r.Seq}, TraceIDs: traceIDs(r),
 		Why: fmt.Sprintf("a token for %s with a chain of %d agents, the most its delegation allows (%s)", r.Details["target"], depth, r.Details["chain"])}, true
 }
 
@@ -196,7 +192,7 @@ func probing(records []audit.Record, th Thresholds) []Hit {
 	return bursts(records, th.ProbeRefusals, th.ProbeWindow, func(r *audit.Record) bool {
 		return r.Action == audit.ActionToolRefused && probeReasons[r.Policy]
 	}, func(r *audit.Record) string { return r.Policy }, func(h *Hit, n int, counts string) {
-		h.Rubric, h.Severity = RubricProbing, SeverityMedium
+		h.Rubric, h.Severity = RubricProbing, custosv1alpha1.SeverityMedium
 		h.Why = fmt.Sprintf("%d calls refused within %s (%s)", n, h.To.Sub(h.From).Round(time.Second), counts)
 	})
 }
@@ -209,7 +205,7 @@ func deniedApprovals(records []audit.Record, th Thresholds) []Hit {
 		return r.Action == audit.ActionApprovalDecided && r.Decision == audit.DecisionDeny && r.Details["phase"] == "Denied" &&
 			r.Details["approvalDecision"] == ""
 	}, func(r *audit.Record) string { return cmp.Or(r.Details["tool"], "an Agent change") }, func(h *Hit, n int, counts string) {
-		h.Rubric, h.Severity = RubricDeniedApprovals, SeverityMedium
+		h.Rubric, h.Severity = RubricDeniedApprovals, custosv1alpha1.SeverityMedium
 		h.Why = fmt.Sprintf("%d approval requests denied within %s (%s)", n, h.To.Sub(h.From).Round(time.Second), counts)
 	})
 }
@@ -248,7 +244,9 @@ func bursts(records []audit.Record, n int, window time.Duration, match func(*aud
 				i++
 				continue
 			}
-			h := Hit{Score: clamp(float64(j-i) / float64(2*n)), Namespace: k[0], Agent: k[1], From: rs[i].Time, To: rs[j-1].Time}
+			last := rs[j-1].Subject
+			h := Hit{Score: clamp(float64(j-i) / float64(2*n)), Namespace: k[0], Agent: k[1], AgentUID: last.UID, Tenant: last.Tenant,
+				From: rs[i].Time, To: rs[j-1].Time}
 			counts := map[string]int{}
 			for _, r := range rs[i:j] {
 				h.Seqs = append(h.Seqs, r.Seq)

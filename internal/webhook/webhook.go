@@ -57,6 +57,9 @@ const (
 	AgentFreezePath            = "/validate-custos-dev-v1alpha1-agentfreeze"
 	AgentUnfreezeMutatePath    = "/mutate-custos-dev-v1alpha1-agentunfreeze"
 	AgentUnfreezePath          = "/validate-custos-dev-v1alpha1-agentunfreeze"
+	FindingPath                = "/validate-custos-dev-v1alpha1-finding"
+	FindingReviewMutatePath    = "/mutate-custos-dev-v1alpha1-findingreview"
+	FindingReviewPath          = "/validate-custos-dev-v1alpha1-findingreview"
 
 	PodMutatePath   = "/mutate-v1-pod"
 	PodValidatePath = "/validate-v1-pod"
@@ -110,6 +113,12 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	register(AgentUnfreezeMutatePath, admission.WithDefaulter[*custosv1alpha1.AgentUnfreeze](mgr.GetScheme(), AgentUnfreezeDefaulter{}))
 	register(AgentUnfreezePath, admission.WithValidator[*custosv1alpha1.AgentUnfreeze](mgr.GetScheme(),
 		&AgentUnfreezeValidator{Client: c, Access: approval.SubjectAccessReviews{Client: mgr.GetClient()}}))
+	// Findings: an open one stays until a person who may review it closes
+	// it, as themselves.
+	register(FindingPath, admission.WithValidator[*custosv1alpha1.Finding](mgr.GetScheme(), &FindingValidator{Client: c}))
+	register(FindingReviewMutatePath, admission.WithDefaulter[*custosv1alpha1.FindingReview](mgr.GetScheme(), FindingReviewDefaulter{}))
+	register(FindingReviewPath, admission.WithValidator[*custosv1alpha1.FindingReview](mgr.GetScheme(),
+		&FindingReviewValidator{Client: c, Access: approval.SubjectAccessReviews{Client: mgr.GetClient()}}))
 	// The pod guard: agent pods are labelled with their tenant and pinned to
 	// their boundary's regions, then checked.
 	register(PodMutatePath, admission.WithDefaulter[*corev1.Pod](mgr.GetScheme(), &PodDefaulter{Client: c}))

@@ -219,6 +219,10 @@ func TestNamespacedRole(t *testing.T) {
 		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"create"}},
 		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"},
 			ResourceNames: []string{"custos-webhook-tls"}, Verbs: []string{"get", "update"}},
+		// The evaluator's state, for the next leader.
+		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"create"}},
+		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"},
+			ResourceNames: []string{"custos-evaluator-state"}, Verbs: []string{"get", "patch"}},
 	))
 
 	// The signing key in the release namespace: get on that Secret only.
@@ -355,12 +359,15 @@ func TestTenantRoles(t *testing.T) {
 		want []string
 	}{
 		{owner, append(append(grants(write, "agents", "toolsets"), grants(read, "approvalrequests", "approvaldecisions", "agentattestations", "agentfreezes", "agentunfreezes")...),
-			"create agentattestations", "create agentfreezes", "freeze agents")},
-		{viewer, grants(read, "agents", "toolsets", "approvalrequests", "approvaldecisions", "agentattestations", "agentfreezes", "agentunfreezes")},
-		{approver, append(grants(read, "approvalrequests", "approvaldecisions", "agents", "toolsets"),
-			"create approvaldecisions", "approve agents", "approve toolsets")},
-		{riskOwner, append(append(grants(write, "approvalpolicies"), grants(read, "approvalrequests", "approvaldecisions", "agentfreezes", "agentunfreezes", "agents")...),
-			"create agentfreezes", "create agentunfreezes", "freeze agents", "unfreeze agents")},
+			append(grants(read, "findings", "findingreviews"), "create agentattestations", "create agentfreezes", "freeze agents",
+				"create findingreviews", "review agents")...)},
+		{viewer, grants(read, "agents", "toolsets", "approvalrequests", "approvaldecisions", "agentattestations", "agentfreezes", "agentunfreezes",
+			"findings", "findingreviews")},
+		{approver, append(grants(read, "approvalrequests", "approvaldecisions", "agents", "toolsets", "findings", "findingreviews"),
+			"create approvaldecisions", "approve agents", "approve toolsets", "create findingreviews", "review agents")},
+		{riskOwner, append(append(grants(write, "approvalpolicies"), grants(read, "approvalrequests", "approvaldecisions", "agentfreezes", "agentunfreezes", "agents",
+			"findings", "findingreviews")...),
+			"create agentfreezes", "create agentunfreezes", "freeze agents", "unfreeze agents", "create findingreviews", "review agents")},
 	} {
 		var got []string
 		for _, r := range tc.role.Rules {
@@ -372,7 +379,7 @@ func TestTenantRoles(t *testing.T) {
 		}
 		g.Expect(got).To(ConsistOf(tc.want), tc.role.Name)
 		for _, res := range []string{"approvalrequests", "approvalrequests/status", "approvaldecisions", "agentattestations",
-			"agentfreezes", "agentfreezes/status", "agentunfreezes"} {
+			"agentfreezes", "agentfreezes/status", "agentunfreezes", "findings", "findings/status", "findingreviews"} {
 			for _, v := range []string{"update", "patch", "delete"} {
 				g.Expect(got).NotTo(ContainElement(v+" "+res), tc.role.Name)
 			}
@@ -453,8 +460,9 @@ func TestWebhooksSkipTheReleaseNamespace(t *testing.T) {
 	// agents, toolsets, namespaces, pods (validating and mutating), the
 	// approvals: approvalpolicies, approvaldecisions (validating and
 	// mutating), agentattestations, agentfreezes and agentunfreezes
-	// (validating and mutating each).
-	g.Expect(selectors).To(Equal(14))
+	// (validating and mutating each), findings, findingreviews (validating
+	// and mutating).
+	g.Expect(selectors).To(Equal(17))
 	g.Expect(m.deployment(t).Namespace).To(Equal(ns))
 }
 

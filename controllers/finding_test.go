@@ -1,0 +1,329 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/audit"
+	"github.com/custos-dev/custos/internal/evaluate"
+	"github.com/custos-dev/custos/test/fixtures"
+)
+
+// gatewayTrail is a custos-gateway-like audit trail: a real segment store
+// written through an audit.Log, at a time the test sets.
+type gatewayTrail struct {
+	t     *testing.T
+	log   *audit.Log
+	dir   string
+	clock *clocktesting.FakeClock
+}
+
+func newGatewayTrail(t *testing.T, at time.Time) *gatewayTrail {
+	t.Helper()
+	dir := t.TempDir()
+	store, err := audit.OpenSegmentStore(dir, audit.StoreOptions{SegmentSize: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := clocktesting.NewFakeClock(at)
+	log, err := audit.New(audit.Options{Sinks: []audit.Sink{store}, Clock: clk, BufferDir: dir + "-buffer",
+		Registerer: prometheus.NewRegistry(), Logger: logr.Discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = log.Close(); _ = os.RemoveAll(dir + "-buffer") })
+	return &gatewayTrail{t: t, log: log, dir: dir, clock: clk}
+}
+
+// call records a call as custos-gateway does (tool.called, allow).
+func (g *gatewayTrail) call(ns, agent, tool string, details map[string]string) uint64 {
+	d := map[string]string{"tool": tool, "toolset": "ledger"}
+	for k, v := range details {
+		d[k] = v
+	}
+	return g.record(audit.Event{Action: audit.ActionToolCalled, Decision: audit.DecisionAllow, Policy: "gateway.call",
+		Subject: agentSubject(ns, agent), Reason: "called " + tool, Details: d})
+}
+
+// refusal records a refused call (tool.refused) with reason.
+func (g *gatewayTrail) refusal(ns, agent, tool, reason string) uint64 {
+	return g.record(audit.Event{Action: audit.ActionToolRefused, Decision: audit.DecisionDeny, Policy: reason,
+		Subject: agentSubject(ns, agent), Reason: "refused " + tool, Details: map[string]string{"tool": tool}})
+}
+
+func (g *gatewayTrail) record(e audit.Event) uint64 {
+	g.t.Helper()
+	e.Actor = audit.Actor{Kind: audit.ActorController, Name: "custos-gateway"}
+	e.TraceID = strconv.FormatInt(time.Now().UnixNano(), 16)
+	seq, ok := g.log.RecordSeq(context.Background(), e)
+	if !ok {
+		g.t.Fatal("record refused")
+	}
+	if err := g.log.Flush(context.Background()); err != nil {
+		g.t.Fatal(err)
+	}
+	g.clock.Step(time.Second)
+	return seq
+}
+
+func agentSubject(ns, agent string) audit.Subject {
+	return audit.Subject{Kind: "Agent", Namespace: ns, Name: agent, UID: "uid-" + ns + "-" + agent, Tenant: "t"}
+}
+
+// TestFindings: the evaluator opens one Finding per agent, rubric and day
+// from a custos-gateway trail, merges repeats, and neither doubles nor
+// skips anything when it starts again from its state or from before it;
+// people review Findings as themselves, only with the verb review (an
+// owner does not dismiss), and nobody deletes or rewrites an open one; a
+// closed Finding opens again with new evidence and expires after its
+// retention.
+func TestFindings(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	tenant := fixtures.UniqueTenant("fnd")
+	createBoundary(t, tenant, "eu-west-1")
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
+	owner := fixtures.Create(t, k8sClient, chartTenantRole(t, "agent-owner", ns+"-agent-owner"))
+	approver := fixtures.Create(t, k8sClient, chartTenantRole(t, "approver", ns+"-approver"))
+	risk := fixtures.Create(t, k8sClient, chartTenantRole(t, "risk-owner", ns+"-risk-owner"))
+	viewer := fixtures.Create(t, k8sClient, chartTenantRole(t, "agent-viewer", ns+"-agent-viewer"))
+	bindInNamespace(t, ns, "owner-olga", owner.Name, "olga")
+	bindInNamespace(t, ns, "approver-anna", approver.Name, "anna")
+	bindInNamespace(t, ns, "risk-rita", risk.Name, "rita")
+	bindInNamespace(t, ns, "viewer-vic", viewer.Name, "vic")
+	bindInNamespace(t, ns, "edit-eve", "edit", "eve")
+	// The agent itself, or any ServiceAccount, with the approver's rights.
+	bindInNamespace(t, ns, "approver-agent", approver.Name, "system:serviceaccount:"+ns+":agent-payer")
+	// Pat may create reviews but holds no verb review.
+	reviewsOnly := fixtures.Create(t, k8sClient, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: ns + "-reviews-only"},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"custos.dev"}, Resources: []string{"findings", "findingreviews"}, Verbs: []string{"get", "list", "create"}}}})
+	bindInNamespace(t, ns, "reviews-pat", reviewsOnly.Name, "pat")
+
+	stopManager()
+	g.Expect(startManager(func(o *Options) { o.FindingRetention = 2 * time.Second })).To(Succeed())
+	t.Cleanup(func() {
+		stopManager()
+		if err := startManager(); err != nil {
+			t.Errorf("restarting the suite's manager: %v", err)
+		}
+	})
+
+	stateNS := fixtures.CreateTenantNamespace(t, k8sClient, fixtures.UniqueTenant("fnds"))
+	noon := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	gw := newGatewayTrail(t, noon)
+	runner := func() *evaluate.Runner {
+		return &evaluate.Runner{Reader: k8sClient, Client: k8sClient, Namespace: stateNS, Audit: auditLog, Actor: ControllerActor,
+			Trails: []evaluate.Trail{evaluate.DirTrail("custos-gateway/gw-0", gw.dir)}, Clock: testClock}
+	}
+	findings := func(g Gomega) []custosv1alpha1.Finding {
+		var list custosv1alpha1.FindingList
+		g.Expect(k8sClient.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
+		return list.Items
+	}
+	get := func(g Gomega, name string) *custosv1alpha1.Finding {
+		f := &custosv1alpha1.Finding{}
+		g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, f)).To(Succeed())
+		return f
+	}
+	lowName := evaluate.FindingName("payer", evaluate.RubricLowConfidence, noon)
+	g.Expect(lowName).To(Equal("payer-low-confidence-20261207"))
+
+	// An irreversible payment with a stated confidence of 0.4 and one
+	// with none, a reversible read, and another agent's fine call.
+	r1 := runner()
+	first := gw.call(ns, "payer", "pay", map[string]string{"access": "Write", "irreversible": "true", "decisionDigest": "sha256:aa", "decision.confidence": "0.4"})
+	gw.call(ns, "payer", "balance", map[string]string{"access": "Read"})
+	gw.call(ns, "other", "pay", map[string]string{"access": "Write", "irreversible": "true", "decisionDigest": "sha256:bb", "decision.confidence": "0.95"})
+	g.Expect(r1.Pass(ctx)).To(Succeed())
+	f := get(g, lowName)
+	g.Expect(f.Spec).To(And(HaveField("Agent", "payer"), HaveField("AgentUID", "uid-"+ns+"-payer"), HaveField("Rubric", evaluate.RubricLowConfidence)))
+	g.Expect(f.Spec.WindowStart.Time.Equal(noon.Truncate(24*time.Hour))).To(BeTrue(), "the UTC day: %v", f.Spec.WindowStart)
+	g.Expect(f.Labels).To(HaveKeyWithValue(custosv1alpha1.AgentLabel, "payer"))
+	g.Expect(f.Status.Phase).To(Equal(custosv1alpha1.FindingOpen))
+	g.Expect(f.Status.Severity).To(Equal(custosv1alpha1.SeverityHigh))
+	g.Expect(f.Status.Score).To(BeEquivalentTo(43))
+	g.Expect(f.Status.Hits).To(BeEquivalentTo(1))
+	g.Expect(f.Status.Summary).To(ContainSubstring("stated confidence of 0.4, below 0.7"))
+	g.Expect(f.Status.Evidence).To(ConsistOf(HaveField("AuditLogID", "custos-gateway/gw-0")))
+	g.Expect(f.Status.Evidence[0].Sequences).To(Equal([]int64{int64(first)}))
+	g.Expect(f.Status.Evidence[0].TraceIDs).To(HaveLen(1))
+	g.Expect(findings(g)).To(HaveLen(1), "the fine call and the read open nothing")
+	opened := auditTrail(trailUID(ns, "payer"))
+	g.Expect(auditActions(opened)).To(ContainElement(audit.ActionFindingOpened))
+
+	// Read again: nothing new, nothing changes.
+	g.Expect(r1.Pass(ctx)).To(Succeed())
+	g.Expect(get(g, lowName).Status.Hits).To(BeEquivalentTo(1))
+
+	// A repeat the same day merges into the same Finding.
+	second := gw.call(ns, "payer", "pay", map[string]string{"access": "Write", "irreversible": "true", "decisionDigest": "sha256:cc"})
+	g.Expect(r1.Pass(ctx)).To(Succeed())
+	f = get(g, lowName)
+	g.Expect(f.Status.Hits).To(BeEquivalentTo(2))
+	g.Expect(f.Status.Score).To(BeEquivalentTo(100), "the highest of its hits")
+	g.Expect(f.Status.Evidence[0].Sequences).To(Equal([]int64{int64(first), int64(second)}))
+	g.Expect(findings(g)).To(HaveLen(1))
+
+	// A manager that stopped after writing the Findings and before its
+	// state, or whose state is lost, reads the records again: no Finding
+	// is doubled, no hit counted twice.
+	state := &corev1.ConfigMap{}
+	g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: stateNS, Name: evaluate.StateName}, state)).To(Succeed())
+	g.Expect(state.Data).To(HaveKey("custos-gateway.gw-0"))
+	g.Expect(k8sClient.Delete(ctx, state)).To(Succeed())
+	g.Expect(runner().Pass(ctx)).To(Succeed())
+	g.Expect(findings(g)).To(HaveLen(1))
+	g.Expect(get(g, lowName).Status.Hits).To(BeEquivalentTo(2))
+
+	// Probing spread over two passes, with a manager started again in
+	// between: the refusals before its state are read back.
+	for _, tool := range []string{"drop-table", "export-all", "sudo"} {
+		gw.refusal(ns, "payer", tool, "UnknownTool")
+	}
+	g.Expect(runner().Pass(ctx)).To(Succeed())
+	probeName := evaluate.FindingName("payer", evaluate.RubricProbing, noon)
+	g.Expect(apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: probeName}, &custosv1alpha1.Finding{}))).To(BeTrue())
+	gw.refusal(ns, "payer", "pay", "OutOfScope")
+	gw.refusal(ns, "payer", "pay", "InvalidInput")
+	r2 := runner()
+	g.Expect(r2.Pass(ctx)).To(Succeed())
+	probe := get(g, probeName)
+	g.Expect(probe.Status.Summary).To(ContainSubstring("5 calls refused"))
+	g.Expect(probe.Status.Evidence[0].Sequences).To(HaveLen(5))
+	g.Expect(probe.Status.Severity).To(Equal(custosv1alpha1.SeverityMedium))
+
+	// Reviews. The namespace's edit role and a viewer cannot make one;
+	// a ServiceAccount (the agent itself) and a person without the verb
+	// review are refused by admission; an owner does not dismiss.
+	review := func(c client.Client, name string, verdict custosv1alpha1.FindingPhase) (*custosv1alpha1.FindingReview, error) {
+		rv := &custosv1alpha1.FindingReview{ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "review-"},
+			Spec: custosv1alpha1.FindingReviewSpec{Finding: name, Verdict: verdict, Reason: "looked at the ledger",
+				Reviewer: custosv1alpha1.Approver{Username: "someone-else"}}}
+		return rv, c.Create(ctx, rv)
+	}
+	for _, user := range []string{"eve", "vic"} {
+		_, err := review(asUser(t, user), lowName, custosv1alpha1.FindingDismissed)
+		g.Expect(apierrors.IsForbidden(err)).To(BeTrue(), "%s: %v", user, err)
+	}
+	for user, want := range map[string]string{
+		"system:serviceaccount:" + ns + ":agent-payer": "SeparationOfDuties.ServiceAccount",
+		"pat":  "NotAuthorized",
+		"olga": "SeparationOfDuties.Owner",
+	} {
+		_, err := review(asUser(t, user), lowName, custosv1alpha1.FindingDismissed)
+		g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%s: %v", user, err)
+		g.Expect(err.Error()).To(ContainSubstring(want), user)
+	}
+	_, err := review(asUser(t, "anna"), "no-such-finding", custosv1alpha1.FindingConfirmed)
+	g.Expect(err).To(MatchError(ContainSubstring("spec.finding: Not found")))
+
+	// The owner acknowledges it, as themselves whatever they wrote.
+	ack, err := review(asUser(t, "olga"), lowName, custosv1alpha1.FindingAcknowledged)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(ack.Spec.Reviewer.Username).To(Equal("olga"))
+	g.Eventually(func(g Gomega) {
+		f := get(g, lowName)
+		g.Expect(f.Status.Phase).To(Equal(custosv1alpha1.FindingAcknowledged))
+		g.Expect(f.Status.Reviews).To(ConsistOf(And(HaveField("Review", ack.Name), HaveField("Reviewer.Username", "olga"))))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	_, err = review(asUser(t, "olga"), lowName, custosv1alpha1.FindingAcknowledged)
+	g.Expect(err).To(MatchError(ContainSubstring("Acknowledged already")))
+
+	// Nobody deletes an open Finding, or writes its status, or changes
+	// what it is about.
+	open := get(g, lowName)
+	g.Expect(apierrors.IsForbidden(asUser(t, "olga").Delete(ctx, open))).To(BeTrue(), "RBAC")
+	err = k8sClient.Delete(ctx, open)
+	g.Expect(apierrors.IsForbidden(err)).To(BeTrue(), "admission: %v", err)
+	g.Expect(err.Error()).To(ContainSubstring("kubectl custos review " + lowName))
+	for _, user := range []string{"olga", "rita", "eve"} {
+		closed := get(g, lowName)
+		patch := client.MergeFrom(closed.DeepCopy())
+		closed.Status.Phase = custosv1alpha1.FindingDismissed
+		g.Expect(apierrors.IsForbidden(asUser(t, user).Status().Patch(ctx, closed, patch))).To(BeTrue(), user)
+	}
+	changed := get(g, lowName)
+	changed.Spec.Agent = "someone-else"
+	g.Expect(k8sClient.Update(ctx, changed)).To(MatchError(ContainSubstring("cannot change")))
+
+	// The risk owner dismisses it: closed, stamped and on the record.
+	dismissed, err := review(asUser(t, "rita"), lowName, custosv1alpha1.FindingDismissed)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Eventually(func(g Gomega) {
+		f := get(g, lowName)
+		g.Expect(f.Status.Phase).To(Equal(custosv1alpha1.FindingDismissed))
+		g.Expect(f.Status.ClosedAt).NotTo(BeNil())
+		g.Expect(f.Status.Reviews).To(HaveLen(2))
+		g.Expect(f.Status.Reviews[1].Reviewer.Username).To(Equal("rita"))
+		rv := &custosv1alpha1.FindingReview{}
+		g.Expect(k8sClient.Get(ctx, keyOf(dismissed), rv)).To(Succeed())
+		g.Expect(rv.OwnerReferences).To(ConsistOf(HaveField("UID", f.UID)), "the review goes with its Finding")
+		var reviewed []audit.Record
+		for _, r := range auditTrail(trailUID(ns, "payer")) {
+			if r.Action == audit.ActionFindingReviewed {
+				reviewed = append(reviewed, r)
+			}
+		}
+		g.Expect(reviewed).To(HaveLen(2))
+		g.Expect(reviewed[1].Details).To(And(HaveKeyWithValue("reviewer", "rita"), HaveKeyWithValue("verdict", "Dismissed"),
+			HaveKeyWithValue("finding", lowName)))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	_, err = review(asUser(t, "anna"), lowName, custosv1alpha1.FindingConfirmed)
+	g.Expect(err).To(MatchError(ContainSubstring("it is closed")))
+
+	// New evidence the same day opens it again, its reviews kept.
+	third := gw.call(ns, "payer", "pay", map[string]string{"access": "Write", "irreversible": "true", "decisionDigest": "sha256:dd", "decision.confidence": "0.1"})
+	g.Expect(runner().Pass(ctx)).To(Succeed())
+	f = get(g, lowName)
+	g.Expect(f.Status.Phase).To(Equal(custosv1alpha1.FindingOpen))
+	g.Expect(f.Status.ClosedAt).To(BeNil())
+	g.Expect(f.Status.Reviews).To(HaveLen(2))
+	g.Expect(f.Status.Evidence[0].Sequences).To(ContainElement(int64(third)))
+	g.Expect(findings(g)).To(HaveLen(2))
+
+	// An approver confirms it; once its retention has passed it is gone
+	// (the suite's clock moves past it).
+	_, err = review(asUser(t, "anna"), lowName, custosv1alpha1.FindingConfirmed)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Eventually(func(g Gomega) {
+		g.Expect(get(g, lowName).Status.Phase).To(Equal(custosv1alpha1.FindingConfirmed))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	testClock.Step(3 * time.Second)
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: lowName}, &custosv1alpha1.Finding{}))
+	}).WithTimeout(eventually).WithPolling(poll).Should(BeTrue())
+	g.Expect(get(g, probeName).Status.Phase).To(Equal(custosv1alpha1.FindingOpen), "an open Finding does not expire")
+}
+
+func trailUID(ns, agent string) types.UID { return types.UID("uid-" + ns + "-" + agent) }

@@ -1,0 +1,491 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package evaluate
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/audit"
+)
+
+// Trail is an audit trail the Runner follows: its log ID (the Findings'
+// evidence names it) and its records from a seq on.
+type Trail struct {
+	// ID names the trail: custos-gateway/<replica>, custos-sts/<replica>,
+	// custos-manager/<replica>.
+	ID string
+	// Records reads the records of seq from and after, in order, at most
+	// max (an audit.StoreReader's Read).
+	Records func(from uint64, max int) ([]audit.Record, error)
+}
+
+// DirTrail follows the segment store in dir.
+func DirTrail(id, dir string) Trail {
+	r := &audit.StoreReader{Dir: dir}
+	return Trail{ID: id, Records: r.Read}
+}
+
+// StateName is the ConfigMap, in the Runner's namespace, in which it keeps
+// how far it has read each trail.
+const StateName = "custos-evaluator-state"
+
+// DefaultInterval is how often the Runner reads its trails.
+const DefaultInterval = 10 * time.Second
+
+// batch is the most records one pass reads of one trail.
+const batch = 5000
+
+// Runner follows audit trails and turns the rubrics' hits into Findings:
+// one per agent, rubric and UTC day (the day of the hit's last record),
+// so repeats merge into it. It keeps, per trail, the next seq to evaluate
+// and the first seq still inside the longest rubric window, in the
+// ConfigMap StateName, written only after the pass's Findings are: a
+// manager that stops between the two evaluates the same records again on
+// its next start, and the same hits find their evidence already on the
+// Findings (a Finding only takes records past those it cites), so no
+// record makes two Findings and none is skipped. Only the leader runs it.
+type Runner struct {
+	// Reader reads the state and the Findings from the API server, not a
+	// cache: a Finding just written must be seen by the next hit.
+	Reader client.Reader
+	Client client.Client
+	// Namespace holds the state ConfigMap.
+	Namespace string
+	Trails    []Trail
+	// Thresholds are the rubrics' settings (DefaultThresholds when zero).
+	Thresholds Thresholds
+	Interval   time.Duration
+	Audit      audit.Recorder
+	// Actor is who the finding.opened records are by.
+	Actor audit.Actor
+	Clock clock.PassiveClock
+	Log   logr.Logger
+
+	// recent holds, per trail, the records of the windowed rubrics within
+	// the longest window before the next seq; loaded says it was read
+	// back after a start.
+	recent map[string][]audit.Record
+}
+
+// trailState is one trail's entry in the state ConfigMap.
+type trailState struct {
+	// Next is the next seq to evaluate.
+	Next uint64 `json:"next"`
+	// Lookback is the first seq still within the longest window.
+	Lookback uint64 `json:"lookback"`
+}
+
+var (
+	recordsEvaluated = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "custos_evaluator_records_total",
+		Help: "Audit records the evaluator read and ran its rubrics over, by trail.",
+	}, []string{"trail"})
+	findingsOpened = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "custos_findings_opened_total",
+		Help: "Findings the evaluator opened (or opened again with new evidence), by rubric and severity.",
+	}, []string{"rubric", "severity"})
+	passFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "custos_evaluator_failures_total",
+		Help: "Passes over a trail that failed (the trail could not be read, a Finding or the evaluator's state could not be written), by trail; the next pass reads the same records again.",
+	}, []string{"trail"})
+	evaluatorBehind = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "custos_evaluator_behind_seconds",
+		Help: "How long ago the newest record the evaluator has read of each trail was written, after its last pass (0 when it has read none).",
+	}, []string{"trail"})
+)
+
+func init() {
+	metrics.Registry.MustRegister(recordsEvaluated, findingsOpened, passFailures, evaluatorBehind)
+}
+
+// NeedLeaderElection: only the leader evaluates.
+func (r *Runner) NeedLeaderElection() bool { return true }
+
+// Start evaluates every Interval until ctx ends.
+func (r *Runner) Start(ctx context.Context) error {
+	t := time.NewTicker(cmp.Or(r.Interval, DefaultInterval))
+	defer t.Stop()
+	for {
+		if err := r.Pass(ctx); err != nil && ctx.Err() == nil {
+			r.Log.Error(err, "Evaluating the audit trails")
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Pass reads what was added to each trail since the last pass and opens
+// or updates the Findings it shows.
+func (r *Runner) Pass(ctx context.Context) error {
+	cm := &corev1.ConfigMap{}
+	err := r.Reader.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: StateName}, cm)
+	switch {
+	case apierrors.IsNotFound(err):
+		cm = &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: StateName,
+			Labels: map[string]string{custosv1alpha1.ManagedByLabel: custosv1alpha1.ManagedByValue}}}
+		if err := r.Client.Create(ctx, cm); err != nil {
+			for _, t := range r.Trails {
+				passFailures.WithLabelValues(t.ID).Inc()
+			}
+			return fmt.Errorf("creating the evaluator's state: %w", err)
+		}
+	case err != nil:
+		for _, t := range r.Trails {
+			passFailures.WithLabelValues(t.ID).Inc()
+		}
+		return fmt.Errorf("reading the evaluator's state: %w", err)
+	}
+	var errs []error
+	for _, t := range r.Trails {
+		if err := r.trail(ctx, cm, t); err != nil {
+			passFailures.WithLabelValues(t.ID).Inc()
+			errs = append(errs, fmt.Errorf("trail %s: %w", t.ID, err))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%v", errs)
+	}
+	return nil
+}
+
+// stateKey is a trail's key in the state ConfigMap.
+func stateKey(id string) string {
+	k := strings.Map(func(c rune) rune {
+		if c == '-' || c == '.' || c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
+			return c
+		}
+		return '.'
+	}, id)
+	if len(k) > 200 {
+		sum := sha256.Sum256([]byte(id))
+		k = k[:180] + "." + hex.EncodeToString(sum[:8])
+	}
+	return k
+}
+
+func (r *Runner) thresholds() Thresholds {
+	if r.Thresholds == (Thresholds{}) {
+		return DefaultThresholds
+	}
+	return r.Thresholds
+}
+
+// windowed says whether a record feeds a rubric over a window of records
+// (probing, denied approvals): those are kept for the next passes.
+func windowed(rec *audit.Record) bool {
+	return rec.Type == audit.TypeEvent && (rec.Action == audit.ActionToolRefused || rec.Action == audit.ActionApprovalDecided)
+}
+
+// trail runs one pass over trail t.
+func (r *Runner) trail(ctx context.Context, cm *corev1.ConfigMap, t Trail) error {
+	key := stateKey(t.ID)
+	var st trailState
+	if v, ok := cm.Data[key]; ok {
+		if err := json.Unmarshal([]byte(v), &st); err != nil {
+			return fmt.Errorf("its state %q: %w", v, err)
+		}
+	}
+	if r.recent == nil {
+		r.recent = map[string][]audit.Record{}
+	}
+	recent, loaded := r.recent[t.ID]
+	from := st.Next
+	if !loaded {
+		from = min(st.Lookback, st.Next)
+	}
+	records, err := t.Records(from, batch)
+	if err != nil {
+		return err
+	}
+	var fresh []audit.Record
+	for _, rec := range records {
+		switch {
+		case rec.Seq >= st.Next:
+			fresh = append(fresh, rec)
+		case !loaded && windowed(&rec):
+			recent = append(recent, rec)
+		}
+	}
+	r.recent[t.ID] = recent
+	if len(fresh) == 0 {
+		evaluatorBehind.WithLabelValues(t.ID).Set(0)
+		return nil
+	}
+	th := r.thresholds()
+	input := append(slices.Clone(recent), fresh...)
+	for _, h := range Evaluate(input, th) {
+		if slices.Max(h.Seqs) < st.Next {
+			// Seen by an earlier pass.
+			continue
+		}
+		if err := r.record(ctx, t.ID, h); err != nil {
+			return err
+		}
+	}
+	// The records still within the longest window of the newest.
+	newest := fresh[len(fresh)-1]
+	horizon := newest.Time.Add(-max(th.ProbeWindow, th.DeniedWindow))
+	for i := range fresh {
+		if windowed(&fresh[i]) {
+			recent = append(recent, fresh[i])
+		}
+	}
+	recent = slices.DeleteFunc(recent, func(rec audit.Record) bool { return rec.Time.Before(horizon) })
+	next := newest.Seq + 1
+	lookback := next
+	if len(recent) > 0 {
+		lookback = recent[0].Seq
+	}
+	data, err := json.Marshal(trailState{Next: next, Lookback: lookback})
+	if err != nil {
+		return err
+	}
+	patch := client.MergeFromWithOptions(cm.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	if cm.Data == nil {
+		cm.Data = map[string]string{}
+	}
+	cm.Data[key] = string(data)
+	if err := r.Client.Patch(ctx, cm, patch); err != nil {
+		// Evaluated again next pass: the Findings take only what they lack.
+		return fmt.Errorf("writing the evaluator's state: %w", err)
+	}
+	r.recent[t.ID] = recent
+	recordsEvaluated.WithLabelValues(t.ID).Add(float64(len(fresh)))
+	evaluatorBehind.WithLabelValues(t.ID).Set(max(0, r.now().Sub(newest.Time).Seconds()))
+	return nil
+}
+
+func (r *Runner) now() time.Time {
+	if r.Clock == nil {
+		return time.Now()
+	}
+	return r.Clock.Now()
+}
+
+// FindingName is the name of the Finding of rubric on agent for the UTC
+// day of t: <agent>-<rubric>-<yyyymmdd>, the agent's name cut and a digest
+// added when that would pass 253 bytes.
+func FindingName(agent, rubric string, t time.Time) string {
+	suffix := "-" + rubric + "-" + t.UTC().Format("20060102")
+	if len(agent)+len(suffix) <= validation.DNS1123SubdomainMaxLength {
+		return agent + suffix
+	}
+	sum := sha256.Sum256([]byte(agent))
+	cut := validation.DNS1123SubdomainMaxLength - len(suffix) - 9
+	return strings.TrimRight(agent[:cut], "-.") + "-" + hex.EncodeToString(sum[:4]) + suffix
+}
+
+// dayOf is the start of t's UTC day.
+func dayOf(t time.Time) time.Time {
+	y, m, d := t.UTC().Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+}
+
+var severityRank = map[custosv1alpha1.FindingSeverity]int{custosv1alpha1.SeverityLow: 1, custosv1alpha1.SeverityMedium: 2, custosv1alpha1.SeverityHigh: 3}
+
+// evidence caps: the first and the latest of a trail's records cited.
+const (
+	maxSequences = 64
+	maxTraceIDs  = 32
+	maxTrails    = 16
+)
+
+// record opens the Finding of hit h, seen in trail, or adds to it what it
+// lacks; a closed Finding given new records is opened again.
+func (r *Runner) record(ctx context.Context, trail string, h Hit) error {
+	day := dayOf(h.To)
+	name := FindingName(h.Agent, h.Rubric, day)
+	key := client.ObjectKey{Namespace: h.Namespace, Name: name}
+	for attempt := 0; ; attempt++ {
+		f := &custosv1alpha1.Finding{}
+		err := r.Reader.Get(ctx, key, f)
+		if apierrors.IsNotFound(err) {
+			f = &custosv1alpha1.Finding{
+				ObjectMeta: metav1.ObjectMeta{Namespace: h.Namespace, Name: name, Labels: findingLabels(h)},
+				Spec: custosv1alpha1.FindingSpec{Agent: h.Agent, AgentUID: h.AgentUID, Rubric: h.Rubric,
+					WindowStart: metav1.NewTime(day)},
+			}
+			if err = r.Client.Create(ctx, f); apierrors.IsAlreadyExists(err) && attempt < 5 {
+				continue
+			}
+			if apierrors.IsNotFound(err) {
+				// The namespace is gone: nobody is left to review it; the
+				// records stay on the trail.
+				r.Log.Info("Hit on an agent whose namespace is gone: no Finding", "namespace", h.Namespace, "agent", h.Agent, "rubric", h.Rubric)
+				return nil
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("finding %s: %w", key, err)
+		}
+		reopened, added := merge(f, trail, h, metav1.NewTime(r.now()))
+		if added == 0 {
+			return nil
+		}
+		if err := r.Client.Status().Update(ctx, f); err != nil {
+			if apierrors.IsConflict(err) && attempt < 5 {
+				continue
+			}
+			return fmt.Errorf("finding %s: %w", key, err)
+		}
+		if f.Status.Hits == 1 || reopened {
+			findingsOpened.WithLabelValues(f.Spec.Rubric, string(f.Status.Severity)).Inc()
+			r.opened(ctx, f, trail, h, reopened)
+		}
+		return nil
+	}
+}
+
+// merge adds hit h, of trail, to f's status: the records it lacks (past
+// the last it cites of that trail), its severity and score when higher, its
+// sentence. It says whether f was closed and is opened again, and how many
+// records were added (none: h was counted already).
+func merge(f *custosv1alpha1.Finding, trail string, h Hit, now metav1.Time) (reopened bool, added int) {
+	st := &f.Status
+	i := slices.IndexFunc(st.Evidence, func(e custosv1alpha1.FindingEvidence) bool { return e.AuditLogID == trail })
+	if i < 0 {
+		if len(st.Evidence) >= maxTrails {
+			st.Evidence = st.Evidence[1:]
+		}
+		st.Evidence = append(st.Evidence, custosv1alpha1.FindingEvidence{AuditLogID: trail})
+		i = len(st.Evidence) - 1
+	}
+	e := &st.Evidence[i]
+	last := int64(-1)
+	if len(e.Sequences) > 0 {
+		last = e.Sequences[len(e.Sequences)-1]
+	}
+	var seqs []int64
+	for _, s := range h.Seqs {
+		if s <= math.MaxInt64 && int64(s) > last {
+			seqs = append(seqs, int64(s))
+		}
+	}
+	if len(seqs) == 0 {
+		return false, 0
+	}
+	// The first records cited, and the latest: the start of the story and
+	// where it stands.
+	e.Sequences = append(e.Sequences, seqs...)
+	if n := len(e.Sequences); n > maxSequences {
+		e.Sequences = append(e.Sequences[:maxSequences/2:maxSequences/2], e.Sequences[n-maxSequences/2:]...)
+	}
+	for _, id := range h.TraceIDs {
+		if len(e.TraceIDs) < maxTraceIDs && !slices.Contains(e.TraceIDs, id) {
+			e.TraceIDs = append(e.TraceIDs, id)
+		}
+	}
+	if st.Phase.Closed() {
+		reopened = true
+		st.ClosedAt = nil
+	}
+	if st.Phase == "" || reopened {
+		st.Phase = custosv1alpha1.FindingOpen
+		st.OpenedAt = &now
+	}
+	sev := h.Severity
+	if severityRank[sev] > severityRank[st.Severity] {
+		st.Severity = sev
+	}
+	st.Score = max(st.Score, int32(math.Round(h.Score*100)))
+	st.Summary = clip(h.Why, 1024)
+	st.Hits++
+	st.RecordCount += int32(len(seqs))
+	from, to := metav1.NewTime(h.From), metav1.NewTime(h.To)
+	if st.FirstSeen == nil || from.Before(st.FirstSeen) {
+		st.FirstSeen = &from
+	}
+	if st.LastSeen == nil || st.LastSeen.Before(&to) {
+		st.LastSeen = &to
+	}
+	return reopened, len(seqs)
+}
+
+// opened records the Finding's opening on the trail.
+func (r *Runner) opened(ctx context.Context, f *custosv1alpha1.Finding, trail string, h Hit, reopened bool) {
+	if r.Audit == nil {
+		return
+	}
+	seqs := make([]string, 0, len(h.Seqs))
+	for _, s := range h.Seqs[:min(len(h.Seqs), maxSequences)] {
+		seqs = append(seqs, strconv.FormatUint(s, 10))
+	}
+	details := map[string]string{"finding": f.Name, "rubric": h.Rubric, "window": f.Spec.WindowStart.UTC().Format(time.DateOnly),
+		"severity": string(f.Status.Severity), "score": strconv.Itoa(int(f.Status.Score)),
+		"evidence.auditLogID": trail, "evidence.sequences": strings.Join(seqs, ",")}
+	verb := "opened"
+	if reopened {
+		details["reopened"] = "true"
+		verb = "opened again"
+	}
+	r.Audit.Record(ctx, audit.Event{Action: audit.ActionFindingOpened, Actor: r.Actor,
+		Subject:  audit.Subject{Kind: "Agent", Namespace: h.Namespace, Name: h.Agent, UID: h.AgentUID, Tenant: h.Tenant},
+		Decision: audit.DecisionInfo, Policy: "evaluate." + h.Rubric,
+		Reason:  clip(fmt.Sprintf("Finding %s %s: %s", f.Name, verb, h.Why), 1024),
+		Details: details})
+}
+
+// findingLabels name the Finding's agent and tenant as Custos's objects
+// for an agent do, where the values fit a label.
+func findingLabels(h Hit) map[string]string {
+	l := map[string]string{custosv1alpha1.ManagedByLabel: custosv1alpha1.ManagedByValue, RubricLabel: h.Rubric}
+	for k, v := range map[string]string{custosv1alpha1.AgentLabel: h.Agent, custosv1alpha1.AgentUIDLabel: h.AgentUID, custosv1alpha1.TenantLabel: h.Tenant} {
+		if v != "" && len(validation.IsValidLabelValue(v)) == 0 {
+			l[k] = v
+		}
+	}
+	return l
+}
+
+// RubricLabel is a Finding's rubric, for selecting them.
+const RubricLabel = "custos.dev/rubric"
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8Start(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+func utf8Start(b byte) bool { return b&0xC0 != 0x80 }

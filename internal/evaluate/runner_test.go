@@ -1,0 +1,97 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package evaluate
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+)
+
+// TestFindingName: one name per agent, rubric and UTC day, a valid
+// object name whatever the agent's name.
+func TestFindingName(t *testing.T) {
+	g := NewWithT(t)
+	at := time.Date(2026, 12, 7, 23, 59, 0, 0, time.FixedZone("UTC-5", -5*3600))
+	g.Expect(FindingName("payer", RubricProbing, at)).To(Equal("payer-probing-20261208"), "the UTC day")
+	long := strings.Repeat("a", 250)
+	n1, n2 := FindingName(long, RubricLowConfidence, at), FindingName(long+"b", RubricLowConfidence, at)
+	g.Expect(validation.IsDNS1123Subdomain(n1)).To(BeEmpty())
+	g.Expect(n1).NotTo(Equal(n2), "names cut to fit stay apart")
+	g.Expect(n1).To(HaveSuffix("-low-confidence-20261208"))
+}
+
+// TestMerge: a hit adds only the records a Finding lacks; the severity
+// and score are the highest seen; evidence keeps the first and latest
+// records; a closed Finding given new records opens again.
+func TestMerge(t *testing.T) {
+	g := NewWithT(t)
+	now := metav1.NewTime(time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC))
+	f := &custosv1alpha1.Finding{}
+	hit := func(sev custosv1alpha1.FindingSeverity, score float64, seqs ...uint64) Hit {
+		return Hit{Rubric: RubricProbing, Severity: sev, Score: score, From: now.Time, To: now.Time, Seqs: seqs, TraceIDs: []string{"t1"}, Why: "why"}
+	}
+	reopened, added := merge(f, "gw-0", hit(custosv1alpha1.SeverityMedium, 0.5, 1, 2, 3), now)
+	g.Expect(reopened).To(BeFalse())
+	g.Expect(added).To(Equal(3))
+	g.Expect(f.Status.Phase).To(Equal(custosv1alpha1.FindingOpen))
+	g.Expect(f.Status.OpenedAt).To(HaveValue(Equal(now)))
+
+	_, added = merge(f, "gw-0", hit(custosv1alpha1.SeverityMedium, 0.5, 2, 3), now)
+	g.Expect(added).To(BeZero(), "counted already")
+	_, added = merge(f, "gw-0", hit(custosv1alpha1.SeverityLow, 0.9, 3, 4), now)
+	g.Expect(added).To(Equal(1))
+	g.Expect(f.Status.Severity).To(Equal(custosv1alpha1.SeverityMedium))
+	g.Expect(f.Status.Score).To(BeEquivalentTo(90))
+	g.Expect(f.Status.Hits).To(BeEquivalentTo(2))
+	g.Expect(f.Status.RecordCount).To(BeEquivalentTo(4))
+	g.Expect(f.Status.Evidence[0].TraceIDs).To(Equal([]string{"t1"}))
+
+	// Another trail's records are its own evidence.
+	_, added = merge(f, "gw-1", hit(custosv1alpha1.SeverityHigh, 0.1, 1), now)
+	g.Expect(added).To(Equal(1))
+	g.Expect(f.Status.Evidence).To(HaveLen(2))
+	g.Expect(f.Status.Severity).To(Equal(custosv1alpha1.SeverityHigh))
+
+	var many []uint64
+	for s := uint64(5); s < 200; s++ {
+		many = append(many, s)
+	}
+	merge(f, "gw-0", hit(custosv1alpha1.SeverityLow, 0, many...), now)
+	seqs := f.Status.Evidence[0].Sequences
+	g.Expect(seqs).To(HaveLen(maxSequences))
+	g.Expect(seqs[0]).To(BeEquivalentTo(1))
+	g.Expect(seqs[len(seqs)-1]).To(BeEquivalentTo(199))
+	g.Expect(f.Status.RecordCount).To(BeEquivalentTo(4 + 1 + 195))
+
+	later := metav1.NewTime(now.Add(time.Hour))
+	f.Status.Phase, f.Status.ClosedAt = custosv1alpha1.FindingDismissed, &now
+	reopened, _ = merge(f, "gw-0", hit(custosv1alpha1.SeverityLow, 0, 150), later)
+	g.Expect(reopened).To(BeFalse(), "an old record opens nothing")
+	g.Expect(f.Status.Phase).To(Equal(custosv1alpha1.FindingDismissed))
+	reopened, _ = merge(f, "gw-0", hit(custosv1alpha1.SeverityLow, 0, 200), later)
+	g.Expect(reopened).To(BeTrue())
+	g.Expect(f.Status.Phase).To(Equal(custosv1alpha1.FindingOpen))
+	g.Expect(f.Status.ClosedAt).To(BeNil())
+	g.Expect(f.Status.OpenedAt).To(HaveValue(Equal(later)))
+}
