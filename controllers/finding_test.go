@@ -20,6 +20,7 @@ import (
 	"context"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,6 +33,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
@@ -175,7 +177,7 @@ func TestFindings(t *testing.T) {
 	g.Expect(f.Status.Score).To(BeEquivalentTo(43))
 	g.Expect(f.Status.Hits).To(BeEquivalentTo(1))
 	g.Expect(f.Status.Summary).To(ContainSubstring("stated confidence of 0.4, below 0.7"))
-	g.Expect(f.Status.Evidence).To(ConsistOf(HaveField("AuditLogID", "custos-gateway/gw-0")))
+	g.Expect(f.Status.Evidence).To(ConsistOf(HaveField("AuditLogID", MatchRegexp(`^custos-gateway/gw-0@[0-9a-f]{12}$`))))
 	g.Expect(f.Status.Evidence[0].Sequences).To(Equal([]int64{int64(first)}))
 	g.Expect(f.Status.Evidence[0].TraceIDs).To(HaveLen(1))
 	g.Expect(findings(g)).To(HaveLen(1), "the fine call and the read open nothing")
@@ -200,7 +202,7 @@ func TestFindings(t *testing.T) {
 	// is doubled, no hit counted twice.
 	state := &corev1.ConfigMap{}
 	g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: stateNS, Name: evaluate.StateName}, state)).To(Succeed())
-	g.Expect(state.Data).To(HaveKey("custos-gateway.gw-0"))
+	g.Expect(state.Data).To(HaveKeyWithValue("custos-gateway.gw-0", ContainSubstring(`"chain":"`+strings.TrimPrefix(f.Status.Evidence[0].AuditLogID, "custos-gateway/gw-0@")+`"`)))
 	g.Expect(k8sClient.Delete(ctx, state)).To(Succeed())
 	g.Expect(runner().Pass(ctx)).To(Succeed())
 	g.Expect(findings(g)).To(HaveLen(1))
@@ -324,6 +326,66 @@ func TestFindings(t *testing.T) {
 		return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: lowName}, &custosv1alpha1.Finding{}))
 	}).WithTimeout(eventually).WithPolling(poll).Should(BeTrue())
 	g.Expect(get(g, probeName).Status.Phase).To(Equal(custosv1alpha1.FindingOpen), "an open Finding does not expire")
+
+	// The tenant's DataBoundary tightens a line: a confidence of 0.9 is
+	// below its 95%, where Custos's default 70% raised nothing.
+	b := &custosv1alpha1.DataBoundary{}
+	g.Expect(k8sClient.Get(ctx, client.ObjectKey{Name: tenant}, b)).To(Succeed())
+	patch := client.MergeFrom(b.DeepCopy())
+	b.Spec.Evaluation = &custosv1alpha1.EvaluationThresholds{MinConfidencePercent: ptr.To[int32](95)}
+	g.Expect(k8sClient.Patch(ctx, b, patch)).To(Succeed())
+	gw.call(ns, "cautious", "pay", map[string]string{"access": "Write", "irreversible": "true", "decisionDigest": "sha256:ee", "decision.confidence": "0.9"})
+	g.Expect(runner().Pass(ctx)).To(Succeed())
+	g.Expect(get(g, evaluate.FindingName("cautious", evaluate.RubricLowConfidence, noon)).Status.Summary).To(ContainSubstring("below 0.95"))
+
+	// A trail under the same name whose store was emptied (a new chain)
+	// is read from its first record, not from where the old one ended.
+	gw2 := newGatewayTrail(t, noon.Add(time.Hour))
+	fresh := gw2.call(ns, "newcomer", "pay", map[string]string{"access": "Write", "irreversible": "true", "decisionDigest": "sha256:ff"})
+	g.Expect(fresh).To(BeZero())
+	r3 := runner()
+	r3.Trails = []evaluate.Trail{evaluate.DirTrail("custos-gateway/gw-0", gw2.dir)}
+	g.Expect(r3.Pass(ctx)).To(Succeed())
+	newcomer := get(g, evaluate.FindingName("newcomer", evaluate.RubricLowConfidence, noon))
+	g.Expect(newcomer.Status.Evidence).To(ConsistOf(And(HaveField("Sequences", Equal([]int64{0})),
+		HaveField("AuditLogID", Not(Equal(f.Status.Evidence[0].AuditLogID))))))
 }
 
 func trailUID(ns, agent string) types.UID { return types.UID("uid-" + ns + "-" + agent) }
+
+// An Agent may tighten the lines its DataBoundary sets for the evaluator,
+// never loosen them, and no window passes what the evaluator keeps:
+// admission names the field, the boundary and its line.
+func TestAgentEvaluationOnlyTightens(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	tenant := fixtures.UniqueTenant("evl")
+	b := createBoundary(t, tenant, "eu-west-1")
+	patch := client.MergeFrom(b.DeepCopy())
+	b.Spec.Evaluation = &custosv1alpha1.EvaluationThresholds{MinConfidencePercent: ptr.To[int32](80)}
+	g.Expect(k8sClient.Patch(ctx, b, patch)).To(Succeed())
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, tenant)
+
+	loose := newAgent(ns, "loose", tenant)
+	loose.Spec.Evaluation = &custosv1alpha1.EvaluationThresholds{MinConfidencePercent: ptr.To[int32](60), ProbeRefusals: ptr.To[int32](50)}
+	err := k8sClient.Create(ctx, loose)
+	g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%v", err)
+	g.Expect(err.Error()).To(And(ContainSubstring("spec.evaluation.minConfidencePercent: Invalid value: 60"),
+		ContainSubstring("looser than DataBoundary "+b.Name+"'s"), ContainSubstring("of 80%"),
+		ContainSubstring("spec.evaluation.probeRefusals: Invalid value: 50"), ContainSubstring("may only tighten")))
+
+	tight := newAgent(ns, "tight", tenant)
+	tight.Spec.Evaluation = &custosv1alpha1.EvaluationThresholds{MinConfidencePercent: ptr.To[int32](90), ProbeRefusals: ptr.To[int32](2),
+		ProbeWindow: &metav1.Duration{Duration: 30 * time.Minute}}
+	g.Expect(k8sClient.Create(ctx, tight)).To(Succeed())
+	long := client.MergeFrom(tight.DeepCopy())
+	tight.Spec.Evaluation.ProbeWindow = &metav1.Duration{Duration: 2 * time.Hour}
+	err = k8sClient.Patch(ctx, tight, long)
+	g.Expect(err).To(MatchError(ContainSubstring("spec.evaluation.probeWindow: Invalid value: \"2h0m0s\": must be above 0s and at most 1h0m0s")))
+
+	// A boundary's own window is held to the same.
+	patch = client.MergeFrom(b.DeepCopy())
+	b.Spec.Evaluation.DeniedWindow = &metav1.Duration{Duration: 30 * 24 * time.Hour}
+	err = k8sClient.Patch(ctx, b, patch)
+	g.Expect(err).To(MatchError(ContainSubstring("spec.evaluation.deniedWindow")))
+}

@@ -129,6 +129,12 @@ type AgentSpec struct {
 	// +optional
 	Caps *AgentCaps `json:"caps,omitempty"`
 
+	// evaluation tightens, for this agent, the lines of the evaluator's
+	// rubrics its DataBoundary sets (spec.evaluation there): a looser one
+	// is refused at admission, and the tighter of the two holds.
+	// +optional
+	Evaluation *EvaluationThresholds `json:"evaluation,omitempty"`
+
 	// breaker tunes the breaker's watch of this agent within what its
 	// DataBoundary allows: a higher sensitivity than the boundary's is
 	// anyone's to set (the watch only tightens); Observe and allowances

@@ -113,6 +113,45 @@ type DataBoundarySpec struct {
 	// platform team's to set, not the owners' being watched.
 	// +optional
 	Breaker *BreakerPolicy `json:"breaker,omitempty"`
+
+	// evaluation sets the lines of the evaluator's rubrics for the
+	// tenant's agents (docs/findings.md): past one, a Finding opens for a
+	// person to review. An Agent may tighten them for itself
+	// (spec.evaluation), never loosen them; the tighter of the two holds.
+	// +optional
+	Evaluation *EvaluationThresholds `json:"evaluation,omitempty"`
+}
+
+// EvaluationThresholds are the lines of the evaluator's rubrics; an unset
+// one is Custos's default.
+type EvaluationThresholds struct {
+	// minConfidencePercent is the least confidence, in percent, an agent's
+	// decision record must state for an irreversible call to raise nothing
+	// (low-confidence). Default 70; tighter is higher.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	MinConfidencePercent *int32 `json:"minConfidencePercent,omitempty"`
+
+	// probeRefusals calls refused as unknown, out of scope, off schema,
+	// against policy or naming someone else within probeWindow are probing.
+	// Defaults 5 and 10m; tighter is fewer, and longer (at most 1h).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	ProbeRefusals *int32 `json:"probeRefusals,omitempty"`
+	// +optional
+	ProbeWindow *metav1.Duration `json:"probeWindow,omitempty"`
+
+	// deniedApprovals of an agent's approval requests denied by people
+	// within deniedWindow are asking again what people refused. Defaults
+	// 3 and 24h; tighter is fewer, and longer (at most 168h).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	DeniedApprovals *int32 `json:"deniedApprovals,omitempty"`
+	// +optional
+	DeniedWindow *metav1.Duration `json:"deniedWindow,omitempty"`
 }
 
 // BreakerMode is what a trip of the breaker does.

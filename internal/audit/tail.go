@@ -18,7 +18,9 @@ package audit
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -37,6 +39,15 @@ type StoreReader struct {
 
 	mu     sync.Mutex
 	sealed map[string]Seal
+	// ends are, per segment, the offset after its last whole line read
+	// and the seq of the last record before it: a read from a later seq
+	// starts there instead of at the start of the file.
+	ends map[string]segmentEnd
+}
+
+type segmentEnd struct {
+	offset int64
+	seq    uint64
 }
 
 // Read returns the records of seq from and after, in order, at most max of
@@ -52,24 +63,41 @@ func (r *StoreReader) Read(from uint64, max int) ([]Record, error) {
 	if r.sealed == nil {
 		r.sealed = map[string]Seal{}
 	}
+	if r.ends == nil {
+		r.ends = map[string]segmentEnd{}
+	}
 	var out []Record
 	for _, s := range segs {
 		if seal, ok := r.sealed[s.name]; ok && seal.LastSeq < from {
 			continue
 		}
-		data, err := os.ReadFile(filepath.Join(r.Dir, s.name))
+		var start int64
+		if end, ok := r.ends[s.name]; ok && end.seq < from {
+			start = end.offset
+		}
+		data, err := readFrom(filepath.Join(r.Dir, s.name), start)
 		if err != nil {
 			if os.IsNotExist(err) {
 				continue
 			}
 			return nil, err
 		}
-		if i := bytes.LastIndexByte(data, '\n'); i >= 0 {
-			data = data[:i+1]
-		} else {
+		if start > 0 && data == nil {
+			// Shorter than it was: not the file read before.
+			delete(r.ends, s.name)
+			start = 0
+			if data, err = readFrom(filepath.Join(r.Dir, s.name), 0); err != nil {
+				return nil, err
+			}
+		}
+		i := bytes.LastIndexByte(data, '\n')
+		if i < 0 {
 			continue
 		}
+		data = data[:i+1]
+		offset := start
 		for line := range bytes.Lines(data) {
+			offset += int64(len(line))
 			if bytes.HasPrefix(line, sealPrefix) {
 				seal, err := parseSeal(bytes.TrimRight(line, "\n"))
 				if err != nil {
@@ -79,7 +107,13 @@ func (r *StoreReader) Read(from uint64, max int) ([]Record, error) {
 				continue
 			}
 			rec, err := ParseRecord(line)
-			if err != nil || rec.Seq < from {
+			if err != nil {
+				continue
+			}
+			if end := r.ends[s.name]; offset > end.offset {
+				r.ends[s.name] = segmentEnd{offset: offset, seq: rec.Seq}
+			}
+			if rec.Seq < from {
 				continue
 			}
 			out = append(out, *rec)
@@ -89,4 +123,27 @@ func (r *StoreReader) Read(from uint64, max int) ([]Record, error) {
 		}
 	}
 	return out, nil
+}
+
+// readFrom reads the file at path from offset on; nil when the file is
+// shorter than offset.
+func readFrom(path string, offset int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = f.Close() }()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.Size() < offset {
+		return nil, nil
+	}
+	data := make([]byte, st.Size()-offset)
+	n, err := f.ReadAt(data, offset)
+	if err != nil && n < len(data) && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return data[:n], nil
 }

@@ -63,6 +63,22 @@ func TestStoreReaderFollows(t *testing.T) {
 	g.Expect(some).To(HaveLen(4))
 	g.Expect(some[3].Seq).To(BeEquivalentTo(6))
 
+	// Records added since are read from where the last read ended.
+	g.Expect(r.ends).NotTo(BeEmpty())
+	record(t, l, 3)
+	g.Expect(l.Flush(context.Background())).To(Succeed())
+	added, err := r.Read(size, 0)
+	g.Expect(err).NotTo(HaveOccurred())
+	newSize, _ := l.Head()
+	g.Expect(added).NotTo(BeEmpty())
+	g.Expect(added).To(HaveLen(int(newSize - size)))
+	for i, rec := range added {
+		g.Expect(rec.Seq).To(Equal(size + uint64(i)))
+	}
+	size = newSize
+	segs, err = listSegments(dir)
+	g.Expect(err).NotTo(HaveOccurred())
+
 	// A line half written at the end of the segment being written is not
 	// read until it is whole.
 	last := filepath.Join(dir, segs[len(segs)-1].name)

@@ -97,9 +97,19 @@ type Hit struct {
 	Why string
 }
 
-// Evaluate runs every rubric over records (of one trail, in its order)
-// and returns their hits, in the order of their first record.
-func Evaluate(records []audit.Record, th Thresholds) []Hit {
+// ThresholdsFor says the thresholds of Agent namespace/agent
+// (ThresholdsOf its DataBoundary and itself).
+type ThresholdsFor func(namespace, agent string) Thresholds
+
+// Fixed is the same thresholds for every agent.
+func Fixed(th Thresholds) ThresholdsFor {
+	return func(string, string) Thresholds { return th }
+}
+
+// Evaluate runs every rubric over records (of one trail, in its order),
+// each agent's with its thresholds, and returns their hits, in the order
+// of their first record.
+func Evaluate(records []audit.Record, th ThresholdsFor) []Hit {
 	var hits []Hit
 	for i := range records {
 		r := &records[i]
@@ -108,7 +118,7 @@ func Evaluate(records []audit.Record, th Thresholds) []Hit {
 		}
 		switch r.Action {
 		case audit.ActionToolCalled:
-			hits = append(hits, calledHits(r, th)...)
+			hits = append(hits, calledHits(r, th(r.Subject.Namespace, r.Subject.Name))...)
 		case audit.ActionTokenExchanged:
 			if h, ok := maxDepth(r); ok {
 				hits = append(hits, h)
@@ -188,8 +198,11 @@ var probeReasons = map[string]bool{
 // probing finds, per agent, ProbeRefusals such refusals within
 // ProbeWindow of the first: one hit with every refusal of that window, and
 // the next window starts after it.
-func probing(records []audit.Record, th Thresholds) []Hit {
-	return bursts(records, th.ProbeRefusals, th.ProbeWindow, func(r *audit.Record) bool {
+func probing(records []audit.Record, th ThresholdsFor) []Hit {
+	return bursts(records, func(ns, agent string) (int, time.Duration) {
+		t := th(ns, agent)
+		return t.ProbeRefusals, t.ProbeWindow
+	}, func(r *audit.Record) bool {
 		return r.Action == audit.ActionToolRefused && probeReasons[r.Policy]
 	}, func(r *audit.Record) string { return r.Policy }, func(h *Hit, n int, counts string) {
 		h.Rubric, h.Severity = RubricProbing, custosv1alpha1.SeverityMedium
@@ -200,8 +213,11 @@ func probing(records []audit.Record, th Thresholds) []Hit {
 // deniedApprovals finds, per agent, DeniedApprovals approval requests
 // denied within DeniedWindow of the first (the manager's final tally of
 // each: approval.decided, phase Denied).
-func deniedApprovals(records []audit.Record, th Thresholds) []Hit {
-	return bursts(records, th.DeniedApprovals, th.DeniedWindow, func(r *audit.Record) bool {
+func deniedApprovals(records []audit.Record, th ThresholdsFor) []Hit {
+	return bursts(records, func(ns, agent string) (int, time.Duration) {
+		t := th(ns, agent)
+		return t.DeniedApprovals, t.DeniedWindow
+	}, func(r *audit.Record) bool {
 		return r.Action == audit.ActionApprovalDecided && r.Decision == audit.DecisionDeny && r.Details["phase"] == "Denied" &&
 			r.Details["approvalDecision"] == ""
 	}, func(r *audit.Record) string { return cmp.Or(r.Details["tool"], "an Agent change") }, func(h *Hit, n int, counts string) {
@@ -211,14 +227,12 @@ func deniedApprovals(records []audit.Record, th Thresholds) []Hit {
 }
 
 // bursts finds, per agent (the records' subject), at least n records that
-// match within window of the first: one hit with every such record of the
-// window, and the next window starts after it. kind names a record in the
-// hit's counts; describe sets the hit's rubric, severity and why.
-func bursts(records []audit.Record, n int, window time.Duration, match func(*audit.Record) bool, kind func(*audit.Record) string,
+// match within window of the first (line says the agent's n and window):
+// one hit with every such record of the window, and the next window starts
+// after it. kind names a record in the hit's counts; describe sets the
+// hit's rubric, severity and why.
+func bursts(records []audit.Record, line func(namespace, agent string) (int, time.Duration), match func(*audit.Record) bool, kind func(*audit.Record) string,
 	describe func(h *Hit, n int, counts string)) []Hit {
-	if n <= 0 {
-		return nil
-	}
 	byAgent := map[[2]string][]*audit.Record{}
 	var order [][2]string
 	for i := range records {
@@ -235,6 +249,10 @@ func bursts(records []audit.Record, n int, window time.Duration, match func(*aud
 	var out []Hit
 	for _, k := range order {
 		rs := byAgent[k]
+		n, window := line(k[0], k[1])
+		if n <= 0 {
+			continue
+		}
 		for i := 0; i < len(rs); {
 			j := i
 			for j < len(rs) && rs[j].Time.Sub(rs[i].Time) <= window {

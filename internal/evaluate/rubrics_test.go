@@ -164,7 +164,7 @@ func TestRubrics(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			g := NewWithT(t)
-			hits := evaluate.Evaluate(c.records, th)
+			hits := evaluate.Evaluate(c.records, evaluate.Fixed(th))
 			g.Expect(rubrics(hits)).To(Equal(c.want))
 			for _, h := range hits {
 				g.Expect(h.Namespace).To(Equal("finance"))
@@ -187,7 +187,7 @@ func TestProbingCitesItsWindow(t *testing.T) {
 	for i := range 7 {
 		records = append(records, refused("reconciler", []string{"UnknownTool", "SpoofedArgument"}[i%2], time.Duration(i)*30*time.Second))
 	}
-	hits := evaluate.Evaluate(trail(records...), evaluate.DefaultThresholds)
+	hits := evaluate.Evaluate(trail(records...), evaluate.Fixed(evaluate.DefaultThresholds))
 	g.Expect(hits).To(HaveLen(1))
 	g.Expect(hits[0].Seqs).To(Equal([]uint64{0, 1, 2, 3, 4, 5, 6}))
 	g.Expect(hits[0].Why).To(Equal("7 calls refused within 3m0s (SpoofedArgument 3, UnknownTool 4)"))

@@ -43,8 +43,10 @@ import (
 	"github.com/custos-dev/custos/internal/audit"
 )
 
-// Trail is an audit trail the Runner follows: its log ID (the Findings'
-// evidence names it) and its records from a seq on.
+// Trail is an audit trail the Runner follows: its log ID and its records
+// from a seq on. The Findings' evidence names it <ID>@<chain>, the chain
+// being the first 12 hex digits of its first record's hash: a trail whose
+// store was emptied starts a new chain under the same ID.
 type Trail struct {
 	// ID names the trail: custos-gateway/<replica>, custos-sts/<replica>,
 	// custos-manager/<replica>.
@@ -87,8 +89,9 @@ type Runner struct {
 	// Namespace holds the state ConfigMap.
 	Namespace string
 	Trails    []Trail
-	// Thresholds are the rubrics' settings (DefaultThresholds when zero).
-	Thresholds Thresholds
+	// Thresholds says each agent's thresholds; nil reads them from the
+	// cluster (ClusterThresholds over Reader) on each pass.
+	Thresholds ThresholdsFor
 	Interval   time.Duration
 	Audit      audit.Recorder
 	// Actor is who the finding.opened records are by.
@@ -104,8 +107,12 @@ type Runner struct {
 
 // trailState is one trail's entry in the state ConfigMap.
 type trailState struct {
-	// Next is the next seq to evaluate.
-	Next uint64 `json:"next"`
+	// Chain names the chain read (chainOf its first record).
+	Chain string `json:"chain,omitempty"`
+	// Next is the next seq to evaluate; LastHash the hash of the record
+	// before it.
+	Next     uint64 `json:"next"`
+	LastHash string `json:"lastHash,omitempty"`
 	// Lookback is the first seq still within the longest window.
 	Lookback uint64 `json:"lookback"`
 }
@@ -173,11 +180,21 @@ func (r *Runner) Pass(ctx context.Context) error {
 		}
 		return fmt.Errorf("reading the evaluator's state: %w", err)
 	}
+	th := r.Thresholds
+	if th == nil {
+		th = (&ClusterThresholds{Reader: r.Reader}).For(ctx)
+	}
 	var errs []error
 	for _, t := range r.Trails {
-		if err := r.trail(ctx, cm, t); err != nil {
-			passFailures.WithLabelValues(t.ID).Inc()
-			errs = append(errs, fmt.Errorf("trail %s: %w", t.ID, err))
+		// A trail far ahead (a first pass, a long stop) is read in
+		// batches, each written, until it is caught up.
+		for more := true; more && ctx.Err() == nil; {
+			var err error
+			if more, err = r.trail(ctx, cm, t, th); err != nil {
+				passFailures.WithLabelValues(t.ID).Inc()
+				errs = append(errs, fmt.Errorf("trail %s: %w", t.ID, err))
+				break
+			}
 		}
 	}
 	if len(errs) > 0 {
@@ -201,82 +218,116 @@ func stateKey(id string) string {
 	return k
 }
 
-func (r *Runner) thresholds() Thresholds {
-	if r.Thresholds == (Thresholds{}) {
-		return DefaultThresholds
+// keptFor says how long a record is kept for the next passes: those of
+// the windowed rubrics (probing, denied approvals) for their longest
+// window; 0 for the rest.
+func keptFor(rec *audit.Record) time.Duration {
+	if rec.Type != audit.TypeEvent {
+		return 0
 	}
-	return r.Thresholds
+	switch rec.Action {
+	case audit.ActionToolRefused:
+		return MaxProbeWindow
+	case audit.ActionApprovalDecided:
+		return MaxDeniedWindow
+	}
+	return 0
 }
 
-// windowed says whether a record feeds a rubric over a window of records
-// (probing, denied approvals): those are kept for the next passes.
-func windowed(rec *audit.Record) bool {
-	return rec.Type == audit.TypeEvent && (rec.Action == audit.ActionToolRefused || rec.Action == audit.ActionApprovalDecided)
-}
-
-// trail runs one pass over trail t.
-func (r *Runner) trail(ctx context.Context, cm *corev1.ConfigMap, t Trail) error {
+// trail reads a batch of trail t; more says there may be more to read.
+func (r *Runner) trail(ctx context.Context, cm *corev1.ConfigMap, t Trail, th ThresholdsFor) (more bool, err error) {
 	key := stateKey(t.ID)
 	var st trailState
 	if v, ok := cm.Data[key]; ok {
 		if err := json.Unmarshal([]byte(v), &st); err != nil {
-			return fmt.Errorf("its state %q: %w", v, err)
+			return false, fmt.Errorf("its state %q: %w", v, err)
 		}
 	}
 	if r.recent == nil {
 		r.recent = map[string][]audit.Record{}
 	}
 	recent, loaded := r.recent[t.ID]
+
+	// What was added since the last pass, after the last record read: the
+	// same record still there says the trail is the same chain.
 	from := st.Next
-	if !loaded {
-		from = min(st.Lookback, st.Next)
+	if st.Next > 0 {
+		from = st.Next - 1
 	}
-	records, err := t.Records(from, batch)
+	fresh, err := t.Records(from, batch+1)
 	if err != nil {
-		return err
+		return false, err
 	}
-	var fresh []audit.Record
-	for _, rec := range records {
-		switch {
-		case rec.Seq >= st.Next:
-			fresh = append(fresh, rec)
-		case !loaded && windowed(&rec):
-			recent = append(recent, rec)
+	if st.Next > 0 {
+		if len(fresh) == 0 || fresh[0].Seq != st.Next-1 || fresh[0].Hash != st.LastHash {
+			// Another chain under the same name (a component whose store
+			// was emptied starts again at seq 0): read it from its start.
+			r.Log.Info("The audit trail is not the chain read so far: reading it from its first record", "trail", t.ID,
+				"chain", st.Chain, "next", st.Next)
+			st, recent, loaded = trailState{}, nil, true
+			if fresh, err = t.Records(0, batch); err != nil {
+				return false, err
+			}
+		} else {
+			fresh = fresh[1:]
 		}
 	}
-	r.recent[t.ID] = recent
+	if st.Next == 0 && len(fresh) > 0 {
+		if fresh[0].Seq != 0 {
+			return false, fmt.Errorf("its first record is seq %d, not 0: the segments before it are missing", fresh[0].Seq)
+		}
+		st.Chain = chainOf(&fresh[0])
+	}
+	if !loaded {
+		// Started again: read back the records still within a window.
+		for from := min(st.Lookback, st.Next); from < st.Next; {
+			records, err := t.Records(from, batch)
+			if err != nil {
+				return false, err
+			}
+			if len(records) == 0 {
+				break
+			}
+			for i := range records {
+				if records[i].Seq < st.Next && keptFor(&records[i]) > 0 {
+					recent = append(recent, records[i])
+				}
+			}
+			from = records[len(records)-1].Seq + 1
+		}
+		r.recent[t.ID] = recent
+	}
 	if len(fresh) == 0 {
 		evaluatorBehind.WithLabelValues(t.ID).Set(0)
-		return nil
+		return false, nil
 	}
-	th := r.thresholds()
+	evidence := t.ID + "@" + st.Chain
 	input := append(slices.Clone(recent), fresh...)
 	for _, h := range Evaluate(input, th) {
 		if slices.Max(h.Seqs) < st.Next {
 			// Seen by an earlier pass.
 			continue
 		}
-		if err := r.record(ctx, t.ID, h); err != nil {
-			return err
+		if err := r.record(ctx, evidence, h); err != nil {
+			return false, err
 		}
 	}
 	// The records still within the longest window of the newest.
 	newest := fresh[len(fresh)-1]
-	horizon := newest.Time.Add(-max(th.ProbeWindow, th.DeniedWindow))
 	for i := range fresh {
-		if windowed(&fresh[i]) {
+		if keptFor(&fresh[i]) > 0 {
 			recent = append(recent, fresh[i])
 		}
 	}
-	recent = slices.DeleteFunc(recent, func(rec audit.Record) bool { return rec.Time.Before(horizon) })
-	next := newest.Seq + 1
-	lookback := next
+	recent = slices.DeleteFunc(recent, func(rec audit.Record) bool { return rec.Time.Before(newest.Time.Add(-keptFor(&rec))) })
+	st.Next, st.LastHash = newest.Seq+1, newest.Hash
+	st.Lookback = st.Next
 	if len(recent) > 0 {
-		lookback = recent[0].Seq
+		st.Lookback = recent[0].Seq
 	}
-	data, err := json.Marshal(trailState{Next: next, Lookback: lookback})
+	data, err := json.Marshal(st)
 	if err != nil {
-		return err
+		return false, err
 	}
 	patch := client.MergeFromWithOptions(cm.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	if cm.Data == nil {
@@ -285,12 +336,19 @@ func (r *Runner) trail(ctx context.Context, cm *corev1.ConfigMap, t Trail) error
 	cm.Data[key] = string(data)
 	if err := r.Client.Patch(ctx, cm, patch); err != nil {
 		// Evaluated again next pass: the Findings take only what they lack.
-		return fmt.Errorf("writing the evaluator's state: %w", err)
+		return false, fmt.Errorf("writing the evaluator's state: %w", err)
 	}
 	r.recent[t.ID] = recent
 	recordsEvaluated.WithLabelValues(t.ID).Add(float64(len(fresh)))
 	evaluatorBehind.WithLabelValues(t.ID).Set(max(0, r.now().Sub(newest.Time).Seconds()))
-	return nil
+	return len(fresh) >= batch, nil
+}
+
+// chainOf names the chain whose first record is first: the first 12 hex
+// digits of its hash, which no other chain shares.
+func chainOf(first *audit.Record) string {
+	h := strings.TrimPrefix(first.Hash, "sha256:")
+	return h[:min(12, len(h))]
 }
 
 func (r *Runner) now() time.Time {

@@ -682,7 +682,7 @@ func TestAllowedCalls(t *testing.T) {
 			Subject: &e.Subject, Decision: e.Decision, Reason: e.Reason, Policy: e.Policy, TraceID: e.TraceID, Details: e.Details})
 	}
 	var raised []string
-	for _, h := range evaluate.Evaluate(records, evaluate.DefaultThresholds) {
+	for _, h := range evaluate.Evaluate(records, evaluate.Fixed(evaluate.DefaultThresholds)) {
 		if h.Seqs[0] < uint64(before) {
 			t.Errorf("a call before the two raised %s: %s", h.Rubric, h.Why)
 			continue

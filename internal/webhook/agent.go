@@ -36,6 +36,7 @@ import (
 	"github.com/custos-dev/custos/internal/approval"
 	"github.com/custos-dev/custos/internal/boundary"
 	"github.com/custos-dev/custos/internal/breaker"
+	"github.com/custos-dev/custos/internal/evaluate"
 	"github.com/custos-dev/custos/internal/policy"
 )
 
@@ -187,6 +188,7 @@ func (v *AgentValidator) validate(ctx context.Context, old, agent *custosv1alpha
 	}
 	errs = append(errs, breaker.CheckAgentCaps(agent, b)...)
 	errs = append(errs, breaker.CheckAgentBreaker(agent, b)...)
+	errs = append(errs, evaluate.CheckAgentEvaluation(agent, b)...)
 	loosenErrs, err := v.checkLoosens(ctx, old, agent)
 	if err != nil {
 		return nil, apierrors.NewInternalError(err)

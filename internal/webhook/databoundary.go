@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/evaluate"
 	"github.com/custos-dev/custos/internal/policy"
 )
 
@@ -57,5 +58,7 @@ func (v *DataBoundaryValidator) ValidateDelete(context.Context, *custosv1alpha1.
 func (v *DataBoundaryValidator) validate(b *custosv1alpha1.DataBoundary) error {
 	_, errs := policy.Compile(b.Spec.Checks)
 	_, callErrs := policy.CompileAt(field.NewPath("spec", "callChecks"), b.Spec.CallChecks)
-	return invalid(dataBoundaryKind, b.Name, append(errs, callErrs...))
+	errs = append(errs, callErrs...)
+	errs = append(errs, evaluate.CheckThresholds(b.Spec.Evaluation, field.NewPath("spec", "evaluation"))...)
+	return invalid(dataBoundaryKind, b.Name, errs)
 }

@@ -1,0 +1,66 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package evaluate
+
+import (
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+)
+
+// TestThresholdsOf: a boundary and an agent only tighten the defaults,
+// each line for itself, and windows stay within what the evaluator keeps.
+func TestThresholdsOf(t *testing.T) {
+	g := NewWithT(t)
+	g.Expect(ThresholdsOf(nil, nil)).To(Equal(DefaultThresholds))
+	b := &custosv1alpha1.DataBoundary{ObjectMeta: metav1.ObjectMeta{Name: "finance"}, Spec: custosv1alpha1.DataBoundarySpec{
+		Evaluation: &custosv1alpha1.EvaluationThresholds{MinConfidencePercent: ptr.To[int32](90), ProbeRefusals: ptr.To[int32](3),
+			ProbeWindow: &metav1.Duration{Duration: 30 * time.Minute}, DeniedApprovals: ptr.To[int32](9)}}}
+	th := ThresholdsOf(nil, b)
+	g.Expect(th).To(Equal(Thresholds{MinConfidence: 0.9, ProbeRefusals: 3, ProbeWindow: 30 * time.Minute,
+		DeniedApprovals: 3, DeniedWindow: 24 * time.Hour}), "9 denied approvals would loosen the default 3: not taken")
+
+	agent := &custosv1alpha1.Agent{Spec: custosv1alpha1.AgentSpec{Evaluation: &custosv1alpha1.EvaluationThresholds{
+		MinConfidencePercent: ptr.To[int32](50), ProbeRefusals: ptr.To[int32](2), ProbeWindow: &metav1.Duration{Duration: 5 * time.Hour},
+		DeniedWindow: &metav1.Duration{Duration: 48 * time.Hour}}}}
+	th = ThresholdsOf(agent, b)
+	g.Expect(th.MinConfidence).To(Equal(0.9), "the agent's 50% would loosen its boundary's 90%")
+	g.Expect(th.ProbeRefusals).To(Equal(2))
+	g.Expect(th.ProbeWindow).To(Equal(MaxProbeWindow), "longer is tighter, up to what the evaluator keeps")
+	g.Expect(th.DeniedWindow).To(Equal(48 * time.Hour))
+
+	// Admission says which of the agent's lines are looser, and why.
+	errs := CheckAgentEvaluation(agent, b)
+	g.Expect(errs).To(HaveLen(2))
+	g.Expect(errs[0].Field).To(Equal("spec.evaluation.probeWindow"))
+	g.Expect(errs[0].Detail).To(ContainSubstring("at most 1h0m0s"))
+	g.Expect(errs[1].Field).To(Equal("spec.evaluation.minConfidencePercent"))
+	g.Expect(errs[1].Detail).To(ContainSubstring("looser than DataBoundary finance's"))
+	g.Expect(errs[1].Detail).To(ContainSubstring("of 90%"))
+	agent.Spec.Evaluation = &custosv1alpha1.EvaluationThresholds{ProbeRefusals: ptr.To[int32](6)}
+	errs = CheckAgentEvaluation(agent, nil)
+	g.Expect(errs).To(HaveLen(1))
+	g.Expect(errs[0].Detail).To(ContainSubstring("looser than Custos's default of 5"))
+	agent.Spec.Evaluation = &custosv1alpha1.EvaluationThresholds{MinConfidencePercent: ptr.To[int32](95), DeniedApprovals: ptr.To[int32](1)}
+	g.Expect(CheckAgentEvaluation(agent, b)).To(BeEmpty())
+	g.Expect(CheckThresholds(&custosv1alpha1.EvaluationThresholds{DeniedWindow: &metav1.Duration{Duration: -time.Second}}, nil)).To(HaveLen(1))
+}
