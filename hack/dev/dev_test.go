@@ -187,6 +187,9 @@ waitReady:
 	// A payment waits for two approvers, runs once, and the next needs
 	// approving again.
 	payments := paymentApproved(t, g, bin, kubeconfig, state, aliceToken)
+	// The evaluator reads the gateway's trail: the payment, made with no
+	// decision record, opens Findings, which people review.
+	findingsReviewed(t, g, bin, assets, kubeconfig, payments)
 	// An Agent change adding a cloud role waits for two approvers, not
 	// its owner, as the README's tour shows.
 	agentChangeApproved(t, g, bin, assets, kubeconfig)
@@ -806,6 +809,42 @@ func agentFrozen(t *testing.T, g Gomega, bin, assets, kubeconfig, state, alice s
 
 // payments are the trace IDs of paymentApproved's calls, and the one that
 // ran.
+// findingsReviewed: within a minute of the payment that ran (irreversible,
+// with no decision record, so no stated confidence), the evaluator has
+// opened its Findings from the gateway's trail, citing the call's record
+// and trace; the owner (make dev's admin) may not dismiss one, a risk
+// owner (rita) may, as herself.
+func findingsReviewed(t *testing.T, g Gomega, bin, assets, kubeconfig string, p payments) {
+	t.Helper()
+	plugin := func(args ...string) (string, error) {
+		out, err := exec.Command(filepath.Join(bin, "kubectl-custos"), append(args, "--kubeconfig", kubeconfig, "-n", "finance-agents")...).CombinedOutput()
+		return string(out), err
+	}
+	name := "invoice-reconciler-low-confidence-" + time.Now().UTC().Format("20060102")
+	g.Eventually(func(g Gomega) {
+		out, err := plugin("findings")
+		g.Expect(err).NotTo(HaveOccurred(), "%s", out)
+		g.Expect(out).To(MatchRegexp(`(?m)^` + name + `\s+invoice-reconciler\s+low-confidence\s+High\s+100\s+1\s+Open\s`))
+		g.Expect(out).To(ContainSubstring("invoice-reconciler-no-decision-record-"))
+	}).WithTimeout(time.Minute).WithPolling(time.Second).Should(Succeed())
+	out, err := exec.Command(filepath.Join(assets, "kubectl"), "--kubeconfig", kubeconfig, "get", "finding", "-n", "finance-agents", name,
+		"-o", "jsonpath={.status.evidence[0].auditLogID} {.status.evidence[0].traceIDs[0]}").CombinedOutput()
+	g.Expect(err).NotTo(HaveOccurred(), "%s", out)
+	g.Expect(string(out)).To(MatchRegexp(`^custos-gateway/dev-0@[0-9a-f]{12} ` + p.ran + `$`))
+
+	said, err := plugin("review", name, "--verdict", "dismissed", "--reason", "approved by carol and dave")
+	g.Expect(err).To(HaveOccurred(), "%s", said)
+	g.Expect(said).To(ContainSubstring("SeparationOfDuties.Owner"))
+	said, err = plugin("review", name, "--as", "rita", "--verdict", "dismissed", "--reason", "approved by carol and dave")
+	g.Expect(err).NotTo(HaveOccurred(), "%s", said)
+	g.Expect(said).To(ContainSubstring("Dismissed (as rita)"))
+	g.Eventually(func(g Gomega) {
+		out, err := plugin("findings")
+		g.Expect(err).NotTo(HaveOccurred(), "%s", out)
+		g.Expect(out).NotTo(ContainSubstring(name))
+	}).WithTimeout(30 * time.Second).WithPolling(time.Second).Should(Succeed())
+}
+
 type payments struct {
 	traces []string
 	ran    string

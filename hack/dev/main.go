@@ -52,6 +52,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -185,6 +186,7 @@ func run(ctx context.Context, root, devDir, managerBin, stsBin, gatewayBin strin
 	if err != nil {
 		return err
 	}
+	breakerArgs = append(breakerArgs, evaluatorArgs(devDir, max(1, opts.Gateways))...)
 	say("starting the manager (%s)", managerBin)
 	mgr, err := cp.StartManager(ctx, managerBin, bootKubeconfig, filepath.Join(devDir, "manager.log"), append(auditArgs, breakerArgs...)...)
 	if err != nil {
@@ -469,6 +471,22 @@ func setUpBreaker(ctx context.Context, cp *controlplane.ControlPlane) ([]string,
 		"--gateway-credentials-namespace=" + gatewayCredentialsNamespace,
 		"--leader-election-namespace=" + auditNamespace,
 	}, nil
+}
+
+// evaluatorArgs have the manager's evaluator follow the audit trails of
+// custos-sts and of each gateway replica (the manager's own it follows by
+// itself): the directories they write, which each starts afresh (a new
+// chain under the same name, which the evaluator reads from its start).
+func evaluatorArgs(devDir string, gateways int) []string {
+	args := []string{"--evaluate-trail=custos-sts/dev-0=" + filepath.Join(devDir, stsAuditDirName)}
+	for n := range gateways {
+		dir := filepath.Join(devDir, gatewayAuditDirName)
+		if n > 0 {
+			dir += "-" + strconv.Itoa(n)
+		}
+		args = append(args, "--evaluate-trail=custos-gateway/dev-"+strconv.Itoa(n)+"="+dir)
+	}
+	return args
 }
 
 // The sample image's signing key, next to the state it belongs to.

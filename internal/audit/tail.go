@@ -55,6 +55,10 @@ type segmentEnd struct {
 // torn, of a segment a crash left) is skipped, as recovery does.
 func (r *StoreReader) Read(from uint64, max int) ([]Record, error) {
 	segs, err := listSegments(r.Dir)
+	if os.IsNotExist(err) {
+		// Nothing written yet.
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -392,6 +392,7 @@ func (r *Runner) record(ctx context.Context, trail string, h Hit) error {
 	day := dayOf(h.To)
 	name := FindingName(h.Agent, h.Rubric, day)
 	key := client.ObjectKey{Namespace: h.Namespace, Name: name}
+	recorded := false
 	for attempt := 0; ; attempt++ {
 		f := &custosv1alpha1.Finding{}
 		err := r.Reader.Get(ctx, key, f)
@@ -414,9 +415,22 @@ func (r *Runner) record(ctx context.Context, trail string, h Hit) error {
 		if err != nil {
 			return fmt.Errorf("finding %s: %w", key, err)
 		}
+		opening := f.Status.Phase == "" || f.Status.Phase.Closed()
 		reopened, added := merge(f, trail, h, metav1.NewTime(r.now()))
 		if added == 0 {
 			return nil
+		}
+		// On the trail (written, not queued) before the Finding says it is
+		// open: a manager that stops between the two records the opening
+		// again on its next pass (the same Finding UID), rather than never.
+		if opening && !recorded {
+			r.opened(ctx, f, trail, h, reopened)
+			if fl, ok := r.Audit.(interface{ Flush(context.Context) error }); ok {
+				if err := fl.Flush(ctx); err != nil {
+					return fmt.Errorf("finding %s: writing its opening to the audit trail: %w", key, err)
+				}
+			}
+			recorded = true
 		}
 		if err := r.Client.Status().Update(ctx, f); err != nil {
 			if apierrors.IsConflict(err) && attempt < 5 {
@@ -424,9 +438,8 @@ func (r *Runner) record(ctx context.Context, trail string, h Hit) error {
 			}
 			return fmt.Errorf("finding %s: %w", key, err)
 		}
-		if f.Status.Hits == 1 || reopened {
+		if opening {
 			findingsOpened.WithLabelValues(f.Spec.Rubric, string(f.Status.Severity)).Inc()
-			r.opened(ctx, f, trail, h, reopened)
 		}
 		return nil
 	}
@@ -506,7 +519,7 @@ func (r *Runner) opened(ctx context.Context, f *custosv1alpha1.Finding, trail st
 	for _, s := range h.Seqs[:min(len(h.Seqs), maxSequences)] {
 		seqs = append(seqs, strconv.FormatUint(s, 10))
 	}
-	details := map[string]string{"finding": f.Name, "rubric": h.Rubric, "window": f.Spec.WindowStart.UTC().Format(time.DateOnly),
+	details := map[string]string{"finding": f.Name, "findingUID": string(f.UID), "rubric": h.Rubric, "window": f.Spec.WindowStart.UTC().Format(time.DateOnly),
 		"severity": string(f.Status.Severity), "score": strconv.Itoa(int(f.Status.Score)),
 		"evidence.auditLogID": trail, "evidence.sequences": strings.Join(seqs, ",")}
 	verb := "opened"

@@ -52,6 +52,7 @@ import (
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/audit"
 	"github.com/custos-dev/custos/internal/breaker"
+	"github.com/custos-dev/custos/internal/evaluate"
 )
 
 // The containment suite's tenant (issue #15): a DataBoundary, namespace and
@@ -2218,8 +2219,64 @@ func (e *containment) cases() []ccase {
 			try:  patchConfigMap(custosNS, breaker.PendingName, `{"binaryData":{"states":"W10="}}`),
 			want: both(rbacRefuses("patch", "configmaps"), rbacRefuses("patch", "configmaps")),
 		},
+
+		// Findings: what the evaluator saw on the trail waits for a person.
+		// A tenant who could write them would forge one clean, close one
+		// against their agent, or erase it; who could reset the evaluator's
+		// state would have records read again or skipped.
+		{
+			name: "findings: a Finding of the tenant's own, closed before anyone saw it",
+			try: func(a *attempt) error {
+				_, err := a.dyn.Resource(findingsGVR).Namespace(ctNS).Create(a.ctx, &unstructured.Unstructured{Object: map[string]any{
+					"apiVersion": "custos.dev/v1alpha1", "kind": "Finding",
+					"metadata": map[string]any{"name": a.name(victim + "-probing-20261207")},
+					"spec":     map[string]any{"agent": victim, "rubric": "probing", "windowStart": "2026-12-07T00:00:00Z"},
+				}}, metav1.CreateOptions{})
+				return err
+			},
+			want: both(rbacRefuses("create", "findings"), rbacRefuses("create", "findings")),
+		},
+		{
+			name: "findings: an open Finding marked Dismissed (findings/status)",
+			try: func(a *attempt) error {
+				_, err := a.dyn.Resource(findingsGVR).Namespace(ctNS).Patch(a.ctx, victim+"-probing-20261207", types.MergePatchType,
+					[]byte(`{"status":{"phase":"Dismissed"}}`), metav1.PatchOptions{}, "status")
+				return err
+			},
+			want: both(rbacRefuses("patch", "findings/status"), rbacRefuses("patch", "findings/status")),
+		},
+		{
+			name: "findings: an open Finding deleted",
+			try: func(a *attempt) error {
+				return a.dyn.Resource(findingsGVR).Namespace(ctNS).Delete(a.ctx, victim+"-probing-20261207", metav1.DeleteOptions{})
+			},
+			want: both(rbacRefuses("delete", "findings"), rbacRefuses("delete", "findings")),
+		},
+		{
+			name: "findings: a review dismissing one, naming someone else as the reviewer",
+			try: func(a *attempt) error {
+				_, err := a.dyn.Resource(findingReviewsGVR).Namespace(ctNS).Create(a.ctx, &unstructured.Unstructured{Object: map[string]any{
+					"apiVersion": "custos.dev/v1alpha1", "kind": "FindingReview",
+					"metadata": map[string]any{"name": a.name("dismiss")},
+					"spec": map[string]any{"finding": victim + "-probing-20261207", "verdict": "Dismissed", "reason": "nothing to see",
+						"reviewer": map[string]any{"username": "rita@containment.example"}},
+				}}, metav1.CreateOptions{})
+				return err
+			},
+			want: both(rbacRefuses("create", "findingreviews"), rbacRefuses("create", "findingreviews")),
+		},
+		{
+			name: "findings: the evaluator's record of how far it has read, reset",
+			try:  patchConfigMap(custosNS, evaluate.StateName, `{"data":{"custos-gateway.x":"{\"next\":0}"}}`),
+			want: both(rbacRefuses("patch", "configmaps"), rbacRefuses("patch", "configmaps")),
+		},
 	}
 }
+
+var (
+	findingsGVR       = schema.GroupVersionResource{Group: "custos.dev", Version: "v1alpha1", Resource: "findings"}
+	findingReviewsGVR = schema.GroupVersionResource{Group: "custos.dev", Version: "v1alpha1", Resource: "findingreviews"}
+)
 
 // patchConfigMap merge-patches ConfigMap namespace/name.
 func patchConfigMap(namespace, name, patch string) func(a *attempt) error {
