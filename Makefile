@@ -122,6 +122,11 @@ bench-approval: controlplane ## Race 4 consumers of each of 10,000 approved Appr
 bench-risk: ## Time the caps' accounting per gateway call (goal 1 us) and the breaker's tick for 10,000 agents (goal 10 ms).
 	$(GO) test ./internal/breaker/ -run '^$$' -bench 'BenchmarkMeterTake|BenchmarkDetectorTick10000Agents' -benchmem -benchtime 2s
 
+.PHONY: bench-evaluate
+bench-evaluate: build ## Follow a trail of 10,000 records with the manager killed every few seconds: Findings missing or counted twice (must be 0) and the time from record to Finding (BENCH_ARGS="-records 10000 -kill-every 15s").
+	$(GO) build -o bin/custos-dev ./hack/dev
+	KUBEBUILDER_ASSETS="$$($(CONTROLPLANE))" bin/custos-dev bench-evaluate $(BENCH_ARGS)
+
 .PHONY: bench-freeze
 bench-freeze: build cluster kwok ## Trip the sample agent again and again on make dev's kwok cluster with 2 gateway replicas, and time every replica and custos-sts refusing it, its lease revoked at the source, deny-all and 0 replicas (BENCH_ARGS="-trials 20").
 	$(GO) build -o bin/custos-dev ./hack/dev

@@ -18,7 +18,12 @@ package controllers
 
 import (
 	"context"
+	"encoding/pem"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -27,10 +32,12 @@ import (
 	"github.com/go-logr/logr"
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
@@ -388,4 +395,92 @@ func TestAgentEvaluationOnlyTightens(t *testing.T) {
 	b.Spec.Evaluation.DeniedWindow = &metav1.Duration{Duration: 30 * 24 * time.Hour}
 	err = k8sClient.Patch(ctx, b, patch)
 	g.Expect(err).To(MatchError(ContainSubstring("spec.evaluation.deniedWindow")))
+}
+
+// TestAuditFeed: the evaluator reads a component's trail from its pod's
+// feed, as it does in a cluster: the pods found by their labels, each
+// dialled by IP and verified for the component's Service name, with a
+// token of the feed's audience for the manager's ServiceAccount; the feed
+// answers no other token, audience or reader, and the evaluator trusts no
+// other certificate.
+func TestAuditFeed(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := fixtures.CreateTenantNamespace(t, k8sClient, fixtures.UniqueTenant("feed"))
+	for _, sa := range []string{"custos-manager", "intruder"} {
+		g.Expect(k8sClient.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa}})).To(Succeed())
+	}
+	noon := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	gw := newGatewayTrail(t, noon)
+	seq := gw.call(ns, "remote", "pay", map[string]string{"access": "Write", "irreversible": "true", "decisionDigest": "sha256:aa", "decision.confidence": "0.2"})
+
+	// The component's TLS listener, serving its feed beside its own
+	// handler.
+	handler, err := audit.WithFeed(http.NotFoundHandler(), audit.Config{Sink: audit.SinkBoth, Dir: gw.dir},
+		[]string{"system:serviceaccount:" + ns + ":custos-manager"}, k8sClient)
+	g.Expect(err).NotTo(HaveOccurred())
+	srv := httptest.NewTLSServer(handler)
+	defer srv.Close()
+	caFile := filepath.Join(t.TempDir(), "ca.crt")
+	g.Expect(os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600)).To(Succeed())
+	_, err = audit.WithFeed(http.NotFoundHandler(), audit.Config{Sink: audit.SinkStdout}, []string{"x"}, k8sClient)
+	g.Expect(err).To(MatchError(ContainSubstring("needs --audit-sink=file or both")))
+
+	token := &audit.FeedToken{Client: k8sClient, Namespace: ns, SA: "custos-manager"}
+	feed := &audit.FeedClient{URL: srv.URL, HTTP: evaluate.FeedHTTPClient(caFile, "example.com"), Token: token.Get}
+	records, err := feed.Records(ctx, 0, 0)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(records).To(HaveLen(1))
+	g.Expect(records[0].Seq).To(Equal(seq))
+	g.Expect(records[0].Details).To(HaveKeyWithValue("decision.confidence", "0.2"))
+
+	// Refused: another ServiceAccount's token of the feed's audience, the
+	// manager's token of another audience, no token; and a certificate
+	// not for the component's name.
+	intruder := &audit.FeedClient{URL: srv.URL, HTTP: feed.HTTP, Token: (&audit.FeedToken{Client: k8sClient, Namespace: ns, SA: "intruder"}).Get}
+	_, err = intruder.Records(ctx, 0, 0)
+	g.Expect(err).To(MatchError(And(ContainSubstring("403"), ContainSubstring("intruder may not read this trail"))))
+	apiToken := func(ctx context.Context) (string, error) {
+		tr := &authenticationv1.TokenRequest{}
+		err := k8sClient.SubResource("token").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "custos-manager"}}, tr)
+		return tr.Status.Token, err
+	}
+	_, err = (&audit.FeedClient{URL: srv.URL, HTTP: feed.HTTP, Token: apiToken}).Records(ctx, 0, 0)
+	g.Expect(err).To(MatchError(And(ContainSubstring("401"), ContainSubstring("audience custos-audit-feed"))))
+	_, err = (&audit.FeedClient{URL: srv.URL, HTTP: feed.HTTP, Token: func(context.Context) (string, error) { return "", nil }}).Records(ctx, 0, 0)
+	g.Expect(err).To(MatchError(ContainSubstring("401")))
+	_, err = (&audit.FeedClient{URL: srv.URL, HTTP: evaluate.FeedHTTPClient(caFile, "custos-gateway.custos-system.svc"), Token: token.Get}).Records(ctx, 0, 0)
+	g.Expect(err).To(MatchError(ContainSubstring("certificate is valid for")))
+
+	// The evaluator finds the component's running pods by their labels
+	// (a pod not running, or of another component, is not read) and
+	// opens the Finding from the record it read through the feed.
+	_, port, err := net.SplitHostPort(srv.Listener.Addr().String())
+	g.Expect(err).NotTo(HaveOccurred())
+	portN, err := strconv.Atoi(port)
+	g.Expect(err).NotTo(HaveOccurred())
+	pod := func(name string, labels map[string]string, phase corev1.PodPhase) {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "gateway", Image: "gateway"}}}}
+		g.Expect(k8sClient.Create(ctx, p)).To(Succeed())
+		p.Status = corev1.PodStatus{Phase: phase, PodIP: "127.0.0.1", PodIPs: []corev1.PodIP{{IP: "127.0.0.1"}}}
+		g.Expect(k8sClient.Status().Update(ctx, p)).To(Succeed())
+	}
+	gatewayLabels := map[string]string{"app.kubernetes.io/name": "custos-gateway"}
+	pod("custos-gateway-0", gatewayLabels, corev1.PodRunning)
+	pod("custos-gateway-1", gatewayLabels, corev1.PodPending)
+	pod("something-else", map[string]string{"app.kubernetes.io/name": "ledger"}, corev1.PodRunning)
+	discover := evaluate.FeedTrails(k8sClient, token.Get, evaluate.Feed{Component: "custos-gateway", Namespace: ns,
+		Selector: labels.SelectorFromSet(gatewayLabels), Port: portN, HTTP: feed.HTTP})
+	trails, err := discover(ctx)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(trails).To(ConsistOf(HaveField("ID", "custos-gateway/custos-gateway-0")))
+
+	stateNS := fixtures.CreateTenantNamespace(t, k8sClient, fixtures.UniqueTenant("feeds"))
+	runner := &evaluate.Runner{Reader: k8sClient, Client: k8sClient, Namespace: stateNS, Audit: auditLog, Actor: ControllerActor,
+		Discover: discover, Clock: testClock}
+	g.Expect(runner.Pass(ctx)).To(Succeed())
+	f := &custosv1alpha1.Finding{}
+	g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: evaluate.FindingName("remote", evaluate.RubricLowConfidence, noon)}, f)).To(Succeed())
+	g.Expect(f.Status.Evidence).To(ConsistOf(HaveField("AuditLogID", HavePrefix("custos-gateway/custos-gateway-0@"))))
 }

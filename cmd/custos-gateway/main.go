@@ -98,6 +98,7 @@ type options struct {
 	shutdownDelay  time.Duration
 	approvalHold   time.Duration
 	audit          audit.Config
+	feedReaders    []string
 	tracing        tracing.Options
 }
 
@@ -130,6 +131,14 @@ func main() {
 	flag.DurationVar(&o.shutdownDelay, "shutdown-delay", 5*time.Second, "On SIGTERM, how long to keep serving, with /readyz failing, before draining: the time every kube-proxy needs to take the pod out of the Service. The calls in flight then get up to 10 s more; the pod's terminationGracePeriodSeconds must cover both.")
 	flag.DurationVar(&o.approvalHold, "approval-hold", approval.DefaultHold, "How long a call an ApprovalPolicy matches is held, waiting for people to approve it, before the gateway answers \"pending approval\" (the agent retries the same call); 0 answers at once.")
 	o.audit.AddFlags(flag.CommandLine)
+	flag.Func("audit-feed-readers", "ServiceAccounts (system:serviceaccount:<namespace>:<name>, comma-separated) answered at "+audit.FeedPath+" on --listen: the records of this process's audit trail, from its segment store (--audit-sink file or both), to a bearer token of audience "+audit.FeedAudience+" the API server authenticates as one of them. The manager's evaluator reads it; empty serves no feed.", func(v string) error {
+		for _, r := range strings.Split(v, ",") {
+			if r = strings.TrimSpace(r); r != "" {
+				o.feedReaders = append(o.feedReaders, r)
+			}
+		}
+		return nil
+	})
 	o.tracing.AddFlags(flag.CommandLine)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -314,8 +323,12 @@ func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, read
 		Clock:           clk,
 		MaxRequestBytes: o.maxRequest,
 	}
+	handler, err := audit.WithFeed(gw.Handler(), auditCfg, o.feedReaders, mgr.GetClient())
+	if err != nil {
+		return err
+	}
 	return serve.Run(stopping, serve.Options{
-		Name: "gateway", Manager: mgr, Handler: gw.Handler(), Listen: o.listen, CertDir: o.certDir,
+		Name: "gateway", Manager: mgr, Handler: handler, Listen: o.listen, CertDir: o.certDir,
 		// A call may be held for approval, then take the upstream's
 		// whole time, and the exchange before it.
 		WriteTimeout:  o.approvalHold + o.timeout + 20*time.Second,

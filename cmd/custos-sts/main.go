@@ -77,9 +77,10 @@ type options struct {
 	// ready, before it drains.
 	shutdownDelay time.Duration
 	// gatewaySA is custos-gateway's ServiceAccount, namespace/name.
-	gatewaySA string
-	audit     audit.Config
-	tracing   tracing.Options
+	gatewaySA   string
+	audit       audit.Config
+	feedReaders []string
+	tracing     tracing.Options
 }
 
 func main() {
@@ -98,6 +99,14 @@ func main() {
 	flag.DurationVar(&o.shutdownDelay, "shutdown-delay", 5*time.Second, "On SIGTERM, how long to keep serving, with /readyz failing, before draining: the time every kube-proxy needs to take the pod out of the Service. Then the exchanges in flight get up to 10 s more; the pod's terminationGracePeriodSeconds must cover both.")
 	flag.StringVar(&o.gatewaySA, "gateway-service-account", "", "custos-gateway's ServiceAccount, as namespace/name: its pods exchange the tokens agents were given for the gateway, for the agents' Toolsets (docs/sts.md). Empty: no gateway.")
 	o.audit.AddFlags(flag.CommandLine)
+	flag.Func("audit-feed-readers", "ServiceAccounts (system:serviceaccount:<namespace>:<name>, comma-separated) answered at "+audit.FeedPath+" on --listen: the records of this process's audit trail, from its segment store (--audit-sink file or both), to a bearer token of audience "+audit.FeedAudience+" the API server authenticates as one of them. The manager's evaluator reads it; empty serves no feed.", func(v string) error {
+		for _, r := range strings.Split(v, ",") {
+			if r = strings.TrimSpace(r); r != "" {
+				o.feedReaders = append(o.feedReaders, r)
+			}
+		}
+		return nil
+	})
 	o.tracing.AddFlags(flag.CommandLine)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -200,8 +209,12 @@ func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, read
 		Audit:       auditLog, Clock: clk, TTL: o.tokenTTL,
 	}
 
+	handler, err := audit.WithFeed(sts.Handler(svc), auditCfg, o.feedReaders, mgr.GetClient())
+	if err != nil {
+		return err
+	}
 	return serve.Run(stopping, serve.Options{
-		Name: "issuers", Manager: mgr, Handler: sts.Handler(svc), Listen: o.listen, CertDir: o.certDir,
+		Name: "issuers", Manager: mgr, Handler: handler, Listen: o.listen, CertDir: o.certDir,
 		ShutdownDelay: o.shutdownDelay, Ready: ready, Log: log,
 		BeforeServe: func(ctx context.Context) error {
 			if err := issuers.Sync(ctx); err != nil {

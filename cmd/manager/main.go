@@ -159,6 +159,11 @@ func main() {
 		evaluateTrails = append(evaluateTrails, v)
 		return nil
 	})
+	var gatewayFeedCA, gatewayFeedName, stsFeedCA, stsFeedName string
+	flag.StringVar(&gatewayFeedCA, "evaluate-gateway-ca-file", "", "The CA of custos-gateway's serving certificate. Set (with --gateway-namespace and --gateway-pod-labels), the evaluator reads each custos-gateway pod's audit trail from its feed (https://<pod IP>:--gateway-port"+audit.FeedPath+"), verifying its certificate for --evaluate-gateway-server-name, with a token of audience "+audit.FeedAudience+" for the manager's ServiceAccount.")
+	flag.StringVar(&gatewayFeedName, "evaluate-gateway-server-name", "", "The name custos-gateway's certificate is verified for: its Service's DNS name.")
+	flag.StringVar(&stsFeedCA, "evaluate-sts-ca-file", "", "The CA of custos-sts's serving certificate: as --evaluate-gateway-ca-file, for custos-sts's pods (--sts-namespace, --sts-pod-labels, --sts-port).")
+	flag.StringVar(&stsFeedName, "evaluate-sts-server-name", "", "The name custos-sts's certificate is verified for: its Service's DNS name.")
 	var evaluateInterval, findingRetention, findingReviewWithin time.Duration
 	flag.DurationVar(&evaluateInterval, "evaluate-interval", evaluate.DefaultInterval, "How often the evaluator reads what its trails added.")
 	flag.DurationVar(&findingRetention, "finding-retention", controllers.DefaultFindingRetention, "How long a closed (Confirmed or Dismissed) Finding is kept before the manager deletes it; its opening and reviews stay on the audit trail.")
@@ -323,13 +328,26 @@ func main() {
 
 	// The evaluator: the leader follows the audit trails and opens
 	// Findings for people to review.
-	if trails := evaluatorTrails(evaluateTrails, auditCfg); len(trails) > 0 {
+	trails := evaluatorTrails(evaluateTrails, auditCfg)
+	feeds, err := evaluatorFeeds(gateway, gatewayFeedCA, gatewayFeedName, sts, stsFeedCA, stsFeedName)
+	if err != nil {
+		fail(err, "Invalid evaluator flags")
+	}
+	if len(trails) > 0 || len(feeds) > 0 {
 		ns := cmp.Or(leaderNamespace, os.Getenv("POD_NAMESPACE"))
 		if ns == "" {
-			fail(errors.New("--evaluate-trail needs POD_NAMESPACE or --leader-election-namespace"), "Unable to add the evaluator")
+			fail(errors.New("the evaluator needs POD_NAMESPACE or --leader-election-namespace"), "Unable to add the evaluator")
 		}
-		if err := mgr.Add(&evaluate.Runner{Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), Namespace: ns, Trails: trails, Interval: evaluateInterval,
-			Audit: auditLog, Actor: controllers.ControllerActor, Log: ctrl.Log.WithName("evaluator")}); err != nil {
+		runner := &evaluate.Runner{Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), Namespace: ns, Trails: trails, Interval: evaluateInterval,
+			Audit: auditLog, Actor: controllers.ControllerActor, Log: ctrl.Log.WithName("evaluator")}
+		if len(feeds) > 0 {
+			if self.Name == "" {
+				fail(errors.New("the manager does not run as a ServiceAccount (out of cluster?)"), "Unable to read the components' audit feeds")
+			}
+			token := &audit.FeedToken{Client: mgr.GetClient(), Namespace: self.Namespace, SA: self.Name}
+			runner.Discover = evaluate.FeedTrails(mgr.GetAPIReader(), token.Get, feeds...)
+		}
+		if err := mgr.Add(runner); err != nil {
 			fail(err, "Unable to add the evaluator")
 		}
 	}
@@ -468,4 +486,28 @@ func evaluatorTrails(flags []string, cfg audit.Config) []evaluate.Trail {
 		trails = append(trails, evaluate.DirTrail("custos-manager/"+host, cfg.Dir))
 	}
 	return trails
+}
+
+// evaluatorFeeds are the components whose pods' feeds the evaluator reads:
+// each whose CA file is given, with its pods' flags.
+func evaluatorFeeds(gateway *netpol.InClusterPeer, gatewayCA, gatewayName string, sts *netpol.InClusterPeer, stsCA, stsName string) ([]evaluate.Feed, error) {
+	var feeds []evaluate.Feed
+	for _, c := range []struct {
+		flag, component string
+		peer            *netpol.InClusterPeer
+		ca, name        string
+	}{{"gateway", "custos-gateway", gateway, gatewayCA, gatewayName}, {"sts", "custos-sts", sts, stsCA, stsName}} {
+		if c.ca == "" {
+			continue
+		}
+		if c.peer == nil {
+			return nil, fmt.Errorf("--evaluate-%s-ca-file needs --%s-namespace and --%s-pod-labels: they find its pods", c.flag, c.flag, c.flag)
+		}
+		if c.name == "" {
+			return nil, fmt.Errorf("--evaluate-%s-ca-file needs --evaluate-%s-server-name: the name its certificate is verified for", c.flag, c.flag)
+		}
+		feeds = append(feeds, evaluate.Feed{Component: c.component, Namespace: c.peer.Namespace, Selector: labels.SelectorFromSet(c.peer.PodSelector),
+			Port: int(c.peer.Port), HTTP: evaluate.FeedHTTPClient(c.ca, c.name)})
+	}
+	return feeds, nil
 }

@@ -80,6 +80,8 @@ func main() {
 			os.Exit(callMain(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
 		case "bench-freeze":
 			os.Exit(benchFreezeMain(os.Args[2:], os.Stdout, os.Stderr))
+		case "bench-evaluate":
+			os.Exit(benchEvaluateMain(os.Args[2:], os.Stdout, os.Stderr))
 		}
 	}
 	root := flag.String("repo-root", ".", "Root of the Custos repository.")

@@ -52,14 +52,14 @@ type Trail struct {
 	// custos-manager/<replica>.
 	ID string
 	// Records reads the records of seq from and after, in order, at most
-	// max (an audit.StoreReader's Read).
-	Records func(from uint64, max int) ([]audit.Record, error)
+	// max (an audit.StoreReader's Read, an audit.FeedClient's Records).
+	Records func(ctx context.Context, from uint64, max int) ([]audit.Record, error)
 }
 
 // DirTrail follows the segment store in dir.
 func DirTrail(id, dir string) Trail {
 	r := &audit.StoreReader{Dir: dir}
-	return Trail{ID: id, Records: r.Read}
+	return Trail{ID: id, Records: func(_ context.Context, from uint64, max int) ([]audit.Record, error) { return r.Read(from, max) }}
 }
 
 // StateName is the ConfigMap, in the Runner's namespace, in which it keeps
@@ -88,7 +88,10 @@ type Runner struct {
 	Client client.Client
 	// Namespace holds the state ConfigMap.
 	Namespace string
-	Trails    []Trail
+	// Trails are followed on every pass, and those Discover finds then
+	// (the components' pods serving their feeds, FeedTrails).
+	Trails   []Trail
+	Discover func(context.Context) ([]Trail, error)
 	// Thresholds says each agent's thresholds; nil reads them from the
 	// cluster (ClusterThresholds over Reader) on each pass.
 	Thresholds ThresholdsFor
@@ -184,8 +187,16 @@ func (r *Runner) Pass(ctx context.Context) error {
 	if th == nil {
 		th = (&ClusterThresholds{Reader: r.Reader}).For(ctx)
 	}
+	trails := slices.Clone(r.Trails)
 	var errs []error
-	for _, t := range r.Trails {
+	if r.Discover != nil {
+		found, err := r.Discover(ctx)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("finding the trails: %w", err))
+		}
+		trails = append(trails, found...)
+	}
+	for _, t := range trails {
 		// A trail far ahead (a first pass, a long stop) is read in
 		// batches, each written, until it is caught up.
 		for more := true; more && ctx.Err() == nil; {
@@ -254,7 +265,7 @@ func (r *Runner) trail(ctx context.Context, cm *corev1.ConfigMap, t Trail, th Th
 	if st.Next > 0 {
 		from = st.Next - 1
 	}
-	fresh, err := t.Records(from, batch+1)
+	fresh, err := t.Records(ctx, from, batch+1)
 	if err != nil {
 		return false, err
 	}
@@ -265,7 +276,7 @@ func (r *Runner) trail(ctx context.Context, cm *corev1.ConfigMap, t Trail, th Th
 			r.Log.Info("The audit trail is not the chain read so far: reading it from its first record", "trail", t.ID,
 				"chain", st.Chain, "next", st.Next)
 			st, recent, loaded = trailState{}, nil, true
-			if fresh, err = t.Records(0, batch); err != nil {
+			if fresh, err = t.Records(ctx, 0, batch); err != nil {
 				return false, err
 			}
 		} else {
@@ -281,7 +292,7 @@ func (r *Runner) trail(ctx context.Context, cm *corev1.ConfigMap, t Trail, th Th
 	if !loaded {
 		// Started again: read back the records still within a window.
 		for from := min(st.Lookback, st.Next); from < st.Next; {
-			records, err := t.Records(from, batch)
+			records, err := t.Records(ctx, from, batch)
 			if err != nil {
 				return false, err
 			}
