@@ -73,7 +73,10 @@ func TestGateway(t *testing.T) {
 		"--rate-per-agent=600", "--rate-per-agent-burst=60", "--rate-per-tool=300", "--rate-per-tool-burst=30",
 		"--breaker-failures=5", "--breaker-open-for=30s", "--upstream-timeout=10s",
 		"--max-response-bytes=10485760", "--max-request-bytes=1048576",
-		"--audit-sink=stdout",
+		// Its trail to stdout and to a segment store it serves the
+		// manager's evaluator (TestEvaluatorFeeds).
+		"--audit-sink=both",
+		"--audit-dir=/var/lib/custos/audit",
 		"--health-probe-bind-address=:8081",
 		"--shutdown-delay=5s",
 		"--zap-log-level=info",
@@ -96,7 +99,8 @@ func TestGateway(t *testing.T) {
 		corev1.ContainerPort{Name: "probes", ContainerPort: 8081, Protocol: corev1.ProtocolTCP},
 	))
 
-	// Every file the gateway reads is a volume, and it writes only /tmp.
+	// Every file the gateway reads is a volume, and it writes only /tmp
+	// and its audit trail.
 	mounts := map[string]string{}
 	for _, vm := range c.VolumeMounts {
 		mounts[vm.MountPath] = vm.Name
@@ -106,6 +110,7 @@ func TestGateway(t *testing.T) {
 		"/var/run/secrets/custos/sts": "sts-token",
 		"/etc/custos/sts-ca":          "sts-ca",
 		"/tmp":                        "tmp",
+		"/var/lib/custos/audit":       "audit",
 	}))
 	g.Expect(volume(t, pod, "tls").Secret).To(HaveValue(HaveField("SecretName", "gateway-tls")))
 	g.Expect(volume(t, pod, "tmp").EmptyDir).NotTo(BeNil())

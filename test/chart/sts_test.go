@@ -45,7 +45,7 @@ func TestSTS(t *testing.T) {
 	c := pod.Containers[0]
 	g.Expect(c.Command).To(Equal([]string{"/custos-sts"}))
 	g.Expect(c.Args).To(ContainElements("--tls-cert-dir=/var/run/custos/sts-tls", "--namespace=$(POD_NAMESPACE)",
-		"--issuer-base=https://custos-sts."+namespace+".svc", "--audience=custos-sts", "--audit-sink=stdout"))
+		"--issuer-base=https://custos-sts."+namespace+".svc", "--audience=custos-sts", "--audit-sink=both"))
 	g.Expect(c.SecurityContext.AllowPrivilegeEscalation).To(HaveValue(BeFalse()))
 	g.Expect(c.SecurityContext.ReadOnlyRootFilesystem).To(HaveValue(BeTrue()))
 	g.Expect(c.SecurityContext.Capabilities.Drop).To(ConsistOf(corev1.Capability("ALL")))
