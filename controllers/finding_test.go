@@ -19,6 +19,7 @@ package controllers
 import (
 	"context"
 	"encoding/pem"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -39,6 +40,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/events"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -151,9 +154,13 @@ func TestFindings(t *testing.T) {
 	stateNS := fixtures.CreateTenantNamespace(t, k8sClient, fixtures.UniqueTenant("fnds"))
 	noon := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
 	gw := newGatewayTrail(t, noon)
+	broadcaster := events.NewBroadcaster(&events.EventSinkImpl{Interface: kubernetes.NewForConfigOrDie(cp.Config).EventsV1()})
+	broadcaster.StartRecordingToSink(ctx.Done())
+	t.Cleanup(broadcaster.Shutdown)
+	recorder := broadcaster.NewRecorder(testScheme, "custos")
 	runner := func() *evaluate.Runner {
 		return &evaluate.Runner{Reader: k8sClient, Client: k8sClient, Namespace: stateNS, Audit: auditLog, Actor: ControllerActor,
-			Trails: []evaluate.Trail{evaluate.DirTrail("custos-gateway/gw-0", gw.dir)}, Clock: testClock}
+			Trails: []evaluate.Trail{evaluate.DirTrail("custos-gateway/gw-0", gw.dir)}, Clock: testClock, Recorder: recorder}
 	}
 	findings := func(g Gomega) []custosv1alpha1.Finding {
 		var list custosv1alpha1.FindingList
@@ -190,6 +197,8 @@ func TestFindings(t *testing.T) {
 	g.Expect(findings(g)).To(HaveLen(1), "the fine call and the read open nothing")
 	opened := auditTrail(trailUID(ns, "payer"))
 	g.Expect(auditActions(opened)).To(ContainElement(audit.ActionFindingOpened))
+	g.Eventually(func(g Gomega) []string { return eventReasons(g, f) }).WithTimeout(eventually).WithPolling(poll).
+		Should(ContainElement("FindingOpened"))
 
 	// Read again: nothing new, nothing changes.
 	g.Expect(r1.Pass(ctx)).To(Succeed())
@@ -210,6 +219,16 @@ func TestFindings(t *testing.T) {
 	state := &corev1.ConfigMap{}
 	g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: stateNS, Name: evaluate.StateName}, state)).To(Succeed())
 	g.Expect(state.Data).To(HaveKeyWithValue("custos-gateway.gw-0", ContainSubstring(`"chain":"`+strings.TrimPrefix(f.Status.Evidence[0].AuditLogID, "custos-gateway/gw-0@")+`"`)))
+	// The state of trails no longer followed (a pod gone) is forgotten
+	// after a week without records, not before.
+	forgetting := client.MergeFrom(state.DeepCopy())
+	state.Data["custos-gateway.gone"] = fmt.Sprintf(`{"next":5,"at":%d}`, testClock.Now().Add(-8*24*time.Hour).Unix())
+	state.Data["custos-gateway.resting"] = fmt.Sprintf(`{"next":5,"at":%d}`, testClock.Now().Add(-24*time.Hour).Unix())
+	g.Expect(k8sClient.Patch(ctx, state, forgetting)).To(Succeed())
+	g.Expect(r1.Pass(ctx)).To(Succeed())
+	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(state), state)).To(Succeed())
+	g.Expect(state.Data).To(And(HaveKey("custos-gateway.gw-0"), HaveKey("custos-gateway.resting"), Not(HaveKey("custos-gateway.gone"))))
+
 	g.Expect(k8sClient.Delete(ctx, state)).To(Succeed())
 	g.Expect(runner().Pass(ctx)).To(Succeed())
 	g.Expect(findings(g)).To(HaveLen(1))

@@ -339,7 +339,7 @@ func main() {
 			fail(errors.New("the evaluator needs POD_NAMESPACE or --leader-election-namespace"), "Unable to add the evaluator")
 		}
 		runner := &evaluate.Runner{Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), Namespace: ns, Trails: trails, Interval: evaluateInterval,
-			Audit: auditLog, Actor: controllers.ControllerActor, Log: ctrl.Log.WithName("evaluator")}
+			Audit: auditLog, Actor: controllers.ControllerActor, Recorder: mgr.GetEventRecorder("custos"), Log: ctrl.Log.WithName("evaluator")}
 		if len(feeds) > 0 {
 			if self.Name == "" {
 				fail(errors.New("the manager does not run as a ServiceAccount (out of cluster?)"), "Unable to read the components' audit feeds")

@@ -35,6 +35,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -99,8 +100,11 @@ type Runner struct {
 	Audit      audit.Recorder
 	// Actor is who the finding.opened records are by.
 	Actor audit.Actor
-	Clock clock.PassiveClock
-	Log   logr.Logger
+	// Recorder records an Event on each Finding opened, and on its Agent
+	// where people look (kubectl describe agent); none when nil.
+	Recorder events.EventRecorder
+	Clock    clock.PassiveClock
+	Log      logr.Logger
 
 	// recent holds, per trail, the records of the windowed rubrics within
 	// the longest window before the next seq; loaded says it was read
@@ -118,7 +122,13 @@ type trailState struct {
 	LastHash string `json:"lastHash,omitempty"`
 	// Lookback is the first seq still within the longest window.
 	Lookback uint64 `json:"lookback"`
+	// At is when records were last read (Unix seconds).
+	At int64 `json:"at,omitempty"`
 }
+
+// Forget is how long the state of a trail no longer followed (a pod gone)
+// is kept.
+const Forget = 7 * 24 * time.Hour
 
 var (
 	recordsEvaluated = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -189,9 +199,11 @@ func (r *Runner) Pass(ctx context.Context) error {
 	}
 	trails := slices.Clone(r.Trails)
 	var errs []error
+	complete := true
 	if r.Discover != nil {
 		found, err := r.Discover(ctx)
 		if err != nil {
+			complete = false
 			errs = append(errs, fmt.Errorf("finding the trails: %w", err))
 		}
 		trails = append(trails, found...)
@@ -208,8 +220,39 @@ func (r *Runner) Pass(ctx context.Context) error {
 			}
 		}
 	}
+	if complete {
+		if err := r.forget(ctx, cm, trails); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%v", errs)
+	}
+	return nil
+}
+
+// forget drops the state of trails no longer followed and not read for
+// Forget: the pods of a component come and go, each a trail.
+func (r *Runner) forget(ctx context.Context, cm *corev1.ConfigMap, trails []Trail) error {
+	current := map[string]bool{}
+	for _, t := range trails {
+		current[stateKey(t.ID)] = true
+	}
+	patch := client.MergeFromWithOptions(cm.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	gone := 0
+	for k, v := range cm.Data {
+		var st trailState
+		if current[k] || json.Unmarshal([]byte(v), &st) != nil || st.At == 0 || r.now().Sub(time.Unix(st.At, 0)) < Forget {
+			continue
+		}
+		delete(cm.Data, k)
+		gone++
+	}
+	if gone == 0 {
+		return nil
+	}
+	if err := r.Client.Patch(ctx, cm, patch); err != nil {
+		return fmt.Errorf("forgetting the trails no longer followed: %w", err)
 	}
 	return nil
 }
@@ -331,7 +374,7 @@ func (r *Runner) trail(ctx context.Context, cm *corev1.ConfigMap, t Trail, th Th
 		}
 	}
 	recent = slices.DeleteFunc(recent, func(rec audit.Record) bool { return rec.Time.Before(newest.Time.Add(-keptFor(&rec))) })
-	st.Next, st.LastHash = newest.Seq+1, newest.Hash
+	st.Next, st.LastHash, st.At = newest.Seq+1, newest.Hash, r.now().Unix()
 	st.Lookback = st.Next
 	if len(recent) > 0 {
 		st.Lookback = recent[0].Seq
@@ -521,8 +564,16 @@ func merge(f *custosv1alpha1.Finding, trail string, h Hit, now metav1.Time) (reo
 	return reopened, len(seqs)
 }
 
-// opened records the Finding's opening on the trail.
+// opened records the Finding's opening on the trail, and as Events.
 func (r *Runner) opened(ctx context.Context, f *custosv1alpha1.Finding, trail string, h Hit, reopened bool) {
+	if r.Recorder != nil {
+		note := clip(fmt.Sprintf("Finding %s (%s, %s): %s; review it: kubectl custos review %s -n %s", f.Name, h.Rubric, f.Status.Severity, h.Why, f.Name, f.Namespace), 1024)
+		r.Recorder.Eventf(f, nil, corev1.EventTypeWarning, "FindingOpened", "Evaluate", "%s", note)
+		agent := &custosv1alpha1.Agent{}
+		if err := r.Reader.Get(ctx, client.ObjectKey{Namespace: f.Namespace, Name: f.Spec.Agent}, agent); err == nil {
+			r.Recorder.Eventf(agent, f, corev1.EventTypeWarning, "FindingOpened", "Evaluate", "%s", note)
+		}
+	}
 	if r.Audit == nil {
 		return
 	}
