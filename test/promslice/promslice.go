@@ -84,6 +84,26 @@ func Write(path string, start, end time.Time) error {
 	}
 	fmt.Fprintln(w, "# TYPE custos_breaker_trips counter")
 	each(`custos_breaker_trips_total{trigger="Trend",outcome="frozen"}`, func(_ int, t time.Time) float64 { return 0.001 * busy(0, t) }, 1)
+	// The evaluator's (the manager's): Findings by phase, overdue ones, and
+	// how far behind its trails it reads.
+	fmt.Fprintln(w, "# TYPE custos_findings gauge")
+	for _, phase := range []string{"Open", "Acknowledged", "Dismissed"} {
+		for t := start; t.Before(end); t = t.Add(time.Minute) {
+			fmt.Fprintf(w, "custos_findings{namespace=\"finance-agents\",finding_severity=\"High\",phase=%q} %.0f %d\n", phase, 1+2*busy(0, t), t.Unix())
+		}
+	}
+	fmt.Fprintln(w, "# TYPE custos_findings_overdue gauge")
+	for t := start; t.Before(end); t = t.Add(time.Minute) {
+		fmt.Fprintf(w, "custos_findings_overdue{namespace=\"finance-agents\",finding_severity=\"High\"} 1 %d\n", t.Unix())
+	}
+	fmt.Fprintln(w, "# TYPE custos_evaluator_behind_seconds gauge")
+	for _, trail := range []string{"custos-gateway/custos-gateway-0", "custos-sts/custos-sts-0"} {
+		for t := start; t.Before(end); t = t.Add(time.Minute) {
+			fmt.Fprintf(w, "custos_evaluator_behind_seconds{trail=%q} %.1f %d\n", trail, 5*busy(0, t), t.Unix())
+		}
+	}
+	fmt.Fprintln(w, "# TYPE custos_findings_opened counter")
+	each(`custos_findings_opened_total{rubric="probing",severity="Medium"}`, func(_ int, t time.Time) float64 { return 0.002 * busy(0, t) }, 1)
 	fmt.Fprintln(w, "# TYPE mcp_server_operation_duration_seconds histogram")
 	for _, tool := range []string{"ledger-readonly.get_invoice", "ledger-payments.pay"} {
 		labels := `mcp_method_name="tools/call",gen_ai_tool_name="` + tool + `",error_type=""`
