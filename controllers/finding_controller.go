@@ -125,7 +125,8 @@ func (r *FindingReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 // says f was written (the next reviews are counted on the next pass, from
 // the Finding as written).
 func (r *FindingReconciler) count(ctx context.Context, f *custosv1alpha1.Finding, rv *custosv1alpha1.FindingReview) (done bool, err error) {
-	if slices.ContainsFunc(f.Status.Reviews, func(c custosv1alpha1.FindingReviewRecord) bool { return c.Review == rv.Name }) {
+	if slices.ContainsFunc(f.Status.Reviews, func(c custosv1alpha1.FindingReviewRecord) bool { return c.Review == rv.Name }) ||
+		rv.Annotations[NotCountedAnnotation] != "" {
 		return false, nil
 	}
 	if f.Status.OpenedAt != nil && rv.CreationTimestamp.Before(f.Status.OpenedAt) {
@@ -140,7 +141,8 @@ func (r *FindingReconciler) count(ctx context.Context, f *custosv1alpha1.Finding
 	}
 	if no != nil {
 		r.event(ctx, f, corev1.EventTypeWarning, "ReviewNotCounted", "FindingReview %s by %s of Finding %s: %s", rv.Name, rv.Spec.Reviewer.Username, f.Name, clipMessage(no.Message, eventNoteLimit))
-		return false, nil
+		// Said once: marked, and gone with the Finding.
+		return false, r.own(ctx, f, rv, no.Rule)
 	}
 	now := metav1.NewTime(r.now())
 	from := f.Status.Phase
@@ -170,16 +172,35 @@ func (r *FindingReconciler) count(ctx context.Context, f *custosv1alpha1.Finding
 		Reason:  fmt.Sprintf("Finding %s (%s) on Agent %s/%s %s by %s: %s", f.Name, f.Spec.Rubric, f.Namespace, f.Spec.Agent, rv.Spec.Verdict, rv.Spec.Reviewer.Username, rv.Spec.Reason),
 		Details: details})
 	r.event(ctx, f, corev1.EventTypeNormal, "Finding"+string(rv.Spec.Verdict), "Finding %s (%s) %s by %s: %s", f.Name, f.Spec.Rubric, rv.Spec.Verdict, rv.Spec.Reviewer.Username, clipMessage(rv.Spec.Reason, eventNoteLimit))
-	// The review goes with its Finding.
-	if !slices.ContainsFunc(rv.OwnerReferences, func(o metav1.OwnerReference) bool { return o.UID == f.UID }) {
-		patch := client.MergeFrom(rv.DeepCopy())
+	return true, r.own(ctx, f, rv, "")
+}
+
+// NotCountedAnnotation, on a FindingReview, says why the manager did not
+// count it (the rule that refused it).
+const NotCountedAnnotation = "custos.dev/not-counted"
+
+// own makes review rv its Finding's, so that it goes with it, and marks it
+// not counted, with the rule, when notCounted is set.
+func (r *FindingReconciler) own(ctx context.Context, f *custosv1alpha1.Finding, rv *custosv1alpha1.FindingReview, notCounted string) error {
+	owned := slices.ContainsFunc(rv.OwnerReferences, func(o metav1.OwnerReference) bool { return o.UID == f.UID })
+	if owned && notCounted == "" {
+		return nil
+	}
+	patch := client.MergeFrom(rv.DeepCopy())
+	if !owned {
 		rv.OwnerReferences = append(rv.OwnerReferences, metav1.OwnerReference{
 			APIVersion: custosv1alpha1.GroupVersion.String(), Kind: "Finding", Name: f.Name, UID: f.UID})
-		if err := r.Client.Patch(ctx, rv, patch); err != nil && !apierrors.IsNotFound(err) {
-			return true, err
-		}
 	}
-	return true, nil
+	if notCounted != "" {
+		if rv.Annotations == nil {
+			rv.Annotations = map[string]string{}
+		}
+		rv.Annotations[NotCountedAnnotation] = notCounted
+	}
+	if err := r.Client.Patch(ctx, rv, patch); err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	return nil
 }
 
 // expire deletes closed Finding f once its retention has passed, and

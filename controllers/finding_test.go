@@ -160,7 +160,7 @@ func TestFindings(t *testing.T) {
 	recorder := broadcaster.NewRecorder(testScheme, "custos")
 	runner := func() *evaluate.Runner {
 		return &evaluate.Runner{Reader: k8sClient, Client: k8sClient, Namespace: stateNS, Audit: auditLog, Actor: ControllerActor,
-			Trails: []evaluate.Trail{evaluate.DirTrail("custos-gateway/gw-0", gw.dir)}, Clock: testClock, Recorder: recorder}
+			Trails: []evaluate.Trail{evaluate.DirTrail("custos-gateway/gw-0", gw.dir)}, Recorder: recorder}
 	}
 	findings := func(g Gomega) []custosv1alpha1.Finding {
 		var list custosv1alpha1.FindingList
@@ -222,8 +222,8 @@ func TestFindings(t *testing.T) {
 	// The state of trails no longer followed (a pod gone) is forgotten
 	// after a week without records, not before.
 	forgetting := client.MergeFrom(state.DeepCopy())
-	state.Data["custos-gateway.gone"] = fmt.Sprintf(`{"next":5,"at":%d}`, testClock.Now().Add(-8*24*time.Hour).Unix())
-	state.Data["custos-gateway.resting"] = fmt.Sprintf(`{"next":5,"at":%d}`, testClock.Now().Add(-24*time.Hour).Unix())
+	state.Data["custos-gateway.gone"] = fmt.Sprintf(`{"next":5,"at":%d}`, time.Now().Add(-8*24*time.Hour).Unix())
+	state.Data["custos-gateway.resting"] = fmt.Sprintf(`{"next":5,"at":%d}`, time.Now().Add(-24*time.Hour).Unix())
 	g.Expect(k8sClient.Patch(ctx, state, forgetting)).To(Succeed())
 	g.Expect(r1.Pass(ctx)).To(Succeed())
 	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(state), state)).To(Succeed())
@@ -497,7 +497,7 @@ func TestAuditFeed(t *testing.T) {
 
 	stateNS := fixtures.CreateTenantNamespace(t, k8sClient, fixtures.UniqueTenant("feeds"))
 	runner := &evaluate.Runner{Reader: k8sClient, Client: k8sClient, Namespace: stateNS, Audit: auditLog, Actor: ControllerActor,
-		Discover: discover, Clock: testClock}
+		Discover: discover}
 	g.Expect(runner.Pass(ctx)).To(Succeed())
 	f := &custosv1alpha1.Finding{}
 	g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: evaluate.FindingName("remote", evaluate.RubricLowConfidence, noon)}, f)).To(Succeed())

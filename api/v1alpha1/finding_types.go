@@ -109,6 +109,19 @@ type FindingEvidence struct {
 	TraceIDs []string `json:"traceIDs,omitempty"`
 }
 
+// FindingCount is how far a Finding has counted one trail.
+type FindingCount struct {
+	// trail is the trail and its chain (<log ID>@<chain>).
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Trail string `json:"trail"`
+	// seq is the last record counted.
+	// +required
+	// +kubebuilder:validation:Minimum=0
+	Seq int64 `json:"seq"`
+}
+
 // FindingReviewRecord is one review the manager counted.
 type FindingReviewRecord struct {
 	// review is the FindingReview's name.
@@ -168,6 +181,15 @@ type FindingStatus struct {
 	// +listMapKey=auditLogID
 	// +kubebuilder:validation:MaxItems=16
 	Evidence []FindingEvidence `json:"evidence,omitempty"`
+
+	// counted is, per trail, the last record counted into the Finding:
+	// the evaluator adds only later ones, so that a record read twice (a
+	// manager stopped before it wrote how far it had read) counts once.
+	// +optional
+	// +listType=map
+	// +listMapKey=trail
+	// +kubebuilder:validation:MaxItems=256
+	Counted []FindingCount `json:"counted,omitempty"`
 
 	// openedAt is when it was opened, or opened again: new evidence of a
 	// closed Finding's window opens it again, its reviews kept.

@@ -181,6 +181,12 @@ func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, read
 	}
 	auditCfg := o.audit
 	auditCfg.Registerer = metrics.Registry
+	if len(o.feedReaders) > 0 && auditCfg.Sink != audit.SinkStdout && auditCfg.Dir != "" {
+		// The feed prunes what its reader has read: a chain per run.
+		if err := audit.FeedRunDir(&auditCfg, time.Now()); err != nil {
+			return fmt.Errorf("--audit-dir: %w", err)
+		}
+	}
 	auditLog, err := audit.Open(ctx, auditCfg, mgr.GetAPIReader(), log.WithName("audit"))
 	if err != nil {
 		return fmt.Errorf("opening the audit trail: %w", err)

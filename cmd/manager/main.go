@@ -474,7 +474,7 @@ func cachesSynced(mgr ctrl.Manager) healthz.Checker {
 }
 
 // evaluatorTrails are the trails of --evaluate-trail, and the manager's
-// own when it writes a segment store.
+// own (custos-manager) when it writes a segment store.
 func evaluatorTrails(flags []string, cfg audit.Config) []evaluate.Trail {
 	var trails []evaluate.Trail
 	for _, v := range flags {
@@ -482,8 +482,10 @@ func evaluatorTrails(flags []string, cfg audit.Config) []evaluate.Trail {
 		trails = append(trails, evaluate.DirTrail(id, dir))
 	}
 	if cfg.Sink != audit.SinkStdout && cfg.Dir != "" {
-		host, _ := os.Hostname()
-		trails = append(trails, evaluate.DirTrail("custos-manager/"+host, cfg.Dir))
+		// One name whatever the pod: a segment store has one writer, and
+		// the manager's pod that writes it next (a rollout, a restart)
+		// continues its chain, which the evaluator goes on reading.
+		trails = append(trails, evaluate.DirTrail("custos-manager", cfg.Dir))
 	}
 	return trails
 }

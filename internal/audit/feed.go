@@ -19,6 +19,7 @@ package audit
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,6 +32,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -53,6 +55,11 @@ const (
 	FeedAudience = "custos-audit-feed"
 	// FeedMaxRecords is the most records one answer holds.
 	FeedMaxRecords = 10000
+	// FeedKeep is how long a segment the reader has read is kept: more
+	// than the longest window of the trail's records (refusals, an hour).
+	FeedKeep = 2 * time.Hour
+	// feedMaxBytes is the most of an answer a reader reads.
+	feedMaxBytes = 256 << 20
 )
 
 // FeedHandler serves a segment store's records to the readers allowed.
@@ -63,6 +70,70 @@ type FeedHandler struct {
 	Readers []string
 	// Reviews authenticates the bearer token (TokenReview).
 	Reviews client.Client
+
+	// The feed shares a port agents reach: what the API server said of a
+	// token is kept (a minute when it authenticated, ten seconds when not),
+	// and tokens it has not seen are reviewed at most feedReviewRate a
+	// second, so that no caller makes the component flood the API server.
+	mu      sync.Mutex
+	seen    map[[32]byte]feedReview
+	limiter *rate.Limiter
+}
+
+type feedReview struct {
+	user  string
+	ok    bool
+	until time.Time
+}
+
+const (
+	feedReviewRate  = 5
+	feedReviewsKept = 256
+)
+
+// review says who token is, for audience FeedAudience ("" when the API
+// server does not authenticate it), from what is kept when it can.
+func (h *FeedHandler) review(ctx context.Context, token string) (user string, status int, err error) {
+	key := sha256.Sum256([]byte(token))
+	now := time.Now()
+	h.mu.Lock()
+	if h.seen == nil {
+		h.seen, h.limiter = map[[32]byte]feedReview{}, rate.NewLimiter(feedReviewRate, 2*feedReviewRate)
+	}
+	if r, ok := h.seen[key]; ok && now.Before(r.until) {
+		h.mu.Unlock()
+		if !r.ok {
+			return "", http.StatusUnauthorized, nil
+		}
+		return r.user, 0, nil
+	}
+	allowed := h.limiter.Allow()
+	h.mu.Unlock()
+	if !allowed {
+		return "", http.StatusTooManyRequests, errors.New("too many tokens to review: try again")
+	}
+	tr := &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: token, Audiences: []string{FeedAudience}}}
+	if err := h.Reviews.Create(ctx, tr); err != nil {
+		return "", http.StatusServiceUnavailable, errors.New("the API server could not review the token")
+	}
+	ok := tr.Status.Authenticated && slices.Contains(tr.Status.Audiences, FeedAudience)
+	r := feedReview{user: tr.Status.User.Username, ok: ok, until: now.Add(10 * time.Second)}
+	if ok {
+		r.until = now.Add(time.Minute)
+	}
+	h.mu.Lock()
+	if len(h.seen) >= feedReviewsKept {
+		for k := range h.seen {
+			delete(h.seen, k)
+			break
+		}
+	}
+	h.seen[key] = r
+	h.mu.Unlock()
+	if !ok {
+		return "", http.StatusUnauthorized, nil
+	}
+	return r.user, 0, nil
 }
 
 func (h *FeedHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -75,17 +146,17 @@ func (h *FeedHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "a bearer token of audience "+FeedAudience+" is required", http.StatusUnauthorized)
 		return
 	}
-	review := &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: token, Audiences: []string{FeedAudience}}}
-	if err := h.Reviews.Create(r.Context(), review); err != nil {
-		http.Error(w, "the API server could not review the token", http.StatusServiceUnavailable)
+	user, status, err := h.review(r.Context(), token)
+	switch {
+	case err != nil:
+		http.Error(w, err.Error(), status)
+		return
+	case status != 0:
+		http.Error(w, "the API server does not authenticate the token for audience "+FeedAudience, status)
 		return
 	}
-	if !review.Status.Authenticated || !slices.Contains(review.Status.Audiences, FeedAudience) {
-		http.Error(w, "the API server does not authenticate the token for audience "+FeedAudience, http.StatusUnauthorized)
-		return
-	}
-	if !slices.Contains(h.Readers, review.Status.User.Username) {
-		http.Error(w, review.Status.User.Username+" may not read this trail", http.StatusForbidden)
+	if !slices.Contains(h.Readers, user) {
+		http.Error(w, user+" may not read this trail", http.StatusForbidden)
 		return
 	}
 	q := r.URL.Query()
@@ -103,6 +174,12 @@ func (h *FeedHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	records, err := h.Store.Read(from, limit)
 	if err != nil {
 		http.Error(w, "reading the trail: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	// The reader has what is before from; what it may read back after a
+	// restart (its windows, an hour) stays.
+	if _, err := h.Store.PruneRead(from, time.Now().Add(-FeedKeep)); err != nil {
+		http.Error(w, "pruning the trail: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "application/jsonl")
@@ -150,8 +227,12 @@ func (c *FeedClient) Records(ctx context.Context, from uint64, max int) ([]Recor
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 		return nil, fmt.Errorf("%s: %s: %s", c.URL, resp.Status, strings.TrimSpace(string(msg)))
 	}
+	limit := FeedMaxRecords
+	if max > 0 {
+		limit = min(max, FeedMaxRecords)
+	}
 	var out []Record
-	sc := bufio.NewScanner(resp.Body)
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, feedMaxBytes))
 	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
 	for sc.Scan() {
 		rec, err := ParseRecord(sc.Bytes())
@@ -162,6 +243,9 @@ func (c *FeedClient) Records(ctx context.Context, from uint64, max int) ([]Recor
 			return nil, fmt.Errorf("%s: record seq %d out of order", c.URL, rec.Seq)
 		}
 		out = append(out, *rec)
+		if len(out) > limit {
+			return nil, fmt.Errorf("%s: more than the %d records asked for", c.URL, limit)
+		}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, err

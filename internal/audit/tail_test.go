@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
 )
@@ -90,4 +91,90 @@ func TestStoreReaderFollows(t *testing.T) {
 	again, err := r.Read(size, 0)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(again).To(BeEmpty())
+}
+
+// TestStoreReaderNewStore: a store emptied and begun again under the same
+// segment names is read as the new files it is, not through what was
+// remembered of the old ones; and a read from the last record read returns
+// it again.
+func TestStoreReaderNewStore(t *testing.T) {
+	g := NewWithT(t)
+	dir := t.TempDir()
+	write := func(n int) {
+		store, err := OpenSegmentStore(dir, StoreOptions{SegmentSize: 4096})
+		g.Expect(err).NotTo(HaveOccurred())
+		l, _ := newTestLog(t, withSinks(store))
+		record(t, l, n)
+		g.Expect(l.Close()).To(Succeed())
+	}
+	write(60)
+	r := &StoreReader{Dir: dir}
+	old, err := r.Read(0, 0)
+	g.Expect(err).NotTo(HaveOccurred())
+	last := old[len(old)-1]
+	again, err := r.Read(last.Seq, 0)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(again).To(HaveLen(1))
+	g.Expect(again[0].Hash).To(Equal(last.Hash))
+
+	entries, err := os.ReadDir(dir)
+	g.Expect(err).NotTo(HaveOccurred())
+	for _, e := range entries {
+		g.Expect(os.Remove(filepath.Join(dir, e.Name()))).To(Succeed())
+	}
+	write(90)
+	fresh, err := r.Read(50, 0)
+	g.Expect(err).NotTo(HaveOccurred())
+	all, err := (&StoreReader{Dir: dir}).Read(50, 0)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(fresh).To(Equal(all))
+	g.Expect(fresh).NotTo(BeEmpty())
+	g.Expect(fresh[0].Seq).To(BeEquivalentTo(50))
+}
+
+// TestPruneRead: a feed's store drops the sealed segments its reader has
+// read past, once old enough, never the one being written; and each run of
+// a process serving a feed writes a store of its own (FeedRunDir).
+func TestPruneRead(t *testing.T) {
+	g := NewWithT(t)
+	dir := t.TempDir()
+	store, err := OpenSegmentStore(dir, StoreOptions{SegmentSize: 4096})
+	g.Expect(err).NotTo(HaveOccurred())
+	l, _ := newTestLog(t, withSinks(store))
+	record(t, l, 60)
+	g.Expect(l.Flush(context.Background())).To(Succeed())
+	r := &StoreReader{Dir: dir}
+	all, err := r.Read(0, 0)
+	g.Expect(err).NotTo(HaveOccurred())
+	segs, err := listSegments(dir)
+	g.Expect(err).NotTo(HaveOccurred())
+
+	n, err := r.PruneRead(40, time.Now().Add(-time.Hour))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(n).To(BeZero(), "too recent")
+	n, err = r.PruneRead(40, time.Now().Add(time.Minute))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(n).To(BeNumerically(">", 0))
+	left, err := listSegments(dir)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(len(left)).To(Equal(len(segs) - n))
+	rest, err := r.Read(0, 0)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(rest[0].Seq).To(BeNumerically(">", 0))
+	g.Expect(rest[0].Seq).To(BeNumerically("<=", 40), "nothing from 40 on is gone")
+	g.Expect(rest[len(rest)-1]).To(Equal(all[len(all)-1]))
+	n, err = r.PruneRead(1000, time.Now().Add(time.Minute))
+	g.Expect(err).NotTo(HaveOccurred())
+	left, _ = listSegments(dir)
+	g.Expect(left).To(HaveLen(1), "the segment being written stays")
+
+	parent := t.TempDir()
+	g.Expect(os.MkdirAll(filepath.Join(parent, "run-old"), 0o700)).To(Succeed())
+	cfg := Config{Sink: SinkBoth, Dir: parent}
+	g.Expect(FeedRunDir(&cfg, time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC))).To(Succeed())
+	g.Expect(cfg.Dir).To(Equal(filepath.Join(parent, "run-20261207T120000.000000000")))
+	entries, err := os.ReadDir(parent)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(entries).To(HaveLen(1))
+	g.Expect(entries[0].Name()).To(Equal("run-20261207T120000.000000000"))
 }

@@ -195,42 +195,67 @@ var probeReasons = map[string]bool{
 	"UnknownTool": true, "OutOfScope": true, "InvalidInput": true, "PolicyDenied": true, "SpoofedArgument": true,
 }
 
+// isProbe says r is a refusal probing counts.
+func isProbe(r *audit.Record) bool {
+	return r.Action == audit.ActionToolRefused && probeReasons[r.Policy]
+}
+
+// isDenied says r is the manager's final tally of a request people denied.
+func isDenied(r *audit.Record) bool {
+	return r.Action == audit.ActionApprovalDecided && r.Decision == audit.DecisionDeny && r.Details["phase"] == "Denied" &&
+		r.Details["approvalDecision"] == ""
+}
+
+// WindowedRubric is the rubric over a window of records that r feeds
+// (probing, denied-approvals), or "": such records are kept between the
+// evaluator's passes, and consumed by the hit that cites them.
+func WindowedRubric(r *audit.Record) string {
+	if r.Type != audit.TypeEvent || r.Subject == nil || r.Subject.Kind != "Agent" {
+		return ""
+	}
+	switch {
+	case isProbe(r):
+		return RubricProbing
+	case isDenied(r):
+		return RubricDeniedApprovals
+	}
+	return ""
+}
+
 // probing finds, per agent, ProbeRefusals such refusals within
-// ProbeWindow of the first: one hit with every refusal of that window, and
-// the next window starts after it.
+// ProbeWindow: each hit is ProbeRefusals of them, and the next starts
+// after it.
 func probing(records []audit.Record, th ThresholdsFor) []Hit {
 	return bursts(records, func(ns, agent string) (int, time.Duration) {
 		t := th(ns, agent)
 		return t.ProbeRefusals, t.ProbeWindow
-	}, func(r *audit.Record) bool {
-		return r.Action == audit.ActionToolRefused && probeReasons[r.Policy]
-	}, func(r *audit.Record) string { return r.Policy }, func(h *Hit, n int, counts string) {
+	}, isProbe, func(r *audit.Record) string { return r.Policy }, func(h *Hit, n int, counts string) {
 		h.Rubric, h.Severity = RubricProbing, custosv1alpha1.SeverityMedium
 		h.Why = fmt.Sprintf("%d calls refused within %s (%s)", n, h.To.Sub(h.From).Round(time.Second), counts)
 	})
 }
 
 // deniedApprovals finds, per agent, DeniedApprovals approval requests
-// denied within DeniedWindow of the first (the manager's final tally of
-// each: approval.decided, phase Denied).
+// denied within DeniedWindow (the manager's final tally of each:
+// approval.decided, phase Denied): each hit is DeniedApprovals of them.
 func deniedApprovals(records []audit.Record, th ThresholdsFor) []Hit {
 	return bursts(records, func(ns, agent string) (int, time.Duration) {
 		t := th(ns, agent)
 		return t.DeniedApprovals, t.DeniedWindow
-	}, func(r *audit.Record) bool {
-		return r.Action == audit.ActionApprovalDecided && r.Decision == audit.DecisionDeny && r.Details["phase"] == "Denied" &&
-			r.Details["approvalDecision"] == ""
-	}, func(r *audit.Record) string { return cmp.Or(r.Details["tool"], "an Agent change") }, func(h *Hit, n int, counts string) {
+	}, isDenied, func(r *audit.Record) string { return cmp.Or(r.Details["tool"], "an Agent change") }, func(h *Hit, n int, counts string) {
 		h.Rubric, h.Severity = RubricDeniedApprovals, custosv1alpha1.SeverityMedium
 		h.Why = fmt.Sprintf("%d approval requests denied within %s (%s)", n, h.To.Sub(h.From).Round(time.Second), counts)
 	})
 }
 
-// bursts finds, per agent (the records' subject), at least n records that
-// match within window of the first (line says the agent's n and window):
-// one hit with every such record of the window, and the next window starts
-// after it. kind names a record in the hit's counts; describe sets the
-// hit's rubric, severity and why.
+// bursts finds, per agent (the records' subject), n records that match
+// within window of the first (line says the agent's n and window): each
+// hit is n such records, and the next starts after it. A record too old
+// for the window of a later one is passed over. Which records make a hit
+// depends only on those before them, so that a trail read in pieces (the
+// evaluator's passes) and read whole give the same hits. kind names a
+// record in the hit's counts; describe sets the hit's rubric, severity and
+// why. The score is how much faster than the window the n came.
 func bursts(records []audit.Record, line func(namespace, agent string) (int, time.Duration), match func(*audit.Record) bool, kind func(*audit.Record) string,
 	describe func(h *Hit, n int, counts string)) []Hit {
 	byAgent := map[[2]string][]*audit.Record{}
@@ -253,27 +278,27 @@ func bursts(records []audit.Record, line func(namespace, agent string) (int, tim
 		if n <= 0 {
 			continue
 		}
-		for i := 0; i < len(rs); {
-			j := i
-			for j < len(rs) && rs[j].Time.Sub(rs[i].Time) <= window {
-				j++
-			}
-			if j-i < n {
+		i := 0
+		for j := range rs {
+			for rs[j].Time.Sub(rs[i].Time) > window {
 				i++
+			}
+			if j-i+1 < n {
 				continue
 			}
-			last := rs[j-1].Subject
-			h := Hit{Score: clamp(float64(j-i) / float64(2*n)), Namespace: k[0], Agent: k[1], AgentUID: last.UID, Tenant: last.Tenant,
-				From: rs[i].Time, To: rs[j-1].Time}
+			last := rs[j].Subject
+			span := rs[j].Time.Sub(rs[i].Time)
+			h := Hit{Score: clamp(1 - float64(span)/float64(2*max(window, time.Nanosecond))), Namespace: k[0], Agent: k[1],
+				AgentUID: last.UID, Tenant: last.Tenant, From: rs[i].Time, To: rs[j].Time}
 			counts := map[string]int{}
-			for _, r := range rs[i:j] {
+			for _, r := range rs[i : j+1] {
 				h.Seqs = append(h.Seqs, r.Seq)
 				h.TraceIDs = append(h.TraceIDs, traceIDs(r)...)
 				counts[kind(r)]++
 			}
-			describe(&h, j-i, describeCounts(counts))
+			describe(&h, n, describeCounts(counts))
 			out = append(out, h)
-			i = j
+			i = j + 1
 		}
 	}
 	return out

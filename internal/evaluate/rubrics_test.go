@@ -178,19 +178,36 @@ func TestRubrics(t *testing.T) {
 	}
 }
 
-// A probing hit cites every refusal of its window, says what they were,
-// and the next window starts after it: seven refusals in three minutes
-// are one hit, not three.
+// A probing hit cites the refusals that made it, says what they were, and
+// the next starts after it: twelve refusals in six minutes are two hits of
+// five, the last two wait for more; and which refusals make a hit does not
+// depend on what comes after them (the evaluator reads a trail in pieces),
+// while a refusal too old for the window of a later one is passed over.
 func TestProbingCitesItsWindow(t *testing.T) {
 	g := NewWithT(t)
 	var records []audit.Record
-	for i := range 7 {
+	for i := range 12 {
 		records = append(records, refused("reconciler", []string{"UnknownTool", "SpoofedArgument"}[i%2], time.Duration(i)*30*time.Second))
 	}
 	hits := evaluate.Evaluate(trail(records...), evaluate.Fixed(evaluate.DefaultThresholds))
-	g.Expect(hits).To(HaveLen(1))
-	g.Expect(hits[0].Seqs).To(Equal([]uint64{0, 1, 2, 3, 4, 5, 6}))
-	g.Expect(hits[0].Why).To(Equal("7 calls refused within 3m0s (SpoofedArgument 3, UnknownTool 4)"))
+	g.Expect(hits).To(HaveLen(2))
+	g.Expect(hits[0].Seqs).To(Equal([]uint64{0, 1, 2, 3, 4}))
+	g.Expect(hits[0].Why).To(Equal("5 calls refused within 2m0s (SpoofedArgument 2, UnknownTool 3)"))
 	g.Expect(hits[0].From).To(Equal(t0))
-	g.Expect(hits[0].To).To(Equal(t0.Add(3 * time.Minute)))
+	g.Expect(hits[0].To).To(Equal(t0.Add(2 * time.Minute)))
+	g.Expect(hits[1].Seqs).To(Equal([]uint64{5, 6, 7, 8, 9}))
+	for n := 5; n <= 12; n++ {
+		prefix := evaluate.Evaluate(trail(records[:n]...), evaluate.Fixed(evaluate.DefaultThresholds))
+		g.Expect(hits[:len(prefix)]).To(Equal(prefix), "the first %d refusals", n)
+	}
+
+	// One refusal, then four more twenty minutes on: the first is too old
+	// for their window; a fifth makes the hit.
+	late := []audit.Record{refused("reconciler", "UnknownTool", 0)}
+	for i := range 5 {
+		late = append(late, refused("reconciler", "UnknownTool", 20*time.Minute+time.Duration(i)*time.Second))
+	}
+	hits = evaluate.Evaluate(trail(late...), evaluate.Fixed(evaluate.DefaultThresholds))
+	g.Expect(hits).To(HaveLen(1))
+	g.Expect(hits[0].Seqs).To(Equal([]uint64{1, 2, 3, 4, 5}))
 }

@@ -122,6 +122,9 @@ type trailState struct {
 	LastHash string `json:"lastHash,omitempty"`
 	// Lookback is the first seq still within the longest window.
 	Lookback uint64 `json:"lookback"`
+	// Consumed is, per agent and windowed rubric (namespace/agent/rubric),
+	// the last record a hit cited: the next window starts after it.
+	Consumed map[string]uint64 `json:"consumed,omitempty"`
 	// At is when records were last read (Unix seconds).
 	At int64 `json:"at,omitempty"`
 }
@@ -139,6 +142,14 @@ var (
 		Name: "custos_findings_opened_total",
 		Help: "Findings the evaluator opened (or opened again with new evidence), by rubric and severity.",
 	}, []string{"rubric", "severity"})
+	recordsMissing = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "custos_evaluator_records_missing_total",
+		Help: "Records of a trail the evaluator could not read because they were gone when it first read the trail (its state lost, and the component had pruned what an earlier reader read), by trail.",
+	}, []string{"trail"})
+	hitsDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "custos_evaluator_hits_dropped_total",
+		Help: "Rubric hits the API server would not let the evaluator write to their Finding whatever it did (Forbidden, such as a namespace being deleted; Invalid; NotFound), by reason: logged and passed over.",
+	}, []string{"reason"})
 	passFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "custos_evaluator_failures_total",
 		Help: "Passes over a trail that failed (the trail could not be read, a Finding or the evaluator's state could not be written), by trail; the next pass reads the same records again.",
@@ -150,7 +161,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(recordsEvaluated, findingsOpened, passFailures, evaluatorBehind)
+	metrics.Registry.MustRegister(recordsEvaluated, findingsOpened, recordsMissing, hitsDropped, passFailures, evaluatorBehind)
 }
 
 // NeedLeaderElection: only the leader evaluates.
@@ -193,10 +204,12 @@ func (r *Runner) Pass(ctx context.Context) error {
 		}
 		return fmt.Errorf("reading the evaluator's state: %w", err)
 	}
-	th := r.Thresholds
+	th, thErr := r.Thresholds, func() error { return nil }
 	if th == nil {
-		th = (&ClusterThresholds{Reader: r.Reader}).For(ctx)
+		cth := &ClusterThresholds{Reader: r.Reader}
+		th, thErr = cth.For(ctx), cth.Err
 	}
+	reset := map[string]bool{}
 	trails := slices.Clone(r.Trails)
 	var errs []error
 	complete := true
@@ -213,7 +226,7 @@ func (r *Runner) Pass(ctx context.Context) error {
 		// batches, each written, until it is caught up.
 		for more := true; more && ctx.Err() == nil; {
 			var err error
-			if more, err = r.trail(ctx, cm, t, th); err != nil {
+			if more, err = r.trail(ctx, cm, t, th, thErr, reset); err != nil {
 				passFailures.WithLabelValues(t.ID).Inc()
 				errs = append(errs, fmt.Errorf("trail %s: %w", t.ID, err))
 				break
@@ -248,6 +261,14 @@ func (r *Runner) forget(ctx context.Context, cm *corev1.ConfigMap, trails []Trai
 		delete(cm.Data, k)
 		gone++
 	}
+	for id := range r.recent {
+		if !current[stateKey(id)] {
+			delete(r.recent, id)
+			recordsEvaluated.DeleteLabelValues(id)
+			evaluatorBehind.DeleteLabelValues(id)
+			passFailures.DeleteLabelValues(id)
+		}
+	}
 	if gone == 0 {
 		return nil
 	}
@@ -276,20 +297,19 @@ func stateKey(id string) string {
 // the windowed rubrics (probing, denied approvals) for their longest
 // window; 0 for the rest.
 func keptFor(rec *audit.Record) time.Duration {
-	if rec.Type != audit.TypeEvent {
-		return 0
-	}
-	switch rec.Action {
-	case audit.ActionToolRefused:
+	switch WindowedRubric(rec) {
+	case RubricProbing:
 		return MaxProbeWindow
-	case audit.ActionApprovalDecided:
+	case RubricDeniedApprovals:
 		return MaxDeniedWindow
 	}
 	return 0
 }
 
 // trail reads a batch of trail t; more says there may be more to read.
-func (r *Runner) trail(ctx context.Context, cm *corev1.ConfigMap, t Trail, th ThresholdsFor) (more bool, err error) {
+// reset says the trail was already found to be another chain in this pass:
+// a second time is an error, not a loop.
+func (r *Runner) trail(ctx context.Context, cm *corev1.ConfigMap, t Trail, th ThresholdsFor, thErr func() error, reset map[string]bool) (more bool, err error) {
 	key := stateKey(t.ID)
 	var st trailState
 	if v, ok := cm.Data[key]; ok {
@@ -312,10 +332,15 @@ func (r *Runner) trail(ctx context.Context, cm *corev1.ConfigMap, t Trail, th Th
 	if err != nil {
 		return false, err
 	}
+	var last *audit.Record
 	if st.Next > 0 {
 		if len(fresh) == 0 || fresh[0].Seq != st.Next-1 || fresh[0].Hash != st.LastHash {
 			// Another chain under the same name (a component whose store
 			// was emptied starts again at seq 0): read it from its start.
+			if reset[t.ID] {
+				return false, fmt.Errorf("record %d is not the one read before (%s), even after reading the trail again from its start", st.Next-1, st.LastHash)
+			}
+			reset[t.ID] = true
 			r.Log.Info("The audit trail is not the chain read so far: reading it from its first record", "trail", t.ID,
 				"chain", st.Chain, "next", st.Next)
 			st, recent, loaded = trailState{}, nil, true
@@ -323,17 +348,22 @@ func (r *Runner) trail(ctx context.Context, cm *corev1.ConfigMap, t Trail, th Th
 				return false, err
 			}
 		} else {
+			last = &fresh[0]
 			fresh = fresh[1:]
 		}
 	}
 	if st.Next == 0 && len(fresh) > 0 {
 		if fresh[0].Seq != 0 {
-			return false, fmt.Errorf("its first record is seq %d, not 0: the segments before it are missing", fresh[0].Seq)
+			// A feed prunes what its reader read: a reader without the
+			// state (it was deleted) finds the first records gone.
+			recordsMissing.WithLabelValues(t.ID).Add(float64(fresh[0].Seq))
+			r.Log.Error(nil, "The trail's first records are gone: reading it from its first record there", "trail", t.ID, "first", fresh[0].Seq)
 		}
 		st.Chain = chainOf(&fresh[0])
 	}
 	if !loaded {
-		// Started again: read back the records still within a window.
+		// Started again: read back the records still within a window, but
+		// those a hit already consumed.
 		for from := min(st.Lookback, st.Next); from < st.Next; {
 			records, err := t.Records(ctx, from, batch)
 			if err != nil {
@@ -343,11 +373,14 @@ func (r *Runner) trail(ctx context.Context, cm *corev1.ConfigMap, t Trail, th Th
 				break
 			}
 			for i := range records {
-				if records[i].Seq < st.Next && keptFor(&records[i]) > 0 {
+				if records[i].Seq < st.Next && keptFor(&records[i]) > 0 && !st.consumed(&records[i]) {
 					recent = append(recent, records[i])
 				}
 			}
 			from = records[len(records)-1].Seq + 1
+		}
+		if last != nil {
+			recent = prune(recent, last.Time)
 		}
 		r.recent[t.ID] = recent
 	}
@@ -357,7 +390,12 @@ func (r *Runner) trail(ctx context.Context, cm *corev1.ConfigMap, t Trail, th Th
 	}
 	evidence := t.ID + "@" + st.Chain
 	input := append(slices.Clone(recent), fresh...)
-	for _, h := range Evaluate(input, th) {
+	hits := Evaluate(input, th)
+	if err := thErr(); err != nil {
+		// Judged by the wrong lines is worse than judged later.
+		return false, fmt.Errorf("reading the agents' evaluation lines: %w", err)
+	}
+	for _, h := range hits {
 		if slices.Max(h.Seqs) < st.Next {
 			// Seen by an earlier pass.
 			continue
@@ -365,19 +403,29 @@ func (r *Runner) trail(ctx context.Context, cm *corev1.ConfigMap, t Trail, th Th
 		if err := r.record(ctx, evidence, h); err != nil {
 			return false, err
 		}
+		if h.Rubric == RubricProbing || h.Rubric == RubricDeniedApprovals {
+			st.consume(h.Namespace, h.Agent, h.Rubric, slices.Max(h.Seqs))
+		}
 	}
-	// The records still within the longest window of the newest.
+	// The records still within the longest window of the newest, but
+	// those a hit consumed.
 	newest := fresh[len(fresh)-1]
 	for i := range fresh {
 		if keptFor(&fresh[i]) > 0 {
 			recent = append(recent, fresh[i])
 		}
 	}
-	recent = slices.DeleteFunc(recent, func(rec audit.Record) bool { return rec.Time.Before(newest.Time.Add(-keptFor(&rec))) })
+	recent = prune(slices.DeleteFunc(recent, func(rec audit.Record) bool { return st.consumed(&rec) }), newest.Time)
 	st.Next, st.LastHash, st.At = newest.Seq+1, newest.Hash, r.now().Unix()
 	st.Lookback = st.Next
 	if len(recent) > 0 {
 		st.Lookback = recent[0].Seq
+	}
+	for k, seq := range st.Consumed {
+		if seq < st.Lookback {
+			// Nothing it consumed is read back any more.
+			delete(st.Consumed, k)
+		}
 	}
 	data, err := json.Marshal(st)
 	if err != nil {
@@ -398,8 +446,39 @@ func (r *Runner) trail(ctx context.Context, cm *corev1.ConfigMap, t Trail, th Th
 	return len(fresh) >= batch, nil
 }
 
-// chainOf names the chain whose first record is first: the first 12 hex
-// digits of its hash, which no other chain shares.
+// prune keeps the records still within their window of newest.
+func prune(recent []audit.Record, newest time.Time) []audit.Record {
+	return slices.DeleteFunc(recent, func(rec audit.Record) bool { return rec.Time.Before(newest.Add(-keptFor(&rec))) })
+}
+
+// consumedKey names an agent's windowed rubric in trailState.Consumed.
+func consumedKey(namespace, agent, rubric string) string {
+	return namespace + "/" + agent + "/" + rubric
+}
+
+// consume notes that a hit of rubric on agent cited the records up to seq:
+// the rubric's next window starts after them.
+func (st *trailState) consume(namespace, agent, rubric string, seq uint64) {
+	if st.Consumed == nil {
+		st.Consumed = map[string]uint64{}
+	}
+	k := consumedKey(namespace, agent, rubric)
+	st.Consumed[k] = max(st.Consumed[k], seq)
+}
+
+// consumed says a hit already cited rec (or a later record of its rubric
+// and agent).
+func (st *trailState) consumed(rec *audit.Record) bool {
+	rubric := WindowedRubric(rec)
+	if rubric == "" {
+		return false
+	}
+	seq, ok := st.Consumed[consumedKey(rec.Subject.Namespace, rec.Subject.Name, rubric)]
+	return ok && rec.Seq <= seq
+}
+
+// chainOf names the chain whose first record read is first: the first 12
+// hex digits of its hash, which no other chain shares.
 func chainOf(first *audit.Record) string {
 	h := strings.TrimPrefix(first.Hash, "sha256:")
 	return h[:min(12, len(h))]
@@ -438,6 +517,7 @@ const (
 	maxSequences = 64
 	maxTraceIDs  = 32
 	maxTrails    = 16
+	maxCounted   = 256
 )
 
 // record opens the Finding of hit h, seen in trail, or adds to it what it
@@ -467,7 +547,7 @@ func (r *Runner) record(ctx context.Context, trail string, h Hit) error {
 			}
 		}
 		if err != nil {
-			return fmt.Errorf("finding %s: %w", key, err)
+			return r.dropped(key, h, err)
 		}
 		opening := f.Status.Phase == "" || f.Status.Phase.Closed()
 		reopened, added := merge(f, trail, h, metav1.NewTime(r.now()))
@@ -490,7 +570,7 @@ func (r *Runner) record(ctx context.Context, trail string, h Hit) error {
 			if apierrors.IsConflict(err) && attempt < 5 {
 				continue
 			}
-			return fmt.Errorf("finding %s: %w", key, err)
+			return r.dropped(key, h, err)
 		}
 		if opening {
 			findingsOpened.WithLabelValues(f.Spec.Rubric, string(f.Status.Severity)).Inc()
@@ -499,24 +579,38 @@ func (r *Runner) record(ctx context.Context, trail string, h Hit) error {
 	}
 }
 
+// dropped says what to do with hit h that could not be written to Finding
+// key: an error the API server will give again whatever the evaluator does
+// (forbidden, such as a namespace being deleted; invalid) drops the hit,
+// counted and logged, so that one agent's hit does not hold back every
+// other's; any other error fails the pass, which reads it again.
+func (r *Runner) dropped(key client.ObjectKey, h Hit, err error) error {
+	reason := ""
+	switch {
+	case apierrors.IsForbidden(err):
+		reason = "Forbidden"
+	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
+		reason = "Invalid"
+	case apierrors.IsNotFound(err):
+		reason = "NotFound"
+	default:
+		return fmt.Errorf("finding %s: %w", key, err)
+	}
+	hitsDropped.WithLabelValues(reason).Inc()
+	r.Log.Error(err, "A hit could not be written to its Finding, and is dropped", "finding", key, "rubric", h.Rubric, "seqs", h.Seqs)
+	return nil
+}
+
 // merge adds hit h, of trail, to f's status: the records it lacks (past
 // the last it cites of that trail), its severity and score when higher, its
 // sentence. It says whether f was closed and is opened again, and how many
 // records were added (none: h was counted already).
 func merge(f *custosv1alpha1.Finding, trail string, h Hit, now metav1.Time) (reopened bool, added int) {
 	st := &f.Status
-	i := slices.IndexFunc(st.Evidence, func(e custosv1alpha1.FindingEvidence) bool { return e.AuditLogID == trail })
-	if i < 0 {
-		if len(st.Evidence) >= maxTrails {
-			st.Evidence = st.Evidence[1:]
-		}
-		st.Evidence = append(st.Evidence, custosv1alpha1.FindingEvidence{AuditLogID: trail})
-		i = len(st.Evidence) - 1
-	}
-	e := &st.Evidence[i]
+	c := slices.IndexFunc(st.Counted, func(c custosv1alpha1.FindingCount) bool { return c.Trail == trail })
 	last := int64(-1)
-	if len(e.Sequences) > 0 {
-		last = e.Sequences[len(e.Sequences)-1]
+	if c >= 0 {
+		last = st.Counted[c].Seq
 	}
 	var seqs []int64
 	for _, s := range h.Seqs {
@@ -527,8 +621,28 @@ func merge(f *custosv1alpha1.Finding, trail string, h Hit, now metav1.Time) (reo
 	if len(seqs) == 0 {
 		return false, 0
 	}
-	// The first records cited, and the latest: the start of the story and
-	// where it stands.
+	if c < 0 {
+		if len(st.Counted) >= maxCounted {
+			// The trail counted least recently: a Finding of 256 trails
+			// in a day is a gateway whose pods come and go by the minute.
+			st.Counted = st.Counted[1:]
+		}
+		st.Counted = append(st.Counted, custosv1alpha1.FindingCount{Trail: trail, Seq: -1})
+		c = len(st.Counted) - 1
+	}
+	st.Counted[c].Seq = slices.Max(seqs)
+
+	// The evidence people read: the first records cited and the latest,
+	// of the latest trails.
+	i := slices.IndexFunc(st.Evidence, func(e custosv1alpha1.FindingEvidence) bool { return e.AuditLogID == trail })
+	if i < 0 {
+		if len(st.Evidence) >= maxTrails {
+			st.Evidence = st.Evidence[1:]
+		}
+		st.Evidence = append(st.Evidence, custosv1alpha1.FindingEvidence{AuditLogID: trail})
+		i = len(st.Evidence) - 1
+	}
+	e := &st.Evidence[i]
 	e.Sequences = append(e.Sequences, seqs...)
 	if n := len(e.Sequences); n > maxSequences {
 		e.Sequences = append(e.Sequences[:maxSequences/2:maxSequences/2], e.Sequences[n-maxSequences/2:]...)

@@ -17,6 +17,7 @@ limitations under the License.
 package evaluate
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -83,6 +84,20 @@ func TestMerge(t *testing.T) {
 	g.Expect(seqs[0]).To(BeEquivalentTo(1))
 	g.Expect(seqs[len(seqs)-1]).To(BeEquivalentTo(199))
 	g.Expect(f.Status.RecordCount).To(BeEquivalentTo(4 + 1 + 195))
+
+	// More trails than the evidence shows: what each counted is still
+	// kept, so a record read again does not count twice.
+	for i := range 20 {
+		merge(f, fmt.Sprintf("gw-%d", i+2), hit(custosv1alpha1.SeverityLow, 0, 1), now)
+	}
+	g.Expect(f.Status.Evidence).To(HaveLen(maxTrails))
+	g.Expect(f.Status.Counted).To(HaveLen(22))
+	count := f.Status.RecordCount
+	_, added = merge(f, "gw-0", hit(custosv1alpha1.SeverityLow, 0, 199), now)
+	g.Expect(added).To(BeZero(), "gw-0's evidence is no longer shown, its count is kept")
+	_, added = merge(f, "gw-2", hit(custosv1alpha1.SeverityLow, 0, 1), now)
+	g.Expect(added).To(BeZero())
+	g.Expect(f.Status.RecordCount).To(Equal(count))
 
 	later := metav1.NewTime(now.Add(time.Hour))
 	f.Status.Phase, f.Status.ClosedAt = custosv1alpha1.FindingDismissed, &now

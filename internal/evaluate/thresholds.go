@@ -22,6 +22,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -138,14 +139,26 @@ func CheckAgentEvaluation(agent *custosv1alpha1.Agent, b *custosv1alpha1.DataBou
 
 // ClusterThresholds resolves agents' thresholds from the API server, once
 // per agent for as long as it is kept (one evaluator pass): the agent's
-// namespace, the DataBoundary that covers it, and the Agent. An agent
-// whose namespace, boundary or Agent cannot be read is held to the
-// defaults, tightened by whatever could be read.
+// namespace, the DataBoundary that covers it, and the Agent. A namespace
+// or Agent that does not exist holds the agent to the defaults (tightened
+// by whatever does); a namespace several boundaries cover, to the
+// tightest of them. Any other error is kept for Err: the evaluator does
+// not judge records by lines it could not read.
 type ClusterThresholds struct {
 	Reader client.Reader
 
 	boundaries *custosv1alpha1.DataBoundaryList
 	byAgent    map[[2]string]Thresholds
+	err        error
+}
+
+// Err is the first error reading the lines, if any.
+func (c *ClusterThresholds) Err() error { return c.err }
+
+func (c *ClusterThresholds) fail(err error) {
+	if c.err == nil && err != nil && !apierrors.IsNotFound(err) {
+		c.err = err
+	}
 }
 
 // For is the ThresholdsFor of the cluster now.
@@ -161,19 +174,27 @@ func (c *ClusterThresholds) For(ctx context.Context) ThresholdsFor {
 		if c.boundaries == nil {
 			c.boundaries = &custosv1alpha1.DataBoundaryList{}
 			if err := c.Reader.List(ctx, c.boundaries); err != nil {
-				c.boundaries = &custosv1alpha1.DataBoundaryList{}
+				c.fail(err)
 			}
 		}
-		var b *custosv1alpha1.DataBoundary
+		th := DefaultThresholds
 		ns := &corev1.Namespace{}
-		if err := c.Reader.Get(ctx, client.ObjectKey{Name: namespace}, ns); err == nil {
-			b, _ = boundary.Select(c.boundaries.Items, ns)
+		if err := c.Reader.Get(ctx, client.ObjectKey{Name: namespace}, ns); err != nil {
+			c.fail(err)
+		} else {
+			for i := range c.boundaries.Items {
+				b := &c.boundaries.Items[i]
+				if covers, err := boundary.Covers(b, ns); err == nil && covers && b.DeletionTimestamp.IsZero() {
+					th = tighten(th, b.Spec.Evaluation)
+				}
+			}
 		}
 		agent := &custosv1alpha1.Agent{}
 		if err := c.Reader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, agent); err != nil {
-			agent = nil
+			c.fail(err)
+		} else {
+			th = tighten(th, agent.Spec.Evaluation)
 		}
-		th := ThresholdsOf(agent, b)
 		c.byAgent[k] = th
 		return th
 	}
