@@ -142,7 +142,6 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// pending is kubectl custos pending.
 // listProblems is what is wrong with a listing command's arguments: none
 // are expected, and -n and -A do not go together.
 func listProblems(pos []string, all bool, cf *clientFlags) []string {
@@ -159,36 +158,75 @@ func listProblems(pos []string, all bool, cf *clientFlags) []string {
 	return problems
 }
 
+// listing is what the listing commands (pending, findings, top) share:
+// kubectl's connection flags, -n or -A, and their checks.
+type listing struct {
+	name, usage string
+	fs          *flag.FlagSet
+	cf          clientFlags
+	all         bool
+	stderr      io.Writer
+}
+
+// newListing registers a listing command's flags; what names what it lists
+// (for --all-namespaces' help). The command adds its own to l.fs.
+func newListing(name, usage, what string, stderr io.Writer) *listing {
+	l := &listing{name: name, usage: usage, fs: flag.NewFlagSet(name, flag.ContinueOnError), stderr: stderr}
+	l.fs.SetOutput(stderr)
+	l.fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	l.cf.add(l.fs)
+	l.fs.BoolVar(&l.all, "all-namespaces", false, "List "+what+" of every namespace.")
+	l.fs.BoolVar(&l.all, "A", false, "Short for --all-namespaces.")
+	return l
+}
+
+// connect parses args, checks them (with the command's own problems, from
+// check) and connects: the client and the namespace listed ("" with -A),
+// or the exit code when it cannot.
+func (l *listing) connect(args []string, check func() []string) (client.Client, string, int, bool) {
+	pos, err := parseInterspersed(l.fs, args)
+	if err != nil {
+		return nil, "", exitUsage, false
+	}
+	problems := listProblems(pos, l.all, &l.cf)
+	if check != nil {
+		problems = append(problems, check()...)
+	}
+	if len(problems) > 0 {
+		fmt.Fprintf(l.stderr, "kubectl custos %s: %s\n%s", l.name, strings.Join(problems, "; "), l.usage)
+		return nil, "", exitUsage, false
+	}
+	c, namespace, err := l.cf.client()
+	if err != nil {
+		fmt.Fprintf(l.stderr, "kubectl custos %s: %v\n", l.name, err)
+		return nil, "", exitTrouble, false
+	}
+	if l.all {
+		namespace = ""
+	}
+	return c, namespace, 0, true
+}
+
+// in lists namespace, or every namespace when it is "".
+func in(namespace string) []client.ListOption {
+	if namespace == "" {
+		return nil
+	}
+	return []client.ListOption{client.InNamespace(namespace)}
+}
+
+// pending is kubectl custos pending.
 func pending(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("pending", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, pendingUsage) }
-	var cf clientFlags
-	cf.add(fs)
-	var all bool
-	fs.BoolVar(&all, "all-namespaces", false, "List the requests of every namespace.")
-	fs.BoolVar(&all, "A", false, "Short for --all-namespaces.")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return exitUsage
+	l := newListing("pending", pendingUsage, "the requests", stderr)
+	c, namespace, code, ok := l.connect(args, nil)
+	if !ok {
+		return code
 	}
-	if problems := listProblems(pos, all, &cf); len(problems) > 0 {
-		fmt.Fprintf(stderr, "kubectl custos pending: %s\n%s", strings.Join(problems, "; "), pendingUsage)
-		return exitUsage
-	}
-	c, namespace, err := cf.client()
-	if err != nil {
-		fmt.Fprintf(stderr, "kubectl custos pending: %v\n", err)
-		return exitTrouble
-	}
+	all := namespace == ""
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var list custosv1alpha1.ApprovalRequestList
-	var opts []client.ListOption
-	if !all {
-		opts = append(opts, client.InNamespace(namespace))
-	}
-	if err := c.List(ctx, &list, opts...); err != nil {
+	if err := c.List(ctx, &list, in(namespace)...); err != nil {
 		fmt.Fprintf(stderr, "kubectl custos pending: %v\n", err)
 		return apiExit(err)
 	}

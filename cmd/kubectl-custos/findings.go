@@ -28,8 +28,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"sigs.k8s.io/controller-runtime/pkg/client"
-
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 )
 
@@ -61,45 +59,26 @@ var findingVerdicts = map[string]custosv1alpha1.FindingPhase{
 
 // findingsCommand is kubectl custos findings.
 func findingsCommand(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("findings", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, findingsUsage) }
-	var cf clientFlags
-	cf.add(fs)
-	var all, closed bool
-	fs.BoolVar(&all, "all-namespaces", false, "List the Findings of every namespace.")
-	fs.BoolVar(&all, "A", false, "Short for --all-namespaces.")
-	fs.BoolVar(&closed, "closed", false, "List the closed (Confirmed, Dismissed) Findings too.")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return exitUsage
+	l := newListing("findings", findingsUsage, "the Findings", stderr)
+	closed := l.fs.Bool("closed", false, "List the closed (Confirmed, Dismissed) Findings too.")
+	c, namespace, code, ok := l.connect(args, nil)
+	if !ok {
+		return code
 	}
-	if problems := listProblems(pos, all, &cf); len(problems) > 0 {
-		fmt.Fprintf(stderr, "kubectl custos findings: %s\n%s", strings.Join(problems, "; "), findingsUsage)
-		return exitUsage
-	}
-	c, namespace, err := cf.client()
-	if err != nil {
-		fmt.Fprintf(stderr, "kubectl custos findings: %v\n", err)
-		return exitTrouble
-	}
+	all := namespace == ""
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var list custosv1alpha1.FindingList
-	var opts []client.ListOption
-	if !all {
-		opts = append(opts, client.InNamespace(namespace))
-	}
-	if err := c.List(ctx, &list, opts...); err != nil {
+	if err := c.List(ctx, &list, in(namespace)...); err != nil {
 		fmt.Fprintf(stderr, "kubectl custos findings: %v\n", err)
 		return apiExit(err)
 	}
 	shown := slices.DeleteFunc(list.Items, func(f custosv1alpha1.Finding) bool {
-		return f.Status.Phase == "" || (!closed && f.Status.Phase.Closed())
+		return f.Status.Phase == "" || (!*closed && f.Status.Phase.Closed())
 	})
 	if len(shown) == 0 {
 		what := "open Findings"
-		if closed {
+		if *closed {
 			what = "Findings"
 		}
 		if all {

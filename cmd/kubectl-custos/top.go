@@ -18,7 +18,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"slices"
@@ -51,39 +50,21 @@ again every --every until interrupted.
 
 // top is kubectl custos top.
 func top(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("top", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, topUsage) }
-	var cf clientFlags
-	cf.add(fs)
-	var all, watch bool
-	fs.BoolVar(&all, "all-namespaces", false, "Show the agents of every namespace.")
-	fs.BoolVar(&all, "A", false, "Short for --all-namespaces.")
-	custosNS := fs.String("custos-namespace", "custos-system", "The namespace Custos's manager runs in (where the breaker keeps its state).")
-	fs.BoolVar(&watch, "watch", false, "Show it again every --every until interrupted.")
-	every := fs.Duration("every", 15*time.Second, "How often --watch shows it again.")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return exitUsage
-	}
-	problems := listProblems(pos, all, &cf)
-	if *every < time.Second {
-		problems = append(problems, "--every must be at least 1s")
-	}
-	if len(problems) > 0 {
-		fmt.Fprintf(stderr, "kubectl custos top: %s\n%s", strings.Join(problems, "; "), topUsage)
-		return exitUsage
-	}
-	c, namespace, err := cf.client()
-	if err != nil {
-		fmt.Fprintf(stderr, "kubectl custos top: %v\n", err)
-		return exitTrouble
-	}
-	if all {
-		namespace = ""
+	l := newListing("top", topUsage, "the agents", stderr)
+	custosNS := l.fs.String("custos-namespace", "custos-system", "The namespace Custos's manager runs in (where the breaker keeps its state).")
+	watch := l.fs.Bool("watch", false, "Show it again every --every until interrupted.")
+	every := l.fs.Duration("every", 15*time.Second, "How often --watch shows it again.")
+	c, namespace, code, ok := l.connect(args, func() []string {
+		if *every < time.Second {
+			return []string{"--every must be at least 1s"}
+		}
+		return nil
+	})
+	if !ok {
+		return code
 	}
 	for {
-		if watch {
+		if *watch {
 			// Clear the terminal and go home, as watch(1) does.
 			fmt.Fprint(stdout, "\x1b[H\x1b[2J")
 		}
@@ -91,7 +72,7 @@ func top(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "kubectl custos top: %v\n", err)
 			return exitTrouble
 		}
-		if !watch {
+		if !*watch {
 			return exitOK
 		}
 		time.Sleep(*every)
