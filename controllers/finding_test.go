@@ -18,7 +18,9 @@ package controllers
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -435,14 +437,14 @@ func TestAuditFeed(t *testing.T) {
 
 	// The component's TLS listener, serving its feed beside its own
 	// handler.
-	handler, err := audit.WithFeed(http.NotFoundHandler(), audit.Config{Sink: audit.SinkBoth, Dir: gw.dir},
+	handler, feedHandler, err := audit.WithFeed(http.NotFoundHandler(), audit.Config{Sink: audit.SinkBoth, Dir: gw.dir},
 		[]string{"system:serviceaccount:" + ns + ":custos-manager"}, k8sClient)
 	g.Expect(err).NotTo(HaveOccurred())
 	srv := httptest.NewTLSServer(handler)
 	defer srv.Close()
 	caFile := filepath.Join(t.TempDir(), "ca.crt")
 	g.Expect(os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600)).To(Succeed())
-	_, err = audit.WithFeed(http.NotFoundHandler(), audit.Config{Sink: audit.SinkStdout}, []string{"x"}, k8sClient)
+	_, _, err = audit.WithFeed(http.NotFoundHandler(), audit.Config{Sink: audit.SinkStdout}, []string{"x"}, k8sClient)
 	g.Expect(err).To(MatchError(ContainSubstring("needs --audit-sink=file or both")))
 
 	token := &audit.FeedToken{Client: k8sClient, Namespace: ns, SA: "custos-manager"}
@@ -502,4 +504,34 @@ func TestAuditFeed(t *testing.T) {
 	f := &custosv1alpha1.Finding{}
 	g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: evaluate.FindingName("remote", evaluate.RubricLowConfidence, noon)}, f)).To(Succeed())
 	g.Expect(f.Status.Evidence).To(ConsistOf(HaveField("AuditLogID", HavePrefix("custos-gateway/custos-gateway-0@"))))
+
+	// A component stopping serves its feed alone, once it stopped serving
+	// the rest, until the evaluator has read its last record: here the
+	// record after those it read, which the next pass reads.
+	certDir := t.TempDir()
+	key, err := x509.MarshalPKCS8PrivateKey(srv.TLS.Certificates[0].PrivateKey)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(os.WriteFile(filepath.Join(certDir, "tls.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600)).To(Succeed())
+	g.Expect(os.WriteFile(filepath.Join(certDir, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}), 0o600)).To(Succeed())
+	last := gw.call(ns, "remote", "pay", map[string]string{"access": "Write", "irreversible": "true", "decisionDigest": "sha256:bb", "decision.confidence": "0.1"})
+	srv.Close()
+	drained := make(chan error, 1)
+	go func() {
+		read, err := audit.DrainFeed(ctx, feedHandler, srv.Listener.Addr().String(), certDir, last, 20*time.Second)
+		if err == nil && !read {
+			err = errors.New("the drain ended before the evaluator read the last record")
+		}
+		drained <- err
+	}()
+	g.Consistently(drained).WithTimeout(time.Second).ShouldNot(Receive(), "the evaluator has not read it yet")
+	g.Eventually(func() error { return runner.Pass(ctx) }).WithTimeout(10 * time.Second).Should(Succeed())
+	g.Expect(runner.Pass(ctx)).To(Succeed())
+	g.Eventually(drained).WithTimeout(5 * time.Second).Should(Receive(BeNil()))
+	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(f), f)).To(Succeed())
+	g.Expect(f.Status.Hits).To(BeEquivalentTo(2))
+
+	// Nobody reading: the drain ends after its time.
+	read, err := audit.DrainFeed(ctx, feedHandler, "127.0.0.1:0", certDir, last+5, 300*time.Millisecond)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(read).To(BeFalse())
 }

@@ -99,6 +99,7 @@ type options struct {
 	approvalHold   time.Duration
 	audit          audit.Config
 	feedReaders    []string
+	feedDrain      time.Duration
 	tracing        tracing.Options
 }
 
@@ -131,6 +132,7 @@ func main() {
 	flag.DurationVar(&o.shutdownDelay, "shutdown-delay", 5*time.Second, "On SIGTERM, how long to keep serving, with /readyz failing, before draining: the time every kube-proxy needs to take the pod out of the Service. The calls in flight then get up to 10 s more; the pod's terminationGracePeriodSeconds must cover both.")
 	flag.DurationVar(&o.approvalHold, "approval-hold", approval.DefaultHold, "How long a call an ApprovalPolicy matches is held, waiting for people to approve it, before the gateway answers \"pending approval\" (the agent retries the same call); 0 answers at once.")
 	o.audit.AddFlags(flag.CommandLine)
+	flag.DurationVar(&o.feedDrain, "audit-feed-drain", 15*time.Second, "When stopping with --audit-feed-readers: how long to serve the feed alone, once everything else has stopped, until its reader has read the trail's last record (the pod's store goes with it).")
 	flag.Func("audit-feed-readers", "ServiceAccounts (system:serviceaccount:<namespace>:<name>, comma-separated) answered at "+audit.FeedPath+" on --listen: the records of this process's audit trail, from its segment store (--audit-sink file or both), to a bearer token of audience "+audit.FeedAudience+" the API server authenticates as one of them. The manager's evaluator reads it; empty serves no feed.", func(v string) error {
 		for _, r := range strings.Split(v, ",") {
 			if r = strings.TrimSpace(r); r != "" {
@@ -329,17 +331,32 @@ func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, read
 		Clock:           clk,
 		MaxRequestBytes: o.maxRequest,
 	}
-	handler, err := audit.WithFeed(gw.Handler(), auditCfg, o.feedReaders, mgr.GetClient())
+	handler, feed, err := audit.WithFeed(gw.Handler(), auditCfg, o.feedReaders, mgr.GetClient())
 	if err != nil {
 		return err
 	}
-	return serve.Run(stopping, serve.Options{
+	err = serve.Run(stopping, serve.Options{
 		Name: "gateway", Manager: mgr, Handler: handler, Listen: o.listen, CertDir: o.certDir,
 		// A call may be held for approval, then take the upstream's
 		// whole time, and the exchange before it.
 		WriteTimeout:  o.approvalHold + o.timeout + 20*time.Second,
 		ShutdownDelay: o.shutdownDelay, Ready: ready, Log: log,
 	})
+	// The trail's last records (those of the drain, the final checkpoint)
+	// are read by the evaluator before the pod, and its store, go.
+	if cerr := auditLog.Close(); cerr != nil {
+		log.Error(cerr, "Closing the audit trail")
+	}
+	if size, _ := auditLog.Head(); feed != nil && size > 0 {
+		read, derr := audit.DrainFeed(ctx, feed, o.listen, o.certDir, size-1, o.feedDrain)
+		switch {
+		case derr != nil:
+			log.Error(derr, "Serving the audit feed until the evaluator has read it")
+		case !read:
+			log.Info("The evaluator did not read the audit trail's last records before the drain ended", "last", size-1, "drain", o.feedDrain)
+		}
+	}
+	return err
 }
 
 // capsNamespace is where the replicas keep the caps' ledger and report

@@ -80,6 +80,7 @@ type options struct {
 	gatewaySA   string
 	audit       audit.Config
 	feedReaders []string
+	feedDrain   time.Duration
 	tracing     tracing.Options
 }
 
@@ -99,6 +100,7 @@ func main() {
 	flag.DurationVar(&o.shutdownDelay, "shutdown-delay", 5*time.Second, "On SIGTERM, how long to keep serving, with /readyz failing, before draining: the time every kube-proxy needs to take the pod out of the Service. Then the exchanges in flight get up to 10 s more; the pod's terminationGracePeriodSeconds must cover both.")
 	flag.StringVar(&o.gatewaySA, "gateway-service-account", "", "custos-gateway's ServiceAccount, as namespace/name: its pods exchange the tokens agents were given for the gateway, for the agents' Toolsets (docs/sts.md). Empty: no gateway.")
 	o.audit.AddFlags(flag.CommandLine)
+	flag.DurationVar(&o.feedDrain, "audit-feed-drain", 15*time.Second, "When stopping with --audit-feed-readers: how long to serve the feed alone, once everything else has stopped, until its reader has read the trail's last record (the pod's store goes with it).")
 	flag.Func("audit-feed-readers", "ServiceAccounts (system:serviceaccount:<namespace>:<name>, comma-separated) answered at "+audit.FeedPath+" on --listen: the records of this process's audit trail, from its segment store (--audit-sink file or both), to a bearer token of audience "+audit.FeedAudience+" the API server authenticates as one of them. The manager's evaluator reads it; empty serves no feed.", func(v string) error {
 		for _, r := range strings.Split(v, ",") {
 			if r = strings.TrimSpace(r); r != "" {
@@ -215,11 +217,11 @@ func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, read
 		Audit:       auditLog, Clock: clk, TTL: o.tokenTTL,
 	}
 
-	handler, err := audit.WithFeed(sts.Handler(svc), auditCfg, o.feedReaders, mgr.GetClient())
+	handler, feed, err := audit.WithFeed(sts.Handler(svc), auditCfg, o.feedReaders, mgr.GetClient())
 	if err != nil {
 		return err
 	}
-	return serve.Run(stopping, serve.Options{
+	err = serve.Run(stopping, serve.Options{
 		Name: "issuers", Manager: mgr, Handler: handler, Listen: o.listen, CertDir: o.certDir,
 		ShutdownDelay: o.shutdownDelay, Ready: ready, Log: log,
 		BeforeServe: func(ctx context.Context) error {
@@ -229,6 +231,21 @@ func run(ctx context.Context, o options, cfg *rest.Config, log logr.Logger, read
 			return nil
 		},
 	})
+	// The trail's last records (those of the drain, the final checkpoint)
+	// are read by the evaluator before the pod, and its store, go.
+	if cerr := auditLog.Close(); cerr != nil {
+		log.Error(cerr, "Closing the audit trail")
+	}
+	if size, _ := auditLog.Head(); feed != nil && size > 0 {
+		read, derr := audit.DrainFeed(ctx, feed, o.listen, o.certDir, size-1, o.feedDrain)
+		switch {
+		case derr != nil:
+			log.Error(derr, "Serving the audit feed until the evaluator has read it")
+		case !read:
+			log.Info("The evaluator did not read the audit trail's last records before the drain ended", "last", size-1, "drain", o.feedDrain)
+		}
+	}
+	return err
 }
 
 // issuerClient is the HTTP client that fetches the trusted identity

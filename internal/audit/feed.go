@@ -20,16 +20,20 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -78,6 +82,9 @@ type FeedHandler struct {
 	mu      sync.Mutex
 	seen    map[[32]byte]feedReview
 	limiter *rate.Limiter
+	// asked is one more than the highest from a reader asked for: it has
+	// read, and committed, the records before it asks from (DrainFeed).
+	asked atomic.Uint64
 }
 
 type feedReview struct {
@@ -169,6 +176,11 @@ func (h *FeedHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("max"); v != "" {
 		if n, err := strconv.Atoi(v); err == nil && n > 0 {
 			limit = min(n, FeedMaxRecords)
+		}
+	}
+	for {
+		if old := h.asked.Load(); from+1 <= old || h.asked.CompareAndSwap(old, from+1) {
+			break
 		}
 	}
 	records, err := h.Store.Read(from, limit)
@@ -291,16 +303,64 @@ func (t *FeedToken) Get(ctx context.Context) (string, error) {
 
 // WithFeed serves the feed of the segment store in cfg.Dir at FeedPath
 // beside h, to readers, when cfg writes a segment store and readers are
-// given; otherwise h alone. It says why not when it cannot.
-func WithFeed(h http.Handler, cfg Config, readers []string, reviews client.Client) (http.Handler, error) {
+// given (and returns the feed, for DrainFeed); otherwise h alone. It says
+// why not when it cannot.
+func WithFeed(h http.Handler, cfg Config, readers []string, reviews client.Client) (http.Handler, *FeedHandler, error) {
 	if len(readers) == 0 {
-		return h, nil
+		return h, nil, nil
 	}
 	if cfg.Sink == SinkStdout || cfg.Dir == "" {
-		return nil, fmt.Errorf("--audit-feed-readers serves the trail from its segment store: it needs --audit-sink=%s or %s and --audit-dir", SinkFile, SinkBoth)
+		return nil, nil, fmt.Errorf("--audit-feed-readers serves the trail from its segment store: it needs --audit-sink=%s or %s and --audit-dir", SinkFile, SinkBoth)
+	}
+	feed := &FeedHandler{Store: &StoreReader{Dir: cfg.Dir}, Readers: readers, Reviews: reviews}
+	mux := http.NewServeMux()
+	mux.Handle(FeedPath, feed)
+	mux.Handle("/", h)
+	return mux, feed, nil
+}
+
+// DrainFeed serves feed alone on listen, over TLS with the certificate in
+// certDir, once the process has stopped serving everything else and closed
+// its trail (whose last record is last): until its reader has read that
+// record, or for at most timeout. A pod being deleted takes its store with
+// it; this leaves the evaluator the records of its last seconds.
+func DrainFeed(ctx context.Context, feed *FeedHandler, listen, certDir string, last uint64, timeout time.Duration) (read bool, err error) {
+	if feed == nil {
+		return true, nil
+	}
+	if feed.asked.Load() > last {
+		return true, nil
+	}
+	cert, err := tls.LoadX509KeyPair(filepath.Join(certDir, "tls.crt"), filepath.Join(certDir, "tls.key"))
+	if err != nil {
+		return false, err
+	}
+	l, err := net.Listen("tcp", listen)
+	if err != nil {
+		return false, err
 	}
 	mux := http.NewServeMux()
-	mux.Handle(FeedPath, &FeedHandler{Store: &StoreReader{Dir: cfg.Dir}, Readers: readers, Reviews: reviews})
-	mux.Handle("/", h)
-	return mux, nil
+	mux.Handle(FeedPath, feed)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second,
+		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}}
+	go func() { _ = srv.ServeTLS(l, "", "") }()
+	defer func() {
+		stop, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(stop)
+	}()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for feed.asked.Load() <= last {
+		select {
+		case <-deadline.C:
+			return false, nil
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-tick.C:
+		}
+	}
+	return true, nil
 }

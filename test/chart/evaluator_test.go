@@ -39,6 +39,8 @@ func TestEvaluatorFeeds(t *testing.T) {
 		g.Expect(pod.Containers[0].VolumeMounts).To(ContainElement(corev1.VolumeMount{Name: "audit", MountPath: "/var/lib/custos/audit"}), name)
 		g.Expect(volume(t, pod, "audit").EmptyDir).To(HaveValue(HaveField("SizeLimit.String()", "1Gi")), name)
 	}
+	g.Expect(m.deploymentNamed(t, "custos-sts").Spec.Template.Spec.Containers[0].Args).To(ContainElement("--audit-feed-drain=10s"),
+		"its delay (5 s), drain (10 s) and the feed's within its 30 s")
 	mgr := m.deployment(t).Spec.Template.Spec
 	g.Expect(mgr.Containers[0].Args).To(ContainElements(
 		"--evaluate-interval=10s", "--finding-retention=720h", "--finding-review-within=24h",
