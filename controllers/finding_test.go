@@ -355,6 +355,28 @@ func TestFindings(t *testing.T) {
 	}).WithTimeout(eventually).WithPolling(poll).Should(BeTrue())
 	g.Expect(get(g, probeName).Status.Phase).To(Equal(custosv1alpha1.FindingOpen), "an open Finding does not expire")
 
+	// An agent whose refusals two gateway replicas served (three on one,
+	// two on the other) is probing all the same: the windowed rubrics
+	// read every trail's records together, and the Finding cites both.
+	gwB := newGatewayTrail(t, noon.Add(30*time.Minute))
+	gw.clock.SetTime(noon.Add(30 * time.Minute))
+	for _, tool := range []string{"a", "b", "c"} {
+		gw.refusal(ns, "spread", tool, "UnknownTool")
+	}
+	for _, tool := range []string{"d", "e"} {
+		gwB.refusal(ns, "spread", tool, "OutOfScope")
+	}
+	both := runner()
+	both.Trails = append(both.Trails, evaluate.DirTrail("custos-gateway/gw-1", gwB.dir))
+	g.Expect(both.Pass(ctx)).To(Succeed())
+	spread := get(g, evaluate.FindingName("spread", evaluate.RubricProbing, noon))
+	g.Expect(spread.Status.Hits).To(BeEquivalentTo(1))
+	g.Expect(spread.Status.RecordCount).To(BeEquivalentTo(5))
+	g.Expect(spread.Status.Evidence).To(ConsistOf(HaveField("AuditLogID", HavePrefix("custos-gateway/gw-0@")), HaveField("AuditLogID", HavePrefix("custos-gateway/gw-1@"))))
+	g.Expect(both.Pass(ctx)).To(Succeed())
+	g.Expect(runner().Pass(ctx)).To(Succeed())
+	g.Expect(get(g, spread.Name).Status.RecordCount).To(BeEquivalentTo(5), "read again, by a manager started again: counted once")
+
 	// The tenant's DataBoundary tightens a line: a confidence of 0.9 is
 	// below its 95%, where Custos's default 70% raised nothing.
 	b := &custosv1alpha1.DataBoundary{}

@@ -95,6 +95,9 @@ type Hit struct {
 	TraceIDs []string
 	// Why says it in a sentence.
 	Why string
+
+	// idx are the records' indexes in what was evaluated.
+	idx []int
 }
 
 // ThresholdsFor says the thresholds of Agent namespace/agent
@@ -110,25 +113,43 @@ func Fixed(th Thresholds) ThresholdsFor {
 // each agent's with its thresholds, and returns their hits, in the order
 // of their first record.
 func Evaluate(records []audit.Record, th ThresholdsFor) []Hit {
+	hits := append(EvaluateRecords(records, th), EvaluateWindows(records, th)...)
+	slices.SortStableFunc(hits, func(a, b Hit) int { return cmp.Compare(a.idx[0], b.idx[0]) })
+	return hits
+}
+
+// EvaluateRecords runs the rubrics of one record each (a call's, an
+// exchange's).
+func EvaluateRecords(records []audit.Record, th ThresholdsFor) []Hit {
 	var hits []Hit
 	for i := range records {
 		r := &records[i]
 		if r.Type != audit.TypeEvent || r.Subject == nil {
 			continue
 		}
+		var found []Hit
 		switch r.Action {
 		case audit.ActionToolCalled:
-			hits = append(hits, calledHits(r, th(r.Subject.Namespace, r.Subject.Name))...)
+			found = calledHits(r, th(r.Subject.Namespace, r.Subject.Name))
 		case audit.ActionTokenExchanged:
 			if h, ok := maxDepth(r); ok {
-				hits = append(hits, h)
+				found = []Hit{h}
 			}
 		}
+		for _, h := range found {
+			h.idx = []int{i}
+			hits = append(hits, h)
+		}
 	}
-	hits = append(hits, probing(records, th)...)
-	hits = append(hits, deniedApprovals(records, th)...)
-	slices.SortStableFunc(hits, func(a, b Hit) int { return cmp.Compare(a.Seqs[0], b.Seqs[0]) })
 	return hits
+}
+
+// EvaluateWindows runs the rubrics over windows of records (probing,
+// denied approvals) over records in time order, which may come from
+// several trails: the evaluator merges its trails' so that an agent whose
+// calls several gateway replicas served is counted whole.
+func EvaluateWindows(records []audit.Record, th ThresholdsFor) []Hit {
+	return append(probing(records, th), deniedApprovals(records, th)...)
 }
 
 // calledHits are the hits of one call made (tool.called).
@@ -258,7 +279,7 @@ func deniedApprovals(records []audit.Record, th ThresholdsFor) []Hit {
 // why. The score is how much faster than the window the n came.
 func bursts(records []audit.Record, line func(namespace, agent string) (int, time.Duration), match func(*audit.Record) bool, kind func(*audit.Record) string,
 	describe func(h *Hit, n int, counts string)) []Hit {
-	byAgent := map[[2]string][]*audit.Record{}
+	byAgent := map[[2]string][]int{}
 	var order [][2]string
 	for i := range records {
 		r := &records[i]
@@ -269,11 +290,15 @@ func bursts(records []audit.Record, line func(namespace, agent string) (int, tim
 		if _, ok := byAgent[k]; !ok {
 			order = append(order, k)
 		}
-		byAgent[k] = append(byAgent[k], r)
+		byAgent[k] = append(byAgent[k], i)
 	}
 	var out []Hit
 	for _, k := range order {
-		rs := byAgent[k]
+		is := byAgent[k]
+		rs := make([]*audit.Record, len(is))
+		for n, i := range is {
+			rs[n] = &records[i]
+		}
 		n, window := line(k[0], k[1])
 		if n <= 0 {
 			continue
@@ -291,8 +316,9 @@ func bursts(records []audit.Record, line func(namespace, agent string) (int, tim
 			h := Hit{Score: clamp(1 - float64(span)/float64(2*max(window, time.Nanosecond))), Namespace: k[0], Agent: k[1],
 				AgentUID: last.UID, Tenant: last.Tenant, From: rs[i].Time, To: rs[j].Time}
 			counts := map[string]int{}
-			for _, r := range rs[i : j+1] {
+			for m, r := range rs[i : j+1] {
 				h.Seqs = append(h.Seqs, r.Seq)
+				h.idx = append(h.idx, is[i+m])
 				h.TraceIDs = append(h.TraceIDs, traceIDs(r)...)
 				counts[kind(r)]++
 			}

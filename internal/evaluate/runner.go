@@ -122,9 +122,6 @@ type trailState struct {
 	LastHash string `json:"lastHash,omitempty"`
 	// Lookback is the first seq still within the longest window.
 	Lookback uint64 `json:"lookback"`
-	// Consumed is, per agent and windowed rubric (namespace/agent/rubric),
-	// the last record a hit cited: the next window starts after it.
-	Consumed map[string]uint64 `json:"consumed,omitempty"`
 	// At is when records were last read (Unix seconds).
 	At int64 `json:"at,omitempty"`
 }
@@ -184,7 +181,8 @@ func (r *Runner) Start(ctx context.Context) error {
 }
 
 // Pass reads what was added to each trail since the last pass and opens
-// or updates the Findings it shows.
+// or updates the Findings it shows: batch after batch, until every trail
+// is caught up (a first pass, a long stop).
 func (r *Runner) Pass(ctx context.Context) error {
 	cm := &corev1.ConfigMap{}
 	err := r.Reader.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: StateName}, cm)
@@ -209,7 +207,6 @@ func (r *Runner) Pass(ctx context.Context) error {
 		cth := &ClusterThresholds{Reader: r.Reader}
 		th, thErr = cth.For(ctx), cth.Err
 	}
-	reset := map[string]bool{}
 	trails := slices.Clone(r.Trails)
 	var errs []error
 	complete := true
@@ -221,17 +218,17 @@ func (r *Runner) Pass(ctx context.Context) error {
 		}
 		trails = append(trails, found...)
 	}
-	for _, t := range trails {
-		// A trail far ahead (a first pass, a long stop) is read in
-		// batches, each written, until it is caught up.
-		for more := true; more && ctx.Err() == nil; {
-			var err error
-			if more, err = r.trail(ctx, cm, t, th, thErr, reset); err != nil {
-				passFailures.WithLabelValues(t.ID).Inc()
-				errs = append(errs, fmt.Errorf("trail %s: %w", t.ID, err))
-				break
-			}
+	reset := map[string]bool{}
+	failed := map[string]bool{}
+	for more := true; more && ctx.Err() == nil; {
+		var err error
+		if more, err = r.batch(ctx, cm, trails, th, thErr, reset, failed); err != nil {
+			errs = append(errs, err)
+			break
 		}
+	}
+	for id := range failed {
+		passFailures.WithLabelValues(id).Inc()
 	}
 	if complete {
 		if err := r.forget(ctx, cm, trails); err != nil {
@@ -242,6 +239,293 @@ func (r *Runner) Pass(ctx context.Context) error {
 		return fmt.Errorf("%v", errs)
 	}
 	return nil
+}
+
+// windowsKey is the state ConfigMap's key of the windowed rubrics'
+// consumption, across trails (no trail's key starts with an underscore).
+const windowsKey = "_windows"
+
+// read is one trail's part of a batch.
+type read struct {
+	t        Trail
+	key      string
+	st       trailState
+	fresh    []audit.Record
+	evidence string
+}
+
+// batch reads a batch of every trail and evaluates it: the rubrics of one
+// record over each trail's new records, the windowed rubrics over every
+// trail's records merged in time order (an agent's calls spread over
+// gateway replicas are counted together); then writes the Findings, and
+// last, in one write, how far each trail was read and what the windowed
+// rubrics' hits consumed. A trail that cannot be read sits the batch out
+// (failed); more says a trail may have more to read.
+func (r *Runner) batch(ctx context.Context, cm *corev1.ConfigMap, trails []Trail, th ThresholdsFor, thErr func() error,
+	reset, failed map[string]bool) (more bool, err error) {
+	if r.recent == nil {
+		r.recent = map[string][]audit.Record{}
+	}
+	consumed := map[string]uint64{}
+	if v, ok := cm.Data[windowsKey]; ok {
+		if err := json.Unmarshal([]byte(v), &consumed); err != nil {
+			return false, fmt.Errorf("the windows' state %q: %w", v, err)
+		}
+	}
+	isConsumed := func(trailKey string, rec *audit.Record) bool {
+		rubric := WindowedRubric(rec)
+		if rubric == "" {
+			return false
+		}
+		seq, ok := consumed[windowKey(rec.Subject.Namespace, rec.Subject.Name, rubric, trailKey)]
+		return ok && rec.Seq <= seq
+	}
+	var all, reads []*read
+	for _, t := range trails {
+		if failed[t.ID] {
+			continue
+		}
+		rd, err := r.read(ctx, cm, t, reset, isConsumed)
+		if err != nil {
+			failed[t.ID] = true
+			r.Log.Error(err, "Reading an audit trail", "trail", t.ID)
+			continue
+		}
+		all = append(all, rd)
+		if len(rd.fresh) == 0 {
+			evaluatorBehind.WithLabelValues(t.ID).Set(0)
+			continue
+		}
+		reads = append(reads, rd)
+	}
+	if len(reads) == 0 {
+		return false, nil
+	}
+
+	type origin struct {
+		rd  *read
+		seq uint64
+	}
+	var windowed []audit.Record
+	var origins []origin
+	for _, rd := range reads {
+		for _, h := range EvaluateRecords(rd.fresh, th) {
+			if err := thErr(); err != nil {
+				return false, fmt.Errorf("reading the agents' evaluation lines: %w", err)
+			}
+			if err := r.record(ctx, h, []cited{{trail: rd.evidence, seqs: h.Seqs}}); err != nil {
+				return false, err
+			}
+		}
+	}
+	// Every trail's records still within a window, not only those of the
+	// trails read now: an agent's refusals on another replica count.
+	for _, rd := range all {
+		for _, rec := range r.recent[rd.t.ID] {
+			windowed = append(windowed, rec)
+			origins = append(origins, origin{rd, rec.Seq})
+		}
+		for i := range rd.fresh {
+			if keptFor(&rd.fresh[i]) > 0 {
+				windowed = append(windowed, rd.fresh[i])
+				origins = append(origins, origin{rd, rd.fresh[i].Seq})
+			}
+		}
+	}
+	// In time order; a trail's own records keep theirs.
+	order := make([]int, len(windowed))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return windowed[a].Time.Compare(windowed[b].Time) })
+	sorted := make([]audit.Record, len(order))
+	sortedOrigins := make([]origin, len(order))
+	for n, i := range order {
+		sorted[n], sortedOrigins[n] = windowed[i], origins[i]
+	}
+	hits := EvaluateWindows(sorted, th)
+	if err := thErr(); err != nil {
+		return false, fmt.Errorf("reading the agents' evaluation lines: %w", err)
+	}
+	for _, h := range hits {
+		// Every hit here is new: the records a hit cites are consumed.
+		var parts []cited
+		for _, i := range h.idx {
+			o := sortedOrigins[i]
+			k := slices.IndexFunc(parts, func(c cited) bool { return c.trail == o.rd.evidence })
+			if k < 0 {
+				parts = append(parts, cited{trail: o.rd.evidence, key: o.rd.key})
+				k = len(parts) - 1
+			}
+			parts[k].seqs = append(parts[k].seqs, o.seq)
+		}
+		if err := r.record(ctx, h, parts); err != nil {
+			return false, err
+		}
+		for _, c := range parts {
+			k := windowKey(h.Namespace, h.Agent, h.Rubric, c.key)
+			consumed[k] = max(consumed[k], slices.Max(c.seqs))
+		}
+	}
+
+	// How far each trail was read, the records still within a window but
+	// those consumed, and the consumption still of use: one write.
+	patch := client.MergeFromWithOptions(cm.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	if cm.Data == nil {
+		cm.Data = map[string]string{}
+	}
+	lookback := map[string]uint64{}
+	recent := map[string][]audit.Record{}
+	for _, rd := range all {
+		if len(rd.fresh) == 0 {
+			// Not read now: only what was consumed of it goes.
+			recent[rd.t.ID] = slices.DeleteFunc(slices.Clone(r.recent[rd.t.ID]), func(rec audit.Record) bool { return isConsumed(rd.key, &rec) })
+			lookback[rd.key] = rd.st.Lookback
+			continue
+		}
+		kept := slices.Clone(r.recent[rd.t.ID])
+		for i := range rd.fresh {
+			if keptFor(&rd.fresh[i]) > 0 {
+				kept = append(kept, rd.fresh[i])
+			}
+		}
+		newest := rd.fresh[len(rd.fresh)-1]
+		kept = prune(slices.DeleteFunc(kept, func(rec audit.Record) bool { return isConsumed(rd.key, &rec) }), newest.Time)
+		rd.st.Next, rd.st.LastHash, rd.st.At = newest.Seq+1, newest.Hash, r.now().Unix()
+		rd.st.Lookback = rd.st.Next
+		if len(kept) > 0 {
+			rd.st.Lookback = kept[0].Seq
+		}
+		lookback[rd.key] = rd.st.Lookback
+		recent[rd.t.ID] = kept
+		data, err := json.Marshal(rd.st)
+		if err != nil {
+			return false, err
+		}
+		cm.Data[rd.key] = string(data)
+		more = more || len(rd.fresh) >= batch
+	}
+	for k, seq := range consumed {
+		_, trailKey, _ := strings.Cut(k, "|")
+		lb, read := lookback[trailKey]
+		_, kept := cm.Data[trailKey]
+		if read && lb > seq || !kept {
+			// Nothing it consumed is read back any more, or its trail is
+			// forgotten.
+			delete(consumed, k)
+		}
+	}
+	if len(consumed) == 0 {
+		delete(cm.Data, windowsKey)
+	} else {
+		data, err := json.Marshal(consumed)
+		if err != nil {
+			return false, err
+		}
+		cm.Data[windowsKey] = string(data)
+	}
+	if err := r.Client.Patch(ctx, cm, patch); err != nil {
+		// Evaluated again next pass: the Findings take only what they lack.
+		return false, fmt.Errorf("writing the evaluator's state: %w", err)
+	}
+	for _, rd := range all {
+		r.recent[rd.t.ID] = recent[rd.t.ID]
+	}
+	for _, rd := range reads {
+		recordsEvaluated.WithLabelValues(rd.t.ID).Add(float64(len(rd.fresh)))
+		evaluatorBehind.WithLabelValues(rd.t.ID).Set(max(0, r.now().Sub(rd.fresh[len(rd.fresh)-1].Time).Seconds()))
+	}
+	return more, nil
+}
+
+// windowKey names, in the windows' state, what the hits of an agent's
+// windowed rubric consumed of one trail: <namespace>/<agent>/<rubric>|<trail key>.
+func windowKey(namespace, agent, rubric, trailKey string) string {
+	return namespace + "/" + agent + "/" + rubric + "|" + trailKey
+}
+
+// read reads the batch of trail t after what was read of it: the chain
+// checked (another chain under the same name is read from its start, once
+// a pass), and, after a start, the records still within a window read
+// back, but those consumed.
+func (r *Runner) read(ctx context.Context, cm *corev1.ConfigMap, t Trail, reset map[string]bool, isConsumed func(string, *audit.Record) bool) (*read, error) {
+	rd := &read{t: t, key: stateKey(t.ID)}
+	if v, ok := cm.Data[rd.key]; ok {
+		if err := json.Unmarshal([]byte(v), &rd.st); err != nil {
+			return nil, fmt.Errorf("its state %q: %w", v, err)
+		}
+	}
+	_, loaded := r.recent[t.ID]
+	from := rd.st.Next
+	if rd.st.Next > 0 {
+		from = rd.st.Next - 1
+	}
+	fresh, err := t.Records(ctx, from, batch+1)
+	if err != nil {
+		return nil, err
+	}
+	var last *audit.Record
+	if rd.st.Next > 0 {
+		if len(fresh) == 0 || fresh[0].Seq != rd.st.Next-1 || fresh[0].Hash != rd.st.LastHash {
+			// Another chain under the same name (a component whose store
+			// was emptied starts again at seq 0): read it from its start.
+			if reset[t.ID] {
+				return nil, fmt.Errorf("record %d is not the one read before (%s), even after reading the trail again from its start", rd.st.Next-1, rd.st.LastHash)
+			}
+			reset[t.ID] = true
+			r.Log.Info("The audit trail is not the chain read so far: reading it from its first record", "trail", t.ID,
+				"chain", rd.st.Chain, "next", rd.st.Next)
+			rd.st = trailState{}
+			r.recent[t.ID], loaded = nil, true
+			if fresh, err = t.Records(ctx, 0, batch); err != nil {
+				return nil, err
+			}
+		} else {
+			last = &fresh[0]
+			fresh = fresh[1:]
+		}
+	}
+	if rd.st.Next == 0 && len(fresh) > 0 {
+		if fresh[0].Seq != 0 {
+			// A feed prunes what its reader read: a reader without the
+			// state (it was deleted) finds the first records gone.
+			recordsMissing.WithLabelValues(t.ID).Add(float64(fresh[0].Seq))
+			r.Log.Error(nil, "The trail's first records are gone: reading it from its first record there", "trail", t.ID, "first", fresh[0].Seq)
+		}
+		rd.st.Chain = chainOf(&fresh[0])
+	}
+	if !loaded {
+		// Started again: read back the records still within a window, but
+		// those a hit already consumed.
+		var recent []audit.Record
+		for from := min(rd.st.Lookback, rd.st.Next); from < rd.st.Next; {
+			records, err := t.Records(ctx, from, batch)
+			if err != nil {
+				return nil, err
+			}
+			if len(records) == 0 {
+				break
+			}
+			for i := range records {
+				if records[i].Seq < rd.st.Next && keptFor(&records[i]) > 0 && !isConsumed(rd.key, &records[i]) {
+					recent = append(recent, records[i])
+				}
+			}
+			from = records[len(records)-1].Seq + 1
+		}
+		if last != nil {
+			recent = prune(recent, last.Time)
+		}
+		r.recent[t.ID] = recent
+	}
+	rd.fresh = fresh
+	rd.evidence = t.ID + "@" + rd.st.Chain
+	return rd, nil
+}
+
+// prune keeps the records still within their window of newest.
+func prune(recent []audit.Record, newest time.Time) []audit.Record {
+	return slices.DeleteFunc(recent, func(rec audit.Record) bool { return rec.Time.Before(newest.Add(-keptFor(&rec))) })
 }
 
 // forget drops the state of trails no longer followed and not read for
@@ -255,7 +539,7 @@ func (r *Runner) forget(ctx context.Context, cm *corev1.ConfigMap, trails []Trai
 	gone := 0
 	for k, v := range cm.Data {
 		var st trailState
-		if current[k] || json.Unmarshal([]byte(v), &st) != nil || st.At == 0 || r.now().Sub(time.Unix(st.At, 0)) < Forget {
+		if strings.HasPrefix(k, "_") || current[k] || json.Unmarshal([]byte(v), &st) != nil || st.At == 0 || r.now().Sub(time.Unix(st.At, 0)) < Forget {
 			continue
 		}
 		delete(cm.Data, k)
@@ -306,177 +590,6 @@ func keptFor(rec *audit.Record) time.Duration {
 	return 0
 }
 
-// trail reads a batch of trail t; more says there may be more to read.
-// reset says the trail was already found to be another chain in this pass:
-// a second time is an error, not a loop.
-func (r *Runner) trail(ctx context.Context, cm *corev1.ConfigMap, t Trail, th ThresholdsFor, thErr func() error, reset map[string]bool) (more bool, err error) {
-	key := stateKey(t.ID)
-	var st trailState
-	if v, ok := cm.Data[key]; ok {
-		if err := json.Unmarshal([]byte(v), &st); err != nil {
-			return false, fmt.Errorf("its state %q: %w", v, err)
-		}
-	}
-	if r.recent == nil {
-		r.recent = map[string][]audit.Record{}
-	}
-	recent, loaded := r.recent[t.ID]
-
-	// What was added since the last pass, after the last record read: the
-	// same record still there says the trail is the same chain.
-	from := st.Next
-	if st.Next > 0 {
-		from = st.Next - 1
-	}
-	fresh, err := t.Records(ctx, from, batch+1)
-	if err != nil {
-		return false, err
-	}
-	var last *audit.Record
-	if st.Next > 0 {
-		if len(fresh) == 0 || fresh[0].Seq != st.Next-1 || fresh[0].Hash != st.LastHash {
-			// Another chain under the same name (a component whose store
-			// was emptied starts again at seq 0): read it from its start.
-			if reset[t.ID] {
-				return false, fmt.Errorf("record %d is not the one read before (%s), even after reading the trail again from its start", st.Next-1, st.LastHash)
-			}
-			reset[t.ID] = true
-			r.Log.Info("The audit trail is not the chain read so far: reading it from its first record", "trail", t.ID,
-				"chain", st.Chain, "next", st.Next)
-			st, recent, loaded = trailState{}, nil, true
-			if fresh, err = t.Records(ctx, 0, batch); err != nil {
-				return false, err
-			}
-		} else {
-			last = &fresh[0]
-			fresh = fresh[1:]
-		}
-	}
-	if st.Next == 0 && len(fresh) > 0 {
-		if fresh[0].Seq != 0 {
-			// A feed prunes what its reader read: a reader without the
-			// state (it was deleted) finds the first records gone.
-			recordsMissing.WithLabelValues(t.ID).Add(float64(fresh[0].Seq))
-			r.Log.Error(nil, "The trail's first records are gone: reading it from its first record there", "trail", t.ID, "first", fresh[0].Seq)
-		}
-		st.Chain = chainOf(&fresh[0])
-	}
-	if !loaded {
-		// Started again: read back the records still within a window, but
-		// those a hit already consumed.
-		for from := min(st.Lookback, st.Next); from < st.Next; {
-			records, err := t.Records(ctx, from, batch)
-			if err != nil {
-				return false, err
-			}
-			if len(records) == 0 {
-				break
-			}
-			for i := range records {
-				if records[i].Seq < st.Next && keptFor(&records[i]) > 0 && !st.consumed(&records[i]) {
-					recent = append(recent, records[i])
-				}
-			}
-			from = records[len(records)-1].Seq + 1
-		}
-		if last != nil {
-			recent = prune(recent, last.Time)
-		}
-		r.recent[t.ID] = recent
-	}
-	if len(fresh) == 0 {
-		evaluatorBehind.WithLabelValues(t.ID).Set(0)
-		return false, nil
-	}
-	evidence := t.ID + "@" + st.Chain
-	input := append(slices.Clone(recent), fresh...)
-	hits := Evaluate(input, th)
-	if err := thErr(); err != nil {
-		// Judged by the wrong lines is worse than judged later.
-		return false, fmt.Errorf("reading the agents' evaluation lines: %w", err)
-	}
-	for _, h := range hits {
-		if slices.Max(h.Seqs) < st.Next {
-			// Seen by an earlier pass.
-			continue
-		}
-		if err := r.record(ctx, evidence, h); err != nil {
-			return false, err
-		}
-		if h.Rubric == RubricProbing || h.Rubric == RubricDeniedApprovals {
-			st.consume(h.Namespace, h.Agent, h.Rubric, slices.Max(h.Seqs))
-		}
-	}
-	// The records still within the longest window of the newest, but
-	// those a hit consumed.
-	newest := fresh[len(fresh)-1]
-	for i := range fresh {
-		if keptFor(&fresh[i]) > 0 {
-			recent = append(recent, fresh[i])
-		}
-	}
-	recent = prune(slices.DeleteFunc(recent, func(rec audit.Record) bool { return st.consumed(&rec) }), newest.Time)
-	st.Next, st.LastHash, st.At = newest.Seq+1, newest.Hash, r.now().Unix()
-	st.Lookback = st.Next
-	if len(recent) > 0 {
-		st.Lookback = recent[0].Seq
-	}
-	for k, seq := range st.Consumed {
-		if seq < st.Lookback {
-			// Nothing it consumed is read back any more.
-			delete(st.Consumed, k)
-		}
-	}
-	data, err := json.Marshal(st)
-	if err != nil {
-		return false, err
-	}
-	patch := client.MergeFromWithOptions(cm.DeepCopy(), client.MergeFromWithOptimisticLock{})
-	if cm.Data == nil {
-		cm.Data = map[string]string{}
-	}
-	cm.Data[key] = string(data)
-	if err := r.Client.Patch(ctx, cm, patch); err != nil {
-		// Evaluated again next pass: the Findings take only what they lack.
-		return false, fmt.Errorf("writing the evaluator's state: %w", err)
-	}
-	r.recent[t.ID] = recent
-	recordsEvaluated.WithLabelValues(t.ID).Add(float64(len(fresh)))
-	evaluatorBehind.WithLabelValues(t.ID).Set(max(0, r.now().Sub(newest.Time).Seconds()))
-	return len(fresh) >= batch, nil
-}
-
-// prune keeps the records still within their window of newest.
-func prune(recent []audit.Record, newest time.Time) []audit.Record {
-	return slices.DeleteFunc(recent, func(rec audit.Record) bool { return rec.Time.Before(newest.Add(-keptFor(&rec))) })
-}
-
-// consumedKey names an agent's windowed rubric in trailState.Consumed.
-func consumedKey(namespace, agent, rubric string) string {
-	return namespace + "/" + agent + "/" + rubric
-}
-
-// consume notes that a hit of rubric on agent cited the records up to seq:
-// the rubric's next window starts after them.
-func (st *trailState) consume(namespace, agent, rubric string, seq uint64) {
-	if st.Consumed == nil {
-		st.Consumed = map[string]uint64{}
-	}
-	k := consumedKey(namespace, agent, rubric)
-	st.Consumed[k] = max(st.Consumed[k], seq)
-}
-
-// consumed says a hit already cited rec (or a later record of its rubric
-// and agent).
-func (st *trailState) consumed(rec *audit.Record) bool {
-	rubric := WindowedRubric(rec)
-	if rubric == "" {
-		return false
-	}
-	seq, ok := st.Consumed[consumedKey(rec.Subject.Namespace, rec.Subject.Name, rubric)]
-	return ok && rec.Seq <= seq
-}
-
 // chainOf names the chain whose first record read is first: the first 12
 // hex digits of its hash, which no other chain shares.
 func chainOf(first *audit.Record) string {
@@ -520,9 +633,9 @@ const (
 	maxCounted   = 256
 )
 
-// record opens the Finding of hit h, seen in trail, or adds to it what it
-// lacks; a closed Finding given new records is opened again.
-func (r *Runner) record(ctx context.Context, trail string, h Hit) error {
+// record opens the Finding of hit h, whose records are parts, or adds to
+// it what it lacks; a closed Finding given new records is opened again.
+func (r *Runner) record(ctx context.Context, h Hit, parts []cited) error {
 	day := dayOf(h.To)
 	name := FindingName(h.Agent, h.Rubric, day)
 	key := client.ObjectKey{Namespace: h.Namespace, Name: name}
@@ -550,7 +663,7 @@ func (r *Runner) record(ctx context.Context, trail string, h Hit) error {
 			return r.dropped(key, h, err)
 		}
 		opening := f.Status.Phase == "" || f.Status.Phase.Closed()
-		reopened, added := merge(f, trail, h, metav1.NewTime(r.now()))
+		reopened, added := merge(f, parts, h, metav1.NewTime(r.now()))
 		if added == 0 {
 			return nil
 		}
@@ -558,7 +671,7 @@ func (r *Runner) record(ctx context.Context, trail string, h Hit) error {
 		// open: a manager that stops between the two records the opening
 		// again on its next pass (the same Finding UID), rather than never.
 		if opening && !recorded {
-			r.opened(ctx, f, trail, h, reopened)
+			r.opened(ctx, f, parts, h, reopened)
 			if fl, ok := r.Audit.(interface{ Flush(context.Context) error }); ok {
 				if err := fl.Flush(ctx); err != nil {
 					return fmt.Errorf("finding %s: writing its opening to the audit trail: %w", key, err)
@@ -601,56 +714,25 @@ func (r *Runner) dropped(key client.ObjectKey, h Hit, err error) error {
 	return nil
 }
 
-// merge adds hit h, of trail, to f's status: the records it lacks (past
-// the last it cites of that trail), its severity and score when higher, its
-// sentence. It says whether f was closed and is opened again, and how many
-// records were added (none: h was counted already).
-func merge(f *custosv1alpha1.Finding, trail string, h Hit, now metav1.Time) (reopened bool, added int) {
-	st := &f.Status
-	c := slices.IndexFunc(st.Counted, func(c custosv1alpha1.FindingCount) bool { return c.Trail == trail })
-	last := int64(-1)
-	if c >= 0 {
-		last = st.Counted[c].Seq
-	}
-	var seqs []int64
-	for _, s := range h.Seqs {
-		if s <= math.MaxInt64 && int64(s) > last {
-			seqs = append(seqs, int64(s))
-		}
-	}
-	if len(seqs) == 0 {
-		return false, 0
-	}
-	if c < 0 {
-		if len(st.Counted) >= maxCounted {
-			// The trail counted least recently: a Finding of 256 trails
-			// in a day is a gateway whose pods come and go by the minute.
-			st.Counted = st.Counted[1:]
-		}
-		st.Counted = append(st.Counted, custosv1alpha1.FindingCount{Trail: trail, Seq: -1})
-		c = len(st.Counted) - 1
-	}
-	st.Counted[c].Seq = slices.Max(seqs)
+// cited are the records of a hit in one trail: its evidence name
+// (<ID>@<chain>), its state key, and their seqs.
+type cited struct {
+	trail, key string
+	seqs       []uint64
+}
 
-	// The evidence people read: the first records cited and the latest,
-	// of the latest trails.
-	i := slices.IndexFunc(st.Evidence, func(e custosv1alpha1.FindingEvidence) bool { return e.AuditLogID == trail })
-	if i < 0 {
-		if len(st.Evidence) >= maxTrails {
-			st.Evidence = st.Evidence[1:]
-		}
-		st.Evidence = append(st.Evidence, custosv1alpha1.FindingEvidence{AuditLogID: trail})
-		i = len(st.Evidence) - 1
+// merge adds hit h, whose records are parts, to f's status: the records
+// it lacks (past the last it counted of each trail), its severity and
+// score when higher, its sentence. It says whether f was closed and is
+// opened again, and how many records were added (none: h was counted
+// already).
+func merge(f *custosv1alpha1.Finding, parts []cited, h Hit, now metav1.Time) (reopened bool, added int) {
+	st := &f.Status
+	for _, part := range parts {
+		added += mergePart(st, part, h.TraceIDs)
 	}
-	e := &st.Evidence[i]
-	e.Sequences = append(e.Sequences, seqs...)
-	if n := len(e.Sequences); n > maxSequences {
-		e.Sequences = append(e.Sequences[:maxSequences/2:maxSequences/2], e.Sequences[n-maxSequences/2:]...)
-	}
-	for _, id := range h.TraceIDs {
-		if len(e.TraceIDs) < maxTraceIDs && !slices.Contains(e.TraceIDs, id) {
-			e.TraceIDs = append(e.TraceIDs, id)
-		}
+	if added == 0 {
+		return false, 0
 	}
 	if st.Phase.Closed() {
 		reopened = true
@@ -667,7 +749,7 @@ func merge(f *custosv1alpha1.Finding, trail string, h Hit, now metav1.Time) (reo
 	st.Score = max(st.Score, int32(math.Round(h.Score*100)))
 	st.Summary = clip(h.Why, 1024)
 	st.Hits++
-	st.RecordCount += int32(len(seqs))
+	st.RecordCount += int32(added)
 	from, to := metav1.NewTime(h.From), metav1.NewTime(h.To)
 	if st.FirstSeen == nil || from.Before(st.FirstSeen) {
 		st.FirstSeen = &from
@@ -675,11 +757,63 @@ func merge(f *custosv1alpha1.Finding, trail string, h Hit, now metav1.Time) (reo
 	if st.LastSeen == nil || st.LastSeen.Before(&to) {
 		st.LastSeen = &to
 	}
-	return reopened, len(seqs)
+	return reopened, added
+}
+
+// mergePart adds the records of one trail a hit cites to st: those past
+// the last it counted of that trail, to its count and its evidence. It
+// says how many.
+func mergePart(st *custosv1alpha1.FindingStatus, part cited, traceIDs []string) int {
+	c := slices.IndexFunc(st.Counted, func(c custosv1alpha1.FindingCount) bool { return c.Trail == part.trail })
+	last := int64(-1)
+	if c >= 0 {
+		last = st.Counted[c].Seq
+	}
+	var seqs []int64
+	for _, s := range part.seqs {
+		if s <= math.MaxInt64 && int64(s) > last {
+			seqs = append(seqs, int64(s))
+		}
+	}
+	if len(seqs) == 0 {
+		return 0
+	}
+	if c < 0 {
+		if len(st.Counted) >= maxCounted {
+			// The trail counted least recently: a Finding of 256 trails
+			// in a day is a gateway whose pods come and go by the minute.
+			st.Counted = st.Counted[1:]
+		}
+		st.Counted = append(st.Counted, custosv1alpha1.FindingCount{Trail: part.trail, Seq: -1})
+		c = len(st.Counted) - 1
+	}
+	st.Counted[c].Seq = max(st.Counted[c].Seq, slices.Max(seqs))
+
+	// The evidence people read: the first records cited and the latest,
+	// of the latest trails.
+	i := slices.IndexFunc(st.Evidence, func(e custosv1alpha1.FindingEvidence) bool { return e.AuditLogID == part.trail })
+	if i < 0 {
+		if len(st.Evidence) >= maxTrails {
+			st.Evidence = st.Evidence[1:]
+		}
+		st.Evidence = append(st.Evidence, custosv1alpha1.FindingEvidence{AuditLogID: part.trail})
+		i = len(st.Evidence) - 1
+	}
+	e := &st.Evidence[i]
+	e.Sequences = append(e.Sequences, seqs...)
+	if n := len(e.Sequences); n > maxSequences {
+		e.Sequences = append(e.Sequences[:maxSequences/2:maxSequences/2], e.Sequences[n-maxSequences/2:]...)
+	}
+	for _, id := range traceIDs {
+		if len(e.TraceIDs) < maxTraceIDs && !slices.Contains(e.TraceIDs, id) {
+			e.TraceIDs = append(e.TraceIDs, id)
+		}
+	}
+	return len(seqs)
 }
 
 // opened records the Finding's opening on the trail, and as Events.
-func (r *Runner) opened(ctx context.Context, f *custosv1alpha1.Finding, trail string, h Hit, reopened bool) {
+func (r *Runner) opened(ctx context.Context, f *custosv1alpha1.Finding, parts []cited, h Hit, reopened bool) {
 	if r.Recorder != nil {
 		note := clip(fmt.Sprintf("Finding %s (%s, %s): %s; review it: kubectl custos review %s -n %s", f.Name, h.Rubric, f.Status.Severity, h.Why, f.Name, f.Namespace), 1024)
 		r.Recorder.Eventf(f, nil, corev1.EventTypeWarning, "FindingOpened", "Evaluate", "%s", note)
@@ -691,13 +825,19 @@ func (r *Runner) opened(ctx context.Context, f *custosv1alpha1.Finding, trail st
 	if r.Audit == nil {
 		return
 	}
-	seqs := make([]string, 0, len(h.Seqs))
-	for _, s := range h.Seqs[:min(len(h.Seqs), maxSequences)] {
-		seqs = append(seqs, strconv.FormatUint(s, 10))
-	}
 	details := map[string]string{"finding": f.Name, "findingUID": string(f.UID), "rubric": h.Rubric, "window": f.Spec.WindowStart.UTC().Format(time.DateOnly),
-		"severity": string(f.Status.Severity), "score": strconv.Itoa(int(f.Status.Score)),
-		"evidence.auditLogID": trail, "evidence.sequences": strings.Join(seqs, ",")}
+		"severity": string(f.Status.Severity), "score": strconv.Itoa(int(f.Status.Score))}
+	for n, part := range parts[:min(len(parts), maxTrails)] {
+		seqs := make([]string, 0, len(part.seqs))
+		for _, s := range part.seqs[:min(len(part.seqs), maxSequences)] {
+			seqs = append(seqs, strconv.FormatUint(s, 10))
+		}
+		prefix := "evidence."
+		if n > 0 {
+			prefix = "evidence." + strconv.Itoa(n) + "."
+		}
+		details[prefix+"auditLogID"], details[prefix+"sequences"] = part.trail, strings.Join(seqs, ",")
+	}
 	verb := "opened"
 	if reopened {
 		details["reopened"] = "true"

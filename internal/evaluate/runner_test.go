@@ -52,15 +52,16 @@ func TestMerge(t *testing.T) {
 	hit := func(sev custosv1alpha1.FindingSeverity, score float64, seqs ...uint64) Hit {
 		return Hit{Rubric: RubricProbing, Severity: sev, Score: score, From: now.Time, To: now.Time, Seqs: seqs, TraceIDs: []string{"t1"}, Why: "why"}
 	}
-	reopened, added := merge(f, "gw-0", hit(custosv1alpha1.SeverityMedium, 0.5, 1, 2, 3), now)
+	one := func(trail string, h Hit) []cited { return []cited{{trail: trail, seqs: h.Seqs}} }
+	reopened, added := merge(f, one("gw-0", hit(custosv1alpha1.SeverityMedium, 0.5, 1, 2, 3)), hit(custosv1alpha1.SeverityMedium, 0.5, 1, 2, 3), now)
 	g.Expect(reopened).To(BeFalse())
 	g.Expect(added).To(Equal(3))
 	g.Expect(f.Status.Phase).To(Equal(custosv1alpha1.FindingOpen))
 	g.Expect(f.Status.OpenedAt).To(HaveValue(Equal(now)))
 
-	_, added = merge(f, "gw-0", hit(custosv1alpha1.SeverityMedium, 0.5, 2, 3), now)
+	_, added = merge(f, one("gw-0", hit(custosv1alpha1.SeverityMedium, 0.5, 2, 3)), hit(custosv1alpha1.SeverityMedium, 0.5, 2, 3), now)
 	g.Expect(added).To(BeZero(), "counted already")
-	_, added = merge(f, "gw-0", hit(custosv1alpha1.SeverityLow, 0.9, 3, 4), now)
+	_, added = merge(f, one("gw-0", hit(custosv1alpha1.SeverityLow, 0.9, 3, 4)), hit(custosv1alpha1.SeverityLow, 0.9, 3, 4), now)
 	g.Expect(added).To(Equal(1))
 	g.Expect(f.Status.Severity).To(Equal(custosv1alpha1.SeverityMedium))
 	g.Expect(f.Status.Score).To(BeEquivalentTo(90))
@@ -69,7 +70,7 @@ func TestMerge(t *testing.T) {
 	g.Expect(f.Status.Evidence[0].TraceIDs).To(Equal([]string{"t1"}))
 
 	// Another trail's records are its own evidence.
-	_, added = merge(f, "gw-1", hit(custosv1alpha1.SeverityHigh, 0.1, 1), now)
+	_, added = merge(f, one("gw-1", hit(custosv1alpha1.SeverityHigh, 0.1, 1)), hit(custosv1alpha1.SeverityHigh, 0.1, 1), now)
 	g.Expect(added).To(Equal(1))
 	g.Expect(f.Status.Evidence).To(HaveLen(2))
 	g.Expect(f.Status.Severity).To(Equal(custosv1alpha1.SeverityHigh))
@@ -78,7 +79,7 @@ func TestMerge(t *testing.T) {
 	for s := uint64(5); s < 200; s++ {
 		many = append(many, s)
 	}
-	merge(f, "gw-0", hit(custosv1alpha1.SeverityLow, 0, many...), now)
+	merge(f, one("gw-0", hit(custosv1alpha1.SeverityLow, 0, many...)), hit(custosv1alpha1.SeverityLow, 0, many...), now)
 	seqs := f.Status.Evidence[0].Sequences
 	g.Expect(seqs).To(HaveLen(maxSequences))
 	g.Expect(seqs[0]).To(BeEquivalentTo(1))
@@ -88,25 +89,43 @@ func TestMerge(t *testing.T) {
 	// More trails than the evidence shows: what each counted is still
 	// kept, so a record read again does not count twice.
 	for i := range 20 {
-		merge(f, fmt.Sprintf("gw-%d", i+2), hit(custosv1alpha1.SeverityLow, 0, 1), now)
+		merge(f, one(fmt.Sprintf("gw-%d", i+2), hit(custosv1alpha1.SeverityLow, 0, 1)), hit(custosv1alpha1.SeverityLow, 0, 1), now)
 	}
 	g.Expect(f.Status.Evidence).To(HaveLen(maxTrails))
 	g.Expect(f.Status.Counted).To(HaveLen(22))
 	count := f.Status.RecordCount
-	_, added = merge(f, "gw-0", hit(custosv1alpha1.SeverityLow, 0, 199), now)
+	_, added = merge(f, one("gw-0", hit(custosv1alpha1.SeverityLow, 0, 199)), hit(custosv1alpha1.SeverityLow, 0, 199), now)
 	g.Expect(added).To(BeZero(), "gw-0's evidence is no longer shown, its count is kept")
-	_, added = merge(f, "gw-2", hit(custosv1alpha1.SeverityLow, 0, 1), now)
+	_, added = merge(f, one("gw-2", hit(custosv1alpha1.SeverityLow, 0, 1)), hit(custosv1alpha1.SeverityLow, 0, 1), now)
 	g.Expect(added).To(BeZero())
 	g.Expect(f.Status.RecordCount).To(Equal(count))
 
 	later := metav1.NewTime(now.Add(time.Hour))
 	f.Status.Phase, f.Status.ClosedAt = custosv1alpha1.FindingDismissed, &now
-	reopened, _ = merge(f, "gw-0", hit(custosv1alpha1.SeverityLow, 0, 150), later)
+	reopened, _ = merge(f, one("gw-0", hit(custosv1alpha1.SeverityLow, 0, 150)), hit(custosv1alpha1.SeverityLow, 0, 150), later)
 	g.Expect(reopened).To(BeFalse(), "an old record opens nothing")
 	g.Expect(f.Status.Phase).To(Equal(custosv1alpha1.FindingDismissed))
-	reopened, _ = merge(f, "gw-0", hit(custosv1alpha1.SeverityLow, 0, 200), later)
+	reopened, _ = merge(f, one("gw-0", hit(custosv1alpha1.SeverityLow, 0, 200)), hit(custosv1alpha1.SeverityLow, 0, 200), later)
 	g.Expect(reopened).To(BeTrue())
 	g.Expect(f.Status.Phase).To(Equal(custosv1alpha1.FindingOpen))
 	g.Expect(f.Status.ClosedAt).To(BeNil())
 	g.Expect(f.Status.OpenedAt).To(HaveValue(Equal(later)))
+}
+
+// TestMergeAcrossTrails: one hit whose records two trails hold is one hit
+// more, and each trail's records count against its own.
+func TestMergeAcrossTrails(t *testing.T) {
+	g := NewWithT(t)
+	now := metav1.NewTime(time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC))
+	f := &custosv1alpha1.Finding{}
+	h := Hit{Rubric: RubricProbing, Severity: custosv1alpha1.SeverityMedium, From: now.Time, To: now.Time, Seqs: []uint64{7, 9, 4, 5, 6}, Why: "why"}
+	parts := []cited{{trail: "gw-0@a", seqs: []uint64{7, 9}}, {trail: "gw-1@b", seqs: []uint64{4, 5, 6}}}
+	_, added := merge(f, parts, h, now)
+	g.Expect(added).To(Equal(5))
+	g.Expect(f.Status.Hits).To(BeEquivalentTo(1))
+	g.Expect(f.Status.Counted).To(ConsistOf(custosv1alpha1.FindingCount{Trail: "gw-0@a", Seq: 9}, custosv1alpha1.FindingCount{Trail: "gw-1@b", Seq: 6}))
+	g.Expect(f.Status.Evidence).To(HaveLen(2))
+	_, added = merge(f, parts, h, now)
+	g.Expect(added).To(BeZero(), "read again")
+	g.Expect(f.Status.Hits).To(BeEquivalentTo(1))
 }
