@@ -438,6 +438,33 @@ func TestAgentEvaluationOnlyTightens(t *testing.T) {
 	b.Spec.Evaluation.DeniedWindow = &metav1.Duration{Duration: 30 * 24 * time.Hour}
 	err = k8sClient.Patch(ctx, b, patch)
 	g.Expect(err).To(MatchError(ContainSubstring("spec.evaluation.deniedWindow")))
+
+	// A schedule: an unknown time zone is refused; a call outside the
+	// agent's schedule, read in its zone, opens an off-schedule Finding,
+	// one inside it nothing.
+	mars := newAgent(ns, "martian", tenant)
+	mars.Spec.Schedule = &custosv1alpha1.AgentSchedule{TimeZone: "Mars/Olympus_Mons",
+		Windows: []custosv1alpha1.ScheduleWindow{{Start: "09:00", Duration: metav1.Duration{Duration: 8 * time.Hour}}}}
+	err = k8sClient.Create(ctx, mars)
+	g.Expect(err).To(MatchError(ContainSubstring("spec.schedule.timeZone: Invalid value: \"Mars/Olympus_Mons\"")))
+	office := newAgent(ns, "office", tenant)
+	office.Spec.Schedule = &custosv1alpha1.AgentSchedule{TimeZone: "Europe/Berlin", Windows: []custosv1alpha1.ScheduleWindow{
+		{Days: []custosv1alpha1.Weekday{"Mon", "Tue", "Wed", "Thu", "Fri"}, Start: "09:00", Duration: metav1.Duration{Duration: 9 * time.Hour}}}}
+	g.Expect(k8sClient.Create(ctx, office)).To(Succeed())
+	saturday := time.Date(2026, 12, 12, 2, 12, 0, 0, time.UTC) // 03:12 in Berlin
+	gw := newGatewayTrail(t, saturday)
+	gw.call(ns, "office", "ledger.get", map[string]string{"access": "Read"})
+	monday := newGatewayTrail(t, time.Date(2026, 12, 14, 9, 30, 0, 0, time.UTC))
+	monday.call(ns, "office", "ledger.get", map[string]string{"access": "Read"})
+	stateNS := fixtures.CreateTenantNamespace(t, k8sClient, fixtures.UniqueTenant("evls"))
+	runner := &evaluate.Runner{Reader: k8sClient, Client: k8sClient, Namespace: stateNS, Audit: auditLog, Actor: ControllerActor,
+		Trails: []evaluate.Trail{evaluate.DirTrail("custos-gateway/sat", gw.dir), evaluate.DirTrail("custos-gateway/mon", monday.dir)}}
+	g.Expect(runner.Pass(ctx)).To(Succeed())
+	f := &custosv1alpha1.Finding{}
+	g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: evaluate.FindingName("office", evaluate.RubricOffSchedule, saturday)}, f)).To(Succeed())
+	g.Expect(f.Status.Summary).To(ContainSubstring("at Sat 03:12 CET, outside its schedule"))
+	err = k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: evaluate.FindingName("office", evaluate.RubricOffSchedule, monday.clock.Now())}, &custosv1alpha1.Finding{})
+	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "Monday 10:30 in Berlin is within it: %v", err)
 }
 
 // TestAuditFeed: the evaluator reads a component's trail from its pod's

@@ -129,6 +129,12 @@ type AgentSpec struct {
 	// +optional
 	Caps *AgentCaps `json:"caps,omitempty"`
 
+	// schedule is when the agent is expected to act: its calls outside it
+	// open Findings (rubric off-schedule) for a person to look at. None:
+	// any time.
+	// +optional
+	Schedule *AgentSchedule `json:"schedule,omitempty"`
+
 	// evaluation tightens, for this agent, the lines of the evaluator's
 	// rubrics its DataBoundary sets (spec.evaluation there): a looser one
 	// is refused at admission, and the tighter of the two holds.
@@ -155,6 +161,43 @@ type AgentSpec struct {
 	// +optional
 	// +kubebuilder:default={state: Active}
 	Lifecycle AgentLifecycle `json:"lifecycle,omitzero"`
+}
+
+// AgentSchedule is when an agent is expected to act: weekly windows in a
+// time zone.
+type AgentSchedule struct {
+	// timeZone is the IANA name the windows are read in (Europe/Berlin);
+	// UTC when empty.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	TimeZone string `json:"timeZone,omitempty"`
+
+	// windows are when the agent acts: a call in none of them is off its
+	// schedule.
+	// +required
+	// +listType=atomic
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	Windows []ScheduleWindow `json:"windows"`
+}
+
+// ScheduleWindow is a weekly window.
+type ScheduleWindow struct {
+	// days the window opens on; every day when empty.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=7
+	Days []Weekday `json:"days,omitempty"`
+
+	// start is when the window opens, HH:MM in the schedule's time zone.
+	// +required
+	// +kubebuilder:validation:Pattern=`^([01][0-9]|2[0-3]):[0-5][0-9]$`
+	Start string `json:"start"`
+
+	// duration is how long it stays open: at most 24h (a window past
+	// midnight runs into the next day).
+	// +required
+	Duration metav1.Duration `json:"duration"`
 }
 
 // AgentReview is how often the agent's owners must attest it.

@@ -30,6 +30,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	// Agents' schedules name IANA time zones; the image may have no
+	// zoneinfo.
+	_ "time/tzdata"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"

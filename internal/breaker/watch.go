@@ -74,28 +74,37 @@ var weekdays = map[custosv1alpha1.Weekday]time.Weekday{"Sun": time.Sunday, "Mon"
 // AllowanceAt is the allowance in force at now (the largest, when windows
 // overlap), capped at most, and its name; 1 and "" when none is.
 func AllowanceAt(allowances []custosv1alpha1.BreakerAllowance, most int32, now time.Time) (float64, string) {
-	now = now.UTC()
 	factor, name := 1.0, ""
 	for _, a := range allowances {
-		h, m, ok := hhmm(a.Start)
-		if !ok || a.Duration.Duration <= 0 {
-			continue
-		}
-		// A window of at most a day opened today or yesterday.
-		for back := range 2 {
-			day := time.Date(now.Year(), now.Month(), now.Day()-back, 0, 0, 0, 0, time.UTC)
-			if len(a.Days) > 0 && !slices.ContainsFunc(a.Days, func(d custosv1alpha1.Weekday) bool { return weekdays[d] == day.Weekday() }) {
-				continue
-			}
-			open := day.Add(time.Duration(h)*time.Hour + time.Duration(m)*time.Minute)
-			if !now.Before(open) && now.Before(open.Add(min(a.Duration.Duration, 24*time.Hour))) {
-				if f := float64(min(a.Factor, most)); f > factor {
-					factor, name = f, a.Name
-				}
+		if WindowOpen(a.Days, a.Start, a.Duration.Duration, now, time.UTC) {
+			if f := float64(min(a.Factor, most)); f > factor {
+				factor, name = f, a.Name
 			}
 		}
 	}
 	return factor, name
+}
+
+// WindowOpen says whether a weekly window (it opens at start, HH:MM, on
+// days, every day when none, and stays open for d, at most a day), read in
+// loc, is open at t.
+func WindowOpen(days []custosv1alpha1.Weekday, start string, d time.Duration, t time.Time, loc *time.Location) bool {
+	h, m, ok := hhmm(start)
+	if !ok || d <= 0 {
+		return false
+	}
+	t = t.In(loc)
+	// A window of at most a day opened today or yesterday.
+	for back := range 2 {
+		day := time.Date(t.Year(), t.Month(), t.Day()-back, h, m, 0, 0, loc)
+		if len(days) > 0 && !slices.ContainsFunc(days, func(w custosv1alpha1.Weekday) bool { return weekdays[w] == day.Weekday() }) {
+			continue
+		}
+		if !t.Before(day) && t.Before(day.Add(min(d, 24*time.Hour))) {
+			return true
+		}
+	}
+	return false
 }
 
 func hhmm(s string) (int, int, bool) {

@@ -35,8 +35,9 @@ const RuleClosed = "FindingClosed"
 // controller) allowed the verb review on the Agent, which the tenant roles
 // give its owners and approvers. Dismissing a Finding, saying it was
 // nothing, is not for the agent's owners (whoever may update the Agent):
-// they acknowledge it or confirm it, and someone else dismisses it. The
-// manager asks again when it counts a review, whatever admission said.
+// they acknowledge it or confirm it, and someone else dismisses it (an
+// owner is whoever may update or patch the Agent). The manager asks again
+// when it counts a review, whatever admission said.
 func MayReview(ctx context.Context, access approval.Access, who custosv1alpha1.Approver, namespace, agent string, verdict custosv1alpha1.FindingPhase) (*approval.Ineligible, error) {
 	if who.Username == "" {
 		return &approval.Ineligible{Rule: approval.RuleNoIdentity, Message: "the review has no author: the API server did not say who made it"}, nil
@@ -56,9 +57,14 @@ func MayReview(ctx context.Context, access approval.Access, who custosv1alpha1.A
 	if verdict != custosv1alpha1.FindingDismissed {
 		return nil, nil
 	}
-	owner, err := access.Allowed(ctx, who, agentAttributes(namespace, agent, "update"))
-	if err != nil {
-		return nil, err
+	// Who may change the Agent owns it: update or patch.
+	owner := false
+	for _, verb := range []string{"update", "patch"} {
+		ok, err := access.Allowed(ctx, who, agentAttributes(namespace, agent, verb))
+		if err != nil {
+			return nil, err
+		}
+		owner = owner || ok
 	}
 	if owner {
 		return &approval.Ineligible{Rule: approval.RuleOwner,

@@ -56,6 +56,9 @@ const (
 	// RubricMaxDepth: custos-sts issued a token whose chain of agents is
 	// as deep as the acting agent's delegation allows.
 	RubricMaxDepth = "delegation-at-max-depth"
+	// RubricOffSchedule: a call made outside the agent's schedule (its
+	// spec.schedule).
+	RubricOffSchedule = "off-schedule"
 )
 
 // Thresholds are the rubrics' settings. A DataBoundary sets them for a
@@ -71,6 +74,8 @@ type Thresholds struct {
 	// refused.
 	DeniedApprovals int
 	DeniedWindow    time.Duration
+	// Schedule is the agent's own (spec.schedule), when it has one.
+	Schedule *Schedule
 }
 
 // DefaultThresholds are the rubrics' settings where none is set.
@@ -177,6 +182,10 @@ func calledHits(r *audit.Record, th Thresholds) []Hit {
 			severity = custosv1alpha1.SeverityHigh
 		}
 		out = append(out, hit(RubricNoDecisionRecord, severity, 1, "%s call of %s with no decision record", describeWrite(irreversible), tool))
+	}
+	if th.Schedule != nil && !th.Schedule.Contains(r.Time) {
+		out = append(out, hit(RubricOffSchedule, custosv1alpha1.SeverityMedium, 1, "call of %s at %s, outside its schedule (%s)",
+			tool, r.Time.In(th.Schedule.loc).Format("Mon 15:04 MST"), th.Schedule))
 	}
 	if t := d["decision.intentTool"]; t != "" && t != tool {
 		out = append(out, hit(RubricIntentMismatch, custosv1alpha1.SeverityHigh, 1, "the decision record said %s and the agent called %s", t, tool))

@@ -17,8 +17,11 @@ limitations under the License.
 package evaluate
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -29,6 +32,7 @@ import (
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/boundary"
+	"github.com/custos-dev/custos/internal/breaker"
 )
 
 // The longest windows a DataBoundary or Agent may set: the evaluator keeps
@@ -50,8 +54,69 @@ func ThresholdsOf(agent *custosv1alpha1.Agent, b *custosv1alpha1.DataBoundary) T
 	}
 	if agent != nil {
 		th = tighten(th, agent.Spec.Evaluation)
+		th.Schedule, _ = ScheduleOf(agent.Spec.Schedule)
 	}
 	return th
+}
+
+// Schedule is an agent's spec.schedule, its time zone loaded.
+type Schedule struct {
+	loc     *time.Location
+	windows []custosv1alpha1.ScheduleWindow
+}
+
+// ScheduleOf loads s; nil for none.
+func ScheduleOf(s *custosv1alpha1.AgentSchedule) (*Schedule, error) {
+	if s == nil || len(s.Windows) == 0 {
+		return nil, nil
+	}
+	loc, err := time.LoadLocation(cmp.Or(s.TimeZone, "UTC"))
+	if err != nil {
+		return nil, err
+	}
+	return &Schedule{loc: loc, windows: s.Windows}, nil
+}
+
+// Contains says whether t is in one of its windows.
+func (s *Schedule) Contains(t time.Time) bool {
+	return slices.ContainsFunc(s.windows, func(w custosv1alpha1.ScheduleWindow) bool {
+		return breaker.WindowOpen(w.Days, w.Start, w.Duration.Duration, t, s.loc)
+	})
+}
+
+// String says it as people read it: "Mon,Tue 09:00 for 9h0m0s Europe/Berlin".
+func (s *Schedule) String() string {
+	var parts []string
+	for _, w := range s.windows {
+		days := "every day"
+		if len(w.Days) > 0 {
+			ds := make([]string, len(w.Days))
+			for i, d := range w.Days {
+				ds[i] = string(d)
+			}
+			days = strings.Join(ds, ",")
+		}
+		parts = append(parts, fmt.Sprintf("%s %s for %s", days, w.Start, w.Duration.Duration))
+	}
+	return strings.Join(parts, "; ") + " " + s.loc.String()
+}
+
+// CheckSchedule refuses a schedule whose time zone is unknown or a window
+// longer than a day, at path.
+func CheckSchedule(s *custosv1alpha1.AgentSchedule, path *field.Path) field.ErrorList {
+	if s == nil {
+		return nil
+	}
+	var errs field.ErrorList
+	if _, err := time.LoadLocation(cmp.Or(s.TimeZone, "UTC")); err != nil {
+		errs = append(errs, field.Invalid(path.Child("timeZone"), s.TimeZone, "not a time zone Custos knows (an IANA name such as Europe/Berlin)"))
+	}
+	for i, w := range s.Windows {
+		if d := w.Duration.Duration; d <= 0 || d > 24*time.Hour {
+			errs = append(errs, field.Invalid(path.Child("windows").Index(i).Child("duration"), d.String(), "must be above 0s and at most 24h"))
+		}
+	}
+	return errs
 }
 
 func tighten(th Thresholds, e *custosv1alpha1.EvaluationThresholds) Thresholds {
@@ -194,6 +259,7 @@ func (c *ClusterThresholds) For(ctx context.Context) ThresholdsFor {
 			c.fail(err)
 		} else {
 			th = tighten(th, agent.Spec.Evaluation)
+			th.Schedule, _ = ScheduleOf(agent.Spec.Schedule)
 		}
 		c.byAgent[k] = th
 		return th

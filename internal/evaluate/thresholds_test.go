@@ -22,9 +22,11 @@ import (
 
 	. "github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/ptr"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/audit"
 )
 
 // TestThresholdsOf: a boundary and an agent only tighten the defaults,
@@ -63,4 +65,47 @@ func TestThresholdsOf(t *testing.T) {
 	agent.Spec.Evaluation = &custosv1alpha1.EvaluationThresholds{MinConfidencePercent: ptr.To[int32](95), DeniedApprovals: ptr.To[int32](1)}
 	g.Expect(CheckAgentEvaluation(agent, b)).To(BeEmpty())
 	g.Expect(CheckThresholds(&custosv1alpha1.EvaluationThresholds{DeniedWindow: &metav1.Duration{Duration: -time.Second}}, nil)).To(HaveLen(1))
+}
+
+// TestSchedule: a call outside every window of the agent's schedule, read
+// in its time zone, is off-schedule; inside one, nothing; a window runs
+// past midnight; admission refuses an unknown zone and a window over a
+// day.
+func TestSchedule(t *testing.T) {
+	g := NewWithT(t)
+	sched := &custosv1alpha1.AgentSchedule{TimeZone: "Europe/Berlin", Windows: []custosv1alpha1.ScheduleWindow{
+		{Days: []custosv1alpha1.Weekday{"Mon", "Tue", "Wed", "Thu", "Fri"}, Start: "09:00", Duration: metav1.Duration{Duration: 9 * time.Hour}},
+		{Days: []custosv1alpha1.Weekday{"Sat"}, Start: "22:00", Duration: metav1.Duration{Duration: 4 * time.Hour}},
+	}}
+	s, err := ScheduleOf(sched)
+	g.Expect(err).NotTo(HaveOccurred())
+	berlin, _ := time.LoadLocation("Europe/Berlin")
+	at := func(day, hh, mm int) time.Time { return time.Date(2026, 12, day, hh, mm, 0, 0, berlin) } // 7 Dec 2026 is a Monday
+	g.Expect(s.Contains(at(7, 9, 0))).To(BeTrue())
+	g.Expect(s.Contains(at(7, 17, 59))).To(BeTrue())
+	g.Expect(s.Contains(at(7, 18, 0))).To(BeFalse())
+	g.Expect(s.Contains(at(7, 8, 59).UTC())).To(BeFalse(), "read in its zone, whatever t's")
+	g.Expect(s.Contains(at(12, 23, 0))).To(BeTrue(), "Saturday night")
+	g.Expect(s.Contains(at(13, 1, 30))).To(BeTrue(), "past midnight, into Sunday")
+	g.Expect(s.Contains(at(13, 2, 0))).To(BeFalse())
+	g.Expect(s.String()).To(Equal("Mon,Tue,Wed,Thu,Fri 09:00 for 9h0m0s; Sat 22:00 for 4h0m0s Europe/Berlin"))
+
+	agent := &custosv1alpha1.Agent{Spec: custosv1alpha1.AgentSpec{Schedule: sched}}
+	th := ThresholdsOf(agent, nil)
+	call := func(at time.Time) audit.Record {
+		return audit.Record{Type: audit.TypeEvent, Action: audit.ActionToolCalled, Time: at, Subject: &audit.Subject{Kind: "Agent", Namespace: "ns", Name: "a"},
+			Details: map[string]string{"tool": "ledger.get", "access": "Read"}}
+	}
+	hits := EvaluateRecords([]audit.Record{call(at(7, 10, 0)), call(at(12, 3, 12))}, Fixed(th))
+	g.Expect(hits).To(HaveLen(1))
+	g.Expect(hits[0].Rubric).To(Equal(RubricOffSchedule))
+	g.Expect(hits[0].Why).To(Equal("call of ledger.get at Sat 03:12 CET, outside its schedule (Mon,Tue,Wed,Thu,Fri 09:00 for 9h0m0s; Sat 22:00 for 4h0m0s Europe/Berlin)"))
+	g.Expect(EvaluateRecords([]audit.Record{call(at(12, 3, 12))}, Fixed(ThresholdsOf(nil, nil)))).To(BeEmpty(), "no schedule, any time")
+
+	bad := &custosv1alpha1.AgentSchedule{TimeZone: "Mars/Olympus", Windows: []custosv1alpha1.ScheduleWindow{{Start: "09:00", Duration: metav1.Duration{Duration: 25 * time.Hour}}}}
+	errs := CheckSchedule(bad, field.NewPath("spec", "schedule"))
+	g.Expect(errs).To(HaveLen(2))
+	g.Expect(errs[0].Field).To(Equal("spec.schedule.timeZone"))
+	g.Expect(errs[1].Field).To(Equal("spec.schedule.windows[0].duration"))
+	g.Expect(CheckSchedule(sched, field.NewPath("spec", "schedule"))).To(BeEmpty())
 }

@@ -189,6 +189,7 @@ func (v *AgentValidator) validate(ctx context.Context, old, agent *custosv1alpha
 	errs = append(errs, breaker.CheckAgentCaps(agent, b)...)
 	errs = append(errs, breaker.CheckAgentBreaker(agent, b)...)
 	errs = append(errs, evaluate.CheckAgentEvaluation(agent, b)...)
+	errs = append(errs, evaluate.CheckSchedule(agent.Spec.Schedule, field.NewPath("spec", "schedule"))...)
 	loosenErrs, err := v.checkLoosens(ctx, old, agent)
 	if err != nil {
 		return nil, apierrors.NewInternalError(err)
