@@ -584,3 +584,40 @@ func TestAuditFeed(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(read).To(BeFalse())
 }
+
+// TestDeniedApprovalsFromTheManagersTrail: three of an agent's requests
+// denied by people within a day, as the manager records its tallies on its
+// own trail, open a denied-approvals Finding that cites those three
+// tallies, not the decisions behind them.
+func TestDeniedApprovalsFromTheManagersTrail(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	f := newApprovalFixture(t)
+	for range 3 {
+		ar := f.request(1)
+		_, err := f.decide(ar, "carol", custosv1alpha1.Deny)
+		g.Expect(err).NotTo(HaveOccurred())
+		expectPhase(g, ar, custosv1alpha1.ApprovalDenied, 0)
+	}
+	g.Expect(auditLog.Flush(ctx)).To(Succeed())
+	stateNS := fixtures.CreateTenantNamespace(t, k8sClient, fixtures.UniqueTenant("dens"))
+	runner := &evaluate.Runner{Reader: k8sClient, Client: k8sClient, Namespace: stateNS, Audit: auditLog, Actor: ControllerActor,
+		Trails: []evaluate.Trail{evaluate.DirTrail("custos-manager", auditDir)}}
+	g.Expect(runner.Pass(ctx)).To(Succeed())
+	var list custosv1alpha1.FindingList
+	g.Expect(k8sClient.List(ctx, &list, client.InNamespace(f.ns), client.MatchingLabels{evaluate.RubricLabel: evaluate.RubricDeniedApprovals})).To(Succeed())
+	g.Expect(list.Items).To(HaveLen(1))
+	found := list.Items[0]
+	g.Expect(found.Spec.Agent).To(Equal("payer"))
+	g.Expect(found.Status.RecordCount).To(BeEquivalentTo(3))
+	g.Expect(found.Status.Summary).To(MatchRegexp(`^3 approval requests denied within \d+s \(pay 3\)$`))
+	g.Expect(found.Status.Evidence).To(ConsistOf(HaveField("AuditLogID", HavePrefix("custos-manager@"))))
+	for _, r := range auditRecords.Events() {
+		for _, seq := range found.Status.Evidence[0].Sequences {
+			if r.Seq == uint64(seq) {
+				g.Expect(r.Action).To(Equal(audit.ActionApprovalDecided))
+				g.Expect(r.Details).To(And(HaveKeyWithValue("phase", "Denied"), Not(HaveKey("approvalDecision"))), "the tally, not a decision")
+			}
+		}
+	}
+}

@@ -805,11 +805,25 @@ func mergePart(st *custosv1alpha1.FindingStatus, part cited, traceIDs []string) 
 		e.Sequences = append(e.Sequences[:maxSequences/2:maxSequences/2], e.Sequences[n-maxSequences/2:]...)
 	}
 	for _, id := range traceIDs {
+		// W3C trace IDs only: the manager's records carry its reconcile's
+		// ID instead, which leads to its logs, not to a trace.
+		if !isTraceID(id) {
+			continue
+		}
 		if len(e.TraceIDs) < maxTraceIDs && !slices.Contains(e.TraceIDs, id) {
 			e.TraceIDs = append(e.TraceIDs, id)
 		}
 	}
 	return len(seqs)
+}
+
+// isTraceID says whether id is a W3C trace ID: 32 lower-case hex digits.
+func isTraceID(id string) bool {
+	if len(id) != 32 {
+		return false
+	}
+	_, err := hex.DecodeString(id)
+	return err == nil && strings.ToLower(id) == id
 }
 
 // opened records the Finding's opening on the trail, and as Events.

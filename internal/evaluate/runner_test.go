@@ -50,7 +50,7 @@ func TestMerge(t *testing.T) {
 	now := metav1.NewTime(time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC))
 	f := &custosv1alpha1.Finding{}
 	hit := func(sev custosv1alpha1.FindingSeverity, score float64, seqs ...uint64) Hit {
-		return Hit{Rubric: RubricProbing, Severity: sev, Score: score, From: now.Time, To: now.Time, Seqs: seqs, TraceIDs: []string{"t1"}, Why: "why"}
+		return Hit{Rubric: RubricProbing, Severity: sev, Score: score, From: now.Time, To: now.Time, Seqs: seqs, TraceIDs: []string{"4bf92f3577b34da6a3ce929d0e0e4736", "8d1c2a4e-5f60-4b7a-9c3d-2e1f0a9b8c7d"}, Why: "why"}
 	}
 	one := func(trail string, h Hit) []cited { return []cited{{trail: trail, seqs: h.Seqs}} }
 	reopened, added := merge(f, one("gw-0", hit(custosv1alpha1.SeverityMedium, 0.5, 1, 2, 3)), hit(custosv1alpha1.SeverityMedium, 0.5, 1, 2, 3), now)
@@ -67,7 +67,7 @@ func TestMerge(t *testing.T) {
 	g.Expect(f.Status.Score).To(BeEquivalentTo(90))
 	g.Expect(f.Status.Hits).To(BeEquivalentTo(2))
 	g.Expect(f.Status.RecordCount).To(BeEquivalentTo(4))
-	g.Expect(f.Status.Evidence[0].TraceIDs).To(Equal([]string{"t1"}))
+	g.Expect(f.Status.Evidence[0].TraceIDs).To(Equal([]string{"4bf92f3577b34da6a3ce929d0e0e4736"}), "W3C trace IDs only, not a reconcile's ID")
 
 	// Another trail's records are its own evidence.
 	_, added = merge(f, one("gw-1", hit(custosv1alpha1.SeverityHigh, 0.1, 1)), hit(custosv1alpha1.SeverityHigh, 0.1, 1), now)
