@@ -519,8 +519,19 @@ func (r *Runner) read(ctx context.Context, cm *corev1.ConfigMap, t Trail, reset 
 		r.recent[t.ID] = recent
 	}
 	rd.fresh = fresh
-	rd.evidence = t.ID + "@" + rd.st.Chain
+	rd.evidence = evidenceName(t.ID, rd.st.Chain)
 	return rd, nil
+}
+
+// evidenceName names a trail's chain in a Finding's evidence:
+// <ID>@<chain>, the ID cut (and a digest of it added) to keep within the
+// 253 bytes the Finding allows.
+func evidenceName(id, chain string) string {
+	if n := len(id) + 1 + len(chain); n <= 253 {
+		return id + "@" + chain
+	}
+	sum := sha256.Sum256([]byte(id))
+	return id[:253-1-len(chain)-9] + "~" + hex.EncodeToString(sum[:4]) + "@" + chain
 }
 
 // prune keeps the records still within their window of newest.

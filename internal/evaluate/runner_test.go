@@ -129,3 +129,15 @@ func TestMergeAcrossTrails(t *testing.T) {
 	g.Expect(added).To(BeZero(), "read again")
 	g.Expect(f.Status.Hits).To(BeEquivalentTo(1))
 }
+
+// TestEvidenceName: a trail's name in evidence fits the Finding, and two
+// long names stay apart.
+func TestEvidenceName(t *testing.T) {
+	g := NewWithT(t)
+	g.Expect(evidenceName("custos-gateway/gw-0", "3f2a9c1b07de")).To(Equal("custos-gateway/gw-0@3f2a9c1b07de"))
+	long := "custos-gateway/" + strings.Repeat("p", 300)
+	a, b := evidenceName(long, "3f2a9c1b07de"), evidenceName(long+"q", "3f2a9c1b07de")
+	g.Expect(len(a)).To(Equal(253))
+	g.Expect(a).NotTo(Equal(b))
+	g.Expect(a).To(HaveSuffix("@3f2a9c1b07de"))
+}
