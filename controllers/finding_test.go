@@ -99,7 +99,7 @@ func (g *gatewayTrail) refusal(ns, agent, tool, reason string) uint64 {
 func (g *gatewayTrail) record(e audit.Event) uint64 {
 	g.t.Helper()
 	e.Actor = audit.Actor{Kind: audit.ActorController, Name: "custos-gateway"}
-	e.TraceID = strconv.FormatInt(time.Now().UnixNano(), 16)
+	e.TraceID = fmt.Sprintf("%032x", time.Now().UnixNano())
 	seq, ok := g.log.RecordSeq(context.Background(), e)
 	if !ok {
 		g.t.Fatal("record refused")
