@@ -399,6 +399,15 @@ func TestFindings(t *testing.T) {
 	newcomer := get(g, evaluate.FindingName("newcomer", evaluate.RubricLowConfidence, noon))
 	g.Expect(newcomer.Status.Evidence).To(ConsistOf(And(HaveField("Sequences", Equal([]int64{0})),
 		HaveField("AuditLogID", Not(Equal(f.Status.Evidence[0].AuditLogID))))))
+	// What hits consumed of the old chain does not hide the new chain's
+	// records: five refusals at its start (seqs 1 to 5, which the old
+	// chain's probing consumed) are probing.
+	for _, tool := range []string{"v", "w", "x", "y", "z"} {
+		gw2.refusal(ns, "payer", tool, "UnknownTool")
+	}
+	g.Expect(r3.Pass(ctx)).To(Succeed())
+	g.Expect(get(g, probeName).Status.Evidence).To(ContainElement(And(HaveField("AuditLogID", Equal(newcomer.Status.Evidence[0].AuditLogID)),
+		HaveField("Sequences", Equal([]int64{1, 2, 3, 4, 5})))))
 }
 
 func trailUID(ns, agent string) types.UID { return types.UID("uid-" + ns + "-" + agent) }

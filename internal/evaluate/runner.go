@@ -252,6 +252,8 @@ type read struct {
 	st       trailState
 	fresh    []audit.Record
 	evidence string
+	// reset says the trail turned out another chain, read from its start.
+	reset bool
 }
 
 // batch reads a batch of every trail and evaluates it: the rubrics of one
@@ -292,6 +294,15 @@ func (r *Runner) batch(ctx context.Context, cm *corev1.ConfigMap, trails []Trail
 			continue
 		}
 		all = append(all, rd)
+		if rd.reset {
+			// What hits consumed of the chain before counts for nothing in
+			// this one.
+			for k := range consumed {
+				if strings.HasSuffix(k, "|"+rd.key) {
+					delete(consumed, k)
+				}
+			}
+		}
 		if len(rd.fresh) == 0 {
 			evaluatorBehind.WithLabelValues(t.ID).Set(0)
 			continue
@@ -475,7 +486,7 @@ func (r *Runner) read(ctx context.Context, cm *corev1.ConfigMap, t Trail, reset 
 			reset[t.ID] = true
 			r.Log.Info("The audit trail is not the chain read so far: reading it from its first record", "trail", t.ID,
 				"chain", rd.st.Chain, "next", rd.st.Next)
-			rd.st = trailState{}
+			rd.st, rd.reset = trailState{}, true
 			r.recent[t.ID], loaded = nil, true
 			if fresh, err = t.Records(ctx, 0, batch); err != nil {
 				return nil, err
