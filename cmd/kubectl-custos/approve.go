@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -60,10 +61,29 @@ command sends names you. --wait waits until the request is decided
 (Approved, Denied, Expired or Consumed) and prints how.
 `
 
-// maxGeneratedPrefix keeps an ApprovalDecision's generated name (the
-// prefix and the API server's random suffix) within an object name's 253
-// characters.
+// maxGeneratedPrefix keeps a generated name (the prefix and the API
+// server's random suffix) within an object name's 253 characters.
 const maxGeneratedPrefix = 253 - 5
+
+// generatedPrefix is the generateName of a decision made on name (an
+// ApprovalDecision, AgentAttestation, AgentFreeze, AgentUnfreeze,
+// FindingReview): <name>-, cut to fit.
+func generatedPrefix(name string) string {
+	p := name + "-"
+	return p[:min(len(p), maxGeneratedPrefix)]
+}
+
+// reasonProblem is what is wrong with a required --reason, or "": empty,
+// or over 1024 characters. example shows one.
+func reasonProblem(reason, example string) string {
+	if strings.TrimSpace(reason) == "" {
+		return "--reason is required: say why, e.g. --reason " + strconv.Quote(example)
+	}
+	if n := utf8.RuneCountInString(reason); n > 1024 {
+		return fmt.Sprintf("--reason is %d characters long: at most 1024", n)
+	}
+	return ""
+}
 
 // argumentsWidth is how much of a call's arguments pending shows.
 const argumentsWidth = 60
@@ -335,10 +355,7 @@ func decide(verdict custosv1alpha1.ApprovalVerdict, args []string, stdout, stder
 	}
 	describeRequest(stdout, req, time.Now())
 
-	prefixName := name + "-"
-	if len(prefixName) > maxGeneratedPrefix {
-		prefixName = prefixName[:maxGeneratedPrefix]
-	}
+	prefixName := generatedPrefix(name)
 	// No spec.approver: Custos's admission webhook stamps it from the API
 	// server's authentication of this request, whatever a client writes.
 	decision := &custosv1alpha1.ApprovalDecision{}

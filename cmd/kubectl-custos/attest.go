@@ -88,10 +88,7 @@ func attest(args []string, stdout, stderr io.Writer) int {
 	}
 	describeAgent(stdout, agent, time.Now())
 
-	prefixName := name + "-"
-	if len(prefixName) > maxGeneratedPrefix {
-		prefixName = prefixName[:maxGeneratedPrefix]
-	}
+	prefixName := generatedPrefix(name)
 	// No spec.agentUID or spec.attester: Custos's admission webhook stamps
 	// them from the Agent and from the API server's authentication of this
 	// request, whatever a client writes.

@@ -26,7 +26,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode/utf8"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 )
@@ -155,10 +154,8 @@ func reviewCommand(args []string, stdout, stderr io.Writer) int {
 	if len(pos) != 1 {
 		problems = append(problems, fmt.Sprintf("want one FINDING, got %d arguments", len(pos)))
 	}
-	if strings.TrimSpace(*reason) == "" {
-		problems = append(problems, `--reason is required: say why, e.g. --reason "the payment was approved by finance, ticket FIN-2231"`)
-	} else if n := utf8.RuneCountInString(*reason); n > 1024 {
-		problems = append(problems, fmt.Sprintf("--reason is %d characters long: at most 1024", n))
+	if p := reasonProblem(*reason, "the payment was approved by finance, ticket FIN-2231"); p != "" {
+		problems = append(problems, p)
 	}
 	verdict, ok := findingVerdicts[*verdictFlag]
 	if !ok {
@@ -184,10 +181,7 @@ func reviewCommand(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	describeFinding(stdout, f, time.Now())
-	generateName := name + "-"
-	if len(generateName) > maxGeneratedPrefix {
-		generateName = generateName[:maxGeneratedPrefix]
-	}
+	generateName := generatedPrefix(name)
 	// No spec.reviewer: admission stamps it.
 	rv := &custosv1alpha1.FindingReview{}
 	rv.Namespace, rv.GenerateName = namespace, generateName

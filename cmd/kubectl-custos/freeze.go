@@ -24,7 +24,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -82,10 +81,8 @@ func freezeCommand(lift bool, args []string, stdout, stderr io.Writer) int {
 	if len(pos) != 1 {
 		problems = append(problems, fmt.Sprintf("want one AGENT, got %d arguments", len(pos)))
 	}
-	if strings.TrimSpace(*reason) == "" {
-		problems = append(problems, `--reason is required: say why, e.g. --reason "records 40x its baseline since 14:02"`)
-	} else if n := utf8.RuneCountInString(*reason); n > 1024 {
-		problems = append(problems, fmt.Sprintf("--reason is %d characters long: at most 1024", n))
+	if p := reasonProblem(*reason, "records 40x its baseline since 14:02"); p != "" {
+		problems = append(problems, p)
 	}
 	verdict, ok := verdicts[verdictFlag]
 	if lift && !ok {
@@ -110,10 +107,7 @@ func freezeCommand(lift bool, args []string, stdout, stderr io.Writer) int {
 	if code, ok := getNamed(ctx, c, agent, "agent", namespace, name, prefix, stderr); !ok {
 		return code
 	}
-	generateName := name + "-"
-	if len(generateName) > maxGeneratedPrefix {
-		generateName = generateName[:maxGeneratedPrefix]
-	}
+	generateName := generatedPrefix(name)
 	if !lift {
 		// No spec.agentUID or spec.frozenBy: admission stamps them.
 		f := &custosv1alpha1.AgentFreeze{}
