@@ -22,12 +22,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,8 +51,8 @@ import (
 // being the first 12 hex digits of its first record's hash: a trail whose
 // store was emptied starts a new chain under the same ID.
 type Trail struct {
-	// ID names the trail: custos-gateway/<replica>, custos-sts/<replica>,
-	// custos-manager/<replica>.
+	// ID names the trail: custos-gateway/<pod>, custos-sts/<pod>,
+	// custos-manager.
 	ID string
 	// Records reads the records of seq from and after, in order, at most
 	// max (an audit.StoreReader's Read, an audit.FeedClient's Records).
@@ -70,7 +72,7 @@ const StateName = "custos-evaluator-state"
 // DefaultInterval is how often the Runner reads its trails.
 const DefaultInterval = 10 * time.Second
 
-// batch is the most records one pass reads of one trail.
+// batch is the most records one batch reads of one trail.
 const batch = 5000
 
 // Runner follows audit trails and turns the rubrics' hits into Findings:
@@ -106,9 +108,9 @@ type Runner struct {
 	Clock    clock.PassiveClock
 	Log      logr.Logger
 
-	// recent holds, per trail, the records of the windowed rubrics within
-	// the longest window before the next seq; loaded says it was read
-	// back after a start.
+	// recent holds, per trail, the records of the windowed rubrics still
+	// within their window before the next seq and not consumed; a trail
+	// missing from it is read back from its state (after a start).
 	recent map[string][]audit.Record
 }
 
@@ -184,6 +186,17 @@ func (r *Runner) Start(ctx context.Context) error {
 // or updates the Findings it shows: batch after batch, until every trail
 // is caught up (a first pass, a long stop).
 func (r *Runner) Pass(ctx context.Context) error {
+	failAll := func(trails []Trail, failed map[string]bool) {
+		for _, t := range trails {
+			failed[t.ID] = true
+		}
+	}
+	failed := map[string]bool{}
+	defer func() {
+		for id := range failed {
+			passFailures.WithLabelValues(id).Inc()
+		}
+	}()
 	cm := &corev1.ConfigMap{}
 	err := r.Reader.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: StateName}, cm)
 	switch {
@@ -191,15 +204,11 @@ func (r *Runner) Pass(ctx context.Context) error {
 		cm = &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: StateName,
 			Labels: map[string]string{custosv1alpha1.ManagedByLabel: custosv1alpha1.ManagedByValue}}}
 		if err := r.Client.Create(ctx, cm); err != nil {
-			for _, t := range r.Trails {
-				passFailures.WithLabelValues(t.ID).Inc()
-			}
+			failAll(r.Trails, failed)
 			return fmt.Errorf("creating the evaluator's state: %w", err)
 		}
 	case err != nil:
-		for _, t := range r.Trails {
-			passFailures.WithLabelValues(t.ID).Inc()
-		}
+		failAll(r.Trails, failed)
 		return fmt.Errorf("reading the evaluator's state: %w", err)
 	}
 	th, thErr := r.Thresholds, func() error { return nil }
@@ -219,26 +228,22 @@ func (r *Runner) Pass(ctx context.Context) error {
 		trails = append(trails, found...)
 	}
 	reset := map[string]bool{}
-	failed := map[string]bool{}
 	for more := true; more && ctx.Err() == nil; {
 		var err error
 		if more, err = r.batch(ctx, cm, trails, th, thErr, reset, failed); err != nil {
+			// A Finding or the state not written fails every trail of the
+			// batch: none went on (CustosEvaluatorFailing).
+			failAll(trails, failed)
 			errs = append(errs, err)
 			break
 		}
-	}
-	for id := range failed {
-		passFailures.WithLabelValues(id).Inc()
 	}
 	if complete {
 		if err := r.forget(ctx, cm, trails); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("%v", errs)
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // windowsKey is the state ConfigMap's key of the windowed rubrics'
@@ -905,10 +910,8 @@ func clip(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	for n > 0 && !utf8Start(s[n]) {
+	for n > 0 && !utf8.RuneStart(s[n]) {
 		n--
 	}
 	return s[:n]
 }
-
-func utf8Start(b byte) bool { return b&0xC0 != 0x80 }

@@ -17,16 +17,28 @@ limitations under the License.
 package evaluate
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/audit"
 )
 
 // TestFindingName: one name per agent, rubric and UTC day, a valid
@@ -140,4 +152,49 @@ func TestEvidenceName(t *testing.T) {
 	g.Expect(len(a)).To(Equal(253))
 	g.Expect(a).NotTo(Equal(b))
 	g.Expect(a).To(HaveSuffix("@3f2a9c1b07de"))
+}
+
+// TestPassCountsAFailedWrite: a pass whose state cannot be written fails
+// every trail it read (custos_evaluator_failures_total, which
+// CustosEvaluatorFailing watches), writes no state, and the next pass,
+// once it can, reads the same records again and counts them once.
+func TestPassCountsAFailedWrite(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	store, err := audit.OpenSegmentStore(dir, audit.StoreOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	log, err := audit.New(audit.Options{Sinks: []audit.Sink{store}, BufferDir: t.TempDir(), Registerer: prometheus.NewRegistry(), Logger: logr.Discard()})
+	g.Expect(err).NotTo(HaveOccurred())
+	log.Record(ctx, audit.Event{Action: audit.ActionToolCalled, Decision: audit.DecisionAllow,
+		Subject: audit.Subject{Kind: "Agent", Namespace: "ns", Name: "payer"},
+		Details: map[string]string{"tool": "pay", "access": "Write", "irreversible": "true", "decisionDigest": "sha256:d", "decision.confidence": "0.1"}})
+	g.Expect(log.Flush(ctx)).To(Succeed())
+
+	scheme := runtime.NewScheme()
+	g.Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
+	g.Expect(custosv1alpha1.AddToScheme(scheme)).To(Succeed())
+	base := fake.NewClientBuilder().WithScheme(scheme).WithStatusSubresource(&custosv1alpha1.Finding{}).Build()
+	failing := true
+	c := interceptor.NewClient(base, interceptor.Funcs{Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, p client.Patch, opts ...client.PatchOption) error {
+		if _, ok := obj.(*corev1.ConfigMap); ok && failing {
+			return errors.New("the API server is throttling")
+		}
+		return c.Patch(ctx, obj, p, opts...)
+	}})
+	trail := "custos-gateway/test-failed-write"
+	r := &Runner{Reader: c, Client: c, Namespace: "custos-system", Trails: []Trail{DirTrail(trail, dir)}, Thresholds: Fixed(DefaultThresholds), Log: logr.Discard()}
+	before := testutil.ToFloat64(passFailures.WithLabelValues(trail))
+	g.Expect(r.Pass(ctx)).To(MatchError(ContainSubstring("writing the evaluator's state")))
+	g.Expect(testutil.ToFloat64(passFailures.WithLabelValues(trail)) - before).To(Equal(1.0))
+	cm := &corev1.ConfigMap{}
+	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: "custos-system", Name: StateName}, cm)).To(Succeed())
+	g.Expect(cm.Data).To(BeEmpty(), "nothing read is said read")
+
+	failing = false
+	g.Expect(r.Pass(ctx)).To(Succeed())
+	f := &custosv1alpha1.Finding{}
+	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: "ns", Name: FindingName("payer", RubricLowConfidence, time.Now())}, f)).To(Succeed())
+	g.Expect(f.Status.RecordCount).To(BeEquivalentTo(1), "read twice, counted once")
+	g.Expect(testutil.ToFloat64(passFailures.WithLabelValues(trail)) - before).To(Equal(1.0))
 }
