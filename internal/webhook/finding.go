@@ -20,7 +20,6 @@ import (
 	"context"
 	"fmt"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -67,11 +66,11 @@ func (v *FindingValidator) ValidateDelete(ctx context.Context, f *custosv1alpha1
 	if f.Status.Phase.Closed() {
 		return nil, nil
 	}
-	ns := &corev1.Namespace{}
-	if err := liveOf(v.Client).Get(ctx, client.ObjectKey{Name: f.Namespace}, ns); err != nil && !apierrors.IsNotFound(err) {
+	going, err := namespaceGoing(ctx, v.Client, f.Namespace)
+	if err != nil {
 		return nil, apierrors.NewInternalError(err)
 	}
-	if ns.Name == "" || !ns.DeletionTimestamp.IsZero() || ns.Status.Phase == corev1.NamespaceTerminating {
+	if going {
 		return nil, nil
 	}
 	phase := f.Status.Phase

@@ -147,11 +147,11 @@ func (v *AgentFreezeValidator) ValidateDelete(ctx context.Context, f *custosv1al
 	if f.Status.Phase == custosv1alpha1.FreezeLifted {
 		return nil, nil
 	}
-	ns := &corev1.Namespace{}
-	if err := liveOf(v.Client).Get(ctx, client.ObjectKey{Name: f.Namespace}, ns); err != nil && !apierrors.IsNotFound(err) {
+	going, err := namespaceGoing(ctx, v.Client, f.Namespace)
+	if err != nil {
 		return nil, apierrors.NewInternalError(err)
 	}
-	if ns.Name == "" || !ns.DeletionTimestamp.IsZero() || ns.Status.Phase == corev1.NamespaceTerminating {
+	if going {
 		return nil, nil
 	}
 	return nil, apierrors.NewForbidden(custosv1alpha1.GroupVersion.WithResource("agentfreezes").GroupResource(), f.Name, fmt.Errorf(
@@ -228,4 +228,15 @@ func (v *AgentUnfreezeValidator) ValidateUpdate(context.Context, *custosv1alpha1
 // status and the audit trail.
 func (v *AgentUnfreezeValidator) ValidateDelete(context.Context, *custosv1alpha1.AgentUnfreeze) (admission.Warnings, error) {
 	return nil, nil
+}
+
+// namespaceGoing says, as the API server says it now, whether namespace is
+// gone or being deleted: what must not be deleted while it holds (a freeze
+// not lifted, a Finding still open) goes with its namespace.
+func namespaceGoing(ctx context.Context, c client.Reader, namespace string) (bool, error) {
+	ns := &corev1.Namespace{}
+	if err := liveOf(c).Get(ctx, client.ObjectKey{Name: namespace}, ns); err != nil && !apierrors.IsNotFound(err) {
+		return false, err
+	}
+	return ns.Name == "" || !ns.DeletionTimestamp.IsZero() || ns.Status.Phase == corev1.NamespaceTerminating, nil
 }
