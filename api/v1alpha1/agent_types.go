@@ -17,6 +17,8 @@ limitations under the License.
 package v1alpha1
 
 import (
+	"slices"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -496,6 +498,26 @@ type ToolsetReference struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
 	Namespace string `json:"namespace,omitempty"`
+
+	// tools, in an Agent's toolsetRefs, are the tools of the Toolset the
+	// agent may call; all it offers when empty. Naming fewer narrows the
+	// agent at once (kubectl custos report proposes the tools it used);
+	// naming more, or dropping the list, widens it, and a Write tool that
+	// adds waits for approval where an ApprovalPolicy holds the agent's
+	// changes, as a new Toolset's do. A name the Toolset does not offer
+	// grants nothing (admission warns).
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=128
+	// +kubebuilder:validation:items:MaxLength=128
+	// +kubebuilder:validation:items:Pattern=`^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`
+	Tools []string `json:"tools,omitempty"`
+}
+
+// Allows says whether the reference lets the agent call tool: every tool
+// when it names none.
+func (r ToolsetReference) Allows(tool string) bool {
+	return len(r.Tools) == 0 || slices.Contains(r.Tools, tool)
 }
 
 // AgentLifecycle is the state the owner asks for and the agent's expiry.

@@ -193,6 +193,7 @@ type ApprovalRequestSpec struct {
 	// toolset holds the tool; who may approve is asked of it (verb
 	// approve on toolsets). Empty for an Agent change.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="!has(self.tools)",message="a request's toolset names no tools: spec.tool is the tool called"
 	Toolset ToolsetReference `json:"toolset,omitzero"`
 
 	// tool is the tool called. Empty for an Agent change.

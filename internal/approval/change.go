@@ -79,7 +79,7 @@ func Grant(agent *custosv1alpha1.Agent, toolsets map[types.NamespacedName]*custo
 			}
 		case ts == nil:
 		default:
-			write, irreversible := writeTools(ts)
+			write, irreversible := writeTools(ts, ref)
 			var approved []string
 			if inForce && had != nil {
 				approved = had.WriteTools
@@ -158,10 +158,11 @@ func split[T any](asked, had *T) (in, added *T) {
 	}
 }
 
-// writeTools are ts's Write tools, and those of them marked irreversible.
-func writeTools(ts *custosv1alpha1.Toolset) (write, irreversible []string) {
+// writeTools are ts's Write tools the agent's reference to it allows
+// (its tools), and those of them marked irreversible.
+func writeTools(ts *custosv1alpha1.Toolset, ref custosv1alpha1.ToolsetReference) (write, irreversible []string) {
 	for _, t := range ts.Spec.Tools {
-		if t.Access != custosv1alpha1.ToolAccessWrite && !t.Irreversible {
+		if t.Access != custosv1alpha1.ToolAccessWrite && !t.Irreversible || !ref.Allows(t.Name) {
 			continue
 		}
 		write = append(write, t.Name)

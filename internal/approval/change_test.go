@@ -40,10 +40,17 @@ var (
 	roleB     = &custosv1alpha1.AWSIdentity{RoleARN: "arn:aws:iam::123456789012:role/b"}
 )
 
+// refs are references by name, each narrowed to tools when written
+// name:tool+tool.
 func refs(names ...string) []custosv1alpha1.ToolsetReference {
 	var out []custosv1alpha1.ToolsetReference
 	for _, n := range names {
-		out = append(out, custosv1alpha1.ToolsetReference{Name: n})
+		n, tools, narrowed := strings.Cut(n, ":")
+		ref := custosv1alpha1.ToolsetReference{Name: n}
+		if narrowed {
+			ref.Tools = strings.Split(tools, "+")
+		}
+		out = append(out, ref)
 	}
 	return out
 }
@@ -95,6 +102,15 @@ func TestGrant(t *testing.T) {
 		{name: "a Toolset in force that is gone for now", prev: &custosv1alpha1.AgentGrant{Generation: 2, ToolsetRefs: refs("ghost"),
 			WriteTools: []custosv1alpha1.WriteToolset{{Namespace: "ns", Name: "ghost", WriteTools: []string{"post"}}}},
 			toolsets: []string{"ghost"}, wantIn: "ghost", wantGen: 3, wantNoChg: true, wantWrite: "ghost:post"},
+		{name: "a new agent with a Write Toolset narrowed to its Read tool", toolsets: []string{"crm:get"}, wantIn: "crm", wantGen: 3, wantNoChg: true},
+		{name: "a Toolset in force narrowed to its Read tool", prev: &custosv1alpha1.AgentGrant{Generation: 2, ToolsetRefs: refs("crm"),
+			WriteTools: []custosv1alpha1.WriteToolset{{Namespace: "ns", Name: "crm", WriteTools: []string{"post"}}}},
+			toolsets: []string{"crm:get"}, wantIn: "crm", wantGen: 3, wantNoChg: true},
+		{name: "a narrowed Toolset widened again", prev: &custosv1alpha1.AgentGrant{Generation: 2, ToolsetRefs: refs("crm:get")},
+			toolsets: []string{"crm"}, wantIn: "crm", wantGen: 2, wantHeld: "Toolset ns/crm with Write tools post"},
+		{name: "a Toolset narrowed to one of its Write tools", prev: &custosv1alpha1.AgentGrant{Generation: 2, ToolsetRefs: refs("bank"),
+			WriteTools: []custosv1alpha1.WriteToolset{{Namespace: "ns", Name: "bank", WriteTools: []string{"post", "pay"}, IrreversibleTools: []string{"pay"}}}},
+			toolsets: []string{"bank:post"}, wantIn: "bank", wantGen: 3, wantNoChg: true, wantWrite: "bank:post"},
 		{name: "a role replaced", prev: &custosv1alpha1.AgentGrant{Generation: 2, Identity: &custosv1alpha1.CloudRoles{AWS: roleA}},
 			identity: &custosv1alpha1.IdentityBindings{AWS: roleB}, wantRole: roleA.RoleARN, wantGen: 2, wantHeld: "AWS role " + roleB.RoleARN},
 		{name: "the role in force kept", prev: &custosv1alpha1.AgentGrant{Generation: 2, Identity: &custosv1alpha1.CloudRoles{AWS: roleA}},

@@ -20,6 +20,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -202,6 +203,15 @@ func (v *AgentValidator) validate(ctx context.Context, old, agent *custosv1alpha
 	for _, g := range in.MissingToolsets {
 		warnings = append(warnings, fmt.Sprintf("%s: Toolset %s does not exist yet; the agent cannot reach it until it does",
 			field.NewPath("spec", "toolsetRefs").Index(g.Index), g.Key))
+	}
+	for _, g := range in.Toolsets {
+		ref := agent.Spec.ToolsetRefs[g.Index]
+		for i, t := range ref.Tools {
+			if !slices.ContainsFunc(g.Toolset.Spec.Tools, func(o custosv1alpha1.Tool) bool { return o.Name == t }) {
+				warnings = append(warnings, fmt.Sprintf("%s: Toolset %s offers no tool %q; it grants nothing until it does",
+					field.NewPath("spec", "toolsetRefs").Index(g.Index).Child("tools").Index(i), g.Key, t))
+			}
+		}
 	}
 	policyErrs, err := v.checkPolicies(ctx, b, ns, agent)
 	if err != nil {

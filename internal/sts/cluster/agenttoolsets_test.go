@@ -80,6 +80,15 @@ func TestAgentToolsets(t *testing.T) {
 		{&custosv1alpha1.AgentGrant{Generation: 1, ToolsetRefs: crm, WriteTools: []custosv1alpha1.WriteToolset{
 			{Namespace: ns, Name: "crm", WriteTools: []string{"update_contact", "delete_contact"}}}},
 			"ledger[get_invoice] crm[find_contact update_contact delete_contact]", "ledger.read crm.read crm.write"},
+		// Narrowed to some of its tools (spec.toolsetRefs[].tools, as in
+		// force): only those are served, and crm's write scope only with
+		// a Write tool among them.
+		{&custosv1alpha1.AgentGrant{Generation: 1, ToolsetRefs: []custosv1alpha1.ToolsetReference{{Name: "ledger"}, {Name: "crm", Tools: []string{"find_contact"}}},
+			WriteTools: []custosv1alpha1.WriteToolset{{Namespace: ns, Name: "crm", WriteTools: []string{"update_contact", "delete_contact"}}}},
+			"ledger[get_invoice] crm[find_contact]", "ledger.read crm.read"},
+		{&custosv1alpha1.AgentGrant{Generation: 1, ToolsetRefs: []custosv1alpha1.ToolsetReference{{Name: "crm", Tools: []string{"update_contact", "no_such_tool"}}},
+			WriteTools: []custosv1alpha1.WriteToolset{{Namespace: ns, Name: "crm", WriteTools: []string{"update_contact", "delete_contact"}}}},
+			"crm[update_contact]", "crm.write"},
 		{nil, "", ""},
 	} {
 		invoice.Status.Granted = tc.grant
