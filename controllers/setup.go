@@ -219,6 +219,14 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts Options) error
 	}).SetupWithManager(ctx, mgr); err != nil {
 		return err
 	}
+	if err := (&AgentReportReconciler{
+		Client:   mgr.GetClient(),
+		Recorder: mgr.GetEventRecorder(eventSource),
+		Audit:    opts.Audit,
+		Clock:    opts.Clock,
+	}).SetupWithManager(mgr); err != nil {
+		return err
+	}
 	// Registered once per process: a manager restarted in the same process
 	// (tests) keeps counting through the new one's cache.
 	var reader client.Reader = mgr.GetCache()

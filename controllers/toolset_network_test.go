@@ -411,7 +411,10 @@ func TestGatewayMode(t *testing.T) {
 		g.Expect(got.Status.Conditions).To(noCondition(custosv1alpha1.NetworkIsolatedCondition))
 		g.Expect(got.Status.Conditions).To(haveCondition(custosv1alpha1.ReadyCondition, metav1.ConditionTrue, custosv1alpha1.SucceededReason))
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
-	g.Expect(eventReasonsIn(g, ns2)).To(ContainElement("Reaped"), "the sweeper reaped the deleted Toolset's policy")
+	// Events are written in the background.
+	g.Eventually(func(g Gomega) {
+		g.Expect(eventReasonsIn(g, ns2)).To(ContainElement("Reaped"), "the sweeper reaped the deleted Toolset's policy")
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
 
 	// The agent reaches its Toolset's endpoint itself again.
 	g.Eventually(func(g Gomega) {

@@ -59,6 +59,22 @@ func (a *Agent) GrantedWriteTools(namespace, name string) []string {
 	return nil
 }
 
+// ToolsInForce are the tools of ts the agent may call through ref, its
+// reference to ts in force (status.granted.toolsetRefs): those ref allows
+// (ref.tools, all when it names none), of them the Read tools and the
+// Write tools in force (status.granted.writeTools). A Write tool added
+// since waits for approval and is not among them.
+func (a *Agent) ToolsInForce(ref ToolsetReference, ts *Toolset) []Tool {
+	granted := a.GrantedWriteTools(ts.Namespace, ts.Name)
+	tools := make([]Tool, 0, len(ts.Spec.Tools))
+	for _, t := range ts.Spec.Tools {
+		if ref.Allows(t.Name) && (t.Access != ToolAccessWrite || slices.Contains(granted, t.Name)) {
+			tools = append(tools, t)
+		}
+	}
+	return tools
+}
+
 // GrantedIdentity is spec.identity with the cloud roles in force
 // (status.granted) in place of those asked for: nil when none is in
 // force. The mode is the spec's.

@@ -507,6 +507,13 @@ type AgentAttestationSpec struct {
 	// +kubebuilder:validation:MaxLength=1024
 	Comment string `json:"comment,omitempty"`
 
+	// report is the AgentReport of the agent this attestation signs off
+	// (kubectl custos attest --report): it needs the verb review on the
+	// Agent as well, and the report's status records the sign-off.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	Report string `json:"report,omitempty"`
+
 	// agentUID and attester are set by Custos's admission webhook: the
 	// Agent's UID (an attestation does not carry over to a new Agent of the
 	// same name) and who the API server authenticated.

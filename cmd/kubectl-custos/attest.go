@@ -30,10 +30,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/evaluate"
 )
 
 const attestUsage = `usage:
-  kubectl custos attest AGENT [-n NAMESPACE] --comment TEXT
+  kubectl custos attest AGENT [-n NAMESPACE] [--report YYYY-MM] --comment TEXT
 
 Shows the Agent AGENT (owner, purpose, toolsets, phase and where its owner
 review stands), then records your review of it as an AgentAttestation in
@@ -42,6 +43,10 @@ now, and an agent suspended because its review was overdue runs again.
 --comment says what you reviewed, for the record; it is required. Who
 attested is what the API server authenticated, stamped by Custos's
 admission webhook: nothing this command sends names you.
+
+--report signs off the agent's AgentReport of that month as well (kubectl
+custos report AGENT --period YYYY-MM shows it first): it needs the verb
+review on the Agent too, and the report records who signed it off.
 `
 
 // attest is kubectl custos attest.
@@ -53,6 +58,7 @@ func attest(args []string, stdout, stderr io.Writer) int {
 	var cf clientFlags
 	cf.add(fs)
 	comment := fs.String("comment", "", "What you reviewed, for the record (required, at most 1024 characters).")
+	period := fs.String("report", "", "Sign off the agent's AgentReport of this month too, YYYY-MM.")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return exitUsage
@@ -65,6 +71,9 @@ func attest(args []string, stdout, stderr io.Writer) int {
 		problems = append(problems, `--comment is required: say what you reviewed, e.g. --comment "owner, purpose and toolsets still right"`)
 	} else if n := utf8.RuneCountInString(*comment); n > 1024 {
 		problems = append(problems, fmt.Sprintf("--comment is %d characters long: at most 1024", n))
+	}
+	if p := periodProblem(*period); p != "" {
+		problems = append(problems, strings.Replace(p, "--period", "--report", 2))
 	}
 	if p := cf.check(); p != "" {
 		problems = append(problems, p)
@@ -87,6 +96,15 @@ func attest(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	describeAgent(stdout, agent, time.Now())
+	report := ""
+	if *period != "" {
+		rep := &custosv1alpha1.AgentReport{}
+		report = evaluate.ReportName(name, *period)
+		if code, ok := getNamed(ctx, c, rep, "agentreport", namespace, report, prefix, stderr); !ok {
+			return code
+		}
+		printReport(stdout, rep, time.Now())
+	}
 
 	prefixName := generatedPrefix(name)
 	// No spec.agentUID or spec.attester: Custos's admission webhook stamps
@@ -95,7 +113,7 @@ func attest(args []string, stdout, stderr io.Writer) int {
 	attestation := &custosv1alpha1.AgentAttestation{}
 	attestation.Namespace = namespace
 	attestation.GenerateName = prefixName
-	attestation.Spec = custosv1alpha1.AgentAttestationSpec{Agent: name, Comment: *comment}
+	attestation.Spec = custosv1alpha1.AgentAttestationSpec{Agent: name, Comment: *comment, Report: report}
 	if err := c.Create(ctx, attestation); err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", prefix, err)
 		return apiExit(err)
@@ -104,7 +122,11 @@ func attest(args []string, stdout, stderr io.Writer) int {
 	if u := attestation.Spec.Attester.Username; u != "" {
 		as = " (as " + cell(u) + ")"
 	}
-	fmt.Fprintf(stdout, "agentattestation %s/%s created: %s attested%s\n", namespace, attestation.Name, name, as)
+	signed := ""
+	if report != "" {
+		signed = ", agentreport " + report + " signed off"
+	}
+	fmt.Fprintf(stdout, "agentattestation %s/%s created: %s attested%s%s\n", namespace, attestation.Name, name, signed, as)
 	return exitOK
 }
 

@@ -40,11 +40,14 @@ limitations under the License.
 // it, an ApprovalDecision the API server attributes to the user kubectl is
 // configured as (approve.go).
 //
-//	kubectl custos attest AGENT [-n NAMESPACE] --comment TEXT
+//	kubectl custos attest AGENT [-n NAMESPACE] [--report YYYY-MM] --comment TEXT
+//	kubectl custos report AGENT [-n NAMESPACE] [--period YYYY-MM]
 //
 // attest shows an Agent and where its owner review (spec.review) stands,
 // and records an owner's review of it, an AgentAttestation the API server
-// attributes to the user kubectl is configured as (attest.go).
+// attributes to the user kubectl is configured as, which may sign off its
+// monthly AgentReport too (attest.go); report shows that report
+// (report.go).
 //
 //	kubectl custos freeze AGENT [-n NAMESPACE] --reason TEXT
 //	kubectl custos unfreeze AGENT [-n NAMESPACE] --verdict V --reason TEXT
@@ -91,7 +94,8 @@ const usage = `usage:
   kubectl custos pending [-n NAMESPACE | -A]
   kubectl custos approve REQUEST [-n NAMESPACE] [--comment TEXT] [--wait [--timeout 30s]]
   kubectl custos deny REQUEST [-n NAMESPACE] [--comment TEXT] [--wait [--timeout 30s]]
-  kubectl custos attest AGENT [-n NAMESPACE] --comment TEXT
+  kubectl custos attest AGENT [-n NAMESPACE] [--report YYYY-MM] --comment TEXT
+  kubectl custos report AGENT [-n NAMESPACE] [--period YYYY-MM]
   kubectl custos freeze AGENT [-n NAMESPACE] --reason TEXT
   kubectl custos unfreeze AGENT [-n NAMESPACE] --verdict false-positive|confirmed-misuse --reason TEXT
   kubectl custos top [-n NAMESPACE | -A] [--custos-namespace custos-system] [--watch]
@@ -115,6 +119,12 @@ attest shows the Agent AGENT (owner, purpose, toolsets, phase, review) and
 records your review of it as one of its owners (an AgentAttestation): its
 next review is due spec.review.everyDays from now, and an agent suspended
 for an overdue review (ReviewOverdue) runs again. --comment is required.
+With --report it also signs off the agent's AgentReport of that month.
+
+report shows an agent's AgentReport of a month (the last by default): its
+calls, success, refusals, tools called, approvals, freezes and Findings, a
+score with its formula, and the recommendation (keep, narrow to the tools
+it called, decommission) with the kubectl patch that does it.
 
 freeze makes an AgentFreeze of AGENT: its calls and exchanges are refused
 at once and it is held Frozen until a person lifts the freeze. unfreeze
@@ -131,8 +141,8 @@ wait for a person, the most severe and oldest first. review shows one and
 records your review (acknowledged, confirmed or dismissed) with a reason;
 an agent's owners do not dismiss its Findings.
 
-pending, approve, deny, attest, freeze, unfreeze, top, findings and review
-take --kubeconfig,
+pending, approve, deny, attest, report, freeze, unfreeze, top, findings and
+review take --kubeconfig,
 --context, --as and --as-group as kubectl does.
 `
 
@@ -162,6 +172,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return freezeCommand(false, args[1:], stdout, stderr)
 	case "unfreeze":
 		return freezeCommand(true, args[1:], stdout, stderr)
+	case "report":
+		return reportCommand(args[1:], stdout, stderr)
 	case "findings":
 		return findingsCommand(args[1:], stdout, stderr)
 	case "review":

@@ -488,7 +488,7 @@ func evaluatorTrails(flags []string, cfg audit.Config) []evaluate.Trail {
 		// One name whatever the pod: a segment store has one writer, and
 		// the manager's pod that writes it next (a rollout, a restart)
 		// continues its chain, which the evaluator goes on reading.
-		trails = append(trails, evaluate.DirTrail("custos-manager", cfg.Dir))
+		trails = append(trails, evaluate.DirTrail(evaluate.ManagerTrail, cfg.Dir))
 	}
 	return trails
 }

@@ -120,6 +120,10 @@ const (
 	// verdict and the phase it left).
 	ActionFindingOpened   = "finding.opened"
 	ActionFindingReviewed = "finding.reviewed"
+	// ActionAgentReviewed: an owner signed off an agent's AgentReport
+	// (an AgentAttestation naming it; details: the report, its period,
+	// calls, score and formula, recommendation and patch, the attester).
+	ActionAgentReviewed = "agent.reviewed"
 
 	// ActionLogRecovered is written by the Log itself, first after a
 	// restart that found the previous run's segment unsealed or ending in

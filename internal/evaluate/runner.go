@@ -384,6 +384,11 @@ func (r *Runner) batch(ctx context.Context, cm *corev1.ConfigMap, trails []Trail
 		}
 	}
 
+	// What the agents' reports count.
+	if err := r.count(ctx, reads); err != nil {
+		return false, err
+	}
+
 	// How far each trail was read, the records still within a window but
 	// those consumed, and the consumption still of use: one write.
 	patch := client.MergeFromWithOptions(cm.DeepCopy(), client.MergeFromWithOptimisticLock{})
@@ -791,11 +796,7 @@ func merge(f *custosv1alpha1.Finding, parts []cited, h Hit, now metav1.Time) (re
 // the last it counted of that trail, to its count and its evidence. It
 // says how many.
 func mergePart(st *custosv1alpha1.FindingStatus, part cited, traceIDs []string) int {
-	c := slices.IndexFunc(st.Counted, func(c custosv1alpha1.FindingCount) bool { return c.Trail == part.trail })
-	last := int64(-1)
-	if c >= 0 {
-		last = st.Counted[c].Seq
-	}
+	last := highWater(st.Counted, part.trail)
 	var seqs []int64
 	for _, s := range part.seqs {
 		if s <= math.MaxInt64 && int64(s) > last {
@@ -805,16 +806,7 @@ func mergePart(st *custosv1alpha1.FindingStatus, part cited, traceIDs []string) 
 	if len(seqs) == 0 {
 		return 0
 	}
-	if c < 0 {
-		if len(st.Counted) >= maxCounted {
-			// The trail counted least recently: a Finding of 256 trails
-			// in a day is a gateway whose pods come and go by the minute.
-			st.Counted = st.Counted[1:]
-		}
-		st.Counted = append(st.Counted, custosv1alpha1.FindingCount{Trail: part.trail, Seq: -1})
-		c = len(st.Counted) - 1
-	}
-	st.Counted[c].Seq = max(st.Counted[c].Seq, slices.Max(seqs))
+	setHighWater(&st.Counted, part.trail, slices.Max(seqs))
 
 	// The evidence people read: the first records cited and the latest,
 	// of the latest trails.
@@ -842,6 +834,30 @@ func mergePart(st *custosv1alpha1.FindingStatus, part cited, traceIDs []string) 
 		}
 	}
 	return len(seqs)
+}
+
+// highWater is the last record of trail counted (counted, a Finding's
+// or an AgentReport's); -1 when none.
+func highWater(counted []custosv1alpha1.FindingCount, trail string) int64 {
+	if c := slices.IndexFunc(counted, func(c custosv1alpha1.FindingCount) bool { return c.Trail == trail }); c >= 0 {
+		return counted[c].Seq
+	}
+	return -1
+}
+
+// setHighWater says seq of trail is counted (and those before it). Past
+// maxCounted trails, the one counted least recently goes: 256 trails in
+// a day or a month are a gateway whose pods come and go by the minute.
+func setHighWater(counted *[]custosv1alpha1.FindingCount, trail string, seq int64) {
+	c := slices.IndexFunc(*counted, func(c custosv1alpha1.FindingCount) bool { return c.Trail == trail })
+	if c < 0 {
+		if len(*counted) >= maxCounted {
+			*counted = (*counted)[1:]
+		}
+		*counted = append(*counted, custosv1alpha1.FindingCount{Trail: trail, Seq: -1})
+		c = len(*counted) - 1
+	}
+	(*counted)[c].Seq = max((*counted)[c].Seq, seq)
 }
 
 // isTraceID says whether id is a W3C trace ID: 32 lower-case hex digits.

@@ -63,7 +63,9 @@ func (d *AgentAttestationDefaulter) Default(ctx context.Context, a *custosv1alph
 // AgentAttestationValidator refuses an attestation not made by one of the
 // agent's owners (whoever may update the Agent, as separation of duties
 // counts owners), by a ServiceAccount, or naming another attester or
-// another Agent's UID than admission stamped.
+// another Agent's UID than admission stamped; one that signs off a report
+// (spec.report) also needs the report to be the Agent's and the verb
+// review on the Agent.
 type AgentAttestationValidator struct {
 	Client client.Reader
 	Access approval.Access
@@ -108,6 +110,31 @@ func (v *AgentAttestationValidator) ValidateCreate(ctx context.Context, a *custo
 	if !owner {
 		return nil, invalid(agentAttestationKind, a.Name, field.ErrorList{field.Forbidden(attesterPath,
 			fmt.Sprintf("%s may not change Agent %s/%s, so is not one of its owners: only they attest it", who.Username, a.Namespace, a.Spec.Agent))})
+	}
+	if a.Spec.Report == "" {
+		return nil, nil
+	}
+	reportPath := field.NewPath("spec", "report")
+	rep := &custosv1alpha1.AgentReport{}
+	if err := v.Client.Get(ctx, client.ObjectKey{Namespace: a.Namespace, Name: a.Spec.Report}, rep); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, invalid(agentAttestationKind, a.Name, field.ErrorList{field.NotFound(reportPath, a.Spec.Report)})
+		}
+		return nil, apierrors.NewInternalError(err)
+	}
+	if rep.Spec.Agent != a.Spec.Agent || rep.Spec.AgentUID != string(agent.UID) {
+		return nil, invalid(agentAttestationKind, a.Name, field.ErrorList{field.Invalid(reportPath, a.Spec.Report,
+			fmt.Sprintf("AgentReport %s is of Agent %s (UID %s), not of %s (UID %s)", rep.Name, rep.Spec.Agent, rep.Spec.AgentUID, a.Spec.Agent, agent.UID))})
+	}
+	reviewer, err := v.Access.Allowed(ctx, who, authorizationv1.ResourceAttributes{
+		Group: custosv1alpha1.GroupVersion.Group, Resource: "agents", Verb: custosv1alpha1.VerbReview, Namespace: a.Namespace, Name: a.Spec.Agent,
+	})
+	if err != nil {
+		return nil, apierrors.NewInternalError(err)
+	}
+	if !reviewer {
+		return nil, invalid(agentAttestationKind, a.Name, field.ErrorList{field.Forbidden(attesterPath,
+			fmt.Sprintf("%s may not review Agent %s/%s (verb %s on agents): signing off its report (spec.report) needs it", who.Username, a.Namespace, a.Spec.Agent, custosv1alpha1.VerbReview))})
 	}
 	return nil, nil
 }

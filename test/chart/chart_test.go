@@ -359,14 +359,14 @@ func TestTenantRoles(t *testing.T) {
 		want []string
 	}{
 		{owner, append(append(grants(write, "agents", "toolsets"), grants(read, "approvalrequests", "approvaldecisions", "agentattestations", "agentfreezes", "agentunfreezes")...),
-			append(grants(read, "findings", "findingreviews"), "create agentattestations", "create agentfreezes", "freeze agents",
+			append(grants(read, "findings", "findingreviews", "agentreports"), "create agentattestations", "create agentfreezes", "freeze agents",
 				"create findingreviews", "review agents")...)},
 		{viewer, grants(read, "agents", "toolsets", "approvalrequests", "approvaldecisions", "agentattestations", "agentfreezes", "agentunfreezes",
-			"findings", "findingreviews")},
-		{approver, append(grants(read, "approvalrequests", "approvaldecisions", "agents", "toolsets", "findings", "findingreviews"),
+			"findings", "findingreviews", "agentreports")},
+		{approver, append(grants(read, "approvalrequests", "approvaldecisions", "agents", "toolsets", "findings", "findingreviews", "agentreports"),
 			"create approvaldecisions", "approve agents", "approve toolsets", "create findingreviews", "review agents")},
 		{riskOwner, append(append(grants(write, "approvalpolicies"), grants(read, "approvalrequests", "approvaldecisions", "agentfreezes", "agentunfreezes", "agents",
-			"findings", "findingreviews")...),
+			"findings", "findingreviews", "agentreports")...),
 			"create agentfreezes", "create agentunfreezes", "freeze agents", "unfreeze agents", "create findingreviews", "review agents")},
 	} {
 		var got []string
@@ -379,12 +379,13 @@ func TestTenantRoles(t *testing.T) {
 		}
 		g.Expect(got).To(ConsistOf(tc.want), tc.role.Name)
 		for _, res := range []string{"approvalrequests", "approvalrequests/status", "approvaldecisions", "agentattestations",
-			"agentfreezes", "agentfreezes/status", "agentunfreezes", "findings", "findings/status", "findingreviews"} {
+			"agentfreezes", "agentfreezes/status", "agentunfreezes", "findings", "findings/status", "findingreviews", "agentreports", "agentreports/status"} {
 			for _, v := range []string{"update", "patch", "delete"} {
 				g.Expect(got).NotTo(ContainElement(v+" "+res), tc.role.Name)
 			}
 		}
 		g.Expect(got).NotTo(ContainElement("create approvalrequests"), tc.role.Name)
+		g.Expect(got).NotTo(ContainElement("create agentreports"), tc.role.Name+": only Custos makes an agent's reports")
 		g.Expect(got).NotTo(ContainElement("trip agents"), tc.role.Name+": only Custos's components trip the breaker")
 	}
 	// The approvers and risk owners need nothing but Custos's API.

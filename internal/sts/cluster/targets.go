@@ -79,20 +79,13 @@ func toolsets(ctx context.Context, r client.Reader, agent *custosv1alpha1.Agent)
 	return out, nil
 }
 
-// inForce is ts as agent may use it: the tools its reference allows
-// (ref.tools, all when it names none), of them its Read tools and the
-// Write tools in force (status.granted.writeTools). A Write tool its owner
-// added since waits for approval (ChangesApproved) and is not served
-// meanwhile, nor is its Toolset's write scope when none of its Write
-// tools is in force. ts is not modified (it may be the cache's).
+// inForce is ts as agent may use it through ref (Agent.ToolsInForce): a
+// Write tool its owner added since waits for approval (ChangesApproved)
+// and is not served meanwhile, nor is its Toolset's write scope when none
+// of its Write tools is in force. ts is not modified (it may be the
+// cache's).
 func inForce(agent *custosv1alpha1.Agent, ref custosv1alpha1.ToolsetReference, ts custosv1alpha1.Toolset) custosv1alpha1.Toolset {
-	granted := agent.GrantedWriteTools(ts.Namespace, ts.Name)
-	tools := make([]custosv1alpha1.Tool, 0, len(ts.Spec.Tools))
-	for _, t := range ts.Spec.Tools {
-		if ref.Allows(t.Name) && (t.Access != custosv1alpha1.ToolAccessWrite || slices.Contains(granted, t.Name)) {
-			tools = append(tools, t)
-		}
-	}
+	tools := agent.ToolsInForce(ref, &ts)
 	if len(tools) == len(ts.Spec.Tools) {
 		return ts
 	}

@@ -1,0 +1,255 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Recommendation is what an AgentReport proposes to do with its agent.
+// +kubebuilder:validation:Enum=Keep;Narrow;Decommission
+type Recommendation string
+
+const (
+	// RecommendKeep: the agent used what it holds.
+	RecommendKeep Recommendation = "Keep"
+	// RecommendNarrow: it holds tools it did not call in the period; the
+	// report's patch narrows its toolsetRefs to those it called.
+	RecommendNarrow Recommendation = "Narrow"
+	// RecommendDecommission: it called no tool in the period, or a freeze
+	// of it was confirmed as misuse.
+	RecommendDecommission Recommendation = "Decommission"
+)
+
+// AgentReportSpec names the agent and the month a report is of. Custos
+// makes it.
+// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="a report's agent and period are what it is: they cannot change"
+type AgentReportSpec struct {
+	// agent is the Agent's name.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Agent string `json:"agent"`
+
+	// agentUID is the Agent's UID: a new Agent of the same name has
+	// reports of its own.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
+	AgentUID string `json:"agentUID"`
+
+	// period is the UTC calendar month the report counts: 2026-12.
+	// +required
+	// +kubebuilder:validation:Pattern=`^[0-9]{4}-(0[1-9]|1[0-2])$`
+	Period string `json:"period"`
+}
+
+// ReportCount is how many of one kind.
+type ReportCount struct {
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Kind string `json:"kind"`
+	// +required
+	// +kubebuilder:validation:Minimum=0
+	Count int64 `json:"count"`
+}
+
+// ToolUse is how often the agent called one tool.
+type ToolUse struct {
+	// toolset is the Toolset, namespace/name.
+	// +required
+	// +kubebuilder:validation:MaxLength=317
+	Toolset string `json:"toolset"`
+	// +required
+	// +kubebuilder:validation:MaxLength=128
+	Tool string `json:"tool"`
+	// calls custos-gateway passed to the tool server.
+	// +required
+	// +kubebuilder:validation:Minimum=0
+	Calls int64 `json:"calls"`
+	// errors are those of them the tool answered with an error.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Errors int64 `json:"errors,omitempty"`
+}
+
+// ReportSignOff is the owner's sign-off of a report: an AgentAttestation
+// naming it (spec.report), by a person who may update the Agent and holds
+// the verb review on it.
+type ReportSignOff struct {
+	// attestation is the AgentAttestation's name.
+	// +required
+	// +kubebuilder:validation:MaxLength=253
+	Attestation string `json:"attestation"`
+	// by is who the API server authenticated.
+	// +required
+	By Approver `json:"by"`
+	// at is when the attestation was made.
+	// +required
+	At metav1.Time `json:"at"`
+	// comment is the attestation's.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Comment string `json:"comment,omitempty"`
+	// score, recommendation and calls are the report's as it stood when
+	// the manager counted the sign-off.
+	// +optional
+	Score *int32 `json:"score,omitempty"`
+	// +optional
+	Recommendation Recommendation `json:"recommendation,omitempty"`
+	// +optional
+	Calls int64 `json:"calls,omitempty"`
+}
+
+// AgentReportStatus is what the agent did in the period, as the audit
+// trail says, and what Custos proposes.
+type AgentReportStatus struct {
+	// from and to bound the period.
+	// +optional
+	From *metav1.Time `json:"from,omitempty"`
+	// +optional
+	To *metav1.Time `json:"to,omitempty"`
+	// asOf is the time of the newest record counted.
+	// +optional
+	AsOf *metav1.Time `json:"asOf,omitempty"`
+
+	// calls are the agent's tool calls: those custos-gateway passed to
+	// the tool server and those it refused.
+	// +optional
+	Calls int64 `json:"calls,omitempty"`
+	// succeeded are the calls passed and answered without a tool error.
+	// +optional
+	Succeeded int64 `json:"succeeded,omitempty"`
+	// successPercent is succeeded of calls, rounded down.
+	// +optional
+	SuccessPercent *int32 `json:"successPercent,omitempty"`
+
+	// refusals are the calls refused, by the gateway's reason.
+	// +optional
+	// +listType=map
+	// +listMapKey=kind
+	// +kubebuilder:validation:MaxItems=32
+	Refusals []ReportCount `json:"refusals,omitempty"`
+	// tools are the tools called, by Toolset.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=256
+	Tools []ToolUse `json:"tools,omitempty"`
+	// approvals: Requested, and Approved, Denied or Expired as decided.
+	// +optional
+	// +listType=map
+	// +listMapKey=kind
+	// +kubebuilder:validation:MaxItems=8
+	Approvals []ReportCount `json:"approvals,omitempty"`
+	// freezes: Frozen, and lifted by verdict (FalsePositive,
+	// ConfirmedMisuse).
+	// +optional
+	// +listType=map
+	// +listMapKey=kind
+	// +kubebuilder:validation:MaxItems=8
+	Freezes []ReportCount `json:"freezes,omitempty"`
+	// findings: Opened, and reviewed by verdict (Acknowledged, Confirmed,
+	// Dismissed).
+	// +optional
+	// +listType=map
+	// +listMapKey=kind
+	// +kubebuilder:validation:MaxItems=8
+	Findings []ReportCount `json:"findings,omitempty"`
+	// notCounted says what the counts leave out, when they do: the
+	// manager's own decisions (freezes, approvals decided, findings) are
+	// counted only when the evaluator follows the manager's trail.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	NotCounted string `json:"notCounted,omitempty"`
+
+	// counted is, per trail, the last record counted: a record read twice
+	// counts once.
+	// +optional
+	// +listType=map
+	// +listMapKey=trail
+	// +kubebuilder:validation:MaxItems=256
+	Counted []FindingCount `json:"counted,omitempty"`
+
+	// score is from 0 to 100, by formula (none without calls).
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	Score *int32 `json:"score,omitempty"`
+	// formula is the score's, with this period's numbers.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Formula string `json:"formula,omitempty"`
+	// recommendation is Keep, Narrow or Decommission; reason says why.
+	// +optional
+	Recommendation Recommendation `json:"recommendation,omitempty"`
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	Reason string `json:"reason,omitempty"`
+	// patch is a JSON merge patch of the Agent that does what is
+	// recommended (kubectl patch agent <agent> --type merge -p '<patch>'):
+	// for Narrow, its toolsetRefs cut to the tools it called.
+	// +optional
+	// +kubebuilder:validation:MaxLength=65536
+	Patch string `json:"patch,omitempty"`
+
+	// signedOff is the latest sign-off by an owner.
+	// +optional
+	SignedOff *ReportSignOff `json:"signedOff,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=arpt,categories=custos
+// +kubebuilder:printcolumn:name="Agent",type=string,JSONPath=`.spec.agent`
+// +kubebuilder:printcolumn:name="Period",type=string,JSONPath=`.spec.period`
+// +kubebuilder:printcolumn:name="Calls",type=integer,JSONPath=`.status.calls`
+// +kubebuilder:printcolumn:name="Success%",type=integer,JSONPath=`.status.successPercent`
+// +kubebuilder:printcolumn:name="Score",type=integer,JSONPath=`.status.score`
+// +kubebuilder:printcolumn:name="Recommendation",type=string,JSONPath=`.status.recommendation`
+// +kubebuilder:printcolumn:name="Signed-off-by",type=string,JSONPath=`.status.signedOff.by.username`
+
+// AgentReport is an agent's review for one month, as people review an
+// employee: its calls and their success, refusals, approvals, freezes and
+// findings from the audit trail, a score with its formula, and whether to
+// keep it, narrow it to the tools it used (a proposed patch) or
+// decommission it. Custos makes and updates it; an owner signs it off
+// with an AgentAttestation naming it (kubectl custos attest --report).
+type AgentReport struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec AgentReportSpec `json:"spec"`
+	// +optional
+	Status AgentReportStatus `json:"status,omitzero"`
+}
+
+// +kubebuilder:object:root=true
+
+// AgentReportList is a list of AgentReports.
+type AgentReportList struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []AgentReport `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&AgentReport{}, &AgentReportList{})
+}

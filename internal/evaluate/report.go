@@ -1,0 +1,450 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package evaluate
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/audit"
+)
+
+// An agent's periodic review (issue #23, item 5): one AgentReport per
+// agent and UTC calendar month, counted from the audit trail by the
+// Runner (Count) and judged by the manager (Assess).
+
+// Period is the report period of t: its UTC month, 2026-12.
+func Period(t time.Time) string { return t.UTC().Format("2006-01") }
+
+// PeriodBounds are the start of period and of the next.
+func PeriodBounds(period string) (from, to time.Time, err error) {
+	from, err = time.Parse("2006-01", period)
+	if err != nil {
+		return time.Time{}, time.Time{}, fmt.Errorf("period %q is not a month (2006-01): %w", period, err)
+	}
+	return from, from.AddDate(0, 1, 0), nil
+}
+
+// ReportName is the name of agent's AgentReport of period:
+// <agent>-<yyyymm>, the agent's name cut and a digest added when that
+// would pass 253 bytes.
+func ReportName(agent, period string) string {
+	suffix := "-" + strings.ReplaceAll(period, "-", "")
+	if len(agent)+len(suffix) <= validation.DNS1123SubdomainMaxLength {
+		return agent + suffix
+	}
+	sum := sha256.Sum256([]byte(agent))
+	cut := validation.DNS1123SubdomainMaxLength - len(suffix) - 9
+	return strings.TrimRight(agent[:cut], "-.") + "-" + hex.EncodeToString(sum[:4]) + suffix
+}
+
+// Counts says whether r counts in its agent's report: a record of an
+// agent's call, approval, freeze or Finding.
+func Counts(r *audit.Record) bool {
+	if r.Type != audit.TypeEvent || r.Subject == nil || r.Subject.Kind != "Agent" || r.Subject.Name == "" {
+		return false
+	}
+	switch r.Action {
+	case audit.ActionToolCalled, audit.ActionToolRefused, audit.ActionApprovalRequested, audit.ActionAgentFrozen, audit.ActionAgentUnfrozen,
+		audit.ActionFindingReviewed:
+		return true
+	case audit.ActionApprovalDecided:
+		return finalTally(r) != ""
+	case audit.ActionFindingOpened:
+		return r.Details["reopened"] == ""
+	}
+	return false
+}
+
+// finalTally is the phase of the manager's final tally of a request
+// (Approved, Denied, Expired); "" for a person's decision counted.
+func finalTally(r *audit.Record) string {
+	if r.Details["approvalDecision"] != "" {
+		return ""
+	}
+	switch p := r.Details["phase"]; p {
+	case string(custosv1alpha1.ApprovalApproved), string(custosv1alpha1.ApprovalDenied), string(custosv1alpha1.ApprovalExpired):
+		return p
+	}
+	return ""
+}
+
+// Report caps: kinds of refusal, tools.
+const (
+	maxRefusalKinds = 32
+	maxToolUses     = 256
+)
+
+// Count adds record r (Counts) to st.
+func Count(st *custosv1alpha1.AgentReportStatus, r *audit.Record) {
+	d := r.Details
+	switch r.Action {
+	case audit.ActionToolCalled:
+		st.Calls++
+		failed := d["outcome"] == "toolError"
+		if !failed {
+			st.Succeeded++
+		}
+		i := slices.IndexFunc(st.Tools, func(u custosv1alpha1.ToolUse) bool { return u.Toolset == d["toolset"] && u.Tool == d["tool"] })
+		if i < 0 && len(st.Tools) < maxToolUses && d["tool"] != "" {
+			st.Tools = append(st.Tools, custosv1alpha1.ToolUse{Toolset: clip(d["toolset"], 317), Tool: clip(d["tool"], 128)})
+			i = len(st.Tools) - 1
+		}
+		if i >= 0 {
+			st.Tools[i].Calls++
+			if failed {
+				st.Tools[i].Errors++
+			}
+		}
+	case audit.ActionToolRefused:
+		st.Calls++
+		kind := cmp.Or(r.Policy, "Refused")
+		if !slices.ContainsFunc(st.Refusals, func(c custosv1alpha1.ReportCount) bool { return c.Kind == kind }) && len(st.Refusals) >= maxRefusalKinds {
+			kind = "Other"
+		}
+		add(&st.Refusals, kind)
+	case audit.ActionApprovalRequested:
+		add(&st.Approvals, "Requested")
+	case audit.ActionApprovalDecided:
+		add(&st.Approvals, finalTally(r))
+	case audit.ActionAgentFrozen:
+		add(&st.Freezes, "Frozen")
+	case audit.ActionAgentUnfrozen:
+		add(&st.Freezes, cmp.Or(d["verdict"], "Lifted"))
+	case audit.ActionFindingOpened:
+		add(&st.Findings, "Opened")
+	case audit.ActionFindingReviewed:
+		add(&st.Findings, cmp.Or(d["verdict"], "Reviewed"))
+	}
+	if t := r.Time; st.AsOf == nil || st.AsOf.Time.Before(t) {
+		st.AsOf = &metav1.Time{Time: t}
+	}
+}
+
+// add counts one of kind in counts.
+func add(counts *[]custosv1alpha1.ReportCount, kind string) {
+	kind = clip(kind, 63)
+	if i := slices.IndexFunc(*counts, func(c custosv1alpha1.ReportCount) bool { return c.Kind == kind }); i >= 0 {
+		(*counts)[i].Count++
+		return
+	}
+	*counts = append(*counts, custosv1alpha1.ReportCount{Kind: kind, Count: 1})
+}
+
+// countOf is how many of kind counts holds.
+func countOf(counts []custosv1alpha1.ReportCount, kind string) int64 {
+	if i := slices.IndexFunc(counts, func(c custosv1alpha1.ReportCount) bool { return c.Kind == kind }); i >= 0 {
+		return counts[i].Count
+	}
+	return 0
+}
+
+// The score's weights: what a confirmed Finding, a freeze confirmed as
+// misuse and a denied approval take off the success rate's 100.
+const (
+	WeightFindingConfirmed = 10
+	WeightMisuse           = 25
+	WeightApprovalDenied   = 5
+)
+
+// GrantedToolset is one of an agent's Toolsets in force and the tools of
+// it the agent may call (Agent.ToolsInForce), in the Toolset's order.
+type GrantedToolset struct {
+	Ref   custosv1alpha1.ToolsetReference
+	Key   types.NamespacedName
+	Tools []string
+}
+
+// Assessment is what the manager makes of a report's counts.
+type Assessment struct {
+	SuccessPercent *int32
+	Score          *int32
+	Formula        string
+	Recommendation custosv1alpha1.Recommendation
+	Reason         string
+	Patch          string
+}
+
+// Assess scores report rep of agent, whose Toolsets in force are granted,
+// and recommends: Decommission when a freeze of it was confirmed as
+// misuse or it called no tool in the period; Narrow, with a merge patch
+// of its toolsetRefs cut to the tools it called, when it holds tools it
+// did not call; Keep otherwise. over says the period has ended (else its
+// figures are so far).
+func Assess(st *custosv1alpha1.AgentReportStatus, agent *custosv1alpha1.Agent, granted []GrantedToolset, period string, over bool) Assessment {
+	var a Assessment
+	soFar := ""
+	if !over {
+		soFar = " so far"
+	}
+	confirmed, misuse, denied := countOf(st.Findings, string(custosv1alpha1.FindingConfirmed)),
+		countOf(st.Freezes, string(custosv1alpha1.ConfirmedMisuse)), countOf(st.Approvals, string(custosv1alpha1.ApprovalDenied))
+	if st.Calls > 0 {
+		pct := int32(st.Succeeded * 100 / st.Calls)
+		a.SuccessPercent = &pct
+		raw := float64(st.Succeeded)*100/float64(st.Calls) - float64(WeightFindingConfirmed*confirmed+WeightMisuse*misuse+WeightApprovalDenied*denied)
+		score := int32(max(0, min(100, raw)))
+		a.Score = &score
+		a.Formula = fmt.Sprintf("100 × %d/%d calls succeeded − %d × %d Findings confirmed − %d × %d freezes confirmed as misuse − %d × %d approvals denied = %d (0 to 100)",
+			st.Succeeded, st.Calls, WeightFindingConfirmed, confirmed, WeightMisuse, misuse, WeightApprovalDenied, denied, score)
+	} else {
+		a.Formula = "no score: no call in " + period + soFar
+	}
+
+	called := map[string]int64{}
+	for _, u := range st.Tools {
+		called[u.Toolset+"/"+u.Tool] += u.Calls
+	}
+	decommission := `{"spec":{"lifecycle":{"state":"Decommissioned"}}}`
+	switch {
+	case misuse > 0:
+		a.Recommendation, a.Patch = custosv1alpha1.RecommendDecommission, decommission
+		a.Reason = fmt.Sprintf("%d freeze(s) of it confirmed as misuse in %s", misuse, period)
+		return a
+	case len(called) == 0:
+		a.Recommendation, a.Patch = custosv1alpha1.RecommendDecommission, decommission
+		a.Reason = fmt.Sprintf("it called no tool in %s%s", period, soFar)
+		return a
+	}
+
+	var unused, used []string
+	refs := make([]custosv1alpha1.ToolsetReference, 0, len(agent.Spec.ToolsetRefs))
+	narrowed := false
+	for _, ref := range agent.Spec.ToolsetRefs {
+		key := ref.Key(agent.Namespace)
+		i := slices.IndexFunc(granted, func(g GrantedToolset) bool { return g.Key == key })
+		if i < 0 {
+			// Not in force (waiting for approval, not there): not this
+			// report's to judge.
+			refs = append(refs, *ref.DeepCopy())
+			continue
+		}
+		var keep []string
+		for _, t := range granted[i].Tools {
+			if called[key.String()+"/"+t] > 0 {
+				keep = append(keep, t)
+				used = append(used, key.Name+"."+t)
+			} else {
+				unused = append(unused, key.Name+"."+t)
+			}
+		}
+		switch {
+		case len(keep) == 0:
+			narrowed = true
+		case len(keep) < len(granted[i].Tools):
+			narrowed = true
+			refs = append(refs, custosv1alpha1.ToolsetReference{Name: ref.Name, Namespace: ref.Namespace, Tools: keep})
+		default:
+			refs = append(refs, *ref.DeepCopy())
+		}
+	}
+	if !narrowed {
+		a.Recommendation = custosv1alpha1.RecommendKeep
+		a.Reason = fmt.Sprintf("it called every tool it holds in %s%s (%s)", period, soFar, listClipped(used, 16))
+		return a
+	}
+	patch, err := json.Marshal(map[string]any{"spec": map[string]any{"toolsetRefs": refs}})
+	if err != nil {
+		// A ToolsetReference always marshals.
+		panic(err)
+	}
+	a.Recommendation, a.Patch = custosv1alpha1.RecommendNarrow, string(patch)
+	a.Reason = fmt.Sprintf("it called %d of the %d tools it holds in %s%s; not %s", len(used), len(used)+len(unused), period, soFar, listClipped(unused, 16))
+	return a
+}
+
+// listClipped is names joined, at most n of them and how many more.
+func listClipped(names []string, n int) string {
+	if len(names) <= n {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:n], ", "), len(names)-n)
+}
+
+// NewReport is agent's AgentReport of period, as Custos makes it: its
+// Agent's (it goes with it), labelled with the agent and its tenant.
+func NewReport(agent *custosv1alpha1.Agent, period string) *custosv1alpha1.AgentReport {
+	from, to, _ := PeriodBounds(period)
+	labels := map[string]string{custosv1alpha1.ManagedByLabel: custosv1alpha1.ManagedByValue, custosv1alpha1.AgentUIDLabel: string(agent.UID)}
+	if len(validation.IsValidLabelValue(agent.Name)) == 0 {
+		labels[custosv1alpha1.AgentLabel] = agent.Name
+	}
+	if t := agent.Labels[custosv1alpha1.TenantLabel]; t != "" {
+		labels[custosv1alpha1.TenantLabel] = t
+	}
+	return &custosv1alpha1.AgentReport{
+		ObjectMeta: metav1.ObjectMeta{Namespace: agent.Namespace, Name: ReportName(agent.Name, period), Labels: labels,
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: custosv1alpha1.GroupVersion.String(), Kind: "Agent", Name: agent.Name, UID: agent.UID}}},
+		Spec:   custosv1alpha1.AgentReportSpec{Agent: agent.Name, AgentUID: string(agent.UID), Period: period},
+		Status: custosv1alpha1.AgentReportStatus{From: &metav1.Time{Time: from}, To: &metav1.Time{Time: to}},
+	}
+}
+
+var reportRecordsDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "custos_evaluator_report_records_dropped_total",
+	Help: "Audit records the evaluator could not count into their agent's AgentReport whatever it did (Forbidden, Invalid, NotFound), by reason: logged and passed over.",
+}, []string{"reason"})
+
+func init() { metrics.Registry.MustRegister(reportRecordsDropped) }
+
+// ManagerTrail is the manager's own trail's ID, followed when its audit
+// sink writes files.
+const ManagerTrail = "custos-manager"
+
+// reportKey is an agent's report of one period.
+type reportKey struct{ namespace, agent, uid, period string }
+
+// reportParts are the records of one report, by trail (its evidence
+// name, <ID>@<chain>), each trail's in its order.
+type reportParts struct {
+	trails []string
+	recs   map[string][]*audit.Record
+}
+
+// count adds the records the trails read now hold to their agents'
+// reports (Counts): a report takes only a trail's records past the last
+// it counted of it, so that a record read twice (a manager stopped
+// before it wrote how far it had read) counts once. Records of an agent
+// that is gone, or of an earlier Agent of the same name, make no report.
+func (r *Runner) count(ctx context.Context, reads []*read) error {
+	byReport := map[reportKey]*reportParts{}
+	var order []reportKey
+	for _, rd := range reads {
+		for i := range rd.fresh {
+			rec := &rd.fresh[i]
+			if !Counts(rec) {
+				continue
+			}
+			k := reportKey{rec.Subject.Namespace, rec.Subject.Name, rec.Subject.UID, Period(rec.Time)}
+			p := byReport[k]
+			if p == nil {
+				p = &reportParts{recs: map[string][]*audit.Record{}}
+				byReport[k] = p
+				order = append(order, k)
+			}
+			if _, ok := p.recs[rd.evidence]; !ok {
+				p.trails = append(p.trails, rd.evidence)
+			}
+			p.recs[rd.evidence] = append(p.recs[rd.evidence], rec)
+		}
+	}
+	for _, k := range order {
+		if err := r.countInto(ctx, k, byReport[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// countInto adds parts to the report of k.
+func (r *Runner) countInto(ctx context.Context, k reportKey, parts *reportParts) error {
+	key := client.ObjectKey{Namespace: k.namespace, Name: ReportName(k.agent, k.period)}
+	for attempt := 0; ; attempt++ {
+		rep := &custosv1alpha1.AgentReport{}
+		err := r.Reader.Get(ctx, key, rep)
+		if apierrors.IsNotFound(err) {
+			agent := &custosv1alpha1.Agent{}
+			if err := r.Reader.Get(ctx, client.ObjectKey{Namespace: k.namespace, Name: k.agent}, agent); err != nil {
+				if apierrors.IsNotFound(err) {
+					return nil
+				}
+				return fmt.Errorf("report %s: reading its Agent: %w", key, err)
+			}
+			if k.uid != "" && string(agent.UID) != k.uid {
+				return nil
+			}
+			rep = NewReport(agent, k.period)
+			if err = r.Client.Create(ctx, rep); apierrors.IsAlreadyExists(err) && attempt < 5 {
+				continue
+			}
+		}
+		if err != nil {
+			return r.reportDropped(key, err)
+		}
+		if k.uid != "" && rep.Spec.AgentUID != k.uid {
+			// The report of another Agent of the same name.
+			return nil
+		}
+		added := false
+		for _, trail := range parts.trails {
+			last := highWater(rep.Status.Counted, trail)
+			recs := parts.recs[trail]
+			for _, rec := range recs {
+				if rec.Seq <= math.MaxInt64 && int64(rec.Seq) > last {
+					Count(&rep.Status, rec)
+					added = true
+				}
+			}
+			setHighWater(&rep.Status.Counted, trail, int64(min(recs[len(recs)-1].Seq, math.MaxInt64)))
+		}
+		if !added {
+			return nil
+		}
+		rep.Status.NotCounted = r.notCounted()
+		if err := r.Client.Status().Update(ctx, rep); err != nil {
+			if apierrors.IsConflict(err) && attempt < 5 {
+				continue
+			}
+			return r.reportDropped(key, err)
+		}
+		return nil
+	}
+}
+
+// notCounted says what the reports leave out: the manager's decisions,
+// unless the Runner follows its trail.
+func (r *Runner) notCounted() string {
+	if slices.ContainsFunc(r.Trails, func(t Trail) bool { return t.ID == ManagerTrail }) {
+		return ""
+	}
+	return "the manager's decisions (freezes, approvals decided, Findings opened and reviewed) are not counted: the evaluator does not follow the manager's audit trail (its --audit-sink is stdout); the gateway's records of calls, refusals and approvals asked for are"
+}
+
+// reportDropped: as dropped, for a report.
+func (r *Runner) reportDropped(key client.ObjectKey, err error) error {
+	reason := ""
+	switch {
+	case apierrors.IsForbidden(err):
+		reason = "Forbidden"
+	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
+		reason = "Invalid"
+	case apierrors.IsNotFound(err):
+		reason = "NotFound"
+	default:
+		return fmt.Errorf("report %s: %w", key, err)
+	}
+	reportRecordsDropped.WithLabelValues(reason).Inc()
+	r.Log.Error(err, "Records could not be counted into their AgentReport, and are passed over", "report", key)
+	return nil
+}
