@@ -50,22 +50,32 @@ const DefaultReportMonths = 13
 // AgentReportReconciler keeps each Agent's periodic review: it makes the
 // AgentReport of the running month (the evaluator, internal/evaluate's
 // Runner, counts the audit trail into it), scores each report and
-// recommends (evaluate.Assess) against the Toolsets in force now, records
-// an owner's sign-off (an AgentAttestation naming the report) on the
-// report and the trail (agent.reviewed), and deletes reports older than
-// Months.
+// recommends (evaluate.Assess) against the Agent's spec and the Toolsets
+// in force now, records an owner's sign-off (an AgentAttestation naming
+// the report) on the trail (agent.reviewed) and the report, and deletes
+// reports older than Months, its Agent there or not.
 type AgentReportReconciler struct {
-	Client   client.Client
-	Recorder recorder.EventRecorder
-	Audit    audit.Recorder
-	Clock    clock.PassiveClock
+	Client client.Client
+	// APIReader reads a report afresh while a sign-off is recorded.
+	APIReader client.Reader
+	Recorder  recorder.EventRecorder
+	Audit     audit.Recorder
+	Clock     clock.PassiveClock
 	// Months of reports kept (DefaultReportMonths when zero).
 	Months int
 }
 
-// SetupWithManager registers the reconciler, keyed by Agent, and its
+// reportAgentIndex indexes AgentReports by the name of their Agent.
+const reportAgentIndex = "custos.dev/reported-agent"
+
+// SetupWithManager registers the reconciler, keyed by Agent name, and its
 // watches of reports and attestations.
-func (r *AgentReportReconciler) SetupWithManager(mgr ctrl.Manager) error {
+func (r *AgentReportReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &custosv1alpha1.AgentReport{}, reportAgentIndex, func(o client.Object) []string {
+		return []string{o.(*custosv1alpha1.AgentReport).Spec.Agent}
+	}); err != nil {
+		return err
+	}
 	byAgent := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 		return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: o.(*custosv1alpha1.AgentReport).Spec.Agent}}}
 	})
@@ -84,24 +94,46 @@ func (r *AgentReportReconciler) now() time.Time {
 	return r.Clock.Now()
 }
 
-// Reconcile makes, assesses, signs off and expires one Agent's reports.
+// Reconcile makes, assesses, signs off and expires the reports of the
+// Agent of one name.
 func (r *AgentReportReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	agent := &custosv1alpha1.Agent{}
-	if err := r.Client.Get(ctx, req.NamespacedName, agent); err != nil {
-		// A gone Agent's reports go with it (they are its).
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	if !agent.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, nil
-	}
 	now := r.now()
-	period := evaluate.Period(now)
 	var list custosv1alpha1.AgentReportList
-	if err := r.Client.List(ctx, &list, client.InNamespace(agent.Namespace), client.MatchingLabels{custosv1alpha1.AgentUIDLabel: string(agent.UID)}); err != nil {
+	if err := r.Client.List(ctx, &list, client.InNamespace(req.Namespace), client.MatchingFields{reportAgentIndex: req.Name}); err != nil {
 		return ctrl.Result{}, err
 	}
-	if agent.Spec.Lifecycle.State != custosv1alpha1.LifecycleDecommissioned &&
-		!slices.ContainsFunc(list.Items, func(rep custosv1alpha1.AgentReport) bool { return rep.Spec.Period == period }) {
+	months := r.Months
+	if months <= 0 {
+		months = DefaultReportMonths
+	}
+	oldest := evaluate.Period(time.Date(now.UTC().Year(), now.UTC().Month()-time.Month(months-1), 1, 0, 0, 0, 0, time.UTC))
+	kept := list.Items[:0]
+	for i := range list.Items {
+		rep := &list.Items[i]
+		if rep.Spec.Period < oldest {
+			if err := r.Client.Delete(ctx, rep); client.IgnoreNotFound(err) != nil {
+				return ctrl.Result{}, err
+			}
+			continue
+		}
+		kept = append(kept, *rep)
+	}
+	agent := &custosv1alpha1.Agent{}
+	if err := r.Client.Get(ctx, req.NamespacedName, agent); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, err
+		}
+		// The reports of an Agent that is gone are records: kept until
+		// they are old enough.
+		if len(kept) > 0 {
+			return ctrl.Result{RequeueAfter: 24 * time.Hour}, nil
+		}
+		return ctrl.Result{}, nil
+	}
+	period := evaluate.Period(now)
+	mine := slices.DeleteFunc(kept, func(rep custosv1alpha1.AgentReport) bool { return rep.Spec.AgentUID != string(agent.UID) })
+	if agent.DeletionTimestamp.IsZero() && agent.Spec.Lifecycle.State != custosv1alpha1.LifecycleDecommissioned &&
+		!slices.ContainsFunc(mine, func(rep custosv1alpha1.AgentReport) bool { return rep.Spec.Period == period }) {
 		rep := evaluate.NewReport(agent, period)
 		if err := r.Client.Create(ctx, rep); err != nil && !apierrors.IsAlreadyExists(err) {
 			return ctrl.Result{}, fmt.Errorf("making the report %s: %w", rep.Name, err)
@@ -113,27 +145,12 @@ func (r *AgentReportReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	months := r.Months
-	if months <= 0 {
-		months = DefaultReportMonths
-	}
-	oldest := evaluate.Period(time.Date(now.UTC().Year(), now.UTC().Month()-time.Month(months-1), 1, 0, 0, 0, 0, time.UTC))
-	for i := range list.Items {
-		rep := &list.Items[i]
-		if rep.Spec.AgentUID != string(agent.UID) || !rep.DeletionTimestamp.IsZero() {
-			continue
-		}
-		if rep.Spec.Period < oldest {
-			if err := r.Client.Delete(ctx, rep); client.IgnoreNotFound(err) != nil {
-				return ctrl.Result{}, err
-			}
-			continue
-		}
-		if requeue, err := r.assess(ctx, agent, rep, granted, now); err != nil || requeue {
+	for i := range mine {
+		if requeue, err := r.assess(ctx, agent, &mine[i], granted, now); err != nil || requeue {
 			return ctrl.Result{Requeue: requeue}, err
 		}
 	}
-	if requeue, err := r.signOffs(ctx, agent, list.Items); err != nil || requeue {
+	if requeue, err := r.signOffs(ctx, agent, mine); err != nil || requeue {
 		return ctrl.Result{Requeue: requeue}, err
 	}
 	// Each hour (the Toolsets in force may change), and as the month turns.
@@ -187,22 +204,22 @@ func (r *AgentReportReconciler) assess(ctx context.Context, agent *custosv1alpha
 	return false, nil
 }
 
-// signOffs records, oldest first, each attestation naming one of the
-// agent's reports made after the report's last sign-off: on the trail
-// (agent.reviewed, written before the report says so: a manager stopped
-// between the two records it again rather than never) and on the report.
-// Admission took only who may update the Agent and holds the verb review
-// on it.
+// signOffs records each attestation naming one of the agent's reports
+// that the report does not list yet, in two steps: the report says it is
+// recording it (signingOff), then the trail has it (agent.reviewed,
+// written and flushed), then the report lists it, each step on the report
+// as the API server has it. A manager stopped between the two records it
+// again on its next start (the same attestation UID), rather than never;
+// a conflicting write before the trail has it records nothing. What was signed is what admission read
+// of the report (the attestation's reportSeen). Admission took only who
+// may update the Agent and holds the verb review on it.
 func (r *AgentReportReconciler) signOffs(ctx context.Context, agent *custosv1alpha1.Agent, reports []custosv1alpha1.AgentReport) (bool, error) {
 	var list custosv1alpha1.AgentAttestationList
 	if err := r.Client.List(ctx, &list, client.InNamespace(agent.Namespace), client.MatchingFields{attestationAgentIndex: agent.Name}); err != nil {
 		return false, err
 	}
 	slices.SortFunc(list.Items, func(a, b custosv1alpha1.AgentAttestation) int {
-		if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Name, b.Name)
+		return cmp.Or(a.CreationTimestamp.Compare(b.CreationTimestamp.Time), cmp.Compare(a.Name, b.Name))
 	})
 	for i := range list.Items {
 		at := &list.Items[i]
@@ -213,22 +230,42 @@ func (r *AgentReportReconciler) signOffs(ctx context.Context, agent *custosv1alp
 		if k < 0 {
 			continue
 		}
+		listed := func(rep *custosv1alpha1.AgentReport) bool {
+			return slices.ContainsFunc(rep.Status.SignOffs, func(so custosv1alpha1.ReportSignOff) bool { return so.AttestationUID == string(at.UID) })
+		}
+		if listed(&reports[k]) {
+			continue
+		}
+		// The cache may be a write behind (the marker set, the list not
+		// yet): the API server says whether it is still to be recorded.
 		rep := &reports[k]
-		if so := rep.Status.SignedOff; so != nil {
-			c := at.CreationTimestamp.Compare(so.At.Time)
-			if c < 0 || c == 0 && cmp.Compare(at.Name, so.Attestation) <= 0 {
-				continue
+		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(rep), rep); err != nil {
+			return false, client.IgnoreNotFound(err)
+		}
+		if listed(rep) {
+			continue
+		}
+		if rep.Status.SigningOff != string(at.UID) {
+			rep.Status.SigningOff = string(at.UID)
+			if err := r.Client.Status().Update(ctx, rep); err != nil {
+				if apierrors.IsConflict(err) {
+					return true, nil
+				}
+				return false, err
 			}
 		}
-		rep.Status.SignedOff = &custosv1alpha1.ReportSignOff{Attestation: at.Name, By: *at.Spec.Attester.DeepCopy(), At: at.CreationTimestamp,
-			Comment: at.Spec.Comment, Score: rep.Status.Score, Recommendation: rep.Status.Recommendation, Calls: rep.Status.Calls}
+		so := custosv1alpha1.ReportSignOff{Attestation: at.Name, AttestationUID: string(at.UID), By: *at.Spec.Attester.DeepCopy(),
+			At: at.CreationTimestamp, Comment: at.Spec.Comment}
+		if seen := at.Spec.ReportSeen; seen != nil {
+			so.Signed = *seen.DeepCopy()
+		}
 		details := map[string]string{
 			"report": rep.Name, "period": rep.Spec.Period, "attestation": at.Name, "attester": at.Spec.Attester.Username,
-			"calls": strconv.FormatInt(rep.Status.Calls, 10), "succeeded": strconv.FormatInt(rep.Status.Succeeded, 10),
-			"formula": rep.Status.Formula, "recommendation": string(rep.Status.Recommendation), "reason": rep.Status.Reason,
+			"calls": strconv.FormatInt(so.Signed.Calls, 10), "recommendation": string(so.Signed.Recommendation), "reason": so.Signed.Reason,
+			"formula": rep.Status.Formula,
 		}
-		if rep.Status.Score != nil {
-			details["score"] = strconv.Itoa(int(*rep.Status.Score))
+		if so.Signed.Score != nil {
+			details["score"] = strconv.Itoa(int(*so.Signed.Score))
 		}
 		if rep.Status.Patch != "" {
 			details["patch"] = clipMessage(rep.Status.Patch, 4096)
@@ -236,21 +273,37 @@ func (r *AgentReportReconciler) signOffs(ctx context.Context, agent *custosv1alp
 		auditByController(ctx, r.Audit, audit.Event{Action: audit.ActionAgentReviewed, Subject: subjectOf(agent, "Agent"),
 			Decision: audit.DecisionInfo, Policy: "review",
 			Reason: clipMessage(fmt.Sprintf("%s signed off the %s report of Agent %s/%s (%s): %s", at.Spec.Attester.Username, rep.Spec.Period,
-				agent.Namespace, agent.Name, rep.Status.Recommendation, at.Spec.Comment), 1024),
+				agent.Namespace, agent.Name, cmp.Or(string(so.Signed.Recommendation), "no recommendation"), at.Spec.Comment), 1024),
 			Details: details})
 		if fl, ok := r.Audit.(interface{ Flush(context.Context) error }); ok {
 			if err := fl.Flush(ctx); err != nil {
 				return false, fmt.Errorf("report %s: writing its sign-off to the audit trail: %w", rep.Name, err)
 			}
 		}
-		if err := r.Client.Status().Update(ctx, rep); err != nil {
-			if apierrors.IsConflict(err) {
-				return true, nil
+		// On the trail: listed, whatever else was written to the report
+		// meanwhile.
+		for attempt := 0; ; attempt++ {
+			rep.Status.SignOffs = append(rep.Status.SignOffs, so)
+			if n := len(rep.Status.SignOffs); n > 16 {
+				rep.Status.SignOffs = rep.Status.SignOffs[n-16:]
 			}
-			return false, err
+			rep.Status.SigningOff = ""
+			err := r.Client.Status().Update(ctx, rep)
+			if err == nil {
+				break
+			}
+			if !apierrors.IsConflict(err) || attempt >= 5 {
+				return false, err
+			}
+			if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(rep), rep); err != nil {
+				return false, err
+			}
+			if listed(rep) {
+				break
+			}
 		}
 		r.Recorder.Eventf(agent, rep, corev1.EventTypeNormal, "ReportSignedOff", "SignOff", "%s signed off AgentReport %s (%s): %s",
-			at.Spec.Attester.Username, rep.Name, rep.Status.Recommendation, clipMessage(at.Spec.Comment, eventNoteLimit))
+			at.Spec.Attester.Username, rep.Name, cmp.Or(string(so.Signed.Recommendation), "no recommendation"), clipMessage(at.Spec.Comment, eventNoteLimit))
 	}
 	return false, nil
 }

@@ -220,11 +220,12 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts Options) error
 		return err
 	}
 	if err := (&AgentReportReconciler{
-		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder(eventSource),
-		Audit:    opts.Audit,
-		Clock:    opts.Clock,
-	}).SetupWithManager(mgr); err != nil {
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder(eventSource),
+		Audit:     opts.Audit,
+		Clock:     opts.Clock,
+	}).SetupWithManager(ctx, mgr); err != nil {
 		return err
 	}
 	// Registered once per process: a manager restarted in the same process

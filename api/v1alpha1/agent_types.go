@@ -505,7 +505,11 @@ type ToolsetReference struct {
 	// naming more, or dropping the list, widens it, and a Write tool that
 	// adds waits for approval where an ApprovalPolicy holds the agent's
 	// changes, as a new Toolset's do. A name the Toolset does not offer
-	// grants nothing (admission warns).
+	// grants nothing (admission warns). custos-gateway serves only these
+	// tools; a token custos-sts issues for the Toolset itself (an agent
+	// calling it directly, not through the gateway) carries its read and
+	// write scopes, the write scope only with a Write tool among these:
+	// the tool server must tell the tools apart for itself.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=128

@@ -514,6 +514,11 @@ type AgentAttestationSpec struct {
 	// +kubebuilder:validation:MaxLength=253
 	Report string `json:"report,omitempty"`
 
+	// reportSeen is set by Custos's admission webhook with spec.report:
+	// the report as it stood when it was signed off.
+	// +optional
+	ReportSeen *ReportSnapshot `json:"reportSeen,omitempty"`
+
 	// agentUID and attester are set by Custos's admission webhook: the
 	// Agent's UID (an attestation does not carry over to a new Agent of the
 	// same name) and who the API server authenticated.

@@ -30,13 +30,15 @@ const (
 	// RecommendNarrow: it holds tools it did not call in the period; the
 	// report's patch narrows its toolsetRefs to those it called.
 	RecommendNarrow Recommendation = "Narrow"
-	// RecommendDecommission: it called no tool in the period, or a freeze
-	// of it was confirmed as misuse.
+	// RecommendDecommission: it called no tool in a month that is over, or
+	// a freeze of it was confirmed as misuse.
 	RecommendDecommission Recommendation = "Decommission"
 )
 
 // AgentReportSpec names the agent and the month a report is of. Custos
-// makes it.
+// makes it, named <agent>-<yyyymm>-<digest of the Agent's UID>: a new
+// Agent of the same name has reports of its own. A report outlives its
+// Agent (it is a record) until it is 13 months old.
 // +kubebuilder:validation:XValidation:rule="self == oldSelf",message="a report's agent and period are what it is: they cannot change"
 type AgentReportSpec struct {
 	// agent is the Agent's name.
@@ -88,14 +90,34 @@ type ToolUse struct {
 	Errors int64 `json:"errors,omitempty"`
 }
 
-// ReportSignOff is the owner's sign-off of a report: an AgentAttestation
+// ReportSnapshot is a report as it stood: when an owner signed it off,
+// as Custos's admission webhook read it.
+type ReportSnapshot struct {
+	// asOf is the time of the newest record counted then.
+	// +optional
+	AsOf *metav1.Time `json:"asOf,omitempty"`
+	// +optional
+	Calls int64 `json:"calls,omitempty"`
+	// +optional
+	Score *int32 `json:"score,omitempty"`
+	// +optional
+	Recommendation Recommendation `json:"recommendation,omitempty"`
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	Reason string `json:"reason,omitempty"`
+}
+
+// ReportSignOff is an owner's sign-off of a report: an AgentAttestation
 // naming it (spec.report), by a person who may update the Agent and holds
 // the verb review on it.
 type ReportSignOff struct {
-	// attestation is the AgentAttestation's name.
+	// attestation is the AgentAttestation's name, attestationUID its UID.
 	// +required
 	// +kubebuilder:validation:MaxLength=253
 	Attestation string `json:"attestation"`
+	// +required
+	// +kubebuilder:validation:MaxLength=64
+	AttestationUID string `json:"attestationUID"`
 	// by is who the API server authenticated.
 	// +required
 	By Approver `json:"by"`
@@ -106,14 +128,9 @@ type ReportSignOff struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=1024
 	Comment string `json:"comment,omitempty"`
-	// score, recommendation and calls are the report's as it stood when
-	// the manager counted the sign-off.
+	// signed is the report as it stood when it was signed off.
 	// +optional
-	Score *int32 `json:"score,omitempty"`
-	// +optional
-	Recommendation Recommendation `json:"recommendation,omitempty"`
-	// +optional
-	Calls int64 `json:"calls,omitempty"`
+	Signed ReportSnapshot `json:"signed,omitzero"`
 }
 
 // AgentReportStatus is what the agent did in the period, as the audit
@@ -195,21 +212,31 @@ type AgentReportStatus struct {
 	// +kubebuilder:validation:MaxLength=1024
 	Formula string `json:"formula,omitempty"`
 	// recommendation is Keep, Narrow or Decommission; reason says why.
+	// A running month with no tool called yet has none.
 	// +optional
 	Recommendation Recommendation `json:"recommendation,omitempty"`
 	// +optional
 	// +kubebuilder:validation:MaxLength=2048
 	Reason string `json:"reason,omitempty"`
 	// patch is a JSON merge patch of the Agent that does what is
-	// recommended (kubectl patch agent <agent> --type merge -p '<patch>'):
-	// for Narrow, its toolsetRefs cut to the tools it called.
+	// recommended (kubectl patch agent <agent> --type merge -p '<patch>'),
+	// against its spec now: for Narrow, its toolsetRefs cut to the tools
+	// it called.
 	// +optional
 	// +kubebuilder:validation:MaxLength=65536
 	Patch string `json:"patch,omitempty"`
 
-	// signedOff is the latest sign-off by an owner.
+	// signOffs are the owners' sign-offs, oldest first, the last 16.
 	// +optional
-	SignedOff *ReportSignOff `json:"signedOff,omitempty"`
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	SignOffs []ReportSignOff `json:"signOffs,omitempty"`
+	// signingOff is the UID of the attestation whose sign-off the manager
+	// is recording (on the audit trail, then here): one found here after
+	// a restart is recorded again rather than never.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	SigningOff string `json:"signingOff,omitempty"`
 }
 
 // +kubebuilder:object:root=true
@@ -221,7 +248,7 @@ type AgentReportStatus struct {
 // +kubebuilder:printcolumn:name="Success%",type=integer,JSONPath=`.status.successPercent`
 // +kubebuilder:printcolumn:name="Score",type=integer,JSONPath=`.status.score`
 // +kubebuilder:printcolumn:name="Recommendation",type=string,JSONPath=`.status.recommendation`
-// +kubebuilder:printcolumn:name="Signed-off-by",type=string,JSONPath=`.status.signedOff.by.username`
+// +kubebuilder:printcolumn:name="Signed-off-by",type=string,JSONPath=`.status.signOffs[*].by.username`
 
 // AgentReport is an agent's review for one month, as people review an
 // employee: its calls and their success, refusals, approvals, freezes and

@@ -99,7 +99,7 @@ func attest(args []string, stdout, stderr io.Writer) int {
 	report := ""
 	if *period != "" {
 		rep := &custosv1alpha1.AgentReport{}
-		report = evaluate.ReportName(name, *period)
+		report = evaluate.ReportName(name, string(agent.UID), *period)
 		if code, ok := getNamed(ctx, c, rep, "agentreport", namespace, report, prefix, stderr); !ok {
 			return code
 		}

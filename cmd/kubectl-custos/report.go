@@ -77,8 +77,12 @@ func reportCommand(args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	now := time.Now()
+	agent := &custosv1alpha1.Agent{}
+	if code, ok := getNamed(ctx, c, agent, "agent", namespace, pos[0], prefix, stderr); !ok {
+		return code
+	}
 	rep := &custosv1alpha1.AgentReport{}
-	name := evaluate.ReportName(pos[0], cmp.Or(*period, lastMonth(now)))
+	name := evaluate.ReportName(agent.Name, string(agent.UID), cmp.Or(*period, lastMonth(now)))
 	if code, ok := getNamed(ctx, c, rep, "agentreport", namespace, name, prefix, stderr); !ok {
 		return code
 	}
@@ -156,10 +160,11 @@ func printReport(w io.Writer, rep *custosv1alpha1.AgentReport, now time.Time) {
 	if st.Patch != "" {
 		line("patch", fmt.Sprintf("kubectl patch agent %s -n %s --type merge -p '%s'", rep.Spec.Agent, rep.Namespace, st.Patch))
 	}
-	if so := st.SignedOff; so != nil {
-		line("signed off", fmt.Sprintf("by %s %s (%s), agentattestation %s: %s", so.By.Username, so.At.UTC().Format(time.RFC3339),
-			relative(so.At.Time, now), so.Attestation, so.Comment))
-	} else {
+	for _, so := range st.SignOffs {
+		line("signed off", fmt.Sprintf("by %s %s (%s), agentattestation %s, as %s: %s", so.By.Username, so.At.UTC().Format(time.RFC3339),
+			relative(so.At.Time, now), so.Attestation, cmp.Or(string(so.Signed.Recommendation), "no recommendation"), so.Comment))
+	}
+	if len(st.SignOffs) == 0 {
 		line("signed off", fmt.Sprintf(`not yet: kubectl custos attest %s -n %s --report %s --comment "..."`, rep.Spec.Agent, rep.Namespace, rep.Spec.Period))
 	}
 	_ = tw.Flush()

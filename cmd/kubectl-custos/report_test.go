@@ -34,6 +34,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
+	"github.com/custos-dev/custos/internal/evaluate"
 	"github.com/custos-dev/custos/test/controlplane"
 	"github.com/custos-dev/custos/test/fixtures"
 )
@@ -73,13 +74,13 @@ func TestReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	asAlice := []string{"--kubeconfig", admin, "--as", "alice", "-n", ns}
-	fixtures.Create(t, c, fixtures.Agent(ns, "reconciler", tenant, fixtures.WithToolsets("ledger", "crm")))
+	agent := fixtures.Create(t, c, fixtures.Agent(ns, "reconciler", tenant, fixtures.WithToolsets("ledger", "crm")))
 
 	now := time.Now()
 	last := lastMonth(now)
-	name := "reconciler-" + strings.ReplaceAll(last, "-", "")
+	name := evaluate.ReportName("reconciler", string(agent.UID), last)
 	rep := fixtures.Create(t, c, &custosv1alpha1.AgentReport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: custosv1alpha1.AgentReportSpec{Agent: "reconciler", AgentUID: "uid-1", Period: last}})
+		Spec: custosv1alpha1.AgentReportSpec{Agent: "reconciler", AgentUID: string(agent.UID), Period: last}})
 	asOf := metav1.NewTime(now.Add(-time.Hour).Truncate(time.Second))
 	patch := `{"spec":{"toolsetRefs":[{"name":"ledger","tools":["get_invoice"]},{"name":"crm","tools":["find_contact"]}]}}`
 	rep.Status = custosv1alpha1.AgentReportStatus{AsOf: &asOf, Calls: 100, Succeeded: 97, SuccessPercent: ptr.To[int32](97),
@@ -87,6 +88,9 @@ func TestReport(t *testing.T) {
 		Tools:    []custosv1alpha1.ToolUse{{Toolset: ns + "/ledger", Tool: "get_invoice", Calls: 90, Errors: 1}, {Toolset: ns + "/crm", Tool: "find_contact", Calls: 8}},
 		Score:    ptr.To[int32](97), Formula: "100 × 97/100 calls succeeded − 10 × 0 Findings confirmed − 25 × 0 freezes confirmed as misuse − 5 × 0 approvals denied = 97 (0 to 100)",
 		Recommendation: custosv1alpha1.RecommendNarrow, Reason: "it called 2 of the 5 tools it holds in " + last + "; not ledger.list_invoices", Patch: patch}
+	signedAt := metav1.NewTime(now.Add(-2 * time.Hour).Truncate(time.Second))
+	rep.Status.SignOffs = []custosv1alpha1.ReportSignOff{{Attestation: "reconciler-x1", AttestationUID: "u-1", By: custosv1alpha1.Approver{Username: "carol"},
+		At: signedAt, Comment: "looked at it", Signed: custosv1alpha1.ReportSnapshot{Calls: 90, Recommendation: custosv1alpha1.RecommendKeep}}}
 	if err := c.Status().Update(ctx, rep); err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +107,7 @@ func TestReport(t *testing.T) {
 		`score: +97: 100 × 97/100 calls succeeded`,
 		`recommendation: +Narrow: it called 2 of the 5 tools`,
 		`patch: +kubectl patch agent reconciler -n ` + ns + ` --type merge -p '` + regexp.QuoteMeta(patch) + `'`,
-		`signed off: +not yet: kubectl custos attest reconciler -n ` + ns + ` --report ` + last + ` --comment "..."`,
+		`signed off: +by carol ` + regexp.QuoteMeta(signedAt.UTC().Format(time.RFC3339)) + ` \(2h ago\), agentattestation reconciler-x1, as Keep: looked at it`,
 	} {
 		if code != exitOK || !regexp.MustCompile(want).MatchString(out) {
 			t.Errorf("report: exit %d, want %s in stdout\n%s\nstderr %q", code, want, out, stderr.String())
@@ -131,8 +135,10 @@ func TestReport(t *testing.T) {
 	}{
 		{append([]string{"report", "reconciler", "--period", "2026-13"}, asAlice...), exitUsage, `--period "2026-13" is not a month: want YYYY-MM`},
 		{append([]string{"attest", "reconciler", "--report", "December", "--comment", "x"}, asAlice...), exitUsage, `--report "December" is not a month`},
-		{append([]string{"report", "reconciler", "--period", "1999-01"}, asAlice...), exitFailed, "agentreport reconciler-199901 not found in namespace " + ns},
-		{append([]string{"attest", "reconciler", "--report", "1999-01", "--comment", "x"}, asAlice...), exitFailed, "agentreport reconciler-199901 not found"},
+		{append([]string{"report", "reconciler", "--period", "1999-01"}, asAlice...), exitFailed,
+			"agentreport " + evaluate.ReportName("reconciler", string(agent.UID), "1999-01") + " not found in namespace " + ns},
+		{append([]string{"attest", "reconciler", "--report", "1999-01", "--comment", "x"}, asAlice...), exitFailed, "agentreport reconciler-199901-"},
+		{append([]string{"report", "ghost"}, asAlice...), exitFailed, "agent ghost not found in namespace " + ns},
 		{[]string{"report"}, exitUsage, "want one AGENT, got 0 arguments"},
 	} {
 		stderr.Reset()

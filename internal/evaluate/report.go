@@ -56,11 +56,14 @@ func PeriodBounds(period string) (from, to time.Time, err error) {
 	return from, from.AddDate(0, 1, 0), nil
 }
 
-// ReportName is the name of agent's AgentReport of period:
-// <agent>-<yyyymm>, the agent's name cut and a digest added when that
-// would pass 253 bytes.
-func ReportName(agent, period string) string {
-	suffix := "-" + strings.ReplaceAll(period, "-", "")
+// ReportName is the name of the AgentReport of period of the Agent agent
+// with UID uid: <agent>-<yyyymm>-<first 8 hex digits of the UID's
+// SHA-256>, the agent's name cut and a digest of it added when that would
+// pass 253 bytes. The UID keeps a new Agent of the same name from the
+// reports of the one before it.
+func ReportName(agent, uid, period string) string {
+	u := sha256.Sum256([]byte(uid))
+	suffix := "-" + strings.ReplaceAll(period, "-", "") + "-" + hex.EncodeToString(u[:4])
 	if len(agent)+len(suffix) <= validation.DNS1123SubdomainMaxLength {
 		return agent + suffix
 	}
@@ -69,18 +72,39 @@ func ReportName(agent, period string) string {
 	return strings.TrimRight(agent[:cut], "-.") + "-" + hex.EncodeToString(sum[:4]) + suffix
 }
 
+// reportAgent is the agent a record counts for: its subject, or, for
+// custos-gateway's records of an ApprovalRequest, the request's agent.
+func reportAgent(r *audit.Record) (namespace, name, uid string) {
+	if r.Subject == nil {
+		return "", "", ""
+	}
+	if r.Subject.Kind == "ApprovalRequest" && r.Action == audit.ActionApprovalRequested {
+		return r.Subject.Namespace, r.Details["agent"], r.Details["agentUID"]
+	}
+	if r.Subject.Kind != "Agent" {
+		return "", "", ""
+	}
+	return r.Subject.Namespace, r.Subject.Name, r.Subject.UID
+}
+
 // Counts says whether r counts in its agent's report: a record of an
-// agent's call, approval, freeze or Finding.
+// agent's call, of an approval of one of its calls, of a freeze of it or
+// of a Finding on it. (The approvals of an Agent's changes are its
+// owners', not its own.)
 func Counts(r *audit.Record) bool {
-	if r.Type != audit.TypeEvent || r.Subject == nil || r.Subject.Kind != "Agent" || r.Subject.Name == "" {
+	if r.Type != audit.TypeEvent {
+		return false
+	}
+	if _, name, _ := reportAgent(r); name == "" {
 		return false
 	}
 	switch r.Action {
-	case audit.ActionToolCalled, audit.ActionToolRefused, audit.ActionApprovalRequested, audit.ActionAgentFrozen, audit.ActionAgentUnfrozen,
-		audit.ActionFindingReviewed:
+	case audit.ActionToolCalled, audit.ActionToolRefused, audit.ActionAgentFrozen, audit.ActionAgentUnfrozen, audit.ActionFindingReviewed:
 		return true
+	case audit.ActionApprovalRequested:
+		return r.Details["tool"] != ""
 	case audit.ActionApprovalDecided:
-		return finalTally(r) != ""
+		return r.Details["tool"] != "" && finalTally(r) != ""
 	case audit.ActionFindingOpened:
 		return r.Details["reopened"] == ""
 	}
@@ -116,9 +140,15 @@ func Count(st *custosv1alpha1.AgentReportStatus, r *audit.Record) {
 		if !failed {
 			st.Succeeded++
 		}
-		i := slices.IndexFunc(st.Tools, func(u custosv1alpha1.ToolUse) bool { return u.Toolset == d["toolset"] && u.Tool == d["tool"] })
-		if i < 0 && len(st.Tools) < maxToolUses && d["tool"] != "" {
-			st.Tools = append(st.Tools, custosv1alpha1.ToolUse{Toolset: clip(d["toolset"], 317), Tool: clip(d["tool"], 128)})
+		// The gateway records the name the agent called,
+		// <toolset>.<tool>; the report names the Toolset's tool.
+		tool := d["tool"]
+		if _, name, ok := strings.Cut(d["toolset"], "/"); ok {
+			tool = strings.TrimPrefix(tool, name+".")
+		}
+		i := slices.IndexFunc(st.Tools, func(u custosv1alpha1.ToolUse) bool { return u.Toolset == d["toolset"] && u.Tool == tool })
+		if i < 0 && len(st.Tools) < maxToolUses && tool != "" {
+			st.Tools = append(st.Tools, custosv1alpha1.ToolUse{Toolset: clip(d["toolset"], 317), Tool: clip(tool, 128)})
 			i = len(st.Tools) - 1
 		}
 		if i >= 0 {
@@ -129,8 +159,9 @@ func Count(st *custosv1alpha1.AgentReportStatus, r *audit.Record) {
 		}
 	case audit.ActionToolRefused:
 		st.Calls++
-		kind := cmp.Or(r.Policy, "Refused")
-		if !slices.ContainsFunc(st.Refusals, func(c custosv1alpha1.ReportCount) bool { return c.Kind == kind }) && len(st.Refusals) >= maxRefusalKinds {
+		kind := clip(cmp.Or(r.Policy, "Refused"), 63)
+		if !slices.ContainsFunc(st.Refusals, func(c custosv1alpha1.ReportCount) bool { return c.Kind == kind }) && len(st.Refusals) >= maxRefusalKinds-1 {
+			// The last place is Other's.
 			kind = "Other"
 		}
 		add(&st.Refusals, kind)
@@ -232,9 +263,16 @@ func Assess(st *custosv1alpha1.AgentReportStatus, agent *custosv1alpha1.Agent, g
 		a.Recommendation, a.Patch = custosv1alpha1.RecommendDecommission, decommission
 		a.Reason = fmt.Sprintf("%d freeze(s) of it confirmed as misuse in %s", misuse, period)
 		return a
+	case len(called) == 0 && !over:
+		a.Reason = fmt.Sprintf("no recommendation before %s is over: it called no tool in it so far", period)
+		return a
 	case len(called) == 0:
 		a.Recommendation, a.Patch = custosv1alpha1.RecommendDecommission, decommission
-		a.Reason = fmt.Sprintf("it called no tool in %s%s", period, soFar)
+		a.Reason = fmt.Sprintf("it called no tool in %s", period)
+		return a
+	case len(st.Tools) >= maxToolUses:
+		a.Recommendation = custosv1alpha1.RecommendKeep
+		a.Reason = fmt.Sprintf("it called %d tools or more in %s%s, more than a report lists: not narrowed", maxToolUses, period, soFar)
 		return a
 	}
 
@@ -271,7 +309,7 @@ func Assess(st *custosv1alpha1.AgentReportStatus, agent *custosv1alpha1.Agent, g
 	}
 	if !narrowed {
 		a.Recommendation = custosv1alpha1.RecommendKeep
-		a.Reason = fmt.Sprintf("it called every tool it holds in %s%s (%s)", period, soFar, listClipped(used, 16))
+		a.Reason = clip(fmt.Sprintf("it called every tool it holds in %s%s (%s)", period, soFar, listClipped(used, 16)), maxReason)
 		return a
 	}
 	patch, err := json.Marshal(map[string]any{"spec": map[string]any{"toolsetRefs": refs}})
@@ -279,10 +317,22 @@ func Assess(st *custosv1alpha1.AgentReportStatus, agent *custosv1alpha1.Agent, g
 		// A ToolsetReference always marshals.
 		panic(err)
 	}
-	a.Recommendation, a.Patch = custosv1alpha1.RecommendNarrow, string(patch)
+	a.Recommendation = custosv1alpha1.RecommendNarrow
 	a.Reason = fmt.Sprintf("it called %d of the %d tools it holds in %s%s; not %s", len(used), len(used)+len(unused), period, soFar, listClipped(unused, 16))
+	if len(patch) > maxPatch {
+		a.Reason = clip(a.Reason, maxReason-80) + fmt.Sprintf("; the patch (%d bytes) is too long to keep here", len(patch))
+		return a
+	}
+	a.Patch = string(patch)
+	a.Reason = clip(a.Reason, maxReason)
 	return a
 }
+
+// What a report's status holds at most of a reason and a patch.
+const (
+	maxReason = 2048
+	maxPatch  = 65536
+)
 
 // listClipped is names joined, at most n of them and how many more.
 func listClipped(names []string, n int) string {
@@ -292,8 +342,9 @@ func listClipped(names []string, n int) string {
 	return fmt.Sprintf("%s and %d more", strings.Join(names[:n], ", "), len(names)-n)
 }
 
-// NewReport is agent's AgentReport of period, as Custos makes it: its
-// Agent's (it goes with it), labelled with the agent and its tenant.
+// NewReport is agent's AgentReport of period, as Custos makes it,
+// labelled with the agent and its tenant. It is nobody's: a record, it
+// outlives its Agent until the manager expires it.
 func NewReport(agent *custosv1alpha1.Agent, period string) *custosv1alpha1.AgentReport {
 	from, to, _ := PeriodBounds(period)
 	labels := map[string]string{custosv1alpha1.ManagedByLabel: custosv1alpha1.ManagedByValue, custosv1alpha1.AgentUIDLabel: string(agent.UID)}
@@ -304,16 +355,15 @@ func NewReport(agent *custosv1alpha1.Agent, period string) *custosv1alpha1.Agent
 		labels[custosv1alpha1.TenantLabel] = t
 	}
 	return &custosv1alpha1.AgentReport{
-		ObjectMeta: metav1.ObjectMeta{Namespace: agent.Namespace, Name: ReportName(agent.Name, period), Labels: labels,
-			OwnerReferences: []metav1.OwnerReference{{APIVersion: custosv1alpha1.GroupVersion.String(), Kind: "Agent", Name: agent.Name, UID: agent.UID}}},
-		Spec:   custosv1alpha1.AgentReportSpec{Agent: agent.Name, AgentUID: string(agent.UID), Period: period},
-		Status: custosv1alpha1.AgentReportStatus{From: &metav1.Time{Time: from}, To: &metav1.Time{Time: to}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: agent.Namespace, Name: ReportName(agent.Name, string(agent.UID), period), Labels: labels},
+		Spec:       custosv1alpha1.AgentReportSpec{Agent: agent.Name, AgentUID: string(agent.UID), Period: period},
+		Status:     custosv1alpha1.AgentReportStatus{From: &metav1.Time{Time: from}, To: &metav1.Time{Time: to}},
 	}
 }
 
 var reportRecordsDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "custos_evaluator_report_records_dropped_total",
-	Help: "Audit records the evaluator could not count into their agent's AgentReport whatever it did (Forbidden, Invalid, NotFound), by reason: logged and passed over.",
+	Help: "Audit records the evaluator could not count into their agent's AgentReport whatever it did (Forbidden, Invalid, NotFound; NotTheAgents: a report of that name is of another agent or month), by reason: logged and passed over.",
 }, []string{"reason"})
 
 func init() { metrics.Registry.MustRegister(reportRecordsDropped) }
@@ -335,18 +385,36 @@ type reportParts struct {
 // count adds the records the trails read now hold to their agents'
 // reports (Counts): a report takes only a trail's records past the last
 // it counted of it, so that a record read twice (a manager stopped
-// before it wrote how far it had read) counts once. Records of an agent
-// that is gone, or of an earlier Agent of the same name, make no report.
+// before it wrote how far it had read) counts once. A record that names
+// no Agent UID counts for the Agent of its name now; one of an Agent that
+// is gone counts only into a report made while it was there.
 func (r *Runner) count(ctx context.Context, reads []*read) error {
 	byReport := map[reportKey]*reportParts{}
 	var order []reportKey
+	current := map[[2]string]string{}
 	for _, rd := range reads {
 		for i := range rd.fresh {
 			rec := &rd.fresh[i]
 			if !Counts(rec) {
 				continue
 			}
-			k := reportKey{rec.Subject.Namespace, rec.Subject.Name, rec.Subject.UID, Period(rec.Time)}
+			ns, name, uid := reportAgent(rec)
+			if uid == "" {
+				k := [2]string{ns, name}
+				u, ok := current[k]
+				if !ok {
+					agent := &custosv1alpha1.Agent{}
+					if err := r.Reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, agent); client.IgnoreNotFound(err) != nil {
+						return fmt.Errorf("reading Agent %s/%s: %w", ns, name, err)
+					}
+					u = string(agent.UID)
+					current[k] = u
+				}
+				if uid = u; uid == "" {
+					continue
+				}
+			}
+			k := reportKey{ns, name, uid, Period(rec.Time)}
 			p := byReport[k]
 			if p == nil {
 				p = &reportParts{recs: map[string][]*audit.Record{}}
@@ -367,9 +435,19 @@ func (r *Runner) count(ctx context.Context, reads []*read) error {
 	return nil
 }
 
-// countInto adds parts to the report of k.
+// count is how many records parts holds.
+func (p *reportParts) count() int {
+	n := 0
+	for _, recs := range p.recs {
+		n += len(recs)
+	}
+	return n
+}
+
+// countInto adds parts to the report of k, made when it is not there and
+// its Agent is.
 func (r *Runner) countInto(ctx context.Context, k reportKey, parts *reportParts) error {
-	key := client.ObjectKey{Namespace: k.namespace, Name: ReportName(k.agent, k.period)}
+	key := client.ObjectKey{Namespace: k.namespace, Name: ReportName(k.agent, k.uid, k.period)}
 	for attempt := 0; ; attempt++ {
 		rep := &custosv1alpha1.AgentReport{}
 		err := r.Reader.Get(ctx, key, rep)
@@ -381,7 +459,7 @@ func (r *Runner) countInto(ctx context.Context, k reportKey, parts *reportParts)
 				}
 				return fmt.Errorf("report %s: reading its Agent: %w", key, err)
 			}
-			if k.uid != "" && string(agent.UID) != k.uid {
+			if string(agent.UID) != k.uid {
 				return nil
 			}
 			rep = NewReport(agent, k.period)
@@ -390,10 +468,13 @@ func (r *Runner) countInto(ctx context.Context, k reportKey, parts *reportParts)
 			}
 		}
 		if err != nil {
-			return r.reportDropped(key, err)
+			return r.reportDropped(key, parts.count(), err)
 		}
-		if k.uid != "" && rep.Spec.AgentUID != k.uid {
-			// The report of another Agent of the same name.
+		if rep.Spec.AgentUID != k.uid || rep.Spec.Agent != k.agent || rep.Spec.Period != k.period {
+			// Not Custos's report of k (made by someone else by name).
+			reportRecordsDropped.WithLabelValues("NotTheAgents").Add(float64(parts.count()))
+			r.Log.Error(nil, "A report of this name is of another agent or month: records passed over", "report", key,
+				"itsAgent", rep.Spec.Agent, "itsAgentUID", rep.Spec.AgentUID, "itsPeriod", rep.Spec.Period)
 			return nil
 		}
 		added := false
@@ -416,7 +497,7 @@ func (r *Runner) countInto(ctx context.Context, k reportKey, parts *reportParts)
 			if apierrors.IsConflict(err) && attempt < 5 {
 				continue
 			}
-			return r.reportDropped(key, err)
+			return r.reportDropped(key, parts.count(), err)
 		}
 		return nil
 	}
@@ -431,8 +512,8 @@ func (r *Runner) notCounted() string {
 	return "the manager's decisions (freezes, approvals decided, Findings opened and reviewed) are not counted: the evaluator does not follow the manager's audit trail (its --audit-sink is stdout); the gateway's records of calls, refusals and approvals asked for are"
 }
 
-// reportDropped: as dropped, for a report.
-func (r *Runner) reportDropped(key client.ObjectKey, err error) error {
+// reportDropped: as dropped, for records to count into a report.
+func (r *Runner) reportDropped(key client.ObjectKey, records int, err error) error {
 	reason := ""
 	switch {
 	case apierrors.IsForbidden(err):
@@ -444,7 +525,7 @@ func (r *Runner) reportDropped(key client.ObjectKey, err error) error {
 	default:
 		return fmt.Errorf("report %s: %w", key, err)
 	}
-	reportRecordsDropped.WithLabelValues(reason).Inc()
+	reportRecordsDropped.WithLabelValues(reason).Add(float64(records))
 	r.Log.Error(err, "Records could not be counted into their AgentReport, and are passed over", "report", key)
 	return nil
 }

@@ -18,6 +18,7 @@ package evaluate_test
 
 import (
 	"encoding/json"
+	"strconv"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -47,15 +48,22 @@ func month() []audit.Record {
 		}
 		rs = append(rs, called("get_invoice", "Read", d))
 	}
+	// As custos-gateway records them: the name the agent called,
+	// <toolset>.<tool>.
 	for range 5 {
-		rs = append(rs, called("find_contact", "Read", map[string]string{"toolset": "finance/crm"}))
+		rs = append(rs, called("crm.find_contact", "Read", map[string]string{"toolset": "finance/crm"}))
 	}
 	rs = append(rs, refused("reconciler", "UnknownTool", 0), refused("reconciler", "UnknownTool", 0), refused("reconciler", "OutOfScope", 0),
-		agentRecord(audit.ActionApprovalRequested, nil), agentRecord(audit.ActionApprovalRequested, nil),
-		agentRecord(audit.ActionApprovalDecided, map[string]string{"phase": "Approved"}),
+		// custos-gateway's records of a call held: of the request, naming
+		// the agent.
+		requested("reconciler"), requested("reconciler"), requested("payer"),
+		agentRecord(audit.ActionApprovalDecided, map[string]string{"tool": "pay_invoice", "phase": "Approved"}),
 		// A person's decision counted is not the request's tally.
-		agentRecord(audit.ActionApprovalDecided, map[string]string{"phase": "Pending", "approvalDecision": "d-1"}),
-		agentRecord(audit.ActionApprovalDecided, map[string]string{"phase": "Denied"}),
+		agentRecord(audit.ActionApprovalDecided, map[string]string{"tool": "pay_invoice", "phase": "Pending", "approvalDecision": "d-1"}),
+		agentRecord(audit.ActionApprovalDecided, map[string]string{"tool": "pay_invoice", "phase": "Denied"}),
+		// The approval of a change of the Agent is its owners', not its.
+		agentRecord(audit.ActionApprovalRequested, map[string]string{"generation": "3"}),
+		agentRecord(audit.ActionApprovalDecided, map[string]string{"phase": "Denied", "generation": "3"}),
 		agentRecord(audit.ActionAgentFrozen, nil),
 		agentRecord(audit.ActionAgentUnfrozen, map[string]string{"verdict": "FalsePositive"}),
 		agentRecord(audit.ActionFindingOpened, nil),
@@ -70,15 +78,34 @@ func month() []audit.Record {
 	return trail(rs...)
 }
 
+func requested(agent string) audit.Record {
+	return audit.Record{Action: audit.ActionApprovalRequested, Subject: &audit.Subject{Kind: "ApprovalRequest", Namespace: "finance", Name: agent + "-pay-1"},
+		Details: map[string]string{"agent": agent, "agentUID": "uid-" + agent, "tool": "pay_invoice", "toolset": "finance/ledger"}}
+}
+
 func countMonth(t *testing.T) custosv1alpha1.AgentReportStatus {
 	t.Helper()
 	var st custosv1alpha1.AgentReportStatus
 	for _, r := range month() {
-		if evaluate.Counts(&r) && r.Subject.Name == "reconciler" {
+		if evaluate.Counts(&r) && (r.Subject.Name == "reconciler" || r.Details["agent"] == "reconciler") {
 			evaluate.Count(&st, &r)
 		}
 	}
 	return st
+}
+
+// TestReportRefusalKinds: 31 kinds of refusal, then Other: a report never
+// holds more than its status allows.
+func TestReportRefusalKinds(t *testing.T) {
+	g := NewWithT(t)
+	var st custosv1alpha1.AgentReportStatus
+	for i := range 40 {
+		r := refused("reconciler", "Reason"+strconv.Itoa(i), 0)
+		evaluate.Count(&st, &r)
+	}
+	g.Expect(st.Refusals).To(HaveLen(32))
+	g.Expect(st.Refusals[31]).To(Equal(custosv1alpha1.ReportCount{Kind: "Other", Count: 9}))
+	g.Expect(st.Calls).To(BeEquivalentTo(40))
 }
 
 // TestReportCounts: a month of records, counted by kind.
@@ -157,32 +184,41 @@ func TestAssess(t *testing.T) {
 	g.Expect(*a.Score).To(BeEquivalentTo(45))
 	g.Expect(a.Patch).To(Equal(`{"spec":{"lifecycle":{"state":"Decommissioned"}}}`))
 
-	// Decommission: no tool called (refusals are not calls of a tool); no
-	// score without calls.
+	// Nothing called in a running month: no recommendation yet (not
+	// Decommission on the 1st of each month); no score without calls.
 	idle := custosv1alpha1.AgentReportStatus{}
 	a = evaluate.Assess(&idle, keep, nil, "2026-12", false)
-	g.Expect(a.Recommendation).To(Equal(custosv1alpha1.RecommendDecommission))
-	g.Expect(a.Reason).To(Equal("it called no tool in 2026-12 so far"))
+	g.Expect(a.Recommendation).To(BeEmpty())
+	g.Expect(a.Patch).To(BeEmpty())
+	g.Expect(a.Reason).To(Equal("no recommendation before 2026-12 is over: it called no tool in it so far"))
 	g.Expect(a.Score).To(BeNil())
 	g.Expect(a.Formula).To(Equal("no score: no call in 2026-12 so far"))
+	// Decommission: a month over with no tool called (refusals are not
+	// calls of a tool).
+	a = evaluate.Assess(&idle, keep, nil, "2026-11", true)
+	g.Expect(a.Recommendation).To(Equal(custosv1alpha1.RecommendDecommission))
+	g.Expect(a.Reason).To(Equal("it called no tool in 2026-11"))
 	refusedOnly := custosv1alpha1.AgentReportStatus{Calls: 4, Refusals: []custosv1alpha1.ReportCount{{Kind: "UnknownTool", Count: 4}}}
 	a = evaluate.Assess(&refusedOnly, keep, nil, "2026-12", true)
 	g.Expect(a.Recommendation).To(Equal(custosv1alpha1.RecommendDecommission))
 	g.Expect(*a.Score).To(BeEquivalentTo(0))
 }
 
-// TestReportNames: <agent>-<yyyymm>, within a name's 253 bytes.
+// TestReportNames: <agent>-<yyyymm>-<UID digest>, within a name's 253
+// bytes; a new Agent of the same name has another.
 func TestReportNames(t *testing.T) {
 	g := NewWithT(t)
-	g.Expect(evaluate.ReportName("reconciler", "2026-12")).To(Equal("reconciler-202612"))
+	name := evaluate.ReportName("reconciler", "uid-1", "2026-12")
+	g.Expect(name).To(MatchRegexp(`^reconciler-202612-[0-9a-f]{8}$`))
+	g.Expect(evaluate.ReportName("reconciler", "uid-2", "2026-12")).NotTo(Equal(name))
 	long := ""
 	for range 50 {
 		long += "agent"
 	}
-	name := evaluate.ReportName(long, "2026-12")
+	name = evaluate.ReportName(long, "uid-1", "2026-12")
 	g.Expect(len(name)).To(BeNumerically("<=", 253))
-	g.Expect(name).To(HaveSuffix("-202612"))
-	g.Expect(evaluate.ReportName(long+"x", "2026-12")).NotTo(Equal(name))
+	g.Expect(name).To(MatchRegexp(`-202612-[0-9a-f]{8}$`))
+	g.Expect(evaluate.ReportName(long+"x", "uid-1", "2026-12")).NotTo(Equal(name))
 	from, to, err := evaluate.PeriodBounds("2026-12")
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(from.String()).To(Equal("2026-12-01 00:00:00 +0000 UTC"))

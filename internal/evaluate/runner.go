@@ -846,8 +846,9 @@ func highWater(counted []custosv1alpha1.FindingCount, trail string) int64 {
 }
 
 // setHighWater says seq of trail is counted (and those before it). Past
-// maxCounted trails, the one counted least recently goes: 256 trails in
-// a day or a month are a gateway whose pods come and go by the minute.
+// maxCounted trails, the trail first counted goes: 256 trails in a day or
+// a month are a gateway whose pods come and go by the minute (a trail
+// gone this way and read again would count again).
 func setHighWater(counted *[]custosv1alpha1.FindingCount, trail string, seq int64) {
 	c := slices.IndexFunc(*counted, func(c custosv1alpha1.FindingCount) bool { return c.Trail == trail })
 	if c < 0 {

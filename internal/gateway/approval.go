@@ -144,7 +144,7 @@ func (s *Server) recordApproval(ctx context.Context, action string, sess *sessio
 		Subject:  audit.Subject{Kind: "ApprovalRequest", Namespace: ar.Namespace, Name: ar.Name, UID: string(ar.UID), Tenant: sess.tenant},
 		Decision: audit.DecisionAllow, Policy: "approval", Reason: reason, TraceID: traceID,
 		Details: map[string]string{
-			"agent": ar.Spec.Agent.Name, "tool": ar.Spec.Tool, "toolset": ar.Spec.Toolset.Namespace + "/" + ar.Spec.Toolset.Name,
+			"agent": ar.Spec.Agent.Name, "agentUID": ar.Spec.Agent.UID, "tool": ar.Spec.Tool, "toolset": ar.Spec.Toolset.Namespace + "/" + ar.Spec.Toolset.Name,
 			"person": ar.Spec.Person, "callDigest": ar.Spec.CallDigest, "quorum": strconv.Itoa(int(ar.Spec.Quorum)),
 			"approvals": strconv.Itoa(int(ar.Status.Approvals)), "phase": string(ar.Status.Phase),
 		},

@@ -36,7 +36,8 @@ import (
 var agentAttestationKind = custosv1alpha1.GroupVersion.WithKind("AgentAttestation").GroupKind()
 
 // AgentAttestationDefaulter stamps a new attestation with its attester, as
-// the API server authenticated the request, and its Agent's UID.
+// the API server authenticated the request, its Agent's UID, and the
+// report it signs off as it stands (spec.reportSeen).
 type AgentAttestationDefaulter struct {
 	Client client.Reader
 }
@@ -57,6 +58,19 @@ func (d *AgentAttestationDefaulter) Default(ctx context.Context, a *custosv1alph
 	} else if !apierrors.IsNotFound(err) {
 		return err
 	}
+	// What is signed off is the report as it stands now.
+	a.Spec.ReportSeen = nil
+	if a.Spec.Report == "" {
+		return nil
+	}
+	rep := &custosv1alpha1.AgentReport{}
+	if err := d.Client.Get(ctx, client.ObjectKey{Namespace: a.Namespace, Name: a.Spec.Report}, rep); err != nil {
+		// The validator names a report that is not there.
+		return client.IgnoreNotFound(err)
+	}
+	st := rep.Status
+	a.Spec.ReportSeen = &custosv1alpha1.ReportSnapshot{AsOf: st.AsOf.DeepCopy(), Calls: st.Calls, Score: st.Score,
+		Recommendation: st.Recommendation, Reason: st.Reason}
 	return nil
 }
 
