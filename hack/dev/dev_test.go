@@ -130,7 +130,12 @@ waitReady:
 	out, err := exec.Command(filepath.Join(assets, "kubectl"), "--kubeconfig", kubeconfig,
 		"get", "custos", "--all-namespaces", "--no-headers", "-o", "name").CombinedOutput()
 	g.Expect(err).NotTo(HaveOccurred(), "%s", out)
-	g.Expect(strings.Fields(string(out))).To(ConsistOf(
+	// The samples, and the sample agent's report of this month once the
+	// manager has made it.
+	objects := slices.DeleteFunc(strings.Fields(string(out)), func(o string) bool {
+		return regexp.MustCompile(`^agentreport\.custos\.dev/invoice-reconciler-[0-9]{6}-[0-9a-f]{8}$`).MatchString(o)
+	})
+	g.Expect(objects).To(ConsistOf(
 		"agent.custos.dev/invoice-reconciler",
 		"toolset.custos.dev/ledger-readonly",
 		"toolset.custos.dev/ledger-payments",
@@ -199,6 +204,9 @@ waitReady:
 	// the owner.
 	frozeAt := time.Now()
 	agentFrozen(t, g, bin, assets, kubeconfig, state, aliceToken)
+	// Its month so far: the report proposes to narrow it to the tools it
+	// called; applied, it still calls them; its owner signs it off.
+	reportNarrowed(t, g, bin, assets, kubeconfig, state, aliceToken)
 
 	running := processesMentioning(marker)
 	for _, name := range []string{"/etcd ", "/kube-apiserver ", "/kube-controller-manager ", "/kube-scheduler ", "/kwok ", "/manager ", "/custos-sts ", "/custos-gateway "} {
@@ -240,7 +248,7 @@ waitReady:
 	})
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(report.Checkpoints).To(BeNumerically(">", 0))
-	g.Expect(actions).To(ContainElements(audit.ActionIdentityBound, audit.ActionLeaseIssued))
+	g.Expect(actions).To(ContainElements(audit.ActionIdentityBound, audit.ActionLeaseIssued, audit.ActionAgentReviewed))
 
 	// The manager's log (its audit records on stdout included) and the
 	// audit store never hold the token.
@@ -805,6 +813,58 @@ func agentFrozen(t *testing.T, g Gomega, bin, assets, kubeconfig, state, alice s
 		out, err := call()
 		g.Expect(err).NotTo(HaveOccurred(), "the agent's call once the freeze is lifted: %s", out)
 	}).WithTimeout(90 * time.Second).WithPolling(2 * time.Second).Should(Succeed())
+}
+
+// reportNarrowed: the sample agent's AgentReport of this month counts its
+// calls and recommends narrowing it to the tools it called (it never
+// called list_ledger_entries), as a patch; applied by its owner (make
+// dev's admin), the agent still calls get_invoice through the gateway and
+// no longer list_ledger_entries; the owner signs the report off, as
+// themselves.
+func reportNarrowed(t *testing.T, g Gomega, bin, assets, kubeconfig, state, alice string) {
+	t.Helper()
+	plugin := func(args ...string) (string, error) {
+		out, err := exec.Command(filepath.Join(bin, "kubectl-custos"), append(args, "--kubeconfig", kubeconfig, "-n", "finance-agents")...).CombinedOutput()
+		return string(out), err
+	}
+	period := time.Now().UTC().Format("2006-01")
+	var patch string
+	g.Eventually(func(g Gomega) {
+		out, err := plugin("report", "invoice-reconciler", "--period", period)
+		g.Expect(err).NotTo(HaveOccurred(), "%s", out)
+		g.Expect(out).To(MatchRegexp(`calls: +[1-9][0-9]* \(`))
+		g.Expect(out).To(MatchRegexp(`recommendation: +Narrow: it called [0-9]+ of the [0-9]+ tools it holds in ` + period + ` so far; not .*ledger-readonly\.list_ledger_entries`))
+		m := regexp.MustCompile(`patch: +kubectl patch agent invoice-reconciler -n finance-agents --type merge -p '(.*)'`).FindStringSubmatch(out)
+		g.Expect(m).To(HaveLen(2), "%s", out)
+		patch = m[1]
+	}).WithTimeout(time.Minute).WithPolling(time.Second).Should(Succeed())
+	g.Expect(patch).To(ContainSubstring(`{"name":"ledger-readonly","tools":["get_invoice"]}`))
+	out, err := exec.Command(filepath.Join(assets, "kubectl"), "--kubeconfig", kubeconfig, "-n", "finance-agents",
+		"patch", "agent", "invoice-reconciler", "--type", "merge", "-p", patch).CombinedOutput()
+	g.Expect(err).NotTo(HaveOccurred(), "%s", out)
+	call := func(tool, args string) (string, error) {
+		cmd := exec.Command(filepath.Join(bin, "custos-dev"), "call", "--state-dir", state, tool, args)
+		cmd.Stdin = strings.NewReader(alice)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	g.Eventually(func(g Gomega) {
+		out, err := call("ledger-readonly.list_ledger_entries", "{}")
+		g.Expect(err).To(HaveOccurred(), "narrowed: %s", out)
+		g.Expect(out).To(ContainSubstring(`custos.reason="UnknownTool"`))
+	}).WithTimeout(30 * time.Second).WithPolling(time.Second).Should(Succeed())
+	out2, err := call(sampleCallTool, sampleCallArguments)
+	g.Expect(err).NotTo(HaveOccurred(), "the agent's call of a tool it kept: %s", out2)
+
+	out, err = exec.Command(filepath.Join(bin, "kubectl-custos"), "attest", "invoice-reconciler", "--kubeconfig", kubeconfig, "-n", "finance-agents",
+		"--report", period, "--comment", "narrowed to what it uses").CombinedOutput()
+	g.Expect(err).NotTo(HaveOccurred(), "%s", out)
+	g.Expect(string(out)).To(MatchRegexp(`agentreport invoice-reconciler-` + strings.ReplaceAll(period, "-", "") + `-[0-9a-f]{8} signed off \(as admin\)`))
+	g.Eventually(func(g Gomega) {
+		out, err := plugin("report", "invoice-reconciler", "--period", period)
+		g.Expect(err).NotTo(HaveOccurred(), "%s", out)
+		g.Expect(out).To(MatchRegexp(`signed off: +by admin .*: narrowed to what it uses`))
+	}).WithTimeout(30 * time.Second).WithPolling(time.Second).Should(Succeed())
 }
 
 // payments are the trace IDs of paymentApproved's calls, and the one that
