@@ -120,6 +120,14 @@ type DataBoundarySpec struct {
 	// (spec.evaluation), never loosen them; the tighter of the two holds.
 	// +optional
 	Evaluation *EvaluationThresholds `json:"evaluation,omitempty"`
+
+	// judge, when set, has a model read the tenant's open Findings (and
+	// a small sample of its calls that raised nothing) and say how bad
+	// each looks: its verdict annotates the Finding and orders the review
+	// queue (kubectl custos findings); it never freezes an agent, closes
+	// a Finding or opens one (docs/findings.md).
+	// +optional
+	Judge *EvaluationJudge `json:"judge,omitempty"`
 }
 
 // EvaluationThresholds are the lines of the evaluator's rubrics; an unset
@@ -152,6 +160,42 @@ type EvaluationThresholds struct {
 	DeniedApprovals *int32 `json:"deniedApprovals,omitempty"`
 	// +optional
 	DeniedWindow *metav1.Duration `json:"deniedWindow,omitempty"`
+}
+
+// EvaluationJudge is a model, served inside the tenant's boundary, that
+// reads what the evaluator found.
+type EvaluationJudge struct {
+	// toolset is the Toolset whose endpoint serves the model: an
+	// OpenAI-compatible API at the endpoint's path (POST
+	// <path>/chat/completions; path /v1 for most servers). It must be
+	// the tenant's, in one of this boundary's regions, as any agent's
+	// Toolset: the judge is inside the boundary, and is given only
+	// redacted input.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Toolset string `json:"toolset"`
+	// namespace of the Toolset.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace"`
+
+	// model is the model asked for.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Model string `json:"model"`
+
+	// samplePercent of the tenant's calls that raised nothing are judged
+	// too: their verdicts go to the audit trail (call.judged) and the
+	// custos_judge_verdicts_total metric, to show how often the judge
+	// sees what the rubrics did not; nothing else. Default 1.
+	// +optional
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=10
+	SamplePercent int32 `json:"samplePercent,omitempty"`
 }
 
 // BreakerMode is what a trip of the breaker does.

@@ -122,6 +122,48 @@ type FindingCount struct {
 	Seq int64 `json:"seq"`
 }
 
+// JudgeVerdict is how bad a judge says a Finding looks.
+// +kubebuilder:validation:Enum=Benign;Suspicious;Harmful
+type JudgeVerdict string
+
+const (
+	JudgeBenign     JudgeVerdict = "Benign"
+	JudgeSuspicious JudgeVerdict = "Suspicious"
+	JudgeHarmful    JudgeVerdict = "Harmful"
+)
+
+// FindingJudgement is a judge's verdict on a Finding, kept with what
+// made it.
+type FindingJudgement struct {
+	// +required
+	Verdict JudgeVerdict `json:"verdict"`
+	// confidencePercent is the judge's own, 0 to 100.
+	// +required
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	ConfidencePercent int32 `json:"confidencePercent"`
+	// rationale is the judge's words, printable characters only, cut to
+	// 512: text for people, never an instruction to Custos.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Rationale string `json:"rationale,omitempty"`
+	// model is the model that answered, as the endpoint named it.
+	// +required
+	// +kubebuilder:validation:MaxLength=253
+	Model string `json:"model"`
+	// promptDigest is the SHA-256 of the prompt and input the judge was
+	// given (sha256:<hex>): the same input gives the same digest.
+	// +required
+	// +kubebuilder:validation:MaxLength=71
+	PromptDigest string `json:"promptDigest"`
+	// recordCount is the Finding's record count when it was judged: more
+	// records are judged again.
+	// +required
+	RecordCount int32 `json:"recordCount"`
+	// +required
+	At metav1.Time `json:"at"`
+}
+
 // FindingReviewRecord is one review the manager counted.
 type FindingReviewRecord struct {
 	// review is the FindingReview's name.
@@ -202,6 +244,11 @@ type FindingStatus struct {
 	// +kubebuilder:validation:MaxItems=16
 	Reviews []FindingReviewRecord `json:"reviews,omitempty"`
 
+	// judgement is the judge's reading of it (DataBoundary spec.judge),
+	// for people: it orders the review queue and decides nothing.
+	// +optional
+	Judgement *FindingJudgement `json:"judgement,omitempty"`
+
 	// closedAt is when a review closed it; a closed Finding is deleted
 	// after the manager's --finding-retention (its records stay on the
 	// audit trail).
@@ -217,6 +264,7 @@ type FindingStatus struct {
 // +kubebuilder:printcolumn:name="Severity",type=string,JSONPath=`.status.severity`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Hits",type=integer,JSONPath=`.status.hits`
+// +kubebuilder:printcolumn:name="Judged",type=string,JSONPath=`.status.judgement.verdict`
 // +kubebuilder:printcolumn:name="Summary",type=string,JSONPath=`.status.summary`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 

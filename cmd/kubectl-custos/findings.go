@@ -92,12 +92,14 @@ func findingsCommand(args []string, stdout, stderr io.Writer) int {
 		return cmp.Or(
 			cmp.Compare(boolRank(a.Status.Phase.Closed()), boolRank(b.Status.Phase.Closed())),
 			cmp.Compare(rank[a.Status.Severity], rank[b.Status.Severity]),
+			// Within a severity, the judge's verdict orders the queue.
+			cmp.Compare(judgedRank(&a), judgedRank(&b)),
 			openedAt(&a).Compare(openedAt(&b)),
 			cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
 	now := time.Now()
 	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	header := "NAME\tAGENT\tRUBRIC\tSEVERITY\tSCORE\tHITS\tPHASE\tWAITING\tSUMMARY"
+	header := "NAME\tAGENT\tRUBRIC\tSEVERITY\tSCORE\tHITS\tJUDGED\tPHASE\tWAITING\tSUMMARY"
 	if all {
 		header = "NAMESPACE\t" + header
 	}
@@ -107,8 +109,12 @@ func findingsCommand(args []string, stdout, stderr io.Writer) int {
 		if !f.Status.Phase.Closed() {
 			waiting = humanDuration(now.Sub(openedAt(&f)).Round(time.Second))
 		}
+		judged := "-"
+		if j := f.Status.Judgement; j != nil {
+			judged = fmt.Sprintf("%s %d%%", j.Verdict, j.ConfidencePercent)
+		}
 		row := []string{f.Name, f.Spec.Agent, f.Spec.Rubric, string(f.Status.Severity), fmt.Sprint(f.Status.Score), fmt.Sprint(f.Status.Hits),
-			string(f.Status.Phase), waiting, truncate(f.Status.Summary, argumentsWidth)}
+			judged, string(f.Status.Phase), waiting, truncate(f.Status.Summary, argumentsWidth)}
 		if all {
 			row = append([]string{f.Namespace}, row...)
 		}
@@ -119,6 +125,21 @@ func findingsCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	_ = w.Flush()
 	return exitOK
+}
+
+// judgedRank orders Findings of one severity by the judge's verdict:
+// Harmful, Suspicious, not judged, Benign.
+func judgedRank(f *custosv1alpha1.Finding) int {
+	if f.Status.Judgement == nil {
+		return 2
+	}
+	switch f.Status.Judgement.Verdict {
+	case custosv1alpha1.JudgeHarmful:
+		return 0
+	case custosv1alpha1.JudgeSuspicious:
+		return 1
+	}
+	return 3
 }
 
 func boolRank(b bool) int {
@@ -207,6 +228,10 @@ func describeFinding(w io.Writer, f *custosv1alpha1.Finding, now time.Time) {
 			fmt.Fprintf(w, ", traces %s", cell(strings.Join(e.TraceIDs, ", ")))
 		}
 		fmt.Fprintln(w)
+	}
+	if j := st.Judgement; j != nil {
+		fmt.Fprintf(w, "  judged: %s (%d%%) by %s, %s, at %d records (prompt %s): %s\n", j.Verdict, j.ConfidencePercent, cell(j.Model),
+			relative(j.At.Time, now), j.RecordCount, cell(j.PromptDigest), cell(j.Rationale))
 	}
 	for _, r := range st.Reviews {
 		fmt.Fprintf(w, "  review %s: %s by %s, %s: %s\n", cell(r.Review), r.Verdict, cell(r.Reviewer.Username), relative(r.At.Time, now), cell(r.Reason))

@@ -20,6 +20,7 @@ import (
 	"bytes"
 	"context"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -90,18 +91,34 @@ func TestFindingsAndReview(t *testing.T) {
 	mk("payer-low-confidence-20261207", "low-confidence", custosv1alpha1.SeverityHigh, custosv1alpha1.FindingAcknowledged,
 		"\x1b[2Jirreversible call of pay with a stated confidence of 0.4, below 0.7")
 	mk("payer-delegation-at-max-depth-20261207", "delegation-at-max-depth", custosv1alpha1.SeverityLow, custosv1alpha1.FindingDismissed, "deep")
+	// Newer, of the same severity, and judged Harmful: before probing.
+	opened = metav1.NewTime(time.Now().Add(-10 * time.Minute))
+	mk("payer-off-schedule-20261207", "off-schedule", custosv1alpha1.SeverityMedium, custosv1alpha1.FindingOpen, "call of pay at 03:12")
+	judged := &custosv1alpha1.Finding{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "payer-off-schedule-20261207"}, judged); err != nil {
+		t.Fatal(err)
+	}
+	judged.Status.Judgement = &custosv1alpha1.FindingJudgement{Verdict: custosv1alpha1.JudgeHarmful, ConfidencePercent: 80, Model: "judge-small",
+		PromptDigest: "sha256:" + strings.Repeat("a", 64), RecordCount: 3, At: opened, Rationale: "a payment at night"}
+	if err := c.Status().Update(ctx, judged); err != nil {
+		t.Fatal(err)
+	}
 
 	code, out, _ = run1("findings")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if code != exitOK || len(lines) != 3 || !strings.HasPrefix(lines[0], "NAME") ||
-		!strings.HasPrefix(lines[1], "payer-low-confidence-20261207") || !strings.HasPrefix(lines[2], "payer-probing-20261207") {
-		t.Errorf("findings: exit %d, want the open ones, High first:\n%s", code, out)
+	if code != exitOK || len(lines) != 4 || !strings.HasPrefix(lines[0], "NAME") ||
+		!strings.HasPrefix(lines[1], "payer-low-confidence-20261207") || !strings.HasPrefix(lines[2], "payer-off-schedule-20261207") ||
+		!strings.HasPrefix(lines[3], "payer-probing-20261207") {
+		t.Errorf("findings: exit %d, want the open ones, High first, then the Medium one the judge says is Harmful:\n%s", code, out)
+	}
+	if !regexp.MustCompile(`payer-off-schedule-20261207 .* Harmful 80% +Open`).MatchString(out) {
+		t.Errorf("findings: want the judge's verdict shown:\n%s", out)
 	}
 	if !strings.Contains(out, `\u001b[2J`) || !strings.Contains(out, "1h30m") {
 		t.Errorf("findings: want the summary's escape shown, not run, and how long it waits:\n%s", out)
 	}
 	code, out, _ = run1("findings", "--closed")
-	if code != exitOK || !strings.Contains(out, "payer-delegation-at-max-depth-20261207") || strings.Count(out, "\n") != 4 {
+	if code != exitOK || !strings.Contains(out, "payer-delegation-at-max-depth-20261207") || strings.Count(out, "\n") != 5 {
 		t.Errorf("findings --closed: exit %d\n%s", code, out)
 	}
 

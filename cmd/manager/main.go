@@ -169,6 +169,10 @@ func main() {
 	flag.StringVar(&stsFeedName, "evaluate-sts-server-name", "", "The name custos-sts's certificate is verified for: its Service's DNS name.")
 	var evaluateInterval, findingRetention, findingReviewWithin time.Duration
 	flag.DurationVar(&evaluateInterval, "evaluate-interval", evaluate.DefaultInterval, "How often the evaluator reads what its trails added.")
+	var judgeCA string
+	var judgeInterval time.Duration
+	flag.StringVar(&judgeCA, "judge-ca-file", "", "CAs (PEM) that verify the judges' endpoints (a DataBoundary's spec.judge), besides the system's.")
+	flag.DurationVar(&judgeInterval, "judge-interval", evaluate.DefaultJudgeInterval, "How often the judge (the leader) asks the tenants' judges about their open Findings and sampled calls.")
 	flag.DurationVar(&findingRetention, "finding-retention", controllers.DefaultFindingRetention, "How long a closed (Confirmed or Dismissed) Finding is kept before the manager deletes it; its opening and reviews stay on the audit trail.")
 	flag.DurationVar(&findingReviewWithin, "finding-review-within", controllers.DefaultFindingReviewWithin, "How long an open Finding may wait for a person before custos_findings_overdue counts it (and the chart's CustosFindingsOverdue alert fires).")
 	var auditCfg audit.Config
@@ -350,8 +354,20 @@ func main() {
 			token := &audit.FeedToken{Client: mgr.GetClient(), Namespace: self.Namespace, SA: self.Name}
 			runner.Discover = evaluate.FeedTrails(mgr.GetAPIReader(), token.Get, feeds...)
 		}
+		// The tenants' judges (DataBoundary spec.judge) read the Findings
+		// and a sample of the calls: they annotate, nothing else.
+		judgeHTTP, err := evaluate.JudgeHTTPClient(judgeCA)
+		if err != nil {
+			fail(err, "Invalid --judge-ca-file")
+		}
+		judge := &evaluate.Judge{Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), HTTP: judgeHTTP, Audit: auditLog,
+			Actor: controllers.ControllerActor, Interval: judgeInterval, Log: ctrl.Log.WithName("judge")}
+		runner.Sample = judge.Offer
 		if err := mgr.Add(runner); err != nil {
 			fail(err, "Unable to add the evaluator")
+		}
+		if err := mgr.Add(judge); err != nil {
+			fail(err, "Unable to add the judge")
 		}
 	}
 

@@ -124,6 +124,12 @@ const (
 	// (an AgentAttestation naming it; details: the report, its period,
 	// calls, score and formula, recommendation and patch, the attester).
 	ActionAgentReviewed = "agent.reviewed"
+	// ActionFindingJudged and ActionCallJudged: a tenant's judge said how
+	// bad an open Finding, or a sampled call that raised nothing, looks
+	// (details: verdict, confidence, rationale, model, prompt digest); it
+	// decides nothing.
+	ActionFindingJudged = "finding.judged"
+	ActionCallJudged    = "call.judged"
 
 	// ActionLogRecovered is written by the Log itself, first after a
 	// restart that found the previous run's segment unsealed or ending in

@@ -107,6 +107,9 @@ type Runner struct {
 	Recorder events.EventRecorder
 	Clock    clock.PassiveClock
 	Log      logr.Logger
+	// Sample, when set, is offered each call read that no rubric of one
+	// record hit, with its trail's evidence name (the Judge's Offer).
+	Sample func(rec *audit.Record, trail string)
 
 	// recent holds, per trail, the records of the windowed rubrics still
 	// within their window before the next seq and not consumed; a trail
@@ -325,12 +328,23 @@ func (r *Runner) batch(ctx context.Context, cm *corev1.ConfigMap, trails []Trail
 	var windowed []audit.Record
 	var origins []origin
 	for _, rd := range reads {
+		hit := map[int]bool{}
 		for _, h := range EvaluateRecords(rd.fresh, th) {
 			if err := thErr(); err != nil {
 				return false, fmt.Errorf("reading the agents' evaluation lines: %w", err)
 			}
 			if err := r.record(ctx, h, []cited{{trail: rd.evidence, seqs: h.Seqs}}); err != nil {
 				return false, err
+			}
+			for _, i := range h.idx {
+				hit[i] = true
+			}
+		}
+		if r.Sample != nil {
+			for i := range rd.fresh {
+				if !hit[i] && rd.fresh[i].Action == audit.ActionToolCalled && rd.fresh[i].Type == audit.TypeEvent {
+					r.Sample(&rd.fresh[i], rd.evidence)
+				}
 			}
 		}
 	}

@@ -198,3 +198,34 @@ func TestPassCountsAFailedWrite(t *testing.T) {
 	g.Expect(f.Status.RecordCount).To(BeEquivalentTo(1), "read twice, counted once")
 	g.Expect(testutil.ToFloat64(passFailures.WithLabelValues(trail)) - before).To(Equal(1.0))
 }
+
+// TestPassOffersTheCallsThatRaisedNothing: the judge is offered each call
+// no rubric of one record hit, not the one that opened a Finding.
+func TestPassOffersTheCallsThatRaisedNothing(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	store, err := audit.OpenSegmentStore(dir, audit.StoreOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	log, err := audit.New(audit.Options{Sinks: []audit.Sink{store}, BufferDir: t.TempDir(), Registerer: prometheus.NewRegistry(), Logger: logr.Discard()})
+	g.Expect(err).NotTo(HaveOccurred())
+	subject := audit.Subject{Kind: "Agent", Namespace: "ns", Name: "payer"}
+	log.Record(ctx, audit.Event{Action: audit.ActionToolCalled, Decision: audit.DecisionAllow, Subject: subject,
+		Details: map[string]string{"tool": "ledger.get_invoice", "access": "Read"}})
+	log.Record(ctx, audit.Event{Action: audit.ActionToolCalled, Decision: audit.DecisionAllow, Subject: subject,
+		Details: map[string]string{"tool": "bank.pay", "access": "Write", "irreversible": "true", "decisionDigest": "sha256:d", "decision.confidence": "0.1"}})
+	log.Record(ctx, audit.Event{Action: audit.ActionToolRefused, Decision: audit.DecisionDeny, Policy: "UnknownTool", Subject: subject,
+		Details: map[string]string{"tool": "ledger.export"}})
+	g.Expect(log.Flush(ctx)).To(Succeed())
+	scheme := runtime.NewScheme()
+	g.Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
+	g.Expect(custosv1alpha1.AddToScheme(scheme)).To(Succeed())
+	c := fake.NewClientBuilder().WithScheme(scheme).WithStatusSubresource(&custosv1alpha1.Finding{}).Build()
+	var offered []string
+	r := &Runner{Reader: c, Client: c, Namespace: "custos-system", Trails: []Trail{DirTrail("custos-gateway/gw-0", dir)}, Thresholds: Fixed(DefaultThresholds),
+		Log: logr.Discard(), Sample: func(rec *audit.Record, trail string) {
+			offered = append(offered, rec.Details["tool"]+"@"+strings.Split(trail, "@")[0])
+		}}
+	g.Expect(r.Pass(ctx)).To(Succeed())
+	g.Expect(offered).To(Equal([]string{"ledger.get_invoice@custos-gateway/gw-0"}))
+}

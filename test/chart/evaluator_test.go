@@ -72,3 +72,19 @@ func TestEvaluatorFeeds(t *testing.T) {
 	// Without the components, nothing of them.
 	g.Expect(render(t, namespace).deployment(t).Spec.Template.Spec.Containers[0].Args).NotTo(ContainElement(HavePrefix("--evaluate-sts")))
 }
+
+// TestJudgeValues: the judge's interval, and its CAs from a ConfigMap's
+// ca.crt when given (none by default).
+func TestJudgeValues(t *testing.T) {
+	g := NewWithT(t)
+	mgr := render(t, namespace).deployment(t).Spec.Template.Spec
+	g.Expect(mgr.Containers[0].Args).To(ContainElement("--judge-interval=30s"))
+	g.Expect(mgr.Containers[0].Args).NotTo(ContainElement(HavePrefix("--judge-ca-file")))
+	mgr = render(t, namespace, "evaluator.judge.caConfigMap=judge-ca-bundle", "evaluator.judge.interval=1m").deployment(t).Spec.Template.Spec
+	g.Expect(mgr.Containers[0].Args).To(ContainElements("--judge-interval=1m", "--judge-ca-file=/var/run/custos/judge-ca/ca.crt"))
+	g.Expect(mgr.Containers[0].VolumeMounts).To(ContainElement(corev1.VolumeMount{Name: "judge-ca", MountPath: "/var/run/custos/judge-ca", ReadOnly: true}))
+	cm := volume(t, mgr, "judge-ca").ConfigMap
+	g.Expect(cm).NotTo(BeNil())
+	g.Expect(cm.Name).To(Equal("judge-ca-bundle"))
+	g.Expect(cm.Items).To(Equal([]corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}}))
+}
