@@ -19,16 +19,22 @@ package controllers
 import (
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/go-logr/logr"
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
@@ -94,19 +100,32 @@ func TestJudge(t *testing.T) {
 	fixtures.Create(t, k8sClient, judgeTS)
 	fixtures.Create(t, k8sClient, fixtures.Toolset(otherNS, "judge", other, judgeTools, fixtures.WithToolsetRegion("eu-west-1")))
 	updateBoundary(g, tenant, func(b *custosv1alpha1.DataBoundary) {
-		b.Spec.Judge = &custosv1alpha1.EvaluationJudge{Toolset: "judge", Namespace: ns, Model: "judge-small", SamplePercent: 10}
+		b.Spec.Judge = &custosv1alpha1.EvaluationJudge{Toolset: "judge", Namespace: ns, Model: "judge-small", SamplePercent: ptr.To[int32](10)}
 	})
+
+	// The judge's Service: what the manager would connect to (its cluster
+	// IP, over https).
+	svc := fixtures.Create(t, k8sClient, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ledger-api"},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 8080}}, Selector: map[string]string{"app": "ledger-api"}}})
 
 	fake := &fakeJudge{}
 	fake.says(`{"verdict":"Harmful","confidence":0.8,"rationale":"an irreversible payment with no stated confidence"}`)
-	server := httptest.NewServer(fake)
+	server := httptest.NewTLSServer(fake)
 	t.Cleanup(server.Close)
+	caFile := filepath.Join(t.TempDir(), "ca.crt")
+	g.Expect(os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: server.Certificate().Raw}), 0o600)).To(Succeed())
+	httpClient, err := evaluate.JudgeHTTPClient(caFile)
+	g.Expect(err).NotTo(HaveOccurred())
 	var endpoints []string
-	judge := &evaluate.Judge{Reader: k8sClient, Client: k8sClient, HTTP: server.Client(), Audit: auditLog, Actor: ControllerActor, Log: logr.Discard(),
-		Endpoint: func(ts *custosv1alpha1.Toolset) (string, error) {
-			real, err := evaluate.JudgeEndpoint(ts)
-			endpoints = append(endpoints, real)
-			return server.URL + ts.Spec.Endpoint.Path, err
+	var allowedThere []netip.Prefix
+	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	allowed := loopback
+	judge := &evaluate.Judge{Reader: k8sClient, Client: k8sClient, HTTP: httpClient, Audit: auditLog, Actor: ControllerActor, Log: logr.Discard(),
+		Endpoint: func(ctx context.Context, ts *custosv1alpha1.Toolset) (string, []netip.Prefix, error) {
+			// Where the manager would go, and instead the loopback fake.
+			real, there, err := evaluate.JudgeEndpoint(ctx, k8sClient, ts)
+			endpoints, allowedThere = append(endpoints, real), there
+			return server.URL + ts.Spec.Endpoint.Path, allowed, err
 		}}
 
 	// An open Finding whose summary carries a secret, on an agent whose
@@ -134,10 +153,11 @@ func TestJudge(t *testing.T) {
 	j := get(high).Status.Judgement
 	g.Expect(j).NotTo(BeNil())
 	g.Expect(*j).To(And(HaveField("Verdict", custosv1alpha1.JudgeHarmful), HaveField("ConfidencePercent", BeEquivalentTo(80)),
-		HaveField("Model", "judge-small-2026-11"), HaveField("PromptDigest", MatchRegexp(`^sha256:[0-9a-f]{64}$`)),
+		HaveField("Model", "judge-small-2026-11"), HaveField("ModelAsked", "judge-small"), HaveField("PromptDigest", MatchRegexp(`^sha256:[0-9a-f]{64}$`)),
 		HaveField("RecordCount", BeEquivalentTo(1)), HaveField("Rationale", "an irreversible payment with no stated confidence")))
 	g.Expect(get(high).Status.Phase).To(Equal(custosv1alpha1.FindingOpen))
 	g.Expect(endpoints).To(ContainElement("https://ledger-api." + ns + ".svc:8080/v1"))
+	g.Expect(allowedThere).To(ContainElement(netip.MustParsePrefix(svc.Spec.ClusterIP+"/32")), "pinned to the Service's cluster IP")
 	g.Expect(fake.paths).To(Equal([]string{"POST /v1/chat/completions"}))
 	// What it was given: the model, a schema for the answer, the case,
 	// redacted.
@@ -187,6 +207,14 @@ func TestJudge(t *testing.T) {
 				strings.Repeat("x", 200<<10) + `\"}"}}]}`))
 		},
 		"an error": func(w http.ResponseWriter) { http.Error(w, "overloaded", http.StatusServiceUnavailable) },
+		"a redirect elsewhere": func(w http.ResponseWriter) {
+			w.Header().Set("Location", "https://attacker.example/v1/chat/completions")
+			w.WriteHeader(http.StatusTemporaryRedirect)
+		},
+		"members named in other cases, twice": func(w http.ResponseWriter) {
+			_ = json.NewEncoder(w).Encode(map[string]any{"model": "m", "choices": []any{map[string]any{"message": map[string]any{
+				"content": `{"VERDICT":"Benign","verdict":"Benign","confidence":1,"rationale":"x"}`}}}})
+		},
 	} {
 		fake.mu.Lock()
 		fake.answer = answer
@@ -243,11 +271,28 @@ func TestJudge(t *testing.T) {
 		return calls
 	}).WithTimeout(eventually).WithPolling(poll).Should(Equal(sampled))
 
-	// A judge outside the boundary (another tenant's Toolset) is not
-	// asked, and keeps nothing from a sample.
-	updateBoundary(g, tenant, func(b *custosv1alpha1.DataBoundary) { b.Spec.Judge.Namespace = otherNS })
-	finding("payer-low-confidence-3", custosv1alpha1.SeverityLow, 1)
+	// Not asked: a judge whose name leads outside its Toolset's addresses
+	// (the dialer refuses before a byte is sent), one in a tenant
+	// namespace in gateway mode (custos-gateway alone is let in there),
+	// one served over http, another tenant's.
+	low := finding("payer-low-confidence-3", custosv1alpha1.SeverityLow, 1)
+	allowed = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
 	before = fake.calls()
 	g.Expect(judge.Pass(ctx)).To(Succeed())
+	g.Expect(fake.calls()).To(Equal(before), "an address outside the Toolset's")
+	allowed = loopback
+	judge.GatewayMode = true
+	g.Expect(judge.Pass(ctx)).To(Succeed())
+	g.Expect(fake.calls()).To(Equal(before), "in gateway mode, a judge in a tenant namespace")
+	judge.GatewayMode = false
+	plain := &custosv1alpha1.Toolset{}
+	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(judgeTS), plain)).To(Succeed())
+	plain.Spec.Endpoint.InCluster.Scheme = "http"
+	g.Expect(k8sClient.Update(ctx, plain)).To(Succeed())
+	g.Expect(judge.Pass(ctx)).To(Succeed())
+	g.Expect(fake.calls()).To(Equal(before), "over http")
+	updateBoundary(g, tenant, func(b *custosv1alpha1.DataBoundary) { b.Spec.Judge.Namespace = otherNS })
+	g.Expect(judge.Pass(ctx)).To(Succeed())
 	g.Expect(fake.calls()).To(Equal(before), "another tenant's judge")
+	g.Expect(get(low).Status.Judgement).To(BeNil())
 }

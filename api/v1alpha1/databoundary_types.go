@@ -160,17 +160,22 @@ type EvaluationThresholds struct {
 	DeniedApprovals *int32 `json:"deniedApprovals,omitempty"`
 	// +optional
 	DeniedWindow *metav1.Duration `json:"deniedWindow,omitempty"`
+
 }
 
 // EvaluationJudge is a model, served inside the tenant's boundary, that
 // reads what the evaluator found.
 type EvaluationJudge struct {
 	// toolset is the Toolset whose endpoint serves the model: an
-	// OpenAI-compatible API at the endpoint's path (POST
-	// <path>/chat/completions; path /v1 for most servers). It must be
-	// the tenant's, in one of this boundary's regions, as any agent's
-	// Toolset: the judge is inside the boundary, and is given only
-	// redacted input.
+	// OpenAI-compatible API over https at the endpoint's path (POST
+	// <path>/chat/completions; path /v1 for most servers), without
+	// credentials. It must be the tenant's and pass every DataBoundary of
+	// the tenant as an agent's Toolset must (region, endpoint namespace,
+	// external CIDRs, to which the manager's connections are pinned): the
+	// judge is inside the boundary, and is given only redacted input. In
+	// gateway mode a tool server in a tenant namespace admits
+	// custos-gateway alone, so an in-cluster judge runs in a shared
+	// namespace the boundary lists (spec.egress.namespaces).
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
@@ -195,7 +200,7 @@ type EvaluationJudge struct {
 	// +kubebuilder:default=1
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=10
-	SamplePercent int32 `json:"samplePercent,omitempty"`
+	SamplePercent *int32 `json:"samplePercent,omitempty"`
 }
 
 // BreakerMode is what a trip of the breaker does.

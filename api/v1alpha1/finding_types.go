@@ -147,12 +147,17 @@ type FindingJudgement struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=512
 	Rationale string `json:"rationale,omitempty"`
-	// model is the model that answered, as the endpoint named it.
+	// model is the model that answered, as the endpoint named it;
+	// modelAsked the one asked for (the DataBoundary's).
 	// +required
 	// +kubebuilder:validation:MaxLength=253
 	Model string `json:"model"`
-	// promptDigest is the SHA-256 of the prompt and input the judge was
-	// given (sha256:<hex>): the same input gives the same digest.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	ModelAsked string `json:"modelAsked,omitempty"`
+	// promptDigest is the SHA-256 of the prompt, the model asked for and
+	// the input the judge was given (sha256:<hex>; the input is on the
+	// finding.judged record): the same input gives the same digest.
 	// +required
 	// +kubebuilder:validation:MaxLength=71
 	PromptDigest string `json:"promptDigest"`

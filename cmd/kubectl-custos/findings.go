@@ -112,6 +112,9 @@ func findingsCommand(args []string, stdout, stderr io.Writer) int {
 		judged := "-"
 		if j := f.Status.Judgement; j != nil {
 			judged = fmt.Sprintf("%s %d%%", j.Verdict, j.ConfidencePercent)
+			if j.RecordCount < f.Status.RecordCount {
+				judged += " (stale)"
+			}
 		}
 		row := []string{f.Name, f.Spec.Agent, f.Spec.Rubric, string(f.Status.Severity), fmt.Sprint(f.Status.Score), fmt.Sprint(f.Status.Hits),
 			judged, string(f.Status.Phase), waiting, truncate(f.Status.Summary, argumentsWidth)}
@@ -128,18 +131,21 @@ func findingsCommand(args []string, stdout, stderr io.Writer) int {
 }
 
 // judgedRank orders Findings of one severity by the judge's verdict:
-// Harmful, Suspicious, not judged, Benign.
+// Harmful, Suspicious, then the rest. A judge only promotes: Benign ranks
+// as not judged, and so does a judgement of fewer records than the
+// Finding has now (stale).
 func judgedRank(f *custosv1alpha1.Finding) int {
-	if f.Status.Judgement == nil {
+	j := f.Status.Judgement
+	if j == nil || j.RecordCount < f.Status.RecordCount {
 		return 2
 	}
-	switch f.Status.Judgement.Verdict {
+	switch j.Verdict {
 	case custosv1alpha1.JudgeHarmful:
 		return 0
 	case custosv1alpha1.JudgeSuspicious:
 		return 1
 	}
-	return 3
+	return 2
 }
 
 func boolRank(b bool) int {

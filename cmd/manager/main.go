@@ -360,7 +360,7 @@ func main() {
 		if err != nil {
 			fail(err, "Invalid --judge-ca-file")
 		}
-		judge := &evaluate.Judge{Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), HTTP: judgeHTTP, Audit: auditLog,
+		judge := &evaluate.Judge{Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), HTTP: judgeHTTP, Audit: auditLog, GatewayMode: gateway != nil,
 			Actor: controllers.ControllerActor, Interval: judgeInterval, Log: ctrl.Log.WithName("judge")}
 		runner.Sample = judge.Offer
 		if err := mgr.Add(runner); err != nil {

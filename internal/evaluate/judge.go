@@ -30,7 +30,9 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -41,14 +43,18 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/audit"
+	"github.com/custos-dev/custos/internal/boundary"
 )
 
 // The judge (issue #23, item 4): a model, served by a Toolset inside the
@@ -99,7 +105,7 @@ var (
 	}, []string{"source", "verdict"})
 	judgeRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "custos_judge_refused_total",
-		Help: "Judgements not asked for or not taken, by reason: OutsideBoundary (the judge's Toolset is not the tenant's or not in its regions), NoToolset, Unreachable, Status (not 200), TooLarge (over 64 KiB), NotJSON, OffSchema (a verdict outside the schema), SamplesDropped (the sample queue was full).",
+		Help: "Judgements not asked for or not taken, by reason: Ambiguous (a tenant's DataBoundaries name different judges), NoToolset, OutsideBoundary (the judge's Toolset is not inside every DataBoundary of the tenant), NotHTTPS, GatewayOnly (served in a tenant namespace, where custos-gateway alone is let in), NoEndpoint (no Service or cluster IP, an ExternalName), Unreachable (including an address outside the Toolset's), Status (not 200), TooLarge (over 64 KiB), NotJSON, OffSchema (not exactly the verdict's schema), SamplesDropped (the sample queue was full).",
 	}, []string{"reason"})
 )
 
@@ -115,14 +121,17 @@ type Judge struct {
 	Client client.Client
 	// HTTP calls the judges' endpoints (its TLS roots verify them).
 	HTTP *http.Client
-	// Endpoint is the base URL of a judge's Toolset (JudgeEndpoint when
-	// nil).
-	Endpoint func(ts *custosv1alpha1.Toolset) (string, error)
-	Audit    audit.Recorder
-	Actor    audit.Actor
-	Interval time.Duration
-	Clock    clock.PassiveClock
-	Log      logr.Logger
+	// Endpoint is the base URL of a judge's Toolset and the addresses a
+	// connection to it may reach (JudgeEndpoint over Reader when nil).
+	Endpoint func(ctx context.Context, ts *custosv1alpha1.Toolset) (string, []netip.Prefix, error)
+	// GatewayMode says custos-gateway alone is let in to the tool servers
+	// in tenant namespaces: a judge there cannot be reached.
+	GatewayMode bool
+	Audit       audit.Recorder
+	Actor       audit.Actor
+	Interval    time.Duration
+	Clock       clock.PassiveClock
+	Log         logr.Logger
 
 	mu      sync.Mutex
 	rates   map[string]int32 // tenant → samplePercent, as of the last pass
@@ -195,8 +204,12 @@ func (j *Judge) Offer(rec *audit.Record, trail string) {
 
 // tenantJudge is a tenant's judge as found on a pass.
 type tenantJudge struct {
-	boundary *custosv1alpha1.DataBoundary
-	url      string
+	cfg     *custosv1alpha1.EvaluationJudge
+	url     string
+	allowed []netip.Prefix
+	// down says it did not answer this pass: not asked again until the
+	// next.
+	down bool
 }
 
 // Pass judges what waits: each tenant's open Findings not judged at their
@@ -206,20 +219,24 @@ func (j *Judge) Pass(ctx context.Context) error {
 	if err := j.Reader.List(ctx, &boundaries); err != nil {
 		return fmt.Errorf("reading the DataBoundaries: %w", err)
 	}
-	judges := map[string]*tenantJudge{}
-	rates := map[string]int32{}
+	byTenant := map[string][]*custosv1alpha1.DataBoundary{}
 	for i := range boundaries.Items {
 		b := &boundaries.Items[i]
-		if b.Spec.Judge == nil {
-			continue
-		}
-		rates[b.Spec.Tenant] = b.Spec.Judge.SamplePercent
-		url, err := j.resolve(ctx, b)
+		byTenant[b.Spec.Tenant] = append(byTenant[b.Spec.Tenant], b)
+	}
+	judges := map[string]*tenantJudge{}
+	rates := map[string]int32{}
+	for tenant, bs := range byTenant {
+		tj, err := j.resolve(ctx, tenant, bs)
 		if err != nil {
-			j.Log.Info("A tenant's judge is not asked", "dataBoundary", b.Name, "why", err.Error())
+			j.Log.Info("A tenant's judge is not asked", "tenant", tenant, "why", err.Error())
 			continue
 		}
-		judges[b.Spec.Tenant] = &tenantJudge{boundary: b, url: url}
+		if tj == nil {
+			continue
+		}
+		judges[tenant] = tj
+		rates[tenant] = ptr.Deref(tj.cfg.SamplePercent, 1)
 	}
 	j.mu.Lock()
 	j.rates = rates
@@ -236,7 +253,7 @@ drain:
 	for range judgeSamples {
 		select {
 		case s := <-q:
-			if tj := judges[s.rec.Subject.Tenant]; tj != nil {
+			if tj := judges[s.rec.Subject.Tenant]; tj != nil && !tj.down {
 				j.sample(ctx, tj, s)
 			}
 		default:
@@ -246,52 +263,112 @@ drain:
 	return errors.Join(errs...)
 }
 
-// resolve finds b's judge Toolset and checks it is inside b: the
-// tenant's, and in one of b's regions when b names regions.
-func (j *Judge) resolve(ctx context.Context, b *custosv1alpha1.DataBoundary) (string, error) {
-	cfg := b.Spec.Judge
+// refused counts and says why a tenant's judge is not asked.
+func refused(reason, format string, args ...any) error {
+	judgeRefused.WithLabelValues(reason).Inc()
+	return fmt.Errorf(format, args...)
+}
+
+// resolve finds tenant's judge (nil: none) and checks it is inside every
+// DataBoundary of the tenant bs, as an agent's Toolset must be: the
+// tenant's, in their regions, its endpoint namespace or external CIDRs
+// theirs; reached over https, at the addresses the Toolset names (its
+// Service's, or its external CIDRs). Boundaries that name different
+// judges name none.
+func (j *Judge) resolve(ctx context.Context, tenant string, bs []*custosv1alpha1.DataBoundary) (*tenantJudge, error) {
+	var cfg *custosv1alpha1.EvaluationJudge
+	for _, b := range bs {
+		if b.Spec.Judge == nil {
+			continue
+		}
+		if cfg != nil && !equality.Semantic.DeepEqual(cfg, b.Spec.Judge) {
+			return nil, refused("Ambiguous", "tenant %s's DataBoundaries name different judges (%s is one): none is asked", tenant, b.Name)
+		}
+		cfg = b.Spec.Judge
+	}
+	if cfg == nil {
+		return nil, nil
+	}
 	ts := &custosv1alpha1.Toolset{}
 	if err := j.Reader.Get(ctx, client.ObjectKey{Namespace: cfg.Namespace, Name: cfg.Toolset}, ts); err != nil {
 		if apierrors.IsNotFound(err) {
-			judgeRefused.WithLabelValues("NoToolset").Inc()
+			return nil, refused("NoToolset", "its Toolset %s/%s does not exist", cfg.Namespace, cfg.Toolset)
 		}
-		return "", fmt.Errorf("its Toolset %s/%s: %w", cfg.Namespace, cfg.Toolset, err)
+		return nil, fmt.Errorf("its Toolset %s/%s: %w", cfg.Namespace, cfg.Toolset, err)
 	}
-	if got := ts.Labels[custosv1alpha1.TenantLabel]; got != b.Spec.Tenant {
-		judgeRefused.WithLabelValues("OutsideBoundary").Inc()
-		return "", fmt.Errorf("its Toolset %s/%s is of tenant %q, not %q: a judge is inside the boundary", ts.Namespace, ts.Name, got, b.Spec.Tenant)
+	endpointNS, err := boundary.EndpointNamespace(ctx, j.Reader, ts)
+	if err != nil {
+		return nil, err
 	}
-	if len(b.Spec.Regions) > 0 && !slices.Contains(b.Spec.Regions, ts.Spec.Region) {
-		judgeRefused.WithLabelValues("OutsideBoundary").Inc()
-		return "", fmt.Errorf("its Toolset %s/%s is in region %q, not one of %v: a judge is inside the boundary", ts.Namespace, ts.Name, ts.Spec.Region, b.Spec.Regions)
+	for _, b := range bs {
+		if errs := boundary.CheckToolset(b, ts, endpointNS); len(errs) > 0 {
+			return nil, refused("OutsideBoundary", "its Toolset %s/%s is not inside DataBoundary %s: %s", ts.Namespace, ts.Name, b.Name, errs.ToAggregate())
+		}
+	}
+	if ic := ts.Spec.Endpoint.InCluster; ic != nil {
+		if ic.Scheme == "http" {
+			return nil, refused("NotHTTPS", "its Toolset %s/%s is served over http: a judge is asked over https only", ts.Namespace, ts.Name)
+		}
+		if j.GatewayMode && endpointNS != nil && endpointNS.Labels[custosv1alpha1.TenantLabel] == tenant {
+			return nil, refused("GatewayOnly", "its Toolset %s/%s is served in tenant namespace %s, where Custos lets custos-gateway alone in to tool servers: run the judge in a shared namespace the boundary lists (spec.egress.namespaces)",
+				ts.Namespace, ts.Name, ic.Namespace)
+		}
 	}
 	endpoint := j.Endpoint
 	if endpoint == nil {
-		endpoint = JudgeEndpoint
+		endpoint = func(ctx context.Context, ts *custosv1alpha1.Toolset) (string, []netip.Prefix, error) {
+			return JudgeEndpoint(ctx, j.Reader, ts)
+		}
 	}
-	return endpoint(ts)
+	url, allowed, err := endpoint(ctx, ts)
+	if err != nil {
+		return nil, refused("NoEndpoint", "its Toolset %s/%s: %v", ts.Namespace, ts.Name, err)
+	}
+	return &tenantJudge{cfg: cfg, url: url, allowed: allowed}, nil
 }
 
-// JudgeEndpoint is the base URL of a judge's Toolset: its Service in the
-// cluster (scheme://service.namespace.svc:port) or its external host
-// (https), and the endpoint's path.
-func JudgeEndpoint(ts *custosv1alpha1.Toolset) (string, error) {
+// JudgeEndpoint is the base URL of a judge's Toolset, always https (its
+// Service in the cluster, service.namespace.svc:port, or its external
+// host) with the endpoint's path, and the addresses a connection to it
+// may reach: the Service's cluster IPs (not an ExternalName, which could
+// name anything), or the external endpoint's CIDRs.
+func JudgeEndpoint(ctx context.Context, r client.Reader, ts *custosv1alpha1.Toolset) (string, []netip.Prefix, error) {
 	e := ts.Spec.Endpoint
 	switch {
 	case e.InCluster != nil && e.InCluster.Service != "":
-		scheme := e.InCluster.Scheme
-		if scheme == "" {
-			scheme = "https"
+		svc := &corev1.Service{}
+		if err := r.Get(ctx, client.ObjectKey{Namespace: e.InCluster.Namespace, Name: e.InCluster.Service}, svc); err != nil {
+			return "", nil, fmt.Errorf("its Service %s/%s: %w", e.InCluster.Namespace, e.InCluster.Service, err)
 		}
-		return fmt.Sprintf("%s://%s.%s.svc:%d%s", scheme, e.InCluster.Service, e.InCluster.Namespace, e.InCluster.Port, e.Path), nil
+		if svc.Spec.Type == corev1.ServiceTypeExternalName {
+			return "", nil, fmt.Errorf("its Service %s/%s is an ExternalName (%s): a judge is reached at cluster IPs only", svc.Namespace, svc.Name, svc.Spec.ExternalName)
+		}
+		var allowed []netip.Prefix
+		for _, ip := range append([]string{svc.Spec.ClusterIP}, svc.Spec.ClusterIPs...) {
+			if a, err := netip.ParseAddr(ip); err == nil {
+				allowed = append(allowed, netip.PrefixFrom(a, a.BitLen()))
+			}
+		}
+		if len(allowed) == 0 {
+			return "", nil, fmt.Errorf("its Service %s/%s has no cluster IP", svc.Namespace, svc.Name)
+		}
+		return fmt.Sprintf("https://%s.%s.svc:%d%s", e.InCluster.Service, e.InCluster.Namespace, e.InCluster.Port, e.Path), allowed, nil
 	case e.External != nil:
+		var allowed []netip.Prefix
+		for _, c := range e.External.CIDRs {
+			p, err := netip.ParsePrefix(c)
+			if err != nil {
+				return "", nil, fmt.Errorf("its CIDR %q: %w", c, err)
+			}
+			allowed = append(allowed, p.Masked())
+		}
 		port := e.External.Port
 		if port == 0 {
 			port = 443
 		}
-		return fmt.Sprintf("https://%s:%d%s", e.External.Host, port, e.Path), nil
+		return fmt.Sprintf("https://%s:%d%s", e.External.Host, port, e.Path), allowed, nil
 	}
-	return "", fmt.Errorf("Toolset %s/%s has no Service (endpoint.inCluster.service) or external host to call", ts.Namespace, ts.Name)
+	return "", nil, fmt.Errorf("Toolset %s/%s has no Service (endpoint.inCluster.service) or external host to call", ts.Namespace, ts.Name)
 }
 
 // rubricMeans says what each rubric looks for, for the judge.
@@ -312,9 +389,7 @@ func (j *Judge) findings(ctx context.Context, tenant string, tj *tenantJudge) er
 	if err := j.Reader.List(ctx, &list, client.MatchingLabels{custosv1alpha1.TenantLabel: tenant}); err != nil {
 		return fmt.Errorf("reading tenant %s's Findings: %w", tenant, err)
 	}
-	todo := slices.DeleteFunc(list.Items, func(f custosv1alpha1.Finding) bool {
-		return f.Status.Phase.Closed() || f.Status.Phase == "" || (f.Status.Judgement != nil && f.Status.Judgement.RecordCount >= f.Status.RecordCount)
-	})
+	todo := slices.DeleteFunc(list.Items, func(f custosv1alpha1.Finding) bool { return !needsJudging(&f) })
 	slices.SortStableFunc(todo, func(a, b custosv1alpha1.Finding) int {
 		if c := severityRank[b.Status.Severity] - severityRank[a.Status.Severity]; c != 0 {
 			return c
@@ -322,30 +397,63 @@ func (j *Judge) findings(ctx context.Context, tenant string, tj *tenantJudge) er
 		return a.CreationTimestamp.Compare(b.CreationTimestamp.Time)
 	})
 	for i := range todo[:min(len(todo), judgePerPass)] {
+		if tj.down {
+			return nil
+		}
 		f := &todo[i]
 		c := judgeCase{Kind: "finding", Rubric: f.Spec.Rubric, RubricMeans: rubricMeans[f.Spec.Rubric], Severity: string(f.Status.Severity),
 			Score: f.Status.Score, Hits: f.Status.Hits, Records: f.Status.RecordCount, Summary: redacted(f.Status.Summary)}
 		c.Agent = j.agentOf(ctx, f.Namespace, f.Spec.Agent)
-		v, err := j.ask(ctx, tj, c)
+		v, input, err := j.ask(ctx, tj, c)
 		if err != nil {
 			j.Log.Info("The judge's answer is not taken", "finding", client.ObjectKeyFromObject(f), "why", err.Error())
 			continue
 		}
-		judgeVerdicts.WithLabelValues("finding", string(v.Verdict)).Inc()
-		patch := client.MergeFromWithOptions(f.DeepCopy(), client.MergeFromWithOptimisticLock{})
 		v.RecordCount, v.At = f.Status.RecordCount, metav1.NewTime(j.now())
-		f.Status.Judgement = v
-		if err := j.Client.Status().Patch(ctx, f, patch); err != nil {
-			if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-				// Changed meanwhile: judged again next pass.
-				continue
-			}
-			return fmt.Errorf("finding %s: writing its judgement: %w", client.ObjectKeyFromObject(f), err)
+		written, err := j.annotate(ctx, f, v)
+		if err != nil {
+			return err
 		}
+		if !written {
+			continue
+		}
+		judgeVerdicts.WithLabelValues("finding", string(v.Verdict)).Inc()
 		j.record(ctx, audit.ActionFindingJudged, audit.Subject{Kind: "Agent", Namespace: f.Namespace, Name: f.Spec.Agent, UID: f.Spec.AgentUID, Tenant: tenant},
-			fmt.Sprintf("the judge says Finding %s (%s) looks %s", f.Name, f.Spec.Rubric, v.Verdict), v, map[string]string{"finding": f.Name, "rubric": f.Spec.Rubric})
+			fmt.Sprintf("the judge says Finding %s (%s) looks %s", f.Name, f.Spec.Rubric, v.Verdict), v,
+			map[string]string{"finding": f.Name, "rubric": f.Spec.Rubric, "case": input})
 	}
 	return nil
+}
+
+// needsJudging: open, and not judged at its record count.
+func needsJudging(f *custosv1alpha1.Finding) bool {
+	return f.Status.Phase != "" && !f.Status.Phase.Closed() && (f.Status.Judgement == nil || f.Status.Judgement.RecordCount < f.Status.RecordCount)
+}
+
+// annotate writes v to f's status.judgement alone (a merge patch guarded
+// by its resourceVersion). A Finding written meanwhile is read again, and
+// takes v only if it still has the records v judged and is open.
+func (j *Judge) annotate(ctx context.Context, f *custosv1alpha1.Finding, v *custosv1alpha1.FindingJudgement) (bool, error) {
+	for attempt := 0; ; attempt++ {
+		patch := client.MergeFromWithOptions(f.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		f.Status.Judgement = v
+		err := j.Client.Status().Patch(ctx, f, patch)
+		switch {
+		case err == nil:
+			return true, nil
+		case apierrors.IsNotFound(err):
+			return false, nil
+		case !apierrors.IsConflict(err) || attempt >= 3:
+			return false, fmt.Errorf("finding %s: writing its judgement: %w", client.ObjectKeyFromObject(f), err)
+		}
+		if err := j.Reader.Get(ctx, client.ObjectKeyFromObject(f), f); err != nil {
+			return false, client.IgnoreNotFound(err)
+		}
+		if !needsJudging(f) || f.Status.RecordCount != v.RecordCount {
+			// Closed, judged, or more records: judged again if need be.
+			return false, nil
+		}
+	}
 }
 
 // sample judges one call that raised nothing: on the trail and the
@@ -356,7 +464,7 @@ func (j *Judge) sample(ctx context.Context, tj *tenantJudge, s judgeSample) {
 		Outcome: d["outcome"], DecisionRecord: d["decisionDigest"] != "", StatedConfidence: d["decision.confidence"],
 		IntentMatches: d["decision.intentTool"] == "" || d["decision.intentTool"] == d["tool"]}}
 	c.Agent = j.agentOf(ctx, s.rec.Subject.Namespace, s.rec.Subject.Name)
-	v, err := j.ask(ctx, tj, c)
+	v, input, err := j.ask(ctx, tj, c)
 	if err != nil {
 		j.Log.Info("The judge's answer on a sampled call is not taken", "trail", s.trail, "seq", s.rec.Seq, "why", err.Error())
 		return
@@ -364,7 +472,7 @@ func (j *Judge) sample(ctx context.Context, tj *tenantJudge, s judgeSample) {
 	judgeVerdicts.WithLabelValues("sample", string(v.Verdict)).Inc()
 	subj := *s.rec.Subject
 	j.record(ctx, audit.ActionCallJudged, subj, fmt.Sprintf("the judge says a call of %s that raised nothing looks %s", d["tool"], v.Verdict), v,
-		map[string]string{"trail": s.trail, "seq": strconv.FormatUint(s.rec.Seq, 10), "tool": d["tool"]})
+		map[string]string{"trail": s.trail, "seq": strconv.FormatUint(s.rec.Seq, 10), "tool": d["tool"], "case": input})
 }
 
 // agentOf is what the judge is told of an agent: its purpose (redacted)
@@ -386,7 +494,7 @@ func (j *Judge) record(ctx context.Context, action string, subject audit.Subject
 		return
 	}
 	details := map[string]string{"verdict": string(v.Verdict), "confidencePercent": strconv.Itoa(int(v.ConfidencePercent)),
-		"model": v.Model, "promptDigest": v.PromptDigest, "rationale": v.Rationale}
+		"model": v.Model, "modelAsked": v.ModelAsked, "promptDigest": v.PromptDigest, "rationale": v.Rationale}
 	for k, val := range extra {
 		details[k] = val
 	}
@@ -444,61 +552,67 @@ type chatMessage struct {
 	Content string `json:"content"`
 }
 
-// ask asks tj about c and takes only an answer within the schema.
-func (j *Judge) ask(ctx context.Context, tj *tenantJudge, c judgeCase) (*custosv1alpha1.FindingJudgement, error) {
-	input, err := json.Marshal(c)
+// allowedKey carries, in a request's context, the addresses its
+// connection may reach (JudgeHTTPClient's dialer).
+type allowedKey struct{}
+
+// ask asks tj about c and takes only an answer within the schema; it says
+// the input it gave.
+func (j *Judge) ask(ctx context.Context, tj *tenantJudge, c judgeCase) (*custosv1alpha1.FindingJudgement, string, error) {
+	raw, err := json.Marshal(c)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	model := tj.boundary.Spec.Judge.Model
-	sum := sha256.Sum256([]byte(JudgePromptVersion + "\n" + judgeSystemPrompt + "\n" + model + "\n" + string(input)))
+	input := string(raw)
+	model := tj.cfg.Model
+	sum := sha256.Sum256([]byte(JudgePromptVersion + "\n" + judgeSystemPrompt + "\n" + model + "\n" + input))
 	digest := "sha256:" + hex.EncodeToString(sum[:])
 	body, err := json.Marshal(chatRequest{Model: model, Temperature: 0,
-		Messages:       []chatMessage{{Role: "system", Content: judgeSystemPrompt}, {Role: "user", Content: string(input)}},
+		Messages:       []chatMessage{{Role: "system", Content: judgeSystemPrompt}, {Role: "user", Content: input}},
 		ResponseFormat: map[string]any{"type": "json_schema", "json_schema": map[string]any{"name": "verdict", "strict": true, "schema": judgeSchema}}})
 	if err != nil {
-		return nil, err
+		return nil, input, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithValue(ctx, allowedKey{}, tj.allowed), 30*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(tj.url, "/")+"/chat/completions", bytes.NewReader(body))
 	if err != nil {
-		return nil, err
+		return nil, input, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := j.HTTP.Do(req)
 	if err != nil {
 		judgeRefused.WithLabelValues("Unreachable").Inc()
-		return nil, fmt.Errorf("asking the judge: %w", err)
+		tj.down = true
+		return nil, input, fmt.Errorf("asking the judge: %w", err)
 	}
 	defer func() { _ = resp.Body.Close() }()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxJudgeBody+1))
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxJudgeBody+1))
 	if err != nil {
 		judgeRefused.WithLabelValues("Unreachable").Inc()
-		return nil, fmt.Errorf("reading the judge's answer: %w", err)
+		tj.down = true
+		return nil, input, fmt.Errorf("reading the judge's answer: %w", err)
 	}
-	if len(raw) > maxJudgeBody {
+	if len(answer) > maxJudgeBody {
 		judgeRefused.WithLabelValues("TooLarge").Inc()
-		return nil, fmt.Errorf("the judge's answer is over %d bytes", maxJudgeBody)
+		return nil, input, fmt.Errorf("the judge's answer is over %d bytes", maxJudgeBody)
 	}
 	if resp.StatusCode != http.StatusOK {
 		judgeRefused.WithLabelValues("Status").Inc()
-		return nil, fmt.Errorf("the judge answered %s", resp.Status)
+		return nil, input, fmt.Errorf("the judge answered %s", resp.Status)
 	}
-	v, err := parseVerdict(raw)
+	v, err := parseVerdict(answer)
 	if err != nil {
-		return nil, err
+		return nil, input, err
 	}
-	if v.Model == "" {
-		v.Model = model
-	}
+	v.ModelAsked, v.Model = model, cmp.Or(v.Model, model)
 	v.PromptDigest = digest
-	return v, nil
+	return v, input, nil
 }
 
 // parseVerdict takes a chat completion whose first message is exactly a
-// verdict: the three members, the verdict one of three words, the
-// confidence within 0 and 1, nothing after it.
+// verdict: the three members, each once, named exactly; the verdict one
+// of three words, the confidence within 0 and 1, nothing after it.
 func parseVerdict(raw []byte) (*custosv1alpha1.FindingJudgement, error) {
 	var env struct {
 		Model   string `json:"model"`
@@ -512,38 +626,75 @@ func parseVerdict(raw []byte) (*custosv1alpha1.FindingJudgement, error) {
 		judgeRefused.WithLabelValues("NotJSON").Inc()
 		return nil, fmt.Errorf("the judge's answer is not a chat completion with a choice: %v", err)
 	}
-	var got struct {
-		Verdict    *string  `json:"verdict"`
-		Confidence *float64 `json:"confidence"`
-		Rationale  *string  `json:"rationale"`
-	}
-	dec := json.NewDecoder(strings.NewReader(env.Choices[0].Message.Content))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&got); err != nil {
+	offSchema := func(format string, args ...any) error {
 		judgeRefused.WithLabelValues("OffSchema").Inc()
-		return nil, fmt.Errorf("the judge's verdict is not the schema's JSON: %w", err)
+		return fmt.Errorf(format, args...)
+	}
+	members, err := exactObject(env.Choices[0].Message.Content, "verdict", "confidence", "rationale")
+	if err != nil {
+		return nil, offSchema("the judge's verdict is not the schema's JSON: %v", err)
+	}
+	var verdict, rationale string
+	var confidence float64
+	if json.Unmarshal(members["verdict"], &verdict) != nil {
+		return nil, offSchema("the judge's verdict is not a string")
+	}
+	if json.Unmarshal(members["confidence"], &confidence) != nil || confidence < 0 || confidence > 1 {
+		return nil, offSchema("the judge's confidence is not a number from 0 to 1")
+	}
+	if json.Unmarshal(members["rationale"], &rationale) != nil {
+		return nil, offSchema("the judge's rationale is not a string")
+	}
+	v := custosv1alpha1.JudgeVerdict(verdict)
+	if v != custosv1alpha1.JudgeBenign && v != custosv1alpha1.JudgeSuspicious && v != custosv1alpha1.JudgeHarmful {
+		return nil, offSchema("the judge's verdict %q is none of Benign, Suspicious, Harmful", clip(verdict, 64))
+	}
+	return &custosv1alpha1.FindingJudgement{Verdict: v, ConfidencePercent: int32(confidence*100 + 0.5),
+		Rationale: printable(rationale, maxJudgeRational), Model: printable(env.Model, 253)}, nil
+}
+
+// exactObject reads s as one JSON object with exactly the members names,
+// each once, named exactly (encoding/json matches names without case and
+// keeps the last of a name), and nothing after it.
+func exactObject(s string, names ...string) (map[string]json.RawMessage, error) {
+	dec := json.NewDecoder(strings.NewReader(s))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, errors.New("not an object")
+	}
+	out := map[string]json.RawMessage{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		name, _ := t.(string)
+		if !slices.Contains(names, name) {
+			return nil, fmt.Errorf("member %q is not the schema's", clip(name, 64))
+		}
+		if _, seen := out[name]; seen {
+			return nil, fmt.Errorf("member %q twice", name)
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+		if string(v) == "null" {
+			return nil, fmt.Errorf("member %q is null", name)
+		}
+		out[name] = v
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, err
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		judgeRefused.WithLabelValues("OffSchema").Inc()
-		return nil, errors.New("the judge's verdict has more after it")
+		return nil, errors.New("more after the object")
 	}
-	verdict := custosv1alpha1.JudgeVerdict("")
-	if got.Verdict != nil {
-		verdict = custosv1alpha1.JudgeVerdict(*got.Verdict)
+	for _, n := range names {
+		if _, ok := out[n]; !ok {
+			return nil, fmt.Errorf("no member %q", n)
+		}
 	}
-	switch {
-	case verdict != custosv1alpha1.JudgeBenign && verdict != custosv1alpha1.JudgeSuspicious && verdict != custosv1alpha1.JudgeHarmful:
-		judgeRefused.WithLabelValues("OffSchema").Inc()
-		return nil, fmt.Errorf("the judge's verdict %q is none of Benign, Suspicious, Harmful", clip(string(verdict), 64))
-	case got.Confidence == nil || *got.Confidence < 0 || *got.Confidence > 1:
-		judgeRefused.WithLabelValues("OffSchema").Inc()
-		return nil, errors.New("the judge's confidence is not a number from 0 to 1")
-	case got.Rationale == nil:
-		judgeRefused.WithLabelValues("OffSchema").Inc()
-		return nil, errors.New("the judge gave no rationale")
-	}
-	return &custosv1alpha1.FindingJudgement{Verdict: verdict, ConfidencePercent: int32(*got.Confidence*100 + 0.5),
-		Rationale: printable(*got.Rationale, maxJudgeRational), Model: printable(env.Model, 253)}, nil
+	return out, nil
 }
 
 // printable is s with only printable characters (and spaces for other
@@ -584,9 +735,38 @@ func JudgeHTTPClient(caFile string) (*http.Client, error) {
 			return nil, fmt.Errorf("%s holds no PEM certificate", caFile)
 		}
 	}
+	dialer := &net.Dialer{Timeout: 10 * time.Second}
 	return &http.Client{
-		Timeout:       30 * time.Second,
-		Transport:     &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}, Proxy: nil},
+		Timeout: 30 * time.Second,
+		// A new connection for each call: each is dialled to an address
+		// its judge's Toolset names now, never one pooled from before.
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}, Proxy: nil, DisableKeepAlives: true,
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				return dialAllowed(ctx, dialer, network, addr)
+			}},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}, nil
+}
+
+// dialAllowed connects to addr at one of its addresses within those the
+// request's context allows (its judge Toolset's Service IPs or external
+// CIDRs), and refuses when it has none: a judge's name cannot lead the
+// manager anywhere else.
+func dialAllowed(ctx context.Context, d *net.Dialer, network, addr string) (net.Conn, error) {
+	allowed, _ := ctx.Value(allowedKey{}).([]netip.Prefix)
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return nil, err
+	}
+	for _, ip := range ips {
+		ip = ip.Unmap()
+		if slices.ContainsFunc(allowed, func(p netip.Prefix) bool { return p.Contains(ip) }) {
+			return d.DialContext(ctx, network, net.JoinHostPort(ip.String(), port))
+		}
+	}
+	return nil, fmt.Errorf("%s resolves to %v, none of them within the judge's addresses %v", host, ips, allowed)
 }
