@@ -160,7 +160,6 @@ type EvaluationThresholds struct {
 	DeniedApprovals *int32 `json:"deniedApprovals,omitempty"`
 	// +optional
 	DeniedWindow *metav1.Duration `json:"deniedWindow,omitempty"`
-
 }
 
 // EvaluationJudge is a model, served inside the tenant's boundary, that
