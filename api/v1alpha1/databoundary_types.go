@@ -160,6 +160,23 @@ type EvaluationThresholds struct {
 	DeniedApprovals *int32 `json:"deniedApprovals,omitempty"`
 	// +optional
 	DeniedWindow *metav1.Duration `json:"deniedWindow,omitempty"`
+
+	// volumeFactorPercent: a day whose records (the data records the
+	// agent's tools returned) pass this percent of its daily mean over the
+	// 28 days before (its days with calls, at least 7 of them, a mean of
+	// at least one record) is far above its history (rubric volume).
+	// Default 300; tighter is lower.
+	// +optional
+	// +kubebuilder:validation:Minimum=110
+	// +kubebuilder:validation:Maximum=10000
+	VolumeFactorPercent *int32 `json:"volumeFactorPercent,omitempty"`
+
+	// dailyRecordBudget is the records a day past which an agent is over
+	// its budget (rubric volume), whatever its history. None by default;
+	// tighter is lower.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	DailyRecordBudget *int64 `json:"dailyRecordBudget,omitempty"`
 }
 
 // EvaluationJudge is a model, served inside the tenant's boundary, that

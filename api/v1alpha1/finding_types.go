@@ -69,8 +69,8 @@ type FindingSpec struct {
 	AgentUID string `json:"agentUID,omitempty"`
 
 	// rubric is the rule that saw it (internal/evaluate): low-confidence,
-	// no-decision-record, intent-mismatch, probing, denied-approvals or
-	// delegation-at-max-depth.
+	// no-decision-record, intent-mismatch, probing, denied-approvals,
+	// delegation-at-max-depth, off-schedule, volume or idle-slot.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63

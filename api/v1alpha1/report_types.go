@@ -71,6 +71,21 @@ type ReportCount struct {
 	Count int64 `json:"count"`
 }
 
+// ReportDay is one UTC day of an agent's month.
+type ReportDay struct {
+	// day of the month, 1 to 31.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=31
+	Day int32 `json:"day"`
+	// +required
+	// +kubebuilder:validation:Minimum=0
+	Calls int64 `json:"calls"`
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Records int64 `json:"records,omitempty"`
+}
+
 // ToolUse is how often the agent called one tool.
 type ToolUse struct {
 	// toolset is the Toolset, namespace/name.
@@ -187,6 +202,22 @@ type AgentReportStatus struct {
 	// +listMapKey=kind
 	// +kubebuilder:validation:MaxItems=8
 	Findings []ReportCount `json:"findings,omitempty"`
+	// days are the calls and the records (the data records its tools
+	// returned) of each UTC day of the month it called on: its history
+	// for the volume rubric.
+	// +optional
+	// +listType=map
+	// +listMapKey=day
+	// +kubebuilder:validation:MaxItems=31
+	Days []ReportDay `json:"days,omitempty"`
+	// callsBySlot are its calls in each hour of the day, UTC, on weekdays
+	// (0 to 23) and at weekends (24 to 47): the slots it is normally idle
+	// in have none (rubric idle-slot).
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=48
+	CallsBySlot []int64 `json:"callsBySlot,omitempty"`
+
 	// notCounted says what the counts leave out, when they do: the
 	// manager's own decisions (freezes, approvals decided, findings) are
 	// counted only when the evaluator follows the manager's trail.

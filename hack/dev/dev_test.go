@@ -884,7 +884,7 @@ func findingsReviewed(t *testing.T, g Gomega, bin, assets, kubeconfig string, p 
 	g.Eventually(func(g Gomega) {
 		out, err := plugin("findings")
 		g.Expect(err).NotTo(HaveOccurred(), "%s", out)
-		g.Expect(out).To(MatchRegexp(`(?m)^` + name + `\s+invoice-reconciler\s+low-confidence\s+High\s+100\s+1\s+Open\s`))
+		g.Expect(out).To(MatchRegexp(`(?m)^` + name + `\s+invoice-reconciler\s+low-confidence\s+High\s+100\s+1\s+-\s+Open\s`))
 		g.Expect(out).To(ContainSubstring("invoice-reconciler-no-decision-record-"))
 	}).WithTimeout(time.Minute).WithPolling(time.Second).Should(Succeed())
 	out, err := exec.Command(filepath.Join(assets, "kubectl"), "--kubeconfig", kubeconfig, "get", "finding", "-n", "finance-agents", name,

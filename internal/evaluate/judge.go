@@ -380,6 +380,8 @@ var rubricMeans = map[string]string{
 	RubricDeniedApprovals:  "approval requests of the agent denied by people again and again",
 	RubricMaxDepth:         "a token exchanged with a chain of agents as deep as its delegation allows",
 	RubricOffSchedule:      "a call made outside the agent's declared schedule",
+	RubricVolume:           "a day whose records (data the agent's tools returned) are far above the agent's own daily mean over the 28 days before, or over its tenant's daily budget",
+	RubricIdleSlot:         "calls in an hour of the day in which the agent made none in the last one or two months",
 }
 
 // findings judges tenant's open Findings not judged at their record

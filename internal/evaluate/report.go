@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -178,9 +179,45 @@ func Count(st *custosv1alpha1.AgentReportStatus, r *audit.Record) {
 	case audit.ActionFindingReviewed:
 		add(&st.Findings, cmp.Or(d["verdict"], "Reviewed"))
 	}
+	if r.Action == audit.ActionToolCalled || r.Action == audit.ActionToolRefused {
+		day := dayEntry(st, int32(r.Time.UTC().Day()))
+		day.Calls++
+		if n, err := strconv.ParseInt(d["records"], 10, 64); err == nil && n > 0 && r.Action == audit.ActionToolCalled {
+			day.Records += n
+		}
+		if len(st.CallsBySlot) != slots {
+			st.CallsBySlot = make([]int64, slots)
+		}
+		if r.Action == audit.ActionToolCalled {
+			// A refused call makes no hour known: an agent cannot make
+			// every hour its own with calls it is refused.
+			st.CallsBySlot[slotOf(r.Time)]++
+		}
+	}
 	if t := r.Time; st.AsOf == nil || st.AsOf.Time.Before(t) {
 		st.AsOf = &metav1.Time{Time: t}
 	}
+}
+
+// slots are the hours of a weekday and of a weekend day, UTC.
+const slots = 48
+
+// slotOf is t's slot: its UTC hour, plus 24 at weekends.
+func slotOf(t time.Time) int {
+	t = t.UTC()
+	if wd := t.Weekday(); wd == time.Saturday || wd == time.Sunday {
+		return 24 + t.Hour()
+	}
+	return t.Hour()
+}
+
+// dayEntry is st's entry of day, added (in order) when missing.
+func dayEntry(st *custosv1alpha1.AgentReportStatus, day int32) *custosv1alpha1.ReportDay {
+	i, found := slices.BinarySearchFunc(st.Days, day, func(d custosv1alpha1.ReportDay, day int32) int { return cmp.Compare(d.Day, day) })
+	if !found {
+		st.Days = slices.Insert(st.Days, i, custosv1alpha1.ReportDay{Day: day})
+	}
+	return &st.Days[i]
 }
 
 // add counts one of kind in counts.
@@ -388,7 +425,7 @@ type reportParts struct {
 // before it wrote how far it had read) counts once. A record that names
 // no Agent UID counts for the Agent of its name now; one of an Agent that
 // is gone counts only into a report made while it was there.
-func (r *Runner) count(ctx context.Context, reads []*read) error {
+func (r *Runner) count(ctx context.Context, reads []*read, th ThresholdsFor, thErr func() error) error {
 	byReport := map[reportKey]*reportParts{}
 	var order []reportKey
 	current := map[[2]string]string{}
@@ -427,8 +464,11 @@ func (r *Runner) count(ctx context.Context, reads []*read) error {
 			p.recs[rd.evidence] = append(p.recs[rd.evidence], rec)
 		}
 	}
+	// Month by month: a report is judged against the one before it,
+	// counted first.
+	slices.SortStableFunc(order, func(a, b reportKey) int { return cmp.Compare(a.period, b.period) })
 	for _, k := range order {
-		if err := r.countInto(ctx, k, byReport[k]); err != nil {
+		if err := r.countInto(ctx, k, byReport[k], th, thErr); err != nil {
 			return err
 		}
 	}
@@ -445,8 +485,11 @@ func (p *reportParts) count() int {
 }
 
 // countInto adds parts to the report of k, made when it is not there and
-// its Agent is.
-func (r *Runner) countInto(ctx context.Context, k reportKey, parts *reportParts) error {
+// its Agent is, and opens the Findings of the history rubrics (volume,
+// idle-slot) the records it adds make, before the report says they are
+// counted: a pass that stops between the two finds the same hits again,
+// which the Findings count once.
+func (r *Runner) countInto(ctx context.Context, k reportKey, parts *reportParts, th ThresholdsFor, thErr func() error) error {
 	key := client.ObjectKey{Namespace: k.namespace, Name: ReportName(k.agent, k.uid, k.period)}
 	for attempt := 0; ; attempt++ {
 		rep := &custosv1alpha1.AgentReport{}
@@ -477,20 +520,35 @@ func (r *Runner) countInto(ctx context.Context, k reportKey, parts *reportParts)
 				"itsAgent", rep.Spec.Agent, "itsAgentUID", rep.Spec.AgentUID, "itsPeriod", rep.Spec.Period)
 			return nil
 		}
-		added := false
+		before := rep.Status.DeepCopy()
+		var counted []countedRecord
 		for _, trail := range parts.trails {
 			last := highWater(rep.Status.Counted, trail)
 			recs := parts.recs[trail]
 			for _, rec := range recs {
 				if rec.Seq <= math.MaxInt64 && int64(rec.Seq) > last {
 					Count(&rep.Status, rec)
-					added = true
+					counted = append(counted, countedRecord{rec: rec, trail: trail})
 				}
 			}
 			setHighWater(&rep.Status.Counted, trail, int64(min(recs[len(recs)-1].Seq, math.MaxInt64)))
 		}
-		if !added {
+		if len(counted) == 0 {
 			return nil
+		}
+		slices.SortStableFunc(counted, func(a, b countedRecord) int { return a.rec.Time.Compare(b.rec.Time) })
+		prev, err := r.previousReport(ctx, k)
+		if err != nil {
+			return err
+		}
+		lines := th(k.namespace, k.agent)
+		if err := thErr(); err != nil {
+			return fmt.Errorf("reading the evaluation lines of %s/%s: %w", k.namespace, k.agent, err)
+		}
+		for _, h := range historyHits(k.period, prev, before, &rep.Status, counted, lines) {
+			if err := r.record(ctx, h.Hit, h.parts); err != nil {
+				return err
+			}
 		}
 		rep.Status.NotCounted = r.notCounted()
 		if err := r.Client.Status().Update(ctx, rep); err != nil {
@@ -501,6 +559,28 @@ func (r *Runner) countInto(ctx context.Context, k reportKey, parts *reportParts)
 		}
 		return nil
 	}
+}
+
+// previousReport is the status of the report of the month before k's,
+// nil when there is none.
+func (r *Runner) previousReport(ctx context.Context, k reportKey) (*custosv1alpha1.AgentReportStatus, error) {
+	from, _, err := PeriodBounds(k.period)
+	if err != nil {
+		return nil, nil
+	}
+	prev := &custosv1alpha1.AgentReport{}
+	key := client.ObjectKey{Namespace: k.namespace, Name: ReportName(k.agent, k.uid, Period(from.AddDate(0, -1, 0)))}
+	if err := r.Reader.Get(ctx, key, prev); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("report %s: %w", key, err)
+	}
+	if prev.Spec.Agent != k.agent || prev.Spec.AgentUID != k.uid || prev.Spec.Period != Period(from.AddDate(0, -1, 0)) {
+		// Not Custos's report of the month before.
+		return nil, nil
+	}
+	return &prev.Status, nil
 }
 
 // notCounted says what the reports leave out: the manager's decisions,

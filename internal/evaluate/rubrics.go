@@ -59,6 +59,14 @@ const (
 	// RubricOffSchedule: a call made outside the agent's schedule (its
 	// spec.schedule).
 	RubricOffSchedule = "off-schedule"
+	// RubricVolume: a day whose records pass Thresholds.VolumeFactor
+	// times the agent's daily mean over the 28 days before, or
+	// Thresholds.DailyRecordBudget.
+	RubricVolume = "volume"
+	// RubricIdleSlot: a call in an hour of the day (UTC, weekdays or
+	// weekends) in which the agent made none this month or the one
+	// before, once it has called on 14 days.
+	RubricIdleSlot = "idle-slot"
 )
 
 // Thresholds are the rubrics' settings. A DataBoundary sets them for a
@@ -76,11 +84,16 @@ type Thresholds struct {
 	DeniedWindow    time.Duration
 	// Schedule is the agent's own (spec.schedule), when it has one.
 	Schedule *Schedule
+	// VolumeFactor times an agent's daily mean of records over the 28
+	// days before is far above its history; past DailyRecordBudget (0:
+	// none) a day is over its budget.
+	VolumeFactor      float64
+	DailyRecordBudget int64
 }
 
 // DefaultThresholds are the rubrics' settings where none is set.
 var DefaultThresholds = Thresholds{MinConfidence: 0.7, ProbeRefusals: 5, ProbeWindow: 10 * time.Minute,
-	DeniedApprovals: 3, DeniedWindow: 24 * time.Hour}
+	DeniedApprovals: 3, DeniedWindow: 24 * time.Hour, VolumeFactor: 3}
 
 // Hit is what a rubric found: the agent, how bad, and the records that
 // show it.

@@ -399,7 +399,7 @@ func (r *Runner) batch(ctx context.Context, cm *corev1.ConfigMap, trails []Trail
 	}
 
 	// What the agents' reports count.
-	if err := r.count(ctx, reads); err != nil {
+	if err := r.count(ctx, reads, th, thErr); err != nil {
 		return false, err
 	}
 

@@ -20,6 +20,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	clocktesting "k8s.io/utils/clock/testing"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -228,4 +230,151 @@ func TestPassOffersTheCallsThatRaisedNothing(t *testing.T) {
 		}}
 	g.Expect(r.Pass(ctx)).To(Succeed())
 	g.Expect(offered).To(Equal([]string{"ledger.get_invoice@custos-gateway/gw-0"}))
+}
+
+// TestHistoryRubrics: an agent that read about 100 records a day, at
+// 10:00-13:59 UTC, for three weeks, then 350 at 03:00 on a Sunday: a
+// volume Finding (3.5 times its mean, and over the budget of 320) and an
+// idle-slot one, on that day only, from what its AgentReports count;
+// read again from the start, nothing doubles.
+func TestHistoryRubrics(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	store, err := audit.OpenSegmentStore(dir, audit.StoreOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	clk := clocktesting.NewFakeClock(time.Date(2026, 11, 10, 10, 0, 0, 0, time.UTC))
+	log, err := audit.New(audit.Options{Sinks: []audit.Sink{store}, Clock: clk, BufferDir: t.TempDir(), Registerer: prometheus.NewRegistry(), Logger: logr.Discard()})
+	g.Expect(err).NotTo(HaveOccurred())
+	agent := &custosv1alpha1.Agent{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "payer", UID: "uid-payer"}}
+	subject := audit.Subject{Kind: "Agent", Namespace: "ns", Name: "payer", UID: "uid-payer", Tenant: "t"}
+	call := func(at time.Time, records int) {
+		clk.SetTime(at)
+		log.Record(ctx, audit.Event{Action: audit.ActionToolCalled, Decision: audit.DecisionAllow, Subject: subject,
+			Details: map[string]string{"tool": "ledger.list_invoices", "toolset": "ns/ledger", "access": "Read", "outcome": "ok", "records": strconv.Itoa(records)}})
+	}
+	for day := time.Date(2026, 11, 10, 0, 0, 0, 0, time.UTC); day.Before(time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)); day = day.AddDate(0, 0, 1) {
+		for h := 10; h < 14; h++ {
+			call(day.Add(time.Duration(h)*time.Hour), 25)
+		}
+	}
+	sunday := time.Date(2026, 12, 6, 3, 12, 0, 0, time.UTC)
+	call(sunday, 350)
+	g.Expect(log.Flush(ctx)).To(Succeed())
+
+	scheme := runtime.NewScheme()
+	g.Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
+	g.Expect(custosv1alpha1.AddToScheme(scheme)).To(Succeed())
+	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(agent).
+		WithStatusSubresource(&custosv1alpha1.Finding{}, &custosv1alpha1.AgentReport{}).Build()
+	th := DefaultThresholds
+	th.DailyRecordBudget = 320
+	runner := func() *Runner {
+		return &Runner{Reader: c, Client: c, Namespace: "custos-system", Trails: []Trail{DirTrail("custos-gateway/gw-0", dir)}, Thresholds: Fixed(th), Log: logr.Discard()}
+	}
+	g.Expect(runner().Pass(ctx)).To(Succeed())
+
+	var list custosv1alpha1.FindingList
+	g.Expect(c.List(ctx, &list)).To(Succeed())
+	g.Expect(list.Items).To(HaveLen(2), "one volume and one idle-slot Finding, on that day only")
+	volume := &custosv1alpha1.Finding{}
+	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: "ns", Name: FindingName("payer", RubricVolume, sunday)}, volume)).To(Succeed())
+	g.Expect(volume.Status.Severity).To(Equal(custosv1alpha1.SeverityHigh), "over the budget")
+	g.Expect(volume.Status.Summary).To(Equal("350 records on 2026-12-06, over 3× its daily mean of 100 over the 28 days before (26 days with calls; line 300); " +
+		"350 records on 2026-12-06, over the daily budget of 320"))
+	g.Expect(volume.Status.RecordCount).To(BeEquivalentTo(1))
+	idle := &custosv1alpha1.Finding{}
+	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: "ns", Name: FindingName("payer", RubricIdleSlot, sunday)}, idle)).To(Succeed())
+	g.Expect(idle.Status.Severity).To(Equal(custosv1alpha1.SeverityLow))
+	g.Expect(idle.Status.Summary).To(Equal("1 call(s) on 2026-12-06 at 03:00-03:59 UTC, weekend hours in which it made no call this month or the one before (21 days with calls)"))
+
+	rep := &custosv1alpha1.AgentReport{}
+	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: "ns", Name: ReportName("payer", "uid-payer", "2026-12")}, rep)).To(Succeed())
+	g.Expect(rep.Status.Days).To(HaveLen(6))
+	g.Expect(rep.Status.Days[5]).To(Equal(custosv1alpha1.ReportDay{Day: 6, Calls: 1, Records: 350}))
+	g.Expect(rep.Status.CallsBySlot[24+3]).To(BeEquivalentTo(1))
+	g.Expect(rep.Status.CallsBySlot[10]).To(BeEquivalentTo(4), "Tuesday the 1st to Friday the 4th at 10:00, weekdays")
+
+	// Its state lost: the trail is read from the start again, and neither
+	// the Findings nor the reports count anything twice.
+	g.Expect(c.Delete(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "custos-system", Name: StateName}})).To(Succeed())
+	g.Expect(runner().Pass(ctx)).To(Succeed())
+	g.Expect(c.Get(ctx, client.ObjectKeyFromObject(volume), volume)).To(Succeed())
+	g.Expect(volume.Status.RecordCount).To(BeEquivalentTo(1))
+	again := &custosv1alpha1.AgentReport{}
+	g.Expect(c.Get(ctx, client.ObjectKeyFromObject(rep), again)).To(Succeed())
+	g.Expect(again.Status.Days).To(Equal(rep.Status.Days))
+	g.Expect(again.Status.Calls).To(Equal(rep.Status.Calls))
+}
+
+// TestHistoryRubricsAcrossBatches: new hours on two days in one batch
+// open each day's Finding with that day's calls; a report write that
+// fails makes the next pass find the same hits, which the Findings count
+// once; an agent that read almost nothing is judged against a floor, not
+// never.
+func TestHistoryRubricsAcrossBatches(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	store, err := audit.OpenSegmentStore(dir, audit.StoreOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	clk := clocktesting.NewFakeClock(time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC))
+	log, err := audit.New(audit.Options{Sinks: []audit.Sink{store}, Clock: clk, BufferDir: t.TempDir(), Registerer: prometheus.NewRegistry(), Logger: logr.Discard()})
+	g.Expect(err).NotTo(HaveOccurred())
+	agent := &custosv1alpha1.Agent{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "quiet", UID: "uid-quiet"}}
+	subject := audit.Subject{Kind: "Agent", Namespace: "ns", Name: "quiet", UID: "uid-quiet", Tenant: "t"}
+	call := func(at time.Time, records int) uint64 {
+		clk.SetTime(at)
+		seq, ok := log.RecordSeq(ctx, audit.Event{Action: audit.ActionToolCalled, Decision: audit.DecisionAllow, Subject: subject,
+			Details: map[string]string{"tool": "ledger.get_invoice", "toolset": "ns/ledger", "access": "Read", "outcome": "ok", "records": strconv.Itoa(records)}})
+		g.Expect(ok).To(BeTrue())
+		return seq
+	}
+	// Twenty weekdays of a call at 10:00 that returns nothing.
+	for day := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC); day.Before(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)); day = day.AddDate(0, 0, 1) {
+		if wd := day.Weekday(); wd != time.Saturday && wd != time.Sunday {
+			call(day.Add(10*time.Hour), 0)
+		}
+	}
+	tue3 := call(time.Date(2026, 12, 1, 3, 10, 0, 0, time.UTC), 0)
+	wed2 := call(time.Date(2026, 12, 2, 2, 10, 0, 0, time.UTC), 0)
+	wed3 := call(time.Date(2026, 12, 2, 3, 10, 0, 0, time.UTC), 1000)
+	g.Expect(log.Flush(ctx)).To(Succeed())
+
+	scheme := runtime.NewScheme()
+	g.Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
+	g.Expect(custosv1alpha1.AddToScheme(scheme)).To(Succeed())
+	base := fake.NewClientBuilder().WithScheme(scheme).WithObjects(agent).
+		WithStatusSubresource(&custosv1alpha1.Finding{}, &custosv1alpha1.AgentReport{}).Build()
+	failReport := true
+	c := interceptor.NewClient(base, interceptor.Funcs{SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+		if r, ok := obj.(*custosv1alpha1.AgentReport); ok && failReport && r.Spec.Period == "2026-12" {
+			failReport = false
+			return errors.New("the API server is throttling")
+		}
+		return c.SubResource(sub).Update(ctx, obj, opts...)
+	}})
+	runner := func() *Runner {
+		return &Runner{Reader: c, Client: c, Namespace: "custos-system", Trails: []Trail{DirTrail("custos-gateway/gw-0", dir)}, Thresholds: Fixed(DefaultThresholds), Log: logr.Discard()}
+	}
+	g.Expect(runner().Pass(ctx)).To(MatchError(ContainSubstring("the API server is throttling")))
+	g.Expect(runner().Pass(ctx)).To(Succeed())
+
+	finding := func(rubric string, day time.Time) *custosv1alpha1.Finding {
+		f := &custosv1alpha1.Finding{}
+		g.Expect(c.Get(ctx, client.ObjectKey{Namespace: "ns", Name: FindingName("quiet", rubric, day)}, f)).To(Succeed())
+		return f
+	}
+	tue, wed := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+	idleTue, idleWed := finding(RubricIdleSlot, tue), finding(RubricIdleSlot, wed)
+	g.Expect(idleTue.Status.Evidence[0].Sequences).To(Equal([]int64{int64(tue3)}))
+	g.Expect(idleWed.Status.Evidence[0].Sequences).To(Equal([]int64{int64(wed2), int64(wed3)}), "each day's Finding, its own calls, once")
+	g.Expect(idleWed.Status.RecordCount).To(BeEquivalentTo(2))
+	g.Expect(idleWed.Status.Summary).To(Equal("2 call(s) on 2026-12-02 at 02:00-02:59, 03:00-03:59 UTC, weekday hours in which it made no call this month or the one before (21 days with calls)"))
+	volume := finding(RubricVolume, wed)
+	g.Expect(volume.Status.Summary).To(Equal("1000 records on 2026-12-02, over 3× its daily mean of 0 over the 28 days before (20 days with calls; line 30)"))
+	g.Expect(volume.Status.RecordCount).To(BeEquivalentTo(1))
+	var list custosv1alpha1.FindingList
+	g.Expect(c.List(ctx, &list)).To(Succeed())
+	g.Expect(list.Items).To(HaveLen(3))
 }

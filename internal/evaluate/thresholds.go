@@ -138,6 +138,12 @@ func tighten(th Thresholds, e *custosv1alpha1.EvaluationThresholds) Thresholds {
 	if e.DeniedWindow != nil && e.DeniedWindow.Duration > 0 {
 		th.DeniedWindow = min(MaxDeniedWindow, max(th.DeniedWindow, e.DeniedWindow.Duration))
 	}
+	if e.VolumeFactorPercent != nil && *e.VolumeFactorPercent > 0 {
+		th.VolumeFactor = min(th.VolumeFactor, float64(*e.VolumeFactorPercent)/100)
+	}
+	if e.DailyRecordBudget != nil && *e.DailyRecordBudget > 0 && (th.DailyRecordBudget == 0 || *e.DailyRecordBudget < th.DailyRecordBudget) {
+		th.DailyRecordBudget = *e.DailyRecordBudget
+	}
 	return th
 }
 
@@ -198,6 +204,12 @@ func CheckAgentEvaluation(agent *custosv1alpha1.Agent, b *custosv1alpha1.DataBou
 	}
 	if e.DeniedWindow != nil && e.DeniedWindow.Duration < floor.DeniedWindow {
 		looser("deniedWindow", e.DeniedWindow.Duration.String(), floor.DeniedWindow.String())
+	}
+	if e.VolumeFactorPercent != nil && float64(*e.VolumeFactorPercent)/100 > floor.VolumeFactor {
+		looser("volumeFactorPercent", *e.VolumeFactorPercent, fmt.Sprintf("%g%%", floor.VolumeFactor*100))
+	}
+	if e.DailyRecordBudget != nil && floor.DailyRecordBudget > 0 && *e.DailyRecordBudget > floor.DailyRecordBudget {
+		looser("dailyRecordBudget", *e.DailyRecordBudget, fmt.Sprint(floor.DailyRecordBudget))
 	}
 	return errs
 }

@@ -36,10 +36,12 @@ func TestThresholdsOf(t *testing.T) {
 	g.Expect(ThresholdsOf(nil, nil)).To(Equal(DefaultThresholds))
 	b := &custosv1alpha1.DataBoundary{ObjectMeta: metav1.ObjectMeta{Name: "finance"}, Spec: custosv1alpha1.DataBoundarySpec{
 		Evaluation: &custosv1alpha1.EvaluationThresholds{MinConfidencePercent: ptr.To[int32](90), ProbeRefusals: ptr.To[int32](3),
-			ProbeWindow: &metav1.Duration{Duration: 30 * time.Minute}, DeniedApprovals: ptr.To[int32](9)}}}
+			ProbeWindow: &metav1.Duration{Duration: 30 * time.Minute}, DeniedApprovals: ptr.To[int32](9),
+			VolumeFactorPercent: ptr.To[int32](500), DailyRecordBudget: ptr.To[int64](10000)}}}
 	th := ThresholdsOf(nil, b)
 	g.Expect(th).To(Equal(Thresholds{MinConfidence: 0.9, ProbeRefusals: 3, ProbeWindow: 30 * time.Minute,
-		DeniedApprovals: 3, DeniedWindow: 24 * time.Hour}), "9 denied approvals would loosen the default 3: not taken")
+		DeniedApprovals: 3, DeniedWindow: 24 * time.Hour, VolumeFactor: 3, DailyRecordBudget: 10000}),
+		"9 denied approvals would loosen the default 3, and 500% the default 300%: not taken")
 
 	agent := &custosv1alpha1.Agent{Spec: custosv1alpha1.AgentSpec{Evaluation: &custosv1alpha1.EvaluationThresholds{
 		MinConfidencePercent: ptr.To[int32](50), ProbeRefusals: ptr.To[int32](2), ProbeWindow: &metav1.Duration{Duration: 5 * time.Hour},
@@ -62,8 +64,20 @@ func TestThresholdsOf(t *testing.T) {
 	errs = CheckAgentEvaluation(agent, nil)
 	g.Expect(errs).To(HaveLen(1))
 	g.Expect(errs[0].Detail).To(ContainSubstring("looser than Custos's default of 5"))
-	agent.Spec.Evaluation = &custosv1alpha1.EvaluationThresholds{MinConfidencePercent: ptr.To[int32](95), DeniedApprovals: ptr.To[int32](1)}
+	agent.Spec.Evaluation = &custosv1alpha1.EvaluationThresholds{MinConfidencePercent: ptr.To[int32](95), DeniedApprovals: ptr.To[int32](1),
+		VolumeFactorPercent: ptr.To[int32](200), DailyRecordBudget: ptr.To[int64](5000)}
 	g.Expect(CheckAgentEvaluation(agent, b)).To(BeEmpty())
+	th = ThresholdsOf(agent, b)
+	g.Expect(th.VolumeFactor).To(Equal(2.0))
+	g.Expect(th.DailyRecordBudget).To(BeEquivalentTo(5000))
+	agent.Spec.Evaluation = &custosv1alpha1.EvaluationThresholds{VolumeFactorPercent: ptr.To[int32](400), DailyRecordBudget: ptr.To[int64](20000)}
+	errs = CheckAgentEvaluation(agent, b)
+	g.Expect(errs).To(HaveLen(2))
+	g.Expect(errs[0].Field).To(Equal("spec.evaluation.volumeFactorPercent"))
+	g.Expect(errs[0].Detail).To(ContainSubstring("of 300%"))
+	g.Expect(errs[1].Field).To(Equal("spec.evaluation.dailyRecordBudget"))
+	g.Expect(errs[1].Detail).To(ContainSubstring("of 10000"))
+	g.Expect(CheckAgentEvaluation(agent, nil)).To(HaveLen(1), "no budget to loosen without one on the boundary")
 	g.Expect(CheckThresholds(&custosv1alpha1.EvaluationThresholds{DeniedWindow: &metav1.Duration{Duration: -time.Second}}, nil)).To(HaveLen(1))
 }
 

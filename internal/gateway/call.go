@@ -186,6 +186,9 @@ func (s *Server) checkAndCall(ctx context.Context, sess *session, params *mcp.Ca
 	}
 	if s.Caps != nil || s.Metrics != nil || s.Usage != nil {
 		rec.records, rec.bytes = measure(tool, res)
+		// On the record: the evaluator's volume rubric reads them.
+		rec.details["records"] = strconv.FormatInt(rec.records, 10)
+		rec.details["bytes"] = strconv.FormatInt(rec.bytes, 10)
 	}
 	// The result that would cross a cap is withheld.
 	if s.Caps != nil {

@@ -139,8 +139,6 @@ func (s *Server) takeResult(ctx context.Context, sess *session, tool *Tool, res 
 		return nil, false
 	}
 	records, bytes := rec.records, rec.bytes
-	rec.details["records"] = strconv.FormatInt(records, 10)
-	rec.details["bytes"] = strconv.FormatInt(bytes, 10)
 	if max != nil && records > *max {
 		return s.capExceeded(ctx, sess, tool, rec, &freezes.Exceeded{Signal: freezes.SignalRecords, Limit: *max, Observed: records}, "its result"), true
 	}
