@@ -240,12 +240,7 @@ func TestPassOffersTheCallsThatRaisedNothing(t *testing.T) {
 func TestHistoryRubrics(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	dir := t.TempDir()
-	store, err := audit.OpenSegmentStore(dir, audit.StoreOptions{})
-	g.Expect(err).NotTo(HaveOccurred())
-	clk := clocktesting.NewFakeClock(time.Date(2026, 11, 10, 10, 0, 0, 0, time.UTC))
-	log, err := audit.New(audit.Options{Sinks: []audit.Sink{store}, Clock: clk, BufferDir: t.TempDir(), Registerer: prometheus.NewRegistry(), Logger: logr.Discard()})
-	g.Expect(err).NotTo(HaveOccurred())
+	dir, log, clk := clockedTrail(g, t, time.Date(2026, 11, 10, 10, 0, 0, 0, time.UTC))
 	agent := &custosv1alpha1.Agent{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "payer", UID: "uid-payer"}}
 	subject := audit.Subject{Kind: "Agent", Namespace: "ns", Name: "payer", UID: "uid-payer", Tenant: "t"}
 	call := func(at time.Time, records int) {
@@ -315,12 +310,7 @@ func TestHistoryRubrics(t *testing.T) {
 func TestHistoryRubricsAcrossBatches(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	dir := t.TempDir()
-	store, err := audit.OpenSegmentStore(dir, audit.StoreOptions{})
-	g.Expect(err).NotTo(HaveOccurred())
-	clk := clocktesting.NewFakeClock(time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC))
-	log, err := audit.New(audit.Options{Sinks: []audit.Sink{store}, Clock: clk, BufferDir: t.TempDir(), Registerer: prometheus.NewRegistry(), Logger: logr.Discard()})
-	g.Expect(err).NotTo(HaveOccurred())
+	dir, log, clk := clockedTrail(g, t, time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC))
 	agent := &custosv1alpha1.Agent{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "quiet", UID: "uid-quiet"}}
 	subject := audit.Subject{Kind: "Agent", Namespace: "ns", Name: "quiet", UID: "uid-quiet", Tenant: "t"}
 	call := func(at time.Time, records int) uint64 {
@@ -377,4 +367,16 @@ func TestHistoryRubricsAcrossBatches(t *testing.T) {
 	var list custosv1alpha1.FindingList
 	g.Expect(c.List(ctx, &list)).To(Succeed())
 	g.Expect(list.Items).To(HaveLen(3))
+}
+
+// clockedTrail is a segment store in a temporary directory written
+// through an audit.Log at the time of its fake clock, from start.
+func clockedTrail(g Gomega, t *testing.T, start time.Time) (string, *audit.Log, *clocktesting.FakeClock) {
+	dir := t.TempDir()
+	store, err := audit.OpenSegmentStore(dir, audit.StoreOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	clk := clocktesting.NewFakeClock(start)
+	log, err := audit.New(audit.Options{Sinks: []audit.Sink{store}, Clock: clk, BufferDir: t.TempDir(), Registerer: prometheus.NewRegistry(), Logger: logr.Discard()})
+	g.Expect(err).NotTo(HaveOccurred())
+	return dir, log, clk
 }
