@@ -28,7 +28,7 @@ GENERATED := api config charts/custos/crds charts/custos/files
 # of its own. Every other package runs against a real API server.
 UNIT_PKGS := ./api/... ./cmd/custos-audit/... ./cmd/custos-gateway/... ./cmd/manager/... ./internal/audit/... ./internal/boundary/... \
 	./internal/evaluate/... ./internal/gateway/... ./internal/identity/... ./internal/imageverify/... ./internal/netpol/... \
-	./internal/policy/... ./internal/sts ./internal/toolschema/... ./internal/tracing/... ./internal/webhook/... \
+	./internal/pii/... ./internal/policy/... ./internal/sts ./internal/toolschema/... ./internal/tracing/... ./internal/webhook/... \
 	./internal/workload/... ./test/fixtures/... ./test/imagetest/... ./test/leasedoubles/...
 
 .PHONY: dev

@@ -1,0 +1,111 @@
+/*
+Copyright 2026 The Custos Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package pii
+
+import (
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// TestRecognizers: each recognizer's rules, for and against.
+func TestRecognizers(t *testing.T) {
+	s := &Scanner{PhoneRegions: []string{"DE", "US"}}
+	for _, tc := range []struct {
+		text string
+		want []string // type:value
+	}{
+		// Cards: issuer range, grouping, one separator, Luhn.
+		{"card 4111 1111 1111 1111 exp 12/27", []string{"card:4111 1111 1111 1111"}},
+		{"amex 3782-822463-10005.", []string{"card:3782-822463-10005"}},
+		{"4111-1111 1111-1111", nil},               // two separators
+		{"4111 1111 1111 1112", nil},               // Luhn fails
+		{"7111 1111 1111 1114", nil},               // no issuer starts with 7
+		{"4111 11 1111 1111 1111", nil},            // not a card's grouping
+		{"tracking 1234-4111-1111-1111-1111", nil}, // a piece of a longer run
+		{"sku 4111111111111111x", nil},             // part of a word
+		{"order 4111111111111111 2026", []string{"card:4111111111111111"}},
+		// SSNs: area, group, serial, samples, context for bare digits.
+		{"SSN 536-22-1234", []string{"ssn:536-22-1234"}},
+		{"ssn 000-12-3456, 666-12-3456, 912-12-3456", nil},
+		{"ssn 536-00-1234 and 536-22-0000", nil},
+		{"ssn 078-05-1120 (the Woolworth sample)", nil},
+		{"ssn 536-22 1234", nil}, // mixed separators
+		{"id 536221234", nil},    // bare, no context
+		{"SSN: 536221234", []string{"ssn:536221234"}},
+		// IBANs: length per country, mod 97.
+		{"IBAN DE89 3704 0044 0532 0130 00", []string{"iban:DE89 3704 0044 0532 0130 00"}},
+		{"GB82WEST12345698765432", []string{"iban:GB82WEST12345698765432"}},
+		{"DE88 3704 0044 0532 0130 00", nil}, // check digits
+		{"DE89 3704 0044 0532 0130", nil},    // too short for DE
+		{"ZZ89 3704 0044 0532 0130 00", nil}, // no such country
+		// Emails: they parse, as themselves.
+		{"write to alice.smith@example.co.uk.", []string{"email:alice.smith@example.co.uk"}},
+		{"a..b@example.com", nil},
+		{"alice.@example.com", nil},
+		{"not@an", nil},
+		// IPs: parse; not versions or dotted runs.
+		{"from 192.168.1.10 and 2001:db8::1", []string{"ip:192.168.1.10", "ip:2001:db8::1"}},
+		{"v1.2.3.4, version 10.0.0.1, 1.3.6.1.4.1.311, 256.1.1.1", nil},
+		{"12:30:45 and 00:1a:2b:3c:4d:5e", nil},
+		// Phones: valid for their country or a region of the scanner's.
+		{"call +49 30 901820", []string{"phone:+49 30 901820"}},
+		{"call (415) 555-2671", []string{"phone:(415) 555-2671"}},
+		{"phone 4155552671", []string{"phone:4155552671"}},
+		{"order 4155552671", nil},    // bare, no context
+		{"+49 12", nil},              // too short
+		{"on 2026-12-07", nil},       // a date
+		{"call 01 23 45 67 89", nil}, // FR, not a region of this scanner
+	} {
+		var got []string
+		for _, f := range s.Scan(tc.text) {
+			got = append(got, string(f.Type)+":"+tc.text[f.Start:f.End])
+		}
+		if strings.Join(got, "|") != strings.Join(tc.want, "|") {
+			t.Errorf("%q: found %v, want %v", tc.text, got, tc.want)
+		}
+	}
+}
+
+// FuzzScan: no panic; findings within the text, in order, not
+// overlapping; a text with each finding masked holds none of them again.
+func FuzzScan(f *testing.F) {
+	for _, seed := range []string{"card 4111 1111 1111 1111", "SSN: 536221234", "DE89 3704 0044 0532 0130 00", "a@b.co", "+49 30 901820",
+		"2001:db8::1", "::", "1.2.3.4.5", strings.Repeat("9", 40), "(((", "+", "@@", "\xff\xfe"} {
+		f.Add(seed)
+	}
+	s := &Scanner{PhoneRegions: []string{"DE", "US", "GB"}}
+	f.Fuzz(func(t *testing.T, text string) {
+		found := s.Scan(text)
+		end := 0
+		var masked strings.Builder
+		for _, fd := range found {
+			if fd.Start < end || fd.End > len(text) || fd.Start >= fd.End {
+				t.Fatalf("finding %+v out of order or bounds in %q", fd, text)
+			}
+			masked.WriteString(text[end:fd.Start])
+			masked.WriteString("<" + strings.ToUpper(string(fd.Type)) + ">")
+			end = fd.End
+		}
+		masked.WriteString(text[end:])
+		if len(found) > 0 && utf8.ValidString(text) {
+			if again := s.Scan(masked.String()); len(again) > 0 {
+				t.Fatalf("%q masked to %q still holds %+v", text, masked.String(), again)
+			}
+		}
+	})
+}
