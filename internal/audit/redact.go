@@ -17,6 +17,7 @@ limitations under the License.
 package audit
 
 import (
+	"cmp"
 	"math"
 	"regexp"
 	"slices"
@@ -58,15 +59,33 @@ var (
 	referenceKeyName = regexp.MustCompile(`(?i)(?:name|names|ref|namespace|audience|audiences|ttl|expiry|expiresat|expiration|kind|type|id|uid|count|path|field|keyid)$`)
 )
 
-// redactString applies the rules to one string, noting whether it
-// changed. Each rule runs only when a cheap test says it might match: most
-// values are short names, and the regular expressions are what an event
-// costs.
+// redactString applies the rules to one string (SecretSpans), noting
+// whether it changed.
 func redactString(s string) (string, bool) {
-	if len(s) < 8 {
+	spans := SecretSpans(s)
+	if len(spans) == 0 {
 		return s, false
 	}
-	orig := s
+	var b strings.Builder
+	last := 0
+	for _, sp := range spans {
+		b.WriteString(s[last:sp[0]])
+		b.WriteString(Redacted)
+		last = sp[1]
+	}
+	b.WriteString(s[last:])
+	return b.String(), b.String() != s
+}
+
+// SecretSpans are the byte spans [start, end) of s that the trail's rules
+// take for secrets, in order, overlapping ones merged: what a record's
+// free text loses to Redacted, and what internal/pii calls a secret. Each
+// rule runs only when a cheap test says it might match: most values are
+// short names, and the regular expressions are what an event costs.
+func SecretSpans(s string) [][2]int {
+	if len(s) < 8 {
+		return nil
+	}
 	lower := strings.ToLower(s)
 	has := func(subs ...string) bool {
 		for _, sub := range subs {
@@ -76,41 +95,58 @@ func redactString(s string) (string, bool) {
 		}
 		return false
 	}
+	var spans [][2]int
+	whole := func(re *regexp.Regexp) {
+		for _, m := range re.FindAllStringIndex(s, -1) {
+			spans = append(spans, [2]int{m[0], m[1]})
+		}
+	}
 	if strings.Contains(s, "-----BEGIN ") {
-		s = pemBlock.ReplaceAllLiteralString(s, Redacted)
+		whole(pemBlock)
 	}
 	if strings.Contains(s, "eyJ") {
-		s = jwt.ReplaceAllLiteralString(s, Redacted)
+		whole(jwt)
 	}
 	if has("gh", "github_pat_", "glpat-", "xox", "aiza", "k_live_", "k_test_", "sk-", "npm_", "sg.") {
-		s = prefixedToken.ReplaceAllLiteralString(s, Redacted)
+		whole(prefixedToken)
 	}
 	if awsKeyPrefix := has("akia", "asia", "abia", "acca"); awsKeyPrefix || has("secret") {
 		if awsKeyPrefix && awsAccessKeyID.MatchString(s) || awsSecretHint.MatchString(s) {
-			s = replaceGroup(awsSecretKey, s)
+			spans = append(spans, groupSpans(awsSecretKey, s)...)
 		}
 		if awsKeyPrefix {
-			s = awsAccessKeyID.ReplaceAllLiteralString(s, Redacted)
+			whole(awsAccessKeyID)
 		}
 	}
 	if strings.Contains(s, "://") && strings.Contains(s, "@") {
-		s = replaceGroup(urlPassword, s)
+		spans = append(spans, groupSpans(urlPassword, s)...)
 	}
 	if has("bearer", "basic", "digest", "negotiate", "token") {
-		s = replaceGroup(authScheme, s)
+		spans = append(spans, groupSpans(authScheme, s)...)
 	}
 	if strings.ContainsAny(s, ":=") && has("passw", "pwd", "secret", "token", "key", "sig") {
-		s = replaceGroup(secretAssignment, s)
+		spans = append(spans, groupSpans(secretAssignment, s)...)
 	}
 	if hasLongRun(s) {
-		s = longToken.ReplaceAllStringFunc(s, func(t string) string {
-			if highEntropy(t) {
-				return Redacted
+		for _, m := range longToken.FindAllStringIndex(s, -1) {
+			if highEntropy(s[m[0]:m[1]]) {
+				spans = append(spans, [2]int{m[0], m[1]})
 			}
-			return t
-		})
+		}
 	}
-	return s, s != orig
+	if len(spans) == 0 {
+		return nil
+	}
+	slices.SortFunc(spans, func(a, b [2]int) int { return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1])) })
+	merged := spans[:1]
+	for _, sp := range spans[1:] {
+		if last := &merged[len(merged)-1]; sp[0] <= last[1] {
+			last[1] = max(last[1], sp[1])
+		} else {
+			merged = append(merged, sp)
+		}
+	}
+	return merged
 }
 
 // hasLongRun says whether s has 32 characters in a row that longToken
@@ -130,8 +166,8 @@ func hasLongRun(s string) bool {
 	return false
 }
 
-// replaceGroup replaces the first capture group that matched, in every
-// match of re in s.
+// groupSpans are the spans of the first capture group that matched, in
+// every match of re in s.
 // fieldErrorType are the words a Kubernetes field error puts after its
 // path ("spec.volumes[0].projected.sources[0].serviceAccountToken:
 // Forbidden: ..."): what an admission denial says, never a secret.
@@ -140,29 +176,21 @@ var fieldErrorType = map[string]bool{
 	"Duplicate": true, "Not": true, "Too": true, "Internal": true,
 }
 
-func replaceGroup(re *regexp.Regexp, s string) string {
-	idx := re.FindAllStringSubmatchIndex(s, -1)
-	if idx == nil {
-		return s
-	}
-	var b strings.Builder
-	last := 0
-	for _, m := range idx {
+func groupSpans(re *regexp.Regexp, s string) [][2]int {
+	var out [][2]int
+	for _, m := range re.FindAllStringSubmatchIndex(s, -1) {
 		// The first capture group that matched is the secret.
 		for g := 2; g+1 < len(m); g += 2 {
 			if m[g] < 0 {
 				continue
 			}
 			if v := s[m[g]:m[g+1]]; v != Redacted && !fieldErrorType[strings.TrimSuffix(v, ":")] {
-				b.WriteString(s[last:m[g]])
-				b.WriteString(Redacted)
-				last = m[g+1]
+				out = append(out, [2]int{m[g], m[g+1]})
 			}
 			break
 		}
 	}
-	b.WriteString(s[last:])
-	return b.String()
+	return out
 }
 
 // highEntropy says whether t looks generated rather than written: it mixes

@@ -21,13 +21,15 @@ limitations under the License.
 // nine-digit run counts only with a context word before it; an IBAN has
 // its country's length and passes mod-97; an email address parses; a
 // phone number is valid for a region the tenant names (libphonenumber's
-// metadata); an IP address parses. Each finding has a type, a span and a
-// confidence. Nothing here keeps or logs what it scans.
+// metadata); an IP address parses; a secret is what the audit trail
+// redacts. Each finding has a type, a span and a confidence. Nothing here keeps or logs what it scans.
 package pii
 
 import (
 	"cmp"
 	"slices"
+
+	"github.com/custos-dev/custos/internal/audit"
 )
 
 // Type is the kind of personal data a finding is.
@@ -40,6 +42,9 @@ const (
 	Email Type = "email"
 	Phone Type = "phone"
 	IP    Type = "ip"
+	// Secret is what the audit trail redacts (audit.SecretSpans): keys,
+	// tokens, passwords, private keys.
+	Secret Type = "secret"
 )
 
 // Finding is one value found: its type, its byte span [Start, End) in the
@@ -61,7 +66,17 @@ type Scanner struct {
 // recognizer finds candidates of one type in text.
 type recognizer func(s *Scanner, text string) []Finding
 
-var recognizers = []recognizer{cards, ssns, ibans, emails, ips, phones}
+var recognizers = []recognizer{cards, ssns, ibans, emails, ips, phones, secrets}
+
+// secrets: the spans the audit trail's redaction takes for secrets, one
+// rule set for both.
+func secrets(_ *Scanner, text string) []Finding {
+	var out []Finding
+	for _, sp := range audit.SecretSpans(text) {
+		out = append(out, Finding{Type: Secret, Start: sp[0], End: sp[1], Confidence: 0.9})
+	}
+	return out
+}
 
 // Scan returns what text holds, in order, no two overlapping: of
 // overlapping findings the surer one stays, then the longer.

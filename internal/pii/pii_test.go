@@ -70,6 +70,10 @@ func TestRecognizers(t *testing.T) {
 		{"+49 12", nil},              // too short
 		{"on 2026-12-07", nil},       // a date
 		{"call 01 23 45 67 89", nil}, // FR, not a region of this scanner
+		// Secrets: the audit trail's rules.
+		{"key AKIAIOSFODNN7EXAMPLE here", []string{"secret:AKIAIOSFODNN7EXAMPLE"}},
+		{"Authorization: Bearer abcdefghijklmnopqrstuvwxyz0123", []string{"secret:abcdefghijklmnopqrstuvwxyz0123"}},
+		{"password=hunter2hunter2", []string{"secret:hunter2hunter2"}},
 	} {
 		var got []string
 		for _, f := range s.Scan(tc.text) {
