@@ -128,6 +128,11 @@ type DataBoundarySpec struct {
 	// a Finding or opens one (docs/findings.md).
 	// +optional
 	Judge *EvaluationJudge `json:"judge,omitempty"`
+
+	// pii is the tenant's personal-data policy (docs/pii.md): for now,
+	// its own kinds of personal data, found beside the built-in ones.
+	// +optional
+	PII *PIIPolicy `json:"pii,omitempty"`
 }
 
 // EvaluationThresholds are the lines of the evaluator's rubrics; an unset
@@ -177,6 +182,67 @@ type EvaluationThresholds struct {
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	DailyRecordBudget *int64 `json:"dailyRecordBudget,omitempty"`
+}
+
+// PIIPolicy is a tenant's personal-data policy.
+type PIIPolicy struct {
+	// patterns are the tenant's own kinds of personal data (an employee
+	// number, a patient ID), each found as custom:<name>.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=32
+	Patterns []PIIPattern `json:"patterns,omitempty"`
+}
+
+// PIIValidator checks what a pattern matched: luhn (the Luhn check over
+// its digits), mod97 (ISO 7064 mod 97-10 over its letters and digits, as
+// an IBAN's) or none.
+// +kubebuilder:validation:Enum=none;luhn;mod97
+type PIIValidator string
+
+const (
+	PIIValidatorNone  PIIValidator = "none"
+	PIIValidatorLuhn  PIIValidator = "luhn"
+	PIIValidatorMod97 PIIValidator = "mod97"
+)
+
+// PIIPattern is one kind of personal data a tenant names.
+type PIIPattern struct {
+	// name of the kind: a finding of it is custom:<name>.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+
+	// regex is an RE2 regular expression of the value; a match counts
+	// only standing alone (not inside a longer word or digit run), and
+	// never an empty one.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	Regex string `json:"regex"`
+
+	// validator checks each match; none by default.
+	// +optional
+	// +kubebuilder:default=none
+	Validator PIIValidator `json:"validator,omitempty"`
+
+	// context, when set, are words one of which must stand within 40
+	// bytes before a match (case does not matter).
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=64
+	Context []string `json:"context,omitempty"`
+
+	// confidencePercent of a finding of it: 80 by default.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	ConfidencePercent *int32 `json:"confidencePercent,omitempty"`
 }
 
 // EvaluationJudge is a model, served inside the tenant's boundary, that

@@ -61,6 +61,8 @@ type Scanner struct {
 	// PhoneRegions are the ISO 3166-1 regions (DE, US) whose national
 	// phone numbers are recognized without a country code.
 	PhoneRegions []string
+	// Patterns are the tenant's own (CompilePatterns).
+	Patterns []Pattern
 }
 
 // recognizer finds candidates of one type in text.
@@ -84,6 +86,9 @@ func (s *Scanner) Scan(text string) []Finding {
 	var all []Finding
 	for _, r := range recognizers {
 		all = append(all, r(s, text)...)
+	}
+	for i := range s.Patterns {
+		all = append(all, s.Patterns[i].find(text)...)
 	}
 	slices.SortFunc(all, func(a, b Finding) int {
 		return cmp.Or(cmp.Compare(b.Confidence, a.Confidence), cmp.Compare(b.End-b.Start, a.End-a.Start), cmp.Compare(a.Start, b.Start))

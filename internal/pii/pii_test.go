@@ -20,6 +20,11 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/utils/ptr"
+
+	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 )
 
 // TestRecognizers: each recognizer's rules, for and against.
@@ -112,4 +117,47 @@ func FuzzScan(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestCustomPatterns: a tenant's own kinds, with their validators and
+// context words; admission's errors name the field and the rule.
+func TestCustomPatterns(t *testing.T) {
+	ps, errs := CompilePatterns([]custosv1alpha1.PIIPattern{
+		{Name: "employee-id", Regex: `EMP-\d{6}`},
+		{Name: "member-card", Regex: `\d{12}`, Validator: custosv1alpha1.PIIValidatorLuhn, Context: []string{"member"}, ConfidencePercent: ptr.To[int32](95)},
+		{Name: "account", Regex: `[A-Z]{2}\d{2}[A-Z0-9]{10,30}`, Validator: custosv1alpha1.PIIValidatorMod97},
+	}, field.NewPath("spec", "pii", "patterns"))
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	s := &Scanner{Patterns: ps}
+	for _, tc := range []struct {
+		text string
+		want []string
+	}{
+		{"badge EMP-004211 at the door", []string{"custom:employee-id:EMP-004211"}},
+		{"XEMP-004211", nil},
+		{"member no. 123456789015", []string{"custom:member-card:123456789015"}},
+		{"member no. 123456789016", nil},                                            // Luhn fails
+		{"order 123456789015", nil},                                                 // no context word
+		{"account GB82WEST12345698765432", []string{"iban:GB82WEST12345698765432"}}, // the built-in is surer
+	} {
+		var got []string
+		for _, f := range s.Scan(tc.text) {
+			got = append(got, string(f.Type)+":"+tc.text[f.Start:f.End])
+		}
+		if strings.Join(got, "|") != strings.Join(tc.want, "|") {
+			t.Errorf("%q: found %v, want %v", tc.text, got, tc.want)
+		}
+	}
+	found := s.Scan("member 123456789015")
+	if len(found) != 1 || found[0].Confidence != 0.95 {
+		t.Errorf("confidence: %+v, want 0.95", found)
+	}
+	_, errs = CompilePatterns([]custosv1alpha1.PIIPattern{{Name: "broken", Regex: `(\d+`}, {Name: "empty", Regex: `\d*`}},
+		field.NewPath("spec", "pii", "patterns"))
+	if len(errs) != 2 || errs[0].Field != "spec.pii.patterns[0].regex" || !strings.Contains(errs[0].Detail, "not an RE2 regular expression") ||
+		errs[1].Field != "spec.pii.patterns[1].regex" || !strings.Contains(errs[1].Detail, "matches the empty string") {
+		t.Errorf("errors: %v", errs)
+	}
 }

@@ -24,6 +24,7 @@ import (
 
 	custosv1alpha1 "github.com/custos-dev/custos/api/v1alpha1"
 	"github.com/custos-dev/custos/internal/evaluate"
+	"github.com/custos-dev/custos/internal/pii"
 	"github.com/custos-dev/custos/internal/policy"
 )
 
@@ -60,5 +61,9 @@ func (v *DataBoundaryValidator) validate(b *custosv1alpha1.DataBoundary) error {
 	_, callErrs := policy.CompileAt(field.NewPath("spec", "callChecks"), b.Spec.CallChecks)
 	errs = append(errs, callErrs...)
 	errs = append(errs, evaluate.CheckThresholds(b.Spec.Evaluation, field.NewPath("spec", "evaluation"))...)
+	if b.Spec.PII != nil {
+		_, patternErrs := pii.CompilePatterns(b.Spec.PII.Patterns, field.NewPath("spec", "pii", "patterns"))
+		errs = append(errs, patternErrs...)
+	}
 	return invalid(dataBoundaryKind, b.Name, errs)
 }

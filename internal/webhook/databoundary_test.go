@@ -57,6 +57,12 @@ func TestDataBoundaryCallChecks(t *testing.T) {
 		{name: "a callCheck that is not JMESPath, on update", op: admissionv1.Update,
 			obj:  admBoundary(t, withCallChecks(callCheck("broken", `{"arguments": {"(amount >": 1}}`))),
 			says: []string{`spec.callChecks[0].assert`, `check "broken"`}},
+		{name: "a PII pattern that is not RE2, and one that matches nothing at all", op: admissionv1.Create,
+			obj: admBoundary(t, func(b *custosv1alpha1.DataBoundary) {
+				b.Spec.PII = &custosv1alpha1.PIIPolicy{Patterns: []custosv1alpha1.PIIPattern{
+					{Name: "ok", Regex: `EMP-\d{6}`}, {Name: "lookahead", Regex: `(?=x)\d+`}, {Name: "empty", Regex: `x?`}}}
+			}),
+			says: []string{`spec.pii.patterns[1].regex`, "not an RE2 regular expression", `spec.pii.patterns[2].regex`, "matches the empty string"}},
 		{name: "an empty callCheck", op: admissionv1.Create,
 			obj:  admBoundary(t, withCallChecks(callCheck("empty", `{}`))),
 			says: []string{`spec.callChecks[0].assert`, "must not be empty"}},
