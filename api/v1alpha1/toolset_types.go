@@ -346,3 +346,22 @@ type ToolsetList struct {
 func init() {
 	SchemeBuilder.Register(&Toolset{}, &ToolsetList{})
 }
+
+// PIIClass is a class of personal data a Toolset's schema marks a field
+// with (x-custos-pii): the field is treated as that class whatever it
+// holds.
+type PIIClass string
+
+const (
+	PIIPerson        PIIClass = "person"
+	PIIContact       PIIClass = "contact"
+	PIIGovernmentID  PIIClass = "government-id"
+	PIIFinancial     PIIClass = "financial"
+	PIIHealth        PIIClass = "health"
+	PIILocation      PIIClass = "location"
+	PIICredential    PIIClass = "credential"
+	PIISchemaKeyword          = "x-custos-pii"
+)
+
+// PIIClasses are the classes a schema may mark a field with, in order.
+var PIIClasses = []PIIClass{PIIPerson, PIIContact, PIIGovernmentID, PIIFinancial, PIIHealth, PIILocation, PIICredential}

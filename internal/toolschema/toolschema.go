@@ -213,13 +213,19 @@ func compileOne(raw *runtime.RawExtension) (any, *jsonschema.Schema, bool, *Sche
 	if err != nil {
 		return nil, nil, false, describe(doc, err)
 	}
+	// Personal data it marks must be marked with a class there is.
+	if _, perr := PIIFields(doc); perr != nil {
+		return nil, nil, false, perr
+	}
 	return doc, compiled, true, nil
 }
 
 // Schemas are one tool's compiled schemas, nil where it has none: what the
-// gateway checks a call's arguments and result against.
+// gateway checks a call's arguments and result against; and the places
+// each marks as personal data (x-custos-pii).
 type Schemas struct {
-	Input, Output *jsonschema.Schema
+	Input, Output       *jsonschema.Schema
+	InputPII, OutputPII []PIIField
 }
 
 // CompileTool compiles the schemas of t, spec.tools[index], by the rules
@@ -231,15 +237,17 @@ func CompileTool(t custosv1alpha1.Tool, index int) (Schemas, error) {
 		if which == OutputSchema {
 			raw = t.OutputSchema
 		}
-		_, compiled, _, err := compileOne(raw)
+		doc, compiled, _, err := compileOne(raw)
 		if err != nil {
 			err.Tool, err.Index, err.Which = t.Name, index, which
 			return Schemas{}, err
 		}
+		// Checked by compileOne.
+		marked, _ := PIIFields(doc)
 		if which == InputSchema {
-			out.Input = compiled
+			out.Input, out.InputPII = compiled, marked
 		} else {
-			out.Output = compiled
+			out.Output, out.OutputPII = compiled, marked
 		}
 	}
 	return out, nil
