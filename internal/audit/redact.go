@@ -166,8 +166,6 @@ func hasLongRun(s string) bool {
 	return false
 }
 
-// groupSpans are the spans of the first capture group that matched, in
-// every match of re in s.
 // fieldErrorType are the words a Kubernetes field error puts after its
 // path ("spec.volumes[0].projected.sources[0].serviceAccountToken:
 // Forbidden: ..."): what an admission denial says, never a secret.
@@ -176,6 +174,8 @@ var fieldErrorType = map[string]bool{
 	"Duplicate": true, "Not": true, "Too": true, "Internal": true,
 }
 
+// groupSpans are the spans of the first capture group that matched, in
+// every match of re in s.
 func groupSpans(re *regexp.Regexp, s string) [][2]int {
 	var out [][2]int
 	for _, m := range re.FindAllStringSubmatchIndex(s, -1) {

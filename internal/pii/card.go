@@ -44,42 +44,59 @@ func groupsOf(run string, base int) (groups []string, starts []int, seps []byte)
 
 // cards: runs of 12 to 19 digits, unseparated or in a card's grouping
 // with one separator throughout, in an issuer's range for their length,
-// passing Luhn.
+// passing Luhn. A run of digit groups is taken whole: cut into cards
+// with nothing left over (two cards in a row), or else only its groups
+// that are cards by themselves; never a few groups of a longer grouped
+// number (9400 3572 6079 0273 1205 97 is a parcel's, not a card's).
 func cards(_ *Scanner, text string) []Finding {
 	var out []Finding
 	for _, m := range digitRun.FindAllStringIndex(text, -1) {
+		if !isolatedBefore(text, m[0]) || !isolatedAfter(text, m[1]) || m[0] > 0 && text[m[0]-1] == '+' {
+			// A number after + is a phone number's.
+			continue
+		}
 		groups, starts, seps := groupsOf(text[m[0]:m[1]], m[0])
-		best := Finding{}
-		for i := range groups {
+		card := func(i, j int) bool {
 			n := 0
-			for j := i; j < len(groups) && j-i < 7; j++ {
-				n += len(groups[j])
-				if n > 19 {
+			for k := i; k <= j; k++ {
+				n += len(groups[k])
+			}
+			if n < 12 || n > 19 || !sameSeparator(seps[i:j]) || !cardGrouping(groups[i:j+1]) {
+				return false
+			}
+			d := strings.Join(groups[i:j+1], "")
+			return inIssuerRange(d) && luhn(d)
+		}
+		finding := func(i, j int) Finding {
+			conf := 0.9
+			if j > i {
+				conf = 0.97
+			}
+			return Finding{Type: Card, Start: starts[i], End: starts[j] + len(groups[j]), Confidence: conf}
+		}
+		// cut[i] is the end+1 of a card starting at group i in a cut of
+		// groups[i:] into cards with nothing left over; -1 when none.
+		cut := make([]int, len(groups)+1)
+		cut[len(groups)] = len(groups)
+		for i := len(groups) - 1; i >= 0; i-- {
+			cut[i] = -1
+			for j := min(len(groups)-1, i+6); j >= i; j-- {
+				if cut[j+1] >= 0 && card(i, j) {
+					cut[i] = j + 1
 					break
-				}
-				if n < 12 || !sameSeparator(seps[i:j]) || !cardGrouping(groups[i:j+1]) {
-					continue
-				}
-				d := strings.Join(groups[i:j+1], "")
-				if !inIssuerRange(d) || !luhn(d) {
-					continue
-				}
-				start, end := starts[i], starts[j]+len(groups[j])
-				if !isolated(text, start, end) || start > 0 && text[start-1] == '+' {
-					// A number after + is a phone number's.
-					continue
-				}
-				if end-start > best.End-best.Start {
-					conf := 0.9
-					if j > i {
-						conf = 0.97
-					}
-					best = Finding{Type: Card, Start: start, End: end, Confidence: conf}
 				}
 			}
 		}
-		if best.End > 0 {
-			out = append(out, best)
+		if cut[0] >= 0 {
+			for i := 0; i < len(groups); i = cut[i] {
+				out = append(out, finding(i, cut[i]-1))
+			}
+			continue
+		}
+		for i := range groups {
+			if card(i, i) {
+				out = append(out, finding(i, i))
+			}
 		}
 	}
 	return out

@@ -19,6 +19,7 @@ package pii
 import (
 	"fmt"
 	"regexp"
+	"regexp/syntax"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -52,16 +53,17 @@ func CompilePatterns(ps []custosv1alpha1.PIIPattern, path *field.Path) ([]Patter
 			errs = append(errs, field.Invalid(at.Child("regex"), p.Regex, "matches the empty string: a pattern must match a value"))
 			continue
 		}
+		if n := programSize(p.Regex); n > maxPatternInstructions {
+			errs = append(errs, field.Invalid(at.Child("regex"), p.Regex,
+				fmt.Sprintf("compiles to %d instructions, more than %d: every call's text is scanned with it (shorten its repetitions)", n, maxPatternInstructions)))
+			continue
+		}
 		c := Pattern{Type: Type("custom:" + p.Name), re: re, validator: p.Validator, confidence: 0.8}
 		if p.ConfidencePercent != nil {
 			c.confidence = float64(*p.ConfidencePercent) / 100
 		}
 		if len(p.Context) > 0 {
-			words := make([]string, len(p.Context))
-			for k, w := range p.Context {
-				words[k] = regexp.QuoteMeta(strings.ToLower(w))
-			}
-			c.context = regexp.MustCompile(`(?i)\b(?:` + strings.Join(words, "|") + `)\b`)
+			c.context = contextWords(p.Context...)
 		}
 		out = append(out, c)
 	}
@@ -89,7 +91,7 @@ func (p *Pattern) find(text string) []Finding {
 				continue
 			}
 		}
-		if p.context != nil && !p.context.MatchString(text[max(0, start-40):start]) {
+		if p.context != nil && !contextBefore(text, start, 40, p.context) {
 			continue
 		}
 		out = append(out, Finding{Type: p.Type, Start: start, End: end, Confidence: p.confidence})
@@ -99,3 +101,20 @@ func (p *Pattern) find(text string) []Finding {
 
 // String names the pattern.
 func (p *Pattern) String() string { return fmt.Sprintf("%s (%s)", p.Type, p.re) }
+
+// maxPatternInstructions bounds a pattern's compiled size: RE2's time is
+// linear in the text, times the program's size.
+const maxPatternInstructions = 500
+
+// programSize is the number of instructions re compiles to.
+func programSize(re string) int {
+	parsed, err := syntax.Parse(re, syntax.Perl)
+	if err != nil {
+		return 0
+	}
+	prog, err := syntax.Compile(parsed.Simplify())
+	if err != nil {
+		return 0
+	}
+	return len(prog.Inst)
+}

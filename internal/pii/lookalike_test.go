@@ -53,6 +53,13 @@ var lookalikes = []lookalike{
 		}
 		return digits(r, 12+r.IntN(11))
 	}, false},
+	{"grouped parcel number", func(r *rand.Rand) string {
+		d := "9400" + digits(r, 18)
+		return d[:4] + " " + d[4:8] + " " + d[8:12] + " " + d[12:16] + " " + d[16:20] + " " + d[20:]
+	}, false},
+	{"section number", func(r *rand.Rand) string {
+		return fmt.Sprintf("section %d.%d.%d.%d", 1+r.IntN(20), r.IntN(20), r.IntN(20), r.IntN(20))
+	}, false},
 	{"IMEI", func(r *rand.Rand) string { return withLuhn(r, []string{"35", "86", "01", "99"}[r.IntN(4)], 15) }, true},
 	{"ISBN-13", func(r *rand.Rand) string {
 		d := "978" + digits(r, 9)
@@ -90,7 +97,7 @@ var lookalikes = []lookalike{
 
 var lookalikeSentences = []string{"Resource {} was updated.", "id={}", `{"id":"{}","status":"ok"}`, "Reference: {}", "Processed {} at noon."}
 
-// TestLookalikes: 126,000 generated values that look like personal data
+// TestLookalikes: 138,000 generated values that look like personal data
 // and are not (identifiers, digests, timestamps, order, invoice and
 // tracking numbers, IMEIs, ISBNs, amounts, versions, Luhn-valid runs
 // outside card ranges) in sentences: at most 1 finding per 10,000; the

@@ -29,7 +29,7 @@ var (
 	phoneCandidate = regexp.MustCompile(`\+?\(?\d[\d().\- ]{5,22}\d`)
 	// phoneContext are the words that make a bare run of digits a phone
 	// number.
-	phoneContext = regexp.MustCompile(`(?i)\b(?:phone|tel|telephone|mobile|cell|fax|call|whatsapp|sms)\b[^\n]{0,12}$`)
+	phoneContext = contextWords("phone", "phones", "tel", "telephone", "mobile", "cell", "fax", "call", "whatsapp", "sms")
 	// dateLike is a date: 2026-12-07, 07.12.2026, 12/07/26.
 	dateLike = regexp.MustCompile(`^(?:\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4})$`)
 	// ssnShaped is an SSN's 3-2-4 grouping, which no phone plan writes.
@@ -45,12 +45,13 @@ func phones(s *Scanner, text string) []Finding {
 		start, end := m[0], m[1]
 		cand := text[start:end]
 		digits := digitsOf(cand)
-		if len(digits) < 7 || len(digits) > 15 || dateLike.MatchString(cand) || ssnShaped.MatchString(cand) || !isolated(text, start, end) {
+		if len(digits) < 7 || len(digits) > 15 || dateLike.MatchString(cand) || ssnShaped.MatchString(cand) || !isolated(text, start, end) ||
+			inIdentifier(text, start) || identifierGoesOn(text, end) {
 			continue
 		}
 		international := cand[0] == '+'
 		bare := len(digits) == len(cand)
-		if bare && !phoneContext.MatchString(text[max(0, start-30):start]) {
+		if bare && !contextBefore(text, start, 30, phoneContext) {
 			continue
 		}
 		if strings.Contains(cand, ".") && (!dottedPhone(cand) || versionBefore.MatchString(text[max(0, start-10):start])) {

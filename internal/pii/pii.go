@@ -27,7 +27,10 @@ package pii
 
 import (
 	"cmp"
+	"regexp"
 	"slices"
+	"strings"
+	"unicode"
 
 	"github.com/custos-dev/custos/internal/audit"
 )
@@ -80,8 +83,10 @@ func secrets(_ *Scanner, text string) []Finding {
 	return out
 }
 
-// Scan returns what text holds, in order, no two overlapping: of
-// overlapping findings the surer one stays, then the longer.
+// Scan returns what text holds, in order, no two overlapping: findings
+// that overlap become one spanning them all, of the surest one's type
+// (then the longest's), so that no part of a value is left out because
+// another type was surer of its middle.
 func (s *Scanner) Scan(text string) []Finding {
 	var all []Finding
 	for _, r := range recognizers {
@@ -90,17 +95,23 @@ func (s *Scanner) Scan(text string) []Finding {
 	for i := range s.Patterns {
 		all = append(all, s.Patterns[i].find(text)...)
 	}
-	slices.SortFunc(all, func(a, b Finding) int {
-		return cmp.Or(cmp.Compare(b.Confidence, a.Confidence), cmp.Compare(b.End-b.Start, a.End-a.Start), cmp.Compare(a.Start, b.Start))
-	})
-	var kept []Finding
-	for _, f := range all {
-		if !slices.ContainsFunc(kept, func(k Finding) bool { return f.Start < k.End && k.Start < f.End }) {
-			kept = append(kept, f)
-		}
+	if len(all) == 0 {
+		return nil
 	}
-	slices.SortFunc(kept, func(a, b Finding) int { return cmp.Compare(a.Start, b.Start) })
-	return kept
+	slices.SortFunc(all, func(a, b Finding) int { return cmp.Or(cmp.Compare(a.Start, b.Start), cmp.Compare(b.End, a.End)) })
+	out := []Finding{all[0]}
+	for _, f := range all[1:] {
+		last := &out[len(out)-1]
+		if f.Start >= last.End {
+			out = append(out, f)
+			continue
+		}
+		if f.Confidence > last.Confidence || f.Confidence == last.Confidence && f.End-f.Start > last.End-last.Start {
+			last.Type, last.Confidence = f.Type, f.Confidence
+		}
+		last.End = max(last.End, f.End)
+	}
+	return out
 }
 
 // isDigit says whether b is an ASCII digit.
@@ -112,28 +123,91 @@ func isWord(b byte) bool {
 }
 
 // isolated says whether text[start:end] stands alone: not a piece of a
-// longer run of digits, letters or digit groups (1234-5678-9012-3456-7890
-// holds no 16-digit card).
+// word or of a longer run of digit groups (1234-5678-9012-3456-7890
+// holds no 16-digit card). A label before it (card:, ssn=) is no part of
+// it.
 func isolated(text string, start, end int) bool {
-	if start > 0 {
-		c := text[start-1]
-		if isWord(c) {
-			return false
-		}
-		if (c == '-' || c == '.' || c == '/' || c == ':') && start > 1 && isWord(text[start-2]) {
-			return false
+	return isolatedBefore(text, start) && isolatedAfter(text, end)
+}
+
+func isolatedBefore(text string, start int) bool {
+	if start == 0 {
+		return true
+	}
+	c := text[start-1]
+	if isWord(c) {
+		return false
+	}
+	// 12-4111..., 3.4111..., 10:4111...: the same run goes on.
+	return !(c == '-' || c == '.' || c == '/' || c == ':') || start < 2 || !isDigit(text[start-2])
+}
+
+// inIdentifier says whether start follows a word and a dash, dot or
+// slash (ORD-2025-835744, build/4155552671): the rest of an identifier.
+func inIdentifier(text string, start int) bool {
+	if start < 2 {
+		return false
+	}
+	c := text[start-1]
+	return (c == '-' || c == '.' || c == '/' || c == '_') && isWord(text[start-2])
+}
+
+// identifierGoesOn says whether text[end:] goes on with a dash, dot,
+// slash or underscore and a word (88276365-6853-b066-...): the value is
+// a piece of an identifier.
+func identifierGoesOn(text string, end int) bool {
+	if end+1 >= len(text) {
+		return false
+	}
+	c := text[end]
+	return (c == '-' || c == '.' || c == '/' || c == '_') && isWord(text[end+1])
+}
+
+func isolatedAfter(text string, end int) bool {
+	if end == len(text) {
+		return true
+	}
+	c := text[end]
+	if isWord(c) {
+		return false
+	}
+	return !(c == '-' || c == '.' || c == '/' || c == ':') || end+1 >= len(text) || !isDigit(text[end+1])
+}
+
+// contextBefore says whether one of words (lower case) stands within n
+// bytes before start: as a word of its own once camelCase, snake_case
+// and kebab-case are split (patient_ssn, phoneNumber).
+func contextBefore(text string, start, n int, words *regexp.Regexp) bool {
+	window := text[max(0, start-n):start]
+	var b strings.Builder
+	prevLower := false
+	for _, r := range window {
+		switch {
+		case unicode.IsUpper(r):
+			if prevLower {
+				b.WriteByte(' ')
+			}
+			b.WriteRune(unicode.ToLower(r))
+			prevLower = false
+		case r == '_' || r == '-':
+			b.WriteByte(' ')
+			prevLower = false
+		default:
+			b.WriteRune(r)
+			prevLower = unicode.IsLower(r)
 		}
 	}
-	if end < len(text) {
-		c := text[end]
-		if isWord(c) {
-			return false
-		}
-		if (c == '-' || c == '.' || c == '/' || c == ':') && end+1 < len(text) && isWord(text[end+1]) {
-			return false
-		}
+	return words.MatchString(b.String())
+}
+
+// contextWords is a matcher of words, each standing alone (not inside
+// another word, whatever its letters' script), for contextBefore.
+func contextWords(words ...string) *regexp.Regexp {
+	quoted := make([]string, len(words))
+	for i, w := range words {
+		quoted[i] = regexp.QuoteMeta(strings.ToLower(w))
 	}
-	return true
+	return regexp.MustCompile(`(?:^|[^\pL\pN])(?:` + strings.Join(quoted, "|") + `)(?:[^\pL\pN]|$)`)
 }
 
 // digitsOf is s with only its ASCII digits.

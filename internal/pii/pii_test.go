@@ -75,6 +75,22 @@ func TestRecognizers(t *testing.T) {
 		{"+49 12", nil},              // too short
 		{"on 2026-12-07", nil},       // a date
 		{"call 01 23 45 67 89", nil}, // FR, not a region of this scanner
+		// Found as people write them (a review's cases).
+		{"cards 4111111111111111 5500000000000004", []string{"card:4111111111111111", "card:5500000000000004"}},
+		{"4111 1111 1111 1111 5500 0000 0000 0004", []string{"card:4111 1111 1111 1111", "card:5500 0000 0000 0004"}},
+		{"USPS tracking 9400 3572 6079 0273 1205 97", nil},
+		{"card:4111111111111111 ssn:536-22-1234 host:10.0.0.1", []string{"card:4111111111111111", "ssn:536-22-1234", "ip:10.0.0.1"}},
+		{"GET http://10.0.0.1:8080/ from 203.0.113.5:51234 in 10.1.2.3/32", []string{"ip:10.0.0.1", "ip:203.0.113.5", "ip:10.1.2.3"}},
+		{`{"patient_ssn":"536221234","phoneNumber":"4155552671"}`, []string{"ssn:536221234", "phone:4155552671"}},
+		{"SS#536221234", []string{"ssn:536221234"}},
+		{"patrick.o'brien@example.com, josé.garcía@example.es, müller@bücher.de",
+			[]string{"email:patrick.o'brien@example.com", "email:josé.garcía@example.es", "email:müller@bücher.de"}},
+		{"mapped ::ffff:192.168.1.1 and std::vector a::b", []string{"ip:::ffff:192.168.1.1"}},
+		{"AT611904300234573201 ES9121000418450200051332", []string{"iban:AT611904300234573201", "iban:ES9121000418450200051332"}},
+		{"de89 3704 0044 0532 0130 00 and DE89-3704-0044-0532-0130-00", []string{"iban:de89 3704 0044 0532 0130 00", "iban:DE89-3704-0044-0532-0130-00"}},
+		{"see section 6.5.1.1 and ORD-2025-835744", nil},
+		// Overlapping findings are one, so no part of a value is left.
+		{`password="hunter2 alice@example.com"`, []string{`email:"hunter2 alice@example.com"`}},
 		// Secrets: the audit trail's rules.
 		{"key AKIAIOSFODNN7EXAMPLE here", []string{"secret:AKIAIOSFODNN7EXAMPLE"}},
 		{"Authorization: Bearer abcdefghijklmnopqrstuvwxyz0123", []string{"secret:abcdefghijklmnopqrstuvwxyz0123"}},
@@ -154,10 +170,11 @@ func TestCustomPatterns(t *testing.T) {
 	if len(found) != 1 || found[0].Confidence != 0.95 {
 		t.Errorf("confidence: %+v, want 0.95", found)
 	}
-	_, errs = CompilePatterns([]custosv1alpha1.PIIPattern{{Name: "broken", Regex: `(\d+`}, {Name: "empty", Regex: `\d*`}},
+	_, errs = CompilePatterns([]custosv1alpha1.PIIPattern{{Name: "broken", Regex: `(\d+`}, {Name: "empty", Regex: `\d*`}, {Name: "huge", Regex: `[a-z]{1000}x`}},
 		field.NewPath("spec", "pii", "patterns"))
-	if len(errs) != 2 || errs[0].Field != "spec.pii.patterns[0].regex" || !strings.Contains(errs[0].Detail, "not an RE2 regular expression") ||
-		errs[1].Field != "spec.pii.patterns[1].regex" || !strings.Contains(errs[1].Detail, "matches the empty string") {
+	if len(errs) != 3 || errs[0].Field != "spec.pii.patterns[0].regex" || !strings.Contains(errs[0].Detail, "not an RE2 regular expression") ||
+		errs[1].Field != "spec.pii.patterns[1].regex" || !strings.Contains(errs[1].Detail, "matches the empty string") ||
+		errs[2].Field != "spec.pii.patterns[2].regex" || !strings.Contains(errs[2].Detail, "instructions, more than 500") {
 		t.Errorf("errors: %v", errs)
 	}
 }

@@ -28,7 +28,7 @@ import (
 var ssnCandidate = regexp.MustCompile(`\d{3}([- ]?)\d{2}([- ]?)\d{4}`)
 
 // ssnContext are the words that make a bare nine-digit run an SSN.
-var ssnContext = regexp.MustCompile(`(?i)\b(?:ssn|ssns|social security|soc\.? ?sec|ss#|taxpayer|tin)\b`)
+var ssnContext = contextWords("ssn", "ssns", "social security", "social security number", "soc sec", "soc. sec", "ss#", "taxpayer", "tin")
 
 // ssnSamples are numbers published as examples, never issued.
 var ssnSamples = map[string]bool{"078051120": true, "219099999": true, "123456789": true, "111111111": true, "457555462": true}
@@ -41,7 +41,7 @@ func ssns(_ *Scanner, text string) []Finding {
 	for _, m := range ssnCandidate.FindAllStringSubmatchIndex(text, -1) {
 		start, end := m[0], m[1]
 		sep1, sep2 := text[m[2]:m[3]], text[m[4]:m[5]]
-		if sep1 != sep2 || !isolated(text, start, end) {
+		if sep1 != sep2 || !isolated(text, start, end) || inIdentifier(text, start) || identifierGoesOn(text, end) {
 			continue
 		}
 		d := digitsOf(text[start:end])
@@ -51,7 +51,7 @@ func ssns(_ *Scanner, text string) []Finding {
 		}
 		conf := 0.85
 		if sep1 == "" {
-			if !ssnContext.MatchString(text[max(0, start-40):start]) {
+			if !contextBefore(text, start, 40, ssnContext) {
 				continue
 			}
 			conf = 0.7
@@ -62,8 +62,8 @@ func ssns(_ *Scanner, text string) []Finding {
 }
 
 // ibanCandidate is a country code, two check digits and the account, in
-// groups of four or not.
-var ibanCandidate = regexp.MustCompile(`[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?`)
+// groups of four (spaces or dashes) or not, in either case.
+var ibanCandidate = regexp.MustCompile(`(?i)[A-Z]{2}\d{2}(?:[ -]?[A-Z0-9]{4}){2,7}(?:[ -]?[A-Z0-9]{1,4})?`)
 
 // ibanLength is each country's IBAN length (the ECBS registry).
 var ibanLength = map[string]int{
@@ -77,31 +77,39 @@ var ibanLength = map[string]int{
 }
 
 // ibans: IBANs of their country's length whose check digits hold
-// (mod 97 is 1).
+// (mod 97 is 1). A candidate longer than its country's IBAN is cut to it,
+// and the search goes on after the cut (two IBANs in a row).
 func ibans(_ *Scanner, text string) []Finding {
 	var out []Finding
-	for _, m := range ibanCandidate.FindAllStringIndex(text, -1) {
-		start, end := m[0], m[1]
-		compact := strings.ReplaceAll(text[start:end], " ", "")
-		want, ok := ibanLength[compact[:2]]
-		if !ok || len(compact) < want {
+	for from := 0; from < len(text); {
+		m := ibanCandidate.FindStringIndex(text[from:])
+		if m == nil {
+			break
+		}
+		start, end := from+m[0], from+m[1]
+		from = end
+		want, ok := ibanLength[strings.ToUpper(text[start:start+2])]
+		if !ok {
+			from = start + 1
 			continue
 		}
-		// A trailing group may be the next word's: take the country's
-		// length.
-		if len(compact) > want {
-			n := 0
-			for end = start; end < m[1] && n < want; end++ {
-				if text[end] != ' ' {
-					n++
-				}
+		n := 0
+		cut := start
+		for ; cut < end && n < want; cut++ {
+			if c := text[cut]; c != ' ' && c != '-' {
+				n++
 			}
-			compact = compact[:want]
 		}
-		if !isolated(text, start, end) || !mod97(compact) {
+		if n < want {
 			continue
 		}
-		out = append(out, Finding{Type: IBAN, Start: start, End: end, Confidence: 0.97})
+		compact := strings.ToUpper(strings.NewReplacer(" ", "", "-", "").Replace(text[start:cut]))
+		if !isolated(text, start, cut) && !(cut < end) || !isolatedBefore(text, start) || !mod97(compact) {
+			from = start + 1
+			continue
+		}
+		out = append(out, Finding{Type: IBAN, Start: start, End: cut, Confidence: 0.97})
+		from = cut
 	}
 	return out
 }
@@ -125,7 +133,7 @@ func mod97(iban string) bool {
 }
 
 // emailCandidate is a local part, @ and a domain with a TLD of letters.
-var emailCandidate = regexp.MustCompile(`[A-Za-z0-9._%+\-]+@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,24}`)
+var emailCandidate = regexp.MustCompile(`[\pL\pN._%+'!#$&*/=?^{|}~\-]+@[\pL\pN](?:[\pL\pN\-]*[\pL\pN])?(?:\.[\pL\pN](?:[\pL\pN\-]*[\pL\pN])?)*\.(?:[\pL]{2,24}|xn--[a-zA-Z0-9\-]{2,59})`)
 
 // emails: addresses that parse (RFC 5322) as themselves, whose local part
 // neither starts nor ends with a dot nor holds two in a row.
@@ -145,7 +153,7 @@ func emails(_ *Scanner, text string) []Finding {
 		if err != nil || a.Address != s {
 			continue
 		}
-		if end < len(text) && (isWord(text[end]) || text[end] == '@') {
+		if end < len(text) && (isWord(text[end]) || text[end] == '@') || start > 0 && text[start-1] == '@' {
 			continue
 		}
 		out = append(out, Finding{Type: Email, Start: start, End: end, Confidence: 0.95})
@@ -157,8 +165,10 @@ func emails(_ *Scanner, text string) []Finding {
 // colons (an embedded IPv4 tail too).
 var (
 	ipv4Candidate = regexp.MustCompile(`\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}`)
-	ipv6Candidate = regexp.MustCompile(`[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})?`)
-	versionBefore = regexp.MustCompile(`(?i)(?:\bv|version|ver\.?|release|build|oid)\s*$`)
+	ipv6Candidate = regexp.MustCompile(`(?:[0-9A-Fa-f]{0,4}:){2,7}(?:\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|[0-9A-Fa-f]{0,4})`)
+	versionBefore = regexp.MustCompile(`(?i)(?:\bv|version|ver\.?|release|build|oid|section|sect\.?|§|clause|chapter|rule|step|article|art\.)\s*$`)
+	// portOrPrefix is what may follow an address: :port, /prefix.
+	portOrPrefix = regexp.MustCompile(`^(?::\d{1,5}|/\d{1,3})`)
 )
 
 // ips: IPv4 addresses that parse and are no version number or piece of
@@ -168,7 +178,8 @@ func ips(_ *Scanner, text string) []Finding {
 	var out []Finding
 	for _, m := range ipv4Candidate.FindAllStringIndex(text, -1) {
 		start, end := m[0], m[1]
-		if !isolated(text, start, end) || versionBefore.MatchString(text[max(0, start-10):start]) {
+		after := end + len(portOrPrefix.FindString(text[end:]))
+		if !isolatedBefore(text, start) || !isolatedAfter(text, after) || versionBefore.MatchString(text[max(0, start-10):start]) {
 			continue
 		}
 		a, err := netip.ParseAddr(text[start:end])
@@ -180,7 +191,8 @@ func ips(_ *Scanner, text string) []Finding {
 	for _, m := range ipv6Candidate.FindAllStringIndex(text, -1) {
 		start, end := m[0], m[1]
 		s := text[start:end]
-		if strings.Count(s, ":") < 2 || !isolatedHex(text, start, end) {
+		if strings.Count(s, ":") < 2 || !strings.ContainsAny(s, "0123456789") || !isolatedHex(text, start, end) {
+			// a::b in C++ is no address.
 			continue
 		}
 		a, err := netip.ParseAddr(s)
