@@ -122,6 +122,10 @@ bench-approval: controlplane ## Race 4 consumers of each of 10,000 approved Appr
 bench-risk: ## Time the caps' accounting per gateway call (goal 1 us) and the breaker's tick for 10,000 agents (goal 10 ms).
 	$(GO) test ./internal/breaker/ -run '^$$' -bench 'BenchmarkMeterTake|BenchmarkDetectorTick10000Agents' -benchmem -benchtime 2s
 
+.PHONY: bench-pii
+bench-pii: ## The personal-data recognizers' MB/s per core over prose and over JSON results' string leaves, beside the audit trail's redaction and JSON decoding of the same bytes (the baselines, in the same run).
+	$(GO) test ./internal/pii/ -run '^$$' -bench . -benchtime 5x -cpu 1
+
 .PHONY: bench-evaluate
 bench-evaluate: build ## Follow a trail of 10,000 records with the manager killed every few seconds: Findings missing or counted twice (must be 0) and the time from record to Finding (BENCH_ARGS="-records 10000 -kill-every 15s").
 	$(GO) build -o bin/custos-dev ./hack/dev

@@ -138,6 +138,9 @@ var emailCandidate = regexp.MustCompile(`[\pL\pN._%+'!#$&*/=?^{|}~\-]+@[\pL\pN](
 // emails: addresses that parse (RFC 5322) as themselves, whose local part
 // neither starts nor ends with a dot nor holds two in a row.
 func emails(_ *Scanner, text string) []Finding {
+	if strings.IndexByte(text, '@') < 0 {
+		return nil
+	}
 	var out []Finding
 	for _, m := range emailCandidate.FindAllStringIndex(text, -1) {
 		start, end := m[0], m[1]
@@ -176,7 +179,7 @@ var (
 // groups.
 func ips(_ *Scanner, text string) []Finding {
 	var out []Finding
-	for _, m := range ipv4Candidate.FindAllStringIndex(text, -1) {
+	for _, m := range ipv4Candidates(text) {
 		start, end := m[0], m[1]
 		after := end + len(portOrPrefix.FindString(text[end:]))
 		if !isolatedBefore(text, start) || !isolatedAfter(text, after) || versionBefore.MatchString(text[max(0, start-10):start]) {
@@ -187,6 +190,9 @@ func ips(_ *Scanner, text string) []Finding {
 			continue
 		}
 		out = append(out, Finding{Type: IP, Start: start, End: end, Confidence: 0.85})
+	}
+	if strings.Count(text, ":") < 2 {
+		return out
 	}
 	for _, m := range ipv6Candidate.FindAllStringIndex(text, -1) {
 		start, end := m[0], m[1]
@@ -214,4 +220,16 @@ func isolatedHex(text string, start, end int) bool {
 		return false
 	}
 	return true
+}
+
+// ipv4Candidates are ipv4Candidate's matches, the regular expression run
+// only where a digit, a dot and a digit stand together (prose has dots
+// and digits, seldom so).
+func ipv4Candidates(text string) [][]int {
+	for i := 1; i+1 < len(text); i++ {
+		if text[i] == '.' && isDigit(text[i-1]) && isDigit(text[i+1]) {
+			return ipv4Candidate.FindAllStringIndex(text, -1)
+		}
+	}
+	return nil
 }
