@@ -41,7 +41,19 @@ var (
 // run of digits (no punctuation) only with a context word before it.
 func phones(s *Scanner, text string) []Finding {
 	var out []Finding
-	for _, m := range phoneCandidate.FindAllStringIndex(text, -1) {
+	isPhoneByte := func(c byte) bool {
+		return isDigit(c) || c == '+' || c == '(' || c == ')' || c == '.' || c == '-' || c == ' '
+	}
+	enoughDigits := func(run string) bool {
+		n := 0
+		for i := 0; i < len(run); i++ {
+			if isDigit(run[i]) {
+				n++
+			}
+		}
+		return n >= 7
+	}
+	for _, m := range runsOf(text, isPhoneByte, enoughDigits, func(run string) [][]int { return phoneCandidate.FindAllStringIndex(run, -1) }) {
 		start, end := m[0], m[1]
 		cand := text[start:end]
 		digits := digitsOf(cand)

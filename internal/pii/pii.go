@@ -238,3 +238,36 @@ func luhn(digits string) bool {
 	}
 	return len(digits) > 0 && sum%10 == 0
 }
+
+// runsOf calls match with each maximal run of text's bytes that in says
+// belong, and its offset, when keep says the run may hold a value: a
+// recognizer's regular expression then reads only those runs (prose is
+// mostly letters, which no number holds). The spans match returns are
+// the run's, shifted to text's.
+func runsOf(text string, in func(byte) bool, keep func(string) bool, match func(string) [][]int) [][]int {
+	var out [][]int
+	for i := 0; i < len(text); {
+		if !in(text[i]) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(text) && in(text[j]) {
+			j++
+		}
+		if run := text[i:j]; keep(run) {
+			for _, m := range match(run) {
+				shifted := make([]int, len(m))
+				for k, v := range m {
+					shifted[k] = v
+					if v >= 0 {
+						shifted[k] = v + i
+					}
+				}
+				out = append(out, shifted)
+			}
+		}
+		i = j
+	}
+	return out
+}

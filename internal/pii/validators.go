@@ -226,10 +226,6 @@ func isolatedHex(text string, start, end int) bool {
 // only where a digit, a dot and a digit stand together (prose has dots
 // and digits, seldom so).
 func ipv4Candidates(text string) [][]int {
-	for i := 1; i+1 < len(text); i++ {
-		if text[i] == '.' && isDigit(text[i-1]) && isDigit(text[i+1]) {
-			return ipv4Candidate.FindAllStringIndex(text, -1)
-		}
-	}
-	return nil
+	return runsOf(text, func(c byte) bool { return isDigit(c) || c == '.' }, func(run string) bool { return strings.Count(run, ".") >= 3 },
+		func(run string) [][]int { return ipv4Candidate.FindAllStringIndex(run, -1) })
 }
