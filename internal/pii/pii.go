@@ -71,7 +71,10 @@ type Scanner struct {
 // recognizer finds candidates of one type in text.
 type recognizer func(s *Scanner, text string) []Finding
 
-var recognizers = []recognizer{cards, ssns, ibans, emails, ips, phones, secrets}
+// recognizers run first; phones then read the text with what they found
+// blanked, so that a phone candidate never takes in another value (a
+// number beside an address) and is refused whole for it.
+var recognizers = []recognizer{cards, ssns, ibans, emails, ips, secrets}
 
 // secrets: the spans the audit trail's redaction takes for secrets, one
 // rule set for both.
@@ -95,6 +98,17 @@ func (s *Scanner) Scan(text string) []Finding {
 	for i := range s.Patterns {
 		all = append(all, s.Patterns[i].find(text)...)
 	}
+	blanked := text
+	if len(all) > 0 {
+		b := []byte(text)
+		for _, f := range all {
+			for i := f.Start; i < f.End; i++ {
+				b[i] = '\n'
+			}
+		}
+		blanked = string(b)
+	}
+	all = append(all, phones(s, blanked)...)
 	if len(all) == 0 {
 		return nil
 	}
