@@ -72,8 +72,8 @@ func attest(args []string, stdout, stderr io.Writer) int {
 	} else if n := utf8.RuneCountInString(*comment); n > 1024 {
 		problems = append(problems, fmt.Sprintf("--comment is %d characters long: at most 1024", n))
 	}
-	if p := periodProblem(*period); p != "" {
-		problems = append(problems, strings.Replace(p, "--period", "--report", 2))
+	if p := periodProblem("--report", *period); p != "" {
+		problems = append(problems, p)
 	}
 	if p := cf.check(); p != "" {
 		problems = append(problems, p)

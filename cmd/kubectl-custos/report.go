@@ -59,7 +59,7 @@ func reportCommand(args []string, stdout, stderr io.Writer) int {
 	if len(pos) != 1 {
 		problems = append(problems, fmt.Sprintf("want one AGENT, got %d arguments", len(pos)))
 	}
-	if p := periodProblem(*period); p != "" {
+	if p := periodProblem("--period", *period); p != "" {
 		problems = append(problems, p)
 	}
 	if p := cf.check(); p != "" {
@@ -90,13 +90,14 @@ func reportCommand(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// periodProblem says what is wrong with --period, "" when nothing.
-func periodProblem(period string) string {
+// periodProblem says what is wrong with the month given as flag, "" when
+// nothing.
+func periodProblem(flag, period string) string {
 	if period == "" {
 		return ""
 	}
 	if _, _, err := evaluate.PeriodBounds(period); err != nil {
-		return "--period " + strconv.Quote(period) + " is not a month: want YYYY-MM, e.g. --period " + lastMonth(time.Now())
+		return flag + " " + strconv.Quote(period) + " is not a month: want YYYY-MM, e.g. " + flag + " " + lastMonth(time.Now())
 	}
 	return ""
 }

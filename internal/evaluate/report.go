@@ -594,15 +594,8 @@ func (r *Runner) notCounted() string {
 
 // reportDropped: as dropped, for records to count into a report.
 func (r *Runner) reportDropped(key client.ObjectKey, records int, err error) error {
-	reason := ""
-	switch {
-	case apierrors.IsForbidden(err):
-		reason = "Forbidden"
-	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
-		reason = "Invalid"
-	case apierrors.IsNotFound(err):
-		reason = "NotFound"
-	default:
+	reason := permanent(err)
+	if reason == "" {
 		return fmt.Errorf("report %s: %w", key, err)
 	}
 	reportRecordsDropped.WithLabelValues(reason).Add(float64(records))

@@ -744,20 +744,28 @@ func (r *Runner) record(ctx context.Context, h Hit, parts []cited) error {
 // counted and logged, so that one agent's hit does not hold back every
 // other's; any other error fails the pass, which reads it again.
 func (r *Runner) dropped(key client.ObjectKey, h Hit, err error) error {
-	reason := ""
-	switch {
-	case apierrors.IsForbidden(err):
-		reason = "Forbidden"
-	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
-		reason = "Invalid"
-	case apierrors.IsNotFound(err):
-		reason = "NotFound"
-	default:
+	reason := permanent(err)
+	if reason == "" {
 		return fmt.Errorf("finding %s: %w", key, err)
 	}
 	hitsDropped.WithLabelValues(reason).Inc()
 	r.Log.Error(err, "A hit could not be written to its Finding, and is dropped", "finding", key, "rubric", h.Rubric, "seqs", h.Seqs)
 	return nil
+}
+
+// permanent is the reason of an error the API server will give again
+// whatever the evaluator does (Forbidden, such as a namespace being
+// deleted; Invalid; NotFound), "" for any other.
+func permanent(err error) string {
+	switch {
+	case apierrors.IsForbidden(err):
+		return "Forbidden"
+	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
+		return "Invalid"
+	case apierrors.IsNotFound(err):
+		return "NotFound"
+	}
+	return ""
 }
 
 // cited are the records of a hit in one trail: its evidence name

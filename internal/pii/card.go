@@ -51,15 +51,7 @@ func groupsOf(run string, base int) (groups []string, starts []int, seps []byte)
 func cards(_ *Scanner, text string) []Finding {
 	var out []Finding
 	isCardByte := func(c byte) bool { return isDigit(c) || c == ' ' || c == '-' }
-	enoughDigits := func(run string) bool {
-		n := 0
-		for i := 0; i < len(run); i++ {
-			if isDigit(run[i]) {
-				n++
-			}
-		}
-		return n >= 12
-	}
+	enoughDigits := func(run string) bool { return countDigits(run) >= 12 }
 	for _, m := range runsOf(text, isCardByte, enoughDigits, func(run string) [][]int { return digitRun.FindAllStringIndex(run, -1) }) {
 		if !isolatedBefore(text, m[0]) || !isolatedAfter(text, m[1]) || m[0] > 0 && text[m[0]-1] == '+' {
 			// A number after + is a phone number's.

@@ -86,7 +86,7 @@ func (p *Pattern) find(text string) []Finding {
 				continue
 			}
 		case custosv1alpha1.PIIValidatorMod97:
-			compact := strings.ToUpper(strings.NewReplacer(" ", "", "-", "").Replace(v))
+			compact := strings.ToUpper(withoutSeparators.Replace(v))
 			if len(compact) < 5 || !mod97(compact) {
 				continue
 			}

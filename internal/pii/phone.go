@@ -44,15 +44,7 @@ func phones(s *Scanner, text string) []Finding {
 	isPhoneByte := func(c byte) bool {
 		return isDigit(c) || c == '+' || c == '(' || c == ')' || c == '.' || c == '-' || c == ' '
 	}
-	enoughDigits := func(run string) bool {
-		n := 0
-		for i := 0; i < len(run); i++ {
-			if isDigit(run[i]) {
-				n++
-			}
-		}
-		return n >= 7
-	}
+	enoughDigits := func(run string) bool { return countDigits(run) >= 7 }
 	for _, m := range runsOf(text, isPhoneByte, enoughDigits, func(run string) [][]int { return phoneCandidate.FindAllStringIndex(run, -1) }) {
 		start, end := m[0], m[1]
 		cand := text[start:end]

@@ -224,6 +224,21 @@ func contextWords(words ...string) *regexp.Regexp {
 	return regexp.MustCompile(`(?:^|[^\pL\pN])(?:` + strings.Join(quoted, "|") + `)(?:[^\pL\pN]|$)`)
 }
 
+// countDigits is how many ASCII digits s holds.
+func countDigits(s string) int {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if isDigit(s[i]) {
+			n++
+		}
+	}
+	return n
+}
+
+// withoutSeparators is s without the spaces and dashes a value is grouped
+// with.
+var withoutSeparators = strings.NewReplacer(" ", "", "-", "")
+
 // digitsOf is s with only its ASCII digits.
 func digitsOf(s string) string {
 	out := make([]byte, 0, len(s))

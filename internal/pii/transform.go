@@ -72,10 +72,13 @@ func DeriveKeys(secret []byte) (*Keys, error) {
 // high-entropy rule wants upper and lower case and digits).
 var tokenEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
+// labelSeparators are what a type's label writes as underscores.
+var labelSeparators = strings.NewReplacer(":", "_", "-", "_")
+
 // label is how a type is written in what replaces a value: EMAIL,
 // CUSTOM_EMPLOYEE_ID.
 func label(t Type) string {
-	return strings.ToUpper(strings.NewReplacer(":", "_", "-", "_").Replace(string(t)))
+	return strings.ToUpper(labelSeparators.Replace(string(t)))
 }
 
 // Transform returns text with each finding replaced as action says:

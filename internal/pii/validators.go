@@ -103,7 +103,7 @@ func ibans(_ *Scanner, text string) []Finding {
 		if n < want {
 			continue
 		}
-		compact := strings.ToUpper(strings.NewReplacer(" ", "", "-", "").Replace(text[start:cut]))
+		compact := strings.ToUpper(withoutSeparators.Replace(text[start:cut]))
 		if !isolated(text, start, cut) && !(cut < end) || !isolatedBefore(text, start) || !mod97(compact) {
 			from = start + 1
 			continue

@@ -38,13 +38,7 @@ type PIIField struct {
 }
 
 // Pointer is the path as a JSON pointer pattern (/patients/*/name).
-func (f PIIField) Pointer() string {
-	var b strings.Builder
-	for _, p := range f.Path {
-		b.WriteString("/" + strings.NewReplacer("~", "~0", "/", "~1").Replace(p))
-	}
-	return b.String()
-}
+func (f PIIField) Pointer() string { return jsonPointer(f.Path) }
 
 // maxPIIDepth bounds how deep marks are looked for (and how many local
 // $refs are followed on one path).
@@ -134,7 +128,8 @@ func PIIFields(doc any) ([]PIIField, *SchemaError) {
 	return out, nil
 }
 
-func escape(s string) string { return strings.NewReplacer("~", "~0", "/", "~1").Replace(s) }
+// pointerUnescaper undoes pointerEscaper.
+var pointerUnescaper = strings.NewReplacer("~1", "/", "~0", "~")
 
 // resolveLocal follows a local JSON pointer reference in doc.
 func resolveLocal(doc any, ref string) (any, bool) {
@@ -143,7 +138,7 @@ func resolveLocal(doc any, ref string) (any, bool) {
 		return doc, true
 	}
 	for _, tok := range strings.Split(strings.TrimPrefix(ref, "#/"), "/") {
-		tok = strings.NewReplacer("~1", "/", "~0", "~").Replace(tok)
+		tok = pointerUnescaper.Replace(tok)
 		m, ok := node.(map[string]any)
 		if !ok {
 			return nil, false

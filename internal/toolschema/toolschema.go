@@ -417,10 +417,15 @@ func jsonPointer(tokens []string) string {
 	var sb strings.Builder
 	for _, tok := range tokens {
 		sb.WriteByte('/')
-		sb.WriteString(strings.NewReplacer("~", "~0", "/", "~1").Replace(tok))
+		sb.WriteString(escape(tok))
 	}
 	return sb.String()
 }
+
+// pointerEscaper escapes a JSON pointer's reference token (RFC 6901).
+var pointerEscaper = strings.NewReplacer("~", "~0", "/", "~1")
+
+func escape(s string) string { return pointerEscaper.Replace(s) }
 
 // pointerIn returns the JSON pointer in the fragment of a URL the compiler
 // reports inside the schema, which it writes percent-encoded.
